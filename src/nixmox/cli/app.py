@@ -1,0 +1,421 @@
+"""The command line: parses arguments, calls a job, prints. Nothing else.
+
+Every command of the interface contract (PRODUCT.md) is declared here with
+its flags; a command whose implementation has not landed says so and exits 1.
+Jobs are imported inside the commands so that starting nixmox stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from nixmox import __version__
+from nixmox.errors import NotImplementedYet
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="inventory file (default /etc/nixmox/nixmox.toml, then ./nixmox.toml)",
+        dir_okay=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="show what would change, change nothing")
+]
+GuestOpt = Annotated[
+    list[str] | None,
+    typer.Option("--guest", help="only this guest (repeatable)", show_default=False),
+]
+
+
+@dataclass
+class Globals:
+    """Options given before the command name."""
+
+    config: Path | None = None
+    json: bool = False
+    verbosity: int = 0
+
+
+app = typer.Typer(
+    name="nixmox",
+    help="Run a home Proxmox VE lab (NixOS guests, a Windows gaming VM) from one inventory.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nixmox {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "-v", "--verbose", count=True, show_default=False, help="-v debug, -vv tracebacks"
+        ),
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="warnings and errors only")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    ctx.obj = Globals(config=config, json=json, verbosity=-1 if quiet else verbose)
+
+
+def _globals(ctx: typer.Context, config: Path | None, json: bool) -> Globals:
+    """Merge options given after the command over those given before it."""
+    base = ctx.find_root().obj
+    assert isinstance(base, Globals)
+    return Globals(config=config or base.config, json=json or base.json, verbosity=base.verbosity)
+
+
+def _pending(command: str, issue: int) -> NoReturn:
+    raise NotImplementedYet(command, issue)
+
+
+# -- config -------------------------------------------------------------------
+
+config_app = typer.Typer(
+    help="Validate the inventory or print its JSON Schema.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(ctx: typer.Context, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Validate the inventory: exit 0 if valid, 1 with one line per problem otherwise."""
+    from nixmox.cli import config_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(config_cmd.check(g.config, as_json=g.json))
+
+
+@config_app.command("schema")
+def config_schema(ctx: typer.Context) -> None:
+    """Print the inventory's JSON Schema (for editor completion)."""
+    from nixmox.cli import config_cmd
+
+    config_cmd.schema()
+
+
+# -- doctor -------------------------------------------------------------------
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only", help="area: proxmox, guests, passthrough, storage, backups, snapshots, host"
+        ),
+    ] = None,
+    host_root: Annotated[
+        Path, typer.Option("--host-root", help="read host files (/sys, /proc, /etc, ...) under DIR")
+    ] = Path("/"),
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Check the lab's health: PASS/WARN/FAIL lines; exit 0 pass, 1 warn, 2 fail, 3 unknown."""
+    from nixmox.cli import doctor_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(doctor_cmd.run(g.config, only or [], host_root, as_json=g.json))
+
+
+# -- provisioning (issue 3) ---------------------------------------------------
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="exit 0 no changes, 2 changes, 1 error")
+    ] = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Show desired vs actual: every change, labelled by how disruptive it is."""
+    _pending("plan", 3)
+
+
+@app.command()
+def apply(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask before changing")] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Make the lab match the inventory."""
+    _pending("apply", 3)
+
+
+@app.command()
+def adopt(
+    ctx: typer.Context,
+    vmids: Annotated[list[int], typer.Argument(help="guests to describe")],
+    config: ConfigOpt = None,
+) -> None:
+    """Print inventory TOML for guests that already exist."""
+    _pending("adopt", 3)
+
+
+# -- snapshots and retention (issue 4) ----------------------------------------
+
+
+@app.command()
+def snapshot(
+    ctx: typer.Context,
+    dry_run: DryRunOpt = False,
+    monitor: Annotated[
+        bool, typer.Option("--monitor", help="Nagios check of snapshot freshness")
+    ] = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Take and prune ZFS snapshots on their policies."""
+    _pending("snapshot", 4)
+
+
+@app.command("prune-sim")
+def prune_sim(
+    keep_last: Annotated[int | None, typer.Option("--keep-last", min=0)] = None,
+    keep_hourly: Annotated[int | None, typer.Option("--keep-hourly", min=0)] = None,
+    keep_daily: Annotated[int | None, typer.Option("--keep-daily", min=0)] = None,
+    keep_weekly: Annotated[int | None, typer.Option("--keep-weekly", min=0)] = None,
+    keep_monthly: Annotated[int | None, typer.Option("--keep-monthly", min=0)] = None,
+    keep_yearly: Annotated[int | None, typer.Option("--keep-yearly", min=0)] = None,
+    keep_all: Annotated[bool, typer.Option("--keep-all")] = False,
+    tz: Annotated[str | None, typer.Option("--tz", help="zone for days and weeks")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Proxmox's prune simulator: one time per line on stdin, each printed with its mark."""
+    _pending("prune-sim", 4)
+
+
+# -- backups (issue 5) --------------------------------------------------------
+
+backup_app = typer.Typer(help="vzdump backups with retention, and restore verification.")
+app.add_typer(backup_app, name="backup")
+
+
+@backup_app.callback(invoke_without_command=True)
+def backup(
+    ctx: typer.Context,
+    guest: GuestOpt = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Back up the guests (vzdump), then prune each one whose backup succeeded."""
+    if ctx.invoked_subcommand is None:
+        _pending("backup", 5)
+
+
+@backup_app.command("verify")
+def backup_verify(
+    ctx: typer.Context, guest: GuestOpt = None, config: ConfigOpt = None, json: JsonOpt = False
+) -> None:
+    """Restore the newest backup to a scratch VMID, boot it, check it, destroy it."""
+    _pending("backup verify", 5)
+
+
+# -- updates (issue 6) --------------------------------------------------------
+
+update_app = typer.Typer(
+    help="Transactional updates: snapshot, update, check, roll back.", no_args_is_help=True
+)
+app.add_typer(update_app, name="update")
+
+
+@update_app.command("host")
+def update_host(
+    ctx: typer.Context,
+    node: Annotated[str | None, typer.Option("--node", help="only this node")] = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Update the Proxmox host(s) with apt, one node at a time."""
+    _pending("update host", 6)
+
+
+@update_app.command("nixos")
+def update_nixos(
+    ctx: typer.Context,
+    guest: GuestOpt = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Update NixOS guests: flake lock, build, switch, health check, roll back on failure."""
+    _pending("update nixos", 6)
+
+
+@update_app.command("windows")
+def update_windows(
+    ctx: typer.Context,
+    guest: GuestOpt = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Windows Update through the guest agent, with a reboot policy that spares games."""
+    _pending("update windows", 6)
+
+
+# -- observability (issue 9) --------------------------------------------------
+
+
+@app.command()
+def status(ctx: typer.Context, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """One screen: guests, last backups, newest snapshots, pending updates, last runs."""
+    _pending("status", 9)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Option("--job", help="only this job")] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The run journal: what ran, when, how long, what changed, what failed."""
+    _pending("history", 9)
+
+
+# -- generated artefacts, install (issues 7 and 9) ----------------------------
+
+render_app = typer.Typer(help="Generated artefacts: systemd units, diagrams.", no_args_is_help=True)
+app.add_typer(render_app, name="render")
+
+
+@render_app.command("systemd")
+def render_systemd(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="directory to write the units into")],
+    config: ConfigOpt = None,
+) -> None:
+    """Write a oneshot service and a timer per job."""
+    _pending("render systemd", 7)
+
+
+@render_app.command("diagram")
+def render_diagram(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Option("--kind", help="network, storage or updates")] = "network",
+    config: ConfigOpt = None,
+) -> None:
+    """The lab's mermaid diagrams from the inventory and live state."""
+    _pending("render diagram", 9)
+
+
+@app.command()
+def install(
+    ctx: typer.Context,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="write under DIR, enable nothing")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write and enable the systemd units on a Debian/Proxmox host."""
+    _pending("install", 7)
+
+
+@app.command()
+def uninstall(
+    ctx: typer.Context,
+    root: Annotated[Path | None, typer.Option("--root", help="remove under DIR")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Remove exactly what `install` wrote."""
+    _pending("uninstall", 7)
+
+
+# -- templates, Windows provisioning, ZFS caching (issue 10) -------------------
+
+template_app = typer.Typer(help="NixOS LXC and VM images.", no_args_is_help=True)
+app.add_typer(template_app, name="template")
+
+
+@template_app.command("build")
+def template_build(kind: Annotated[str, typer.Argument(help="nixos-lxc or nixos-vm")]) -> None:
+    """Build a NixOS template image."""
+    _pending("template build", 10)
+
+
+@template_app.command("upload")
+def template_upload(
+    file: Annotated[Path, typer.Argument(help="image to upload")], config: ConfigOpt = None
+) -> None:
+    """Put an image on the right Proxmox storage."""
+    _pending("template upload", 10)
+
+
+windows_app = typer.Typer(help="Windows guest provisioning.", no_args_is_help=True)
+app.add_typer(windows_app, name="windows")
+
+
+@windows_app.command("provision")
+def windows_provision(
+    guest: Annotated[str, typer.Option("--guest", help="the Windows guest")],
+    config: ConfigOpt = None,
+) -> None:
+    """Drivers, Steam and Rust through the guest agent, idempotently."""
+    _pending("windows provision", 10)
+
+
+zfs_app = typer.Typer(help="ZFS helpers.", no_args_is_help=True)
+app.add_typer(zfs_app, name="zfs")
+cache_app = typer.Typer(help="L2ARC and SLOG devices.", no_args_is_help=True)
+zfs_app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("add")
+def zfs_cache_add(args: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+    """Add an L2ARC or SLOG device to a pool."""
+    _pending("zfs cache add", 10)
+
+
+@cache_app.command("remove")
+def zfs_cache_remove(args: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+    """Remove an L2ARC or SLOG device from a pool."""
+    _pending("zfs cache remove", 10)
+
+
+def invoke(args: list[str]) -> int:
+    """Run the CLI on ``args``; usage errors become one line and exit 2."""
+    try:  # typer >= 0.29 vendors click; older releases depend on it
+        from typer._click import exceptions as click  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click  # type: ignore[no-redef,import-not-found,unused-ignore]
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args, prog_name="nixmox", standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
+        return 0
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        typer.echo(f"nixmox: {exc.format_message()}{hint}", err=True)
+        return 2
+    return result if isinstance(result, int) else 0

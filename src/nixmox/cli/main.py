@@ -1,0 +1,79 @@
+"""Entry point of the ``nixmox`` command.
+
+Kept free of heavy imports: ``nixmox --version`` answers before typer, rich or
+pydantic load. Everything else goes through :func:`run`, the one place where
+errors become a single line and an exit code (tracebacks only with ``-vv``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _verbosity(args: list[str]) -> int:
+    """Count -v/-vv/-q among the global options (before the command)."""
+    level = 0
+    for arg in args:
+        if not arg.startswith("-"):
+            break
+        if arg == "-q" or arg == "--quiet":
+            level = -1
+        elif arg in ("-v", "--verbose"):
+            level += 1
+        elif arg == "-vv":
+            level += 2
+    return level
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run nixmox with ``argv`` (default: the process arguments); return the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:
+        from nixmox import __version__
+
+        print(f"nixmox {__version__}")
+        return 0
+
+    verbosity = _verbosity(args)
+    from nixmox import log
+
+    log.setup(verbosity)
+    from nixmox.errors import NixmoxError
+
+    try:
+        from nixmox.cli.app import invoke
+
+        return invoke(args)
+    except NixmoxError as exc:
+        if verbosity >= 2:
+            raise
+        from nixmox.inventory.load import InventoryInvalid
+
+        # Inventory problems are already FILE:LINE:COL lines; others get our name.
+        prefix = "" if isinstance(exc, InventoryInvalid) else "nixmox: "
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(log.mask(prefix + line), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nixmox: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if verbosity >= 2:
+            raise
+        print(
+            log.mask(
+                f"nixmox: internal error: {type(exc).__name__}: {exc} "
+                "(run with -vv for the traceback, and please report it)"
+            ),
+            file=sys.stderr,
+        )
+        return 1
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

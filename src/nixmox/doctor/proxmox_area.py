@@ -1,0 +1,127 @@
+"""Doctor areas that ask the Proxmox API: ``proxmox`` and ``guests``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nixmox.doctor.verdict import Check, Status
+from nixmox.errors import NixmoxError
+from nixmox.inventory.model import Inventory
+from nixmox.proxmox.client import Proxmox
+from nixmox.proxmox.settings import connection
+
+
+def check_proxmox(inv: Inventory) -> tuple[list[Check], Proxmox | None]:
+    """Is the API reachable over verified TLS, and does it take our token?"""
+    try:
+        conn = connection(inv.proxmox)
+    except NixmoxError as exc:
+        return [
+            Check(
+                "proxmox-connection",
+                Status.FAIL,
+                "[proxmox]",
+                str(exc),
+                "set the [proxmox] keys or the NIXMOX_PVE_* variables",
+            )
+        ], None
+    subject = conn.url
+    try:
+        api = Proxmox(conn)
+        version: dict[str, Any] = api.get("/version")
+    except NixmoxError as exc:
+        return [
+            Check(
+                "proxmox-reachable",
+                Status.FAIL,
+                subject,
+                str(exc),
+                "check the url, the network path and the CA file",
+            )
+        ], None
+    how = f"CA file {conn.ca_file}" if conn.ca_file else "the system trust store"
+    checks = [
+        Check(
+            "proxmox-reachable",
+            Status.PASS,
+            subject,
+            f"Proxmox VE {version.get('version', '?')} (release {version.get('release', '?')}), "
+            f"TLS verified with {how}, token {conn.token_id} accepted",
+        ),
+    ]
+    major = str(version.get("version", "0")).split(".", 1)[0]
+    if major.isdigit() and int(major) < 8:
+        checks.append(
+            Check(
+                "proxmox-version",
+                Status.WARN,
+                subject,
+                f"Proxmox VE {version.get('version')} is older than 8",
+                "upgrade to Proxmox VE 8 or 9; nixmox targets those",
+            )
+        )
+    return checks, api
+
+
+def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:
+    """Every declared guest exists, on its node, of its kind, and is not locked."""
+    try:
+        resources: list[dict[str, Any]] = api.get("/cluster/resources", type="vm")
+    except NixmoxError as exc:
+        return [
+            Check(
+                "guest-exists",
+                Status.UNKNOWN,
+                "/cluster/resources",
+                str(exc),
+                "check the token's VM.Audit privilege",
+            )
+        ]
+    by_vmid = {int(r["vmid"]): r for r in resources if "vmid" in r}
+    checks: list[Check] = []
+    for guest in inv.guests:
+        subject = f"{guest.name} ({guest.vmid})"
+        found = by_vmid.get(guest.vmid)
+        want_type = "lxc" if guest.kind == "lxc" else "qemu"
+        if found is None:
+            checks.append(
+                Check(
+                    "guest-exists",
+                    Status.WARN,
+                    subject,
+                    f"no guest {guest.vmid} on the cluster",
+                    "run `nixmox plan` and `nixmox apply` to create it",
+                )
+            )
+            continue
+        if found.get("type") != want_type or found.get("node") != guest.node:
+            checks.append(
+                Check(
+                    "guest-exists",
+                    Status.FAIL,
+                    subject,
+                    f"vmid {guest.vmid} is a {found.get('type')} on {found.get('node')}, "
+                    f"the inventory says {want_type} on {guest.node}",
+                    "fix the inventory's kind/node or free the vmid",
+                )
+            )
+            continue
+        checks.append(
+            Check(
+                "guest-exists",
+                Status.PASS,
+                subject,
+                f"{want_type} on {guest.node}, {found.get('status', 'unknown')}",
+            )
+        )
+        if found.get("lock"):
+            checks.append(
+                Check(
+                    "guest-lock",
+                    Status.WARN,
+                    subject,
+                    f"locked ({found['lock']})",
+                    "wait for the operation holding the lock to finish",
+                )
+            )
+    return checks

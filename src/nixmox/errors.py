@@ -1,0 +1,56 @@
+"""The errors nixmox raises on purpose.
+
+Every failure a user can cause or meet (bad input, an unreachable API, a
+command that failed) is a :class:`NixmoxError`. The CLI turns one into a single
+clear line and an exit code; only ``-vv`` shows a traceback.
+"""
+
+from __future__ import annotations
+
+
+class NixmoxError(Exception):
+    """Base of every error nixmox reports to the user as one line."""
+
+    exit_code: int = 1
+
+
+class ConfigError(NixmoxError):
+    """The inventory (or a flag) is wrong; the message says where."""
+
+
+class NotImplementedYet(NixmoxError):
+    """A command of the interface contract whose implementation has not landed."""
+
+    def __init__(self, command: str, issue: int) -> None:
+        super().__init__(
+            f"`nixmox {command}` is not implemented yet (tracked in issue {issue}); "
+            "nothing was done"
+        )
+
+
+class CommandError(NixmoxError):
+    """An external command failed; stderr is kept for the report."""
+
+    def __init__(self, argv: list[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+        super().__init__(f"`{argv[0]}` exited with {returncode}: {detail}")
+
+
+class CommandNotFound(NixmoxError):
+    """The program to run does not exist on PATH (or on the remote host)."""
+
+
+class CommandTimeout(NixmoxError):
+    """An external command did not finish in time and was stopped."""
+
+
+class LockBusy(NixmoxError):
+    """Another nixmox run holds the state lock."""
+
+
+class ProxmoxError(NixmoxError):
+    """The Proxmox API refused a request or could not be reached."""

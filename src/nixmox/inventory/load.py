@@ -1,0 +1,171 @@
+"""Reading ``nixmox.toml``: parse, validate, cross-check, and say where it is wrong.
+
+Every problem becomes one :class:`Diagnostic` line,
+``FILE:LINE:COL: key.path: message``, and all of them are reported together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import ValidationError
+
+from nixmox.errors import ConfigError
+from nixmox.inventory.checks import Problem, check, render_path
+from nixmox.inventory.locate import Path, Position, locate_keys, nearest
+from nixmox.inventory.model import Inventory
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem in the inventory, with where it is."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.path}: {self.message}"
+
+
+class InventoryInvalid(ConfigError):
+    """The inventory has problems; ``diagnostics`` lists every one."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(str(d) for d in diagnostics))
+
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+_TOML_END = re.compile(r"\s*\(at end of document\)$")
+
+
+def _syntax_diagnostic(file: str, text: str, exc: tomllib.TOMLDecodeError) -> Diagnostic:
+    message = str(exc)
+    found = _TOML_POSITION.search(message)
+    if found:
+        line, column = int(found.group(1)), int(found.group(2))
+        message = message[: found.start()]
+    else:
+        line = text.count("\n") + 1
+        column = len(text) - (text.rfind("\n") + 1) + 1
+        message = _TOML_END.sub("", message)
+    return Diagnostic(file, line, column, "syntax", f"TOML syntax error: {message}")
+
+
+def _clean_location(loc: Sequence[str | int], data: Any) -> Path:
+    """Drop pydantic's union-branch tags (``int``, ``function-after[...]``)
+    from an error location, keeping only real keys and indices."""
+    path: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        in_table = isinstance(node, Mapping) and part in node
+        in_array = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_table or in_array:
+            node = node[part]
+            path.append(part)
+        elif i == len(loc) - 1 and isinstance(node, Mapping):
+            path.append(part)  # a missing key: name it
+    return tuple(path)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {json.dumps(value)}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        return message[len("Value error, ") :]
+    if kind.endswith("_type") or kind in ("literal_error", "enum"):
+        return f"{message[0].lower()}{message[1:]}, got {_describe(error.get('input'))}"
+    return f"{message[0].lower()}{message[1:]}"
+
+
+def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
+    merged: dict[Path, list[str]] = {}
+    for error in exc.errors():
+        path = _clean_location(error["loc"], data)
+        message = _message(error)
+        bucket = merged.setdefault(path, [])
+        if message not in bucket:
+            bucket.append(message)
+    return [Problem(path, " or ".join(messages)) for path, messages in merged.items()]
+
+
+def parse_inventory(text: str, file: str = "nixmox.toml") -> Inventory:
+    """Validate inventory text; raise :class:`InventoryInvalid` with every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InventoryInvalid([_syntax_diagnostic(file, text, exc)]) from None
+    positions = locate_keys(text)
+
+    def diagnose(problems: list[Problem]) -> InventoryInvalid:
+        diagnostics = []
+        for problem in problems:
+            pos: Position = nearest(positions, problem.path)
+            diagnostics.append(
+                Diagnostic(file, pos.line, pos.column, render_path(problem.path), problem.message)
+            )
+        diagnostics.sort(key=lambda d: (d.line, d.column))
+        return InventoryInvalid(diagnostics)
+
+    try:
+        inventory = Inventory.model_validate(data)
+    except ValidationError as exc:
+        raise diagnose(_pydantic_problems(exc, data)) from None
+    problems = check(inventory)
+    if problems:
+        raise diagnose(problems)
+    return inventory
+
+
+def load_inventory(path: FsPath) -> Inventory:
+    """Read and validate the inventory file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: inventory not found (give --config PATH)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the inventory: {exc}") from None
+    return parse_inventory(text, str(path))
+
+
+DEFAULT_PATHS = (FsPath("/etc/nixmox/nixmox.toml"), FsPath("nixmox.toml"))
+
+
+def find_inventory(explicit: FsPath | None) -> FsPath:
+    """The inventory to use: ``--config``, else /etc/nixmox, else ./nixmox.toml."""
+    if explicit is not None:
+        return explicit
+    for candidate in DEFAULT_PATHS:
+        if candidate.exists():
+            return candidate
+    tried = " or ".join(str(p) for p in DEFAULT_PATHS)
+    raise ConfigError(f"no inventory found at {tried} (give --config PATH)")

@@ -1,0 +1,90 @@
+"""Connection settings for the Proxmox API: the inventory, then NIXMOX_PVE_*.
+
+The token secret is read here (from ``NIXMOX_PVE_TOKEN`` or ``token_file``),
+registered for masking at once, and never shown: not in ``repr``, logs or
+error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from nixmox.errors import ConfigError
+from nixmox.inventory.model import ProxmoxSettings
+from nixmox.log import register_secret
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Everything needed to talk to one Proxmox API endpoint."""
+
+    url: str
+    token_id: str
+    token: str = field(repr=False)
+    ca_file: str | None = None
+    fingerprint: str | None = None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 8006
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"proxmox.token_file {path}: {exc.strerror}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"proxmox.token_file {path} is readable by group or others "
+            f"(mode {stat.filemode(info.st_mode)}); fix with: chmod 600 {path}"
+        )
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"proxmox.token_file {path}: {exc.strerror}") from None
+    if not secret:
+        raise ConfigError(f"proxmox.token_file {path} is empty")
+    return secret
+
+
+def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = None) -> Connection:
+    """Resolve the connection from ``[proxmox]`` and the environment overrides."""
+    env = os.environ if environ is None else environ
+
+    def pick(var: str, value: str | None) -> str | None:
+        return env.get(var) or value
+
+    url = pick("NIXMOX_PVE_URL", settings.url)
+    token_id = pick("NIXMOX_PVE_TOKEN_ID", settings.token_id)
+    if not url:
+        raise ConfigError("no Proxmox API url: set proxmox.url or NIXMOX_PVE_URL")
+    if not url.startswith("https://"):
+        raise ConfigError(f"Proxmox API url {url!r} must start with https:// (TLS is always on)")
+    if not token_id:
+        raise ConfigError("no API token id: set proxmox.token_id or NIXMOX_PVE_TOKEN_ID")
+    token = env.get("NIXMOX_PVE_TOKEN")
+    if not token:
+        if settings.token_file is None:
+            raise ConfigError("no API token secret: set proxmox.token_file or NIXMOX_PVE_TOKEN")
+        token = _read_token_file(settings.token_file)
+    register_secret(token)
+    ca_file = pick("NIXMOX_PVE_CA_FILE", settings.ca_file)
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise ConfigError(f"proxmox.ca_file {ca_file}: no such file")
+    return Connection(
+        url=url.rstrip("/"),
+        token_id=token_id,
+        token=token,
+        ca_file=ca_file,
+        fingerprint=pick("NIXMOX_PVE_FINGERPRINT", settings.fingerprint),
+    )
