@@ -160,14 +160,16 @@ class _Scanner:
         self.read_value(path)
 
     # -- tables --------------------------------------------------------------
-    def resolve(self, names: list[str]) -> Path:
+    def resolve(self, names: list[str], start: int) -> Path:
         """Turn header keys into a concrete path, entering the newest element
-        of every array of tables on the way."""
+        of every array of tables on the way. Tables a header creates
+        implicitly (``a`` for ``[a.b]``) are placed at that header."""
         path: Path = ()
         for name in names:
             path = (*path, name)
             if path in self.aot:
                 path = (*path, self.aot[path] - 1)
+            self.remember(path, start)
         return path
 
     def read_header(self) -> Path:
@@ -177,14 +179,14 @@ class _Scanner:
         parts = self.read_key()
         names = [name for name, _ in parts]
         if array:
-            parent = self.resolve(names[:-1])
+            parent = self.resolve(names[:-1], start)
             base = (*parent, names[-1])
             count = self.aot.get(base, 0)
             self.aot[base] = count + 1
             self.remember(base, start)
             table = (*base, count)
         else:
-            table = self.resolve(names)
+            table = self.resolve(names, start)
         self.positions[table] = self.pos(start)
         self.i = self.text.find("]", self.i) + (2 if array else 1)
         return table

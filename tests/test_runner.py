@@ -1,0 +1,92 @@
+"""The one runner: local commands, dry-run, timeouts, typed errors, masking."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from nixmox.errors import CommandError, CommandNotFound, CommandTimeout
+from nixmox import log
+from nixmox.log import register_secret
+from nixmox.runner import Remote, Runner
+
+
+def test_runs_and_captures_output() -> None:
+    result = Runner().run(["sh", "-c", "echo out; echo err >&2"], changes=False)
+    assert result.ok and result.stdout == "out\n" and result.stderr == "err\n"
+
+
+def test_failure_keeps_stderr_and_exit_code() -> None:
+    with pytest.raises(CommandError) as info:
+        Runner().run(["sh", "-c", "echo 'cannot open dataset' >&2; exit 3"])
+    assert info.value.returncode == 3
+    assert "cannot open dataset" in info.value.stderr
+    assert "cannot open dataset" in str(info.value)
+
+
+def test_unchecked_failure_returns_the_result() -> None:
+    result = Runner().run(["sh", "-c", "exit 4"], check=False)
+    assert result.returncode == 4 and not result.ok
+
+
+def test_missing_program_is_a_typed_error() -> None:
+    with pytest.raises(CommandNotFound, match="no-such-program-xyz"):
+        Runner().run(["no-such-program-xyz", "--flag"])
+
+
+def test_timeout_stops_the_whole_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout, match="stopped after"):
+        Runner().run(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout=0.5)
+    assert time.monotonic() - started < 10
+    child = int(pidfile.read_text())
+    # The grandchild (sleep) was in the command's group and is gone too.
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"child {child} still alive after the timeout")
+
+
+def test_dry_run_skips_changes_but_runs_reads(tmp_path: Path) -> None:
+    marker = tmp_path / "touched"
+    runner = Runner(dry_run=True)
+    skipped = runner.run(["touch", str(marker)])
+    assert skipped.skipped and skipped.ok and not marker.exists()
+    read = runner.run(["echo", "listing"], changes=False)
+    assert not read.skipped and read.stdout == "listing\n"
+
+
+def test_env_is_passed_to_local_commands() -> None:
+    result = Runner().run(["sh", "-c", "echo $NIXMOX_TEST_VAR"], env={"NIXMOX_TEST_VAR": "v1"})
+    assert result.stdout == "v1\n"
+
+
+def test_secrets_are_masked_in_logs_and_errors(capfd: pytest.CaptureFixture[str]) -> None:
+    secret = "s3cr3t-token-value-1234"
+    register_secret(secret)
+    log.setup(1)  # -v: every command is logged to stderr
+    with pytest.raises(CommandError) as info:
+        Runner().run(["sh", "-c", f"echo 'bad token {secret}' >&2; exit 1", secret])
+    assert secret not in str(info.value) and secret not in info.value.stderr
+    logged = capfd.readouterr().err
+    assert "$ sh -c" in logged and secret not in logged and "***" in logged
+
+
+def test_url_passwords_are_masked() -> None:
+    assert log.mask("json://user:hunter2@127.0.0.1/x") == "json://user:***@127.0.0.1/x"
+
+
+def test_remote_wraps_argv_for_ssh_with_quoting() -> None:
+    remote = Remote("root@pve1.home.arpa", ("-F", "/tmp/cfg"))
+    argv = remote.wrap(["zfs", "list", "-H", "a b"], {"LC_ALL": "C"})
+    assert argv[:3] == ["ssh", "-o", "BatchMode=yes"]
+    assert argv[3:6] == ["-F", "/tmp/cfg", "root@pve1.home.arpa"]
+    assert argv[-1] == "env LC_ALL=C zfs list -H 'a b'"
