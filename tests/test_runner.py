@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.errors import CommandError, CommandNotFound, CommandTimeout
 from nixmox import log
+from nixmox.errors import CommandError, CommandNotFound, CommandTimeout
 from nixmox.log import register_secret
 from nixmox.runner import Remote, Runner
 
