@@ -38,7 +38,7 @@ def _loopback(host: str) -> str:
 async def serve(args: argparse.Namespace) -> int:
     directory = Path(args.dir or tempfile.mkdtemp(prefix="nixmox-lab-"))
     directory.mkdir(parents=True, exist_ok=True)
-    certfile, keyfile = make_pki(directory, args.host)
+    ca_file, certfile, keyfile = make_pki(directory, args.host)
     lab = Lab(args.inventory, host=args.host, port=args.port)
     lab.time_scale = args.time_scale
     if args.guests:
@@ -46,7 +46,7 @@ async def serve(args: argparse.Namespace) -> int:
     token = secrets.token_hex(16)
     lab.apitokens[TOKEN_ID] = token
     await lab.start(certfile, keyfile)
-    env = lab_env(lab.url, TOKEN_ID, token, certfile)
+    env = lab_env(lab.url, TOKEN_ID, token, ca_file)
     text = exports(env)
     env_file = directory / "env.sh"
     # The token is a secret: the file is for this user only.

@@ -16,23 +16,20 @@ from .serving import lab_process as _lab_process
 HOST = "127.0.0.1"
 
 
-@pytest.fixture(scope="session")
-def _lab_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """One certificate for every in-process lab of the session (making one costs ~10 ms)."""
-    return make_pki(tmp_path_factory.mktemp("lab-pki"), HOST)
-
-
 @pytest.fixture
-def lab(_lab_pki: tuple[str, str]) -> Iterator[RunningLab]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     """A fresh Lab on 127.0.0.1 and a free port, time_scale 0, API token ``root@pam!nixmox``.
 
     Yields a RunningLab: ``.pve`` (the Lab, to seed and inspect), ``.url``,
     ``.ca_file``, ``.token_id``, ``.token`` and ``.env`` (the NIXMOX_PVE_*
     variables).
     """
+    # A CA and certificate per lab (EC keys take milliseconds): the conftest then needs to import
+    # only `lab` and `lab_process`, no helper fixture.
+    pki = make_pki(tmp_path_factory.mktemp("lab-pki"), HOST)
     pve = Lab(host=HOST, port=0)
     pve.time_scale = 0
-    running = serve_in_thread(pve, *_lab_pki)
+    running = serve_in_thread(pve, pki)
     try:
         yield running
     finally:

@@ -47,13 +47,16 @@ def exports(env: dict[str, str]) -> str:
     return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items())
 
 
-def make_pki(directory: str | Path, host: str) -> tuple[str, str]:
-    """A self-signed certificate for host (and localhost/127.0.0.1) in directory: (cert, key).
+def make_pki(directory: str | Path, host: str) -> tuple[str, str, str]:
+    """A certificate for host (and localhost, 127.0.0.1) in directory: (ca file, cert, key).
 
-    The certificate is its own CA: clients verify the lab with it as ca_file.
+    fakepve's self-signed certificate is its own CA, so the CA file is the
+    certificate. Clients using requests must pass ``verify=CA`` on each
+    request: a ``Session.verify`` loses to ``REQUESTS_CA_BUNDLE`` when that is
+    set (psf/requests#3829), as it is on this machine.
     """
     cert, key, _der = make_cert(str(directory), name="lab", hosts=(host,))
-    return cert, key
+    return cert, cert, key
 
 
 @dataclass
@@ -95,9 +98,16 @@ class RunningLab:
 
 
 def serve_in_thread(
-    pve: Lab, certfile: str, keyfile: str, token: str | None = None, token_id: str = TOKEN_ID
+    pve: Lab,
+    pki: tuple[str, str, str],
+    token: str | None = None,
+    token_id: str = TOKEN_ID,
 ) -> RunningLab:
-    """Start serving pve (already configured) on a private loop in a daemon thread."""
+    """Start serving pve (already configured) on a private loop in a daemon thread.
+
+    pki is make_pki()'s (ca file, certificate file, key file).
+    """
+    ca_file, certfile, keyfile = pki
     token = token or secrets.token_hex(16)
     pve.apitokens[token_id] = token
     loop = asyncio.new_event_loop()
@@ -108,7 +118,7 @@ def serve_in_thread(
 
     thread = threading.Thread(target=run, name=f"lab-{id(pve)}", daemon=True)
     thread.start()
-    running = RunningLab(pve, certfile, token_id, token, loop, thread)
+    running = RunningLab(pve, ca_file, token_id, token, loop, thread)
     try:
         running.call(pve.start(certfile, keyfile))
     except BaseException:
