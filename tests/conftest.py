@@ -1,0 +1,1 @@
+from tests.lab.fixtures import lab, lab_process  # noqa: F401

@@ -1,0 +1,88 @@
+"""Serve the lab standalone, for running nixmox by hand against it.
+
+    python -m tests.lab [--host 127.0.0.2] [--port 0] [--dir DIR] [--guests]
+    eval "$(python -m tests.lab --dir /tmp/lab | sed '/# lab ready/q')"   # or: . DIR/env.sh
+
+Prints the NIXMOX_PVE_* exports, then ``# lab ready``, and serves until
+SIGTERM or SIGINT. The same exports go to DIR/env.sh. Tasks finish at once
+(time scale 0). Loopback addresses only: the lab has no real security.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import secrets
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from fakepve import settle
+
+from .server import Lab
+from .serving import READY_LINE, TOKEN_ID, exports, lab_env, make_pki
+
+
+def _loopback(host: str) -> str:
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{host!r} is not a loopback address (127.0.0.0/8 or ::1)")
+
+
+async def serve(args: argparse.Namespace) -> int:
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="nixmox-lab-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_file, certfile, keyfile = make_pki(directory, args.host)
+    lab = Lab(args.inventory, host=args.host, port=args.port)
+    lab.time_scale = args.time_scale
+    if args.guests:
+        lab.add_declared_guests()
+    token = secrets.token_hex(16)
+    lab.apitokens[TOKEN_ID] = token
+    await lab.start(certfile, keyfile)
+    env = lab_env(lab.url, TOKEN_ID, token, ca_file)
+    text = exports(env)
+    env_file = directory / "env.sh"
+    # The token is a secret: the file is for this user only.
+    with os.fdopen(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write(text)
+    sys.stdout.write(text + READY_LINE + "\n")
+    sys.stdout.flush()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await settle()
+    await lab.stop()
+    print("# lab stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.lab", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--host", type=_loopback, default="127.0.0.2", help="loopback address")
+    parser.add_argument("--port", type=int, default=0, help="0 (default): a free port")
+    parser.add_argument(
+        "--dir", help="where the certificate and env.sh go (default: a new temp dir)"
+    )
+    parser.add_argument("--guests", action="store_true", help="add guests 100-102 as provisioned")
+    parser.add_argument("--inventory", help="inventory TOML (default: examples/homelab.toml)")
+    parser.add_argument(
+        "--time-scale", type=float, default=0.0, help="real seconds per PVE second (default 0)"
+    )
+    args = parser.parse_args(argv)
+    return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""pytest fixtures for the lab: ``lab`` (one per test) and ``lab_process`` (one per session).
+
+Import them in a conftest.py: ``from tests.lab.fixtures import lab, lab_process``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .server import Lab
+from .serving import RunningLab, make_pki, serve_in_thread
+from .serving import lab_process as _lab_process
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    """A fresh Lab on 127.0.0.1 and a free port, time_scale 0, API token ``root@pam!nixmox``.
+
+    Yields a RunningLab: ``.pve`` (the Lab, to seed and inspect), ``.url``,
+    ``.ca_file``, ``.token_id``, ``.token`` and ``.env`` (the NIXMOX_PVE_*
+    variables).
+    """
+    # A CA and certificate per lab (EC keys take milliseconds): the conftest then needs to import
+    # only `lab` and `lab_process`, no helper fixture.
+    pki = make_pki(tmp_path_factory.mktemp("lab-pki"), HOST)
+    pve = Lab(host=HOST, port=0)
+    pve.time_scale = 0
+    running = serve_in_thread(pve, pki)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The standalone lab (``python -m tests.lab --guests``) for the session; yields its env.
+
+    The env is the four NIXMOX_PVE_* variables. State persists between the
+    tests that use it. Stopped with SIGTERM and waited on at session end.
+    """
+    with _lab_process(tmp_path_factory.mktemp("lab-process"), host=HOST, guests=True) as proc:
+        yield proc.env

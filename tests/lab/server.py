@@ -1,0 +1,1105 @@
+"""The lab: fakepve's simulated Proxmox VE, seeded with the inventory's host.
+
+``Lab`` is a ``fakepve.FakePve`` subclass. fakepve answers every method of the
+PVE 9 schema, but a few areas only with made-up data that changes nothing
+(TEST-PEERS.md). nixmox depends on exactly those areas (backups, passthrough
+checks, host updates, bridges), so the lab makes them stateful through
+fakepve's ``_routes_<area>`` hook: each method below returns
+``(METHOD, schema path, async handler(values, user))`` and fakepve registers it
+ahead of its catch-all, after its own schema and permission checks.
+
+Everything else (guests, clones, templates, storage content, tasks, tokens)
+is fakepve's own model, which the lab seeds from examples/homelab.toml.
+
+Private fakepve hooks relied on (pinned by ``fakepve==0.5.0``):
+``_routes_*`` tables, ``_stateful_handler`` (to add PVE's ``changes``
+attribute next to ``data``), ``_node_stats``, ``_item`` (content listing),
+``_complete`` and the ``storages[...]['volumes']`` / ``files`` layout.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import difflib
+import ipaddress
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from fakepve import FakeCt, FakePve, FakeVm, PveError, TaskError
+from fakepve.routing import param_error, split_list
+
+from .inventory import Inventory, load_inventory, size_bytes
+from .pci import DEFAULT_CLASS_BLACKLIST, VERBOSE_FIELDS, PciDevice, host_devices
+
+GIB = 1024**3
+Handler = Callable[[dict[str, Any], str], Awaitable[Any]]
+Route = tuple[str, str, Handler]
+Guest = FakeVm | FakeCt
+
+# Attributes a handler adds next to `data` (PVE's set_result_attrib), per request.
+_RESULT_ATTRIBS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "lab_result_attribs", default=None
+)
+
+# Archive extension per vzdump `compress` value.
+COMPRESS_EXT = {"0": "", "1": ".lzo", "gzip": ".gz", "lzo": ".lzo", "zstd": ".zst"}
+# What a fresh PVE 9 host has installed: the packages `pveversion -v` lists first.
+DEFAULT_PACKAGES = {
+    "proxmox-ve": "9.0.0",
+    "pve-manager": "9.0.10",
+    "proxmox-kernel-helper": "9.0.3",
+    "proxmox-kernel-6.14": "6.14.8-2",
+    "qemu-server": "9.0.16",
+    "pve-container": "6.0.9",
+    "libpve-storage-perl": "9.0.11",
+    "zfsutils-linux": "2.3.3-pve1",
+    "ifupdown2": "3.3.0-1+pmx9",
+    "lxc-pve": "6.0.4-2",
+}
+RUNNING_KERNEL = "6.14.8-2-pve"
+# /proc/cpuinfo flags of a Zen 3 CPU: `svm` is what passthrough checks look for.
+CPU_FLAGS = " ".join(
+    (
+        "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush",
+        "mmx fxsr sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc",
+        "rep_good nopl nonstop_tsc cpuid extd_apicid aperfmperf pni pclmulqdq monitor",
+        "ssse3 fma cx16 sse4_1 sse4_2 movbe popcnt aes xsave avx f16c rdrand lahf_lm",
+        "cmp_legacy svm extapic cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw ibs",
+        "skinit wdt tce topoext perfctr_core perfctr_nb bpext perfctr_llc mwaitx cpb",
+        "cat_l3 cdp_l3 hw_pstate ssbd mba ibrs ibpb stibp vmmcall fsgsbase bmi1 avx2 smep",
+        "bmi2 erms invpcid cqm rdt_a rdseed adx smap clflushopt clwb sha_ni xsaveopt",
+        "xsavec xgetbv1 xsaves cqm_llc cqm_occup_llc cqm_mbm_total cqm_mbm_local clzero",
+        "irperf xsaveerptr rdpru wbnoinvd arat npt lbrv svm_lock nrip_save tsc_scale",
+        "vmcb_clean flushbyasid decodeassists pausefilter pfthreshold avic",
+        "v_vmsave_vmload vgif v_spec_ctrl umip pku ospke vaes vpclmulqdq rdpid",
+        "overflow_recov succor smca fsrm",
+    )
+)
+# Usable space of the rpool mirror of two 2 TB NVMe disks; every storage of the lab lives on it.
+RPOOL_AVAIL = int(1.7 * 1024**4)
+
+
+class Lab(FakePve):
+    """A simulated PVE 9 host ``pve1`` as examples/homelab.toml describes it, before provisioning.
+
+    Seeded: the node's CPU and memory, the four storages, the NixOS LXC
+    template file and the NixOS VM template (9000). Not seeded: guests
+    100-102 (``add_declared_guests()`` adds them) and the bridges (network
+    apply creates them).
+    """
+
+    def __init__(
+        self,
+        inventory: Inventory | str | Path | None = None,
+        *,
+        user: str = "root@pam",
+        password: str = "secret",
+        host: str | None = None,
+        port: int = 8006,
+    ) -> None:
+        super().__init__(user=user, password=password, host=host, port=port)
+        self.inventory: Inventory = (
+            inventory if isinstance(inventory, dict) else load_inventory(inventory)
+        )
+        node = self.inventory["nodes"][0]
+        self.node_name: str = node["name"]
+        self.hardware: dict[str, Any] = node.get("hardware", {})
+        self.timezone = ZoneInfo(self.inventory.get("timezone", "UTC"))
+        # The lab's clock (epoch seconds): replace it to back-date what the lab creates.
+        self.now: Callable[[], float] = time.time
+        # PVE seconds one guest's backup takes (scaled by time_scale like every task).
+        self.backup_secs = 10.0
+        self.pci_devices: list[PciDevice] = host_devices()
+        self.backup_jobs: dict[str, dict[str, Any]] = {}
+        self.installed_packages: dict[str, str] = dict(DEFAULT_PACKAGES)
+        self.running_kernel = RUNNING_KERNEL
+        # vmid -> (message, times left or None for ever)
+        self._backup_failures: dict[int, list[Any]] = {}
+        # Upgrades the repositories offer, and the list PVE cached at its last `apt update`.
+        self._apt_available: list[dict[str, Any]] = []
+        self._apt_cache: list[dict[str, Any]] = []
+        self.apt_refreshes = 0
+        # /etc/network/interfaces (applied) and interfaces.new (None: nothing pending).
+        self.net_applied: dict[str, dict[str, Any]] = {}
+        self.net_pending: dict[str, dict[str, Any]] | None = None
+        self._seed()
+
+    # ---------------------------------------------------------------- seeding
+
+    def _seed(self) -> None:
+        self.nodes = {self.node_name: {"online": True}}
+        self.storages = {}
+        for spec in self.inventory.get("storages", []):
+            self.storages[spec["storage"]] = self._storage_record(spec)
+        for iface in ("enp5s0", "enp6s0"):
+            self.net_applied[iface] = {"type": "eth", "method": "manual", "exists": 1, "active": 1}
+        for guest in self.inventory.get("guests", []):
+            if guest.get("kind") == "lxc" and guest.get("template"):
+                self._seed_template_file(guest["template"])
+        clones = {
+            g["clone"] for g in self.inventory.get("guests", []) if g.get("clone") is not None
+        }
+        for vmid in sorted(c for c in clones if isinstance(c, int)):
+            self._seed_vm_template(vmid)
+
+    @staticmethod
+    def _storage_record(spec: dict[str, Any]) -> dict[str, Any]:
+        """A fakepve storage entry: storage.cfg options plus the fake's state keys."""
+        store: dict[str, Any] = {
+            "type": spec["type"],
+            "content": ",".join(spec.get("content", [])),
+            "active": 1,
+            "files": set(),
+            "volumes": {},
+            "avail": RPOOL_AVAIL,
+        }
+        if spec["type"] == "zfspool":
+            store["pool"] = spec["dataset"]
+            if spec.get("sparse"):
+                store["sparse"] = 1
+        else:
+            store["path"] = spec.get("path") or "/var/lib/vz"
+        return store
+
+    def _add_volume(self, storage: str, volname: str, record: dict[str, Any]) -> None:
+        """Put a volume on a storage and take its size from the free space, as allocation does."""
+        store = self.storages[storage]
+        record.setdefault("ctime", int(self.now()))
+        store["volumes"][volname] = record
+        store["avail"] -= int(record.get("size") or 0)
+
+    def _seed_template_file(self, volid: str) -> None:
+        storage, _, volname = volid.partition(":")
+        # PVE reports a template's format from its extension: tar.xz -> txz, tar.gz -> tgz.
+        ext = volname.rsplit(".", 1)[-1]
+        self._add_volume(
+            storage,
+            volname,
+            {"content": "vztmpl", "format": "t" + ext, "size": 412 * 1024**2},
+        )
+
+    def _seed_vm_template(self, vmid: int) -> None:
+        """The NixOS VM template the nixos-vm guest is cloned from; its base disk on vm-disks."""
+        storage = self._images_storage()
+        disk = f"base-{vmid}-disk-0"
+        self._add_volume(
+            storage, disk, {"content": "images", "format": "raw", "size": 8 * GIB, "vmid": vmid}
+        )
+        config = {
+            "name": "nixos-template",
+            "ostype": "l26",
+            "cores": 2,
+            "memory": 2048,
+            "agent": "1",
+            "scsihw": "virtio-scsi-single",
+            "scsi0": f"{storage}:{disk},discard=on,iothread=1,size=8G,ssd=1",
+            "net0": f"virtio={_mac(vmid, 0)},bridge=vmbr0",
+            "boot": "order=scsi0",
+            "serial0": "socket",
+            "smbios1": f"uuid={uuid.UUID(int=vmid)}",
+            "description": "NixOS VM template (nixos-generators qcow, cloud-init-less)",
+            "template": 1,
+        }
+        self.add_vm(vmid, "nixos-template", node=self.node_name, config=config, template=True)
+
+    def _images_storage(self) -> str:
+        for name, store in self.storages.items():
+            if "images" in split_list(store.get("content")):
+                return name
+        raise LookupError("the inventory has no storage for VM images")
+
+    def add_declared_guests(self) -> list[Guest]:
+        """Create the inventory's guests as provisioning would have left them; returns them.
+
+        Containers and VMs with ``onboot`` run; the others (the Windows VM) are
+        stopped. Disks are real volumes on their storages.
+        """
+        made: list[Guest] = []
+        for guest in self.inventory.get("guests", []):
+            if self.guest(guest["vmid"]) is not None:
+                continue
+            if guest.get("kind") == "lxc":
+                made.append(self._add_declared_ct(guest))
+            else:
+                made.append(self._add_declared_vm(guest))
+        return made
+
+    def _add_declared_ct(self, guest: dict[str, Any]) -> FakeCt:
+        vmid = guest["vmid"]
+        config: dict[str, Any] = {
+            "hostname": guest["name"],
+            "cores": guest.get("cores", 1),
+            "memory": guest.get("memory", 512),
+            "swap": guest.get("swap", 512),
+            "unprivileged": 1 if guest.get("unprivileged", True) else 0,
+            "onboot": 1 if guest.get("onboot") else 0,
+        }
+        if guest.get("features"):
+            config["features"] = ",".join(f"{f}=1" for f in guest["features"])
+        _common_options(config, guest)
+        rootfs = guest.get("rootfs") or {"storage": "local", "size": "8G"}
+        volname = f"subvol-{vmid}-disk-0"
+        size = size_bytes(rootfs["size"])
+        self._add_volume(
+            rootfs["storage"],
+            volname,
+            {"content": "rootdir", "format": "subvol", "size": size, "vmid": vmid},
+        )
+        config["rootfs"] = f"{rootfs['storage']}:{volname},size={rootfs['size']}"
+        for n, net in enumerate(guest.get("net", [])):
+            ip = net.get("ip", "dhcp")
+            config[f"net{n}"] = (
+                f"name=eth{n},bridge={net['bridge']},hwaddr={_mac(vmid, n)},ip={ip},type=veth"
+            )
+        status = "running" if guest.get("onboot") else "stopped"
+        return self.add_ct(
+            vmid,
+            guest["name"],
+            node=guest.get("node", self.node_name),
+            status=status,
+            config=config,
+            ostemplate=guest.get("template"),
+        )
+
+    def _add_declared_vm(self, guest: dict[str, Any]) -> FakeVm:
+        vmid = guest["vmid"]
+        windows = guest.get("os") == "windows"
+        config: dict[str, Any] = {"ostype": guest.get("ostype", "win11" if windows else "l26")}
+        for key in ("bios", "cpu", "cores", "affinity", "memory", "balloon", "scsihw"):
+            if key in guest:
+                config[key] = guest[key]
+        if guest.get("machine") == "q35" and windows:
+            # PVE pins a Windows VM's machine version at create.
+            config["machine"] = "pc-q35-10.0+pve1"
+        elif guest.get("machine"):
+            config["machine"] = guest["machine"]
+        config["onboot"] = 1 if guest.get("onboot") else 0
+        if guest.get("agent"):
+            config["agent"] = "1"
+        _common_options(config, guest)
+        disk_no = 0
+
+        def allocate(storage: str, size: int) -> str:
+            nonlocal disk_no
+            volname = f"vm-{vmid}-disk-{disk_no}"
+            disk_no += 1
+            self._add_volume(
+                storage, volname, {"content": "images", "format": "raw", "size": size, "vmid": vmid}
+            )
+            return f"{storage}:{volname}"
+
+        if efi := guest.get("efidisk"):
+            opts = {"efitype": efi.get("efitype", "4m"), "size": "1M"}
+            if efi.get("pre-enrolled-keys"):
+                opts["pre-enrolled-keys"] = "1"
+            config["efidisk0"] = _drive(allocate(efi["storage"], 1024**2), opts)
+        for disk in guest.get("disks", []):
+            opts = {"size": disk["size"]}
+            opts.update(
+                {
+                    k: ("on" if k == "discard" else "1")
+                    for k in ("discard", "ssd", "iothread")
+                    if disk.get(k)
+                }
+            )
+            config[disk["slot"]] = _drive(allocate(disk["storage"], size_bytes(disk["size"])), opts)
+        if tpm := guest.get("tpmstate"):
+            config["tpmstate0"] = _drive(
+                allocate(tpm["storage"], 4 * 1024**2),
+                {"size": "4M", "version": tpm.get("version", "v2.0")},
+            )
+        for n, net in enumerate(guest.get("net", [])):
+            config[f"net{n}"] = (
+                f"{net.get('model', 'virtio')}={_mac(vmid, n)},bridge={net['bridge']}"
+            )
+        stage = guest.get("stage", "gaming")
+        if stage != "install":
+            for n, pci in enumerate(guest.get("hostpci", [])):
+                opts = {"pcie": "1"} if pci.get("pcie") else {}
+                if pci.get("x-vga") and stage == "gaming":
+                    opts["x-vga"] = "1"
+                config[f"hostpci{n}"] = _drive(pci["device"], opts)
+        if stage == "gaming" and any(p.get("x-vga") for p in guest.get("hostpci", [])):
+            config["vga"] = "none"
+        boot = [k for k in ("scsi0", "virtio0", "sata0") if k in config]
+        if boot:
+            config["boot"] = "order=" + ";".join(boot)
+        config["smbios1"] = f"uuid={uuid.UUID(int=vmid)}"
+        status = "running" if guest.get("onboot") else "stopped"
+        vm = self.add_vm(
+            vmid,
+            guest["name"],
+            node=guest.get("node", self.node_name),
+            status=status,
+            config=config,
+        )
+        # The agent answers once the VM runs: NixOS or Windows, not fakepve's default Debian.
+        vm.agent = {"os": _windows_osinfo() if windows else _nixos_osinfo()}
+        return vm
+
+    # ------------------------------------------------------------ node status
+
+    def _node_stats(self, online: bool) -> dict[str, Any]:
+        """/nodes and /cluster/resources: CPU threads and memory of the inventory's hardware."""
+        if not online:
+            return {}
+        total = int(self.hardware.get("memory_gib", 8)) * GIB
+        return {
+            "cpu": 0.03,
+            "maxcpu": int(self.hardware.get("threads", 4)),
+            "mem": total // 8,
+            "maxmem": total,
+            "disk": 4 * GIB,
+            "maxdisk": 64 * GIB,
+            "uptime": 3600,
+        }
+
+    def _routes_lab_node(self) -> list[Route]:
+        return [("GET", "/nodes/{node}/status", self._node_status)]
+
+    async def _node_status(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        hw = self.hardware
+        total = int(hw.get("memory_gib", 8)) * GIB
+        used = total // 8
+        threads = int(hw.get("threads", 4))
+        kernel = self.running_kernel
+        cores = int(hw.get("cores", threads))
+        data = {
+            "cpu": 0.03,
+            "cpuinfo": {
+                "model": hw.get("cpu", "Example CPU"),
+                "cores": cores,
+                "cpus": threads,
+                "sockets": 1,
+                "mhz": "3400.000",
+                "hz": "3400000000",
+                "user_hz": 100,
+                "flags": CPU_FLAGS,
+            },
+            "memory": {
+                "total": total,
+                "used": used,
+                "free": total - used,
+                "available": total - used,
+            },
+            "swap": {"total": 0, "used": 0, "free": 0},
+            "ksm": {"shared": 0},
+            "rootfs": {"total": 100 * GIB, "used": 6 * GIB, "free": 94 * GIB, "avail": 94 * GIB},
+            "loadavg": ["0.12", "0.10", "0.08"],
+            "idle": 0,
+            "wait": 0.0,
+            "uptime": 3600,
+            "kversion": f"Linux {kernel} #1 SMP PREEMPT_DYNAMIC PMX {kernel} x86_64",
+            "current-kernel": {
+                "sysname": "Linux",
+                "release": self.running_kernel,
+                "version": f"#1 SMP PREEMPT_DYNAMIC PMX {self.running_kernel}",
+                "machine": "x86_64",
+            },
+            "boot-info": {"mode": "efi", "secureboot": 0},
+            "pveversion": f"pve-manager/{self.installed_packages.get('pve-manager', '9.0.10')}/"
+            f"{self.running_kernel}",
+        }
+        return self._complete("/nodes/{node}/status", data, node=v["node"])
+
+    # ------------------------------------------------------------- hardware
+
+    def _routes_lab_hardware(self) -> list[Route]:
+        return [("GET", "/nodes/{node}/hardware/pci", self._pci_list)]
+
+    async def _pci_list(self, v: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        """PVE::API2::Hardware::PCI: the blacklist lists class-code prefixes (hex, no 0x)."""
+        blacklist = v.get("pci-class-blacklist")
+        prefixes = split_list(DEFAULT_CLASS_BLACKLIST if blacklist is None else blacklist)
+        verbose = v.get("verbose", 1)
+        out = []
+        for dev in sorted(self.pci_devices, key=lambda d: d["id"]):
+            if any(dev["class"].lower().startswith("0x" + p.lower()) for p in prefixes):
+                continue
+            item = {k: val for k, val in dev.items() if k not in VERBOSE_FIELDS and k != "mdev"}
+            if dev.get("mdev"):
+                item["mdev"] = 1
+            if verbose:
+                item.update((k, dev[k]) for k in VERBOSE_FIELDS if dev.get(k))
+            out.append(item)
+        return out
+
+    # -------------------------------------------------------------- backups
+
+    def _routes_lab_backup(self) -> list[Route]:
+        jobs = "/cluster/backup"
+        return [
+            ("POST", "/nodes/{node}/vzdump", self._vzdump),
+            ("GET", jobs, self._job_list),
+            ("POST", jobs, self._job_create),
+            ("GET", jobs + "/{id}", self._job_read),
+            ("PUT", jobs + "/{id}", self._job_update),
+            ("DELETE", jobs + "/{id}", self._job_delete),
+        ]
+
+    def fail_backup(
+        self, vmid: int, message: str = "got unexpected EOF", times: int | None = None
+    ) -> None:
+        """Make one guest's backup fail with ``message`` (``times`` times; None: every time).
+
+        The job goes on with the other guests and ends as PVE's does: exit
+        status ``job errors`` and ``ERROR: Backup of VM <vmid> failed - <message>``.
+        """
+        self._backup_failures[vmid] = [message, times]
+
+    def clear_backup_failures(self) -> None:
+        """Undo fail_backup()."""
+        self._backup_failures.clear()
+
+    def seed_backup(
+        self,
+        storage: str,
+        vmid: int,
+        kind: str,
+        when: dt.datetime | float,
+        protected: bool = False,
+        *,
+        notes: str | None = None,
+        size: int = 512 * 1024**2,
+        compress: str = "zstd",
+    ) -> str:
+        """Put a vzdump archive of ``vmid`` on ``storage`` made at ``when``; returns its volid.
+
+        ``kind`` is "qemu" (or "vm") or "lxc"; ``when`` an epoch or a datetime
+        (naive ones are in the inventory's time zone, as vzdump names files in
+        the node's local time).
+        """
+        if isinstance(when, dt.datetime):
+            stamp = when if when.tzinfo else when.replace(tzinfo=self.timezone)
+            ctime = int(stamp.timestamp())
+        else:
+            ctime = int(when)
+        kind = "qemu" if kind in ("vm", "qemu") else kind
+        if kind not in ("qemu", "lxc"):
+            raise ValueError(f"kind must be qemu or lxc, not {kind!r}")
+        return self._write_archive(storage, vmid, kind, ctime, size, compress, notes, protected)
+
+    def backups(self, storage: str, vmid: int | None = None) -> dict[str, dict[str, Any]]:
+        """The backup volumes of a storage (volname -> record), optionally of one guest."""
+        return {
+            name: vol
+            for name, vol in self.storages[storage]["volumes"].items()
+            if vol.get("content") == "backup" and (vmid is None or vol.get("vmid") == vmid)
+        }
+
+    def _archive_name(self, kind: str, vmid: int, ctime: int, compress: str) -> str:
+        stamp = dt.datetime.fromtimestamp(ctime, self.timezone).strftime("%Y_%m_%d-%H_%M_%S")
+        ext = ("vma" if kind == "qemu" else "tar") + COMPRESS_EXT.get(compress, "")
+        return f"backup/vzdump-{kind}-{vmid}-{stamp}.{ext}"
+
+    def _write_archive(
+        self,
+        storage: str,
+        vmid: int,
+        kind: str,
+        ctime: int,
+        size: int,
+        compress: str,
+        notes: str | None,
+        protected: bool,
+    ) -> str:
+        store = self.storages[storage]
+        volname = self._archive_name(kind, vmid, ctime, compress)
+        # Archive names carry whole seconds; two backups of a guest in one second (time_scale 0)
+        # would collide, so the later one is stamped a second on.
+        while volname in store["volumes"]:
+            ctime += 1
+            volname = self._archive_name(kind, vmid, ctime, compress)
+        if "avail" in store and size > store["avail"]:
+            raise TaskError(f"unable to write to storage '{storage}': No space left on device")
+        record: dict[str, Any] = {
+            "content": "backup",
+            "format": volname.split(".", 1)[1],
+            "size": size,
+            "ctime": ctime,
+            "vmid": vmid,
+            "subtype": kind,
+        }
+        if notes:
+            record["notes"] = notes
+        if protected:
+            record["protected"] = True
+        self._add_volume(storage, volname, record)
+        return f"{storage}:{volname}"
+
+    def _item(self, name: str, volname: str, vol: dict[str, Any]) -> dict[str, Any]:
+        """A content listing entry; backups also carry PVE's `subtype` (qemu or lxc)."""
+        item: dict[str, Any] = super()._item(name, volname, vol)
+        if vol.get("content") == "backup" and vol.get("subtype"):
+            item["subtype"] = vol["subtype"]
+        return item
+
+    @staticmethod
+    def _check_vzdump_params(v: dict[str, Any], check_missing: bool) -> None:
+        """PVE::VZDump::verify_vzdump_parameters."""
+        if (v.get("all") or v.get("stop")) and v.get("vmid"):
+            raise param_error(all="option conflicts with option 'vmid'")
+        if v.get("exclude") and v.get("vmid"):
+            raise param_error(exclude="option conflicts with option 'vmid'")
+        if v.get("pool") and v.get("vmid"):
+            raise param_error(pool="option conflicts with option 'vmid'")
+        if (
+            v.get("prune-backups") is not None
+            and v.get("remove") is not None
+            and not v.get("remove")
+        ):
+            raise param_error(**{"prune-backups": "option conflicts with option 'remove'"})
+        if (
+            check_missing
+            and not (v.get("all") or v.get("stop") or v.get("pool") or v.get("exclude"))
+            and not v.get("vmid")
+        ):
+            raise param_error(vmid="property is missing")
+
+    def _selected_guests(self, v: dict[str, Any], node: str) -> list[int]:
+        """The vmids a vzdump job covers on this node (PVE skips guests of other nodes)."""
+        if v.get("vmid"):
+            return [int(x) for x in split_list(v["vmid"])]
+        if v.get("pool"):
+            ids = set(self.pools.get(v["pool"], set()))
+        else:
+            ids = {g.vmid for g in [*self.vms, *self.cts]}
+        excluded = {int(x) for x in split_list(v.get("exclude"))}
+        return sorted(
+            i
+            for i in ids
+            if i not in excluded and (g := self.guest(i)) is not None and g.node == node
+        )
+
+    async def _vzdump(self, v: dict[str, Any], user: str) -> str:
+        node = v["node"]
+        self._check_vzdump_params(v, check_missing=True)
+        storage = v.get("storage") or "local"
+        vmids = self._selected_guests(v, node)
+        for vmid in vmids:
+            self.require(user, f"/vms/{vmid}", "VM.Backup")
+        if v.get("storage"):
+            self.require(user, f"/storage/{storage}", "Datastore.AllocateSpace")
+        compress = str(v.get("compress", "0"))
+        mode = v.get("mode", "snapshot")
+        args = (
+            [v["vmid"].replace(",", " ")] if v.get("vmid") else ["--all 1"] if v.get("all") else []
+        )
+        args += [
+            f"--{k} {v[k]}" for k in ("pool", "exclude", "storage", "mode", "compress") if k in v
+        ]
+        # A fresh str object: body() finds its task record by this first log line's identity.
+        header = "".join(
+            ["INFO: starting new backup job: vzdump ", " ".join([*args, f"--node {node}"])]
+        )
+
+        async def body() -> str:
+            log = self._task_log_of(header)
+            store = self.storages.get(storage)
+            if store is None:
+                raise TaskError(
+                    f"could not get storage information for '{storage}': "
+                    f"storage '{storage}' does not exist"
+                )
+            if "backup" not in split_list(store.get("content")):
+                raise TaskError(
+                    f"could not get storage information for '{storage}': "
+                    f"can't use storage '{storage}' for backups - wrong content type"
+                )
+            errors = 0
+            for vmid in vmids:
+                failure = await self._backup_one(log, vmid, storage, compress, mode, v, node)
+                if failure:
+                    errors += 1
+                    log.append(f"ERROR: Backup of VM {vmid} failed - {failure}")
+            if errors:
+                log.append("INFO: Backup job finished with errors")
+                raise TaskError("job errors")
+            return "INFO: Backup job finished successfully"
+
+        taskid = v["vmid"] if v.get("vmid") and len(vmids) == 1 else ""
+        upid: str = await self.task(node, "vzdump", taskid, user, body, log=[header])
+        return upid
+
+    def _task_log_of(self, header: str) -> list[str]:
+        """The log list of the task whose first line is this very str object.
+
+        fakepve's task() copies the initial log into its record and gives the
+        body no handle on it; the body appends to the record's list to log.
+        """
+        for record in reversed(self.tasklog):
+            if record["log"] and record["log"][0] is header:
+                log: list[str] = record["log"]
+                return log
+        raise LookupError("task record not found")
+
+    async def _backup_one(
+        self,
+        log: list[str],
+        vmid: int,
+        storage: str,
+        compress: str,
+        mode: str,
+        v: dict[str, Any],
+        node: str,
+    ) -> str | None:
+        """Back up one guest into the storage; returns the error message, or None when it worked."""
+        guest = self.guest(vmid)
+        if guest is None:
+            return f"unable to find VM {vmid}"
+        kind = "lxc" if isinstance(guest, FakeCt) else "qemu"
+        start = self.now()
+        local = dt.datetime.fromtimestamp(start, self.timezone)
+        log.append(f"INFO: Starting Backup of VM {vmid} ({kind})")
+        log.append(f"INFO: Backup started at {local:%Y-%m-%d %H:%M:%S}")
+        if guest.lock:
+            return f"{'CT' if kind == 'lxc' else 'VM'} is locked ({guest.lock})"
+        log.append(f"INFO: status = {guest.status}")
+        log.append(f"INFO: {'CT' if kind == 'lxc' else 'VM'} Name: {guest.name}")
+        log.append(f"INFO: backup mode: {mode}")
+        failure = self._backup_failures.get(vmid)
+        if failure:
+            if failure[1] is not None:
+                failure[1] -= 1
+                if failure[1] <= 0:
+                    del self._backup_failures[vmid]
+            return str(failure[0])
+        _set_lock(guest, "backup")
+        try:
+            await self.pause(self.backup_secs)
+        finally:
+            _set_lock(guest, None)
+        notes = _render_notes(v.get("notes-template"), guest, node, self.cluster_name)
+        size = max(self._guest_disk_bytes(guest) // 16, 64 * 1024**2)
+        try:
+            volid = self._write_archive(
+                storage, vmid, kind, int(start), size, compress, notes, bool(v.get("protected"))
+            )
+        except TaskError as e:
+            return str(e)
+        path = self._volume_path(storage, volid.split(":", 1)[1], "backup")
+        log.append(f"INFO: creating vzdump archive '{path}'")
+        log.append(f"INFO: archive file size: {size / 1024**2:.0f}MB")
+        if notes:
+            log.append("INFO: adding notes to backup")
+        if v.get("protected"):
+            log.append("INFO: marking backup as protected")
+        took = time.strftime("%H:%M:%S", time.gmtime(self.backup_secs))
+        log.append(f"INFO: Finished Backup of VM {vmid} ({took})")
+        return None
+
+    def _guest_disk_bytes(self, guest: Guest) -> int:
+        total = 0
+        for name in self.storages:
+            for vol in self._volumes(name).values():
+                if vol.get("vmid") == guest.vmid and vol.get("content") in ("images", "rootdir"):
+                    total += int(vol.get("size") or 0)
+        return total
+
+    # Backup jobs: /etc/pve/jobs.cfg, section type vzdump.
+
+    async def _job_list(self, v: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        return [self._job_view(job_id) for job_id in sorted(self.backup_jobs)]
+
+    def _job_view(self, job_id: str) -> dict[str, Any]:
+        return {"id": job_id, "type": "vzdump", **self.backup_jobs[job_id]}
+
+    def _job(self, job_id: str) -> dict[str, Any]:
+        job = self.backup_jobs.get(job_id)
+        if job is None:
+            raise PveError(500, f"Job '{job_id}' does not exist")
+        return job
+
+    async def _job_read(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        self._job(v["id"])
+        return self._job_view(v["id"])
+
+    async def _job_create(self, v: dict[str, Any], user: str) -> None:
+        opts = {k: val for k, val in v.items() if k != "id"}
+        job_id = v.get("id") or f"backup-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:4]}"
+        if job_id in self.backup_jobs:
+            raise PveError(500, f"Job ID '{job_id}' already exists")
+        self._check_vzdump_params(opts, check_missing=True)
+        if "schedule" not in opts:
+            # Legacy starttime/dow become a calendar event, as PVE converts them.
+            dow = opts.pop("dow", None)
+            start = opts.pop("starttime", "00:00")
+            opts["schedule"] = f"{dow} {start}" if dow else start
+        opts.setdefault("enabled", 1)
+        self.backup_jobs[job_id] = opts
+
+    async def _job_update(self, v: dict[str, Any], user: str) -> None:
+        job = self._job(v["id"])
+        for key in split_list(v.get("delete")):
+            job.pop(key, None)
+        job.update((k, val) for k, val in v.items() if k not in ("id", "delete"))
+        self._check_vzdump_params(job, check_missing=True)
+
+    async def _job_delete(self, v: dict[str, Any], user: str) -> None:
+        self._job(v["id"])
+        del self.backup_jobs[v["id"]]
+
+    # ------------------------------------------------------------------ apt
+
+    def _routes_lab_apt(self) -> list[Route]:
+        return [
+            ("POST", "/nodes/{node}/apt/update", self._apt_update),
+            ("GET", "/nodes/{node}/apt/update", self._apt_list),
+            ("GET", "/nodes/{node}/apt/versions", self._apt_versions),
+        ]
+
+    def set_upgrades(
+        self, packages: Iterable[dict[str, Any] | tuple[str, str]], *, cached: bool = False
+    ) -> None:
+        """What the repositories offer: dicts with Package and Version, or (package, version).
+
+        As on PVE, ``GET /nodes/{node}/apt/update`` lists only what the last
+        ``POST .../apt/update`` found; ``cached=True`` fills that list at once
+        (as if pve-daily-update had run).
+        """
+        self._apt_available = [self._package(p) for p in packages]
+        if cached:
+            self._apt_cache = [dict(p) for p in self._apt_available]
+
+    def apply_upgrades(self) -> list[str]:
+        """Install the offered upgrades (`apt-get dist-upgrade` over SSH); returns their names."""
+        done = []
+        for pkg in self._apt_available:
+            self.installed_packages[pkg["Package"]] = pkg["Version"]
+            done.append(pkg["Package"])
+        self._apt_available = []
+        self._apt_cache = []
+        return done
+
+    def _package(self, spec: dict[str, Any] | tuple[str, str]) -> dict[str, Any]:
+        data = dict(spec) if isinstance(spec, dict) else {"Package": spec[0], "Version": spec[1]}
+        name = data["Package"]
+        data.setdefault("Title", f"{name} package")
+        data.setdefault("Description", f"The {name} package of Proxmox VE.")
+        data.setdefault("Origin", "Proxmox")
+        data.setdefault("Arch", "amd64")
+        data.setdefault("Priority", "optional")
+        data.setdefault("Section", "admin")
+        if name in self.installed_packages:
+            data.setdefault("OldVersion", self.installed_packages[name])
+        return data
+
+    async def _apt_update(self, v: dict[str, Any], user: str) -> str:
+        async def body() -> str:
+            await self.pause(5)
+            self._apt_cache = [dict(p) for p in self._apt_available]
+            self.apt_refreshes += 1
+            return "Reading package lists..."
+
+        log = [
+            "starting apt-get update",
+            "Hit:1 http://deb.debian.org/debian trixie InRelease",
+            "Hit:2 http://deb.debian.org/debian trixie-updates InRelease",
+            "Hit:3 http://security.debian.org/debian-security trixie-security InRelease",
+            "Hit:4 http://download.proxmox.com/debian/pve trixie InRelease",
+        ]
+        upid: str = await self.task(v["node"], "aptupdate", "", user, body, log=log)
+        return upid
+
+    async def _apt_list(self, v: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        return [dict(p) for p in self._apt_cache]
+
+    async def _apt_versions(self, v: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        out = []
+        for name, version in self.installed_packages.items():
+            item = self._package({"Package": name, "Version": version})
+            item.pop("OldVersion", None)
+            item["CurrentState"] = "Installed"
+            if name == "proxmox-ve":
+                item["RunningKernel"] = self.running_kernel
+            if name == "pve-manager":
+                item["ManagerVersion"] = version
+            out.append(item)
+        return out
+
+    # -------------------------------------------------------------- network
+
+    def _routes_lab_network(self) -> list[Route]:
+        net = "/nodes/{node}/network"
+        return [
+            ("GET", net, self._net_list),
+            ("POST", net, self._net_create),
+            ("PUT", net, self._net_reload),
+            ("DELETE", net, self._net_revert),
+            ("GET", net + "/{iface}", self._net_read),
+            ("PUT", net + "/{iface}", self._net_update),
+            ("DELETE", net + "/{iface}", self._net_delete),
+        ]
+
+    @property
+    def network_changes(self) -> str | None:
+        """The diff PVE shows between /etc/network/interfaces and interfaces.new, or None."""
+        if self.net_pending is None:
+            return None
+        diff = difflib.unified_diff(
+            _interfaces_file(self.net_applied).splitlines(keepends=True),
+            _interfaces_file(self.net_pending).splitlines(keepends=True),
+            "/etc/network/interfaces",
+            "/etc/network/interfaces.new",
+        )
+        return "".join(diff) or None
+
+    def _net_config(self) -> dict[str, dict[str, Any]]:
+        """What PVE reads: interfaces.new when there is one, else the applied file."""
+        return self.net_pending if self.net_pending is not None else self.net_applied
+
+    def _net_staged(self) -> dict[str, dict[str, Any]]:
+        """interfaces.new, created from the applied file by the first change."""
+        if self.net_pending is None:
+            self.net_pending = json.loads(json.dumps(self.net_applied))
+        return self.net_pending
+
+    def _net_view(self, iface: str, opts: dict[str, Any], priority: int) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "iface": iface,
+            "families": ["inet"],
+            "method6": "manual",
+            "priority": priority,
+        }
+        item.update((k, val) for k, val in opts.items() if not k.startswith("_"))
+        cidr = opts.get("cidr")
+        if cidr:
+            address, _, prefix = str(cidr).partition("/")
+            item.update(address=address, netmask=prefix)
+            item.setdefault("method", "static")
+        item.setdefault("method", "manual")
+        if opts.get("type") == "bridge":
+            item.setdefault("bridge_stp", "off")
+            item.setdefault("bridge_fd", "0")
+        if opts.get("comments") is not None:
+            # PVE reads comment lines with their newline.
+            item["comments"] = str(opts["comments"]).rstrip("\n") + "\n"
+        applied = self.net_applied.get(iface)
+        if applied is None or applied.get("type") != opts.get("type"):
+            item.pop("active", None)
+        return item
+
+    async def _net_list(self, v: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        changes = self.network_changes
+        attribs = _RESULT_ATTRIBS.get()
+        if changes and attribs is not None:
+            attribs["changes"] = changes
+        wanted = v.get("type")
+        out = []
+        for n, (iface, opts) in enumerate(self._net_config().items(), 1):
+            kind = opts.get("type")
+            if wanted in ("any_bridge", "any_local_bridge"):
+                if kind not in ("bridge", "OVSBridge"):
+                    continue
+            elif wanted and wanted != "include_sdn" and kind != wanted:
+                continue
+            out.append(self._net_view(iface, opts, n))
+        return out
+
+    def _net_existing(self, iface: str) -> dict[str, Any]:
+        opts = self._net_config().get(iface)
+        if opts is None:
+            raise param_error(iface="interface does not exist")
+        return opts
+
+    async def _net_read(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        opts = self._net_existing(v["iface"])
+        view = self._net_view(v["iface"], opts, list(self._net_config()).index(v["iface"]) + 1)
+        view.pop("iface")
+        return view
+
+    def _check_gateway(
+        self, config: dict[str, dict[str, Any]], iface: str, opts: dict[str, Any]
+    ) -> None:
+        if not opts.get("gateway"):
+            return
+        for other, oopts in config.items():
+            if other != iface and oopts.get("gateway"):
+                raise param_error(
+                    gateway=f"Default ipv4 gateway already exists on interface '{other}'"
+                )
+
+    @staticmethod
+    def _net_options(v: dict[str, Any]) -> dict[str, Any]:
+        opts = {k: val for k, val in v.items() if k not in ("node", "iface", "delete")}
+        if opts.get("address") and opts.get("netmask") and not opts.get("cidr"):
+            net = ipaddress.IPv4Interface(f"{opts.pop('address')}/{opts.pop('netmask')}")
+            opts["cidr"] = str(net)
+        return opts
+
+    async def _net_create(self, v: dict[str, Any], user: str) -> None:
+        iface = v["iface"]
+        if iface in self._net_config():
+            raise param_error(iface="interface already exists")
+        opts = self._net_options(v)
+        self._check_gateway(self._net_config(), iface, opts)
+        self._net_staged()[iface] = opts
+
+    async def _net_update(self, v: dict[str, Any], user: str) -> None:
+        iface = v["iface"]
+        self._net_existing(iface)
+        staged = self._net_staged()
+        opts = staged[iface]
+        for key in split_list(v.get("delete")):
+            opts.pop(key, None)
+            if key in ("address", "netmask"):
+                opts.pop("cidr", None)
+        new = self._net_options(v)
+        self._check_gateway(staged, iface, {**opts, **new})
+        opts.update(new)
+
+    async def _net_delete(self, v: dict[str, Any], user: str) -> None:
+        self._net_existing(v["iface"])
+        del self._net_staged()[v["iface"]]
+
+    async def _net_revert(self, v: dict[str, Any], user: str) -> None:
+        self.net_pending = None
+
+    async def _net_reload(self, v: dict[str, Any], user: str) -> str:
+        async def body() -> None:
+            await self.pause(2)
+            if self.net_pending is not None:
+                applied = self.net_pending
+                for opts in applied.values():
+                    # ifreload brings every configured interface up; the bridges now exist.
+                    opts["active"] = 1
+                    if opts.get("type") == "bridge":
+                        opts["exists"] = 1
+                self.net_applied = applied
+                self.net_pending = None
+
+        upid: str = await self.task(v["node"], "srvreload", "networking", user, body)
+        return upid
+
+    # ---------------------------------------------------- result attributes
+
+    def _stateful_handler(
+        self, template: str, handler: Handler
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """fakepve's wrapper, plus PVE's result attributes (e.g. `changes`) next to `data`."""
+        serve = super()._stateful_handler(template, handler)
+
+        async def with_attribs(request: web.Request) -> web.Response:
+            attribs: dict[str, Any] = {}
+            token = _RESULT_ATTRIBS.set(attribs)
+            try:
+                response: web.Response = await serve(request)
+            finally:
+                _RESULT_ATTRIBS.reset(token)
+            if attribs and response.status == 200 and response.text:
+                body = json.loads(response.text)
+                body.update(attribs)
+                return web.json_response(body)
+            return response
+
+        return with_attribs
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _mac(vmid: int, n: int) -> str:
+    """A stable MAC in Proxmox's BC:24:11 prefix, unique per guest and interface."""
+    return f"BC:24:11:{n:02X}:{vmid >> 8 & 0xFF:02X}:{vmid & 0xFF:02X}"
+
+
+def _drive(volume: str, opts: dict[str, str]) -> str:
+    """A drive or device value as PVE writes it: the volume, then the options sorted."""
+    return ",".join([volume] + [f"{k}={opts[k]}" for k in sorted(opts)])
+
+
+def _common_options(config: dict[str, Any], guest: dict[str, Any]) -> None:
+    if guest.get("description"):
+        config["description"] = guest["description"]
+    if guest.get("tags"):
+        # PVE keeps tags sorted and separated by semicolons.
+        config["tags"] = ";".join(sorted(guest["tags"]))
+
+
+def _set_lock(guest: Guest, lock: str | None) -> None:
+    """Set or clear a guest's config lock (a FakeCt keeps it in its config, a FakeVm in both)."""
+    if isinstance(guest, FakeCt):
+        guest.lock = lock
+        return
+    guest.lock = lock
+    if lock:
+        guest.config["lock"] = lock
+    else:
+        guest.config.pop("lock", None)
+
+
+def _render_notes(template: str | None, guest: Guest, node: str, cluster: str) -> str | None:
+    """vzdump's notes-template: {{guestname}}, {{vmid}}, {{node}}, {{cluster}}; `\\n` breaks."""
+    if not template:
+        return None
+    out = template.replace("\\n", "\n").replace("\\\\", "\\")
+    for key, value in (
+        ("guestname", guest.name),
+        ("vmid", str(guest.vmid)),
+        ("node", node),
+        ("cluster", cluster),
+    ):
+        out = out.replace("{{" + key + "}}", value)
+    return out
+
+
+def _interfaces_file(config: dict[str, dict[str, Any]]) -> str:
+    """The /etc/network/interfaces PVE writes for a configuration (used for the `changes` diff)."""
+    lines = ["auto lo", "iface lo inet loopback", ""]
+    for iface, opts in config.items():
+        method = "static" if opts.get("cidr") else opts.get("method", "manual")
+        if opts.get("autostart") or opts.get("type") == "bridge":
+            lines.append(f"auto {iface}")
+        lines.append(f"iface {iface} inet {method}")
+        if opts.get("cidr"):
+            lines.append(f"\taddress {opts['cidr']}")
+        if opts.get("gateway"):
+            lines.append(f"\tgateway {opts['gateway']}")
+        if opts.get("type") == "bridge":
+            lines.append(f"\tbridge-ports {opts.get('bridge_ports') or 'none'}")
+            lines.append("\tbridge-stp off")
+            lines.append("\tbridge-fd 0")
+            if opts.get("bridge_vlan_aware"):
+                lines.append("\tbridge-vlan-aware yes")
+        if opts.get("mtu"):
+            lines.append(f"\tmtu {opts['mtu']}")
+        if opts.get("comments"):
+            lines.extend("#" + c for c in str(opts["comments"]).rstrip("\n").split("\n"))
+        lines.append("")
+    lines.append("source /etc/network/interfaces.d/*")
+    return "\n".join(lines) + "\n"
+
+
+def _nixos_osinfo() -> dict[str, str]:
+    return {
+        "name": "NixOS",
+        "id": "nixos",
+        "version": "25.05 (Warbler)",
+        "version-id": "25.05",
+        "pretty-name": "NixOS 25.05 (Warbler)",
+        "kernel-release": "6.12.30",
+        "kernel-version": "#1-NixOS SMP PREEMPT_DYNAMIC",
+        "machine": "x86_64",
+    }
+
+
+def _windows_osinfo() -> dict[str, str]:
+    return {
+        "name": "Microsoft Windows",
+        "id": "mswindows",
+        "version": "Microsoft Windows 11",
+        "version-id": "11",
+        "pretty-name": "Windows 11 Pro",
+        "kernel-release": "26100",
+        "kernel-version": "10.0",
+        "machine": "x86_64",
+        "variant": "client",
+        "variant-id": "client",
+    }
