@@ -1,0 +1,114 @@
+"""The CLI spine: every command of the contract exists, errors are one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nixmox import __version__
+from nixmox.cli.main import run
+
+EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "homelab.toml")
+NIXMOX = str(Path(sys.executable).parent / "nixmox")
+
+# (argv, issue that implements it)
+PENDING = [
+    (["plan"], 3),
+    (["plan", "--detailed-exitcode"], 3),
+    (["apply", "--yes", "--dry-run"], 3),
+    (["adopt", "100", "101"], 3),
+    (["snapshot", "--dry-run", "--monitor"], 4),
+    (["prune-sim", "--keep-daily", "3", "--tz", "UTC", "--json"], 4),
+    (["backup", "--guest", "nixos-lxc", "--dry-run"], 5),
+    (["backup", "verify", "--guest", "nixos-lxc"], 5),
+    (["update", "host", "--node", "pve1", "--dry-run"], 6),
+    (["update", "nixos", "--guest", "nixos-lxc", "--dry-run"], 6),
+    (["update", "windows", "--guest", "win11-gaming"], 6),
+    (["status", "--json"], 9),
+    (["history", "--job", "backup"], 9),
+    (["render", "systemd", "--out", "/tmp/x"], 7),
+    (["render", "diagram", "--kind", "network"], 9),
+    (["install", "--root", "/tmp/x"], 7),
+    (["uninstall", "--root", "/tmp/x"], 7),
+    (["template", "build", "nixos-lxc"], 10),
+    (["template", "upload", "image.tar.xz"], 10),
+    (["windows", "provision", "--guest", "win11-gaming"], 10),
+    (["zfs", "cache", "add", "rpool", "nvme0n1"], 10),
+]
+
+
+def test_version_is_printed_by_the_installed_script() -> None:
+    proc = subprocess.run([NIXMOX, "--version"], capture_output=True, text=True, check=True)
+    assert proc.stdout == f"nixmox {__version__}\n"
+
+
+def test_help_lists_the_contract_commands() -> None:
+    proc = subprocess.run([NIXMOX, "--help"], capture_output=True, text=True, check=True)
+    for command in (
+        "config",
+        "doctor",
+        "plan",
+        "apply",
+        "adopt",
+        "snapshot",
+        "backup",
+        "prune-sim",
+        "update",
+        "status",
+        "render",
+        "install",
+        "uninstall",
+        "history",
+        "template",
+        "windows",
+        "zfs",
+    ):
+        assert f"  {command} " in proc.stdout, command
+
+
+@pytest.mark.parametrize(("argv", "issue"), PENDING, ids=[" ".join(a) for a, _ in PENDING])
+def test_pending_commands_say_so_and_exit_1(
+    argv: list[str], issue: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "not implemented yet" in err[0] and f"issue {issue}" in err[0]
+
+
+def test_config_goes_before_or_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--config", EXAMPLE, "config", "check"]) == 0
+    assert run(["config", "check", "--config", EXAMPLE]) == 0
+    assert capsys.readouterr().out.count("valid") == 2
+
+
+def test_bad_flag_is_one_line_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["plan", "--no-such-flag"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nixmox: No such option: --no-such-flag (see `nixmox plan --help`)"]
+
+
+def test_bad_flag_value_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["prune-sim", "--keep-daily", "-3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--keep-daily" in err[0]
+
+
+def test_internal_errors_show_traceback_only_with_vv(tmp_path: Path) -> None:
+    bad = tmp_path / "n.toml"
+    bad.write_text("[[guests]]\n")
+    quiet = subprocess.run(
+        [NIXMOX, "config", "check", "--config", str(bad)], capture_output=True, text=True
+    )
+    loud = subprocess.run(
+        [NIXMOX, "-vv", "config", "check", "--config", str(bad)], capture_output=True, text=True
+    )
+    assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
+    assert loud.returncode == 1
+    # config check reports problems itself (no exception), so -vv adds nothing;
+    # a command that raises does show the traceback at -vv:
+    pending = subprocess.run([NIXMOX, "-vv", "plan"], capture_output=True, text=True)
+    assert pending.returncode == 1 and "Traceback" in pending.stderr

@@ -1,0 +1,134 @@
+"""`nixmox doctor` against the lab (fakepve seeded with the example's hardware)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nixmox.cli.main import run
+from nixmox.doctor.verdict import Check, Status, exit_code, totals
+from tests.lab.serving import RunningLab
+
+EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "homelab.toml")
+
+
+@pytest.fixture
+def lab_env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch) -> RunningLab:
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    return lab
+
+
+def doctor_json(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict[str, object]]:
+    code = run(["doctor", "--config", EXAMPLE, "--json", *extra])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def by_id(report: dict[str, object], check_id: str) -> list[dict[str, str]]:
+    checks = report["checks"]
+    assert isinstance(checks, list)
+    return [c for c in checks if c["id"] == check_id]
+
+
+def test_blank_lab_reachable_but_guests_missing(
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = doctor_json(capsys)
+    reach = by_id(report, "proxmox-reachable")
+    assert reach[0]["status"] == "PASS" and "TLS verified" in reach[0]["message"]
+    missing = by_id(report, "guest-exists")
+    assert [c["status"] for c in missing] == ["WARN"] * 3
+    assert all(c["fix"] for c in missing)
+    assert code == 1
+
+
+def test_declared_guests_pass(lab_env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    lab_env.pve.add_declared_guests()
+    code, report = doctor_json(capsys)
+    assert [c["status"] for c in by_id(report, "guest-exists")] == ["PASS"] * 3
+    assert code == 0
+    assert report["summary"] == {  # type: ignore[comparison-overlap]
+        "PASS": 4,
+        "INFO": 0,
+        "WARN": 0,
+        "FAIL": 0,
+        "UNKNOWN": 0,
+        "exit_code": 0,
+        "areas": ["proxmox", "guests"],
+    }
+
+
+def test_locked_guest_warns(lab_env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    lab_env.pve.add_declared_guests()
+    lab_env.pve.snapshot_lock(101, "backup")
+    code, report = doctor_json(capsys, "--only", "guests")
+    assert by_id(report, "guest-lock")[0]["subject"] == "nixos-vm (101)"
+    assert code == 1
+
+
+def test_wrong_kind_fails(
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lab_env.pve.add_declared_guests()
+    inv = tmp_path / "n.toml"
+    inv.write_text('[[guests]]\nname = "x"\nvmid = 101\nkind = "lxc"\nnode = "pve1"\n')
+    code = run(["doctor", "--config", str(inv), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert by_id(report, "guest-exists")[0]["status"] == "FAIL"
+    assert code == 2
+
+
+def test_untrusted_certificate_fails_and_never_sends_on(
+    lab_env: RunningLab,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    # A CA that did not sign the lab's certificate: the system bundle.
+    monkeypatch.setenv("NIXMOX_PVE_CA_FILE", "/etc/ssl/certs/ca-certificates.crt")
+    code, report = doctor_json(capsys)
+    reach = by_id(report, "proxmox-reachable")[0]
+    assert reach["status"] == "FAIL" and "TLS verification" in reach["message"]
+    assert by_id(report, "guest-exists")[0]["status"] == "UNKNOWN"
+    assert code == 2
+
+
+def test_wrong_token_fails_without_showing_it(
+    lab_env: RunningLab, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    secret = "00000000-dead-beef-0000-000000000000"
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN", secret)
+    code = run(["-vv", "doctor", "--config", EXAMPLE])
+    out = capfd.readouterr()
+    assert code == 2
+    assert "FAIL" in out.out and "401" in out.out
+    assert secret not in out.out + out.err
+
+
+def test_unimplemented_area_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["doctor", "--config", EXAMPLE, "--only", "passthrough"]) == 1
+    assert "issue 8" in capsys.readouterr().err
+
+
+def test_unknown_area_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["doctor", "--config", EXAMPLE, "--only", "gpu"]) == 1
+    err = capsys.readouterr().err
+    assert "--only gpu: unknown area" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("statuses", "code"),
+    [
+        ([], 0),
+        ([Status.PASS, Status.INFO], 0),
+        ([Status.PASS, Status.WARN], 1),
+        ([Status.WARN, Status.UNKNOWN], 3),
+        ([Status.UNKNOWN, Status.FAIL, Status.WARN], 2),
+    ],
+)
+def test_exit_code_is_nagios_style(statuses: list[Status], code: int) -> None:
+    checks = [Check("x", s, "s", "m") for s in statuses]
+    assert exit_code(checks) == code
+    assert sum(totals(checks).values()) == len(statuses)
