@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up a development environment from a fresh clone: a virtualenv in .venv
+# with nixmox (editable) and its dev tools. With --peers, also the Debian
+# packages of the real programs the tests run against (needs root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PEERS="zfs-fuse qemu-guest-agent nix-bin openssh-server faketime"
+
+if [ "${1:-}" = "--peers" ]; then
+  missing=""
+  for pkg in $PEERS; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
+  done
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      echo "==> installing Debian packages:$missing"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    else
+      echo "==> missing Debian packages:$missing (tests that need them will skip; run as root to install)"
+    fi
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.nixmox-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "==> installing nixmox and its dev tools into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  touch "$stamp"
+fi
