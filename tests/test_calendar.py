@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from nixmox.calendar import (
@@ -36,9 +36,21 @@ def analyze() -> str:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What systemd said about one spec: None means refused."""
+    """What systemd said about one spec.
 
+    ``parsed`` is False when systemd refused the spec.  ``normalized`` is
+    None also when systemd parsed the spec but then failed to compute its
+    next elapse (systemd 252 bug with some repeats in a foreign time zone,
+    e.g. ``*-06/5-05 Europe/Vienna``): it then exits non-zero and prints no
+    normalized form, although the spec itself is fine.
+    """
+
+    parsed: bool
     normalized: str | None
+
+    @property
+    def elapse_failed(self) -> bool:
+        return self.parsed and self.normalized is None
 
 
 def _run(analyze: str, verb: str, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -55,27 +67,29 @@ def _run(analyze: str, verb: str, args: Sequence[str]) -> subprocess.CompletedPr
 def systemd_calendar(analyze: str, specs: Sequence[str]) -> list[Verdict]:
     """Ask systemd-analyze about many specs at once, one verdict per spec."""
     proc = _run(analyze, "calendar", specs)
-    failed = [
-        line
-        for line in proc.stderr.splitlines()
-        if line.startswith("Failed to parse calendar specification '")
-    ]
+    errors = proc.stderr.splitlines()
     normalized = [
         line.split(":", 1)[1].strip()
         for line in proc.stdout.splitlines()
         if line.startswith("Normalized form:")
     ]
     out: list[Verdict] = []
-    fi = ni = 0
+    ei = ni = 0
     for spec in specs:
-        prefix = f"Failed to parse calendar specification '{spec}': "
-        if fi < len(failed) and failed[fi].startswith(prefix):
-            out.append(Verdict(None))
-            fi += 1
+        # stderr only carries failures, in spec order; skip "Hint:" lines.
+        while ei < len(errors) and not errors[ei].startswith("Failed to "):
+            ei += 1
+        line = errors[ei] if ei < len(errors) else ""
+        if line.startswith(f"Failed to parse calendar specification '{spec}': "):
+            out.append(Verdict(parsed=False, normalized=None))
+            ei += 1
+        elif line.startswith(f"Failed to determine next elapse for '{spec}': "):
+            out.append(Verdict(parsed=True, normalized=None))
+            ei += 1
         else:
-            out.append(Verdict(normalized[ni]))
+            out.append(Verdict(parsed=True, normalized=normalized[ni]))
             ni += 1
-    assert fi == len(failed) and ni == len(normalized), (proc.stdout, proc.stderr)
+    assert ni == len(normalized), (proc.stdout, proc.stderr)
     return out
 
 
@@ -200,8 +214,23 @@ CORPUS = [
     "@0",
     "@1700000000 Europe/Vienna",
     "@-1",
+    "@99999999999",
     "",
+    # found by the generator: trimming precedes range checks, "0/1" seconds
+    "*:50..61/21",
+    "50..61/21:00",
+    "*:*:5,0/1",
+    "*:*:1/0.0000005",
+    "Mon..Fri,Sat..Sun",
+    "*-*~*",
+    # parses, but systemd 252 cannot compute its next elapse (see Verdict)
+    "*-06/5-05 Europe/Vienna",
 ]
+
+# Specs that systemd parses but ``systemd-analyze calendar`` still fails on,
+# because computing the next elapse in a foreign zone hits EDEADLK.  We accept
+# them, which is what PID 1's unit parser does too.
+ELAPSE_FAILURES = frozenset({"*-06/5-05 Europe/Vienna"})
 
 
 @pytest.fixture(scope="module")
@@ -213,11 +242,12 @@ def corpus_verdicts(analyze: str) -> dict[str, Verdict]:
 def test_corpus_matches_systemd(spec: str, corpus_verdicts: dict[str, Verdict]) -> None:
     expected = corpus_verdicts[spec]
     ours = is_valid_calendar(spec)
-    if expected.normalized is None:
+    assert expected.elapse_failed == (spec in ELAPSE_FAILURES), spec
+    if not expected.parsed:
         assert ours is not None, f"systemd refuses {spec!r}, we accept it"
         return
     assert ours is None, f"systemd accepts {spec!r}, we say: {ours}"
-    if spec not in NORMALIZE_GAPS:
+    if expected.normalized is not None and spec not in NORMALIZE_GAPS:
         assert parse_calendar(spec).normalized() == expected.normalized
 
 
@@ -315,7 +345,9 @@ def test_generated_specs_match_systemd(analyze: str, spec: str) -> None:
     # One subprocess per example keeps shrinking meaningful; it costs ~5 ms.
     (verdict,) = systemd_calendar(analyze, [spec])
     ours = is_valid_calendar(spec)
-    assert (ours is None) == (verdict.normalized is not None), (spec, verdict, ours)
+    assert (ours is None) == verdict.parsed, (spec, verdict, ours)
+    if verdict.elapse_failed:
+        event("systemd-analyze failed on next elapse only")
     if verdict.normalized is not None:
         assert parse_calendar(spec).normalized() == verdict.normalized, spec
 

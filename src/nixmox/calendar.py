@@ -444,12 +444,17 @@ def _normalize_chain(
     for c in chain:
         stop, repeat = c.stop, c.repeat
         if stop is not None:
-            # Trim the end of a stepped range to the last value actually hit.
-            stop -= (stop - c.start) % repeat
+            # Trim the end of a stepped range to the last value actually hit;
+            # backwards ranges are left for the range check to refuse.
+            if stop > c.start:
+                stop -= (stop - c.start) % repeat
             if stop == c.start:
                 stop, repeat = None, 0
         out.add(CalendarComponent(c.start, stop, repeat))
     return tuple(sorted(out, key=CalendarComponent._sort_key))
+
+
+_EVERY_SECOND = CalendarComponent(0, None, USEC_PER_SEC)
 
 
 def _check_end_of_month_list(chain: tuple[CalendarComponent, ...]) -> None:
@@ -537,29 +542,40 @@ def parse_calendar(spec: str) -> CalendarSpec:
     _parse_date(cur, fields)
     _parse_time(cur, fields)
 
-    year = _fix_year(fields.year)
-    end_of_month = fields.end_of_month and fields.day is not None
-    _check_chain(year, "year", _MIN_YEAR, _MAX_YEAR)
-    _check_chain(fields.month, "month", 1, 12)
-    if end_of_month:
-        _check_chain(fields.day, "day before month end", 1, _EOM_MAX_DAY, backwards=True)
-    else:
-        _check_chain(fields.day, "day", 1, 31)
-    _check_chain(fields.hour, "hour", 0, 23)
-    _check_chain(fields.minute, "minute", 0, 59)
-    _check_chain(fields.second, "second", 0, 60 * USEC_PER_SEC - 1, USEC_PER_SEC)
-
+    # systemd trims stepped ranges before it range-checks them, so
+    # "*:50..61/21" is fine (it only ever hits minute 50): normalize first.
+    year = _normalize_chain(_fix_year(fields.year))
+    month = _normalize_chain(fields.month)
     day = _normalize_chain(fields.day)
+    hour = _normalize_chain(fields.hour)
+    minute = _normalize_chain(fields.minute)
+    second = _normalize_chain(fields.second)
+    end_of_month = fields.end_of_month and day is not None
+
+    _check_chain(year, "year", _MIN_YEAR, _MAX_YEAR)
+    _check_chain(month, "month", 1, 12)
+    if end_of_month:
+        _check_chain(day, "day before month end", 1, _EOM_MAX_DAY, backwards=True)
+    else:
+        _check_chain(day, "day", 1, 31)
+    _check_chain(hour, "hour", 0, 23)
+    _check_chain(minute, "minute", 0, 59)
+    _check_chain(second, "second", 0, 60 * USEC_PER_SEC - 1, USEC_PER_SEC)
     if end_of_month and day is not None:
         _check_end_of_month_list(day)
+
+    # "0/1" seconds is how systemd stores "*"; once present, it swallows the
+    # whole seconds list ("*:*:5,0/1" prints as "*:*:*").
+    if second is not None and _EVERY_SECOND in second:
+        second = None
     return CalendarSpec(
         weekdays=weekdays,
-        year=_normalize_chain(year),
-        month=_normalize_chain(fields.month),
+        year=year,
+        month=month,
         day=day,
-        hour=_normalize_chain(fields.hour),
-        minute=_normalize_chain(fields.minute),
-        second=_normalize_chain(fields.second),
+        hour=hour,
+        minute=minute,
+        second=second,
         end_of_month=end_of_month,
         timezone=timezone,
     )
