@@ -392,6 +392,11 @@ SPANS = [
     "  5s  ",
     "+5s",
     "1s+2s",
+    "5+30",
+    "1.25.5",
+    "+.5",
+    " .5",
+    "1 +.5",
     "0.0000001s",
     "1.0000015s",
     "1.25ms",
@@ -425,4 +430,5 @@ def test_timespan_matches_systemd(analyze: str, span: str) -> None:
     if expected == 2**64 - 1:
         assert seconds == float("inf")
     else:
+        # A float carries ~16 digits: exact for any span below ~280 years.
         assert round(seconds * 1_000_000) == expected

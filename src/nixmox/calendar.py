@@ -633,6 +633,9 @@ def _span_usec(text: str) -> int:
             raise CalendarError(f"negative time span {text!r}")
         if text[pos] == "+":
             pos += 1
+            # An explicit sign must be followed by digits: "+5" but not "+.5".
+            if pos >= n or not _is_digit(text[pos]):
+                raise CalendarError(f"expected digits after '+' in time span {text!r}")
         begin = pos
         while pos < n and _is_digit(text[pos]):
             pos += 1
@@ -648,14 +651,21 @@ def _span_usec(text: str) -> int:
                 raise CalendarError(f"missing digits after '.' in {text!r}")
         if not whole and not frac:
             raise CalendarError(f"expected a number in time span {text!r}")
+        number_end = pos
         while pos < n and text[pos] in _SPAN_SPACE:
             pos += 1
-        unit = USEC_PER_SEC  # a bare number means seconds
+        unit = 0
         for name in _SPAN_UNIT_NAMES:
             if text.startswith(name, pos):
                 unit = _SPAN_UNITS_USEC[name]
                 pos += len(name)
                 break
+        if not unit:
+            # A bare number means seconds, but only as a whole word: "5+3"
+            # and "1.2.5" are refused, "5 +3s" and "1min30" are not.
+            if pos == number_end and pos < n:
+                raise CalendarError(f"unexpected {text[pos]!r} in time span {text!r}")
+            unit = USEC_PER_SEC
         # Each fractional digit is worth a tenth of the previous one,
         # truncated to whole microseconds digit by digit (systemd does too).
         value = int(whole or "0") * unit
