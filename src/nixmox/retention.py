@@ -1,0 +1,205 @@
+"""Proxmox's keep-* retention rule, exactly (see RETENTION.md).
+
+Pure: items in, a mark and a reason for every item out; no I/O, no clock.
+The same rule prunes vzdump archives (one guest's, on one storage) and
+nixmox's own ZFS snapshots (one dataset's), and drives ``nixmox prune-sim``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from enum import StrEnum
+from itertools import islice, repeat
+from operator import attrgetter, gt, itemgetter
+from typing import NamedTuple
+
+
+class Mark(StrEnum):
+    """What happens to an item."""
+
+    KEEP = "keep"
+    REMOVE = "remove"
+    PROTECTED = "protected"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One backup or snapshot: when it was taken, and whether it is protected.
+
+    ``time`` must be timezone-aware. ``ref`` is the caller's handle (a volume
+    id, a snapshot name, the input line); it also breaks ties between items
+    taken at the same instant, so results never depend on input order.
+    """
+
+    time: datetime
+    protected: bool = False
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Keep:
+    """The keep-* options; ``None`` and 0 both mean "not set"."""
+
+    last: int | None = None
+    hourly: int | None = None
+    daily: int | None = None
+    weekly: int | None = None
+    monthly: int | None = None
+    yearly: int | None = None
+    all: bool = False
+
+    def __post_init__(self) -> None:
+        for name, value in self.counts():
+            if value is not None and value < 0:
+                raise ValueError(f"keep-{name} must be 0 or more, not {value}")
+        if self.all and any(value for _, value in self.counts()):
+            raise ValueError("keep-all cannot be combined with another keep option")
+
+    def counts(self) -> list[tuple[str, int | None]]:
+        """The options in the order the rule applies them."""
+        return [
+            ("last", self.last),
+            ("hourly", self.hourly),
+            ("daily", self.daily),
+            ("weekly", self.weekly),
+            ("monthly", self.monthly),
+            ("yearly", self.yearly),
+        ]
+
+    @property
+    def keeps_everything(self) -> bool:
+        """keep-all, or no option with a positive count (Proxmox then keeps all)."""
+        return self.all or not any(value for _, value in self.counts())
+
+
+class Decision(NamedTuple):
+    """The mark of one item and why."""
+
+    item: Item
+    mark: Mark
+    reason: str
+
+
+# Period ids in local time, computed for every item at once with C-level
+# maps (this is the hot path: 100,000 items in well under a second).
+def _period_ids(name: str, local: list[datetime]) -> list[Hashable]:
+    if name == "hourly":
+        # Naive local fields: the repeated hour of a fall-back night is one period.
+        return list(map(attrgetter("year", "month", "day", "hour"), local))
+    if name == "daily":
+        return list(map(datetime.date, local))
+    if name == "weekly":
+        # ISO year and week: 2019-12-31 is in 2020-W01.
+        return list(map(itemgetter(0, 1), map(datetime.isocalendar, local)))
+    if name == "monthly":
+        return list(map(attrgetter("year", "month"), local))
+    if name == "yearly":
+        return list(map(attrgetter("year"), local))
+    raise ValueError(name)
+
+
+_UNIT = {
+    "hourly": "hour",
+    "daily": "day",
+    "weekly": "ISO week",
+    "monthly": "month",
+    "yearly": "year",
+}
+
+
+def _newest_first(items: Sequence[Item]) -> list[Item]:
+    """Items newest first; ties broken by protected, then ref (input order never matters)."""
+    times = [it.time for it in items]
+    if all(map(gt, times, islice(times, 1, None))):
+        return list(items)  # the usual case: already newest first, no ties
+    stamps = [t.timestamp() for t in times]
+    # Stable sorts, least significant key first.
+    order = sorted(range(len(items)), key=lambda i: items[i].ref)
+    order.sort(key=lambda i: items[i].protected)
+    order.sort(key=stamps.__getitem__, reverse=True)
+    return [items[i] for i in order]
+
+
+def prune(items: Sequence[Item], keep: Keep, zone: tzinfo) -> list[Decision]:
+    """Decide every item, newest first, with Proxmox's rule in ``zone``.
+
+    Protected items are never removed and never use a slot. Each option in
+    the order last, hourly, daily, weekly, monthly, yearly keeps the newest
+    item of up to N periods not already covered by items kept before it.
+    """
+    ordered = _newest_first(items)
+    count = len(ordered)
+    if keep.keeps_everything:
+        why = "keep-all" if keep.all else "no keep option set: everything is kept"
+        return _decisions(
+            ordered,
+            [Mark.PROTECTED if it.protected else Mark.KEEP for it in ordered],
+            ["protected" if it.protected else why for it in ordered],
+        )
+
+    marks: list[Mark | None] = [Mark.PROTECTED if it.protected else None for it in ordered]
+    reasons: list[str] = ["protected" if it.protected else "" for it in ordered]
+    local: list[datetime] = []
+    kept: list[int] = []
+    # Why an item no option kept was passed over: the note of the latest
+    # option wins. Walks that stopped: (option order, first index, text).
+    stops: list[tuple[int, int, str]] = []
+    covered_note: dict[int, tuple[int, str]] = {}
+
+    for order, (name, limit) in enumerate(keep.counts()):
+        if not limit:
+            continue
+        option = f"keep-{name}"
+        ids: Sequence[Hashable]
+        if name == "last":
+            ids = range(count)  # every item is its own period
+            unit = "item"
+        else:
+            if not local:
+                local = [it.time.astimezone(zone) for it in ordered]
+            ids = _period_ids(name, local)
+            unit = _UNIT[name]
+        covered = {ids[i]: i for i in kept}
+        taken: set[Hashable] = set()
+        for i in range(count):
+            if marks[i] is not None:
+                continue
+            pid = ids[i]
+            if pid in covered:
+                covered_note[i] = (order, f"covered by {_owner(reasons[covered[pid]])}")
+            elif pid in taken:
+                marks[i] = Mark.REMOVE
+                reasons[i] = f"{option}: a newer item already kept for this {unit}"
+            elif len(taken) >= limit:
+                stops.append((order, i, f"beyond {option} ({limit} already kept)"))
+                break
+            else:
+                taken.add(pid)
+                marks[i] = Mark.KEEP
+                reasons[i] = f"{option} {len(taken)}/{limit}"
+                kept.append(i)
+
+    for i in range(count):
+        if marks[i] is None:
+            note = covered_note.get(i, (-1, "not selected by any keep option"))
+            for stop in stops:
+                if stop[1] <= i and stop[0] > note[0]:
+                    note = (stop[0], stop[2])
+            marks[i] = Mark.REMOVE
+            reasons[i] = note[1]
+    return _decisions(ordered, marks, reasons)
+
+
+def _decisions(
+    items: Sequence[Item], marks: Sequence[Mark | None], reasons: Sequence[str]
+) -> list[Decision]:
+    # tuple.__new__ straight from C: a NamedTuple's own __new__ is Python code
+    # and would cost more than deciding the items.
+    return list(map(tuple.__new__, repeat(Decision), zip(items, marks, reasons, strict=True)))
+
+
+def _owner(reason: str) -> str:
+    """``keep-daily 2/7`` -> ``keep-daily``."""
+    return reason.split(" ", 1)[0]
