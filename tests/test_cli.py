@@ -21,7 +21,6 @@ PENDING = [
     (["apply", "--yes", "--dry-run"], 3),
     (["adopt", "100", "101"], 3),
     (["snapshot", "--dry-run", "--monitor"], 4),
-    (["prune-sim", "--keep-daily", "3", "--tz", "UTC", "--json"], 4),
     (["backup", "--guest", "nixos-lxc", "--dry-run"], 5),
     (["backup", "verify", "--guest", "nixos-lxc"], 5),
     (["update", "host", "--node", "pve1", "--dry-run"], 6),

@@ -18,6 +18,12 @@ class ConfigError(NixmoxError):
     """The inventory (or a flag) is wrong; the message says where."""
 
 
+class UsageError(NixmoxError):
+    """A command line nixmox cannot parse (exit 2, like the other usage errors)."""
+
+    exit_code = 2
+
+
 class NotImplementedYet(NixmoxError):
     """A command of the interface contract whose implementation has not landed."""
 

@@ -195,20 +195,22 @@ def snapshot(
     _pending("snapshot", 4)
 
 
-@app.command("prune-sim")
-def prune_sim(
-    keep_last: Annotated[int | None, typer.Option("--keep-last", min=0)] = None,
-    keep_hourly: Annotated[int | None, typer.Option("--keep-hourly", min=0)] = None,
-    keep_daily: Annotated[int | None, typer.Option("--keep-daily", min=0)] = None,
-    keep_weekly: Annotated[int | None, typer.Option("--keep-weekly", min=0)] = None,
-    keep_monthly: Annotated[int | None, typer.Option("--keep-monthly", min=0)] = None,
-    keep_yearly: Annotated[int | None, typer.Option("--keep-yearly", min=0)] = None,
-    keep_all: Annotated[bool, typer.Option("--keep-all")] = False,
-    tz: Annotated[str | None, typer.Option("--tz", help="zone for days and weeks")] = None,
-    json: JsonOpt = False,
-) -> None:
-    """Proxmox's prune simulator: one time per line on stdin, each printed with its mark."""
-    _pending("prune-sim", 4)
+@app.command(
+    "prune-sim",
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def prune_sim(ctx: typer.Context) -> None:
+    """Proxmox's prune simulator: one time per line on stdin, each printed with its mark.
+
+    Options: --keep-last/-hourly/-daily/-weekly/-monthly/-yearly N, --keep-all,
+    --tz ZONE, --json (see `nixmox prune-sim --help`).
+    """
+    # `nixmox prune-sim` normally never reaches typer (see cli.main); this
+    # entry keeps it in the command list and serves programmatic callers.
+    from nixmox.cli import prune_sim as sim
+
+    raise typer.Exit(sim.main(ctx.args, as_json=_globals(ctx, None, False).json))
 
 
 # -- backups (issue 5) --------------------------------------------------------

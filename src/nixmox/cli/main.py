@@ -25,6 +25,20 @@ def _verbosity(args: list[str]) -> int:
     return level
 
 
+def _command(args: list[str]) -> int | None:
+    """Index of the command name, after the global options."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--config":
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run nixmox with ``argv`` (default: the process arguments); return the exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -41,6 +55,12 @@ def run(argv: list[str] | None = None) -> int:
     from nixmox.errors import NixmoxError
 
     try:
+        command = _command(args)
+        if command is not None and args[command] == "prune-sim":
+            # A filter over possibly 100,000 lines: skip loading typer and rich.
+            from nixmox.cli import prune_sim
+
+            return prune_sim.main(args[command + 1 :], as_json="--json" in args[:command])
         from nixmox.cli.app import invoke
 
         return invoke(args)
