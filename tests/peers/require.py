@@ -28,7 +28,11 @@ def missing(reason: str) -> None:
 def need_binary(name: str, package: str) -> str:
     """Return the absolute path of ``name``, or skip/fail naming ``package``."""
     found = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)),
+        (
+            p
+            for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}", f"/sbin/{name}")
+            if os.access(p, os.X_OK)
+        ),
         None,
     )
     if found is None:
