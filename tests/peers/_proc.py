@@ -7,6 +7,7 @@ whole run.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import signal
 import subprocess
 import time
@@ -16,6 +17,20 @@ from pathlib import Path
 
 class PeerError(RuntimeError):
     """A peer program failed to start or answer in time."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: SIGTERM the child when the test process dies.
+
+    Teardown covers normal exits and Ctrl-C; this covers pytest being
+    SIGKILLed (a CI timeout), which would otherwise leave root daemons
+    running. The setting survives exec, so it reaches the daemon itself.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:

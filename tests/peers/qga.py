@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.peers._proc import PeerError, stop_process, wait_until
+from tests.peers._proc import PeerError, die_with_parent, stop_process, wait_until
 
 BLOCKED: tuple[str, ...] = (
     "guest-shutdown",
@@ -245,6 +245,7 @@ class QemuGuestAgent:
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
                     cwd=self._tmp,
+                    preexec_fn=die_with_parent,
                 )
             wait_until(
                 self._accepts,

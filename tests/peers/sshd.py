@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from tests.peers._proc import PeerError, stop_process, wait_until
+from tests.peers._proc import PeerError, die_with_parent, stop_process, wait_until
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -169,6 +169,7 @@ class Sshd:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         wait_until(
             lambda: "Server listening" in self._log(),

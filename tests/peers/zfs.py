@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from tests.peers._proc import PeerError, stop_process, wait_until
+from tests.peers._proc import PeerError, die_with_parent, stop_process, wait_until
 
 # The fixed paths zfs-fuse uses; each gets a private directory bound over it.
 _BIND_TARGETS = {"run": "/run/zfs", "lib": "/var/lib/zfs", "lock": "/run/lock/zfs"}
@@ -112,6 +112,7 @@ class ZfsFuse:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd="/",
+                preexec_fn=die_with_parent,
             )
         self._write_wrappers()
         wait_until(
