@@ -85,13 +85,17 @@ def main() -> None:
             [nixmox, "prune-sim", *CLI_ARGS], stdin=lines.open(), capture_output=True, check=True
         ).stdout
         baseline = Path(tmp) / "baseline.py"
-        # Reads the same lines and writes JSON of the same size (padding the reason).
-        pad = len(out) // max(args.items, 1)
+        # Reads the same lines and writes JSON of the same size: the reason is
+        # padded so that the output matches nixmox's byte count.
+        empty_row = len('{"time": "", "mark": "keep", "reason": ""}, ')
+        time_chars = sum(len(t.isoformat()) for t in times)
+        pad = max((len(out) - time_chars - empty_row * args.items) // max(args.items, 1), 0)
         baseline.write_text(
             "import json, sys\n"
-            "rows = [l.strip() for l in sys.stdin]\n"
-            f"json.dump([{{'time': r, 'mark': 'keep', 'reason': 'x' * {max(pad - 50, 1)}}} for r in rows],"
-            " sys.stdout)\n"
+            "rows = [line.strip() for line in sys.stdin]\n"
+            f"reason = 'x' * {pad}\n"
+            "sys.stdout.write(json.dumps("
+            "[{'time': r, 'mark': 'keep', 'reason': reason} for r in rows]) + '\\n')\n"
         )
 
         def run_cli() -> None:

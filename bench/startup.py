@@ -35,7 +35,7 @@ def main() -> None:
         "nixmox --help": [nixmox, "--help"],
     }
     results = {name: best_of(argv, args.runs) for name, argv in cases.items()}
-    base_min, base_med = results["python -c pass"]
+    _base_min, base_med = results["python -c pass"]
     print(f"{'command':<20} {'min ms':>8} {'median ms':>10} {'ratio (median)':>15}")
     for name, (low, med) in results.items():
         print(f"{name:<20} {low * 1000:8.1f} {med * 1000:10.1f} {med / base_med:14.2f}x")

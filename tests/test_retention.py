@@ -252,3 +252,76 @@ def test_every_item_gets_exactly_one_decision_with_a_reason(
     assert sorted(d.item.ref for d in result) == sorted(it.ref for it in its)
     assert all(d.reason for d in result)
     assert [d.item.time for d in result] == sorted((it.time for it in its), reverse=True)
+
+
+# -- the rule as RETENTION.md words it, slowly: an oracle for the fast engine ----
+
+FORMATS = {
+    "hourly": "%Y/%m/%d/%H",
+    "daily": "%Y/%m/%d",
+    "weekly": "%G/%V",
+    "monthly": "%Y/%m",
+    "yearly": "%Y",
+}
+
+
+def reference(its: list[Item], keep: Keep, zone: ZoneInfo) -> list[tuple[str, str]]:
+    """RETENTION.md step by step, with strftime period ids; (ref, mark) newest first."""
+    ordered = sorted(its, key=lambda it: (-it.time.timestamp(), it.protected, it.ref))
+    if keep.keeps_everything:
+        return [(it.ref, "protected" if it.protected else "keep") for it in ordered]
+    mark: dict[int, str] = {n: "protected" for n, it in enumerate(ordered) if it.protected}
+
+    def period(name: str, n: int) -> str:
+        if name == "last":
+            return str(n)
+        return ordered[n].time.astimezone(zone).strftime(FORMATS[name])
+
+    for name, limit in keep.counts():
+        if not limit:
+            continue
+        covered = {period(name, n) for n, m in mark.items() if m == "keep"}
+        taken: set[str] = set()
+        for n in range(len(ordered)):
+            if n in mark:
+                continue
+            pid = period(name, n)
+            if pid in covered:
+                continue
+            if pid in taken:
+                mark[n] = "remove"
+            elif len(taken) >= limit:
+                break
+            else:
+                taken.add(pid)
+                mark[n] = "keep"
+    return [(it.ref, mark.get(n, "remove")) for n, it in enumerate(ordered)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(item_lists(), KEEPS, ZONES)
+def test_engine_agrees_with_the_rule_as_written(
+    its: list[Item], keep: Keep, zone: ZoneInfo
+) -> None:
+    assert [(d.item.ref, d.mark.value) for d in prune(its, keep, zone)] == reference(
+        its, keep, zone
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=datetime(1995, 1, 1), max_value=datetime(2045, 1, 1), timezones=st.just(UTC)
+        ),
+        max_size=60,
+        unique=True,
+    ),
+    KEEPS,
+    ZONES,
+)
+def test_engine_agrees_over_decades(times: list[datetime], keep: Keep, zone: ZoneInfo) -> None:
+    its = [Item(t, False, f"i{n}") for n, t in enumerate(times)]
+    assert [(d.item.ref, d.mark.value) for d in prune(its, keep, zone)] == reference(
+        its, keep, zone
+    )

@@ -7,13 +7,13 @@ nixmox's own ZFS snapshots (one dataset's), and drives ``nixmox prune-sim``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from enum import StrEnum
 from itertools import islice, repeat
 from operator import add, attrgetter, gt, methodcaller, mul, sub
-from typing import NamedTuple
+from typing import NamedTuple, cast, overload
 
 
 class Mark(StrEnum):
@@ -24,8 +24,7 @@ class Mark(StrEnum):
     PROTECTED = "protected"
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
     """One backup or snapshot: when it was taken, and whether it is protected.
 
     ``time`` must be timezone-aware. ``ref`` is the caller's handle (a volume
@@ -130,7 +129,7 @@ def _newest_first(items: Sequence[Item]) -> list[Item]:
     return [items[i] for i in order]
 
 
-def prune(items: Sequence[Item], keep: Keep, zone: tzinfo) -> list[Decision]:
+def prune(items: Sequence[Item], keep: Keep, zone: tzinfo) -> Pruned:
     """Decide every item, newest first, with Proxmox's rule in ``zone``.
 
     Protected items are never removed and never use a slot. Each option in
@@ -141,7 +140,7 @@ def prune(items: Sequence[Item], keep: Keep, zone: tzinfo) -> list[Decision]:
     count = len(ordered)
     if keep.keeps_everything:
         why = "keep-all" if keep.all else "no keep option set: everything is kept"
-        return _decisions(
+        return Pruned(
             ordered,
             [Mark.PROTECTED if it.protected else Mark.KEEP for it in ordered],
             ["protected" if it.protected else why for it in ordered],
@@ -212,15 +211,59 @@ def prune(items: Sequence[Item], keep: Keep, zone: tzinfo) -> list[Decision]:
                     note = (stop[0], stop[2])
             marks[i] = Mark.REMOVE
             reasons[i] = note[1]
-    return _decisions(ordered, marks, reasons)
+    return Pruned(ordered, cast(list[Mark], marks), reasons)  # every mark is set by now
 
 
-def _decisions(
-    items: Sequence[Item], marks: Sequence[Mark | None], reasons: Sequence[str]
-) -> list[Decision]:
-    # tuple.__new__ straight from C: a NamedTuple's own __new__ is Python code
-    # and would cost more than deciding the items.
-    return list(map(tuple.__new__, repeat(Decision), zip(items, marks, reasons, strict=True)))
+class Pruned(Sequence[Decision]):
+    """Every item's decision, newest first.
+
+    Held as three parallel lists (items, marks, reasons), not as one object
+    per item: a caller that writes 100,000 decisions out never pays for
+    100,000 tuples. Indexing and iterating give :class:`Decision` values.
+    """
+
+    __slots__ = ("items", "marks", "reasons")
+
+    def __init__(self, items: list[Item], marks: list[Mark], reasons: list[str]) -> None:
+        self.items = items
+        self.marks = marks
+        self.reasons = reasons
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> Decision: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Decision]: ...
+
+    def __getitem__(self, index: int | slice) -> Decision | list[Decision]:
+        if isinstance(index, slice):
+            return [
+                Decision(*row)
+                for row in zip(
+                    self.items[index], self.marks[index], self.reasons[index], strict=True
+                )
+            ]
+        return Decision(self.items[index], self.marks[index], self.reasons[index])
+
+    def __iter__(self) -> Iterator[Decision]:
+        return map(Decision, self.items, self.marks, self.reasons)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Pruned):
+            return (self.items, self.marks, self.reasons) == (
+                other.items,
+                other.marks,
+                other.reasons,
+            )
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Pruned({list(self)!r})"
 
 
 def _owner(reason: str) -> str:
