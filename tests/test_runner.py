@@ -12,6 +12,7 @@ from nixmox import log
 from nixmox.errors import CommandError, CommandNotFound, CommandTimeout
 from nixmox.log import register_secret
 from nixmox.runner import Remote, Runner
+from tests.peers.sshd import Sshd, free_port
 
 
 def test_runs_and_captures_output() -> None:
@@ -90,3 +91,45 @@ def test_remote_wraps_argv_for_ssh_with_quoting() -> None:
     assert argv[:3] == ["ssh", "-o", "BatchMode=yes"]
     assert argv[3:6] == ["-F", "/tmp/cfg", "root@pve1.home.arpa"]
     assert argv[-1] == "env LC_ALL=C zfs list -H 'a b'"
+
+
+# -- over SSH, against a real sshd on loopback ----------------------------------
+
+
+def remote_for(sshd: Sshd) -> Remote:
+    return Remote(sshd.host, ("-F", str(sshd.ssh_config)))
+
+
+def test_remote_command_runs_with_quoting_and_env(sshd: Sshd) -> None:
+    result = Runner().run(
+        ["sh", "-c", 'printf "%s|%s\\n" "$1" "$NIXMOX_T"', "x", "two words; $(id)"],
+        remote=remote_for(sshd),
+        env={"NIXMOX_T": "v 1"},
+        changes=False,
+    )
+    assert result.stdout == "two words; $(id)|v 1\n"
+
+
+def test_remote_failure_keeps_exit_code_and_stderr(sshd: Sshd) -> None:
+    with pytest.raises(CommandError) as info:
+        Runner().run(["sh", "-c", "echo 'pool busy' >&2; exit 7"], remote=remote_for(sshd))
+    assert info.value.returncode == 7 and "pool busy" in info.value.stderr
+
+
+def test_unreachable_host_is_a_command_error(sshd: Sshd, tmp_path: Path) -> None:
+    config = tmp_path / "cfg"
+    config.write_text(
+        sshd.ssh_config.read_text().replace(f"Port {sshd.port}", f"Port {free_port()}")
+    )
+    with pytest.raises(CommandError) as info:
+        Runner().run(["true"], remote=Remote(sshd.host, ("-F", str(config))), timeout=30)
+    assert info.value.returncode == 255 and "ssh nixmox-test" in str(info.value)
+
+
+def test_remote_dry_run_reaches_nothing(sshd: Sshd, tmp_path: Path) -> None:
+    marker = tmp_path / "remote-marker"
+    result = Runner(dry_run=True).run(["touch", str(marker)], remote=remote_for(sshd))
+    assert result.skipped and not marker.exists()
+    # Reads still run under --dry-run, remotely too.
+    read = Runner(dry_run=True).run(["echo", "listed"], remote=remote_for(sshd), changes=False)
+    assert read.stdout == "listed\n"
