@@ -20,7 +20,6 @@ PENDING = [
     (["plan", "--detailed-exitcode"], 3),
     (["apply", "--yes", "--dry-run"], 3),
     (["adopt", "100", "101"], 3),
-    (["snapshot", "--dry-run", "--monitor"], 4),
     (["backup", "--guest", "nixos-lxc", "--dry-run"], 5),
     (["backup", "verify", "--guest", "nixos-lxc"], 5),
     (["update", "host", "--node", "pve1", "--dry-run"], 6),

@@ -191,8 +191,11 @@ def snapshot(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Take and prune ZFS snapshots on their policies."""
-    _pending("snapshot", 4)
+    """Take and prune ZFS snapshots on their policies (only nixmox's own are pruned)."""
+    from nixmox.cli import snapshot_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(snapshot_cmd.run(g.config, dry_run=dry_run, monitor=monitor, as_json=g.json))
 
 
 @app.command(

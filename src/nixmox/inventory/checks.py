@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from nixmox.calendar import parse_timespan
 from nixmox.inventory.locate import Path
 from nixmox.inventory.model import Guest, Inventory, KeepOptions
 
@@ -279,10 +280,39 @@ def check(inv: Inventory) -> list[Problem]:
 
     # Snapshots.
     if inv.snapshots is not None:
-        for name, keep in inv.snapshots.policies.items():
-            add(keep_problems(keep, ("snapshots", "policies", name)))
+        for name, policy in inv.snapshots.policies.items():
+            add(keep_problems(policy, ("snapshots", "policies", name)))
+            if (
+                policy.warn_after
+                and policy.crit_after
+                and parse_timespan(policy.warn_after) > parse_timespan(policy.crit_after)
+            ):
+                problems.append(
+                    Problem(
+                        ("snapshots", "policies", name, "warn_after"),
+                        "warn_after is longer than crit_after",
+                    )
+                )
+        add(
+            _duplicates(
+                (
+                    (("snapshots", "datasets", i, "dataset"), t.dataset)
+                    for i, t in enumerate(inv.snapshots.datasets)
+                ),
+                "snapshot dataset",
+            )
+        )
+        trees = [t.dataset for t in inv.snapshots.datasets if t.recursive]
         for i, target in enumerate(inv.snapshots.datasets):
             tpath: Path = ("snapshots", "datasets", i)
+            parent = next((t for t in trees if target.dataset.startswith(t + "/")), None)
+            if parent is not None:
+                problems.append(
+                    Problem(
+                        (*tpath, "dataset"),
+                        f"{target.dataset} is already inside the recursive snapshots of {parent}",
+                    )
+                )
             if target.policy not in inv.snapshots.policies:
                 known = ", ".join(sorted(inv.snapshots.policies)) or "none declared"
                 problems.append(

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from nixmox import calendar
+from nixmox.retention import Keep
 
 # -- reusable value types -----------------------------------------------------
 
@@ -423,6 +424,27 @@ class KeepOptions(Strict):
     keep_monthly: Count | None = Field(None, alias="keep-monthly")
     keep_yearly: Count | None = Field(None, alias="keep-yearly")
 
+    def rule(self) -> Keep:
+        """These options as the retention engine's :class:`~nixmox.retention.Keep`."""
+        return Keep(
+            last=self.keep_last,
+            hourly=self.keep_hourly,
+            daily=self.keep_daily,
+            weekly=self.keep_weekly,
+            monthly=self.keep_monthly,
+            yearly=self.keep_yearly,
+            all=bool(self.keep_all),
+        )
+
+
+class SnapshotPolicy(KeepOptions):
+    """keep-* for snapshots, and how old the newest may get before `--monitor` complains."""
+
+    warn_after: TimeSpan | None = Field(
+        None, description="default: two of the policy's finest periods"
+    )
+    crit_after: TimeSpan | None = Field(None, description="default: four of its finest periods")
+
 
 class SnapshotTarget(Strict):
     """A dataset (tree) snapshotted on a policy."""
@@ -433,7 +455,7 @@ class SnapshotTarget(Strict):
 
 
 class Snapshots(Strict):
-    policies: dict[str, KeepOptions] = Field(default_factory=dict)
+    policies: dict[str, SnapshotPolicy] = Field(default_factory=dict)
     datasets: list[SnapshotTarget] = Field(default_factory=list)
 
 

@@ -1,0 +1,1 @@
+"""The jobs: each one reads actual state, decides with the pure modules, acts."""
