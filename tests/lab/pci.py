@@ -23,6 +23,36 @@ RENESAS = ("0x1912", "Renesas Technology Corp.")
 ASUS = ("0x1043", "ASUSTeK Computer Inc.")
 MSI = ("0x1462", "Micro-Star International Co., Ltd. [MSI]")
 
+# (class, vendor, device id, device name, subsystem vendor, subsystem device): one
+# model, for the devices the host has more than one of.
+_Model = tuple[str, tuple[str, str], str, str, tuple[str, str], str]
+DUMMY_HOST_BRIDGE: _Model = (
+    "0x060000",
+    AMD,
+    "0x1482",
+    "Starship/Matisse PCIe Dummy Host Bridge",
+    AMD,
+    "0x0000",
+)
+GPP_BRIDGE: _Model = ("0x060400", AMD, "0x1483", "Starship/Matisse GPP Bridge", AMD, "0x1453")
+INTERNAL_GPP_BRIDGE: _Model = (
+    "0x060400",
+    AMD,
+    "0x1484",
+    "Starship/Matisse Internal PCIe GPP Bridge 0 to bus[E:B]",
+    AMD,
+    "0x1484",
+)
+NVME: _Model = (
+    "0x010802",
+    SAMSUNG,
+    "0xa80a",
+    "NVMe SSD Controller PM9A1/PM9A3/980PRO",
+    SAMSUNG,
+    "0xa801",
+)
+I225_V: _Model = ("0x020000", INTEL, "0x15f3", "Ethernet Controller I225-V", ASUS, "0x87d2")
+
 # (address, class, vendor, device id, device name, subsystem vendor, subsystem device, iommu group)
 _TABLE: list[tuple[str, str, tuple[str, str], str, str, tuple[str, str], str, int]] = [
     (
@@ -36,69 +66,15 @@ _TABLE: list[tuple[str, str, tuple[str, str], str, str, tuple[str, str], str, in
         -1,
     ),
     ("0000:00:00.2", "0x080600", AMD, "0x1481", "Starship/Matisse IOMMU", ASUS, "0x87c0", -1),
-    (
-        "0000:00:01.0",
-        "0x060000",
-        AMD,
-        "0x1482",
-        "Starship/Matisse PCIe Dummy Host Bridge",
-        AMD,
-        "0x0000",
-        0,
-    ),
-    ("0000:00:01.1", "0x060400", AMD, "0x1483", "Starship/Matisse GPP Bridge", AMD, "0x1453", 1),
-    ("0000:00:01.2", "0x060400", AMD, "0x1483", "Starship/Matisse GPP Bridge", AMD, "0x1453", 2),
-    (
-        "0000:00:03.0",
-        "0x060000",
-        AMD,
-        "0x1482",
-        "Starship/Matisse PCIe Dummy Host Bridge",
-        AMD,
-        "0x0000",
-        3,
-    ),
-    ("0000:00:03.1", "0x060400", AMD, "0x1483", "Starship/Matisse GPP Bridge", AMD, "0x1453", 4),
-    (
-        "0000:00:07.0",
-        "0x060000",
-        AMD,
-        "0x1482",
-        "Starship/Matisse PCIe Dummy Host Bridge",
-        AMD,
-        "0x0000",
-        5,
-    ),
-    (
-        "0000:00:07.1",
-        "0x060400",
-        AMD,
-        "0x1484",
-        "Starship/Matisse Internal PCIe GPP Bridge 0 to bus[E:B]",
-        AMD,
-        "0x1484",
-        6,
-    ),
-    (
-        "0000:00:08.0",
-        "0x060000",
-        AMD,
-        "0x1482",
-        "Starship/Matisse PCIe Dummy Host Bridge",
-        AMD,
-        "0x0000",
-        7,
-    ),
-    (
-        "0000:00:08.1",
-        "0x060400",
-        AMD,
-        "0x1484",
-        "Starship/Matisse Internal PCIe GPP Bridge 0 to bus[E:B]",
-        AMD,
-        "0x1484",
-        8,
-    ),
+    ("0000:00:01.0", *DUMMY_HOST_BRIDGE, 0),
+    ("0000:00:01.1", *GPP_BRIDGE, 1),
+    ("0000:00:01.2", *GPP_BRIDGE, 2),
+    ("0000:00:03.0", *DUMMY_HOST_BRIDGE, 3),
+    ("0000:00:03.1", *GPP_BRIDGE, 4),
+    ("0000:00:07.0", *DUMMY_HOST_BRIDGE, 5),
+    ("0000:00:07.1", *INTERNAL_GPP_BRIDGE, 6),
+    ("0000:00:08.0", *DUMMY_HOST_BRIDGE, 7),
+    ("0000:00:08.1", *INTERNAL_GPP_BRIDGE, 8),
     # SMBus and LPC bridge share a group on every AM4 board: harmless, nobody passes them through.
     ("0000:00:14.0", "0x0c0500", AMD, "0x790b", "FCH SMBus Controller", ASUS, "0x87c0", 9),
     ("0000:00:14.3", "0x060100", AMD, "0x790e", "FCH LPC Bridge", ASUS, "0x87c0", 9),
@@ -135,16 +111,7 @@ _TABLE: list[tuple[str, str, tuple[str, str], str, str, tuple[str, str], str, in
         "0x397d",
         11,
     ),
-    (
-        "0000:02:00.0",
-        "0x010802",
-        SAMSUNG,
-        "0xa80a",
-        "NVMe SSD Controller PM9A1/PM9A3/980PRO",
-        SAMSUNG,
-        "0xa801",
-        12,
-    ),
+    ("0000:02:00.0", *NVME, 12),
     (
         "0000:03:00.0",
         "0x0c0330",
@@ -155,18 +122,9 @@ _TABLE: list[tuple[str, str, tuple[str, str], str, str, tuple[str, str], str, in
         "0x0015",
         13,
     ),
-    (
-        "0000:04:00.0",
-        "0x010802",
-        SAMSUNG,
-        "0xa80a",
-        "NVMe SSD Controller PM9A1/PM9A3/980PRO",
-        SAMSUNG,
-        "0xa801",
-        14,
-    ),
-    ("0000:05:00.0", "0x020000", INTEL, "0x15f3", "Ethernet Controller I225-V", ASUS, "0x87d2", 15),
-    ("0000:06:00.0", "0x020000", INTEL, "0x15f3", "Ethernet Controller I225-V", ASUS, "0x87d2", 16),
+    ("0000:04:00.0", *NVME, 14),
+    ("0000:05:00.0", *I225_V, 15),
+    ("0000:06:00.0", *I225_V, 16),
     (
         "0000:07:00.0",
         "0x010601",

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
 
 
 class PeerError(RuntimeError):
@@ -79,3 +83,76 @@ def _tail(log: Path | None, lines: int = 20) -> str:
         return ""
     text = log.read_text(errors="replace").splitlines()[-lines:]
     return "\n" + "\n".join(text) if text else ""
+
+
+class Daemon:
+    """Lifecycle shared by the peer daemons: a temp dir, one process, cleanup.
+
+    Subclasses set ``name`` (for messages and the temp dir's prefix) and
+    implement ``_start()``, which runs with ``tmp`` created and must set
+    ``proc``. ``start()`` undoes a half-done start; ``stop()`` runs
+    ``_before_stop()`` while the daemon is still alive, then stops it and
+    removes ``tmp``. Use as a context manager or with ``start()``/``stop()``.
+    """
+
+    name: ClassVar[str]
+    tmp_prefix: ClassVar[str]
+    stop_timeout: ClassVar[float] = 10.0
+
+    def __init__(self) -> None:
+        self.tmp: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """PID of the daemon process."""
+        if self.proc is None:
+            raise PeerError(f"{self.name} is not running")
+        return self.proc.pid
+
+    @property
+    def _tmp(self) -> Path:
+        if self.tmp is None:
+            raise PeerError(f"{self.name} is not running")
+        return self.tmp
+
+    def start(self) -> Self:
+        """Create the temp dir and run ``_start()``; on failure, clean up."""
+        if self.proc is not None:
+            raise PeerError(f"{self.name} already started")
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"nixmox-{self.tmp_prefix}-"))
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _before_stop(self) -> None:
+        """Hook: runs in ``stop()`` only while the daemon is still alive."""
+
+    def stop(self) -> None:
+        """Run ``_before_stop()``, stop the daemon, remove the temp dir."""
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self._before_stop()
+        finally:
+            stop_process(self.proc, timeout=self.stop_timeout)
+            self.proc = None
+            if self.tmp is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                self.tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

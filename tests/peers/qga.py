@@ -10,17 +10,15 @@ from __future__ import annotations
 import base64
 import json
 import random
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.peers._proc import PeerError, die_with_parent, stop_process, wait_until
+from tests.peers._proc import Daemon, die_with_parent, wait_until
 
 BLOCKED: tuple[str, ...] = (
     "guest-shutdown",
@@ -178,13 +176,16 @@ def _b64(data: str | None) -> str:
     return base64.b64decode(data).decode(errors="replace") if data else ""
 
 
-class QemuGuestAgent:
+class QemuGuestAgent(Daemon):
     """A ``qemu-ga`` process listening on a unix socket in a temp dir.
 
     Context manager (or ``start()``/``stop()``). After ``start()``:
     ``socket_path``, ``pid``, ``log_path``, ``client()`` for a synced
     ``QgaClient``.
     """
+
+    name = "qemu-ga"
+    tmp_prefix = "qga"
 
     def __init__(
         self,
@@ -193,17 +194,10 @@ class QemuGuestAgent:
         extra_blocked: Sequence[str] = (),
         start_timeout: float = 10.0,
     ) -> None:
+        super().__init__()
         self.qemu_ga = qemu_ga
         self.blocked: tuple[str, ...] = (*BLOCKED, *extra_blocked)
         self.start_timeout = start_timeout
-        self.tmp: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def _tmp(self) -> Path:
-        if self.tmp is None:
-            raise PeerError("qemu-ga is not running")
-        return self.tmp
 
     @property
     def socket_path(self) -> Path:
@@ -215,49 +209,34 @@ class QemuGuestAgent:
         """The agent's log file (``-l``)."""
         return self._tmp / "qga.log"
 
-    @property
-    def pid(self) -> int:
-        """PID of the qemu-ga process."""
-        if self.proc is None:
-            raise PeerError("qemu-ga is not running")
-        return self.proc.pid
-
-    def start(self) -> QemuGuestAgent:
+    def _start(self) -> None:
         """Start the agent and wait until its socket accepts connections."""
-        if self.proc is not None:
-            raise PeerError("qemu-ga already started")
-        self.tmp = Path(tempfile.mkdtemp(prefix="nixmox-qga-"))
-        try:
-            # qemu-ga does not create its state dir; without it it exits at once.
-            (self._tmp / "state").mkdir()
-            argv = [
-                self.qemu_ga,
-                "-m", "unix-listen",
-                "-p", str(self.socket_path),
-                "-t", str(self._tmp / "state"),
-                "-l", str(self.log_path),
-                "-b", ",".join(self.blocked),
-            ]  # fmt: skip
-            with (self._tmp / "stderr.log").open("wb") as stderr:
-                self.proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                    cwd=self._tmp,
-                    preexec_fn=die_with_parent,
-                )
-            wait_until(
-                self._accepts,
-                timeout=self.start_timeout,
-                what="qemu-ga",
-                proc=self.proc,
-                log=self.log_path,
+        # qemu-ga does not create its state dir; without it it exits at once.
+        (self._tmp / "state").mkdir()
+        argv = [
+            self.qemu_ga,
+            "-m", "unix-listen",
+            "-p", str(self.socket_path),
+            "-t", str(self._tmp / "state"),
+            "-l", str(self.log_path),
+            "-b", ",".join(self.blocked),
+        ]  # fmt: skip
+        with (self._tmp / "stderr.log").open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                cwd=self._tmp,
+                preexec_fn=die_with_parent,
             )
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        wait_until(
+            self._accepts,
+            timeout=self.start_timeout,
+            what="qemu-ga",
+            proc=self.proc,
+            log=self.log_path,
+        )
 
     def _accepts(self) -> bool:
         # The socket file appears at bind(), a moment before listen(), so
@@ -276,24 +255,3 @@ class QemuGuestAgent:
     def client(self, timeout: float = 10.0) -> QgaClient:
         """A connected, synced client (close it before opening another)."""
         return QgaClient(self.socket_path, timeout=timeout)
-
-    def stop(self) -> None:
-        """SIGTERM the agent, wait for it, remove the temp dir."""
-        try:
-            stop_process(self.proc)
-        finally:
-            self.proc = None
-            if self.tmp is not None:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                self.tmp = None
-
-    def __enter__(self) -> QemuGuestAgent:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -11,11 +11,9 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
-from types import TracebackType
 
-from tests.peers._proc import PeerError, die_with_parent, stop_process, wait_until
+from tests.peers._proc import Daemon, PeerError, die_with_parent, stop_process, wait_until
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -25,7 +23,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-class Sshd:
+class Sshd(Daemon):
     """``sshd -D`` with temp keys on a free loopback port.
 
     Context manager (or ``start()``/``stop()``). After ``start()``: ``port``,
@@ -34,6 +32,8 @@ class Sshd:
     """
 
     host = "nixmox-test"
+    name = "sshd"
+    tmp_prefix = "sshd"
 
     def __init__(
         self,
@@ -43,27 +43,13 @@ class Sshd:
         ssh_keygen: str = "ssh-keygen",
         start_timeout: float = 10.0,
     ) -> None:
+        super().__init__()
         self.sshd = sshd
         self.ssh_bin = ssh
         self.ssh_keygen = ssh_keygen
         self.start_timeout = start_timeout
-        self.tmp: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._host_key_line = ""
-
-    @property
-    def _tmp(self) -> Path:
-        if self.tmp is None:
-            raise PeerError("sshd is not running")
-        return self.tmp
-
-    @property
-    def pid(self) -> int:
-        """PID of the listening sshd."""
-        if self.proc is None:
-            raise PeerError("sshd is not running")
-        return self.proc.pid
 
     @property
     def ssh_config(self) -> Path:
@@ -85,32 +71,24 @@ class Sshd:
         """sshd's stderr (``-e``): startup and per-connection messages."""
         return self._tmp / "sshd.log"
 
-    def start(self) -> Sshd:
+    def _start(self) -> None:
         """Generate keys, start sshd, wait for "Server listening"."""
-        if self.proc is not None:
-            raise PeerError("sshd already started")
-        self.tmp = Path(tempfile.mkdtemp(prefix="nixmox-sshd-"))
-        try:
-            self._keys()
-            # sshd -D insists on its privilege-separation directory.
-            Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-            # free_port() can race with another process taking the port; a
-            # new port is cheap, so retry a few times before giving up.
-            for attempt in range(3):
-                self.port = free_port()
-                self._write_configs()
-                try:
-                    self._launch()
-                    break
-                except PeerError:
-                    if attempt == 2 or "Address already in use" not in self._log():
-                        raise
-                    stop_process(self.proc)
-                    self.proc = None
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self._keys()
+        # sshd -D insists on its privilege-separation directory.
+        Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+        # free_port() can race with another process taking the port; a
+        # new port is cheap, so retry a few times before giving up.
+        for attempt in range(3):
+            self.port = free_port()
+            self._write_configs()
+            try:
+                self._launch()
+                break
+            except PeerError:
+                if attempt == 2 or "Address already in use" not in self._log():
+                    raise
+                stop_process(self.proc)
+                self.proc = None
 
     def _keys(self) -> None:
         for key in (self._tmp / "host_key", self.client_key):
@@ -194,24 +172,3 @@ class Sshd:
             timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
-
-    def stop(self) -> None:
-        """SIGTERM sshd, wait for it, remove keys and configs."""
-        try:
-            stop_process(self.proc)
-        finally:
-            self.proc = None
-            if self.tmp is not None:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                self.tmp = None
-
-    def __enter__(self) -> Sshd:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

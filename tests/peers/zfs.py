@@ -13,26 +13,29 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
-from types import TracebackType
 
-from tests.peers._proc import PeerError, die_with_parent, stop_process, wait_until
+from tests.peers._proc import Daemon, PeerError, die_with_parent, wait_until
 
 # The fixed paths zfs-fuse uses; each gets a private directory bound over it.
 _BIND_TARGETS = {"run": "/run/zfs", "lib": "/var/lib/zfs", "lock": "/run/lock/zfs"}
 
 
-class ZfsFuse:
+class ZfsFuse(Daemon):
     """One zfs-fuse daemon in its own mount namespace, with its pools.
 
     Use as a context manager (or ``start()``/``stop()``). After ``start()``:
     ``pid`` is the daemon, ``bin_dir`` holds ``zfs``/``zpool`` wrappers,
     ``env()`` is an environment with ``bin_dir`` first on ``PATH``.
     """
+
+    name = "zfs-fuse"
+    tmp_prefix = "zfs"
+    # zfs-fuse needs about 4 s to exit on SIGTERM (pools or not), so allow it
+    # well over that before falling back to SIGKILL.
+    stop_timeout = 15.0
 
     def __init__(
         self,
@@ -42,6 +45,7 @@ class ZfsFuse:
         zpool: str = "/usr/sbin/zpool",
         start_timeout: float = 15.0,
     ) -> None:
+        super().__init__()
         self.zfs_fuse = zfs_fuse
         # Absolute paths on purpose: the wrappers run these inside the
         # namespace, where a bare "zfs" could resolve to the wrapper itself
@@ -49,18 +53,9 @@ class ZfsFuse:
         self.zfs_path = zfs
         self.zpool_path = zpool
         self.start_timeout = start_timeout
-        self.tmp: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
         self.pools: dict[str, Path] = {}
 
     # -- lifecycle ---------------------------------------------------------
-
-    @property
-    def pid(self) -> int:
-        """PID of the zfs-fuse daemon (also the namespace to enter)."""
-        if self.proc is None:
-            raise PeerError("zfs-fuse is not running")
-        return self.proc.pid
 
     @property
     def bin_dir(self) -> Path:
@@ -72,25 +67,11 @@ class ZfsFuse:
         """zfs-fuse's own stdout/stderr."""
         return self._tmp / "zfs-fuse.log"
 
-    @property
-    def _tmp(self) -> Path:
-        if self.tmp is None:
-            raise PeerError("zfs-fuse is not running")
-        return self.tmp
-
-    def start(self) -> ZfsFuse:
-        """Start the daemon and wait until ``zpool list`` answers."""
-        if self.proc is not None:
-            raise PeerError("zfs-fuse already started")
-        self.tmp = Path(tempfile.mkdtemp(prefix="nixmox-zfs-"))
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
     def _start(self) -> None:
+        """Start the daemon and wait until ``zpool list`` answers.
+
+        Its PID (``pid``) is also the mount namespace to enter.
+        """
         binds = []
         for name, target in _BIND_TARGETS.items():
             (self._tmp / name).mkdir()
@@ -140,36 +121,18 @@ class ZfsFuse:
     def stop(self) -> None:
         """Destroy every pool, stop the daemon, remove the temp files."""
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                self._destroy_all_pools()
+            super().stop()
         finally:
-            # zfs-fuse needs about 4 s to exit on SIGTERM (pools or not), so
-            # allow it well over that before falling back to SIGKILL.
-            stop_process(self.proc, timeout=15.0)
-            self.proc = None
-            if self.tmp is not None:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                self.tmp = None
             self.pools.clear()
 
-    def _destroy_all_pools(self) -> None:
+    def _before_stop(self) -> None:
+        """Destroy every pool while the daemon still answers."""
         # Ask the daemon rather than trusting self.pools: a test may have
         # created or renamed pools behind our back.
         listed = self.run("zpool", "list", "-H", "-o", "name", check=False, timeout=15)
         names = set(listed.stdout.split()) | set(self.pools)
         for name in sorted(names):
             self.run("zpool", "destroy", "-f", name, check=False, timeout=30)
-
-    def __enter__(self) -> ZfsFuse:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- commands ----------------------------------------------------------
 
