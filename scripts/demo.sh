@@ -3,7 +3,7 @@
 # with examples/homelab.toml's hardware) and run nixmox's main job against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --peers
 
 work=$(mktemp -d -t nixmox-demo.XXXXXX)
 .venv/bin/python -m tests.lab --host 127.0.0.2 --dir "$work" >"$work/lab.log" 2>&1 &
@@ -37,5 +37,44 @@ case $rc in
   *) echo "demo: doctor found failures (exit $rc)" >&2; exit 1 ;;
 esac
 
+# -- ZFS snapshots on the example's pools (zfs-fuse, in a private namespace) --
+if [ "$(id -u)" -eq 0 ] && command -v zfs-fuse >/dev/null && command -v faketime >/dev/null \
+   && [ -e /dev/fuse ]; then
+  .venv/bin/python -m tests.lab.zfs_pools --dir "$work/zfs" >"$work/zfs.log" 2>&1 &
+  zfs_lab=$!
+  cleanup() { kill "$zfs_lab" "$lab" 2>/dev/null; wait "$zfs_lab" "$lab" 2>/dev/null; rm -rf "$work"; }
+  for _ in $(seq 1 150); do
+    grep -q "^# zfs ready" "$work/zfs.log" 2>/dev/null && break
+    kill -0 "$zfs_lab" 2>/dev/null || { cat "$work/zfs.log"; echo "demo: zfs-fuse did not start" >&2; exit 1; }
+    sleep 0.2
+  done
+  # shellcheck disable=SC1091
+  . "$work/zfs/env.sh"   # zfs/zpool wrappers that enter zfs-fuse's namespace
+  echo
+  sed -n 's/^# \([0-9]* datasets\)/zfs lab: \1/p' "$work/zfs.log"
+  # A day and a half of hourly runs, the clock set by faketime: the frequent
+  # policy (keep-hourly 24, keep-daily 7, ...) starts pruning after a day.
+  for hour in $(seq 0 35); do
+    when=$(date -u -d "2026-11-20 00:00:00 UTC + $hour hours" '+%Y-%m-%d %H:%M:%S')
+    out=$(TZ=UTC faketime "$when" nixmox --config "$config" snapshot 2>&1) || { echo "$out"; exit 1; }
+  done
+  step "faketime '2026-11-21 12:00:00' nixmox --config $config snapshot   # the 37th hourly run"
+  TZ=UTC faketime "2026-11-21 12:00:00" nixmox --config "$config" snapshot
+  step "zfs list -t snapshot -o name -r rpool/data/ct/subvol-100-disk-0 | tail -4"
+  zfs list -H -o name -t snapshot -r rpool/data/ct/subvol-100-disk-0 | tail -4
+  step "faketime '2026-11-21 12:30:00' nixmox --config $config snapshot --dry-run"
+  TZ=UTC faketime "2026-11-21 12:30:00" nixmox --config "$config" snapshot --dry-run
+  step "faketime '2026-11-21 13:10:00' nixmox --config $config snapshot --monitor"
+  rc=0; TZ=UTC faketime "2026-11-21 13:10:00" nixmox --config "$config" snapshot --monitor || rc=$?
+  [ "$rc" -eq 0 ] || { echo "demo: snapshot --monitor exit $rc" >&2; exit 1; }
+  step "nixmox prune-sim --keep-daily 2 --keep-weekly 1 --tz Europe/Vienna   # Proxmox's simulator"
+  printf '%s\n' 2026-11-21T22:00:00Z 2026-11-21T12:00:00Z 2026-11-20T22:00:00Z \
+    "2026-11-19T22:00:00Z protected" 2026-11-14T22:00:00Z 2026-11-13T22:00:00Z |
+    nixmox prune-sim --keep-daily 2 --keep-weekly 1 --tz Europe/Vienna
+else
+  echo
+  echo "snapshots: skipped (needs root, /dev/fuse, zfs-fuse and faketime: apt-get install zfs-fuse faketime)"
+fi
+
 echo
-echo "demo finished: the inventory is valid and the lab answers over verified TLS."
+echo "demo finished: the inventory is valid, the lab answers over verified TLS, snapshots were taken and pruned."

@@ -91,7 +91,7 @@ class Runner:
         where = f"[{remote.destination}] " if remote is not None else ""
         shown = mask(where + shlex.join(argv))
         if self.dry_run and changes:
-            log.info("would run: %s", shown)
+            log.debug("would run: %s", shown)  # the job prints its own plan
             result = Result(tuple(argv), 0, "", "", 0.0, skipped=True)
             self.history.append(result)
             return result

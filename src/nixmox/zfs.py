@@ -12,8 +12,10 @@ logging apply, and failures become typed errors by exit code and phrase.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from nixmox.errors import CommandError, NixmoxError
 from nixmox.runner import Runner
@@ -86,9 +88,15 @@ class Zfs:
         self.command = list(command)
         self._batch: bool | None = None
 
+    def _argv(self, args: Sequence[str]) -> list[str]:
+        # `ssh HOST zfs ...` hands its words to the remote shell: quote them.
+        if PurePath(self.command[0]).name == "ssh":
+            return [*self.command, *(shlex.quote(a) for a in args)]
+        return [*self.command, *args]
+
     def _run(self, args: Sequence[str], what: str, *, changes: bool) -> str:
         try:
-            return self.runner.run([*self.command, *args], changes=changes).stdout
+            return self.runner.run(self._argv(args), changes=changes).stdout
         except CommandError as exc:
             raise _typed(exc, what) from None
 
@@ -97,7 +105,7 @@ class Zfs:
         """Whether ``zfs destroy ds@a,b`` works: OpenZFS (``zfs version`` answers), not zfs-fuse."""
         if self._batch is None:
             try:
-                out = self.runner.run([*self.command, "version"], changes=False, check=False)
+                out = self.runner.run(self._argv(["version"]), changes=False, check=False)
             except NixmoxError:
                 self._batch = False
             else:
