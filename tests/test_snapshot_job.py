@@ -419,3 +419,51 @@ def test_zfs_command_over_ssh(zfs: ZfsFuse, lab_pool: str, sshd: Sshd) -> None:
         snapshot_name(datetime(2026, 2, 1, tzinfo=UTC)),
     ]
     assert all(r.argv[:4] == tuple(command[:4]) for r in runner.history)
+
+
+def test_faketime_drives_weeks_of_command_runs(
+    zfs: ZfsFuse, lab_pool: str, tmp_path: Path, faketime_bin: str
+) -> None:
+    """Every 12 hours for two weeks across Vienna's DST change, each run a real
+    `nixmox snapshot` process with its clock set by faketime; the survivors are
+    exactly what the rule keeps of everything taken."""
+    inv = write_inventory(tmp_path / "n.toml", lab_pool)
+    state = tmp_path / "state"
+    start = datetime(2026, 3, 20, 6, 0, tzinfo=UTC)
+    taken: list[str] = []
+    for i in range(30):
+        when = (start + timedelta(hours=12 * i)).strftime("%Y-%m-%d %H:%M:%S")
+        proc = nixmox_at(when, zfs, state, "snapshot", "--json", "--config", str(inv))
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        names = {t["taken"] for t in report["targets"]}
+        assert len(names) == 1
+        taken.append(names.pop())
+    frequent = Keep(hourly=3, daily=2)
+    times = [datetime.strptime(n, "nixmox_%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) for n in taken]
+    expected = prune(
+        [Item(t, False, n) for t, n in zip(times, taken, strict=True)], frequent, VIENNA
+    )
+    survivors = sorted(d.item.ref for d in expected if d.mark is Mark.KEEP)
+    assert sorted(ours(snapshots(zfs, f"{lab_pool}/ct/subvol-100-disk-0"))) == survivors
+    archive = prune(
+        [Item(t, False, n) for t, n in zip(times, taken, strict=True)], Keep(monthly=2), VIENNA
+    )
+    assert sorted(ours(snapshots(zfs, f"{lab_pool}/shared"))) == sorted(
+        d.item.ref for d in archive if d.mark is Mark.KEEP
+    )
+    assert len(Journal(state).runs("snapshot", limit=100)) == 30
+
+
+def test_errors_are_typed_by_phrase_and_exit_code(zfs: ZfsFuse, lab_pool: str) -> None:
+    from nixmox.zfs import DatasetExists, DatasetNotFound, ZfsUsage
+
+    adapter = zfs_adapter(zfs, Runner())
+    with pytest.raises(DatasetNotFound):
+        adapter.snapshot(f"{lab_pool}/nope", "x", recursive=False)
+    adapter.snapshot(f"{lab_pool}/shared", "dup", recursive=False)
+    with pytest.raises(DatasetExists):
+        adapter.snapshot(f"{lab_pool}/shared", "dup", recursive=False)
+    with pytest.raises(ZfsUsage, match="does not accept"):
+        adapter._run(["list", "-p", lab_pool], "listing", changes=False)  # zfs-fuse has no -p
+    assert not adapter.batch_destroy  # zfs-fuse: no `zfs version`

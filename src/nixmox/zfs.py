@@ -33,6 +33,10 @@ class ZfsError(NixmoxError):
         self.stderr = stderr
 
 
+class ZfsUsage(ZfsError):
+    """zfs refused the command line itself (exit 2): an option this zfs lacks."""
+
+
 class DatasetNotFound(ZfsError):
     """The dataset or snapshot does not exist."""
 
@@ -60,6 +64,8 @@ def _typed(exc: CommandError, what: str) -> ZfsError:
     for phrase, kind in _PHRASES:
         if phrase in exc.stderr:
             return kind(f"{what}: {said}", exc.stderr)
+    if exc.returncode == 2:
+        return ZfsUsage(f"{what}: this zfs does not accept the command ({said})", exc.stderr)
     return ZfsError(f"{what}: {said}", exc.stderr)
 
 
