@@ -69,3 +69,16 @@ def test_incomplete_settings_are_one_clear_error(env: dict[str, str], fragment: 
         return
     with pytest.raises(ConfigError, match=fragment):
         connection(SETTINGS, env)
+
+
+def test_systemd_credential_is_read(tmp_path: Path) -> None:
+    (tmp_path / "nixmox-pve-token").write_text("cred-secret-value\n")
+    conn = connection(SETTINGS, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert conn.token == "cred-secret-value"
+    # The environment variable still wins (tests and CI rely on it).
+    assert (
+        connection(
+            SETTINGS, {"CREDENTIALS_DIRECTORY": str(tmp_path), "NIXMOX_PVE_TOKEN": "e"}
+        ).token
+        == "e"
+    )
