@@ -18,7 +18,6 @@ from nixmox.errors import ConfigError
 from nixmox.inventory.model import ProxmoxSettings
 from nixmox.log import register_secret
 
-
 #: The credential name under $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
 CREDENTIAL = "nixmox-pve-token"
 
