@@ -431,6 +431,46 @@ class Lab(FakePve):
             out.append(item)
         return out
 
+    # --------------------------------------------------------------- resize
+
+    def _routes_lab_resize(self) -> list[Route]:
+        # fakepve answers resize without changing anything; PVE grows the
+        # volume and writes the new size into the drive's property string.
+        return [
+            ("PUT", "/nodes/{node}/qemu/{vmid}/resize", self._resize),
+            ("PUT", "/nodes/{node}/lxc/{vmid}/resize", self._resize),
+        ]
+
+    async def _resize(self, v: dict[str, Any], user: str) -> str | None:
+        guest = self.guest(int(v["vmid"]))
+        disk, wanted = str(v["disk"]), str(v["size"])
+        drive = guest.config.get(disk)
+        if drive is None:
+            raise PveError(
+                400, "Parameter verification failed.", {"disk": f"no such disk '{disk}'"}
+            )
+        parts = str(drive).split(",")
+        current = next((p.split("=", 1)[1] for p in parts if p.startswith("size=")), "0")
+        new = (
+            size_bytes(current) + size_bytes(wanted[1:])
+            if wanted.startswith("+")
+            else size_bytes(wanted)
+        )
+        if new < size_bytes(current):
+            raise PveError(500, "unable to shrink disk size")
+        gib = new // 1024**3
+        text = f"{gib}G" if new % 1024**3 == 0 else f"{new // 1024**2}M"
+        guest.config[disk] = ",".join(
+            [p for p in parts if not p.startswith("size=")] + [f"size={text}"]
+        )
+        if isinstance(guest, FakeCt):
+            return None
+
+        async def body() -> str:
+            return f"resized {disk} to {text}"
+
+        return await self.task(v["node"], "resize", guest.vmid, user, body, vm=guest)
+
     # -------------------------------------------------------------- backups
 
     def _routes_lab_backup(self) -> list[Route]:

@@ -153,7 +153,10 @@ def plan(
     json: JsonOpt = False,
 ) -> None:
     """Show desired vs actual: every change, labelled by how disruptive it is."""
-    _pending("plan", 3)
+    from nixmox.cli import plan_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(plan_cmd.plan(g.config, detailed_exitcode=detailed_exitcode, as_json=g.json))
 
 
 @app.command()
@@ -165,7 +168,10 @@ def apply(
     json: JsonOpt = False,
 ) -> None:
     """Make the lab match the inventory."""
-    _pending("apply", 3)
+    from nixmox.cli import plan_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(plan_cmd.apply(g.config, yes=yes, dry_run=dry_run, as_json=g.json))
 
 
 @app.command()

@@ -137,6 +137,12 @@ class ProxmoxSettings(Strict):
     token_file: str | None = Field(
         None, description="file holding the token secret; must not be group/world-readable"
     )
+    user: str | None = Field(
+        None, description="USER@REALM for a password login (when no API token is configured)"
+    )
+    password_file: str | None = Field(
+        None, description="file holding that user's password; must not be group/world-readable"
+    )
     ca_file: str | None = Field(None, description="CA bundle that signed the API certificate")
     fingerprint: (
         Annotated[

@@ -31,6 +31,8 @@ class Connection:
     token: str = field(repr=False)
     ca_file: str | None = None
     fingerprint: str | None = None
+    #: A password login instead of a token: ``token_id`` then holds USER@REALM.
+    password: str | None = field(default=None, repr=False)
 
     @property
     def host(self) -> str:
@@ -41,22 +43,22 @@ class Connection:
         return urlsplit(self.url).port or 8006
 
 
-def _read_token_file(path: str) -> str:
+def _read_secret_file(path: str, key: str = "proxmox.token_file") -> str:
     try:
         info = os.stat(path)
     except OSError as exc:
-        raise ConfigError(f"proxmox.token_file {path}: {exc.strerror}") from None
+        raise ConfigError(f"{key} {path}: {exc.strerror}") from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"proxmox.token_file {path} is readable by group or others "
+            f"{key} {path} is readable by group or others "
             f"(mode {stat.filemode(info.st_mode)}); fix with: chmod 600 {path}"
         )
     try:
         secret = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"proxmox.token_file {path}: {exc.strerror}") from None
+        raise ConfigError(f"{key} {path}: {exc.strerror}") from None
     if not secret:
-        raise ConfigError(f"proxmox.token_file {path} is empty")
+        raise ConfigError(f"{key} {path} is empty")
     return secret
 
 
@@ -73,6 +75,22 @@ def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = No
         raise ConfigError("no Proxmox API url: set proxmox.url or NIXMOX_PVE_URL")
     if not url.startswith("https://"):
         raise ConfigError(f"Proxmox API url {url!r} must start with https:// (TLS is always on)")
+    ca_file = pick("NIXMOX_PVE_CA_FILE", settings.ca_file)
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise ConfigError(f"proxmox.ca_file {ca_file}: no such file")
+    fingerprint = pick("NIXMOX_PVE_FINGERPRINT", settings.fingerprint)
+    user = pick("NIXMOX_PVE_USER", settings.user)
+    if not token_id and user:
+        # Tokens come first; a password login only when no token is configured.
+        password = env.get("NIXMOX_PVE_PASSWORD") or (
+            _read_secret_file(settings.password_file, "proxmox.password_file")
+            if settings.password_file
+            else None
+        )
+        if not password:
+            raise ConfigError("no password for proxmox.user: set proxmox.password_file")
+        register_secret(password)
+        return Connection(url.rstrip("/"), user, "", ca_file, fingerprint, password)
     if not token_id:
         raise ConfigError("no API token id: set proxmox.token_id or NIXMOX_PVE_TOKEN_ID")
     token = env.get("NIXMOX_PVE_TOKEN")
@@ -83,15 +101,6 @@ def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = No
     if not token:
         if settings.token_file is None:
             raise ConfigError("no API token secret: set proxmox.token_file or NIXMOX_PVE_TOKEN")
-        token = _read_token_file(settings.token_file)
+        token = _read_secret_file(settings.token_file)
     register_secret(token)
-    ca_file = pick("NIXMOX_PVE_CA_FILE", settings.ca_file)
-    if ca_file is not None and not os.path.isfile(ca_file):
-        raise ConfigError(f"proxmox.ca_file {ca_file}: no such file")
-    return Connection(
-        url=url.rstrip("/"),
-        token_id=token_id,
-        token=token,
-        ca_file=ca_file,
-        fingerprint=pick("NIXMOX_PVE_FINGERPRINT", settings.fingerprint),
-    )
+    return Connection(url.rstrip("/"), token_id, token, ca_file, fingerprint)

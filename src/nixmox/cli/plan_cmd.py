@@ -1,0 +1,203 @@
+"""`nixmox plan`, `nixmox apply` and `nixmox adopt`: parse, call, print."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from nixmox.errors import NixmoxError
+from nixmox.inventory.load import find_inventory, load_inventory
+from nixmox.inventory.model import Guest, Inventory
+from nixmox.provision.actual import read_state
+from nixmox.provision.diff import DISRUPTIVE, Change, Plan, make_plan
+from nixmox.proxmox.client import Proxmox
+from nixmox.proxmox.permissions import Missing, missing_privileges
+from nixmox.proxmox.settings import connection
+
+SYMBOL = {"create": "+", "update": "~", "none": "=", "error": "!"}
+WORD = {"create": "create", "update": "update", "none": "no changes", "error": "error"}
+
+
+def connect(inv: Inventory) -> Proxmox:
+    return Proxmox(connection(inv.proxmox))
+
+
+def compute(config: Path | None) -> tuple[Inventory, Proxmox, Plan, list[Missing]]:
+    inv = load_inventory(find_inventory(config))
+    api = connect(inv)
+    state = read_state(api, inv)
+    plan = make_plan(inv, state)
+    return inv, api, plan, missing_privileges(api, inv, plan)
+
+
+def plan(config: Path | None, *, detailed_exitcode: bool, as_json: bool) -> int:
+    """Print the plan; exit 0 (or, with --detailed-exitcode, 0 none / 2 changes), 1 on error."""
+    try:
+        _, api, result, missing = compute(config)
+    except NixmoxError:
+        raise
+    if as_json:
+        doc = result.as_json()
+        doc["missing_privileges"] = [m.as_json() for m in missing]
+        doc["requests"] = api.calls
+        print(json.dumps(doc, indent=2))
+    else:
+        print_plan(result)
+        for m in missing:
+            print(f"! missing privilege: {m}")
+    if result.errors or missing:
+        return 1
+    if detailed_exitcode and result.has_changes:
+        return 2
+    return 0
+
+
+def _change_line(c: Change) -> str:
+    old = "(none)" if c.old is None else c.old
+    new = "(removed)" if c.new is None else c.new
+    mark = " !" if c.label in DISRUPTIVE else ""
+    note = f"  # {c.note}" if c.note else ""
+    return f"      {c.key}: {old} -> {new}   [{c.label}]{mark}{note}"
+
+
+def print_plan(result: Plan) -> None:
+    """The plan for a person: grouped by guest, disruptive changes marked with !."""
+    if result.storages:
+        print("Storages")
+        for s in result.storages:
+            print(
+                f"  {SYMBOL[s.action]} {s.name}: {WORD[s.action]}"
+                + (f": {s.error}" if s.error else "")
+            )
+            if s.action == "update":
+                for c in s.changes:
+                    print(_change_line(c))
+    if result.bridges:
+        print("Bridges")
+        for b in result.bridges:
+            where = f" on {b.node}" if b.node else ""
+            detail = ""
+            if b.action == "create":
+                detail = " (" + ", ".join(f"{k}={v}" for k, v in b.options.items() if v) + ")"
+            print(
+                f"  {SYMBOL[b.action]} {b.name}{where}: {WORD[b.action]}{detail}"
+                + (f": {b.error}" if b.error else "")
+            )
+            if b.action == "update":
+                for c in b.changes:
+                    print(_change_line(c))
+    print("Guests")
+    for g in result.guests:
+        state = ", running" if g.running else ""
+        head = f"  {SYMBOL[g.action]} {g.name} ({g.type} {g.vmid} on {g.node}{state})"
+        if g.action == "error":
+            print(f"{head}: {g.error}")
+        elif g.action == "create":
+            print(f"{head}: create")
+        elif g.action == "none":
+            print(f"{head}: no changes")
+        else:
+            print(f"{head}: {len(g.changes)} change{'s' if len(g.changes) != 1 else ''}")
+        for c in g.changes:
+            print(_change_line(c))
+    if result.unmanaged:
+        print("Not in the inventory (never touched)")
+        for vmid, type_, name, node in result.unmanaged:
+            print(f"    {vmid} {name} ({type_} on {node})")
+    actions = [p.action for p in result.guests] + [p.action for p in result.bridges]
+    actions += [p.action for p in result.storages]
+    creates, updates = actions.count("create"), actions.count("update")
+    disruptive = sum(len(g.disruptive) for g in result.guests)
+    if not result.has_changes and not result.errors:
+        print("No changes: the lab matches the inventory.")
+    else:
+        print(
+            f"Plan: {creates} to create, {updates} to update "
+            f"({disruptive} disruptive change{'s' if disruptive != 1 else ''}), "
+            f"{len(result.errors)} error{'s' if len(result.errors) != 1 else ''}."
+        )
+
+
+def apply(config: Path | None, *, yes: bool, dry_run: bool, as_json: bool) -> int:
+    """Plan, confirm, apply; exit 0 if everything was applied (or held by policy), 1 otherwise."""
+    import sys
+
+    from nixmox.provision.apply import Applier
+    from nixmox.state import job_run, state_dir
+
+    inv, api, result, missing = compute(config)
+    if not as_json:
+        print_plan(result)
+    if missing:
+        for m in missing:
+            print(f"nixmox: missing privilege: {m}", file=sys.stderr)
+        print("nixmox: nothing applied: the token lacks privileges the plan needs", file=sys.stderr)
+        return 1
+    if not result.has_changes:
+        if as_json:
+            print(json.dumps({"applied": [], "plan": result.as_json()}, indent=2))
+        return 1 if result.errors else 0
+    if not yes and not dry_run:
+        if not sys.stdin.isatty():
+            print("nixmox: refusing to apply without --yes (no terminal to ask)", file=sys.stderr)
+            return 1
+        answer = input("Apply these changes? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("Nothing applied.")
+            return 1
+    applier = Applier(
+        api, inv, dry_run=dry_run, passthrough_blockers=passthrough_blockers(inv, api)
+    )
+    if dry_run:
+        outcomes = applier.apply(result)
+        if as_json:
+            print(json.dumps({"dry_run": True, "calls": applier.calls}, indent=2))
+        else:
+            print("\n--dry-run: the API calls apply would make (none were made):")
+            for call in applier.calls:
+                print(f"  {call}")
+        return 0
+    with job_run(state_dir(), "apply") as run:
+        outcomes = applier.apply(result)
+        failed = [o for o in outcomes if o.result == "failed"]
+        run.result = "failed" if failed else "ok"
+        run.summary = {"outcomes": [o.__dict__ for o in outcomes], "requests": api.calls}
+    if as_json:
+        print(json.dumps({"applied": [o.__dict__ for o in outcomes]}, indent=2))
+    else:
+        for node, diff in applier.network_diffs.items():
+            print(f"\nNetwork changes staged on {node} (interfaces.new):\n{diff}")
+        print("\nApplied")
+        for o in outcomes:
+            detail = "; ".join(o.done) or "-"
+            line = f"  {o.result.upper():<6} {o.kind} {o.name}: {detail}"
+            if o.error:
+                line += f" -- {o.error}"
+            print(line)
+            for held in o.held:
+                print(f"         held: {held}")
+        print(
+            f"{len(outcomes) - len(failed)} of {len(outcomes)} done"
+            + (f", {len(failed)} failed" if failed else "")
+        )
+    return 1 if failed or result.errors else 0
+
+
+def passthrough_blockers(inv: Inventory, api: Proxmox) -> Callable[[Guest], list[str]]:
+    """The ids of FAILing passthrough checks for a guest (apply refuses on any)."""
+    from pathlib import Path as _Path
+
+    def blockers(guest: Guest) -> list[str]:
+        try:
+            from nixmox.doctor.passthrough import (  # type: ignore[import-not-found,unused-ignore]
+                check_passthrough,
+            )
+        except ImportError:
+            return []
+        from nixmox.doctor.verdict import Status
+
+        checks = check_passthrough(inv, _Path("/"), api)
+        return sorted({c.id for c in checks if c.status == Status.FAIL and guest.name in c.subject})
+
+    return blockers

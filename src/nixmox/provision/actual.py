@@ -1,0 +1,119 @@
+"""Reading the actual state: one ``/cluster/resources``, then ``config`` and
+``pending`` of the declared guests only, fetched concurrently with a bound per
+node; bridges and storages only where the inventory declares them. Plan never
+talks to a guest agent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from nixmox.errors import NixmoxError
+from nixmox.inventory.model import Inventory
+from nixmox.provision.desired import desired_bridges
+from nixmox.provision.diff import ActualGuest, ActualState
+from nixmox.proxmox.client import Proxmox
+
+T = TypeVar("T")
+
+#: Requests in flight per node (its pveproxy serves a few workers) and in all.
+PER_NODE = 4
+TOTAL = 16
+
+
+class NodeLimits:
+    """A semaphore per node, so one busy node never takes every worker."""
+
+    def __init__(self, per_node: int) -> None:
+        self.per_node = per_node
+        self._locks: dict[str, threading.Semaphore] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, node: str) -> threading.Semaphore:
+        with self._guard:
+            return self._locks.setdefault(node, threading.BoundedSemaphore(self.per_node))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def guest_path(node: str, type_: str, vmid: int) -> str:
+    return f"/nodes/{node}/{type_}/{vmid}"
+
+
+def read_guest(api: Proxmox, resource: dict[str, Any]) -> ActualGuest:
+    """``config`` and ``pending`` of one guest (two requests)."""
+    path = guest_path(resource["node"], resource["type"], int(resource["vmid"]))
+    config = api.get(f"{path}/config") or {}
+    pending_rows = api.get(f"{path}/pending") or []
+    pending: dict[str, str | None] = {}
+    for row in pending_rows:
+        if row.get("delete"):
+            pending[row["key"]] = None
+        elif "pending" in row:
+            pending[row["key"]] = _text(row["pending"])
+    digest = config.pop("digest", None)
+    return ActualGuest(
+        vmid=int(resource["vmid"]),
+        type=str(resource["type"]),
+        node=str(resource["node"]),
+        status=str(resource.get("status", "unknown")),
+        lock=resource.get("lock") or config.get("lock"),
+        template=bool(resource.get("template")),
+        config={k: _text(v) for k, v in config.items()},
+        pending=pending,
+        digest=digest,
+    )
+
+
+def read_state(
+    api: Proxmox, inv: Inventory, *, per_node: int = PER_NODE, total: int = TOTAL
+) -> ActualState:
+    """Everything plan needs, in as few requests as the API allows."""
+    resources: list[dict[str, Any]] = api.get("/cluster/resources", type="vm") or []
+    by_vmid = {int(r["vmid"]): r for r in resources if "vmid" in r}
+    declared = [by_vmid[g.vmid] for g in inv.guests if g.vmid in by_vmid]
+    limits = NodeLimits(per_node)
+    guests: dict[int, ActualGuest] = {}
+    errors: dict[int, str] = {}
+
+    def fetch(resource: dict[str, Any]) -> None:
+        vmid = int(resource["vmid"])
+        if resource.get("status") == "unknown":
+            errors[vmid] = f"node {resource['node']} is not answering (offline?); guest not read"
+            return
+        with limits(str(resource["node"])):
+            try:
+                guests[vmid] = read_guest(api, resource)
+            except NixmoxError as exc:
+                errors[vmid] = f"cannot read guest {vmid} on {resource['node']}: {exc}"
+
+    run_all(fetch, declared, total)
+    bridges: dict[tuple[str, str], dict[str, Any]] = {}
+    nodes = sorted({b.node for b in desired_bridges(inv) if b.node})
+
+    def fetch_network(node: str) -> None:
+        try:
+            for iface in api.get(f"/nodes/{node}/network") or []:
+                bridges[(node, str(iface["iface"]))] = iface
+        except NixmoxError as exc:
+            raise NixmoxError(f"cannot read the network of node {node}: {exc}") from None
+
+    run_all(fetch_network, nodes, total)
+    storages: dict[str, dict[str, Any]] = {}
+    if inv.storages:
+        storages = {str(s["storage"]): s for s in api.get("/storage") or []}
+    return ActualState(guests, resources, bridges, storages, errors)
+
+
+def run_all(fn: Callable[[T], None], items: list[T], workers: int) -> None:
+    """Run ``fn`` over ``items`` on a bounded pool; the first exception propagates."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()

@@ -1,0 +1,416 @@
+"""Apply a plan through the API: storages, then bridges (one reload), then guests.
+
+- One failing guest never stops the others; each outcome is recorded.
+- Concurrency is bounded per node, and one full clone per storage at a time
+  (parallel clones are what makes Proxmox answer "can't lock file").
+- Config writes carry the ``digest`` read with the config, so a concurrent
+  edit is refused instead of overwritten.
+- A guest locked by another operation is waited for with a bound; nixmox
+  never removes someone else's lock.
+- Disruptive changes run only where the guest's reboot policy allows them;
+  otherwise needs-reboot changes stay pending and everything held is reported.
+- ``--dry-run`` prints the API calls it would make and makes none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from nixmox.errors import NixmoxError
+from nixmox.inventory.model import Guest, Inventory
+from nixmox.provision.actual import NodeLimits, guest_path, read_guest
+from nixmox.provision.desired import DesiredGuest, desired_guest
+from nixmox.provision.diff import ActualGuest, Change, GuestPlan, ObjectPlan, Plan, diff_guest
+from nixmox.proxmox import props
+from nixmox.proxmox.client import Proxmox, Unreachable
+from nixmox.proxmox.tasks import wait
+
+log = logging.getLogger("nixmox.apply")
+
+#: Config calls per node at once, and full clones per storage at once.
+PER_NODE = 2
+CLONES_PER_STORAGE = 1
+
+
+@dataclass
+class Outcome:
+    """What apply did for one object."""
+
+    kind: str
+    name: str
+    result: str = "ok"  # ok | failed | held | skipped
+    done: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class ApplyError(NixmoxError):
+    """Something in apply failed for one object (the others go on)."""
+
+
+class Applier:
+    """Makes one plan so. ``passthrough_blockers(guest)`` lists FAILing passthrough checks."""
+
+    def __init__(
+        self,
+        api: Proxmox,
+        inv: Inventory,
+        *,
+        dry_run: bool = False,
+        lock_wait: float = 120.0,
+        network_confirm: float = 30.0,
+        passthrough_blockers: Callable[[Guest], list[str]] | None = None,
+    ) -> None:
+        self.api = api
+        self.inv = inv
+        self.dry_run = dry_run
+        self.lock_wait = lock_wait
+        self.network_confirm = network_confirm
+        self.blockers = passthrough_blockers or (lambda guest: [])
+        self.calls: list[str] = []  # what --dry-run would send (and, for real, what was sent)
+        self.network_diffs: dict[str, str] = {}
+        self._calls_lock = threading.Lock()
+        self.node_limits = NodeLimits(PER_NODE)
+        self.clone_limits = NodeLimits(CLONES_PER_STORAGE)
+
+    # -- writes ------------------------------------------------------------------
+    def write(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        params: dict[str, Any] | None = None,
+        done: Callable[[], bool] | None = None,
+    ) -> Any:
+        params = params or {}
+        shown = " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        with self._calls_lock:
+            self.calls.append(f"{method} {path}" + (f" {shown}" if shown else ""))
+        if self.dry_run:
+            return None
+        call = {"POST": self.api.post, "PUT": self.api.put, "DELETE": self.api.delete}[method]
+        result = call(path, done=done, **params)
+        if isinstance(result, str) and result.startswith("UPID:"):
+            wait(self.api, result, what=what)
+        return result
+
+    # -- the whole run ----------------------------------------------------------------
+    def apply(self, plan: Plan) -> list[Outcome]:
+        outcomes = [self._storage(s) for s in plan.storages if s.action != "none"]
+        by_node: dict[str, list[ObjectPlan]] = {}
+        for bridge in plan.bridges:
+            if bridge.action != "none":
+                by_node.setdefault(bridge.node or "", []).append(bridge)
+        for node, bridges in sorted(by_node.items()):
+            outcomes += self._bridges(node, bridges)
+        todo = [g for g in plan.guests if g.action != "none"]
+        guests = {g.name: g for g in self.inv.guests}
+        results: dict[str, Outcome] = {}
+
+        def one(gp: GuestPlan) -> None:
+            outcome = Outcome("guest", gp.name)
+            try:
+                with self.node_limits(gp.node):
+                    self._guest(guests[gp.name], gp, outcome)
+            except NixmoxError as exc:
+                outcome.result, outcome.error = "failed", str(exc)
+            results[gp.name] = outcome
+
+        if todo:
+            with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+                list(pool.map(one, todo))
+        return outcomes + [results[g.name] for g in todo]
+
+    # -- storages ------------------------------------------------------------------------
+    def _storage(self, sp: ObjectPlan) -> Outcome:
+        outcome = Outcome("storage", sp.name)
+        try:
+            if sp.action == "error":
+                raise ApplyError(sp.error or "cannot plan")
+            if sp.action == "create":
+                self.write(
+                    "POST",
+                    "/storage",
+                    f"create storage {sp.name}",
+                    {"storage": sp.name, **sp.options},
+                )
+                outcome.done.append("created")
+            else:
+                live = {c.key: c.new for c in sp.changes if c.label == "live"}
+                outcome.held += [f"{c.key}: {c.note}" for c in sp.changes if c.label != "live"]
+                if live:
+                    self.write("PUT", f"/storage/{sp.name}", f"update storage {sp.name}", live)
+                    outcome.done += [f"{k}={v}" for k, v in live.items()]
+                if outcome.held:
+                    outcome.result = "held"
+        except NixmoxError as exc:
+            outcome.result, outcome.error = "failed", str(exc)
+        return outcome
+
+    # -- bridges: staged, one reload, confirmed or reverted ------------------------------
+    def _bridges(self, node: str, bridges: list[ObjectPlan]) -> list[Outcome]:
+        outcomes = [Outcome("bridge", f"{b.name} on {node}") for b in bridges]
+        try:
+            for bridge in bridges:
+                if bridge.action == "error":
+                    raise ApplyError(f"{bridge.name}: {bridge.error}")
+            before = (
+                {}
+                if self.dry_run
+                else {i["iface"]: i for i in self.api.get(f"/nodes/{node}/network") or []}
+            )
+            for bridge, outcome in zip(bridges, outcomes, strict=True):
+                params = {k: v for k, v in bridge.options.items() if v != ""}
+                if bridge.action == "create":
+                    self.write(
+                        "POST",
+                        f"/nodes/{node}/network",
+                        f"stage {bridge.name}",
+                        {"iface": bridge.name, **params},
+                    )
+                else:
+                    self.write(
+                        "PUT",
+                        f"/nodes/{node}/network/{bridge.name}",
+                        f"stage {bridge.name}",
+                        params,
+                    )
+                outcome.done.append("staged")
+            if not self.dry_run:
+                staged = self.api.request("GET", f"/nodes/{node}/network", whole=True)
+                diff = staged.get("changes") if isinstance(staged, dict) else None
+                # What /etc/network/interfaces.new will change, before the reload.
+                self.network_diffs[node] = str(diff or "(Proxmox showed no diff)")
+            self.write("PUT", f"/nodes/{node}/network", f"reload the network of {node}")
+            if not self.dry_run and not self._api_answers(node):
+                self._revert_network(node, bridges, before)
+                raise ApplyError(
+                    f"the API did not answer within {self.network_confirm:g} s after the network "
+                    f"reload on {node}; the bridge changes were reverted"
+                )
+            for outcome in outcomes:
+                outcome.done.append("applied (one reload)")
+        except NixmoxError as exc:
+            for outcome in outcomes:
+                outcome.result, outcome.error = "failed", str(exc)
+        return outcomes
+
+    def _api_answers(self, node: str) -> bool:
+        deadline = time.monotonic() + self.network_confirm
+        while True:
+            try:
+                self.api.request("GET", f"/nodes/{node}/network")
+                return True
+            except NixmoxError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(min(1.0, max(self.network_confirm / 10, 0.05)))
+
+    def _revert_network(self, node: str, bridges: list[ObjectPlan], before: dict[str, Any]) -> None:
+        """Put the interfaces back as they were and reload once more."""
+        for bridge in bridges:
+            old = before.get(bridge.name)
+            try:
+                if old is None:
+                    self.api.delete(f"/nodes/{node}/network/{bridge.name}", done=lambda: False)
+                else:
+                    keep = {k: v for k, v in old.items() if k in bridge.options}
+                    self.api.put(f"/nodes/{node}/network/{bridge.name}", **keep)
+                upid = self.api.put(f"/nodes/{node}/network", done=lambda: False)
+                if isinstance(upid, str):
+                    wait(self.api, upid, what=f"revert the network of {node}")
+            except (NixmoxError, Unreachable) as exc:
+                log.error("could not revert %s on %s: %s", bridge.name, node, exc)
+
+    # -- guests ---------------------------------------------------------------------
+    def _guest(self, guest: Guest, gp: GuestPlan, outcome: Outcome) -> None:
+        if gp.action == "error":
+            raise ApplyError(gp.error or "cannot plan")
+        want = desired_guest(guest)
+        if gp.action == "create":
+            self._create(want, outcome)
+            if self.dry_run:
+                return
+            # A clone brings the template's settings: converge them now.
+            have = self._read(guest)
+            gp = diff_guest(want, have)
+            if gp.action == "none":
+                return
+        self._update(want, gp, outcome)
+
+    def _read(self, guest: Guest) -> ActualGuest:
+        type_ = "lxc" if guest.kind == "lxc" else "qemu"
+        status = self.api.get(f"{guest_path(guest.node, type_, guest.vmid)}/status/current")
+        resource = {
+            "vmid": guest.vmid,
+            "type": type_,
+            "node": guest.node,
+            "status": status.get("status"),
+            "lock": status.get("lock"),
+        }
+        return read_guest(self.api, resource)
+
+    def _exists(self, guest: Guest) -> Callable[[], bool]:
+        type_ = "lxc" if guest.kind == "lxc" else "qemu"
+
+        def check() -> bool:
+            try:
+                self.api.get(f"{guest_path(guest.node, type_, guest.vmid)}/status/current")
+                return True
+            except NixmoxError:
+                return False
+
+        return check
+
+    def _create(self, want: DesiredGuest, outcome: Outcome) -> None:
+        guest = want.guest
+        blockers = self.blockers(guest) if guest.hostpci and guest.stage != "install" else []
+        if blockers:
+            raise ApplyError(
+                "refusing to create a passthrough VM while `nixmox doctor --only "
+                f"passthrough` fails: {', '.join(blockers)}"
+            )
+        if want.type == "lxc":
+            params: dict[str, Any] = {
+                "vmid": guest.vmid,
+                "ostemplate": want.create["ostemplate"],
+                "unprivileged": want.create.get("unprivileged", "1"),
+                **want.scalars,
+                **{k: props.render(k, v) for k, v in want.options.items()},
+            }
+            if "features" not in want.options and guest.os == "nixos":
+                params["features"] = "nesting=1"  # the nix sandbox and systemd need it
+            if "rootfs" in want.volumes:
+                params["rootfs"] = want.volumes["rootfs"].create_value("rootfs")
+            self.write(
+                "POST",
+                f"/nodes/{guest.node}/lxc",
+                f"create {guest.name}",
+                params,
+                done=self._exists(guest),
+            )
+            outcome.done.append("created from " + want.create["ostemplate"])
+            return
+        if "clone" in want.create:
+            self._clone(want, outcome)
+            return
+        params = {"vmid": guest.vmid, **want.scalars}
+        params.update({k: props.render(k, v) for k, v in want.options.items()})
+        params.update({k: v.create_value(k) for k, v in want.volumes.items()})
+        self.write(
+            "POST",
+            f"/nodes/{guest.node}/qemu",
+            f"create {guest.name}",
+            params,
+            done=self._exists(guest),
+        )
+        outcome.done.append("created" + (f" (stage {guest.stage})" if guest.stage else ""))
+
+    def _clone(self, want: DesiredGuest, outcome: Outcome) -> None:
+        guest = want.guest
+        source = want.create["clone"]
+        resources = self.api.get("/cluster/resources", type="vm") or []
+        match = [r for r in resources if str(r.get("vmid")) == source or r.get("name") == source]
+        templates = [r for r in match if r.get("template")]
+        if not templates:
+            raise ApplyError(f"clone source {source!r} is not a template VM on the cluster")
+        src = templates[0]
+        storage = next(iter(want.volumes.values())).storage if want.volumes else None
+        with self.clone_limits(storage or str(src["node"])):
+            clone = {
+                "newid": guest.vmid,
+                "name": guest.name,
+                "full": 1,
+                "target": guest.node,
+                "storage": storage,
+            }
+            self.write(
+                "POST",
+                f"/nodes/{src['node']}/qemu/{src['vmid']}/clone",
+                f"clone {guest.name}",
+                clone,
+                done=self._exists(guest),
+            )
+        outcome.done.append(f"full clone of {src['vmid']}")
+
+    def _wait_unlocked(self, guest: Guest, gp: GuestPlan) -> ActualGuest:
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            have = self._read(guest)
+            if not have.lock:
+                return have
+            if time.monotonic() >= deadline:
+                raise ApplyError(
+                    f"locked ({have.lock}) by another operation; waited {self.lock_wait:g} s. "
+                    "nixmox never removes someone else's lock: run apply again when it is done"
+                )
+            log.info("%s is locked (%s); waiting", guest.name, have.lock)
+            time.sleep(min(2.0, max(self.lock_wait / 20, 0.05)))
+
+    def _update(self, want: DesiredGuest, gp: GuestPlan, outcome: Outcome) -> None:
+        guest = want.guest
+        path = guest_path(guest.node, want.type, guest.vmid)
+        have = None
+        if not self.dry_run:
+            have = self._wait_unlocked(guest, gp)
+            gp = diff_guest(want, have)  # fresh: the lock holder may have changed things
+        allowed = guest.reboot.policy == "allowed"
+        running = gp.running
+        now: list[Change] = []
+        for change in gp.changes:
+            if change.label == "replace":
+                outcome.held.append(f"{change.key}: {change.note or 'cannot change in place'}")
+            elif change.label == "needs-stop" and not allowed:
+                outcome.held.append(
+                    f"{change.key}: needs the guest stopped; reboot policy "
+                    f"{guest.reboot.policy!r} does not allow it"
+                )
+            else:
+                now.append(change)
+        stop_first = running and allowed and any(c.label == "needs-stop" for c in now)
+        if stop_first:
+            self.write("POST", f"{path}/status/shutdown", f"shut down {guest.name}")
+        config = [c for c in now if c.via == "config"]
+        if config:
+            params: dict[str, Any] = {c.key: c.new for c in config if c.new is not None}
+            deletions = [c.key for c in config if c.new is None]
+            if deletions:
+                params["delete"] = ",".join(deletions)
+            if have is not None and have.digest:
+                params["digest"] = have.digest
+            self.write("PUT", f"{path}/config", f"configure {guest.name}", params)
+            outcome.done += [f"{c.key}" for c in config]
+        for change in (c for c in now if c.via == "resize"):
+            self.write(
+                "PUT",
+                f"{path}/resize",
+                f"grow {change.key} of {guest.name}",
+                {"disk": change.key, "size": change.new},
+            )
+            outcome.done.append(f"{change.key} grown to {change.new}")
+        if stop_first:
+            self.write("POST", f"{path}/status/start", f"start {guest.name}")
+        pending = [c for c in now if c.label == "needs-reboot"]
+        if running and pending and not stop_first:
+            if allowed:
+                blockers = self.blockers(guest) if guest.hostpci else []
+                if blockers:
+                    outcome.held.append(
+                        "reboot refused while passthrough checks fail: " + ", ".join(blockers)
+                    )
+                else:
+                    self.write("POST", f"{path}/status/reboot", f"reboot {guest.name}")
+                    outcome.done.append("rebooted to apply " + ", ".join(c.key for c in pending))
+            else:
+                outcome.held.append(
+                    "pending until the next reboot (reboot policy "
+                    f"{guest.reboot.policy!r}): " + ", ".join(c.key for c in pending)
+                )
+        if outcome.held and outcome.result == "ok":
+            outcome.result = "held"

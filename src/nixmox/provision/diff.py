@@ -1,0 +1,493 @@
+"""Desired vs actual: the plan, as pure data.
+
+Every change is labelled by what it costs the guest: ``live`` (applied while
+it runs), ``needs-reboot`` (Proxmox keeps it pending until the next reboot;
+checked against the guest's ``pending``), ``needs-stop`` (only while it is
+stopped) or ``replace`` (cannot be changed in place: nixmox never does it,
+it says so). Shrinking a disk is refused here, at plan time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from nixmox.inventory.model import Inventory
+from nixmox.provision.desired import (
+    DesiredBridge,
+    DesiredGuest,
+    Label,
+    Volume,
+    desired_bridges,
+    desired_guest,
+    desired_storage,
+)
+from nixmox.proxmox import props
+
+SCHEMA_VERSION = 1
+DISRUPTIVE: tuple[Label, ...] = ("needs-reboot", "needs-stop", "replace")
+
+
+@dataclass(frozen=True)
+class ActualGuest:
+    """What the API says about one guest."""
+
+    vmid: int
+    type: str  # "lxc" | "qemu"
+    node: str
+    status: str
+    lock: str | None
+    template: bool
+    config: dict[str, str]
+    #: key -> pending value (None: pending deletion)
+    pending: dict[str, str | None] = field(default_factory=dict)
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key to change (``new`` None: delete)."""
+
+    key: str
+    old: str | None
+    new: str | None
+    label: Label
+    note: str = ""
+    #: How apply makes it: "config", "resize" (grow a disk) or "none" (already pending).
+    via: Literal["config", "resize", "none"] = "config"
+
+
+Action = Literal["create", "update", "none", "error"]
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    name: str
+    vmid: int
+    node: str
+    type: str
+    action: Action
+    changes: tuple[Change, ...] = ()
+    error: str | None = None
+    running: bool = False
+    lock: str | None = None
+
+    @property
+    def disruptive(self) -> list[Change]:
+        return [c for c in self.changes if c.label in DISRUPTIVE]
+
+
+@dataclass(frozen=True)
+class ObjectPlan:
+    """A bridge or a storage: create, update (with the changed options) or error."""
+
+    kind: Literal["bridge", "storage"]
+    name: str
+    node: str | None
+    action: Action
+    options: dict[str, str] = field(default_factory=dict)
+    changes: tuple[Change, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    guests: tuple[GuestPlan, ...]
+    bridges: tuple[ObjectPlan, ...]
+    storages: tuple[ObjectPlan, ...]
+    unmanaged: tuple[tuple[int, str, str, str], ...]  # vmid, type, name, node
+
+    @property
+    def _all(self) -> list[GuestPlan | ObjectPlan]:
+        return [*self.guests, *self.bridges, *self.storages]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(p.action in ("create", "update") for p in self._all)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{p.name}: {p.error}" for p in self._all if p.error]
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``--json`` document (``schema_version`` for machines that read it)."""
+
+        def change(c: Change) -> dict[str, Any]:
+            return {"key": c.key, "old": c.old, "new": c.new, "label": c.label, "note": c.note}
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "changes": self.has_changes,
+            "guests": [
+                {
+                    "name": g.name,
+                    "vmid": g.vmid,
+                    "node": g.node,
+                    "type": g.type,
+                    "action": g.action,
+                    "running": g.running,
+                    "error": g.error,
+                    "changes": [change(c) for c in g.changes],
+                }
+                for g in self.guests
+            ],
+            "bridges": [
+                {
+                    "name": b.name,
+                    "node": b.node,
+                    "action": b.action,
+                    "error": b.error,
+                    "changes": [change(c) for c in b.changes],
+                }
+                for b in self.bridges
+            ],
+            "storages": [
+                {
+                    "name": s.name,
+                    "action": s.action,
+                    "error": s.error,
+                    "changes": [change(c) for c in s.changes],
+                }
+                for s in self.storages
+            ],
+            "unmanaged": [
+                {"vmid": v, "type": t, "name": n, "node": node} for v, t, n, node in self.unmanaged
+            ],
+        }
+
+
+# -- comparing values ------------------------------------------------------------
+
+_NUMBERS = {"cores", "sockets", "memory", "swap", "balloon", "cpulimit"}
+_BOOLS = {"onboot", "unprivileged", "template", "protection"}
+#: Running-guest keys Proxmox applies at once; the rest wait in pending.
+_LIVE = {
+    "lxc": {"cores", "memory", "swap", "description", "tags", "onboot", "net", "cpulimit"},
+    "qemu": {"name", "description", "tags", "onboot", "net", "balloon"},
+}
+
+
+def same_scalar(key: str, desired: str, actual: str | None) -> bool:
+    """Whether the actual value already is the desired one, as Proxmox means it."""
+    if actual is None:
+        return False
+    if key == "tags":
+        return props.tags(desired) == props.tags(actual)
+    if key == "affinity":
+        return props.cpu_set(desired) == props.cpu_set(actual)
+    if key == "machine":
+        return props.machine_matches(desired, actual)
+    if key == "description":
+        return desired.strip() == actual.strip()
+    if key in _NUMBERS:
+        return desired.strip() == actual.strip() or _int(desired) == _int(actual)
+    if key in _BOOLS:
+        return props.same_bool(desired, actual) is True
+    return desired == actual
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def same_option(name: str, desired: str, actual: str | None) -> bool:
+    if actual is None:
+        return False
+    verdict = props.same_bool(desired, actual)
+    if verdict is not None:
+        return verdict
+    if name in ("macaddr", "hwaddr"):
+        return desired.lower() == actual.lower()
+    if name == "host":
+        return _pci(desired) == _pci(actual)
+    if name == "bridge_ports":
+        return set(desired.split()) - {"none"} == set(actual.split()) - {"none"}
+    return desired == actual
+
+
+def _pci(address: str) -> str:
+    address = address.lower()
+    return address if address.count(":") == 2 else f"0000:{address}"
+
+
+def _options_differ(
+    key: str, desired: dict[str, str], actual: dict[str, str], *, whole: bool
+) -> bool:
+    """Declared options only; ``whole`` also counts options the actual has extra."""
+    names = set(desired) | (set(actual) if whole else set())
+    return any(
+        not same_option(n, desired[n], actual.get(n)) if n in desired else True for n in names
+    )
+
+
+def _label(kind: str, key: str, running: bool) -> Label:
+    if not running:
+        return "live"
+    return "live" if props.kind_of(key) in _LIVE[kind] or key in _LIVE[kind] else "needs-reboot"
+
+
+# -- one guest -------------------------------------------------------------------
+
+
+def diff_guest(want: DesiredGuest, have: ActualGuest | None) -> GuestPlan:
+    """The plan for one declared guest."""
+    g = want.guest
+    base = GuestPlan(g.name, g.vmid, g.node, want.type, "none")
+    if have is None:
+        if not want.provisioned:
+            return replace(
+                base,
+                action="error",
+                error=(
+                    f"guest {g.vmid} does not exist and the inventory does not say how to create it"
+                ),
+            )
+        if want.type == "lxc" and "ostemplate" not in want.create:
+            return replace(
+                base,
+                action="error",
+                error='to create this container, give template = "STORAGE:vztmpl/FILE"',
+            )
+        return replace(base, action="create")
+    running = have.status == "running"
+    base = replace(base, running=running, lock=have.lock)
+    if have.template:
+        return replace(base, action="error", error=f"vmid {g.vmid} is a template, not a guest")
+    if have.type != want.type:
+        return replace(
+            base,
+            action="error",
+            error=(
+                f"vmid {g.vmid} is a {have.type} guest; the inventory says {want.type} "
+                "(nixmox never replaces a guest)"
+            ),
+        )
+    if have.node != g.node:
+        return replace(
+            base,
+            action="error",
+            error=(
+                f"guest {g.vmid} is on node {have.node}, the inventory says {g.node}: "
+                "migrate it or fix the inventory"
+            ),
+        )
+    changes: list[Change] = []
+    problems: list[str] = []
+
+    def add(
+        key: str,
+        old: str | None,
+        new: str | None,
+        note: str = "",
+        via: Literal["config", "resize", "none"] = "config",
+        label: Label | None = None,
+    ) -> None:
+        if label is None:
+            label = _label(want.type, key, running)
+        if running and via == "config" and key in have.pending and have.pending[key] == new:
+            label, via, note = "needs-reboot", "none", "already pending; waits for a reboot"
+        changes.append(Change(key, old, new, label, note, via))
+
+    for key, value in want.scalars.items():
+        actual = have.config.get(key)
+        if not same_scalar(key, value, actual):
+            add(key, actual, value)
+    for key, value in want.create.items():
+        if key == "unprivileged" and not same_scalar(key, value, have.config.get(key)):
+            add(
+                key,
+                have.config.get(key),
+                value,
+                "set when the container is created",
+                label="replace",
+            )
+    for key, opts in want.options.items():
+        raw = have.config.get(key)
+        actual_opts = props.parse(key, raw) if raw is not None else {}
+        whole = props.kind_of(key) in ("hostpci", "features")
+        if raw is None or _options_differ(key, opts, actual_opts, whole=whole):
+            merged = {**actual_opts, **opts} if not whole else opts
+            add(key, raw, props.render(key, merged))
+    for slot, volume in want.volumes.items():
+        _diff_volume(slot, volume, have, add, problems)
+    for key in sorted(have.config):
+        if props.kind_of(key) in want.owned_prefixes and key not in want.options:
+            add(key, have.config[key], None, "not in the inventory")
+    if problems:
+        return replace(base, action="error", changes=tuple(changes), error="; ".join(problems))
+    return replace(base, action="update" if changes else "none", changes=tuple(changes))
+
+
+def _diff_volume(
+    slot: str, volume: Volume, have: ActualGuest, add: Any, problems: list[str]
+) -> None:
+    raw = have.config.get(slot)
+    if raw is None:
+        add(slot, None, volume.create_value(slot), "new disk")
+        return
+    actual = props.parse(slot, raw)
+    first = props.default_key(slot) or "file"
+    storage = props.volume_storage(actual.get(first, ""))
+    if storage != volume.storage:
+        add(
+            slot,
+            raw,
+            f"{volume.storage}:…",
+            f"on storage {storage}, wanted {volume.storage}: "
+            "move the disk by hand (nixmox does not move disks)",
+            label="replace",
+        )
+    if volume.size is not None:
+        current = props.size_bytes(actual.get("size", "0"), "G") or 0
+        if volume.size < current:
+            problems.append(f"{slot} is {actual.get('size')}; shrinking a disk is refused")
+        elif volume.size > current:
+            add(
+                slot,
+                actual.get("size"),
+                _gib(volume.size),
+                "grow the disk",
+                via="resize",
+                label="live",
+            )
+    if _options_differ(slot, volume.options, actual, whole=False):
+        merged = {**actual, **volume.options}
+        add(slot, raw, props.render(slot, merged))
+
+
+def _gib(size: int) -> str:
+    return f"{size // 1024**3}G" if size % 1024**3 == 0 else f"{size // 1024**2}M"
+
+
+# -- bridges and storages -------------------------------------------------------------
+
+
+def diff_bridge(want: DesiredBridge, have: Mapping[str, Any] | None) -> ObjectPlan:
+    if not want.node:
+        return ObjectPlan(
+            "bridge",
+            want.iface,
+            None,
+            "error",
+            error='declare the node in [[nodes]] or give node = "..."',
+        )
+    if have is None:
+        return ObjectPlan(
+            "bridge",
+            want.iface,
+            want.node,
+            "create",
+            dict(want.options),
+            tuple(Change(k, None, v, "live") for k, v in want.options.items()),
+        )
+    unset = {"autostart": "0", "bridge_vlan_aware": "0", "bridge_ports": ""}
+    changes = [
+        Change(k, _text(have.get(k)), v, "live", "applied with one network reload")
+        for k, v in want.options.items()
+        if not same_option(k, v, _text(have[k]) if have.get(k) is not None else unset.get(k))
+    ]
+    if have.get("type") not in (None, "bridge", "OVSBridge"):
+        return ObjectPlan(
+            "bridge",
+            want.iface,
+            want.node,
+            "error",
+            error=f"{want.iface} exists as a {have.get('type')}, not a bridge",
+        )
+    return ObjectPlan(
+        "bridge",
+        want.iface,
+        want.node,
+        "update" if changes else "none",
+        dict(want.options),
+        tuple(changes),
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip()
+    return str(value)
+
+
+def diff_storage(
+    storage_id: str, want: dict[str, str], have: Mapping[str, Any] | None
+) -> ObjectPlan:
+    if have is None:
+        return ObjectPlan(
+            "storage",
+            storage_id,
+            None,
+            "create",
+            want,
+            tuple(Change(k, None, v, "live") for k, v in want.items()),
+        )
+    changes: list[Change] = []
+    for key, value in want.items():
+        actual = _text(have.get(key))
+        if key in ("content", "nodes"):
+            same = set(value.split(",")) == set((actual or "").split(",")) - {""}
+        elif key in ("sparse", "shared"):
+            same = props.same_bool(value, actual or "0") is True
+        else:
+            same = value == actual
+        if not same:
+            label: Label = "replace" if key in ("type", "path", "pool") else "live"
+            note = "cannot change in place; nixmox leaves it" if label == "replace" else ""
+            changes.append(Change(key, actual, value, label, note))
+    return ObjectPlan(
+        "storage", storage_id, None, "update" if changes else "none", want, tuple(changes)
+    )
+
+
+# -- the whole plan ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActualState:
+    """Everything plan read: one /cluster/resources, configs of declared guests, ..."""
+
+    guests: dict[int, ActualGuest]
+    resources: list[dict[str, Any]]
+    bridges: dict[tuple[str, str], dict[str, Any]]  # (node, iface) -> options
+    storages: dict[str, dict[str, Any]]
+    errors: dict[int, str] = field(default_factory=dict)  # vmid -> why it could not be read
+
+
+def make_plan(inv: Inventory, actual: ActualState) -> Plan:
+    """Compare the inventory with what the API reported."""
+    guests: list[GuestPlan] = []
+    for guest in inv.guests:
+        if guest.vmid in actual.errors:
+            guests.append(
+                GuestPlan(
+                    guest.name,
+                    guest.vmid,
+                    guest.node,
+                    "lxc" if guest.kind == "lxc" else "qemu",
+                    "error",
+                    error=actual.errors[guest.vmid],
+                )
+            )
+            continue
+        guests.append(diff_guest(desired_guest(guest), actual.guests.get(guest.vmid)))
+    bridges = tuple(
+        diff_bridge(b, actual.bridges.get((b.node, b.iface))) for b in desired_bridges(inv)
+    )
+    storages = tuple(
+        diff_storage(s.storage, desired_storage(s), actual.storages.get(s.storage))
+        for s in inv.storages
+    )
+    declared = {g.vmid for g in inv.guests}
+    unmanaged = tuple(
+        (int(r["vmid"]), str(r.get("type")), str(r.get("name", "")), str(r.get("node")))
+        for r in actual.resources
+        if "vmid" in r and int(r["vmid"]) not in declared
+    )
+    return Plan(tuple(guests), bridges, storages, unmanaged)
