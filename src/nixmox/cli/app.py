@@ -181,7 +181,9 @@ def adopt(
     config: ConfigOpt = None,
 ) -> None:
     """Print inventory TOML for guests that already exist."""
-    _pending("adopt", 3)
+    from nixmox.cli import plan_cmd
+
+    raise typer.Exit(plan_cmd.adopt(_globals(ctx, config, False).config, vmids))
 
 
 # -- snapshots and retention (issue 4) ----------------------------------------

@@ -201,3 +201,37 @@ def passthrough_blockers(inv: Inventory, api: Proxmox) -> Callable[[Guest], list
         return sorted({c.id for c in checks if c.status == Status.FAIL and guest.name in c.subject})
 
     return blockers
+
+
+def adopt(config: Path | None, vmids: list[int]) -> int:
+    """Print ``[[guests]]`` TOML for existing guests; exit 1 if one is not found."""
+    import sys
+
+    from nixmox.errors import ConfigError
+    from nixmox.inventory.model import ProxmoxSettings
+    from nixmox.provision.actual import read_guest
+    from nixmox.provision.adopt import guest_entry, render
+
+    try:
+        settings = load_inventory(find_inventory(config)).proxmox
+    except ConfigError:
+        if config is not None:
+            raise
+        settings = ProxmoxSettings()  # no inventory yet: the NIXMOX_PVE_* variables alone
+    api = Proxmox(connection(settings))
+    resources = {
+        int(r["vmid"]): r for r in api.get("/cluster/resources", type="vm") or [] if "vmid" in r
+    }
+    entries = []
+    missing = [v for v in vmids if v not in resources]
+    for vmid in vmids:
+        if vmid in resources:
+            resource = resources[vmid]
+            entries.append(
+                guest_entry(read_guest(api, resource), str(resource.get("name") or vmid))
+            )
+    if entries:
+        print(render(entries), end="")
+    for vmid in missing:
+        print(f"nixmox: adopt: no guest {vmid} on the cluster", file=sys.stderr)
+    return 1 if missing else 0
