@@ -116,6 +116,8 @@ class Lab(FakePve):
         self.now: Callable[[], float] = time.time
         # PVE seconds one guest's backup takes (scaled by time_scale like every task).
         self.backup_secs = 10.0
+        #: Called when a network reload has applied the pending interfaces.
+        self.after_network_reload: Callable[[], None] | None = None
         self.pci_devices: list[PciDevice] = host_devices()
         self.backup_jobs: dict[str, dict[str, Any]] = {}
         self.installed_packages: dict[str, str] = dict(DEFAULT_PACKAGES)
@@ -1014,6 +1016,9 @@ class Lab(FakePve):
                         opts["exists"] = 1
                 self.net_applied = applied
                 self.net_pending = None
+            if self.after_network_reload is not None:
+                # A test's fault, e.g. the management bridge cut off by the reload.
+                self.after_network_reload()
 
         upid: str = await self.task(v["node"], "srvreload", "networking", user, body)
         return upid

@@ -315,6 +315,10 @@ class _TicketAuth:
             ) from None
         except requests.exceptions.RequestException as exc:
             raise Unreachable(f"cannot reach {self.api.conn.url}: {_short(exc)}") from None
+        if response.status_code != 200 and secret is not self.password:
+            # The ticket was not accepted for renewal: log in afresh.
+            self.ticket = ""
+            return self._login()
         if response.status_code != 200:
             raise ApiError("POST", "/access/ticket", response.status_code, "login failed")
         data = response.json()["data"]

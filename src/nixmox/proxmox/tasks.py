@@ -54,6 +54,14 @@ def node_of(upid: str) -> str:
     return parts[1]
 
 
+def warnings_of(exitstatus: str) -> int:
+    """``WARNINGS: 3`` -> 3: the task succeeded, with warnings worth reporting."""
+    if not exitstatus.startswith("WARNINGS"):
+        return 0
+    digits = exitstatus.split(":", 1)[-1].strip()
+    return int(digits) if digits.isdigit() else 1
+
+
 def task_log(api: Proxmox, upid: str, limit: int = 500) -> list[str]:
     """The task's log lines (the API numbers them; the text is all nixmox needs)."""
     rows = api.get(f"/nodes/{node_of(upid)}/tasks/{upid}/log", start=0, limit=limit) or []
@@ -81,10 +89,7 @@ def wait(
         sleep(delay)
         delay = min(delay * 1.5, 2.0)
     exitstatus = str(status.get("exitstatus", ""))
-    warnings = 0
-    if exitstatus.startswith("WARNINGS"):
-        digits = exitstatus.split(":", 1)[-1].strip()
-        warnings = int(digits) if digits.isdigit() else 1
+    warnings = warnings_of(exitstatus)
     lines = task_log(api, upid) if exitstatus != "OK" else []
     result = TaskResult(upid, node, exitstatus, warnings, lines)
     if not result.ok:

@@ -1,0 +1,423 @@
+"""plan / apply / adopt against the lab: real HTTPS, real API tokens, fakepve's PVE."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nixmox.cli.main import run
+from nixmox.inventory.load import load_inventory
+from nixmox.provision.actual import read_state
+from nixmox.provision.apply import Applier
+from nixmox.provision.diff import make_plan
+from nixmox.proxmox.client import Proxmox, TlsError
+from nixmox.proxmox.settings import Connection, connection
+from tests.lab.server import Lab
+from tests.lab.serving import RunningLab, make_pki, serve_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "homelab.toml"
+
+
+@pytest.fixture
+def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+    return lab
+
+
+def plan_json(
+    capsys: pytest.CaptureFixture[str], config: Path = EXAMPLE
+) -> tuple[int, dict[str, Any]]:
+    code = run(["plan", "--json", "--detailed-exitcode", "--config", str(config)])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def guest(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(g for g in report["guests"] if g["name"] == name)
+
+
+def api_for(lab: RunningLab) -> Proxmox:
+    return Proxmox(Connection(lab.url, lab.token_id, lab.token, lab.ca_file))
+
+
+def apply_example(capsys: pytest.CaptureFixture[str], config: Path = EXAMPLE) -> int:
+    code = run(["apply", "--yes", "--config", str(config)])
+    capsys.readouterr()
+    return code
+
+
+def inventory_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = EXAMPLE.read_text()
+    assert old in text, old
+    path = tmp_path / "nixmox.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_plan_apply_plan_converges(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = plan_json(capsys)
+    assert code == 2 and report["schema_version"] == 1
+    assert [g["action"] for g in report["guests"]] == ["create"] * 3
+    assert [b["action"] for b in report["bridges"]] == ["create"] * 3
+    assert report["unmanaged"] == [
+        {"vmid": 9000, "type": "qemu", "name": "nixos-template", "node": "pve1"}
+    ]
+    # One /cluster/resources, /access/permissions, the network, /storage: no per-guest reads yet.
+    assert report["requests"] == 4
+    assert apply_example(capsys) == 0
+    code, report = plan_json(capsys)
+    assert code == 0 and report["changes"] is False, report
+    # The lab now holds what the inventory says.
+    pve = env.pve
+    lxc = pve.guest(100).config
+    assert lxc["ostype"] == "nixos" and lxc["unprivileged"] == 1 and lxc["features"] == "nesting=1"
+    win = pve.guest(102).config
+    assert win["hostpci0"] == "0000:01:00,pcie=1,x-vga=1" and win["vga"] == "none"
+    assert "pre-enrolled-keys=1" in win["efidisk0"] and "version=v2.0" in win["tpmstate0"]
+    assert "size=32G" in pve.guest(101).config["scsi0"]  # cloned at 8G, grown
+    # Exactly one network reload for the three bridges.
+    reloads = [r for r in pve.requests if r[0] == "PUT" and r[1].endswith("/nodes/pve1/network")]
+    assert len(reloads) == 1
+
+
+def test_drift_behind_nixmoxs_back_is_shown_exactly(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert apply_example(capsys) == 0
+    api_for(env).put("/nodes/pve1/lxc/100/config", memory=1024)
+    code, report = plan_json(capsys)
+    assert code == 2
+    changes = guest(report, "nixos-lxc")["changes"]
+    assert [(c["key"], c["old"], c["new"], c["label"]) for c in changes] == [
+        ("memory", "1024", "4096", "live")
+    ]
+    assert all(guest(report, n)["action"] == "none" for n in ("nixos-vm", "win11-gaming"))
+
+
+def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env.pve.add_declared_guests()  # 101 runs
+    inv = inventory_with(
+        tmp_path,
+        'host = "nixos-vm"\n\n[guests.reboot]\npolicy = "allowed"',
+        'host = "nixos-vm"\n\n[guests.reboot]\npolicy = "never"',
+    )
+    inv.write_text(inv.read_text().replace("cores = 4\nmemory = 8192", "cores = 6\nmemory = 8192"))
+    code, report = plan_json(capsys, inv)
+    [change] = guest(report, "nixos-vm")["changes"]
+    assert (change["key"], change["label"]) == ("cores", "needs-reboot")
+    code = run(["apply", "--yes", "--config", str(inv)])
+    out = capsys.readouterr().out
+    assert code == 0 and "pending until the next reboot" in out
+    status = [r for r in env.pve.requests if r[1].endswith("/status/reboot")]
+    assert status == []  # policy "never": no reboot
+    code, report = plan_json(capsys, inv)
+    [change] = guest(report, "nixos-vm")["changes"]
+    assert change["label"] == "needs-reboot" and "already pending" in change["note"]
+
+
+def test_allowed_policy_reboots_for_pending_changes(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env.pve.add_declared_guests()
+    inv = inventory_with(tmp_path, "cores = 4\nmemory = 8192", "cores = 6\nmemory = 8192")
+    assert run(["apply", "--yes", "--config", str(inv)]) == 0
+    assert "rebooted to apply cores" in capsys.readouterr().out
+    assert [r for r in env.pve.requests if r[1].endswith("/qemu/101/status/reboot")]
+    assert plan_json(capsys, inv)[0] == 0
+
+
+def test_locked_guest_is_waited_for_then_fails_clearly(env: RunningLab, tmp_path: Path) -> None:
+    env.pve.add_declared_guests()
+    env.pve.snapshot_lock(100, "backup")
+    inv_path = inventory_with(tmp_path, "memory = 4096\nswap = 512", "memory = 2048\nswap = 512")
+    inv_path.write_text(
+        inv_path.read_text().replace("cores = 4\nmemory = 8192", "cores = 4\nmemory = 4096")
+    )
+    inv = load_inventory(inv_path)
+    api = Proxmox(connection(inv.proxmox))
+    plan = make_plan(inv, read_state(api, inv))
+    outcomes = {o.name: o for o in Applier(api, inv, lock_wait=0.5).apply(plan)}
+    assert outcomes["nixos-lxc"].result == "failed"
+    assert "locked (backup)" in (outcomes["nixos-lxc"].error or "")
+    assert "never removes someone else's lock" in (outcomes["nixos-lxc"].error or "")
+    assert env.pve.guest(100).config.get("lock") == "backup"  # untouched
+    assert outcomes["nixos-vm"].result == "ok"  # the others proceed
+    assert env.pve.guest(101).config["memory"] in (4096, "4096")
+
+
+def test_offline_node_fails_its_guests_while_others_proceed(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pve = env.pve
+    pve.add_node("pve2")
+    pve.add_vm(200, "far", node="pve2")
+    pve.set_node_offline("pve2")
+    inv = tmp_path / "n.toml"
+    inv.write_text(
+        EXAMPLE.read_text()
+        .split("# ZFS snapshots")[0]
+        .rsplit("# ---", 1)[0]
+        .replace(
+            '[[nodes]]\nname = "pve1"', '[[nodes]]\nname = "pve2"\n\n[[nodes]]\nname = "pve1"', 1
+        )
+        + '\n[[guests]]\nname = "far"\nvmid = 200\nkind = "vm"\nnode = "pve2"\nmemory = 512\n'
+    )
+    code = run(["apply", "--yes", "--config", str(inv)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED guest far" in out and "node pve2 is not answering" in out
+    assert "OK     guest nixos-lxc" in out and "OK     guest win11-gaming" in out
+
+
+@contextmanager
+def another_lab(tmp_path: Path) -> Iterator[RunningLab]:
+    """A second, fresh lab for comparing two runs."""
+    (tmp_path / "pki2").mkdir()
+    pki = make_pki(tmp_path / "pki2", "127.0.0.1")
+    pve = Lab(host="127.0.0.1", port=0)
+    pve.time_scale = 0
+    running = serve_in_thread(pve, pki)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_interrupted_apply_converges_like_an_uninterrupted_one(
+    env: RunningLab,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A 500 on the clone (after the bridges and the container are done),
+    # every retry of it too: the first apply fails halfway.
+    env.pve.fail("POST", "/nodes/pve1/qemu/9000/clone", 500, "Internal Server Error", times=10)
+    assert apply_example(capsys) == 1
+    assert 101 not in {g.vmid for g in env.pve.vms}
+    env.pve.failures.clear()
+    assert apply_example(capsys) == 0
+    assert plan_json(capsys)[0] == 0
+    interrupted = run_adopt(capsys)
+    with another_lab(tmp_path) as fresh:
+        for key, value in fresh.env.items():
+            monkeypatch.setenv(key, value)
+        assert apply_example(capsys) == 0
+        uninterrupted = run_adopt(capsys)
+    assert interrupted == uninterrupted
+    assert 'size = "32G"' in interrupted
+
+
+def run_adopt(capsys: pytest.CaptureFixture[str]) -> str:
+    assert run(["adopt", "100", "101", "102", "--config", str(EXAMPLE)]) == 0
+    return capsys.readouterr().out
+
+
+def test_adopt_round_trips(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env.pve.add_declared_guests()
+    adopted = run_adopt(capsys)
+    inv = tmp_path / "adopted.toml"
+    head = EXAMPLE.read_text().split("# Guests.")[0]
+    inv.write_text(head.rsplit("# ---", 1)[0] + adopted)
+    assert run(["config", "check", "--config", str(inv)]) == 0
+    capsys.readouterr()
+    _, report = plan_json(capsys, inv)
+    assert [g["action"] for g in report["guests"]] == ["none"] * 3, report
+
+
+def test_adopt_unknown_vmid_is_one_line(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["adopt", "4242", "--config", str(EXAMPLE)]) == 1
+    assert capsys.readouterr().err.strip() == "nixmox: adopt: no guest 4242 on the cluster"
+
+
+def test_disk_shrink_is_refused_at_plan_time(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env.pve.add_declared_guests()
+    inv = inventory_with(tmp_path, 'size = "256G"', 'size = "128G"')
+    code, report = plan_json(capsys, inv)
+    assert code == 1
+    win = guest(report, "win11-gaming")
+    assert win["action"] == "error" and "shrinking a disk is refused" in win["error"]
+
+
+def test_dry_run_lists_calls_and_makes_none(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = len(env.pve.requests)
+    assert run(["apply", "--dry-run", "--config", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "POST /nodes/pve1/lxc vmid=100" in out and "PUT /nodes/pve1/network" in out
+    writes = [r for r in env.pve.requests[before:] if r[0] != "GET"]
+    assert writes == []
+
+
+def test_bridge_reload_reverted_when_the_api_stops_answering(env: RunningLab) -> None:
+    inv = load_inventory(EXAMPLE)
+    api = Proxmox(connection(inv.proxmox))
+    plan = make_plan(inv, read_state(api, inv))
+    plan = type(plan)(guests=(), bridges=plan.bridges, storages=(), unmanaged=())
+    pve = env.pve
+    # The reload cuts the API off (as a wrong bridge on the management NIC would).
+    pve.after_network_reload = lambda: (
+        pve.fail("GET", "/nodes/pve1/network", 595, "No route to host", times=1000),
+        setattr(pve, "after_network_reload", None),
+    )
+    outcomes = Applier(api, inv, network_confirm=0.3).apply(plan)
+    assert all(o.result == "failed" and "reverted" in (o.error or "") for o in outcomes)
+    env.pve.failures.clear()
+    names = {i["iface"] for i in api.get("/nodes/pve1/network")}
+    assert not names & {"vmbr0", "vmbr1", "vmbr2"}
+
+
+# -- TLS and secrets ------------------------------------------------------------
+
+
+def fingerprint(ca_file: str) -> str:
+    der = ssl.PEM_cert_to_DER_cert(Path(ca_file).read_text())
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+
+
+def test_right_pin_works_without_a_ca(env: RunningLab) -> None:
+    api = Proxmox(Connection(env.url, env.token_id, env.token, None, fingerprint(env.ca_file)))
+    assert api.get("/version")["version"].startswith("9.")
+
+
+def test_wrong_pin_sends_nothing(env: RunningLab) -> None:
+    before = len(env.pve.requests)
+    api = Proxmox(Connection(env.url, env.token_id, env.token, None, ":".join(["AB"] * 32)))
+    with pytest.raises(TlsError, match="nothing was sent"):
+        api.get("/version")
+    assert len(env.pve.requests) == before
+
+
+def test_no_ca_and_no_pin_uses_the_system_store(env: RunningLab) -> None:
+    api = Proxmox(Connection(env.url, env.token_id, env.token))
+    with pytest.raises(TlsError, match="system trust store"):
+        api.get("/version")
+
+
+def test_world_readable_token_file_is_refused(
+    env: RunningLab,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("NIXMOX_PVE_TOKEN")
+    token = tmp_path / "token"
+    token.write_text(env.token)
+    token.chmod(0o644)
+    inv = inventory_with(
+        tmp_path, 'token_file = "/etc/nixmox/pve-token"', f'token_file = "{token}"'
+    )
+    assert run(["plan", "--config", str(inv)]) == 1
+    err = capsys.readouterr().err
+    assert f"chmod 600 {token}" in err and env.token not in err
+
+
+def test_nothing_leaks_at_vv(env: RunningLab, capfd: pytest.CaptureFixture[str]) -> None:
+    run(["-vv", "plan", "--config", str(EXAMPLE)])
+    out = capfd.readouterr()
+    assert env.token not in out.out + out.err
+
+
+def test_password_login_with_a_pin_and_renewal(env: RunningLab) -> None:
+    from nixmox.proxmox import client
+
+    conn = Connection(env.url, "root@pam", "", None, fingerprint(env.ca_file), password="secret")
+    api = Proxmox(conn)
+    assert api.get("/version")
+    auth = api.session.auth
+    assert isinstance(auth, client._TicketAuth)
+    first = auth.ticket
+    auth.born -= auth.RENEW_AFTER + 1  # an hour later
+    api.post("/nodes/pve1/qemu/9000/config", description="touched")
+    assert auth.ticket != first
+    logins = [r for r in env.pve.requests if r[1].endswith("/access/ticket")]
+    assert len(logins) >= 2  # a renewal (with the ticket, or afresh if refused)
+
+
+# -- retries and tasks -------------------------------------------------------------
+
+
+def test_reads_are_retried_on_5xx(env: RunningLab) -> None:
+    api = api_for(env)
+    env.pve.fail("GET", "/version", 596, "broken pipe", times=2)
+    assert api.get("/version")
+    assert api.calls == 3
+
+
+def test_a_write_is_not_repeated_when_the_reread_shows_it_done(env: RunningLab) -> None:
+    api = api_for(env)
+    env.pve.fail(
+        "PUT",
+        "/nodes/pve1/qemu/9000/config",
+        500,
+        "can't lock file '/var/lock/qemu-server/lock-9000.conf' - got timeout",
+        times=1,
+    )
+    checks: list[bool] = []
+
+    def done() -> bool:
+        checks.append(True)
+        return True
+
+    assert api.put("/nodes/pve1/qemu/9000/config", done=done, description="x") is None
+    assert checks == [True]
+
+
+def test_failed_task_raises_with_its_log(env: RunningLab) -> None:
+    from nixmox.proxmox.tasks import TaskFailed, wait
+
+    env.pve.add_declared_guests()
+    api = api_for(env)
+    env.pve.fail("POST", "/nodes/pve1/qemu/102/status/start", error="qemu_exited_code")
+    upid = api.post("/nodes/pve1/qemu/102/status/start")
+    with pytest.raises(TaskFailed, match="start win11 failed: QEMU exited with code 1"):
+        wait(api, upid, what="start win11")
+
+
+@pytest.mark.parametrize(
+    ("exitstatus", "ok", "warnings"),
+    [("OK", True, 0), ("WARNINGS: 3", True, 3), ("job errors", False, 0)],
+)
+def test_task_exit_status_is_read_like_proxmox(exitstatus: str, ok: bool, warnings: int) -> None:
+    from nixmox.proxmox.tasks import TaskResult, warnings_of
+
+    assert TaskResult("UPID:pve1:x", "pve1", exitstatus, warnings_of(exitstatus)).ok is ok
+    assert warnings_of(exitstatus) == warnings
+
+
+# -- privileges ------------------------------------------------------------------------
+
+
+def test_missing_privileges_are_named(
+    env: RunningLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pve = env.pve
+    pve.apitokens["nixmox@pve!limited"] = "limited-secret-1234"
+    pve.grant("nixmox@pve!limited", "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", "nixmox@pve!limited")
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN", "limited-secret-1234")
+    assert run(["plan", "--config", str(EXAMPLE)]) == 1
+    out = capsys.readouterr().out
+    assert "missing privilege: VM.Allocate on /vms/100 (create nixos-lxc)" in out
+    assert "missing privilege: Sys.Modify on /nodes/pve1 (bridge vmbr0)" in out
+    assert "raw hostpci on win11-gaming: only root@pam may do that" in out
+    assert run(["apply", "--yes", "--config", str(EXAMPLE)]) == 1
+    assert "nothing applied" in capsys.readouterr().err
