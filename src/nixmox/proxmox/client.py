@@ -141,6 +141,10 @@ class Proxmox:
         # session-wide verify would lose to REQUESTS_CA_BUNDLE.
         self.verify: str | bool = conn.ca_file or True
         self.session = https.ProxmoxHttpSession()
+        # The API is reached directly: no proxy from the environment, and no
+        # per-request environment lookups (a third of the client's CPU time
+        # on a 1,000-guest plan). Verification is passed explicitly anyway.
+        self.session.trust_env = False
         if conn.fingerprint:
             self.session.mount("https://", _pinned_adapter(conn.fingerprint, pool_size))
         else:

@@ -1,0 +1,193 @@
+"""How fast `plan` reads a big cluster, against a Terraform-style refresh.
+
+Run: .venv/bin/python bench/plan.py [--nodes 8] [--guests 1000] [--latency 0.02]
+                                    [--baseline-guests N]
+
+A lab (fakepve, in its own process) with 8 nodes and 1,000 declared guests,
+20 ms added to every API answer. It measures:
+- nixmox's plan (read the actual state, compare): requests made and wall time,
+  against the ideal requests x latency / concurrency;
+- a baseline that reads the same state the way the bpg Terraform provider
+  refreshes (per guest: /cluster/resources, config, status, pool list),
+  one request after another.
+Targets (issue 3): at most 2 requests per declared guest plus a constant per
+node; wall time within 1.5x of the ideal; at least 8x faster than the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SERVER = """
+import asyncio, secrets, sys
+from tests.lab.server import Lab
+from tests.lab.serving import make_pki
+nodes, guests = int(sys.argv[1]), int(sys.argv[2])
+latency, directory = float(sys.argv[3]), sys.argv[4]
+
+async def main():
+    ca, cert, key = make_pki(directory, "127.0.0.1")
+    pve = Lab(host="127.0.0.1", port=0)
+    pve.time_scale = 0
+    for n in range(2, nodes + 1):
+        pve.add_node(f"pve{n}")
+    for i in range(guests):
+        node = f"pve{i % nodes + 1}"
+        pve.add_vm(1000 + i, f"g{i}", node=node, status="running", config={
+            "cores": 2, "memory": "2048",
+            "net0": f"virtio=BC:24:11:00:{i // 256:02X}:{i % 256:02X},bridge=vmbr0",
+            "scsi0": f"vm-disks:vm-{1000 + i}-disk-0,size=8G", "tags": "bench"})
+    pve.apitokens["root@pam!bench"] = token = secrets.token_hex(8)
+    await pve.start(cert, key)
+    pve.slow_network(latency)
+    print(pve.url, token, ca, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def inventory(nodes: int, guests: int) -> str:
+    lines = [
+        'timezone = "UTC"',
+        "[proxmox]",
+        'url = "https://pve.home.arpa:8006"',
+        'token_id = "root@pam!bench"',
+    ]
+    for n in range(1, nodes + 1):
+        lines += ["[[nodes]]", f'name = "pve{n}"']
+    for i in range(guests):
+        lines += [
+            "[[guests]]",
+            f'name = "g{i}"',
+            f"vmid = {1000 + i}",
+            'kind = "vm"',
+            f'node = "pve{i % nodes + 1}"',
+            "cores = 2",
+            "memory = 2048",
+            'tags = ["bench"]',
+            "[[guests.net]]",
+            'bridge = "vmbr0"',
+            "[[guests.disks]]",
+            'slot = "scsi0"',
+            'storage = "vm-disks"',
+            'size = "8G"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=8)
+    parser.add_argument("--guests", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument(
+        "--baseline-guests",
+        type=int,
+        default=None,
+        help="time the baseline on this many guests and scale up (default: all)",
+    )
+    args = parser.parse_args()
+
+    from nixmox.inventory.load import parse_inventory
+    from nixmox.provision.actual import PER_NODE, TOTAL, read_state
+    from nixmox.provision.diff import make_plan
+    from nixmox.proxmox.client import Proxmox
+    from nixmox.proxmox.settings import Connection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SERVER,
+                str(args.nodes),
+                str(args.guests),
+                str(args.latency),
+                tmp,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            assert server.stdout is not None
+            url, token, ca = server.stdout.readline().split()
+            conn = Connection(url, "root@pam!bench", token, ca)
+            inv = parse_inventory(inventory(args.nodes, args.guests))
+
+            api = Proxmox(conn)
+            api.get("/version")  # TLS handshake and pool warm-up outside the timing
+            api.calls = 0
+            started = time.perf_counter()
+            cpu = time.process_time()
+            plan = make_plan(inv, read_state(api, inv))
+            nixmox_seconds = time.perf_counter() - started
+            client_cpu = time.process_time() - cpu
+            requests = api.calls
+            assert not plan.has_changes and not plan.errors, plan.errors[:3]
+            concurrency = min(TOTAL, PER_NODE * args.nodes)
+            ideal = requests * args.latency / concurrency
+
+            sample = args.baseline_guests or args.guests
+            base = Proxmox(conn)
+            base.get("/version")
+            base.calls = 0
+            started = time.perf_counter()
+            for g in inv.guests[:sample]:
+                # bpg's refresh, per VM: the cluster list, config, status, pools.
+                base.get("/cluster/resources", type="vm")
+                base.get(f"/nodes/{g.node}/qemu/{g.vmid}/config")
+                base.get(f"/nodes/{g.node}/qemu/{g.vmid}/status/current")
+                base.get("/pools")
+            baseline_seconds = (time.perf_counter() - started) * args.guests / sample
+            baseline_requests = base.calls * args.guests // sample
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+
+    per_guest = (requests - 1) / args.guests
+    print(
+        f"lab: {args.nodes} nodes, {args.guests} declared guests, "
+        f"{args.latency * 1000:.0f} ms per request"
+    )
+    print(
+        f"nixmox plan:  {requests:6d} requests ({per_guest:.2f} per guest + 1), "
+        f"{nixmox_seconds:7.2f} s, concurrency {concurrency}"
+    )
+    print(f"              nixmox's own CPU time: {client_cpu:.2f} s (the rest is the lab's)")
+    print(
+        f"ideal:        requests x latency / concurrency = {ideal:7.2f} s; "
+        f"plan is {nixmox_seconds / ideal:.2f}x of it (target <= 1.5x): "
+        f"{'OK' if nixmox_seconds <= 1.5 * ideal else 'OVER TARGET'}"
+    )
+    scaled = "" if sample == args.guests else f" (measured on {sample} guests, scaled)"
+    print(
+        f"baseline:     {baseline_requests:6d} requests, {baseline_seconds:7.2f} s "
+        f"sequential{scaled}"
+    )
+    speedup = baseline_seconds / nixmox_seconds
+    print(
+        f"speed-up:     {speedup:.1f}x (target >= 8x): {'OK' if speedup >= 8 else 'UNDER TARGET'}"
+    )
+    print(
+        f"requests per guest: {per_guest:.2f} (target <= 2 + a constant per node): "
+        f"{'OK' if requests <= 2 * args.guests + 4 * args.nodes + 4 else 'OVER TARGET'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
