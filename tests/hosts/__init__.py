@@ -178,7 +178,8 @@ def write_host(root: Path, spec: HostSpec | None = None) -> Path:
     _write(
         root,
         "/proc/meminfo",
-        f"MemTotal:       {spec.mem_total_kib} kB\nMemFree:        {spec.mem_available_kib // 2} kB\n"
+        f"MemTotal:       {spec.mem_total_kib} kB\n"
+        f"MemFree:        {spec.mem_available_kib // 2} kB\n"
         f"MemAvailable:   {spec.mem_available_kib} kB\n",
     )
     _write(root, "/proc/sys/kernel/osrelease", spec.kernel + "\n")

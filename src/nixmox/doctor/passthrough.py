@@ -583,7 +583,8 @@ def check_boot_framebuffer(facts: HostFacts, guest: PassedGuest) -> list[Check]:
                         "boot-framebuffer",
                         Status.PASS,
                         subject,
-                        "boot GPU; initcall_blacklist=sysfb_init keeps the firmware framebuffer off",
+                        "boot GPU; initcall_blacklist=sysfb_init keeps the firmware "
+                        "framebuffer off",
                     )
                 )
                 continue
@@ -607,7 +608,7 @@ def check_boot_framebuffer(facts: HostFacts, guest: PassedGuest) -> list[Check]:
                     cmdline_fix(facts, add=["initcall_blacklist=sysfb_init"])
                     if not blacklisted
                     else "a framebuffer driver still claims it: "
-                    + f"`echo 'blacklist simpledrm' >> /etc/modprobe.d/blacklist-gpu.conf`, "
+                    + "`echo 'blacklist simpledrm' >> /etc/modprobe.d/blacklist-gpu.conf`, "
                     + INITRAMFS,
                 )
             )
