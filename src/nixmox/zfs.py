@@ -244,7 +244,10 @@ def zpool_command(zfs_command: Sequence[str], zpool: Sequence[str] | None = None
     """``[zfs] zpool_command``, else the zfs command with its last word replaced by zpool."""
     if zpool:
         return list(zpool)
-    return [*zfs_command[:-1], "zpool"]
+    last = zfs_command[-1]
+    # /usr/sbin/zfs -> /usr/sbin/zpool: a path to zfs means zpool sits next to it.
+    sibling = str(PurePath(last).with_name("zpool")) if "/" in last else "zpool"
+    return [*zfs_command[:-1], sibling]
 
 
 @dataclass(frozen=True)
