@@ -12,7 +12,7 @@ and runs them all; ``apply`` calls it to refuse a passthrough VM on FAIL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,18 @@ def passed_guest(guest: Guest, present: Iterable[str], running: bool) -> PassedG
 
 def _is_display(pci: PciFacts | None) -> bool:
     return pci is not None and pci.class_code.lower().startswith("0x03")
+
+
+def each_function(
+    facts: HostFacts, guest: PassedGuest, *, gpus_only: bool = False
+) -> Iterator[tuple[PciFacts, str]]:
+    """Every passed function the host has (only display ones with ``gpus_only``), and
+    the subject its checks report under."""
+    for dev in guest.devices:
+        for fn in dev.functions:
+            pci = facts.pci[fn]
+            if not gpus_only or _is_display(pci):
+                yield pci, guest.subject(dev, fn)
 
 
 # -- fixes that recur ------------------------------------------------------------
@@ -436,37 +448,34 @@ def _describe(facts: HostFacts, addr: str) -> str:
 def check_host_driver(facts: HostFacts, guest: PassedGuest) -> list[Check]:
     """No host GPU driver holds a passed function."""
     out = []
-    for dev in guest.devices:
-        for fn in dev.functions:
-            pci = facts.pci[fn]
-            subject = guest.subject(dev, fn)
-            if pci.driver is None or pci.driver == "vfio-pci":
-                what = "bound to vfio-pci" if pci.driver else "no host driver bound"
-                out.append(Check("host-driver", Status.PASS, subject, what))
-            elif pci.driver in GPU_HOST_DRIVERS:
-                out.append(
-                    Check(
-                        "host-driver",
-                        Status.FAIL,
-                        subject,
-                        f"the host's {pci.driver} driver holds it (unbinding a GPU driver "
-                        "from a live console hangs or crashes the host)",
-                        f"`echo 'blacklist {pci.driver}' >> /etc/modprobe.d/blacklist-gpu.conf`, "
-                        f"claim it early (`options vfio-pci ids={pci.ids}` in "
-                        "/etc/modprobe.d/vfio.conf), then " + INITRAMFS,
-                    )
+    for pci, subject in each_function(facts, guest):
+        if pci.driver is None or pci.driver == "vfio-pci":
+            what = "bound to vfio-pci" if pci.driver else "no host driver bound"
+            out.append(Check("host-driver", Status.PASS, subject, what))
+        elif pci.driver in GPU_HOST_DRIVERS:
+            out.append(
+                Check(
+                    "host-driver",
+                    Status.FAIL,
+                    subject,
+                    f"the host's {pci.driver} driver holds it (unbinding a GPU driver "
+                    "from a live console hangs or crashes the host)",
+                    f"`echo 'blacklist {pci.driver}' >> /etc/modprobe.d/blacklist-gpu.conf`, "
+                    f"claim it early (`options vfio-pci ids={pci.ids}` in "
+                    "/etc/modprobe.d/vfio.conf), then " + INITRAMFS,
                 )
-            else:
-                out.append(
-                    Check(
-                        "host-driver",
-                        Status.INFO,
-                        subject,
-                        f"bound to {pci.driver}; Proxmox rebinds it to vfio-pci at VM start",
-                        f"to claim it at boot instead: add {pci.ids} to `options vfio-pci ids=` "
-                        "in /etc/modprobe.d/vfio.conf",
-                    )
+            )
+        else:
+            out.append(
+                Check(
+                    "host-driver",
+                    Status.INFO,
+                    subject,
+                    f"bound to {pci.driver}; Proxmox rebinds it to vfio-pci at VM start",
+                    f"to claim it at boot instead: add {pci.ids} to `options vfio-pci ids=` "
+                    "in /etc/modprobe.d/vfio.conf",
                 )
+            )
     return out
 
 
@@ -559,59 +568,53 @@ def _sysfb_blacklisted(cmdline: Iterable[str]) -> bool:
 def check_boot_framebuffer(facts: HostFacts, guest: PassedGuest) -> list[Check]:
     """The boot GPU's memory is not held by a firmware framebuffer."""
     out = []
-    for dev in guest.devices:
-        for fn in dev.functions:
-            pci = facts.pci[fn]
-            if not _is_display(pci):
-                continue
-            subject = guest.subject(dev, fn)
-            if not pci.boot_vga:
-                out.append(
-                    Check("boot-framebuffer", Status.PASS, subject, "not the boot GPU (boot_vga 0)")
-                )
-                continue
-            held = [
-                r
-                for r in facts.iomem
-                if any(r.name.startswith(fb) for fb in FRAMEBUFFERS)
-                and any(s <= r.start and r.end <= e for s, e in pci.bars if (s, e) != (0, 0))
-            ]
-            blacklisted = _sysfb_blacklisted(facts.cmdline)
-            if blacklisted and not held:
-                out.append(
-                    Check(
-                        "boot-framebuffer",
-                        Status.PASS,
-                        subject,
-                        "boot GPU; initcall_blacklist=sysfb_init keeps the firmware "
-                        "framebuffer off",
-                    )
-                )
-                continue
-            problems = []
-            if not blacklisted:
-                problems.append("initcall_blacklist=sysfb_init is not set")
-            if held:
-                problems.append(
-                    "/proc/iomem shows "
-                    + ", ".join(f"{r.name} at {r.start:x}-{r.end:x}" for r in held)
-                    + " inside its BARs"
-                )
+    for pci, subject in each_function(facts, guest, gpus_only=True):
+        if not pci.boot_vga:
+            out.append(
+                Check("boot-framebuffer", Status.PASS, subject, "not the boot GPU (boot_vga 0)")
+            )
+            continue
+        held = [
+            r
+            for r in facts.iomem
+            if any(r.name.startswith(fb) for fb in FRAMEBUFFERS)
+            and any(s <= r.start and r.end <= e for s, e in pci.bars if (s, e) != (0, 0))
+        ]
+        blacklisted = _sysfb_blacklisted(facts.cmdline)
+        if blacklisted and not held:
             out.append(
                 Check(
                     "boot-framebuffer",
-                    Status.FAIL,
+                    Status.PASS,
                     subject,
-                    "the boot GPU's memory is held by the firmware framebuffer ("
-                    + "; ".join(problems)
-                    + "); the VM fails with 'BAR 1: can't reserve'",
-                    cmdline_fix(facts, add=["initcall_blacklist=sysfb_init"])
-                    if not blacklisted
-                    else "a framebuffer driver still claims it: "
-                    + "`echo 'blacklist simpledrm' >> /etc/modprobe.d/blacklist-gpu.conf`, "
-                    + INITRAMFS,
+                    "boot GPU; initcall_blacklist=sysfb_init keeps the firmware framebuffer off",
                 )
             )
+            continue
+        problems = []
+        if not blacklisted:
+            problems.append("initcall_blacklist=sysfb_init is not set")
+        if held:
+            problems.append(
+                "/proc/iomem shows "
+                + ", ".join(f"{r.name} at {r.start:x}-{r.end:x}" for r in held)
+                + " inside its BARs"
+            )
+        out.append(
+            Check(
+                "boot-framebuffer",
+                Status.FAIL,
+                subject,
+                "the boot GPU's memory is held by the firmware framebuffer ("
+                + "; ".join(problems)
+                + "); the VM fails with 'BAR 1: can't reserve'",
+                cmdline_fix(facts, add=["initcall_blacklist=sysfb_init"])
+                if not blacklisted
+                else "a framebuffer driver still claims it: "
+                + "`echo 'blacklist simpledrm' >> /etc/modprobe.d/blacklist-gpu.conf`, "
+                + INITRAMFS,
+            )
+        )
     return out
 
 
@@ -628,78 +631,67 @@ def _amd_reset_bug(pci: PciFacts) -> bool:
 def check_reset_method(facts: HostFacts, guest: PassedGuest) -> list[Check]:
     """Each function can be reset; AMD GPUs of the reset-bug families need vendor_reset."""
     out = []
-    for dev in guest.devices:
-        for fn in dev.functions:
-            pci = facts.pci[fn]
-            subject = guest.subject(dev, fn)
-            if _amd_reset_bug(pci) and "vendor_reset" not in facts.modules:
-                out.append(
-                    Check(
-                        "reset-method",
-                        Status.WARN,
-                        subject,
-                        f"{pci.ids} is an AMD GPU with the reset bug and vendor_reset is not "
-                        "loaded: the second VM start hangs",
-                        "install vendor-reset (`apt install pve-headers dkms`, build "
-                        "gnif/vendor-reset), add vendor-reset to /etc/modules, and "
-                        f"`echo device_specific > /sys/bus/pci/devices/{fn}/reset_method` "
-                        "before each VM start (a hookscript)",
-                    )
+    for pci, subject in each_function(facts, guest):
+        if _amd_reset_bug(pci) and "vendor_reset" not in facts.modules:
+            out.append(
+                Check(
+                    "reset-method",
+                    Status.WARN,
+                    subject,
+                    f"{pci.ids} is an AMD GPU with the reset bug and vendor_reset is not "
+                    "loaded: the second VM start hangs",
+                    "install vendor-reset (`apt install pve-headers dkms`, build "
+                    "gnif/vendor-reset), add vendor-reset to /etc/modules, and "
+                    f"`echo device_specific > /sys/bus/pci/devices/{pci.address}/reset_method` "
+                    "before each VM start (a hookscript)",
                 )
-            elif pci.reset_method:
-                out.append(
-                    Check("reset-method", Status.PASS, subject, f"reset: {pci.reset_method}")
+            )
+        elif pci.reset_method:
+            out.append(Check("reset-method", Status.PASS, subject, f"reset: {pci.reset_method}"))
+        elif pci.reset_method is None:
+            out.append(
+                Check(
+                    "reset-method",
+                    Status.INFO,
+                    subject,
+                    "no reset_method file (kernel older than 5.15): cannot tell",
+                    "upgrade to a current Proxmox kernel",
                 )
-            elif pci.reset_method is None:
-                out.append(
-                    Check(
-                        "reset-method",
-                        Status.INFO,
-                        subject,
-                        "no reset_method file (kernel older than 5.15): cannot tell",
-                        "upgrade to a current Proxmox kernel",
-                    )
+            )
+        else:
+            out.append(
+                Check(
+                    "reset-method",
+                    Status.WARN,
+                    subject,
+                    "no reset method: after the VM stops, only a host reboot resets it",
+                    "pass every function of the card together (hostpci without a function "
+                    "number) so a bus reset is possible, or put the card in another slot",
                 )
-            else:
-                out.append(
-                    Check(
-                        "reset-method",
-                        Status.WARN,
-                        subject,
-                        "no reset method: after the VM stops, only a host reboot resets it",
-                        "pass every function of the card together (hostpci without a function "
-                        "number) so a bus reset is possible, or put the card in another slot",
-                    )
-                )
+            )
     return out
 
 
 def check_resizable_bar(facts: HostFacts, guest: PassedGuest) -> list[Check]:
     """A GPU's BAR1 of more than 256 MiB means Resizable BAR is on."""
     out = []
-    for dev in guest.devices:
-        for fn in dev.functions:
-            pci = facts.pci[fn]
-            if not _is_display(pci):
-                continue
-            size = pci.bar_size(1)
-            subject = guest.subject(dev, fn)
-            if size <= REBAR_LIMIT:
-                out.append(
-                    Check("resizable-bar", Status.PASS, subject, f"BAR1 {size // 1024**2} MiB")
-                )
-                continue
-            out.append(
-                Check(
-                    "resizable-bar",
-                    Status.WARN,
-                    subject,
-                    f"BAR1 is {size // 1024**2} MiB: Resizable BAR is on, which breaks many "
-                    "VFIO guests (code 43, black screen)",
-                    "disable Re-Size BAR Support in the firmware setup, or shrink it before the "
-                    f"VM starts: `echo 8 > /sys/bus/pci/devices/{fn}/resource1_resize` (256 MiB)",
-                )
+    for pci, subject in each_function(facts, guest, gpus_only=True):
+        size = pci.bar_size(1)
+        if size <= REBAR_LIMIT:
+            out.append(Check("resizable-bar", Status.PASS, subject, f"BAR1 {size // 1024**2} MiB"))
+            continue
+        out.append(
+            Check(
+                "resizable-bar",
+                Status.WARN,
+                subject,
+                f"BAR1 is {size // 1024**2} MiB: Resizable BAR is on, which breaks many "
+                "VFIO guests (code 43, black screen)",
+                "disable Re-Size BAR Support in the firmware setup, or shrink it before the VM "
+                f"starts: `echo 8 > /sys/bus/pci/devices/{pci.address}/resource1_resize` "
+                "(256 MiB)",
             )
+        )
     return out
 
 
