@@ -19,6 +19,7 @@ from nixmox.provision.apply import Applier
 from nixmox.provision.diff import make_plan
 from nixmox.proxmox.client import Proxmox, TlsError
 from nixmox.proxmox.settings import Connection, connection
+from tests.hosts import VARIANTS, HostSpec, write_host
 from tests.lab.server import Lab
 from tests.lab.serving import RunningLab, make_pki, serve_in_thread
 
@@ -49,10 +50,36 @@ def api_for(lab: RunningLab) -> Proxmox:
     return Proxmox(Connection(lab.url, lab.token_id, lab.token, lab.ca_file))
 
 
+@pytest.fixture(scope="session")
+def host_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pve1's files: a clean Ryzen 5950X + RTX 3060 passthrough host (tests.hosts)."""
+    return write_host(tmp_path_factory.mktemp("host"))
+
+
 def apply_example(capsys: pytest.CaptureFixture[str], config: Path = EXAMPLE) -> int:
-    code = run(["apply", "--yes", "--config", str(config)])
+    code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(config)])
     capsys.readouterr()
     return code
+
+
+HOST_ROOT: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _host(host_root: Path) -> None:
+    HOST_ROOT[:] = [host_root]
+
+
+def test_passthrough_fail_refuses_the_windows_vm(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = write_host(tmp_path / "nouveau", VARIANTS["gpu-on-nouveau"][0](HostSpec()))
+    code = run(["apply", "--yes", "--host-root", str(bad), "--config", str(EXAMPLE)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED guest win11-gaming" in out and "host-driver" in out
+    assert "OK     guest nixos-lxc" in out  # the others go on
+    assert 102 not in {g.vmid for g in env.pve.vms}
 
 
 def inventory_with(tmp_path: Path, old: str, new: str) -> Path:
@@ -116,7 +143,7 @@ def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(
     code, report = plan_json(capsys, inv)
     [change] = guest(report, "nixos-vm")["changes"]
     assert (change["key"], change["label"]) == ("cores", "needs-reboot")
-    code = run(["apply", "--yes", "--config", str(inv)])
+    code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
     out = capsys.readouterr().out
     assert code == 0 and "pending until the next reboot" in out
     status = [r for r in env.pve.requests if r[1].endswith("/status/reboot")]
@@ -131,7 +158,7 @@ def test_allowed_policy_reboots_for_pending_changes(
 ) -> None:
     env.pve.add_declared_guests()
     inv = inventory_with(tmp_path, "cores = 4\nmemory = 8192", "cores = 6\nmemory = 8192")
-    assert run(["apply", "--yes", "--config", str(inv)]) == 0
+    assert run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)]) == 0
     assert "rebooted to apply cores" in capsys.readouterr().out
     assert [r for r in env.pve.requests if r[1].endswith("/qemu/101/status/reboot")]
     assert plan_json(capsys, inv)[0] == 0
@@ -173,7 +200,7 @@ def test_offline_node_fails_its_guests_while_others_proceed(
         )
         + '\n[[guests]]\nname = "far"\nvmid = 200\nkind = "vm"\nnode = "pve2"\nmemory = 512\n'
     )
-    code = run(["apply", "--yes", "--config", str(inv)])
+    code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
     out = capsys.readouterr().out
     assert code == 1
     assert "FAILED guest far" in out and "node pve2 is not answering" in out

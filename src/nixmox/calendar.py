@@ -31,7 +31,9 @@ __all__ = [
     "CalendarError",
     "CalendarSpec",
     "is_valid_calendar",
+    "longest_gap",
     "parse_calendar",
+    "parse_timedelta",
     "parse_timespan",
 ]
 
@@ -691,3 +693,66 @@ def parse_timespan(text: str) -> float:
     if usec == _USEC_INFINITY:
         return math.inf
     return usec / USEC_PER_SEC
+
+
+def parse_timedelta(text: str) -> _dt.timedelta:
+    """A systemd time span as a :class:`~datetime.timedelta` (``infinity``: the largest one)."""
+    seconds = parse_timespan(text)
+    return _dt.timedelta.max if math.isinf(seconds) else _dt.timedelta(seconds=seconds)
+
+
+# --------------------------------------------------------------------------
+# How often a schedule fires
+
+# For the finest field left as "*" (by index in year, month, day, hour, minute,
+# second): the next finer field's (circle size, highest value, seconds per step,
+# stored unit). Months count 31 days so that the answer errs long.
+_BELOW = {
+    0: (12, 12, 31 * 86_400, 1),
+    1: (31, 31, 86_400, 1),
+    2: (24, 23, 3_600, 1),
+    3: (60, 59, 60, 1),
+    4: (60, 59, 1, USEC_PER_SEC),
+}
+
+
+def _values(chain: tuple[CalendarComponent, ...], hi: int, unit: int) -> list[int]:
+    """Every value a chain hits up to ``hi`` (``unit``: microseconds for seconds)."""
+    out: set[int] = set()
+    for c in chain:
+        step = c.repeat or unit
+        stop = c.stop if c.stop is not None else (hi * unit if c.repeat else c.start)
+        out.update(v // unit for v in range(c.start, stop + 1, step))
+    return sorted(out)
+
+
+def _circular_gap(values: list[int], size: int) -> int:
+    """The longest distance between consecutive values on a circle of ``size``."""
+    if len(values) <= 1:
+        return size
+    pairs = zip(values, [*values[1:], values[0] + size], strict=True)
+    return max(b - a for a, b in pairs)
+
+
+def longest_gap(spec: CalendarSpec) -> _dt.timedelta | None:
+    """About the longest time between two runs of ``spec``; ``None`` if it fires only once.
+
+    The finest field left as ``*`` sets the period (``daily``: a day, ``hourly``:
+    an hour), the values of the next finer field split it (``00,12:00``: 12 h),
+    and weekdays replace the day (``Mon..Fri``: 3 days over the weekend). It errs
+    long, never short (a month counts 31 days). Good for "how old may the
+    newest backup be", not for computing the next run.
+    """
+    fields = (spec.year, spec.month, spec.day, spec.hour, spec.minute, spec.second)
+    wildcard = [i for i, chain in enumerate(fields) if chain is None]
+    if not wildcard:
+        return None
+    finest = wildcard[-1]
+    if finest == 2 and spec.weekdays:
+        return _dt.timedelta(days=_circular_gap(sorted(spec.weekdays), 7))
+    if finest == len(fields) - 1:
+        return _dt.timedelta(seconds=1)
+    size, hi, seconds, unit = _BELOW[finest]
+    below = fields[finest + 1]
+    assert below is not None  # the finest "*" is the last None
+    return _dt.timedelta(seconds=_circular_gap(_values(below, hi, unit), size) * seconds)

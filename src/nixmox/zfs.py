@@ -86,13 +86,12 @@ class Snapshot:
 _VERSION = re.compile(r"^zfs-\d+\.\d+", re.MULTILINE)
 
 
-class Zfs:
-    """``zfs`` through the runner; ``command`` is the argv prefix (default ``zfs``)."""
+class _Adapter:
+    """A ZFS program through the runner; ``command`` is its argv prefix."""
 
-    def __init__(self, runner: Runner, command: Sequence[str] = ("zfs",)) -> None:
+    def __init__(self, runner: Runner, command: Sequence[str]) -> None:
         self.runner = runner
         self.command = list(command)
-        self._batch: bool | None = None
 
     def _argv(self, args: Sequence[str]) -> list[str]:
         # `ssh HOST zfs ...` hands its words to the remote shell: quote them.
@@ -105,6 +104,19 @@ class Zfs:
             return self.runner.run(self._argv(args), changes=changes).stdout
         except CommandError as exc:
             raise _typed(exc, what) from None
+
+
+class Zfs(_Adapter):
+    """``zfs`` through the runner; ``command`` is the argv prefix (default ``zfs``)."""
+
+    def __init__(self, runner: Runner, command: Sequence[str] = ("zfs",)) -> None:
+        super().__init__(runner, command)
+        self._batch: bool | None = None
+
+    def datasets(self) -> set[str]:
+        """Names of every file system and volume (one ``zfs list``)."""
+        out = self._run(["list", "-H", "-o", "name"], "cannot list datasets", changes=False)
+        return {line.strip() for line in out.splitlines() if line.strip()}
 
     @property
     def batch_destroy(self) -> bool:
@@ -223,3 +235,49 @@ def _batches(dataset: str, names: list[str]) -> list[list[str]]:
         batches[-1].append(name)
         size += len(name) + 1
     return batches
+
+
+# -- zpool ----------------------------------------------------------------------
+
+
+def zpool_command(zfs_command: Sequence[str], zpool: Sequence[str] | None = None) -> list[str]:
+    """``[zfs] zpool_command``, else the zfs command with its last word replaced by zpool."""
+    if zpool:
+        return list(zpool)
+    last = zfs_command[-1]
+    # /usr/sbin/zfs -> /usr/sbin/zpool: a path to zfs means zpool sits next to it.
+    sibling = str(PurePath(last).with_name("zpool")) if "/" in last else "zpool"
+    return [*zfs_command[:-1], sibling]
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """One pool as ``zpool list`` shows it; sizes as zpool prints them (``1.81T``)."""
+
+    name: str
+    health: str  # ONLINE, DEGRADED, FAULTED, OFFLINE, UNAVAIL, REMOVED, SUSPENDED
+    size: str
+    alloc: str
+    free: str
+    capacity: int  # percent allocated
+
+
+class Zpool(_Adapter):
+    """``zpool`` through the runner."""
+
+    def list_pools(self) -> list[PoolStatus]:
+        """Every imported pool (columns zfs-fuse and OpenZFS both know)."""
+        out = self._run(
+            ["list", "-H", "-o", "name,health,size,alloc,free,cap"],
+            "cannot list pools",
+            changes=False,
+        )
+        pools = []
+        for line in out.splitlines():
+            fields = line.split("\t")
+            cap = fields[-1].rstrip("%") if len(fields) == 6 else ""
+            if not cap.isdigit():
+                raise ZfsError(f"zpool list printed a line nixmox cannot read: {line!r}")
+            name, health, size, alloc, free = fields[:5]
+            pools.append(PoolStatus(name, health, size, alloc, free, int(cap)))
+        return pools

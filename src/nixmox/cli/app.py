@@ -164,14 +164,19 @@ def apply(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask before changing")] = False,
     dry_run: DryRunOpt = False,
+    host_root: Annotated[
+        Path, typer.Option("--host-root", help="the host's files for the passthrough checks")
+    ] = Path("/"),
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Make the lab match the inventory."""
+    """Make the lab match the inventory (refusing passthrough VMs while passthrough checks fail)."""
     from nixmox.cli import plan_cmd
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(plan_cmd.apply(g.config, yes=yes, dry_run=dry_run, as_json=g.json))
+    raise typer.Exit(
+        plan_cmd.apply(g.config, yes=yes, dry_run=dry_run, as_json=g.json, host_root=host_root)
+    )
 
 
 @app.command()

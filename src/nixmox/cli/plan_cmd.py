@@ -119,7 +119,9 @@ def print_plan(result: Plan) -> None:
         )
 
 
-def apply(config: Path | None, *, yes: bool, dry_run: bool, as_json: bool) -> int:
+def apply(
+    config: Path | None, *, yes: bool, dry_run: bool, as_json: bool, host_root: Path = Path("/")
+) -> int:
     """Plan, confirm, apply; exit 0 if everything was applied (or held by policy), 1 otherwise."""
     import sys
 
@@ -147,7 +149,7 @@ def apply(config: Path | None, *, yes: bool, dry_run: bool, as_json: bool) -> in
             print("Nothing applied.")
             return 1
     applier = Applier(
-        api, inv, dry_run=dry_run, passthrough_blockers=passthrough_blockers(inv, api)
+        api, inv, dry_run=dry_run, passthrough_blockers=passthrough_blockers(inv, api, host_root)
     )
     if dry_run:
         outcomes = applier.apply(result)
@@ -184,21 +186,24 @@ def apply(config: Path | None, *, yes: bool, dry_run: bool, as_json: bool) -> in
     return 1 if failed or result.errors else 0
 
 
-def passthrough_blockers(inv: Inventory, api: Proxmox) -> Callable[[Guest], list[str]]:
-    """The ids of FAILing passthrough checks for a guest (apply refuses on any)."""
-    from pathlib import Path as _Path
+def passthrough_blockers(
+    inv: Inventory, api: Proxmox, host_root: Path
+) -> Callable[[Guest], list[str]]:
+    """The ids of FAILing passthrough checks that concern a guest: the host's
+    own (IOMMU, interrupt remapping, ...) and those of the guest's devices."""
+    from nixmox.doctor.passthrough import HOST, check_passthrough
+    from nixmox.doctor.verdict import Status
 
     def blockers(guest: Guest) -> list[str]:
-        try:
-            from nixmox.doctor.passthrough import (  # type: ignore[import-not-found,unused-ignore]
-                check_passthrough,
-            )
-        except ImportError:
-            return []
-        from nixmox.doctor.verdict import Status
-
-        checks = check_passthrough(inv, _Path("/"), api)
-        return sorted({c.id for c in checks if c.status == Status.FAIL and guest.name in c.subject})
+        own = f"{guest.name} ({guest.vmid})"
+        checks = check_passthrough(inv, host_root, api)
+        return sorted(
+            {
+                c.id
+                for c in checks
+                if c.status == Status.FAIL and (c.subject == HOST or c.subject.startswith(own))
+            }
+        )
 
     return blockers
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from nixmox.calendar import parse_timespan
+from nixmox.calendar import parse_timedelta
 from nixmox.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Inventory, Snapshots
@@ -124,7 +124,7 @@ def _print(results: list[TreeResult]) -> None:
 
 
 def _span(text: str | None) -> timedelta | None:
-    return None if text is None else timedelta(seconds=parse_timespan(text))
+    return None if text is None else parse_timedelta(text)
 
 
 def _monitor(zfs: Zfs, snaps: Snapshots, now: datetime, *, as_json: bool) -> int:

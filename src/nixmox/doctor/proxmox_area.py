@@ -114,6 +114,10 @@ def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:
                 f"{want_type} on {guest.node}, {found.get('status', 'unknown')}",
             )
         )
+        base = f"/nodes/{guest.node}/{want_type}/{guest.vmid}"
+        if guest.agent and want_type == "qemu":
+            checks.append(_agent(api, base, subject, found.get("status") == "running"))
+        checks.append(pending_check(_pending(api, base), subject, guest.vmid, want_type))
         if found.get("lock"):
             checks.append(
                 Check(
@@ -125,3 +129,102 @@ def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:
                 )
             )
     return checks
+
+
+def _agent(api: Proxmox, base: str, subject: str, running: bool) -> Check:
+    """Does the guest agent answer a ping (only asked of a running VM)?"""
+    if not running:
+        return Check("guest-agent", Status.INFO, subject, "not running: agent not asked")
+    try:
+        api.post(f"{base}/agent/ping")
+    except NixmoxError as exc:
+        return Check(
+            "guest-agent",
+            Status.WARN,
+            subject,
+            f"the guest agent does not answer: {exc}",
+            "install and start qemu-guest-agent in the guest (virtio-win's guest agent on "
+            "Windows; services.qemuGuest.enable = true on NixOS)",
+        )
+    return Check("guest-agent", Status.PASS, subject, "guest agent answers")
+
+
+def _pending(api: Proxmox, base: str) -> list[dict[str, Any]] | str:
+    try:
+        pending: list[dict[str, Any]] = api.get(f"{base}/pending")
+    except NixmoxError as exc:
+        return str(exc)
+    return pending
+
+
+def pending_check(pending: list[dict[str, Any]] | str, subject: str, vmid: int, kind: str) -> Check:
+    """Config changes that wait for the guest's next reboot (``GET .../pending``)."""
+    if isinstance(pending, str):
+        return Check(
+            "guest-pending",
+            Status.UNKNOWN,
+            subject,
+            pending,
+            "check the token's VM.Audit privilege",
+        )
+    changes = [
+        f"{p['key']} deleted"
+        if p.get("delete")
+        else f"{p['key']} {p.get('value', '-')} -> {p['pending']}"
+        for p in pending
+        if "pending" in p or p.get("delete")
+    ]
+    if not changes:
+        return Check("guest-pending", Status.PASS, subject, "no changes waiting for a reboot")
+    tool = "pct" if kind == "lxc" else "qm"
+    return Check(
+        "guest-pending",
+        Status.WARN,
+        subject,
+        "waiting for a reboot: " + ", ".join(changes),
+        f"`{tool} reboot {vmid}` when convenient (a shutdown and start, not a guest-side reboot)",
+    )
+
+
+def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
+    """``token-privileges``: what the token may do against what the inventory
+    needs right now (the plan's creates and changes, and reading the lab)."""
+    from nixmox.provision.actual import read_state
+    from nixmox.provision.diff import make_plan
+    from nixmox.proxmox.permissions import missing_privileges
+
+    try:
+        plan = make_plan(inv, read_state(api, inv))
+        missing = missing_privileges(api, inv, plan)
+    except NixmoxError as exc:
+        return [
+            Check(
+                "token-privileges",
+                Status.UNKNOWN,
+                api.conn.token_id,
+                str(exc),
+                "check that the API answers and the token may read /access/permissions",
+            )
+        ]
+    if not missing:
+        return [
+            Check(
+                "token-privileges",
+                Status.PASS,
+                api.conn.token_id,
+                "holds every privilege the inventory needs now",
+            )
+        ]
+    return [
+        Check(
+            "token-privileges",
+            Status.FAIL,
+            api.conn.token_id,
+            f"missing: {m}",
+            "grant it: pveum acl modify "
+            f"{m.need.path} --tokens '{api.conn.token_id}' --roles <a role with {m.need.privilege}>"
+            if m.need.privilege != "root@pam"
+            else "use root@pam's token, or a PCI resource mapping (Datacenter > Resource Mappings)",
+        )
+        for m in missing
+    ]

@@ -1,0 +1,163 @@
+"""Doctor area ``backups``: the newest vzdump archive of each guest vs the schedule.
+
+Archives are read from the backup storage's content listing
+(``/nodes/{node}/storage/{storage}/content?content=backup``); their names,
+``vzdump-{qemu|lxc}-VMID-YYYY_MM_DD-HH_MM_SS.*``, carry the kind, the guest
+and the time in the node's zone. How old the newest may be follows from
+``schedules.backup``: more than two of its periods is WARN, four is FAIL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from nixmox.calendar import CalendarError, longest_gap, parse_calendar
+from nixmox.doctor.verdict import Check, Status
+from nixmox.errors import NixmoxError
+from nixmox.inventory.model import Guest, Inventory
+from nixmox.proxmox.client import Proxmox
+from nixmox.snapshots import human
+from nixmox.zones import zone
+
+_ARCHIVE = re.compile(
+    r"(?:.*/)?vzdump-(qemu|lxc)-(\d+)-(\d{4})_(\d\d)_(\d\d)-(\d\d)_(\d\d)_(\d\d)\.[A-Za-z0-9.]+"
+)
+#: Without schedules.backup, a daily backup is assumed.
+DEFAULT_PERIOD = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One vzdump archive: whose, of what kind, and when it was made."""
+
+    volid: str
+    kind: str  # "qemu" or "lxc"
+    vmid: int
+    made: datetime
+
+
+def parse_archive(volid: str, node_zone: tzinfo) -> Archive | None:
+    """The archive a volid names, or ``None`` if it is no vzdump archive (or a bad date)."""
+    found = _ARCHIVE.fullmatch(volid.partition(":")[2] or volid)
+    if found is None:
+        return None
+    kind, vmid, *stamp = found.groups()
+    try:
+        year, month, day, hour, minute, second = (int(v) for v in stamp)
+        made = datetime(year, month, day, hour, minute, second, tzinfo=node_zone)
+    except ValueError:
+        return None
+    return Archive(volid, kind, int(vmid), made)
+
+
+def backup_period(schedule: str | None) -> tuple[timedelta, str]:
+    """How often backups run per ``schedules.backup``, and how the doctor knows."""
+    if schedule is None:
+        return DEFAULT_PERIOD, "no schedules.backup, daily assumed"
+    try:
+        gap = longest_gap(parse_calendar(schedule))
+    except CalendarError:
+        gap = None
+    if gap is None:
+        return DEFAULT_PERIOD, f"schedules.backup {schedule!r} has no period, daily assumed"
+    return gap, f"schedule {schedule!r}"
+
+
+def backup_check(
+    guest: Guest,
+    archives: Iterable[Archive],
+    now: datetime,
+    period: timedelta,
+    why: str,
+    exists: bool,
+) -> Check:
+    """The verdict for one guest: its newest archive's age against the schedule."""
+    subject = f"{guest.name} ({guest.vmid})"
+    kind = "lxc" if guest.kind == "lxc" else "qemu"
+    mine = [a for a in archives if a.vmid == guest.vmid and a.kind == kind]
+    fix = f"`nixmox backup --guest {guest.name}`; check `nixmox history --job backup`"
+    if not mine:
+        if not exists:
+            return Check(
+                "backup-fresh", Status.INFO, subject, "the guest does not exist yet: no backup"
+            )
+        return Check("backup-fresh", Status.FAIL, subject, "no backup archive", fix)
+    newest = max(mine, key=lambda a: a.made)
+    age = now - newest.made
+    warn, fail = 2 * period, 4 * period
+    text = f"newest {newest.volid} is {human(age)} old ({why})"
+    if age >= fail:
+        return Check("backup-fresh", Status.FAIL, subject, f"{text}; FAIL after {human(fail)}", fix)
+    if age >= warn:
+        return Check("backup-fresh", Status.WARN, subject, f"{text}; WARN after {human(warn)}", fix)
+    return Check("backup-fresh", Status.PASS, subject, text)
+
+
+def backed_up_guests(inv: Inventory) -> list[Guest]:
+    """The guests ``[backups]`` covers: its ``guests`` (all when empty) minus ``exclude``."""
+    if inv.backups is None:
+        return []
+    names = set(inv.backups.guests)
+    excluded = set(inv.backups.exclude)
+    return [g for g in inv.guests if (not names or g.name in names) and g.name not in excluded]
+
+
+def archives_of(listing: Sequence[Mapping[str, Any]], node_zone: tzinfo) -> list[Archive]:
+    """The vzdump archives of a content listing (other volumes skipped)."""
+    out = []
+    for item in listing:
+        archive = parse_archive(str(item.get("volid", "")), node_zone)
+        if archive is not None:
+            out.append(archive)
+    return out
+
+
+def check_backups(inv: Inventory, api: Proxmox | None, now: datetime | None = None) -> list[Check]:
+    """Each backed-up guest's newest archive on the backup storage vs the schedule."""
+    if inv.backups is None:
+        return [Check("backup-fresh", Status.INFO, "backups", "no [backups] declared")]
+    storage = inv.backups.storage
+    if api is None:
+        return [
+            Check(
+                "backup-fresh",
+                Status.UNKNOWN,
+                storage,
+                "the Proxmox API is not reachable",
+                "see the proxmox checks",
+            )
+        ]
+    now = now or datetime.now(UTC)
+    node_zone = zone(inv.timezone)
+    guests = backed_up_guests(inv)
+    period, why = backup_period(inv.schedules.backup if inv.schedules else None)
+    try:
+        resources = api.get("/cluster/resources", type="vm")
+        existing = {int(r["vmid"]) for r in resources if "vmid" in r}
+    except NixmoxError:
+        existing = {g.vmid for g in guests}  # cannot tell: treat them as existing
+    archives: list[Archive] = []
+    out: list[Check] = []
+    unlisted: set[str] = set()
+    for node in sorted({g.node for g in guests}):
+        path = f"/nodes/{node}/storage/{storage}/content"
+        try:
+            archives += archives_of(api.get(path, content="backup"), node_zone)
+        except NixmoxError as exc:
+            unlisted.add(node)
+            out.append(
+                Check(
+                    "backup-fresh",
+                    Status.UNKNOWN,
+                    f"{storage} on {node}",
+                    str(exc),
+                    f"check that storage {storage} is active on {node} (`pvesm status`)",
+                )
+            )
+    for guest in (g for g in guests if g.node not in unlisted):
+        out.append(backup_check(guest, archives, now, period, why, guest.vmid in existing))
+    return out
