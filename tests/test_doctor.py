@@ -48,11 +48,12 @@ def test_declared_guests_pass(lab_env: RunningLab, capsys: pytest.CaptureFixture
     lab_env.pve.add_declared_guests()
     code, report = doctor_json(capsys, "--only", "guests", "--only", "proxmox")
     assert [c["status"] for c in by_id(report, "guest-exists")] == ["PASS"] * 3
+    assert by_id(report, "token-privileges")[0]["status"] == "PASS"
     assert code == 0
     # Reachable, 3 guests exist, 3 without pending changes, the running VM's agent
     # answers; the stopped Windows VM's agent is not asked (INFO).
     assert report["summary"] == {  # type: ignore[comparison-overlap]
-        "PASS": 8,
+        "PASS": 9,
         "INFO": 1,
         "WARN": 0,
         "FAIL": 0,
@@ -136,3 +137,18 @@ def test_exit_code_is_nagios_style(statuses: list[Status], code: int) -> None:
     checks = [Check("x", s, "s", "m") for s in statuses]
     assert exit_code(checks) == code
     assert sum(totals(checks).values()) == len(statuses)
+
+
+def test_missing_token_privileges_fail_with_the_grant_to_make(
+    lab_env: RunningLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pve = lab_env.pve
+    pve.apitokens["nixmox@pve!ro"] = "read-only-secret-1"
+    pve.grant("nixmox@pve!ro", "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", "nixmox@pve!ro")
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN", "read-only-secret-1")
+    code, report = doctor_json(capsys, "--only", "proxmox")
+    failed = [c for c in by_id(report, "token-privileges") if c["status"] == "FAIL"]
+    assert code == 2 and failed
+    allocate = next(c for c in failed if "VM.Allocate on /vms/100" in c["message"])
+    assert "pveum acl modify /vms/100 --tokens 'nixmox@pve!ro'" in allocate["fix"]
