@@ -24,6 +24,7 @@ import datetime as dt
 import difflib
 import ipaddress
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -433,6 +434,61 @@ class Lab(FakePve):
             out.append(item)
         return out
 
+    # -------------------------------------------------------------- restore
+
+    async def _qm_create(self, v: dict[str, Any], user: str) -> str:
+        # fakepve refuses `qm create --archive`; the lab restores its own archives.
+        if not v.get("archive"):
+            created: str = await super()._qm_create(v, user)
+            return created
+        return await self._qm_restore(v, user)
+
+    async def _qm_restore(self, v: dict[str, Any], user: str) -> str:
+        node, vmid, archive = v["node"], int(v["vmid"]), str(v["archive"])
+        storage, _, volname = archive.partition(":")
+        record = self.storages.get(storage, {}).get("volumes", {}).get(volname)
+        if record is None or record.get("content") != "backup":
+            raise PveError(500, f"unable to restore VM {vmid} - volume '{archive}' does not exist")
+        if self.guest(vmid) is not None:
+            raise PveError(500, f"unable to restore VM {vmid} - VM {vmid} already exists")
+        saved = dict(
+            record.get("config")
+            or {"name": f"vm{record['vmid']}", "memory": "512", "net0": "virtio,bridge=vmbr0"}
+        )
+        target = v.get("storage")
+        config: dict[str, Any] = {}
+        disk_no = 0
+        for key, value in saved.items():
+            text = str(value)
+            volume = text.split(",", 1)[0]
+            if ":" in volume and re.fullmatch(r"(scsi|virtio|sata|ide|efidisk|tpmstate)\d+", key):
+                if "media=cdrom" in text:
+                    continue
+                new = f"vm-{vmid}-disk-{disk_no}"
+                disk_no += 1
+                store = target or volume.split(":", 1)[0]
+                self._add_volume(
+                    store,
+                    new,
+                    {"content": "images", "format": "raw", "size": 1024**3, "vmid": vmid},
+                )
+                rest = text.split(",", 1)[1] if "," in text else ""
+                config[key] = f"{store}:{new}" + (f",{rest}" if rest else "")
+            elif key not in ("lock", "digest"):
+                config[key] = value
+        if v.get("unique"):
+            for key in [k for k in config if re.fullmatch(r"net\d+", k)]:
+                config[key] = re.sub(r"=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "", str(config[key]))
+        vm = FakeVm(vmid, str(config.pop("name", f"restored-{vmid}")), node=node, config=config)
+        if str(config.get("agent", "0")).split(",")[0] in ("1", "enabled=1"):
+            vm.agent = {}  # the restored system brings its guest agent up
+        self.vms.append(vm)
+
+        async def body() -> str:
+            return f"restore {archive} to VM {vmid}"
+
+        return await self.task(node, "qmrestore", vmid, user, body, vm=vm)
+
     # --------------------------------------------------------------- resize
 
     def _routes_lab_resize(self) -> list[Route]:
@@ -726,6 +782,8 @@ class Lab(FakePve):
             )
         except TaskError as e:
             return str(e)
+        # The archive carries the guest's config, as a real one does (qemu-server.conf).
+        self.storages[storage]["volumes"][volid.split(":", 1)[1]]["config"] = dict(guest.config)
         path = self._volume_path(storage, volid.split(":", 1)[1], "backup")
         log.append(f"INFO: creating vzdump archive '{path}'")
         log.append(f"INFO: archive file size: {size / 1024**2:.0f}MB")

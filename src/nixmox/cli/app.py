@@ -240,12 +240,23 @@ def backup(
     ctx: typer.Context,
     guest: GuestOpt = None,
     dry_run: DryRunOpt = False,
+    protected: Annotated[
+        bool,
+        typer.Option("--protected", help="mark the new backups protected (before risky changes)"),
+    ] = False,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Back up the guests (vzdump), then prune each one whose backup succeeded."""
     if ctx.invoked_subcommand is None:
-        _pending("backup", 5)
+        from nixmox.cli import backup_cmd
+
+        g = _globals(ctx, config, json)
+        raise typer.Exit(
+            backup_cmd.backup(
+                g.config, guest or [], dry_run=dry_run, protected=protected, as_json=g.json
+            )
+        )
 
 
 @backup_app.command("verify")
@@ -253,7 +264,10 @@ def backup_verify(
     ctx: typer.Context, guest: GuestOpt = None, config: ConfigOpt = None, json: JsonOpt = False
 ) -> None:
     """Restore the newest backup to a scratch VMID, boot it, check it, destroy it."""
-    _pending("backup verify", 5)
+    from nixmox.cli import backup_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(backup_cmd.verify(g.config, guest or [], as_json=g.json))
 
 
 # -- updates (issue 6) --------------------------------------------------------

@@ -338,11 +338,30 @@ def check(inv: Inventory) -> list[Problem]:
                             ("backups", key, j), f"guest {name!r} is not declared in [[guests]]"
                         )
                     )
-        if inv.backups.verify_vmid is not None and inv.backups.verify_vmid in vmids:
+        verify = inv.backups.verify
+        if verify is not None:
+            low, high = verify.vmids
+            if low > high:
+                problems.append(
+                    Problem(("backups", "verify", "vmids"), "give [first, last] with first <= last")
+                )
+            taken = sorted(v for v in vmids if low <= v <= high)
+            if taken:
+                problems.append(
+                    Problem(
+                        ("backups", "verify", "vmids"),
+                        f"the scratch range holds declared guests' vmids: {taken}",
+                    )
+                )
+            if verify.storage is not None:
+                storage_ref(("backups", "verify", "storage"), verify.storage)
+        if inv.backups.scheduler == "proxmox" and (
+            inv.schedules is None or inv.schedules.backup is None
+        ):
             problems.append(
                 Problem(
-                    ("backups", "verify_vmid"),
-                    f"vmid {inv.backups.verify_vmid} belongs to a declared guest",
+                    ("backups", "scheduler"),
+                    'a Proxmox backup job needs [schedules] backup = "..."',
                 )
             )
     return problems

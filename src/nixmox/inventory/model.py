@@ -465,6 +465,21 @@ class Snapshots(Strict):
     datasets: list[SnapshotTarget] = Field(default_factory=list)
 
 
+class BackupVerify(Strict):
+    """Where `backup verify` restores: a scratch VMID range and a storage."""
+
+    vmids: list[Annotated[int, Field(ge=100, le=999_999_999)]] = Field(
+        default_factory=lambda: [9900, 9999],
+        min_length=2,
+        max_length=2,
+        description="first and last scratch VMID (inclusive)",
+    )
+    storage: StorageId | None = Field(None, description="default: the archive's own disks' storage")
+    timeout: TimeSpan = Field(
+        "10min", description="how long the restored guest may take to come up"
+    )
+
+
 class Backups(Strict):
     """vzdump backups and their retention."""
 
@@ -475,7 +490,15 @@ class Backups(Strict):
     guests: list[Name] = Field(default_factory=list, description="names to back up; empty: all")
     exclude: list[Name] = Field(default_factory=list)
     notes_template: str = "{{guestname}} (nixmox)"
-    verify_vmid: int | None = Field(None, ge=100, le=999_999_999)
+    lock_wait: TimeSpan = Field(
+        "10min", description="how long to wait for a guest locked by another job"
+    )
+    scheduler: Literal["nixmox", "proxmox"] = Field(
+        "nixmox",
+        description="nixmox: `nixmox backup` on its timer; proxmox: a /cluster/backup job kept in "
+        "sync by plan/apply",
+    )
+    verify: BackupVerify | None = None
 
 
 # -- schedules, notifications, metrics ----------------------------------------

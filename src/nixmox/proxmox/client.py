@@ -62,9 +62,22 @@ class ApiError(ProxmoxError):
 
     @property
     def transient(self) -> bool:
-        """Worth retrying: server trouble, an offline node, or a busy config lock."""
-        return self.status >= 500 and (
-            self.status in (500, 502, 503, 504, 595, 596, 599) or "got timeout" in self.reason
+        """Worth retrying: server trouble, an offline node, or a busy config lock.
+
+        PVE answers 500 for ordinary refusals too ("does not exist", "already
+        exists", "is locked"), so a 500 counts only when it says it is passing.
+        """
+        if self.status > 500:
+            return True
+        passing = (
+            "got timeout",
+            "no quorum",
+            "Internal Server Error",
+            "Connection refused",
+            "temporarily unavailable",
+        )
+        return self.status == 500 and (
+            not self.reason.strip() or any(p in self.reason for p in passing)
         )
 
     @property
