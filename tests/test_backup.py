@@ -1,0 +1,240 @@
+"""`nixmox backup` and `backup verify` against the lab's stateful vzdump."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from nixmox.backups import archives_of, parse_volid
+from nixmox.cli.main import run
+from nixmox.retention import Item, Keep, Mark, prune
+from nixmox.state import Journal
+from tests.lab.serving import RunningLab
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "homelab.toml"
+VIENNA = ZoneInfo("Europe/Vienna")
+KEEP = Keep(last=3, daily=7, weekly=4, monthly=6)  # the example's [backups.keep]
+
+
+@pytest.fixture
+def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+    lab.pve.add_declared_guests()
+    return lab
+
+
+def seed_days(lab: RunningLab, vmid: int, kind: str, days: int = 40) -> list[str]:
+    """One archive a night at 02:30 for ``days`` nights before 2026-11-20."""
+    start = datetime(2026, 11, 20, 2, 30)
+    return [
+        lab.pve.seed_backup("backups", vmid, kind, start - timedelta(days=d))
+        for d in range(1, days + 1)
+    ]
+
+
+def volids(lab: RunningLab, vmid: int | None = None) -> set[str]:
+    return {f"backups:{name}" for name in lab.pve.backups("backups", vmid)}
+
+
+def backup_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code = run(["backup", "--json", "--config", str(EXAMPLE), *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def expected_survivors(lab: RunningLab, vmid: int, kind: str) -> set[str]:
+    listing = [
+        {"volid": v, **rec}
+        for v, rec in ((f"backups:{n}", r) for n, r in lab.pve.backups("backups", vmid).items())
+    ]
+    archives = archives_of(listing, vmid, kind, VIENNA)
+    decisions = prune([Item(a.time, a.protected, a.volid) for a in archives], KEEP, VIENNA)
+    return {d.item.ref for d in decisions if d.mark is not Mark.REMOVE}
+
+
+def test_a_run_keeps_exactly_what_the_rule_keeps(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pve = env.pve
+    for vmid, kind in ((100, "lxc"), (101, "qemu"), (102, "qemu")):
+        seed_days(env, vmid, kind)
+    protected = pve.seed_backup("backups", 101, "qemu", datetime(2026, 9, 1, 2, 30), protected=True)
+    # A hand-named copy and a foreign guest's archives: never touched.
+    pve.seed_backup("backups", 555, "qemu", datetime(2026, 8, 1, 2, 30))
+    foreign = volids(env, 555)
+    hand = "backups:backup/vzdump-qemu-101-before-upgrade.vma.zst"
+    pve._add_volume(
+        "backups",
+        hand.split(":", 1)[1],
+        {"content": "backup", "format": "vma.zst", "size": 1, "ctime": 1, "vmid": 101},
+    )
+    code, report = backup_json(capsys)
+    assert code == 0, report
+    for vmid, kind in ((100, "lxc"), (101, "qemu"), (102, "qemu")):
+        have = {v for v in volids(env, vmid) if parse_volid(v, VIENNA)}
+        # The rule applied afresh to what is left keeps all of it: nothing else should go.
+        assert have == expected_survivors(env, vmid, kind)
+        row = next(r for r in report["guests"] if r["vmid"] == vmid)
+        assert row["result"] == "ok" and row["archive"] in have and row["removed"]
+        assert all(r not in have for r in row["removed"])
+    assert protected in volids(env, 101) and hand in volids(env, 101)
+    assert volids(env, 555) == foreign
+    [journal] = Journal(Path(os.environ["NIXMOX_STATE_DIR"])).runs("backup")
+    assert journal.result == "ok" and len(journal.summary["guests"]) == 3
+
+
+def test_a_failed_backup_keeps_every_archive_and_the_others_are_pruned(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for vmid, kind in ((100, "lxc"), (101, "qemu")):
+        seed_days(env, vmid, kind, days=20)
+    env.pve.fail_backup(101, "unable to access disk: Input/output error")
+    before = volids(env, 101)
+    code, report = backup_json(capsys, "--guest", "nixos-lxc", "--guest", "nixos-vm")
+    assert code == 1
+    vm = next(r for r in report["guests"] if r["vmid"] == 101)
+    assert vm["result"] == "failed" and "Input/output error" in vm["message"]
+    assert volids(env, 101) == before  # nothing pruned
+    ct = next(r for r in report["guests"] if r["vmid"] == 100)
+    assert ct["result"] == "ok" and ct["removed"]
+
+
+def test_a_locked_guest_is_waited_for_then_reported(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env.pve.snapshot_lock(100, "backup")
+    inv = tmp_path / "n.toml"
+    inv.write_text(EXAMPLE.read_text().replace('lock_wait = "10min"', 'lock_wait = "1s"'))
+    code = run(
+        ["backup", "--json", "--config", str(inv), "--guest", "nixos-lxc", "--guest", "nixos-vm"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    ct = next(r for r in report["guests"] if r["vmid"] == 100)
+    assert ct["result"] == "failed" and "locked (backup)" in ct["message"]
+    assert next(r for r in report["guests"] if r["vmid"] == 101)["result"] == "ok"
+
+
+def test_an_api_error_while_deleting_is_reported_and_the_rest_goes_on(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeded = seed_days(env, 101, "qemu", days=20)
+    oldest = seeded[-1]
+    env.pve.fail(
+        "DELETE",
+        f"/nodes/pve1/storage/backups/content/{oldest}",
+        403,
+        "Permission check failed (/storage/backups, Datastore.Allocate)",
+    )
+    code, report = backup_json(capsys, "--guest", "nixos-vm")
+    assert code == 1
+    row = report["guests"][0]
+    assert row["result"] == "ok" and any(
+        oldest in e and "Permission check failed" in e for e in row["errors"]
+    )
+    assert oldest in volids(env, 101)
+    assert len(row["removed"]) >= 5 and all(v not in volids(env, 101) for v in row["removed"])
+
+
+def test_protected_flag_and_notes(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = backup_json(capsys, "--guest", "nixos-vm", "--protected")
+    assert code == 0
+    volid = report["guests"][0]["archive"]
+    record = env.pve.backups("backups", 101)[volid.split(":", 1)[1]]
+    assert record.get("protected") and record.get("notes") == "nixos-vm (nixmox)"
+
+
+def test_dry_run_changes_nothing(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_days(env, 100, "lxc", days=20)
+    before = volids(env)
+    code, report = backup_json(capsys, "--dry-run")
+    assert code == 0 and volids(env) == before
+    ct = next(r for r in report["guests"] if r["vmid"] == 100)
+    assert ct["result"] == "planned" and ct["removed"]
+    assert not [r for r in env.pve.requests if r[0] != "GET"]
+
+
+def test_templates_are_skipped_and_unknown_guests_refused(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    inv = tmp_path / "n.toml"
+    inv.write_text(
+        EXAMPLE.read_text()
+        + '\n[[guests]]\nname = "tpl"\nvmid = 9000\nkind = "vm"\nnode = "pve1"\n'
+    )
+    assert run(["backup", "--json", "--config", str(inv), "--guest", "tpl"]) == 0
+    assert json.loads(capsys.readouterr().out)["guests"][0]["result"] == "skipped"
+    assert run(["backup", "--config", str(inv), "--guest", "nope"]) == 1
+    assert "--guest nope: no such guest" in capsys.readouterr().err
+
+
+def test_minimal_inventory_works_as_it_is(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    inv = tmp_path / "n.toml"
+    inv.write_text(
+        (ROOT / "tests" / "test_inventory.py")
+        .read_text()
+        .split('BACKUP_ONLY = """\\\n')[1]
+        .split('"""')[0]
+    )
+    # A stock Proxmox's `local` takes backups; the example's lab does not by default.
+    from nixmox.proxmox.client import Proxmox
+    from nixmox.proxmox.settings import Connection
+
+    api = Proxmox(Connection(env.url, env.token_id, env.token, env.ca_file))
+    api.put("/storage/local", content="iso,vztmpl,snippets,backup")
+    env.pve.seed_backup("local", 100, "lxc", datetime(2026, 1, 1, 2, 30))
+    code = run(["backup", "--config", str(inv)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "nixos-lxc" in out and "1 of 1 guests backed up" in out
+
+
+# -- restore-verify -------------------------------------------------------------
+
+
+def test_verify_restores_boots_and_removes_the_scratch_guest(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["backup", "--config", str(EXAMPLE)]) == 0
+    capsys.readouterr()
+    code = run(["backup", "verify", "--json", "--config", str(EXAMPLE)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    assert [g["ok"] for g in report["guests"]] == [True, True, True]
+    assert {g["scratch"] for g in report["guests"]} == {9900}
+    assert 9900 not in {g.vmid for g in env.pve.vms}
+    starts = [r for r in env.pve.requests if r[1].endswith("/9900/status/start")]
+    assert len(starts) == 3
+    links = [r for r in env.pve.requests if r[0] == "PUT" and "/9900/config" in r[1]]
+    assert links and all(b"link_down%3D1" in r[2] or b"link_down=1" in r[2] for r in links)
+
+
+def test_verify_fails_cleanly_when_the_start_fails(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 0
+    capsys.readouterr()
+    env.pve.fail("POST", "/nodes/pve1/qemu/9900/status/start", error="qemu_exited_code")
+    code = run(["backup", "verify", "--json", "--config", str(EXAMPLE), "--guest", "nixos-vm"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    row = report["guests"][0]
+    assert not row["ok"] and "QEMU exited with code 1" in row["message"] and row["cleaned"]
+    assert 9900 not in {g.vmid for g in env.pve.vms}
+
+
+def test_verify_without_any_archive_fails(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["backup", "verify", "--config", str(EXAMPLE), "--guest", "win11-gaming"]) == 1
+    assert "no archive of win11-gaming" in capsys.readouterr().out
