@@ -142,7 +142,7 @@ def _make_dirs(layout: Layout, path: PurePosixPath, created: list[str]) -> None:
     """Create ``path`` under the root, recording each directory made."""
     missing: list[PurePosixPath] = []
     current = path
-    while not layout.inside(current).exists():
+    while current != current.parent and not layout.inside(current).exists():
         missing.append(current)
         current = current.parent
     for directory in reversed(missing):
@@ -181,6 +181,8 @@ def install(
     the way that the last install did not write, or changed since, stops the
     install before anything is written.
     """
+    if not layout.root.is_dir():
+        raise NixmoxError(f"{layout.root}: no such directory to install into")
     previous = read_manifest(layout) or Manifest()
     wanted = {str(UNIT_DIR / name): text for name, text in units.items()}
     for name in wanted:
