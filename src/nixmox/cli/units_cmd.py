@@ -89,6 +89,12 @@ def _layout(root: Path | None) -> installer.Layout:
     )
 
 
+def _show(layout: installer.Layout, verb: str, names: list[str], note: str = "") -> None:
+    """One line per unit file, with its path under the root."""
+    for name in names:
+        print(f"{verb} {layout.inside(PurePosixPath(name))}{note}")
+
+
 def install(config: Path | None, root: Path | None, executable: Path | None) -> int:
     """Write the units (under ``root``), record them, enable the timers (no root)."""
     runner = Runner()
@@ -97,14 +103,10 @@ def install(config: Path | None, root: Path | None, executable: Path | None) -> 
     report = installer.install(
         layout, units, runner=None if root is not None else runner, inventory=str(inventory)
     )
-    for name in report.written:
-        print(f"wrote {layout.inside(PurePosixPath(name))}")
-    for name in report.unchanged:
-        print(f"unchanged {layout.inside(PurePosixPath(name))}")
-    for name in report.removed:
-        print(f"removed {layout.inside(PurePosixPath(name))} (no longer scheduled)")
-    for command in report.commands:
-        print(f"ran {command}")
+    _show(layout, "wrote", report.written)
+    _show(layout, "unchanged", report.unchanged)
+    _show(layout, "removed", report.removed, " (no longer scheduled)")
+    print("".join(f"ran {command}\n" for command in report.commands), end="")
     if root is not None:
         print(f"manifest {layout.manifest}; nothing enabled (--root)")
     return 0
@@ -114,12 +116,9 @@ def uninstall(root: Path | None) -> int:
     """Disable (no root) and remove what the last install wrote."""
     layout = _layout(root)
     report = installer.uninstall(layout, runner=None if root is not None else Runner())
-    for command in report.commands:
-        print(f"ran {command}")
-    for name in report.removed:
-        print(f"removed {layout.inside(PurePosixPath(name))}")
-    for name in report.already_gone:
-        print(f"already gone {layout.inside(PurePosixPath(name))}")
+    print("".join(f"ran {command}\n" for command in report.commands), end="")
+    _show(layout, "removed", report.removed)
+    _show(layout, "already gone", report.already_gone)
     return 0
 
 
