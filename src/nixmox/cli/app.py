@@ -28,6 +28,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tex
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="show what would change, change nothing")
 ]
+ExecutableOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--executable",
+        help="nixmox for the units to run (default: $NIXMOX_EXECUTABLE, this script, PATH)",
+        dir_okay=False,
+    ),
+]
 GuestOpt = Annotated[
     list[str] | None,
     typer.Option("--guest", help="only this guest (repeatable)", show_default=False),
@@ -345,9 +353,13 @@ def render_systemd(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="directory to write the units into")],
     config: ConfigOpt = None,
+    executable: ExecutableOpt = None,
 ) -> None:
-    """Write a oneshot service and a timer per job."""
-    _pending("render systemd", 7)
+    """Write a oneshot service and a timer per scheduled job, and the failure hook."""
+    from nixmox.cli import units_cmd
+
+    g = _globals(ctx, config, False)
+    raise typer.Exit(units_cmd.render(g.config, out, executable))
 
 
 @render_app.command("diagram")
@@ -367,9 +379,13 @@ def install(
         Path | None, typer.Option("--root", help="write under DIR, enable nothing")
     ] = None,
     config: ConfigOpt = None,
+    executable: ExecutableOpt = None,
 ) -> None:
     """Write and enable the systemd units on a Debian/Proxmox host."""
-    _pending("install", 7)
+    from nixmox.cli import units_cmd
+
+    g = _globals(ctx, config, False)
+    raise typer.Exit(units_cmd.install(g.config, root, executable))
 
 
 @app.command()
@@ -378,8 +394,21 @@ def uninstall(
     root: Annotated[Path | None, typer.Option("--root", help="remove under DIR")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Remove exactly what `install` wrote."""
-    _pending("uninstall", 7)
+    """Remove exactly what `install` wrote (refused if a file changed since)."""
+    from nixmox.cli import units_cmd
+
+    raise typer.Exit(units_cmd.uninstall(root))
+
+
+@app.command("unit-failed", hidden=True)
+def unit_failed(
+    unit: Annotated[str, typer.Argument(help="the unit that failed (%n of OnFailure=)")],
+    config: ConfigOpt = None,
+) -> None:
+    """Record that a nixmox unit failed (run by nixmox-failed@.service)."""
+    from nixmox.cli import units_cmd
+
+    raise typer.Exit(units_cmd.unit_failed(unit))
 
 
 # -- templates, Windows provisioning, ZFS caching (issue 10) -------------------

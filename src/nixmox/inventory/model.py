@@ -514,6 +514,9 @@ class Schedules(Strict):
     update_nixos: Calendar | None = None
     update_windows: Calendar | None = None
     randomized_delay: TimeSpan | None = None
+    fixed_random_delay: bool = Field(
+        True, description="the same random delay every run (systemd >= 247)"
+    )
     persistent: bool = True
 
 

@@ -1,0 +1,75 @@
+{
+  description = "nixmox: a home Proxmox VE lab with NixOS guests and a Windows gaming VM, from one inventory";
+
+  # Checks that need no nixpkgs run offline with
+  #   --override-input nixpkgs path:STUB   (see tests/test_nix.py).
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+
+  outputs = { self, nixpkgs }:
+    let
+      inherit (nixpkgs) lib;
+      systems = [ "x86_64-linux" "aarch64-linux" ];
+      forAllSystems = f: lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
+
+      # `nix run .#JOB` runs one job the way its timer does.
+      jobs = {
+        snapshot = [ "snapshot" ];
+        backup = [ "backup" ];
+        backup-verify = [ "backup" "verify" ];
+        update-host = [ "update" "host" ];
+        update-nixos = [ "update" "nixos" ];
+        update-windows = [ "update" "windows" ];
+      };
+    in
+    {
+      packages = forAllSystems (system: pkgs: rec {
+        nixmox = pkgs.callPackage ./nix/package.nix { };
+        default = nixmox;
+      });
+
+      apps = forAllSystems (system: pkgs:
+        let
+          nixmox = self.packages.${system}.default;
+          app = program: { type = "app"; inherit program; };
+          job = name: args: app "${pkgs.writeShellScript "nixmox-${name}" ''
+            exec ${nixmox}/bin/nixmox ${lib.escapeShellArgs args} "$@"
+          ''}";
+        in
+        { nixmox = app "${nixmox}/bin/nixmox"; default = app "${nixmox}/bin/nixmox"; }
+        // lib.mapAttrs job jobs);
+
+      devShells = forAllSystems (system: pkgs: {
+        default = pkgs.mkShell {
+          packages = [
+            (pkgs.python3.withPackages (ps: with ps; [
+              # nixmox's dependencies, then the dev extra (fakepve: test-only, AGPL)
+              typer pydantic rich proxmoxer requests tomlkit
+              pytest hypothesis mypy types-requests jsonschema
+              (ps.callPackage ./nix/fakepve.nix { })
+            ]))
+            pkgs.ruff
+            pkgs.git
+            pkgs.nix
+            pkgs.systemd # systemd-analyze for the unit tests
+            pkgs.openssh
+            pkgs.libfaketime
+          ];
+          shellHook = ''export PYTHONPATH=$PWD/src''${PYTHONPATH:+:$PYTHONPATH}'';
+        };
+      });
+
+      nixosModules.default = ./nix/module.nix;
+      nixosModules.nixmox = ./nix/module.nix;
+
+      # Both need a real nixpkgs (they build and evaluate NixOS): `nix flake check`.
+      checks = forAllSystems (system: pkgs: {
+        tests = pkgs.callPackage ./nix/tests.nix { nixmox = self.packages.${system}.default; };
+        module-eval = import ./nix/module-check.nix {
+          inherit lib pkgs system;
+          inherit (pkgs) runCommand;
+          inherit (lib) nixosSystem;
+          module = self.nixosModules.default;
+        };
+      });
+    };
+}

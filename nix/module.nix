@@ -1,0 +1,273 @@
+# services.nixmox: nixmox's jobs as systemd timers on a NixOS machine.
+#
+# The same jobs, commands, timeouts and sandboxing as the units `nixmox install`
+# writes on the Proxmox host (src/nixmox/systemd.py); the schedules come from
+# the options below instead of the inventory's [schedules].
+{ config, lib, pkgs, ... }:
+
+let
+  inherit (lib) mkEnableOption mkIf mkOption types;
+
+  cfg = config.services.nixmox;
+  settingsFormat = pkgs.formats.toml { };
+  isContainer = config.boot.isContainer or false;
+  stateDir = "/var/lib/nixmox";
+
+  # Option name -> unit name, nixmox arguments, default schedule, timeout,
+  # the inventory table the job works on, and how it may be confined.
+  jobs = {
+    snapshot = {
+      unit = "snapshot"; command = [ "snapshot" ]; dates = "hourly"; timeout = "15min";
+      section = "snapshots"; sandbox = "zfs"; api = false;
+      description = "take and prune ZFS snapshots";
+    };
+    backup = {
+      unit = "backup"; command = [ "backup" ]; dates = "*-*-* 02:30:00"; timeout = "6h";
+      section = "backups"; sandbox = "api"; api = true;
+      description = "back up the guests (vzdump)";
+    };
+    backupVerify = {
+      unit = "backup-verify"; command = [ "backup" "verify" ]; dates = "Sun *-*-* 06:00:00";
+      timeout = "2h"; section = "backups"; sandbox = "api"; api = true;
+      description = "restore the newest backup and check it";
+    };
+    hostUpdate = {
+      unit = "update-host"; command = [ "update" "host" ]; dates = "Sat *-*-* 04:00:00";
+      timeout = "3h"; section = "nodes"; sandbox = "host"; api = true;
+      description = "update the Proxmox host";
+    };
+    nixosUpdate = {
+      unit = "update-nixos"; command = [ "update" "nixos" ]; dates = "*-*-* 03:30:00";
+      timeout = "3h"; section = "guests"; api = true;
+      # `pct exec` (via = "pct") is lxc-attach: it writes under /run and
+      # switches AppArmor profiles, so it cannot run read-only.
+      sandbox =
+        if lib.any (g: (g.update.via or null) == "pct") (cfg.settings.guests or [ ])
+        then "host" else "api";
+      description = "update the NixOS guests";
+    };
+    windowsUpdate = {
+      unit = "update-windows"; command = [ "update" "windows" ]; dates = "Wed *-*-* 05:00:00";
+      timeout = "4h"; section = "guests"; sandbox = "api"; api = true;
+      description = "update the Windows guests";
+    };
+  };
+
+  jobOptions = name: job: {
+    enable = mkEnableOption "the timer that runs `nixmox ${lib.concatStringsSep " " job.command}`";
+    dates = mkOption {
+      type = types.str;
+      default = job.dates;
+      example = "daily";
+      description = "When to run: systemd OnCalendar= syntax, see systemd.time(7).";
+    };
+    randomizedDelaySec = mkOption {
+      type = types.str;
+      default = "0";
+      example = "10min";
+      description = "Delay each run by a random time up to this (RandomizedDelaySec=).";
+    };
+    persistent = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Catch up on a run missed while the machine was off (Persistent=).";
+    };
+    fixedRandomDelay = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Use the same random delay every run (FixedRandomDelay=).";
+    };
+    timeout = mkOption {
+      type = types.str;
+      default = job.timeout;
+      description = "Stop a run that takes longer than this (TimeoutStartSec=).";
+    };
+  };
+
+  configPath =
+    if cfg.configFile != null then cfg.configFile
+    else settingsFormat.generate "nixmox.toml" cfg.settings;
+
+  # Words are store paths, fixed arguments and %-specifiers: nothing to quote.
+  exec = args: lib.concatStringsSep " " ([ "${cfg.package}/bin/nixmox" "--config" "${configPath}" ] ++ args);
+
+  # Why each setting, in short (the full reasoning is in src/nixmox/systemd.py):
+  # read-only system with the state directory writable; /root/.ssh readable
+  # for ssh; no device restrictions for /dev/zfs; a job that changes the
+  # machine itself (apt, pct exec) gets only a private /tmp.
+  hardening = sandbox:
+    { PrivateTmp = true; }
+    // lib.optionalAttrs (sandbox != "host") (
+      {
+        ProtectSystem = "strict";
+        ProtectHome = "read-only";
+        NoNewPrivileges = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        RestrictRealtime = true;
+      }
+      # In an unprivileged Proxmox LXC /proc/sys, /sys and the cgroup tree
+      # are LXC's own mounts; remounting them fails there (226/NAMESPACE).
+      // lib.optionalAttrs (!isContainer) {
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectControlGroups = true;
+      }
+      // lib.optionalAttrs (sandbox == "api") {
+        RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
+      });
+
+  common = sandbox: {
+    environment.NIXMOX_STATE_DIR = stateDir;
+    serviceConfig = {
+      Type = "oneshot";
+      StateDirectory = "nixmox";
+      StateDirectoryMode = "0700";
+    }
+    // lib.optionalAttrs (cfg.environmentFile != null) { EnvironmentFile = cfg.environmentFile; }
+    // hardening sandbox;
+  };
+
+  enabledJobs = lib.filterAttrs (name: _: cfg.${name}.enable) jobs;
+
+  service = name: job:
+    let c = common job.sandbox; in
+    c // {
+      description = "nixmox: ${job.description}";
+      after = [ "network-online.target" ];
+      wants = [ "network-online.target" ];
+      onFailure = [ "nixmox-failed@%n.service" ];
+      # As system.autoUpgrade: a switch of this machine's configuration must
+      # neither restart nor stop the job that is running it.
+      restartIfChanged = false;
+      unitConfig.X-StopOnRemoval = false;
+      path = [ pkgs.openssh ] ++ cfg.extraPackages;
+      serviceConfig = c.serviceConfig // {
+        ExecStart = exec job.command;
+        TimeoutStartSec = cfg.${name}.timeout;
+      }
+      # The token reaches nixmox as $CREDENTIALS_DIRECTORY/nixmox-pve-token:
+      # never in the environment, never in the store.
+      // lib.optionalAttrs (job.api && cfg.tokenFile != null) {
+        LoadCredential = [ "nixmox-pve-token:${cfg.tokenFile}" ];
+      };
+    };
+
+  timer = name: job: {
+    description = "nixmox: ${job.description} on schedule";
+    wantedBy = [ "timers.target" ];
+    timerConfig = {
+      OnCalendar = cfg.${name}.dates;
+      Persistent = cfg.${name}.persistent;
+      RandomizedDelaySec = cfg.${name}.randomizedDelaySec;
+      FixedRandomDelay = cfg.${name}.fixedRandomDelay;
+    };
+  };
+
+  unitsOf = f: lib.mapAttrs' (name: job: lib.nameValuePair "nixmox-${job.unit}" (f name job)) enabledJobs;
+
+  zfsIsLocal = lib.head (cfg.settings.zfs.command or [ "zfs" ]) != "ssh";
+in
+{
+  options.services.nixmox = {
+    enable = mkEnableOption "nixmox, the Proxmox VE lab maintainer";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = lib.literalExpression "pkgs.callPackage ./package.nix { }";
+      description = "The nixmox package.";
+    };
+
+    settings = mkOption {
+      type = settingsFormat.type;
+      default = { };
+      example = lib.literalExpression ''
+        {
+          timezone = "Europe/Vienna";
+          proxmox = { url = "https://pve.home.arpa:8006"; token_id = "nixmox@pve!automation"; };
+          backups = { storage = "backup"; keep.keep-daily = 7; };
+        }
+      '';
+      description = ''
+        The inventory (nixmox.toml) as Nix values, rendered to TOML. Leave
+        out secrets: they would land in the world-readable store.
+      '';
+    };
+
+    configFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/etc/nixmox/nixmox.toml";
+      description = "An inventory file to use instead of `settings` (exactly one of the two).";
+    };
+
+    tokenFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/secrets/nixmox-pve-token";
+      description = ''
+        File holding the Proxmox API token secret, handed to the jobs with
+        LoadCredential= (a string path, so it is never copied to the store).
+      '';
+    };
+
+    environmentFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/secrets/nixmox.env";
+      description = "EnvironmentFile= for the jobs (NIXMOX_PVE_* overrides).";
+    };
+
+    extraPackages = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+      example = lib.literalExpression "[ config.boot.zfs.package ]";
+      description = "Programs the jobs find on PATH besides ssh (e.g. zfs).";
+    };
+  } // lib.mapAttrs jobOptions jobs;
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = (cfg.settings != { }) != (cfg.configFile != null);
+        message = "services.nixmox: set exactly one of settings and configFile.";
+      }
+      {
+        assertion = !(cfg.hostUpdate.enable && isContainer);
+        message = ''
+          services.nixmox.hostUpdate: a container cannot update (and reboot) the host it
+          runs on; run it there with `nixmox install`, or from another machine.
+        '';
+      }
+      {
+        assertion = !(cfg.snapshot.enable && isContainer && cfg.configFile == null && zfsIsLocal);
+        message = ''
+          services.nixmox.snapshot: a container has no /dev/zfs; set
+          settings.zfs.command = [ "ssh" "root@HOST" "zfs" ].
+        '';
+      }
+    ]
+    ++ lib.mapAttrsToList (name: job: {
+      assertion = !(cfg.${name}.enable && cfg.configFile == null && !(cfg.settings ? ${job.section}));
+      message = "services.nixmox.${name}: the job needs [${job.section}] in services.nixmox.settings.";
+    }) jobs;
+
+    environment.systemPackages = [ cfg.package ];
+    # The CLI finds the same inventory as the jobs (`nixmox status`, `doctor`).
+    environment.etc = mkIf (cfg.configFile == null) {
+      "nixmox/nixmox.toml".source = configPath;
+    };
+
+    systemd.services = unitsOf service // {
+      "nixmox-failed@" = (common "api") // {
+        description = "nixmox: record the failure of %i";
+        serviceConfig = (common "api").serviceConfig // {
+          ExecStart = exec [ "unit-failed" "%i" ];
+          TimeoutStartSec = "2min";
+        };
+      };
+    };
+    systemd.timers = unitsOf timer;
+  };
+}

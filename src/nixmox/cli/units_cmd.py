@@ -1,0 +1,129 @@
+"""`nixmox render systemd`, `nixmox install`, `nixmox uninstall` and the
+hidden `nixmox unit-failed UNIT` (the units' OnFailure= hook)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+from nixmox.errors import ConfigError
+from nixmox.inventory.load import find_inventory, load_inventory
+from nixmox.jobs import units as installer
+from nixmox.runner import Runner
+from nixmox.state import ensure_state_dir, state_dir
+from nixmox.systemd import UnitSettings, render_units
+
+log = logging.getLogger("nixmox.units")
+
+#: Overrides where the units find nixmox (tests, unusual installs).
+EXECUTABLE_ENV = "NIXMOX_EXECUTABLE"
+
+
+def resolve_executable(
+    explicit: Path | None, environ: Mapping[str, str] | None = None, argv0: str | None = None
+) -> Path:
+    """The absolute path of the installed ``nixmox`` the units should run.
+
+    ``--executable``, then ``$NIXMOX_EXECUTABLE``, then the script this
+    process was started as, then ``nixmox`` on PATH. Symlinks are kept (a
+    stable ``/usr/local/bin/nixmox`` survives upgrades better than its target).
+    """
+    env = os.environ if environ is None else environ
+    started_as = sys.argv[0] if argv0 is None else argv0
+    candidates: list[tuple[str, str | None]] = [
+        ("--executable", str(explicit) if explicit is not None else None),
+        (EXECUTABLE_ENV, env.get(EXECUTABLE_ENV) or None),
+    ]
+    if os.path.basename(started_as) == "nixmox":
+        candidates.append(("the running script", started_as))
+    candidates.append(("PATH", shutil.which("nixmox")))
+    for source, value in candidates:
+        if value is None:
+            continue
+        path = Path(os.path.abspath(value))
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ConfigError(f"{source}: {path} is not an executable file")
+        return path
+    raise ConfigError(
+        f"cannot find the installed nixmox for the units: pass --executable PATH "
+        f"or set {EXECUTABLE_ENV}"
+    )
+
+
+def _render(
+    config: Path | None, executable: Path | None, runner: Runner
+) -> tuple[Path, dict[str, str]]:
+    path = Path(os.path.abspath(find_inventory(config)))
+    inv = load_inventory(path)
+    settings = UnitSettings(
+        executable=PurePosixPath(resolve_executable(executable)),
+        config=PurePosixPath(path),
+        state_dir=PurePosixPath(os.path.abspath(state_dir())),
+        systemd_version=installer.systemd_version(runner),
+    )
+    return path, render_units(inv, settings)
+
+
+def render(config: Path | None, out: Path, executable: Path | None) -> int:
+    """Write the units into ``out``; print each file written."""
+    _, units = _render(config, executable, Runner())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in units.items():
+            (out / name).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the units: {exc.strerror}") from None
+    for name in units:
+        print(out / name)
+    return 0
+
+
+def _layout(root: Path | None) -> installer.Layout:
+    return installer.Layout(
+        root=Path(os.path.abspath(root)) if root is not None else Path("/"),
+        state_dir=PurePosixPath(os.path.abspath(state_dir())),
+    )
+
+
+def _show(layout: installer.Layout, verb: str, names: list[str], note: str = "") -> None:
+    """One line per unit file, with its path under the root."""
+    for name in names:
+        print(f"{verb} {layout.inside(PurePosixPath(name))}{note}")
+
+
+def install(config: Path | None, root: Path | None, executable: Path | None) -> int:
+    """Write the units (under ``root``), record them, enable the timers (no root)."""
+    runner = Runner()
+    inventory, units = _render(config, executable, runner)
+    layout = _layout(root)
+    report = installer.install(
+        layout, units, runner=None if root is not None else runner, inventory=str(inventory)
+    )
+    _show(layout, "wrote", report.written)
+    _show(layout, "unchanged", report.unchanged)
+    _show(layout, "removed", report.removed, " (no longer scheduled)")
+    print("".join(f"ran {command}\n" for command in report.commands), end="")
+    if root is not None:
+        print(f"manifest {layout.manifest}; nothing enabled (--root)")
+    return 0
+
+
+def uninstall(root: Path | None) -> int:
+    """Disable (no root) and remove what the last install wrote."""
+    layout = _layout(root)
+    report = installer.uninstall(layout, runner=None if root is not None else Runner())
+    print("".join(f"ran {command}\n" for command in report.commands), end="")
+    _show(layout, "removed", report.removed)
+    _show(layout, "already gone", report.already_gone)
+    return 0
+
+
+def unit_failed(unit: str) -> int:
+    """Journal the failure of ``unit`` and log one line; exit 0 (the hook did its job)."""
+    directory = ensure_state_dir(state_dir())
+    log.warning("%s", installer.record_failure(unit, directory, Runner()))
+    return 0
