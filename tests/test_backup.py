@@ -15,6 +15,7 @@ from nixmox.backups import archives_of, parse_volid
 from nixmox.cli.main import run
 from nixmox.retention import Item, Keep, Mark, prune
 from nixmox.state import Journal
+from tests.hosts import write_host
 from tests.lab.serving import RunningLab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,3 +239,30 @@ def test_verify_without_any_archive_fails(
 ) -> None:
     assert run(["backup", "verify", "--config", str(EXAMPLE), "--guest", "win11-gaming"]) == 1
     assert "no archive of win11-gaming" in capsys.readouterr().out
+
+
+def test_proxmox_scheduler_job_is_kept_in_sync_by_plan_and_apply(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    inv = tmp_path / "n.toml"
+    text = EXAMPLE.read_text().replace('scheduler = "nixmox"', 'scheduler = "proxmox"')
+    inv.write_text(text)
+    code = run(["plan", "--json", "--detailed-exitcode", "--config", str(inv)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 2 and report["jobs"][0]["action"] == "create"
+    host = write_host(tmp_path / "host")
+    assert run(["apply", "--yes", "--host-root", str(host), "--config", str(inv)]) == 0
+    capsys.readouterr()
+    from nixmox.proxmox.client import Proxmox
+    from nixmox.proxmox.settings import Connection
+
+    api = Proxmox(Connection(env.url, env.token_id, env.token, env.ca_file))
+    job = next(j for j in api.get("/cluster/backup") if j["id"] == "nixmox-backup")
+    assert job["prune-backups"] == "keep-last=3,keep-daily=7,keep-weekly=4,keep-monthly=6"
+    assert set(str(job["vmid"]).split(",")) == {"100", "101", "102"}
+    assert run(["plan", "--detailed-exitcode", "--config", str(inv)]) == 0
+    capsys.readouterr()
+    inv.write_text(text.replace("keep-monthly = 6", "keep-monthly = 12"))
+    code = run(["plan", "--json", "--detailed-exitcode", "--config", str(inv)])
+    [change] = json.loads(capsys.readouterr().out)["jobs"][0]["changes"]
+    assert code == 2 and change["key"] == "prune-backups" and "keep-monthly=12" in change["new"]

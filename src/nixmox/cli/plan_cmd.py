@@ -87,6 +87,13 @@ def print_plan(result: Plan) -> None:
             if b.action == "update":
                 for c in b.changes:
                     print(_change_line(c))
+    if result.jobs:
+        print("Backup job (Proxmox's scheduler)")
+        for j in result.jobs:
+            print(f"  {SYMBOL[j.action]} {j.name}: {WORD[j.action]}")
+            if j.action != "none":
+                for c in j.changes:
+                    print(_change_line(c))
     print("Guests")
     for g in result.guests:
         state = ", running" if g.running else ""
@@ -106,7 +113,7 @@ def print_plan(result: Plan) -> None:
         for vmid, type_, name, node in result.unmanaged:
             print(f"    {vmid} {name} ({type_} on {node})")
     actions = [p.action for p in result.guests] + [p.action for p in result.bridges]
-    actions += [p.action for p in result.storages]
+    actions += [p.action for p in result.storages] + [p.action for p in result.jobs]
     creates, updates = actions.count("create"), actions.count("update")
     disruptive = sum(len(g.disruptive) for g in result.guests)
     if not result.has_changes and not result.errors:

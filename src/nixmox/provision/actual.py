@@ -109,7 +109,10 @@ def read_state(
     storages: dict[str, dict[str, Any]] = {}
     if inv.storages:
         storages = {str(s["storage"]): s for s in api.get("/storage") or []}
-    return ActualState(guests, resources, bridges, storages, errors)
+    jobs: dict[str, dict[str, Any]] = {}
+    if inv.backups is not None and inv.backups.scheduler == "proxmox":
+        jobs = {str(j["id"]): j for j in api.get("/cluster/backup") or []}
+    return ActualState(guests, resources, bridges, storages, errors, jobs)
 
 
 def run_all(fn: Callable[[T], None], items: list[T], workers: int) -> None:

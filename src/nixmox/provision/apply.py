@@ -103,6 +103,7 @@ class Applier:
     # -- the whole run ----------------------------------------------------------------
     def apply(self, plan: Plan) -> list[Outcome]:
         outcomes = [self._storage(s) for s in plan.storages if s.action != "none"]
+        outcomes += [self._backup_job(j) for j in plan.jobs if j.action != "none"]
         by_node: dict[str, list[ObjectPlan]] = {}
         for bridge in plan.bridges:
             if bridge.action != "none":
@@ -149,6 +150,28 @@ class Applier:
                     outcome.done += [f"{k}={v}" for k, v in live.items()]
                 if outcome.held:
                     outcome.result = "held"
+        except NixmoxError as exc:
+            outcome.result, outcome.error = "failed", str(exc)
+        return outcome
+
+    def _backup_job(self, jp: ObjectPlan) -> Outcome:
+        """The /cluster/backup job Proxmox runs (scheduler = "proxmox")."""
+        outcome = Outcome("backup job", jp.name)
+        try:
+            if jp.action == "create":
+                self.write(
+                    "POST",
+                    "/cluster/backup",
+                    f"create backup job {jp.name}",
+                    {"id": jp.name, **jp.options},
+                )
+                outcome.done.append("created")
+            else:
+                changed = {c.key: c.new for c in jp.changes}
+                self.write(
+                    "PUT", f"/cluster/backup/{jp.name}", f"update backup job {jp.name}", changed
+                )
+                outcome.done += list(changed)
         except NixmoxError as exc:
             outcome.result, outcome.error = "failed", str(exc)
         return outcome

@@ -240,3 +240,31 @@ def desired_bridges(inv: Inventory) -> list[DesiredBridge]:
     """Every declared bridge on its node (the only node if unnamed)."""
     only = inv.nodes[0].name if len(inv.nodes) == 1 else None
     return [desired_bridge(b, b.node or only or "") for b in inv.bridges]
+
+
+#: The id of the /cluster/backup job nixmox keeps in sync (scheduler = "proxmox").
+BACKUP_JOB_ID = "nixmox-backup"
+
+
+def desired_backup_job(inv: Inventory) -> dict[str, str] | None:
+    """The Proxmox backup job the inventory asks for, or ``None`` (nixmox schedules itself)."""
+    backups = inv.backups
+    if backups is None or backups.scheduler != "proxmox" or inv.schedules is None:
+        return None
+    names = backups.guests or [g.name for g in inv.guests]
+    vmids = sorted(g.vmid for g in inv.guests if g.name in names and g.name not in backups.exclude)
+    keep = backups.keep
+    prune = "keep-all=1"
+    if keep is not None and not keep.rule().keeps_everything:
+        prune = ",".join(f"keep-{name}={n}" for name, n in keep.rule().counts() if n)
+    return {
+        "schedule": inv.schedules.backup or "",
+        "storage": backups.storage,
+        "mode": backups.mode,
+        "compress": backups.compress,
+        "vmid": ",".join(str(v) for v in vmids),
+        "prune-backups": prune,
+        "notes-template": backups.notes_template,
+        "enabled": "1",
+        "comment": "managed by nixmox (nixmox.toml [backups])",
+    }

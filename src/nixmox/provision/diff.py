@@ -15,10 +15,12 @@ from typing import Any, Literal
 
 from nixmox.inventory.model import Inventory
 from nixmox.provision.desired import (
+    BACKUP_JOB_ID,
     DesiredBridge,
     DesiredGuest,
     Label,
     Volume,
+    desired_backup_job,
     desired_bridges,
     desired_guest,
     desired_storage,
@@ -82,7 +84,7 @@ class GuestPlan:
 class ObjectPlan:
     """A bridge or a storage: create, update (with the changed options) or error."""
 
-    kind: Literal["bridge", "storage"]
+    kind: Literal["bridge", "storage", "backup-job"]
     name: str
     node: str | None
     action: Action
@@ -97,10 +99,11 @@ class Plan:
     bridges: tuple[ObjectPlan, ...]
     storages: tuple[ObjectPlan, ...]
     unmanaged: tuple[tuple[int, str, str, str], ...]  # vmid, type, name, node
+    jobs: tuple[ObjectPlan, ...] = ()
 
     @property
     def _all(self) -> list[GuestPlan | ObjectPlan]:
-        return [*self.guests, *self.bridges, *self.storages]
+        return [*self.guests, *self.bridges, *self.storages, *self.jobs]
 
     @property
     def has_changes(self) -> bool:
@@ -150,6 +153,10 @@ class Plan:
                     "changes": [change(c) for c in s.changes],
                 }
                 for s in self.storages
+            ],
+            "jobs": [
+                {"name": j.name, "action": j.action, "changes": [change(c) for c in j.changes]}
+                for j in self.jobs
             ],
             "unmanaged": [
                 {"vmid": v, "type": t, "name": n, "node": node} for v, t, n, node in self.unmanaged
@@ -458,6 +465,7 @@ class ActualState:
     bridges: dict[tuple[str, str], dict[str, Any]]  # (node, iface) -> options
     storages: dict[str, dict[str, Any]]
     errors: dict[int, str] = field(default_factory=dict)  # vmid -> why it could not be read
+    backup_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> job
 
 
 def make_plan(inv: Inventory, actual: ActualState) -> Plan:
@@ -490,4 +498,37 @@ def make_plan(inv: Inventory, actual: ActualState) -> Plan:
         for r in actual.resources
         if "vmid" in r and int(r["vmid"]) not in declared
     )
-    return Plan(tuple(guests), bridges, storages, unmanaged)
+    jobs: tuple[ObjectPlan, ...] = ()
+    want_job = desired_backup_job(inv)
+    if want_job is not None:
+        jobs = (diff_backup_job(want_job, actual.backup_jobs.get(BACKUP_JOB_ID)),)
+    return Plan(tuple(guests), bridges, storages, unmanaged, jobs)
+
+
+def diff_backup_job(want: dict[str, str], have: Mapping[str, Any] | None) -> ObjectPlan:
+    """The /cluster/backup job: vmid lists order-free, prune options parsed."""
+    if have is None:
+        return ObjectPlan(
+            "backup-job",
+            BACKUP_JOB_ID,
+            None,
+            "create",
+            want,
+            tuple(Change(k, None, v, "live") for k, v in want.items()),
+        )
+    changes = []
+    for key, value in want.items():
+        actual = _text(have.get(key))
+        if key == "vmid":
+            same = set(value.split(",")) == set((actual or "").split(","))
+        elif key == "prune-backups":
+            same = props.parse("prune", value) == props.parse("prune", actual or "")
+        elif key == "enabled":
+            same = props.same_bool(value, actual if actual is not None else "1") is True
+        else:
+            same = value == actual
+        if not same:
+            changes.append(Change(key, actual, value, "live"))
+    return ObjectPlan(
+        "backup-job", BACKUP_JOB_ID, None, "update" if changes else "none", want, tuple(changes)
+    )

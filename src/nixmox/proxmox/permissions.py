@@ -98,6 +98,9 @@ def needed(inv: Inventory, plan: Plan) -> list[Need]:
     for bp in plan.bridges:
         if bp.action in ("create", "update") and bp.node:
             needs.append(Need(f"/nodes/{bp.node}", "Sys.Modify", f"bridge {bp.name}"))
+    for jp in plan.jobs:
+        if jp.action in ("create", "update"):
+            needs.append(Need("/", "Sys.Modify", f"backup job {jp.name}"))
     for sp in plan.storages:
         if sp.action in ("create", "update"):
             needs.append(Need("/storage", "Datastore.Allocate", f"storage {sp.name}"))
