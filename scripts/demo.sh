@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --peers
 
 work=$(mktemp -d -t nixmox-demo.XXXXXX)
-.venv/bin/python -m tests.lab --host 127.0.0.2 --dir "$work" >"$work/lab.log" 2>&1 &
+# The lab has seen 60 nights of backups already (archives on the backups storage).
+.venv/bin/python -m tests.lab --host 127.0.0.2 --dir "$work" --backups 60 >"$work/lab.log" 2>&1 &
 lab=$!
 cleanup() { kill "$lab" 2>/dev/null && wait "$lab" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
@@ -44,6 +45,13 @@ rc=0; nixmox --config "$config" plan --detailed-exitcode || rc=$?
 
 step "nixmox adopt 101   # inventory for an existing guest"
 nixmox --config "$config" adopt 101
+
+step "nixmox --config $config backup   # vzdump each guest, then prune with the keep-* rule"
+nixmox --config "$config" backup | grep -v ': removed ' 
+echo "(each guest: 60 old nightly archives, pruned to keep-last 3, keep-daily 7, keep-weekly 4, keep-monthly 6)"
+
+step nixmox --config $config backup verify --guest nixos-vm   # restore into a scratch VMID, boot, destroy
+nixmox --config "$config" backup verify --guest nixos-vm
 
 areas="--only proxmox --only guests --only host --only passthrough --only backups"
 step nixmox --config $config doctor $areas --host-root '$work/host'

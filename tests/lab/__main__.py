@@ -41,6 +41,20 @@ async def serve(args: argparse.Namespace) -> int:
     ca_file, certfile, keyfile = make_pki(directory, args.host)
     lab = Lab(args.inventory, host=args.host, port=args.port)
     lab.time_scale = args.time_scale
+    if args.backups:
+        # Nightly archives (02:30, the node's zone) of the inventory's guests for
+        # the last N nights, as a lab that has been running for a while has.
+        import datetime as dt
+
+        from .inventory import load_inventory
+
+        inv = load_inventory(args.inventory)
+        storage = inv.get("backups", {}).get("storage", "backups")
+        today = dt.datetime.now().replace(hour=2, minute=30, second=0, microsecond=0)
+        for guest in inv.get("guests", []):
+            kind = "lxc" if guest["kind"] == "lxc" else "qemu"
+            for night in range(1, args.backups + 1):
+                lab.seed_backup(storage, guest["vmid"], kind, today - dt.timedelta(days=night))
     if args.guests:
         lab.add_declared_guests()
     token = secrets.token_hex(16)
@@ -76,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         "--dir", help="where the certificate and env.sh go (default: a new temp dir)"
     )
     parser.add_argument("--guests", action="store_true", help="add guests 100-102 as provisioned")
+    parser.add_argument(
+        "--backups",
+        type=int,
+        default=0,
+        metavar="NIGHTS",
+        help="seed nightly vzdump archives of the inventory's guests",
+    )
     parser.add_argument("--inventory", help="inventory TOML (default: examples/homelab.toml)")
     parser.add_argument(
         "--time-scale", type=float, default=0.0, help="real seconds per PVE second (default 0)"
