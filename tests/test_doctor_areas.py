@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from nixmox.backups import parse_volid
 from nixmox.calendar import longest_gap, parse_calendar
 from nixmox.cli.main import run
-from nixmox.doctor.backups_area import backup_period, check_backups, parse_archive
+from nixmox.doctor.backups_area import backup_period, check_backups
 from nixmox.doctor.host_area import allocation_checks, check_host
 from nixmox.doctor.hostfacts import HostFacts
 from nixmox.doctor.storage_area import check_snapshots, check_storage, pool_checks
@@ -180,11 +181,10 @@ def test_backups_of_guests_not_created_yet_are_info(lab_env: RunningLab, api: Pr
 
 
 def test_archive_names_and_schedule_periods() -> None:
-    archive = parse_archive("backups:backup/vzdump-qemu-102-2026_01_31-02_30_00.vma.zst", UTC)
-    assert archive is not None and (archive.kind, archive.vmid) == ("qemu", 102)
-    assert archive.made == datetime(2026, 1, 31, 2, 30, tzinfo=UTC)
-    assert parse_archive("backups:backup/vzdump-qemu-102-2026_02_30-02_30_00.vma", UTC) is None
-    assert parse_archive("local:iso/win11.iso", UTC) is None
+    archive = parse_volid("backups:backup/vzdump-qemu-102-2026_01_31-02_30_00.vma.zst", UTC)
+    assert archive == ("qemu", 102, datetime(2026, 1, 31, 2, 30, tzinfo=UTC))
+    assert parse_volid("backups:backup/vzdump-qemu-102-2026_02_30-02_30_00.vma", UTC) is None
+    assert parse_volid("local:iso/win11.iso", UTC) is None
     assert backup_period("*-*-* 02:30:00")[0] == timedelta(days=1)
     assert backup_period(None)[0] == timedelta(days=1)
     assert backup_period("Sun 06:00")[0] == timedelta(days=7)

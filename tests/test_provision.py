@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,8 @@ from nixmox.provision.diff import make_plan
 from nixmox.proxmox.client import Proxmox, TlsError
 from nixmox.proxmox.settings import Connection, connection
 from tests.hosts import VARIANTS, HostSpec, write_host
-from tests.lab.server import Lab
-from tests.lab.serving import RunningLab, make_pki, serve_in_thread
+from tests.lab.fixtures import fresh_lab
+from tests.lab.serving import RunningLab
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "homelab.toml"
@@ -207,20 +205,6 @@ def test_offline_node_fails_its_guests_while_others_proceed(
     assert "OK     guest nixos-lxc" in out and "OK     guest win11-gaming" in out
 
 
-@contextmanager
-def another_lab(tmp_path: Path) -> Iterator[RunningLab]:
-    """A second, fresh lab for comparing two runs."""
-    (tmp_path / "pki2").mkdir()
-    pki = make_pki(tmp_path / "pki2", "127.0.0.1")
-    pve = Lab(host="127.0.0.1", port=0)
-    pve.time_scale = 0
-    running = serve_in_thread(pve, pki)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 def test_interrupted_apply_converges_like_an_uninterrupted_one(
     env: RunningLab,
     capsys: pytest.CaptureFixture[str],
@@ -236,7 +220,7 @@ def test_interrupted_apply_converges_like_an_uninterrupted_one(
     assert apply_example(capsys) == 0
     assert plan_json(capsys)[0] == 0
     interrupted = run_adopt(capsys)
-    with another_lab(tmp_path) as fresh:
+    with fresh_lab(tmp_path) as fresh:
         for key, value in fresh.env.items():
             monkeypatch.setenv(key, value)
         assert apply_example(capsys) == 0

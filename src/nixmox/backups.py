@@ -48,28 +48,26 @@ def parse_volid(volid: str, zone: tzinfo) -> tuple[str, int, datetime] | None:
     return kind, int(vmid), when
 
 
-def archives_of(
-    content: Iterable[Mapping[str, Any]], vmid: int, kind: str, zone: tzinfo
-) -> list[Archive]:
-    """The archives in a storage listing that belong to guest ``vmid`` of ``kind``."""
+def all_archives(content: Iterable[Mapping[str, Any]], zone: tzinfo) -> list[Archive]:
+    """Every vzdump archive in a storage listing, newest first (other files skipped)."""
     found = []
     for item in content:
         volid = str(item.get("volid", ""))
         parsed = parse_volid(volid, zone)
-        if parsed is None or parsed[0] != kind or parsed[1] != vmid:
-            continue
-        found.append(
-            Archive(
-                volid,
-                kind,
-                vmid,
-                parsed[2],
-                int(item.get("size") or 0),
-                bool(item.get("protected")),
-                str(item.get("notes") or ""),
+        if parsed is not None:
+            kind, vmid, when = parsed
+            size, protected = int(item.get("size") or 0), bool(item.get("protected"))
+            found.append(
+                Archive(volid, kind, vmid, when, size, protected, str(item.get("notes") or ""))
             )
-        )
     return sorted(found, key=lambda a: a.time, reverse=True)
+
+
+def archives_of(
+    content: Iterable[Mapping[str, Any]], vmid: int, kind: str, zone: tzinfo
+) -> list[Archive]:
+    """The archives in a storage listing that belong to guest ``vmid`` of ``kind``."""
+    return [a for a in all_archives(content, zone) if a.kind == kind and a.vmid == vmid]
 
 
 def plan_prune(archives: Iterable[Archive], keep: Keep, zone: tzinfo) -> Pruned:

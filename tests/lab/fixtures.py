@@ -6,6 +6,8 @@ Import them in a conftest.py: ``from tests.lab.fixtures import lab, lab_process`
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -26,10 +28,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     """
     # A CA and certificate per lab (EC keys take milliseconds): the conftest then needs to import
     # only `lab` and `lab_process`, no helper fixture.
-    pki = make_pki(tmp_path_factory.mktemp("lab-pki"), HOST)
+    with fresh_lab(tmp_path_factory.mktemp("lab-pki")) as running:
+        yield running
+
+
+@contextmanager
+def fresh_lab(directory: Path) -> Iterator[RunningLab]:
+    """A fresh Lab on 127.0.0.1 (time_scale 0), its certificate made in ``directory``."""
     pve = Lab(host=HOST, port=0)
     pve.time_scale = 0
-    running = serve_in_thread(pve, pki)
+    running = serve_in_thread(pve, make_pki(directory, HOST))
     try:
         yield running
     finally:

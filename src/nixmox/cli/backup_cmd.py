@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from nixmox.backups import human_size
+from nixmox.cli.table import print_table
 from nixmox.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Backups, Guest, Inventory
@@ -90,9 +91,7 @@ def _print(results: list[GuestResult], dry_run: bool) -> None:
                 str(len(r.removed)),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print_table(rows)
     for r in results:
         if r.message and r.result != "ok":
             print(f"{r.name}: {r.message}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nixmox.calendar import parse_timedelta
+from nixmox.cli.table import print_table
 from nixmox.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Inventory, Snapshots
@@ -113,9 +114,7 @@ def _print(results: list[TreeResult]) -> None:
                     outcome,
                 )
             )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[5])
+    print_table(rows)
     failed = sum(not r.ok for r in results)
     print(
         f"{len(results) - failed} of {len(results)} snapshot targets ok"

@@ -9,12 +9,10 @@ and the time in the node's zone. How old the newest may be follows from
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
+from nixmox.backups import Archive, all_archives
 from nixmox.calendar import CalendarError, longest_gap, parse_calendar
 from nixmox.doctor.verdict import Check, Status
 from nixmox.errors import NixmoxError
@@ -23,35 +21,8 @@ from nixmox.proxmox.client import Proxmox
 from nixmox.snapshots import human
 from nixmox.zones import zone
 
-_ARCHIVE = re.compile(
-    r"(?:.*/)?vzdump-(qemu|lxc)-(\d+)-(\d{4})_(\d\d)_(\d\d)-(\d\d)_(\d\d)_(\d\d)\.[A-Za-z0-9.]+"
-)
 #: Without schedules.backup, a daily backup is assumed.
 DEFAULT_PERIOD = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class Archive:
-    """One vzdump archive: whose, of what kind, and when it was made."""
-
-    volid: str
-    kind: str  # "qemu" or "lxc"
-    vmid: int
-    made: datetime
-
-
-def parse_archive(volid: str, node_zone: tzinfo) -> Archive | None:
-    """The archive a volid names, or ``None`` if it is no vzdump archive (or a bad date)."""
-    found = _ARCHIVE.fullmatch(volid.partition(":")[2] or volid)
-    if found is None:
-        return None
-    kind, vmid, *stamp = found.groups()
-    try:
-        year, month, day, hour, minute, second = (int(v) for v in stamp)
-        made = datetime(year, month, day, hour, minute, second, tzinfo=node_zone)
-    except ValueError:
-        return None
-    return Archive(volid, kind, int(vmid), made)
 
 
 def backup_period(schedule: str | None) -> tuple[timedelta, str]:
@@ -86,8 +57,8 @@ def backup_check(
                 "backup-fresh", Status.INFO, subject, "the guest does not exist yet: no backup"
             )
         return Check("backup-fresh", Status.FAIL, subject, "no backup archive", fix)
-    newest = max(mine, key=lambda a: a.made)
-    age = now - newest.made
+    newest = max(mine, key=lambda a: a.time)
+    age = now - newest.time
     warn, fail = 2 * period, 4 * period
     text = f"newest {newest.volid} is {human(age)} old ({why})"
     if age >= fail:
@@ -104,16 +75,6 @@ def backed_up_guests(inv: Inventory) -> list[Guest]:
     names = set(inv.backups.guests)
     excluded = set(inv.backups.exclude)
     return [g for g in inv.guests if (not names or g.name in names) and g.name not in excluded]
-
-
-def archives_of(listing: Sequence[Mapping[str, Any]], node_zone: tzinfo) -> list[Archive]:
-    """The vzdump archives of a content listing (other volumes skipped)."""
-    out = []
-    for item in listing:
-        archive = parse_archive(str(item.get("volid", "")), node_zone)
-        if archive is not None:
-            out.append(archive)
-    return out
 
 
 def check_backups(inv: Inventory, api: Proxmox | None, now: datetime | None = None) -> list[Check]:
@@ -146,7 +107,7 @@ def check_backups(inv: Inventory, api: Proxmox | None, now: datetime | None = No
     for node in sorted({g.node for g in guests}):
         path = f"/nodes/{node}/storage/{storage}/content"
         try:
-            archives += archives_of(api.get(path, content="backup"), node_zone)
+            archives += all_archives(api.get(path, content="backup") or [], node_zone)
         except NixmoxError as exc:
             unlisted.add(node)
             out.append(
