@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nixmox.errors import NixmoxError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import read_state
-from nixmox.provision.diff import DISRUPTIVE, Change, Plan, make_plan
+from nixmox.provision.diff import DISRUPTIVE, Change, ObjectPlan, Plan, make_plan
 from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.permissions import Missing, missing_privileges
 from nixmox.proxmox.settings import connection
@@ -61,39 +61,28 @@ def _change_line(c: Change) -> str:
     return f"      {c.key}: {old} -> {new}   [{c.label}]{mark}{note}"
 
 
+def _print_objects(title: str, objects: Sequence[ObjectPlan]) -> None:
+    """A section of bridges, storages or jobs: one line each, then changed options."""
+    if not objects:
+        return
+    print(title)
+    for o in objects:
+        where = f" on {o.node}" if o.node else ""
+        detail = ""
+        if o.action == "create" and o.kind == "bridge":
+            detail = " (" + ", ".join(f"{k}={v}" for k, v in o.options.items() if v) + ")"
+        error = f": {o.error}" if o.error else ""
+        print(f"  {SYMBOL[o.action]} {o.name}{where}: {WORD[o.action]}{detail}{error}")
+        if o.action == "update":
+            for c in o.changes:
+                print(_change_line(c))
+
+
 def print_plan(result: Plan) -> None:
     """The plan for a person: grouped by guest, disruptive changes marked with !."""
-    if result.storages:
-        print("Storages")
-        for s in result.storages:
-            print(
-                f"  {SYMBOL[s.action]} {s.name}: {WORD[s.action]}"
-                + (f": {s.error}" if s.error else "")
-            )
-            if s.action == "update":
-                for c in s.changes:
-                    print(_change_line(c))
-    if result.bridges:
-        print("Bridges")
-        for b in result.bridges:
-            where = f" on {b.node}" if b.node else ""
-            detail = ""
-            if b.action == "create":
-                detail = " (" + ", ".join(f"{k}={v}" for k, v in b.options.items() if v) + ")"
-            print(
-                f"  {SYMBOL[b.action]} {b.name}{where}: {WORD[b.action]}{detail}"
-                + (f": {b.error}" if b.error else "")
-            )
-            if b.action == "update":
-                for c in b.changes:
-                    print(_change_line(c))
-    if result.jobs:
-        print("Backup job (Proxmox's scheduler)")
-        for j in result.jobs:
-            print(f"  {SYMBOL[j.action]} {j.name}: {WORD[j.action]}")
-            if j.action != "none":
-                for c in j.changes:
-                    print(_change_line(c))
+    _print_objects("Storages", result.storages)
+    _print_objects("Bridges", result.bridges)
+    _print_objects("Backup job (Proxmox's scheduler)", result.jobs)
     print("Guests")
     for g in result.guests:
         state = ", running" if g.running else ""
