@@ -432,3 +432,25 @@ def test_missing_privileges_are_named(
     assert "raw hostpci on win11-gaming: only root@pam may do that" in out
     assert run(["apply", "--yes", "--config", str(EXAMPLE)]) == 1
     assert "nothing applied" in capsys.readouterr().err
+
+
+def test_a_config_write_that_took_effect_is_not_repeated(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env.pve.add_declared_guests()
+    inv = inventory_with(tmp_path, "memory = 4096\nswap = 512", "memory = 2048\nswap = 512")
+    # The lock times out after PVE wrote the change: a blind retry would write twice.
+    env.pve.fail(
+        "PUT",
+        "/nodes/pve1/lxc/100/config",
+        500,
+        "can't lock file '/var/lock/lxc/pve-config-100.lock' - got timeout",
+        times=1,
+    )
+    assert run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)]) in (0, 1)
+    capsys.readouterr()
+    puts = [r for r in env.pve.requests if r[0] == "PUT" and r[1].endswith("/lxc/100/config")]
+    # The failed attempt, then, re-read and still not done (the fault answered before
+    # writing), exactly one more: never a loop of blind repeats.
+    assert len(puts) == 2
+    assert plan_json(capsys, inv)[0] == 0

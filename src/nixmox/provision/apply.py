@@ -362,6 +362,16 @@ class Applier:
             )
         outcome.done.append(f"full clone of {src['vmid']}")
 
+    def _config_took(self, want: DesiredGuest, guest: Guest) -> Callable[[], bool]:
+        """Re-read the guest before repeating a config write: done if nothing is left
+        to change but what waits for a reboot (so a retry never applies twice)."""
+
+        def check() -> bool:
+            fresh = diff_guest(want, self._read(guest))
+            return all(c.via == "none" or c.label == "replace" for c in fresh.changes)
+
+        return check
+
     def _wait_unlocked(self, guest: Guest, gp: GuestPlan) -> ActualGuest:
         deadline = time.monotonic() + self.lock_wait
         while True:
@@ -407,7 +417,13 @@ class Applier:
                 params["delete"] = ",".join(deletions)
             if have is not None and have.digest:
                 params["digest"] = have.digest
-            self.write("PUT", f"{path}/config", f"configure {guest.name}", params)
+            self.write(
+                "PUT",
+                f"{path}/config",
+                f"configure {guest.name}",
+                params,
+                done=self._config_took(want, guest),
+            )
             outcome.done += [f"{c.key}" for c in config]
         for change in (c for c in now if c.via == "resize"):
             self.write(
