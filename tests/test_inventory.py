@@ -277,16 +277,16 @@ def test_several_problems_are_all_reported(
 ) -> None:
     text = replace_once("vmid = 101", "vmid = 99")
     text = replace_once("cores = 8", 'cores = "8"', text)
-    text = replace_once('bridge = "vmbr1"', 'bridge = "vmbr7"', text)
+    text = replace_once('bridge = "vmbr0"', 'bridge = "vmbr7"', text)  # in nixos-lxc
     path = tmp_path / "n.toml"
     path.write_text(text)
     assert run(["config", "check", "--config", str(path)]) == 1
     err = capsys.readouterr().err.splitlines()
     problems = [line for line in err if re.match(r"^.+:\d+:\d+: ", line)]
-    # Field errors are all reported together; reference checks run once
-    # fields are valid, so fixing them never hides a later error for long.
-    assert len(problems) == 2
-    assert err[-1].endswith("2 problems")
+    # Field errors and reference errors are reported together, each at its line.
+    assert len(problems) == 3
+    assert err[-1].endswith("3 problems")
+    assert any("guests[0].net[0].bridge: bridge 'vmbr7' is not declared" in p for p in problems)
 
 
 def test_reference_problems_are_all_reported(
@@ -363,3 +363,15 @@ def test_parse_reports_through_exception() -> None:
     paths = {d.path for d in info.value.diagnostics}
     assert paths == {"guests[0].vmid", "guests[0].kind", "guests[0].node"}
     assert all(d.line == 2 for d in info.value.diagnostics)
+
+
+def test_a_broken_guest_is_not_also_reported_as_undeclared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = BASE.replace("[backups]\n", '[backups]\nguests = ["nixos-vm"]\n', 1)
+    text = replace_once("cores = 4\nmemory = 8192", 'cores = "4"\nmemory = 8192', text)
+    path = tmp_path / "n.toml"
+    path.write_text(text)
+    assert run(["config", "check", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "guests[1].cores" in err and "not declared" not in err

@@ -118,6 +118,59 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
     return [Problem(path, " or ".join(messages)) for path, messages in merged.items()]
 
 
+def _checks_without(data: dict[str, Any], broken: list[Problem]) -> list[Problem]:
+    """Cross-check the inventory minus every entry a field error touched.
+
+    A broken ``[[guests]]`` element is left out whole (its references cannot
+    be trusted); list indices are mapped back, so each problem keeps the path
+    it has in the file.
+    """
+    drop: dict[str, set[int]] = {}
+    keys: set[str] = set()
+    for problem in broken:
+        path = problem.path
+        if len(path) >= 2 and isinstance(path[1], int) and isinstance(path[0], str):
+            drop.setdefault(path[0], set()).add(path[1])
+        elif path and isinstance(path[0], str):
+            keys.add(path[0])
+    trimmed: dict[str, Any] = {}
+    index_maps: dict[str, list[int]] = {}
+    for key, value in data.items():
+        if key in keys:
+            continue
+        if isinstance(value, list) and key in drop:
+            kept = [i for i in range(len(value)) if i not in drop[key]]
+            index_maps[key] = kept
+            trimmed[key] = [value[i] for i in kept]
+        else:
+            trimmed[key] = value
+    try:
+        partial = Inventory.model_validate(trimmed)
+    except ValidationError:
+        return []  # still broken: the field errors say enough for now
+    # What the dropped entries were called: a reference to one of them is not
+    # "undeclared", it is broken, and its field error already says so.
+    gone = {
+        f"'{item.get(field)}'"
+        for key, indices in drop.items()
+        for i in indices
+        if isinstance(data.get(key), list) and isinstance(item := data[key][i], dict)
+        for field in ("name", "storage", "dataset")
+        if item.get(field) is not None
+    }
+    mapped = []
+    for problem in check(partial):
+        if any(name in problem.message for name in gone):
+            continue
+        path = problem.path
+        if len(path) >= 2 and isinstance(path[0], str) and isinstance(path[1], int):
+            original = index_maps.get(path[0])
+            if original is not None:
+                path = (path[0], original[path[1]], *path[2:])
+        mapped.append(Problem(path, problem.message))
+    return mapped
+
+
 def parse_inventory(text: str, file: str = "nixmox.toml") -> Inventory:
     """Validate inventory text; raise :class:`InventoryInvalid` with every problem."""
     try:
@@ -139,7 +192,10 @@ def parse_inventory(text: str, file: str = "nixmox.toml") -> Inventory:
     try:
         inventory = Inventory.model_validate(data)
     except ValidationError as exc:
-        raise diagnose(_pydantic_problems(exc, data)) from None
+        problems = _pydantic_problems(exc, data)
+        # Check references too, on what is left without the broken entries, so one
+        # run reports a wrong type and an undeclared bridge together.
+        raise diagnose(problems + _checks_without(data, problems)) from None
     problems = check(inventory)
     if problems:
         raise diagnose(problems)
