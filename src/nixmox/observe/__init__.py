@@ -1,0 +1,1 @@
+"""Observability: status, history, metrics, notifications, diagrams."""
