@@ -377,3 +377,13 @@ def test_config_check_refuses_a_calendar_systemd_would_refuse(
     assert run(["config", "check", "--config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "schedules.backup" in err and "hour 25 out of range" in err
+
+
+def test_sandboxed_jobs_may_write_the_metrics_textfile(executable: Path) -> None:
+    units = render_units(load_inventory(EXAMPLE), _settings(executable))
+    assert _keys(units["nixmox-backup.service"], "ReadWritePaths") == [
+        "/var/lib/prometheus/node-exporter"
+    ]
+    assert _keys(units["nixmox-snapshot.service"], "ReadWritePaths") == [
+        "/var/lib/prometheus/node-exporter"
+    ]

@@ -188,9 +188,13 @@ def render_units(inv: Inventory, settings: UnitSettings) -> dict[str, str]:
     token_file = inv.proxmox.token_file
     if token_file is not None:
         _check_path("proxmox.token_file", token_file)
+    metrics_dir = None
+    if inv.metrics is not None:
+        metrics_dir = str(PurePosixPath(inv.metrics.textfile).parent)
+        _check_path("metrics.textfile", metrics_dir)
     units: dict[str, str] = {}
     for job, spec in jobs:
-        units[job.service] = _service(job, sandbox_of(job, inv), settings, token_file)
+        units[job.service] = _service(job, sandbox_of(job, inv), settings, token_file, metrics_dir)
         units[job.timer] = _timer(job, spec, inv.schedules, inv.timezone, settings)
     units[FAILED_TEMPLATE] = _failed_template(settings)
     return units
@@ -294,7 +298,13 @@ def _sandbox_entries(sandbox: Sandbox) -> list[Entry]:
     return entries
 
 
-def _service(job: Job, sandbox: Sandbox, settings: UnitSettings, token_file: str | None) -> str:
+def _service(
+    job: Job,
+    sandbox: Sandbox,
+    settings: UnitSettings,
+    token_file: str | None,
+    metrics_dir: str | None = None,
+) -> str:
     unit: list[Entry] = [
         ("Description", f"nixmox: {job.description}"),
         "The API, the nodes and the guests are reached over the network.",
@@ -315,6 +325,11 @@ def _service(job: Job, sandbox: Sandbox, settings: UnitSettings, token_file: str
             ("LoadCredential", f"{CREDENTIAL}:{_escape(token_file)}"),
         ]
     service += _sandbox_entries(sandbox)
+    if metrics_dir is not None and sandbox is not Sandbox.HOST:
+        service += [
+            "Every run rewrites the Prometheus textfile ([metrics]) there.",
+            ("ReadWritePaths", _escape(metrics_dir)),
+        ]
     return _document(
         f"nixmox {' '.join(job.command)}: {job.description}",
         [("Unit", unit), ("Service", service)],
