@@ -16,12 +16,13 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "homelab.toml"
 
 
 def inventory(tmp: Path, *, textfile: Path | None, urls: list[str], on: str = "") -> Path:
-    """The example inventory with its [metrics] textfile and [notify] urls replaced."""
+    """The example inventory with its [metrics] textfile (None: no [metrics]) and [notify] urls."""
     text = EXAMPLE.read_text()
-    text = text.replace(
-        'textfile = "/var/lib/prometheus/node-exporter/nixmox.prom"',
-        f'textfile = "{textfile}"' if textfile else 'textfile = "/nonexistent/dir/nixmox.prom"',
-    )
+    line = 'textfile = "/var/lib/prometheus/node-exporter/nixmox.prom"'
+    if textfile is None:
+        text = text.replace("[metrics]\n" + line, "")
+    else:
+        text = text.replace(line, f'textfile = "{textfile}"')
     text = text.replace('urls = ["ntfy://ntfy.home.arpa/homelab"]', f"urls = {json.dumps(urls)}")
     if on:
         text = text.replace('on = ["failure", "recovery"]', f"on = {on}")

@@ -62,7 +62,7 @@ def test_success_when_asked_and_secrets_never_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     state = tmp_path / "state"
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="nixmox")
     with receiver() as rec:
         url = f"json://nixmox:s3cr3t-pw@127.0.0.1:{rec.port}/hook"
         path = inventory(tmp_path, textfile=None, urls=[url], on='["success", "failure"]')
