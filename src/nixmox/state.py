@@ -103,16 +103,41 @@ class Journal:
             (time.time(), result, json.dumps(summary, sort_keys=True, default=str), run_id),
         )
 
-    def runs(self, command: str | None = None, limit: int = 50) -> list[Run]:
-        """The newest runs first, optionally of one command (``backup``, ``update nixos``)."""
+    def runs(
+        self, command: str | None = None, limit: int = 50, *, exact: bool = False
+    ) -> list[Run]:
+        """The newest runs first, optionally of one command (``backup``, ``update nixos``).
+
+        ``backup`` also matches ``backup verify`` unless ``exact``.
+        """
         query = "SELECT id, command, started, ended, result, summary, pid FROM runs"
         args: tuple[Any, ...] = ()
-        if command is not None:
+        if command is not None and exact:
+            query += " WHERE command = ?"
+            args = (command,)
+        elif command is not None:
             query += " WHERE command = ? OR command LIKE ?"
             args = (command, command + " %")
         query += " ORDER BY started DESC, id DESC LIMIT ?"
         rows = self._db.execute(query, (*args, limit)).fetchall()
         return [Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def latest(self) -> dict[str, Run]:
+        """The newest finished run of each command."""
+        rows = self._db.execute(
+            "SELECT id, command, started, ended, result, summary, pid FROM runs AS r"
+            " WHERE ended IS NOT NULL AND id = (SELECT id FROM runs WHERE command = r.command"
+            " AND ended IS NOT NULL ORDER BY started DESC, id DESC LIMIT 1)"
+        ).fetchall()
+        return {r[1]: Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows}
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        """How many finished runs each command had, by result."""
+        rows = self._db.execute(
+            "SELECT command, result, COUNT(*) FROM runs WHERE ended IS NOT NULL"
+            " GROUP BY command, result"
+        ).fetchall()
+        return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
 class StateLock:

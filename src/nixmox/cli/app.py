@@ -327,19 +327,29 @@ def update_windows(
 
 @app.command()
 def status(ctx: typer.Context, config: ConfigOpt = None, json: JsonOpt = False) -> None:
-    """One screen: guests, last backups, newest snapshots, pending updates, last runs."""
-    _pending("status", 9)
+    """One screen: guests, last backups, newest snapshots, pending updates, last runs.
+
+    Exit 0 all fine, 1 a job's last run did not succeed, 2 doctor would FAIL something.
+    """
+    from nixmox.cli import observe_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(observe_cmd.status(g.config, as_json=g.json))
 
 
 @app.command()
 def history(
     ctx: typer.Context,
     job: Annotated[str | None, typer.Option("--job", help="only this job")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="at most N runs, newest first")] = 20,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """The run journal: what ran, when, how long, what changed, what failed."""
-    _pending("history", 9)
+    from nixmox.cli import observe_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(observe_cmd.history(job, limit, as_json=g.json))
 
 
 # -- generated artefacts, install (issues 7 and 9) ----------------------------

@@ -11,9 +11,9 @@ from nixmox.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Backups, Guest, Inventory
 from nixmox.jobs.backup import BackupJob, GuestResult
+from nixmox.observe.runs import observed_run
 from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.settings import connection
-from nixmox.state import job_run, state_dir
 from nixmox.zones import zone
 
 
@@ -46,7 +46,7 @@ def backup(
     if dry_run:
         results = job.run(guests)
     else:
-        with job_run(state_dir(), "backup") as run:
+        with observed_run(inv, "backup") as run:
             results = job.run(guests)
             run.result = "ok" if all(r.ok for r in results) else "failed"
             run.summary = {"guests": [_row(r) for r in results], "requests": api.calls}
@@ -114,7 +114,7 @@ def verify(config: Path | None, names: list[str], *, as_json: bool) -> int:
     inv, settings, guests = _setup(config, names)
     api = Proxmox(connection(inv.proxmox))
     tz = zone(inv.timezone)
-    with job_run(state_dir(), "backup verify") as run:
+    with observed_run(inv, "backup verify") as run:
         results = [verify_guest(api, g, settings, tz, inv.storages) for g in guests]
         run.result = "ok" if all(r.ok for r in results) else "failed"
         run.summary = {"guests": [r.__dict__ for r in results]}

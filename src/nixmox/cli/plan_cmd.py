@@ -121,8 +121,8 @@ def apply(
     """Plan, confirm, apply; exit 0 if everything was applied (or held by policy), 1 otherwise."""
     import sys
 
+    from nixmox.observe.runs import observed_run
     from nixmox.provision.apply import Applier
-    from nixmox.state import job_run, state_dir
 
     inv, api, result, missing = compute(config)
     if not as_json:
@@ -156,7 +156,7 @@ def apply(
             for call in applier.calls:
                 print(f"  {call}")
         return 0
-    with job_run(state_dir(), "apply") as run:
+    with observed_run(inv, "apply") as run:
         outcomes = applier.apply(result)
         failed = [o for o in outcomes if o.result == "failed"]
         run.result = "failed" if failed else "ok"

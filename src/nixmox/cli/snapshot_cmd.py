@@ -14,9 +14,9 @@ from nixmox.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Inventory, Snapshots
 from nixmox.jobs.snapshot import Freshness, TreeResult, check_freshness, run_target
+from nixmox.observe.runs import observed_run
 from nixmox.runner import Runner
 from nixmox.snapshots import human
-from nixmox.state import job_run, state_dir
 from nixmox.zfs import Zfs
 from nixmox.zones import zone
 
@@ -61,7 +61,7 @@ def run(config: Path | None, *, dry_run: bool, monitor: bool, as_json: bool) -> 
             print("\n".join(commands) if commands else "# nothing to do")
         return 0 if all(r.error is None for r in results) else 1
 
-    with job_run(state_dir(), "snapshot") as journal:
+    with observed_run(inv, "snapshot") as journal:
         results = run_all()
         journal.summary = {
             "targets": [_as_json(r) for r in results],

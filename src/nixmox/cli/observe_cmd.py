@@ -1,0 +1,49 @@
+"""`nixmox status` and `nixmox history`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nixmox.cli.table import print_table
+from nixmox.errors import ConfigError
+from nixmox.state import Journal, state_dir
+
+
+def history(job: str | None, limit: int, *, as_json: bool) -> int:
+    """Print the newest ``limit`` runs (of ``job``), newest first."""
+    from nixmox.observe.history import as_json as run_json
+    from nixmox.observe.history import table
+
+    if limit < 1:
+        raise ConfigError(f"--limit {limit}: must be at least 1")
+    journal = Journal(state_dir())
+    try:
+        runs = journal.runs(job, limit=limit)
+    finally:
+        journal.close()
+    if as_json:
+        print(json.dumps([run_json(r) for r in runs], indent=2))
+    elif runs:
+        print_table(table(runs))
+    else:
+        print(f"no runs of {job} in the journal" if job else "no runs in the journal yet")
+    return 0
+
+
+def status(config: Path | None, *, as_json: bool) -> int:
+    """Print the status report; exit 0 fine, 1 a job's last run failed, 2 doctor FAIL."""
+    from nixmox.inventory.load import find_inventory, load_inventory
+    from nixmox.observe.status import gather, lines
+
+    inv = load_inventory(find_inventory(config))
+    journal = Journal(state_dir())
+    try:
+        report = gather(inv, journal)
+    finally:
+        journal.close()
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print("\n".join(lines(report)))
+    return report.exit_code

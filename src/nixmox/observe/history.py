@@ -1,0 +1,160 @@
+"""The run journal in words: what each run changed and what failed.
+
+Pure functions over :class:`nixmox.state.Run`; ``nixmox history`` prints them
+and notifications send them. Each job's summary has its own shape (see the
+CLI commands that record them); an unknown or missing shape still gives a line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nixmox.state import Run
+
+
+def duration(seconds: float | None) -> str:
+    """``42 s``, ``3 min 4 s``, ``1 h 2 min``; ``running`` when the run has not ended."""
+    if seconds is None:
+        return "running"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+def local_time(epoch: float) -> str:
+    """``2026-11-25 02:30:04`` in this machine's zone."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _rows(summary: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    rows = summary.get(key)
+    return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
+
+
+def _failures(failed: Sequence[str]) -> list[str]:
+    return [f"{len(failed)} failed: {failed[0]}", *failed[1:]] if failed else []
+
+
+def _backup(summary: Mapping[str, Any]) -> list[str]:
+    guests = _rows(summary, "guests")
+    ok = [g for g in guests if g.get("result") == "ok"]
+    removed = sum(len(g.get("removed") or []) for g in guests)
+    head = f"{_plural(len(ok), 'guest')} backed up, {_plural(removed, 'archive')} removed"
+    failed = [
+        f"{g.get('guest')}: {g.get('message') or g.get('result')}"
+        for g in guests
+        if g.get("result") != "ok"
+    ]
+    failed += [f"{g.get('guest')}: {e}" for g in guests for e in g.get("errors") or []]
+    return [head, *_failures(failed)]
+
+
+def _verify(summary: Mapping[str, Any]) -> list[str]:
+    guests = _rows(summary, "guests")
+    ok = [g for g in guests if g.get("ok")]
+    failed = [f"{g.get('name')}: {g.get('message')}" for g in guests if not g.get("ok")]
+    return [f"{_plural(len(ok), 'guest')} verified", *_failures(failed)]
+
+
+def _snapshot(summary: Mapping[str, Any]) -> list[str]:
+    targets = _rows(summary, "targets")
+    taken = sum(1 for t in targets if t.get("taken"))
+    datasets = [d for t in targets for d in _rows(t, "datasets")]
+    removed = sum(len(d.get("removed") or []) for d in datasets)
+    head = f"{_plural(taken, 'snapshot')} taken, {removed} removed"
+    failed = [f"{t.get('dataset')}: {t['error']}" for t in targets if t.get("error")]
+    failed += [f"{d.get('dataset')}: {f}" for d in datasets for f in d.get("failed") or []]
+    return [head, *_failures(failed)]
+
+
+def _apply(summary: Mapping[str, Any]) -> list[str]:
+    outcomes = _rows(summary, "outcomes")
+    done = [o for o in outcomes if o.get("result") == "ok"]
+    held = [o for o in outcomes if o.get("result") == "held"]
+    head = f"{_plural(len(done), 'object')} changed" + (f", {len(held)} held" if held else "")
+    failed = [
+        f"{o.get('kind')} {o.get('name')}: {o.get('error')}"
+        for o in outcomes
+        if o.get("result") == "failed"
+    ]
+    return [head, *_failures(failed)]
+
+
+def _update(summary: Mapping[str, Any]) -> list[str]:
+    guests = _rows(summary, "guests")
+    ok = [g for g in guests if g.get("result") == "ok"]
+    rolled = [str(g.get("guest")) for g in guests if g.get("rolled_back")]
+    head = f"{_plural(len(ok), 'guest')} updated" + (
+        f", {len(rolled)} rolled back ({', '.join(rolled)})" if rolled else ""
+    )
+    failed = [
+        f"{g.get('guest')}: {g.get('message') or g.get('result')}"
+        for g in guests
+        if g.get("result") != "ok"
+    ]
+    return [head, *_failures(failed)]
+
+
+def summary_lines(run: Run) -> list[str]:
+    """The run in words: a headline, then one line per failure."""
+    summary = run.summary
+    if run.command == "backup":
+        lines = _backup(summary)
+    elif run.command == "backup verify":
+        lines = _verify(summary)
+    elif run.command == "snapshot":
+        lines = _snapshot(summary)
+    elif run.command == "apply":
+        lines = _apply(summary)
+    elif run.command.startswith("update"):
+        lines = _update(summary)
+    else:
+        lines = [run.result or "running"]
+    if summary.get("error"):
+        lines.append(f"error: {summary['error']}")
+    return lines
+
+
+def one_line(run: Run, width: int = 100) -> str:
+    """:func:`summary_lines` joined, cut at ``width`` characters."""
+    text = "; ".join(summary_lines(run))
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def as_json(run: Run) -> dict[str, Any]:
+    """One run for ``history --json``."""
+    return {
+        "id": run.id,
+        "job": run.command,
+        "started": run.started,
+        "ended": run.ended,
+        "seconds": None if run.seconds is None else round(run.seconds, 1),
+        "result": run.result,
+        "lines": summary_lines(run),
+        "summary": run.summary,
+    }
+
+
+def table(runs: Sequence[Run]) -> list[tuple[str, str, str, str, str]]:
+    """Rows (with a header) for the history table, in the order given."""
+    rows = [("started", "job", "result", "took", "summary")]
+    rows += [
+        (
+            local_time(r.started),
+            r.command,
+            r.result or "running",
+            duration(r.seconds),
+            one_line(r),
+        )
+        for r in runs
+    ]
+    return rows

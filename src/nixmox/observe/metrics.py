@@ -1,0 +1,161 @@
+"""Prometheus textfile metrics, built from the run journal after every run.
+
+Only the metrics of :data:`nixmox.observe.metric_names.METRICS` are written,
+each with exactly its labels. Values come from the journal, never from the
+API: writing the file costs a few SQLite reads.
+
+- jobs: the newest finished run of each command, and run counts by result;
+- guests: the newest archive each guest got from a ``backup`` run (the
+  archive's name carries its time, in the inventory's zone);
+- datasets: the snapshot the newest ``snapshot`` run took, and how many
+  nixmox snapshots retention kept;
+- updates: rollbacks and the last result per guest from ``update ...`` runs
+  (``{"guests": [{"guest", "vmid", "result", "rolled_back"}]}``), and
+  pending updates from a run's ``{"pending": {TARGET: N}}`` when it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from nixmox.backups import parse_volid
+from nixmox.errors import NixmoxError
+from nixmox.inventory.model import Inventory
+from nixmox.observe.metric_names import METRICS
+from nixmox.snapshots import taken_at
+from nixmox.state import Journal, Run
+
+#: metric name -> label values -> value
+Samples = dict[str, dict[tuple[str, ...], float]]
+
+#: How far back the journal is read for per-guest facts.
+HISTORY = 500
+
+
+def _guest_kinds(inv: Inventory) -> dict[str, str]:
+    return {g.name: "lxc" if g.kind == "lxc" else "qemu" for g in inv.guests}
+
+
+def _rows(summary: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    rows = summary.get(key)
+    return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
+
+
+def samples(
+    latest: Mapping[str, Run],
+    totals: Mapping[tuple[str, str], int],
+    runs: Iterable[Run],
+    kinds: Mapping[str, str],
+    zone: tzinfo,
+) -> Samples:
+    """Every sample, from the journal: ``runs`` newest first (any commands)."""
+    out: Samples = {name: {} for name in METRICS}
+    for job, run in latest.items():
+        out["nixmox_job_last_run_timestamp_seconds"][(job,)] = run.ended or run.started
+        out["nixmox_job_last_run_duration_seconds"][(job,)] = run.seconds or 0.0
+        out["nixmox_job_last_run_success"][(job,)] = 1.0 if run.result == "ok" else 0.0
+    for (job, result), count in totals.items():
+        out["nixmox_job_runs_total"][(job, result or "unknown")] = float(count)
+    snapshot_seen = False
+    pending_seen: set[str] = set()
+    for run in runs:
+        if run.ended is None:
+            continue
+        if run.command == "backup":
+            _backup(out, run, zone)
+        elif run.command == "snapshot" and not snapshot_seen:
+            snapshot_seen = True
+            _snapshot(out, run)
+        elif run.command.startswith("update"):
+            _update(out, run, kinds, pending_seen)
+    return out
+
+
+def _backup(out: Samples, run: Run, zone: tzinfo) -> None:
+    newest = out["nixmox_guest_backup_newest_timestamp_seconds"]
+    for row in _rows(run.summary, "guests"):
+        parsed = parse_volid(str(row.get("archive") or ""), zone)
+        if row.get("result") != "ok" or parsed is None:
+            continue
+        kind, vmid, when = parsed
+        labels = (f"{kind}/{vmid}", str(row.get("guest")))
+        if labels in newest:  # a newer run already named this guest's newest archive
+            continue
+        newest[labels] = when.timestamp()
+        out["nixmox_guest_backup_newest_size_bytes"][labels] = float(row.get("size") or 0)
+
+
+def _snapshot(out: Samples, run: Run) -> None:
+    for target in _rows(run.summary, "targets"):
+        when = taken_at(str(target.get("taken") or ""))
+        for ds in _rows(target, "datasets"):
+            name = str(ds.get("dataset"))
+            if when is not None:
+                out["nixmox_dataset_snapshot_newest_timestamp_seconds"][(name,)] = when.timestamp()
+            out["nixmox_dataset_snapshots"][(name,)] = float(ds.get("kept") or 0)
+
+
+def _update(out: Samples, run: Run, kinds: Mapping[str, str], pending_seen: set[str]) -> None:
+    if run.command not in pending_seen:
+        pending_seen.add(run.command)
+        pending = run.summary.get("pending")
+        if isinstance(pending, Mapping):
+            for target, count in pending.items():
+                out["nixmox_pending_updates"].setdefault((str(target),), float(count))
+    rollbacks = out["nixmox_update_rollbacks_total"]
+    last = out["nixmox_guest_update_last_success"]
+    for row in _rows(run.summary, "guests"):
+        name = str(row.get("guest"))
+        labels = (f"{kinds.get(name, 'qemu')}/{row.get('vmid')}", name)
+        rollbacks[labels] = rollbacks.get(labels, 0.0) + (1.0 if row.get("rolled_back") else 0.0)
+        last.setdefault(labels, 1.0 if row.get("result") == "ok" else 0.0)
+
+
+class _Collector(Collector):
+    def __init__(self, data: Samples) -> None:
+        self.data = data
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        for name, (kind, labels, help_text) in METRICS.items():
+            family: GaugeMetricFamily | CounterMetricFamily
+            if kind == "counter":
+                family = CounterMetricFamily(name, help_text, labels=list(labels))
+            else:
+                family = GaugeMetricFamily(name, help_text, labels=list(labels))
+            for values, value in sorted(self.data.get(name, {}).items()):
+                family.add_metric(list(values), value)
+            yield family
+
+
+def registry(data: Samples) -> CollectorRegistry:
+    """A registry holding exactly ``data``."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Collector(data))
+    return reg
+
+
+def write_textfile(path: Path, reg: CollectorRegistry) -> None:
+    """Write ``reg`` to ``path`` atomically (a temporary file renamed over it)."""
+    try:
+        write_to_textfile(str(path), reg)
+    except OSError as exc:
+        raise NixmoxError(f"{path}: cannot write the metrics textfile: {exc.strerror}") from None
+
+
+def update_textfile(inv: Inventory, journal: Journal, zone: tzinfo) -> Path | None:
+    """Rewrite ``[metrics] textfile`` from the journal; ``None`` without ``[metrics]``."""
+    if inv.metrics is None:
+        return None
+    path = Path(inv.metrics.textfile)
+    data = samples(
+        journal.latest(), journal.totals(), journal.runs(limit=HISTORY), _guest_kinds(inv), zone
+    )
+    write_textfile(path, registry(data))
+    return path

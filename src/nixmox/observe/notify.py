@@ -1,0 +1,96 @@
+"""Notifications through apprise: one message per run, when it is news.
+
+A run is news on ``failure`` (it did not end ``ok``), on ``recovery`` (it
+ended ``ok`` and the job's previous run did not) and, when asked for, on
+``success`` (every ``ok`` run). The message is the run's summary in words.
+Notification URLs carry tokens and passwords: each is registered as a secret
+before apprise sees it, and nixmox logs only their scheme.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nixmox.inventory.model import Inventory
+from nixmox.log import register_secret
+from nixmox.observe.history import duration, summary_lines
+from nixmox.state import Run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification: its event, title and body."""
+
+    event: str  # failure | recovery | success
+    title: str
+    body: str
+
+
+def event(run: Run, previous: Run | None) -> str:
+    """``failure``, ``recovery`` or ``success`` for ``run`` after ``previous`` (same job)."""
+    if run.result != "ok":
+        return "failure"
+    if previous is not None and previous.result != "ok":
+        return "recovery"
+    return "success"
+
+
+def message(run: Run, previous: Run | None, host: str) -> Message:
+    """The notification for ``run``, whether or not it is sent."""
+    what = event(run, previous)
+    verb = {"failure": "failed", "recovery": "recovered", "success": "succeeded"}[what]
+    title = f"nixmox {run.command} {verb} on {host}"
+    lines = summary_lines(run)
+    lines.append(f"result {run.result or 'unknown'}, took {duration(run.seconds)}")
+    return Message(what, title, "\n".join(lines))
+
+
+def host_name(inv: Inventory) -> str:
+    """The lab's node names (``pve1``), or this machine's name without nodes."""
+    return ", ".join(n.name for n in inv.nodes) or socket.gethostname()
+
+
+def scheme(url: str) -> str:
+    """What of a notification URL may be logged: ``ntfy://``."""
+    return url.split("://", 1)[0] + "://" if "://" in url else "(a URL)"
+
+
+def send(urls: Sequence[str], msg: Message) -> bool:
+    """Deliver ``msg`` to every URL; False (and a warning) if any failed."""
+    import apprise
+
+    for url in urls:
+        register_secret(url)
+        if "://" in url:
+            register_secret(url.split("://", 1)[1])
+    sender = apprise.Apprise()
+    ok = True
+    for url in urls:
+        if not sender.add(url):
+            log.warning("notify: %s URL not understood by apprise; skipped", scheme(url))
+            ok = False
+    if len(sender) == 0:
+        return False
+    kind = apprise.NotifyType.FAILURE if msg.event == "failure" else apprise.NotifyType.SUCCESS
+    if not sender.notify(body=msg.body, title=msg.title, notify_type=kind):
+        log.warning(
+            "notify: delivery through %s failed", ", ".join(sorted({scheme(u) for u in urls}))
+        )
+        return False
+    log.debug("notify: sent %r through %s", msg.title, ", ".join(sorted({scheme(u) for u in urls})))
+    return ok
+
+
+def notify_run(inv: Inventory, run: Run, previous: Run | None) -> Message | None:
+    """Send the message for ``run`` if ``[notify] on`` asks for its event; return it if sent."""
+    if inv.notify is None or not inv.notify.urls:
+        return None
+    msg = message(run, previous, host_name(inv))
+    if msg.event not in inv.notify.on:
+        return None
+    return msg if send(inv.notify.urls, msg) else None

@@ -1,0 +1,329 @@
+"""``nixmox status``: the lab on one screen, from the journal and one pass over the API.
+
+The API is read once: doctor's ``proxmox``, ``guests`` and ``backups`` areas
+run against a client that answers a repeated GET from memory, and the guest
+rows reuse those answers (``/cluster/resources``, each guest's ``pending``,
+each backup storage's content per node). Snapshots and update results come
+from the journal (listing ZFS is the ``snapshot`` job's and ``doctor``'s
+business). With the API unreachable, the journal still answers.
+
+Exit codes: 0 all fine, 1 a job's last run did not succeed, 2 doctor would
+FAIL something (an unreachable API is one of those).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nixmox.backups import all_archives
+from nixmox.doctor.verdict import Check, Status, totals
+from nixmox.errors import NixmoxError
+from nixmox.inventory.model import Guest, Inventory
+from nixmox.observe.history import one_line
+from nixmox.observe.metrics import Samples, samples
+from nixmox.proxmox.client import Proxmox
+from nixmox.snapshots import human, taken_at
+from nixmox.state import Journal, Run
+from nixmox.zones import zone
+
+#: The doctor areas status runs: the ones that only read the API.
+AREAS = ("proxmox", "guests", "backups")
+
+
+class ReadOnce(Proxmox):
+    """A client that sends each distinct GET once and answers repeats from memory."""
+
+    def __init__(self, api: Proxmox) -> None:
+        super().__init__(api.conn)
+        self._seen: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+
+    def get(self, path: str, **params: Any) -> Any:
+        key = (path, tuple(sorted((k, str(v)) for k, v in params.items())))
+        if key not in self._seen:
+            try:
+                self._seen[key] = super().get(path, **params)
+            except NixmoxError as exc:
+                self._seen[key] = exc
+        found = self._seen[key]
+        if isinstance(found, NixmoxError):
+            raise found
+        return found
+
+
+@dataclass
+class GuestRow:
+    """One guest's line."""
+
+    name: str
+    vmid: int
+    id: str
+    node: str
+    state: str = "unknown"
+    last_backup: str | None = None
+    backup_time: float | None = None
+    backup_from: str | None = None  # api | journal
+    newest_snapshot: str | None = None
+    pending_changes: int | None = None
+    pending_updates: int | None = None
+    last_update: str | None = None
+
+
+@dataclass
+class DatasetRow:
+    """One dataset's newest nixmox snapshot, per the newest snapshot run."""
+
+    dataset: str
+    newest: float | None
+    snapshots: int
+
+
+@dataclass
+class JobRow:
+    """One job's last run."""
+
+    job: str
+    ended: float | None
+    result: str | None
+    summary: str
+
+
+@dataclass
+class Report:
+    """Everything ``status`` shows."""
+
+    now: float
+    api_error: str | None
+    requests: int
+    guests: list[GuestRow] = field(default_factory=list)
+    datasets: list[DatasetRow] = field(default_factory=list)
+    jobs: list[JobRow] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """2 doctor FAIL, 1 a job's last run did not succeed, else 0."""
+        if any(c.status is Status.FAIL for c in self.checks):
+            return 2
+        return 1 if any(j.result != "ok" for j in self.jobs) else 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "now": self.now,
+            "api": {"reachable": self.api_error is None, "error": self.api_error},
+            "requests": self.requests,
+            "guests": [asdict(g) for g in self.guests],
+            "datasets": [asdict(d) for d in self.datasets],
+            "jobs": [asdict(j) for j in self.jobs],
+            "doctor": {
+                "areas": list(AREAS),
+                "totals": totals(self.checks),
+                "checks": [c.as_json() for c in self.checks if c.status is not Status.PASS],
+            },
+            "exit_code": self.exit_code,
+        }
+
+
+def _kind(guest: Guest) -> str:
+    return "lxc" if guest.kind == "lxc" else "qemu"
+
+
+def _doctor(inv: Inventory) -> tuple[list[Check], ReadOnce | None]:
+    from nixmox.doctor.backups_area import check_backups
+    from nixmox.doctor.proxmox_area import check_guests, check_proxmox
+
+    checks, plain = check_proxmox(inv)
+    api = None if plain is None else ReadOnce(plain)
+    try:
+        checks += check_guests(inv, api) if api is not None else []
+    except NixmoxError as exc:
+        checks.append(Check("guests-area", Status.UNKNOWN, "guests", str(exc)))
+    try:
+        checks += check_backups(inv, api)
+    except NixmoxError as exc:
+        checks.append(Check("backups-area", Status.UNKNOWN, "backups", str(exc)))
+    if plain is not None and api is not None:
+        api.calls += plain.calls
+    return checks, api
+
+
+def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> None:
+    """Fill state, node, pending changes and the newest archive from the (cached) API."""
+    from nixmox.doctor.backups_area import backed_up_guests
+
+    try:
+        resources = api.get("/cluster/resources", type="vm")
+    except NixmoxError:
+        resources = []
+    found = {int(r["vmid"]): r for r in resources if "vmid" in r}
+    for guest in inv.guests:
+        row = rows[guest.vmid]
+        res = found.get(guest.vmid)
+        if res is None:
+            row.state = "missing"
+            continue
+        row.state, row.node = str(res.get("status", "unknown")), str(res.get("node", guest.node))
+        try:
+            pending = api.get(f"/nodes/{guest.node}/{_kind(guest)}/{guest.vmid}/pending")
+            row.pending_changes = sum(1 for p in pending if "pending" in p or p.get("delete"))
+        except NixmoxError:
+            pass
+    if inv.backups is None:
+        return
+    storage, tz = inv.backups.storage, zone(inv.timezone)
+    for node in sorted({g.node for g in backed_up_guests(inv)}):
+        path = f"/nodes/{node}/storage/{storage}/content"
+        try:
+            archives = all_archives(api.get(path, content="backup") or [], tz)
+        except NixmoxError:
+            continue
+        for guest in (g for g in inv.guests if g.node == node):
+            mine = [a for a in archives if a.vmid == guest.vmid and a.kind == _kind(guest)]
+            if mine:
+                newest = mine[0]
+                row = rows[guest.vmid]
+                row.last_backup, row.backup_time = newest.volid, newest.time.timestamp()
+                row.backup_from = "api"
+
+
+def _journal(
+    inv: Inventory, data: Samples, snapshot_run: Run | None, rows: Mapping[int, GuestRow]
+) -> None:
+    """Fill what the journal knows: backups (when the API did not say), snapshots, updates."""
+    backups = data["nixmox_guest_backup_newest_timestamp_seconds"]
+    updates = data["nixmox_guest_update_last_success"]
+    pending = data["nixmox_pending_updates"]
+    datasets = _snapshot_datasets(snapshot_run)
+    for guest in inv.guests:
+        row = rows[guest.vmid]
+        labels = (row.id, guest.name)
+        if row.backup_time is None and labels in backups:
+            row.backup_time, row.backup_from = backups[labels], "journal"
+        if labels in updates:
+            row.last_update = "ok" if updates[labels] else "failed"
+        if (guest.name,) in pending:
+            row.pending_updates = int(pending[(guest.name,)])
+        disk = re.compile(rf"(?:^|/)(?:vm|subvol|base)-{guest.vmid}-disk-\d+$")
+        mine = [name for ds, name in datasets.items() if disk.search(ds)]
+        row.newest_snapshot = max(mine) if mine else None
+
+
+def _snapshot_datasets(run: Run | None) -> dict[str, str]:
+    """dataset -> the snapshot the run took of it."""
+    out: dict[str, str] = {}
+    if run is None:
+        return out
+    for target in run.summary.get("targets") or []:
+        if isinstance(target, Mapping) and target.get("taken"):
+            for ds in target.get("datasets") or []:
+                if isinstance(ds, Mapping):
+                    out[str(ds.get("dataset"))] = str(target["taken"])
+    return out
+
+
+def gather(inv: Inventory, journal: Journal, now: datetime | None = None) -> Report:
+    """Read the journal and make one pass over the API."""
+    when = now or datetime.now(UTC)
+    latest = journal.latest()
+    data = samples(
+        latest,
+        journal.totals(),
+        journal.runs(limit=500),
+        {g.name: _kind(g) for g in inv.guests},
+        zone(inv.timezone),
+    )
+    checks, api = _doctor(inv)
+    reach = next((c for c in checks if c.id.startswith("proxmox-")), None)
+    api_error = None
+    if api is None:
+        api_error = reach.message if reach is not None else "the Proxmox API is not reachable"
+    rows = {
+        g.vmid: GuestRow(g.name, g.vmid, f"{_kind(g)}/{g.vmid}", g.node)
+        for g in sorted(inv.guests, key=lambda g: g.vmid)
+    }
+    if api is not None:
+        _live(inv, api, rows)
+    _journal(inv, data, latest.get("snapshot"), rows)
+    newest = data["nixmox_dataset_snapshot_newest_timestamp_seconds"]
+    counts = data["nixmox_dataset_snapshots"]
+    report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
+    report.guests = list(rows.values())
+    report.datasets = [
+        DatasetRow(ds, newest.get((ds,)), int(n)) for (ds,), n in sorted(counts.items())
+    ]
+    report.jobs = [
+        JobRow(job, run.ended, run.result, one_line(run, 80)) for job, run in sorted(latest.items())
+    ]
+    report.checks = checks
+    return report
+
+
+def _age(now: float, then: float | None) -> str:
+    return "-" if then is None else human(timedelta(seconds=max(0.0, now - then)))
+
+
+def _when(epoch: float | None) -> str:
+    from nixmox.observe.history import local_time
+
+    return "-" if epoch is None else local_time(epoch)[:16]
+
+
+def lines(report: Report) -> list[str]:
+    """The report as plain text, one line per row."""
+    from nixmox.observe.history import local_time
+
+    api = "reachable" if report.api_error is None else f"UNREACHABLE: {report.api_error}"
+    out = [f"nixmox status at {local_time(report.now)}: Proxmox API {api}", ""]
+    guest_rows = [("guest", "id", "node", "state", "last backup", "age", "snapshot", "pending")]
+    for g in report.guests:
+        snap = taken_at(g.newest_snapshot) if g.newest_snapshot else None
+        pending = "-" if g.pending_changes is None else f"{g.pending_changes} config"
+        if g.pending_updates is not None:
+            pending += f", {g.pending_updates} updates"
+        if g.last_update is not None:
+            pending += f", last update {g.last_update}"
+        guest_rows.append(
+            (
+                g.name,
+                g.id,
+                g.node,
+                g.state,
+                _when(g.backup_time) + (" (journal)" if g.backup_from == "journal" else ""),
+                _age(report.now, g.backup_time),
+                "-" if snap is None else _age(report.now, snap.timestamp()) + " ago",
+                pending,
+            )
+        )
+    out += _table(guest_rows)
+    if report.datasets:
+        out.append("")
+        ds_rows = [("dataset", "newest snapshot", "age", "count")]
+        ds_rows += [
+            (d.dataset, _when(d.newest), _age(report.now, d.newest), str(d.snapshots))
+            for d in report.datasets
+        ]
+        out += _table(ds_rows)
+    out.append("")
+    job_rows = [("job", "last run", "result", "summary")]
+    job_rows += [(j.job, _when(j.ended), j.result or "-", j.summary) for j in report.jobs]
+    out += _table(job_rows) if report.jobs else ["no job has run yet (the journal is empty)"]
+    out.append("")
+    bad = [c for c in report.checks if c.status in (Status.FAIL, Status.UNKNOWN, Status.WARN)]
+    counts = totals(report.checks)
+    out.append(
+        f"doctor ({', '.join(AREAS)}): "
+        + (", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) or "no checks ran")
+    )
+    out += [f"{c.status.value:<7} {c.id:<16} {c.subject}: {c.message}" for c in bad]
+    return out
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        "  ".join([c.ljust(w) for c, w in zip(r, widths, strict=False)] + [r[-1]]).rstrip()
+        for r in rows
+    ]

@@ -1,0 +1,138 @@
+"""The metrics textfile and the history lines, from a journal of real job summaries."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from nixmox.cli.main import run
+from nixmox.inventory.load import load_inventory
+from nixmox.observe.history import summary_lines
+from nixmox.observe.metric_names import METRICS
+from nixmox.observe.metrics import update_textfile
+from nixmox.state import Journal
+from tests.observe_support import inventory, record
+
+VIENNA = ZoneInfo("Europe/Vienna")
+ARCHIVE = "backups:backup/vzdump-qemu-101-2026_11_25-02_30_00.vma.zst"
+
+
+def backup_guest(name: str, vmid: int, result: str, archive: str | None, **extra: object) -> dict:
+    row = {"guest": name, "vmid": vmid, "result": result, "archive": archive, "size": 0}
+    row.update({"seconds": 1.0, "kept": 3, "removed": [], "errors": [], "message": ""}, **extra)
+    return row
+
+
+def seed(state: Path) -> None:
+    ok_ct = "backups:backup/vzdump-lxc-100-2026_11_24-02_30_00.tar.zst"
+    record(state, "backup", "ok", {"guests": [backup_guest("nixos-lxc", 100, "ok", ok_ct, size=7)]})
+    rows = [
+        backup_guest("nixos-vm", 101, "ok", ARCHIVE, size=1234, removed=["a", "b"]),
+        backup_guest("nixos-lxc", 100, "failed", None, message="vzdump failed: EOF"),
+    ]
+    record(state, "backup", "failed", {"guests": rows})
+    record(
+        state,
+        "snapshot",
+        "ok",
+        {
+            "targets": [
+                {
+                    "dataset": "rpool/data/vm",
+                    "taken": "nixmox_2026-11-25T10:00:00Z",
+                    "error": None,
+                    "datasets": [
+                        {"dataset": "rpool/data/vm", "kept": 5, "held": 0, "removed": ["x"]},
+                        {"dataset": "rpool/data/vm/vm-101-disk-0", "kept": 4, "held": 1},
+                    ],
+                }
+            ]
+        },
+    )
+    updates = {"guest": "nixos-vm", "vmid": 101}
+    record(
+        state,
+        "update nixos",
+        "failed",
+        {"guests": [{**updates, "result": "failed", "rolled_back": True}]},
+    )
+    record(
+        state,
+        "update nixos",
+        "ok",
+        {"guests": [{**updates, "result": "ok", "rolled_back": False}], "pending": {"pve1": 3}},
+    )
+
+
+def test_textfile_has_only_declared_metrics_with_their_labels(tmp_path: Path) -> None:
+    state, prom = tmp_path / "state", tmp_path / "nixmox.prom"
+    seed(state)
+    inv = load_inventory(inventory(tmp_path, textfile=prom, urls=[]))
+    journal = Journal(state)
+    assert update_textfile(inv, journal, VIENNA) == prom
+    families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in families.values():
+        for s in family.samples:
+            name = family.name + ("_total" if family.type == "counter" else "")
+            assert s.name == name and name in METRICS, s.name
+            kind, labels, _ = METRICS[name]
+            assert family.type == kind and tuple(sorted(s.labels)) == tuple(sorted(labels))
+            values[(name, tuple(sorted(s.labels.items())))] = s.value
+    vm = (("id", "qemu/101"), ("name", "nixos-vm"))
+    ct = (("id", "lxc/100"), ("name", "nixos-lxc"))
+    when = datetime(2026, 11, 25, 2, 30, tzinfo=VIENNA).timestamp()
+    assert values[("nixmox_guest_backup_newest_timestamp_seconds", vm)] == when
+    assert values[("nixmox_guest_backup_newest_size_bytes", vm)] == 1234
+    # The failed run named no archive for the container: the older run's stands.
+    ct_when = datetime(2026, 11, 24, 2, 30, tzinfo=VIENNA).timestamp()
+    assert values[("nixmox_guest_backup_newest_timestamp_seconds", ct)] == ct_when
+    assert values[("nixmox_job_last_run_success", (("job", "backup"),))] == 0
+    assert values[("nixmox_job_last_run_success", (("job", "snapshot"),))] == 1
+    assert values[("nixmox_job_runs_total", (("job", "backup"), ("result", "failed")))] == 1
+    assert values[("nixmox_job_runs_total", (("job", "backup"), ("result", "ok")))] == 1
+    disk = (("dataset", "rpool/data/vm/vm-101-disk-0"),)
+    assert values[("nixmox_dataset_snapshots", disk)] == 4
+    assert (
+        values[("nixmox_dataset_snapshot_newest_timestamp_seconds", disk)]
+        == datetime.fromisoformat("2026-11-25T10:00:00+00:00").timestamp()
+    )
+    assert values[("nixmox_update_rollbacks_total", vm)] == 1
+    assert values[("nixmox_guest_update_last_success", vm)] == 1
+    assert values[("nixmox_pending_updates", (("target", "pve1"),))] == 3
+    assert not list(tmp_path.glob("nixmox.prom.*"))  # the temporary file was renamed
+
+
+def test_history_says_what_changed_and_what_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    seed(state)
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(state))
+    [failed, ok] = Journal(state).runs("backup", exact=True)
+    assert summary_lines(failed) == [
+        "1 guest backed up, 2 archives removed",
+        "1 failed: nixos-lxc: vzdump failed: EOF",
+    ]
+    assert summary_lines(ok)[0] == "1 guest backed up, 0 archives removed"
+    assert run(["history", "--job", "backup", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["result"] for r in runs] == ["failed", "ok"] and runs[0]["summary"]["guests"]
+    assert run(["history"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["started", "job", "result", "took", "summary"]
+    assert [ln.split()[2] for ln in lines[1:]] == [
+        "update",
+        "update",
+        "snapshot",
+        "backup",
+        "backup",
+    ]
+    assert "0 guests updated, 1 rolled back (nixos-vm); 1 failed: nixos-vm" in lines[2]
+    assert run(["history", "--limit", "0"]) == 1
+    assert "--limit 0" in capsys.readouterr().err

@@ -1,0 +1,102 @@
+"""`nixmox status` and the job wiring against the lab: one API pass, journal fallback."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from nixmox.cli.main import run
+from tests.lab.serving import RunningLab
+from tests.observe_support import inventory, receiver
+
+
+@pytest.fixture
+def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+    lab.pve.add_declared_guests()
+    return lab
+
+
+def status_json(capsys: pytest.CaptureFixture[str], config: Path) -> tuple[int, dict[str, Any]]:
+    code = run(["status", "--json", "--config", str(config)])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_backup_run_feeds_metrics_notification_history_and_status(
+    env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    yesterday = datetime.now() - timedelta(days=1)
+    for vmid, kind in ((100, "lxc"), (101, "qemu"), (102, "qemu")):
+        env.pve.seed_backup("backups", vmid, kind, yesterday)
+    env.pve.fail_backup(101, "unable to access disk: Input/output error")
+    prom = tmp_path / "nixmox.prom"
+    with receiver() as rec:
+        config = inventory(tmp_path, textfile=prom, urls=[rec.url])
+        assert (
+            run(["backup", "--config", str(config), "--guest", "nixos-lxc", "--guest", "nixos-vm"])
+            == 1
+        )
+        [msg] = rec.bodies
+        assert msg["title"] == "nixmox backup failed on pve1"
+        assert "nixos-vm: " in msg["message"] and "Input/output error" in msg["message"]
+        capsys.readouterr()
+        env.pve.clear_backup_failures()
+        assert run(["backup", "--config", str(config), "--guest", "nixos-vm"]) == 0
+        assert rec.bodies[1]["title"] == "nixmox backup recovered on pve1"
+    samples = {
+        (s.name, s.labels.get("id")): s.value
+        for f in text_string_to_metric_families(prom.read_text())
+        for s in f.samples
+    }
+    assert samples[("nixmox_job_last_run_success", None)] == 1
+    assert samples[("nixmox_guest_backup_newest_size_bytes", "qemu/101")] > 0
+    capsys.readouterr()
+
+    code, report = status_json(capsys, config)
+    assert code == 0, report  # the last backup run succeeded; nothing doctor FAILs
+    guests = {g["name"]: g for g in report["guests"]}
+    assert guests["nixos-vm"]["state"] == "running" and guests["nixos-vm"]["node"] == "pve1"
+    assert guests["nixos-vm"]["backup_from"] == "api"
+    assert guests["nixos-vm"]["pending_changes"] == 0
+    assert (datetime.now().timestamp() - guests["nixos-vm"]["backup_time"]) < 3600
+    assert [j["job"] for j in report["jobs"]] == ["backup"]
+    assert report["doctor"]["areas"] == ["proxmox", "guests", "backups"]
+    # One pass: /version, /cluster/resources, 3 pending, 1 agent ping, 1 storage listing.
+    assert report["requests"] <= 8, report["requests"]
+
+    assert run(["status", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "Proxmox API reachable" in text and "doctor (proxmox, guests, backups)" in text
+    assert run(["history", "--job", "backup"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "ok" in table[1] and "1 guest backed up" in table[1]
+    assert "failed" in table[2] and "1 failed: nixos-vm" in table[2]
+
+
+def test_status_without_the_api_still_reads_the_journal(
+    env: RunningLab,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = inventory(tmp_path, textfile=tmp_path / "m.prom", urls=[])
+    env.pve.seed_backup("backups", 100, "lxc", datetime.now() - timedelta(hours=2))
+    assert run(["backup", "--config", str(config), "--guest", "nixos-lxc"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("NIXMOX_PVE_URL", "https://127.0.0.1:9")  # nothing listens there
+    code, report = status_json(capsys, config)
+    assert code == 2
+    assert report["api"]["reachable"] is False and "cannot reach" in report["api"]["error"]
+    ct = next(g for g in report["guests"] if g["name"] == "nixos-lxc")
+    assert ct["backup_from"] == "journal" and ct["backup_time"]
+    assert report["jobs"][0]["result"] == "ok"
+    assert run(["status", "--config", str(config)]) == 2
+    out = capsys.readouterr().out
+    assert "Proxmox API UNREACHABLE" in out and "(journal)" in out
