@@ -21,7 +21,6 @@ PENDING = [
     (["update", "windows", "--guest", "win11-gaming"], 6),
     (["status", "--json"], 9),
     (["history", "--job", "backup"], 9),
-    (["render", "diagram", "--kind", "network"], 9),
     (["template", "build", "nixos-lxc"], 10),
     (["template", "upload", "image.tar.xz"], 10),
     (["windows", "provision", "--guest", "win11-gaming"], 10),
