@@ -285,3 +285,15 @@ def test_unreachable_api_draws_from_the_inventory_and_says_so(
     assert "%% drawn from the inventory alone: Proxmox API not usable" in page
     assert "secret-value-123" not in page
     assert page.startswith("<!doctype html>")
+
+
+def test_readme_example_is_the_real_output(inv: Inventory) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Diagrams", 1)[1]
+    block = section.split("```mermaid\n", 1)[1].split("```", 1)[0]
+
+    def drop_comments(text: str) -> list[str]:
+        # The comments say why there was no live state, which depends on the machine.
+        return [line for line in text.splitlines() if not line.startswith("%%")]
+
+    assert drop_comments(block) == drop_comments(diagrams.network(inv))
