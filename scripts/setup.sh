@@ -12,6 +12,12 @@ if [ "${1:-}" = "--peers" ]; then
   for pkg in $PEERS; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
   done
+  # Node.js runs mermaid's own parser on the generated diagrams. Asked for by
+  # command, not by package: a node from elsewhere (NodeSource, nvm) will do,
+  # and Debian's npm conflicts with NodeSource's nodejs.
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    missing="$missing nodejs npm"
+  fi
   if [ -n "$missing" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
       echo "==> installing Debian packages:$missing"
@@ -34,4 +40,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
   touch "$stamp"
+fi
+
+# mermaid and jsdom (pinned in tests/mermaid/package-lock.json) for the diagram tests.
+if command -v npm >/dev/null; then
+  lock=tests/mermaid/package-lock.json
+  if [ ! -f tests/mermaid/node_modules/.package-lock.json ] || [ "$lock" -nt tests/mermaid/node_modules/.package-lock.json ]; then
+    echo "==> installing mermaid's parser into tests/mermaid (npm ci)"
+    (cd tests/mermaid && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+else
+  echo "==> npm not found: the diagram tests will skip (run with --peers as root to install)"
 fi

@@ -376,10 +376,28 @@ def render_systemd(
 def render_diagram(
     ctx: typer.Context,
     kind: Annotated[str, typer.Option("--kind", help="network, storage or updates")] = "network",
+    fmt: Annotated[
+        str, typer.Option("--format", help="mermaid (text) or html (a self-contained page)")
+    ] = "mermaid",
+    live: Annotated[
+        bool,
+        typer.Option("--live/--no-live", help="add the live state when the API is reachable"),
+    ] = True,
+    mermaid_js: Annotated[
+        Path | None,
+        typer.Option(
+            "--mermaid-js",
+            help="mermaid.min.js to inline into the HTML page (default: $NIXMOX_MERMAID_JS)",
+            dir_okay=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """The lab's mermaid diagrams from the inventory and live state."""
-    _pending("render diagram", 9)
+    from nixmox.cli import diagram_cmd
+
+    g = _globals(ctx, config, False)
+    raise typer.Exit(diagram_cmd.render(g.config, kind, fmt, live=live, mermaid_js=mermaid_js))
 
 
 @app.command()

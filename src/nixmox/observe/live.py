@@ -1,0 +1,109 @@
+"""Reading the live facts the diagrams draw: bridges, guests and their NICs and disks, storages.
+
+One pass over the API: ``/cluster/resources``, each node's bridges, ``/storage``
+and each guest's config (for its bridges and volumes). Turned into the plain
+data of :mod:`nixmox.observe.diagrams`, which never talks to Proxmox itself.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from nixmox.errors import ConfigError, NixmoxError
+from nixmox.inventory.model import Inventory
+from nixmox.observe.diagrams import Live, LiveBridge, LiveGuest, LiveStorage
+from nixmox.proxmox import props
+from nixmox.proxmox.client import Proxmox, Retry, Timeouts
+from nixmox.proxmox.settings import connection
+
+# Disks and volumes in a guest config: scsi0, virtio1, sata2, ide3, efidisk0, tpmstate0,
+# rootfs, mp0.
+_VOLUME_KEY = re.compile(r"(scsi|virtio|sata|ide|mp)\d+|efidisk0|tpmstate0|rootfs")
+_NET_KEY = re.compile(r"net\d+")
+
+# A diagram is not worth waiting for: an unreachable API gives up quickly and
+# the diagram is drawn from the inventory instead.
+_TIMEOUTS = Timeouts(read=10.0, write=10.0, poll=5.0, login=10.0)
+_RETRY = Retry(attempts=2, first_delay=0.2, max_delay=1.0)
+
+
+def _slot_order(key: str) -> tuple[str, int]:
+    found = re.match(r"([a-z]+)(\d*)$", key)
+    if not found:
+        return (key, 0)
+    return (found.group(1), int(found.group(2) or 0))
+
+
+def guest_facts(resource: dict[str, Any], config: dict[str, Any]) -> LiveGuest:
+    """A :class:`LiveGuest` from its ``/cluster/resources`` entry and its config."""
+    kind: Literal["lxc", "vm"] = "lxc" if resource.get("type") == "lxc" else "vm"
+    bridges: list[str] = []
+    volumes: list[tuple[str, str, str]] = []
+    for key in sorted(config, key=_slot_order):
+        value = config[key]
+        if not isinstance(value, str):
+            continue
+        if _NET_KEY.fullmatch(key):
+            bridge = props.parse(key, value).get("bridge")
+            if bridge:
+                bridges.append(bridge)
+        elif _VOLUME_KEY.fullmatch(key):
+            options = props.parse(key, value)
+            volume = options.get("file") or options.get("volume") or ""
+            # CD-ROMs and empty drives are not disks on a storage.
+            if options.get("media") == "cdrom" or ":" not in volume:
+                continue
+            volumes.append((key, props.volume_storage(volume), options.get("size", "")))
+    return LiveGuest(
+        vmid=int(resource["vmid"]),
+        kind=kind,
+        name=str(resource.get("name") or resource["vmid"]),
+        node=str(resource.get("node", "")),
+        status=str(resource.get("status", "unknown")),
+        bridges=tuple(bridges),
+        volumes=tuple(volumes),
+    )
+
+
+def storage_facts(entry: dict[str, Any]) -> LiveStorage:
+    """A :class:`LiveStorage` from one ``/storage`` entry (a zfspool's dataset is its ``pool``)."""
+    content = tuple(c for c in str(entry.get("content", "")).split(",") if c)
+    return LiveStorage(
+        storage=str(entry["storage"]),
+        type=str(entry.get("type", "")),
+        dataset=entry.get("pool") if entry.get("type") == "zfspool" else None,
+        path=entry.get("path"),
+        content=content,
+    )
+
+
+def read_live(api: Proxmox, inv: Inventory) -> Live:
+    """The live facts of every node the inventory names (or the API lists)."""
+    resources = [r for r in api.get("/cluster/resources", type="vm") if not r.get("template")]
+    nodes = [n.name for n in inv.nodes] or sorted({str(r["node"]) for r in resources})
+    bridges: list[LiveBridge] = []
+    for node in nodes:
+        for iface in api.get(f"/nodes/{node}/network", type="any_bridge"):
+            bridges.append(LiveBridge(node=node, name=iface["iface"], cidr=iface.get("cidr")))
+    guests = []
+    for r in sorted(resources, key=lambda r: int(r["vmid"])):
+        path = "lxc" if r.get("type") == "lxc" else "qemu"
+        config = api.get(f"/nodes/{r['node']}/{path}/{r['vmid']}/config")
+        guests.append(guest_facts(r, config))
+    storages = [storage_facts(s) for s in api.get("/storage")]
+    return Live(
+        source=api.conn.url, guests=tuple(guests), bridges=tuple(bridges), storages=tuple(storages)
+    )
+
+
+def try_live(inv: Inventory) -> tuple[Live | None, str | None]:
+    """The live facts, or None and why not (no API configured, unreachable, refused)."""
+    try:
+        api = Proxmox(connection(inv.proxmox), timeouts=_TIMEOUTS, retry=_RETRY)
+    except ConfigError as exc:
+        return None, f"Proxmox API not configured ({exc})"
+    try:
+        return read_live(api, inv), None
+    except NixmoxError as exc:
+        return None, f"Proxmox API not usable ({exc})"
