@@ -20,6 +20,10 @@ grep -q "^# lab ready" "$work/lab.log" || { echo "demo: the lab did not start in
 # shellcheck disable=SC1091
 . "$work/env.sh"   # NIXMOX_PVE_URL/TOKEN_ID/TOKEN/CA_FILE: the lab on loopback
 export NIXMOX_STATE_DIR="$work/state"
+# The example notifies ntfy.home.arpa and writes metrics under /var/lib: here,
+# nothing leaves loopback and the textfile stays in the demo's directory.
+export NIXMOX_NOTIFY_URLS=""
+export NIXMOX_METRICS_TEXTFILE="$work/nixmox.prom"
 export PATH="$PWD/.venv/bin:$PATH"
 config=examples/homelab.toml
 
@@ -112,6 +116,13 @@ else
   echo
   echo "snapshots: skipped (needs root, /dev/fuse, zfs-fuse and faketime: apt-get install zfs-fuse faketime)"
 fi
+
+step nixmox --config $config status
+rc=0; nixmox --config "$config" status || rc=$?
+echo "(status exit $rc: 0 all fine, 1 a job's last run failed, 2 doctor would FAIL something)"
+
+step "head -20 \$NIXMOX_METRICS_TEXTFILE   # for node_exporter's textfile collector"
+grep -v '^#' "$NIXMOX_METRICS_TEXTFILE" | head -20
 
 echo
 echo "demo finished: the lab was provisioned from the inventory (plan, apply, an empty second plan), checked, and its datasets snapshotted and pruned."

@@ -1,5 +1,10 @@
 """Fixtures for the whole suite: the lab (simulated Proxmox) and the real peers."""
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
 from tests.lab.fixtures import lab, lab_process  # noqa: F401
 from tests.peers.fixtures import (  # noqa: F401
     faketime_bin,
@@ -10,3 +15,16 @@ from tests.peers.fixtures import (  # noqa: F401
     zfs,
     zfs_pool,
 )
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only_side_effects(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[None]:
+    """The example inventory's [notify] names hosts under home.arpa and its
+    [metrics] a path in /var/lib: no test may contact those or write there.
+    The observability tests bring their own loopback endpoints and paths."""
+    if not request.node.module.__name__.startswith("tests.test_observe"):
+        monkeypatch.setenv("NIXMOX_NOTIFY_URLS", "")
+        monkeypatch.setenv("NIXMOX_METRICS_TEXTFILE", str(tmp_path / "nixmox.prom"))
+    yield

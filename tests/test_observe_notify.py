@@ -86,3 +86,22 @@ def test_unreachable_endpoint_warns_and_never_fails_the_run(
     with observed_run(inv, "backup", tmp_path / "state") as run:
         run.result = "failed"
     assert any("notify: delivery through json:// failed" in r.getMessage() for r in caplog.records)
+
+
+def test_environment_overrides_the_inventory(tmp_path: Path) -> None:
+    from nixmox.inventory.load import load_inventory
+    from nixmox.observe.runs import with_overrides
+
+    inv = load_inventory(Path(__file__).resolve().parent.parent / "examples" / "homelab.toml")
+    quiet = with_overrides(inv, {"NIXMOX_NOTIFY_URLS": "", "NIXMOX_METRICS_TEXTFILE": ""})
+    assert quiet.notify is None and quiet.metrics is None
+    moved = with_overrides(
+        inv,
+        {
+            "NIXMOX_NOTIFY_URLS": "json://127.0.0.1:9/x",
+            "NIXMOX_METRICS_TEXTFILE": str(tmp_path / "m.prom"),
+        },
+    )
+    assert moved.notify is not None and moved.notify.urls == ["json://127.0.0.1:9/x"]
+    assert inv.notify is not None and moved.notify.on == inv.notify.on
+    assert moved.metrics is not None and moved.metrics.textfile == str(tmp_path / "m.prom")

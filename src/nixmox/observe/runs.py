@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from nixmox.errors import NixmoxError
-from nixmox.inventory.model import Inventory
+from nixmox.inventory.model import Inventory, Metrics, Notify
 from nixmox.state import JobRun, Journal, job_run, state_dir
 from nixmox.zones import zone
 
@@ -36,8 +37,26 @@ def observed_run(inv: Inventory, command: str, directory: Path | None = None) ->
             after_run(inv, where, command)
 
 
+def with_overrides(inv: Inventory, environ: Mapping[str, str] | None = None) -> Inventory:
+    """``[metrics] textfile`` and ``[notify] urls`` as overridden by the environment:
+    ``NIXMOX_METRICS_TEXTFILE`` (empty: no textfile) and ``NIXMOX_NOTIFY_URLS``
+    (space-separated; empty: no notifications). The demo and the tests use them
+    so nothing is written to /var/lib or sent to the example's home.arpa hosts."""
+    env = os.environ if environ is None else environ
+    updates: dict[str, object] = {}
+    if "NIXMOX_METRICS_TEXTFILE" in env:
+        path = env["NIXMOX_METRICS_TEXTFILE"]
+        updates["metrics"] = Metrics(textfile=path) if path else None
+    if "NIXMOX_NOTIFY_URLS" in env:
+        urls = env["NIXMOX_NOTIFY_URLS"].split()
+        base = inv.notify or Notify()
+        updates["notify"] = base.model_copy(update={"urls": urls}) if urls else None
+    return inv.model_copy(update=updates) if updates else inv
+
+
 def after_run(inv: Inventory, directory: Path, command: str) -> None:
     """Write the metrics textfile and notify about ``command``'s newest run."""
+    inv = with_overrides(inv)
     if inv.metrics is None and (inv.notify is None or not inv.notify.urls):
         return
     from nixmox.observe.metrics import update_textfile
