@@ -117,12 +117,15 @@ else
   echo "snapshots: skipped (needs root, /dev/fuse, zfs-fuse and faketime: apt-get install zfs-fuse faketime)"
 fi
 
+step "head -20 \$NIXMOX_METRICS_TEXTFILE   # for node_exporter's textfile collector"
+grep -v '^#' "$NIXMOX_METRICS_TEXTFILE" | head -20
+
+step nixmox --config $config render diagram --kind network
+nixmox --config "$config" render diagram --kind network
+
 step nixmox --config $config status
 rc=0; nixmox --config "$config" status || rc=$?
 echo "(status exit $rc: 0 all fine, 1 a job's last run failed, 2 doctor would FAIL something)"
-
-step "head -20 \$NIXMOX_METRICS_TEXTFILE   # for node_exporter's textfile collector"
-grep -v '^#' "$NIXMOX_METRICS_TEXTFILE" | head -20
 
 echo
 echo "demo finished: the lab was provisioned from the inventory (plan, apply, an empty second plan), checked, and its datasets snapshotted and pruned."
