@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -93,8 +94,10 @@ class TlsError(Unreachable):
     """The server's certificate did not verify (CA or pin)."""
 
 
+@functools.cache
 def _http() -> tuple[Any, Any, Any]:
-    """Import requests, urllib3 and proxmoxer's session lazily (CLI start-up stays cheap)."""
+    """Import requests, urllib3 and proxmoxer's session lazily (CLI start-up stays
+    cheap), once: every request asks, and the warnings filter is set only the first time."""
     import requests
     import urllib3
     from proxmoxer.backends import https
