@@ -13,6 +13,7 @@ from typing import Any, Literal
 from nixmox.errors import ConfigError, NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.observe.diagrams import Live, LiveBridge, LiveGuest, LiveStorage
+from nixmox.provision.actual import TOTAL, run_all
 from nixmox.proxmox import props
 from nixmox.proxmox.client import Proxmox, Retry, Timeouts
 from nixmox.proxmox.settings import connection
@@ -28,19 +29,12 @@ _TIMEOUTS = Timeouts(read=10.0, write=10.0, poll=5.0, login=10.0)
 _RETRY = Retry(attempts=2, first_delay=0.2, max_delay=1.0)
 
 
-def _slot_order(key: str) -> tuple[str, int]:
-    found = re.match(r"([a-z]+)(\d*)$", key)
-    if not found:
-        return (key, 0)
-    return (found.group(1), int(found.group(2) or 0))
-
-
 def guest_facts(resource: dict[str, Any], config: dict[str, Any]) -> LiveGuest:
     """A :class:`LiveGuest` from its ``/cluster/resources`` entry and its config."""
     kind: Literal["lxc", "vm"] = "lxc" if resource.get("type") == "lxc" else "vm"
     bridges: list[str] = []
     volumes: list[tuple[str, str, str]] = []
-    for key in sorted(config, key=_slot_order):
+    for key in sorted(config, key=props.slot_order):
         value = config[key]
         if not isinstance(value, str):
             continue
@@ -86,11 +80,18 @@ def read_live(api: Proxmox, inv: Inventory) -> Live:
     for node in nodes:
         for iface in api.get(f"/nodes/{node}/network", type="any_bridge"):
             bridges.append(LiveBridge(node=node, name=iface["iface"], cidr=iface.get("cidr")))
-    guests = []
-    for r in sorted(resources, key=lambda r: int(r["vmid"])):
+    configs: dict[int, dict[str, Any]] = {}
+
+    def read_config(r: dict[str, Any]) -> None:
         path = "lxc" if r.get("type") == "lxc" else "qemu"
-        config = api.get(f"/nodes/{r['node']}/{path}/{r['vmid']}/config")
-        guests.append(guest_facts(r, config))
+        configs[int(r["vmid"])] = api.get(f"/nodes/{r['node']}/{path}/{r['vmid']}/config")
+
+    # The same bounded concurrency as plan's reads: a big cluster is not read one by one.
+    run_all(read_config, resources, TOTAL)
+    guests = [
+        guest_facts(r, configs[int(r["vmid"])])
+        for r in sorted(resources, key=lambda r: int(r["vmid"]))
+    ]
     storages = [storage_facts(s) for s in api.get("/storage")]
     return Live(
         source=api.conn.url, guests=tuple(guests), bridges=tuple(bridges), storages=tuple(storages)

@@ -75,7 +75,7 @@ def guest_entry(actual: ActualGuest, name: str) -> dict[str, Any]:
         if "agent" in cfg:
             entry["agent"] = _bool(props.parse("agent", cfg["agent"]).get("enabled", "0"))
         disks = []
-        for key in sorted(cfg, key=_slot_order):
+        for key in sorted(cfg, key=props.slot_order):
             if props.kind_of(key) not in _DISK_SLOTS or not key[-1].isdigit():
                 continue
             opts = props.parse(key, cfg[key])
@@ -148,12 +148,6 @@ def guest_entry(actual: ActualGuest, name: str) -> dict[str, Any]:
     if nets:
         entry["net"] = nets
     return entry
-
-
-def _slot_order(key: str) -> tuple[str, int]:
-    kind = props.kind_of(key)
-    number = key[len(kind) :]
-    return kind, int(number) if number.isdigit() else -1
 
 
 def render(entries: list[dict[str, Any]]) -> str:

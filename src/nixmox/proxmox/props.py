@@ -32,6 +32,13 @@ _DEFAULT_KEY = {
 }
 
 
+def slot_order(key: str) -> tuple[str, int]:
+    """Sort key for config keys: ``scsi2`` before ``scsi10``, plain keys first in their kind."""
+    kind = kind_of(key)
+    number = key[len(kind) :]
+    return kind, int(number) if number.isdigit() else -1
+
+
 def default_key(key: str) -> str | None:
     """The option written without ``name=`` for config key ``key`` (``scsi0`` -> ``file``)."""
     return _DEFAULT_KEY.get(kind_of(key)) or None
