@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from nixmox.backups import all_archives
@@ -25,33 +26,13 @@ from nixmox.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.observe.history import one_line
 from nixmox.observe.metrics import Samples, samples
-from nixmox.proxmox.client import Proxmox
+from nixmox.proxmox.client import ReadOnce
 from nixmox.snapshots import human, taken_at
 from nixmox.state import Journal, Run
 from nixmox.zones import zone
 
 #: The doctor areas status runs: the ones that only read the API.
 AREAS = ("proxmox", "guests", "backups")
-
-
-class ReadOnce(Proxmox):
-    """A client that sends each distinct GET once and answers repeats from memory."""
-
-    def __init__(self, api: Proxmox) -> None:
-        super().__init__(api.conn)
-        self._seen: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
-
-    def get(self, path: str, **params: Any) -> Any:
-        key = (path, tuple(sorted((k, str(v)) for k, v in params.items())))
-        if key not in self._seen:
-            try:
-                self._seen[key] = super().get(path, **params)
-            except NixmoxError as exc:
-                self._seen[key] = exc
-        found = self._seen[key]
-        if isinstance(found, NixmoxError):
-            raise found
-        return found
 
 
 @dataclass
@@ -132,19 +113,14 @@ def _kind(guest: Guest) -> str:
 
 
 def _doctor(inv: Inventory) -> tuple[list[Check], ReadOnce | None]:
-    from nixmox.doctor.backups_area import check_backups
-    from nixmox.doctor.proxmox_area import check_guests, check_proxmox
+    from nixmox.doctor.areas import area_checks
+    from nixmox.doctor.proxmox_area import check_proxmox
 
     checks, plain = check_proxmox(inv)
     api = None if plain is None else ReadOnce(plain)
-    try:
-        checks += check_guests(inv, api) if api is not None else []
-    except NixmoxError as exc:
-        checks.append(Check("guests-area", Status.UNKNOWN, "guests", str(exc)))
-    try:
-        checks += check_backups(inv, api)
-    except NixmoxError as exc:
-        checks.append(Check("backups-area", Status.UNKNOWN, "backups", str(exc)))
+    # Without the API the guests area has nothing to say that the proxmox FAIL does not.
+    areas = ["guests", "backups"] if api is not None else ["backups"]
+    checks += area_checks(inv, areas, Path("/"), api)
     if plain is not None and api is not None:
         api.calls += plain.calls
     return checks, api

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nixmox.errors import ProxmoxError
+from nixmox.errors import NixmoxError, ProxmoxError
 from nixmox.log import mask, register_secret
 from nixmox.proxmox.settings import Connection
 
@@ -259,6 +259,30 @@ class Proxmox:
         if whole:
             return body
         return body.get("data") if isinstance(body, dict) else None
+
+
+class ReadOnce(Proxmox):
+    """A client that sends each distinct GET once and answers repeats from memory.
+
+    For read-only passes where several checks read the same things (doctor's
+    areas, status): one ``/cluster/resources`` however many checks want it.
+    Writes go through unchanged."""
+
+    def __init__(self, api: Proxmox) -> None:
+        super().__init__(api.conn)
+        self._seen: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+
+    def get(self, path: str, **params: Any) -> Any:
+        key = (path, tuple(sorted((k, str(v)) for k, v in params.items())))
+        if key not in self._seen:
+            try:
+                self._seen[key] = super().get(path, **params)
+            except NixmoxError as exc:
+                self._seen[key] = exc
+        found = self._seen[key]
+        if isinstance(found, NixmoxError):
+            raise found
+        return found
 
 
 def _wire(value: Any) -> Any:

@@ -1,0 +1,118 @@
+"""Running doctor's areas: which need the API, and one UNKNOWN per area that breaks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nixmox.doctor.verdict import Check, Status
+from nixmox.errors import NixmoxError
+from nixmox.inventory.model import Inventory
+from nixmox.proxmox.client import Proxmox, ReadOnce
+
+#: Every area, in the order they run.
+AREAS = ("proxmox", "guests", "host", "passthrough", "storage", "snapshots", "backups")
+#: Areas that read the Proxmox API (passthrough and storage cross-check with it).
+API_AREAS = ("proxmox", "guests", "passthrough", "storage", "backups")
+
+
+def run_areas(inv: Inventory, areas: list[str], host_root: Path) -> list[Check]:
+    """The checks of ``areas``: the API is contacted only if an area uses it,
+    and read once (``ReadOnce``) however many areas ask for the same thing."""
+    from nixmox.doctor.proxmox_area import check_proxmox, check_token_privileges
+
+    checks: list[Check] = []
+    api: Proxmox | None = None
+    if any(a in API_AREAS for a in areas):
+        proxmox_checks, plain = check_proxmox(inv)
+        api = ReadOnce(plain) if plain is not None else None
+        if "proxmox" in areas:
+            checks += proxmox_checks
+            if api is not None:
+                checks += check_token_privileges(inv, api)
+    return checks + area_checks(inv, [a for a in areas if a != "proxmox"], host_root, api)
+
+
+def area_checks(
+    inv: Inventory, areas: list[str], host_root: Path, api: Proxmox | None
+) -> list[Check]:
+    """The checks of ``areas`` (not ``proxmox``); an area that breaks says UNKNOWN,
+    the others still run."""
+    checks: list[Check] = []
+    for area in areas:
+        try:
+            checks += _AREA_RUNNERS[area](inv, api, host_root)
+        except NixmoxError as exc:
+            checks.append(
+                Check(
+                    f"{area}-area",
+                    Status.UNKNOWN,
+                    area,
+                    str(exc),
+                    f"run `nixmox -vv doctor --only {area}` for details",
+                )
+            )
+    return checks
+
+
+def _guests(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.doctor.proxmox_area import check_guests
+
+    if api is None:
+        return [
+            Check(
+                "guest-exists",
+                Status.UNKNOWN,
+                "guests",
+                "the Proxmox API is not reachable",
+                "see the proxmox checks",
+            )
+        ]
+    return check_guests(inv, api)
+
+
+def _host(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.doctor.host_area import check_host
+
+    return check_host(inv, host_root)
+
+
+def _passthrough(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.doctor.passthrough import check_passthrough
+
+    return check_passthrough(inv, host_root, api)
+
+
+def _storage(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.doctor.storage_area import check_storage
+    from nixmox.runner import Runner
+    from nixmox.zfs import Zfs, Zpool, zpool_command
+
+    runner = Runner()
+    zpool = Zpool(runner, zpool_command(inv.zfs.command, inv.zfs.zpool_command))
+    return check_storage(inv, Zfs(runner, inv.zfs.command), zpool, api)
+
+
+def _snapshots(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.doctor.storage_area import check_snapshots
+    from nixmox.runner import Runner
+    from nixmox.zfs import Zfs
+
+    return check_snapshots(inv, Zfs(Runner(), inv.zfs.command), datetime.now(UTC))
+
+
+def _backups(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.doctor.backups_area import check_backups
+
+    return check_backups(inv, api)
+
+
+_AREA_RUNNERS: dict[str, Callable[[Inventory, Proxmox | None, Path], list[Check]]] = {
+    "guests": _guests,
+    "host": _host,
+    "passthrough": _passthrough,
+    "storage": _storage,
+    "snapshots": _snapshots,
+    "backups": _backups,
+}
