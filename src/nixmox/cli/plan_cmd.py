@@ -188,11 +188,15 @@ def passthrough_blockers(
     """The ids of FAILing passthrough checks that concern a guest: the host's
     own (IOMMU, interrupt remapping, ...) and those of the guest's devices."""
     from nixmox.doctor.passthrough import HOST, check_passthrough
-    from nixmox.doctor.verdict import Status
+    from nixmox.doctor.verdict import Check, Status
+
+    found: list[list[Check]] = []
 
     def blockers(guest: Guest) -> list[str]:
         own = f"{guest.name} ({guest.vmid})"
-        checks = check_passthrough(inv, host_root, api)
+        if not found:  # the host's files and PCI listings, read once per apply
+            found.append(check_passthrough(inv, host_root, api))
+        checks = found[0]
         return sorted(
             {
                 c.id

@@ -94,10 +94,10 @@ def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = No
     if not token_id:
         raise ConfigError("no API token id: set proxmox.token_id or NIXMOX_PVE_TOKEN_ID")
     token = env.get("NIXMOX_PVE_TOKEN")
-    credential = Path(env.get("CREDENTIALS_DIRECTORY", "/nonexistent")) / CREDENTIAL
-    if not token and env.get("CREDENTIALS_DIRECTORY") and credential.is_file():
+    credentials = env.get("CREDENTIALS_DIRECTORY")
+    if not token and credentials and (Path(credentials) / CREDENTIAL).is_file():
         # systemd's LoadCredential= (the units nixmox installs): never in the environment.
-        token = credential.read_text(encoding="utf-8").strip()
+        token = (Path(credentials) / CREDENTIAL).read_text(encoding="utf-8").strip()
     if not token:
         if settings.token_file is None:
             raise ConfigError("no API token secret: set proxmox.token_file or NIXMOX_PVE_TOKEN")
