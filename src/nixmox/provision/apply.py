@@ -372,7 +372,7 @@ class Applier:
 
         return check
 
-    def _wait_unlocked(self, guest: Guest, gp: GuestPlan) -> ActualGuest:
+    def _wait_unlocked(self, guest: Guest) -> ActualGuest:
         deadline = time.monotonic() + self.lock_wait
         while True:
             have = self._read(guest)
@@ -391,7 +391,7 @@ class Applier:
         path = guest_path(guest.node, want.type, guest.vmid)
         have = None
         if not self.dry_run:
-            have = self._wait_unlocked(guest, gp)
+            have = self._wait_unlocked(guest)
             gp = diff_guest(want, have)  # fresh: the lock holder may have changed things
         allowed = guest.reboot.policy == "allowed"
         running = gp.running
