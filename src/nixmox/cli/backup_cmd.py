@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from nixmox.backups import human_size
-from nixmox.cli.table import print_table
 from nixmox.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Backups, Guest, Inventory
@@ -14,6 +13,7 @@ from nixmox.jobs.backup import BackupJob, GuestResult
 from nixmox.observe.runs import observed_run
 from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.settings import connection
+from nixmox.tables import print_table
 from nixmox.zones import zone
 
 

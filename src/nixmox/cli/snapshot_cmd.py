@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from nixmox.calendar import parse_timedelta
-from nixmox.cli.table import print_table
 from nixmox.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Inventory, Snapshots
@@ -17,6 +16,7 @@ from nixmox.jobs.snapshot import Freshness, TreeResult, check_freshness, run_tar
 from nixmox.observe.runs import observed_run
 from nixmox.runner import Runner
 from nixmox.snapshots import human
+from nixmox.tables import print_table
 from nixmox.zfs import Zfs
 from nixmox.zones import zone
 

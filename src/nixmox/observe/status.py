@@ -14,7 +14,7 @@ FAIL something (an unreachable API is one of those).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,7 @@ from nixmox.observe.metrics import Samples, samples
 from nixmox.proxmox.client import ReadOnce
 from nixmox.snapshots import human, taken_at
 from nixmox.state import Journal, Run
+from nixmox.tables import table_lines
 from nixmox.zones import zone
 
 #: The doctor areas status runs: the ones that only read the API.
@@ -273,7 +274,7 @@ def lines(report: Report) -> list[str]:
                 pending,
             )
         )
-    out += _table(guest_rows)
+    out += table_lines(guest_rows)
     if report.datasets:
         out.append("")
         ds_rows = [("dataset", "newest snapshot", "age", "count")]
@@ -281,11 +282,11 @@ def lines(report: Report) -> list[str]:
             (d.dataset, _when(d.newest), _age(report.now, d.newest), str(d.snapshots))
             for d in report.datasets
         ]
-        out += _table(ds_rows)
+        out += table_lines(ds_rows)
     out.append("")
     job_rows = [("job", "last run", "result", "summary")]
     job_rows += [(j.job, _when(j.ended), j.result or "-", j.summary) for j in report.jobs]
-    out += _table(job_rows) if report.jobs else ["no job has run yet (the journal is empty)"]
+    out += table_lines(job_rows) if report.jobs else ["no job has run yet (the journal is empty)"]
     out.append("")
     bad = [c for c in report.checks if c.status in (Status.FAIL, Status.UNKNOWN, Status.WARN)]
     counts = totals(report.checks)
@@ -295,11 +296,3 @@ def lines(report: Report) -> list[str]:
     )
     out += [f"{c.status.value:<7} {c.id:<16} {c.subject}: {c.message}" for c in bad]
     return out
-
-
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return [
-        "  ".join([c.ljust(w) for c, w in zip(r, widths, strict=False)] + [r[-1]]).rstrip()
-        for r in rows
-    ]
