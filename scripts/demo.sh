@@ -112,6 +112,8 @@ if [ "$(id -u)" -eq 0 ] && command -v zfs-fuse >/dev/null && command -v faketime
   printf '%s\n' 2026-11-21T22:00:00Z 2026-11-21T12:00:00Z 2026-11-20T22:00:00Z \
     "2026-11-19T22:00:00Z protected" 2026-11-14T22:00:00Z 2026-11-13T22:00:00Z |
     nixmox prune-sim --keep-daily 2 --keep-weekly 1 --tz Europe/Vienna
+  # One run at the real time, so status sees fresh snapshots.
+  nixmox --config "$config" snapshot >/dev/null
 else
   echo
   echo "snapshots: skipped (needs root, /dev/fuse, zfs-fuse and faketime: apt-get install zfs-fuse faketime)"
@@ -123,8 +125,8 @@ grep -v '^#' "$NIXMOX_METRICS_TEXTFILE" | head -20
 step nixmox --config $config render diagram --kind network
 nixmox --config "$config" render diagram --kind network
 
-step nixmox --config $config status
-rc=0; nixmox --config "$config" status || rc=$?
+step nixmox --config $config status --host-root '$work/host'
+rc=0; nixmox --config "$config" status --host-root "$work/host" || rc=$?
 echo "(status exit $rc: 0 all fine, 1 a job's last run failed, 2 doctor would FAIL something)"
 
 echo

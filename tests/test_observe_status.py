@@ -100,3 +100,23 @@ def test_status_without_the_api_still_reads_the_journal(
     assert run(["status", "--config", str(config)]) == 2
     out = capsys.readouterr().out
     assert "Proxmox API UNREACHABLE" in out and "(journal)" in out
+
+
+def test_status_shows_what_doctor_fails_on_the_host(
+    env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.hosts import VARIANTS, HostSpec, write_host
+
+    config = inventory(tmp_path, textfile=None, urls=[])
+    # Away from the node (this machine is not pve1), the host checks are not run ...
+    code, report = status_json(capsys, config)
+    assert "passthrough" not in report["doctor"]["areas"]
+    # ... with the node's files, they are, and the GPU held by nouveau shows.
+    bad = write_host(tmp_path / "host", VARIANTS["gpu-on-nouveau"][0](HostSpec()))
+    code = run(["status", "--json", "--host-root", str(bad), "--config", str(config)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 2
+    assert {"host", "passthrough"} <= set(report["doctor"]["areas"])
+    assert any(
+        c["id"] == "host-driver" and c["status"] == "FAIL" for c in report["doctor"]["checks"]
+    )

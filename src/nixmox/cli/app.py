@@ -326,15 +326,25 @@ def update_windows(
 
 
 @app.command()
-def status(ctx: typer.Context, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+def status(
+    ctx: typer.Context,
+    host_root: Annotated[
+        Path | None,
+        typer.Option("--host-root", help="also run doctor's host checks on the files under DIR"),
+    ] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
     """One screen: guests, last backups, newest snapshots, pending updates, last runs.
 
     Exit 0 all fine, 1 a job's last run did not succeed, 2 doctor would FAIL something.
+    Doctor's host checks (host, passthrough, storage, snapshots) run on a declared
+    node, or with --host-root.
     """
     from nixmox.cli import observe_cmd
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(observe_cmd.status(g.config, as_json=g.json))
+    raise typer.Exit(observe_cmd.status(g.config, as_json=g.json, host_root=host_root))
 
 
 @app.command()

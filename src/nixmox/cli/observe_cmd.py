@@ -31,7 +31,7 @@ def history(job: str | None, limit: int, *, as_json: bool) -> int:
     return 0
 
 
-def status(config: Path | None, *, as_json: bool) -> int:
+def status(config: Path | None, *, as_json: bool, host_root: Path | None = None) -> int:
     """Print the status report; exit 0 fine, 1 a job's last run failed, 2 doctor FAIL."""
     from nixmox.inventory.load import find_inventory, load_inventory
     from nixmox.observe.status import gather, lines
@@ -39,7 +39,7 @@ def status(config: Path | None, *, as_json: bool) -> int:
     inv = load_inventory(find_inventory(config))
     journal = Journal(state_dir())
     try:
-        report = gather(inv, journal)
+        report = gather(inv, journal, host_root=host_root)
     finally:
         journal.close()
     if as_json:

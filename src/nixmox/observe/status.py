@@ -14,6 +14,7 @@ FAIL something (an unreachable API is one of those).
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,8 +33,11 @@ from nixmox.state import Journal, Run
 from nixmox.tables import table_lines
 from nixmox.zones import zone
 
-#: The doctor areas status runs: the ones that only read the API.
+#: Doctor's areas that read the API; status always runs these.
 AREAS = ("proxmox", "guests", "backups")
+#: Doctor's areas about the host itself (its files and ZFS): status runs them on a
+#: declared node, or with --host-root, since elsewhere they would judge the wrong machine.
+HOST_AREAS = ("host", "passthrough", "storage", "snapshots")
 
 
 @dataclass
@@ -84,6 +88,7 @@ class Report:
     datasets: list[DatasetRow] = field(default_factory=list)
     jobs: list[JobRow] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    areas: tuple[str, ...] = AREAS
 
     @property
     def exit_code(self) -> int:
@@ -101,7 +106,7 @@ class Report:
             "datasets": [asdict(d) for d in self.datasets],
             "jobs": [asdict(j) for j in self.jobs],
             "doctor": {
-                "areas": list(AREAS),
+                "areas": list(self.areas),
                 "totals": totals(self.checks),
                 "checks": [c.as_json() for c in self.checks if c.status is not Status.PASS],
             },
@@ -113,7 +118,17 @@ def _kind(guest: Guest) -> str:
     return "lxc" if guest.kind == "lxc" else "qemu"
 
 
-def _doctor(inv: Inventory) -> tuple[list[Check], ReadOnce | None]:
+def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
+    """Whether the host-side areas judge the right machine: --host-root given,
+    or this machine is one of the inventory's nodes."""
+    if host_root is not None:
+        return True
+    return socket.gethostname().split(".", 1)[0] in {n.name for n in inv.nodes}
+
+
+def _doctor(
+    inv: Inventory, host_root: Path | None
+) -> tuple[list[Check], ReadOnce | None, tuple[str, ...]]:
     from nixmox.doctor.areas import area_checks
     from nixmox.doctor.proxmox_area import check_proxmox
 
@@ -121,10 +136,12 @@ def _doctor(inv: Inventory) -> tuple[list[Check], ReadOnce | None]:
     api = None if plain is None else ReadOnce(plain)
     # Without the API the guests area has nothing to say that the proxmox FAIL does not.
     areas = ["guests", "backups"] if api is not None else ["backups"]
-    checks += area_checks(inv, areas, Path("/"), api)
+    if host_areas_apply(inv, host_root):
+        areas += HOST_AREAS
+    checks += area_checks(inv, areas, host_root or Path("/"), api)
     if plain is not None and api is not None:
         api.calls += plain.calls
-    return checks, api
+    return checks, api, ("proxmox", *areas)
 
 
 def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> None:
@@ -201,8 +218,11 @@ def _snapshot_datasets(run: Run | None) -> dict[str, str]:
     return out
 
 
-def gather(inv: Inventory, journal: Journal, now: datetime | None = None) -> Report:
-    """Read the journal and make one pass over the API."""
+def gather(
+    inv: Inventory, journal: Journal, now: datetime | None = None, host_root: Path | None = None
+) -> Report:
+    """Read the journal and make one pass over the API (plus the host's own
+    checks where they apply, see :func:`host_areas_apply`)."""
     when = now or datetime.now(UTC)
     latest = journal.latest()
     data = samples(
@@ -212,7 +232,7 @@ def gather(inv: Inventory, journal: Journal, now: datetime | None = None) -> Rep
         {g.name: _kind(g) for g in inv.guests},
         zone(inv.timezone),
     )
-    checks, api = _doctor(inv)
+    checks, api, areas = _doctor(inv, host_root)
     reach = next((c for c in checks if c.id.startswith("proxmox-")), None)
     api_error = None
     if api is None:
@@ -227,6 +247,7 @@ def gather(inv: Inventory, journal: Journal, now: datetime | None = None) -> Rep
     newest = data["nixmox_dataset_snapshot_newest_timestamp_seconds"]
     counts = data["nixmox_dataset_snapshots"]
     report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
+    report.areas = areas
     report.guests = list(rows.values())
     report.datasets = [
         DatasetRow(ds, newest.get((ds,)), int(n)) for (ds,), n in sorted(counts.items())
@@ -291,7 +312,7 @@ def lines(report: Report) -> list[str]:
     bad = [c for c in report.checks if c.status in (Status.FAIL, Status.UNKNOWN, Status.WARN)]
     counts = totals(report.checks)
     out.append(
-        f"doctor ({', '.join(AREAS)}): "
+        f"doctor ({', '.join(report.areas)}): "
         + (", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) or "no checks ran")
     )
     out += [f"{c.status.value:<7} {c.id:<16} {c.subject}: {c.message}" for c in bad]
