@@ -265,6 +265,8 @@ class Applier:
             gp = diff_guest(want, have)
             if gp.action == "none":
                 return
+            self._update(want, gp, outcome, have)
+            return
         self._update(want, gp, outcome)
 
     def _read(self, guest: Guest) -> ActualGuest:
@@ -372,10 +374,11 @@ class Applier:
 
         return check
 
-    def _wait_unlocked(self, guest: Guest) -> ActualGuest:
+    def _wait_unlocked(self, guest: Guest, have: ActualGuest | None = None) -> ActualGuest:
+        """``have`` (a fresh read, if the caller just made one) or a re-read, once unlocked."""
         deadline = time.monotonic() + self.lock_wait
         while True:
-            have = self._read(guest)
+            have = have or self._read(guest)
             if not have.lock:
                 return have
             if time.monotonic() >= deadline:
@@ -384,14 +387,17 @@ class Applier:
                     "nixmox never removes someone else's lock: run apply again when it is done"
                 )
             log.info("%s is locked (%s); waiting", guest.name, have.lock)
+            have = None
             time.sleep(min(2.0, max(self.lock_wait / 20, 0.05)))
 
-    def _update(self, want: DesiredGuest, gp: GuestPlan, outcome: Outcome) -> None:
+    def _update(
+        self, want: DesiredGuest, gp: GuestPlan, outcome: Outcome, fresh: ActualGuest | None = None
+    ) -> None:
         guest = want.guest
         path = guest_path(guest.node, want.type, guest.vmid)
         have = None
         if not self.dry_run:
-            have = self._wait_unlocked(guest)
+            have = self._wait_unlocked(guest, fresh)
             gp = diff_guest(want, have)  # fresh: the lock holder may have changed things
         allowed = guest.reboot.policy == "allowed"
         running = gp.running
