@@ -318,6 +318,30 @@ class TpmState(Strict):
     version: Literal["v1.2", "v2.0"] = "v2.0"
 
 
+class KeepOptions(Strict):
+    """Proxmox's keep-* retention options (see RETENTION.md)."""
+
+    keep_all: bool | None = Field(None, alias="keep-all")
+    keep_last: Count | None = Field(None, alias="keep-last")
+    keep_hourly: Count | None = Field(None, alias="keep-hourly")
+    keep_daily: Count | None = Field(None, alias="keep-daily")
+    keep_weekly: Count | None = Field(None, alias="keep-weekly")
+    keep_monthly: Count | None = Field(None, alias="keep-monthly")
+    keep_yearly: Count | None = Field(None, alias="keep-yearly")
+
+    def rule(self) -> Keep:
+        """These options as the retention engine's :class:`~nixmox.retention.Keep`."""
+        return Keep(
+            last=self.keep_last,
+            hourly=self.keep_hourly,
+            daily=self.keep_daily,
+            weekly=self.keep_weekly,
+            monthly=self.keep_monthly,
+            yearly=self.keep_yearly,
+            all=bool(self.keep_all),
+        )
+
+
 class HealthChecks(Strict):
     """What must hold after an update for it to count as healthy."""
 
@@ -341,7 +365,16 @@ class UpdateSettings(Strict):
         "5min", description="switch back if nixmox loses the guest this long"
     )
     busy_processes: list[str] = Field(default_factory=list)
-    keep_snapshot: bool = False
+    keep_snapshot: bool = Field(
+        False, description="keep the pre-update snapshot after a successful update"
+    )
+    snapshots: KeepOptions | None = Field(
+        None, description="retention of nixmox's update snapshots; default keep-last = 3"
+    )
+    commit_lock: bool = Field(
+        False, description="commit the updated flake.lock (as nixmox); else leave it modified"
+    )
+    max_rounds: int = Field(3, ge=1, le=10, description="Windows: scan/install/reboot rounds")
 
 
 class RebootPolicy(Strict):
@@ -417,30 +450,6 @@ class Guest(Strict):
 
 
 # -- retention, snapshots, backups --------------------------------------------
-
-
-class KeepOptions(Strict):
-    """Proxmox's keep-* retention options (see RETENTION.md)."""
-
-    keep_all: bool | None = Field(None, alias="keep-all")
-    keep_last: Count | None = Field(None, alias="keep-last")
-    keep_hourly: Count | None = Field(None, alias="keep-hourly")
-    keep_daily: Count | None = Field(None, alias="keep-daily")
-    keep_weekly: Count | None = Field(None, alias="keep-weekly")
-    keep_monthly: Count | None = Field(None, alias="keep-monthly")
-    keep_yearly: Count | None = Field(None, alias="keep-yearly")
-
-    def rule(self) -> Keep:
-        """These options as the retention engine's :class:`~nixmox.retention.Keep`."""
-        return Keep(
-            last=self.keep_last,
-            hourly=self.keep_hourly,
-            daily=self.keep_daily,
-            weekly=self.keep_weekly,
-            monthly=self.keep_monthly,
-            yearly=self.keep_yearly,
-            all=bool(self.keep_all),
-        )
 
 
 class SnapshotPolicy(KeepOptions):

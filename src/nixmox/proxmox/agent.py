@@ -1,0 +1,140 @@
+"""The QEMU guest agent through the Proxmox API.
+
+``POST .../agent/exec`` takes ``command`` as an array (PVE 8+) and optional
+``input-data``; ``GET .../agent/exec-status?pid=`` answers ``exited: false``
+until the command ends, then once with the exit code and the output (PVE has
+already base64-decoded it); after that the pid is forgotten, so the first
+``exited`` answer is the only one. ``file-write`` takes at most 60 KiB per
+call. The direct client for the host's own agent socket lives in
+:mod:`nixmox.qga` and offers the same :class:`GuestAgent` methods.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nixmox.errors import NixmoxError
+from nixmox.proxmox.client import Proxmox
+
+FILE_WRITE_MAX = 60 * 1024
+INPUT_MAX = 64 * 1024
+
+
+class AgentError(NixmoxError):
+    """The guest agent is not answering, or a command through it failed to run."""
+
+
+class AgentTimeout(AgentError):
+    """A command run through the agent did not finish in time."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A finished command inside the guest."""
+
+    exitcode: int
+    stdout: str
+    stderr: str
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exitcode == 0
+
+
+class GuestAgent(Protocol):
+    """What nixmox asks of a guest agent, however it is reached."""
+
+    def ping(self) -> None: ...
+
+    def exec(
+        self, argv: Sequence[str], *, input_data: str | None = None, timeout: float = 600.0
+    ) -> ExecResult: ...
+
+    def file_write(self, path: str, content: str) -> None: ...
+
+    def file_read(self, path: str) -> str: ...
+
+
+@dataclass
+class ApiAgent:
+    """The agent of VM ``vmid`` on ``node``, through the API."""
+
+    api: Proxmox
+    node: str
+    vmid: int
+    poll: float = 0.5
+    sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def path(self) -> str:
+        return f"/nodes/{self.node}/qemu/{self.vmid}/agent"
+
+    def ping(self) -> None:
+        try:
+            self.api.post(f"{self.path}/ping")
+        except NixmoxError as exc:
+            raise AgentError(f"the guest agent of {self.vmid} does not answer: {exc}") from None
+
+    def exec(
+        self, argv: Sequence[str], *, input_data: str | None = None, timeout: float = 600.0
+    ) -> ExecResult:
+        if not argv:
+            raise ValueError("exec needs a command")
+        params: dict[str, Any] = {"command": list(argv)}
+        if input_data is not None:
+            if len(input_data.encode()) > INPUT_MAX:
+                raise AgentError(f"input for {argv[0]} exceeds the agent's {INPUT_MAX} bytes")
+            params["input-data"] = input_data
+        try:
+            started = self.api.post(f"{self.path}/exec", **params)
+        except NixmoxError as exc:
+            raise AgentError(f"{self.vmid}: could not start {argv[0]}: {exc}") from None
+        pid = int(started["pid"])
+        deadline = time.monotonic() + timeout
+        delay = min(self.poll, 0.1)
+        while True:
+            try:
+                status = self.api.get(f"{self.path}/exec-status", pid=pid)
+            except NixmoxError as exc:
+                raise AgentError(f"{self.vmid}: lost {argv[0]} (pid {pid}): {exc}") from None
+            if status.get("exited"):
+                return _result(status)
+            if time.monotonic() >= deadline:
+                raise AgentTimeout(f"{self.vmid}: {argv[0]} still running after {timeout:g} s")
+            self.sleep(delay)
+            delay = min(delay * 2, self.poll)
+
+    def file_write(self, path: str, content: str) -> None:
+        data = content.encode()
+        if len(data) > FILE_WRITE_MAX:
+            raise AgentError(
+                f"{path}: {len(data)} bytes exceed the agent's {FILE_WRITE_MAX} per write"
+            )
+        try:
+            self.api.post(f"{self.path}/file-write", file=path, content=content)
+        except NixmoxError as exc:
+            raise AgentError(f"{self.vmid}: could not write {path}: {exc}") from None
+
+    def file_read(self, path: str) -> str:
+        try:
+            answer = self.api.get(f"{self.path}/file-read", file=path) or {}
+        except NixmoxError as exc:
+            raise AgentError(f"{self.vmid}: could not read {path}: {exc}") from None
+        return str(answer.get("content", ""))
+
+
+def _result(status: dict[str, object]) -> ExecResult:
+    code = status.get("exitcode")
+    if code is None:  # killed by a signal
+        signal = status.get("signal", "?")
+        return ExecResult(128 + int(str(signal)) if str(signal).isdigit() else 255, "", "")
+    return ExecResult(
+        int(str(code)),
+        str(status.get("out-data", "")),
+        str(status.get("err-data", "")),
+        bool(status.get("out-truncated") or status.get("err-truncated")),
+    )

@@ -1,0 +1,111 @@
+"""Proxmox snapshots of a guest around an update: take, roll back, delete, prune.
+
+Guest snapshots go through the API (``qm snapshot`` / ``pct snapshot``
+equivalents): a raw ``zfs snapshot`` of a guest volume is invisible to Proxmox
+and would block its rollback. nixmox's update snapshots are named
+``nixmox_update_YYYYMMDDTHHMMSSZ`` (UTC); only those are ever pruned or deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from nixmox.proxmox.client import Proxmox
+from nixmox.proxmox.tasks import wait
+from nixmox.retention import Item, Keep, Mark, prune
+
+log = logging.getLogger(__name__)
+
+PREFIX = "nixmox_update_"
+_NAME = re.compile(r"nixmox_update_(\d{8}T\d{6})Z")
+DEFAULT_KEEP = Keep(last=3)
+
+
+def update_snapshot_name(now: datetime) -> str:
+    """The name of the pre-update snapshot taken at ``now``."""
+    return PREFIX + now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def update_snapshot_time(name: str) -> datetime | None:
+    """When nixmox took the update snapshot ``name``; ``None`` if it is not nixmox's."""
+    found = _NAME.fullmatch(name)
+    if found is None:
+        return None
+    try:
+        return datetime.strptime(found.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def snapshots_to_prune(names: list[str], keep: Keep, zone: tzinfo) -> list[str]:
+    """Which of ``names`` (a guest's snapshot names) retention removes; only nixmox's."""
+    items = []
+    for name in names:
+        taken = update_snapshot_time(name)
+        if taken is not None:
+            items.append(Item(taken, ref=name))
+    decided = prune(items, keep, zone)
+    return [it.ref for it, m in zip(decided.items, decided.marks, strict=True) if m == Mark.REMOVE]
+
+
+@dataclass(frozen=True)
+class GuestSnapshots:
+    """The snapshots of one guest (``kind`` is ``qemu`` or ``lxc``)."""
+
+    api: Proxmox
+    node: str
+    kind: str
+    vmid: int
+    timeout: float = 1800.0
+
+    @property
+    def path(self) -> str:
+        return f"/nodes/{self.node}/{self.kind}/{self.vmid}/snapshot"
+
+    def names(self) -> list[str]:
+        """Every snapshot of the guest (``current`` left out)."""
+        rows = self.api.get(self.path) or []
+        return [str(r["name"]) for r in rows if r.get("name") != "current"]
+
+    def take(self, name: str, *, description: str = "before a nixmox update") -> None:
+        """A disk-only snapshot (no RAM state: a passed-through GPU cannot be saved)."""
+        params: dict[str, Any] = {"snapname": name, "description": description}
+        if self.kind == "qemu":
+            params["vmstate"] = 0
+        upid = self.api.post(self.path, done=lambda: name in self.names(), **params)
+        if isinstance(upid, str):
+            wait(self.api, upid, what=f"snapshot {name} of {self.vmid}", timeout=self.timeout)
+
+    def rollback(self, name: str, *, start: bool = True) -> None:
+        """Roll the guest back to ``name`` and start it again when it ran before."""
+        params: dict[str, Any] = {"start": 1} if start and self.kind == "qemu" else {}
+        upid = self.api.post(f"{self.path}/{name}/rollback", **params)
+        if isinstance(upid, str):
+            wait(self.api, upid, what=f"rollback of {self.vmid} to {name}", timeout=self.timeout)
+        if start and self.kind == "lxc":
+            status = self.api.get(f"/nodes/{self.node}/lxc/{self.vmid}/status/current") or {}
+            if status.get("status") != "running":
+                upid = self.api.post(f"/nodes/{self.node}/lxc/{self.vmid}/status/start")
+                wait(self.api, upid, what=f"start {self.vmid}", timeout=self.timeout)
+
+    def delete(self, name: str) -> None:
+        """Delete snapshot ``name``; refuses names nixmox did not give."""
+        if update_snapshot_time(name) is None:
+            raise ValueError(f"refusing to delete snapshot {name!r}: nixmox did not take it")
+        upid = self.api.delete(f"{self.path}/{name}", done=lambda: name not in self.names())
+        if isinstance(upid, str):
+            wait(self.api, upid, what=f"delete snapshot {name} of {self.vmid}")
+
+    def prune(self, keep: Keep, zone: tzinfo, *, dry_run: bool = False) -> list[str]:
+        """Delete nixmox's update snapshots retention no longer keeps; their names."""
+        doomed = snapshots_to_prune(self.names(), keep, zone)
+        for name in doomed:
+            if dry_run:
+                log.info("would delete snapshot %s of %s", name, self.vmid)
+            else:
+                self.delete(name)
+        return doomed
