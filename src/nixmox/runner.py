@@ -33,6 +33,14 @@ class Remote:
     destination: str
     options: tuple[str, ...] = ()
 
+    @classmethod
+    def to(cls, destination: str, environ: Mapping[str, str] | None = None) -> Remote:
+        """``destination`` with the ssh config file named by ``NIXMOX_SSH_CONFIG``, if set
+        (``ssh -F FILE``; otherwise the user's own ``~/.ssh/config`` applies)."""
+        env = os.environ if environ is None else environ
+        config = env.get("NIXMOX_SSH_CONFIG")
+        return cls(destination, ("-F", config) if config else ())
+
     def wrap(self, argv: Sequence[str], env: Mapping[str, str] | None) -> list[str]:
         """The local argv that runs ``argv`` on this machine."""
         remote = shlex.join(argv)

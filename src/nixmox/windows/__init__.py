@@ -1,0 +1,1 @@
+"""Windows guests, driven through the QEMU guest agent: updates and provisioning."""
