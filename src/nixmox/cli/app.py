@@ -307,7 +307,14 @@ def update_nixos(
     json: JsonOpt = False,
 ) -> None:
     """Update NixOS guests: flake lock, build, switch, health check, roll back on failure."""
-    _pending("update nixos", 6)
+    from nixmox.cli import update_nixos_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        update_nixos_cmd.run(
+            g.config, guest or [], dry_run=dry_run, as_json=g.json, verbose=g.verbosity
+        )
+    )
 
 
 @update_app.command("windows")
