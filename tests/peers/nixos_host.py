@@ -1,0 +1,240 @@
+"""A fake NixOS guest: a throwaway sshd whose sessions see a NixOS-shaped system.
+
+The sshd runs in a private mount namespace (``unshare --mount``) where
+``/nix/var/nix/profiles`` is a temp dir holding ``system -> system-41-link``
+and ``/run`` is a tmpfs with ``current-system`` and ``booted-system``: the
+product reads and switches the real paths, this machine's own profiles and
+``/run`` are never touched.
+
+Sessions get a ``PATH`` (sshd ``SetEnv``) starting with recording stand-ins for
+``nixos-rebuild``, ``switch-to-configuration``, ``systemctl``, ``systemd-run``,
+``nix-env`` and ``pct``: each appends its argv to ``log`` and behaves as the
+files in ``script/`` say. ``nix`` is the real nix 2.8 (Debian's ``nix-bin``)
+behind a wrapper that keeps it on an isolated store and an empty registry.
+
+Scripted behaviour (files under ``script/``, ``SYS`` = a system's directory
+name, ``system-41`` or ``new-system``):
+
+- ``build-fails``: ``nixos-rebuild build`` fails;
+- ``new-kernel``: the built system has another kernel (a reboot is needed);
+- ``state.SYS``: what ``systemctl is-system-running`` answers on that system;
+- ``failed.SYS``: the lines of ``systemctl list-units --state=failed``;
+- ``inactive.SYS``: units ``systemctl is-active`` calls inactive;
+- ``kill-sshd.SYS``: switching to that system stops the sshd (guest lost).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.peers._proc import die_with_parent, wait_until
+from tests.peers.nix import NixSandbox
+from tests.peers.sshd import Sshd
+
+GENERATION = 41
+NAMESPACE = ("unshare", "--mount", "--propagation", "private")
+
+_RECORD = 'printf "%s\\n" "$(basename "$0") $*" >> {log}\n'
+
+STANDINS = {
+    "nixos-rebuild": """\
+if [ -e {script}/build-fails ]; then
+  echo "error: builder for '/nix/store/x-nixos-system' failed" >&2; exit 1
+fi
+new={root}/store/new-system
+rm -rf "$new"; mkdir -p "$new/bin"
+ln -s {bin}/switch-to-configuration "$new/bin/switch-to-configuration"
+if [ -e {script}/new-kernel ]; then ln -s {root}/store/kernel-2 "$new/kernel"
+else ln -s {root}/store/kernel-1 "$new/kernel"; fi
+ln -sfn "$new" result
+""",
+    "switch-to-configuration": """\
+sys=$(cd "$(dirname "$0")/.." && pwd -P)
+name=$(basename "$sys")
+printf "%s\\n" "switched-to $name" >> {log}
+ln -sfn "$sys" /run/current-system
+if [ -e {script}/kill-sshd.$name ]; then kill "$(cat {pidfile})"; fi
+exit 0
+""",
+    "systemctl": """\
+cur=$(basename "$(readlink -f /run/current-system)")
+case "$1" in
+  is-system-running)
+    s=running; [ -e {script}/state.$cur ] && s=$(cat {script}/state.$cur)
+    echo "$s"; [ "$s" = running ];;
+  list-units) [ -e {script}/failed.$cur ] && cat {script}/failed.$cur; exit 0;;
+  is-active)
+    shift; rc=0
+    for u in "$@"; do
+      if grep -qx "$u" {script}/inactive.$cur 2>/dev/null; then echo inactive; rc=3
+      else echo active; fi
+    done
+    exit $rc;;
+  *) exit 0;;
+esac
+""",
+    "systemd-run": """\
+for a in "$@"; do
+  case "$a" in --unit=*) echo "Running timer as unit: ${{a#--unit=}}.timer";; esac
+done
+""",
+    "nix-env": """\
+profile= target= gen=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -p) profile=$2; shift 2;;
+    --set) target=$2; shift 2;;
+    --switch-generation) gen=$2; shift 2;;
+    *) shift;;
+  esac
+done
+dir=$(dirname "$profile"); base=$(basename "$profile")
+if [ -n "$target" ]; then
+  n=$(ls "$dir" | sed -n "s/^$base-\\([0-9]*\\)-link$/\\1/p" | sort -n | tail -1)
+  n=$((n + 1))
+  ln -s "$target" "$dir/$base-$n-link"
+  ln -sfn "$base-$n-link" "$profile"
+  echo "switching profile from version $((n - 1)) to $n" >&2
+elif [ -n "$gen" ]; then
+  [ -e "$dir/$base-$gen-link" ] || {{ echo "error: generation $gen does not exist" >&2; exit 1; }}
+  ln -sfn "$base-$gen-link" "$profile"
+fi
+""",
+    # pct exec VMID -- CMD...: the "container" is this same fake host.
+    "pct": """\
+[ "$1" = exec ] || exit 0
+shift 2; [ "$1" = -- ] && shift
+exec "$@"
+""",
+}
+
+
+class NixosHost(Sshd):
+    """:class:`Sshd` in a private mount namespace, dressed up as a NixOS guest.
+
+    After ``start()``: ``root`` (the fake's files), ``script`` (behaviour
+    files), ``log_lines()`` (what the stand-ins recorded), ``profiles`` (the
+    directory seen as ``/nix/var/nix/profiles``), ``generation()`` (where the
+    system profile points now).
+    """
+
+    name = "nixos-host"
+    tmp_prefix = "nixos-host"
+
+    def __init__(self, nix: NixSandbox, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.nix = nix
+
+    @property
+    def root(self) -> Path:
+        return self._tmp / "guest"
+
+    @property
+    def script(self) -> Path:
+        return self.root / "script"
+
+    @property
+    def profiles(self) -> Path:
+        return self.root / "profiles"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "log"
+
+    def log_lines(self) -> list[str]:
+        """Every stand-in call so far, ``NAME ARGS...`` per line."""
+        return self.log_file.read_text().splitlines() if self.log_file.exists() else []
+
+    def calls(self, name: str) -> list[str]:
+        """The recorded calls of stand-in ``name``."""
+        return [line for line in self.log_lines() if line.split(" ", 1)[0] == name]
+
+    def generation(self) -> str:
+        """The system profile's link target now (``system-42-link``)."""
+        return os.readlink(self.profiles / "system")
+
+    def _start(self) -> None:
+        self._fake_system()
+        super()._start()
+
+    def _fake_system(self) -> None:
+        root = self.root
+        for d in ("bin", "script", "profiles", "store", "run"):
+            (root / d).mkdir(parents=True)
+        values = {
+            "root": root,
+            "bin": root / "bin",
+            "script": self.script,
+            "log": self.log_file,
+            "pidfile": self._tmp / "sshd.pid",
+        }
+        for name, body in STANDINS.items():
+            path = root / "bin" / name
+            path.write_text("#!/bin/sh\n" + _RECORD.format(**values) + body.format(**values))
+            path.chmod(0o755)
+        self._nix_wrapper()
+        store = root / "store"
+        (store / "kernel-1").write_text("kernel 1\n")
+        (store / "kernel-2").write_text("kernel 2\n")
+        system = store / f"system-{GENERATION}"
+        (system / "bin").mkdir(parents=True)
+        (system / "bin" / "switch-to-configuration").symlink_to(
+            root / "bin" / "switch-to-configuration"
+        )
+        (system / "kernel").symlink_to(store / "kernel-1")
+        (self.profiles / f"system-{GENERATION}-link").symlink_to(system)
+        (self.profiles / "system").symlink_to(f"system-{GENERATION}-link")
+
+    def _nix_wrapper(self) -> None:
+        n = self.nix
+        keep = ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
+        exports = "".join(f"export {k}={shlex.quote(n.env[k])}\n" for k in keep)
+        # Absolute: a bare "nix" would find this wrapper again on the session's PATH.
+        args = shlex.join([shutil.which(n.nix_bin) or n.nix_bin, *n.args])
+        path = self.root / "bin" / "nix"
+        path.write_text(
+            "#!/bin/sh\n"
+            + _RECORD.format(log=self.log_file)
+            + "unset NIX_PATH NIX_REMOTE NIX_CONF_DIR NIX_USER_CONF_FILES NIX_CONFIG\n"
+            + exports
+            + f'exec {args} "$@"\n'
+        )
+        path.chmod(0o755)
+
+    def _write_configs(self) -> None:
+        super()._write_configs()
+        config = self._tmp / "sshd_config"
+        path = f"{self.root / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+        config.write_text(config.read_text() + f"SetEnv PATH={path}\n")
+
+    def _launch(self) -> None:
+        root = self.root
+        system = root / "store" / f"system-{GENERATION}"
+        # unshare execs sh, sh execs sshd: the process started here is sshd itself.
+        setup = (
+            f"mount --bind {root / 'profiles'} /nix/var/nix/profiles && "
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && "
+            f"ln -s {system} /run/current-system && ln -s {system} /run/booted-system && "
+            'exec "$@"'
+        )
+        sshd = [self.sshd, "-D", "-e", "-f", str(self._tmp / "sshd_config")]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [*NAMESPACE, "/bin/sh", "-c", setup, "sh", *sshd],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+        wait_until(
+            lambda: "Server listening" in self._log(),
+            timeout=self.start_timeout,
+            what="sshd (fake NixOS guest)",
+            proc=self.proc,
+            log=self.log_path,
+        )

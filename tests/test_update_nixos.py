@@ -1,0 +1,582 @@
+"""`nixmox update nixos` end to end.
+
+Against real peers: the lab (Proxmox snapshots, rollbacks, the guest agent's
+exec API), a real sshd (the guest reached with the system ssh client), the real
+nix 2.8 updating a local flake's lock, real git for the lock commit. Recording
+stand-ins (see tests/peers/nixos_host.py) play the NixOS-only programs:
+nixos-rebuild, switch-to-configuration, systemctl, systemd-run, nix-env, pct.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nixmox.cli.main import run
+from nixmox.errors import ConfigError
+from nixmox.inventory.load import load_inventory
+from nixmox.inventory.model import ProxmoxSettings
+from nixmox.proxmox.client import Proxmox
+from nixmox.proxmox.settings import connection
+from nixmox.runner import Runner
+from nixmox.state import Journal
+from nixmox.updates.guest_access import AgentAccess, PctAccess, open_access
+from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
+from nixmox.updates.nixos import (
+    NIX,
+    READ_GENERATION,
+    Generation,
+    Health,
+    deadman_argv,
+    lock_argv,
+    parse_generation,
+    parse_nix_version,
+    reboot_needed,
+    system_state,
+)
+from tests.lab.serving import RunningLab
+from tests.peers.nix import NixSandbox, write_stub_nixpkgs
+from tests.peers.nixos_host import NixosHost
+from tests.peers.require import need_binary, need_root
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = (ROOT / "examples" / "homelab.toml").read_text()
+PROFILE = "/nix/var/nix/profiles/system"
+
+
+# -- pure decisions ---------------------------------------------------------------
+
+
+def test_lock_command_follows_the_nix_version() -> None:
+    assert lock_argv((2, 8, 0), "/etc/nixos", ["nixpkgs", "home"]) == [
+        *NIX, "flake", "lock", "/etc/nixos", "--update-input", "nixpkgs", "--update-input", "home",
+    ]  # fmt: skip
+    assert lock_argv((2, 19, 0), "/etc/nixos", ["nixpkgs"]) == [
+        *NIX, "flake", "update", "nixpkgs", "--flake", "/etc/nixos",
+    ]  # fmt: skip
+    assert lock_argv((2, 24, 9), "/etc/nixos", []) == [
+        *NIX,
+        "flake",
+        "update",
+        "--flake",
+        "/etc/nixos",
+    ]
+    assert lock_argv((2, 18, 1), "/etc/nixos", []) == [*NIX, "flake", "update", "/etc/nixos"]
+    assert parse_nix_version("nix (Nix) 2.8.0\n") == (2, 8, 0)
+    assert parse_nix_version("nix (Nix) 2.24\n") == (2, 24)
+    assert parse_nix_version("sh: nix: not found") is None
+
+
+def test_generation_reboot_and_health_verdicts() -> None:
+    gen = parse_generation("system-41-link\n/nix/store/a-nixos\n/nix/store/b-nixos\n")
+    assert gen == Generation(41, "/nix/store/a-nixos", "/nix/store/b-nixos")
+    with pytest.raises(ValueError, match="does not point at a generation"):
+        parse_generation("/nix/store/x-system\n")
+    assert reboot_needed("kernel /a /a\ninitrd /b /c\nkernel-modules  \n") == ["initrd"]
+    assert reboot_needed("kernel  \ninitrd  \nkernel-modules  \n") == []  # an LXC: no kernel
+    assert [system_state(s) for s in ("running", "starting", "degraded", "maintenance")] == [
+        "ok", "wait", "bad", "bad",
+    ]  # fmt: skip
+    assert Health().problems() == []
+    sick = Health(state="degraded", failed_units=["nginx.service"], bad_urls=["x answered 503"])
+    assert sick.problems() == [
+        "system is degraded",
+        "failed units: nginx.service",
+        "http: x answered 503",
+    ]
+    argv = deadman_argv("nixmox-deadman-x", "5min", 41)
+    assert argv[:3] == ["systemd-run", "--on-active=5min", "--unit=nixmox-deadman-x"]
+    assert "--switch-generation 41" in argv[-1] and "switch-to-configuration switch" in argv[-1]
+
+
+def test_transports_build_the_documented_command_lines() -> None:
+    assert AgentAccess.argv(["nix", "--version"]) == ["/run/current-system/sw/bin/nix", "--version"]
+    assert AgentAccess.argv("echo hi")[:2] == ["/run/current-system/sw/bin/sh", "-c"]
+    assert AgentAccess.argv("echo hi")[2].endswith("echo hi")
+    pct = PctAccess(Runner(), 100).argv(["nix", "--version"])
+    assert pct[:6] == ["pct", "exec", "100", "--", "/bin/sh", "-c"]
+    assert ". /etc/set-environment" in pct[6] and pct[6].endswith("exec nix --version")
+
+
+# -- the fake guest, the flake, the inventory -------------------------------------
+
+
+@pytest.fixture
+def guest(nix_sandbox: NixSandbox) -> Iterator[NixosHost]:
+    need_root("the fake NixOS guest (sshd in a mount namespace)")
+    sshd = need_binary("sshd", "openssh-server")
+    need_binary("unshare", "util-linux")
+    with NixosHost(nix_sandbox, sshd=sshd) as host:
+        yield host
+
+
+@pytest.fixture
+def healthz() -> Iterator[str]:
+    """A loopback HTTP server answering 200 on /healthz, 503 elsewhere."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz" else 503)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/healthz"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Flake:
+    """A flake with one `path:` input (the stub nixpkgs), locked by the real nix."""
+
+    def __init__(self, root: Path, nix: NixSandbox, *, git: bool = False) -> None:
+        self.dir = root / "flake"
+        self.stub = write_stub_nixpkgs(root / "stub-nixpkgs")
+        self.nix = nix
+        self.dir.mkdir()
+        (self.dir / "flake.nix").write_text(
+            "{\n"
+            f'  inputs.nixpkgs.url = "path:{self.stub}";\n'
+            "  outputs = { self, nixpkgs }: { nixosConfigurations = { }; };\n"
+            "}\n"
+        )
+        if git:
+            self.git("init", "-q")
+            self.git("add", "flake.nix")
+        nix.nix("flake", "lock", str(self.dir))
+        if git:
+            self.git("add", "flake.lock")
+            self.git("commit", "-q", "-m", "initial")
+        self.first = self.lock()
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(self.dir), *args],
+            env=self.nix.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    def lock(self) -> str:
+        return (self.dir / "flake.lock").read_text()
+
+    def upstream_moves(self) -> None:
+        """A new nixpkgs "release": the stub's content (so its narHash) changes."""
+        text = (self.stub / "flake.nix").read_text()
+        (self.stub / "flake.nix").write_text(text + "# a new release\n")
+
+
+@pytest.fixture
+def flake(tmp_path: Path, nix_sandbox: NixSandbox) -> Flake:
+    return Flake(tmp_path, nix_sandbox)
+
+
+def write_inventory(
+    path: Path, update: str, *, health: str = "", node_address: str | None = None
+) -> Path:
+    """examples/homelab.toml with nixos-lxc's [guests.update] (and health) replaced."""
+    start = EXAMPLE.index("[guests.update]")
+    end = EXAMPLE.index("[guests.reboot]", start)
+    text = EXAMPLE[:start] + update.strip() + "\n\n" + health.strip() + "\n\n" + EXAMPLE[end:]
+    if node_address is not None:
+        text = text.replace('address = "pve1.home.arpa"', f'address = "{node_address}"')
+    path.write_text(text)
+    return path
+
+
+def ssh_update(host: NixosHost, flake: Flake, extra: str = "") -> str:
+    return f"""
+[guests.update]
+method = "nixos"
+ssh = "{host.host}"
+flake = "{flake.dir}"
+host = "nixos-lxc"
+inputs = ["nixpkgs"]
+{extra}
+"""
+
+
+def health(url: str, units: str = '["sshd.service"]') -> str:
+    return f"""
+[guests.update.health]
+units = {units}
+http = ["{url}"]
+timeout = "5s"
+"""
+
+
+@pytest.fixture
+def env(
+    lab: RunningLab, guest: NixosHost, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> RunningLab:
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(guest.ssh_config))
+    lab.pve.add_declared_guests()
+    return lab
+
+
+def update(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, Any]:
+    code = run(["update", "nixos", "--json", "--config", str(config), *args])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def snapshots(lab: RunningLab, kind: str = "lxc", vmid: int = 100) -> GuestSnapshots:
+    return GuestSnapshots(Proxmox(connection(ProxmoxSettings(), lab.env)), "pve1", kind, vmid)
+
+
+def posts(lab: RunningLab, fragment: str) -> list[str]:
+    return [path for method, path, _ in lab.pve.requests if method == "POST" and fragment in path]
+
+
+# -- the scenarios of the issue ---------------------------------------------------
+
+
+def test_lock_unchanged_builds_nothing_and_keeps_no_snapshot(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 0
+    [row] = out["guests"]
+    assert row["result"] == "unchanged" and row["snapshot"] is None
+    assert guest.calls("nixos-rebuild") == [] and guest.calls("switch-to-configuration") == []
+    # The nix-2.8 syntax for one input, run for real against the flake.
+    assert any(
+        f"flake lock {flake.dir} --update-input nixpkgs" in line for line in guest.calls("nix")
+    )
+    assert flake.lock() == flake.first
+    # Taken before the lock was touched, deleted once nothing changed.
+    assert posts(env, "/lxc/100/snapshot")
+    assert snapshots(env).names() == []
+
+
+def test_success_switches_disarms_prunes_and_journals(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    snaps = snapshots(env)
+    old = [update_snapshot_name(datetime(2026, 11, d, 3, 30, tzinfo=UTC)) for d in (1, 2, 3, 4)]
+    for name in old:
+        snaps.take(name)
+    snaps.api.post(snaps.path, snapname="manual")  # the user's own: never pruned
+    flake.upstream_moves()
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 0, out
+    [row] = out["guests"]
+    assert row["result"] == "ok" and not row["rolled_back"]
+    assert "left uncommitted" in row["message"]
+    assert flake.lock() != flake.first  # the new lock is in the working tree
+    # Built, then switched to exactly what was built, with the dead-man armed first.
+    assert len(guest.calls("nixos-rebuild")) == 1
+    calls = [line.split(" ", 1)[0] for line in guest.log_lines()]
+    assert calls.index("systemd-run") < calls.index("switch-to-configuration")
+    [armed] = guest.calls("systemd-run")
+    assert "--on-active=5min" in armed and "--switch-generation 41" in armed
+    unit = next(a for a in armed.split() if a.startswith("--unit=")).removeprefix("--unit=")
+    assert f"systemctl stop {unit}.timer" in guest.log_lines()
+    assert guest.generation() == "system-42-link"
+    assert "switched-to new-system" in guest.log_lines()
+    # The new snapshot deleted (keep_snapshot = false), the oldest of nixmox's pruned
+    # (keep-last 3), the foreign one untouched.
+    assert sorted(snaps.names()) == sorted(["manual", *old[1:]])
+    [journaled] = Journal(tmp_path / "state").runs("update nixos", exact=True)
+    assert journaled.result == "ok"
+    assert journaled.summary["guests"][0]["guest"] == "nixos-lxc"
+    assert journaled.summary["pending"] == {}
+    prom = (tmp_path / "nixmox.prom").read_text()
+    assert 'nixmox_guest_update_last_success{guest="lxc/100",name="nixos-lxc"} 1.0' in prom or (
+        "nixmox_guest_update_last_success" in prom and 'nixos-lxc"} 1.0' in prom
+    )
+
+
+def test_build_failure_switches_nothing(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    (guest.script / "build-fails").touch()
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 1
+    [row] = out["guests"]
+    assert row["result"] == "failed" and not row["rolled_back"]
+    assert "build failed" in row["message"] and "nothing switched" in row["message"]
+    assert len(guest.calls("nixos-rebuild")) == 1
+    assert guest.calls("nix-env") == [] and guest.calls("switch-to-configuration") == []
+    assert guest.calls("systemd-run") == []
+    assert guest.generation() == "system-41-link"
+    assert flake.lock() == flake.first  # put back, so the next run tries again
+    assert snapshots(env).names() == []
+
+
+def test_unhealthy_switch_goes_back_to_the_recorded_generation(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    (guest.script / "state.new-system").write_text("degraded\n")
+    (guest.script / "failed.new-system").write_text("nginx.service loaded failed failed nginx\n")
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 1
+    [row] = out["guests"]
+    assert row["result"] == "rolled-back" and row["rolled_back"]
+    assert "generation 41" in row["rollback"]
+    assert "degraded" in row["message"] and "nginx.service" in row["message"]
+    assert f"nix-env -p {PROFILE} --switch-generation 41" in guest.log_lines()
+    log = guest.log_lines()
+    assert log.index("switched-to new-system") < log.index("switched-to system-41")
+    assert guest.generation() == "system-41-link"
+    assert flake.lock() == flake.first
+    assert [n for n in snapshots(env).names()] == [row["snapshot"]]  # kept as evidence
+    assert not posts(env, "/rollback")
+    # Again, as text: the report names the rollback.
+    assert run(["update", "nixos", "--config", str(config), "--guest", "nixos-lxc"]) == 1
+    assert "rolled back: generation 41" in capsys.readouterr().out
+
+
+def test_guest_lost_after_the_switch_rolls_the_proxmox_snapshot_back(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    (guest.script / "kill-sshd.new-system").touch()
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 1
+    [row] = out["guests"]
+    assert row["result"] == "rolled-back" and row["rolled_back"]
+    assert row["rollback"] == f"Proxmox snapshot {row['snapshot']}"
+    assert "unreachable" in row["message"]
+    assert posts(env, f"/lxc/100/snapshot/{row['snapshot']}/rollback")
+    assert env.pve.guest(100).status == "running"
+
+
+def test_commit_lock_commits_as_nixmox(
+    env: RunningLab,
+    guest: NixosHost,
+    nix_sandbox: NixSandbox,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo = Flake(tmp_path / "git", nix_sandbox, git=True)
+    repo.upstream_moves()
+    inv = ssh_update(guest, repo, "commit_lock = true\nkeep_snapshot = true")
+    config = write_inventory(tmp_path / "inv.toml", inv, health=health(healthz))
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 0, out
+    [row] = out["guests"]
+    assert "flake.lock committed" in row["message"] and "kept" in row["message"]
+    assert repo.git("log", "-1", "--format=%an <%ae>|%s") == (
+        "nixmox <nixmox@nixos-lxc>|flake.lock: update nixpkgs (nixmox)\n"
+    )
+    assert repo.git("status", "--porcelain") == ""
+    assert snapshots(env).names() == [row["snapshot"]]
+
+
+def test_reboot_is_pending_unless_the_policy_allows_it(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    (guest.script / "new-kernel").touch()
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    never = tmp_path / "never.toml"
+    never.write_text(config.read_text().replace('policy = "allowed"', 'policy = "never"', 1))
+    code, out = update(capsys, never, "--guest", "nixos-lxc")
+    assert code == 0
+    [row] = out["guests"]
+    assert row["pending"] == 1 and "reboot pending (kernel changed" in row["message"]
+    assert out["pending"] == {"nixos-lxc": 1}
+    assert not posts(env, "/status/reboot")
+    flake.upstream_moves()
+    code, out = update(capsys, config, "--guest", "nixos-lxc")  # policy "allowed"
+    assert code == 0, out
+    assert out["guests"][0]["pending"] == 0 and "rebooted" in out["guests"][0]["message"]
+    assert posts(env, "/lxc/100/status/reboot")
+
+
+def test_dry_run_changes_nothing(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code = run(["update", "nixos", "--dry-run", "--config", str(config), "--guest", "nixos-lxc"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "dry run" in out and "record generation 41" in out
+    assert f"flake lock {flake.dir} --update-input nixpkgs" in out
+    assert flake.lock() == flake.first
+    assert guest.calls("nixos-rebuild") == [] and guest.calls("systemd-run") == []
+    assert all("--version" in line for line in guest.calls("nix"))  # only read
+    assert not [r for r in env.pve.requests if r[0] != "GET"]
+    assert Journal(tmp_path / "state").runs("update nixos") == []
+
+
+def test_dry_run_of_an_unreachable_guest_still_plans(
+    env: RunningLab,
+    flake: Flake,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    closed = tmp_path / "ssh_config"
+    closed.write_text("Host *\n  HostName 127.0.0.1\n  Port 9\n  BatchMode yes\n")
+    monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(closed))
+    config = write_inventory(
+        tmp_path / "inv.toml", '[guests.update]\nmethod = "nixos"\nssh = "root@nixos-lxc"\n'
+    )
+    code = run(["update", "nixos", "--dry-run", "--config", str(config), "--guest", "nixos-lxc"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "guest not reachable" in out
+    assert "nixos-rebuild build --flake /etc/nixos#nixos-lxc" in out
+    assert "(nix < 2.19) or" in out  # version unknown: both syntaxes shown
+
+
+def test_guests_must_be_nixos_and_reachable_somehow(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = str(ROOT / "examples" / "homelab.toml")
+    assert run(["update", "nixos", "--config", example, "--guest", "win11-gaming"]) == 1
+    assert "not updated as NixOS" in capsys.readouterr().err
+    assert run(["update", "nixos", "--config", example, "--guest", "nope"]) == 1
+    assert "no such guest" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"needs update\.ssh"):
+        inv = load_inventory(Path(example))
+        vm = inv.guest("nixos-vm")
+        assert vm.update is not None
+        broken = vm.model_copy(update={"update": vm.update.model_copy(update={"via": "ssh"})})
+        open_access(broken, None, Runner(), None)
+
+
+# -- the other transports ----------------------------------------------------------
+
+
+def test_pct_transport_runs_the_update_through_pct_exec_on_the_node(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    inv = f'[guests.update]\nmethod = "nixos"\nvia = "pct"\nflake = "{flake.dir}"\n'
+    config = write_inventory(
+        tmp_path / "inv.toml", inv, health=health(healthz), node_address=guest.host
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 0, out
+    assert out["guests"][0]["result"] == "ok"
+    pct = guest.calls("pct")
+    assert pct and all(line.startswith("pct exec 100 -- /bin/sh -c ") for line in pct)
+    assert any("nixos-rebuild build --flake" in line for line in pct)
+    assert guest.generation() == "system-42-link"
+    # Whole lock (no inputs listed): nix 2.8's `nix flake update FLAKE`.
+    assert any(f"flake update {flake.dir}" in line for line in guest.calls("nix"))
+
+
+def test_agent_transport_through_the_api(
+    env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vm = env.pve.find("pve1", 101)
+    assert vm.status == "running"
+    lock = '{"nodes": {}, "root": "root", "version": 7}\n'
+    sh = ["/run/current-system/sw/bin/sh", "-c"]
+    read_lock = "if [ -e /etc/nixos/flake.lock ]; then cat /etc/nixos/flake.lock; fi"
+    vm.agent = {
+        **(vm.agent or {}),
+        "exec": {
+            " ".join(AgentAccess.argv(READ_GENERATION)): {
+                "exitcode": 0,
+                "out-data": "system-7-link\n/nix/store/a-nixos-system\n/nix/store/a-nixos-system\n",
+            },
+            "/run/current-system/sw/bin/nix --version": {
+                "exitcode": 0,
+                "out-data": "nix (Nix) 2.24.9\n",
+            },
+            " ".join(AgentAccess.argv(read_lock)): {"exitcode": 0, "out-data": lock},
+        },
+    }
+    code, out = update(capsys, ROOT / "examples" / "homelab.toml", "--guest", "nixos-vm")
+    assert code == 0, out
+    [row] = out["guests"]
+    assert row["result"] == "unchanged"
+    argvs = [a["command"] for c, a in vm.agent_requests if c == "exec"]
+    # nix ≥ 2.19 in the guest, whole lock: `nix flake update --flake PATH`.
+    assert [
+        "/run/current-system/sw/bin/nix",
+        *NIX[1:],
+        "flake",
+        "update",
+        "--flake",
+        "/etc/nixos",
+    ] in argvs
+    assert not any("nixos-rebuild" in " ".join(a) for a in argvs)
+    assert posts(env, "/qemu/101/snapshot") and snapshots(env, "qemu", 101).names() == []
+    assert sh == argvs[0][:2]  # scripts run by NixOS's sh, not the agent's bare PATH
