@@ -269,17 +269,20 @@ class NixosUpdate:
         g, u = self.guest, self.settings
         o = Outcome(g.name, g.vmid, "dry-run")
         o.step(f"reach the guest by {self.access.where}")
-        why = self._reachable()
+        problem = None
         version: tuple[int, ...] | None = None
+        why = self._reachable()
         if why is None:
             try:
                 gen = self.read_generation()
                 o.step(f"record generation {gen.number} ({gen.current})")
                 version = self.nix_version()
             except (NixosUpdateError, GuestUnreachable) as exc:
-                o.step(f"read the guest: {exc}")
+                problem = f"cannot read the guest: {exc}"
+                o.step(problem)
         else:
-            o.step(f"guest not reachable: {why}")
+            problem = f"guest not reachable: {why}"
+            o.step(problem)
         kind = self.snapshots.kind if self.snapshots is not None else "?"
         o.step(f"snapshot {kind}/{g.vmid} as {update_snapshot_name(self.now())} (disk only)")
         if version is not None:
@@ -306,7 +309,7 @@ class NixosUpdate:
             else:
                 if doomed:
                     o.step("retention would delete: " + ", ".join(doomed))
-        o.message = "plan only" + (f"; guest not reachable: {why}" if why else "")
+        o.message = "plan only" + (f"; {problem}" if problem else "")
         return o
 
     def _checks_in_words(self) -> list[str]:
