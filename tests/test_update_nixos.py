@@ -345,6 +345,28 @@ def test_build_failure_switches_nothing(
     assert snapshots(env).names() == []
 
 
+def test_new_lock_that_builds_the_same_system_switches_nothing(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    (guest.script / "same-system").touch()
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 0, out
+    [row] = out["guests"]
+    assert row["result"] == "ok" and "same system: nothing switched" in row["message"]
+    assert guest.calls("nix-env") == [] and guest.calls("systemd-run") == []
+    assert flake.lock() != flake.first  # the new lock stays: it is good
+    assert snapshots(env).names() == []
+
+
 def test_unhealthy_switch_goes_back_to_the_recorded_generation(
     env: RunningLab,
     guest: NixosHost,
@@ -423,6 +445,7 @@ def test_commit_lock_commits_as_nixmox(
     assert snapshots(env).names() == [row["snapshot"]]
 
 
+@pytest.mark.parametrize("policy", ["never", "allowed"])
 def test_reboot_is_pending_unless_the_policy_allows_it(
     env: RunningLab,
     guest: NixosHost,
@@ -430,25 +453,26 @@ def test_reboot_is_pending_unless_the_policy_allows_it(
     healthz: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    policy: str,
 ) -> None:
     flake.upstream_moves()
     (guest.script / "new-kernel").touch()
     config = write_inventory(
         tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
     )
-    never = tmp_path / "never.toml"
-    never.write_text(config.read_text().replace('policy = "allowed"', 'policy = "never"', 1))
-    code, out = update(capsys, never, "--guest", "nixos-lxc")
-    assert code == 0
-    [row] = out["guests"]
-    assert row["pending"] == 1 and "reboot pending (kernel changed" in row["message"]
-    assert out["pending"] == {"nixos-lxc": 1}
-    assert not posts(env, "/status/reboot")
-    flake.upstream_moves()
-    code, out = update(capsys, config, "--guest", "nixos-lxc")  # policy "allowed"
+    # nixos-lxc's [guests.reboot] is the first policy of the example.
+    config.write_text(config.read_text().replace('policy = "allowed"', f'policy = "{policy}"', 1))
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 0, out
-    assert out["guests"][0]["pending"] == 0 and "rebooted" in out["guests"][0]["message"]
-    assert posts(env, "/lxc/100/status/reboot")
+    [row] = out["guests"]
+    if policy == "never":
+        assert row["pending"] == 1 and "reboot pending (kernel changed" in row["message"]
+        assert out["pending"] == {"nixos-lxc": 1}
+        assert not posts(env, "/status/reboot")
+    else:
+        assert row["pending"] == 0 and "rebooted (kernel changed)" in row["message"]
+        assert out["pending"] == {}
+        assert posts(env, "/lxc/100/status/reboot")
 
 
 def test_dry_run_changes_nothing(

@@ -49,6 +49,14 @@ def _job(inv: Inventory, guest: Guest, api: Proxmox | None, runner: Runner) -> N
     return NixosUpdate(guest, access, snaps, zone(inv.timezone), dry_run=runner.dry_run)
 
 
+def _one(job: NixosUpdate) -> Outcome:
+    """One guest's transaction; an error nobody expected fails that guest, not the run."""
+    try:
+        return job.run()
+    except NixmoxError as exc:
+        return Outcome(job.guest.name, job.guest.vmid, "failed", message=str(exc))
+
+
 def run(
     config: Path | None, names: list[str], *, dry_run: bool, as_json: bool, verbose: int
 ) -> int:
@@ -69,7 +77,7 @@ def run(
         outcomes = [job.plan() for job in jobs]
     else:
         with observed_run(inv, "update nixos") as journaled:
-            outcomes = [job.run() for job in jobs]
+            outcomes = [_one(job) for job in jobs]
             journaled.result = outcome.run_result(outcomes)
             journaled.summary = outcome.summary(outcomes)
     outcome.report(outcomes, as_json=as_json, dry_run=dry_run, title="update nixos")

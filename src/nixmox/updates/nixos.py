@@ -193,8 +193,10 @@ def switch_back_script(generation: int) -> str:
 
 def http_status(url: str, timeout: float = HTTP_TIMEOUT) -> str | None:
     """None when ``url`` answers 2xx, else why not (fetched from the nixmox side)."""
+    # Directly, never through a proxy from the environment: a health URL is on the LAN.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with opener.open(url, timeout=timeout) as response:
             status = int(response.status)
     except urllib.error.HTTPError as exc:
         return f"{url} answered {exc.code}"
@@ -362,6 +364,8 @@ class NixosUpdate:
             if new is None:
                 self._restore_lock(o, old)
                 return self._failed(o, f"build failed: {failure}; nothing switched")
+            if new == gen.current:
+                return self._same_system(o)
             self._diff(o, gen, new)
             unit = "nixmox-deadman-" + (o.snapshot or "update").removeprefix("nixmox_update_")
             armed = self.access.run(deadman_argv(unit, u.dead_man, gen.number))
@@ -483,6 +487,14 @@ class NixosUpdate:
         o.message = "; ".join(n for n in notes if n)
         return o
 
+    def _same_system(self, o: Outcome) -> Outcome:
+        """The new lock builds the running system again: keep the lock, switch nothing."""
+        o.result = "ok"
+        notes = ["new lock, same system: nothing switched", self._commit_lock(o)]
+        self._after_success_snapshots(o)
+        o.message = "; ".join(notes)
+        return o
+
     def _failed(self, o: Outcome, message: str) -> Outcome:
         """A failure before anything switched: the snapshot is of no use, delete it."""
         had = o.snapshot
@@ -602,10 +614,8 @@ class NixosUpdate:
     def _after_success_snapshots(self, o: Outcome) -> None:
         if self.snapshots is None:
             return
-        if not self.settings.keep_snapshot and o.snapshot is not None:
-            name = o.snapshot
+        if not self.settings.keep_snapshot:
             self._drop_snapshot(o)
-            o.snapshot = name  # still report which snapshot protected the update
         try:
             pruned = self.snapshots.prune(self._keep(), self.zone)
         except NixmoxError as exc:
