@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nixmox.cli.main import run
 from nixmox.errors import ConfigError
@@ -73,6 +75,27 @@ def test_lock_command_follows_the_nix_version() -> None:
     assert parse_nix_version("nix (Nix) 2.8.0\n") == (2, 8, 0)
     assert parse_nix_version("nix (Nix) 2.24\n") == (2, 24)
     assert parse_nix_version("sh: nix: not found") is None
+
+
+@given(
+    version=st.tuples(st.integers(2, 3), st.integers(0, 40), st.integers(0, 20)),
+    inputs=st.lists(
+        st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True).filter(
+            lambda name: name not in ("nix", "flake", "lock", "update")
+        ),
+        unique=True,
+    ),
+)
+def test_lock_command_names_the_flake_and_each_input_once(
+    version: tuple[int, int, int], inputs: list[str]
+) -> None:
+    argv = lock_argv(version, "/etc/nixos", inputs)
+    assert argv[: len(NIX)] == list(NIX) and argv.count("/etc/nixos") == 1
+    assert all(argv.count(name) == 1 for name in inputs)
+    old_syntax = "--update-input" in argv
+    assert old_syntax == (bool(inputs) and version < (2, 19))
+    if not inputs:  # the whole lock, in every version
+        assert argv[len(NIX) : len(NIX) + 2] == ["flake", "update"]
 
 
 def test_generation_reboot_and_health_verdicts() -> None:

@@ -74,7 +74,7 @@ def run(
     jobs = [_job(inv, g, api, runner) for g in guests]  # ConfigErrors before anything runs
     outcomes: list[Outcome]
     if dry_run:
-        outcomes = [job.plan() for job in jobs]
+        outcomes = [job.run() for job in jobs]  # the plan: nothing changes, nothing journaled
     else:
         with observed_run(inv, "update nixos") as journaled:
             outcomes = [_one(job) for job in jobs]

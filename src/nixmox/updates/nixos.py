@@ -325,7 +325,10 @@ class NixosUpdate:
     # -- the run --------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        """The whole transaction; never raises for a guest-side failure."""
+        """The whole transaction (only the plan under ``dry_run``); never raises for a
+        guest-side failure."""
+        if self.dry_run:
+            return self.plan()
         g = self.guest
         o = Outcome(g.name, g.vmid)
         why = self._reachable()
