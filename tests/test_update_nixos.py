@@ -44,9 +44,10 @@ from nixmox.updates.nixos import (
     reboot_needed,
     system_state,
 )
-from tests.lab.serving import RunningLab
+from tests.lab.qga_forward import AgentForwardingLab
+from tests.lab.serving import RunningLab, make_pki, serve_in_thread
 from tests.peers.nix import NixSandbox, write_stub_nixpkgs
-from tests.peers.nixos_host import NixosHost
+from tests.peers.nixos_host import NixosGuestAgent, NixosHost
 from tests.peers.require import need_binary, need_root
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,10 +211,15 @@ def flake(tmp_path: Path, nix_sandbox: NixSandbox) -> Flake:
 
 
 def write_inventory(
-    path: Path, update: str, *, health: str = "", node_address: str | None = None
+    path: Path,
+    update: str,
+    *,
+    health: str = "",
+    node_address: str | None = None,
+    guest: str = "nixos-lxc",
 ) -> Path:
-    """examples/homelab.toml with nixos-lxc's [guests.update] (and health) replaced."""
-    start = EXAMPLE.index("[guests.update]")
+    """examples/homelab.toml with ``guest``'s [guests.update] (and health) replaced."""
+    start = EXAMPLE.index("[guests.update]", EXAMPLE.index(f'name = "{guest}"'))
     end = EXAMPLE.index("[guests.reboot]", start)
     text = EXAMPLE[:start] + update.strip() + "\n\n" + health.strip() + "\n\n" + EXAMPLE[end:]
     if node_address is not None:
@@ -625,3 +631,64 @@ def test_agent_transport_through_the_api(
     assert not any("nixos-rebuild" in " ".join(a) for a in argvs)
     assert posts(env, "/qemu/101/snapshot") and snapshots(env, "qemu", 101).names() == []
     assert sh == argvs[0][:2]  # scripts run by NixOS's sh, not the agent's bare PATH
+
+
+@pytest.fixture
+def agent_lab(
+    tmp_path_factory: pytest.TempPathFactory,
+    guest: NixosHost,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Iterator[RunningLab]:
+    """A lab whose VM 101 has a real qemu-ga, running inside the fake NixOS guest."""
+    binary = need_binary("qemu-ga", "qemu-guest-agent")
+    need_binary("nsenter", "util-linux")
+    pve = AgentForwardingLab(host="127.0.0.1", port=0)
+    pve.time_scale = 0
+    running = serve_in_thread(pve, make_pki(tmp_path_factory.mktemp("pki"), "127.0.0.1"))
+    try:
+        with NixosGuestAgent(guest, qemu_ga=binary) as agent:
+            pve.add_declared_guests()
+            pve.agents[101] = agent.socket_path
+            for key, value in running.env.items():
+                monkeypatch.setenv(key, value)
+            monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+            yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("healthy", [True, False], ids=["healthy", "unhealthy"])
+def test_agent_transport_end_to_end_against_a_real_qemu_ga(
+    agent_lab: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    healthy: bool,
+) -> None:
+    flake.upstream_moves()
+    if not healthy:
+        (guest.script / "state.new-system").write_text("degraded\n")
+    inv = f'[guests.update]\nmethod = "nixos"\nvia = "agent"\nflake = "{flake.dir}"\n'
+    config = write_inventory(tmp_path / "inv.toml", inv, guest="nixos-vm")
+    code, out = update(capsys, config, "--guest", "nixos-vm")
+    [row] = out["guests"]
+    execs = [a["command"] for c, a in agent_lab.pve.guest(101).agent_requests if c == "exec"]
+    assert ["/run/current-system/sw/bin/nix", "--version"] in execs
+    # Whole lock with nix 2.8: `nix flake update FLAKE`, through the real agent and nix.
+    assert any(f"flake update {flake.dir}" in line for line in guest.calls("nix"))
+    assert len(guest.calls("nixos-rebuild")) == 1
+    assert "switched-to new-system" in guest.log_lines()
+    if healthy:
+        assert code == 0, out
+        assert row["result"] == "ok"
+        assert guest.generation() == "system-42-link"
+        assert flake.lock() != flake.first
+        assert snapshots(agent_lab, "qemu", 101).names() == []
+    else:
+        assert code == 1
+        assert row["result"] == "rolled-back" and row["rollback"].startswith("generation 41")
+        assert guest.generation() == "system-41-link"
+        assert flake.lock() == flake.first  # written back through the agent's input-data
+        assert snapshots(agent_lab, "qemu", 101).names() == [row["snapshot"]]

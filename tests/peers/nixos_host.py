@@ -22,6 +22,11 @@ name, ``system-41`` or ``new-system``):
 - ``failed.SYS``: the lines of ``systemctl list-units --state=failed``;
 - ``inactive.SYS``: units ``systemctl is-active`` calls inactive;
 - ``kill-sshd.SYS``: switching to that system stops the sshd (guest lost).
+
+:class:`NixosGuestAgent` is a real ``qemu-ga`` entered into the same mount
+namespace (``nsenter``), so commands through the agent see the same fake
+system; each system's ``sw/bin`` holds the stand-ins, the nix wrapper and a
+shell, as ``/run/current-system/sw/bin`` does on NixOS.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 
 from tests.peers._proc import die_with_parent, wait_until
 from tests.peers.nix import NixSandbox
+from tests.peers.qga import QemuGuestAgent
 from tests.peers.sshd import Sshd
 
 GENERATION = 41
@@ -52,6 +58,7 @@ if [ -e {script}/same-system ]; then ln -sfn {root}/store/system-41 result; exit
 new={root}/store/new-system
 rm -rf "$new"; mkdir -p "$new/bin"
 ln -s {bin}/switch-to-configuration "$new/bin/switch-to-configuration"
+ln -s {root}/sw "$new/sw"
 if [ -e {script}/new-kernel ]; then ln -s {root}/store/kernel-2 "$new/kernel"
 else ln -s {root}/store/kernel-1 "$new/kernel"; fi
 ln -sfn "$new" result
@@ -190,6 +197,12 @@ class NixosHost(Sshd):
             root / "bin" / "switch-to-configuration"
         )
         (system / "kernel").symlink_to(store / "kernel-1")
+        (system / "sw").symlink_to(root / "sw")
+        # /run/current-system/sw/bin: what the guest agent finds (stand-ins, nix, a shell).
+        (root / "sw" / "bin").mkdir(parents=True)
+        for name in (*STANDINS, "nix"):
+            (root / "sw" / "bin" / name).symlink_to(root / "bin" / name)
+        (root / "sw" / "bin" / "sh").symlink_to("/bin/sh")
         (self.profiles / f"system-{GENERATION}-link").symlink_to(system)
         (self.profiles / "system").symlink_to(f"system-{GENERATION}-link")
 
@@ -244,3 +257,34 @@ class NixosHost(Sshd):
             proc=self.proc,
             log=self.log_path,
         )
+
+
+class NixosGuestAgent(QemuGuestAgent):
+    """A real qemu-ga inside ``host``'s mount namespace (dangerous commands blocked).
+
+    Its commands get the ``PATH`` a NixOS login environment would give (the
+    stand-ins first), which is what ``/etc/set-environment`` provides there.
+    """
+
+    tmp_prefix = "nixos-qga"
+
+    def __init__(self, host: NixosHost, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.host = host
+
+    def _start(self) -> None:
+        real = self.qemu_ga
+        path = f"{self.host.root / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+        # qemu-ga is started through nsenter + env; the wrapper is what Daemon runs.
+        wrapper = self._tmp / "qemu-ga-in-guest"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f"exec nsenter -t {self.host.pid} -m env PATH={shlex.quote(path)} "
+            f'{shlex.quote(real)} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        self.qemu_ga = str(wrapper)
+        try:
+            super()._start()
+        finally:
+            self.qemu_ga = real
