@@ -302,6 +302,9 @@ def test_lock_unchanged_builds_nothing_and_keeps_no_snapshot(
     # Taken before the lock was touched, deleted once nothing changed.
     assert posts(env, "/lxc/100/snapshot")
     assert snapshots(env).names() == []
+    # Nothing to update is a good night for the metrics, not a failed update.
+    prom = (tmp_path / "nixmox.prom").read_text()
+    assert 'nixmox_guest_update_last_success{id="lxc/100",name="nixos-lxc"} 1.0' in prom
 
 
 def test_success_switches_disarms_prunes_and_journals(
@@ -394,6 +397,25 @@ def test_new_lock_that_builds_the_same_system_switches_nothing(
     assert guest.calls("nix-env") == [] and guest.calls("systemd-run") == []
     assert flake.lock() != flake.first  # the new lock stays: it is good
     assert snapshots(env).names() == []
+
+
+def test_health_waits_while_the_system_is_still_starting(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    (guest.script / "state.new-system").write_text("starting\nrunning\n")
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 0, out
+    assert out["guests"][0]["result"] == "ok"
+    assert guest.calls("systemctl").count("systemctl is-system-running") == 2
 
 
 def test_unhealthy_switch_goes_back_to_the_recorded_generation(

@@ -18,7 +18,8 @@ name, ``system-41`` or ``new-system``):
 - ``build-fails``: ``nixos-rebuild build`` fails;
 - ``new-kernel``: the built system has another kernel (a reboot is needed);
 - ``same-system``: the build yields the running system again;
-- ``state.SYS``: what ``systemctl is-system-running`` answers on that system;
+- ``state.SYS``: what ``systemctl is-system-running`` answers on that system
+  (one line per call when there are several, the last one repeated);
 - ``failed.SYS``: the lines of ``systemctl list-units --state=failed``;
 - ``inactive.SYS``: units ``systemctl is-active`` calls inactive;
 - ``kill-sshd.SYS``: switching to that system stops the sshd (guest lost).
@@ -75,7 +76,12 @@ exit 0
 cur=$(basename "$(readlink -f /run/current-system)")
 case "$1" in
   is-system-running)
-    s=running; [ -e {script}/state.$cur ] && s=$(cat {script}/state.$cur)
+    s=running
+    if [ -e {script}/state.$cur ]; then
+      s=$(head -n 1 {script}/state.$cur)
+      # Several lines: one answer per call, the last one for ever after.
+      [ "$(wc -l < {script}/state.$cur)" -gt 1 ] && sed -i 1d {script}/state.$cur
+    fi
     echo "$s"; [ "$s" = running ];;
   list-units) [ -e {script}/failed.$cur ] && cat {script}/failed.$cur; exit 0;;
   is-active)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nixmox.state import Run
+from nixmox.updates.outcome import FAILED
 
 
 def duration(seconds: float | None) -> str:
@@ -52,7 +53,7 @@ def _backup(summary: Mapping[str, Any]) -> list[str]:
     failed = [
         f"{g.get('guest')}: {g.get('message') or g.get('result')}"
         for g in guests
-        if g.get("result") != "ok"
+        if g.get("result") in FAILED
     ]
     failed += [f"{g.get('guest')}: {e}" for g in guests for e in g.get("errors") or []]
     return [head, *_failures(failed)]
@@ -99,7 +100,7 @@ def _update(summary: Mapping[str, Any]) -> list[str]:
     failed = [
         f"{g.get('guest')}: {g.get('message') or g.get('result')}"
         for g in guests
-        if g.get("result") != "ok"
+        if g.get("result") in FAILED
     ]
     return [head, *_failures(failed)]
 
