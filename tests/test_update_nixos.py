@@ -418,6 +418,31 @@ def test_health_waits_while_the_system_is_still_starting(
     assert guest.calls("systemctl").count("systemctl is-system-running") == 2
 
 
+def test_a_dead_man_switch_that_fires_during_the_checks_is_a_rollback(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    (guest.script / "deadman-fires").touch()
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 1
+    [row] = out["guests"]
+    assert row["result"] == "rolled-back"
+    assert row["rollback"] == "generation 41 (the dead-man switch fired)"
+    # The dead-man's own command line switched the guest back, through the real profile path.
+    assert f"nix-env -p {PROFILE} --switch-generation 41" in guest.log_lines()
+    assert guest.generation() == "system-41-link"
+    assert guest.log_lines()[-1] != "switched-to new-system"
+    assert flake.lock() == flake.first
+
+
 def test_unhealthy_switch_goes_back_to_the_recorded_generation(
     env: RunningLab,
     guest: NixosHost,

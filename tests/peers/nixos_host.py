@@ -22,7 +22,9 @@ name, ``system-41`` or ``new-system``):
   (one line per call when there are several, the last one repeated);
 - ``failed.SYS``: the lines of ``systemctl list-units --state=failed``;
 - ``inactive.SYS``: units ``systemctl is-active`` calls inactive;
-- ``kill-sshd.SYS``: switching to that system stops the sshd (guest lost).
+- ``kill-sshd.SYS``: switching to that system stops the sshd (guest lost);
+- ``deadman-fires``: the dead-man timer elapses during the health checks (its
+  command, as given to ``systemd-run``, runs at the first ``is-system-running``).
 
 :class:`NixosGuestAgent` is a real ``qemu-ga`` entered into the same mount
 namespace (``nsenter``), so commands through the agent see the same fake
@@ -76,6 +78,10 @@ exit 0
 cur=$(basename "$(readlink -f /run/current-system)")
 case "$1" in
   is-system-running)
+    if [ -e {root}/deadman.sh ]; then
+      sh {root}/deadman.sh > /dev/null 2>&1; rm -f {root}/deadman.sh
+      cur=$(basename "$(readlink -f /run/current-system)")
+    fi
     s=running
     if [ -e {script}/state.$cur ]; then
       s=$(head -n 1 {script}/state.$cur)
@@ -95,6 +101,11 @@ case "$1" in
 esac
 """,
     "systemd-run": """\
+# deadman-fires: keep the command; the next `systemctl is-system-running` runs it.
+if [ -e {script}/deadman-fires ]; then
+  for a in "$@"; do last=$a; done
+  printf "%s\\n" "$last" > {root}/deadman.sh
+fi
 for a in "$@"; do
   case "$a" in --unit=*) echo "Running timer as unit: ${{a#--unit=}}.timer";; esac
 done

@@ -387,7 +387,7 @@ class NixosUpdate:
             return self._snapshot_rollback(o, f"guest unreachable after the switch: {exc}")
         if problems:
             return self._switch_back(o, gen, unit, old, "; ".join(problems))
-        return self._succeeded(o, unit)
+        return self._succeeded(o, unit, gen, new, old)
 
     def _build(self, o: Outcome) -> tuple[str | None, str]:
         """Build the new system: its store path, or None and why the build failed."""
@@ -464,12 +464,23 @@ class NixosUpdate:
 
     # -- endings ----------------------------------------------------------------------
 
-    def _succeeded(self, o: Outcome, unit: str) -> Outcome:
+    def _succeeded(self, o: Outcome, unit: str, gen: Generation, new: str, old: str) -> Outcome:
         u, g = self.settings, self.guest
         o.result = "ok"
         notes = ["switched, healthy"]
         try:
             self._disarm(o, unit)
+            # Checks that outlast update.dead_man let the timer switch back meanwhile.
+            running = self.access.run("readlink -f /run/current-system", changes=False)
+            if running.stdout.strip() != new:
+                self._restore_lock(o, old)
+                o.result, o.rolled_back = "rolled-back", True
+                o.rollback = f"generation {gen.number} (the dead-man switch fired)"
+                o.message = (
+                    f"the dead-man switch ({u.dead_man}) switched back before the checks ended: "
+                    "make update.dead_man longer than the health checks take"
+                )
+                return o
             notes.append(self._commit_lock(o))
             reboot = reboot_needed(self.access.run(READ_BOOT_FILES, changes=False).stdout)
         except GuestUnreachable as exc:
