@@ -506,6 +506,7 @@ def test_commit_lock_commits_as_nixmox(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    need_binary("git", "git")
     repo = Flake(tmp_path / "git", nix_sandbox, git=True)
     repo.upstream_moves()
     inv = ssh_update(guest, repo, "commit_lock = true\nkeep_snapshot = true")
