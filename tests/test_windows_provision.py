@@ -69,9 +69,9 @@ def scripts_run(lab: RunningLab) -> list[tuple[str, dict[str, str | bool]]]:
 
 def with_rust(tmp_path: Path, kind: str) -> Path:
     text = EXAMPLE.read_text()
-    assert text.count('rust = "client"') == 1
+    assert text.count('\nrust = "client"\n') == 1
     path = tmp_path / "homelab.toml"
-    path.write_text(text.replace('rust = "client"', f'rust = "{kind}"'))
+    path.write_text(text.replace('\nrust = "client"\n', f'\nrust = "{kind}"\n'))
     return path
 
 

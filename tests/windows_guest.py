@@ -136,7 +136,7 @@ class WindowsGuest:
             "drivers", drivers=self.drivers, agent_service=self.agent_service, detail="virtio"
         )
 
-    def provision_steam(self, User: str, TaskName: str, **_: Any) -> dict[str, Any]:
+    def provision_steam(self, TaskName: str, **_: Any) -> dict[str, Any]:
         assert TaskName == "nixmox-steam"
         return _report(
             "steam",

@@ -89,7 +89,7 @@ class ProvisionJob:
         return report
 
     def _steam_facts(self) -> plan.SteamFacts:
-        report = self._script("provision-steam", {"User": self.user, "TaskName": plan.STEAM_TASK})
+        report = self._script("provision-steam", {"TaskName": plan.STEAM_TASK})
         self._steam = plan.SteamFacts.from_report(report)
         return self._steam
 

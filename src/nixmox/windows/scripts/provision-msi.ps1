@@ -14,7 +14,8 @@ function Get-Parent([string]$id) {
 }
 
 try {
-    $displays = @(Get-PnpDevice -Class Display -PresentOnly | Where-Object { $_.InstanceId -like 'PCI\*' })
+    $displays = @(Get-PnpDevice -Class Display -PresentOnly -ErrorAction SilentlyContinue |
+        Where-Object { $_.InstanceId -like 'PCI\*' })
     $gpus = @($displays | Where-Object {
         $vendor = ($_.InstanceId -split '\\')[1].Split('&')[0]
         $emulated -notcontains $vendor

@@ -1,6 +1,5 @@
 # nixmox: is Steam installed, and is there a logon task that starts it? Checks only.
 param(
-    [string]$User,
     [string]$TaskName = 'nixmox-steam',
     [switch]$CheckOnly
 )
