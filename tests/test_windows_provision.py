@@ -157,6 +157,7 @@ def test_a_failed_download_fails_steam_and_skips_rust(
     assert steps["msi"]["ok"] and steps["postcheck"]["ok"]
     [journal] = Journal(Path(os.environ["NIXMOX_STATE_DIR"])).runs("windows provision")
     assert journal.result == "failed"
+    assert journal.summary["guests"][0]["message"].startswith("steam: SteamSetup.exe download")
 
 
 def test_the_rust_server_is_installed_with_steamcmd(
@@ -265,6 +266,18 @@ def test_a_stopped_vm_skips_everything(env: RunningLab, capsys: pytest.CaptureFi
     assert "the VM is stopped" in steps["precheck"]["detail"]
     assert all(steps[s]["skipped"] for s in ("drivers", "steam", "rust", "msi", "postcheck"))
     assert vm.agent_requests == []
+
+
+def test_an_agent_that_does_not_answer_fails_the_precheck(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vm = env.pve.guest(VMID)
+    assert vm is not None
+    vm.agent = None  # agent=1 in the config, but nothing answers inside
+    code, steps = provision(capsys)
+    assert code == 1
+    assert "does not answer" in steps["precheck"]["detail"]
+    assert steps["drivers"]["skipped"]
 
 
 def test_a_guest_that_is_not_windows_is_refused(

@@ -49,6 +49,9 @@ def provision(config: Path | None, name: str, *, dry_run: bool, as_json: bool) -
                         "guest": guest.name,
                         "vmid": guest.vmid,
                         "result": run.result,
+                        "message": "; ".join(
+                            f"{r.step}: {r.detail}" for r in results if not r.ok and not r.skipped
+                        ),
                         "steps": [r.as_dict() for r in results],
                     }
                 ]

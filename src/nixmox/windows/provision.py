@@ -38,9 +38,9 @@ class ProvisionJob:
     guest: Guest
     dry_run: bool = False
     agent: GuestAgent | None = None
-    _uploaded: set[str] = field(default_factory=set)
-    _steam: plan.SteamFacts | None = None
-    _results: list[StepResult] = field(default_factory=list)
+    _uploaded: set[str] = field(default_factory=set, init=False, repr=False)
+    _steam: plan.SteamFacts | None = field(default=None, init=False, repr=False)
+    _results: list[StepResult] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.agent is None:
@@ -196,7 +196,13 @@ class ProvisionJob:
                     f"after Steam: {self.user} installs Rust from Steam",
                     pending=True,
                 )
-            return StepResult("rust", False, False, "Steam is not installed (windows.steam)")
+            return StepResult(
+                "rust",
+                False,
+                False,
+                "Steam is not installed"
+                + ("" if self.settings.steam else " (windows.steam = false: nixmox leaves it)"),
+            )
         library = self._client_library(facts.install_path)
         return plan.rust_client(self._manifest(library, plan.RUST_CLIENT), self.user)
 
