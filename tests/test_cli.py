@@ -21,7 +21,6 @@ PENDING = [
     (["update", "windows", "--guest", "win11-gaming"], 6),
     (["template", "build", "nixos-lxc"], 10),
     (["template", "upload", "image.tar.xz"], 10),
-    (["windows", "provision", "--guest", "win11-gaming"], 10),
     (["zfs", "cache", "add", "rpool", "nvme0n1"], 10),
 ]
 

@@ -43,6 +43,8 @@ GIB = 1024**3
 Handler = Callable[[dict[str, Any], str], Awaitable[Any]]
 Route = tuple[str, str, Handler]
 Guest = FakeVm | FakeCt
+# (agent command, request values, argv of the exec an exec-status reports on) -> answer or None.
+AgentResponder = Callable[[str, dict[str, Any], list[str] | None], Any]
 
 # Attributes a handler adds next to `data` (PVE's set_result_attrib), per request.
 _RESULT_ATTRIBS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -132,6 +134,8 @@ class Lab(FakePve):
         # /etc/network/interfaces (applied) and interfaces.new (None: nothing pending).
         self.net_applied: dict[str, dict[str, Any]] = {}
         self.net_pending: dict[str, dict[str, Any]] | None = None
+        #: vmid -> responders consulted on every agent call (Windows provisioning agent below).
+        self.agent_responders: dict[int, list[AgentResponder]] = {}
         self._seed()
 
     # ---------------------------------------------------------------- seeding
@@ -1103,6 +1107,29 @@ class Lab(FakePve):
             return response
 
         return with_attribs
+
+    # ---------------------------------------------- Windows provisioning agent
+
+    async def _agent_call(self, match: Any, values: dict[str, Any]) -> Any:
+        """fakepve's agent call, then the VM's responders: the first non-None answer wins.
+
+        fakepve has already checked that the VM runs and the agent answers, and
+        recorded the request in ``vm.agent_requests``; its own answer (from
+        ``vm.agent``) stands when no responder claims the call. A responder
+        that keeps state stands in for a guest whose answers change as
+        commands run (an installer makes the next check say "installed").
+        Append to ``agent_responders[vmid]`` to add one; keep them generic so
+        several features can script the same VM.
+        """
+        answer = await super()._agent_call(match, values)
+        vm = self.find(values["node"], values["vmid"])
+        command = match.template.rsplit("/", 1)[1]
+        argv = vm.agent_execs.get(int(values["pid"])) if command == "exec-status" else None
+        for responder in self.agent_responders.get(int(vm.vmid), []):
+            mine = responder(command, values, argv)
+            if mine is not None:
+                return mine
+        return answer
 
 
 # ------------------------------------------------------------------- helpers

@@ -475,11 +475,21 @@ app.add_typer(windows_app, name="windows")
 
 @windows_app.command("provision")
 def windows_provision(
+    ctx: typer.Context,
     guest: Annotated[str, typer.Option("--guest", help="the Windows guest")],
+    dry_run: DryRunOpt = False,
     config: ConfigOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Drivers, Steam and Rust through the guest agent, idempotently."""
-    _pending("windows provision", 10)
+    """Drivers, Steam and Rust through the guest agent, idempotently.
+
+    Exit 0 when every step is ok (a manual step left to the user included),
+    1 when one failed.
+    """
+    from nixmox.cli import windows_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(windows_cmd.provision(g.config, guest, dry_run=dry_run, as_json=g.json))
 
 
 zfs_app = typer.Typer(help="ZFS helpers.", no_args_is_help=True)
