@@ -22,7 +22,6 @@ PENDING = [
     (["template", "build", "nixos-lxc"], 10),
     (["template", "upload", "image.tar.xz"], 10),
     (["windows", "provision", "--guest", "win11-gaming"], 10),
-    (["zfs", "cache", "add", "rpool", "nvme0n1"], 10),
 ]
 
 

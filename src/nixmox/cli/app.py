@@ -489,15 +489,58 @@ zfs_app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("add")
-def zfs_cache_add(args: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+def zfs_cache_add(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Argument(help="the pool to add the device to")],
+    device: Annotated[str, typer.Argument(help="/dev/disk/by-id/... of the SSD")],
+    slog: Annotated[
+        bool, typer.Option("--slog", help="add it as a SLOG (log) instead of L2ARC (cache)")
+    ] = False,
+    mirror: Annotated[
+        str | None,
+        typer.Option("--mirror", help="second by-id device: a mirrored SLOG", show_default=False),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="overwrite a partition table or file system on it")
+    ] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Add an L2ARC or SLOG device to a pool."""
-    _pending("zfs cache add", 10)
+    from nixmox.cli import zfs_cache_cmd
+
+    g = _globals(ctx, config, False)
+    raise typer.Exit(
+        zfs_cache_cmd.add(
+            g.config,
+            pool,
+            device,
+            slog=slog,
+            mirror=mirror,
+            yes=yes,
+            force=force,
+            dry_run=dry_run,
+        )
+    )
 
 
 @cache_app.command("remove")
-def zfs_cache_remove(args: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+def zfs_cache_remove(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Argument(help="the pool to remove the device from")],
+    device: Annotated[
+        str, typer.Argument(help="/dev/disk/by-id/... of a cache or log device, or mirror-N")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Remove an L2ARC or SLOG device from a pool."""
-    _pending("zfs cache remove", 10)
+    from nixmox.cli import zfs_cache_cmd
+
+    g = _globals(ctx, config, False)
+    raise typer.Exit(zfs_cache_cmd.remove(g.config, pool, device, yes=yes, dry_run=dry_run))
 
 
 def invoke(args: list[str]) -> int:
