@@ -456,17 +456,57 @@ app.add_typer(template_app, name="template")
 
 
 @template_app.command("build")
-def template_build(kind: Annotated[str, typer.Argument(help="nixos-lxc or nixos-vm")]) -> None:
-    """Build a NixOS template image."""
-    _pending("template build", 10)
+def template_build(
+    kind: Annotated[str, typer.Argument(help="nixos-lxc, nixos-lxc-docker or nixos-vm")],
+    out: Annotated[
+        Path, typer.Option("--out", help="where the build links its result", file_okay=False)
+    ] = Path("nixmox-images"),
+    flake: Annotated[
+        Path | None,
+        typer.Option(
+            "--flake",
+            help="your copy of the template flake (default: nixmox's own)",
+            file_okay=False,
+        ),
+    ] = None,
+    ssh_key: Annotated[
+        list[Path] | None,
+        typer.Option("--ssh-key", help="public key file the guest accepts (repeatable)"),
+    ] = None,
+) -> None:
+    """Build a NixOS template image (nixos-rebuild build-image)."""
+    from nixmox.cli import template_cmd
+
+    raise typer.Exit(template_cmd.build(kind, out=out, flake=flake, ssh_keys=ssh_key or []))
 
 
 @template_app.command("upload")
 def template_upload(
-    file: Annotated[Path, typer.Argument(help="image to upload")], config: ConfigOpt = None
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="image to upload", dir_okay=False)],
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="default: the inventory's storage for it")
+    ] = None,
+    node: Annotated[str | None, typer.Option("--node", help="default: the only node")] = None,
+    vmid: Annotated[
+        int | None, typer.Option("--vmid", help="VM template: its VMID (default: the next free)")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="container: the file name on the storage; VM: its name"),
+    ] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Put an image on the right Proxmox storage."""
-    _pending("template upload", 10)
+    """Put an image on the right Proxmox storage (a VM image becomes a VM template)."""
+    from nixmox.cli import template_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        template_cmd.upload(
+            g.config, file, storage=storage, node=node, vmid=vmid, name=name, as_json=g.json
+        )
+    )
 
 
 windows_app = typer.Typer(help="Windows guest provisioning.", no_args_is_help=True)
