@@ -394,6 +394,9 @@ def test_image_path_from_output() -> None:
         "/nix/store/abc-nixos-image/tarball/nixos-image-lxc-proxmox-x86_64-linux.tar.xz"
     )
     assert t.image_from_output("nothing here") is None
+    # nixos-rebuild-ng prints the path in bold on a terminal, maybe relative to `result`.
+    bold = "Done. The disk image can be found in \x1b[1mresult/vzdump-qemu-nixos.vma.zst\x1b[0m\n"
+    assert t.image_from_output(bold) == "result/vzdump-qemu-nixos.vma.zst"
 
 
 # -- template build ---------------------------------------------------------------------
@@ -622,6 +625,15 @@ def test_upload_vm_image_becomes_a_vm_template(
         capsys, ["template", "upload", str(image), "--config", str(inv), "--vmid", "9100"]
     )
     assert code == 1 and "VMID 9100 is taken" in err
+
+    # A restore that fails leaves neither a VM nor the copied archive behind.
+    env.pve.fail("POST", "/nodes/pve1/qemu", 500, "unable to restore VM 9101 - no space")
+    code, err = _json(
+        capsys, ["template", "upload", str(image), "--config", str(inv), "--vmid", "9101"]
+    )
+    assert code == 1 and "no space" in err
+    assert env.pve.guest(9101) is None
+    assert list((backups / "dump").iterdir()) == []
 
 
 @pytest.mark.peer

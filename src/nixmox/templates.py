@@ -107,10 +107,19 @@ IMAGE_SUFFIXES = (".tar.xz", ".tar.zst", ".tar.gz", ".vma.zst", ".vma.gz", ".vma
 _IMAGE = re.compile(r"(/\S+?(?:" + "|".join(re.escape(s) for s in IMAGE_SUFFIXES) + r"))(?=\s|$)")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FOUND_IN = re.compile(r"can be found in\s+(\S+)")
+
+
 def image_from_output(output: str) -> str | None:
-    """The image path nixos-rebuild printed ("...can be found in PATH"), the last one."""
-    found = _IMAGE.findall(output)
-    return found[-1] if found else None
+    """The image path nixos-rebuild printed ("Done. The disk image can be found in
+    PATH", maybe in bold, maybe relative), else the last image path it mentioned."""
+    plain = _ANSI.sub("", output)
+    said = _FOUND_IN.findall(plain)
+    if said:
+        return str(said[-1])
+    found = _IMAGE.findall(plain)
+    return str(found[-1]) if found else None
 
 
 # -- upload -------------------------------------------------------------------------

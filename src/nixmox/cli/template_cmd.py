@@ -70,7 +70,8 @@ def build(kind_name: str, *, out: Path, flake: Path | None, ssh_keys: list[Path]
         raise t.TemplateError(
             f"nixos-rebuild build-image failed (exit {exc.returncode}): {tail}"
         ) from None
-    image = t.image_from_output(result.stdout + "\n" + result.stderr) or _from_result_link(out)
+    printed = t.image_from_output(result.stdout + "\n" + result.stderr)
+    image = str(out / printed) if printed else _from_result_link(out)  # `out /` keeps absolute
     if image is None or not Path(image).is_file():
         raise t.TemplateError(
             f"nixos-rebuild build-image finished but named no image file; look in {out}/result"
@@ -212,14 +213,19 @@ def _upload_vm(
     volid = f"{store.storage}:backup/{archive}"
     if volid not in _content(api, node, store.storage, "backup"):
         raise t.TemplateError(f"copied {archive} to {node}:{dump}, but PVE does not list {volid}")
-    upid = api.post(f"/nodes/{node}/qemu", vmid=vmid, archive=volid, unique=1)
-    wait(api, str(upid), what=f"restore of {archive} to VM {vmid}")
-    api.put(f"/nodes/{node}/qemu/{vmid}/config", name=template_name)
-    done = api.post(f"/nodes/{node}/qemu/{vmid}/template")
-    if isinstance(done, str) and done.startswith("UPID:"):
-        wait(api, done, what=f"converting VM {vmid} to a template")
-    # The copy was only the way in; the template has its own disks now.
-    api.delete(f"/nodes/{node}/storage/{store.storage}/content/{volid}")
+    try:
+        upid = api.post(f"/nodes/{node}/qemu", vmid=vmid, archive=volid, unique=1)
+        wait(api, str(upid), what=f"restore of {archive} to VM {vmid}")
+        api.put(f"/nodes/{node}/qemu/{vmid}/config", name=template_name)
+        done = api.post(f"/nodes/{node}/qemu/{vmid}/template")
+        if isinstance(done, str) and done.startswith("UPID:"):
+            wait(api, done, what=f"converting VM {vmid} to a template")
+    finally:
+        # The copy (nixmox's own) was only the way in: the VM has its own disks,
+        # and a failed restore leaves nothing behind on the backup storage.
+        gone = api.delete(f"/nodes/{node}/storage/{store.storage}/content/{volid}")
+        if isinstance(gone, str) and gone.startswith("UPID:"):
+            wait(api, gone, what=f"removing the copied {archive}")
     return {
         "vmid": vmid,
         "name": template_name,
