@@ -385,3 +385,34 @@ def test_dry_run_shows_the_command_and_changes_nothing(
         "dry run: nothing changed",
     ]
     assert zfs.zpool("status", zfs_pool).stdout == before
+
+
+@pytest.mark.peer
+def test_the_answer_to_the_prompt_decides(zfs: ZfsFuse, zfs_pool: str, disks: Disks) -> None:
+    from nixmox.cli import zfs_cache_cmd
+
+    ssd = disks.file("ata-Asked")
+    asked: list[str] = []
+
+    def no(prompt: str) -> bool:
+        asked.append(prompt)
+        return False
+
+    with pytest.raises(zfs_cache_cmd.NotConfirmed, match="was not run"):
+        zfs_cache_cmd.add(
+            None,
+            zfs_pool,
+            ssd,
+            slog=True,
+            mirror=None,
+            yes=False,
+            force=False,
+            dry_run=False,
+            ask=no,
+        )
+    assert asked == ["Run it?"] and _section(zfs, zfs_pool, ssd) is None
+    code = zfs_cache_cmd.add(
+        None, zfs_pool, ssd, slog=True, mirror=None, yes=False, force=False, dry_run=False,
+        ask=lambda prompt: True,
+    )  # fmt: skip
+    assert code == 0 and _section(zfs, zfs_pool, ssd) == "logs"
