@@ -1085,6 +1085,63 @@ class Lab(FakePve):
         upid: str = await self.task(v["node"], "srvreload", "networking", user, body)
         return upid
 
+    # ------------------------------------------------------------ templates
+    # PVE lists a directory storage by reading the directory: an archive copied
+    # into PATH/dump (with scp, as `nixmox template upload` does with a VM image,
+    # since PVE's upload API takes no backups) is backup content from then on,
+    # and deleting that content removes the file. A storage whose path does not
+    # exist on this machine (the example's /rpool/backups) is left as it was.
+
+    _DUMP_NAME = re.compile(
+        r"vzdump-(qemu|lxc)-(\d+)-\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d\.(vma|tar)(\.(zst|gz|lzo))?"
+    )
+
+    def _dump_files(self, name: str) -> dict[str, Path]:
+        """volname -> file, for the archives in a dir storage's dump directory."""
+        store = self.storages.get(name) or {}
+        path = store.get("path")
+        if store.get("type") != "dir" or not path:
+            return {}
+        if "backup" not in split_list(store.get("content")):
+            return {}
+        dump = Path(path) / "dump"
+        if not dump.is_dir():
+            return {}
+        return {
+            f"backup/{f.name}": f
+            for f in sorted(dump.iterdir())
+            if f.is_file() and self._DUMP_NAME.fullmatch(f.name)
+        }
+
+    def _volumes(self, name: str) -> dict[str, Any]:
+        volumes = (self.storages.get(name) or {}).get("volumes")
+        for volname, file in self._dump_files(name).items():
+            if volumes is not None and volname not in volumes:
+                found = self._DUMP_NAME.fullmatch(file.name)
+                assert found is not None
+                self._add_volume(
+                    name,
+                    volname,
+                    {
+                        "content": "backup",
+                        "format": volname.split(".", 1)[1],
+                        "size": file.stat().st_size,
+                        "ctime": int(file.stat().st_mtime),
+                        "vmid": int(found.group(2)),
+                        "subtype": found.group(1),
+                    },
+                )
+        listed: dict[str, Any] = super()._volumes(name)
+        return listed
+
+    async def _content_delete(self, v: dict[str, Any], user: str) -> Any:
+        files = self._dump_files(str(v["storage"]))
+        answer = await super()._content_delete(v, user)
+        volname = str(v["volume"]).split(":", 1)[-1]
+        if volname in files and volname not in self.storages[v["storage"]]["volumes"]:
+            files[volname].unlink()
+        return answer
+
     # ---------------------------------------------------- result attributes
 
     def _stateful_handler(
