@@ -19,6 +19,8 @@ attribute next to ``data``), ``_node_stats``, ``_item`` (content listing),
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextvars
 import datetime as dt
 import difflib
@@ -34,10 +36,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from fakepve import FakeCt, FakePve, FakeVm, PveError, TaskError
+from fakepve import agent as guest_agent
 from fakepve.routing import param_error, split_list
 
 from .inventory import Inventory, load_inventory, size_bytes
 from .pci import DEFAULT_CLASS_BLACKLIST, VERBOSE_FIELDS, PciDevice, host_devices
+from .windows_agent import AgentAway, WindowsAgent
 
 GIB = 1024**3
 Handler = Callable[[dict[str, Any], str], Awaitable[Any]]
@@ -133,6 +137,7 @@ class Lab(FakePve):
         self.net_applied: dict[str, dict[str, Any]] = {}
         self.net_pending: dict[str, dict[str, Any]] | None = None
         self._seed()
+        self._windows_agent_setup()
 
     # ---------------------------------------------------------------- seeding
 
@@ -1081,6 +1086,63 @@ class Lab(FakePve):
         upid: str = await self.task(v["node"], "srvreload", "networking", user, body)
         return upid
 
+    # ---------------------------------------------------- Windows guest agent
+    #
+    # Two ways to give a VM's agent something behind it beyond fakepve's canned
+    # answers: a scripted Windows (tests/lab/windows_agent.py) that answers
+    # nixmox's update scripts, or a real qemu-ga on a unix socket, reached with
+    # PVE's own wrapping. fakepve's checks (running, agent configured, hangs)
+    # and its record in ``vm.agent_requests`` stay as they are.
+
+    def _windows_agent_setup(self) -> None:
+        self.windows_agents: dict[int, WindowsAgent] = {}
+        self.agent_forwards: dict[int, Path] = {}
+        #: Give every Windows VM (ostype win*) the demo's scripted agent when it is first asked.
+        self.windows_agent_default = False
+
+    def script_windows_agent(self, vmid: int, agent: WindowsAgent | None = None) -> WindowsAgent:
+        """Answer VM ``vmid``'s agent with a scripted Windows (the demo's by default)."""
+        scripted = agent or WindowsAgent.demo()
+        self.windows_agents[vmid] = scripted
+        vm = self.guest(vmid)
+        if isinstance(vm, FakeVm) and vm.agent is None:
+            vm.agent = {"os": _windows_osinfo()}
+        return scripted
+
+    def forward_agent(self, vmid: int, socket: str | Path) -> None:
+        """Answer VM ``vmid``'s agent API with the real qemu-ga listening on ``socket``."""
+        self.agent_forwards[vmid] = Path(socket)
+        vm = self.guest(vmid)
+        if isinstance(vm, FakeVm) and vm.agent is None:
+            vm.agent = {}
+
+    def _scripted_agent(self, vm: FakeVm) -> WindowsAgent | None:
+        found = self.windows_agents.get(vm.vmid)
+        if found is None and self.windows_agent_default:
+            if str(vm.config.get("ostype", "")).startswith("win"):
+                found = self.script_windows_agent(vm.vmid)
+        return found
+
+    async def _agent_call(self, match: Any, values: dict[str, Any]) -> Any:
+        vm = self.find(values["node"], values["vmid"])
+        command = match.template.rsplit("/", 1)[1]
+        forward = self.agent_forwards.get(vm.vmid)
+        scripted = None if forward is not None else self._scripted_agent(vm)
+        if (forward is None and scripted is None) or vm.agent_hangs:
+            return await super()._agent_call(match, values)
+        if vm.status != "running" or vm.agent is None:
+            raise PveError(500, "QEMU guest agent is not running")
+        guest_agent.record(vm, command, values)
+        if forward is not None:
+            return await _forwarded(forward, command, values)
+        assert scripted is not None
+        try:
+            return scripted.answer(command, values)
+        except AgentAway:
+            raise PveError(500, "QEMU guest agent is not running") from None
+        except (KeyError, LookupError) as exc:
+            raise PveError(500, f"Agent error: {exc}") from None
+
     # ---------------------------------------------------- result attributes
 
     def _stateful_handler(
@@ -1206,3 +1268,58 @@ def _windows_osinfo() -> dict[str, str]:
         "variant": "client",
         "variant-id": "client",
     }
+
+
+# ------------------------------------------------- agent forwarding (qemu-ga)
+
+
+async def _forwarded(socket: Path, command: str, values: dict[str, Any]) -> Any:
+    """One agent API call answered by the real qemu-ga, wrapped as PVE wraps it."""
+    from tests.peers.qga import QgaClient, QgaError
+
+    def call() -> Any:
+        with QgaClient(socket) as qga:
+            return _pve_agent(qga, command, values)
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, call)
+    except QgaError as exc:
+        raise PveError(500, f"Agent error: {exc.desc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise PveError(500, f"VM {values['vmid']} qmp command '{command}' failed - {exc}") from None
+
+
+def _pve_agent(qga: Any, command: str, values: dict[str, Any]) -> Any:
+    """PVE::API2::Qemu::Agent: exec takes an argv and base64s input-data, exec-status and
+    file-read decode base64, file-write encodes it; everything else is {result: ...}."""
+    if command == "exec":
+        argv = [str(a) for a in values["command"]]
+        args: dict[str, Any] = {"path": argv[0], "arg": argv[1:], "capture-output": True}
+        if values.get("input-data") is not None:
+            args["input-data"] = base64.b64encode(str(values["input-data"]).encode()).decode()
+        return {"pid": qga.call("guest-exec", args)["pid"]}
+    if command == "exec-status":
+        status = dict(qga.call("guest-exec-status", {"pid": int(values["pid"])}))
+        for key in ("out-data", "err-data"):
+            if key in status:
+                status[key] = base64.b64decode(status[key]).decode(errors="replace")
+        return status
+    if command == "file-write":
+        data = str(values.get("content", "")).encode()
+        if str(values.get("encode", 1)) in ("0", "False", "false"):
+            data = base64.b64decode(data)
+        handle = qga.call("guest-file-open", {"path": values["file"], "mode": "w"})
+        try:
+            qga.call("guest-file-write", {"handle": handle, "buf-b64": base64.b64encode(data).decode()})
+        finally:
+            qga.call("guest-file-close", {"handle": handle})
+        return None
+    if command == "file-read":
+        handle = qga.call("guest-file-open", {"path": values["file"], "mode": "r"})
+        try:
+            got = qga.call("guest-file-read", {"handle": handle, "count": 16 * 1024 * 1024})
+        finally:
+            qga.call("guest-file-close", {"handle": handle})
+        content = base64.b64decode(got.get("buf-b64") or "").decode(errors="replace")
+        return {"content": content, "truncated": not got.get("eof", True)}
+    return {"result": qga.call(f"guest-{command}")}
