@@ -69,7 +69,7 @@ def test_file_write_and_read_round_trip_in_chunks(agent: SocketAgent, tmp_path: 
 
 
 def test_agent_errors_are_typed_with_the_agents_words(agent: SocketAgent, tmp_path: Path) -> None:
-    with pytest.raises(AgentError, match="No such file|Failed to open"):
+    with pytest.raises(AgentError, match=r"No such file|Failed to open"):
         agent.file_read(str(tmp_path / "missing"))
     with pytest.raises(AgentError):
         agent.exec(["/nonexistent/program"])
@@ -103,4 +103,3 @@ def test_the_api_agent_against_real_qemu_ga_through_the_lab(
         agent.file_read(str(tmp_path / "missing"))
     # The lab still records what was asked, as fakepve does.
     assert [c for c, _ in vm.agent_requests][:2] == ["ping", "exec"]
-

@@ -88,7 +88,9 @@ class _Connection:
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AgentError(f"{self.what}: the guest agent did not answer in {self.timeout:g} s")
+                raise AgentError(
+                    f"{self.what}: the guest agent did not answer in {self.timeout:g} s"
+                )
             self._sock.settimeout(left)
             try:
                 chunk = self._sock.recv(65536)

@@ -1118,9 +1118,9 @@ class Lab(FakePve):
 
     def _scripted_agent(self, vm: FakeVm) -> WindowsAgent | None:
         found = self.windows_agents.get(vm.vmid)
-        if found is None and self.windows_agent_default:
-            if str(vm.config.get("ostype", "")).startswith("win"):
-                found = self.script_windows_agent(vm.vmid)
+        windows = str(vm.config.get("ostype", "")).startswith("win")
+        if found is None and self.windows_agent_default and windows:
+            found = self.script_windows_agent(vm.vmid)
         return found
 
     async def _agent_call(self, match: Any, values: dict[str, Any]) -> Any:
@@ -1310,7 +1310,9 @@ def _pve_agent(qga: Any, command: str, values: dict[str, Any]) -> Any:
             data = base64.b64decode(data)
         handle = qga.call("guest-file-open", {"path": values["file"], "mode": "w"})
         try:
-            qga.call("guest-file-write", {"handle": handle, "buf-b64": base64.b64encode(data).decode()})
+            qga.call(
+                "guest-file-write", {"handle": handle, "buf-b64": base64.b64encode(data).decode()}
+            )
         finally:
             qga.call("guest-file-close", {"handle": handle})
         return None

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+FIRST_BOOT = dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
 
 
 class AgentAway(Exception):
@@ -42,7 +45,9 @@ class WindowsAgent:
     """The scripted state of one Windows guest (see the module docstring)."""
 
     build: str = "10.0.26100.2314"
-    boot_time: dt.datetime = field(default_factory=lambda: dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC))
+    boot_time: dt.datetime = field(
+        default_factory=lambda: dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
+    )
     #: What Windows Update offers now, and the batches it offers after each later reboot.
     available: list[dict[str, Any]] = field(default_factory=list)
     after_reboot: list[list[dict[str, Any]]] = field(default_factory=list)
@@ -68,6 +73,7 @@ class WindowsAgent:
     #: What ran, in order: script names (``update-scan``), ``shutdown``, or the joined argv.
     ran: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=lambda: {"c:\\windows\\temp"})
     _pid: int = 4000
     _pending: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -108,7 +114,11 @@ class WindowsAgent:
                 raise KeyError(f"no process with pid {values['pid']}")
             return status
         if command == "file-write":
-            self.files[str(values["file"])] = str(values.get("content", ""))
+            path = str(values["file"])
+            if path.rsplit("\\", 1)[0].lower() not in self.dirs:
+                # The agent opens the file but cannot create its directory.
+                raise LookupError(f"failed to open file '{path}' (error: 3)")
+            self.files[path] = str(values.get("content", ""))
             return None
         if command == "file-read":
             return {"content": self.files.get(str(values["file"]), ""), "truncated": False}
@@ -121,6 +131,11 @@ class WindowsAgent:
             self.ran.append(name)
             report = self._script(name, _params(argv[argv.index(script) + 1 :]))
             return _exited(0 if report.get("ok", True) else 1, json.dumps(report) + "\r\n")
+        made = re.search(r"New-Item -ItemType Directory -Force -Path '([^']+)'", " ".join(argv))
+        if made is not None:
+            # Not counted in `ran`: it only prepares the upload.
+            self.dirs.add(made.group(1).lower())
+            return _exited(0, "")
         self.ran.append("shutdown" if argv[:1] == ["shutdown"] else " ".join(argv))
         if argv[:2] == ["shutdown", "/r"]:
             self._reboot()
@@ -169,7 +184,9 @@ class WindowsAgent:
                 "result_code": code,
                 "hresult": 0 if code == 2 else -2145124329,
                 "reboot_required": code in (2, 3) and self.reboot_required,
-                "updates": [{"kb": u["kb"], "title": u["title"], "result_code": code} for u in done],
+                "updates": [
+                    {"kb": u["kb"], "title": u["title"], "result_code": code} for u in done
+                ],
             }
         if name == "update-postcheck":
             gpu = {

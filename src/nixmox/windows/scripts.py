@@ -77,6 +77,22 @@ def parse_report(name: str, result: ExecResult) -> dict[str, Any]:
     )
 
 
+def ensure_guest_dir(agent: GuestAgent, *, timeout: float = 60.0) -> None:
+    """Create :data:`GUEST_DIR` in the guest if it is missing.
+
+    The agent's ``file-write`` opens a file but cannot create its directory,
+    so a fresh guest needs this once before :func:`run_script` uploads.
+    """
+    command = f"New-Item -ItemType Directory -Force -Path '{GUEST_DIR}' | Out-Null"
+    result = agent.exec([*POWERSHELL[:-1], "-Command", command], timeout=timeout)
+    if not result.ok:
+        detail = (result.stderr.strip().splitlines() or [""])[-1]
+        raise ScriptError(
+            f"could not create {GUEST_DIR} in the guest (exit {result.exitcode})"
+            + (f": {detail}" if detail else "")
+        )
+
+
 def run_script(
     agent: GuestAgent,
     name: str,

@@ -1,0 +1,381 @@
+"""`nixmox update windows` against the lab's scripted Windows agent, and its pure decisions.
+
+Each lab test scripts the Windows inside VM 102 (tests/lab/windows_agent.py:
+what Windows Update offers, what installing does, what runs, the GPU) and
+checks the path the transaction takes, in the report and in the lab (snapshots
+taken, kept, deleted or rolled back; what ran in the guest).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nixmox.cli import update_windows_cmd
+from nixmox.cli.main import run
+from nixmox.inventory.model import RebootPolicy
+from nixmox.state import Journal
+from nixmox.windows.update import (
+    Timing,
+    after_scan,
+    interpret_install,
+    postcheck_problems,
+    reboot_verdict,
+    window_open,
+)
+from tests.lab.serving import RunningLab
+from tests.lab.windows_agent import WindowsAgent, update
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "homelab.toml"
+VIENNA = ZoneInfo("Europe/Vienna")
+VMID = 102
+FAST = Timing(agent_wait=30, reboot_wait=120, ping_every=5)
+
+
+@dataclass
+class FakeClock:
+    """Time that passes only when the transaction sleeps."""
+
+    t: float = 0.0
+    start: datetime = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.t)
+
+
+@pytest.fixture
+def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+    lab.pve.add_declared_guests()
+    lab.pve.find("pve1", VMID).status = "running"  # the gamer switched it on
+    return lab
+
+
+def windows(lab: RunningLab, **state: Any) -> WindowsAgent:
+    base = WindowsAgent.demo()
+    for key, value in state.items():
+        setattr(base, key, value)
+    return lab.pve.script_windows_agent(VMID, base)
+
+
+def update_windows(
+    capsys: pytest.CaptureFixture[str], *, dry_run: bool = False, as_json: bool = True
+) -> tuple[int, Any]:
+    code = update_windows_cmd.run(
+        EXAMPLE, ["win11-gaming"], dry_run=dry_run, as_json=as_json, clock=FakeClock(), timing=FAST
+    )
+    out = capsys.readouterr().out
+    return code, json.loads(out)["guests"][0] if as_json else out
+
+
+def snapshots(lab: RunningLab) -> list[str]:
+    return sorted(lab.pve.find("pve1", VMID).snapshots)
+
+
+def rollbacks(lab: RunningLab) -> list[str]:
+    """The lab's qmrollback tasks of VM 102 that finished OK."""
+    return [
+        t["upid"]
+        for t in lab.pve.tasklog
+        if t["type"] == "qmrollback" and t["id"] == str(VMID) and t.get("exitstatus") == "OK"
+    ]
+
+
+def rolled_back_to(lab: RunningLab) -> str | None:
+    """The snapshot VM 102 was rolled back to (its config's parent after a rollback)."""
+    if not rollbacks(lab):
+        return None
+    return str(lab.pve.find("pve1", VMID).config.get("parent"))
+
+
+# -- the paths through the transaction ---------------------------------------------
+
+
+def test_updates_installed_without_a_reboot(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, available=[update("KB890830", reboot=False)], reboot_required=False)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    assert row["message"].startswith("installed 1 update, 1 round, 0 reboots")
+    assert guest.reboots == 0 and "shutdown" not in guest.ran
+    assert guest.ran[-3:] == ["update-install", "update-scan", "update-postcheck"]
+    # The snapshot taken before the install is gone once the update succeeded.
+    assert snapshots(env) == [] and row["snapshot"] is None
+    assert any(s.startswith("snapshot nixmox_update_") and "deleted" in s for s in row["steps"])
+
+
+def test_reboot_needed_and_allowed_reboots_and_goes_round_again(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, after_reboot=[[update("KB5046740")]])
+    booted = guest.boot_time
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    assert row["message"] == "installed 3 updates, 2 rounds, 2 reboots"
+    assert guest.reboots == 2 and guest.boot_time != booted
+    assert guest.ran.count("shutdown") == 2
+    # After the second reboot the scan is empty: no third install.
+    assert guest.ran.count("update-install") == 2 and guest.ran[-2:] == [
+        "update-scan",
+        "update-postcheck",
+    ]
+    assert any("back after the reboot" in s for s in row["steps"])
+    assert snapshots(env) == []
+
+
+def test_a_game_running_holds_the_reboot_and_keeps_the_snapshot(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, processes=["explorer.exe", "RustClient.exe"])
+    code, row = update_windows(capsys)
+    assert code == 0
+    assert row["result"] == "held" and row["message"].startswith("reboot pending, held")
+    assert "RustClient.exe" in row["message"] and row["pending"] == 1
+    assert "shutdown" not in guest.ran and guest.reboots == 0
+    assert row["snapshot"] and snapshots(env) == [row["snapshot"]]
+
+
+def test_an_install_failure_rolls_the_snapshot_back(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, install_codes=[4])
+    code, out = update_windows(capsys, as_json=False)
+    assert code == 1
+    (taken,) = snapshots(env)
+    assert rolled_back_to(env) == taken  # the lab rolled VM 102 back to it
+    assert "rolled-back" in out and f"rolled back: Proxmox snapshot {taken} of VM 102" in out
+    assert "install failed" in out
+    assert "shutdown" not in guest.ran and "update-postcheck" not in guest.ran
+
+
+def test_gpu_problem_code_43_after_the_update_rolls_back(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    windows(env, gpu_problem_after_install=43)
+    code, row = update_windows(capsys)
+    assert (code, row["result"], row["rolled_back"]) == (1, "rolled-back", True)
+    assert "problem code 43" in row["message"]
+    assert row["rollback"] == f"Proxmox snapshot {row['snapshot']} of VM 102"
+    assert rolled_back_to(env) == row["snapshot"]
+
+
+def test_an_agent_that_never_comes_back_fails_without_forcing_anything(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, away_calls=None)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (1, "failed")
+    assert "did not come back" in row["message"] and "nothing forced" in row["message"]
+    assert row["snapshot"] and snapshots(env) == [row["snapshot"]]
+    vm = env.pve.find("pve1", VMID)
+    assert vm.status == "running" and rolled_back_to(env) is None
+    assert guest.reboots == 1
+
+
+def test_servicing_in_progress_holds_before_anything_changes(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, servicing=["TiWorker"])
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "held")
+    assert "TiWorker" in row["message"]
+    assert guest.ran == ["update-precheck"] and snapshots(env) == []
+
+
+def test_a_pending_reboot_the_policy_forbids_holds_without_a_snapshot(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, reboot_pending=True, steam_downloading=True)
+    code, row = update_windows(capsys)
+    assert (code, row["result"], row["pending"]) == (0, "held", 1)
+    assert row["message"] == "reboot pending, held: Steam is downloading"
+    assert guest.ran == ["update-precheck"] and snapshots(env) == []
+
+
+def test_nothing_offered_is_unchanged_and_leaves_no_snapshot(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, available=[])
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "unchanged")
+    assert guest.ran == ["update-precheck", "update-scan"] and snapshots(env) == []
+
+
+def test_dry_run_only_reads(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    guest = windows(env)
+    code, out = update_windows(capsys, dry_run=True, as_json=False)
+    assert code == 0
+    assert "would install 2 updates (KB5046617, KB890830)" in out
+    assert "a reboot would be allowed now (the guest is idle)" in out
+    assert guest.ran == ["update-precheck", "update-scan"]
+    assert snapshots(env) == [] and guest.reboots == 0
+    # Only the read-only scripts were written into the guest.
+    assert sorted(guest.files) == [
+        "C:\\ProgramData\\nixmox\\update-precheck.ps1",
+        "C:\\ProgramData\\nixmox\\update-scan.ps1",
+    ]
+
+
+def test_a_stopped_vm_is_skipped(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    env.pve.find("pve1", VMID).status = "stopped"
+    guest = windows(env)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "skipped")
+    assert guest.ran == []
+
+
+def test_an_agent_that_does_not_answer_fails_with_nothing_changed(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, away_calls=None, gone=True)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (1, "failed")
+    assert "did not answer within 30 s" in row["message"]
+    assert guest.ran == [] and snapshots(env) == []
+
+
+def test_the_lab_demo_agent_answers_a_vm_created_through_the_api(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What the demo runs: `python -m tests.lab --windows-agent`, VM 102 switched on.
+    env.pve.windows_agent_default = True
+    code, out = update_windows(capsys, dry_run=True, as_json=False)
+    assert code == 0 and "would install 2 updates" in out
+
+
+def test_the_run_is_journaled_with_pending_for_status_and_metrics(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    windows(env, processes=["RustClient.exe"])
+    assert run(["update", "windows", "--config", str(EXAMPLE)]) == 0
+    assert "reboot pending, held" in capsys.readouterr().out
+    journal = Journal(tmp_path / "state")
+    try:
+        (last,) = journal.runs("update windows", limit=1, exact=True)
+    finally:
+        journal.close()
+    assert last.result == "ok"
+    assert last.summary["pending"] == {"win11-gaming": 1}
+    assert last.summary["guests"][0]["result"] == "held"
+    metrics = (tmp_path / "nixmox.prom").read_text()
+    assert 'nixmox_pending_updates{target="win11-gaming"} 1.0' in metrics
+
+
+def test_guest_selection_errors_are_one_line(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["update", "windows", "--config", str(EXAMPLE), "--guest", "nixos-lxc"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['nixmox: --guest nixos-lxc: its [guests.update] method is not "windows"']
+
+
+# -- pure decisions -----------------------------------------------------------------
+
+BUSY = st.lists(st.sampled_from(["RustClient.exe", "steamwebhelper.exe"]), unique=True)
+WHEN = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC)
+)
+
+
+@given(busy=BUSY, steam=st.booleans(), now=WHEN)
+def test_reboot_policy_verdicts(busy: list[str], steam: bool, now: datetime) -> None:
+    def verdict(policy: str) -> bool:
+        return reboot_verdict(
+            RebootPolicy(policy=policy),  # type: ignore[arg-type]
+            now=now,
+            zone=VIENNA,
+            busy=busy,
+            steam_downloading=steam,
+        ).allowed
+
+    assert verdict("never") is False
+    assert verdict("allowed") is True
+    # when-idle: never while a busy process runs or Steam downloads.
+    assert verdict("when-idle") is (not busy and not steam)
+    # A window policy without a window never reboots.
+    assert verdict("window") is False
+
+
+@given(now=WHEN, busy=BUSY)
+def test_window_policy_follows_the_window_whatever_runs(now: datetime, busy: list[str]) -> None:
+    policy = RebootPolicy(policy="window", window="Sun *-*-* 04:00:00")
+    got = reboot_verdict(policy, now=now, zone=VIENNA, busy=busy, steam_downloading=True)
+    local = now.astimezone(VIENNA)
+    assert got.allowed is (local.weekday() == 6 and local.hour == 4)
+
+
+def test_window_open_examples() -> None:
+    sunday = datetime(2026, 11, 29, 3, 30, tzinfo=UTC)  # 04:30 in Vienna
+    assert window_open("Sun *-*-* 04:00:00", sunday, VIENNA)
+    assert not window_open("Sun *-*-* 04:00:00", sunday + timedelta(hours=1), VIENNA)
+    assert not window_open("Sun *-*-* 04:00:00", sunday - timedelta(days=1), VIENNA)
+    assert window_open("Sat,Sun *-*-* 02..05:00", sunday, VIENNA)
+    # A zone in the spec wins over the inventory's.
+    assert not window_open("Sun *-*-* 04:00:00 UTC", sunday, VIENNA)
+    assert window_open("Sun *-*-* 03:00:00 UTC", sunday, VIENNA)
+    assert window_open("*-*~01 04:00", datetime(2026, 11, 30, 3, 10, tzinfo=UTC), VIENNA)
+
+
+@given(code=st.integers(min_value=-1, max_value=9), reboot=st.booleans())
+def test_install_result_codes(code: int, reboot: bool) -> None:
+    got = interpret_install(
+        {
+            "result_code": code,
+            "reboot_required": reboot,
+            "updates": [{"kb": "KB1", "result_code": code}],
+        }
+    )
+    assert got.failed is (code not in (2, 3))
+    # A reboot is asked for only after something installed.
+    assert got.reboot_required is (reboot and not got.failed)
+    assert got.installed == (() if got.failed else ("KB1",))
+
+
+def test_install_with_errors_names_what_failed() -> None:
+    got = interpret_install(
+        {
+            "result_code": 3,
+            "reboot_required": True,
+            "updates": [{"kb": "KB1", "result_code": 2}, {"kb": "KB2", "result_code": 4}],
+        }
+    )
+    assert not got.failed and got.message == "installed 1 update (KB2 failed)"
+    failed = interpret_install({"result_code": 4, "hresult": -2145124329, "stage": "download"})
+    assert failed.message == "download failed (HRESULT 0x80240017)"
+
+
+@given(rounds=st.integers(0, 12), max_rounds=st.integers(1, 10), found=st.integers(0, 50))
+def test_rounds_are_bounded(rounds: int, max_rounds: int, found: int) -> None:
+    step = after_scan(rounds, max_rounds, found)
+    assert step == "done" if found == 0 else step in ("install", "limit")
+    if step == "install":
+        assert rounds < max_rounds
+
+
+def test_only_problem_code_43_is_a_postcheck_failure() -> None:
+    report = {
+        "gpus": [
+            {"name": "NVIDIA GeForce RTX 3060", "problem_code": 43},
+            {"name": "Basic Display", "problem_code": 22},
+        ]
+    }
+    assert postcheck_problems(report) == ["GPU NVIDIA GeForce RTX 3060 reports problem code 43"]
+    assert postcheck_problems({"gpus": [{"name": "x", "problem_code": 0}]}) == []
