@@ -277,6 +277,11 @@ def test_the_run_is_journaled_with_pending_for_status_and_metrics(
     assert last.summary["guests"][0]["result"] == "held"
     metrics = (tmp_path / "nixmox.prom").read_text()
     assert 'nixmox_pending_updates{target="win11-gaming"} 1.0' in metrics
+    # A held reboot is no failed update, for the metrics and the history alike.
+    assert 'nixmox_guest_update_last_success{id="qemu/102",name="win11-gaming"} 1.0' in metrics
+    assert run(["history", "--job", "update windows"]) == 0
+    history = capsys.readouterr().out
+    assert "0 guests updated, 1 held" in history and "reboot pending" not in history
 
 
 def test_guest_selection_errors_are_one_line(

@@ -31,6 +31,7 @@ from nixmox.inventory.model import Inventory
 from nixmox.observe.metric_names import METRICS
 from nixmox.snapshots import taken_at
 from nixmox.state import Journal, Run
+from nixmox.updates.outcome import FAILED
 
 #: metric name -> label values -> value
 Samples = dict[str, dict[tuple[str, ...], float]]
@@ -115,7 +116,8 @@ def _update(out: Samples, run: Run, kinds: Mapping[str, str], pending_seen: set[
         name = str(row.get("guest"))
         labels = (f"{kinds.get(name, 'qemu')}/{row.get('vmid')}", name)
         rollbacks[labels] = rollbacks.get(labels, 0.0) + (1.0 if row.get("rolled_back") else 0.0)
-        last.setdefault(labels, 1.0 if row.get("result") == "ok" else 0.0)
+        # Held, unchanged and skipped are no failures (updates.outcome.FAILED).
+        last.setdefault(labels, 0.0 if row.get("result") in FAILED else 1.0)
 
 
 class _Collector(Collector):
