@@ -384,3 +384,115 @@ def test_only_problem_code_43_is_a_postcheck_failure() -> None:
     }
     assert postcheck_problems(report) == ["GPU NVIDIA GeForce RTX 3060 reports problem code 43"]
     assert postcheck_problems({"gpus": [{"name": "x", "problem_code": 0}]}) == []
+
+
+# -- on the Proxmox host without an API token ---------------------------------------
+
+POWERSHELL_STANDIN = r"""#!/bin/sh
+# A recording stand-in for powershell.exe: answers each of nixmox's update
+# scripts with the JSON line in $WIN_STATE/NAME.json (NAME.after.json once
+# update-install has run).
+echo "$*" >> "$WIN_STATE/powershell.log"
+case "$*" in *" -Command "*) exit 0 ;; esac
+for a; do case "$a" in *.ps1) script=$a ;; esac; done
+[ -f "$script" ] || { echo "cannot find $script" >&2; exit 1; }
+name=${script##*\\}; name=${name%.ps1}
+[ "$name" = update-install ] && touch "$WIN_STATE/installed"
+answer="$WIN_STATE/$name.json"
+after="$WIN_STATE/$name.after.json"
+[ -f "$WIN_STATE/installed" ] && [ -f "$after" ] && answer=$after
+cat "$answer"
+"""
+
+QM_STANDIN = r"""#!/bin/sh
+# A recording stand-in for Proxmox's qm.
+log="$WIN_STATE/qm.log"; snaps="$WIN_STATE/snaps"
+echo "$*" >> "$log"
+touch "$snaps"
+case $1 in
+  status) echo "status: running" ;;
+  listsnapshot)
+    while read -r s; do echo "\`-> $s 2026-11-25 19:00:00 before a nixmox update"; done < "$snaps"
+    echo "    \`-> current You are here!" ;;
+  snapshot) echo "$3" >> "$snaps" ;;
+  delsnapshot) grep -vx "$3" "$snaps" > "$snaps.new"; mv "$snaps.new" "$snaps" ;;
+  rollback) ;;
+  *) exit 2 ;;
+esac
+"""
+
+MSRT = {"kb": "KB890830", "title": "MSRT", "reboot": False}
+ANSWERS: dict[str, dict[str, Any]] = {
+    "update-precheck": {
+        "ok": True,
+        "build": "10.0.26100.1",
+        "boot_time": "2026-11-25T06:00:00Z",
+        "servicing": [],
+        "free_gb": 50,
+        "busy": [],
+    },
+    "update-scan": {"ok": True, "count": 1, "updates": [MSRT]},
+    "update-scan.after": {"ok": True, "count": 0, "updates": []},
+    "update-install": {
+        "ok": True,
+        "result_code": 2,
+        "reboot_required": False,
+        "updates": [{**MSRT, "result_code": 2}],
+    },
+    "update-postcheck": {"ok": True, "boot_time": "2026-11-25T06:00:00Z", "gpus": []},
+}
+
+
+def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real qemu-ga runs the (stand-in) powershell.exe; qm is a recording stand-in."""
+    from tests.peers.qga import QemuGuestAgent
+    from tests.peers.require import need_binary, need_root
+
+    need_root("qemu-ga")
+    binary = need_binary("qemu-ga", "qemu-guest-agent")
+    bin_dir, state, sockets = tmp_path / "bin", tmp_path / "win", tmp_path / "qga"
+    for d in (bin_dir, state, sockets):
+        d.mkdir()
+    for name, text in (("powershell.exe", POWERSHELL_STANDIN), ("qm", QM_STANDIN)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    for name, answer in ANSWERS.items():
+        (state / f"{name}.json").write_text(json.dumps(answer) + "\r\n")
+    for key in ("NIXMOX_PVE_URL", "NIXMOX_PVE_TOKEN_ID", "NIXMOX_PVE_TOKEN", "NIXMOX_PVE_CA_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path('/usr/bin')}:{Path('/bin')}")
+    monkeypatch.setenv("WIN_STATE", str(state))
+    monkeypatch.setenv("NIXMOX_QGA_DIR", str(sockets))
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "journal"))
+    with QemuGuestAgent(qemu_ga=binary) as qga:
+        (sockets / f"{VMID}.qga").symlink_to(qga.socket_path)
+        code = update_windows_cmd.run(
+            EXAMPLE, ["win11-gaming"], dry_run=False, as_json=True, clock=FakeClock(), timing=FAST
+        )
+    row = json.loads(capsys.readouterr().out)["guests"][0]
+    assert (code, row["result"]) == (0, "ok"), row
+    assert row["message"] == "installed 1 update, 1 round, 0 reboots"
+    assert f"via agent socket {sockets}/{VMID}.qga" in row["steps"][0]
+    qm = (state / "qm.log").read_text().splitlines()
+    snap = "nixmox_update_20261125T190000Z"
+    assert qm[0] == "status 102"
+    assert f"snapshot 102 {snap} --vmstate 0 --description before a nixmox update" in qm
+    assert f"delsnapshot 102 {snap}" in qm and not any(q.startswith("rollback") for q in qm)
+    assert (state / "snaps").read_text() == ""
+    ran = (state / "powershell.log").read_text()
+    assert "update-install.ps1" in ran
+
+
+def test_neither_api_nor_agent_socket_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key in ("NIXMOX_PVE_URL", "NIXMOX_PVE_TOKEN_ID", "NIXMOX_PVE_TOKEN", "NIXMOX_PVE_CA_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NIXMOX_QGA_DIR", str(tmp_path))
+    assert run(["update", "windows", "--config", str(EXAMPLE), "--dry-run"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert (
+        line.startswith("nixmox: proxmox.ca_file") and f"no agent socket {tmp_path}/102.qga" in line
+    )
