@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from nixmox.cli import update_windows_cmd
 from nixmox.cli.main import run
-from nixmox.inventory.model import RebootPolicy
+from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
+from nixmox.proxmox.client import Proxmox
+from nixmox.proxmox.settings import connection
 from nixmox.state import Journal
 from nixmox.windows.update import (
     Timing,
@@ -259,6 +261,10 @@ def test_the_lab_demo_agent_answers_a_vm_created_through_the_api(
     env.pve.windows_agent_default = True
     code, out = update_windows(capsys, dry_run=True, as_json=False)
     assert code == 0 and "would install 2 updates" in out
+    # Commands the script does not cover (doctor's osinfo) keep fakepve's answers.
+    api = Proxmox(connection(ProxmoxSettings(), env.env))
+    osinfo = api.get("/nodes/pve1/qemu/102/agent/get-osinfo")["result"]
+    assert osinfo["id"] == "mswindows"
 
 
 def test_the_run_is_journaled_with_pending_for_status_and_metrics(
@@ -496,3 +502,32 @@ def test_neither_api_nor_agent_socket_is_one_clear_line(
     assert (
         line.startswith("nixmox: proxmox.ca_file") and f"no agent socket {tmp_path}/102.qga" in line
     )
+
+
+# -- the packaged scripts ----------------------------------------------------------
+
+# The keys nixmox reads from each script's report (windows/update.py).
+READS = {
+    "update-precheck": [
+        "build", "boot_time", "reboot_pending", "reboot_reasons", "servicing", "free_gb",
+        "busy", "steam_downloading",
+    ],
+    "update-scan": ["updates", "kb", "title", "reboot"],
+    "update-install": ["stage", "result_code", "hresult", "reboot_required", "updates"],
+    "update-postcheck": ["boot_time", "gpus", "name", "problem_code", "msi", "rust",
+                         "state_flags", "installed"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(READS))
+def test_each_script_is_packaged_and_reports_what_nixmox_reads(name: str) -> None:
+    from nixmox.windows.scripts import script_text
+
+    text = script_text(name)
+    assert text.isascii()  # Windows PowerShell 5.1 reads a BOM-less file as ANSI
+    assert "$ErrorActionPreference = 'Stop'" in text
+    # One JSON line on success and on failure alike.
+    assert text.count("Write-Report ([ordered]@{ ok = $false; error = $_.Exception.Message })") == 1
+    assert "ConvertTo-Json -InputObject $report -Compress" in text
+    for key in READS[name]:
+        assert f"{key} = " in text, f"{name}.ps1 does not report {key}"

@@ -1132,14 +1132,19 @@ class Lab(FakePve):
             return await super()._agent_call(match, values)
         if vm.status != "running" or vm.agent is None:
             raise PveError(500, "QEMU guest agent is not running")
-        guest_agent.record(vm, command, values)
         if forward is not None:
+            guest_agent.record(vm, command, values)
             return await _forwarded(forward, command, values)
         assert scripted is not None
         try:
-            return scripted.answer(command, values)
+            scripted.check_up()
         except AgentAway:
             raise PveError(500, "QEMU guest agent is not running") from None
+        if command not in scripted.COMMANDS:
+            return await super()._agent_call(match, values)
+        guest_agent.record(vm, command, values)
+        try:
+            return scripted.answer(command, values)
         except (KeyError, LookupError) as exc:
             raise PveError(500, f"Agent error: {exc}") from None
 

@@ -76,6 +76,7 @@ class WindowsAgent:
     dirs: set[str] = field(default_factory=lambda: {"c:\\windows\\temp"})
     _pid: int = 4000
     _pending: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _rebooting: set[int] = field(default_factory=set)
 
     @classmethod
     def demo(cls) -> WindowsAgent:
@@ -93,13 +94,19 @@ class WindowsAgent:
 
     # -------------------------------------------------------------- agent API
 
-    def answer(self, command: str, values: dict[str, Any]) -> Any:
-        """The API's data for an agent ``command`` (raises AgentAway while rebooting)."""
+    #: The agent commands this script answers; fakepve answers the others (osinfo, ...).
+    COMMANDS = frozenset({"ping", "exec", "exec-status", "file-write", "file-read"})
+
+    def check_up(self) -> None:
+        """Raise AgentAway while the guest reboots (each call uses up one of ``away_calls``)."""
         if self.gone:
             raise AgentAway
         if self.away_left:
             self.away_left -= 1
             raise AgentAway
+
+    def answer(self, command: str, values: dict[str, Any]) -> Any:
+        """The API's data for one of :data:`COMMANDS` (after :meth:`check_up`)."""
         if command == "ping":
             return {"result": {}}
         if command == "exec":
@@ -109,9 +116,14 @@ class WindowsAgent:
             return {"pid": self._pid}
         if command == "exec-status":
             # The first exited answer is the only one, as with PVE.
-            status = self._pending.pop(int(values["pid"]), None)
+            pid = int(values["pid"])
+            status = self._pending.pop(pid, None)
             if status is None:
-                raise KeyError(f"no process with pid {values['pid']}")
+                raise KeyError(f"no process with pid {pid}")
+            if pid in self._rebooting:
+                # `shutdown /r /t 5` returns at once; Windows goes down a few seconds later.
+                self._rebooting.discard(pid)
+                self._reboot()
             return status
         if command == "file-write":
             path = str(values["file"])
@@ -138,7 +150,7 @@ class WindowsAgent:
             return _exited(0, "")
         self.ran.append("shutdown" if argv[:1] == ["shutdown"] else " ".join(argv))
         if argv[:2] == ["shutdown", "/r"]:
-            self._reboot()
+            self._rebooting.add(self._pid)
         return _exited(0, "")
 
     def _reboot(self) -> None:

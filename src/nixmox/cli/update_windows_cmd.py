@@ -27,6 +27,9 @@ from nixmox.windows.update import Clock, SystemClock, Target, Timing, WindowsUpd
 from nixmox.windows.update_local import QmGuest
 from nixmox.zones import zone
 
+#: Seconds between two exec-status polls once a script has run a while (installs take hours).
+POLL = 2.0
+
 
 def windows_guests(inv: Inventory, names: list[str]) -> list[Guest]:
     """The guests to update: those named, else every guest updated the Windows way."""
@@ -52,6 +55,11 @@ def targets(inv: Inventory, guests: list[Guest], *, dry_run: bool) -> list[Targe
     for guest in guests:
         if guest.kind != "vm":
             raise ConfigError(f"{guest.name}: Windows updates need a VM, not a container")
+        via = guest.update.via if guest.update else None
+        if via not in (None, "agent"):
+            raise ConfigError(
+                f'{guest.name}: update windows goes through the guest agent, not via = "{via}"'
+            )
     try:
         conn = connection(inv.proxmox)
     except ConfigError as exc:
@@ -67,7 +75,7 @@ def targets(inv: Inventory, guests: list[Guest], *, dry_run: bool) -> list[Targe
         out.append(
             Target(
                 guest,
-                ApiAgent(api, guest.node, guest.vmid),
+                ApiAgent(api, guest.node, guest.vmid, poll=POLL),
                 GuestSnapshots(api, guest.node, "qemu", guest.vmid),
                 running,
             )
@@ -76,7 +84,7 @@ def targets(inv: Inventory, guests: list[Guest], *, dry_run: bool) -> list[Targe
 
 
 def _local(guest: Guest, why: str, runner: Runner) -> Target:
-    agent = SocketAgent(guest.vmid)
+    agent = SocketAgent(guest.vmid, poll=POLL)
     if not agent.exists():
         raise ConfigError(
             f"{why}; and no agent socket {agent.path} on this host: update windows needs "

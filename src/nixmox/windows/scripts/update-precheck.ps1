@@ -57,7 +57,7 @@ try {
     # logged-on user's hive (HKEY_USERS\SID\Software\Valve\Steam\Apps\APPID).
     $downloading = New-Object System.Collections.ArrayList
     foreach ($hive in (Get-ChildItem -Path 'Registry::HKEY_USERS' -ErrorAction SilentlyContinue)) {
-        $apps = Join-Path $hive.PSPath 'Software\Valve\Steam\Apps'
+        $apps = 'Registry::HKEY_USERS\' + $hive.PSChildName + '\Software\Valve\Steam\Apps'
         foreach ($app in (Get-ChildItem -Path $apps -ErrorAction SilentlyContinue)) {
             $updating = (Get-ItemProperty -Path $app.PSPath -Name Updating -ErrorAction SilentlyContinue).Updating
             if ($updating -eq 1) { [void]$downloading.Add($app.PSChildName) }
