@@ -227,6 +227,7 @@ def test_dry_run_only_reads(env: RunningLab, capsys: pytest.CaptureFixture[str])
     assert code == 0
     assert "would install 2 updates (KB5046617, KB890830)" in out
     assert "a reboot would be allowed now (the guest is idle)" in out
+    assert "win11-gaming: would install KB890830: Windows Malicious Software Removal Tool" in out
     assert guest.ran == ["update-precheck", "update-scan"]
     assert snapshots(env) == [] and guest.reboots == 0
     # Only the read-only scripts were written into the guest.

@@ -10,6 +10,7 @@ one-line error naming both.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from nixmox.errors import ConfigError
@@ -122,4 +123,9 @@ def run(
             journal.summary = summary(outcomes)
             journal.result = run_result(outcomes)
     report(outcomes, as_json=as_json, dry_run=dry_run, title="update windows")
+    if not as_json and (dry_run or logging.getLogger("nixmox").isEnabledFor(logging.DEBUG)):
+        # The plan (what would be installed) always; every step with -v.
+        for o in outcomes:
+            for step in o.steps:
+                print(f"{o.guest}: {step}")
     return exit_code(outcomes)
