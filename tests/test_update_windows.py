@@ -25,6 +25,7 @@ from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
 from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.settings import connection
 from nixmox.state import Journal
+from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
 from nixmox.windows.update import (
     Timing,
     after_scan,
@@ -143,6 +144,34 @@ def test_reboot_needed_and_allowed_reboots_and_goes_round_again(
     assert snapshots(env) == []
 
 
+def test_rounds_stop_at_max_rounds_and_say_what_is_left(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, after_reboot=[[update(f"KB50{n}")] for n in range(5)])
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    # The example's max_rounds is the default 3: three installs, then one update left.
+    assert guest.ran.count("update-install") == 3
+    assert row["message"] == "installed 4 updates, 3 rounds, 3 reboots; 1 more offered"
+    assert row["pending"] == 1
+
+
+def test_after_success_old_update_snapshots_are_pruned_and_others_kept(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = Proxmox(connection(ProxmoxSettings(), env.env))
+    snaps = GuestSnapshots(api, "pve1", "qemu", VMID)
+    old = [update_snapshot_name(datetime(2026, 10, d, 5, tzinfo=UTC)) for d in (1, 8, 15, 22)]
+    for name in [*old, "before-driver-update"]:
+        snaps.take(name)
+    windows(env)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    # keep-last 3 (the default) of nixmox's own; the hand-made one is never touched.
+    assert snapshots(env) == sorted([*old[1:], "before-driver-update"])
+    assert f"old update snapshot {old[0]} pruned" in row["steps"]
+
+
 def test_a_game_running_holds_the_reboot_and_keeps_the_snapshot(
     env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -153,6 +182,33 @@ def test_a_game_running_holds_the_reboot_and_keeps_the_snapshot(
     assert "RustClient.exe" in row["message"] and row["pending"] == 1
     assert "shutdown" not in guest.ran and guest.reboots == 0
     assert row["snapshot"] and snapshots(env) == [row["snapshot"]]
+
+
+def test_a_window_policy_holds_outside_and_reboots_inside_its_window(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = EXAMPLE.read_text()
+    assert text.count('policy = "when-idle"') == 1
+    config = tmp_path / "nixmox.toml"
+    config.write_text(
+        text.replace('policy = "when-idle"', 'policy = "window"\nwindow = "Wed *-*-* 04:00"')
+    )
+
+    def at(when: datetime) -> dict[str, Any]:
+        clock = FakeClock(start=when)
+        update_windows_cmd.run(config, [], dry_run=False, as_json=True, clock=clock, timing=FAST)
+        row: dict[str, Any] = json.loads(capsys.readouterr().out)["guests"][0]
+        return row
+
+    guest = windows(env)
+    # Wednesday 20:00 in Vienna: outside; the snapshot stays for the next run.
+    row = at(datetime(2026, 11, 25, 19, 0, tzinfo=UTC))
+    assert row["message"] == "reboot pending, held: outside the reboot window Wed *-*-* 04:00"
+    assert guest.reboots == 0
+    # The next Wednesday 04:20 in Vienna: the pending reboot happens first, then the scan.
+    row = at(datetime(2026, 12, 2, 3, 20, tzinfo=UTC))
+    assert row["result"] == "ok" and guest.reboots == 1
+    assert row["message"] == "rebooted to finish the pending updates; nothing else offered"
 
 
 def test_an_install_failure_rolls_the_snapshot_back(

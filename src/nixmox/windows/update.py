@@ -481,10 +481,13 @@ class WindowsUpdate:
         self._postcheck(outcome)
         outcome.result = "ok"
         outcome.pending = left
-        parts = [f"installed {len(installed)} update{'s' * (len(installed) != 1)}"]
-        parts.append(f"{rounds} round{'s' * (rounds != 1)}")
-        parts.append(f"{reboots} reboot{'s' * (reboots != 1)}")
-        outcome.message = ", ".join(parts) + (f"; {left} more offered" if left else "")
+        if rounds == 0:
+            outcome.message = "rebooted to finish the pending updates; nothing else offered"
+        else:
+            parts = [f"installed {len(installed)} update{'s' * (len(installed) != 1)}"]
+            parts.append(f"{rounds} round{'s' * (rounds != 1)}")
+            parts.append(f"{reboots} reboot{'s' * (reboots != 1)}")
+            outcome.message = ", ".join(parts) + (f"; {left} more offered" if left else "")
         self._drop_snapshot(outcome)
         self._prune(outcome)
 
