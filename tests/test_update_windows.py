@@ -345,6 +345,10 @@ def test_the_run_is_journaled_with_pending_for_status_and_metrics(
     assert run(["history", "--job", "update windows"]) == 0
     history = capsys.readouterr().out
     assert "0 guests updated, 1 held" in history and "reboot pending" not in history
+    run(["status", "--json", "--config", str(EXAMPLE)])
+    status = json.loads(capsys.readouterr().out)
+    (win,) = [g for g in status["guests"] if g["name"] == "win11-gaming"]
+    assert (win["pending_updates"], win["last_update"]) == (1, "ok")
 
 
 def test_guest_selection_errors_are_one_line(
