@@ -18,10 +18,6 @@ NIXMOX = str(Path(sys.executable).parent / "nixmox")
 PENDING = [
     (["update", "host", "--node", "pve1", "--dry-run"], 6),
     (["update", "nixos", "--guest", "nixos-lxc", "--dry-run"], 6),
-    (["template", "build", "nixos-lxc"], 10),
-    (["template", "upload", "image.tar.xz"], 10),
-    (["windows", "provision", "--guest", "win11-gaming"], 10),
-    (["zfs", "cache", "add", "rpool", "nvme0n1"], 10),
 ]
 
 

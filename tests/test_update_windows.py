@@ -460,7 +460,6 @@ POWERSHELL_STANDIN = r"""#!/bin/sh
 # scripts with the JSON line in $WIN_STATE/NAME.json (NAME.after.json once
 # update-install has run).
 echo "$*" >> "$WIN_STATE/powershell.log"
-case "$*" in *" -Command "*) exit 0 ;; esac
 for a; do case "$a" in *.ps1) script=$a ;; esac; done
 [ -f "$script" ] || { echo "cannot find $script" >&2; exit 1; }
 name=${script##*\\}; name=${name%.ps1}
@@ -469,6 +468,11 @@ answer="$WIN_STATE/$name.json"
 after="$WIN_STATE/$name.after.json"
 [ -f "$WIN_STATE/installed" ] && [ -f "$after" ] && answer=$after
 cat "$answer"
+"""
+
+CMD_STANDIN = r"""#!/bin/sh
+# A recording stand-in for cmd.exe (nixmox creates its guest directory with it).
+echo "$*" >> "$WIN_STATE/cmd.log"
 """
 
 QM_STANDIN = r"""#!/bin/sh
@@ -522,7 +526,12 @@ def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
     bin_dir, state, sockets = tmp_path / "bin", tmp_path / "win", tmp_path / "qga"
     for d in (bin_dir, state, sockets):
         d.mkdir()
-    for name, text in (("powershell.exe", POWERSHELL_STANDIN), ("qm", QM_STANDIN)):
+    standins = (
+        ("powershell.exe", POWERSHELL_STANDIN),
+        ("cmd.exe", CMD_STANDIN),
+        ("qm", QM_STANDIN),
+    )
+    for name, text in standins:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     for name, answer in ANSWERS.items():

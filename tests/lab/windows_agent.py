@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakepve import PveError
+
 FIRST_BOOT = dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
-
-
-class AgentAway(Exception):
-    """The guest is rebooting (or never came back): the agent does not answer."""
 
 
 def update(kb: str, title: str | None = None, *, reboot: bool = True) -> dict[str, Any]:
@@ -74,9 +71,6 @@ class WindowsAgent:
     ran: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=lambda: {"c:\\windows\\temp"})
-    _pid: int = 4000
-    _pending: dict[int, dict[str, Any]] = field(default_factory=dict)
-    _rebooting: set[int] = field(default_factory=set)
 
     @classmethod
     def demo(cls) -> WindowsAgent:
@@ -94,64 +88,52 @@ class WindowsAgent:
 
     # -------------------------------------------------------------- agent API
 
-    #: The agent commands this script answers; fakepve answers the others (osinfo, ...).
-    COMMANDS = frozenset({"ping", "exec", "exec-status", "file-write", "file-read"})
+    def respond(self, command: str, values: dict[str, Any], argv: list[str] | None) -> Any:
+        """A lab agent responder (``Lab.agent_responders``): the API's data, or None to let
+        fakepve's answer (or another responder's) stand.
 
-    def check_up(self) -> None:
-        """Raise AgentAway while the guest reboots (each call uses up one of ``away_calls``)."""
-        if self.gone:
-            raise AgentAway
-        if self.away_left:
-            self.away_left -= 1
-            raise AgentAway
-
-    def answer(self, command: str, values: dict[str, Any]) -> Any:
-        """The API's data for one of :data:`COMMANDS` (after :meth:`check_up`)."""
-        if command == "ping":
-            return {"result": {}}
-        if command == "exec":
-            self._pid += 1
-            argv = [str(a) for a in values["command"]]
-            self._pending[self._pid] = self._run(argv)
-            return {"pid": self._pid}
-        if command == "exec-status":
-            # The first exited answer is the only one, as with PVE.
-            pid = int(values["pid"])
-            status = self._pending.pop(pid, None)
-            if status is None:
-                raise KeyError(f"no process with pid {pid}")
-            if pid in self._rebooting:
+        fakepve has already recorded the call and handed out the exec pid; the
+        command runs here when its status is asked (the first exited answer is
+        the only one, as with PVE).
+        """
+        if self.gone or self.away_left:
+            # Rebooting: every call fails, and each one brings the agent nearer.
+            self.away_left = max(0, self.away_left - 1)
+            raise PveError(500, "QEMU guest agent is not running")
+        if command == "exec-status" and argv is not None:
+            status = self._run(argv)
+            if status is not None and argv[:2] == ["shutdown", "/r"]:
                 # `shutdown /r /t 5` returns at once; Windows goes down a few seconds later.
-                self._rebooting.discard(pid)
                 self._reboot()
             return status
         if command == "file-write":
             path = str(values["file"])
             if path.rsplit("\\", 1)[0].lower() not in self.dirs:
                 # The agent opens the file but cannot create its directory.
-                raise LookupError(f"failed to open file '{path}' (error: 3)")
+                raise PveError(500, f"Agent error: failed to open file '{path}' (error: 3)")
             self.files[path] = str(values.get("content", ""))
             return None
-        if command == "file-read":
-            return {"content": self.files.get(str(values["file"]), ""), "truncated": False}
-        raise LookupError(command)
+        if command == "file-read" and str(values["file"]) in self.files:
+            return {"content": self.files[str(values["file"])], "truncated": False}
+        return None
 
-    def _run(self, argv: list[str]) -> dict[str, Any]:
+    def _run(self, argv: list[str]) -> dict[str, Any] | None:
         script = next((a for a in argv if a.lower().endswith(".ps1")), None)
         if script is not None:
             name = script.rsplit("\\", 1)[-1][: -len(".ps1")]
+            if not name.startswith("update-"):
+                return None  # another feature's script
             self.ran.append(name)
             report = self._script(name, _params(argv[argv.index(script) + 1 :]))
             return _exited(0 if report.get("ok", True) else 1, json.dumps(report) + "\r\n")
-        made = re.search(r"New-Item -ItemType Directory -Force -Path '([^']+)'", " ".join(argv))
-        if made is not None:
+        if argv[:2] == ["cmd.exe", "/c"] and "mkdir" in argv:
             # Not counted in `ran`: it only prepares the upload.
-            self.dirs.add(made.group(1).lower())
+            self.dirs.add(argv[-1].lower())
             return _exited(0, "")
-        self.ran.append("shutdown" if argv[:1] == ["shutdown"] else " ".join(argv))
-        if argv[:2] == ["shutdown", "/r"]:
-            self._rebooting.add(self._pid)
-        return _exited(0, "")
+        if argv[:1] == ["shutdown"]:
+            self.ran.append("shutdown")
+            return _exited(0, "")
+        return None
 
     def _reboot(self) -> None:
         self.reboots += 1

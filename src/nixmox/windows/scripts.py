@@ -77,22 +77,6 @@ def parse_report(name: str, result: ExecResult) -> dict[str, Any]:
     )
 
 
-def ensure_guest_dir(agent: GuestAgent, *, timeout: float = 60.0) -> None:
-    """Create :data:`GUEST_DIR` in the guest if it is missing.
-
-    The agent's ``file-write`` opens a file but cannot create its directory,
-    so a fresh guest needs this once before :func:`run_script` uploads.
-    """
-    command = f"New-Item -ItemType Directory -Force -Path '{GUEST_DIR}' | Out-Null"
-    result = agent.exec([*POWERSHELL[:-1], "-Command", command], timeout=timeout)
-    if not result.ok:
-        detail = (result.stderr.strip().splitlines() or [""])[-1]
-        raise ScriptError(
-            f"could not create {GUEST_DIR} in the guest (exit {result.exitcode})"
-            + (f": {detail}" if detail else "")
-        )
-
-
 def run_script(
     agent: GuestAgent,
     name: str,
@@ -110,3 +94,18 @@ def run_script(
         agent.file_write(guest_path(name), script_text(name))
     result = agent.exec(script_argv(name, params), timeout=timeout)
     return parse_report(name, result)
+
+
+def ensure_guest_dir(agent: GuestAgent) -> None:
+    """Create :data:`GUEST_DIR` in the guest unless it exists (the agent's file-write cannot).
+
+    The argv has no spaces so no quoting rule of ``cmd.exe`` applies.
+    """
+    argv = ["cmd.exe", "/c", "if", "not", "exist", GUEST_DIR, "mkdir", GUEST_DIR]
+    result = agent.exec(argv, timeout=60.0)
+    if not result.ok:
+        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise ScriptError(
+            f"could not create {GUEST_DIR} in the guest"
+            + (f": {detail[-1]}" if detail else f" (exit {result.exitcode})")
+        )

@@ -43,7 +43,7 @@ try {
     }
 
     $disk = Get-CimInstance -ClassName Win32_LogicalDisk -Filter "DeviceID='C:'"
-    $freeGb = [math]::Round($disk.FreeSpace / 1GB, 1)
+    $freeGb = [math]::Round($disk.FreeSpace / 1073741824, 1)
 
     $busy = New-Object System.Collections.ArrayList
     foreach ($wanted in ($BusyProcesses -split ',')) {

@@ -19,7 +19,7 @@ try {
         [void]$updates.Add([ordered]@{
             kb = ($kbs -join ',')
             title = $u.Title
-            size_mb = [math]::Round($u.MaxDownloadSize / 1MB, 1)
+            size_mb = [math]::Round($u.MaxDownloadSize / 1048576, 1)
             reboot = ($u.InstallationBehavior.RebootBehavior -ne 0)
             id = $u.Identity.UpdateID
         })
