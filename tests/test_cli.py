@@ -18,7 +18,6 @@ NIXMOX = str(Path(sys.executable).parent / "nixmox")
 PENDING = [
     (["update", "host", "--node", "pve1", "--dry-run"], 6),
     (["update", "nixos", "--guest", "nixos-lxc", "--dry-run"], 6),
-    (["update", "windows", "--guest", "win11-gaming"], 6),
 ]
 
 

@@ -19,6 +19,7 @@ attribute next to ``data``), ``_node_stats``, ``_item`` (content listing),
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import datetime as dt
 import difflib
@@ -38,6 +39,7 @@ from fakepve.routing import param_error, split_list
 
 from .inventory import Inventory, load_inventory, size_bytes
 from .pci import DEFAULT_CLASS_BLACKLIST, VERBOSE_FIELDS, PciDevice, host_devices
+from .windows_agent import WindowsAgent
 
 GIB = 1024**3
 Handler = Callable[[dict[str, Any], str], Awaitable[Any]]
@@ -137,6 +139,7 @@ class Lab(FakePve):
         #: vmid -> responders consulted on every agent call (Windows provisioning agent below).
         self.agent_responders: dict[int, list[AgentResponder]] = {}
         self._seed()
+        self._windows_agent_setup()
 
     # ---------------------------------------------------------------- seeding
 
@@ -1085,6 +1088,50 @@ class Lab(FakePve):
         upid: str = await self.task(v["node"], "srvreload", "networking", user, body)
         return upid
 
+    # ---------------------------------------------------- Windows guest agent
+    #
+    # Two responders (see _agent_call below) that put something behind a VM's
+    # agent: a scripted Windows (tests/lab/windows_agent.py) answering the
+    # `update windows` scripts, or a real qemu-ga on a unix socket, reached
+    # with PVE's own wrapping. fakepve's checks (running, agent configured,
+    # hangs) and its record in ``vm.agent_requests`` stay as they are.
+
+    def _windows_agent_setup(self) -> None:
+        self.windows_agents: dict[int, WindowsAgent] = {}
+        #: Give every Windows VM (ostype win*) the demo's scripted agent when it is first asked.
+        self.windows_agent_default = False
+
+    def script_windows_agent(self, vmid: int, agent: WindowsAgent | None = None) -> WindowsAgent:
+        """Answer VM ``vmid``'s agent with a scripted Windows (the demo's by default)."""
+        scripted = agent or WindowsAgent.demo()
+        self.windows_agents[vmid] = scripted
+        self.agent_responders.setdefault(vmid, []).append(scripted.respond)
+        vm = self.guest(vmid)
+        if isinstance(vm, FakeVm) and vm.agent is None:
+            vm.agent = {"os": _windows_osinfo()}
+        return scripted
+
+    def forward_agent(self, vmid: int, socket: str | Path) -> None:
+        """Answer VM ``vmid``'s agent API with the real qemu-ga listening on ``socket``."""
+        path = Path(socket)
+
+        def forward(command: str, values: dict[str, Any], argv: list[str] | None) -> Any:
+            return _forwarded(path, command, values)
+
+        self.agent_responders.setdefault(vmid, []).insert(0, forward)
+        vm = self.guest(vmid)
+        if isinstance(vm, FakeVm) and vm.agent is None:
+            vm.agent = {}
+
+    def _default_windows_agent(self, values: dict[str, Any]) -> None:
+        """With ``windows_agent_default``: script a Windows VM's agent when first asked."""
+        if not self.windows_agent_default:
+            return
+        vm = self.find(values["node"], values["vmid"])
+        windows = str(vm.config.get("ostype", "")).startswith("win")
+        if windows and int(vm.vmid) not in self.windows_agents:
+            self.script_windows_agent(int(vm.vmid))
+
     # ------------------------------------------------------------ templates
     # PVE lists a directory storage by reading the directory: an archive copied
     # into PATH/dump (with scp, as `nixmox template upload` does with a VM image,
@@ -1178,6 +1225,7 @@ class Lab(FakePve):
         Append to ``agent_responders[vmid]`` to add one; keep them generic so
         several features can script the same VM.
         """
+        self._default_windows_agent(values)
         answer = await super()._agent_call(match, values)
         vm = self.find(values["node"], values["vmid"])
         command = match.template.rsplit("/", 1)[1]
@@ -1290,3 +1338,60 @@ def _windows_osinfo() -> dict[str, str]:
         "variant": "client",
         "variant-id": "client",
     }
+
+
+# ------------------------------------------------- agent forwarding (qemu-ga)
+
+
+def _forwarded(socket: Path, command: str, values: dict[str, Any]) -> Any:
+    """One agent API call answered by the real qemu-ga, wrapped as PVE wraps it.
+
+    Blocking: the lab serves one test client, and qemu-ga answers at once.
+    """
+    from tests.peers.qga import QgaClient, QgaError
+
+    try:
+        with QgaClient(socket) as qga:
+            return _pve_agent(qga, command, values)
+    except QgaError as exc:
+        raise PveError(500, f"Agent error: {exc.desc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise PveError(500, f"VM {values['vmid']} qmp command '{command}' failed - {exc}") from None
+
+
+def _pve_agent(qga: Any, command: str, values: dict[str, Any]) -> Any:
+    """PVE::API2::Qemu::Agent: exec takes an argv and base64s input-data, exec-status and
+    file-read decode base64, file-write encodes it; everything else is {result: ...}."""
+    if command == "exec":
+        argv = [str(a) for a in values["command"]]
+        args: dict[str, Any] = {"path": argv[0], "arg": argv[1:], "capture-output": True}
+        if values.get("input-data") is not None:
+            args["input-data"] = base64.b64encode(str(values["input-data"]).encode()).decode()
+        return {"pid": qga.call("guest-exec", args)["pid"]}
+    if command == "exec-status":
+        status = dict(qga.call("guest-exec-status", {"pid": int(values["pid"])}))
+        for key in ("out-data", "err-data"):
+            if key in status:
+                status[key] = base64.b64decode(status[key]).decode(errors="replace")
+        return status
+    if command == "file-write":
+        data = str(values.get("content", "")).encode()
+        if str(values.get("encode", 1)) in ("0", "False", "false"):
+            data = base64.b64decode(data)
+        handle = qga.call("guest-file-open", {"path": values["file"], "mode": "w"})
+        try:
+            qga.call(
+                "guest-file-write", {"handle": handle, "buf-b64": base64.b64encode(data).decode()}
+            )
+        finally:
+            qga.call("guest-file-close", {"handle": handle})
+        return None
+    if command == "file-read":
+        handle = qga.call("guest-file-open", {"path": values["file"], "mode": "r"})
+        try:
+            got = qga.call("guest-file-read", {"handle": handle, "count": 16 * 1024 * 1024})
+        finally:
+            qga.call("guest-file-close", {"handle": handle})
+        content = base64.b64decode(got.get("buf-b64") or "").decode(errors="replace")
+        return {"content": content, "truncated": not got.get("eof", True)}
+    return {"result": qga.call(f"guest-{command}")}

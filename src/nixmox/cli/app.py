@@ -319,7 +319,10 @@ def update_windows(
     json: JsonOpt = False,
 ) -> None:
     """Windows Update through the guest agent, with a reboot policy that spares games."""
-    _pending("update windows", 6)
+    from nixmox.cli import update_windows_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(update_windows_cmd.run(g.config, guest or [], dry_run=dry_run, as_json=g.json))
 
 
 # -- observability (issue 9) --------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nixmox.state import Run
+from nixmox.updates.outcome import FAILED
 
 
 def duration(seconds: float | None) -> str:
@@ -93,13 +94,17 @@ def _update(summary: Mapping[str, Any]) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("result") == "ok"]
     rolled = [str(g.get("guest")) for g in guests if g.get("rolled_back")]
+    held = [g for g in guests if g.get("result") == "held"]
     head = f"{_plural(len(ok), 'guest')} updated" + (
         f", {len(rolled)} rolled back ({', '.join(rolled)})" if rolled else ""
     )
+    if held:
+        head += f", {len(held)} held"
+    # Held, unchanged and skipped guests did not fail (updates.outcome.FAILED).
     failed = [
         f"{g.get('guest')}: {g.get('message') or g.get('result')}"
         for g in guests
-        if g.get("result") != "ok"
+        if g.get("result") in FAILED
     ]
     return [head, *_failures(failed)]
 
