@@ -60,6 +60,19 @@
 
       nixosModules.default = ./nix/module.nix;
       nixosModules.nixmox = ./nix/module.nix;
+      # For a NixOS guest: the nixmox guest profile (SSH keys, what the
+      # update job checks, optional self-update) with services.nixmox.
+      nixosModules.guest = { imports = [ ./nix/module.nix ./templates/profile/nixmox-guest.nix ]; };
+
+      # `nix flake init -t .#nixos-lxc`; `nixmox template build KIND` builds them.
+      templates = {
+        nixos-lxc = { path = ./templates/nixos-lxc; description = "NixOS in a Proxmox LXC"; };
+        nixos-lxc-docker = {
+          path = ./templates/nixos-lxc-docker;
+          description = "NixOS in a Proxmox LXC for Docker/Podman (nesting, keyctl)";
+        };
+        nixos-vm = { path = ./templates/nixos-vm; description = "NixOS in a Proxmox VM"; };
+      };
 
       # Both need a real nixpkgs (they build and evaluate NixOS): `nix flake check`.
       checks = forAllSystems (system: pkgs: {

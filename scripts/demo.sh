@@ -7,7 +7,7 @@ bash scripts/setup.sh --peers
 
 work=$(mktemp -d -t nixmox-demo.XXXXXX)
 # The lab has seen 60 nights of backups already (archives on the backups storage).
-.venv/bin/python -m tests.lab --host 127.0.0.2 --dir "$work" --backups 60 >"$work/lab.log" 2>&1 &
+.venv/bin/python -m tests.lab --host 127.0.0.2 --dir "$work" --backups 60 --windows-agent >"$work/lab.log" 2>&1 &
 lab=$!
 cleanup() { kill "$lab" 2>/dev/null && wait "$lab" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
@@ -56,6 +56,12 @@ echo "(each guest: 60 old nightly archives, pruned to keep-last 3, keep-daily 7,
 
 step nixmox --config $config backup verify --guest nixos-vm   # restore into a scratch VMID, boot, destroy
 nixmox --config "$config" backup verify --guest nixos-vm
+
+# The gamer switches the Windows VM on (it is onboot = false); the lab answers its
+# guest agent like a Windows 11 with two updates waiting, one needing a reboot.
+.venv/bin/python -m tests.lab.ctl start 102
+step nixmox --config $config update windows --dry-run   # precheck and scan only: the plan
+nixmox --config "$config" update windows --dry-run
 
 areas="--only proxmox --only guests --only host --only passthrough --only backups"
 step nixmox --config $config doctor $areas --host-root '$work/host'

@@ -42,13 +42,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# mermaid and jsdom (pinned in tests/mermaid/package-lock.json) for the diagram tests.
+# mermaid and jsdom (tests/mermaid) for the diagram tests, and tree-sitter's PowerShell
+# grammar (tests/pwsh) for the packaged Windows scripts; both pinned by their lock files.
 if command -v npm >/dev/null; then
-  lock=tests/mermaid/package-lock.json
-  if [ ! -f tests/mermaid/node_modules/.package-lock.json ] || [ "$lock" -nt tests/mermaid/node_modules/.package-lock.json ]; then
-    echo "==> installing mermaid's parser into tests/mermaid (npm ci)"
-    (cd tests/mermaid && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  fi
+  for dir in tests/mermaid tests/pwsh; do
+    lock=$dir/package-lock.json
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$lock" -nt "$dir/node_modules/.package-lock.json" ]; then
+      echo "==> installing the test parsers into $dir (npm ci)"
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+  done
 else
-  echo "==> npm not found: the diagram tests will skip (run with --peers as root to install)"
+  echo "==> npm not found: the diagram and PowerShell syntax tests will skip (run with --peers as root to install)"
 fi

@@ -17,11 +17,6 @@ NIXMOX = str(Path(sys.executable).parent / "nixmox")
 # (argv, issue that implements it)
 PENDING = [
     (["update", "host", "--node", "pve1", "--dry-run"], 6),
-    (["update", "windows", "--guest", "win11-gaming"], 6),
-    (["template", "build", "nixos-lxc"], 10),
-    (["template", "upload", "image.tar.xz"], 10),
-    (["windows", "provision", "--guest", "win11-gaming"], 10),
-    (["zfs", "cache", "add", "rpool", "nvme0n1"], 10),
 ]
 
 

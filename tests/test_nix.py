@@ -393,6 +393,7 @@ def flake_copy(tmp_path: Path) -> Path:
     copy.mkdir()
     shutil.copy(REPO / "flake.nix", copy / "flake.nix")
     shutil.copytree(REPO / "nix", copy / "nix")
+    shutil.copytree(REPO / "templates", copy / "templates")
     shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
     return copy
 
@@ -436,7 +437,8 @@ def test_flake_locks_and_shows_offline_with_stub_nixpkgs(
     }
     assert all(app["type"] == "app" for app in apps.values())
     assert set(shown["devShells"]["x86_64-linux"]) == {"default"}
-    assert set(shown["nixosModules"]) == {"default", "nixmox"}
+    assert set(shown["nixosModules"]) == {"default", "nixmox", "guest"}
+    assert set(shown["templates"]) == {"nixos-lxc", "nixos-lxc-docker", "nixos-vm"}
     assert set(shown["checks"]["x86_64-linux"]) == {"tests", "module-eval"}
 
 

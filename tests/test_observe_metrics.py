@@ -136,3 +136,28 @@ def test_history_says_what_changed_and_what_failed(
     assert "0 guests updated, 1 rolled back (nixos-vm); 1 failed: nixos-vm" in lines[2]
     assert run(["history", "--limit", "0"]) == 1
     assert "--limit 0" in capsys.readouterr().err
+
+
+def _update_values(tmp_path: Path, rows: list[dict[str, object]]) -> dict[str, float]:
+    state, prom = tmp_path / "state", tmp_path / "nixmox.prom"
+    record(state, "update windows", "ok", {"guests": rows, "pending": {}})
+    inv = load_inventory(inventory(tmp_path, textfile=prom, urls=[]))
+    update_textfile(inv, Journal(state), VIENNA)
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(prom.read_text()):
+        for s in family.samples:
+            if family.name == "nixmox_guest_update_last_success":
+                out[s.labels["name"]] = s.value
+    return out
+
+
+def test_nothing_to_do_and_a_held_reboot_count_as_success_and_nodes_are_not_guests(
+    tmp_path: Path,
+) -> None:
+    rows: list[dict[str, object]] = [
+        {"guest": "win11-gaming", "vmid": 102, "result": "held", "rolled_back": False},
+        {"guest": "nixos-vm", "vmid": 101, "result": "unchanged", "rolled_back": False},
+        {"guest": "nixos-lxc", "vmid": 100, "result": "skipped", "rolled_back": False},
+        {"guest": "pve1", "vmid": None, "result": "failed", "rolled_back": False},
+    ]
+    assert _update_values(tmp_path, rows) == {"win11-gaming": 1.0, "nixos-vm": 1.0}

@@ -88,11 +88,13 @@ class Runner:
         input: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        cwd: str | None = None,
     ) -> Result:
         """Run ``argv`` (on ``remote`` if given) and return its result.
 
         Raises :class:`CommandError` on a non-zero exit when ``check`` is set,
         :class:`CommandNotFound` and :class:`CommandTimeout` otherwise.
+        ``cwd``: the local working directory (e.g. where ``nixos-rebuild`` links ``result``).
         """
         argv = list(argv)
         full = remote.wrap(argv, env) if remote is not None else argv
@@ -115,6 +117,7 @@ class Runner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=local_env,
+                cwd=cwd,
                 text=True,
                 # Own process group: a timeout stops the command and its children.
                 start_new_session=True,

@@ -281,3 +281,11 @@ class Zpool(_Adapter):
             name, health, size, alloc, free = fields[:5]
             pools.append(PoolStatus(name, health, size, alloc, free, int(cap)))
         return pools
+
+    def status(self) -> str:
+        """``zpool status`` of every pool, as zpool prints it (see ``zfs_cache.parse_status``)."""
+        return self._run(["status"], "cannot read the pools' status", changes=False)
+
+    def run_change(self, args: Sequence[str], what: str) -> None:
+        """A ``zpool`` command that changes a pool (``add``, ``remove``); skipped by --dry-run."""
+        self._run(args, what, changes=True)

@@ -1,6 +1,6 @@
 """Serve the lab standalone, for running nixmox by hand against it.
 
-    python -m tests.lab [--host 127.0.0.2] [--port 0] [--dir DIR] [--guests]
+    python -m tests.lab [--host 127.0.0.2] [--port 0] [--dir DIR] [--guests] [--windows-agent]
     eval "$(python -m tests.lab --dir /tmp/lab | sed '/# lab ready/q')"   # or: . DIR/env.sh
 
 Prints the NIXMOX_PVE_* exports, then ``# lab ready``, and serves until
@@ -57,6 +57,10 @@ async def serve(args: argparse.Namespace) -> int:
                 lab.seed_backup(storage, guest["vmid"], kind, today - dt.timedelta(days=night))
     if args.guests:
         lab.add_declared_guests()
+    if args.windows_agent:
+        # Windows VMs (102) answer `update windows`'s scripts once they run:
+        # two updates waiting, one needing a reboot, nobody playing.
+        lab.windows_agent_default = True
     token = secrets.token_hex(16)
     lab.apitokens[TOKEN_ID] = token
     await lab.start(certfile, keyfile)
@@ -90,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         "--dir", help="where the certificate and env.sh go (default: a new temp dir)"
     )
     parser.add_argument("--guests", action="store_true", help="add guests 100-102 as provisioned")
+    parser.add_argument(
+        "--windows-agent",
+        action="store_true",
+        help="Windows VMs answer with the scripted Windows guest agent (update windows)",
+    )
     parser.add_argument(
         "--backups",
         type=int,

@@ -19,6 +19,7 @@ attribute next to ``data``), ``_node_stats``, ``_item`` (content listing),
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import datetime as dt
 import difflib
@@ -38,11 +39,14 @@ from fakepve.routing import param_error, split_list
 
 from .inventory import Inventory, load_inventory, size_bytes
 from .pci import DEFAULT_CLASS_BLACKLIST, VERBOSE_FIELDS, PciDevice, host_devices
+from .windows_agent import WindowsAgent
 
 GIB = 1024**3
 Handler = Callable[[dict[str, Any], str], Awaitable[Any]]
 Route = tuple[str, str, Handler]
 Guest = FakeVm | FakeCt
+# (agent command, request values, argv of the exec an exec-status reports on) -> answer or None.
+AgentResponder = Callable[[str, dict[str, Any], list[str] | None], Any]
 
 # Attributes a handler adds next to `data` (PVE's set_result_attrib), per request.
 _RESULT_ATTRIBS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -132,7 +136,10 @@ class Lab(FakePve):
         # /etc/network/interfaces (applied) and interfaces.new (None: nothing pending).
         self.net_applied: dict[str, dict[str, Any]] = {}
         self.net_pending: dict[str, dict[str, Any]] | None = None
+        #: vmid -> responders consulted on every agent call (Windows provisioning agent below).
+        self.agent_responders: dict[int, list[AgentResponder]] = {}
         self._seed()
+        self._windows_agent_setup()
 
     # ---------------------------------------------------------------- seeding
 
@@ -1081,6 +1088,107 @@ class Lab(FakePve):
         upid: str = await self.task(v["node"], "srvreload", "networking", user, body)
         return upid
 
+    # ---------------------------------------------------- Windows guest agent
+    #
+    # Two responders (see _agent_call below) that put something behind a VM's
+    # agent: a scripted Windows (tests/lab/windows_agent.py) answering the
+    # `update windows` scripts, or a real qemu-ga on a unix socket, reached
+    # with PVE's own wrapping. fakepve's checks (running, agent configured,
+    # hangs) and its record in ``vm.agent_requests`` stay as they are.
+
+    def _windows_agent_setup(self) -> None:
+        self.windows_agents: dict[int, WindowsAgent] = {}
+        #: Give every Windows VM (ostype win*) the demo's scripted agent when it is first asked.
+        self.windows_agent_default = False
+
+    def script_windows_agent(self, vmid: int, agent: WindowsAgent | None = None) -> WindowsAgent:
+        """Answer VM ``vmid``'s agent with a scripted Windows (the demo's by default)."""
+        scripted = agent or WindowsAgent.demo()
+        self.windows_agents[vmid] = scripted
+        self.agent_responders.setdefault(vmid, []).append(scripted.respond)
+        vm = self.guest(vmid)
+        if isinstance(vm, FakeVm) and vm.agent is None:
+            vm.agent = {"os": _windows_osinfo()}
+        return scripted
+
+    def forward_agent(self, vmid: int, socket: str | Path) -> None:
+        """Answer VM ``vmid``'s agent API with the real qemu-ga listening on ``socket``."""
+        path = Path(socket)
+
+        def forward(command: str, values: dict[str, Any], argv: list[str] | None) -> Any:
+            return _forwarded(path, command, values)
+
+        self.agent_responders.setdefault(vmid, []).insert(0, forward)
+        vm = self.guest(vmid)
+        if isinstance(vm, FakeVm) and vm.agent is None:
+            vm.agent = {}
+
+    def _default_windows_agent(self, values: dict[str, Any]) -> None:
+        """With ``windows_agent_default``: script a Windows VM's agent when first asked."""
+        if not self.windows_agent_default:
+            return
+        vm = self.find(values["node"], values["vmid"])
+        windows = str(vm.config.get("ostype", "")).startswith("win")
+        if windows and int(vm.vmid) not in self.windows_agents:
+            self.script_windows_agent(int(vm.vmid))
+
+    # ------------------------------------------------------------ templates
+    # PVE lists a directory storage by reading the directory: an archive copied
+    # into PATH/dump (with scp, as `nixmox template upload` does with a VM image,
+    # since PVE's upload API takes no backups) is backup content from then on,
+    # and deleting that content removes the file. A storage whose path does not
+    # exist on this machine (the example's /rpool/backups) is left as it was.
+
+    _DUMP_NAME = re.compile(
+        r"vzdump-(qemu|lxc)-(\d+)-\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d\.(vma|tar)(\.(zst|gz|lzo))?"
+    )
+
+    def _dump_files(self, name: str) -> dict[str, Path]:
+        """volname -> file, for the archives in a dir storage's dump directory."""
+        store = self.storages.get(name) or {}
+        path = store.get("path")
+        if store.get("type") != "dir" or not path:
+            return {}
+        if "backup" not in split_list(store.get("content")):
+            return {}
+        dump = Path(path) / "dump"
+        if not dump.is_dir():
+            return {}
+        return {
+            f"backup/{f.name}": f
+            for f in sorted(dump.iterdir())
+            if f.is_file() and self._DUMP_NAME.fullmatch(f.name)
+        }
+
+    def _volumes(self, name: str) -> dict[str, Any]:
+        volumes = (self.storages.get(name) or {}).get("volumes")
+        for volname, file in self._dump_files(name).items():
+            if volumes is not None and volname not in volumes:
+                found = self._DUMP_NAME.fullmatch(file.name)
+                assert found is not None
+                self._add_volume(
+                    name,
+                    volname,
+                    {
+                        "content": "backup",
+                        "format": volname.split(".", 1)[1],
+                        "size": file.stat().st_size,
+                        "ctime": int(file.stat().st_mtime),
+                        "vmid": int(found.group(2)),
+                        "subtype": found.group(1),
+                    },
+                )
+        listed: dict[str, Any] = super()._volumes(name)
+        return listed
+
+    async def _content_delete(self, v: dict[str, Any], user: str) -> Any:
+        files = self._dump_files(str(v["storage"]))
+        answer = await super()._content_delete(v, user)
+        volname = str(v["volume"]).split(":", 1)[-1]
+        if volname in files and volname not in self.storages[v["storage"]]["volumes"]:
+            files[volname].unlink()
+        return answer
+
     # ---------------------------------------------------- result attributes
 
     def _stateful_handler(
@@ -1103,6 +1211,30 @@ class Lab(FakePve):
             return response
 
         return with_attribs
+
+    # ---------------------------------------------- Windows provisioning agent
+
+    async def _agent_call(self, match: Any, values: dict[str, Any]) -> Any:
+        """fakepve's agent call, then the VM's responders: the first non-None answer wins.
+
+        fakepve has already checked that the VM runs and the agent answers, and
+        recorded the request in ``vm.agent_requests``; its own answer (from
+        ``vm.agent``) stands when no responder claims the call. A responder
+        that keeps state stands in for a guest whose answers change as
+        commands run (an installer makes the next check say "installed").
+        Append to ``agent_responders[vmid]`` to add one; keep them generic so
+        several features can script the same VM.
+        """
+        self._default_windows_agent(values)
+        answer = await super()._agent_call(match, values)
+        vm = self.find(values["node"], values["vmid"])
+        command = match.template.rsplit("/", 1)[1]
+        argv = vm.agent_execs.get(int(values["pid"])) if command == "exec-status" else None
+        for responder in self.agent_responders.get(int(vm.vmid), []):
+            mine = responder(command, values, argv)
+            if mine is not None:
+                return mine
+        return answer
 
 
 # ------------------------------------------------------------------- helpers
@@ -1206,3 +1338,60 @@ def _windows_osinfo() -> dict[str, str]:
         "variant": "client",
         "variant-id": "client",
     }
+
+
+# ------------------------------------------------- agent forwarding (qemu-ga)
+
+
+def _forwarded(socket: Path, command: str, values: dict[str, Any]) -> Any:
+    """One agent API call answered by the real qemu-ga, wrapped as PVE wraps it.
+
+    Blocking: the lab serves one test client, and qemu-ga answers at once.
+    """
+    from tests.peers.qga import QgaClient, QgaError
+
+    try:
+        with QgaClient(socket) as qga:
+            return _pve_agent(qga, command, values)
+    except QgaError as exc:
+        raise PveError(500, f"Agent error: {exc.desc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise PveError(500, f"VM {values['vmid']} qmp command '{command}' failed - {exc}") from None
+
+
+def _pve_agent(qga: Any, command: str, values: dict[str, Any]) -> Any:
+    """PVE::API2::Qemu::Agent: exec takes an argv and base64s input-data, exec-status and
+    file-read decode base64, file-write encodes it; everything else is {result: ...}."""
+    if command == "exec":
+        argv = [str(a) for a in values["command"]]
+        args: dict[str, Any] = {"path": argv[0], "arg": argv[1:], "capture-output": True}
+        if values.get("input-data") is not None:
+            args["input-data"] = base64.b64encode(str(values["input-data"]).encode()).decode()
+        return {"pid": qga.call("guest-exec", args)["pid"]}
+    if command == "exec-status":
+        status = dict(qga.call("guest-exec-status", {"pid": int(values["pid"])}))
+        for key in ("out-data", "err-data"):
+            if key in status:
+                status[key] = base64.b64decode(status[key]).decode(errors="replace")
+        return status
+    if command == "file-write":
+        data = str(values.get("content", "")).encode()
+        if str(values.get("encode", 1)) in ("0", "False", "false"):
+            data = base64.b64decode(data)
+        handle = qga.call("guest-file-open", {"path": values["file"], "mode": "w"})
+        try:
+            qga.call(
+                "guest-file-write", {"handle": handle, "buf-b64": base64.b64encode(data).decode()}
+            )
+        finally:
+            qga.call("guest-file-close", {"handle": handle})
+        return None
+    if command == "file-read":
+        handle = qga.call("guest-file-open", {"path": values["file"], "mode": "r"})
+        try:
+            got = qga.call("guest-file-read", {"handle": handle, "count": 16 * 1024 * 1024})
+        finally:
+            qga.call("guest-file-close", {"handle": handle})
+        content = base64.b64decode(got.get("buf-b64") or "").decode(errors="replace")
+        return {"content": content, "truncated": not got.get("eof", True)}
+    return {"result": qga.call(f"guest-{command}")}

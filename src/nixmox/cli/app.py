@@ -326,7 +326,10 @@ def update_windows(
     json: JsonOpt = False,
 ) -> None:
     """Windows Update through the guest agent, with a reboot policy that spares games."""
-    _pending("update windows", 6)
+    from nixmox.cli import update_windows_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(update_windows_cmd.run(g.config, guest or [], dry_run=dry_run, as_json=g.json))
 
 
 # -- observability (issue 9) --------------------------------------------------
@@ -463,17 +466,57 @@ app.add_typer(template_app, name="template")
 
 
 @template_app.command("build")
-def template_build(kind: Annotated[str, typer.Argument(help="nixos-lxc or nixos-vm")]) -> None:
-    """Build a NixOS template image."""
-    _pending("template build", 10)
+def template_build(
+    kind: Annotated[str, typer.Argument(help="nixos-lxc, nixos-lxc-docker or nixos-vm")],
+    out: Annotated[
+        Path, typer.Option("--out", help="where the build links its result", file_okay=False)
+    ] = Path("nixmox-images"),
+    flake: Annotated[
+        Path | None,
+        typer.Option(
+            "--flake",
+            help="your copy of the template flake (default: nixmox's own)",
+            file_okay=False,
+        ),
+    ] = None,
+    ssh_key: Annotated[
+        list[Path] | None,
+        typer.Option("--ssh-key", help="public key file the guest accepts (repeatable)"),
+    ] = None,
+) -> None:
+    """Build a NixOS template image (nixos-rebuild build-image)."""
+    from nixmox.cli import template_cmd
+
+    raise typer.Exit(template_cmd.build(kind, out=out, flake=flake, ssh_keys=ssh_key or []))
 
 
 @template_app.command("upload")
 def template_upload(
-    file: Annotated[Path, typer.Argument(help="image to upload")], config: ConfigOpt = None
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="image to upload", dir_okay=False)],
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="default: the inventory's storage for it")
+    ] = None,
+    node: Annotated[str | None, typer.Option("--node", help="default: the only node")] = None,
+    vmid: Annotated[
+        int | None, typer.Option("--vmid", help="VM template: its VMID (default: the next free)")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="container: the file name on the storage; VM: its name"),
+    ] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Put an image on the right Proxmox storage."""
-    _pending("template upload", 10)
+    """Put an image on the right Proxmox storage (a VM image becomes a VM template)."""
+    from nixmox.cli import template_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        template_cmd.upload(
+            g.config, file, storage=storage, node=node, vmid=vmid, name=name, as_json=g.json
+        )
+    )
 
 
 windows_app = typer.Typer(help="Windows guest provisioning.", no_args_is_help=True)
@@ -482,11 +525,21 @@ app.add_typer(windows_app, name="windows")
 
 @windows_app.command("provision")
 def windows_provision(
+    ctx: typer.Context,
     guest: Annotated[str, typer.Option("--guest", help="the Windows guest")],
+    dry_run: DryRunOpt = False,
     config: ConfigOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Drivers, Steam and Rust through the guest agent, idempotently."""
-    _pending("windows provision", 10)
+    """Drivers, Steam and Rust through the guest agent, idempotently.
+
+    Exit 0 when every step is ok (a manual step left to the user included),
+    1 when one failed.
+    """
+    from nixmox.cli import windows_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(windows_cmd.provision(g.config, guest, dry_run=dry_run, as_json=g.json))
 
 
 zfs_app = typer.Typer(help="ZFS helpers.", no_args_is_help=True)
@@ -496,15 +549,58 @@ zfs_app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("add")
-def zfs_cache_add(args: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+def zfs_cache_add(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Argument(help="the pool to add the device to")],
+    device: Annotated[str, typer.Argument(help="/dev/disk/by-id/... of the SSD")],
+    slog: Annotated[
+        bool, typer.Option("--slog", help="add it as a SLOG (log) instead of L2ARC (cache)")
+    ] = False,
+    mirror: Annotated[
+        str | None,
+        typer.Option("--mirror", help="second by-id device: a mirrored SLOG", show_default=False),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="overwrite a partition table or file system on it")
+    ] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Add an L2ARC or SLOG device to a pool."""
-    _pending("zfs cache add", 10)
+    from nixmox.cli import zfs_cache_cmd
+
+    g = _globals(ctx, config, False)
+    raise typer.Exit(
+        zfs_cache_cmd.add(
+            g.config,
+            pool,
+            device,
+            slog=slog,
+            mirror=mirror,
+            yes=yes,
+            force=force,
+            dry_run=dry_run,
+        )
+    )
 
 
 @cache_app.command("remove")
-def zfs_cache_remove(args: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+def zfs_cache_remove(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Argument(help="the pool to remove the device from")],
+    device: Annotated[
+        str, typer.Argument(help="/dev/disk/by-id/... of a cache or log device, or mirror-N")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Remove an L2ARC or SLOG device from a pool."""
-    _pending("zfs cache remove", 10)
+    from nixmox.cli import zfs_cache_cmd
+
+    g = _globals(ctx, config, False)
+    raise typer.Exit(zfs_cache_cmd.remove(g.config, pool, device, yes=yes, dry_run=dry_run))
 
 
 def invoke(args: list[str]) -> int:

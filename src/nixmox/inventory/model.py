@@ -387,9 +387,19 @@ class RebootPolicy(Strict):
 class WindowsSettings(Strict):
     """Windows provisioning through the guest agent."""
 
-    user: str | None = None
+    user: str | None = Field(
+        None, description="the Windows account that plays: Steam starts at its logon"
+    )
     steam: bool = False
-    rust: Literal["none", "client", "server"] = "none"
+    rust: Literal["none", "client", "server"] = Field(
+        "none",
+        description="client: app 252490, installed by the user in Steam; "
+        "server: dedicated server app 258550 through steamcmd",
+    )
+    rust_server_dir: str = Field(
+        "C:\\rustserver", description="where steamcmd installs the Rust dedicated server"
+    )
+    steamcmd_dir: str = Field("C:\\steamcmd", description="where nixmox unpacks steamcmd")
 
 
 class Guest(Strict):

@@ -53,7 +53,7 @@ def _backup(summary: Mapping[str, Any]) -> list[str]:
     failed = [
         f"{g.get('guest')}: {g.get('message') or g.get('result')}"
         for g in guests
-        if g.get("result") in FAILED
+        if g.get("result") != "ok"
     ]
     failed += [f"{g.get('guest')}: {e}" for g in guests for e in g.get("errors") or []]
     return [head, *_failures(failed)]
@@ -94,9 +94,13 @@ def _update(summary: Mapping[str, Any]) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("result") == "ok"]
     rolled = [str(g.get("guest")) for g in guests if g.get("rolled_back")]
+    held = [g for g in guests if g.get("result") == "held"]
     head = f"{_plural(len(ok), 'guest')} updated" + (
         f", {len(rolled)} rolled back ({', '.join(rolled)})" if rolled else ""
     )
+    if held:
+        head += f", {len(held)} held"
+    # Held, unchanged and skipped guests did not fail (updates.outcome.FAILED).
     failed = [
         f"{g.get('guest')}: {g.get('message') or g.get('result')}"
         for g in guests

@@ -31,7 +31,7 @@ from nixmox.inventory.model import Inventory
 from nixmox.observe.metric_names import METRICS
 from nixmox.snapshots import taken_at
 from nixmox.state import Journal, Run
-from nixmox.updates.outcome import SUCCEEDED
+from nixmox.updates.outcome import FAILED
 
 #: metric name -> label values -> value
 Samples = dict[str, dict[tuple[str, ...], float]]
@@ -103,6 +103,10 @@ def _snapshot(out: Samples, run: Run) -> None:
             out["nixmox_dataset_snapshots"][(name,)] = float(ds.get("kept") or 0)
 
 
+# Results that say nothing about whether updating the guest works.
+_NOT_ATTEMPTED = frozenset({"skipped", "dry-run"})
+
+
 def _update(out: Samples, run: Run, kinds: Mapping[str, str], pending_seen: set[str]) -> None:
     if run.command not in pending_seen:
         pending_seen.add(run.command)
@@ -113,10 +117,16 @@ def _update(out: Samples, run: Run, kinds: Mapping[str, str], pending_seen: set[
     rollbacks = out["nixmox_update_rollbacks_total"]
     last = out["nixmox_guest_update_last_success"]
     for row in _rows(run.summary, "guests"):
+        if row.get("vmid") is None:  # a node (`update host`): not a guest series
+            continue
         name = str(row.get("guest"))
         labels = (f"{kinds.get(name, 'qemu')}/{row.get('vmid')}", name)
         rollbacks[labels] = rollbacks.get(labels, 0.0) + (1.0 if row.get("rolled_back") else 0.0)
-        last.setdefault(labels, 1.0 if row.get("result") in SUCCEEDED else 0.0)
+        result = row.get("result")
+        if result in _NOT_ATTEMPTED:
+            continue
+        # Nothing to do, or installed with the reboot held by policy: the update did not fail.
+        last.setdefault(labels, 0.0 if result in FAILED else 1.0)
 
 
 class _Collector(Collector):

@@ -19,9 +19,6 @@ from nixmox.tables import print_table
 Result = Literal["ok", "unchanged", "held", "failed", "rolled-back", "skipped", "dry-run"]
 # Results that make the run exit 1.
 FAILED: frozenset[str] = frozenset({"failed", "rolled-back"})
-# Results of a target that is up to date as far as its policy allows (nothing to
-# update counts: a NixOS lock that did not change is a good night, not a failure).
-SUCCEEDED: frozenset[str] = frozenset({"ok", "unchanged", "held"})
 
 
 @dataclass

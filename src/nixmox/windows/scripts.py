@@ -94,3 +94,18 @@ def run_script(
         agent.file_write(guest_path(name), script_text(name))
     result = agent.exec(script_argv(name, params), timeout=timeout)
     return parse_report(name, result)
+
+
+def ensure_guest_dir(agent: GuestAgent) -> None:
+    """Create :data:`GUEST_DIR` in the guest unless it exists (the agent's file-write cannot).
+
+    The argv has no spaces so no quoting rule of ``cmd.exe`` applies.
+    """
+    argv = ["cmd.exe", "/c", "if", "not", "exist", GUEST_DIR, "mkdir", GUEST_DIR]
+    result = agent.exec(argv, timeout=60.0)
+    if not result.ok:
+        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise ScriptError(
+            f"could not create {GUEST_DIR} in the guest"
+            + (f": {detail[-1]}" if detail else f" (exit {result.exitcode})")
+        )

@@ -1,0 +1,56 @@
+# nixmox: message-signalled interrupts on every function of the passed-through GPU
+# (the display and its HDMI audio). Line-based interrupts make a passed-through GPU
+# stutter and crackle; the setting takes effect at the next boot.
+param([switch]$CheckOnly)
+
+$ErrorActionPreference = 'Stop'
+$report = [ordered]@{ step = 'msi'; ok = $true; changed = $false; detail = ''; functions = @() }
+
+# Emulated display adapters: virtio-gpu, QXL, bochs/std VGA, VMware, Hyper-V.
+$emulated = @('VEN_1AF4', 'VEN_1B36', 'VEN_1234', 'VEN_15AD', 'VEN_1414')
+
+function Get-Parent([string]$id) {
+    return (Get-PnpDeviceProperty -InstanceId $id -KeyName 'DEVPKEY_Device_Parent').Data
+}
+
+try {
+    $displays = @(Get-PnpDevice -Class Display -PresentOnly -ErrorAction SilentlyContinue |
+        Where-Object { $_.InstanceId -like 'PCI\*' })
+    $gpus = @($displays | Where-Object {
+        $vendor = ($_.InstanceId -split '\\')[1].Split('&')[0]
+        $emulated -notcontains $vendor
+    })
+    $seen = @{}
+    $functions = @()
+    foreach ($gpu in $gpus) {
+        $parent = Get-Parent $gpu.InstanceId
+        $vendor = ($gpu.InstanceId -split '&')[0]
+        # Functions of one card share the vendor and the upstream port (parent).
+        $siblings = @(Get-PnpDevice -PresentOnly | Where-Object { $_.InstanceId -like "$vendor&*" })
+        foreach ($device in $siblings) {
+            if ($seen.ContainsKey($device.InstanceId)) { continue }
+            if ((Get-Parent $device.InstanceId) -ne $parent) { continue }
+            $seen[$device.InstanceId] = $true
+            $base = "HKLM:\SYSTEM\CurrentControlSet\Enum\$($device.InstanceId)\Device Parameters"
+            $key = "$base\Interrupt Management\MessageSignaledInterruptProperties"
+            $value = Get-ItemProperty -LiteralPath $key -Name MSISupported -ErrorAction SilentlyContinue
+            $on = [bool]($value -and $value.MSISupported -eq 1)
+            $functions += [ordered]@{ id = $device.InstanceId; name = $device.FriendlyName; msi = $on }
+            if (-not $on -and -not $CheckOnly) {
+                foreach ($sub in @("$base\Interrupt Management", $key)) {
+                    if (-not (Test-Path -LiteralPath $sub)) { New-Item -Path $sub | Out-Null }
+                }
+                New-ItemProperty -LiteralPath $key -Name MSISupported -PropertyType DWord -Value 1 -Force |
+                    Out-Null
+                $report['changed'] = $true
+            }
+        }
+    }
+    $report['functions'] = $functions
+    $report['detail'] = "$($functions.Count) GPU functions"
+} catch {
+    $report['ok'] = $false
+    $report['detail'] = $_.Exception.Message
+}
+Write-Output ($report | ConvertTo-Json -Compress -Depth 5)
+if (-not $report['ok']) { exit 1 }

@@ -1,0 +1,36 @@
+# nixmox: steamcmd unpacked in a folder of its own, for the Rust dedicated server.
+param(
+    [Parameter(Mandatory = $true)][string]$Dir,
+    [Parameter(Mandatory = $true)][string]$Url,
+    [switch]$CheckOnly
+)
+
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+$report = [ordered]@{ step = 'steamcmd'; ok = $true; changed = $false; detail = ''; present = $false }
+try {
+    $exe = Join-Path $Dir 'steamcmd.exe'
+    if (Test-Path -LiteralPath $exe) {
+        $report['present'] = $true
+        $report['detail'] = "$exe present"
+    } elseif ($CheckOnly) {
+        $report['changed'] = $true
+        $report['detail'] = "would download $Url into $Dir"
+    } else {
+        New-Item -ItemType Directory -Path $Dir -Force | Out-Null
+        [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor
+            [Net.SecurityProtocolType]::Tls12
+        $zip = Join-Path $Dir 'steamcmd.zip'
+        Invoke-WebRequest -Uri $Url -OutFile $zip -UseBasicParsing
+        Expand-Archive -LiteralPath $zip -DestinationPath $Dir -Force
+        Remove-Item -LiteralPath $zip
+        $report['present'] = $true
+        $report['changed'] = $true
+        $report['detail'] = "unpacked steamcmd into $Dir"
+    }
+} catch {
+    $report['ok'] = $false
+    $report['detail'] = "$Url`: $($_.Exception.Message)"
+}
+Write-Output ($report | ConvertTo-Json -Compress -Depth 5)
+if (-not $report['ok']) { exit 1 }

@@ -1,0 +1,64 @@
+# nixmox update windows: download and install what the scan finds.
+# Prints one JSON line: the installer's ResultCode (2 succeeded, 3 succeeded
+# with errors, 4 failed, 5 aborted), HResult, RebootRequired and each update's
+# own ResultCode. Never reboots: nixmox decides that by the guest's policy.
+$ErrorActionPreference = 'Stop'
+
+function Write-Report($report) {
+    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+    Write-Output $json
+}
+
+try {
+    $session = New-Object -ComObject Microsoft.Update.Session
+    $session.ClientApplicationID = 'nixmox'
+    $searcher = $session.CreateUpdateSearcher()
+    $found = $searcher.Search("IsInstalled=0 and Type='Software' and IsHidden=0")
+    $wanted = New-Object -ComObject Microsoft.Update.UpdateColl
+    foreach ($u in $found.Updates) {
+        if (-not $u.EulaAccepted) { $u.AcceptEula() }
+        [void]$wanted.Add($u)
+    }
+    if ($wanted.Count -eq 0) {
+        Write-Report ([ordered]@{ ok = $true; stage = 'install'; result_code = 2; hresult = 0; reboot_required = $false; updates = @() })
+        exit 0
+    }
+
+    $downloader = $session.CreateUpdateDownloader()
+    $downloader.Updates = $wanted
+    $download = $downloader.Download()
+    $ready = New-Object -ComObject Microsoft.Update.UpdateColl
+    foreach ($u in $wanted) { if ($u.IsDownloaded) { [void]$ready.Add($u) } }
+    if ($ready.Count -eq 0) {
+        Write-Report ([ordered]@{ ok = $true; stage = 'download'; result_code = [int]$download.ResultCode; hresult = [int]$download.HResult; reboot_required = $false; updates = @() })
+        exit 0
+    }
+
+    $installer = $session.CreateUpdateInstaller()
+    $installer.AllowSourcePrompts = $false
+    $installer.Updates = $ready
+    $result = $installer.Install()
+    $each = New-Object System.Collections.ArrayList
+    for ($i = 0; $i -lt $ready.Count; $i++) {
+        $u = $ready.Item($i)
+        $kbs = @($u.KBArticleIDs | ForEach-Object { 'KB' + $_ })
+        [void]$each.Add([ordered]@{
+            kb = ($kbs -join ',')
+            title = $u.Title
+            result_code = [int]$result.GetUpdateResult($i).ResultCode
+        })
+    }
+    Write-Report ([ordered]@{
+        ok = $true
+        stage = 'install'
+        result_code = [int]$result.ResultCode
+        hresult = [int]$result.HResult
+        reboot_required = [bool]$result.RebootRequired
+        updates = $each
+    })
+    exit 0
+} catch {
+    Write-Report ([ordered]@{ ok = $false; error = $_.Exception.Message })
+    exit 1
+}

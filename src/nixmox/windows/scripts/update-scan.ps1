@@ -1,0 +1,32 @@
+# nixmox update windows: what Windows Update offers (read-only).
+# Prints one JSON line with every applicable software update not yet installed.
+$ErrorActionPreference = 'Stop'
+
+function Write-Report($report) {
+    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+    Write-Output $json
+}
+
+try {
+    $session = New-Object -ComObject Microsoft.Update.Session
+    $session.ClientApplicationID = 'nixmox'
+    $searcher = $session.CreateUpdateSearcher()
+    $found = $searcher.Search("IsInstalled=0 and Type='Software' and IsHidden=0")
+    $updates = New-Object System.Collections.ArrayList
+    foreach ($u in $found.Updates) {
+        $kbs = @($u.KBArticleIDs | ForEach-Object { 'KB' + $_ })
+        [void]$updates.Add([ordered]@{
+            kb = ($kbs -join ',')
+            title = $u.Title
+            size_mb = [math]::Round($u.MaxDownloadSize / 1048576, 1)
+            reboot = ($u.InstallationBehavior.RebootBehavior -ne 0)
+            id = $u.Identity.UpdateID
+        })
+    }
+    Write-Report ([ordered]@{ ok = $true; count = $updates.Count; updates = $updates })
+    exit 0
+} catch {
+    Write-Report ([ordered]@{ ok = $false; error = $_.Exception.Message })
+    exit 1
+}

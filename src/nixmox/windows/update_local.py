@@ -1,0 +1,73 @@
+"""`update windows` on the Proxmox host itself, without an API token.
+
+When no API connection is configured but the VM's agent socket exists on this
+machine (``/var/run/qemu-server/VMID.qga``), the run talks to the agent
+directly (:class:`nixmox.qga.SocketAgent`) and reads the VM's state and takes,
+rolls back and deletes its snapshots with ``qm`` through the runner, which is
+what the API would do on the same host. Only nixmox's own update snapshots
+are ever deleted or pruned.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from nixmox.retention import Keep
+from nixmox.runner import Runner
+from nixmox.updates.guest_snapshots import snapshots_to_prune, update_snapshot_time
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT = re.compile(r"->\s+(\S+)")
+
+
+def snapshot_names(listing: str) -> list[str]:
+    """The snapshot names in ``qm listsnapshot`` output (its tree, ``current`` left out)."""
+    return [n for n in _SNAPSHOT.findall(listing) if n != "current"]
+
+
+@dataclass
+class QmGuest:
+    """VM ``vmid`` on this host, through ``qm``."""
+
+    runner: Runner
+    vmid: int
+    qm: str = "qm"
+    timeout: float = 1800.0
+
+    def running(self) -> bool:
+        """Whether ``qm status`` says the VM runs."""
+        out = self.runner.run([self.qm, "status", str(self.vmid)], changes=False).stdout
+        return out.split(":", 1)[-1].strip() == "running"
+
+    def names(self) -> list[str]:
+        out = self.runner.run([self.qm, "listsnapshot", str(self.vmid)], changes=False).stdout
+        return snapshot_names(out)
+
+    def take(self, name: str, *, description: str = "before a nixmox update") -> None:
+        """A disk-only snapshot (``--vmstate 0``: a passed-through GPU cannot be saved)."""
+        argv = [self.qm, "snapshot", str(self.vmid), name, "--vmstate", "0"]
+        self.runner.run([*argv, "--description", description], timeout=self.timeout)
+
+    def rollback(self, name: str, *, start: bool = True) -> None:
+        argv = [self.qm, "rollback", str(self.vmid), name]
+        if start:
+            argv += ["--start", "1"]
+        self.runner.run(argv, timeout=self.timeout)
+
+    def delete(self, name: str) -> None:
+        if update_snapshot_time(name) is None:
+            raise ValueError(f"refusing to delete snapshot {name!r}: nixmox did not take it")
+        self.runner.run([self.qm, "delsnapshot", str(self.vmid), name], timeout=self.timeout)
+
+    def prune(self, keep: Keep, zone: tzinfo, *, dry_run: bool = False) -> list[str]:
+        doomed = snapshots_to_prune(self.names(), keep, zone)
+        for name in doomed:
+            if dry_run:
+                log.info("would delete snapshot %s of %s", name, self.vmid)
+            else:
+                self.delete(name)
+        return doomed

@@ -1,0 +1,218 @@
+"""A scripted Windows guest agent for the lab: what `update windows` meets in a guest.
+
+Nothing runs. The state below stands for the Windows inside VM 102: its build
+and boot time, the updates Windows Update offers, what installing them does,
+what runs (a game, Windows servicing, a Steam download) and the GPU's state.
+Each packaged script nixmox runs through the agent (recognised by the
+``NAME.ps1`` in the exec argv) is answered with the JSON line the real script
+prints for that state, and running it changes the state as Windows would:
+installing consumes the offered updates and may leave a reboot pending;
+``shutdown /r /t 5`` makes the agent go away for a few calls and come back
+with a new boot time and the next batch of updates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fakepve import PveError
+
+FIRST_BOOT = dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
+
+
+def update(kb: str, title: str | None = None, *, reboot: bool = True) -> dict[str, Any]:
+    """One update as update-scan.ps1 lists it."""
+    return {
+        "kb": kb,
+        "title": title or f"2026-11 Cumulative Update for Windows 11 Version 24H2 ({kb})",
+        "size_mb": 812.0,
+        "reboot": reboot,
+    }
+
+
+def _iso(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class WindowsAgent:
+    """The scripted state of one Windows guest (see the module docstring)."""
+
+    build: str = "10.0.26100.2314"
+    boot_time: dt.datetime = field(
+        default_factory=lambda: dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
+    )
+    #: What Windows Update offers now, and the batches it offers after each later reboot.
+    available: list[dict[str, Any]] = field(default_factory=list)
+    after_reboot: list[list[dict[str, Any]]] = field(default_factory=list)
+    #: Installing leaves a reboot pending.
+    reboot_required: bool = True
+    #: ResultCodes of the next installs (2 succeeded, 3 with errors, 4 failed); then 2.
+    install_codes: list[int] = field(default_factory=list)
+    reboot_pending: bool = False
+    #: Processes running in the guest (precheck reports those nixmox asked about).
+    processes: list[str] = field(default_factory=list)
+    servicing: list[str] = field(default_factory=list)
+    steam_downloading: bool = False
+    free_gb: float = 141.7
+    #: The GPU's problem code now, and the one it has after the next install (43: driver gave up).
+    gpu_problem: int = 0
+    gpu_problem_after_install: int | None = None
+    rust_state_flags: int | None = 4
+    #: Agent calls answered "not running" after a reboot starts; None: it never comes back.
+    away_calls: int | None = 3
+    away_left: int = 0
+    gone: bool = False
+    reboots: int = 0
+    #: What ran, in order: script names (``update-scan``), ``shutdown``, or the joined argv.
+    ran: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=lambda: {"c:\\windows\\temp"})
+
+    @classmethod
+    def demo(cls) -> WindowsAgent:
+        """The lab's default: two updates waiting, one needs a reboot, nobody playing."""
+        return cls(
+            available=[
+                update("KB5046617"),
+                update(
+                    "KB890830",
+                    "Windows Malicious Software Removal Tool x64 - v5.130 (KB890830)",
+                    reboot=False,
+                ),
+            ]
+        )
+
+    # -------------------------------------------------------------- agent API
+
+    def respond(self, command: str, values: dict[str, Any], argv: list[str] | None) -> Any:
+        """A lab agent responder (``Lab.agent_responders``): the API's data, or None to let
+        fakepve's answer (or another responder's) stand.
+
+        fakepve has already recorded the call and handed out the exec pid; the
+        command runs here when its status is asked (the first exited answer is
+        the only one, as with PVE).
+        """
+        if self.gone or self.away_left:
+            # Rebooting: every call fails, and each one brings the agent nearer.
+            self.away_left = max(0, self.away_left - 1)
+            raise PveError(500, "QEMU guest agent is not running")
+        if command == "exec-status" and argv is not None:
+            status = self._run(argv)
+            if status is not None and argv[:2] == ["shutdown", "/r"]:
+                # `shutdown /r /t 5` returns at once; Windows goes down a few seconds later.
+                self._reboot()
+            return status
+        if command == "file-write":
+            path = str(values["file"])
+            if path.rsplit("\\", 1)[0].lower() not in self.dirs:
+                # The agent opens the file but cannot create its directory.
+                raise PveError(500, f"Agent error: failed to open file '{path}' (error: 3)")
+            self.files[path] = str(values.get("content", ""))
+            return None
+        if command == "file-read" and str(values["file"]) in self.files:
+            return {"content": self.files[str(values["file"])], "truncated": False}
+        return None
+
+    def _run(self, argv: list[str]) -> dict[str, Any] | None:
+        script = next((a for a in argv if a.lower().endswith(".ps1")), None)
+        if script is not None:
+            name = script.rsplit("\\", 1)[-1][: -len(".ps1")]
+            if not name.startswith("update-"):
+                return None  # another feature's script
+            self.ran.append(name)
+            report = self._script(name, _params(argv[argv.index(script) + 1 :]))
+            return _exited(0 if report.get("ok", True) else 1, json.dumps(report) + "\r\n")
+        if argv[:2] == ["cmd.exe", "/c"] and "mkdir" in argv:
+            # Not counted in `ran`: it only prepares the upload.
+            self.dirs.add(argv[-1].lower())
+            return _exited(0, "")
+        if argv[:1] == ["shutdown"]:
+            self.ran.append("shutdown")
+            return _exited(0, "")
+        return None
+
+    def _reboot(self) -> None:
+        self.reboots += 1
+        self.reboot_pending = False
+        self.boot_time = self.boot_time + dt.timedelta(hours=1, minutes=self.reboots)
+        self.available = self.after_reboot.pop(0) if self.after_reboot else []
+        if self.away_calls is None:
+            self.gone = True
+        else:
+            self.away_left = self.away_calls
+
+    # ---------------------------------------------------------------- scripts
+
+    def _script(self, name: str, params: dict[str, str]) -> dict[str, Any]:
+        if name == "update-precheck":
+            asked = [p for p in params.get("BusyProcesses", "").split(",") if p]
+            running = {p.lower() for p in self.processes}
+            reasons = ["RebootRequired"] if self.reboot_pending else []
+            return {
+                "ok": True,
+                "build": self.build,
+                "boot_time": _iso(self.boot_time),
+                "reboot_pending": self.reboot_pending,
+                "reboot_reasons": reasons,
+                "servicing": list(self.servicing),
+                "free_gb": self.free_gb,
+                "busy": [p for p in asked if p.lower() in running],
+                "steam_downloading": self.steam_downloading,
+            }
+        if name == "update-scan":
+            return {"ok": True, "count": len(self.available), "updates": list(self.available)}
+        if name == "update-install":
+            code = self.install_codes.pop(0) if self.install_codes else 2
+            done = list(self.available)
+            if code in (2, 3):
+                self.available = []
+                self.reboot_pending = self.reboot_pending or self.reboot_required
+            if self.gpu_problem_after_install is not None:
+                self.gpu_problem = self.gpu_problem_after_install
+            return {
+                "ok": True,
+                "result_code": code,
+                "hresult": 0 if code == 2 else -2145124329,
+                "reboot_required": code in (2, 3) and self.reboot_required,
+                "updates": [
+                    {"kb": u["kb"], "title": u["title"], "result_code": code} for u in done
+                ],
+            }
+        if name == "update-postcheck":
+            gpu = {
+                "name": "NVIDIA GeForce RTX 3060",
+                "instance_id": "PCI\\VEN_10DE&DEV_2504&SUBSYS_397D1458&REV_A1\\4&1B5F2E2C&0&0008",
+                "status": "OK" if self.gpu_problem == 0 else "Error",
+                "problem_code": self.gpu_problem,
+                "msi": True,
+            }
+            rust: dict[str, Any] = {"installed": False, "state_flags": None}
+            if self.rust_state_flags is not None:
+                rust = {
+                    "installed": self.rust_state_flags == 4,
+                    "state_flags": self.rust_state_flags,
+                    "manifest": "C:\\Program Files (x86)\\Steam\\steamapps\\appmanifest_252490.acf",
+                }
+            return {"ok": True, "boot_time": _iso(self.boot_time), "gpus": [gpu], "rust": rust}
+        return {"ok": False, "error": f"the lab's Windows agent has no answer for {name}.ps1"}
+
+
+def _params(args: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    key: str | None = None
+    for arg in args:
+        if arg.startswith("-"):
+            key = arg[1:]
+            out[key] = ""
+        elif key is not None:
+            out[key] = arg
+            key = None
+    return out
+
+
+def _exited(code: int, out: str) -> dict[str, Any]:
+    return {"exited": 1, "exitcode": code, "out-data": out, "err-data": ""}

@@ -1,0 +1,65 @@
+"""Every packaged PowerShell script parses (tree-sitter's PowerShell grammar, tests/pwsh).
+
+Real PowerShell cannot be installed here; tree-sitter-powershell (npm, with
+prebuilt parsers) is the parser that can. It recovers from errors, so a
+script is broken exactly when its tree holds an ERROR or MISSING node.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.peers.require import missing
+
+ROOT = Path(__file__).resolve().parent.parent
+PWSH = ROOT / "tests" / "pwsh"
+SCRIPTS = sorted((ROOT / "src" / "nixmox" / "windows" / "scripts").glob("*.ps1"))
+
+
+def parse(*files: Path) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    if node is None or not (PWSH / "node_modules" / "tree-sitter-powershell").is_dir():
+        missing("PowerShell parser not installed: npm ci in tests/pwsh (needs nodejs npm)")
+    assert node is not None
+    return subprocess.run(
+        [node, "--no-deprecation", str(PWSH / "check.mjs"), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_package_ships_scripts() -> None:
+    assert {p.stem for p in SCRIPTS} >= {"provision-steam", "provision-msi", "provision-postcheck"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_each_packaged_script_parses(script: Path) -> None:
+    proc = parse(script)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "where"),
+    [
+        ("param([switch]$CheckOnly)\nif ($CheckOnly) {\n    Write-Output 'x'\n", "missing }"),
+        ("$report = @{ ok = $true; detail = }\n", "syntax error"),
+        ("foreach ($f in @(1, 2) { $f }\n", "syntax error"),
+        ("$a = 'never closed\nWrite-Output $a\n", "syntax error"),
+    ],
+    ids=["unclosed block", "hashtable without value", "unclosed foreach", "open string"],
+)
+def test_a_broken_script_is_rejected(tmp_path: Path, source: str, where: str) -> None:
+    good, broken = tmp_path / "good.ps1", tmp_path / "broken.ps1"
+    good.write_text(SCRIPTS[0].read_text())
+    broken.write_text(source)
+    proc = parse(good, broken)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stdout.splitlines() if line.startswith(str(tmp_path))]
+    assert errors and all(line.startswith(f"{broken}:") for line in errors)
+    assert where in errors[0]

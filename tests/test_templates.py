@@ -1,0 +1,654 @@
+"""NixOS templates: the flakes and the guest profile with the real (offline) nix,
+`template build` with a recording nixos-rebuild stand-in, `template upload`
+against the lab (an LXC tarball through PVE's upload API; a VM archive over
+SSH to the real sshd, then restored as a VM template).
+
+nixpkgs cannot be fetched here: the profile and the configurations are
+evaluated against a stub lib/pkgs/config (option names, defaults, conditions),
+and the template flakes are locked and evaluated with nixpkgs overridden by a
+stub whose ``lib.nixosSystem`` returns its arguments. Building an image for
+real needs nixpkgs and nixos-rebuild (a NixOS machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomlkit
+
+from nixmox import templates as t
+from nixmox.cli.main import run
+from nixmox.errors import ConfigError
+from nixmox.inventory.load import load_inventory
+from tests.lab.serving import RunningLab
+from tests.peers.nix import NixSandbox
+from tests.peers.sshd import Sshd
+from tests.test_nix import _ABSENT, _resolve
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "homelab.toml"
+KINDS = ("nixos-lxc", "nixos-lxc-docker", "nixos-vm")
+TEMPLATE_NIX = sorted((REPO / "templates").rglob("*.nix"))
+PROFILE = REPO / "templates" / "profile" / "nixmox-guest.nix"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 nixmox@test"
+
+
+# -- the files parse ---------------------------------------------------------------
+
+
+def test_every_template_has_its_files() -> None:
+    for kind in KINDS:
+        assert (REPO / "templates" / kind / "flake.nix").is_file()
+        assert (REPO / "templates" / kind / "configuration.nix").is_file()
+    assert len(TEMPLATE_NIX) == 7
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("path", TEMPLATE_NIX, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_template_file_parses(nix_sandbox: NixSandbox, path: Path) -> None:
+    nix_sandbox.instantiate("--parse", str(path))
+
+
+# -- the guest profile and the configurations against a stub ------------------------
+
+STUB_LIB = """\
+  lib = rec {
+    mkOption = attrs: attrs // { _type = "option"; };
+    mkEnableOption = name: mkOption { type = "bool"; default = false; description = name; };
+    mkIf = condition: content: { _type = "if"; inherit condition content; };
+    mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
+    types = {
+      bool = "bool"; str = "str"; path = "path";
+      listOf = t: "listOf ${t}"; nullOr = t: "nullOr ${t}";
+    };
+  };
+"""
+
+PROFILE_HARNESS = (
+    """\
+{ modulePath, userConfig, container }:
+let
+"""
+    + STUB_LIB
+    + """\
+  pkgs = { git = "STORE-git"; };
+  defaultsOf = opts:
+    if (opts._type or null) == "option" then (opts.default or null)
+    else builtins.mapAttrs (_: defaultsOf) opts;
+  evaluated = import modulePath { inherit lib pkgs config; };
+  guest = defaultsOf evaluated.options.nixmox.guest;
+  config = {
+    boot.isContainer = container;
+    nixmox.guest = guest // userConfig // {
+      selfUpdate = guest.selfUpdate // (userConfig.selfUpdate or { });
+    };
+  };
+in
+{ inherit (evaluated) options config; }
+"""
+)
+
+CONFIG_HARNESS = (
+    """\
+{ path }:
+let
+"""
+    + STUB_LIB
+    + """\
+in
+import path { inherit lib; config = { }; pkgs = { }; modulesPath = "/MODULES"; }
+"""
+)
+
+
+@pytest.fixture
+def profile(nix_sandbox: NixSandbox, tmp_path: Path) -> Any:
+    harness = tmp_path / "profile-harness.nix"
+    harness.write_text(PROFILE_HARNESS)
+
+    def evaluate(user: dict[str, Any], *, container: bool = False) -> dict[str, Any]:
+        proc = nix_sandbox.instantiate(
+            "--eval", "--strict", "--json", str(harness),
+            "--arg", "modulePath", str(PROFILE),
+            "--arg", "container", "true" if container else "false",
+            "--arg", "userConfig", f"builtins.fromJSON {json.dumps(json.dumps(user))}",
+        )  # fmt: skip
+        result = json.loads(proc.stdout)
+        return {"options": result["options"], "config": _resolve(result["config"])}
+
+    return evaluate
+
+
+def _failing(config: dict[str, Any]) -> list[str]:
+    return [a["message"] for a in config.get("assertions", []) if not a["assertion"]]
+
+
+@pytest.mark.peer
+def test_profile_defaults_and_ssh(profile: Any) -> None:
+    result = profile({"authorizedKeys": [KEY]})
+    options = result["options"]["nixmox"]["guest"]
+    assert options["enable"]["default"] is True
+    assert options["user"]["default"] == "root"
+    assert options["selfUpdate"]["enable"]["default"] is False
+    config = result["config"]
+    assert _failing(config) == []
+    ssh = config["services"]["openssh"]
+    assert ssh["enable"] is True
+    assert ssh["settings"] == {
+        "PasswordAuthentication": False,
+        "KbdInteractiveAuthentication": False,
+        "PermitRootLogin": "prohibit-password",
+    }
+    assert config["users"]["users"]["root"]["openssh"]["authorizedKeys"]["keys"] == [KEY]
+    # What the update job needs on the guest: flakes, git; no self-update unless asked.
+    assert config["nix"]["settings"]["experimental-features"] == ["nix-command", "flakes"]
+    assert "services.nixmox" not in json.dumps(config) and "nixmox" not in config["services"]
+    # A VM keeps sys-kernel-debug.mount; only a container suppresses it.
+    assert "suppressedSystemUnits" not in config["systemd"]
+
+
+@pytest.mark.peer
+def test_profile_without_keys_fails_its_assertion(profile: Any) -> None:
+    failing = _failing(profile({})["config"])
+    assert len(failing) == 1 and "authorizedKeys is empty" in failing[0]
+
+
+@pytest.mark.peer
+def test_profile_self_update_uses_services_nixmox(profile: Any) -> None:
+    config = profile(
+        {
+            "authorizedKeys": [KEY],
+            "user": "admin",
+            "selfUpdate": {"enable": True, "dates": "daily"},
+        },
+        container=True,
+    )["config"]
+    assert config["services"]["nixmox"] == {
+        "enable": True,
+        "nixosUpdate": {"enable": True, "dates": "daily", "randomizedDelaySec": "30min"},
+    }
+    assert config["services"]["openssh"]["settings"]["PermitRootLogin"] == "no"
+    assert "admin" in config["users"]["users"]
+    assert config["systemd"]["suppressedSystemUnits"] == ["sys-kernel-debug.mount"]
+
+
+@pytest.mark.peer
+def test_disabled_profile_sets_nothing(profile: Any) -> None:
+    # No keys either, and still no failing assertion: the whole config is off.
+    assert profile({"enable": False})["config"] is _ABSENT
+
+
+@pytest.fixture
+def configuration(nix_sandbox: NixSandbox, tmp_path: Path) -> Any:
+    harness = tmp_path / "config-harness.nix"
+    harness.write_text(CONFIG_HARNESS)
+
+    def evaluate(kind: str) -> dict[str, Any]:
+        path = REPO / "templates" / kind / "configuration.nix"
+        proc = nix_sandbox.instantiate(
+            "--eval", "--strict", "--json", str(harness), "--arg", "path", str(path)
+        )
+        return dict(_resolve(json.loads(proc.stdout)))
+
+    return evaluate
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("kind", ["nixos-lxc", "nixos-lxc-docker"])
+def test_lxc_configurations(configuration: Any, kind: str) -> None:
+    config = configuration(kind)
+    assert config["imports"] == ["/MODULES/virtualisation/proxmox-lxc.nix"]
+    # Unprivileged, and Proxmox writes the network and the hostname.
+    assert config["proxmoxLXC"] == {
+        "enable": True,
+        "privileged": False,
+        "manageNetwork": False,
+        "manageHostName": False,
+    }
+    assert config["system"]["stateVersion"] == "25.05"
+    docker = config.get("virtualisation", {}).get("docker", {})
+    assert docker.get("enable", False) is (kind == "nixos-lxc-docker")
+
+
+@pytest.mark.peer
+def test_vm_configuration(configuration: Any) -> None:
+    config = configuration("nixos-vm")
+    assert config["imports"] == ["/MODULES/virtualisation/proxmox-image.nix"]
+    qemu = config["proxmox"]["qemuConf"]
+    assert (qemu["cores"], qemu["memory"], qemu["bios"], qemu["agent"]) == (
+        2,
+        2048,
+        "seabios",
+        True,
+    )
+    assert qemu["net0"].startswith("virtio=") and "bridge=vmbr0" in qemu["net0"]
+    assert config["proxmox"]["cloudInit"] == {"enable": True, "defaultStorage": "vm-disks"}
+    assert config["services"]["qemuGuest"]["enable"] is True
+    assert config["services"]["cloud-init"]["enable"] is True
+    assert config["boot"]["growPartition"] is True
+
+
+# -- the template flakes, locked and evaluated offline ---------------------------------
+
+# nixpkgs for the template flakes: nixosSystem hands back what it was given.
+STUB_NIXPKGS = """\
+{
+  outputs = { self }: {
+    lib = {
+      nixosSystem = args: { inherit (args) system; modules = args.modules; };
+      optionals = cond: xs: if cond then xs else [ ];
+      splitString = sep: s: builtins.filter builtins.isString (builtins.split sep s);
+      genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
+      mapAttrs = builtins.mapAttrs;
+      escapeShellArgs = builtins.concatStringsSep " ";
+      version = "stub";
+    };
+    legacyPackages = { };
+  };
+}
+"""
+
+
+@pytest.fixture
+def flakes(tmp_path: Path) -> dict[str, Path]:
+    """Copies: the stub nixpkgs, the nixmox flake (what templates use), the templates."""
+    stub = tmp_path / "nixpkgs"
+    stub.mkdir()
+    (stub / "flake.nix").write_text(STUB_NIXPKGS)
+    root = tmp_path / "nixmox"
+    root.mkdir()
+    shutil.copy(REPO / "flake.nix", root / "flake.nix")
+    shutil.copytree(REPO / "nix", root / "nix")
+    shutil.copytree(REPO / "templates", root / "templates")
+    return {"nixpkgs": stub, "nixmox": root}
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("kind", KINDS)
+def test_template_flake_locks_and_evaluates_offline(
+    nix_sandbox: NixSandbox, flakes: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    # The way `template build` stages it: a copy with the keys next to flake.nix.
+    staged = t.stage(REPO / "templates" / kind, tmp_path / kind, t.authorized_keys([("k", KEY)]))
+    overrides = [
+        "--override-input", "nixpkgs", f"path:{flakes['nixpkgs']}",
+        "--override-input", "nixmox", f"path:{flakes['nixmox']}",
+    ]  # fmt: skip
+    nix_sandbox.nix("flake", "lock", f"path:{staged}", *overrides)
+    lock = json.loads((staged / "flake.lock").read_text())
+    assert lock["nodes"]["nixpkgs"]["original"] == {
+        "owner": "NixOS",
+        "ref": "nixos-25.05",
+        "repo": "nixpkgs",
+        "type": "github",
+    }
+    assert lock["nodes"]["nixmox"]["original"]["repo"] == "nixmox"
+    # nixmox's own nixpkgs follows the template's: one nixpkgs in the closure.
+    assert lock["nodes"]["nixmox"]["inputs"]["nixpkgs"] == ["nixpkgs"]
+
+    apply = (
+        "c: { inherit (c) system; "
+        "keys = (builtins.elemAt c.modules 2).nixmox.guest.authorizedKeys; "
+        "guest = map toString (builtins.elemAt c.modules 0).imports; "
+        "config = toString (builtins.elemAt c.modules 1); }"
+    )
+    out = nix_sandbox.nix(
+        "eval", "--json", f"path:{staged}#nixosConfigurations.{kind}", "--apply", apply
+    ).stdout
+    shown = json.loads(out)
+    assert shown["system"] == "x86_64-linux"
+    assert shown["keys"] == [KEY]
+    assert [Path(p).name for p in shown["guest"]] == ["module.nix", "nixmox-guest.nix"]
+    assert shown["config"].endswith("/configuration.nix")
+
+
+@pytest.mark.peer
+def test_without_key_file_the_keys_are_empty(
+    nix_sandbox: NixSandbox, flakes: dict[str, Path], tmp_path: Path
+) -> None:
+    staged = t.stage(REPO / "templates" / "nixos-lxc", tmp_path / "bare", None)
+    out = nix_sandbox.nix(
+        "eval", "--json", f"path:{staged}#nixosConfigurations.nixos-lxc",
+        "--override-input", "nixpkgs", f"path:{flakes['nixpkgs']}",
+        "--override-input", "nixmox", f"path:{flakes['nixmox']}",
+        "--apply", "c: (builtins.elemAt c.modules 2).nixmox.guest.authorizedKeys",
+    ).stdout  # fmt: skip
+    # Empty: the profile's assertion then stops the build (test above).
+    assert json.loads(out) == []
+
+
+# -- pure parts of build and upload --------------------------------------------------
+
+
+def test_build_argv() -> None:
+    assert t.build_argv(t.kind("nixos-vm"), "path:/x", [("nixmox", "git+file:///r")]) == [
+        "nixos-rebuild", "build-image", "--image-variant", "proxmox",
+        "--flake", "path:/x#nixos-vm", "--override-input", "nixmox", "git+file:///r",
+    ]  # fmt: skip
+    assert t.build_argv(t.kind("nixos-lxc-docker"), "/y")[3:6] == [
+        "proxmox-lxc",
+        "--flake",
+        "/y#nixos-lxc-docker",
+    ]
+    with pytest.raises(ConfigError, match="choose one of nixos-lxc, nixos-lxc-docker, nixos-vm"):
+        t.kind("windows")
+
+
+def test_authorized_keys_refuses_private_keys() -> None:
+    assert t.authorized_keys([("a", f"# mine\n{KEY}\n\n{KEY}\n")]) == f"{KEY}\n"
+    with pytest.raises(ConfigError, match="b:1: not an SSH public key"):
+        t.authorized_keys([("b", "-----BEGIN OPENSSH PRIVATE KEY-----\n")])
+    with pytest.raises(ConfigError, match="no SSH public key"):
+        t.authorized_keys([("c", "# nothing\n")])
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("nixos-image-lxc-proxmox-25.05.20250601.abc-x86_64-linux.tar.xz", "vztmpl"),
+        ("nixos-lxc.tar.zst", "vztmpl"),
+        ("vzdump-qemu-nixos-25.05.20250601.abc.vma.zst", "vm"),
+        ("vzdump-qemu-9000-2026_01_01-00_00_00.vma.zst", "vm"),
+    ],
+)
+def test_image_type(name: str, expected: str) -> None:
+    assert t.image_type(name) == expected
+
+
+@pytest.mark.parametrize("name", ["disk.qcow2", "vzdump-lxc-100-2026.tar.zst", "x.iso"])
+def test_not_an_image(name: str) -> None:
+    with pytest.raises(ConfigError, match="not a template image"):
+        t.image_type(name)
+
+
+def test_storage_choice() -> None:
+    inv = load_inventory(EXAMPLE)
+    # local and backups both hold vztmpl; the guests take theirs from local.
+    assert t.pick_storage(inv, "vztmpl", None, "pve1").storage == "local"
+    assert t.pick_storage(inv, "backup", None, "pve1").storage == "backups"
+    assert t.pick_storage(inv, "vztmpl", "backups", "pve1").storage == "backups"
+    with pytest.raises(ConfigError, match="storage vm-disks does not hold vztmpl"):
+        t.pick_storage(inv, "vztmpl", "vm-disks", "pve1")
+    guests = [g.model_copy(update={"template": None}) for g in inv.guests]
+    bare = inv.model_copy(update={"guests": guests})
+    with pytest.raises(
+        ConfigError, match=r"several storages hold vztmpl content \(local, backups\)"
+    ):
+        t.pick_storage(bare, "vztmpl", None, "pve1")
+
+
+def test_image_path_from_output() -> None:
+    out = (
+        "building the system configuration...\n"
+        "Done.  The disk image can be found in "
+        "/nix/store/abc-nixos-image/tarball/nixos-image-lxc-proxmox-x86_64-linux.tar.xz\n"
+    )
+    assert t.image_from_output(out) == (
+        "/nix/store/abc-nixos-image/tarball/nixos-image-lxc-proxmox-x86_64-linux.tar.xz"
+    )
+    assert t.image_from_output("nothing here") is None
+    # nixos-rebuild-ng prints the path in bold on a terminal, maybe relative to `result`.
+    bold = "Done. The disk image can be found in \x1b[1mresult/vzdump-qemu-nixos.vma.zst\x1b[0m\n"
+    assert t.image_from_output(bold) == "result/vzdump-qemu-nixos.vma.zst"
+
+
+# -- template build ---------------------------------------------------------------------
+
+
+def test_build_without_nixos_rebuild_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    key = tmp_path / "id.pub"
+    key.write_text(KEY + "\n")
+    out = tmp_path / "out"
+    assert run(["template", "build", "nixos-lxc", "--out", str(out), "--ssh-key", str(key)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "`nixos-rebuild` is not on PATH" in err[0] and "nothing was built" in err[0]
+    assert not out.exists()
+
+
+STAND_IN = """\
+#!/bin/sh
+# nixos-rebuild stand-in: records its argv and working directory, "builds" an image.
+printf '%s\\n' "$@" > "{log}"
+pwd >> "{log}"
+mkdir -p "{store}/tarball"
+printf 'image' > "{store}/tarball/{image}"
+ln -sfn "{store}" result
+echo "building the system configuration..." >&2
+echo "Done.  The disk image can be found in {store}/tarball/{image}"
+"""
+
+
+def _stand_ins(tmp_path: Path, image: str, *, fail: bool = False) -> tuple[Path, Path, Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "argv.log"
+    store = tmp_path / "store" / "abc-nixos-image"
+    script = STAND_IN.format(log=log, store=store, image=image)
+    if fail:
+        script = '#!/bin/sh\necho "error: cannot fetch github:NixOS/nixpkgs" >&2\nexit 1\n'
+    (bin_dir / "nixos-rebuild").write_text(script)
+    (bin_dir / "nix").write_text("#!/bin/sh\nexit 0\n")
+    for p in bin_dir.iterdir():
+        p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    return bin_dir, log, store
+
+
+def test_build_runs_nixos_rebuild_build_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = "nixos-image-lxc-proxmox-25.05-x86_64-linux.tar.xz"
+    bin_dir, log, store = _stand_ins(tmp_path, image)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    key = tmp_path / "id.pub"
+    key.write_text(KEY + "\n")
+    out = tmp_path / "out"
+    code = run(["template", "build", "nixos-lxc-docker", "--out", str(out), "--ssh-key", str(key)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    staged = out / "flake-nixos-lxc-docker"
+    argv = log.read_text().splitlines()
+    nixmox = f"git+file://{REPO}" if (REPO / ".git").exists() else f"path:{REPO}"
+    assert argv == [
+        "build-image", "--image-variant", "proxmox-lxc",
+        "--flake", f"path:{staged}#nixos-lxc-docker",
+        "--override-input", "nixmox", nixmox,
+        str(out),  # its working directory: `result` lands in --out
+    ]  # fmt: skip
+    assert (staged / "authorized_keys").read_text() == KEY + "\n"
+    assert (staged / "configuration.nix").read_text() == (
+        REPO / "templates" / "nixos-lxc-docker" / "configuration.nix"
+    ).read_text()
+    assert f"built {store}/tarball/{image}" in printed
+    assert f"next: nixmox template upload {store}/tarball/{image}" in printed
+
+
+def test_build_with_the_users_flake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = "vzdump-qemu-nixos-25.05.vma.zst"
+    bin_dir, log, store = _stand_ins(tmp_path, image)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    mine = tmp_path / "my-vm"
+    shutil.copytree(REPO / "templates" / "nixos-vm", mine)
+    assert (
+        run(["template", "build", "nixos-vm", "--flake", str(mine), "--out", str(tmp_path / "o")])
+        == 0
+    )
+    assert log.read_text().splitlines()[:5] == [
+        "build-image", "--image-variant", "proxmox", "--flake", f"{mine}#nixos-vm",
+    ]  # fmt: skip
+    assert f"built {store}/tarball/{image}" in capsys.readouterr().out
+
+
+def test_build_failure_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bin_dir, _, _ = _stand_ins(tmp_path, "x.tar.xz", fail=True)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    key = tmp_path / "id.pub"
+    key.write_text(KEY + "\n")
+    code = run(
+        ["template", "build", "nixos-lxc", "--out", str(tmp_path / "o"), "--ssh-key", str(key)]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "build-image failed (exit 1): error: cannot fetch github:NixOS/nixpkgs" in err[0]
+
+
+def test_build_needs_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bin_dir, log, _ = _stand_ins(tmp_path, "x.tar.xz")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert run(["template", "build", "nixos-lxc", "--out", str(tmp_path / "o")]) == 1
+    assert "give --ssh-key FILE" in capsys.readouterr().err
+    assert not log.exists()
+
+
+# -- template upload against the lab ------------------------------------------------------
+
+
+@pytest.fixture
+def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+    return lab
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, Any]:
+    code = run(argv)
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else err)
+
+
+@pytest.mark.peer
+def test_upload_lxc_template_then_plan_can_create_from_it(
+    env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inv = _only_guest(tmp_path, "nixos-lxc", "local:vztmpl/nixos-lxc-test.tar.xz")
+    # Before the upload PVE has no such template: creating the guest fails.
+    assert run(["apply", "--yes", "--config", str(inv)]) == 1
+    said = "".join(capsys.readouterr())
+    assert "volume 'local:vztmpl/nixos-lxc-test.tar.xz' does not exist" in said, said
+    assert env.pve.guest(100) is None
+
+    image = tmp_path / "nixos-lxc-test.tar.xz"
+    image.write_bytes(os.urandom(256 * 1024))
+    code, answer = _json(
+        capsys, ["template", "upload", str(image), "--config", str(EXAMPLE), "--json"]
+    )
+    assert code == 0, answer
+    assert answer["volid"] == "local:vztmpl/nixos-lxc-test.tar.xz" and answer["uploaded"] is True
+    volumes = env.pve.storages["local"]["volumes"]
+    assert volumes["vztmpl/nixos-lxc-test.tar.xz"]["content"] == "vztmpl"
+    assert volumes["vztmpl/nixos-lxc-test.tar.xz"]["size"] == 256 * 1024
+    # The bytes went through PVE's multipart upload as they are.
+    assert env.pve.uploaded["data"] == image.read_bytes()
+    assert env.pve.uploaded["content"] == "vztmpl"
+
+    # Again: already there, nothing sent.
+    code, answer = _json(
+        capsys, ["template", "upload", str(image), "--config", str(EXAMPLE), "--json"]
+    )
+    assert code == 0 and answer["uploaded"] is False
+
+    # The inventory's LXC guest names it: plan shows the guest to create, and
+    # apply creates it from the uploaded file.
+    code, plan = _json(capsys, ["plan", "--json", "--config", str(inv)])
+    assert code == 0, plan
+    assert [(g["name"], g["action"], g["error"]) for g in plan["guests"]] == [
+        ("nixos-lxc", "create", None)
+    ]
+    code, applied = _json(capsys, ["apply", "--yes", "--json", "--config", str(inv)])
+    assert code == 0, applied
+    ct = env.pve.guest(100)
+    assert ct is not None and ct.name == "nixos-lxc"
+
+
+def _only_guest(tmp_path: Path, name: str, template: str) -> Path:
+    """The example inventory with one guest, whose template is ``template``."""
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["guests"] = [g for g in data["guests"] if g["name"] == name]
+    data["guests"][0]["template"] = template
+    for key in ("backups",):
+        data.pop(key, None)
+    inv = tmp_path / f"only-{name}.toml"
+    inv.write_text(tomlkit.dumps(data))
+    return inv
+
+
+@pytest.mark.peer
+def test_upload_vm_image_becomes_a_vm_template(
+    env: RunningLab, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    backups = tmp_path / "backups"
+    env.pve.storages["backups"]["path"] = str(backups)
+    monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(sshd.ssh_config))
+    inv = tmp_path / "nixmox.toml"
+    inv.write_text(
+        EXAMPLE.read_text().replace('address = "pve1.home.arpa"', f'address = "{sshd.host}"')
+    )
+    image = tmp_path / "vzdump-qemu-nixos-25.05.20250601.abcdef.vma.zst"
+    image.write_bytes(os.urandom(128 * 1024))
+
+    code, answer = _json(
+        capsys,
+        ["template", "upload", str(image), "--config", str(inv), "--vmid", "9100", "--json"],
+    )
+    assert code == 0, answer
+    assert answer["vmid"] == 9100 and answer["name"] == "nixos-vm"
+    vm = env.pve.guest(9100)
+    assert vm is not None and vm.template
+    assert vm.name == "nixos-vm"
+    # Copied over SSH for real, restored, then the copy removed through the API.
+    assert answer["archive"].startswith("backups:backup/vzdump-qemu-9100-")
+    assert list((backups / "dump").iterdir()) == []
+    assert env.pve.backups("backups", 9100) == {}
+
+    # A taken VMID is refused before anything is copied.
+    code, err = _json(
+        capsys, ["template", "upload", str(image), "--config", str(inv), "--vmid", "9100"]
+    )
+    assert code == 1 and "VMID 9100 is taken" in err
+
+    # A restore that fails leaves neither a VM nor the copied archive behind.
+    env.pve.fail("POST", "/nodes/pve1/qemu", 500, "unable to restore VM 9101 - no space")
+    code, err = _json(
+        capsys, ["template", "upload", str(image), "--config", str(inv), "--vmid", "9101"]
+    )
+    assert code == 1 and "no space" in err
+    assert env.pve.guest(9101) is None
+    assert list((backups / "dump").iterdir()) == []
+
+
+@pytest.mark.peer
+def test_upload_refusals(
+    env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disk = tmp_path / "disk.qcow2"
+    disk.write_bytes(b"x")
+    code, err = _json(capsys, ["template", "upload", str(disk), "--config", str(EXAMPLE)])
+    assert code == 1 and "not a template image" in err
+    image = tmp_path / "nixos.tar.xz"
+    image.write_bytes(b"x")
+    code, err = _json(
+        capsys,
+        ["template", "upload", str(image), "--config", str(EXAMPLE), "--storage", "vm-disks"],
+    )
+    assert code == 1 and "storage vm-disks does not hold vztmpl content" in err
+    assert "vztmpl/nixos.tar.xz" not in env.pve.storages["local"]["volumes"]

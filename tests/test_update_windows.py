@@ -1,0 +1,603 @@
+"""`nixmox update windows` against the lab's scripted Windows agent, and its pure decisions.
+
+Each lab test scripts the Windows inside VM 102 (tests/lab/windows_agent.py:
+what Windows Update offers, what installing does, what runs, the GPU) and
+checks the path the transaction takes, in the report and in the lab (snapshots
+taken, kept, deleted or rolled back; what ran in the guest).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nixmox.cli import update_windows_cmd
+from nixmox.cli.main import run
+from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
+from nixmox.proxmox.client import Proxmox
+from nixmox.proxmox.settings import connection
+from nixmox.state import Journal
+from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
+from nixmox.windows.update import (
+    Timing,
+    after_scan,
+    interpret_install,
+    postcheck_problems,
+    reboot_verdict,
+    window_open,
+)
+from tests.lab.serving import RunningLab
+from tests.lab.windows_agent import WindowsAgent, update
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "homelab.toml"
+VIENNA = ZoneInfo("Europe/Vienna")
+VMID = 102
+FAST = Timing(agent_wait=30, reboot_wait=120, ping_every=5)
+
+
+@dataclass
+class FakeClock:
+    """Time that passes only when the transaction sleeps."""
+
+    t: float = 0.0
+    start: datetime = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.t)
+
+
+@pytest.fixture
+def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+    lab.pve.add_declared_guests()
+    lab.pve.find("pve1", VMID).status = "running"  # the gamer switched it on
+    return lab
+
+
+def windows(lab: RunningLab, **state: Any) -> WindowsAgent:
+    base = WindowsAgent.demo()
+    for key, value in state.items():
+        setattr(base, key, value)
+    return lab.pve.script_windows_agent(VMID, base)
+
+
+def update_windows(
+    capsys: pytest.CaptureFixture[str], *, dry_run: bool = False, as_json: bool = True
+) -> tuple[int, Any]:
+    code = update_windows_cmd.run(
+        EXAMPLE, ["win11-gaming"], dry_run=dry_run, as_json=as_json, clock=FakeClock(), timing=FAST
+    )
+    out = capsys.readouterr().out
+    return code, json.loads(out)["guests"][0] if as_json else out
+
+
+def snapshots(lab: RunningLab) -> list[str]:
+    return sorted(lab.pve.find("pve1", VMID).snapshots)
+
+
+def rollbacks(lab: RunningLab) -> list[str]:
+    """The lab's qmrollback tasks of VM 102 that finished OK."""
+    return [
+        t["upid"]
+        for t in lab.pve.tasklog
+        if t["type"] == "qmrollback" and t["id"] == str(VMID) and t.get("exitstatus") == "OK"
+    ]
+
+
+def rolled_back_to(lab: RunningLab) -> str | None:
+    """The snapshot VM 102 was rolled back to (its config's parent after a rollback)."""
+    if not rollbacks(lab):
+        return None
+    return str(lab.pve.find("pve1", VMID).config.get("parent"))
+
+
+# -- the paths through the transaction ---------------------------------------------
+
+
+def test_updates_installed_without_a_reboot(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, available=[update("KB890830", reboot=False)], reboot_required=False)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    assert row["message"].startswith("installed 1 update, 1 round, 0 reboots")
+    assert guest.reboots == 0 and "shutdown" not in guest.ran
+    assert guest.ran[-3:] == ["update-install", "update-scan", "update-postcheck"]
+    # The snapshot taken before the install is gone once the update succeeded.
+    assert snapshots(env) == [] and row["snapshot"] is None
+    assert any(s.startswith("snapshot nixmox_update_") and "deleted" in s for s in row["steps"])
+
+
+def test_reboot_needed_and_allowed_reboots_and_goes_round_again(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, after_reboot=[[update("KB5046740")]])
+    booted = guest.boot_time
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    assert row["message"] == "installed 3 updates, 2 rounds, 2 reboots"
+    assert guest.reboots == 2 and guest.boot_time != booted
+    assert guest.ran.count("shutdown") == 2
+    # After the second reboot the scan is empty: no third install.
+    assert guest.ran.count("update-install") == 2 and guest.ran[-2:] == [
+        "update-scan",
+        "update-postcheck",
+    ]
+    assert any("back after the reboot" in s for s in row["steps"])
+    assert snapshots(env) == []
+
+
+def test_rounds_stop_at_max_rounds_and_say_what_is_left(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, after_reboot=[[update(f"KB50{n}")] for n in range(5)])
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    # The example's max_rounds is the default 3: three installs, then one update left.
+    assert guest.ran.count("update-install") == 3
+    assert row["message"] == "installed 4 updates, 3 rounds, 3 reboots; 1 more offered"
+    assert row["pending"] == 1
+
+
+def test_after_success_old_update_snapshots_are_pruned_and_others_kept(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = Proxmox(connection(ProxmoxSettings(), env.env))
+    snaps = GuestSnapshots(api, "pve1", "qemu", VMID)
+    old = [update_snapshot_name(datetime(2026, 10, d, 5, tzinfo=UTC)) for d in (1, 8, 15, 22)]
+    for name in [*old, "before-driver-update"]:
+        snaps.take(name)
+    windows(env)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    # keep-last 3 (the default) of nixmox's own; the hand-made one is never touched.
+    assert snapshots(env) == sorted([*old[1:], "before-driver-update"])
+    assert f"old update snapshot {old[0]} pruned" in row["steps"]
+
+
+def test_a_game_running_holds_the_reboot_and_keeps_the_snapshot(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, processes=["explorer.exe", "RustClient.exe"])
+    code, row = update_windows(capsys)
+    assert code == 0
+    assert row["result"] == "held" and row["message"].startswith("reboot pending, held")
+    assert "RustClient.exe" in row["message"] and row["pending"] == 1
+    assert "shutdown" not in guest.ran and guest.reboots == 0
+    assert row["snapshot"] and snapshots(env) == [row["snapshot"]]
+
+
+def test_a_window_policy_holds_outside_and_reboots_inside_its_window(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = EXAMPLE.read_text()
+    assert text.count('policy = "when-idle"') == 1
+    config = tmp_path / "nixmox.toml"
+    config.write_text(
+        text.replace('policy = "when-idle"', 'policy = "window"\nwindow = "Wed *-*-* 04:00"')
+    )
+
+    def at(when: datetime) -> dict[str, Any]:
+        clock = FakeClock(start=when)
+        update_windows_cmd.run(config, [], dry_run=False, as_json=True, clock=clock, timing=FAST)
+        row: dict[str, Any] = json.loads(capsys.readouterr().out)["guests"][0]
+        return row
+
+    guest = windows(env)
+    # Wednesday 20:00 in Vienna: outside; the snapshot stays for the next run.
+    row = at(datetime(2026, 11, 25, 19, 0, tzinfo=UTC))
+    assert row["message"] == "reboot pending, held: outside the reboot window Wed *-*-* 04:00"
+    assert guest.reboots == 0
+    # The next Wednesday 04:20 in Vienna: the pending reboot happens first, then the scan.
+    row = at(datetime(2026, 12, 2, 3, 20, tzinfo=UTC))
+    assert row["result"] == "ok" and guest.reboots == 1
+    assert row["message"] == "rebooted to finish the pending updates; nothing else offered"
+
+
+def test_an_install_failure_rolls_the_snapshot_back(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, install_codes=[4])
+    code, out = update_windows(capsys, as_json=False)
+    assert code == 1
+    (taken,) = snapshots(env)
+    assert rolled_back_to(env) == taken  # the lab rolled VM 102 back to it
+    assert "rolled-back" in out and f"rolled back: Proxmox snapshot {taken} of VM 102" in out
+    assert "install failed" in out
+    assert "shutdown" not in guest.ran and "update-postcheck" not in guest.ran
+
+
+def test_gpu_problem_code_43_after_the_update_rolls_back(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    windows(env, gpu_problem_after_install=43)
+    code, row = update_windows(capsys)
+    assert (code, row["result"], row["rolled_back"]) == (1, "rolled-back", True)
+    assert "problem code 43" in row["message"]
+    assert row["rollback"] == f"Proxmox snapshot {row['snapshot']} of VM 102"
+    assert rolled_back_to(env) == row["snapshot"]
+
+
+def test_an_agent_that_never_comes_back_fails_without_forcing_anything(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, away_calls=None)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (1, "failed")
+    assert "did not come back" in row["message"] and "nothing forced" in row["message"]
+    assert row["snapshot"] and snapshots(env) == [row["snapshot"]]
+    vm = env.pve.find("pve1", VMID)
+    assert vm.status == "running" and rolled_back_to(env) is None
+    assert guest.reboots == 1
+
+
+def test_servicing_in_progress_holds_before_anything_changes(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, servicing=["TiWorker"])
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "held")
+    assert "TiWorker" in row["message"]
+    assert guest.ran == ["update-precheck"] and snapshots(env) == []
+
+
+def test_a_pending_reboot_the_policy_forbids_holds_without_a_snapshot(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, reboot_pending=True, steam_downloading=True)
+    code, row = update_windows(capsys)
+    assert (code, row["result"], row["pending"]) == (0, "held", 1)
+    assert row["message"] == "reboot pending, held: Steam is downloading"
+    assert guest.ran == ["update-precheck"] and snapshots(env) == []
+
+
+def test_nothing_offered_is_unchanged_and_leaves_no_snapshot(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, available=[])
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "unchanged")
+    assert guest.ran == ["update-precheck", "update-scan"] and snapshots(env) == []
+
+
+def test_dry_run_only_reads(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    guest = windows(env)
+    code, out = update_windows(capsys, dry_run=True, as_json=False)
+    assert code == 0
+    assert "would install 2 updates (KB5046617, KB890830)" in out
+    assert "a reboot would be allowed now (the guest is idle)" in out
+    assert "win11-gaming: would install KB890830: Windows Malicious Software Removal Tool" in out
+    assert guest.ran == ["update-precheck", "update-scan"]
+    assert snapshots(env) == [] and guest.reboots == 0
+    # Only the read-only scripts were written into the guest.
+    assert sorted(guest.files) == [
+        "C:\\ProgramData\\nixmox\\update-precheck.ps1",
+        "C:\\ProgramData\\nixmox\\update-scan.ps1",
+    ]
+
+
+def test_a_stopped_vm_is_skipped(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    env.pve.find("pve1", VMID).status = "stopped"
+    guest = windows(env)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "skipped")
+    assert guest.ran == []
+
+
+def test_an_agent_that_does_not_answer_fails_with_nothing_changed(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, away_calls=None, gone=True)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (1, "failed")
+    assert "did not answer within 30 s" in row["message"]
+    assert guest.ran == [] and snapshots(env) == []
+
+
+def test_the_lab_demo_agent_answers_a_vm_created_through_the_api(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What the demo runs: `python -m tests.lab --windows-agent`, VM 102 switched on.
+    env.pve.windows_agent_default = True
+    code, out = update_windows(capsys, dry_run=True, as_json=False)
+    assert code == 0 and "would install 2 updates" in out
+    # Commands the script does not cover (doctor's osinfo) keep fakepve's answers.
+    api = Proxmox(connection(ProxmoxSettings(), env.env))
+    osinfo = api.get("/nodes/pve1/qemu/102/agent/get-osinfo")["result"]
+    assert osinfo["id"] == "mswindows"
+
+
+def test_the_run_is_journaled_with_pending_for_status_and_metrics(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    windows(env, processes=["RustClient.exe"])
+    assert run(["update", "windows", "--config", str(EXAMPLE)]) == 0
+    assert "reboot pending, held" in capsys.readouterr().out
+    journal = Journal(tmp_path / "state")
+    try:
+        (last,) = journal.runs("update windows", limit=1, exact=True)
+    finally:
+        journal.close()
+    assert last.result == "ok"
+    assert last.summary["pending"] == {"win11-gaming": 1}
+    assert last.summary["guests"][0]["result"] == "held"
+    metrics = (tmp_path / "nixmox.prom").read_text()
+    assert 'nixmox_pending_updates{target="win11-gaming"} 1.0' in metrics
+    # A held reboot is no failed update, for the metrics and the history alike.
+    assert 'nixmox_guest_update_last_success{id="qemu/102",name="win11-gaming"} 1.0' in metrics
+    assert run(["history", "--job", "update windows"]) == 0
+    history = capsys.readouterr().out
+    assert "0 guests updated, 1 held" in history and "reboot pending" not in history
+    run(["status", "--json", "--config", str(EXAMPLE)])
+    status = json.loads(capsys.readouterr().out)
+    (win,) = [g for g in status["guests"] if g["name"] == "win11-gaming"]
+    assert (win["pending_updates"], win["last_update"]) == (1, "ok")
+
+
+def test_guest_selection_errors_are_one_line(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["update", "windows", "--config", str(EXAMPLE), "--guest", "nixos-lxc"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['nixmox: --guest nixos-lxc: its [guests.update] method is not "windows"']
+
+
+# -- pure decisions -----------------------------------------------------------------
+
+BUSY = st.lists(st.sampled_from(["RustClient.exe", "steamwebhelper.exe"]), unique=True)
+WHEN = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC)
+)
+
+
+@given(busy=BUSY, steam=st.booleans(), now=WHEN)
+def test_reboot_policy_verdicts(busy: list[str], steam: bool, now: datetime) -> None:
+    def verdict(policy: str) -> bool:
+        return reboot_verdict(
+            RebootPolicy(policy=policy),  # type: ignore[arg-type]
+            now=now,
+            zone=VIENNA,
+            busy=busy,
+            steam_downloading=steam,
+        ).allowed
+
+    assert verdict("never") is False
+    assert verdict("allowed") is True
+    # when-idle: never while a busy process runs or Steam downloads.
+    assert verdict("when-idle") is (not busy and not steam)
+    # A window policy without a window never reboots.
+    assert verdict("window") is False
+
+
+@given(now=WHEN, busy=BUSY)
+def test_window_policy_follows_the_window_whatever_runs(now: datetime, busy: list[str]) -> None:
+    policy = RebootPolicy(policy="window", window="Sun *-*-* 04:00:00")
+    got = reboot_verdict(policy, now=now, zone=VIENNA, busy=busy, steam_downloading=True)
+    local = now.astimezone(VIENNA)
+    assert got.allowed is (local.weekday() == 6 and local.hour == 4)
+
+
+def test_window_open_examples() -> None:
+    sunday = datetime(2026, 11, 29, 3, 30, tzinfo=UTC)  # 04:30 in Vienna
+    assert window_open("Sun *-*-* 04:00:00", sunday, VIENNA)
+    assert not window_open("Sun *-*-* 04:00:00", sunday + timedelta(hours=1), VIENNA)
+    assert not window_open("Sun *-*-* 04:00:00", sunday - timedelta(days=1), VIENNA)
+    assert window_open("Sat,Sun *-*-* 02..05:00", sunday, VIENNA)
+    # A zone in the spec wins over the inventory's.
+    assert not window_open("Sun *-*-* 04:00:00 UTC", sunday, VIENNA)
+    assert window_open("Sun *-*-* 03:00:00 UTC", sunday, VIENNA)
+    assert window_open("*-*~01 04:00", datetime(2026, 11, 30, 3, 10, tzinfo=UTC), VIENNA)
+
+
+@given(code=st.integers(min_value=-1, max_value=9), reboot=st.booleans())
+def test_install_result_codes(code: int, reboot: bool) -> None:
+    got = interpret_install(
+        {
+            "result_code": code,
+            "reboot_required": reboot,
+            "updates": [{"kb": "KB1", "result_code": code}],
+        }
+    )
+    assert got.failed is (code not in (2, 3))
+    # A reboot is asked for only after something installed.
+    assert got.reboot_required is (reboot and not got.failed)
+    assert got.installed == (() if got.failed else ("KB1",))
+
+
+def test_install_with_errors_names_what_failed() -> None:
+    got = interpret_install(
+        {
+            "result_code": 3,
+            "reboot_required": True,
+            "updates": [{"kb": "KB1", "result_code": 2}, {"kb": "KB2", "result_code": 4}],
+        }
+    )
+    assert not got.failed and got.message == "installed 1 update (KB2 failed)"
+    failed = interpret_install({"result_code": 4, "hresult": -2145124329, "stage": "download"})
+    assert failed.message == "download failed (HRESULT 0x80240017)"
+
+
+@given(rounds=st.integers(0, 12), max_rounds=st.integers(1, 10), found=st.integers(0, 50))
+def test_rounds_are_bounded(rounds: int, max_rounds: int, found: int) -> None:
+    step = after_scan(rounds, max_rounds, found)
+    assert step == "done" if found == 0 else step in ("install", "limit")
+    if step == "install":
+        assert rounds < max_rounds
+
+
+def test_only_problem_code_43_is_a_postcheck_failure() -> None:
+    report = {
+        "gpus": [
+            {"name": "NVIDIA GeForce RTX 3060", "problem_code": 43},
+            {"name": "Basic Display", "problem_code": 22},
+        ]
+    }
+    assert postcheck_problems(report) == ["GPU NVIDIA GeForce RTX 3060 reports problem code 43"]
+    assert postcheck_problems({"gpus": [{"name": "x", "problem_code": 0}]}) == []
+
+
+# -- on the Proxmox host without an API token ---------------------------------------
+
+POWERSHELL_STANDIN = r"""#!/bin/sh
+# A recording stand-in for powershell.exe: answers each of nixmox's update
+# scripts with the JSON line in $WIN_STATE/NAME.json (NAME.after.json once
+# update-install has run).
+echo "$*" >> "$WIN_STATE/powershell.log"
+for a; do case "$a" in *.ps1) script=$a ;; esac; done
+[ -f "$script" ] || { echo "cannot find $script" >&2; exit 1; }
+name=${script##*\\}; name=${name%.ps1}
+[ "$name" = update-install ] && touch "$WIN_STATE/installed"
+answer="$WIN_STATE/$name.json"
+after="$WIN_STATE/$name.after.json"
+[ -f "$WIN_STATE/installed" ] && [ -f "$after" ] && answer=$after
+cat "$answer"
+"""
+
+CMD_STANDIN = r"""#!/bin/sh
+# A recording stand-in for cmd.exe (nixmox creates its guest directory with it).
+echo "$*" >> "$WIN_STATE/cmd.log"
+"""
+
+QM_STANDIN = r"""#!/bin/sh
+# A recording stand-in for Proxmox's qm.
+log="$WIN_STATE/qm.log"; snaps="$WIN_STATE/snaps"
+echo "$*" >> "$log"
+touch "$snaps"
+case $1 in
+  status) echo "status: running" ;;
+  listsnapshot)
+    while read -r s; do echo "\`-> $s 2026-11-25 19:00:00 before a nixmox update"; done < "$snaps"
+    echo "    \`-> current You are here!" ;;
+  snapshot) echo "$3" >> "$snaps" ;;
+  delsnapshot) grep -vx "$3" "$snaps" > "$snaps.new"; mv "$snaps.new" "$snaps" ;;
+  rollback) ;;
+  *) exit 2 ;;
+esac
+"""
+
+MSRT = {"kb": "KB890830", "title": "MSRT", "reboot": False}
+ANSWERS: dict[str, dict[str, Any]] = {
+    "update-precheck": {
+        "ok": True,
+        "build": "10.0.26100.1",
+        "boot_time": "2026-11-25T06:00:00Z",
+        "servicing": [],
+        "free_gb": 50,
+        "busy": [],
+    },
+    "update-scan": {"ok": True, "count": 1, "updates": [MSRT]},
+    "update-scan.after": {"ok": True, "count": 0, "updates": []},
+    "update-install": {
+        "ok": True,
+        "result_code": 2,
+        "reboot_required": False,
+        "updates": [{**MSRT, "result_code": 2}],
+    },
+    "update-postcheck": {"ok": True, "boot_time": "2026-11-25T06:00:00Z", "gpus": []},
+}
+
+
+def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real qemu-ga runs the (stand-in) powershell.exe; qm is a recording stand-in."""
+    from tests.peers.qga import QemuGuestAgent
+    from tests.peers.require import need_binary, need_root
+
+    need_root("qemu-ga")
+    binary = need_binary("qemu-ga", "qemu-guest-agent")
+    bin_dir, state, sockets = tmp_path / "bin", tmp_path / "win", tmp_path / "qga"
+    for d in (bin_dir, state, sockets):
+        d.mkdir()
+    standins = (
+        ("powershell.exe", POWERSHELL_STANDIN),
+        ("cmd.exe", CMD_STANDIN),
+        ("qm", QM_STANDIN),
+    )
+    for name, text in standins:
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    for name, answer in ANSWERS.items():
+        (state / f"{name}.json").write_text(json.dumps(answer) + "\r\n")
+    for key in ("NIXMOX_PVE_URL", "NIXMOX_PVE_TOKEN_ID", "NIXMOX_PVE_TOKEN", "NIXMOX_PVE_CA_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path('/usr/bin')}:{Path('/bin')}")
+    monkeypatch.setenv("WIN_STATE", str(state))
+    monkeypatch.setenv("NIXMOX_QGA_DIR", str(sockets))
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "journal"))
+    with QemuGuestAgent(qemu_ga=binary) as qga:
+        (sockets / f"{VMID}.qga").symlink_to(qga.socket_path)
+        code = update_windows_cmd.run(
+            EXAMPLE, ["win11-gaming"], dry_run=False, as_json=True, clock=FakeClock(), timing=FAST
+        )
+    row = json.loads(capsys.readouterr().out)["guests"][0]
+    assert (code, row["result"]) == (0, "ok"), row
+    assert row["message"] == "installed 1 update, 1 round, 0 reboots"
+    assert f"via agent socket {sockets}/{VMID}.qga" in row["steps"][0]
+    qm = (state / "qm.log").read_text().splitlines()
+    snap = "nixmox_update_20261125T190000Z"
+    assert qm[0] == "status 102"
+    assert f"snapshot 102 {snap} --vmstate 0 --description before a nixmox update" in qm
+    assert f"delsnapshot 102 {snap}" in qm and not any(q.startswith("rollback") for q in qm)
+    assert (state / "snaps").read_text() == ""
+    ran = (state / "powershell.log").read_text()
+    assert "update-install.ps1" in ran
+
+
+def test_neither_api_nor_agent_socket_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key in ("NIXMOX_PVE_URL", "NIXMOX_PVE_TOKEN_ID", "NIXMOX_PVE_TOKEN", "NIXMOX_PVE_CA_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NIXMOX_QGA_DIR", str(tmp_path))
+    assert run(["update", "windows", "--config", str(EXAMPLE), "--dry-run"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert (
+        line.startswith("nixmox: proxmox.ca_file") and f"no agent socket {tmp_path}/102.qga" in line
+    )
+
+
+# -- the packaged scripts ----------------------------------------------------------
+
+# The keys nixmox reads from each script's report (windows/update.py).
+READS = {
+    "update-precheck": [
+        "build", "boot_time", "reboot_pending", "reboot_reasons", "servicing", "free_gb",
+        "busy", "steam_downloading",
+    ],
+    "update-scan": ["updates", "kb", "title", "reboot"],
+    "update-install": ["stage", "result_code", "hresult", "reboot_required", "updates"],
+    "update-postcheck": ["boot_time", "gpus", "name", "problem_code", "msi", "rust",
+                         "state_flags", "installed"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(READS))
+def test_each_script_is_packaged_and_reports_what_nixmox_reads(name: str) -> None:
+    from nixmox.windows.scripts import script_text
+
+    text = script_text(name)
+    assert text.isascii()  # Windows PowerShell 5.1 reads a BOM-less file as ANSI
+    assert "$ErrorActionPreference = 'Stop'" in text
+    # One JSON line on success and on failure alike.
+    assert text.count("Write-Report ([ordered]@{ ok = $false; error = $_.Exception.Message })") == 1
+    assert "ConvertTo-Json -InputObject $report -Compress" in text
+    for key in READS[name]:
+        assert f"{key} = " in text, f"{name}.ps1 does not report {key}"

@@ -1,0 +1,301 @@
+"""`nixmox windows provision` against the lab's agent, scripted as a Windows guest."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nixmox.cli.main import run
+from nixmox.state import Journal
+from nixmox.windows.provision import STEAM_SETUP
+from nixmox.windows.provision_plan import STEAM_SETUP_URL, STEAMCMD_URL
+from nixmox.windows.scripts import POWERSHELL
+from tests.lab.serving import RunningLab
+from tests.windows_guest import STEAM_EXE, WindowsGuest, manifest, script_call
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "homelab.toml"
+VMID = 102
+ACTING = {"provision-download", "provision-steam-task"}
+
+
+@pytest.fixture
+def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+    lab.pve.add_declared_guests()
+    vm = lab.pve.guest(VMID)
+    assert vm is not None
+    vm.status = "running"
+    return lab
+
+
+def attach(lab: RunningLab, guest: WindowsGuest) -> WindowsGuest:
+    lab.pve.agent_responders.setdefault(VMID, []).append(guest)
+    return guest
+
+
+def provision(
+    capsys: pytest.CaptureFixture[str], *args: str, config: Path = EXAMPLE
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    argv = ["windows", "provision", "--guest", "win11-gaming", "--json", "--config", str(config)]
+    code = run([*argv, *args])
+    steps = json.loads(capsys.readouterr().out)
+    assert [s["step"] for s in steps] == [
+        "precheck",
+        "drivers",
+        "steam",
+        "rust",
+        "msi",
+        "postcheck",
+    ]
+    return code, {s["step"]: s for s in steps}
+
+
+def execs(lab: RunningLab) -> list[list[str]]:
+    vm = lab.pve.guest(VMID)
+    assert vm is not None
+    return [list(argv) for _, argv in sorted(vm.agent_execs.items())]
+
+
+def scripts_run(lab: RunningLab) -> list[tuple[str, dict[str, str | bool]]]:
+    return [call for argv in execs(lab) if (call := script_call(argv)) is not None]
+
+
+def with_rust(tmp_path: Path, kind: str) -> Path:
+    text = EXAMPLE.read_text()
+    assert text.count('\nrust = "client"\n') == 1
+    path = tmp_path / "homelab.toml"
+    path.write_text(text.replace('\nrust = "client"\n', f'\nrust = "{kind}"\n'))
+    return path
+
+
+def test_an_provisioned_guest_is_left_alone(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    attach(env, WindowsGuest.provisioned())
+    code, steps = provision(capsys)
+    assert code == 0
+    assert not any(s["changed"] for s in steps.values()), steps
+    assert all(s["ok"] and not s["pending"] for s in steps.values()), steps
+    # Rust found through libraryfolders.vdf in the second library.
+    assert "Rust client installed (build 19254891)" in steps["rust"]["detail"]
+    ran = execs(env)
+    assert [STEAM_SETUP, "/S"] not in ran
+    assert not {name for name, _ in scripts_run(env)} & ACTING
+    [journal] = Journal(Path(os.environ["NIXMOX_STATE_DIR"])).runs("windows provision")
+    assert journal.result == "ok"
+    assert journal.summary["guests"][0]["vmid"] == VMID
+
+
+def test_a_fresh_guest_gets_steam_a_logon_task_for_the_user_and_msi(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest())
+    code, steps = provision(capsys)
+    assert code == 0, steps
+    ran = execs(env)
+    calls = scripts_run(env)
+    # The installer is downloaded inside the guest, then run silently through the agent.
+    assert guest.downloads == [STEAM_SETUP_URL]
+    download = ran.index(next(a for a in ran if "provision-download" in " ".join(a)))
+    assert ran.index([STEAM_SETUP, "/S"]) > download
+    # The logon task runs as the inventory's user, interactively, never as SYSTEM.
+    [task] = [params for name, params in calls if name == "provision-steam-task"]
+    assert task == {"User": "gamer", "TaskName": "nixmox-steam", "SteamExe": STEAM_EXE}
+    assert not any("SYSTEM" in " ".join(argv) for argv in ran)
+    assert steps["steam"]["changed"] and "logon task nixmox-steam" in steps["steam"]["detail"]
+    # Rust's client is the user's to install: a pending step, not a failure.
+    assert steps["rust"]["pending"] and steps["rust"]["ok"]
+    assert "install Rust" in steps["rust"]["detail"] and "as gamer" in steps["rust"]["detail"]
+    assert steps["msi"]["changed"] and steps["msi"]["reboot"]
+    assert "reboot pending" in steps["postcheck"]["detail"]
+    # The scripts were written into the guest before they ran.
+    vm = env.pve.guest(VMID)
+    assert vm is not None
+    written = {v["file"] for c, v in vm.agent_requests if c == "file-write"}
+    assert "C:\\ProgramData\\nixmox\\provision-steam-task.ps1" in written
+
+    # A second run finds everything in place.
+    before = len(execs(env))
+    code, steps = provision(capsys)
+    assert code == 0
+    assert not any(s["changed"] for s in steps.values()), steps
+    assert [STEAM_SETUP, "/S"] not in execs(env)[before:]
+
+
+def test_the_text_report_is_a_step_table(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    attach(env, WindowsGuest())
+    code = run(["windows", "provision", "--guest", "win11-gaming", "--config", str(EXAMPLE)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0].split() == ["step", "result", "detail"]
+    assert "CHANGED" in out and "PENDING" in out
+    assert out.rstrip().endswith("left to the user: rust, postcheck, reboot needed")
+
+
+def test_a_failed_download_fails_steam_and_skips_rust(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    attach(env, WindowsGuest(download_error="The remote name could not be resolved"))
+    code, steps = provision(capsys)
+    assert code == 1
+    assert not steps["steam"]["ok"]
+    assert "SteamSetup.exe download failed" in steps["steam"]["detail"]
+    assert "could not be resolved" in steps["steam"]["detail"]
+    assert steps["rust"]["skipped"] and "steam step failed" in steps["rust"]["detail"]
+    assert [STEAM_SETUP, "/S"] not in execs(env)
+    assert "provision-steam-task" not in {name for name, _ in scripts_run(env)}
+    # Steps that do not need Steam still ran.
+    assert steps["msi"]["ok"] and steps["postcheck"]["ok"]
+    [journal] = Journal(Path(os.environ["NIXMOX_STATE_DIR"])).runs("windows provision")
+    assert journal.result == "failed"
+    assert journal.summary["guests"][0]["message"].startswith("steam: SteamSetup.exe download")
+
+
+def test_the_rust_server_is_installed_with_steamcmd(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = with_rust(tmp_path, "server")
+    guest = attach(env, WindowsGuest.provisioned())
+    code, steps = provision(capsys, config=config)
+    assert code == 0, steps
+    assert guest.downloads == [STEAMCMD_URL]
+    [argv] = [a for a in execs(env) if a[0].endswith("steamcmd.exe")]
+    assert argv[0] == "C:\\steamcmd\\steamcmd.exe"
+    assert argv.index("+force_install_dir") < argv.index("+login")
+    assert argv[argv.index("+force_install_dir") + 1] == "C:\\rustserver"
+    assert argv[argv.index("+login") + 1] == "anonymous"
+    assert argv[argv.index("+app_update") + 1 :] == ["258550", "validate", "+quit"]
+    assert steps["rust"]["changed"] and "C:\\rustserver" in steps["rust"]["detail"]
+    assert "Rust dedicated server fully installed" in steps["postcheck"]["detail"]
+
+    # Installed: steamcmd does not run again.
+    code, steps = provision(capsys, config=config)
+    assert code == 0 and not steps["rust"]["changed"]
+    assert len([a for a in execs(env) if a[0].endswith("steamcmd.exe")]) == 1
+
+
+def test_a_half_installed_server_is_updated_and_a_failing_steamcmd_fails(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = with_rust(tmp_path, "server")
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.steamcmd = True
+    path = "C:\\rustserver\\steamapps\\appmanifest_258550.acf"
+    guest.files[path] = manifest(258550, "rust_dedicated", 6)
+    # steamcmd "finishes" without the manifest changing.
+    env.pve.agent_responders[VMID].insert(
+        0,
+        lambda c, v, argv: (
+            {"exited": True, "exitcode": 8, "out-data": "Error! App '258550' state is 0x202\n"}
+            if argv and argv[0].endswith("steamcmd.exe")
+            else None
+        ),
+    )
+    code, steps = provision(capsys, config=config)
+    assert code == 1
+    detail = steps["rust"]["detail"]
+    assert "steamcmd exited with 8" in detail and "update required" in detail
+    assert "0x202" in detail
+    assert guest.downloads == []
+
+
+def test_code_43_fails_the_postcheck(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.gpu_code = 43
+    code, steps = provision(capsys)
+    assert code == 1
+    assert not steps["postcheck"]["ok"]
+    assert "code 43" in steps["postcheck"]["detail"]
+    assert all(steps[s]["ok"] for s in ("precheck", "drivers", "steam", "rust", "msi"))
+
+
+def test_a_dry_run_runs_only_the_checks(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    guest = attach(env, WindowsGuest())
+    code, steps = provision(capsys, "--dry-run")
+    assert code == 0, steps
+    assert "would download SteamSetup.exe" in steps["steam"]["detail"]
+    assert "would enable MSI" in steps["msi"]["detail"]
+    for argv in execs(env):
+        call = script_call(argv)
+        if call is None:
+            assert argv[0] == "cmd.exe" and "mkdir" in argv, argv
+            continue
+        name, params = call
+        assert name not in ACTING
+        if name in ("provision-msi", "provision-steamcmd"):
+            assert params.get("CheckOnly") is True
+    assert guest.steam_dir is None and not any(guest.msi.values())
+    assert guest.downloads == []
+    assert Journal(Path(os.environ["NIXMOX_STATE_DIR"])).runs("windows provision") == []
+
+    attach(env, guest)
+    code, steps = provision(capsys, "--dry-run", config=with_rust(tmp_path, "server"))
+    assert code == 0 and "would download steamcmd" in steps["rust"]["detail"]
+    assert not any(a[0].endswith("steamcmd.exe") for a in execs(env))
+
+
+def test_missing_virtio_drivers_fail_with_where_to_get_them(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.drivers["net"] = []
+    code, steps = provision(capsys)
+    assert code == 1
+    assert "no virtio net driver" in steps["drivers"]["detail"]
+    assert "virtio-win ISO" in steps["drivers"]["detail"]
+
+
+def test_a_stopped_vm_skips_everything(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    attach(env, WindowsGuest.provisioned())
+    vm = env.pve.guest(VMID)
+    assert vm is not None
+    vm.status = "stopped"
+    code, steps = provision(capsys)
+    assert code == 1
+    assert "the VM is stopped" in steps["precheck"]["detail"]
+    assert all(steps[s]["skipped"] for s in ("drivers", "steam", "rust", "msi", "postcheck"))
+    assert vm.agent_requests == []
+
+
+def test_an_agent_that_does_not_answer_fails_the_precheck(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vm = env.pve.guest(VMID)
+    assert vm is not None
+    vm.agent = None  # agent=1 in the config, but nothing answers inside
+    code, steps = provision(capsys)
+    assert code == 1
+    assert "does not answer" in steps["precheck"]["detail"]
+    assert steps["drivers"]["skipped"]
+
+
+def test_a_guest_that_is_not_windows_is_refused(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vm = env.pve.guest(VMID)
+    assert vm is not None
+    vm.agent = {"os": {"id": "debian", "pretty-name": "Debian GNU/Linux 13 (trixie)"}}
+    code, steps = provision(capsys)
+    assert code == 1
+    assert "Debian GNU/Linux 13 (trixie), not Windows" in steps["precheck"]["detail"]
+    assert not [argv for argv in execs(env) if argv[: len(POWERSHELL)] == POWERSHELL]
+
+
+def test_a_container_is_refused_in_one_line(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(["windows", "provision", "--guest", "nixos-lxc", "--config", str(EXAMPLE)])
+    captured = capsys.readouterr()
+    assert code != 0
+    assert "not a Windows VM" in captured.err and len(captured.err.strip().splitlines()) == 1
