@@ -44,7 +44,7 @@ from nixmox.updates.nixos import (
     reboot_needed,
     system_state,
 )
-from tests.lab.qga_forward import AgentForwardingLab
+from tests.lab.server import Lab
 from tests.lab.serving import RunningLab, make_pki, serve_in_thread
 from tests.peers.nix import NixSandbox, write_stub_nixpkgs
 from tests.peers.nixos_host import NixosGuestAgent, NixosHost
@@ -691,13 +691,13 @@ def agent_lab(
     """A lab whose VM 101 has a real qemu-ga, running inside the fake NixOS guest."""
     binary = need_binary("qemu-ga", "qemu-guest-agent")
     need_binary("nsenter", "util-linux")
-    pve = AgentForwardingLab(host="127.0.0.1", port=0)
+    pve = Lab(host="127.0.0.1", port=0)
     pve.time_scale = 0
     running = serve_in_thread(pve, make_pki(tmp_path_factory.mktemp("pki"), "127.0.0.1"))
     try:
         with NixosGuestAgent(guest, qemu_ga=binary) as agent:
             pve.add_declared_guests()
-            pve.agents[101] = agent.socket_path
+            pve.forward_agent(101, agent.socket_path)
             for key, value in running.env.items():
                 monkeypatch.setenv(key, value)
             monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
