@@ -63,6 +63,13 @@ nixmox --config "$config" backup verify --guest nixos-vm
 step nixmox --config $config update windows --dry-run   # precheck and scan only: the plan
 nixmox --config "$config" update windows --dry-run
 
+# The example reaches nixos-lxc over ssh at nixos-lxc.home.arpa: here every
+# *.home.arpa name points at a closed loopback port, so nothing leaves loopback
+# and the dry run shows the container as unreachable next to the VM's plan.
+printf 'Host *.home.arpa\n  HostName 127.0.0.1\n  Port 9\n  BatchMode yes\n' > "$work/ssh_config"
+step "nixmox --config $config update nixos --dry-run   # the plan per NixOS guest"
+NIXMOX_SSH_CONFIG="$work/ssh_config" nixmox --config "$config" update nixos --dry-run
+
 areas="--only proxmox --only guests --only host --only passthrough --only backups"
 step nixmox --config $config doctor $areas --host-root '$work/host'
 # shellcheck disable=SC2086
