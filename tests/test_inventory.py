@@ -245,6 +245,12 @@ BROKEN: list[tuple[str, str, str, str]] = [
         'bios = "ovmf"',
         "bios applies to VMs",
     ),
+    (
+        "dead-man switch shorter than the health checks",
+        replace_once('inputs = ["nixpkgs"]', 'inputs = ["nixpkgs"]\ndead_man = "90s"'),
+        'dead_man = "90s"',
+        "dead_man (90s) must be longer than the health checks may take (2min)",
+    ),
 ]
 
 

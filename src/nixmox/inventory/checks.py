@@ -135,6 +135,15 @@ def _guest_shape(guest: Guest, path: Path) -> Iterator[Problem]:
             yield Problem((*upath, "via"), 'via = "pct" works only for LXC containers')
         if update.via in (None, "ssh") and update.method == "nixos" and update.ssh is None:
             yield Problem(upath, 'a NixOS guest updated over SSH needs ssh = "USER@HOST"')
+        if update.method == "nixos":
+            health = update.health.timeout if update.health is not None else "2min"
+            if parse_timespan(update.dead_man) <= parse_timespan(health):
+                # The switch back would fire while nixmox is still checking a healthy guest.
+                yield Problem(
+                    (*upath, "dead_man"),
+                    f"dead_man ({update.dead_man}) must be longer than the health checks "
+                    f"may take ({health})",
+                )
 
 
 def check(inv: Inventory) -> list[Problem]:
