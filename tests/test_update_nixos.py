@@ -740,3 +740,20 @@ def test_agent_transport_end_to_end_against_a_real_qemu_ga(
         assert guest.generation() == "system-41-link"
         assert flake.lock() == flake.first  # written back through the agent's input-data
         assert snapshots(agent_lab, "qemu", 101).names() == [row["snapshot"]]
+
+
+def test_reboot_policy_for_a_nixos_guest() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from nixmox.inventory.model import RebootPolicy
+    from nixmox.updates.nixos import reboot_allowed
+
+    vienna = ZoneInfo("Europe/Vienna")
+    sunday_4am_vienna = datetime(2026, 11, 29, 3, 20, tzinfo=UTC)
+    window = RebootPolicy(policy="window", window="Sun *-*-* 04:00:00")
+    assert reboot_allowed(RebootPolicy(policy="allowed"), sunday_4am_vienna, vienna)
+    assert reboot_allowed(window, sunday_4am_vienna, vienna)
+    assert not reboot_allowed(window, sunday_4am_vienna.replace(hour=9), vienna)
+    for held in ("never", "when-idle"):
+        assert not reboot_allowed(RebootPolicy(policy=held), sunday_4am_vienna, vienna)  # type: ignore[arg-type]

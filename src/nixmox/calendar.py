@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import zoneinfo
+from calendar import monthrange as _monthrange
 from dataclasses import dataclass
 
 __all__ = [
@@ -756,3 +757,43 @@ def longest_gap(spec: CalendarSpec) -> _dt.timedelta | None:
     below = fields[finest + 1]
     assert below is not None  # the finest "*" is the last None
     return _dt.timedelta(seconds=_circular_gap(_values(below, hi, unit), size) * seconds)
+
+
+# -- windows: is now inside a calendar spec? ----------------------------------
+
+
+def _hits(chain: tuple[CalendarComponent, ...] | None, value: int) -> bool:
+    if chain is None:
+        return True
+    for c in chain:
+        step = c.repeat
+        if c.stop is None and step == 0 and value == c.start:
+            return True
+        top = c.stop if c.stop is not None else (value if step else c.start)
+        if c.start <= value <= top and (step == 0 or (value - c.start) % step == 0):
+            return True
+    return False
+
+
+def window_open(spec: str, now: _dt.datetime, zone: _dt.tzinfo) -> bool:
+    """Whether ``now`` falls in the reboot window ``spec`` (a systemd calendar spec).
+
+    The window is the hour(s) the spec names: weekday, date and hour must
+    match, minutes and seconds do not narrow it ("Sun *-*-* 04:00:00" is
+    Sundays 04:00-04:59; "Sat,Sun *-*-* 02..05:00" is 02:00-05:59 on weekends).
+    """
+    parsed = parse_calendar(spec)
+    if parsed.timezone is not None:
+        zone = _dt.UTC if parsed.timezone == "UTC" else zoneinfo.ZoneInfo(parsed.timezone)
+    local = now.astimezone(zone)
+    if parsed.weekdays and local.weekday() not in parsed.weekdays:
+        return False
+    day = local.day
+    if parsed.end_of_month:  # "~N": the N-th day counted from the month's end
+        day = _monthrange(local.year, local.month)[1] - local.day + 1
+    return (
+        _hits(parsed.year, local.year)
+        and _hits(parsed.month, local.month)
+        and _hits(parsed.day, day)
+        and _hits(parsed.hour, local.hour)
+    )

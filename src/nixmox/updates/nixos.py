@@ -23,7 +23,8 @@
    modified; delete the pre-update snapshot unless ``keep_snapshot``; prune
    nixmox's update snapshots with ``update.snapshots`` (default keep-last 3;
    snapshots of failed updates count too); a kernel/initrd change is a reboot,
-   done through the API when the guest's reboot policy is ``allowed``, else
+   done through the API when the guest's reboot policy is ``allowed`` (or ``window``
+   and now is inside it), else
    reported as pending.
 
 Pure decisions (version → lock argv, parsing, health verdicts, reboot-needed)
@@ -42,9 +43,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
-from nixmox.calendar import parse_timespan
+from nixmox.calendar import parse_timespan, window_open
 from nixmox.errors import NixmoxError
-from nixmox.inventory.model import Guest, HealthChecks, UpdateSettings
+from nixmox.inventory.model import Guest, HealthChecks, RebootPolicy, UpdateSettings
 from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.tasks import wait
 from nixmox.retention import Keep
@@ -211,6 +212,18 @@ def http_status(url: str, timeout: float = HTTP_TIMEOUT) -> str | None:
 
 class _Unreachable(Exception):
     """Internal: the guest stopped answering during the switch or the checks."""
+
+
+def reboot_allowed(policy: RebootPolicy, now: datetime, zone: tzinfo) -> bool:
+    """May nixmox reboot a NixOS guest now? ``allowed``, or ``window`` while inside it;
+    ``never`` and ``when-idle`` (nixmox cannot tell a NixOS guest's users apart) wait."""
+    if policy.policy == "allowed":
+        return True
+    return (
+        policy.policy == "window"
+        and policy.window is not None
+        and (window_open(policy.window, now, zone))
+    )
 
 
 @dataclass
@@ -489,7 +502,7 @@ class NixosUpdate:
             return o
         self._after_success_snapshots(o)
         if reboot:
-            if g.reboot.policy == "allowed":
+            if reboot_allowed(g.reboot, self.now(), self.zone):
                 notes.append(self._reboot(o, reboot))
             else:
                 o.pending = 1

@@ -18,16 +18,14 @@ functions below; :class:`WindowsUpdate` is the transaction that acts on them.
 
 from __future__ import annotations
 
-import calendar as stdcal
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal, Protocol
-from zoneinfo import ZoneInfo
 
-from nixmox.calendar import CalendarComponent, parse_calendar
+from nixmox.calendar import window_open
 from nixmox.errors import NixmoxError
 from nixmox.inventory.model import Guest, RebootPolicy, UpdateSettings
 from nixmox.proxmox.agent import AgentError, GuestAgent
@@ -140,43 +138,6 @@ class RebootVerdict:
 
     allowed: bool
     reason: str
-
-
-def _hits(chain: tuple[CalendarComponent, ...] | None, value: int) -> bool:
-    if chain is None:
-        return True
-    for c in chain:
-        step = c.repeat
-        if c.stop is None and step == 0 and value == c.start:
-            return True
-        top = c.stop if c.stop is not None else (value if step else c.start)
-        if c.start <= value <= top and (step == 0 or (value - c.start) % step == 0):
-            return True
-    return False
-
-
-def window_open(spec: str, now: datetime, zone: tzinfo) -> bool:
-    """Whether ``now`` falls in the reboot window ``spec`` (a systemd calendar spec).
-
-    The window is the hour(s) the spec names: weekday, date and hour must
-    match, minutes and seconds do not narrow it ("Sun *-*-* 04:00:00" is
-    Sundays 04:00-04:59; "Sat,Sun *-*-* 02..05:00" is 02:00-05:59 on weekends).
-    """
-    parsed = parse_calendar(spec)
-    if parsed.timezone is not None:
-        zone = UTC if parsed.timezone == "UTC" else ZoneInfo(parsed.timezone)
-    local = now.astimezone(zone)
-    if parsed.weekdays and local.weekday() not in parsed.weekdays:
-        return False
-    day = local.day
-    if parsed.end_of_month:  # "~N": the N-th day counted from the month's end
-        day = stdcal.monthrange(local.year, local.month)[1] - local.day + 1
-    return (
-        _hits(parsed.year, local.year)
-        and _hits(parsed.month, local.month)
-        and _hits(parsed.day, day)
-        and _hits(parsed.hour, local.hour)
-    )
 
 
 def reboot_verdict(
