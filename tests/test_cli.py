@@ -16,7 +16,6 @@ NIXMOX = str(Path(sys.executable).parent / "nixmox")
 
 # (argv, issue that implements it)
 PENDING = [
-    (["update", "host", "--node", "pve1", "--dry-run"], 6),
     (["update", "nixos", "--guest", "nixos-lxc", "--dry-run"], 6),
     (["update", "windows", "--guest", "win11-gaming"], 6),
     (["template", "build", "nixos-lxc"], 10),

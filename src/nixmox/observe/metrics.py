@@ -31,6 +31,7 @@ from nixmox.inventory.model import Inventory
 from nixmox.observe.metric_names import METRICS
 from nixmox.snapshots import taken_at
 from nixmox.state import Journal, Run
+from nixmox.updates.outcome import FAILED
 
 #: metric name -> label values -> value
 Samples = dict[str, dict[tuple[str, ...], float]]
@@ -113,9 +114,16 @@ def _update(out: Samples, run: Run, kinds: Mapping[str, str], pending_seen: set[
     last = out["nixmox_guest_update_last_success"]
     for row in _rows(run.summary, "guests"):
         name = str(row.get("guest"))
-        labels = (f"{kinds.get(name, 'qemu')}/{row.get('vmid')}", name)
+        vmid = row.get("vmid")
+        # A node (update host) has no vmid.
+        ident = f"node/{name}" if vmid is None else f"{kinds.get(name, 'qemu')}/{vmid}"
+        labels = (ident, name)
         rollbacks[labels] = rollbacks.get(labels, 0.0) + (1.0 if row.get("rolled_back") else 0.0)
-        last.setdefault(labels, 1.0 if row.get("result") == "ok" else 0.0)
+        result = row.get("result")
+        if result in ("skipped", "dry-run"):
+            continue  # not updated this time: the run before says how the last update went
+        # Nothing to do and a reboot held by policy are successful updates too.
+        last.setdefault(labels, 0.0 if result in FAILED else 1.0)
 
 
 class _Collector(Collector):
