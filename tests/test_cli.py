@@ -14,11 +14,6 @@ from nixmox.cli.main import run
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "homelab.toml")
 NIXMOX = str(Path(sys.executable).parent / "nixmox")
 
-# (argv, issue that implements it)
-PENDING = [
-    (["update", "host", "--node", "pve1", "--dry-run"], 6),
-]
-
 
 def test_version_is_printed_by_the_installed_script() -> None:
     proc = subprocess.run([NIXMOX, "--version"], capture_output=True, text=True, check=True)
@@ -47,16 +42,6 @@ def test_help_lists_the_contract_commands() -> None:
         "zfs",
     ):
         assert f"  {command} " in proc.stdout, command
-
-
-@pytest.mark.parametrize(("argv", "issue"), PENDING, ids=[" ".join(a) for a, _ in PENDING])
-def test_pending_commands_say_so_and_exit_1(
-    argv: list[str], issue: int, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert run(argv) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert "not implemented yet" in err[0] and f"issue {issue}" in err[0]
 
 
 def test_config_goes_before_or_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:

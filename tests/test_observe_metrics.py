@@ -151,7 +151,7 @@ def _update_values(tmp_path: Path, rows: list[dict[str, object]]) -> dict[str, f
     return out
 
 
-def test_nothing_to_do_and_a_held_reboot_count_as_success_and_nodes_are_not_guests(
+def test_nothing_to_do_and_a_held_reboot_count_as_success_and_a_node_is_named_as_pve_does(
     tmp_path: Path,
 ) -> None:
     rows: list[dict[str, object]] = [
@@ -160,4 +160,4 @@ def test_nothing_to_do_and_a_held_reboot_count_as_success_and_nodes_are_not_gues
         {"guest": "nixos-lxc", "vmid": 100, "result": "skipped", "rolled_back": False},
         {"guest": "pve1", "vmid": None, "result": "failed", "rolled_back": False},
     ]
-    assert _update_values(tmp_path, rows) == {"win11-gaming": 1.0, "nixos-vm": 1.0}
+    assert _update_values(tmp_path, rows) == {"win11-gaming": 1.0, "nixos-vm": 1.0, "pve1": 0.0}

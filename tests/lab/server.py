@@ -19,6 +19,7 @@ attribute next to ``data``), ``_node_stats``, ``_item`` (content listing),
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextvars
 import datetime as dt
@@ -129,15 +130,20 @@ class Lab(FakePve):
         self.running_kernel = RUNNING_KERNEL
         # vmid -> (message, times left or None for ever)
         self._backup_failures: dict[int, list[Any]] = {}
-        # Upgrades the repositories offer, and the list PVE cached at its last `apt update`.
-        self._apt_available: list[dict[str, Any]] = []
-        self._apt_cache: list[dict[str, Any]] = []
+        # Per node: upgrades the repositories offer, and the list PVE cached at its last
+        # `apt update`.
+        self._apt_available: dict[str, list[dict[str, Any]]] = {}
+        self._apt_cache: dict[str, list[dict[str, Any]]] = {}
         self.apt_refreshes = 0
+        #: Called with the node's name before its apt list is read or refreshed (a test
+        #: applies what a stand-in apt-get did on that node's host).
+        self.before_apt_read: Callable[[str], None] | None = None
         # /etc/network/interfaces (applied) and interfaces.new (None: nothing pending).
         self.net_applied: dict[str, dict[str, Any]] = {}
         self.net_pending: dict[str, dict[str, Any]] | None = None
         #: vmid -> responders consulted on every agent call (Windows provisioning agent below).
         self.agent_responders: dict[int, list[AgentResponder]] = {}
+        self._host_update_state()
         self._seed()
         self._windows_agent_setup()
 
@@ -405,7 +411,7 @@ class Lab(FakePve):
             "loadavg": ["0.12", "0.10", "0.08"],
             "idle": 0,
             "wait": 0.0,
-            "uptime": 3600,
+            "uptime": self.node_uptime(v["node"]),
             "kversion": f"Linux {kernel} #1 SMP PREEMPT_DYNAMIC PMX {kernel} x86_64",
             "current-kernel": {
                 "sysname": "Linux",
@@ -863,26 +869,33 @@ class Lab(FakePve):
         ]
 
     def set_upgrades(
-        self, packages: Iterable[dict[str, Any] | tuple[str, str]], *, cached: bool = False
+        self,
+        packages: Iterable[dict[str, Any] | tuple[str, str]],
+        *,
+        cached: bool = False,
+        node: str | None = None,
     ) -> None:
-        """What the repositories offer: dicts with Package and Version, or (package, version).
+        """What the repositories offer ``node`` (default: every node): dicts with Package
+        and Version, or (package, version).
 
         As on PVE, ``GET /nodes/{node}/apt/update`` lists only what the last
         ``POST .../apt/update`` found; ``cached=True`` fills that list at once
         (as if pve-daily-update had run).
         """
-        self._apt_available = [self._package(p) for p in packages]
-        if cached:
-            self._apt_cache = [dict(p) for p in self._apt_available]
+        for name in [node] if node is not None else list(self.nodes):
+            self._apt_available[name] = [self._package(p) for p in packages]
+            if cached:
+                self._apt_cache[name] = [dict(p) for p in self._apt_available[name]]
 
-    def apply_upgrades(self) -> list[str]:
-        """Install the offered upgrades (`apt-get dist-upgrade` over SSH); returns their names."""
+    def apply_upgrades(self, node: str | None = None) -> list[str]:
+        """Install the upgrades offered to ``node`` (default: every node), as
+        `apt-get dist-upgrade` on the host does; returns their names."""
         done = []
-        for pkg in self._apt_available:
-            self.installed_packages[pkg["Package"]] = pkg["Version"]
-            done.append(pkg["Package"])
-        self._apt_available = []
-        self._apt_cache = []
+        for name in [node] if node is not None else list(self.nodes):
+            for pkg in self._apt_available.pop(name, []):
+                self.installed_packages[pkg["Package"]] = pkg["Version"]
+                done.append(pkg["Package"])
+            self._apt_cache.pop(name, None)
         return done
 
     def _package(self, spec: dict[str, Any] | tuple[str, str]) -> dict[str, Any]:
@@ -899,9 +912,13 @@ class Lab(FakePve):
         return data
 
     async def _apt_update(self, v: dict[str, Any], user: str) -> str:
+        node = v["node"]
+
         async def body() -> str:
             await self.pause(5)
-            self._apt_cache = [dict(p) for p in self._apt_available]
+            if self.before_apt_read is not None:
+                self.before_apt_read(node)
+            self._apt_cache[node] = [dict(p) for p in self._apt_available.get(node, [])]
             self.apt_refreshes += 1
             return "Reading package lists..."
 
@@ -916,7 +933,9 @@ class Lab(FakePve):
         return upid
 
     async def _apt_list(self, v: dict[str, Any], user: str) -> list[dict[str, Any]]:
-        return [dict(p) for p in self._apt_cache]
+        if self.before_apt_read is not None:
+            self.before_apt_read(v["node"])
+        return [dict(p) for p in self._apt_cache.get(v["node"], [])]
 
     async def _apt_versions(self, v: dict[str, Any], user: str) -> list[dict[str, Any]]:
         out = []
@@ -1188,6 +1207,238 @@ class Lab(FakePve):
         if volname in files and volname not in self.storages[v["storage"]]["volumes"]:
             files[volname].unlink()
         return answer
+
+    # ---------------------------------------------------------- host update
+    #
+    # What `update host` meets: a cluster whose quorum can follow its nodes
+    # (corosync's majority of votes, one per node), a node that reboots
+    # (offline for a while, its guests stopped, the onboot ones started
+    # again), VM migration that moves the VM (online for a running one, never
+    # with local devices), the cluster's task list, and tasks that stay
+    # running until a test ends them (a vzdump or a migration in progress).
+
+    def _host_update_state(self) -> None:
+        #: Wall-clock seconds a rebooting node stays offline. Not scaled by
+        #: time_scale: nixmox has to see the node go and come back.
+        self.reboot_wall_secs = 0.3
+        #: PVE seconds a VM migration takes (scaled by time_scale like every task).
+        self.migrate_secs = 20.0
+        # When each node booted (the lab's clock); /nodes/{node}/status derives `uptime`.
+        self.booted_at: dict[str, float] = {}
+        #: What happened, in order: ("migrate", vmid, source, target), ("shutdown", vmid),
+        #: ("start", vmid), ("reboot", node), ("stopped", vmid) by a reboot, ("online", node),
+        #: ("onboot", vmid) started by the node's boot.
+        self.host_events: list[tuple[Any, ...]] = []
+        #: Called with the node's name when a rebooted node is back online.
+        self.after_reboot: Callable[[str], None] | None = None
+        #: Quorum as corosync counts it: a majority of the nodes (one vote each) online.
+        #: Off by default, as if a QDevice kept quorum whichever node is offline.
+        self.quorum_follows_nodes = False
+        self._quorum_ok = True
+
+    @property  # type: ignore[override]
+    def quorate(self) -> bool:
+        """Quorum: not lost on purpose (``lose_quorum``) and, when it follows the nodes,
+        a majority of them online."""
+        if not self._quorum_ok:
+            return False
+        if not getattr(self, "quorum_follows_nodes", False):
+            return True
+        online = sum(1 for s in self.nodes.values() if s.get("online", True))
+        return len(self.nodes) <= 1 or 2 * online > len(self.nodes)
+
+    @quorate.setter
+    def quorate(self, value: bool) -> None:
+        self._quorum_ok = value
+
+    def node_uptime(self, node: str) -> int:
+        """Seconds since ``node`` booted (an hour for a node that never rebooted)."""
+        booted = self.booted_at.get(node)
+        return 3600 if booted is None else max(0, int(self.now() - booted))
+
+    def hold_task(self, node: str, ttype: str, vmid: int | str = "", user: str = "root@pam") -> str:
+        """A task that runs until ``end_task`` (a vzdump or a migration in progress); its UPID."""
+        upid, pid, start = self._upid(node, ttype, vmid, user)
+        record = {
+            "upid": upid,
+            "node": node,
+            "pid": pid,
+            "pstart": pid * 7,
+            "starttime": start,
+            "type": ttype,
+            "id": str(vmid),
+            "user": user,
+            "status": "running",
+            "log": [],
+        }
+        self.tasks[upid] = record
+        self.tasklog.append(record)
+        return upid
+
+    def end_task(self, upid: str, exitstatus: str = "OK") -> None:
+        """Finish a task started by ``hold_task``."""
+        record = self.tasks[upid]
+        record.update(status="stopped", exitstatus=exitstatus, endtime=int(time.time()))
+        record["log"].append("TASK OK" if exitstatus == "OK" else f"TASK ERROR: {exitstatus}")
+
+    def _routes_lab_host_update(self) -> list[Route]:
+        qm = "/nodes/{node}/qemu/{vmid}/migrate"
+        return [
+            ("POST", "/nodes/{node}/status", self._node_command),
+            ("GET", "/cluster/tasks", self._cluster_tasks),
+            ("GET", qm, self._qm_migrate_check),
+            ("POST", qm, self._qm_migrate),
+        ]
+
+    async def _cluster_tasks(self, v: dict[str, Any], user: str) -> list[dict[str, Any]]:
+        """PVE's cluster task list: every node's recent tasks, running ones without status."""
+        rows = sorted(self.tasklog, key=lambda t: -int(t["starttime"]))
+        return [self._task_view(t, True) for t in rows]
+
+    async def _node_command(self, v: dict[str, Any], user: str) -> None:
+        """PVE runs `shutdown -r now` in the background and answers null at once."""
+        node, command = v["node"], v["command"]
+        self.host_events.append((command, node))
+        for guest in [*self.vms, *self.cts]:
+            if guest.node == node and guest.status == "running":
+                guest.status = "stopped"
+                if isinstance(guest, FakeVm):
+                    guest.qmpstatus = "stopped"
+                else:
+                    guest.pid = None
+                self.host_events.append(("stopped", guest.vmid))
+        self.set_node_offline(node)
+        if command == "reboot":
+            asyncio.get_running_loop().call_later(self.reboot_wall_secs, self._node_back, node)
+
+    def _node_back(self, node: str) -> None:
+        self.booted_at[node] = self.now()
+        self.set_node_offline(node, False)
+        self.host_events.append(("online", node))
+        for guest in [*self.vms, *self.cts]:
+            if guest.node != node or guest.template or str(guest.config.get("onboot")) != "1":
+                continue
+            guest.status = "running"
+            guest.started_at = time.time()
+            if isinstance(guest, FakeVm):
+                guest.qmpstatus = "running"
+            else:
+                guest.pid = next(self._ct_pids)
+            self.host_events.append(("onboot", guest.vmid))
+        if self.after_reboot is not None:
+            self.after_reboot(node)
+
+    @staticmethod
+    def _local_resources(vm: FakeVm) -> list[str]:
+        """PVE's check_local_resources: passed-through PCI and host USB devices pin a VM."""
+        pci = [k for k in vm.config if re.fullmatch(r"hostpci\d+", k)]
+        usb = [
+            k
+            for k, value in vm.config.items()
+            if re.fullmatch(r"usb\d+", k) and not str(value).startswith("spice")
+        ]
+        return sorted(pci + usb)
+
+    def _local_disks(self, vm: FakeVm) -> list[dict[str, Any]]:
+        disks = []
+        for key in vm.devices():
+            if not key.startswith(("scsi", "virtio", "sata", "ide", "efidisk", "tpmstate")):
+                continue
+            volume = str(vm.config[key]).split(",")[0]
+            storage = volume.split(":")[0]
+            store = self.storages.get(storage)
+            if store is None or store.get("shared"):
+                continue
+            cdrom = "media=cdrom" in str(vm.config[key])
+            disks.append({"volid": volume, "cdrom": cdrom, "is_unused": False, "size": 0})
+        return disks
+
+    async def _qm_migrate_check(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        vm = self.find(v["node"], v["vmid"])
+        allowed = [
+            n for n in sorted(self.nodes) if n != v["node"] and self.nodes[n].get("online", True)
+        ]
+        return {
+            "running": vm.status == "running",
+            "allowed_nodes": allowed,
+            "not_allowed_nodes": {},
+            "local_disks": self._local_disks(vm),
+            "local_resources": self._local_resources(vm),
+            "mapped-resources": [],
+            "mapped-resource-info": {},
+            "has-dbus-vmstate": False,
+        }
+
+    async def _qm_migrate(self, v: dict[str, Any], user: str) -> str:
+        """PVE::API2::Qemu migrate_vm and PVE::QemuMigrate's checks, then the VM moves."""
+        source, target = v["node"], v["target"]
+        if target == source:
+            raise param_error(target="target is local node.")
+        self.need_quorum()
+        if target not in self.nodes:
+            raise PveError(500, f"no such cluster node '{target}'")
+        if not self.nodes[target].get("online", True):
+            raise PveError(500, f"target node '{target}' is not online")
+        vm = self.find(source, v["vmid"])
+        running = vm.status == "running"
+        if running and not v.get("online"):
+            raise PveError(500, "can't migrate running VM without --online")
+
+        async def body() -> str:
+            local = self._local_resources(vm)
+            if local and not v.get("force"):
+                raise TaskError(f"can't migrate VM which uses local devices: {', '.join(local)}")
+            disks = [d["volid"] for d in self._local_disks(vm) if not d["cdrom"]]
+            if running and disks and not v.get("with-local-disks"):
+                raise TaskError(
+                    "can't live migrate attached local disks without with-local-disks option"
+                )
+            vm.lock = "migrate"
+            try:
+                await self.pause(self.migrate_secs)
+                vm.node = target
+            finally:
+                vm.lock = None
+            self.host_events.append(("migrate", vm.vmid, source, target))
+            return "migration finished successfully"
+
+        upid: str = await self.task(
+            source,
+            "qmigrate",
+            vm.vmid,
+            user,
+            body,
+            vm=vm,
+            log=[f"starting migration of VM {vm.vmid} to node '{target}'"],
+        )
+        return upid
+
+    async def _lxc_migrate(self, user: str, v: dict[str, Any]) -> str:
+        ct = self.ct(int(v["vmid"]))
+        upid: str = await super()._lxc_migrate(user, v)
+        if ct is not None and ct.node == v["target"]:
+            self.host_events.append(("migrate", ct.vmid, v["node"], v["target"]))
+        return upid
+
+    async def _do_shutdown(self, vm: FakeVm, user: str, p: dict[str, Any]) -> str:
+        self.host_events.append(("shutdown", vm.vmid))
+        upid: str = await super()._do_shutdown(vm, user, p)
+        return upid
+
+    async def _do_start(self, vm: FakeVm, user: str, p: dict[str, Any]) -> str:
+        self.host_events.append(("start", vm.vmid))
+        upid: str = await super()._do_start(vm, user, p)
+        return upid
+
+    async def _lxc_shutdown(self, user: str, v: dict[str, Any]) -> str:
+        self.host_events.append(("shutdown", int(v["vmid"])))
+        upid: str = await super()._lxc_shutdown(user, v)
+        return upid
+
+    async def _lxc_start(self, user: str, v: dict[str, Any]) -> str:
+        self.host_events.append(("start", int(v["vmid"])))
+        upid: str = await super()._lxc_start(user, v)
+        return upid
 
     # ---------------------------------------------------- result attributes
 

@@ -294,8 +294,11 @@ def update_host(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Update the Proxmox host(s) with apt, one node at a time."""
-    _pending("update host", 6)
+    """Update the Proxmox host(s) with apt, one node at a time; reboot where policy allows."""
+    from nixmox.cli import update_host_cmd
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(update_host_cmd.run(g.config, node, dry_run=dry_run, as_json=g.json))
 
 
 @update_app.command("nixos")

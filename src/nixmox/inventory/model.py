@@ -195,9 +195,15 @@ class Node(Strict):
     name: NodeName
     address: str | None = Field(None, description="host name for SSH (update host)")
     ssh_user: str = "root"
-    root_dataset: DatasetName | None = Field(None, description="snapshotted before host updates")
+    root_dataset: DatasetName | None = Field(
+        None, description="snapshotted before host updates (required by update host)"
+    )
     reboot: Literal["never", "allowed", "window"] = "never"
-    reboot_window: Calendar | None = None
+    reboot_window: Calendar | None = Field(
+        None,
+        description="calendar spec of the times update host may reboot the node; trailing "
+        ":00 time fields count as * (Sun 04:00 is Sunday 04:00-04:59)",
+    )
     hardware: Hardware | None = None
 
 

@@ -90,17 +90,17 @@ def _apply(summary: Mapping[str, Any]) -> list[str]:
     return [head, *_failures(failed)]
 
 
-def _update(summary: Mapping[str, Any]) -> list[str]:
+def _update(summary: Mapping[str, Any], what: str) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("result") == "ok"]
     rolled = [str(g.get("guest")) for g in guests if g.get("rolled_back")]
-    held = [g for g in guests if g.get("result") == "held"]
-    head = f"{_plural(len(ok), 'guest')} updated" + (
+    head = f"{_plural(len(ok), what)} updated" + (
         f", {len(rolled)} rolled back ({', '.join(rolled)})" if rolled else ""
     )
-    if held:
-        head += f", {len(held)} held"
-    # Held, unchanged and skipped guests did not fail (updates.outcome.FAILED).
+    # Nothing to do, or a reboot held by policy, is no failure; say how many.
+    for result in ("unchanged", "held", "skipped"):
+        count = sum(1 for g in guests if g.get("result") == result)
+        head += f", {count} {result}" if count else ""
     failed = [
         f"{g.get('guest')}: {g.get('message') or g.get('result')}"
         for g in guests
@@ -121,7 +121,7 @@ def summary_lines(run: Run) -> list[str]:
     elif run.command == "apply":
         lines = _apply(summary)
     elif run.command.startswith("update"):
-        lines = _update(summary)
+        lines = _update(summary, "node" if run.command == "update host" else "guest")
     else:
         lines = [run.result or "running"]
     if summary.get("error"):

@@ -117,10 +117,11 @@ def _update(out: Samples, run: Run, kinds: Mapping[str, str], pending_seen: set[
     rollbacks = out["nixmox_update_rollbacks_total"]
     last = out["nixmox_guest_update_last_success"]
     for row in _rows(run.summary, "guests"):
-        if row.get("vmid") is None:  # a node (`update host`): not a guest series
-            continue
         name = str(row.get("guest"))
-        labels = (f"{kinds.get(name, 'qemu')}/{row.get('vmid')}", name)
+        vmid = row.get("vmid")
+        # A node (update host) has no vmid.
+        ident = f"node/{name}" if vmid is None else f"{kinds.get(name, 'qemu')}/{vmid}"
+        labels = (ident, name)
         rollbacks[labels] = rollbacks.get(labels, 0.0) + (1.0 if row.get("rolled_back") else 0.0)
         result = row.get("result")
         if result in _NOT_ATTEMPTED:

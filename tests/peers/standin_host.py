@@ -1,0 +1,101 @@
+"""A throwaway host to reach over SSH: the real sshd, its own /boot and /run,
+and recording stand-ins first on its ``PATH``.
+
+``StandInHost`` is :class:`~tests.peers.sshd.Sshd` started inside a private
+mount namespace where temp directories are bound over ``/boot`` and ``/run``:
+what a command run over SSH writes there (a new kernel image, the
+``/run/reboot-required`` flag) lands in the test's directories, never on the
+machine. ``stand_in(name, script)`` puts an executable into ``bin_dir``, which
+sshd's ``SetEnv PATH`` puts ahead of the system directories (root's shell rc
+may still prepend its own entries; those hold none of the stand-ins' names).
+Each instance answers to its own host alias, so two of them are two nodes.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+from tests.peers._proc import die_with_parent, wait_until
+from tests.peers.sshd import Sshd
+
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class StandInHost(Sshd):
+    """An sshd in its own mount namespace, reached as ``alias`` with ``ssh -F ssh_config``."""
+
+    name = "test host"
+    tmp_prefix = "host"
+
+    def __init__(
+        self,
+        alias: str,
+        *,
+        sshd: str = "/usr/sbin/sshd",
+        ssh: str = "ssh",
+        ssh_keygen: str = "ssh-keygen",
+        unshare: str = "unshare",
+    ) -> None:
+        super().__init__(sshd=sshd, ssh=ssh, ssh_keygen=ssh_keygen)
+        self.host = alias
+        self.unshare = unshare
+
+    @property
+    def bin_dir(self) -> Path:
+        """First on the host's PATH: the stand-ins."""
+        return self._tmp / "bin"
+
+    @property
+    def boot_dir(self) -> Path:
+        """The host's /boot."""
+        return self._tmp / "boot"
+
+    @property
+    def run_dir(self) -> Path:
+        """The host's /run."""
+        return self._tmp / "run"
+
+    def _start(self) -> None:
+        for d in (self.bin_dir, self.boot_dir, self.run_dir):
+            d.mkdir()
+        super()._start()
+
+    def _write_configs(self) -> None:
+        super()._write_configs()
+        config = self._tmp / "sshd_config"
+        config.write_text(config.read_text() + f"SetEnv PATH={self.bin_dir}:{SYSTEM_PATH}\n")
+
+    def _launch(self) -> None:
+        binds = (
+            f"mount --bind {shlex.quote(str(self.boot_dir))} /boot && "
+            f"mount --bind {shlex.quote(str(self.run_dir))} /run && "
+            # sshd's privilege separation directory, now inside the host's own /run.
+            "mkdir -p -m 0755 /run/sshd && "
+            'exec "$@"'
+        )
+        sshd = [self.sshd, "-D", "-e", "-f", str(self._tmp / "sshd_config")]
+        namespace = [self.unshare, "--mount", "--propagation", "private"]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [*namespace, "sh", "-c", binds, "sh", *sshd],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+        wait_until(
+            lambda: "Server listening" in self._log(),
+            timeout=self.start_timeout,
+            what=self.name,
+            proc=self.proc,
+            log=self.log_path,
+        )
+
+    def stand_in(self, name: str, script: str) -> Path:
+        """Install an executable ``name`` (``script`` is its whole text) on the host's PATH."""
+        path = self.bin_dir / name
+        path.write_text(script)
+        path.chmod(0o755)
+        return path
