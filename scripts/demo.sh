@@ -57,6 +57,12 @@ echo "(each guest: 60 old nightly archives, pruned to keep-last 3, keep-daily 7,
 step nixmox --config $config backup verify --guest nixos-vm   # restore into a scratch VMID, boot, destroy
 nixmox --config "$config" backup verify --guest nixos-vm
 
+# A container image built by `nixmox template build nixos-lxc` (here: stand-in bytes; a real
+# build needs nixos-rebuild and nixpkgs) goes to the storage with vztmpl content.
+head -c 65536 /dev/urandom > "$work/nixos-lxc-demo.tar.xz"
+step nixmox --config $config template upload '$work/nixos-lxc-demo.tar.xz'
+nixmox --config "$config" template upload "$work/nixos-lxc-demo.tar.xz"
+
 # The gamer switches the Windows VM on (it is onboot = false); the lab answers its
 # guest agent like a Windows 11 with two updates waiting, one needing a reboot.
 .venv/bin/python -m tests.lab.ctl start 102
