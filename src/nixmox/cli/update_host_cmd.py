@@ -13,6 +13,7 @@ from nixmox.proxmox.settings import connection
 from nixmox.runner import Runner
 from nixmox.updates.host import HostUpdate
 from nixmox.updates.outcome import exit_code, report, run_result, summary
+from nixmox.updates.privileges import host_needs, preflight
 from nixmox.zones import zone
 
 
@@ -30,6 +31,8 @@ def run(config: Path | None, node: str | None, *, dry_run: bool, as_json: bool) 
         if not nodes:
             raise ConfigError(f"--node {node}: no such node in the inventory")
     api = Proxmox(connection(inv.proxmox))
+    needs = [need for n in nodes for need in host_needs(n, inv.guests)]
+    preflight(api, needs, "update host", dry_run=dry_run)
     update = HostUpdate(inv, api, Runner(dry_run=dry_run), zone(inv.timezone))
     if dry_run:
         outcomes = update.run(nodes)

@@ -16,6 +16,7 @@ from nixmox.updates.guest_access import open_access
 from nixmox.updates.guest_snapshots import GuestSnapshots
 from nixmox.updates.nixos import NixosUpdate
 from nixmox.updates.outcome import Outcome
+from nixmox.updates.privileges import nixos_needs, preflight
 from nixmox.zones import zone
 
 
@@ -72,6 +73,9 @@ def run(
             raise
         api = None  # a plan can still be shown without the API
     jobs = [_job(inv, g, api, runner) for g in guests]  # ConfigErrors before anything runs
+    if api is not None:
+        needs = [need for g in guests for need in nixos_needs(g)]
+        preflight(api, needs, "update nixos", dry_run=dry_run)
     outcomes: list[Outcome]
     if dry_run:
         outcomes = [job.run() for job in jobs]  # the plan: nothing changes, nothing journaled

@@ -24,6 +24,7 @@ from nixmox.qga import SocketAgent
 from nixmox.runner import Runner
 from nixmox.updates.guest_snapshots import GuestSnapshots
 from nixmox.updates.outcome import Outcome, exit_code, report, run_result, summary
+from nixmox.updates.privileges import preflight, windows_needs
 from nixmox.windows.update import Clock, SystemClock, Target, Timing, WindowsUpdate
 from nixmox.windows.update_local import QmGuest
 from nixmox.zones import zone
@@ -66,6 +67,8 @@ def targets(inv: Inventory, guests: list[Guest], *, dry_run: bool) -> list[Targe
     except ConfigError as exc:
         return [_local(guest, str(exc), Runner(dry_run=dry_run)) for guest in guests]
     api = Proxmox(conn)
+    needs = [need for g in guests for need in windows_needs(g)]
+    preflight(api, needs, "update windows", dry_run=dry_run)
     out = []
     for guest in guests:
         status = f"/nodes/{guest.node}/qemu/{guest.vmid}/status/current"

@@ -54,7 +54,8 @@ class Missing:
     def __str__(self) -> str:
         if self.need.privilege == "root@pam":
             return f"{self.need.why}: only root@pam may do that (or use a PCI resource mapping)"
-        return f"{self.need.privilege} on {self.need.path} ({self.need.why})"
+        privilege = " or ".join(self.need.privilege.split("|"))
+        return f"{privilege} on {self.need.path} ({self.need.why})"
 
     def as_json(self) -> dict[str, str]:
         return {"path": self.need.path, "privilege": self.need.privilege, "why": self.need.why}
@@ -129,7 +130,11 @@ def check(
             if user.split("!", 1)[0] != "root@pam":
                 missing.append(Missing(need))
             continue
-        if not any(granted.get(p, {}).get(need.privilege) for p in _ancestors(need.path)):
+        # "A|B": either privilege will do (e.g. PVE 9's and PVE 8's name for the same right).
+        choices = need.privilege.split("|")
+        if not any(
+            granted.get(p, {}).get(choice) for p in _ancestors(need.path) for choice in choices
+        ):
             missing.append(Missing(need))
     return missing
 

@@ -1,0 +1,107 @@
+"""The privileges preflight of the update jobs: what each needs, before anything changes.
+
+Pure lists of :class:`~nixmox.proxmox.permissions.Need`; one read of
+``/access/permissions`` compares them with what the token may do. A missing
+privilege found halfway would leave a guest snapshotted but not updated, or
+a node drained but not rebooted: so the run refuses up front.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from nixmox.errors import NixmoxError
+from nixmox.inventory.model import Guest, Node
+from nixmox.proxmox.client import Proxmox
+from nixmox.proxmox.permissions import Missing, Need, check
+
+log = logging.getLogger(__name__)
+
+# PVE 9 splits the agent's rights; PVE 8 and older ask VM.Monitor for all of them.
+AGENT_EXEC = "VM.GuestAgent.Unrestricted|VM.Monitor"
+AGENT_AUDIT = "VM.GuestAgent.Audit|VM.GuestAgent.Unrestricted|VM.Monitor"
+AGENT_WRITE = "VM.GuestAgent.FileWrite|VM.GuestAgent.Unrestricted|VM.Monitor"
+
+
+def _snapshot_needs(guest: Guest) -> list[Need]:
+    vm = f"/vms/{guest.vmid}"
+    return [
+        Need(vm, "VM.Audit", f"read {guest.name}"),
+        Need(vm, "VM.Snapshot", f"snapshot {guest.name} before its update"),
+        Need(vm, "VM.Snapshot.Rollback", f"roll {guest.name} back if its update fails"),
+    ]
+
+
+def nixos_needs(guest: Guest) -> list[Need]:
+    """``update nixos`` of ``guest``: snapshots, the agent when it is the way in, a reboot."""
+    vm = f"/vms/{guest.vmid}"
+    needs = _snapshot_needs(guest)
+    via = guest.update.via if guest.update is not None else None
+    if via == "agent" or (
+        via is None and guest.kind == "vm" and guest.update is not None and guest.update.ssh is None
+    ):
+        needs += [
+            Need(vm, AGENT_AUDIT, f"ping {guest.name}'s guest agent"),
+            Need(vm, AGENT_EXEC, f"run the update in {guest.name} through its agent"),
+        ]
+    if guest.reboot.policy in ("allowed", "window"):
+        needs.append(Need(vm, "VM.PowerMgmt", f"reboot {guest.name} into a new kernel"))
+    return needs
+
+
+def windows_needs(guest: Guest) -> list[Need]:
+    """``update windows`` of ``guest``: snapshots and the agent (scripts written and run)."""
+    vm = f"/vms/{guest.vmid}"
+    return [
+        *_snapshot_needs(guest),
+        Need(vm, AGENT_AUDIT, f"ping {guest.name}'s guest agent"),
+        Need(vm, AGENT_WRITE, f"write the update scripts into {guest.name}"),
+        Need(vm, AGENT_EXEC, f"run Windows Update in {guest.name} through its agent"),
+    ]
+
+
+def host_needs(node: Node, guests: Iterable[Guest]) -> list[Need]:
+    """``update host`` of ``node``: apt through the API, and for a reboot the node and
+    the guests that must move away or stop first."""
+    where = f"/nodes/{node.name}"
+    needs = [
+        Need(where, "Sys.Audit", f"read {node.name}'s status and upgrades"),
+        Need(where, "Sys.Modify", f"refresh {node.name}'s package lists (apt update)"),
+    ]
+    if node.reboot != "never":
+        needs.append(Need(where, "Sys.PowerMgmt", f"reboot {node.name}"))
+        for guest in guests:
+            if guest.node != node.name:
+                continue
+            vm = f"/vms/{guest.vmid}"
+            needs.append(Need(vm, "VM.Migrate", f"move {guest.name} off {node.name}"))
+            needs.append(Need(vm, "VM.PowerMgmt", f"stop or start {guest.name} around it"))
+    return needs
+
+
+def missing(api: Proxmox, needs: Iterable[Need]) -> list[Missing]:
+    """The needs the token (or user) does not hold, from one ``/access/permissions``."""
+    granted = api.get("/access/permissions") or {}
+    return check(needs, granted, api.conn.token_id)
+
+
+def require(api: Proxmox, needs: Iterable[Need], command: str) -> None:
+    """Refuse ``command`` in one line when a privilege is missing; nothing has changed yet."""
+    lacking = missing(api, needs)
+    if lacking:
+        shown = "; ".join(str(m) for m in lacking[:4])
+        more = f"; and {len(lacking) - 4} more" if len(lacking) > 4 else ""
+        raise NixmoxError(
+            f"{command}: {api.conn.token_id} lacks "
+            f"{len(lacking)} privilege(s): {shown}{more}; nothing was changed"
+        )
+
+
+def preflight(api: Proxmox, needs: Iterable[Need], command: str, *, dry_run: bool) -> None:
+    """:func:`require` for a real run; a dry run only warns, so its plan still shows."""
+    if not dry_run:
+        require(api, needs, command)
+        return
+    for lacking in missing(api, needs):
+        log.warning("%s would fail: missing privilege %s", command, lacking)
