@@ -39,6 +39,8 @@ from nixmox.updates.nixos import (
     Health,
     deadman_argv,
     lock_argv,
+    lock_digest,
+    lock_unchanged,
     parse_generation,
     parse_nix_version,
     reboot_needed,
@@ -349,6 +351,45 @@ def test_success_switches_disarms_prunes_and_journals(
     assert journaled.summary["pending"] == {}
     prom = (tmp_path / "nixmox.prom").read_text()
     assert 'nixmox_guest_update_last_success{id="lxc/100",name="nixos-lxc"} 1.0' in prom
+    # The guest remembers which lock its system was built from.
+    assert (guest.root / "varlib" / "flake-lock-built").read_text().strip() == lock_digest(
+        flake.lock()
+    )
+
+
+def test_a_lock_an_earlier_run_updated_but_never_switched_to_is_built(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The last finished update built the first lock; a later run updated the lock and died.
+    (guest.root / "varlib" / "flake-lock-built").write_text(lock_digest(flake.first) + "\n")
+    flake.upstream_moves()
+    flake.nix.nix("flake", "lock", str(flake.dir), "--update-input", "nixpkgs")
+    half_done = flake.lock()
+    assert half_done != flake.first
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 0, out
+    [row] = out["guests"]
+    assert row["result"] == "ok"  # not "unchanged": this run's lock update changed nothing
+    assert any("nixmox never switched to it" in step for step in row["steps"])
+    assert len(guest.calls("nixos-rebuild")) == 1
+    assert guest.generation() == "system-42-link"
+    assert flake.lock() == half_done
+
+
+def test_lock_unchanged_decision() -> None:
+    lock = '{"version": 7}'
+    assert lock_unchanged(lock, lock, None)  # no record yet: as before the first update
+    assert lock_unchanged(lock, lock, lock_digest(lock))
+    assert not lock_unchanged(lock, lock, lock_digest('{"version": 6}'))
+    assert not lock_unchanged(lock, '{"version": 8}', lock_digest(lock))
 
 
 def test_build_failure_switches_nothing(

@@ -191,7 +191,7 @@ class NixosHost(Sshd):
 
     def _fake_system(self) -> None:
         root = self.root
-        for d in ("bin", "script", "profiles", "store", "run"):
+        for d in ("bin", "script", "profiles", "store", "run", "varlib"):
             (root / d).mkdir(parents=True)
         values = {
             "root": root,
@@ -252,6 +252,8 @@ class NixosHost(Sshd):
         # unshare execs sh, sh execs sshd: the process started here is sshd itself.
         setup = (
             f"mount --bind {root / 'profiles'} /nix/var/nix/profiles && "
+            # nixmox's own record in the guest (an empty mount point on the real machine).
+            f"mkdir -p /var/lib/nixmox && mount --bind {root / 'varlib'} /var/lib/nixmox && "
             "mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && "
             # Root's own shell start-up (pyenv and the like) would slow every session.
             f"if [ -f {rc} ]; then mount --bind /dev/null {rc}; fi && "

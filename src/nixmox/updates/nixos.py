@@ -5,8 +5,9 @@
 2. Proxmox snapshot of the guest (disk only), taken *before* the lock is
    touched so that rolling it back also restores the lock.
 3. Update the lock (whole, or ``update.inputs`` with the syntax of the guest's
-   nix). Unchanged lock: the snapshot just taken is deleted and nothing is
-   built ("unchanged").
+   nix). Unchanged lock, and the running system built from it (the
+   :data:`BUILT_MARKER` nixmox writes after each success): the snapshot just
+   taken is deleted and nothing is built ("unchanged").
 4. ``nixos-rebuild build``, then ``nix store diff-closures`` (best effort, shown).
    A failed build switches nothing: the old ``flake.lock`` is written back (so
    the next run tries again instead of seeing an "unchanged" lock) and the
@@ -33,6 +34,7 @@ are plain functions; :class:`NixosUpdate` does the I/O.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shlex
@@ -87,6 +89,23 @@ class Generation:
     number: int
     current: str
     booted: str
+
+
+#: In the guest: the SHA-256 of the flake.lock nixmox last built and switched to (or found
+#: to build the running system). A lock that differs from it is not "unchanged", even when
+#: this run's lock update changed nothing: an earlier run stopped between lock and switch.
+BUILT_MARKER = "/var/lib/nixmox/flake-lock-built"
+
+
+def lock_digest(text: str) -> str:
+    """The marker's value for a flake.lock's text."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def lock_unchanged(before: str, after: str, built: str | None) -> bool:
+    """Nothing to build: the update left the lock as it was, and the running system was
+    built from that lock (or nixmox has no record yet, as before its first update)."""
+    return after == before and (built is None or built == lock_digest(after))
 
 
 def parse_generation(text: str) -> Generation:
@@ -277,6 +296,24 @@ class NixosUpdate:
         path = shlex.quote(self.lock_path)
         return self.access.run(f"if [ -e {path} ]; then cat {path}; fi", changes=False).stdout
 
+    def _built(self) -> str | None:
+        """The marker's value, or None when nixmox never finished an update here."""
+        path = shlex.quote(BUILT_MARKER)
+        text = self.access.run(f"if [ -e {path} ]; then cat {path}; fi", changes=False).stdout
+        return text.strip() or None
+
+    def _mark_built(self, o: Outcome) -> None:
+        """Record the lock the running system comes from (see :data:`BUILT_MARKER`)."""
+        digest = lock_digest(self.read_lock())
+        directory = shlex.quote(BUILT_MARKER.rsplit("/", 1)[0])
+        reply = self.access.run(
+            f"mkdir -p {directory} && printf '%s\\n' {digest} > {shlex.quote(BUILT_MARKER)}"
+        )
+        if not reply.ok:  # only costs a rebuild next time
+            log.warning("%s: cannot record the built lock: %s", self.guest.name, reply.why())
+        else:
+            o.step(f"recorded the built lock in {BUILT_MARKER}")
+
     # -- the plan (--dry-run) ---------------------------------------------------------
 
     def plan(self) -> Outcome:
@@ -372,10 +409,16 @@ class NixosUpdate:
             if not reply.ok:
                 self._restore_lock(o, old)
                 return self._failed(o, f"flake lock update failed: {reply.why()}")
-            if self.read_lock() == old:
+            new_lock = self.read_lock()
+            if lock_unchanged(old, new_lock, self._built()):
                 self._drop_snapshot(o)
                 o.result, o.message = "unchanged", "flake.lock unchanged: nothing to build"
                 return o
+            if new_lock == old:
+                o.step(
+                    "flake.lock unchanged, but nixmox never switched to it "
+                    "(an earlier update stopped halfway): building it now"
+                )
             new, failure = self._build(o)
             if new is None:
                 self._restore_lock(o, old)
@@ -495,6 +538,7 @@ class NixosUpdate:
                 )
                 return o
             notes.append(self._commit_lock(o))
+            self._mark_built(o)
             reboot = reboot_needed(self.access.run(READ_BOOT_FILES, changes=False).stdout)
         except GuestUnreachable as exc:
             o.result = "failed"
@@ -518,6 +562,7 @@ class NixosUpdate:
         """The new lock builds the running system again: keep the lock, switch nothing."""
         o.result = "ok"
         notes = ["new lock, same system: nothing switched", self._commit_lock(o)]
+        self._mark_built(o)
         self._after_success_snapshots(o)
         o.message = "; ".join(notes)
         return o
