@@ -199,3 +199,38 @@ def test_missing_maintenance_only_guest_cannot_be_created() -> None:
 def test_property_strings_round_trip(key: str, value: str, parsed: dict[str, str]) -> None:
     assert props.parse(key, value) == parsed
     assert props.parse(key, props.render(key, parsed)) == parsed
+
+
+# -- where a guest to create comes from ------------------------------------------------
+
+
+def _example_guest(name: str) -> Guest:
+    from pathlib import Path
+
+    from nixmox.inventory.load import load_inventory
+
+    root = Path(__file__).resolve().parent.parent
+    return load_inventory(root / "examples" / "homelab.toml").guest(name)
+
+
+def test_a_missing_template_file_or_template_vm_is_an_error_at_plan_time() -> None:
+    from nixmox.provision.diff import ActualState, source_problem
+
+    lxc, vm = desired_guest(_example_guest("nixos-lxc")), desired_guest(_example_guest("nixos-vm"))
+    tmpl = "local:vztmpl/nixos-lxc-25.05.tar.xz"
+    template_vm = {"vmid": 9000, "name": "nixos-template", "template": 1, "node": "pve1"}
+    ok = ActualState(
+        {}, [template_vm], {}, {}, container_templates={("pve1", "local"): frozenset({tmpl})}
+    )
+    assert source_problem(lxc, ok) is None and source_problem(vm, ok) is None
+    # The storage could not be listed: plan does not guess.
+    assert source_problem(lxc, ActualState({}, [], {}, {})) is None
+    empty = ActualState(
+        {},
+        [dict(template_vm, template=0)],
+        {},
+        {},
+        container_templates={("pve1", "local"): frozenset()},
+    )
+    assert "is not on storage local of pve1" in str(source_problem(lxc, empty))
+    assert "clone source 9000 is not a template VM" in str(source_problem(vm, empty))

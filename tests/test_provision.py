@@ -96,8 +96,9 @@ def test_plan_apply_plan_converges(env: RunningLab, capsys: pytest.CaptureFixtur
     assert report["unmanaged"] == [
         {"vmid": 9000, "type": "qemu", "name": "nixos-template", "node": "pve1"}
     ]
-    # One /cluster/resources, /access/permissions, the network, /storage: no per-guest reads yet.
-    assert report["requests"] == 4
+    # One /cluster/resources, /access/permissions, the network, /storage, and the template
+    # files on `local` (for the container to create): no per-guest reads yet.
+    assert report["requests"] == 5
     assert apply_example(capsys) == 0
     code, report = plan_json(capsys)
     assert code == 0 and report["changes"] is False, report

@@ -540,10 +540,18 @@ def test_upload_lxc_template_then_plan_can_create_from_it(
     env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     inv = _only_guest(tmp_path, "nixos-lxc", "local:vztmpl/nixos-lxc-test.tar.xz")
-    # Before the upload PVE has no such template: creating the guest fails.
+    # Before the upload the storage has no such template: plan says so and how to fix it,
+    # and apply creates nothing.
+    assert run(["plan", "--json", "--config", str(inv)]) == 1
+    [row] = json.loads(capsys.readouterr().out)["guests"]
+    assert row["action"] == "error"
+    assert row["error"] == (
+        "template local:vztmpl/nixos-lxc-test.tar.xz is not on storage local of pve1: "
+        "put it there with `nixmox template upload FILE`"
+    )
     assert run(["apply", "--yes", "--config", str(inv)]) == 1
     said = "".join(capsys.readouterr())
-    assert "volume 'local:vztmpl/nixos-lxc-test.tar.xz' does not exist" in said, said
+    assert "nixos-lxc-test.tar.xz is not on storage local" in said, said
     assert env.pve.guest(100) is None
 
     image = tmp_path / "nixos-lxc-test.tar.xz"

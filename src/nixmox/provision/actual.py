@@ -6,6 +6,7 @@ talks to a guest agent.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from nixmox.provision.diff import ActualGuest, ActualState
 from nixmox.proxmox.client import Proxmox
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Requests in flight per node (its pveproxy serves a few workers) and in all.
 #: Measured (bench/plan.py, 1,000 guests, 20 ms): 12 in flight is the fastest;
@@ -112,7 +114,44 @@ def read_state(
     jobs: dict[str, dict[str, Any]] = {}
     if inv.backups is not None and inv.backups.scheduler == "proxmox":
         jobs = {str(j["id"]): j for j in api.get("/cluster/backup") or []}
-    return ActualState(guests, resources, bridges, storages, errors, jobs)
+    return ActualState(
+        guests,
+        resources,
+        bridges,
+        storages,
+        errors,
+        jobs,
+        _container_templates(api, inv, set(by_vmid), total),
+    )
+
+
+def _container_templates(
+    api: Proxmox, inv: Inventory, existing: set[int], total: int
+) -> dict[tuple[str, str], frozenset[str]]:
+    """The vztmpl volumes of each (node, storage) a container still to create names.
+
+    A storage that cannot be listed is left out: plan then does not judge it.
+    """
+    wanted = sorted(
+        {
+            (g.node, g.template.split(":", 1)[0])
+            for g in inv.guests
+            if g.kind == "lxc" and g.template and g.vmid not in existing
+        }
+    )
+    found: dict[tuple[str, str], frozenset[str]] = {}
+
+    def fetch(where: tuple[str, str]) -> None:
+        node, storage = where
+        try:
+            rows = api.get(f"/nodes/{node}/storage/{storage}/content", content="vztmpl") or []
+        except NixmoxError as exc:
+            log.info("cannot list templates on %s of %s: %s", storage, node, exc)
+            return
+        found[where] = frozenset(str(r.get("volid")) for r in rows)
+
+    run_all(fetch, wanted, total)
+    return found
 
 
 def run_all(fn: Callable[[T], None], items: list[T], workers: int) -> None:

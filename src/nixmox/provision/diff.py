@@ -466,6 +466,35 @@ class ActualState:
     storages: dict[str, dict[str, Any]]
     errors: dict[int, str] = field(default_factory=dict)  # vmid -> why it could not be read
     backup_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> job
+    #: (node, storage) -> the vztmpl volumes on it, read for containers still to create.
+    container_templates: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+
+
+def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
+    """Why a guest to create cannot be: its template file or template VM is missing."""
+    g = want.guest
+    volid = want.create.get("ostemplate")
+    if volid is not None:
+        storage = volid.split(":", 1)[0]
+        found = actual.container_templates.get((g.node, storage))
+        if found is not None and volid not in found:
+            return (
+                f"template {volid} is not on storage {storage} of {g.node}: "
+                "put it there with `nixmox template upload FILE`"
+            )
+    source = want.create.get("clone")
+    if source is not None:
+        match = [
+            r
+            for r in actual.resources
+            if r.get("template") and (str(r.get("vmid")) == source or r.get("name") == source)
+        ]
+        if not match:
+            return (
+                f"clone source {source} is not a template VM on the cluster: restore one with "
+                "`nixmox template upload vzdump-qemu-....vma.zst --vmid N`"
+            )
+    return None
 
 
 def make_plan(inv: Inventory, actual: ActualState) -> Plan:
@@ -484,7 +513,13 @@ def make_plan(inv: Inventory, actual: ActualState) -> Plan:
                 )
             )
             continue
-        guests.append(diff_guest(desired_guest(guest), actual.guests.get(guest.vmid)))
+        want = desired_guest(guest)
+        planned = diff_guest(want, actual.guests.get(guest.vmid))
+        if planned.action == "create":
+            problem = source_problem(want, actual)
+            if problem is not None:
+                planned = replace(planned, action="error", error=problem)
+        guests.append(planned)
     bridges = tuple(
         diff_bridge(b, actual.bridges.get((b.node, b.iface))) for b in desired_bridges(inv)
     )
