@@ -255,6 +255,8 @@ def make_rig(
                 lab.pve.apply_upgrades(node)
 
         lab.pve.before_apt_read = follow_apt_get
+        # A rebooted node comes up on the newest kernel in its /boot.
+        lab.pve.after_reboot = lambda node: hosts[node].boot_newest() and None
         for key, value in lab.env.items():
             monkeypatch.setenv(key, value)
         state = tmp_path / "state"
@@ -436,6 +438,24 @@ def test_reboot_window_outside_holds_inside_reboots(
         ("onboot", 100),
     ]
     assert rig.pve.ct(100).status == "running" and rig.pve.vm(101).status == "running"
+
+
+def test_a_reboot_that_comes_back_on_the_old_kernel_is_reported(
+    make_rig: Callable[..., Rig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig = make_rig(reboot="allowed", guests=STOPPABLE_A)
+    rig.pve.set_upgrades(UPGRADES)
+    rig.behave("pve-a", KERNEL=NEWER)
+    rig.pve.after_reboot = None  # the boot loader still starts the old kernel
+    code, report = rig.nixmox(capsys)
+    assert code == 0, report
+    [row] = report["guests"]
+    assert ("reboot", "pve-a") in rig.pve.host_events
+    assert row["result"] == "ok" and row["pending"] == 1
+    assert row["message"].endswith(
+        f"but it still runs kernel {RUNNING}, not {NEWER}: check the boot loader "
+        "(`proxmox-boot-tool status`, `proxmox-boot-tool kernel list`)"
+    )
 
 
 def test_single_node_guest_that_may_not_stop_holds_the_reboot(

@@ -13,6 +13,7 @@ Each instance answers to its own host alias, so two of them are two nodes.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -57,10 +58,24 @@ class StandInHost(Sshd):
         """The host's /run."""
         return self._tmp / "run"
 
+    @property
+    def osrelease(self) -> Path:
+        """What the host sees as /proc/sys/kernel/osrelease: the kernel it "runs"."""
+        return self._tmp / "osrelease"
+
     def _start(self) -> None:
         for d in (self.bin_dir, self.boot_dir, self.run_dir):
             d.mkdir()
+        # It starts out running this machine's kernel.
+        self.osrelease.write_text(Path("/proc/sys/kernel/osrelease").read_text())
         super()._start()
+
+    def boot_newest(self) -> str:
+        """A reboot as a boot loader does it: run the newest kernel in /boot from now on."""
+        kernels = [f.name.removeprefix("vmlinuz-") for f in self.boot_dir.glob("vmlinuz-*")]
+        if kernels:
+            self.osrelease.write_text(max(kernels, key=_version_key) + "\n")
+        return self.osrelease.read_text().strip()
 
     def _write_configs(self) -> None:
         super()._write_configs()
@@ -71,6 +86,7 @@ class StandInHost(Sshd):
         binds = (
             f"mount --bind {shlex.quote(str(self.boot_dir))} /boot && "
             f"mount --bind {shlex.quote(str(self.run_dir))} /run && "
+            f"mount --bind {shlex.quote(str(self.osrelease))} /proc/sys/kernel/osrelease && "
             # sshd's privilege separation directory, now inside the host's own /run.
             "mkdir -p -m 0755 /run/sshd && "
             'exec "$@"'
@@ -99,3 +115,8 @@ class StandInHost(Sshd):
         path.write_text(script)
         path.chmod(0o755)
         return path
+
+
+def _version_key(release: str) -> list[tuple[int, str]]:
+    """Order kernel releases the way their numbers read (6.8.12-10 after 6.8.12-4)."""
+    return [(int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"(\d+)", release) if p]

@@ -430,8 +430,25 @@ class HostUpdate:
         stopped = [str(s.vmid) for s in evac.stops]
         moved = f"; moved away and back: {', '.join(away)}" if away else ""
         moved += f"; shut down and started again: {', '.join(stopped)}" if stopped else ""
-        out.message = f"{done}; rebooted ({need}){moved}"
+        out.message = f"{done}; rebooted ({need}){moved}{self._booted_check(turn, need, out)}"
         return True
+
+    def _booted_check(self, turn: _Turn, need: RebootNeed, out: Outcome) -> str:
+        """After the reboot: does the node run the kernel it was rebooted for?"""
+        if need.kernel is None:
+            return ""
+        try:
+            running = self._probe(turn).running
+        except NixmoxError as exc:
+            return f"; could not check the running kernel: {exc}"
+        if running == need.kernel:
+            out.step(f"running kernel {running}")
+            return ""
+        out.pending += 1
+        return (
+            f"; but it still runs kernel {running}, not {need.kernel}: check the boot "
+            "loader (`proxmox-boot-tool status`, `proxmox-boot-tool kernel list`)"
+        )
 
     def _running_guests(self, name: str) -> list[RunningGuest]:
         rows = self.api.get("/cluster/resources", type="vm") or []
