@@ -68,6 +68,8 @@ nixmox --config "$config" template upload "$work/nixos-lxc-demo.tar.xz"
 .venv/bin/python -m tests.lab.ctl start 102
 step nixmox --config $config update windows --dry-run   # precheck and scan only: the plan
 nixmox --config "$config" update windows --dry-run
+step nixmox --config $config windows provision --guest win11-gaming   # Steam, its logon task, Rust, MSI
+nixmox --config "$config" windows provision --guest win11-gaming
 
 # The example reaches nixos-lxc over ssh at nixos-lxc.home.arpa: here every
 # *.home.arpa name points at a closed loopback port, so nothing leaves loopback

@@ -1143,13 +1143,18 @@ class Lab(FakePve):
             vm.agent = {}
 
     def _default_windows_agent(self, values: dict[str, Any]) -> None:
-        """With ``windows_agent_default``: script a Windows VM's agent when first asked."""
+        """With ``windows_agent_default``: script a Windows VM's agent when first asked
+        (updates waiting, and a fresh install for provisioning)."""
         if not self.windows_agent_default:
             return
         vm = self.find(values["node"], values["vmid"])
         windows = str(vm.config.get("ostype", "")).startswith("win")
         if windows and int(vm.vmid) not in self.windows_agents:
             self.script_windows_agent(int(vm.vmid))
+            # Behind the same agent, a fresh Windows for `windows provision` (no Steam yet).
+            from ..windows_guest import WindowsGuest
+
+            self.agent_responders[int(vm.vmid)].append(WindowsGuest())
 
     # ------------------------------------------------------------ templates
     # PVE lists a directory storage by reading the directory: an archive copied
