@@ -161,3 +161,26 @@ def test_nothing_to_do_and_a_held_reboot_count_as_success_and_a_node_is_named_as
         {"guest": "pve1", "vmid": None, "result": "failed", "rolled_back": False},
     ]
     assert _update_values(tmp_path, rows) == {"win11-gaming": 1.0, "nixos-vm": 1.0, "pve1": 0.0}
+
+
+def test_history_words_for_provisioning_and_template_uploads(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    steps = [
+        {"step": "precheck", "ok": True, "changed": False, "pending": False, "skipped": False},
+        {"step": "steam", "ok": True, "changed": True, "pending": False, "skipped": False},
+        {"step": "rust", "ok": True, "changed": False, "pending": True, "skipped": False},
+        {"step": "msi", "ok": False, "changed": False, "pending": False, "skipped": False},
+        {"step": "postcheck", "ok": False, "changed": False, "pending": False, "skipped": True},
+    ]
+    guest = {"guest": "win11-gaming", "vmid": 102, "result": "failed", "steps": steps}
+    record(state, "windows provision", "failed", {"guests": [guest]})
+    record(state, "template upload", "ok", {"volid": "local:vztmpl/x.tar.xz", "uploaded": True})
+    record(state, "template upload", "ok", {"vmid": 9000, "name": "nixos-vm"})
+    journal = Journal(state)
+    [provision] = journal.runs("windows provision", exact=True)
+    assert summary_lines(provision) == [
+        "win11-gaming: changed steam; left to the user: rust; failed: msi"
+    ]
+    vm, ct = journal.runs("template upload", exact=True)
+    assert summary_lines(ct) == ["local:vztmpl/x.tar.xz uploaded"]
+    assert summary_lines(vm) == ["VM template 9000 (nixos-vm)"]

@@ -109,6 +109,32 @@ def _update(summary: Mapping[str, Any], what: str) -> list[str]:
     return [head, *_failures(failed)]
 
 
+def _provision(summary: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for guest in _rows(summary, "guests"):
+        steps = [s for s in guest.get("steps") or [] if isinstance(s, Mapping)]
+        changed = [str(s.get("step")) for s in steps if s.get("ok") and s.get("changed")]
+        pending = [str(s.get("step")) for s in steps if s.get("ok") and s.get("pending")]
+        failed = [str(s.get("step")) for s in steps if not s.get("ok") and not s.get("skipped")]
+        words = [f"{guest.get('guest')}:"]
+        words.append(f"changed {', '.join(changed)}" if changed else "nothing changed")
+        if pending:
+            words.append(f"left to the user: {', '.join(pending)}")
+        if failed:
+            words.append(f"failed: {', '.join(failed)}")
+        lines.append(" ".join(words[:2]) + "".join(f"; {w}" for w in words[2:]))
+    return lines or ["no guest"]
+
+
+def _template_upload(summary: Mapping[str, Any]) -> list[str]:
+    if summary.get("vmid") is not None:
+        return [f"VM template {summary.get('vmid')} ({summary.get('name')})"]
+    if summary.get("volid"):
+        verb = "uploaded" if summary.get("uploaded") else "already there"
+        return [f"{summary.get('volid')} {verb}"]
+    return ["nothing uploaded"]
+
+
 def summary_lines(run: Run) -> list[str]:
     """The run in words: a headline, then one line per failure."""
     summary = run.summary
@@ -122,6 +148,10 @@ def summary_lines(run: Run) -> list[str]:
         lines = _apply(summary)
     elif run.command.startswith("update"):
         lines = _update(summary, "node" if run.command == "update host" else "guest")
+    elif run.command == "windows provision":
+        lines = _provision(summary)
+    elif run.command == "template upload":
+        lines = _template_upload(summary)
     else:
         lines = [run.result or "running"]
     if summary.get("error"):
