@@ -475,6 +475,50 @@ def test_build_runs_nixos_rebuild_build_image(
     assert f"next: nixmox template upload {store}/tarball/{image}" in printed
 
 
+def _with_keys(keys: str) -> str:
+    """The example inventory with ``[templates] ssh_keys = [KEYS]``."""
+    text = (REPO / "examples" / "homelab.toml").read_text()
+    start = text.index("ssh_keys = [")
+    end = text.index("\n", start)
+    return text[:start] + f"ssh_keys = [{keys}]" + text[end:]
+
+
+def test_build_takes_the_keys_from_the_inventory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = "nixos-image-lxc-proxmox-25.05-x86_64-linux.tar.xz"
+    bin_dir, log, _ = _stand_ins(tmp_path, image)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    other = KEY.replace("FakeKey", "OtherKey").replace("nixmox@test", "admin@laptop")
+    inv = tmp_path / "nixmox.toml"
+    inv.write_text(_with_keys(f'"{KEY}", "{other}"'))
+    out = tmp_path / "out"
+    assert run(["template", "build", "nixos-lxc", "--out", str(out), "--config", str(inv)]) == 0
+    staged = out / "flake-nixos-lxc"
+    assert (staged / "authorized_keys").read_text() == f"{KEY}\n{other}\n"
+    assert log.exists()
+    # Without keys anywhere nothing is built, and the message names both ways to give them.
+    log.unlink()
+    bare = tmp_path / "bare.toml"
+    bare.write_text(_with_keys(""))
+    assert run(["template", "build", "nixos-lxc", "--out", str(out), "--config", str(bare)]) == 1
+    assert "[templates] ssh_keys" in capsys.readouterr().err
+    assert not log.exists()
+
+
+def test_a_private_key_in_the_inventory_is_refused_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inv = tmp_path / "nixmox.toml"
+    text = _with_keys('"-----BEGIN OPENSSH PRIVATE KEY-----"')
+    inv.write_text(text)
+    assert run(["config", "check", "--config", str(inv)]) == 1
+    err = capsys.readouterr().err
+    line = 1 + text.splitlines().index('ssh_keys = ["-----BEGIN OPENSSH PRIVATE KEY-----"]')
+    assert f"nixmox.toml:{line}:" in err and "templates.ssh_keys" in err
+    assert "is not an SSH public key" in err
+
+
 def test_build_with_the_users_flake(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

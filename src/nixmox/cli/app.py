@@ -470,6 +470,7 @@ app.add_typer(template_app, name="template")
 
 @template_app.command("build")
 def template_build(
+    ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="nixos-lxc, nixos-lxc-docker or nixos-vm")],
     out: Annotated[
         Path, typer.Option("--out", help="where the build links its result", file_okay=False)
@@ -484,13 +485,21 @@ def template_build(
     ] = None,
     ssh_key: Annotated[
         list[Path] | None,
-        typer.Option("--ssh-key", help="public key file the guest accepts (repeatable)"),
+        typer.Option(
+            "--ssh-key",
+            help="public key file the guest accepts (repeatable; default: the inventory's "
+            "[templates] ssh_keys)",
+        ),
     ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Build a NixOS template image (nixos-rebuild build-image)."""
     from nixmox.cli import template_cmd
 
-    raise typer.Exit(template_cmd.build(kind, out=out, flake=flake, ssh_keys=ssh_key or []))
+    g = _globals(ctx, config, False)
+    raise typer.Exit(
+        template_cmd.build(kind, out=out, flake=flake, ssh_keys=ssh_key or [], config=g.config)
+    )
 
 
 @template_app.command("upload")

@@ -23,8 +23,33 @@ BUILD_TIMEOUT = 4 * 3600.0
 # -- build ----------------------------------------------------------------------------
 
 
-def build(kind_name: str, *, out: Path, flake: Path | None, ssh_keys: list[Path]) -> int:
-    """Build one template image with ``nixos-rebuild build-image``; print its path."""
+def _inventory_keys(config: Path | None) -> str | None:
+    """``[templates] ssh_keys`` of the inventory, when there is one that declares them."""
+    try:
+        path = find_inventory(config)
+    except ConfigError:
+        if config is not None:
+            raise
+        return None  # no inventory anywhere: --ssh-key it is
+    inv = load_inventory(path)
+    if inv.templates is None or not inv.templates.ssh_keys:
+        return None
+    return t.authorized_keys([(f"{path}: templates.ssh_keys", "\n".join(inv.templates.ssh_keys))])
+
+
+def build(
+    kind_name: str,
+    *,
+    out: Path,
+    flake: Path | None,
+    ssh_keys: list[Path],
+    config: Path | None = None,
+) -> int:
+    """Build one template image with ``nixos-rebuild build-image``; print its path.
+
+    The guest's SSH keys: the ``--ssh-key`` files, else the inventory's
+    ``[templates] ssh_keys``.
+    """
     k = t.kind(kind_name)
     missing = [p for p in ("nixos-rebuild", "nix") if shutil.which(p) is None]
     if missing:
@@ -36,6 +61,8 @@ def build(kind_name: str, *, out: Path, flake: Path | None, ssh_keys: list[Path]
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     keys = t.authorized_keys((str(p), _read(p)) for p in ssh_keys) if ssh_keys else None
+    if keys is None and flake is None:
+        keys = _inventory_keys(config)
     overrides: list[tuple[str, str]] = []
     if flake is not None:
         if keys is not None:
@@ -55,8 +82,8 @@ def build(kind_name: str, *, out: Path, flake: Path | None, ssh_keys: list[Path]
             )
         if keys is None:
             raise ConfigError(
-                "give --ssh-key FILE (a public key file, repeatable): without a key "
-                "the guest accepts no SSH login"
+                "give --ssh-key FILE (a public key file, repeatable) or [templates] ssh_keys "
+                "in the inventory: without a key the guest accepts no SSH login"
             )
         staged = t.stage(root / "templates" / k.name, out / f"flake-{k.name}", keys)
         uri = f"path:{staged}"

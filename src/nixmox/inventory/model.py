@@ -549,6 +549,21 @@ NotifyEvent = Literal["failure", "recovery", "success"]
 _DEFAULT_EVENTS: tuple[NotifyEvent, ...] = ("failure", "recovery")
 
 
+class Templates(Strict):
+    """What `nixmox template build` puts into the NixOS images."""
+
+    ssh_keys: list[
+        Annotated[
+            str,
+            _matches(
+                r"(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9-]+@openssh\.com)"
+                r" [A-Za-z0-9+/]+={0,3}( .*)?",
+                "an SSH public key (TYPE BASE64 [COMMENT])",
+            ),
+        ]
+    ] = Field(default_factory=list, description="public keys the guests accept for root")
+
+
 class Notify(Strict):
     """Notifications through apprise."""
 
@@ -579,6 +594,7 @@ class Inventory(Strict):
     schedules: Schedules | None = None
     notify: Notify | None = None
     metrics: Metrics | None = None
+    templates: Templates | None = None
 
     def guest(self, name: str) -> Guest:
         """The guest called ``name`` (KeyError if none)."""
