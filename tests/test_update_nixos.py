@@ -32,7 +32,7 @@ from nixmox.runner import Runner
 from nixmox.state import Journal
 from nixmox.updates.guest_access import AgentAccess, PctAccess, open_access
 from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
-from nixmox.updates.nixos import (
+from nixmox.updates.nixos_decisions import (
     NIX,
     READ_GENERATION,
     Generation,
@@ -788,7 +788,7 @@ def test_reboot_policy_for_a_nixos_guest() -> None:
     from zoneinfo import ZoneInfo
 
     from nixmox.inventory.model import RebootPolicy
-    from nixmox.updates.nixos import reboot_allowed
+    from nixmox.updates.nixos_decisions import reboot_allowed
 
     vienna = ZoneInfo("Europe/Vienna")
     sunday_4am_vienna = datetime(2026, 11, 29, 3, 20, tzinfo=UTC)
