@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nixmox.calendar import window_open
 from nixmox.cli import update_windows_cmd
 from nixmox.cli.main import run
 from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
@@ -26,13 +27,12 @@ from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.settings import connection
 from nixmox.state import Journal
 from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
-from nixmox.windows.update import (
-    Timing,
+from nixmox.windows.update import Timing
+from nixmox.windows.update_decisions import (
     after_scan,
     interpret_install,
     postcheck_problems,
     reboot_verdict,
-    window_open,
 )
 from tests.lab.serving import RunningLab
 from tests.lab.windows_agent import WindowsAgent, update
