@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixmox.proxmox.agent import AgentError, AgentTimeout, ExecResult
+from nixmox.proxmox.agent import AgentError, ExecResult, wait_exited
 
 DEFAULT_DIR = "/var/run/qemu-server"
 #: Raw bytes per guest-file-write call (base64 makes them a third larger on the wire).
@@ -192,18 +192,14 @@ class SocketAgent:
             arguments["input-data"] = base64.b64encode(input_data.encode()).decode()
         with self._connect() as conn:
             pid = int(conn.call("guest-exec", arguments)["pid"])
-            deadline = time.monotonic() + timeout
-            delay = min(self.poll, 0.05)
-            while True:
-                status = conn.call("guest-exec-status", {"pid": pid})
-                if status.get("exited"):
-                    return _result(status)
-                if time.monotonic() >= deadline:
-                    raise AgentTimeout(
-                        f"VM {self.vmid}: {argv[0]} still running after {timeout:g} s"
-                    )
-                self.sleep(delay)
-                delay = min(delay * 2, self.poll)
+
+            def status() -> dict[str, Any]:
+                return dict(conn.call("guest-exec-status", {"pid": pid}))
+
+            found = wait_exited(
+                status, timeout, self.poll, self.sleep, f"VM {self.vmid}: {argv[0]}"
+            )
+            return _result(found)
 
     def file_write(self, path: str, content: str) -> None:
         data = content.encode()

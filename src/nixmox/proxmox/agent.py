@@ -94,19 +94,15 @@ class ApiAgent:
         except NixmoxError as exc:
             raise AgentError(f"{self.vmid}: could not start {argv[0]}: {exc}") from None
         pid = int(started["pid"])
-        deadline = time.monotonic() + timeout
-        delay = min(self.poll, 0.1)
-        while True:
+
+        def status() -> dict[str, Any]:
             try:
-                status = self.api.get(f"{self.path}/exec-status", pid=pid)
+                return dict(self.api.get(f"{self.path}/exec-status", pid=pid) or {})
             except NixmoxError as exc:
                 raise AgentError(f"{self.vmid}: lost {argv[0]} (pid {pid}): {exc}") from None
-            if status.get("exited"):
-                return _result(status)
-            if time.monotonic() >= deadline:
-                raise AgentTimeout(f"{self.vmid}: {argv[0]} still running after {timeout:g} s")
-            self.sleep(delay)
-            delay = min(delay * 2, self.poll)
+
+        found = wait_exited(status, timeout, self.poll, self.sleep, f"{self.vmid}: {argv[0]}")
+        return _result(found)
 
     def file_write(self, path: str, content: str) -> None:
         data = content.encode()
@@ -125,6 +121,28 @@ class ApiAgent:
         except NixmoxError as exc:
             raise AgentError(f"{self.vmid}: could not read {path}: {exc}") from None
         return str(answer.get("content", ""))
+
+
+def wait_exited(
+    status: Callable[[], dict[str, Any]],
+    timeout: float,
+    poll: float,
+    sleep: Callable[[float], None],
+    what: str,
+) -> dict[str, Any]:
+    """Ask ``status`` (an exec-status read) until it says ``exited``, backing off to
+    ``poll`` seconds; that first exited answer is the only one (the agent then
+    forgets the pid), so it is returned as is."""
+    deadline = time.monotonic() + timeout
+    delay = min(poll, 0.05)
+    while True:
+        found = status()
+        if found.get("exited"):
+            return found
+        if time.monotonic() >= deadline:
+            raise AgentTimeout(f"{what} still running after {timeout:g} s")
+        sleep(delay)
+        delay = min(delay * 2, poll)
 
 
 def _result(status: dict[str, object]) -> ExecResult:

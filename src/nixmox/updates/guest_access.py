@@ -97,6 +97,30 @@ def _skipped() -> Reply:
     return Reply(0, "", "", skipped=True)
 
 
+def _run_via_ssh_or_here(
+    runner: Runner,
+    argv: list[str],
+    remote: Remote | None,
+    where: str,
+    *,
+    changes: bool,
+    input: str | None,
+    timeout: float,
+) -> Reply:
+    """``argv`` through the runner (over ``remote``, else here); ssh's own failures
+    (exit 255: refused, no route, host key), a timeout or a missing program mean the
+    guest cannot be reached."""
+    try:
+        result = runner.run(
+            argv, remote=remote, changes=changes, check=False, input=input, timeout=timeout
+        )
+    except (CommandTimeout, CommandNotFound) as exc:
+        raise GuestUnreachable(f"{where}: {exc}") from None
+    if result.returncode == 255 and remote is not None and not result.skipped:
+        raise GuestUnreachable(f"{where}: {Reply(255, result.stdout, result.stderr).why()}")
+    return Reply(result.returncode, result.stdout, result.stderr, result.skipped)
+
+
 @dataclass(frozen=True)
 class SshAccess:
     """The guest over SSH with the system client."""
@@ -116,24 +140,15 @@ class SshAccess:
         input: str | None = None,
         timeout: float = 600.0,
     ) -> Reply:
-        try:
-            result = self.runner.run(
-                _argv(command),
-                remote=self.remote,
-                changes=changes,
-                check=False,
-                input=input,
-                timeout=timeout,
-            )
-        except CommandTimeout as exc:
-            raise GuestUnreachable(f"{self.where}: {exc}") from None
-        except CommandNotFound as exc:
-            raise GuestUnreachable(f"{self.where}: {exc}") from None
-        if result.returncode == 255 and not result.skipped:
-            # ssh's own failures (refused, no route, host key) exit 255.
-            reply = Reply(255, result.stdout, result.stderr)
-            raise GuestUnreachable(f"{self.where}: {reply.why()}")
-        return Reply(result.returncode, result.stdout, result.stderr, result.skipped)
+        return _run_via_ssh_or_here(
+            self.runner,
+            _argv(command),
+            self.remote,
+            self.where,
+            changes=changes,
+            input=input,
+            timeout=timeout,
+        )
 
     def reachable(self) -> str | None:
         quick = Remote(self.remote.destination, (*self.remote.options, "-o", "ConnectTimeout=10"))
@@ -216,21 +231,15 @@ class PctAccess:
         input: str | None = None,
         timeout: float = 600.0,
     ) -> Reply:
-        try:
-            result = self.runner.run(
-                self.argv(command),
-                remote=self.node,
-                changes=changes,
-                check=False,
-                input=input,
-                timeout=timeout,
-            )
-        except (CommandTimeout, CommandNotFound) as exc:
-            raise GuestUnreachable(f"{self.where}: {exc}") from None
-        if result.returncode == 255 and self.node is not None and not result.skipped:
-            reply = Reply(255, result.stdout, result.stderr)
-            raise GuestUnreachable(f"{self.where}: {reply.why()}")
-        return Reply(result.returncode, result.stdout, result.stderr, result.skipped)
+        return _run_via_ssh_or_here(
+            self.runner,
+            self.argv(command),
+            self.node,
+            self.where,
+            changes=changes,
+            input=input,
+            timeout=timeout,
+        )
 
     def reachable(self) -> str | None:
         try:

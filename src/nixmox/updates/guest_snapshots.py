@@ -12,7 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.tasks import wait
@@ -102,10 +102,29 @@ class GuestSnapshots:
 
     def prune(self, keep: Keep, zone: tzinfo, *, dry_run: bool = False) -> list[str]:
         """Delete nixmox's update snapshots retention no longer keeps; their names."""
-        doomed = snapshots_to_prune(self.names(), keep, zone)
-        for name in doomed:
-            if dry_run:
-                log.info("would delete snapshot %s of %s", name, self.vmid)
-            else:
-                self.delete(name)
-        return doomed
+        return prune_update_snapshots(self, keep, zone, dry_run=dry_run)
+
+
+class SnapshotList(Protocol):
+    """A guest's snapshots, however reached (the API here, ``qm`` on the host)."""
+
+    @property
+    def vmid(self) -> int: ...
+
+    def names(self) -> list[str]: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+def prune_update_snapshots(
+    snaps: SnapshotList, keep: Keep, zone: tzinfo, *, dry_run: bool = False
+) -> list[str]:
+    """Delete the update snapshots of ``snaps`` retention no longer keeps (only nixmox's
+    own names are candidates); their names."""
+    doomed = snapshots_to_prune(snaps.names(), keep, zone)
+    for name in doomed:
+        if dry_run:
+            log.info("would delete snapshot %s of %s", name, snaps.vmid)
+        else:
+            snaps.delete(name)
+    return doomed

@@ -10,16 +10,13 @@ are ever deleted or pruned.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import tzinfo
 
 from nixmox.retention import Keep
 from nixmox.runner import Runner
-from nixmox.updates.guest_snapshots import snapshots_to_prune, update_snapshot_time
-
-log = logging.getLogger(__name__)
+from nixmox.updates.guest_snapshots import prune_update_snapshots, update_snapshot_time
 
 _SNAPSHOT = re.compile(r"->\s+(\S+)")
 
@@ -64,10 +61,4 @@ class QmGuest:
         self.runner.run([self.qm, "delsnapshot", str(self.vmid), name], timeout=self.timeout)
 
     def prune(self, keep: Keep, zone: tzinfo, *, dry_run: bool = False) -> list[str]:
-        doomed = snapshots_to_prune(self.names(), keep, zone)
-        for name in doomed:
-            if dry_run:
-                log.info("would delete snapshot %s of %s", name, self.vmid)
-            else:
-                self.delete(name)
-        return doomed
+        return prune_update_snapshots(self, keep, zone, dry_run=dry_run)
