@@ -496,6 +496,27 @@ def test_dry_run_changes_nothing(
     assert rig.pve.installed_packages["pve-manager"] == "9.0.10"
 
 
+def test_dry_run_of_an_unreachable_node_still_shows_the_plan(
+    make_rig: Callable[..., Rig],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    rig = make_rig(guests=STOPPABLE_A)
+    rig.pve.set_upgrades(UPGRADES, cached=True)
+    closed = tmp_path / "closed_ssh_config"  # the node's ssh answers nowhere
+    closed.write_text("Host *\n  HostName 127.0.0.1\n  Port 9\n  BatchMode yes\n")
+    monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(closed))
+    code, report = rig.nixmox(capsys, "--dry-run")
+    assert code == 0
+    [row] = report["guests"]
+    assert row["result"] == "dry-run"
+    assert row["message"].startswith(f"would snapshot {rig.root('pve-a')} and upgrade 2 package(s)")
+    assert "cannot read the node to check for a reboot" in row["message"]
+    assert "Connection refused" in row["message"]
+    assert rig.calls("pve-a") == [] and rig.snapshots("pve-a") == []
+
+
 def test_preflight_no_quorum_touches_nothing(
     make_rig: Callable[..., Rig], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -35,6 +35,13 @@ def _loopback(host: str) -> str:
     raise argparse.ArgumentTypeError(f"{host!r} is not a loopback address (127.0.0.0/8 or ::1)")
 
 
+DEMO_UPGRADES = [
+    ("proxmox-kernel-6.14.11-4-pve-signed", "6.14.11-4"),
+    ("pve-manager", "9.0.11"),
+    ("qemu-server", "9.0.23"),
+]
+
+
 async def serve(args: argparse.Namespace) -> int:
     directory = Path(args.dir or tempfile.mkdtemp(prefix="nixmox-lab-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,6 +64,9 @@ async def serve(args: argparse.Namespace) -> int:
                 lab.seed_backup(storage, guest["vmid"], kind, today - dt.timedelta(days=night))
     if args.guests:
         lab.add_declared_guests()
+    if args.upgrades:
+        # What pve-daily-update found: a kernel among the upgrades, so a reboot is due.
+        lab.set_upgrades(DEMO_UPGRADES, cached=True)
     if args.windows_agent:
         # Windows VMs (102) answer `update windows`'s scripts once they run:
         # two updates waiting, one needing a reboot, nobody playing.
@@ -98,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         "--windows-agent",
         action="store_true",
         help="Windows VMs answer with the scripted Windows guest agent (update windows)",
+    )
+    parser.add_argument(
+        "--upgrades",
+        action="store_true",
+        help="the nodes have package upgrades waiting (a kernel among them)",
     )
     parser.add_argument(
         "--backups",

@@ -287,7 +287,14 @@ class HostUpdate:
         for u in upgrades:
             out.step(f"upgrade {u}")
         if self.dry_run:
-            self._dry_run(turn, upgrades, reboot_needed(self._probe(turn)), out)
+            try:
+                need, unread = reboot_needed(self._probe(turn)), None
+            except NixmoxError as exc:  # the plan still shows; the real run would fail here
+                need, unread = None, str(exc)
+            self._dry_run(turn, upgrades, need, out)
+            if unread is not None:
+                out.result = "dry-run"
+                out.message += f"; cannot read the node to check for a reboot: {unread}"
             return True
         if upgrades:
             assert node.root_dataset is not None  # preflight
