@@ -155,4 +155,4 @@ rc=0; nixmox --config "$config" status --host-root "$work/host" || rc=$?
 echo "(status exit $rc: 0 all fine, 1 a job's last run failed, 2 doctor would FAIL something)"
 
 echo
-echo "demo finished: the lab was provisioned from the inventory (plan, apply, an empty second plan), checked, and its datasets snapshotted and pruned."
+echo "demo finished: the lab was provisioned from the inventory (plan, apply, an empty second plan), backed up, its updates planned, the Windows VM provisioned, checked, and its datasets snapshotted and pruned."
