@@ -120,3 +120,29 @@ def test_status_shows_what_doctor_fails_on_the_host(
     assert any(
         c["id"] == "host-driver" and c["status"] == "FAIL" for c in report["doctor"]["checks"]
     )
+
+
+def test_status_shows_a_nodes_held_reboot_from_update_host(
+    env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.observe_support import record
+
+    config = inventory(tmp_path, textfile=None, urls=[])
+    row = {"guest": "pve1", "vmid": None, "result": "held", "rolled_back": False, "pending": 1}
+    record(tmp_path / "state", "update host", "ok", {"guests": [row], "pending": {"pve1": 1}})
+    _, report = status_json(capsys, config)
+    assert report["nodes"] == [{"name": "pve1", "pending_updates": 1, "last_update": "ok"}]
+    assert report["jobs"] == [
+        {"job": "update host", "ended": report["jobs"][0]["ended"], "result": "ok",
+         "summary": "0 nodes updated, 1 held"}
+    ]  # fmt: skip
+    run(["status", "--config", str(config)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[out.index(next(ln for ln in out if ln.startswith("node "))) + 1].split() == [
+        "pve1",
+        "last",
+        "update",
+        "ok,",
+        "1",
+        "pending",
+    ]

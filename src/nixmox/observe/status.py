@@ -59,6 +59,15 @@ class GuestRow:
 
 
 @dataclass
+class NodeRow:
+    """One node's host updates, per the journal (`update host`)."""
+
+    name: str
+    pending_updates: int | None = None  # upgrades not installed, a reboot held
+    last_update: str | None = None
+
+
+@dataclass
 class DatasetRow:
     """One dataset's newest nixmox snapshot, per the newest snapshot run."""
 
@@ -85,6 +94,7 @@ class Report:
     api_error: str | None
     requests: int
     guests: list[GuestRow] = field(default_factory=list)
+    nodes: list[NodeRow] = field(default_factory=list)
     datasets: list[DatasetRow] = field(default_factory=list)
     jobs: list[JobRow] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
@@ -103,6 +113,7 @@ class Report:
             "api": {"reachable": self.api_error is None, "error": self.api_error},
             "requests": self.requests,
             "guests": [asdict(g) for g in self.guests],
+            "nodes": [asdict(n) for n in self.nodes],
             "datasets": [asdict(d) for d in self.datasets],
             "jobs": [asdict(j) for j in self.jobs],
             "doctor": {
@@ -205,6 +216,22 @@ def _journal(
         row.newest_snapshot = max(mine) if mine else None
 
 
+def _nodes(inv: Inventory, data: Samples) -> list[NodeRow]:
+    """Each declared node's pending host updates and the last `update host` result."""
+    updates = data["nixmox_guest_update_last_success"]
+    pending = data["nixmox_pending_updates"]
+    rows = []
+    for node in inv.nodes:
+        row = NodeRow(node.name)
+        labels = (f"node/{node.name}", node.name)
+        if labels in updates:
+            row.last_update = "ok" if updates[labels] else "failed"
+        if (node.name,) in pending:
+            row.pending_updates = int(pending[(node.name,)])
+        rows.append(row)
+    return rows
+
+
 def _snapshot_datasets(run: Run | None) -> dict[str, str]:
     """dataset -> the snapshot the run took of it."""
     out: dict[str, str] = {}
@@ -249,6 +276,7 @@ def gather(
     report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
     report.areas = areas
     report.guests = list(rows.values())
+    report.nodes = _nodes(inv, data)
     report.datasets = [
         DatasetRow(ds, newest.get((ds,)), int(n)) for (ds,), n in sorted(counts.items())
     ]
@@ -296,6 +324,16 @@ def lines(report: Report) -> list[str]:
             )
         )
     out += table_lines(guest_rows)
+    known = [n for n in report.nodes if n.last_update is not None or n.pending_updates]
+    if known:
+        out.append("")
+        node_rows = [("node", "host updates")]
+        for n in known:
+            words = [f"last update {n.last_update}"] if n.last_update else []
+            if n.pending_updates:
+                words.append(f"{n.pending_updates} pending")
+            node_rows.append((n.name, ", ".join(words)))
+        out += table_lines(node_rows)
     if report.datasets:
         out.append("")
         ds_rows = [("dataset", "newest snapshot", "age", "count")]
