@@ -52,8 +52,8 @@ def socket_path(vmid: int, directory: Path | None = None) -> Path:
     return (directory or socket_dir()) / f"{vmid}.qga"
 
 
-class _Connection:
-    """One synced connection to an agent socket."""
+class QgaConnection:
+    """One connection to an agent socket, newline-delimited JSON (call :meth:`sync` first)."""
 
     def __init__(self, path: Path, timeout: float, what: str) -> None:
         self.what = what
@@ -78,13 +78,13 @@ class _Connection:
         finally:
             self._sock.close()
 
-    def _send(self, message: dict[str, Any], prefix: bytes = b"") -> None:
+    def send(self, message: dict[str, Any], prefix: bytes = b"") -> None:
         try:
             self._sock.sendall(prefix + json.dumps(message).encode() + b"\n")
         except OSError as exc:
             raise AgentError(f"{self.what}: the agent connection broke: {exc}") from None
 
-    def _line(self, deadline: float) -> bytes:
+    def read_line(self, deadline: float) -> bytes:
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -112,10 +112,10 @@ class _Connection:
         it is stale (including the parse error the reset itself may cause).
         """
         sync_id = random.randrange(1, 2**31)
-        self._send({"execute": "guest-sync-delimited", "arguments": {"id": sync_id}}, b"\xff")
+        self.send({"execute": "guest-sync-delimited", "arguments": {"id": sync_id}}, b"\xff")
         deadline = time.monotonic() + self.timeout
         while True:
-            line = self._line(deadline)
+            line = self.read_line(deadline)
             marker = line.rfind(b"\xff")
             if marker < 0:
                 continue
@@ -131,9 +131,9 @@ class _Connection:
         message: dict[str, Any] = {"execute": command}
         if arguments is not None:
             message["arguments"] = arguments
-        self._send(message)
+        self.send(message)
         try:
-            answer = json.loads(self._line(time.monotonic() + self.timeout))
+            answer = json.loads(self.read_line(time.monotonic() + self.timeout))
         except ValueError:
             raise AgentError(f"{self.what}: {command}: the agent answered no JSON") from None
         if not isinstance(answer, dict):
@@ -163,8 +163,8 @@ class SocketAgent:
         return self.path.is_socket()
 
     @contextmanager
-    def _connect(self) -> Iterator[_Connection]:
-        conn = _Connection(self.path, self.timeout, f"VM {self.vmid}")
+    def _connect(self) -> Iterator[QgaConnection]:
+        conn = QgaConnection(self.path, self.timeout, f"VM {self.vmid}")
         try:
             conn.sync()
             yield conn

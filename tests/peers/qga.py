@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import socket
 import subprocess
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from nixmox.qga import QgaConnection
 from tests.peers._proc import Daemon, die_with_parent, wait_until
 
 BLOCKED: tuple[str, ...] = (
@@ -54,33 +54,18 @@ class QgaClient:
 
     def __init__(self, path: Path | str, *, timeout: float = 10.0) -> None:
         self.timeout = timeout
-        self._buf = b""
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
+        # The wire (connect, resync, lines, a close that leaves nothing unread so
+        # qemu-ga 7.2 does not exit on ECONNRESET) is nixmox's own agent connection.
+        self._conn = QgaConnection(Path(path), timeout, "qemu-ga")
         try:
-            self._sock.connect(str(path))
             self.sync()
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
-        """Close the connection without killing the agent.
-
-        Closing a unix socket with unread data makes the peer's next read fail
-        with ECONNRESET, and qemu-ga 7.2 treats that as a reason to exit
-        (status 0, nothing logged). So half-close first and read until the
-        agent closes its side, leaving nothing unread.
-        """
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-            self._sock.settimeout(2.0)
-            while self._sock.recv(65536):
-                pass
-        except OSError:
-            pass  # already gone; nothing left to protect
-        finally:
-            self._sock.close()
+        """Close the connection without killing the agent (see QgaConnection.close)."""
+        self._conn.close()
 
     def __enter__(self) -> QgaClient:
         return self
@@ -96,43 +81,11 @@ class QgaClient:
     # -- wire --------------------------------------------------------------
 
     def _send(self, message: dict[str, Any], prefix: bytes = b"") -> None:
-        self._sock.sendall(prefix + json.dumps(message).encode() + b"\n")
-
-    def _readline(self, deadline: float) -> bytes:
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("qemu-ga did not answer in time")
-            self._sock.settimeout(left)
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("qemu-ga closed the connection")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line
+        self._conn.send(message, prefix)
 
     def sync(self) -> None:
-        """Resynchronise the stream, discarding any stale answers.
-
-        ``0xff`` resets the agent's JSON parser (over a unix socket it also
-        answers with a "stray" parse error, which is skipped here), and
-        ``guest-sync-delimited`` echoes our random id behind a ``0xff``
-        marker, so everything before that marker is stale.
-        """
-        sync_id = random.randrange(1, 2**31)
-        self._send({"execute": "guest-sync-delimited", "arguments": {"id": sync_id}}, b"\xff")
-        deadline = time.monotonic() + self.timeout
-        while True:
-            line = self._readline(deadline)
-            marker = line.rfind(b"\xff")
-            if marker < 0:
-                continue
-            try:
-                answer = json.loads(line[marker + 1 :])
-            except ValueError:
-                continue
-            if isinstance(answer, dict) and answer.get("return") == sync_id:
-                return
+        """Resynchronise the stream, discarding any stale answers."""
+        self._conn.sync()
 
     def call(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         """Run one agent command; return its ``return`` value or raise QgaError."""
@@ -140,7 +93,7 @@ class QgaClient:
         if arguments is not None:
             message["arguments"] = arguments
         self._send(message)
-        answer = json.loads(self._readline(time.monotonic() + self.timeout))
+        answer = json.loads(self._conn.read_line(time.monotonic() + self.timeout))
         if "error" in answer:
             raise QgaError(command, answer["error"])
         return answer.get("return")
