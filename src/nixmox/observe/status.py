@@ -14,7 +14,6 @@ FAIL something (an unreachable API is one of those).
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from nixmox.proxmox.client import ReadOnce
 from nixmox.snapshots import human, taken_at
 from nixmox.state import Journal, Run
 from nixmox.tables import table_lines
+from nixmox.updates.nodes import this_host
 from nixmox.zones import zone
 
 #: Doctor's areas that read the API; status always runs these.
@@ -134,7 +134,7 @@ def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
     or this machine is one of the inventory's nodes."""
     if host_root is not None:
         return True
-    return socket.gethostname().split(".", 1)[0] in {n.name for n in inv.nodes}
+    return this_host() in {n.name for n in inv.nodes}
 
 
 def _doctor(

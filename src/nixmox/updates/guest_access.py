@@ -19,7 +19,6 @@ which the update turns into a Proxmox snapshot rollback after a switch.
 from __future__ import annotations
 
 import shlex
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -29,6 +28,8 @@ from nixmox.inventory.model import Guest, Node
 from nixmox.proxmox.agent import AgentError, ApiAgent, GuestAgent
 from nixmox.proxmox.client import Proxmox
 from nixmox.runner import Remote, Runner
+from nixmox.updates import nodes
+from nixmox.updates.nodes import is_local, node_remote
 
 NIXOS_BIN = "/run/current-system/sw/bin"
 # pct exec and the agent start programs with a bare environment; NixOS keeps
@@ -292,8 +293,7 @@ def open_access(
         return AgentAccess(ApiAgent(api, guest.node, guest.vmid), guest.vmid, runner.dry_run)
     if guest.kind != "lxc":
         raise ConfigError(f"guest {guest.name}: pct exec only enters containers (use ssh or agent)")
-    here = (this_host or socket.gethostname()).split(".")[0]
-    remote = None
-    if node is not None and node.address and node.name != here:
-        remote = Remote.to(f"{node.ssh_user}@{node.address}")
+    # On the node itself (or a node without an address): pct runs here.
+    here = (this_host or nodes.this_host()).split(".")[0]
+    remote = node_remote(node) if node is not None and is_local(node, here) is False else None
     return PctAccess(runner, guest.vmid, remote)

@@ -21,7 +21,6 @@ daily ``pve-daily-update`` refreshes that list; a dry run does not start an
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.tasks import wait
 from nixmox.runner import Remote, Result, Runner
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, snapshots_to_prune, update_snapshot_name
+from nixmox.updates.nodes import is_local, node_remote, this_host
 from nixmox.updates.outcome import Outcome
 from nixmox.updates.preflight import cluster_nodes, problems, quorate
 from nixmox.updates.reboot_needed import (
@@ -71,7 +71,6 @@ UPGRADE = (
     "dist-upgrade",
 )
 UPGRADE_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none"}
-LOCAL_ADDRESSES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class HostUpdateError(NixmoxError):
@@ -116,14 +115,6 @@ def upgrades_of(rows: Sequence[Mapping[str, Any]]) -> list[Upgrade]:
         if r.get("Package")
     ]
     return sorted(found, key=lambda u: u.package)
-
-
-def is_local(node: Node, hostname: str) -> bool | None:
-    """True when nixmox runs on ``node``, False when it reaches it over SSH,
-    None when it cannot reach it at all (no address, and not this machine)."""
-    if node.address in LOCAL_ADDRESSES or node.name == hostname:
-        return True
-    return False if node.address else None
 
 
 def recovery_hint(dataset: str, snapshot: str) -> str:
@@ -203,7 +194,7 @@ class HostUpdate:
         self.api = api
         self.runner = runner
         self.zone = zone
-        self.hostname = hostname or socket.gethostname().split(".", 1)[0]
+        self.hostname = hostname or this_host()
         self.now = now
         self.timing = timing or Timing()
         self.probe_root = probe_root
@@ -267,7 +258,7 @@ class HostUpdate:
         turn = _Turn(
             node,
             local,
-            None if local else Remote.to(f"{node.ssh_user}@{node.address}"),
+            None if local else node_remote(node),
             clustered=len(online) > 1,
             targets=self._targets(node.name, online),
         )
