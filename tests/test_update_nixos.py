@@ -787,8 +787,14 @@ def test_reboot_policy_for_a_nixos_guest() -> None:
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
+    from nixmox.inventory.load import load_inventory
     from nixmox.inventory.model import RebootPolicy
-    from nixmox.updates.nixos_decisions import reboot_allowed
+    from nixmox.updates.reboot_policy import guest_stop
+
+    lxc = load_inventory(ROOT / "examples" / "homelab.toml").guest("nixos-lxc")
+
+    def reboot_allowed(policy: RebootPolicy, now: datetime, zone: ZoneInfo) -> bool:
+        return guest_stop(lxc.model_copy(update={"reboot": policy}), now, zone).allowed
 
     vienna = ZoneInfo("Europe/Vienna")
     sunday_4am_vienna = datetime(2026, 11, 29, 3, 20, tzinfo=UTC)

@@ -81,16 +81,11 @@ class GuestSnapshots:
             wait(self.api, upid, what=f"snapshot {name} of {self.vmid}", timeout=self.timeout)
 
     def rollback(self, name: str, *, start: bool = True) -> None:
-        """Roll the guest back to ``name`` and start it again when it ran before."""
-        params: dict[str, Any] = {"start": 1} if start and self.kind == "qemu" else {}
+        """Roll the guest back to ``name``; with ``start``, PVE starts it again afterwards."""
+        params: dict[str, Any] = {"start": 1} if start else {}
         upid = self.api.post(f"{self.path}/{name}/rollback", **params)
         if isinstance(upid, str):
             wait(self.api, upid, what=f"rollback of {self.vmid} to {name}", timeout=self.timeout)
-        if start and self.kind == "lxc":
-            status = self.api.get(f"/nodes/{self.node}/lxc/{self.vmid}/status/current") or {}
-            if status.get("status") != "running":
-                upid = self.api.post(f"/nodes/{self.node}/lxc/{self.vmid}/status/start")
-                wait(self.api, upid, what=f"start {self.vmid}", timeout=self.timeout)
 
     def delete(self, name: str) -> None:
         """Delete snapshot ``name``; refuses names nixmox did not give."""

@@ -28,8 +28,8 @@
    and now is inside it), else
    reported as pending.
 
-The pure decisions (version → lock argv, parsing, health verdicts, reboot needed,
-reboot allowed) live in :mod:`nixmox.updates.nixos_decisions`; :class:`NixosUpdate`
+The pure decisions (version → lock argv, parsing, health verdicts, reboot needed)
+live in :mod:`nixmox.updates.nixos_decisions`; :class:`NixosUpdate`
 does the I/O.
 """
 
@@ -68,11 +68,11 @@ from nixmox.updates.nixos_decisions import (
     lock_unchanged,
     parse_generation,
     parse_nix_version,
-    reboot_allowed,
     reboot_needed,
     system_state,
 )
 from nixmox.updates.outcome import Outcome
+from nixmox.updates.reboot_policy import guest_stop
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,7 @@ class NixosUpdate:
             return o
         self._after_success_snapshots(o)
         if reboot:
-            if reboot_allowed(g.reboot, self.now(), self.zone):
+            if guest_stop(g, self.now(), self.zone).allowed:
                 notes.append(self._reboot(o, reboot))
             else:
                 o.pending = 1

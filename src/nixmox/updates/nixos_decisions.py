@@ -1,8 +1,10 @@
 """Pure decisions of `nixmox update nixos`: what to run in the guest and how to read it.
 
 No I/O here: command lines and scripts for the guest, parsers of what they
-print, and verdicts (lock unchanged, health, reboot needed, may reboot now),
-each tested without a guest. :mod:`nixmox.updates.nixos` runs them.
+print, and verdicts (lock unchanged, health, reboot needed), each tested
+without a guest; whether a reboot may happen now is
+:func:`nixmox.updates.reboot_policy.guest_stop`, shared with `update host`.
+:mod:`nixmox.updates.nixos` runs them.
 """
 
 from __future__ import annotations
@@ -11,10 +13,6 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
-
-from nixmox.calendar import window_open
-from nixmox.inventory.model import RebootPolicy
 
 PROFILE = "/nix/var/nix/profiles/system"
 NIX = ("nix", "--extra-experimental-features", "nix-command flakes")
@@ -157,16 +155,4 @@ def switch_back_script(generation: int) -> str:
     return (
         f"nix-env -p {PROFILE} --switch-generation {generation} && "
         f"{PROFILE}/bin/switch-to-configuration switch"
-    )
-
-
-def reboot_allowed(policy: RebootPolicy, now: datetime, zone: tzinfo) -> bool:
-    """May nixmox reboot a NixOS guest now? ``allowed``, or ``window`` while inside it;
-    ``never`` and ``when-idle`` (nixmox cannot tell a NixOS guest's users apart) wait."""
-    if policy.policy == "allowed":
-        return True
-    return (
-        policy.policy == "window"
-        and policy.window is not None
-        and (window_open(policy.window, now, zone))
     )

@@ -15,6 +15,7 @@ from nixmox.errors import NixmoxError
 from nixmox.inventory.model import Guest, Node
 from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.permissions import Missing, Need, check
+from nixmox.updates.guest_access import via
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,7 @@ def nixos_needs(guest: Guest) -> list[Need]:
     """``update nixos`` of ``guest``: snapshots, the agent when it is the way in, a reboot."""
     vm = f"/vms/{guest.vmid}"
     needs = _snapshot_needs(guest)
-    via = guest.update.via if guest.update is not None else None
-    if via == "agent" or (
-        via is None and guest.kind == "vm" and guest.update is not None and guest.update.ssh is None
-    ):
+    if via(guest) == "agent":
         needs += [
             Need(vm, AGENT_AUDIT, f"ping {guest.name}'s guest agent"),
             Need(vm, AGENT_EXEC, f"run the update in {guest.name} through its agent"),

@@ -37,10 +37,11 @@ def node_reboot(node: Node, now: datetime, zone: tzinfo) -> Verdict:
 
 
 def guest_stop(guest: Guest, now: datetime, zone: tzinfo) -> Verdict:
-    """May nixmox stop (or restart) the running ``guest`` for a host reboot now?
+    """May nixmox stop (or restart) the running ``guest`` now: for a host reboot, or
+    to boot a NixOS guest into its new kernel?
 
     ``when-idle`` is not judged here: whether a game or download runs is the
-    Windows update's business, so a host reboot never stops such a guest.
+    Windows update's business, so neither ever stops such a guest.
     """
     policy = guest.reboot.policy
     if policy == "allowed":
