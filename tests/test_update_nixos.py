@@ -242,6 +242,11 @@ inputs = ["nixpkgs"]
 """
 
 
+def ssh_inventory(tmp_path: Path, host: NixosHost, flake: Flake, url: str) -> Path:
+    """The example with nixos-lxc updated over ssh from ``flake``, health checked at ``url``."""
+    return write_inventory(tmp_path / "inv.toml", ssh_update(host, flake), health=health(url))
+
+
 def health(url: str, units: str = '["sshd.service"]') -> str:
     return f"""
 [guests.update.health]
@@ -288,9 +293,7 @@ def test_lock_unchanged_builds_nothing_and_keeps_no_snapshot(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 0
     [row] = out["guests"]
@@ -323,9 +326,7 @@ def test_success_switches_disarms_prunes_and_journals(
         snaps.take(name)
     snaps.api.post(snaps.path, snapname="manual")  # the user's own: never pruned
     flake.upstream_moves()
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 0, out
     [row] = out["guests"]
@@ -371,9 +372,7 @@ def test_a_lock_an_earlier_run_updated_but_never_switched_to_is_built(
     flake.nix.nix("flake", "lock", str(flake.dir), "--update-input", "nixpkgs")
     half_done = flake.lock()
     assert half_done != flake.first
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 0, out
     [row] = out["guests"]
@@ -402,9 +401,7 @@ def test_build_failure_switches_nothing(
 ) -> None:
     flake.upstream_moves()
     (guest.script / "build-fails").touch()
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 1
     [row] = out["guests"]
@@ -428,9 +425,7 @@ def test_new_lock_that_builds_the_same_system_switches_nothing(
 ) -> None:
     flake.upstream_moves()
     (guest.script / "same-system").touch()
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 0, out
     [row] = out["guests"]
@@ -450,9 +445,7 @@ def test_health_waits_while_the_system_is_still_starting(
 ) -> None:
     flake.upstream_moves()
     (guest.script / "state.new-system").write_text("starting\nrunning\n")
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 0, out
     assert out["guests"][0]["result"] == "ok"
@@ -469,9 +462,7 @@ def test_a_dead_man_switch_that_fires_during_the_checks_is_a_rollback(
 ) -> None:
     flake.upstream_moves()
     (guest.script / "deadman-fires").touch()
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 1
     [row] = out["guests"]
@@ -495,9 +486,7 @@ def test_unhealthy_switch_goes_back_to_the_recorded_generation(
     flake.upstream_moves()
     (guest.script / "state.new-system").write_text("degraded\n")
     (guest.script / "failed.new-system").write_text("nginx.service loaded failed failed nginx\n")
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 1
     [row] = out["guests"]
@@ -526,9 +515,7 @@ def test_guest_lost_after_the_switch_rolls_the_proxmox_snapshot_back(
 ) -> None:
     flake.upstream_moves()
     (guest.script / "kill-sshd.new-system").touch()
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 1
     [row] = out["guests"]
@@ -575,9 +562,7 @@ def test_reboot_is_pending_unless_the_policy_allows_it(
 ) -> None:
     flake.upstream_moves()
     (guest.script / "new-kernel").touch()
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     # nixos-lxc's [guests.reboot] is the first policy of the example.
     config.write_text(config.read_text().replace('policy = "allowed"', f'policy = "{policy}"', 1))
     code, out = update(capsys, config, "--guest", "nixos-lxc")
@@ -602,9 +587,7 @@ def test_dry_run_changes_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     flake.upstream_moves()
-    config = write_inventory(
-        tmp_path / "inv.toml", ssh_update(guest, flake), health=health(healthz)
-    )
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code = run(["update", "nixos", "--dry-run", "--config", str(config), "--guest", "nixos-lxc"])
     out = capsys.readouterr().out
     assert code == 0

@@ -163,9 +163,9 @@ class NixosUpdate:
         text = self.access.run(f"if [ -e {path} ]; then cat {path}; fi", changes=False).stdout
         return text.strip() or None
 
-    def _mark_built(self, o: Outcome) -> None:
+    def _mark_built(self, o: Outcome, lock: str) -> None:
         """Record the lock the running system comes from (see :data:`BUILT_MARKER`)."""
-        digest = lock_digest(self.read_lock())
+        digest = lock_digest(lock)
         directory = shlex.quote(BUILT_MARKER.rsplit("/", 1)[0])
         reply = self.access.run(
             f"mkdir -p {directory} && printf '%s\\n' {digest} > {shlex.quote(BUILT_MARKER)}"
@@ -285,7 +285,7 @@ class NixosUpdate:
                 self._restore_lock(o, old)
                 return self._failed(o, f"build failed: {failure}; nothing switched")
             if new == gen.current:
-                return self._same_system(o)
+                return self._same_system(o, new_lock)
             self._diff(o, gen, new)
             unit = "nixmox-deadman-" + (o.snapshot or "update").removeprefix("nixmox_update_")
             armed = self.access.run(deadman_argv(unit, u.dead_man, gen.number))
@@ -304,7 +304,7 @@ class NixosUpdate:
             return self._snapshot_rollback(o, f"guest unreachable after the switch: {exc}")
         if problems:
             return self._switch_back(o, gen, unit, old, "; ".join(problems))
-        return self._succeeded(o, unit, gen, new, old)
+        return self._succeeded(o, unit, gen, new, old, new_lock)
 
     def _build(self, o: Outcome) -> tuple[str | None, str]:
         """Build the new system: its store path, or None and why the build failed."""
@@ -381,7 +381,9 @@ class NixosUpdate:
 
     # -- endings ----------------------------------------------------------------------
 
-    def _succeeded(self, o: Outcome, unit: str, gen: Generation, new: str, old: str) -> Outcome:
+    def _succeeded(
+        self, o: Outcome, unit: str, gen: Generation, new: str, old: str, lock: str
+    ) -> Outcome:
         u, g = self.settings, self.guest
         o.result = "ok"
         notes = ["switched, healthy"]
@@ -399,7 +401,7 @@ class NixosUpdate:
                 )
                 return o
             notes.append(self._commit_lock(o))
-            self._mark_built(o)
+            self._mark_built(o, lock)
             reboot = reboot_needed(self.access.run(READ_BOOT_FILES, changes=False).stdout)
         except GuestUnreachable as exc:
             o.result = "failed"
@@ -419,11 +421,11 @@ class NixosUpdate:
         o.message = "; ".join(n for n in notes if n)
         return o
 
-    def _same_system(self, o: Outcome) -> Outcome:
+    def _same_system(self, o: Outcome, lock: str) -> Outcome:
         """The new lock builds the running system again: keep the lock, switch nothing."""
         o.result = "ok"
         notes = ["new lock, same system: nothing switched", self._commit_lock(o)]
-        self._mark_built(o)
+        self._mark_built(o, lock)
         self._after_success_snapshots(o)
         o.message = "; ".join(notes)
         return o
