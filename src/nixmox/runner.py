@@ -72,11 +72,14 @@ class Runner:
 
     ``dry_run`` makes every command that changes state (``changes=True``, the
     default) log what it would do and return an empty success instead.
+    ``remote``: where commands run unless a call names another machine (``None``:
+    here), e.g. a runner for an adapter that works on one Proxmox node.
     """
 
     dry_run: bool = False
     default_timeout: float = DEFAULT_TIMEOUT
     history: list[Result] = field(default_factory=list)
+    remote: Remote | None = None
 
     def run(
         self,
@@ -97,6 +100,7 @@ class Runner:
         ``cwd``: the local working directory (e.g. where ``nixos-rebuild`` links ``result``).
         """
         argv = list(argv)
+        remote = remote or self.remote
         full = remote.wrap(argv, env) if remote is not None else argv
         where = f"[{remote.destination}] " if remote is not None else ""
         shown = mask(where + shlex.join(argv))

@@ -32,7 +32,7 @@ from nixmox.errors import CommandError, CommandNotFound, CommandTimeout, NixmoxE
 from nixmox.inventory.model import Guest, Inventory, Node
 from nixmox.proxmox.client import Proxmox
 from nixmox.proxmox.tasks import wait
-from nixmox.runner import Remote, Result, Runner
+from nixmox.runner import Remote, Runner
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, snapshots_to_prune, update_snapshot_name
 from nixmox.updates.nodes import is_local, node_remote, this_host
 from nixmox.updates.outcome import Outcome
@@ -131,36 +131,6 @@ def recovery_hint(dataset: str, snapshot: str) -> str:
         "`proxmox-boot-tool refresh` so the boot partitions hold the restored system's "
         f"kernels, leave the chroot, `zpool export {pool}` and reboot."
     )
-
-
-@dataclass
-class _OnNode(Runner):
-    """A runner whose commands all run on one node (``node`` None: here)."""
-
-    node: Remote | None = None
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        remote: Remote | None = None,
-        changes: bool = True,
-        check: bool = True,
-        input: str | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        cwd: str | None = None,
-    ) -> Result:
-        return super().run(
-            argv,
-            remote=remote or self.node,
-            changes=changes,
-            check=check,
-            input=input,
-            env=env,
-            timeout=timeout,
-            cwd=cwd,
-        )
 
 
 @dataclass
@@ -337,8 +307,8 @@ class HostUpdate:
             wait(self.api, str(upid), what=f"apt update on {name}", timeout=self.timing.task)
         return self._listed(name)
 
-    def _on_node(self, turn: _Turn) -> _OnNode:
-        return _OnNode(dry_run=self.dry_run, node=turn.remote)
+    def _on_node(self, turn: _Turn) -> Runner:
+        return Runner(dry_run=self.dry_run, remote=turn.remote)
 
     def _zfs_command(self, turn: _Turn) -> list[str]:
         """``[zfs] command`` run on the node; if it is itself ``ssh ...``, plain zfs there."""
