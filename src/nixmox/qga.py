@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixmox.proxmox.agent import AgentError, ExecResult, wait_exited
+from nixmox.proxmox.agent import AgentError, ExecResult, exec_result, wait_exited
 
 DEFAULT_DIR = "/var/run/qemu-server"
 #: Raw bytes per guest-file-write call (base64 makes them a third larger on the wire).
@@ -199,7 +199,7 @@ class SocketAgent:
             found = wait_exited(
                 status, timeout, self.poll, self.sleep, f"VM {self.vmid}: {argv[0]}"
             )
-            return _result(found)
+            return exec_result(found, _decode)
 
     def file_write(self, path: str, content: str) -> None:
         data = content.encode()
@@ -232,16 +232,3 @@ class SocketAgent:
 
 def _decode(data: object) -> str:
     return base64.b64decode(str(data)).decode(errors="replace") if data else ""
-
-
-def _result(status: dict[str, Any]) -> ExecResult:
-    if "exitcode" not in status:  # killed by a signal: as the shell reports it
-        code = 128 + int(status.get("signal", 127))
-    else:
-        code = int(status["exitcode"])
-    return ExecResult(
-        code,
-        _decode(status.get("out-data")),
-        _decode(status.get("err-data")),
-        bool(status.get("out-truncated") or status.get("err-truncated")),
-    )

@@ -12,7 +12,7 @@ call. The direct client for the host's own agent socket lives in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -102,7 +102,7 @@ class ApiAgent:
                 raise AgentError(f"{self.vmid}: lost {argv[0]} (pid {pid}): {exc}") from None
 
         found = wait_exited(status, timeout, self.poll, self.sleep, f"{self.vmid}: {argv[0]}")
-        return _result(found)
+        return exec_result(found)
 
     def file_write(self, path: str, content: str) -> None:
         data = content.encode()
@@ -145,14 +145,19 @@ def wait_exited(
         delay = min(delay * 2, poll)
 
 
-def _result(status: dict[str, object]) -> ExecResult:
+def exec_result(
+    status: Mapping[str, Any], decode: Callable[[object], str] = lambda data: str(data or "")
+) -> ExecResult:
+    """The first ``exited`` exec-status answer as an :class:`ExecResult`; ``decode``
+    turns the output fields into text (PVE has decoded them already, the agent
+    itself sends base64). Killed by a signal: 128 + the signal, as a shell says."""
     code = status.get("exitcode")
-    if code is None:  # killed by a signal
-        signal = status.get("signal", "?")
-        return ExecResult(128 + int(str(signal)) if str(signal).isdigit() else 255, "", "")
+    if code is None:
+        signal = str(status.get("signal", ""))
+        code = 128 + int(signal) if signal.isdigit() else 255
     return ExecResult(
         int(str(code)),
-        str(status.get("out-data", "")),
-        str(status.get("err-data", "")),
+        decode(status.get("out-data")),
+        decode(status.get("err-data")),
         bool(status.get("out-truncated") or status.get("err-truncated")),
     )
