@@ -30,11 +30,11 @@ def main() -> None:
     parser.add_argument("--archives", type=int, default=10_000)
     args = parser.parse_args()
 
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import Connection
+    from nixmox.backup.job import BackupJob
+    from nixmox.core.zones import zone
     from nixmox.inventory.load import load_inventory
-    from nixmox.jobs.backup import BackupJob
-    from nixmox.proxmox.client import Proxmox
-    from nixmox.proxmox.settings import Connection
-    from nixmox.zones import zone
     from tests.lab.fixtures import fresh_lab
 
     inv = load_inventory(ROOT / "examples" / "homelab.toml")

@@ -101,11 +101,11 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import Connection
     from nixmox.inventory.load import parse_inventory
     from nixmox.provision.actual import PER_NODE, TOTAL, read_state
     from nixmox.provision.diff import make_plan
-    from nixmox.proxmox.client import Proxmox
-    from nixmox.proxmox.settings import Connection
 
     with tempfile.TemporaryDirectory() as tmp:
         server = subprocess.Popen(

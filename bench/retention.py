@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from nixmox.retention import Item, Keep, prune
+from nixmox.rules.retention import Item, Keep, prune
 
 KEEPS = {
     "typical (5/24/7/4/12/5)": Keep(last=5, hourly=24, daily=7, weekly=4, monthly=12, yearly=5),

@@ -1,7 +1,7 @@
 # services.nixmox: nixmox's jobs as systemd timers on a NixOS machine.
 #
 # The same jobs, commands, timeouts and sandboxing as the units `nixmox install`
-# writes on the Proxmox host (src/nixmox/systemd.py); the schedules come from
+# writes on the Proxmox host (src/nixmox/schedule/units.py); the schedules come from
 # the options below instead of the inventory's [schedules].
 { config, lib, pkgs, ... }:
 
@@ -91,7 +91,7 @@ let
   # Words are store paths, fixed arguments and %-specifiers: nothing to quote.
   exec = args: lib.concatStringsSep " " ([ "${cfg.package}/bin/nixmox" "--config" "${configPath}" ] ++ args);
 
-  # Why each setting, in short (the full reasoning is in src/nixmox/systemd.py):
+  # Why each setting, in short (the full reasoning is in src/nixmox/schedule/units.py):
   # read-only system with the state directory writable; /root/.ssh readable
   # for ssh; no device restrictions for /dev/zfs; a job that changes the
   # machine itself (apt, pct exec) gets only a private /tmp.

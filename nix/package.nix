@@ -21,7 +21,7 @@ python3Packages.buildPythonApplication {
   # The suite talks to real peers and to fakepve: it runs in the flake's
   # checks.tests (nix/tests.nix), not in every build of the package.
   doCheck = false;
-  pythonImportsCheck = [ "nixmox" "nixmox.cli.app" "nixmox.systemd" ];
+  pythonImportsCheck = [ "nixmox" "nixmox.cli.app" "nixmox.schedule.units" ];
 
   meta = {
     inherit (pyproject.project) description;

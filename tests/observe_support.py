@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from nixmox.state import job_run
+from nixmox.adapters.journal import job_run
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "homelab.toml"
 

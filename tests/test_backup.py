@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from nixmox.backups import archives_of, parse_volid
+from nixmox.adapters.journal import Journal
+from nixmox.backup.archives import archives_of, parse_volid
 from nixmox.cli.main import run
-from nixmox.retention import Item, Keep, Mark, prune
-from nixmox.state import Journal
+from nixmox.rules.retention import Item, Keep, Mark, prune
 from tests.hosts import write_host
 from tests.lab.serving import RunningLab
 
@@ -188,8 +188,8 @@ def test_minimal_inventory_works_as_it_is(
         .split('"""')[0]
     )
     # A stock Proxmox's `local` takes backups; the example's lab does not by default.
-    from nixmox.proxmox.client import Proxmox
-    from nixmox.proxmox.settings import Connection
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import Connection
 
     api = Proxmox(Connection(env.url, env.token_id, env.token, env.ca_file))
     api.put("/storage/local", content="iso,vztmpl,snippets,backup")
@@ -253,8 +253,8 @@ def test_proxmox_scheduler_job_is_kept_in_sync_by_plan_and_apply(
     host = write_host(tmp_path / "host")
     assert run(["apply", "--yes", "--host-root", str(host), "--config", str(inv)]) == 0
     capsys.readouterr()
-    from nixmox.proxmox.client import Proxmox
-    from nixmox.proxmox.settings import Connection
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import Connection
 
     api = Proxmox(Connection(env.url, env.token_id, env.token, env.ca_file))
     job = next(j for j in api.get("/cluster/backup") if j["id"] == "nixmox-backup")

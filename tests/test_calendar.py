@@ -1,4 +1,4 @@
-"""nixmox.calendar against the real ``systemd-analyze`` (systemd 252).
+"""nixmox.rules.oncalendar and .timespan against the real ``systemd-analyze`` (systemd 252).
 
 Every verdict is compared with what systemd itself says, so the module cannot
 drift into a grammar of its own.  Specs are sent in batches: one
@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from nixmox.calendar import (
+from nixmox.rules.oncalendar import (
     CalendarError,
     CalendarSpec,
     is_valid_calendar,
     parse_calendar,
-    parse_timespan,
 )
+from nixmox.rules.timespan import parse_timespan
 from tests.peers.require import need_binary
 
 pytestmark = pytest.mark.peer

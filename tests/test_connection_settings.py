@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.errors import ConfigError
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.core.errors import ConfigError
+from nixmox.core.log import mask
 from nixmox.inventory.model import ProxmoxSettings
-from nixmox.log import mask
-from nixmox.proxmox.settings import connection
 
 SETTINGS = ProxmoxSettings(
     url="https://pve.home.arpa:8006", token_id="nixmox@pve!automation", token_file=None

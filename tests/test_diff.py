@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from nixmox.adapters.proxmox import props
 from nixmox.inventory.model import Guest
 from nixmox.provision.desired import desired_guest
 from nixmox.provision.diff import ActualGuest, diff_guest
-from nixmox.proxmox import props
 
 
 def vm(**extra: Any) -> Guest:

@@ -8,21 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.backups import parse_volid
-from nixmox.calendar import longest_gap, parse_calendar
+from nixmox.adapters.hostfacts import HostFacts
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.runner import Runner
+from nixmox.adapters.zfs import PoolStatus, Zfs, Zpool, zpool_command
+from nixmox.backup.archives import parse_volid
 from nixmox.cli.main import run
 from nixmox.doctor.backups_area import backup_period, check_backups
 from nixmox.doctor.host_area import allocation_checks, check_host
-from nixmox.doctor.hostfacts import HostFacts
 from nixmox.doctor.storage_area import check_snapshots, check_storage, pool_checks
 from nixmox.doctor.verdict import Check, Status
 from nixmox.inventory.load import load_inventory
 from nixmox.inventory.model import Guest, Inventory, Pool
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.runner import Runner
-from nixmox.snapshots import snapshot_name
-from nixmox.zfs import PoolStatus, Zfs, Zpool, zpool_command
+from nixmox.rules.oncalendar import longest_gap, parse_calendar
+from nixmox.snapshot.policy import snapshot_name
 from tests.hosts import HostSpec, write_host
 from tests.lab.serving import RunningLab
 from tests.peers.zfs import ZfsFuse

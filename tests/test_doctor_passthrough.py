@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.doctor.hostfacts import HostFacts, PciFacts, read_host
-from nixmox.doctor.hostfs import HostFs
+from nixmox.adapters.hostfacts import HostFacts, PciFacts, read_host
+from nixmox.adapters.hostfs import HostFs
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
 from nixmox.doctor.passthrough import (
     API_CHECK,
     CHECK_IDS,
@@ -27,8 +29,6 @@ from nixmox.doctor.passthrough import (
 from nixmox.doctor.verdict import Check, Status
 from nixmox.inventory.load import load_inventory
 from nixmox.inventory.model import Inventory
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
 from tests.hosts import VARIANTS, HostSpec, variant, write_host
 from tests.lab.serving import RunningLab
 

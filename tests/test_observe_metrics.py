@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nixmox.adapters.journal import Journal
 from nixmox.cli.main import run
 from nixmox.inventory.load import load_inventory
 from nixmox.observe.history import summary_lines
 from nixmox.observe.metric_names import METRICS
 from nixmox.observe.metrics import update_textfile
-from nixmox.state import Journal
 from tests.observe_support import inventory, record
 
 VIENNA = ZoneInfo("Europe/Vienna")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from nixmox.core.log import mask
 from nixmox.inventory.load import load_inventory
-from nixmox.log import mask
-from nixmox.observe.runs import observed_run
+from nixmox.runtime.run import observed_run
 from tests.observe_support import inventory, receiver
 
 FAILED = {
@@ -90,7 +90,7 @@ def test_unreachable_endpoint_warns_and_never_fails_the_run(
 
 def test_environment_overrides_the_inventory(tmp_path: Path) -> None:
     from nixmox.inventory.load import load_inventory
-    from nixmox.observe.runs import with_overrides
+    from nixmox.runtime.run import with_overrides
 
     inv = load_inventory(Path(__file__).resolve().parent.parent / "examples" / "homelab.toml")
     quiet = with_overrides(inv, {"NIXMOX_NOTIFY_URLS": "", "NIXMOX_METRICS_TEXTFILE": ""})

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from nixmox.adapters.proxmox.client import Proxmox, TlsError
+from nixmox.adapters.proxmox.settings import Connection, connection
 from nixmox.cli.main import run
 from nixmox.inventory.load import load_inventory
 from nixmox.provision.actual import read_state
 from nixmox.provision.apply import Applier
 from nixmox.provision.diff import make_plan
-from nixmox.proxmox.client import Proxmox, TlsError
-from nixmox.proxmox.settings import Connection, connection
 from tests.hosts import VARIANTS, HostSpec, write_host
 from tests.lab.fixtures import fresh_lab
 from tests.lab.serving import RunningLab
@@ -349,7 +349,7 @@ def test_nothing_leaks_at_vv(env: RunningLab, capfd: pytest.CaptureFixture[str])
 
 
 def test_password_login_with_a_pin_and_renewal(env: RunningLab) -> None:
-    from nixmox.proxmox import client
+    from nixmox.adapters.proxmox import client
 
     conn = Connection(env.url, "root@pam", "", None, fingerprint(env.ca_file), password="secret")
     api = Proxmox(conn)
@@ -394,7 +394,7 @@ def test_a_write_is_not_repeated_when_the_reread_shows_it_done(env: RunningLab) 
 
 
 def test_failed_task_raises_with_its_log(env: RunningLab) -> None:
-    from nixmox.proxmox.tasks import TaskFailed, wait
+    from nixmox.adapters.proxmox.tasks import TaskFailed, wait
 
     env.pve.add_declared_guests()
     api = api_for(env)
@@ -409,7 +409,7 @@ def test_failed_task_raises_with_its_log(env: RunningLab) -> None:
     [("OK", True, 0), ("WARNINGS: 3", True, 3), ("job errors", False, 0)],
 )
 def test_task_exit_status_is_read_like_proxmox(exitstatus: str, ok: bool, warnings: int) -> None:
-    from nixmox.proxmox.tasks import TaskResult, warnings_of
+    from nixmox.adapters.proxmox.tasks import TaskResult, warnings_of
 
     assert TaskResult("UPID:pve1:x", "pve1", exitstatus, warnings_of(exitstatus)).ok is ok
     assert warnings_of(exitstatus) == warnings

@@ -1,5 +1,6 @@
 """nixmox's guest-agent clients against the real qemu-ga: the direct socket client
-(:mod:`nixmox.qga`) and the API client (:class:`ApiAgent`) through the lab, which
+(:mod:`nixmox.adapters.guest_agent.via_socket`) and the API client (:class:`ApiAgent`)
+through the lab, which
 forwards the agent API to the same qemu-ga with PVE's wrapping."""
 
 from __future__ import annotations
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from nixmox.adapters.guest_agent.via_api import AgentError, AgentTimeout, ApiAgent
+from nixmox.adapters.guest_agent.via_socket import CHUNK, SocketAgent, socket_dir
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
 from nixmox.inventory.model import ProxmoxSettings
-from nixmox.proxmox.agent import AgentError, AgentTimeout, ApiAgent
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.qga import CHUNK, SocketAgent, socket_dir
 from tests.lab.serving import RunningLab
 from tests.peers.qga import QemuGuestAgent
 

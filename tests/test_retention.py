@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixmox.retention import Decision, Item, Keep, Mark, prune
+from nixmox.rules.retention import Decision, Item, Keep, Mark, prune
 
 VIENNA = ZoneInfo("Europe/Vienna")
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from nixmox import log
-from nixmox.errors import CommandError, CommandNotFound, CommandTimeout
-from nixmox.log import register_secret
-from nixmox.runner import Remote, Runner
+from nixmox.adapters.runner import Remote, Runner
+from nixmox.core import log
+from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout
+from nixmox.core.log import register_secret
 from tests.peers.sshd import Sshd, free_port
 
 

@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nixmox.adapters.journal import Journal
+from nixmox.adapters.runner import Runner
+from nixmox.adapters.zfs import Zfs
 from nixmox.inventory.model import SnapshotPolicy, SnapshotTarget
-from nixmox.jobs.snapshot import check_freshness, run_target
-from nixmox.retention import Item, Keep, Mark, prune
-from nixmox.runner import Runner
-from nixmox.snapshots import snapshot_name
-from nixmox.state import Journal
-from nixmox.zfs import Zfs
+from nixmox.rules.retention import Item, Keep, Mark, prune
+from nixmox.snapshot.job import check_freshness, run_target
+from nixmox.snapshot.policy import snapshot_name
 from tests.peers.sshd import Sshd
 from tests.peers.zfs import ZfsFuse
 
@@ -456,7 +456,7 @@ def test_faketime_drives_weeks_of_command_runs(
 
 
 def test_errors_are_typed_by_phrase_and_exit_code(zfs: ZfsFuse, lab_pool: str) -> None:
-    from nixmox.zfs import DatasetExists, DatasetNotFound, ZfsUsage
+    from nixmox.adapters.zfs import DatasetExists, DatasetNotFound, ZfsUsage
 
     adapter = zfs_adapter(zfs, Runner())
     with pytest.raises(DatasetNotFound):

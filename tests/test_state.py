@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.errors import LockBusy
-from nixmox.state import Journal, StateLock, job_run, state_dir
+from nixmox.adapters.journal import Journal, StateLock, job_run, state_dir
+from nixmox.core.errors import LockBusy
 
 
 def test_state_dir_comes_from_the_environment(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_job_run_records_success_and_errors(tmp_path: Path) -> None:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from nixmox.state import StateLock
+from nixmox.adapters.journal import StateLock
 lock = StateLock(Path(sys.argv[1]))
 lock.acquire("backup", 1)
 print("held", flush=True)
@@ -89,7 +89,7 @@ def test_lock_waits_for_a_short_holder(tmp_path: Path) -> None:
     first = StateLock(tmp_path)
     first.acquire("backup")
     code = (
-        "import sys; from pathlib import Path; from nixmox.state import StateLock; "
+        "import sys; from pathlib import Path; from nixmox.adapters.journal import StateLock; "
         "StateLock(Path(sys.argv[1])).acquire('snapshot', 10); print('got it')"
     )
     waiter = subprocess.Popen(
@@ -105,7 +105,7 @@ def test_lock_waits_for_a_short_holder(tmp_path: Path) -> None:
 def test_unwritable_state_dir_is_one_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    from nixmox.errors import NixmoxError
+    from nixmox.core.errors import NixmoxError
 
     with pytest.raises(NixmoxError, match="cannot create the state directory"):
         Journal(blocker / "state")

@@ -11,14 +11,14 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from nixmox.calendar import parse_calendar
+from nixmox.adapters.journal import Journal
+from nixmox.adapters.runner import Runner
 from nixmox.cli.main import run
-from nixmox.errors import ConfigError
+from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import load_inventory, parse_inventory
-from nixmox.jobs import units as installer
-from nixmox.runner import Runner
-from nixmox.state import Journal
-from nixmox.systemd import JOBS, UnitSettings, render_units, timers
+from nixmox.rules.oncalendar import parse_calendar
+from nixmox.schedule import install as installer
+from nixmox.schedule.units import JOBS, UnitSettings, render_units, timers
 from tests.peers.require import need_binary
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "homelab.toml"

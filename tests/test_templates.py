@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import tomlkit
 
-from nixmox import templates as t
 from nixmox.cli.main import run
-from nixmox.errors import ConfigError
+from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import load_inventory
+from nixmox.templates import build as t
 from tests.lab.serving import RunningLab
 from tests.peers.nix import NixSandbox
 from tests.peers.sshd import Sshd

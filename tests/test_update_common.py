@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
 from nixmox.inventory.model import ProxmoxSettings
-from nixmox.proxmox.agent import AgentError, ApiAgent
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.retention import Keep
+from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import (
     GuestSnapshots,
     snapshots_to_prune,

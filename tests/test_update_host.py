@@ -23,17 +23,17 @@ from typing import Any
 
 import pytest
 
-from nixmox import log
+from nixmox.adapters.journal import Journal
+from nixmox.adapters.proxmox.client import ApiError, Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.proxmox.tasks import TaskFailed, wait
+from nixmox.adapters.runner import Runner
 from nixmox.cli.main import run
+from nixmox.core import log
+from nixmox.core.zones import zone
 from nixmox.inventory.load import load_inventory
 from nixmox.observe.history import summary_lines
-from nixmox.proxmox.client import ApiError, Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.proxmox.tasks import TaskFailed, wait
-from nixmox.runner import Runner
-from nixmox.state import Journal
-from nixmox.updates.host import UPGRADE, HostUpdate, Timing
-from nixmox.zones import zone
+from nixmox.updates.host.job import UPGRADE, HostUpdate, Timing
 from tests.lab.fixtures import HOST
 from tests.lab.server import Lab
 from tests.lab.serving import RunningLab, make_pki, serve_in_thread

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nixmox.calendar import window_open as inside_window
 from nixmox.inventory.model import Guest, Node, RebootPolicy
-from nixmox.updates.preflight import problems
-from nixmox.updates.reboot_needed import (
+from nixmox.rules.window import window_open as inside_window
+from nixmox.updates.host.preflight import problems
+from nixmox.updates.host.reboot_needed import (
     PROBE,
     BootFacts,
     compare_versions,
@@ -27,8 +27,8 @@ from nixmox.updates.reboot_needed import (
     parse_facts,
     reboot_needed,
 )
+from nixmox.updates.host.rollout import Move, RunningGuest, Stop, plan_evacuation, rollout_order
 from nixmox.updates.reboot_policy import guest_stop, node_reboot
-from nixmox.updates.rollout import Move, RunningGuest, Stop, plan_evacuation, rollout_order
 
 VIENNA = ZoneInfo("Europe/Vienna")
 

@@ -22,17 +22,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nixmox.adapters.journal import Journal
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.runner import Runner
 from nixmox.cli.main import run
-from nixmox.errors import ConfigError
+from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import load_inventory
 from nixmox.inventory.model import ProxmoxSettings
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.runner import Runner
-from nixmox.state import Journal
 from nixmox.updates.guest_access import AgentAccess, PctAccess, open_access
 from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
-from nixmox.updates.nixos_decisions import (
+from nixmox.updates.nixos.decisions import (
     NIX,
     READ_GENERATION,
     Generation,

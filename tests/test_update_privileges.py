@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from nixmox.adapters.proxmox.permissions import check
 from nixmox.cli.main import run
 from nixmox.inventory.load import load_inventory
-from nixmox.proxmox.permissions import check
 from nixmox.updates.privileges import AGENT_EXEC, host_needs, nixos_needs, windows_needs
 from tests.lab.serving import RunningLab
 

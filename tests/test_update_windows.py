@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nixmox.calendar import window_open
+from nixmox.adapters.journal import Journal
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
 from nixmox.cli import update_windows_cmd
 from nixmox.cli.main import run
 from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.state import Journal
+from nixmox.rules.window import window_open
 from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
 from nixmox.windows.update import Timing
 from nixmox.windows.update_decisions import (

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from nixmox.adapters.journal import Journal
 from nixmox.cli.main import run
-from nixmox.state import Journal
 from nixmox.windows.provision import STEAM_SETUP
 from nixmox.windows.provision_plan import STEAM_SETUP_URL, STEAMCMD_URL
 from nixmox.windows.scripts import POWERSHELL

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nixmox import zfs_cache as zc
 from nixmox.cli.main import run
+from nixmox.zfs_cache import checks as zc
 from tests.peers.require import need_binary
 from tests.peers.zfs import ZfsFuse
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from nixmox.qga import QgaConnection
+from nixmox.adapters.guest_agent.via_socket import QgaConnection
 from tests.peers._proc import Daemon, die_with_parent, wait_until
 
 BLOCKED: tuple[str, ...] = (

@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from nixmox import __version__
-from nixmox.errors import NotImplementedYet
+from nixmox.core.errors import NotImplementedYet
 
 ConfigOpt = Annotated[
     Path | None,

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nixmox.backups import human_size
-from nixmox.errors import ConfigError
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.backup.archives import human_size
+from nixmox.backup.job import BackupJob, GuestResult
+from nixmox.core.errors import ConfigError
+from nixmox.core.tables import print_table
+from nixmox.core.zones import zone
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Backups, Guest, Inventory
-from nixmox.jobs.backup import BackupJob, GuestResult
-from nixmox.observe.runs import observed_run
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.tables import print_table
-from nixmox.zones import zone
+from nixmox.runtime.run import observed_run
 
 
 def _setup(config: Path | None, names: list[str]) -> tuple[Inventory, Backups, list[Guest]]:
@@ -109,7 +109,7 @@ def _print(results: list[GuestResult], dry_run: bool) -> None:
 
 def verify(config: Path | None, names: list[str], *, as_json: bool) -> int:
     """Restore-verify each guest's newest archive; exit 1 on any failure."""
-    from nixmox.jobs.backup_verify import verify_guest
+    from nixmox.backup.verify import verify_guest
 
     inv, settings, guests = _setup(config, names)
     api = Proxmox(connection(inv.proxmox))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nixmox.errors import ConfigError, UsageError
+from nixmox.core.errors import ConfigError, UsageError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.observe import diagrams
 from nixmox.observe.live import try_live

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nixmox.core.errors import ConfigError
 from nixmox.doctor.areas import AREAS, run_areas
 from nixmox.doctor.verdict import Check, Status, exit_code, totals
-from nixmox.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 
 

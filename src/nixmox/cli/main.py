@@ -49,10 +49,10 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     verbosity = _verbosity(args)
-    from nixmox import log
+    from nixmox.core import log
 
     log.setup(verbosity)
-    from nixmox.errors import NixmoxError
+    from nixmox.core.errors import NixmoxError
 
     try:
         command = _command(args)

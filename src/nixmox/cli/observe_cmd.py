@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nixmox.errors import ConfigError
-from nixmox.state import Journal, state_dir
-from nixmox.tables import print_table
+from nixmox.adapters.journal import Journal, state_dir
+from nixmox.core.errors import ConfigError
+from nixmox.core.tables import print_table
 
 
 def history(job: str | None, limit: int, *, as_json: bool) -> int:

@@ -6,14 +6,14 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nixmox.errors import NixmoxError
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.permissions import Missing, missing_privileges
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import read_state
 from nixmox.provision.diff import DISRUPTIVE, Change, ObjectPlan, Plan, make_plan
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.permissions import Missing, missing_privileges
-from nixmox.proxmox.settings import connection
 
 SYMBOL = {"create": "+", "update": "~", "none": "=", "error": "!"}
 WORD = {"create": "create", "update": "update", "none": "no changes", "error": "error"}
@@ -121,8 +121,8 @@ def apply(
     """Plan, confirm, apply; exit 0 if everything was applied (or held by policy), 1 otherwise."""
     import sys
 
-    from nixmox.observe.runs import observed_run
     from nixmox.provision.apply import Applier
+    from nixmox.runtime.run import observed_run
 
     inv, api, result, missing = compute(config)
     if not as_json:
@@ -212,7 +212,7 @@ def adopt(config: Path | None, vmids: list[int]) -> int:
     """Print ``[[guests]]`` TOML for existing guests; exit 1 if one is not found."""
     import sys
 
-    from nixmox.errors import ConfigError
+    from nixmox.core.errors import ConfigError
     from nixmox.inventory.model import ProxmoxSettings
     from nixmox.provision.actual import read_guest
     from nixmox.provision.adopt import guest_entry, render

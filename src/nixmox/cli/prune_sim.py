@@ -15,8 +15,8 @@ from datetime import datetime, tzinfo
 from json.encoder import encode_basestring_ascii
 from typing import NoReturn
 
-from nixmox.errors import ConfigError, UsageError
-from nixmox.retention import Item, Keep, Mark, Pruned, prune
+from nixmox.core.errors import ConfigError, UsageError
+from nixmox.rules.retention import Item, Keep, Mark, Pruned, prune
 
 PROTECTED = "protected"
 
@@ -90,7 +90,7 @@ def main(argv: Sequence[str], *, as_json: bool = False) -> int:
         for n in ("last", "hourly", "daily", "weekly", "monthly", "yearly")
     ):
         raise ConfigError("--keep-all cannot be combined with another --keep option")
-    from nixmox.zones import zone
+    from nixmox.core.zones import zone
 
     tz = zone(args.tz)
     keep = Keep(

@@ -8,17 +8,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from nixmox.calendar import parse_timedelta
-from nixmox.errors import ConfigError
+from nixmox.adapters.runner import Runner
+from nixmox.adapters.zfs import Zfs
+from nixmox.core.errors import ConfigError
+from nixmox.core.tables import print_table
+from nixmox.core.zones import zone
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Inventory, Snapshots
-from nixmox.jobs.snapshot import Freshness, TreeResult, check_freshness, run_target
-from nixmox.observe.runs import observed_run
-from nixmox.runner import Runner
-from nixmox.snapshots import human
-from nixmox.tables import print_table
-from nixmox.zfs import Zfs
-from nixmox.zones import zone
+from nixmox.rules.timespan import parse_timedelta
+from nixmox.runtime.run import observed_run
+from nixmox.snapshot.job import Freshness, TreeResult, check_freshness, run_target
+from nixmox.snapshot.policy import human
 
 NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 

@@ -7,15 +7,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from nixmox import templates as t
-from nixmox.errors import CommandError, ConfigError
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.proxmox.tasks import wait
+from nixmox.adapters.runner import Remote, Runner
+from nixmox.core.errors import CommandError, ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Inventory
-from nixmox.observe.runs import observed_run
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.proxmox.tasks import wait
-from nixmox.runner import Remote, Runner
+from nixmox.runtime.run import observed_run
+from nixmox.templates import build as t
 
 BUILD_TIMEOUT = 4 * 3600.0
 

@@ -10,12 +10,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from nixmox.errors import ConfigError
+from nixmox.adapters.journal import ensure_state_dir, state_dir
+from nixmox.adapters.runner import Runner
+from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
-from nixmox.jobs import units as installer
-from nixmox.runner import Runner
-from nixmox.state import ensure_state_dir, state_dir
-from nixmox.systemd import UnitSettings, render_units
+from nixmox.schedule import install as installer
+from nixmox.schedule.units import UnitSettings, render_units
 
 log = logging.getLogger("nixmox.units")
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from nixmox.errors import ConfigError
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.runner import Runner
+from nixmox.core.errors import ConfigError
+from nixmox.core.zones import zone
 from nixmox.inventory.load import find_inventory, load_inventory
-from nixmox.observe.runs import observed_run
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.runner import Runner
-from nixmox.updates.host import HostUpdate
+from nixmox.runtime.run import observed_run
+from nixmox.updates.host.job import HostUpdate
 from nixmox.updates.outcome import exit_code, report, run_result, summary
 from nixmox.updates.privileges import host_needs, preflight
-from nixmox.zones import zone
 
 
 def run(config: Path | None, node: str | None, *, dry_run: bool, as_json: bool) -> int:

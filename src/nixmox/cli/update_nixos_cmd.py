@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nixmox.errors import ConfigError, NixmoxError
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.runner import Runner
+from nixmox.core.errors import ConfigError, NixmoxError
+from nixmox.core.zones import zone
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.observe.runs import observed_run
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.runner import Runner
+from nixmox.runtime.run import observed_run
 from nixmox.updates import outcome
 from nixmox.updates.guest_access import open_access
 from nixmox.updates.guest_snapshots import GuestSnapshots
-from nixmox.updates.nixos import NixosUpdate
+from nixmox.updates.nixos.job import NixosUpdate
 from nixmox.updates.outcome import Outcome
 from nixmox.updates.privileges import nixos_needs, preflight
-from nixmox.zones import zone
 
 
 def chosen_guests(inv: Inventory, names: list[str]) -> list[Guest]:

@@ -13,21 +13,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from nixmox.errors import ConfigError
+from nixmox.adapters.guest_agent.via_api import ApiAgent
+from nixmox.adapters.guest_agent.via_socket import SocketAgent
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.runner import Runner
+from nixmox.core.errors import ConfigError
+from nixmox.core.zones import zone
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.observe.runs import observed_run
-from nixmox.proxmox.agent import ApiAgent
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.qga import SocketAgent
-from nixmox.runner import Runner
+from nixmox.runtime.run import observed_run
 from nixmox.updates.guest_snapshots import GuestSnapshots
 from nixmox.updates.outcome import Outcome, exit_code, report, run_result, summary
 from nixmox.updates.privileges import preflight, windows_needs
 from nixmox.windows.update import Clock, SystemClock, Target, Timing, WindowsUpdate
 from nixmox.windows.update_local import QmGuest
-from nixmox.zones import zone
 
 #: Seconds between two exec-status polls once a script has run a while (installs take hours).
 POLL = 2.0

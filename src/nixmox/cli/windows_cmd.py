@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nixmox.errors import ConfigError
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.core.errors import ConfigError
+from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.observe.runs import observed_run
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
-from nixmox.tables import print_table
+from nixmox.runtime.run import observed_run
 from nixmox.windows.provision import provision as run_steps
 from nixmox.windows.provision_plan import StepResult, exit_code
 

@@ -9,13 +9,13 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path, PurePath
 from typing import Any
 
-from nixmox import zfs_cache as zc
-from nixmox.errors import ConfigError, NixmoxError
+from nixmox.adapters.runner import Runner
+from nixmox.adapters.zfs import Zpool, zpool_command
+from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.inventory.load import DEFAULT_PATHS, load_inventory
 from nixmox.inventory.model import Inventory
-from nixmox.observe.runs import observed_run
-from nixmox.runner import Runner
-from nixmox.zfs import Zpool, zpool_command
+from nixmox.runtime.run import observed_run
+from nixmox.zfs_cache import checks as zc
 
 
 class NotConfirmed(NixmoxError):

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nixmox.adapters.proxmox.client import Proxmox, ReadOnce
+from nixmox.core.errors import NixmoxError
 from nixmox.doctor.verdict import Check, Status
-from nixmox.errors import NixmoxError
 from nixmox.inventory.model import Inventory
-from nixmox.proxmox.client import Proxmox, ReadOnce
 
 #: Every area, in the order they run.
 AREAS = ("proxmox", "guests", "host", "passthrough", "storage", "snapshots", "backups")
@@ -85,9 +85,9 @@ def _passthrough(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[C
 
 
 def _storage(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.adapters.runner import Runner
+    from nixmox.adapters.zfs import Zfs, Zpool, zpool_command
     from nixmox.doctor.storage_area import check_storage
-    from nixmox.runner import Runner
-    from nixmox.zfs import Zfs, Zpool, zpool_command
 
     runner = Runner()
     zpool = Zpool(runner, zpool_command(inv.zfs.command, inv.zfs.zpool_command))
@@ -95,9 +95,9 @@ def _storage(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check
 
 
 def _snapshots(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.adapters.runner import Runner
+    from nixmox.adapters.zfs import Zfs
     from nixmox.doctor.storage_area import check_snapshots
-    from nixmox.runner import Runner
-    from nixmox.zfs import Zfs
 
     return check_snapshots(inv, Zfs(Runner(), inv.zfs.command), datetime.now(UTC))
 

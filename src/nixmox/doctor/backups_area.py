@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from nixmox.backups import Archive, all_archives
-from nixmox.calendar import CalendarError, longest_gap, parse_calendar
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.backup.archives import Archive, all_archives
+from nixmox.core.errors import NixmoxError
+from nixmox.core.zones import zone
 from nixmox.doctor.verdict import Check, Status
-from nixmox.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.proxmox.client import Proxmox
-from nixmox.snapshots import human
-from nixmox.zones import zone
+from nixmox.rules.oncalendar import CalendarError, longest_gap, parse_calendar
+from nixmox.snapshot.policy import human
 
 #: Without schedules.backup, a daily backup is assumed.
 DEFAULT_PERIOD = timedelta(days=1)

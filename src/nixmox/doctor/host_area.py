@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from nixmox.doctor.hostfacts import HostFacts, read_host
-from nixmox.doctor.hostfs import HostFs
+from nixmox.adapters.hostfacts import HostFacts, read_host
+from nixmox.adapters.hostfs import HostFs
 from nixmox.doctor.passthrough import HOST_RESERVE_MIB, ROLE_CLASSES, is_local
 from nixmox.doctor.verdict import Check, Status
 from nixmox.inventory.model import Guest, Hardware, Inventory

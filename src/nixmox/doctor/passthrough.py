@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixmox.doctor.hostfacts import HostFacts, PciFacts, read_host
-from nixmox.doctor.hostfs import HostFs
+from nixmox.adapters.hostfacts import HostFacts, PciFacts, read_host
+from nixmox.adapters.hostfs import HostFs
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.core.errors import NixmoxError
 from nixmox.doctor.verdict import Check, Status
-from nixmox.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.proxmox.client import Proxmox
 
 #: The check ids of PASSTHROUGH.md, in the order they run (stable interface).
 CHECK_IDS = (

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.core.errors import NixmoxError
 from nixmox.doctor.verdict import Check, Status
-from nixmox.errors import NixmoxError
 from nixmox.inventory.model import Inventory
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.settings import connection
 
 
 def check_proxmox(inv: Inventory) -> tuple[list[Check], Proxmox | None]:
@@ -189,9 +189,9 @@ def pending_check(pending: list[dict[str, Any]] | str, subject: str, vmid: int, 
 def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
     """``token-privileges``: what the token may do against what the inventory
     needs right now (the plan's creates and changes, and reading the lab)."""
+    from nixmox.adapters.proxmox.permissions import missing_privileges
     from nixmox.provision.actual import read_state
     from nixmox.provision.diff import make_plan
-    from nixmox.proxmox.permissions import missing_privileges
 
     try:
         plan = make_plan(inv, read_state(api, inv))

@@ -13,13 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from nixmox.calendar import parse_timedelta
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.zfs import PoolStatus, Zfs, Zpool
+from nixmox.core.errors import NixmoxError
 from nixmox.doctor.verdict import Check, Status
-from nixmox.errors import NixmoxError
 from nixmox.inventory.model import Dataset, Inventory, Pool, Storage
-from nixmox.jobs.snapshot import Freshness, check_freshness
-from nixmox.proxmox.client import Proxmox
-from nixmox.zfs import PoolStatus, Zfs, Zpool
+from nixmox.rules.timespan import parse_timedelta
+from nixmox.snapshot.job import Freshness, check_freshness
 
 #: ZFS gets slow and may fail writes above this, whatever the inventory allows.
 POOL_FULL_PERCENT = 95

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from nixmox.calendar import parse_timespan
 from nixmox.inventory.locate import Path
 from nixmox.inventory.model import Guest, Inventory, KeepOptions
+from nixmox.rules.timespan import parse_timespan
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nixmox.errors import ConfigError
+from nixmox.core.errors import ConfigError
 from nixmox.inventory.checks import Problem, check, render_path
 from nixmox.inventory.locate import Path, Position, locate_keys, nearest
 from nixmox.inventory.model import Inventory

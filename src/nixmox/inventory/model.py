@@ -15,8 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from nixmox import calendar
-from nixmox.retention import Keep
+from nixmox.rules.oncalendar import CalendarError, is_valid_calendar
+from nixmox.rules.retention import Keep
+from nixmox.rules.timespan import parse_timespan
 
 # -- reusable value types -----------------------------------------------------
 
@@ -33,7 +34,7 @@ def _matches(pattern: str, what: str) -> AfterValidator:
 
 
 def _calendar(value: str) -> str:
-    problem = calendar.is_valid_calendar(value)
+    problem = is_valid_calendar(value)
     if problem is not None:
         raise ValueError(f"{value!r} is not a systemd calendar spec: {problem}")
     return value
@@ -41,8 +42,8 @@ def _calendar(value: str) -> str:
 
 def _timespan(value: str) -> str:
     try:
-        calendar.parse_timespan(value)
-    except calendar.CalendarError as exc:
+        parse_timespan(value)
+    except CalendarError as exc:
         raise ValueError(f"{value!r} is not a systemd time span: {exc}") from None
     return value
 
@@ -336,7 +337,7 @@ class KeepOptions(Strict):
     keep_yearly: Count | None = Field(None, alias="keep-yearly")
 
     def rule(self) -> Keep:
-        """These options as the retention engine's :class:`~nixmox.retention.Keep`."""
+        """These options as the retention engine's :class:`~nixmox.rules.retention.Keep`."""
         return Keep(
             last=self.keep_last,
             hourly=self.keep_hourly,
@@ -463,6 +464,11 @@ class Guest(Strict):
     update: UpdateSettings | None = None
     reboot: RebootPolicy = Field(default_factory=RebootPolicy)
     windows: WindowsSettings | None = None
+
+    @property
+    def pve_type(self) -> Literal["qemu", "lxc"]:
+        """The API's word for the kind: ``qemu`` for a VM, ``lxc`` for a container."""
+        return "lxc" if self.kind == "lxc" else "qemu"
 
 
 # -- retention, snapshots, backups --------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nixmox.inventory.model import Guest, Inventory, KeepOptions
-from nixmox.systemd import JOBS
+from nixmox.schedule.units import JOBS
 
 Kind = Literal["network", "storage", "updates"]
 KINDS: tuple[Kind, ...] = ("network", "storage", "updates")

@@ -1,6 +1,6 @@
 """The run journal in words: what each run changed and what failed.
 
-Pure functions over :class:`nixmox.state.Run`; ``nixmox history`` prints them
+Pure functions over :class:`nixmox.adapters.journal.Run`; ``nixmox history`` prints them
 and notifications send them. Each job's summary has its own shape (see the
 CLI commands that record them); an unknown or missing shape still gives a line.
 """
@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nixmox.state import Run
+from nixmox.adapters.journal import Run
 from nixmox.updates.outcome import FAILED
 
 

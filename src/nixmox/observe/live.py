@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from nixmox.errors import ConfigError, NixmoxError
+from nixmox.adapters.proxmox import props
+from nixmox.adapters.proxmox.client import Proxmox, Retry, Timeouts
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.observe.diagrams import Live, LiveBridge, LiveGuest, LiveStorage
 from nixmox.provision.actual import TOTAL, run_all
-from nixmox.proxmox import props
-from nixmox.proxmox.client import Proxmox, Retry, Timeouts
-from nixmox.proxmox.settings import connection
 
 # Disks and volumes in a guest config: scsi0, virtio1, sata2, ide3, efidisk0, tpmstate0,
 # rootfs, mp0.

@@ -25,12 +25,12 @@ from prometheus_client import CollectorRegistry, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from nixmox.backups import parse_volid
-from nixmox.errors import NixmoxError
+from nixmox.adapters.journal import Journal, Run
+from nixmox.backup.archives import parse_volid
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.observe.metric_names import METRICS
-from nixmox.snapshots import taken_at
-from nixmox.state import Journal, Run
+from nixmox.snapshot.policy import taken_at
 from nixmox.updates.outcome import FAILED
 
 #: metric name -> label values -> value

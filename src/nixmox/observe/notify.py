@@ -14,10 +14,10 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nixmox.adapters.journal import Run
+from nixmox.core.log import register_secret
 from nixmox.inventory.model import Inventory
-from nixmox.log import register_secret
 from nixmox.observe.history import duration, summary_lines
-from nixmox.state import Run
 
 log = logging.getLogger(__name__)
 

@@ -20,18 +20,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from nixmox.backups import all_archives
+from nixmox.adapters.journal import Journal, Run
+from nixmox.adapters.proxmox.client import ReadOnce
+from nixmox.backup.archives import all_archives
+from nixmox.core.errors import NixmoxError
+from nixmox.core.tables import table_lines
+from nixmox.core.zones import zone
 from nixmox.doctor.verdict import Check, Status, totals
-from nixmox.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.observe.history import one_line
 from nixmox.observe.metrics import Samples, samples
-from nixmox.proxmox.client import ReadOnce
-from nixmox.snapshots import human, taken_at
-from nixmox.state import Journal, Run
-from nixmox.tables import table_lines
+from nixmox.snapshot.policy import human, taken_at
 from nixmox.updates.nodes import this_host
-from nixmox.zones import zone
 
 #: Doctor's areas that read the API; status always runs these.
 AREAS = ("proxmox", "guests", "backups")

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from nixmox.errors import NixmoxError
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.provision.desired import desired_bridges
 from nixmox.provision.diff import ActualGuest, ActualState
-from nixmox.proxmox.client import Proxmox
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

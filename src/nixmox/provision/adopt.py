@@ -11,8 +11,8 @@ from typing import Any
 
 import tomlkit
 
+from nixmox.adapters.proxmox import props
 from nixmox.provision.diff import ActualGuest
-from nixmox.proxmox import props
 
 _DISK_SLOTS = ("scsi", "virtio", "sata", "ide")
 _NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139", "vmxnet3")

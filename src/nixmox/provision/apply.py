@@ -22,14 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from nixmox.errors import NixmoxError
+from nixmox.adapters.proxmox import props
+from nixmox.adapters.proxmox.client import Proxmox, Unreachable
+from nixmox.adapters.proxmox.tasks import wait
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import NodeLimits, guest_path, read_guest
 from nixmox.provision.desired import DesiredGuest, desired_guest
 from nixmox.provision.diff import ActualGuest, Change, GuestPlan, ObjectPlan, Plan, diff_guest
-from nixmox.proxmox import props
-from nixmox.proxmox.client import Proxmox, Unreachable
-from nixmox.proxmox.tasks import wait
 
 log = logging.getLogger("nixmox.apply")
 

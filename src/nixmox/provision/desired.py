@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nixmox.adapters.proxmox import props
 from nixmox.inventory.model import Bridge, Guest, Inventory, Storage
-from nixmox.proxmox import props
 
 Label = Literal["live", "needs-reboot", "needs-stop", "replace"]
 

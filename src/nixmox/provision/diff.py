@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from nixmox.adapters.proxmox import props
 from nixmox.inventory.model import Inventory
 from nixmox.provision.desired import (
     BACKUP_JOB_ID,
@@ -25,7 +26,6 @@ from nixmox.provision.desired import (
     desired_guest,
     desired_storage,
 )
-from nixmox.proxmox import props
 
 SCHEMA_VERSION = 1
 DISRUPTIVE: tuple[Label, ...] = ("needs-reboot", "needs-stop", "replace")

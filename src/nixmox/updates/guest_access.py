@@ -5,7 +5,7 @@ shell script and get its exit code and output back, and ask whether the guest
 answers at all. A guest that cannot be reached raises :class:`GuestUnreachable`,
 which the update turns into a Proxmox snapshot rollback after a switch.
 
-- ``ssh``: the system ``ssh`` client through :class:`nixmox.runner.Runner`
+- ``ssh``: the system ``ssh`` client through :class:`nixmox.adapters.runner.Runner`
   (the user's ssh config, agent and known_hosts apply; ``NIXMOX_SSH_CONFIG``
   names another config file).
 - ``agent``: the QEMU guest agent of a VM through the Proxmox API. The agent
@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nixmox.errors import CommandNotFound, CommandTimeout, ConfigError, NixmoxError
+from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent, GuestAgent
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.runner import Remote, Runner
+from nixmox.core.errors import CommandNotFound, CommandTimeout, ConfigError, NixmoxError
 from nixmox.inventory.model import Guest, Node
-from nixmox.proxmox.agent import AgentError, ApiAgent, GuestAgent
-from nixmox.proxmox.client import Proxmox
-from nixmox.runner import Remote, Runner
 from nixmox.updates import nodes
 from nixmox.updates.nodes import is_local, node_remote
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.tasks import wait
-from nixmox.retention import Item, Keep, Mark, prune
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.tasks import wait
+from nixmox.rules.retention import Item, Keep, Mark, prune
 
 log = logging.getLogger(__name__)
 

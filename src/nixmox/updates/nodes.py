@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
+from nixmox.adapters.runner import Remote
 from nixmox.inventory.model import Node
-from nixmox.runner import Remote
 
 LOCAL_ADDRESSES = frozenset({"localhost", "127.0.0.1", "::1"})
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nixmox.tables import print_table
+from nixmox.core.tables import print_table
 
 Result = Literal["ok", "unchanged", "held", "failed", "rolled-back", "skipped", "dry-run"]
 # Results that make the run exit 1.

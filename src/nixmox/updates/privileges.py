@@ -1,6 +1,6 @@
 """The privileges preflight of the update jobs: what each needs, before anything changes.
 
-Pure lists of :class:`~nixmox.proxmox.permissions.Need`; one read of
+Pure lists of :class:`~nixmox.adapters.proxmox.permissions.Need`; one read of
 ``/access/permissions`` compares them with what the token may do. A missing
 privilege found halfway would leave a guest snapshotted but not updated, or
 a node drained but not rebooted: so the run refuses up front.
@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from nixmox.errors import NixmoxError
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.permissions import Missing, Need, check
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Node
-from nixmox.proxmox.client import Proxmox
-from nixmox.proxmox.permissions import Missing, Need, check
 from nixmox.updates.guest_access import via
 
 log = logging.getLogger(__name__)

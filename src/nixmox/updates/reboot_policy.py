@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from nixmox.calendar import window_open
 from nixmox.inventory.model import Guest, Node
+from nixmox.rules.window import window_open
 
 
 @dataclass(frozen=True)

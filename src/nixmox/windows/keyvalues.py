@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from nixmox.errors import NixmoxError
+from nixmox.core.errors import NixmoxError
 
 KeyValues = dict[str, "str | KeyValues"]
 

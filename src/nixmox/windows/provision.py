@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nixmox.errors import NixmoxError
+from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent, GuestAgent
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, WindowsSettings
-from nixmox.proxmox.agent import AgentError, ApiAgent, GuestAgent
-from nixmox.proxmox.client import Proxmox
 from nixmox.windows import provision_plan as plan
 from nixmox.windows.keyvalues import AppManifest, library_of, parse_manifest
 from nixmox.windows.provision_plan import StepResult

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from nixmox.errors import NixmoxError
-from nixmox.proxmox.agent import ExecResult, GuestAgent
+from nixmox.adapters.guest_agent.via_api import ExecResult, GuestAgent
+from nixmox.core.errors import NixmoxError
 
 GUEST_DIR = "C:\\ProgramData\\nixmox"
 POWERSHELL = [

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 
-from nixmox.errors import NixmoxError
+from nixmox.adapters.guest_agent.via_api import AgentError, GuestAgent
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, UpdateSettings
-from nixmox.proxmox.agent import AgentError, GuestAgent
-from nixmox.retention import Keep
+from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, update_snapshot_name
 from nixmox.updates.outcome import Outcome
 from nixmox.windows.scripts import ScriptError, ensure_guest_dir, run_script

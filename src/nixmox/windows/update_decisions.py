@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Literal
 
-from nixmox.calendar import window_open
 from nixmox.inventory.model import RebootPolicy, UpdateSettings
+from nixmox.rules.window import window_open
 from nixmox.updates.outcome import Result
 
 #: Processes that keep a reboot away under ``when-idle`` when the guest lists none.

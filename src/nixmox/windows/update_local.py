@@ -2,7 +2,8 @@
 
 When no API connection is configured but the VM's agent socket exists on this
 machine (``/var/run/qemu-server/VMID.qga``), the run talks to the agent
-directly (:class:`nixmox.qga.SocketAgent`) and reads the VM's state and takes,
+directly (:class:`~nixmox.adapters.guest_agent.via_socket.SocketAgent`) and
+reads the VM's state and takes,
 rolls back and deletes its snapshots with ``qm`` through the runner, which is
 what the API would do on the same host. Only nixmox's own update snapshots
 are ever deleted or pruned.
@@ -14,8 +15,8 @@ import re
 from dataclasses import dataclass
 from datetime import tzinfo
 
-from nixmox.retention import Keep
-from nixmox.runner import Runner
+from nixmox.adapters.runner import Runner
+from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import prune_update_snapshots, update_snapshot_time
 
 _SNAPSHOT = re.compile(r"->\s+(\S+)")

@@ -1,0 +1,234 @@
+"""The QEMU guest agent through the host's own socket, without the Proxmox API.
+
+On a Proxmox host every VM with ``agent: 1`` has its agent's channel at
+``/var/run/qemu-server/VMID.qga`` (the directory can be moved with
+``NIXMOX_QGA_DIR``, which the tests do). :class:`SocketAgent` speaks the agent's
+protocol there directly: newline-delimited JSON, a resynchronisation with
+``0xff`` and ``guest-sync-delimited`` on each connection (a previous client may
+have left answers unread), ``guest-exec`` with base64 ``input-data`` and
+``guest-exec-status`` polled until the first ``exited`` answer (the agent
+forgets the pid after it, so that answer carries everything), and the file
+commands with base64 chunks.
+
+The agent serves one connection at a time, so each method opens its own
+connection and closes it before returning; nothing is held between calls.
+Closing leaves no answer unread (half-close, then drain): some qemu-ga
+releases exit when a client resets the connection under unread data.
+
+It offers the same :class:`~nixmox.adapters.guest_agent.via_api.GuestAgent` methods as
+:class:`~nixmox.adapters.guest_agent.via_api.ApiAgent`, for runs on the host that have no API
+token (see :mod:`nixmox.cli.update_windows_cmd` for when it is picked).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nixmox.adapters.guest_agent.via_api import AgentError, ExecResult, exec_result, wait_exited
+
+DEFAULT_DIR = "/var/run/qemu-server"
+#: Raw bytes per guest-file-write call (base64 makes them a third larger on the wire).
+CHUNK = 48 * 1024
+
+
+def socket_dir(environ: dict[str, str] | None = None) -> Path:
+    """Where the host keeps the agents' sockets: ``$NIXMOX_QGA_DIR`` or ``/var/run/qemu-server``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("NIXMOX_QGA_DIR") or DEFAULT_DIR)
+
+
+def socket_path(vmid: int, directory: Path | None = None) -> Path:
+    """The agent socket of VM ``vmid``."""
+    return (directory or socket_dir()) / f"{vmid}.qga"
+
+
+class QgaConnection:
+    """One connection to an agent socket, newline-delimited JSON (call :meth:`sync` first)."""
+
+    def __init__(self, path: Path, timeout: float, what: str) -> None:
+        self.what = what
+        self.timeout = timeout
+        self._buf = b""
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(str(path))
+        except OSError as exc:
+            self._sock.close()
+            raise AgentError(f"{what}: cannot connect to {path}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+            self._sock.settimeout(2.0)
+            while self._sock.recv(65536):
+                pass
+        except OSError:
+            pass  # already gone: nothing left unread to protect
+        finally:
+            self._sock.close()
+
+    def send(self, message: dict[str, Any], prefix: bytes = b"") -> None:
+        try:
+            self._sock.sendall(prefix + json.dumps(message).encode() + b"\n")
+        except OSError as exc:
+            raise AgentError(f"{self.what}: the agent connection broke: {exc}") from None
+
+    def read_line(self, deadline: float) -> bytes:
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AgentError(
+                    f"{self.what}: the guest agent did not answer in {self.timeout:g} s"
+                )
+            self._sock.settimeout(left)
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                raise AgentError(f"{self.what}: the agent connection broke: {exc}") from None
+            if not chunk:
+                raise AgentError(f"{self.what}: the guest agent closed the connection")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    def sync(self) -> None:
+        """Discard whatever an earlier client left unread.
+
+        ``0xff`` resets the agent's parser; the answer to ``guest-sync-delimited``
+        comes behind a ``0xff`` marker and echoes our id, so every line before
+        it is stale (including the parse error the reset itself may cause).
+        """
+        sync_id = random.randrange(1, 2**31)
+        self.send({"execute": "guest-sync-delimited", "arguments": {"id": sync_id}}, b"\xff")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            line = self.read_line(deadline)
+            marker = line.rfind(b"\xff")
+            if marker < 0:
+                continue
+            try:
+                answer = json.loads(line[marker + 1 :])
+            except ValueError:
+                continue
+            if isinstance(answer, dict) and answer.get("return") == sync_id:
+                return
+
+    def call(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Run one agent command; its ``return`` value, or AgentError with the agent's words."""
+        message: dict[str, Any] = {"execute": command}
+        if arguments is not None:
+            message["arguments"] = arguments
+        self.send(message)
+        try:
+            answer = json.loads(self.read_line(time.monotonic() + self.timeout))
+        except ValueError:
+            raise AgentError(f"{self.what}: {command}: the agent answered no JSON") from None
+        if not isinstance(answer, dict):
+            raise AgentError(f"{self.what}: {command}: unexpected answer {answer!r}")
+        if "error" in answer:
+            error = answer["error"] if isinstance(answer["error"], dict) else {}
+            raise AgentError(f"{self.what}: {command}: {error.get('desc', 'agent error')}")
+        return answer.get("return")
+
+
+@dataclass
+class SocketAgent:
+    """The agent of VM ``vmid`` through its socket on this host."""
+
+    vmid: int
+    directory: Path | None = None
+    timeout: float = 10.0  # for one answer
+    poll: float = 0.5  # longest pause between two guest-exec-status calls
+    sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def path(self) -> Path:
+        return socket_path(self.vmid, self.directory)
+
+    def exists(self) -> bool:
+        """Whether this host has an agent socket for the VM (it runs with ``agent: 1``)."""
+        return self.path.is_socket()
+
+    @contextmanager
+    def _connect(self) -> Iterator[QgaConnection]:
+        conn = QgaConnection(self.path, self.timeout, f"VM {self.vmid}")
+        try:
+            conn.sync()
+            yield conn
+        finally:
+            conn.close()
+
+    def ping(self) -> None:
+        try:
+            with self._connect() as conn:
+                conn.call("guest-ping")
+        except AgentError as exc:
+            raise AgentError(f"the guest agent of {self.vmid} does not answer: {exc}") from None
+
+    def exec(
+        self, argv: Sequence[str], *, input_data: str | None = None, timeout: float = 600.0
+    ) -> ExecResult:
+        if not argv:
+            raise ValueError("exec needs a command")
+        arguments: dict[str, Any] = {
+            "path": argv[0],
+            "arg": list(argv[1:]),
+            "capture-output": True,
+        }
+        if input_data is not None:
+            arguments["input-data"] = base64.b64encode(input_data.encode()).decode()
+        with self._connect() as conn:
+            pid = int(conn.call("guest-exec", arguments)["pid"])
+
+            def status() -> dict[str, Any]:
+                return dict(conn.call("guest-exec-status", {"pid": pid}))
+
+            found = wait_exited(
+                status, timeout, self.poll, self.sleep, f"VM {self.vmid}: {argv[0]}"
+            )
+            return exec_result(found, _decode)
+
+    def file_write(self, path: str, content: str) -> None:
+        data = content.encode()
+        with self._connect() as conn:
+            handle = conn.call("guest-file-open", {"path": path, "mode": "w"})
+            try:
+                for start in range(0, max(len(data), 1), CHUNK):
+                    piece = data[start : start + CHUNK]
+                    conn.call(
+                        "guest-file-write",
+                        {"handle": handle, "buf-b64": base64.b64encode(piece).decode()},
+                    )
+            finally:
+                conn.call("guest-file-close", {"handle": handle})
+
+    def file_read(self, path: str) -> str:
+        chunks: list[bytes] = []
+        with self._connect() as conn:
+            handle = conn.call("guest-file-open", {"path": path, "mode": "r"})
+            try:
+                while True:
+                    got = conn.call("guest-file-read", {"handle": handle, "count": CHUNK})
+                    chunks.append(base64.b64decode(got.get("buf-b64") or ""))
+                    if got.get("eof") or not got.get("count"):
+                        break
+            finally:
+                conn.call("guest-file-close", {"handle": handle})
+        return b"".join(chunks).decode(errors="replace")
+
+
+def _decode(data: object) -> str:
+    return base64.b64decode(str(data)).decode(errors="replace") if data else ""

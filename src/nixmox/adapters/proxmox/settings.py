@@ -1,0 +1,106 @@
+"""Connection settings for the Proxmox API: the inventory, then NIXMOX_PVE_*.
+
+The token secret is read here (from ``NIXMOX_PVE_TOKEN`` or ``token_file``),
+registered for masking at once, and never shown: not in ``repr``, logs or
+error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from nixmox.core.errors import ConfigError
+from nixmox.core.log import register_secret
+from nixmox.inventory.model import ProxmoxSettings
+
+#: The credential name under $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
+CREDENTIAL = "nixmox-pve-token"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Everything needed to talk to one Proxmox API endpoint."""
+
+    url: str
+    token_id: str
+    token: str = field(repr=False)
+    ca_file: str | None = None
+    fingerprint: str | None = None
+    #: A password login instead of a token: ``token_id`` then holds USER@REALM.
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 8006
+
+
+def _read_secret_file(path: str, key: str = "proxmox.token_file") -> str:
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"{key} {path}: {exc.strerror}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{key} {path} is readable by group or others "
+            f"(mode {stat.filemode(info.st_mode)}); fix with: chmod 600 {path}"
+        )
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key} {path}: {exc.strerror}") from None
+    if not secret:
+        raise ConfigError(f"{key} {path} is empty")
+    return secret
+
+
+def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = None) -> Connection:
+    """Resolve the connection from ``[proxmox]`` and the environment overrides."""
+    env = os.environ if environ is None else environ
+
+    def pick(var: str, value: str | None) -> str | None:
+        return env.get(var) or value
+
+    url = pick("NIXMOX_PVE_URL", settings.url)
+    token_id = pick("NIXMOX_PVE_TOKEN_ID", settings.token_id)
+    if not url:
+        raise ConfigError("no Proxmox API url: set proxmox.url or NIXMOX_PVE_URL")
+    if not url.startswith("https://"):
+        raise ConfigError(f"Proxmox API url {url!r} must start with https:// (TLS is always on)")
+    ca_file = pick("NIXMOX_PVE_CA_FILE", settings.ca_file)
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise ConfigError(f"proxmox.ca_file {ca_file}: no such file")
+    fingerprint = pick("NIXMOX_PVE_FINGERPRINT", settings.fingerprint)
+    user = pick("NIXMOX_PVE_USER", settings.user)
+    if not token_id and user:
+        # Tokens come first; a password login only when no token is configured.
+        password = env.get("NIXMOX_PVE_PASSWORD") or (
+            _read_secret_file(settings.password_file, "proxmox.password_file")
+            if settings.password_file
+            else None
+        )
+        if not password:
+            raise ConfigError("no password for proxmox.user: set proxmox.password_file")
+        register_secret(password)
+        return Connection(url.rstrip("/"), user, "", ca_file, fingerprint, password)
+    if not token_id:
+        raise ConfigError("no API token id: set proxmox.token_id or NIXMOX_PVE_TOKEN_ID")
+    token = env.get("NIXMOX_PVE_TOKEN")
+    credentials = env.get("CREDENTIALS_DIRECTORY")
+    if not token and credentials and (Path(credentials) / CREDENTIAL).is_file():
+        # systemd's LoadCredential= (the units nixmox installs): never in the environment.
+        token = (Path(credentials) / CREDENTIAL).read_text(encoding="utf-8").strip()
+    if not token:
+        if settings.token_file is None:
+            raise ConfigError("no API token secret: set proxmox.token_file or NIXMOX_PVE_TOKEN")
+        token = _read_secret_file(settings.token_file)
+    register_secret(token)
+    return Connection(url.rstrip("/"), token_id, token, ca_file, fingerprint)

@@ -1,0 +1,164 @@
+"""The one door through which nixmox runs external commands.
+
+Locally or on another machine over SSH (the system ``ssh`` client, so the
+user's ``~/.ssh/config``, agent and known_hosts apply), the same way:
+every command is logged with secrets masked, ``--dry-run`` skips commands that
+change things while still running the ones that only read, a hung command is
+stopped after its timeout, and failures become typed errors that keep stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout
+from nixmox.core.log import mask
+
+log = logging.getLogger("nixmox.run")
+
+DEFAULT_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A machine reached with ``ssh DESTINATION`` (``user@host`` or a config alias)."""
+
+    destination: str
+    options: tuple[str, ...] = ()
+
+    @classmethod
+    def to(cls, destination: str, environ: Mapping[str, str] | None = None) -> Remote:
+        """``destination`` with the ssh config file named by ``NIXMOX_SSH_CONFIG``, if set
+        (``ssh -F FILE``; otherwise the user's own ``~/.ssh/config`` applies)."""
+        env = os.environ if environ is None else environ
+        config = env.get("NIXMOX_SSH_CONFIG")
+        return cls(destination, ("-F", config) if config else ())
+
+    def wrap(self, argv: Sequence[str], env: Mapping[str, str] | None) -> list[str]:
+        """The local argv that runs ``argv`` on this machine."""
+        remote = shlex.join(argv)
+        if env:
+            remote = shlex.join(["env", *(f"{k}={v}" for k, v in env.items())]) + " " + remote
+        # BatchMode: never stop and wait for a password prompt in a timer job.
+        return ["ssh", "-o", "BatchMode=yes", *self.options, self.destination, "--", remote]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished (or, under --dry-run, skipped) command produced."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    skipped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass
+class Runner:
+    """Runs commands; one instance per nixmox invocation.
+
+    ``dry_run`` makes every command that changes state (``changes=True``, the
+    default) log what it would do and return an empty success instead.
+    ``remote``: where commands run unless a call names another machine (``None``:
+    here), e.g. a runner for an adapter that works on one Proxmox node.
+    """
+
+    dry_run: bool = False
+    default_timeout: float = DEFAULT_TIMEOUT
+    history: list[Result] = field(default_factory=list)
+    remote: Remote | None = None
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        remote: Remote | None = None,
+        changes: bool = True,
+        check: bool = True,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        cwd: str | None = None,
+    ) -> Result:
+        """Run ``argv`` (on ``remote`` if given) and return its result.
+
+        Raises :class:`CommandError` on a non-zero exit when ``check`` is set,
+        :class:`CommandNotFound` and :class:`CommandTimeout` otherwise.
+        ``cwd``: the local working directory (e.g. where ``nixos-rebuild`` links ``result``).
+        """
+        argv = list(argv)
+        remote = remote or self.remote
+        full = remote.wrap(argv, env) if remote is not None else argv
+        where = f"[{remote.destination}] " if remote is not None else ""
+        shown = mask(where + shlex.join(argv))
+        if self.dry_run and changes:
+            log.debug("would run: %s", shown)  # the job prints its own plan
+            result = Result(tuple(argv), 0, "", "", 0.0, skipped=True)
+            self.history.append(result)
+            return result
+        log.debug("$ %s", shown)
+        local_env = None
+        if env and remote is None:
+            local_env = {**os.environ, **env}
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                full,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=local_env,
+                cwd=cwd,
+                text=True,
+                # Own process group: a timeout stops the command and its children.
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise CommandNotFound(f"`{full[0]}` not found on PATH (needed for: {shown})") from None
+        except PermissionError:
+            raise CommandNotFound(f"`{full[0]}` is not executable (needed for: {shown})") from None
+        limit = self.default_timeout if timeout is None else timeout
+        try:
+            stdout, stderr = proc.communicate(input, timeout=limit)
+        except subprocess.TimeoutExpired:
+            _stop_group(proc)
+            raise CommandTimeout(f"stopped after {limit:g} s without finishing: {shown}") from None
+        result = Result(
+            tuple(argv), proc.returncode, stdout, mask(stderr), time.monotonic() - started
+        )
+        self.history.append(result)
+        log.debug("exit %d in %.2f s", result.returncode, result.seconds)
+        if remote is not None and result.returncode == 255 and check:
+            raise CommandError(
+                [f"ssh {remote.destination}", *argv], 255, result.stdout, result.stderr
+            )
+        if check and not result.ok:
+            raise CommandError(argv, result.returncode, result.stdout, result.stderr)
+        return result
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the command's process group, then SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.communicate(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

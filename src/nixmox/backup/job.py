@@ -1,0 +1,232 @@
+"""The backup job: vzdump each guest through the API, then prune what the rule removes.
+
+- One vzdump task per guest, so every guest has its own result; one guest's
+  failure never stops the others. Nodes work in parallel, guests of a node
+  one after another (vzdump on a node runs one at a time anyway).
+- vzdump is told to prune nothing itself (``prune-backups keep-all=1``):
+  nixmox decides exactly, and can say why, with Proxmox's own rule.
+- A guest is pruned only when its new backup succeeded, from one content
+  listing of its archives; deletions name exact volumes. Protected archives,
+  other guests' archives and hand-named files are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+from urllib.parse import quote
+
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.tasks import TaskFailed, task_log, wait
+from nixmox.backup.archives import Archive, archives_of, plan_prune, removals
+from nixmox.core.errors import NixmoxError
+from nixmox.inventory.model import Backups, Guest
+from nixmox.rules.retention import Item, Keep, prune
+from nixmox.rules.timespan import parse_timespan
+
+log = logging.getLogger("nixmox.backup")
+
+
+@dataclass
+class GuestResult:
+    """What happened to one guest's backup."""
+
+    name: str
+    vmid: int
+    node: str
+    result: str = "ok"  # ok | failed | skipped | planned
+    message: str = ""
+    volid: str | None = None
+    size: int = 0
+    seconds: float = 0.0
+    kept: int = 0
+    removed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("ok", "skipped", "planned") and not self.errors
+
+
+def guest_type(guest: Guest) -> str:
+    return "lxc" if guest.kind == "lxc" else "qemu"
+
+
+def content_path(node: str, storage: str) -> str:
+    return f"/nodes/{node}/storage/{storage}/content"
+
+
+class BackupJob:
+    """Back up and prune a set of guests with the inventory's ``[backups]``."""
+
+    def __init__(
+        self,
+        api: Proxmox,
+        settings: Backups,
+        zone: tzinfo,
+        *,
+        protected: bool = False,
+        dry_run: bool = False,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self.zone = zone
+        self.protected = protected
+        self.dry_run = dry_run
+        self.now = now or (lambda: datetime.now(zone))
+        self.keep = settings.keep.rule() if settings.keep is not None else Keep()
+        self.lock_wait = parse_timespan(settings.lock_wait)
+        self._lock = threading.Lock()
+
+    def run(self, guests: list[Guest]) -> list[GuestResult]:
+        """Every guest's result, in the order given."""
+        resources = {
+            int(r["vmid"]): r
+            for r in self.api.get("/cluster/resources", type="vm") or []
+            if "vmid" in r
+        }
+        by_node: dict[str, list[Guest]] = {}
+        for guest in guests:
+            by_node.setdefault(guest.node, []).append(guest)
+        results: dict[int, GuestResult] = {}
+
+        def node_run(node_guests: list[Guest]) -> None:
+            for guest in node_guests:
+                result = self.one(guest, resources.get(guest.vmid))
+                with self._lock:
+                    results[guest.vmid] = result
+
+        with ThreadPoolExecutor(max_workers=max(1, len(by_node))) as pool:
+            for future in [pool.submit(node_run, g) for g in by_node.values()]:
+                future.result()
+        return [results[g.vmid] for g in guests]
+
+    # -- one guest --------------------------------------------------------------------
+    def one(self, guest: Guest, resource: dict[str, Any] | None) -> GuestResult:
+        result = GuestResult(guest.name, guest.vmid, guest.node)
+        if resource is None:
+            result.result, result.message = "failed", f"no guest {guest.vmid} on the cluster"
+            return result
+        if resource.get("template"):
+            result.result, result.message = "skipped", "a template (nothing to back up)"
+            return result
+        if resource.get("type") != guest_type(guest) or resource.get("node") != guest.node:
+            result.result = "failed"
+            result.message = (
+                f"vmid {guest.vmid} is a {resource.get('type')} on {resource.get('node')}, "
+                f"the inventory says {guest_type(guest)} on {guest.node}"
+            )
+            return result
+        storage = self.settings.storage
+        if self.dry_run:
+            return self._dry_run(guest, result, storage)
+        started = time.monotonic()
+        try:
+            self._wait_unlocked(guest)
+            result.volid = self._vzdump(guest, storage)
+        except NixmoxError as exc:
+            # Nothing new was made: every older archive of this guest stays.
+            result.result, result.message = "failed", str(exc)
+            result.seconds = time.monotonic() - started
+            return result
+        result.seconds = time.monotonic() - started
+        try:
+            archives = self._archives(guest, storage)
+        except NixmoxError as exc:
+            result.errors.append(f"backed up, but cannot list the archives to prune: {exc}")
+            return result
+        if result.volid is None and archives:
+            result.volid = archives[0].volid
+        newest = next((a for a in archives if a.volid == result.volid), None)
+        result.size = newest.size if newest else 0
+        self._prune(guest, storage, archives, result)
+        return result
+
+    def _dry_run(self, guest: Guest, result: GuestResult, storage: str) -> GuestResult:
+        result.result = "planned"
+        archives = self._archives(guest, storage)
+        now = self.now()
+        items = [Item(now, self.protected, "(the new backup)")]
+        items += [Item(a.time, a.protected, a.volid) for a in archives]
+        decisions = prune(items, self.keep, self.zone)
+        result.removed = removals(decisions)
+        result.kept = len(items) - len(result.removed)
+        result.message = (
+            f"would back up to {storage} ({self.settings.mode}, {self.settings.compress})"
+        )
+        return result
+
+    def _wait_unlocked(self, guest: Guest) -> None:
+        path = f"/nodes/{guest.node}/{guest_type(guest)}/{guest.vmid}/status/current"
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            lock = (self.api.get(path) or {}).get("lock")
+            if not lock:
+                return
+            if time.monotonic() >= deadline:
+                raise NixmoxError(
+                    f"locked ({lock}) by another operation for {self.lock_wait:g} s; "
+                    "not backed up (nixmox never removes someone else's lock)"
+                )
+            log.info("%s is locked (%s); waiting", guest.name, lock)
+            time.sleep(min(5.0, max(self.lock_wait / 20, 0.05)))
+
+    def _vzdump(self, guest: Guest, storage: str) -> str | None:
+        params: dict[str, Any] = {
+            "vmid": guest.vmid,
+            "storage": storage,
+            "mode": self.settings.mode,
+            "compress": self.settings.compress,
+            "notes-template": self.settings.notes_template,
+            # nixmox prunes, with an explanation; vzdump must not prune on its own.
+            "prune-backups": "keep-all=1",
+        }
+        if self.protected:
+            params["protected"] = 1
+        upid = self.api.post(f"/nodes/{guest.node}/vzdump", **params)
+        try:
+            wait(self.api, upid, what=f"backup of {guest.name}", timeout=6 * 3600)
+        except TaskFailed as exc:
+            lines = exc.result.log or task_log(self.api, upid)
+            reason = next(
+                (line.split(" failed - ", 1)[1] for line in lines if " failed - " in line),
+                exc.result.exitstatus,
+            )
+            raise NixmoxError(f"vzdump failed: {reason}") from None
+        for line in task_log(self.api, upid):
+            if "creating vzdump archive '" in line:
+                path = line.split("'", 2)[1]
+                return f"{storage}:backup/{path.rsplit('/', 1)[-1]}"
+        return None
+
+    def _archives(self, guest: Guest, storage: str) -> list[Archive]:
+        content = self.api.get(content_path(guest.node, storage), content="backup", vmid=guest.vmid)
+        return archives_of(content or [], guest.vmid, guest_type(guest), self.zone)
+
+    def _prune(
+        self, guest: Guest, storage: str, archives: list[Archive], result: GuestResult
+    ) -> None:
+        decisions = plan_prune(archives, self.keep, self.zone)
+        doomed = removals(decisions)
+        if result.volid in doomed:
+            # The rule never removes the newest item; if it ever would, keep it.
+            doomed.remove(result.volid)
+        result.kept = len(archives) - len(doomed)
+        for volid in doomed:
+            try:
+                answer = self.api.delete(
+                    f"{content_path(guest.node, storage)}/{quote(volid, safe='')}"
+                )
+                if isinstance(answer, str) and answer.startswith("UPID:"):
+                    wait(self.api, answer, what=f"remove {volid}")
+                result.removed.append(volid)
+            except NixmoxError as exc:
+                result.kept += 1
+                result.errors.append(f"cannot remove {volid}: {exc}")

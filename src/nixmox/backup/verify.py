@@ -1,0 +1,162 @@
+"""`nixmox backup verify`: a backup that was never restored is not yet a backup.
+
+For each guest: restore its newest archive into a free scratch VMID of the
+configured range, with every network interface disconnected
+(``link_down=1``), start it, wait until it runs (and, for a VM with the agent
+enabled, until the agent answers), time it, then destroy the scratch guest,
+also when anything failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.tasks import wait
+from nixmox.backup.archives import archives_of
+from nixmox.backup.job import content_path, guest_type
+from nixmox.core.errors import NixmoxError
+from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
+from nixmox.rules.timespan import parse_timespan
+
+log = logging.getLogger("nixmox.verify")
+
+
+@dataclass
+class VerifyResult:
+    name: str
+    vmid: int
+    ok: bool = False
+    archive: str | None = None
+    scratch: int | None = None
+    seconds: float = 0.0
+    message: str = ""
+    cleaned: bool = True
+
+
+def free_vmid(api: Proxmox, verify: BackupVerify) -> int:
+    """The first VMID of the scratch range no guest uses."""
+    used = {int(r["vmid"]) for r in api.get("/cluster/resources", type="vm") or [] if "vmid" in r}
+    low, high = verify.vmids
+    for vmid in range(low, high + 1):
+        if vmid not in used:
+            return vmid
+    raise NixmoxError(f"no free scratch VMID in {low}-{high}")
+
+
+def restore_storage(guest: Guest, verify: BackupVerify, storages: list[Storage]) -> str | None:
+    """Where the scratch copy's disks go: the configured storage if it holds
+    this kind of disk, else the guest's own; ``None`` lets Proxmox use the
+    archive's original storages."""
+    content = "rootdir" if guest.kind == "lxc" else "images"
+    kinds = {s.storage: s.content for s in storages}
+    if verify.storage and (verify.storage not in kinds or content in kinds[verify.storage]):
+        return verify.storage
+    if guest.rootfs is not None:
+        return guest.rootfs.storage
+    return guest.disks[0].storage if guest.disks else None
+
+
+def verify_guest(
+    api: Proxmox, guest: Guest, settings: Backups, zone: Any, storages: list[Storage] | None = None
+) -> VerifyResult:
+    """Restore, boot, check and destroy one guest's newest archive."""
+    verify = settings.verify or BackupVerify()
+    storages = storages or []
+    result = VerifyResult(guest.name, guest.vmid)
+    kind = guest_type(guest)
+    content = api.get(content_path(guest.node, settings.storage), content="backup", vmid=guest.vmid)
+    archives = archives_of(content or [], guest.vmid, kind, zone)
+    if not archives:
+        result.message = f"no archive of {guest.name} on {settings.storage}"
+        return result
+    archive = archives[0].volid
+    result.archive = archive
+    node = guest.node
+    timeout = parse_timespan(verify.timeout)
+    started = time.monotonic()
+    scratch: int | None = None
+    try:
+        scratch = free_vmid(api, verify)
+        result.scratch = scratch
+        base = f"/nodes/{node}/{kind}"
+        params: dict[str, Any] = {"vmid": scratch, "unique": 1}
+        storage = restore_storage(guest, verify, storages)
+        if storage:
+            params["storage"] = storage
+        if kind == "lxc":
+            params.update(ostemplate=archive, restore=1)
+        else:
+            params["archive"] = archive
+        result.cleaned = False
+        wait(api, api.post(base, **params), what=f"restore {archive} to {scratch}", timeout=timeout)
+        path = f"{base}/{scratch}"
+        config = api.get(f"{path}/config") or {}
+        # Disconnect every NIC: the copy must never answer on the guest's network.
+        down: dict[str, Any] = {
+            k: f"{v},link_down=1"
+            for k, v in config.items()
+            if k.startswith("net") and k[3:].isdigit() and "link_down=1" not in str(v)
+        }
+        if down:
+            api.put(f"{path}/config", **down)
+        wait(
+            api, api.post(f"{path}/status/start"), what=f"start scratch {scratch}", timeout=timeout
+        )
+        deadline = time.monotonic() + timeout
+        while (api.get(f"{path}/status/current") or {}).get("status") != "running":
+            if time.monotonic() >= deadline:
+                raise NixmoxError(f"scratch {scratch} did not reach running in {timeout:g} s")
+            time.sleep(1.0)
+        agent = str(config.get("agent", "0")).split(",", 1)[0] in ("1", "enabled=1")
+        if kind == "qemu" and agent:
+            _wait_agent(api, path, deadline)
+        result.seconds = time.monotonic() - started
+        result.ok = True
+        result.message = f"restored and running in {result.seconds:.1f} s"
+    except NixmoxError as exc:
+        result.seconds = time.monotonic() - started
+        result.message = str(exc)
+    finally:
+        if scratch is not None and not result.cleaned:
+            result.cleaned = _destroy(api, node, kind, scratch)
+            if not result.cleaned:
+                result.ok = False
+                result.message += (
+                    f"; the scratch guest {scratch} could NOT be removed: remove it by hand"
+                )
+    return result
+
+
+def _wait_agent(api: Proxmox, path: str, deadline: float) -> None:
+    while True:
+        try:
+            api.post(f"{path}/agent/ping")
+            return
+        except NixmoxError as exc:
+            if time.monotonic() >= deadline:
+                raise NixmoxError(f"the guest agent did not answer: {exc}") from None
+            time.sleep(2.0)
+
+
+def _destroy(api: Proxmox, node: str, kind: str, vmid: int) -> bool:
+    """Stop and destroy the scratch guest; True when it is gone."""
+    path = f"/nodes/{node}/{kind}/{vmid}"
+    try:
+        status = (api.get(f"{path}/status/current") or {}).get("status")
+    except NixmoxError:
+        return True  # never created
+    try:
+        if status == "running":
+            wait(api, api.post(f"{path}/status/stop"), what=f"stop scratch {vmid}")
+        cleanup: dict[str, Any] = {"purge": 1, "destroy-unreferenced-disks": 1}
+        upid = api.delete(path, **cleanup)
+        if isinstance(upid, str):
+            wait(api, upid, what=f"destroy scratch {vmid}")
+        return True
+    except NixmoxError as exc:
+        log.error("cannot remove scratch guest %s: %s", vmid, exc)
+        return False

@@ -1,0 +1,300 @@
+"""Installing and removing nixmox's systemd units on a Debian/Proxmox host.
+
+``install`` writes what :func:`nixmox.schedule.units.render_units` rendered into
+``ROOT/etc/systemd/system`` and records every file (with its SHA-256) and
+every directory it created in a manifest in the state directory, so that
+``uninstall`` removes exactly that and nothing else, and refuses to remove a
+file changed since. Without a root both also talk to systemd (``systemctl``
+through the runner); with one they only write files, e.g. into an image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from nixmox import __version__
+from nixmox.adapters.journal import Journal
+from nixmox.adapters.runner import Runner
+from nixmox.core.errors import CommandNotFound, NixmoxError
+from nixmox.schedule.units import job_of_unit, timers
+
+log = logging.getLogger("nixmox.units")
+
+UNIT_DIR = PurePosixPath("/etc/systemd/system")
+MANIFEST = "installed-units.json"
+_MANIFEST_FORMAT = 1
+# Only names nixmox renders may ever be removed, whatever the manifest says.
+_OUR_UNIT = re.compile(r"nixmox-[a-z-]+(@)?\.(service|timer)")
+
+
+class UnitFileConflict(NixmoxError):
+    """A unit file is in the way: not written by nixmox, or changed since."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the units and the manifest live, under ``root`` (``/`` for the host)."""
+
+    root: Path
+    state_dir: PurePosixPath
+
+    def inside(self, path: PurePosixPath) -> Path:
+        """``path`` (absolute, as seen on the host) under the root."""
+        return self.root / path.relative_to("/")
+
+    @property
+    def unit_dir(self) -> Path:
+        return self.inside(UNIT_DIR)
+
+    @property
+    def manifest(self) -> Path:
+        return self.inside(self.state_dir / MANIFEST)
+
+
+@dataclass
+class Manifest:
+    """What one ``install`` wrote: host paths -> SHA-256, timers, directories."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    timers: list[str] = field(default_factory=list)
+    created_dirs: list[str] = field(default_factory=list)
+    inventory: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": _MANIFEST_FORMAT,
+                "nixmox": __version__,
+                "inventory": self.inventory,
+                "files": self.files,
+                "timers": self.timers,
+                "created_dirs": self.created_dirs,
+            },
+            indent=2,
+            sort_keys=True,
+        )
+
+
+@dataclass
+class Report:
+    """What install/uninstall did, for the CLI to print."""
+
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    already_gone: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_manifest(layout: Layout) -> Manifest | None:
+    """The manifest of the last install under ``layout``, or None if there is none."""
+    try:
+        data: Any = json.loads(layout.manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise NixmoxError(f"{layout.manifest}: cannot read the install manifest: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != _MANIFEST_FORMAT:
+        raise NixmoxError(f"{layout.manifest}: not an install manifest nixmox understands")
+    manifest = Manifest(
+        files=dict(data.get("files", {})),
+        timers=list(data.get("timers", [])),
+        created_dirs=list(data.get("created_dirs", [])),
+        inventory=data.get("inventory"),
+    )
+    for name in manifest.files:
+        path = PurePosixPath(name)
+        if path.parent != UNIT_DIR or not _OUR_UNIT.fullmatch(path.name):
+            raise NixmoxError(
+                f"{layout.manifest} lists {name}, which nixmox never writes; refusing to use it"
+            )
+    return manifest
+
+
+def _check_unchanged(layout: Layout, manifest: Manifest, names: Sequence[str], doing: str) -> None:
+    changed = [
+        name
+        for name in names
+        if layout.inside(PurePosixPath(name)).exists()
+        and _sha256(layout.inside(PurePosixPath(name))) != manifest.files[name]
+    ]
+    if changed:
+        raise UnitFileConflict(
+            f"refusing to {doing}: {', '.join(changed)} changed since `nixmox install` wrote "
+            "it; nothing was changed (restore or remove it yourself)"
+        )
+
+
+def _make_dirs(layout: Layout, path: PurePosixPath, created: list[str]) -> None:
+    """Create ``path`` under the root, recording each directory made."""
+    missing: list[PurePosixPath] = []
+    current = path
+    while current != current.parent and not layout.inside(current).exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        layout.inside(directory).mkdir(mode=0o755)
+        created.append(str(directory))
+
+
+def _write_atomically(path: Path, text: str, mode: int) -> None:
+    temp = path.with_name(f".{path.name}.nixmox-tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.chmod(mode)
+    os.replace(temp, path)
+
+
+def _systemctl(runner: Runner, *args: str, report: list[str]) -> None:
+    report.append("systemctl " + " ".join(args))
+    try:
+        runner.run(["systemctl", *args])
+    except CommandNotFound:
+        raise NixmoxError(
+            "systemctl not found: this host does not run systemd (use --root DIR to only "
+            "write the files)"
+        ) from None
+
+
+def install(
+    layout: Layout,
+    units: Mapping[str, str],
+    *,
+    runner: Runner | None,
+    inventory: str | None = None,
+) -> Report:
+    """Write ``units`` (name -> text) and record them; enable the timers via ``runner``.
+
+    ``runner`` None means only write files (``--root``). A file already in
+    the way that the last install did not write, or changed since, stops the
+    install before anything is written.
+    """
+    if not layout.root.is_dir():
+        raise NixmoxError(f"{layout.root}: no such directory to install into")
+    previous = read_manifest(layout) or Manifest()
+    wanted = {str(UNIT_DIR / name): text for name, text in units.items()}
+    for name in wanted:
+        path = layout.inside(PurePosixPath(name))
+        if path.exists() and name not in previous.files:
+            raise UnitFileConflict(
+                f"{name} exists and was not written by `nixmox install`; nothing was "
+                "changed (move it away first)"
+            )
+    stale = sorted(set(previous.files) - set(wanted))
+    _check_unchanged(
+        layout, previous, [n for n in wanted if n in previous.files] + stale, "install"
+    )
+
+    report = Report()
+    created = list(previous.created_dirs)
+    _make_dirs(layout, UNIT_DIR, created)
+    _make_dirs(layout, layout.state_dir, created)
+    stale_timers = [t for t in previous.timers if str(UNIT_DIR / t) in stale]
+    if runner is not None and stale_timers:
+        _systemctl(runner, "disable", "--now", *stale_timers, report=report.commands)
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            layout.inside(PurePosixPath(name)).unlink()
+        report.removed.append(name)
+
+    manifest = Manifest(timers=timers(dict(units)), created_dirs=created, inventory=inventory)
+    for name, text in wanted.items():
+        path = layout.inside(PurePosixPath(name))
+        data = text.encode("utf-8")
+        manifest.files[name] = hashlib.sha256(data).hexdigest()
+        if path.exists() and path.read_bytes() == data:
+            report.unchanged.append(name)
+            continue
+        _write_atomically(path, text, 0o644)
+        report.written.append(name)
+    # The manifest can name hosts and paths; keep it as private as the journal.
+    _write_atomically(layout.manifest, manifest.to_json() + "\n", 0o600)
+
+    if runner is not None:
+        _systemctl(runner, "daemon-reload", report=report.commands)
+        _systemctl(runner, "enable", "--now", *manifest.timers, report=report.commands)
+    return report
+
+
+def uninstall(layout: Layout, *, runner: Runner | None) -> Report:
+    """Remove exactly what the last ``install`` under ``layout`` wrote.
+
+    Refuses (removing nothing) when a file changed since it was written.
+    """
+    manifest = read_manifest(layout)
+    if manifest is None:
+        raise NixmoxError(
+            f"nothing to uninstall: {layout.manifest} not found (`nixmox install` writes it)"
+        )
+    _check_unchanged(layout, manifest, sorted(manifest.files), "uninstall")
+    report = Report()
+    present_timers = [t for t in manifest.timers if layout.inside(UNIT_DIR / t).exists()]
+    if runner is not None and present_timers:
+        _systemctl(runner, "disable", "--now", *present_timers, report=report.commands)
+    for name in sorted(manifest.files):
+        try:
+            layout.inside(PurePosixPath(name)).unlink()
+            report.removed.append(name)
+        except FileNotFoundError:
+            report.already_gone.append(name)
+    layout.manifest.unlink()
+    if runner is not None:
+        _systemctl(runner, "daemon-reload", report=report.commands)
+    # Directories install created go too, if nothing else has moved in since
+    # (the state directory keeps the journal once a job has run).
+    for directory in reversed(manifest.created_dirs):
+        with contextlib.suppress(OSError):
+            layout.inside(PurePosixPath(directory)).rmdir()
+    return report
+
+
+def systemd_version(runner: Runner) -> int | None:
+    """This machine's systemd version (``systemctl --version``), or None if unknown."""
+    try:
+        result = runner.run(["systemctl", "--version"], changes=False, check=False, timeout=10)
+    except NixmoxError:
+        return None
+    found = re.match(r"systemd (\d+)", result.stdout)
+    return int(found.group(1)) if found else None
+
+
+def record_failure(unit: str, state_dir: Path, runner: Runner) -> str:
+    """Journal that ``unit`` failed (the OnFailure= hook); return the log line.
+
+    systemd's own verdict (``Result=``: exit-code, timeout, signal, ...) is
+    added when systemctl can tell it.
+    """
+    job = job_of_unit(unit)
+    summary: dict[str, Any] = {"unit": unit, "job": job.name if job else None}
+    try:
+        shown = runner.run(
+            ["systemctl", "show", unit, "--property=Result,ExecMainStatus"],
+            changes=False,
+            check=True,
+            timeout=10,
+        )
+        for line in shown.stdout.splitlines():
+            key, _, value = line.partition("=")
+            summary[key.strip().lower()] = value.strip()
+    except NixmoxError as exc:
+        summary["systemctl"] = str(exc)
+    journal = Journal(state_dir)
+    try:
+        run_id = journal.start("unit-failed")
+        journal.finish(run_id, "failed", summary)
+    finally:
+        journal.close()
+    why = summary.get("result")
+    return f"{unit} failed" + (f" ({why})" if why else "") + "; recorded in the run journal"

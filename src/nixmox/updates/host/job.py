@@ -1,0 +1,607 @@
+"""`nixmox update host`: the Proxmox nodes, one at a time, snapshot first.
+
+Per node: preflight (quorum, node online, no vzdump running on it, no
+migration anywhere, no guest locked by either; a declared ``root_dataset``);
+``apt update`` through the API (a task) and the list of upgrades; when there
+are any, a ZFS snapshot of the root dataset, then ``apt-get dist-upgrade``
+run non-interactively on the node (over SSH as ``ssh_user@address``, or here
+when nixmox runs on the node), keeping changed config files. Then whether a
+reboot is needed (a newer kernel than the running one, ``/run/reboot-required``)
+and whether the node's policy allows one now. A reboot moves the running
+guests away first (see :mod:`nixmox.updates.host.rollout`), waits for the node to
+come back with quorum, and moves them back before the next node's turn.
+
+A failed upgrade stops the rollout and keeps the snapshot; nixmox never rolls
+back a root file system itself: the report says how to boot into it.
+``--dry-run`` reads only: it lists the upgrades PVE already knows of (its
+daily ``pve-daily-update`` refreshes that list; a dry run does not start an
+``apt update`` task) and says what would happen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import PurePath
+from typing import Any
+
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.tasks import wait
+from nixmox.adapters.runner import Remote, Runner
+from nixmox.adapters.zfs import Zfs, ZfsError
+from nixmox.core.errors import (
+    CommandError,
+    CommandNotFound,
+    CommandTimeout,
+    NixmoxError,
+    ProxmoxError,
+)
+from nixmox.inventory.model import Guest, Inventory, Node
+from nixmox.updates.guest_snapshots import DEFAULT_KEEP, snapshots_to_prune, update_snapshot_name
+from nixmox.updates.host.preflight import cluster_nodes, problems, quorate
+from nixmox.updates.host.reboot_needed import (
+    PROBE,
+    BootFacts,
+    RebootNeed,
+    is_kernel_package,
+    parse_facts,
+    reboot_needed,
+)
+from nixmox.updates.host.rollout import (
+    Evacuation,
+    Move,
+    RunningGuest,
+    Stop,
+    plan_evacuation,
+    rollout_order,
+)
+from nixmox.updates.nodes import is_local, node_remote, this_host
+from nixmox.updates.outcome import Outcome
+from nixmox.updates.reboot_policy import node_reboot
+
+log = logging.getLogger(__name__)
+
+# Proxmox's own advice: dist-upgrade (full-upgrade), never plain upgrade. Keep
+# the config files the admin changed (confold) and take the maintainer's where
+# nobody did (confdef), so no prompt can ever wait for an answer.
+UPGRADE = (
+    "apt-get",
+    "-y",
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+    "dist-upgrade",
+)
+UPGRADE_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none"}
+
+
+class HostUpdateError(NixmoxError):
+    """A step of one node's update failed; ``recover``: the report says how to boot
+    into the pre-upgrade snapshot (the upgrade failed, or the node did not come back)."""
+
+    def __init__(self, message: str, *, recover: bool = False) -> None:
+        super().__init__(message)
+        self.recover = recover
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long each step may take, in seconds."""
+
+    upgrade: float = 3600.0  # apt-get dist-upgrade
+    task: float = 1800.0  # apt update, a migration, a guest shutdown task
+    shutdown: int = 180  # PVE's timeout for a guest's clean shutdown
+    reboot: float = 900.0  # for the node to come back with quorum
+    poll_max: float = 5.0
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """One package the node's repositories offer a newer version of."""
+
+    package: str
+    new: str
+    old: str | None = None
+
+    def __str__(self) -> str:
+        if self.old:
+            return f"{self.package} {self.old} -> {self.new}"
+        return f"{self.package} {self.new}"
+
+
+def upgrades_of(rows: Sequence[Mapping[str, Any]]) -> list[Upgrade]:
+    """``GET /nodes/{node}/apt/update`` as upgrades, by package name."""
+    found = [
+        Upgrade(str(r["Package"]), str(r.get("Version", "")), r.get("OldVersion") or None)
+        for r in rows
+        if r.get("Package")
+    ]
+    return sorted(found, key=lambda u: u.package)
+
+
+def recovery_hint(dataset: str, snapshot: str) -> str:
+    """How to get the node back to the snapshot taken before the upgrade, in words."""
+    pool = dataset.split("/", 1)[0]
+    full = f"{dataset}@{snapshot}"
+    return (
+        f"The snapshot {full} is kept; nixmox does not roll back a root file system itself. "
+        "Often `dpkg --configure -a` and `apt-get -f install` on the node finish a half-done "
+        "upgrade. To return to the snapshot instead, boot a rescue system with ZFS (the "
+        f"Proxmox VE ISO's Rescue Boot, or any live system), `zpool import -f -R /mnt {pool}`, "
+        f"`zfs rollback -r {full}` (this destroys snapshots of {dataset} taken after it), "
+        "then chroot into /mnt (with /dev, /proc and /sys bound) and run "
+        "`proxmox-boot-tool refresh` so the boot partitions hold the restored system's "
+        f"kernels, leave the chroot, `zpool export {pool}` and reboot."
+    )
+
+
+@dataclass
+class _Turn:
+    """One node's turn: how to reach it, and what the cluster looked like."""
+
+    node: Node
+    local: bool
+    remote: Remote | None
+    clustered: bool
+    targets: list[str] = field(default_factory=list)
+
+
+class HostUpdate:
+    """The rollout over the nodes; one instance per run."""
+
+    def __init__(
+        self,
+        inv: Inventory,
+        api: Proxmox,
+        runner: Runner,
+        zone: tzinfo,
+        *,
+        hostname: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timing: Timing | None = None,
+        probe_root: str = "/",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.inv = inv
+        self.api = api
+        self.runner = runner
+        self.zone = zone
+        self.hostname = hostname or this_host()
+        self.now = now
+        self.timing = timing or Timing()
+        self.probe_root = probe_root
+        self.sleep = sleep
+        self.dry_run = runner.dry_run
+        self.declared: dict[int, Guest] = {g.vmid: g for g in inv.guests}
+        #: The node nixmox runs on, when it is to be rebooted after the report.
+        self.self_reboot: str | None = None
+        #: The upgrades each node's API listed (before upgrading).
+        self.upgrades: dict[str, list[Upgrade]] = {}
+
+    # -- the rollout -------------------------------------------------------------
+
+    def run(self, nodes: Sequence[Node]) -> list[Outcome]:
+        """Update ``nodes`` one at a time; the outcome of each, in the order they ran."""
+        local = next((n.name for n in nodes if is_local(n, self.hostname)), None)
+        outcomes: list[Outcome] = []
+        stopped_at: str | None = None
+        for node in rollout_order(nodes, local):
+            out = Outcome(node.name, None)
+            outcomes.append(out)
+            if stopped_at is not None:
+                out.result = "skipped"
+                out.message = f"not started: the rollout stopped at {stopped_at}"
+                continue
+            try:
+                go_on = self._update(node, out)
+            except NixmoxError as exc:
+                out.result = "failed"
+                out.message = str(exc)
+                if out.snapshot and node.root_dataset:
+                    if isinstance(exc, HostUpdateError) and exc.recover:
+                        out.message += ". " + recovery_hint(node.root_dataset, out.snapshot)
+                    else:
+                        out.message += f"; the snapshot {node.root_dataset}@{out.snapshot} is kept"
+                # Nothing changed before the snapshot: the next node may still go.
+                go_on = out.snapshot is None
+            log.info("%s: %s%s", node.name, out.result, f": {out.message}" if out.message else "")
+            if not go_on:
+                stopped_at = node.name
+        return outcomes
+
+    def reboot_self(self) -> None:
+        """Reboot the node nixmox runs on (after the run is journaled), if that is due."""
+        if self.self_reboot is not None and not self.dry_run:
+            log.info("%s: rebooting this node now", self.self_reboot)
+            self.api.post(f"/nodes/{self.self_reboot}/status", command="reboot")
+
+    def _update(self, node: Node, out: Outcome) -> bool:
+        """One node's turn; False stops the rollout."""
+        local = is_local(node, self.hostname)
+        if local is None:
+            out.result = "failed"
+            out.message = (
+                f"nixmox cannot reach node {node.name}: set nodes.address (SSH as "
+                f"{node.ssh_user}), or run nixmox on the node itself"
+            )
+            return True
+        status = self.api.get("/cluster/status") or []
+        online = cluster_nodes(status)
+        turn = _Turn(
+            node,
+            local,
+            None if local else node_remote(node),
+            clustered=len(online) > 1,
+            targets=self._targets(node.name, online),
+        )
+        found = self._preflight(node, status)
+        if found:
+            out.result = "failed"
+            out.message = "preflight: " + "; ".join(found) + "; nothing changed"
+            return True
+        out.step("preflight passed")
+
+        upgrades = self._refresh(node.name)
+        self.upgrades[node.name] = upgrades
+        listed = ", ".join(str(u) for u in upgrades)
+        log.info("%s: %d upgrade(s)%s", node.name, len(upgrades), f": {listed}" if listed else "")
+        out.pending = len(upgrades)
+        out.step(f"{len(upgrades)} upgrade(s) listed by the API")
+        for u in upgrades:
+            out.step(f"upgrade {u}")
+        if self.dry_run:
+            try:
+                need, unread = reboot_needed(self._probe(turn)), None
+            except NixmoxError as exc:  # the plan still shows; the real run would fail here
+                need, unread = None, str(exc)
+            self._dry_run(turn, upgrades, need, out)
+            if unread is not None:
+                out.result = "dry-run"
+                out.message += f"; cannot read the node to check for a reboot: {unread}"
+            return True
+        if upgrades:
+            assert node.root_dataset is not None  # preflight
+            out.snapshot = self._snapshot(turn, node.root_dataset)
+            out.step(f"snapshot {node.root_dataset}@{out.snapshot}")
+            self._upgrade(turn, out)
+            left = self._listed(node.name)
+            out.pending = len(left)
+            out.step(f"{len(upgrades) - len(left)} package(s) upgraded, {len(left)} left")
+            self._prune(turn, node.root_dataset, out)
+        # Also with nothing installed now: a reboot held by an earlier run is still due.
+        need = reboot_needed(self._probe(turn))
+        done = f"{len(upgrades) - out.pending} package(s) upgraded" if upgrades else "up to date"
+        if need is None:
+            out.result = "ok" if upgrades else "unchanged"
+            out.message = f"{done}; no reboot needed"
+            return True
+        out.step(f"reboot needed: {need}")
+        return self._reboot(turn, need, done, out)
+
+    # -- preflight ---------------------------------------------------------------
+
+    def _targets(self, name: str, online: Mapping[str, bool]) -> list[str]:
+        """The other online nodes: declared ones in inventory order, then the rest."""
+        declared = [n.name for n in self.inv.nodes if online.get(n.name) and n.name != name]
+        rest = sorted(n for n, up in online.items() if up and n != name and n not in declared)
+        return declared + rest
+
+    def _preflight(self, node: Node, status: Sequence[Mapping[str, Any]]) -> list[str]:
+        tasks = self.api.get("/cluster/tasks") or []
+        resources = self.api.get("/cluster/resources", type="vm") or []
+        found = problems(node.name, status, tasks, resources)
+        if node.root_dataset is None:
+            found.append(
+                f"node {node.name} declares no root_dataset: nixmox snapshots the root file "
+                "system before it upgrades (set it, e.g. rpool/ROOT/pve-1)"
+            )
+        return found
+
+    # -- apt ---------------------------------------------------------------------
+
+    def _listed(self, name: str) -> list[Upgrade]:
+        return upgrades_of(self.api.get(f"/nodes/{name}/apt/update") or [])
+
+    def _refresh(self, name: str) -> list[Upgrade]:
+        """``apt update`` on the node (a task), then its list; a dry run reads the cached list."""
+        if not self.dry_run:
+            upid = self.api.post(f"/nodes/{name}/apt/update")
+            wait(self.api, str(upid), what=f"apt update on {name}", timeout=self.timing.task)
+        return self._listed(name)
+
+    def _on_node(self, turn: _Turn) -> Runner:
+        return Runner(dry_run=self.dry_run, remote=turn.remote)
+
+    def _zfs_command(self, turn: _Turn) -> list[str]:
+        """``[zfs] command`` run on the node; if it is itself ``ssh ...``, plain zfs there."""
+        command = list(self.inv.zfs.command)
+        if not turn.local and PurePath(command[0]).name == "ssh":
+            return ["zfs"]
+        return command
+
+    def _snapshot(self, turn: _Turn, dataset: str) -> str:
+        name = update_snapshot_name(self.now())
+        zfs = Zfs(self._on_node(turn), self._zfs_command(turn))
+        try:
+            zfs.snapshot(dataset, name, recursive=False)
+        except ZfsError as exc:
+            raise HostUpdateError(f"{exc}; nothing upgraded") from None
+        return name
+
+    def _prune(self, turn: _Turn, dataset: str, out: Outcome) -> None:
+        """Keep the newest three of nixmox's update snapshots of the root dataset."""
+        zfs = Zfs(self._on_node(turn), self._zfs_command(turn))
+        try:
+            names = [s.name for s in zfs.list_snapshots(dataset, recursive=False)]
+            doomed = snapshots_to_prune(names, DEFAULT_KEEP, self.zone)
+            failed = zfs.destroy_snapshots(dataset, doomed) if doomed else []
+        except ZfsError as exc:
+            log.warning("%s: could not prune old update snapshots: %s", turn.node.name, exc)
+            return
+        for name in doomed:
+            if name not in {f for f, _ in failed}:
+                out.step(f"pruned snapshot {dataset}@{name}")
+        for name, error in failed:
+            log.warning("%s: kept %s@%s: %s", turn.node.name, dataset, name, error)
+
+    def _upgrade(self, turn: _Turn, out: Outcome) -> None:
+        where = "here" if turn.local else f"on {turn.remote.destination}" if turn.remote else ""
+        log.info("%s: apt-get dist-upgrade %s", turn.node.name, where)
+        try:
+            self.runner.run(
+                UPGRADE,
+                remote=turn.remote,
+                env=UPGRADE_ENV,
+                timeout=self.timing.upgrade,
+            )
+        except (CommandError, CommandNotFound, CommandTimeout) as exc:
+            raise HostUpdateError(f"apt-get dist-upgrade failed: {exc}", recover=True) from None
+        out.step("apt-get dist-upgrade finished")
+
+    def _probe(self, turn: _Turn) -> BootFacts:
+        root = self.probe_root if turn.local else "/"
+        result = self.runner.run(["sh", "-c", PROBE, "sh", root], remote=turn.remote, changes=False)
+        return parse_facts(result.stdout)
+
+    # -- reboot ------------------------------------------------------------------
+
+    def _reboot(self, turn: _Turn, need: RebootNeed, done: str, out: Outcome) -> bool:
+        node = turn.node
+        verdict = node_reboot(node, self.now(), self.zone)
+        held: str | None = None
+        evac = Evacuation()
+        if not verdict.allowed:
+            held = f"held by policy: {verdict.reason}"
+        elif turn.local and turn.clustered:
+            held = (
+                "held: nixmox runs on this node and could not move its guests back after "
+                f"its own reboot; run `nixmox update host --node {node.name}` from another node"
+            )
+        else:
+            evac = self._evacuation(turn)
+            if evac.holds:
+                held = "held: " + "; ".join(evac.holds)
+        if held is not None:
+            out.result = "held"
+            out.pending += 1
+            out.message = f"{done}; reboot pending ({need}), {held}"
+            return True
+        out.step(f"reboot allowed: {verdict.reason}")
+        if turn.local:
+            # Waiting for our own reboot is impossible: the CLI reboots once the
+            # run is journaled. PVE stops the guests and starts the onboot ones.
+            self.self_reboot = node.name
+            out.result = "ok"
+            out.message = f"{done}; rebooting now ({need}), right after this report"
+            return False
+        self._cycle(turn, evac, out)
+        out.result = "ok"
+        away = [str(m.vmid) for m in evac.moves]
+        stopped = [str(s.vmid) for s in evac.stops]
+        moved = f"; moved away and back: {', '.join(away)}" if away else ""
+        moved += f"; shut down and started again: {', '.join(stopped)}" if stopped else ""
+        out.message = f"{done}; rebooted ({need}){moved}{self._booted_check(turn, need, out)}"
+        return True
+
+    def _booted_check(self, turn: _Turn, need: RebootNeed, out: Outcome) -> str:
+        """After the reboot: does the node run the kernel it was rebooted for?"""
+        if need.kernel is None:
+            return ""
+        try:
+            running = self._probe(turn).running
+        except NixmoxError as exc:
+            return f"; could not check the running kernel: {exc}"
+        if running == need.kernel:
+            out.step(f"running kernel {running}")
+            return ""
+        out.pending += 1
+        return (
+            f"; but it still runs kernel {running}, not {need.kernel}: check the boot "
+            "loader (`proxmox-boot-tool status`, `proxmox-boot-tool kernel list`)"
+        )
+
+    def _running_guests(self, name: str) -> list[RunningGuest]:
+        rows = self.api.get("/cluster/resources", type="vm") or []
+        found = []
+        for r in rows:
+            if r.get("node") != name or r.get("status") != "running" or r.get("template"):
+                continue
+            vmid = int(r["vmid"])
+            if r.get("type") == "qemu":
+                check = self.api.get(f"/nodes/{name}/qemu/{vmid}/migrate") or {}
+                allowed = check.get("allowed_nodes")
+                found.append(
+                    RunningGuest(
+                        vmid,
+                        "qemu",
+                        str(r.get("name", vmid)),
+                        tuple(str(x) for x in check.get("local_resources") or ()),
+                        bool(check.get("local_disks")),
+                        None if allowed is None else tuple(str(x) for x in allowed),
+                    )
+                )
+            else:
+                found.append(RunningGuest(vmid, "lxc", str(r.get("name", vmid))))
+        return found
+
+    def _evacuation(self, turn: _Turn) -> Evacuation:
+        guests = self._running_guests(turn.node.name)
+        if turn.local:
+            # The node's own shutdown stops its guests: only their policies count.
+            return plan_evacuation(guests, [], self.declared, self.now(), self.zone)
+        return plan_evacuation(guests, turn.targets, self.declared, self.now(), self.zone)
+
+    def _cycle(self, turn: _Turn, evac: Evacuation, out: Outcome) -> None:
+        """Guests away, reboot, wait for the node and quorum, guests back."""
+        name = turn.node.name
+        moved: list[Move] = []
+        stopped: list[Stop] = []
+        try:
+            for move in evac.moves:
+                self._migrate(name, move.vmid, move.kind, move.target, move.with_local_disks)
+                moved.append(move)
+                out.step(f"migrated {move.kind} {move.vmid} to {move.target}")
+            for stop in evac.stops:
+                self._shutdown(name, stop)
+                stopped.append(stop)
+                out.step(f"shut down {stop.kind} {stop.vmid} ({stop.why})")
+        except ProxmoxError as exc:
+            undone = self._back(name, moved, stopped, out)
+            raise HostUpdateError(
+                f"moving the guests away failed ({exc}); not rebooted{undone}"
+            ) from None
+        requested = time.time()
+        log.info("%s: rebooting", name)
+        try:
+            self.api.post(f"/nodes/{name}/status", command="reboot")
+        except ProxmoxError as exc:
+            undone = self._back(name, moved, stopped, out)
+            raise HostUpdateError(f"the reboot request failed ({exc}){undone}") from None
+        out.step("reboot requested")
+        if not self._wait_back(name, requested):
+            where = ", ".join(f"{m.vmid} on {m.target}" for m in moved)
+            raise HostUpdateError(
+                f"node {name} did not come back with quorum within {self.timing.reboot:g} s"
+                + (f"; its guests stay where they went: {where}" if where else ""),
+                recover=True,
+            )
+        out.step("node back, cluster quorate")
+        trouble = self._back(name, moved, stopped, out)
+        if trouble:
+            raise HostUpdateError(f"rebooted, but{trouble}")
+
+    def _migrate(self, source: str, vmid: int, kind: str, target: str, local_disks: bool) -> None:
+        params: dict[str, Any] = {"target": target}
+        if kind == "qemu":
+            params["online"] = 1
+            if local_disks:
+                params["with-local-disks"] = 1
+        else:
+            params["restart"] = 1
+            params["timeout"] = self.timing.shutdown
+        log.info("%s -> %s: migrating %s %d", source, target, kind, vmid)
+        upid = self.api.post(f"/nodes/{source}/{kind}/{vmid}/migrate", **params)
+        wait(self.api, str(upid), what=f"migration of {vmid} to {target}", timeout=self.timing.task)
+
+    def _shutdown(self, node: str, stop: Stop) -> None:
+        log.info("%s: shutting down %s %d (%s)", node, stop.kind, stop.vmid, stop.why)
+        upid = self.api.post(
+            f"/nodes/{node}/{stop.kind}/{stop.vmid}/status/shutdown", timeout=self.timing.shutdown
+        )
+        wait(self.api, str(upid), what=f"shutdown of {stop.vmid}", timeout=self.timing.task)
+
+    def _start(self, node: str, kind: str, vmid: int) -> None:
+        current = self.api.get(f"/nodes/{node}/{kind}/{vmid}/status/current") or {}
+        if current.get("status") == "running":
+            return  # onboot started it already
+        upid = self.api.post(f"/nodes/{node}/{kind}/{vmid}/status/start")
+        wait(self.api, str(upid), what=f"start of {vmid}", timeout=self.timing.task)
+
+    def _back(self, name: str, moved: Sequence[Move], stopped: Sequence[Stop], out: Outcome) -> str:
+        """Move the guests back, start the stopped ones; what failed, in words ('' if none)."""
+        failed: list[str] = []
+        for move in moved:
+            try:
+                self._migrate(move.target, move.vmid, move.kind, name, move.with_local_disks)
+                out.step(f"migrated {move.kind} {move.vmid} back from {move.target}")
+            except ProxmoxError as exc:
+                failed.append(f"{move.vmid} stays on {move.target} ({exc})")
+        for stop in stopped:
+            try:
+                self._start(name, stop.kind, stop.vmid)
+                out.step(f"started {stop.kind} {stop.vmid}")
+            except ProxmoxError as exc:
+                failed.append(f"{stop.vmid} is not running ({exc})")
+        return f"; {'; '.join(failed)}" if failed else ""
+
+    def _wait_back(self, name: str, requested: float) -> bool:
+        """Poll until the node booted after ``requested`` and the cluster is quorate."""
+        deadline = time.monotonic() + self.timing.reboot
+        delay = 0.25
+        while not self._is_back(name, requested):
+            if time.monotonic() >= deadline:
+                return False
+            self.sleep(delay)
+            delay = min(delay * 1.5, self.timing.poll_max)
+        return True
+
+    def _is_back(self, name: str, requested: float) -> bool:
+        try:
+            # One request each, no retries: "not yet" is an answer here.
+            status = self.api.request("GET", f"/nodes/{name}/status") or {}
+            booted = time.time() - float(status.get("uptime", 0))
+            # uptime is whole seconds, so booted errs late; allow for that.
+            if booted < requested - 2:
+                return False
+            cluster = self.api.request("GET", "/cluster/status") or []
+        except ProxmoxError:
+            return False
+        return cluster_nodes(cluster).get(name, False) and quorate(cluster)
+
+    # -- dry run -----------------------------------------------------------------
+
+    def _dry_run(
+        self, turn: _Turn, upgrades: Sequence[Upgrade], need: RebootNeed | None, out: Outcome
+    ) -> None:
+        node = turn.node
+        kernels = [u.package for u in upgrades if is_kernel_package(u.package)]
+        if not upgrades and need is None:
+            out.result = "unchanged"
+            out.message = "up to date (PVE's cached package list; a dry run does not refresh it)"
+            return
+        out.result = "dry-run"
+        said = []
+        if upgrades:
+            said.append(
+                f"would snapshot {node.root_dataset} and upgrade {len(upgrades)} package(s)"
+            )
+        if need is None and not kernels:
+            said.append("no reboot expected")
+        else:
+            why = str(need) if need is not None else f"kernel upgrade: {', '.join(kernels)}"
+            verdict = node_reboot(node, self.now(), self.zone)
+            if not verdict.allowed:
+                said.append(f"a reboot ({why}) would be held by policy: {verdict.reason}")
+                out.pending += 1
+            elif turn.local and turn.clustered:
+                said.append(f"a reboot ({why}) would be held: nixmox runs on this node")
+                out.pending += 1
+            else:
+                evac = self._evacuation(turn)
+                if evac.holds:
+                    said.append(f"a reboot ({why}) would be held: " + "; ".join(evac.holds))
+                    out.pending += 1
+                else:
+                    plan = f", {_plan(evac)}" if evac.moves or evac.stops else ""
+                    said.append(f"would reboot ({why}){plan}")
+        out.message = "; ".join(said)
+
+
+def _plan(evac: Evacuation) -> str:
+    parts = [f"move {m.kind} {m.vmid} to {m.target}" for m in evac.moves]
+    parts += [f"shut down {s.kind} {s.vmid} ({s.why})" for s in evac.stops]
+    return ", ".join(parts)
