@@ -2,7 +2,7 @@
 
 ``Lab`` is a ``fakepve.FakePve`` subclass. fakepve answers every method of the
 PVE 9 schema, but a few areas only with made-up data that changes nothing
-(TEST-PEERS.md). nixmox depends on exactly those areas (backups, passthrough
+(docs/lab.md). nixmox depends on exactly those areas (backups, passthrough
 checks, host updates, bridges), so the lab makes them stateful through
 fakepve's ``_routes_<area>`` hook: each method below returns
 ``(METHOD, schema path, async handler(values, user))`` and fakepve registers it

@@ -1,6 +1,6 @@
 """The command line: parses arguments, calls a job, prints. Nothing else.
 
-Every command of the interface contract (PRODUCT.md) is declared here with
+Every command of the interface contract (docs/interface.md) is declared here with
 its flags; a command whose implementation has not landed says so and exits 1.
 Jobs are imported inside the commands so that starting nixmox stays cheap.
 """

@@ -1,4 +1,4 @@
-"""GPU passthrough readiness: the check ids of PASSTHROUGH.md, as pure verdicts.
+"""GPU passthrough readiness: the check ids of docs/passthrough.md, as pure verdicts.
 
 Each ``check_*`` function takes plain data (:class:`HostFacts` read from the
 host's files, the devices the inventory passes to each guest) and returns
@@ -24,7 +24,7 @@ from nixmox.core.errors import NixmoxError
 from nixmox.doctor.verdict import Check, Status
 from nixmox.inventory.model import Guest, Inventory
 
-#: The check ids of PASSTHROUGH.md, in the order they run (stable interface).
+#: The check ids of docs/passthrough.md, in the order they run (stable interface).
 CHECK_IDS = (
     "cpu-virtualization",
     "kernel-cmdline",
