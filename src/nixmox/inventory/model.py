@@ -382,6 +382,11 @@ class UpdateSettings(Strict):
         False, description="commit the updated flake.lock (as nixmox); else leave it modified"
     )
     max_rounds: int = Field(3, ge=1, le=10, description="Windows: scan/install/reboot rounds")
+    optional_updates: bool = Field(
+        False,
+        description="Windows: also install optional updates (BrowseOnly, e.g. preview "
+        "cumulative updates); by default only what Windows Update installs on its own",
+    )
 
 
 class RebootPolicy(Strict):
