@@ -560,6 +560,11 @@ class UpdateSettings(Strict):
     max_rounds: int = Field(
         3, ge=1, le=10, description="Windows: at most this many scan/install/reboot rounds"
     )
+    optional_updates: bool = Field(
+        False,
+        description="Windows: also install optional updates (BrowseOnly, e.g. preview "
+        "cumulative updates); by default only what Windows Update installs on its own",
+    )
 
 
 class RebootPolicy(Strict):

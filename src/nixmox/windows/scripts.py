@@ -60,9 +60,13 @@ def script_argv(name: str, params: Mapping[str, str | int | bool] | None = None)
 
 
 def parse_report(name: str, result: ExecResult) -> dict[str, Any]:
-    """The JSON object script ``name`` printed (its last JSON line)."""
+    """The JSON object script ``name`` printed (its last JSON line).
+
+    A leading byte order mark is dropped: with Windows' UTF-8 code page setting
+    PowerShell's output can start with one (``str.strip`` keeps it).
+    """
     for line in reversed(result.stdout.splitlines()):
-        line = line.strip()
+        line = line.strip().lstrip("\ufeff").strip()
         if line.startswith("{"):
             try:
                 found = json.loads(line)
