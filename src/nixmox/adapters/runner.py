@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from nixmox.core.environment import child_environment
 from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout
 from nixmox.core.log import mask
 
@@ -110,9 +111,8 @@ class Runner:
             self.history.append(result)
             return result
         log.debug("$ %s", shown)
-        local_env = None
-        if env and remote is None:
-            local_env = {**os.environ, **env}
+        # Never the secrets nixmox read from its own environment (core.environment).
+        local_env = child_environment(env if remote is None else None)
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
