@@ -292,3 +292,44 @@ def test_an_api_message_with_escapes_reaches_neither_output_nor_journal(
         assert "\x1b" not in json.dumps(journal.runs()[0].summary, ensure_ascii=False)
     finally:
         journal.close()
+
+
+# -- 2: ssh option injection from the inventory ----------------------------------------
+
+INJECTIONS = [
+    "-oProxyCommand=sh -c 'touch /tmp/nixmox-pwned' #",
+    "-oProxyCommand=touch${IFS}/tmp/nixmox-pwned",
+    "root@host;touch /tmp/nixmox-pwned",
+    "root@host name",
+    "root@$(touch /tmp/nixmox-pwned)",
+]
+
+
+@pytest.mark.parametrize("destination", INJECTIONS)
+def test_config_check_refuses_an_ssh_destination_ssh_would_read_as_an_option(
+    tmp_path: Path, destination: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inv = tmp_path / "n.toml"
+    quoted = json.dumps(destination)
+    inv.write_text(
+        'timezone = "UTC"\n[[nodes]]\nname = "pve1"\n'
+        f"address = {quoted}\n"
+        '[[guests]]\nname = "web"\nvmid = 100\nkind = "lxc"\nnode = "pve1"\n'
+        f'[guests.update]\nmethod = "nixos"\nvia = "ssh"\nssh = {quoted}\n'
+    )
+    assert run(["config", "check", "--config", str(inv)]) == 1
+    err = capsys.readouterr().err
+    assert "nodes[0].address" in err and "guests[0].update.ssh" in err
+    assert run(["update", "nixos", "--dry-run", "--config", str(inv)]) != 0
+    assert not Path("/tmp/nixmox-pwned").exists()
+
+
+def test_the_runner_puts_every_destination_after_the_option_end() -> None:
+    from nixmox.adapters.runner import Remote
+
+    argv = Remote.to("root@nixos-vm.home.arpa:2222", {}).wrap(["true"], None)
+    assert argv[argv.index("--") + 1] == "root@nixos-vm.home.arpa"
+    assert argv[argv.index("-p") + 1] == "2222"
+    for bad in INJECTIONS:
+        with pytest.raises(ConfigError):
+            Remote.to(bad, {})

@@ -111,6 +111,20 @@ PciFunction = Annotated[
 ]
 Interface = Annotated[str, AfterValidator(_interface)]
 IpAddress = Annotated[str, AfterValidator(_address)]
+
+# Host names, IPv4 and bracketed IPv6: what ssh takes as a destination host.
+_SSH_HOST = r"([A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
+_SSH_USER = r"[a-z_][a-z0-9_.-]*\$?"
+#: ``[USER@]HOST[:PORT]``: nothing ssh could read as an option (no leading
+#: ``-``), no whitespace and no shell characters.
+SshDestination = Annotated[
+    str,
+    _matches(
+        f"({_SSH_USER}@)?{_SSH_HOST}(:[0-9]{{1,5}})?", "an ssh destination [USER@]HOST[:PORT]"
+    ),
+]
+SshHost = Annotated[str, _matches(_SSH_HOST, "a host name or IP address")]
+SshUser = Annotated[str, _matches(_SSH_USER, "a user name")]
 Zone = Annotated[str, AfterValidator(_zone)]
 HttpsUrl = Annotated[str, AfterValidator(_https)]
 Count = Annotated[int, Field(ge=0)]
@@ -194,8 +208,8 @@ class Node(Strict):
     """A Proxmox VE node."""
 
     name: NodeName
-    address: str | None = Field(None, description="host name for SSH (update host)")
-    ssh_user: str = "root"
+    address: SshHost | None = Field(None, description="host name for SSH (update host)")
+    ssh_user: SshUser = "root"
     root_dataset: DatasetName | None = Field(
         None, description="snapshotted before host updates (required by update host)"
     )
@@ -363,7 +377,9 @@ class UpdateSettings(Strict):
 
     method: Literal["nixos", "windows", "none"]
     via: Literal["ssh", "agent", "pct"] | None = None
-    ssh: str | None = Field(None, description="USER@HOST for the system ssh client")
+    ssh: SshDestination | None = Field(
+        None, description="USER@HOST[:PORT] for the system ssh client"
+    )
     flake: str | None = Field(None, description="flake directory in the guest")
     host: str | None = Field(None, description="nixosConfigurations attribute")
     inputs: list[str] = Field(default_factory=list, description="inputs to update; empty: all")
