@@ -89,7 +89,7 @@ def test_remote_wraps_argv_for_ssh_with_quoting() -> None:
     remote = Remote("root@pve1.home.arpa", ("-F", "/tmp/cfg"))
     argv = remote.wrap(["zfs", "list", "-H", "a b"], {"LC_ALL": "C"})
     assert argv[:3] == ["ssh", "-o", "BatchMode=yes"]
-    assert argv[3:6] == ["-F", "/tmp/cfg", "root@pve1.home.arpa"]
+    assert argv[3:7] == ["-F", "/tmp/cfg", "--", "root@pve1.home.arpa"]
     assert argv[-1] == "env LC_ALL=C zfs list -H 'a b'"
 
 

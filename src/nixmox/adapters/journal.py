@@ -9,10 +9,12 @@ second run says which PID and command holds it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nixmox.core.errors import LockBusy, NixmoxError
+from nixmox.core.text import printable_data
 
 DEFAULT_STATE_DIR = Path("/var/lib/nixmox")
 
@@ -32,14 +35,51 @@ def state_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def ensure_state_dir(path: Path) -> Path:
-    """Create the state directory (mode 0700: the journal can name hosts)."""
+    """Create the state directory (mode 0700: the journal can name hosts), or check it.
+
+    Someone else who can write into it could plant links where nixmox writes as
+    root, so a directory writable by group or others, or owned by another user,
+    is refused; one readable by others is tightened to 0700.
+    """
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
     except OSError as exc:
         raise NixmoxError(
             f"cannot create the state directory {path}: {exc.strerror} (set NIXMOX_STATE_DIR)"
         ) from None
+    if info.st_uid not in (0, os.getuid()):
+        raise NixmoxError(
+            f"state directory {path} belongs to uid {info.st_uid}, not to the user running "
+            f"nixmox; refusing to use it (fix with: chown {os.getuid()} {path})"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise NixmoxError(
+            f"state directory {path} is writable by group or others "
+            f"(mode {stat.filemode(info.st_mode)}); refusing to use it (fix with: chmod 700 {path})"
+        )
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        # A read-only state directory says so at its first write.
+        with contextlib.suppress(OSError):
+            path.chmod(0o700)
     return path
+
+
+def open_private(path: Path, flags: int = os.O_RDWR) -> int:
+    """Open (creating, mode 0600) a file of nixmox's own: never through a symlink."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise NixmoxError(
+            f"{path}: {exc.strerror}"
+            + (
+                " (a symlink where nixmox keeps its own file; remove it)"
+                if exc.errno == errno.ELOOP
+                else ""
+            )
+        ) from None
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 @dataclass(frozen=True)
@@ -78,6 +118,8 @@ class Journal:
 
     def __init__(self, directory: Path) -> None:
         self.path = ensure_state_dir(directory) / "journal.sqlite3"
+        # Created 0600 and never through a link; sqlite opens it afterwards.
+        os.close(open_private(self.path))
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._db.executescript(_SCHEMA)
@@ -100,7 +142,13 @@ class Journal:
         """Record how run ``run_id`` ended."""
         self._db.execute(
             "UPDATE runs SET ended = ?, result = ?, summary = ? WHERE id = ?",
-            (time.time(), result, json.dumps(summary, sort_keys=True, default=str), run_id),
+            (
+                time.time(),
+                result,
+                # Guests and the API write some of it: no terminal escapes are stored.
+                json.dumps(printable_data(summary), sort_keys=True, default=str),
+                run_id,
+            ),
         )
 
     def runs(
@@ -149,7 +197,7 @@ class StateLock:
 
     def acquire(self, command: str, wait: float = 30.0) -> None:
         """Take the lock, waiting up to ``wait`` seconds for another run to end."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(self.path)
         deadline = time.monotonic() + wait
         while True:
             try:

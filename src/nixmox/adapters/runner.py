@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -18,12 +19,18 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout
+from nixmox.core.environment import child_environment
+from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout, ConfigError
 from nixmox.core.log import mask
 
 log = logging.getLogger("nixmox.run")
 
 DEFAULT_TIMEOUT = 600.0
+
+
+_DESTINATION = re.compile(
+    r"([a-z_][a-z0-9_.-]*\$?@)?([A-Za-z0-9_][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\])"
+)
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,25 @@ class Remote:
     destination: str
     options: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # The inventory validates destinations; this is the last line of defence
+        # against one that ssh would read as an option (-oProxyCommand=...).
+        if not _DESTINATION.fullmatch(self.destination):
+            raise ConfigError(f"{self.destination!r} is not an ssh destination [USER@]HOST")
+
     @classmethod
     def to(cls, destination: str, environ: Mapping[str, str] | None = None) -> Remote:
-        """``destination`` with the ssh config file named by ``NIXMOX_SSH_CONFIG``, if set
-        (``ssh -F FILE``; otherwise the user's own ``~/.ssh/config`` applies)."""
+        """``destination`` (``[USER@]HOST[:PORT]``) with the ssh config file named by
+        ``NIXMOX_SSH_CONFIG``, if set (``ssh -F FILE``; otherwise the user's own
+        ``~/.ssh/config`` applies)."""
         env = os.environ if environ is None else environ
         config = env.get("NIXMOX_SSH_CONFIG")
-        return cls(destination, ("-F", config) if config else ())
+        options: tuple[str, ...] = ("-F", config) if config else ()
+        host, port = destination, None
+        found = re.fullmatch(r"(.*):([0-9]{1,5})", destination)
+        if found and not destination.endswith("]"):
+            host, port = found.group(1), found.group(2)
+        return cls(host, (*options, "-p", port) if port else options)
 
     def wrap(self, argv: Sequence[str], env: Mapping[str, str] | None) -> list[str]:
         """The local argv that runs ``argv`` on this machine."""
@@ -47,7 +66,8 @@ class Remote:
         if env:
             remote = shlex.join(["env", *(f"{k}={v}" for k, v in env.items())]) + " " + remote
         # BatchMode: never stop and wait for a password prompt in a timer job.
-        return ["ssh", "-o", "BatchMode=yes", *self.options, self.destination, "--", remote]
+        # "--" first: nothing after it, the destination included, is an option.
+        return ["ssh", "-o", "BatchMode=yes", *self.options, "--", self.destination, remote]
 
 
 @dataclass(frozen=True)
@@ -110,9 +130,8 @@ class Runner:
             self.history.append(result)
             return result
         log.debug("$ %s", shown)
-        local_env = None
-        if env and remote is None:
-            local_env = {**os.environ, **env}
+        # Never the secrets nixmox read from its own environment (core.environment).
+        local_env = child_environment(env if remote is None else None)
         started = time.monotonic()
         try:
             proc = subprocess.Popen(

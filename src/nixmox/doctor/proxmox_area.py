@@ -39,7 +39,7 @@ def check_proxmox(inv: Inventory) -> tuple[list[Check], Proxmox | None]:
                 "check the url, the network path and the CA file",
             )
         ], None
-    how = f"CA file {conn.ca_file}" if conn.ca_file else "the system trust store"
+    how = conn.verified_by
     checks = [
         Check(
             "proxmox-reachable",

@@ -111,6 +111,20 @@ PciFunction = Annotated[
 ]
 Interface = Annotated[str, AfterValidator(_interface)]
 IpAddress = Annotated[str, AfterValidator(_address)]
+
+# Host names, IPv4 and bracketed IPv6: what ssh takes as a destination host.
+_SSH_HOST = r"([A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
+_SSH_USER = r"[a-z_][a-z0-9_.-]*\$?"
+#: ``[USER@]HOST[:PORT]``: nothing ssh could read as an option (no leading
+#: ``-``), no whitespace and no shell characters.
+SshDestination = Annotated[
+    str,
+    _matches(
+        f"({_SSH_USER}@)?{_SSH_HOST}(:[0-9]{{1,5}})?", "an ssh destination [USER@]HOST[:PORT]"
+    ),
+]
+SshHost = Annotated[str, _matches(_SSH_HOST, "a host name or IP address")]
+SshUser = Annotated[str, _matches(_SSH_USER, "a user name")]
 Zone = Annotated[str, AfterValidator(_zone)]
 HttpsUrl = Annotated[str, AfterValidator(_https)]
 Count = Annotated[int, Field(ge=0)]
@@ -250,12 +264,12 @@ class Node(Strict):
     """A Proxmox VE node."""
 
     name: NodeName = Field(description="the node's name in Proxmox (its short host name)")
-    address: str | None = Field(
+    address: SshHost | None = Field(
         None,
         description="host name or address update host and template upload reach over SSH "
         "(the system ssh client); localhost: this machine",
     )
-    ssh_user: str = Field("root", description="user for SSH to the node")
+    ssh_user: SshUser = Field("root", description="user for SSH to the node")
     root_dataset: DatasetName | None = Field(
         None,
         description="root file system dataset, snapshotted before every host upgrade "
@@ -521,7 +535,9 @@ class UpdateSettings(Strict):
         description="NixOS: how nixmox reaches the guest; default: ssh when ssh is set, else "
         "the guest agent for a VM and pct exec on the node for a container",
     )
-    ssh: str | None = Field(None, description="USER@HOST for the system ssh client (via = ssh)")
+    ssh: SshDestination | None = Field(
+        None, description="USER@HOST[:PORT] for the system ssh client (via = ssh)"
+    )
     flake: str | None = Field(
         None, description="NixOS: flake directory in the guest; default: /etc/nixos"
     )

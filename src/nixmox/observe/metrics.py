@@ -21,13 +21,14 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from nixmox.adapters.journal import Journal, Run
 from nixmox.backup.archives import parse_volid
 from nixmox.core.errors import NixmoxError
+from nixmox.core.files import write_atomically
 from nixmox.inventory.model import Inventory
 from nixmox.observe.metric_names import METRICS
 from nixmox.snapshot.policy import taken_at
@@ -156,9 +157,9 @@ def registry(data: Samples) -> CollectorRegistry:
 def write_textfile(path: Path, reg: CollectorRegistry) -> None:
     """Write ``reg`` to ``path`` atomically (a temporary file renamed over it)."""
     try:
-        write_to_textfile(str(path), reg)
-    except OSError as exc:
-        raise NixmoxError(f"{path}: cannot write the metrics textfile: {exc.strerror}") from None
+        write_atomically(path, generate_latest(reg), 0o644)
+    except NixmoxError as exc:
+        raise NixmoxError(f"metrics textfile: {exc}") from None
 
 
 def update_textfile(inv: Inventory, journal: Journal, zone: tzinfo) -> Path | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from nixmox.adapters.guest_agent.via_api import ExecResult, GuestAgent
 from nixmox.core.errors import NixmoxError
+from nixmox.core.text import printable, printable_data
 
 GUEST_DIR = "C:\\ProgramData\\nixmox"
 POWERSHELL = [
@@ -73,8 +74,10 @@ def parse_report(name: str, result: ExecResult) -> dict[str, Any]:
             except json.JSONDecodeError:
                 continue
             if isinstance(found, dict):
-                return found
-    detail = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or [""])[-1]
+                # Update titles and details are the guest's words: no terminal escapes.
+                return dict(printable_data(found))
+    output = printable(result.stderr).strip() or printable(result.stdout).strip()
+    detail = (output.splitlines() or [""])[-1]
     raise ScriptError(
         f"{name}.ps1 exited with {result.exitcode} without a JSON report"
         + (f": {detail}" if detail else "")
