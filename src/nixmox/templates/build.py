@@ -2,7 +2,7 @@
 
 Pure decisions (the build command line, the image a build printed, the
 storage and name an upload uses) plus staging the template flake. The
-commands themselves run in :mod:`nixmox.cli.template_cmd`.
+commands themselves run in :mod:`nixmox.cli.template`.
 """
 
 from __future__ import annotations
