@@ -251,6 +251,8 @@ class NixosHost(Sshd):
         rc = shlex.quote(str(Path(pwd.getpwuid(os.getuid()).pw_dir) / ".bashrc"))
         # unshare execs sh, sh execs sshd: the process started here is sshd itself.
         setup = (
+            # The mount point exists wherever nix-bin set up /nix; a bare install may lack it.
+            "mkdir -p /nix/var/nix/profiles && "
             f"mount --bind {root / 'profiles'} /nix/var/nix/profiles && "
             # nixmox's own record in the guest (an empty mount point on the real machine).
             f"mkdir -p /var/lib/nixmox && mount --bind {root / 'varlib'} /var/lib/nixmox && "
