@@ -3,97 +3,39 @@
 from __future__ import annotations
 
 import json
-import shlex
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from nixmox.adapters.runner import Runner
-from nixmox.adapters.zfs import Zfs
-from nixmox.core.errors import ConfigError
 from nixmox.core.tables import print_table
-from nixmox.core.zones import zone
 from nixmox.inventory.load import find_inventory, load_inventory
-from nixmox.inventory.model import Inventory, Snapshots
-from nixmox.rules.timespan import parse_timedelta
-from nixmox.runtime.run import observed_run
-from nixmox.snapshot.job import Freshness, TreeResult, check_freshness, run_target
+from nixmox.runtime.run import run_job
+from nixmox.snapshot.job import TreeResult
 from nixmox.snapshot.policy import human
+from nixmox.snapshot.runs import MonitorReport, prepare_snapshot, target_row
+from nixmox.snapshot.runs import monitor as freshness_report
 
 NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
-
-
-def _snapshots(inv: Inventory) -> Snapshots:
-    if inv.snapshots is None or not inv.snapshots.datasets:
-        raise ConfigError("the inventory declares no [[snapshots.datasets]]: nothing to snapshot")
-    return inv.snapshots
 
 
 def run(config: Path | None, *, dry_run: bool, monitor: bool, as_json: bool) -> int:
     """Run the snapshot job (or its --monitor check); return the exit code."""
     inv = load_inventory(find_inventory(config))
-    snaps = _snapshots(inv)
-    runner = Runner(dry_run=dry_run)
-    zfs = Zfs(runner, inv.zfs.command)
-    now = datetime.now(UTC)
     if monitor:
-        return _monitor(zfs, snaps, now, as_json=as_json)
-    tz = zone(inv.timezone)
-
-    def run_all() -> list[TreeResult]:
-        return [run_target(zfs, t, snaps.policies[t.policy], tz, now) for t in snaps.datasets]
-
+        return _monitor(freshness_report(inv, dry_run=dry_run), as_json=as_json)
+    summary = run_job(inv, "snapshot", prepare_snapshot(inv, dry_run=dry_run), dry_run=dry_run)
+    targets = [target_row(r) for r in summary.targets]
     if dry_run:
-        results = run_all()
-        commands = [shlex.join(r.argv) for r in runner.history if r.skipped]
+        commands = list(summary.commands)
         if as_json:
-            print(
-                json.dumps(
-                    {
-                        "dry_run": True,
-                        "commands": commands,
-                        "targets": [_as_json(r) for r in results],
-                    },
-                    indent=2,
-                )
-            )
+            doc = {"dry_run": True, "commands": commands, "targets": targets}
+            print(json.dumps(doc, indent=2))
         else:
             print("\n".join(commands) if commands else "# nothing to do")
-        return 0 if all(r.error is None for r in results) else 1
-
-    with observed_run(inv, "snapshot") as journal:
-        results = run_all()
-        journal.summary = {
-            "targets": [_as_json(r) for r in results],
-            "zfs_calls": len(runner.history),
-        }
-        journal.result = "ok" if all(r.ok for r in results) else "failed"
+        return 0 if all(r.error is None for r in summary.targets) else 1
     if as_json:
-        print(json.dumps({"targets": [_as_json(r) for r in results]}, indent=2))
+        print(json.dumps({"targets": targets}, indent=2))
     else:
-        _print(results)
-    return 0 if all(r.ok for r in results) else 1
-
-
-def _as_json(result: TreeResult) -> dict[str, Any]:
-    return {
-        "dataset": result.dataset,
-        "policy": result.policy,
-        "recursive": result.recursive,
-        "taken": result.taken,
-        "error": result.error,
-        "ok": result.ok,
-        "datasets": [
-            {
-                "dataset": d.dataset,
-                "kept": d.kept,
-                "held": d.held,
-                "removed": d.removed,
-                "failed": d.failed,
-            }
-            for d in result.datasets
-        ],
-    }
+        _print(list(summary.targets))
+    return 0 if summary.ok else 1
 
 
 def _print(results: list[TreeResult]) -> None:
@@ -122,44 +64,22 @@ def _print(results: list[TreeResult]) -> None:
     )
 
 
-def _span(text: str | None) -> timedelta | None:
-    return None if text is None else parse_timedelta(text)
-
-
-def _monitor(zfs: Zfs, snaps: Snapshots, now: datetime, *, as_json: bool) -> int:
-    checks: list[Freshness] = []
-    for target in snaps.datasets:
-        policy = snaps.policies[target.policy]
-        checks.append(
-            check_freshness(
-                zfs, target, policy, now, _span(policy.warn_after), _span(policy.crit_after)
-            )
-        )
-    # UNKNOWN only when nothing worse is known, as for doctor.
-    worst = max((c.status for c in checks if c.status != 3), default=0)
-    if worst == 0 and any(c.status == 3 for c in checks):
-        worst = 3
+def _monitor(report: MonitorReport, *, as_json: bool) -> int:
+    checks, worst = report.checks, report.worst
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "status": NAGIOS[worst],
-                    "exit_code": worst,
-                    "datasets": [
-                        {
-                            "dataset": c.dataset,
-                            "status": NAGIOS[c.status],
-                            "message": c.message,
-                            "age_seconds": None if c.age is None else int(c.age.total_seconds()),
-                            "warn_seconds": int(c.warn.total_seconds()),
-                            "crit_seconds": int(c.crit.total_seconds()),
-                        }
-                        for c in checks
-                    ],
-                },
-                indent=2,
-            )
-        )
+        datasets = [
+            {
+                "dataset": c.dataset,
+                "status": NAGIOS[c.status],
+                "message": c.message,
+                "age_seconds": None if c.age is None else int(c.age.total_seconds()),
+                "warn_seconds": int(c.warn.total_seconds()),
+                "crit_seconds": int(c.crit.total_seconds()),
+            }
+            for c in checks
+        ]
+        doc = {"status": NAGIOS[worst], "exit_code": worst, "datasets": datasets}
+        print(json.dumps(doc, indent=2))
         return worst
     bad = [c for c in checks if c.status == worst and worst != 0]
     headline = "; ".join(f"{c.dataset}: {c.message}" for c in bad) or (
