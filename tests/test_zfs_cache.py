@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nixmox.cli.main import run
+from nixmox.core.errors import NotConfirmed
 from nixmox.zfs_cache import checks as zc
 from tests.peers.require import need_binary
 from tests.peers.zfs import ZfsFuse
@@ -398,7 +399,7 @@ def test_the_answer_to_the_prompt_decides(zfs: ZfsFuse, zfs_pool: str, disks: Di
         asked.append(prompt)
         return False
 
-    with pytest.raises(zfs_cache.NotConfirmed, match="was not run"):
+    with pytest.raises(NotConfirmed, match="was not run"):
         zfs_cache.add(
             None,
             zfs_pool,

@@ -1,20 +1,20 @@
 """The command line: parses arguments, calls a job, prints. Nothing else.
 
 Every command of the interface contract (PRODUCT.md) is declared here with
-its flags; a command whose implementation has not landed says so and exits 1.
-Jobs are imported inside the commands so that starting nixmox stays cheap.
+its flags and hands over to its module in ``nixmox.cli``, which calls one job
+or query and prints the result. Those modules are imported inside the
+commands so that starting nixmox stays cheap.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from nixmox import __version__
-from nixmox.core.errors import NotImplementedYet
 
 ConfigOpt = Annotated[
     Path | None,
@@ -94,10 +94,6 @@ def _globals(ctx: typer.Context, config: Path | None, json: bool) -> Globals:
     return Globals(config=config or base.config, json=json or base.json, verbosity=base.verbosity)
 
 
-def _pending(command: str, issue: int) -> NoReturn:
-    raise NotImplementedYet(command, issue)
-
-
 # -- config -------------------------------------------------------------------
 
 config_app = typer.Typer(
@@ -148,7 +144,7 @@ def doctor(
     raise typer.Exit(doctor.run(g.config, only or [], host_root, as_json=g.json))
 
 
-# -- provisioning (issue 3) ---------------------------------------------------
+# -- provisioning -------------------------------------------------------------
 
 
 @app.command()
@@ -199,7 +195,7 @@ def adopt(
     raise typer.Exit(plan.adopt(_globals(ctx, config, False).config, vmids))
 
 
-# -- snapshots and retention (issue 4) ----------------------------------------
+# -- snapshots and retention --------------------------------------------------
 
 
 @app.command()
@@ -237,7 +233,7 @@ def prune_sim(ctx: typer.Context) -> None:
     raise typer.Exit(sim.main(ctx.args, as_json=_globals(ctx, None, False).json))
 
 
-# -- backups (issue 5) --------------------------------------------------------
+# -- backups ------------------------------------------------------------------
 
 backup_app = typer.Typer(help="vzdump backups with retention, and restore verification.")
 app.add_typer(backup_app, name="backup")
@@ -278,7 +274,7 @@ def backup_verify(
     raise typer.Exit(backup.verify(g.config, guest or [], as_json=g.json))
 
 
-# -- updates (issue 6) --------------------------------------------------------
+# -- updates ------------------------------------------------------------------
 
 update_app = typer.Typer(
     help="Transactional updates: snapshot, update, check, roll back.", no_args_is_help=True
@@ -335,7 +331,7 @@ def update_windows(
     raise typer.Exit(update_windows.run(g.config, guest or [], dry_run=dry_run, as_json=g.json))
 
 
-# -- observability (issue 9) --------------------------------------------------
+# -- observability ------------------------------------------------------------
 
 
 @app.command()
@@ -375,7 +371,7 @@ def history(
     raise typer.Exit(observe.history(job, limit, as_json=g.json))
 
 
-# -- generated artefacts, install (issues 7 and 9) ----------------------------
+# -- generated artefacts, install ---------------------------------------------
 
 render_app = typer.Typer(help="Generated artefacts: systemd units, diagrams.", no_args_is_help=True)
 app.add_typer(render_app, name="render")
@@ -462,7 +458,7 @@ def unit_failed(
     raise typer.Exit(units.unit_failed(unit))
 
 
-# -- templates, Windows provisioning, ZFS caching (issue 10) -------------------
+# -- templates, Windows provisioning, ZFS caching -----------------------------
 
 template_app = typer.Typer(help="NixOS LXC and VM images.", no_args_is_help=True)
 app.add_typer(template_app, name="template")
