@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import shutil
+import json
 from pathlib import Path
-from typing import Any
 
-from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.settings import connection
-from nixmox.adapters.proxmox.tasks import wait
-from nixmox.adapters.runner import Remote, Runner
-from nixmox.core.errors import CommandError, ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
-from nixmox.inventory.model import Inventory
-from nixmox.runtime.run import observed_run
-from nixmox.templates import build as t
-
-BUILD_TIMEOUT = 4 * 3600.0
-
-
-# -- build ----------------------------------------------------------------------------
-
-
-def _inventory_keys(config: Path | None) -> str | None:
-    """``[templates] ssh_keys`` of the inventory, when there is one that declares them."""
-    try:
-        path = find_inventory(config)
-    except ConfigError:
-        if config is not None:
-            raise
-        return None  # no inventory anywhere: --ssh-key it is
-    inv = load_inventory(path)
-    if inv.templates is None or not inv.templates.ssh_keys:
-        return None
-    return t.authorized_keys([(f"{path}: templates.ssh_keys", "\n".join(inv.templates.ssh_keys))])
+from nixmox.runtime.run import run_job
+from nixmox.templates.image import prepare_build
+from nixmox.templates.upload import prepare_upload
 
 
 def build(
@@ -45,87 +19,13 @@ def build(
     ssh_keys: list[Path],
     config: Path | None = None,
 ) -> int:
-    """Build one template image with ``nixos-rebuild build-image``; print its path.
-
-    The guest's SSH keys: the ``--ssh-key`` files, else the inventory's
-    ``[templates] ssh_keys``.
-    """
-    k = t.kind(kind_name)
-    missing = [p for p in ("nixos-rebuild", "nix") if shutil.which(p) is None]
-    if missing:
-        raise t.TemplateError(
-            f"`{missing[0]}` is not on PATH: building a NixOS image needs nixos-rebuild "
-            "(NixOS 25.05 or later, for build-image) and nix with access to nixpkgs; "
-            "run it on a NixOS machine (or in `nix shell nixpkgs#nixos-rebuild`); nothing was built"
-        )
-    out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    keys = t.authorized_keys((str(p), _read(p)) for p in ssh_keys) if ssh_keys else None
-    if keys is None and flake is None:
-        keys = _inventory_keys(config)
-    overrides: list[tuple[str, str]] = []
-    if flake is not None:
-        if keys is not None:
-            raise ConfigError(
-                "--ssh-key writes authorized_keys into the flake nixmox stages; with --flake, "
-                f"put the keys in {flake}/authorized_keys yourself"
-            )
-        if not (flake / "flake.nix").is_file():
-            raise ConfigError(f"--flake {flake}: no flake.nix there")
-        uri = str(flake.resolve())
-    else:
-        root = t.source_root()
-        if root is None:
-            raise t.TemplateError(
-                "this nixmox was installed without its templates: give --flake DIR "
-                "(a copy of templates/KIND from the nixmox repository)"
-            )
-        if keys is None:
-            raise ConfigError(
-                "give --ssh-key FILE (a public key file, repeatable) or [templates] ssh_keys "
-                "in the inventory: without a key the guest accepts no SSH login"
-            )
-        staged = t.stage(root / "templates" / k.name, out / f"flake-{k.name}", keys)
-        uri = f"path:{staged}"
-        overrides.append(("nixmox", t.flake_uri(root)))
-    argv = t.build_argv(k, uri, overrides)
-    print("$ " + " ".join(argv), flush=True)
-    try:
-        result = Runner().run(argv, timeout=BUILD_TIMEOUT, cwd=str(out))
-    except CommandError as exc:
-        tail = (exc.stderr.strip().splitlines() or ["no error output"])[-1]
-        raise t.TemplateError(
-            f"nixos-rebuild build-image failed (exit {exc.returncode}): {tail}"
-        ) from None
-    printed = t.image_from_output(result.stdout + "\n" + result.stderr)
-    image = str(out / printed) if printed else _from_result_link(out)  # `out /` keeps absolute
-    if image is None or not Path(image).is_file():
-        raise t.TemplateError(
-            f"nixos-rebuild build-image finished but named no image file; look in {out}/result"
-        )
+    """Build one template image with ``nixos-rebuild build-image``; print its path."""
+    image_build = prepare_build(kind_name, out=out, flake=flake, ssh_keys=ssh_keys, config=config)
+    print("$ " + " ".join(image_build.argv), flush=True)
+    image = image_build.run()
     print(f"built {image}")
     print(f"next: nixmox template upload {image}")
     return 0
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"--ssh-key {path}: {exc.strerror}") from None
-
-
-def _from_result_link(out: Path) -> str | None:
-    result = out / "result"
-    if not result.exists():
-        return None
-    found = sorted(
-        str(p) for p in result.rglob("*") if p.is_file() and str(p).endswith(t.IMAGE_SUFFIXES)
-    )
-    return found[0] if len(found) == 1 else None
-
-
-# -- upload ----------------------------------------------------------------------------
 
 
 def upload(
@@ -139,127 +39,12 @@ def upload(
     as_json: bool,
 ) -> int:
     """A container tarball to a vztmpl storage; a VM archive restored as a VM template."""
-    if not file.is_file():
-        raise ConfigError(f"{file}: no such file")
-    kind = t.image_type(file.name)
     inv = load_inventory(find_inventory(config))
-    node_name = t.pick_node(inv, node)
-    api = Proxmox(connection(inv.proxmox))
-    with observed_run(inv, "template upload") as run:
-        if kind == "vztmpl":
-            outcome = _upload_vztmpl(api, inv, file, node_name, storage, name)
-        else:
-            outcome = _upload_vm(api, inv, file, node_name, storage, vmid, name)
-        run.result = "ok"
-        run.summary = outcome
+    work = prepare_upload(inv, file, storage=storage, node=node, vmid=vmid, name=name)
+    uploaded = run_job(inv, "template upload", work, dry_run=False)
     if as_json:
-        import json
-
-        print(json.dumps(outcome, indent=2))
+        print(json.dumps(uploaded.to_json(), indent=2))
     else:
-        for line in outcome["lines"]:
+        for line in uploaded.lines:
             print(line)
     return 0
-
-
-def _content(api: Proxmox, node: str, storage: str, content: str) -> set[str]:
-    rows = api.get(f"/nodes/{node}/storage/{storage}/content", content=content) or []
-    return {str(r.get("volid")) for r in rows}
-
-
-def _upload_vztmpl(
-    api: Proxmox, inv: Inventory, file: Path, node: str, storage: str | None, name: str | None
-) -> dict[str, Any]:
-    store = t.pick_storage(inv, "vztmpl", storage, node)
-    filename = t.check_filename(name or file.name)
-    t.image_type(filename)
-    volid = f"{store.storage}:vztmpl/{filename}"
-    if volid in _content(api, node, store.storage, "vztmpl"):
-        return {
-            "volid": volid,
-            "uploaded": False,
-            "lines": [f"{volid} is there already: not uploaded again", _use_lxc(volid)],
-        }
-    upid = api.upload(node, store.storage, file, content="vztmpl", filename=filename)
-    wait(api, str(upid), what=f"upload of {filename} to {store.storage}")
-    if volid not in _content(api, node, store.storage, "vztmpl"):
-        raise t.TemplateError(f"the upload finished but {volid} is not listed on {node}")
-    return {
-        "volid": volid,
-        "uploaded": True,
-        "lines": [f"uploaded {file.name} as {volid}", _use_lxc(volid)],
-    }
-
-
-def _use_lxc(volid: str) -> str:
-    return f'in the inventory, an LXC guest uses it with: template = "{volid}"'
-
-
-def _upload_vm(
-    api: Proxmox,
-    inv: Inventory,
-    file: Path,
-    node: str,
-    storage: str | None,
-    vmid: int | None,
-    name: str | None,
-) -> dict[str, Any]:
-    """PVE's upload API takes no backups (content iso, vztmpl, import only): the
-    archive goes to the backup storage's dump directory over SSH, then PVE
-    restores it (``qmrestore --unique``) and makes the VM a template."""
-    store = t.pick_storage(inv, "backup", storage, node)
-    template_name = name or "nixos-vm"
-    if vmid is None:
-        vmid = int(api.get("/cluster/nextid"))
-    if any(int(r.get("vmid", -1)) == vmid for r in api.get("/cluster/resources", type="vm") or []):
-        raise ConfigError(f"VMID {vmid} is taken: give a free one with --vmid")
-    info = api.get(f"/storage/{store.storage}") or {}
-    path = info.get("path")
-    if info.get("type") not in ("dir", "nfs", "cifs", "btrfs") or not path:
-        raise ConfigError(
-            f"storage {store.storage} is not a directory storage: nixmox copies a VM "
-            "archive into its dump/ directory (give --storage)"
-        )
-    target = next(n for n in inv.nodes if n.name == node)
-    if not target.address:
-        raise ConfigError(
-            f"node {node} has no address: nixmox copies the VM archive to it with scp "
-            "(PVE's upload API does not take backups)"
-        )
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y_%m_%d-%H_%M_%S")
-    archive = t.vzdump_name(vmid, stamp, file.name)
-    remote = Remote.to(f"{target.ssh_user}@{target.address}")
-    dump = f"{path.rstrip('/')}/dump"
-    runner = Runner()
-    runner.run(["mkdir", "-p", dump], remote=remote)
-    runner.run(
-        ["scp", "-q", "-o", "BatchMode=yes", *remote.options, str(file),
-         f"{remote.destination}:{dump}/{archive}"],
-        timeout=BUILD_TIMEOUT,
-    )  # fmt: skip
-    volid = f"{store.storage}:backup/{archive}"
-    if volid not in _content(api, node, store.storage, "backup"):
-        raise t.TemplateError(f"copied {archive} to {node}:{dump}, but PVE does not list {volid}")
-    try:
-        upid = api.post(f"/nodes/{node}/qemu", vmid=vmid, archive=volid, unique=1)
-        wait(api, str(upid), what=f"restore of {archive} to VM {vmid}")
-        api.put(f"/nodes/{node}/qemu/{vmid}/config", name=template_name)
-        done = api.post(f"/nodes/{node}/qemu/{vmid}/template")
-        if isinstance(done, str) and done.startswith("UPID:"):
-            wait(api, done, what=f"converting VM {vmid} to a template")
-    finally:
-        # The copy (nixmox's own) was only the way in: the VM has its own disks,
-        # and a failed restore leaves nothing behind on the backup storage.
-        gone = api.delete(f"/nodes/{node}/storage/{store.storage}/content/{volid}")
-        if isinstance(gone, str) and gone.startswith("UPID:"):
-            wait(api, gone, what=f"removing the copied {archive}")
-    return {
-        "vmid": vmid,
-        "name": template_name,
-        "archive": volid,
-        "lines": [
-            f"restored {file.name} as VM template {vmid} ({template_name}) on {node}",
-            f"in the inventory, a VM guest clones it with: clone = {vmid}"
-            f' (or clone = "{template_name}")',
-        ],
-    }
