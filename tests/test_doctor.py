@@ -111,7 +111,7 @@ def test_wrong_token_fails_without_showing_it(
 
 
 def test_every_area_of_the_contract_exists(capsys: pytest.CaptureFixture[str]) -> None:
-    from nixmox.cli.doctor_cmd import AREAS
+    from nixmox.cli.doctor import AREAS
 
     contract = {"passthrough", "proxmox", "storage", "guests", "backups", "snapshots", "host"}
     assert set(AREAS) == contract

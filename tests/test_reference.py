@@ -81,6 +81,8 @@ def test_reference_refuses_a_key_it_cannot_describe() -> None:
 
 
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
 #: Pages the lead writes on another branch; a link to one counts once it exists.
 def _pages() -> list[Path]:
     return [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md"))]

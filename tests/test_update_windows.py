@@ -23,7 +23,7 @@ from nixmox.adapters.guest_agent.via_api import ExecResult
 from nixmox.adapters.journal import Journal
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
-from nixmox.cli import update_windows_cmd
+from nixmox.cli import update_windows as update_windows_command
 from nixmox.cli.main import run
 from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
 from nixmox.rules.window import window_open
@@ -94,7 +94,7 @@ def update_windows(
     config: Path = EXAMPLE,
     clock: FakeClock | None = None,
 ) -> tuple[int, Any]:
-    code = update_windows_cmd.run(
+    code = update_windows_command.run(
         config,
         ["win11-gaming"],
         dry_run=dry_run,
@@ -226,7 +226,9 @@ def test_a_window_policy_holds_outside_and_reboots_inside_its_window(
 
     def at(when: datetime) -> dict[str, Any]:
         clock = FakeClock(start=when)
-        update_windows_cmd.run(config, [], dry_run=False, as_json=True, clock=clock, timing=FAST)
+        update_windows_command.run(
+            config, [], dry_run=False, as_json=True, clock=clock, timing=FAST
+        )
         row: dict[str, Any] = json.loads(capsys.readouterr().out)["guests"][0]
         return row
 
@@ -835,7 +837,7 @@ def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
     monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "journal"))
     with QemuGuestAgent(qemu_ga=binary) as qga:
         (sockets / f"{VMID}.qga").symlink_to(qga.socket_path)
-        code = update_windows_cmd.run(
+        code = update_windows_command.run(
             EXAMPLE, ["win11-gaming"], dry_run=False, as_json=True, clock=FakeClock(), timing=FAST
         )
     row = json.loads(capsys.readouterr().out)["guests"][0]

@@ -26,14 +26,8 @@ class UsageError(NixmoxError):
     exit_code = 2
 
 
-class NotImplementedYet(NixmoxError):
-    """A command of the interface contract whose implementation has not landed."""
-
-    def __init__(self, command: str, issue: int) -> None:
-        super().__init__(
-            f"`nixmox {command}` is not implemented yet (tracked in issue {issue}); "
-            "nothing was done"
-        )
+class NotConfirmed(NixmoxError):
+    """The user did not confirm a change (or could not: no terminal and no --yes)."""
 
 
 class CommandError(NixmoxError):

@@ -2,7 +2,8 @@
 
 Pure decisions (the build command line, the image a build printed, the
 storage and name an upload uses) plus staging the template flake. The
-commands themselves run in :mod:`nixmox.cli.template_cmd`.
+builds and uploads run in :mod:`nixmox.templates.image` and
+:mod:`nixmox.templates.upload`.
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ installed, a reboot held by policy).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
 
+from nixmox.core import jsonrows
 from nixmox.core.tables import print_table
 
 Result = Literal["ok", "unchanged", "held", "failed", "rolled-back", "skipped", "dry-run"]
@@ -65,6 +66,48 @@ def summary(outcomes: Sequence[Outcome]) -> dict[str, object]:
         "guests": [row(o) for o in outcomes],
         "pending": {o.guest: o.pending for o in outcomes if o.pending},
     }
+
+
+@dataclass(frozen=True)
+class UpdateSummary:
+    """An ``update host|nixos|windows`` run as the journal stores it (see the module docstring)."""
+
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def result(self) -> str:
+        return run_result(self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.outcomes)
+
+    def to_json(self) -> dict[str, Any]:
+        return summary(self.outcomes)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UpdateSummary:
+        """The outcomes of a journaled run; ``pending`` comes from the run's own map."""
+        pending = data.get("pending")
+        waiting = pending if isinstance(pending, Mapping) else {}
+        outcomes = []
+        for row in jsonrows.rows(data, "guests"):
+            name = jsonrows.text(row, "guest")
+            count = waiting.get(name, row.get("pending"))
+            outcomes.append(
+                Outcome(
+                    guest=name,
+                    vmid=jsonrows.optional_integer(row, "vmid"),
+                    result=cast(Result, jsonrows.text(row, "result")),
+                    message=jsonrows.text(row, "message"),
+                    rolled_back=bool(row.get("rolled_back")),
+                    rollback=jsonrows.optional_text(row, "rollback"),
+                    snapshot=jsonrows.optional_text(row, "snapshot"),
+                    pending=jsonrows.integer({"n": count}, "n"),
+                    steps=jsonrows.texts(row, "steps"),
+                )
+            )
+        return cls(tuple(outcomes))
 
 
 def run_result(outcomes: Sequence[Outcome]) -> str:

@@ -17,7 +17,7 @@ releases exit when a client resets the connection under unread data.
 
 It offers the same :class:`~nixmox.adapters.guest_agent.via_api.GuestAgent` methods as
 :class:`~nixmox.adapters.guest_agent.via_api.ApiAgent`, for runs on the host that have no API
-token (see :mod:`nixmox.cli.update_windows_cmd` for when it is picked).
+token (see :mod:`nixmox.windows.update_run` for when it is picked).
 """
 
 from __future__ import annotations

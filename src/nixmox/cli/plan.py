@@ -3,44 +3,36 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.permissions import Missing, missing_privileges
-from nixmox.adapters.proxmox.settings import connection
-from nixmox.core.errors import NixmoxError
+from nixmox.cli.prompt import confirmer
+from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
-from nixmox.inventory.model import Guest, Inventory
-from nixmox.provision.actual import read_state
-from nixmox.provision.diff import DISRUPTIVE, Change, ObjectPlan, Plan, make_plan
+from nixmox.inventory.model import ProxmoxSettings
+from nixmox.provision.diff import DISRUPTIVE, Change, ObjectPlan, Plan
+from nixmox.provision.run import (
+    ApplySummary,
+    describe_guests,
+    outcome_row,
+    prepare_apply,
+    read_plan,
+)
+from nixmox.runtime.run import run_job
 
 SYMBOL = {"create": "+", "update": "~", "none": "=", "error": "!"}
 WORD = {"create": "create", "update": "update", "none": "no changes", "error": "error"}
 
 
-def connect(inv: Inventory) -> Proxmox:
-    return Proxmox(connection(inv.proxmox))
-
-
-def compute(config: Path | None) -> tuple[Inventory, Proxmox, Plan, list[Missing]]:
-    inv = load_inventory(find_inventory(config))
-    api = connect(inv)
-    state = read_state(api, inv)
-    plan = make_plan(inv, state)
-    return inv, api, plan, missing_privileges(api, inv, plan)
-
-
 def plan(config: Path | None, *, detailed_exitcode: bool, as_json: bool) -> int:
     """Print the plan; exit 0 (or, with --detailed-exitcode, 0 none / 2 changes), 1 on error."""
-    try:
-        _, api, result, missing = compute(config)
-    except NixmoxError:
-        raise
+    report = read_plan(load_inventory(find_inventory(config)))
+    result, missing = report.plan, report.missing
     if as_json:
         doc = result.as_json()
         doc["missing_privileges"] = [m.as_json() for m in missing]
-        doc["requests"] = api.calls
+        doc["requests"] = report.requests
         print(json.dumps(doc, indent=2))
     else:
         print_plan(result)
@@ -119,16 +111,13 @@ def apply(
     config: Path | None, *, yes: bool, dry_run: bool, as_json: bool, host_root: Path = Path("/")
 ) -> int:
     """Plan, confirm, apply; exit 0 if everything was applied (or held by policy), 1 otherwise."""
-    import sys
-
-    from nixmox.provision.apply import Applier
-    from nixmox.runtime.run import observed_run
-
-    inv, api, result, missing = compute(config)
+    inv = load_inventory(find_inventory(config))
+    prepared = prepare_apply(inv, host_root=host_root, dry_run=dry_run)
+    result = prepared.plan
     if not as_json:
         print_plan(result)
-    if missing:
-        for m in missing:
+    if prepared.report.missing:
+        for m in prepared.report.missing:
             print(f"nixmox: missing privilege: {m}", file=sys.stderr)
         print("nixmox: nothing applied: the token lacks privileges the plan needs", file=sys.stderr)
         return 1
@@ -136,86 +125,48 @@ def apply(
         if as_json:
             print(json.dumps({"applied": [], "plan": result.as_json()}, indent=2))
         return 1 if result.errors else 0
-    if not yes and not dry_run:
-        if not sys.stdin.isatty():
-            print("nixmox: refusing to apply without --yes (no terminal to ask)", file=sys.stderr)
-            return 1
-        answer = input("Apply these changes? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
-            print("Nothing applied.")
-            return 1
-    applier = Applier(
-        api, inv, dry_run=dry_run, passthrough_blockers=passthrough_blockers(inv, api, host_root)
-    )
+    work = prepared.confirmed(confirmer(yes))
+    if work is None:
+        print("Nothing applied.")
+        return 1
+    summary = run_job(inv, "apply", work, dry_run=dry_run)
     if dry_run:
-        outcomes = applier.apply(result)
         if as_json:
-            print(json.dumps({"dry_run": True, "calls": applier.calls}, indent=2))
+            print(json.dumps({"dry_run": True, "calls": list(summary.calls)}, indent=2))
         else:
             print("\n--dry-run: the API calls apply would make (none were made):")
-            for call in applier.calls:
+            for call in summary.calls:
                 print(f"  {call}")
         return 0
-    with observed_run(inv, "apply") as run:
-        outcomes = applier.apply(result)
-        failed = [o for o in outcomes if o.result == "failed"]
-        run.result = "failed" if failed else "ok"
-        run.summary = {"outcomes": [o.__dict__ for o in outcomes], "requests": api.calls}
     if as_json:
-        print(json.dumps({"applied": [o.__dict__ for o in outcomes]}, indent=2))
+        print(json.dumps({"applied": [outcome_row(o) for o in summary.outcomes]}, indent=2))
     else:
-        for node, diff in applier.network_diffs.items():
-            print(f"\nNetwork changes staged on {node} (interfaces.new):\n{diff}")
-        print("\nApplied")
-        for o in outcomes:
-            detail = "; ".join(o.done) or "-"
-            line = f"  {o.result.upper():<6} {o.kind} {o.name}: {detail}"
-            if o.error:
-                line += f" -- {o.error}"
-            print(line)
-            for held in o.held:
-                print(f"         held: {held}")
-        print(
-            f"{len(outcomes) - len(failed)} of {len(outcomes)} done"
-            + (f", {len(failed)} failed" if failed else "")
-        )
-    return 1 if failed or result.errors else 0
+        _print_applied(summary)
+    return 1 if summary.failed or result.errors else 0
 
 
-def passthrough_blockers(
-    inv: Inventory, api: Proxmox, host_root: Path
-) -> Callable[[Guest], list[str]]:
-    """The ids of FAILing passthrough checks that concern a guest: the host's
-    own (IOMMU, interrupt remapping, ...) and those of the guest's devices."""
-    from nixmox.doctor.passthrough import HOST, check_passthrough
-    from nixmox.doctor.verdict import Check, Status
-
-    found: list[list[Check]] = []
-
-    def blockers(guest: Guest) -> list[str]:
-        own = f"{guest.name} ({guest.vmid})"
-        if not found:  # the host's files and PCI listings, read once per apply
-            found.append(check_passthrough(inv, host_root, api))
-        checks = found[0]
-        return sorted(
-            {
-                c.id
-                for c in checks
-                if c.status == Status.FAIL and (c.subject == HOST or c.subject.startswith(own))
-            }
-        )
-
-    return blockers
+def _print_applied(summary: ApplySummary) -> None:
+    for node, diff in summary.network_diffs.items():
+        print(f"\nNetwork changes staged on {node} (interfaces.new):\n{diff}")
+    print("\nApplied")
+    for o in summary.outcomes:
+        detail = "; ".join(o.done) or "-"
+        line = f"  {o.result.upper():<6} {o.kind} {o.name}: {detail}"
+        if o.error:
+            line += f" -- {o.error}"
+        print(line)
+        for held in o.held:
+            print(f"         held: {held}")
+    outcomes, failed = summary.outcomes, summary.failed
+    print(
+        f"{len(outcomes) - len(failed)} of {len(outcomes)} done"
+        + (f", {len(failed)} failed" if failed else "")
+    )
 
 
 def adopt(config: Path | None, vmids: list[int]) -> int:
     """Print ``[[guests]]`` TOML for existing guests; exit 1 if one is not found."""
-    import sys
-
-    from nixmox.core.errors import ConfigError
-    from nixmox.inventory.model import ProxmoxSettings
-    from nixmox.provision.actual import read_guest
-    from nixmox.provision.adopt import guest_entry, render
+    from nixmox.provision.adopt import render
 
     try:
         settings = load_inventory(find_inventory(config)).proxmox
@@ -223,20 +174,9 @@ def adopt(config: Path | None, vmids: list[int]) -> int:
         if config is not None:
             raise
         settings = ProxmoxSettings()  # no inventory yet: the NIXMOX_PVE_* variables alone
-    api = Proxmox(connection(settings))
-    resources = {
-        int(r["vmid"]): r for r in api.get("/cluster/resources", type="vm") or [] if "vmid" in r
-    }
-    entries = []
-    missing = [v for v in vmids if v not in resources]
-    for vmid in vmids:
-        if vmid in resources:
-            resource = resources[vmid]
-            entries.append(
-                guest_entry(read_guest(api, resource), str(resource.get("name") or vmid))
-            )
-    if entries:
-        print(render(entries), end="")
-    for vmid in missing:
+    adopted = describe_guests(settings, vmids)
+    if adopted.entries:
+        print(render(adopted.entries), end="")
+    for vmid in adopted.missing:
         print(f"nixmox: adopt: no guest {vmid} on the cluster", file=sys.stderr)
-    return 1 if missing else 0
+    return 1 if adopted.missing else 0
