@@ -189,9 +189,9 @@ def pending_check(pending: list[dict[str, Any]] | str, subject: str, vmid: int, 
 def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
     """``token-privileges``: what the token may do against what the inventory
     needs right now (the plan's creates and changes, and reading the lab)."""
-    from nixmox.adapters.proxmox.permissions import missing_privileges
     from nixmox.provision.actual import read_state
     from nixmox.provision.diff import make_plan
+    from nixmox.provision.privileges import missing_privileges
 
     try:
         plan = make_plan(inv, read_state(api, inv))
