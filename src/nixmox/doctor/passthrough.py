@@ -887,7 +887,7 @@ def guest_checks(
     ]
 
 
-def is_local(facts: HostFacts, inv: Inventory, node: str) -> bool:
+def host_root_is_node(facts: HostFacts, inv: Inventory, node: str) -> bool:
     """Whether the host seen through --host-root is ``node``."""
     if facts.hostname is not None and any(n.name == facts.hostname for n in inv.nodes):
         return facts.hostname == node
@@ -915,7 +915,7 @@ def check_passthrough(inv: Inventory, host_root: Path, api: Proxmox | None) -> l
     checks = host_checks(facts)
     for guest in wanting:
         subject = f"{guest.name} ({guest.vmid})"
-        if not is_local(facts, inv, guest.node):
+        if not host_root_is_node(facts, inv, guest.node):
             checks.append(
                 Check(
                     "device-present",

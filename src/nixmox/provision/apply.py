@@ -39,7 +39,7 @@ CLONES_PER_STORAGE = 1
 
 
 @dataclass
-class Outcome:
+class ApplyOutcome:
     """What apply did for one object."""
 
     kind: str
@@ -101,7 +101,7 @@ class Applier:
         return result
 
     # -- the whole run ----------------------------------------------------------------
-    def apply(self, plan: Plan) -> list[Outcome]:
+    def apply(self, plan: Plan) -> list[ApplyOutcome]:
         outcomes = [self._storage(s) for s in plan.storages if s.action != "none"]
         outcomes += [self._backup_job(j) for j in plan.jobs if j.action != "none"]
         by_node: dict[str, list[ObjectPlan]] = {}
@@ -112,10 +112,10 @@ class Applier:
             outcomes += self._bridges(node, bridges)
         todo = [g for g in plan.guests if g.action != "none"]
         guests = {g.name: g for g in self.inv.guests}
-        results: dict[str, Outcome] = {}
+        results: dict[str, ApplyOutcome] = {}
 
         def one(gp: GuestPlan) -> None:
-            outcome = Outcome("guest", gp.name)
+            outcome = ApplyOutcome("guest", gp.name)
             try:
                 with self.node_limits(gp.node):
                     self._guest(guests[gp.name], gp, outcome)
@@ -129,8 +129,8 @@ class Applier:
         return outcomes + [results[g.name] for g in todo]
 
     # -- storages ------------------------------------------------------------------------
-    def _storage(self, sp: ObjectPlan) -> Outcome:
-        outcome = Outcome("storage", sp.name)
+    def _storage(self, sp: ObjectPlan) -> ApplyOutcome:
+        outcome = ApplyOutcome("storage", sp.name)
         try:
             if sp.action == "error":
                 raise ApplyError(sp.error or "cannot plan")
@@ -154,9 +154,9 @@ class Applier:
             outcome.result, outcome.error = "failed", str(exc)
         return outcome
 
-    def _backup_job(self, jp: ObjectPlan) -> Outcome:
+    def _backup_job(self, jp: ObjectPlan) -> ApplyOutcome:
         """The /cluster/backup job Proxmox runs (scheduler = "proxmox")."""
-        outcome = Outcome("backup job", jp.name)
+        outcome = ApplyOutcome("backup job", jp.name)
         try:
             if jp.action == "create":
                 self.write(
@@ -177,8 +177,8 @@ class Applier:
         return outcome
 
     # -- bridges: staged, one reload, confirmed or reverted ------------------------------
-    def _bridges(self, node: str, bridges: list[ObjectPlan]) -> list[Outcome]:
-        outcomes = [Outcome("bridge", f"{b.name} on {node}") for b in bridges]
+    def _bridges(self, node: str, bridges: list[ObjectPlan]) -> list[ApplyOutcome]:
+        outcomes = [ApplyOutcome("bridge", f"{b.name} on {node}") for b in bridges]
         try:
             for bridge in bridges:
                 if bridge.action == "error":
@@ -252,7 +252,7 @@ class Applier:
                 log.error("could not revert %s on %s: %s", bridge.name, node, exc)
 
     # -- guests ---------------------------------------------------------------------
-    def _guest(self, guest: Guest, gp: GuestPlan, outcome: Outcome) -> None:
+    def _guest(self, guest: Guest, gp: GuestPlan, outcome: ApplyOutcome) -> None:
         if gp.action == "error":
             raise ApplyError(gp.error or "cannot plan")
         want = desired_guest(guest)
@@ -293,7 +293,7 @@ class Applier:
 
         return check
 
-    def _create(self, want: DesiredGuest, outcome: Outcome) -> None:
+    def _create(self, want: DesiredGuest, outcome: ApplyOutcome) -> None:
         guest = want.guest
         blockers = self.blockers(guest) if guest.hostpci and guest.stage != "install" else []
         if blockers:
@@ -337,7 +337,7 @@ class Applier:
         )
         outcome.done.append("created" + (f" (stage {guest.stage})" if guest.stage else ""))
 
-    def _clone(self, want: DesiredGuest, outcome: Outcome) -> None:
+    def _clone(self, want: DesiredGuest, outcome: ApplyOutcome) -> None:
         guest = want.guest
         source = want.create["clone"]
         resources = self.api.get("/cluster/resources", type="vm") or []
@@ -391,7 +391,11 @@ class Applier:
             time.sleep(min(2.0, max(self.lock_wait / 20, 0.05)))
 
     def _update(
-        self, want: DesiredGuest, gp: GuestPlan, outcome: Outcome, fresh: ActualGuest | None = None
+        self,
+        want: DesiredGuest,
+        gp: GuestPlan,
+        outcome: ApplyOutcome,
+        fresh: ActualGuest | None = None,
     ) -> None:
         guest = want.guest
         path = guest_path(guest.node, want.type, guest.vmid)

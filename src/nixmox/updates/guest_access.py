@@ -29,7 +29,7 @@ from nixmox.adapters.runner import Remote, Runner
 from nixmox.core.errors import CommandNotFound, CommandTimeout, ConfigError, NixmoxError
 from nixmox.inventory.model import Guest, Node
 from nixmox.updates import nodes
-from nixmox.updates.nodes import is_local, node_remote
+from nixmox.updates.nodes import nixmox_runs_on, node_remote
 
 NIXOS_BIN = "/run/current-system/sw/bin"
 # pct exec and the agent start programs with a bare environment; NixOS keeps
@@ -295,5 +295,5 @@ def open_access(
         raise ConfigError(f"guest {guest.name}: pct exec only enters containers (use ssh or agent)")
     # On the node itself (or a node without an address): pct runs here.
     here = (this_host or nodes.this_host()).split(".")[0]
-    remote = node_remote(node) if node is not None and is_local(node, here) is False else None
+    remote = node_remote(node) if node is not None and nixmox_runs_on(node, here) is False else None
     return PctAccess(runner, guest.vmid, remote)

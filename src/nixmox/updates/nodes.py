@@ -15,7 +15,7 @@ def this_host() -> str:
     return socket.gethostname().split(".", 1)[0]
 
 
-def is_local(node: Node, hostname: str) -> bool | None:
+def nixmox_runs_on(node: Node, hostname: str) -> bool | None:
     """True when nixmox runs on ``node``, False when it reaches it over SSH,
     None when it cannot reach it at all (no address, and not this machine)."""
     if node.address in LOCAL_ADDRESSES or node.name == hostname:

@@ -16,18 +16,19 @@ from typing import Literal
 
 from nixmox.core.tables import print_table
 
-Result = Literal["ok", "unchanged", "held", "failed", "rolled-back", "skipped", "dry-run"]
+#: What happened to one target (the journal's and the report's word).
+UpdateResult = Literal["ok", "unchanged", "held", "failed", "rolled-back", "skipped", "dry-run"]
 # Results that make the run exit 1.
 FAILED: frozenset[str] = frozenset({"failed", "rolled-back"})
 
 
 @dataclass
-class Outcome:
+class UpdateOutcome:
     """One target of an update run (a node for `update host`, else a guest)."""
 
     guest: str
     vmid: int | None
-    result: Result = "ok"
+    result: UpdateResult = "ok"
     message: str = ""
     rolled_back: bool = False
     rollback: str | None = None  # which rollback ran, in words
@@ -44,7 +45,12 @@ class Outcome:
         return self.result in FAILED
 
 
-def row(o: Outcome) -> dict[str, object]:
+#: The old name, kept for cli/update_nixos_cmd and cli/update_windows_cmd until they
+#: import UpdateOutcome (a name that no longer collides with provision's).
+Outcome = UpdateOutcome
+
+
+def row(o: UpdateOutcome) -> dict[str, object]:
     """One outcome as JSON."""
     return {
         "guest": o.guest,
@@ -59,7 +65,7 @@ def row(o: Outcome) -> dict[str, object]:
     }
 
 
-def summary(outcomes: Sequence[Outcome]) -> dict[str, object]:
+def summary(outcomes: Sequence[UpdateOutcome]) -> dict[str, object]:
     """The journal summary of a run (see the module docstring)."""
     return {
         "guests": [row(o) for o in outcomes],
@@ -67,17 +73,17 @@ def summary(outcomes: Sequence[Outcome]) -> dict[str, object]:
     }
 
 
-def run_result(outcomes: Sequence[Outcome]) -> str:
+def run_result(outcomes: Sequence[UpdateOutcome]) -> str:
     """The journal's result word for the whole run."""
     return "failed" if any(o.failed for o in outcomes) else "ok"
 
 
-def exit_code(outcomes: Sequence[Outcome]) -> int:
+def exit_code(outcomes: Sequence[UpdateOutcome]) -> int:
     """0 when nothing failed or rolled back, else 1 (the interface contract)."""
     return 1 if any(o.failed for o in outcomes) else 0
 
 
-def report(outcomes: Sequence[Outcome], *, as_json: bool, dry_run: bool, title: str) -> None:
+def report(outcomes: Sequence[UpdateOutcome], *, as_json: bool, dry_run: bool, title: str) -> None:
     """Print the run's outcomes as a table (or JSON)."""
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary(outcomes)}, indent=2))

@@ -31,7 +31,7 @@ from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, UpdateSettings
 from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, update_snapshot_name
-from nixmox.updates.outcome import Outcome
+from nixmox.updates.outcome import UpdateOutcome
 from nixmox.windows.scripts import ScriptError, ensure_guest_dir, run_script
 from nixmox.windows.update_decisions import (
     SHUTDOWN,
@@ -127,9 +127,9 @@ class WindowsUpdate:
     def settings(self) -> UpdateSettings | None:
         return self.target.guest.update
 
-    def run(self) -> Outcome:
+    def run(self) -> UpdateOutcome:
         guest = self.target.guest
-        outcome = Outcome(guest.name, guest.vmid)
+        outcome = UpdateOutcome(guest.name, guest.vmid)
         try:
             self._transaction(outcome)
         except _Stop:
@@ -178,7 +178,7 @@ class WindowsUpdate:
             steam_downloading=pre.steam_downloading,
         )
 
-    def _transaction(self, outcome: Outcome) -> None:
+    def _transaction(self, outcome: UpdateOutcome) -> None:
         target = self.target
         if not target.running():
             outcome.result = "skipped"
@@ -213,7 +213,7 @@ class WindowsUpdate:
         outcome.step(f"snapshot {name} taken (disk only)")
         self._rounds(outcome, pre)
 
-    def _plan(self, outcome: Outcome, pre: Precheck) -> None:
+    def _plan(self, outcome: UpdateOutcome, pre: Precheck) -> None:
         found = offered(self._script("update-scan", self.timing.scan))
         verdict = self._verdict(pre)
         outcome.result = "dry-run"
@@ -235,7 +235,9 @@ class WindowsUpdate:
             f"would install {len(found)} update{'s' * (len(found) != 1)} ({kbs}); {reboot}"
         )
 
-    def _held(self, outcome: Outcome, verdict: RebootVerdict, *, before: bool = False) -> None:
+    def _held(
+        self, outcome: UpdateOutcome, verdict: RebootVerdict, *, before: bool = False
+    ) -> None:
         outcome.result = "held"
         outcome.message = f"reboot pending, held: {verdict.reason}"
         outcome.pending = 1
@@ -245,7 +247,7 @@ class WindowsUpdate:
             outcome.step("a reboot was already pending: nothing installed, no snapshot taken")
         raise _Stop
 
-    def _rounds(self, outcome: Outcome, pre: Precheck) -> None:
+    def _rounds(self, outcome: UpdateOutcome, pre: Precheck) -> None:
         settings = self.settings
         max_rounds = settings.max_rounds if settings else 3
         rounds = reboots = 0
@@ -296,7 +298,7 @@ class WindowsUpdate:
         self._drop_snapshot(outcome)
         self._prune(outcome)
 
-    def _reboot(self, outcome: Outcome, pre: Precheck, verdict: RebootVerdict) -> None:
+    def _reboot(self, outcome: UpdateOutcome, pre: Precheck, verdict: RebootVerdict) -> None:
         outcome.step(f"reboot ({verdict.reason}), booted {pre.boot_time} before")
         # The agent may go away before it reports the shutdown command's exit.
         with contextlib.suppress(AgentError):
@@ -332,7 +334,7 @@ class WindowsUpdate:
             self.clock.sleep(self.timing.ping_every)
         return None
 
-    def _postcheck(self, outcome: Outcome) -> None:
+    def _postcheck(self, outcome: UpdateOutcome) -> None:
         report = self._script("update-postcheck", self.timing.script)
         for gpu in report.get("gpus") or ():
             msi = {True: "MSI on", False: "MSI off"}.get(gpu.get("msi"), "MSI unknown")
@@ -345,7 +347,7 @@ class WindowsUpdate:
         if problems:
             self._rollback(outcome, "; ".join(problems))
 
-    def _rollback(self, outcome: Outcome, why: str) -> None:
+    def _rollback(self, outcome: UpdateOutcome, why: str) -> None:
         name = outcome.snapshot
         assert name is not None
         try:
@@ -361,7 +363,7 @@ class WindowsUpdate:
         outcome.step(f"rolled back to snapshot {name}")
         raise _Stop
 
-    def _drop_snapshot(self, outcome: Outcome) -> None:
+    def _drop_snapshot(self, outcome: UpdateOutcome) -> None:
         name = outcome.snapshot
         if name is None:
             return
@@ -372,7 +374,7 @@ class WindowsUpdate:
         outcome.step(f"snapshot {name} deleted")
         outcome.snapshot = None
 
-    def _prune(self, outcome: Outcome) -> None:
+    def _prune(self, outcome: UpdateOutcome) -> None:
         settings = self.settings
         keep = settings.snapshots.rule() if settings and settings.snapshots else DEFAULT_KEEP
         try:

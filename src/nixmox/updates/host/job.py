@@ -58,8 +58,8 @@ from nixmox.updates.host.rollout import (
     plan_evacuation,
     rollout_order,
 )
-from nixmox.updates.nodes import is_local, node_remote, this_host
-from nixmox.updates.outcome import Outcome
+from nixmox.updates.nodes import nixmox_runs_on, node_remote, this_host
+from nixmox.updates.outcome import UpdateOutcome
 from nixmox.updates.reboot_policy import node_reboot
 
 log = logging.getLogger(__name__)
@@ -184,13 +184,13 @@ class HostUpdate:
 
     # -- the rollout -------------------------------------------------------------
 
-    def run(self, nodes: Sequence[Node]) -> list[Outcome]:
+    def run(self, nodes: Sequence[Node]) -> list[UpdateOutcome]:
         """Update ``nodes`` one at a time; the outcome of each, in the order they ran."""
-        local = next((n.name for n in nodes if is_local(n, self.hostname)), None)
-        outcomes: list[Outcome] = []
+        local = next((n.name for n in nodes if nixmox_runs_on(n, self.hostname)), None)
+        outcomes: list[UpdateOutcome] = []
         stopped_at: str | None = None
         for node in rollout_order(nodes, local):
-            out = Outcome(node.name, None)
+            out = UpdateOutcome(node.name, None)
             outcomes.append(out)
             if stopped_at is not None:
                 out.result = "skipped"
@@ -219,9 +219,9 @@ class HostUpdate:
             log.info("%s: rebooting this node now", self.self_reboot)
             self.api.post(f"/nodes/{self.self_reboot}/status", command="reboot")
 
-    def _update(self, node: Node, out: Outcome) -> bool:
+    def _update(self, node: Node, out: UpdateOutcome) -> bool:
         """One node's turn; False stops the rollout."""
-        local = is_local(node, self.hostname)
+        local = nixmox_runs_on(node, self.hostname)
         if local is None:
             out.result = "failed"
             out.message = (
@@ -332,7 +332,7 @@ class HostUpdate:
             raise HostUpdateError(f"{exc}; nothing upgraded") from None
         return name
 
-    def _prune(self, turn: _Turn, dataset: str, out: Outcome) -> None:
+    def _prune(self, turn: _Turn, dataset: str, out: UpdateOutcome) -> None:
         """Keep the newest three of nixmox's update snapshots of the root dataset."""
         zfs = Zfs(self._on_node(turn), self._zfs_command(turn))
         try:
@@ -348,7 +348,7 @@ class HostUpdate:
         for name, error in failed:
             log.warning("%s: kept %s@%s: %s", turn.node.name, dataset, name, error)
 
-    def _upgrade(self, turn: _Turn, out: Outcome) -> None:
+    def _upgrade(self, turn: _Turn, out: UpdateOutcome) -> None:
         where = "here" if turn.local else f"on {turn.remote.destination}" if turn.remote else ""
         log.info("%s: apt-get dist-upgrade %s", turn.node.name, where)
         try:
@@ -369,7 +369,7 @@ class HostUpdate:
 
     # -- reboot ------------------------------------------------------------------
 
-    def _reboot(self, turn: _Turn, need: RebootNeed, done: str, out: Outcome) -> bool:
+    def _reboot(self, turn: _Turn, need: RebootNeed, done: str, out: UpdateOutcome) -> bool:
         node = turn.node
         verdict = node_reboot(node, self.now(), self.zone)
         held: str | None = None
@@ -407,7 +407,7 @@ class HostUpdate:
         out.message = f"{done}; rebooted ({need}){moved}{self._booted_check(turn, need, out)}"
         return True
 
-    def _booted_check(self, turn: _Turn, need: RebootNeed, out: Outcome) -> str:
+    def _booted_check(self, turn: _Turn, need: RebootNeed, out: UpdateOutcome) -> str:
         """After the reboot: does the node run the kernel it was rebooted for?"""
         if need.kernel is None:
             return ""
@@ -455,7 +455,7 @@ class HostUpdate:
             return plan_evacuation(guests, [], self.declared, self.now(), self.zone)
         return plan_evacuation(guests, turn.targets, self.declared, self.now(), self.zone)
 
-    def _cycle(self, turn: _Turn, evac: Evacuation, out: Outcome) -> None:
+    def _cycle(self, turn: _Turn, evac: Evacuation, out: UpdateOutcome) -> None:
         """Guests away, reboot, wait for the node and quorum, guests back."""
         name = turn.node.name
         moved: list[Move] = []
@@ -521,7 +521,9 @@ class HostUpdate:
         upid = self.api.post(f"/nodes/{node}/{kind}/{vmid}/status/start")
         wait(self.api, str(upid), what=f"start of {vmid}", timeout=self.timing.task)
 
-    def _back(self, name: str, moved: Sequence[Move], stopped: Sequence[Stop], out: Outcome) -> str:
+    def _back(
+        self, name: str, moved: Sequence[Move], stopped: Sequence[Stop], out: UpdateOutcome
+    ) -> str:
         """Move the guests back, start the stopped ones; what failed, in words ('' if none)."""
         failed: list[str] = []
         for move in moved:
@@ -565,7 +567,7 @@ class HostUpdate:
     # -- dry run -----------------------------------------------------------------
 
     def _dry_run(
-        self, turn: _Turn, upgrades: Sequence[Upgrade], need: RebootNeed | None, out: Outcome
+        self, turn: _Turn, upgrades: Sequence[Upgrade], need: RebootNeed | None, out: UpdateOutcome
     ) -> None:
         node = turn.node
         kernels = [u.package for u in upgrades if is_kernel_package(u.package)]
