@@ -24,10 +24,11 @@ from typing import Any
 
 from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.client import Proxmox, Unreachable
+from nixmox.adapters.proxmox.cluster import current_row, guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.provision.actual import NodeLimits, guest_path, read_guest
+from nixmox.provision.actual import NodeLimits, read_guest
 from nixmox.provision.desired import DesiredGuest, desired_guest
 from nixmox.provision.diff import ActualGuest, Change, GuestPlan, ObjectPlan, Plan, diff_guest
 
@@ -270,23 +271,12 @@ class Applier:
         self._update(want, gp, outcome)
 
     def _read(self, guest: Guest) -> ActualGuest:
-        type_ = "lxc" if guest.kind == "lxc" else "qemu"
-        status = self.api.get(f"{guest_path(guest.node, type_, guest.vmid)}/status/current")
-        resource = {
-            "vmid": guest.vmid,
-            "type": type_,
-            "node": guest.node,
-            "status": status.get("status"),
-            "lock": status.get("lock"),
-        }
-        return read_guest(self.api, resource)
+        return read_guest(self.api, current_row(self.api, guest.node, guest.pve_type, guest.vmid))
 
     def _exists(self, guest: Guest) -> Callable[[], bool]:
-        type_ = "lxc" if guest.kind == "lxc" else "qemu"
-
         def check() -> bool:
             try:
-                self.api.get(f"{guest_path(guest.node, type_, guest.vmid)}/status/current")
+                guest_status(self.api, guest.node, guest.pve_type, guest.vmid)
                 return True
             except NixmoxError:
                 return False
@@ -340,14 +330,14 @@ class Applier:
     def _clone(self, want: DesiredGuest, outcome: ApplyOutcome) -> None:
         guest = want.guest
         source = want.create["clone"]
-        resources = self.api.get("/cluster/resources", type="vm") or []
-        match = [r for r in resources if str(r.get("vmid")) == source or r.get("name") == source]
-        templates = [r for r in match if r.get("template")]
+        rows = read_guests(self.api).values()
+        match = [r for r in rows if str(r.vmid) == source or r.name == source]
+        templates = [r for r in match if r.template]
         if not templates:
             raise ApplyError(f"clone source {source!r} is not a template VM on the cluster")
         src = templates[0]
         storage = next(iter(want.volumes.values())).storage if want.volumes else None
-        with self.clone_limits(storage or str(src["node"])):
+        with self.clone_limits(storage or src.node):
             clone = {
                 "newid": guest.vmid,
                 "name": guest.name,
@@ -357,12 +347,12 @@ class Applier:
             }
             self.write(
                 "POST",
-                f"/nodes/{src['node']}/qemu/{src['vmid']}/clone",
+                f"{guest_path(src.node, 'qemu', src.vmid)}/clone",
                 f"clone {guest.name}",
                 clone,
                 done=self._exists(guest),
             )
-        outcome.done.append(f"full clone of {src['vmid']}")
+        outcome.done.append(f"full clone of {src.vmid}")
 
     def _config_took(self, want: DesiredGuest, guest: Guest) -> Callable[[], bool]:
         """Re-read the guest before repeating a config write: done if nothing is left

@@ -17,6 +17,7 @@ from typing import Any
 
 from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent, GuestAgent
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path, guest_status
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, WindowsSettings
 from nixmox.windows import provision_plan as plan
@@ -113,11 +114,11 @@ class ProvisionJob:
 
     def precheck(self) -> StepResult:
         node, vmid = self.guest.node, self.guest.vmid
-        status = str(self.api.get(f"/nodes/{node}/qemu/{vmid}/status/current").get("status"))
+        status = str(guest_status(self.api, node, "qemu", vmid).get("status"))
         if status != "running":
             return plan.precheck(status, {})
         self._agent.ping()
-        answer = self.api.get(f"/nodes/{node}/qemu/{vmid}/agent/get-osinfo") or {}
+        answer = self.api.get(f"{guest_path(node, 'qemu', vmid)}/agent/get-osinfo") or {}
         result = plan.precheck(status, answer.get("result") or {})
         if result.ok:
             ensure_guest_dir(self._agent)

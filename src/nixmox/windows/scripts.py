@@ -42,14 +42,14 @@ def script_text(name: str) -> str:
         raise ScriptError(f"no packaged script {name}.ps1") from None
 
 
-def guest_path(name: str) -> str:
+def script_in_guest(name: str) -> str:
     """Where ``name``'s script is written in the guest."""
     return f"{GUEST_DIR}\\{name}.ps1"
 
 
 def script_argv(name: str, params: Mapping[str, str | int | bool] | None = None) -> list[str]:
     """The agent ``exec`` argv that runs script ``name`` with ``params``."""
-    argv = [*POWERSHELL, guest_path(name)]
+    argv = [*POWERSHELL, script_in_guest(name)]
     for key, value in (params or {}).items():
         if isinstance(value, bool):
             if value:
@@ -91,7 +91,7 @@ def run_script(
     report says what failed, and the caller decides.
     """
     if upload:
-        agent.file_write(guest_path(name), script_text(name))
+        agent.file_write(script_in_guest(name), script_text(name))
     result = agent.exec(script_argv(name, params), timeout=timeout)
     return parse_report(name, result)
 

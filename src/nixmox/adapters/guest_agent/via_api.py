@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.core.errors import NixmoxError
 
 FILE_WRITE_MAX = 60 * 1024
@@ -71,7 +72,7 @@ class ApiAgent:
 
     @property
     def path(self) -> str:
-        return f"/nodes/{self.node}/qemu/{self.vmid}/agent"
+        return f"{guest_path(self.node, 'qemu', self.vmid)}/agent"
 
     def ping(self) -> None:
         try:

@@ -29,6 +29,7 @@ from pathlib import PurePath
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.adapters.runner import Remote, Runner
 from nixmox.adapters.zfs import Zfs, ZfsError
@@ -292,8 +293,7 @@ class HostUpdate:
 
     def _preflight(self, node: Node, status: Sequence[Mapping[str, Any]]) -> list[str]:
         tasks = self.api.get("/cluster/tasks") or []
-        resources = self.api.get("/cluster/resources", type="vm") or []
-        found = problems(node.name, status, tasks, resources)
+        found = problems(node.name, status, tasks, read_guests(self.api).values())
         if node.root_dataset is None:
             found.append(
                 f"node {node.name} declares no root_dataset: nixmox snapshots the root file "
@@ -425,27 +425,25 @@ class HostUpdate:
         )
 
     def _running_guests(self, name: str) -> list[RunningGuest]:
-        rows = self.api.get("/cluster/resources", type="vm") or []
         found = []
-        for r in rows:
-            if r.get("node") != name or r.get("status") != "running" or r.get("template"):
+        for r in read_guests(self.api).values():
+            if r.node != name or r.status != "running" or r.template:
                 continue
-            vmid = int(r["vmid"])
-            if r.get("type") == "qemu":
-                check = self.api.get(f"/nodes/{name}/qemu/{vmid}/migrate") or {}
+            if r.type == "qemu":
+                check = self.api.get(f"{r.path}/migrate") or {}
                 allowed = check.get("allowed_nodes")
                 found.append(
                     RunningGuest(
-                        vmid,
+                        r.vmid,
                         "qemu",
-                        str(r.get("name", vmid)),
+                        r.name or str(r.vmid),
                         tuple(str(x) for x in check.get("local_resources") or ()),
                         bool(check.get("local_disks")),
                         None if allowed is None else tuple(str(x) for x in allowed),
                     )
                 )
             else:
-                found.append(RunningGuest(vmid, "lxc", str(r.get("name", vmid))))
+                found.append(RunningGuest(r.vmid, "lxc", r.name or str(r.vmid)))
         return found
 
     def _evacuation(self, turn: _Turn) -> Evacuation:
@@ -504,21 +502,21 @@ class HostUpdate:
             params["restart"] = 1
             params["timeout"] = self.timing.shutdown
         log.info("%s -> %s: migrating %s %d", source, target, kind, vmid)
-        upid = self.api.post(f"/nodes/{source}/{kind}/{vmid}/migrate", **params)
+        upid = self.api.post(f"{guest_path(source, kind, vmid)}/migrate", **params)
         wait(self.api, str(upid), what=f"migration of {vmid} to {target}", timeout=self.timing.task)
 
     def _shutdown(self, node: str, stop: Stop) -> None:
         log.info("%s: shutting down %s %d (%s)", node, stop.kind, stop.vmid, stop.why)
         upid = self.api.post(
-            f"/nodes/{node}/{stop.kind}/{stop.vmid}/status/shutdown", timeout=self.timing.shutdown
+            f"{guest_path(node, stop.kind, stop.vmid)}/status/shutdown",
+            timeout=self.timing.shutdown,
         )
         wait(self.api, str(upid), what=f"shutdown of {stop.vmid}", timeout=self.timing.task)
 
     def _start(self, node: str, kind: str, vmid: int) -> None:
-        current = self.api.get(f"/nodes/{node}/{kind}/{vmid}/status/current") or {}
-        if current.get("status") == "running":
+        if guest_status(self.api, node, kind, vmid).get("status") == "running":
             return  # onboot started it already
-        upid = self.api.post(f"/nodes/{node}/{kind}/{vmid}/status/start")
+        upid = self.api.post(f"{guest_path(node, kind, vmid)}/status/start")
         wait(self.api, str(upid), what=f"start of {vmid}", timeout=self.timing.task)
 
     def _back(

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, HealthChecks, UpdateSettings
@@ -569,7 +570,7 @@ class NixosUpdate:
             return "reboot pending (no API connection)"
         api: Proxmox = self.snapshots.api
         g = self.guest
-        path = f"/nodes/{g.node}/{self.snapshots.kind}/{g.vmid}/status/reboot"
+        path = f"{guest_path(g.node, self.snapshots.kind, g.vmid)}/status/reboot"
         try:
             upid = api.post(path)
             if isinstance(upid, str):
