@@ -25,11 +25,11 @@ from typing import Protocol
 
 from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent, GuestAgent
 from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.runner import Remote, Runner
+from nixmox.adapters.runner import Remote, Runner, node_remote
 from nixmox.core.errors import CommandNotFound, CommandTimeout, ConfigError, NixmoxError
 from nixmox.inventory.model import Guest, Node
 from nixmox.updates import nodes
-from nixmox.updates.nodes import nixmox_runs_on, node_remote
+from nixmox.updates.nodes import nixmox_runs_on
 
 NIXOS_BIN = "/run/current-system/sw/bin"
 # pct exec and the agent start programs with a bare environment; NixOS keeps

@@ -25,13 +25,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from pathlib import PurePath
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
-from nixmox.adapters.runner import Remote, Runner
+from nixmox.adapters.runner import Remote, Runner, node_remote, split_remote
 from nixmox.adapters.zfs import Zfs, ZfsError
 from nixmox.core.errors import (
     CommandError,
@@ -59,7 +58,7 @@ from nixmox.updates.host.rollout import (
     plan_evacuation,
     rollout_order,
 )
-from nixmox.updates.nodes import nixmox_runs_on, node_remote, this_host
+from nixmox.updates.nodes import nixmox_runs_on, this_host
 from nixmox.updates.outcome import UpdateOutcome
 from nixmox.updates.reboot_policy import node_reboot
 
@@ -313,19 +312,17 @@ class HostUpdate:
             wait(self.api, str(upid), what=f"apt update on {name}", timeout=self.timing.task)
         return self._listed(name)
 
-    def _on_node(self, turn: _Turn) -> Runner:
-        return Runner(dry_run=self.dry_run, remote=turn.remote)
-
-    def _zfs_command(self, turn: _Turn) -> list[str]:
-        """``[zfs] command`` run on the node; if it is itself ``ssh ...``, plain zfs there."""
-        command = list(self.inv.zfs.command)
-        if not turn.local and PurePath(command[0]).name == "ssh":
-            return ["zfs"]
-        return command
+    def _zfs(self, turn: _Turn) -> Zfs:
+        """``[zfs] command`` on the node: as configured when nixmox runs there; over ssh
+        to the node otherwise, running the program the command names (without its own ssh)."""
+        if turn.local:
+            return Zfs(self.runner.on(None), self.inv.zfs.command)
+        _, program = split_remote(self.inv.zfs.command)
+        return Zfs(self.runner.on(turn.remote), program)
 
     def _snapshot(self, turn: _Turn, dataset: str) -> str:
         name = update_snapshot_name(self.now())
-        zfs = Zfs(self._on_node(turn), self._zfs_command(turn))
+        zfs = self._zfs(turn)
         try:
             zfs.snapshot(dataset, name, recursive=False)
         except ZfsError as exc:
@@ -334,7 +331,7 @@ class HostUpdate:
 
     def _prune(self, turn: _Turn, dataset: str, out: UpdateOutcome) -> None:
         """Keep the newest three of nixmox's update snapshots of the root dataset."""
-        zfs = Zfs(self._on_node(turn), self._zfs_command(turn))
+        zfs = self._zfs(turn)
         try:
             names = [s.name for s in zfs.list_snapshots(dataset, recursive=False)]
             doomed = snapshots_to_prune(names, DEFAULT_KEEP, self.zone)
