@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent
+from nixmox.adapters.guest_agent import AgentError
+from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.inventory.model import ProxmoxSettings

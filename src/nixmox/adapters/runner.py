@@ -25,6 +25,7 @@ from pathlib import PurePath
 
 from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout, ConfigError
 from nixmox.core.log import mask
+from nixmox.core.results import CommandResult
 from nixmox.inventory.model import Node
 
 log = logging.getLogger("nixmox.run")
@@ -95,22 +96,6 @@ def split_remote(command: Sequence[str]) -> tuple[Remote | None, list[str]]:
     return Remote(argv[i], tuple(options)), argv[i + 1 :]
 
 
-@dataclass(frozen=True)
-class Result:
-    """What a finished (or, under --dry-run, skipped) command produced."""
-
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-    skipped: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-
 @dataclass
 class Runner:
     """Runs commands; one instance per nixmox invocation.
@@ -123,7 +108,7 @@ class Runner:
 
     dry_run: bool = False
     default_timeout: float = DEFAULT_TIMEOUT
-    history: list[Result] = field(default_factory=list)
+    history: list[CommandResult] = field(default_factory=list)
     remote: Remote | None = None
 
     def on(self, remote: Remote | None) -> Runner:
@@ -141,7 +126,7 @@ class Runner:
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
         cwd: str | None = None,
-    ) -> Result:
+    ) -> CommandResult:
         """Run ``argv`` (on ``remote`` if given) and return its result.
 
         Raises :class:`CommandError` on a non-zero exit when ``check`` is set,
@@ -155,7 +140,7 @@ class Runner:
         shown = mask(where + shlex.join(argv))
         if self.dry_run and changes:
             log.debug("would run: %s", shown)  # the job prints its own plan
-            result = Result(tuple(argv), 0, "", "", 0.0, skipped=True)
+            result = CommandResult(0, "", "", tuple(argv), skipped=True)
             self.history.append(result)
             return result
         log.debug("$ %s", shown)
@@ -185,8 +170,8 @@ class Runner:
         except subprocess.TimeoutExpired:
             _stop_group(proc)
             raise CommandTimeout(f"stopped after {limit:g} s without finishing: {shown}") from None
-        result = Result(
-            tuple(argv), proc.returncode, stdout, mask(stderr), time.monotonic() - started
+        result = CommandResult(
+            proc.returncode, stdout, mask(stderr), tuple(argv), time.monotonic() - started
         )
         self.history.append(result)
         log.debug("exit %d in %.2f s", result.returncode, result.seconds)

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent, GuestAgent
+from nixmox.adapters.guest_agent import AgentError, GuestAgent
+from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path, guest_status
 from nixmox.core.errors import NixmoxError
@@ -156,7 +157,7 @@ class ProvisionJob:
             ran = self._agent.exec([STEAM_SETUP, "/S"], timeout=STEAM_SETUP_TIMEOUT)
             if not ran.ok:
                 return StepResult(
-                    "steam", False, False, f"SteamSetup.exe /S exited with {ran.exitcode}"
+                    "steam", False, False, f"SteamSetup.exe /S exited with {ran.returncode}"
                 )
             facts = self._steam_facts()
             if not facts.installed or not facts.steam_exe:
@@ -245,7 +246,8 @@ class ProvisionJob:
             "rust",
             False,
             True,
-            f"steamcmd exited with {ran.exitcode}, server {state}" + (f": {last}" if last else ""),
+            f"steamcmd exited with {ran.returncode}, server {state}"
+            + (f": {last}" if last else ""),
         )
 
     def msi(self) -> StepResult:

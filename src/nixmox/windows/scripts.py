@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from nixmox.adapters.guest_agent.via_api import ExecResult, GuestAgent
+from nixmox.adapters.guest_agent import GuestAgent
 from nixmox.core.errors import NixmoxError
+from nixmox.core.results import CommandResult
 
 GUEST_DIR = "C:\\ProgramData\\nixmox"
 POWERSHELL = [
@@ -59,7 +60,7 @@ def script_argv(name: str, params: Mapping[str, str | int | bool] | None = None)
     return argv
 
 
-def parse_report(name: str, result: ExecResult) -> dict[str, Any]:
+def parse_report(name: str, result: CommandResult) -> dict[str, Any]:
     """The JSON object script ``name`` printed (its last JSON line)."""
     for line in reversed(result.stdout.splitlines()):
         line = line.strip()
@@ -72,7 +73,7 @@ def parse_report(name: str, result: ExecResult) -> dict[str, Any]:
                 return found
     detail = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or [""])[-1]
     raise ScriptError(
-        f"{name}.ps1 exited with {result.exitcode} without a JSON report"
+        f"{name}.ps1 exited with {result.returncode} without a JSON report"
         + (f": {detail}" if detail else "")
     )
 
@@ -107,5 +108,5 @@ def ensure_guest_dir(agent: GuestAgent) -> None:
         detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
         raise ScriptError(
             f"could not create {GUEST_DIR} in the guest"
-            + (f": {detail[-1]}" if detail else f" (exit {result.exitcode})")
+            + (f": {detail[-1]}" if detail else f" (exit {result.returncode})")
         )

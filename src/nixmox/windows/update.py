@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 
-from nixmox.adapters.guest_agent.via_api import AgentError, GuestAgent
+from nixmox.adapters.guest_agent import AgentError, GuestAgent
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, UpdateSettings
 from nixmox.rules.retention import Keep

@@ -340,9 +340,9 @@ class NixosUpdate:
             if not set_profile.ok:
                 return [f"nix-env --set failed: {set_profile.why()}"]
             switched = self.access.run([f"{new}/bin/switch-to-configuration", "switch"])
-            o.step(f"$ {new}/bin/switch-to-configuration switch (exit {switched.code})")
+            o.step(f"$ {new}/bin/switch-to-configuration switch (exit {switched.returncode})")
             if not switched.ok:
-                return [f"switch-to-configuration exited {switched.code}: {switched.why()}"]
+                return [f"switch-to-configuration exited {switched.returncode}: {switched.why()}"]
             health = self._health()
         except GuestUnreachable as exc:
             raise _Unreachable(str(exc)) from None
@@ -547,7 +547,7 @@ class NixosUpdate:
         if reply.ok:
             o.step("committed flake.lock as nixmox")
             return "flake.lock committed"
-        if reply.code == 3:
+        if reply.returncode == 3:
             return "flake.lock left modified (not a git repository)"
         return f"flake.lock left modified (git commit failed: {reply.why()})"
 
