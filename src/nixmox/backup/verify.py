@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import PveType, guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.backup.archives import archives_of
-from nixmox.backup.job import content_path, guest_type
+from nixmox.backup.job import content_path
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
 from nixmox.rules.timespan import parse_timespan
@@ -39,7 +40,7 @@ class VerifyResult:
 
 def free_vmid(api: Proxmox, verify: BackupVerify) -> int:
     """The first VMID of the scratch range no guest uses."""
-    used = {int(r["vmid"]) for r in api.get("/cluster/resources", type="vm") or [] if "vmid" in r}
+    used = read_guests(api)
     low, high = verify.vmids
     for vmid in range(low, high + 1):
         if vmid not in used:
@@ -67,7 +68,7 @@ def verify_guest(
     verify = settings.verify or BackupVerify()
     storages = storages or []
     result = VerifyResult(guest.name, guest.vmid)
-    kind = guest_type(guest)
+    kind = guest.pve_type
     content = api.get(content_path(guest.node, settings.storage), content="backup", vmid=guest.vmid)
     archives = archives_of(content or [], guest.vmid, kind, zone)
     if not archives:
@@ -82,7 +83,7 @@ def verify_guest(
     try:
         scratch = free_vmid(api, verify)
         result.scratch = scratch
-        base = f"/nodes/{node}/{kind}"
+        base = f"/nodes/{node}/{kind}"  # where a guest of this kind is created
         params: dict[str, Any] = {"vmid": scratch, "unique": 1}
         storage = restore_storage(guest, verify, storages)
         if storage:
@@ -93,7 +94,7 @@ def verify_guest(
             params["archive"] = archive
         result.cleaned = False
         wait(api, api.post(base, **params), what=f"restore {archive} to {scratch}", timeout=timeout)
-        path = f"{base}/{scratch}"
+        path = guest_path(node, kind, scratch)
         config = api.get(f"{path}/config") or {}
         # Disconnect every NIC: the copy must never answer on the guest's network.
         down: dict[str, Any] = {
@@ -107,7 +108,7 @@ def verify_guest(
             api, api.post(f"{path}/status/start"), what=f"start scratch {scratch}", timeout=timeout
         )
         deadline = time.monotonic() + timeout
-        while (api.get(f"{path}/status/current") or {}).get("status") != "running":
+        while guest_status(api, node, kind, scratch).get("status") != "running":
             if time.monotonic() >= deadline:
                 raise NixmoxError(f"scratch {scratch} did not reach running in {timeout:g} s")
             time.sleep(1.0)
@@ -142,11 +143,11 @@ def _wait_agent(api: Proxmox, path: str, deadline: float) -> None:
             time.sleep(2.0)
 
 
-def _destroy(api: Proxmox, node: str, kind: str, vmid: int) -> bool:
+def _destroy(api: Proxmox, node: str, kind: PveType, vmid: int) -> bool:
     """Stop and destroy the scratch guest; True when it is gone."""
-    path = f"/nodes/{node}/{kind}/{vmid}"
+    path = guest_path(node, kind, vmid)
     try:
-        status = (api.get(f"{path}/status/current") or {}).get("status")
+        status = guest_status(api, node, kind, vmid).get("status")
     except NixmoxError:
         return True  # never created
     try:

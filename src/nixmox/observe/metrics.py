@@ -42,7 +42,7 @@ HISTORY = 500
 
 
 def _guest_kinds(inv: Inventory) -> dict[str, str]:
-    return {g.name: "lxc" if g.kind == "lxc" else "qemu" for g in inv.guests}
+    return {g.name: g.pve_type for g in inv.guests}
 
 
 def _rows(summary: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:

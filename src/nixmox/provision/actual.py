@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import GuestRow, read_guests
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.provision.desired import desired_bridges
@@ -45,29 +46,28 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def guest_path(node: str, type_: str, vmid: int) -> str:
-    return f"/nodes/{node}/{type_}/{vmid}"
+def read_guest(api: Proxmox, row: GuestRow | Mapping[str, Any]) -> ActualGuest:
+    """``config`` and ``pending`` of one guest (two requests).
 
-
-def read_guest(api: Proxmox, resource: dict[str, Any]) -> ActualGuest:
-    """``config`` and ``pending`` of one guest (two requests)."""
-    path = guest_path(resource["node"], resource["type"], int(resource["vmid"]))
-    config = api.get(f"{path}/config") or {}
-    pending_rows = api.get(f"{path}/pending") or []
+    ``row`` may still be a raw ``/cluster/resources`` entry (cli/plan_cmd's adopt)."""
+    if not isinstance(row, GuestRow):
+        row = GuestRow.from_api(row)
+    config = api.get(f"{row.path}/config") or {}
+    pending_rows = api.get(f"{row.path}/pending") or []
     pending: dict[str, str | None] = {}
-    for row in pending_rows:
-        if row.get("delete"):
-            pending[row["key"]] = None
-        elif "pending" in row:
-            pending[row["key"]] = _text(row["pending"])
+    for entry in pending_rows:
+        if entry.get("delete"):
+            pending[entry["key"]] = None
+        elif "pending" in entry:
+            pending[entry["key"]] = _text(entry["pending"])
     digest = config.pop("digest", None)
     return ActualGuest(
-        vmid=int(resource["vmid"]),
-        type=str(resource["type"]),
-        node=str(resource["node"]),
-        status=str(resource.get("status", "unknown")),
-        lock=resource.get("lock") or config.get("lock"),
-        template=bool(resource.get("template")),
+        vmid=row.vmid,
+        type=row.type,
+        node=row.node,
+        status=row.status,
+        lock=row.lock or config.get("lock"),
+        template=row.template,
         config={k: _text(v) for k, v in config.items()},
         pending=pending,
         digest=digest,
@@ -78,23 +78,21 @@ def read_state(
     api: Proxmox, inv: Inventory, *, per_node: int = PER_NODE, total: int = TOTAL
 ) -> ActualState:
     """Everything plan needs, in as few requests as the API allows."""
-    resources: list[dict[str, Any]] = api.get("/cluster/resources", type="vm") or []
-    by_vmid = {int(r["vmid"]): r for r in resources if "vmid" in r}
+    by_vmid = read_guests(api)
     declared = [by_vmid[g.vmid] for g in inv.guests if g.vmid in by_vmid]
     limits = NodeLimits(per_node)
     guests: dict[int, ActualGuest] = {}
     errors: dict[int, str] = {}
 
-    def fetch(resource: dict[str, Any]) -> None:
-        vmid = int(resource["vmid"])
-        if resource.get("status") == "unknown":
-            errors[vmid] = f"node {resource['node']} is not answering (offline?); guest not read"
+    def fetch(row: GuestRow) -> None:
+        if row.status == "unknown":
+            errors[row.vmid] = f"node {row.node} is not answering (offline?); guest not read"
             return
-        with limits(str(resource["node"])):
+        with limits(row.node):
             try:
-                guests[vmid] = read_guest(api, resource)
+                guests[row.vmid] = read_guest(api, row)
             except NixmoxError as exc:
-                errors[vmid] = f"cannot read guest {vmid} on {resource['node']}: {exc}"
+                errors[row.vmid] = f"cannot read guest {row.vmid} on {row.node}: {exc}"
 
     run_all(fetch, declared, total)
     bridges: dict[tuple[str, str], dict[str, Any]] = {}
@@ -116,7 +114,7 @@ def read_state(
         jobs = {str(j["id"]): j for j in api.get("/cluster/backup") or []}
     return ActualState(
         guests,
-        resources,
+        list(by_vmid.values()),
         bridges,
         storages,
         errors,

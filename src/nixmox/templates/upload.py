@@ -19,7 +19,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.proxmox.tasks import wait
-from nixmox.adapters.runner import Remote, Runner
+from nixmox.adapters.runner import Runner, node_remote
 from nixmox.core import jsonrows
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.model import Inventory
@@ -145,7 +145,7 @@ def _upload_vm(
         )
     stamp = dt.datetime.now(dt.UTC).strftime("%Y_%m_%d-%H_%M_%S")
     archive = rules.vzdump_name(vmid, stamp, file.name)
-    remote = Remote.to(f"{target.ssh_user}@{target.address}")
+    remote = node_remote(target)
     dump = f"{path.rstrip('/')}/dump"
     runner = Runner()
     runner.run(["mkdir", "-p", dump], remote=remote)

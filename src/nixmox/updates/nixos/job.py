@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, HealthChecks, UpdateSettings
@@ -71,7 +72,7 @@ from nixmox.updates.nixos.decisions import (
     reboot_needed,
     system_state,
 )
-from nixmox.updates.outcome import Outcome
+from nixmox.updates.outcome import UpdateOutcome
 from nixmox.updates.reboot_policy import guest_stop
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class NixosUpdate:
         text = self.access.run(f"if [ -e {path} ]; then cat {path}; fi", changes=False).stdout
         return text.strip() or None
 
-    def _mark_built(self, o: Outcome, lock: str) -> None:
+    def _mark_built(self, o: UpdateOutcome, lock: str) -> None:
         """Record the lock the running system comes from (see :data:`BUILT_MARKER`)."""
         digest = lock_digest(lock)
         directory = shlex.quote(BUILT_MARKER.rsplit("/", 1)[0])
@@ -177,10 +178,10 @@ class NixosUpdate:
 
     # -- the plan (--dry-run) ---------------------------------------------------------
 
-    def plan(self) -> Outcome:
+    def plan(self) -> UpdateOutcome:
         """What a run would do, changing nothing (read-only commands still run)."""
         g, u = self.guest, self.settings
-        o = Outcome(g.name, g.vmid, "dry-run")
+        o = UpdateOutcome(g.name, g.vmid, "dry-run")
         o.step(f"reach the guest by {self.access.where}")
         problem = None
         version: tuple[int, ...] | None = None
@@ -235,13 +236,13 @@ class NixosUpdate:
 
     # -- the run --------------------------------------------------------------------
 
-    def run(self) -> Outcome:
+    def run(self) -> UpdateOutcome:
         """The whole transaction (only the plan under ``dry_run``); never raises for a
         guest-side failure."""
         if self.dry_run:
             return self.plan()
         g = self.guest
-        o = Outcome(g.name, g.vmid)
+        o = UpdateOutcome(g.name, g.vmid)
         why = self._reachable()
         if why is not None:
             o.result, o.message = "failed", f"guest not reachable: {why}; nothing changed"
@@ -261,7 +262,9 @@ class NixosUpdate:
             return o
         return self._update(o, gen, version, old_lock)
 
-    def _update(self, o: Outcome, gen: Generation, version: tuple[int, ...], old: str) -> Outcome:
+    def _update(
+        self, o: UpdateOutcome, gen: Generation, version: tuple[int, ...], old: str
+    ) -> UpdateOutcome:
         u = self.settings
         try:
             argv = lock_argv(version, self.flake, u.inputs)
@@ -306,7 +309,7 @@ class NixosUpdate:
             return self._switch_back(o, gen, unit, old, "; ".join(problems))
         return self._succeeded(o, unit, gen, new, old, new_lock)
 
-    def _build(self, o: Outcome) -> tuple[str | None, str]:
+    def _build(self, o: UpdateOutcome) -> tuple[str | None, str]:
         """Build the new system: its store path, or None and why the build failed."""
         target = shlex.quote(f"{self.flake}#{self.attr}")
         script = (
@@ -321,7 +324,7 @@ class NixosUpdate:
         o.step(f"built {path}")
         return path, ""
 
-    def _diff(self, o: Outcome, gen: Generation, new: str) -> None:
+    def _diff(self, o: UpdateOutcome, gen: Generation, new: str) -> None:
         reply = self.access.run([*NIX, "store", "diff-closures", gen.current, new], changes=False)
         if reply.ok:
             lines = [line for line in reply.stdout.splitlines() if line.strip()]
@@ -330,16 +333,16 @@ class NixosUpdate:
         else:
             o.step(f"closure diff unavailable: {reply.why()}")
 
-    def _switch_and_check(self, o: Outcome, new: str) -> list[str]:
+    def _switch_and_check(self, o: UpdateOutcome, new: str) -> list[str]:
         """Switch to ``new``; the health problems (empty: healthy). _Unreachable if lost."""
         try:
             set_profile = self.access.run(["nix-env", "-p", PROFILE, "--set", new])
             if not set_profile.ok:
                 return [f"nix-env --set failed: {set_profile.why()}"]
             switched = self.access.run([f"{new}/bin/switch-to-configuration", "switch"])
-            o.step(f"$ {new}/bin/switch-to-configuration switch (exit {switched.code})")
+            o.step(f"$ {new}/bin/switch-to-configuration switch (exit {switched.returncode})")
             if not switched.ok:
-                return [f"switch-to-configuration exited {switched.code}: {switched.why()}"]
+                return [f"switch-to-configuration exited {switched.returncode}: {switched.why()}"]
             health = self._health()
         except GuestUnreachable as exc:
             raise _Unreachable(str(exc)) from None
@@ -382,8 +385,8 @@ class NixosUpdate:
     # -- endings ----------------------------------------------------------------------
 
     def _succeeded(
-        self, o: Outcome, unit: str, gen: Generation, new: str, old: str, lock: str
-    ) -> Outcome:
+        self, o: UpdateOutcome, unit: str, gen: Generation, new: str, old: str, lock: str
+    ) -> UpdateOutcome:
         u, g = self.settings, self.guest
         o.result = "ok"
         notes = ["switched, healthy"]
@@ -421,7 +424,7 @@ class NixosUpdate:
         o.message = "; ".join(n for n in notes if n)
         return o
 
-    def _same_system(self, o: Outcome, lock: str) -> Outcome:
+    def _same_system(self, o: UpdateOutcome, lock: str) -> UpdateOutcome:
         """The new lock builds the running system again: keep the lock, switch nothing."""
         o.result = "ok"
         notes = ["new lock, same system: nothing switched", self._commit_lock(o)]
@@ -430,7 +433,7 @@ class NixosUpdate:
         o.message = "; ".join(notes)
         return o
 
-    def _failed(self, o: Outcome, message: str) -> Outcome:
+    def _failed(self, o: UpdateOutcome, message: str) -> UpdateOutcome:
         """A failure before anything switched: the snapshot is of no use, delete it."""
         had = o.snapshot
         self._drop_snapshot(o)
@@ -441,7 +444,9 @@ class NixosUpdate:
             o.message += f", snapshot {had} deleted"
         return o
 
-    def _switch_back(self, o: Outcome, gen: Generation, unit: str, old: str, why: str) -> Outcome:
+    def _switch_back(
+        self, o: UpdateOutcome, gen: Generation, unit: str, old: str, why: str
+    ) -> UpdateOutcome:
         """Health failed: back to the recorded generation in the guest (else the snapshot)."""
         o.step(f"unhealthy: {why}")
         try:
@@ -464,7 +469,7 @@ class NixosUpdate:
         o.message = f"unhealthy after the switch: {why}"
         return o
 
-    def _snapshot_rollback(self, o: Outcome, why: str) -> Outcome:
+    def _snapshot_rollback(self, o: UpdateOutcome, why: str) -> UpdateOutcome:
         o.step(why)
         if self.snapshots is None or o.snapshot is None:
             o.result, o.message = "failed", f"{why}; no snapshot to roll back to"
@@ -495,7 +500,7 @@ class NixosUpdate:
     def _keep(self) -> Keep:
         return self.settings.snapshots.rule() if self.settings.snapshots else DEFAULT_KEEP
 
-    def _snapshot(self, o: Outcome) -> None:
+    def _snapshot(self, o: UpdateOutcome) -> None:
         if self.snapshots is None:
             return
         name = update_snapshot_name(self.now())
@@ -503,7 +508,7 @@ class NixosUpdate:
         o.snapshot = name
         o.step(f"snapshot {self.snapshots.kind}/{self.guest.vmid} {name}")
 
-    def _drop_snapshot(self, o: Outcome) -> None:
+    def _drop_snapshot(self, o: UpdateOutcome) -> None:
         if self.snapshots is None or o.snapshot is None:
             return
         try:
@@ -514,7 +519,7 @@ class NixosUpdate:
         o.step(f"deleted snapshot {o.snapshot}")
         o.snapshot = None
 
-    def _restore_lock(self, o: Outcome, old: str) -> None:
+    def _restore_lock(self, o: UpdateOutcome, old: str) -> None:
         path = shlex.quote(self.lock_path)
         script = f"cat > {path}" if old else f"rm -f {path}"
         reply = self.access.run(script, input=old if old else None)
@@ -522,11 +527,11 @@ class NixosUpdate:
             "flake.lock restored" if reply.ok else f"could not restore flake.lock: {reply.why()}"
         )
 
-    def _disarm(self, o: Outcome, unit: str) -> None:
+    def _disarm(self, o: UpdateOutcome, unit: str) -> None:
         reply = self.access.run(["systemctl", "stop", f"{unit}.timer"])
         o.step(f"dead-man switch {unit} disarmed" if reply.ok else f"disarm: {reply.why()}")
 
-    def _commit_lock(self, o: Outcome) -> str:
+    def _commit_lock(self, o: UpdateOutcome) -> str:
         u = self.settings
         if not u.commit_lock:
             return "flake.lock updated, left uncommitted (commit_lock = false)"
@@ -542,11 +547,11 @@ class NixosUpdate:
         if reply.ok:
             o.step("committed flake.lock as nixmox")
             return "flake.lock committed"
-        if reply.code == 3:
+        if reply.returncode == 3:
             return "flake.lock left modified (not a git repository)"
         return f"flake.lock left modified (git commit failed: {reply.why()})"
 
-    def _after_success_snapshots(self, o: Outcome) -> None:
+    def _after_success_snapshots(self, o: UpdateOutcome) -> None:
         if self.snapshots is None:
             return
         if not self.settings.keep_snapshot:
@@ -559,13 +564,13 @@ class NixosUpdate:
         if pruned:
             o.step("pruned snapshots: " + ", ".join(pruned))
 
-    def _reboot(self, o: Outcome, changed: list[str]) -> str:
+    def _reboot(self, o: UpdateOutcome, changed: list[str]) -> str:
         if self.snapshots is None:
             o.pending = 1
             return "reboot pending (no API connection)"
         api: Proxmox = self.snapshots.api
         g = self.guest
-        path = f"/nodes/{g.node}/{self.snapshots.kind}/{g.vmid}/status/reboot"
+        path = f"{guest_path(g.node, self.snapshots.kind, g.vmid)}/status/reboot"
         try:
             upid = api.post(path)
             if isinstance(upid, str):
