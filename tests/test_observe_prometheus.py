@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,7 +35,7 @@ from nixmox.runtime.run import observed_run
 from nixmox.windows.update import Timing
 from tests.lab.fixtures import fresh_lab
 from tests.lab.inventory import load_inventory as load_lab_inventory
-from tests.lab.serving import RunningLab
+from tests.lab.serving import RunningLab, make_pki
 from tests.lab.windows_agent import WindowsAgent, update
 from tests.lab.zfs_pools import create_lab_datasets
 from tests.peers._proc import wait_until
@@ -82,6 +84,9 @@ class Stack:
     prom: PromQL
     state: Path
     start: float
+    lab: RunningLab
+    pve_exporter: str
+    tmp: Path
     end: float = 0.0
     #: (step, promtool's exit status and output) for each textfile nixmox wrote
     checked: list[tuple[str, int, str]] = field(default_factory=list)
@@ -127,6 +132,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, zfs: ZfsFuse) -> Iterator[St
     textfiles.mkdir()
     textfile = textfiles / "nixmox.prom"
     (tmp / "pki").mkdir()
+    (tmp / "other-ca").mkdir()
     state = tmp / "state"
     pools = {"rpool": unique_pool_name("r"), "tank": unique_pool_name("t")}
     inv_path = _inventory(tmp / "nixmox.toml", pools, textfile)
@@ -155,7 +161,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, zfs: ZfsFuse) -> Iterator[St
             lab.pve.add_declared_guests()
             lab.pve.add_vm(FOREIGN, "legacy-vm", node="pve1")
             lab.pve.find("pve1", WINDOWS).status = "running"
-            stack = Stack(server.api, state, time.time())
+            stack = Stack(server.api, state, time.time(), lab, pve_exporter, tmp)
             _run_jobs(stack, lab, inv_path, state, textfile, promtool)
             stack.end = time.time()
             yield stack
@@ -409,3 +415,23 @@ def test_promtool_accepts_every_textfile_nixmox_wrote(stack: Stack) -> None:
     assert len(stack.checked) == 8
     for name, code, output in stack.checked:
         assert (code, output.strip()) == (0, ""), name
+
+
+def test_pve_exporter_really_checks_the_labs_certificate(stack: Stack) -> None:
+    # The same exporter given another CA must refuse the lab: verify_ssl is no formality.
+    other_ca, _, _ = make_pki(stack.tmp / "other-ca", "127.0.0.1")
+    lab = stack.lab
+    with PveExporter(
+        stack.pve_exporter, token_id=lab.token_id, token=lab.token, ca_file=other_ca
+    ) as exporter:
+        target = lab.url.removeprefix("https://")
+        url = f"http://{exporter.address}/pve?module=default&cluster=1&node=1&target={target}"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                body = resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode()
+        assert exporter.tmp is not None
+        log = (exporter.tmp / "log").read_text(errors="replace")
+    assert "pve_guest_info{" not in body
+    assert "CERTIFICATE_VERIFY_FAILED" in log, log[-2000:]
