@@ -9,14 +9,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from nixmox.adapters.journal import Journal
+from nixmox.adapters.journal import Journal, Run
 from nixmox.cli.main import run
 from nixmox.inventory.load import load_inventory
 from nixmox.observe import run_counts
 from nixmox.observe.history import summary_lines
-from nixmox.observe.metric_names import METRICS
+from nixmox.observe.metric_names import METRICS, RUN_RESULTS
 from nixmox.observe.metrics import rollbacks_of, update_textfile
 from tests.observe_support import inventory, record
 
@@ -274,3 +276,62 @@ def test_a_damaged_counter_file_starts_again_from_the_journal(tmp_path: Path) ->
     journal.close()
     assert tally.runs == {("backup", "failed"): 1}
     assert json.loads((state / run_counts.FILE).read_text())["runs"] == [["backup", "failed", 1]]
+
+
+# The journal as the tally sees it: rows start, finish (each followed by a metrics write, as
+# after_run does), get pruned, or the whole journal is replaced by an empty one.
+_OPS = st.lists(
+    st.one_of(
+        st.just(("start",)),
+        st.tuples(st.just("finish"), st.integers(0, 3), st.sampled_from(RUN_RESULTS)),
+        st.just(("prune",)),
+        st.just(("replace",)),
+        st.just(("write",)),
+    ),
+    max_size=60,
+)
+
+
+@given(_OPS)
+def test_the_tally_counts_every_finished_run_once_and_never_goes_down(ops: list[tuple]) -> None:
+    rows: dict[int, Run] = {}
+    next_id, clock = 1, 0.0
+    tally: run_counts.Tally | None = None
+    finished: dict[tuple[str, str], int] = {}
+
+    def write() -> None:
+        nonlocal tally
+        window = sorted(rows.values(), key=lambda r: r.id, reverse=True)
+        before = dict(tally.runs) if tally is not None else {}
+        if tally is None:
+            totals: dict[tuple[str, str], int] = {}
+            for r in window:
+                if r.ended is not None:
+                    key = (r.command, r.result or "unknown")
+                    totals[key] = totals.get(key, 0) + 1
+            tally = run_counts.first(window, totals, lambda run: [])
+        else:
+            tally = run_counts.advance(tally, window, lambda run: [])
+        assert all(tally.runs.get(k, 0) >= n for k, n in before.items())
+        assert dict(tally.runs) == {k: n for k, n in finished.items() if n}
+
+    for op in ops:
+        clock += 1.0
+        if op[0] == "start":
+            rows[next_id] = Run(next_id, "backup", clock, None, None, {}, 1)
+            next_id += 1
+        elif op[0] == "finish":
+            running = sorted(r.id for r in rows.values() if r.ended is None)
+            if running:
+                row = rows[running[op[1] % len(running)]]
+                rows[row.id] = Run(row.id, row.command, row.started, clock, op[2], {}, 1)
+                finished[("backup", op[2])] = finished.get(("backup", op[2]), 0) + 1
+                write()
+        elif op[0] == "prune":  # the older half of the finished rows
+            done = sorted(r.id for r in rows.values() if r.ended is not None)
+            for row_id in done[: len(done) // 2]:
+                del rows[row_id]
+        elif op[0] == "replace":
+            rows, next_id = {}, 1
+        else:
+            write()
