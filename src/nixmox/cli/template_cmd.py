@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,11 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.adapters.runner import Remote, Runner
-from nixmox.core.errors import CommandError, ConfigError
+from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Inventory
 from nixmox.runtime.run import observed_run
 from nixmox.templates import build as t
-
-BUILD_TIMEOUT = 4 * 3600.0
-
 
 # -- build ----------------------------------------------------------------------------
 
@@ -45,25 +43,23 @@ def build(
     ssh_keys: list[Path],
     config: Path | None = None,
 ) -> int:
-    """Build one template image with ``nixos-rebuild build-image``; print its path.
+    """Build one template image with ``nix build``; print its path.
 
     The guest's SSH keys: the ``--ssh-key`` files, else the inventory's
     ``[templates] ssh_keys``.
     """
     k = t.kind(kind_name)
-    missing = [p for p in ("nixos-rebuild", "nix") if shutil.which(p) is None]
-    if missing:
+    if shutil.which("nix") is None:
         raise t.TemplateError(
-            f"`{missing[0]}` is not on PATH: building a NixOS image needs nixos-rebuild "
-            "(NixOS 25.05 or later, for build-image) and nix with access to nixpkgs; "
-            "run it on a NixOS machine (or in `nix shell nixpkgs#nixos-rebuild`); nothing was built"
+            "`nix` is not on PATH: building a NixOS image needs nix (with flakes) and access "
+            "to nixpkgs; run it on NixOS or wherever nix is installed; nothing was built"
         )
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
     keys = t.authorized_keys((str(p), _read(p)) for p in ssh_keys) if ssh_keys else None
     if keys is None and flake is None:
         keys = _inventory_keys(config)
     overrides: list[tuple[str, str]] = []
+    root: Path | None = None
     if flake is not None:
         if keys is not None:
             raise ConfigError(
@@ -85,25 +81,19 @@ def build(
                 "give --ssh-key FILE (a public key file, repeatable) or [templates] ssh_keys "
                 "in the inventory: without a key the guest accepts no SSH login"
             )
+    runner = Runner()
+    t.check_can_build(k, runner)
+    out.mkdir(parents=True, exist_ok=True)
+    if root is not None:
         staged = t.stage(root / "templates" / k.name, out / f"flake-{k.name}", keys)
         uri = f"path:{staged}"
         overrides.append(("nixmox", t.flake_uri(root)))
-    argv = t.build_argv(k, uri, overrides)
-    print("$ " + " ".join(argv), flush=True)
-    try:
-        result = Runner().run(argv, timeout=BUILD_TIMEOUT, cwd=str(out))
-    except CommandError as exc:
-        tail = (exc.stderr.strip().splitlines() or ["no error output"])[-1]
-        raise t.TemplateError(
-            f"nixos-rebuild build-image failed (exit {exc.returncode}): {tail}"
-        ) from None
-    printed = t.image_from_output(result.stdout + "\n" + result.stderr)
-    image = str(out / printed) if printed else _from_result_link(out)  # `out /` keeps absolute
-    if image is None or not Path(image).is_file():
-        raise t.TemplateError(
-            f"nixos-rebuild build-image finished but named no image file; look in {out}/result"
-        )
+    link = out / f"result-{k.name}"
+    argv = t.build_argv(k, uri, str(link), overrides)
+    print("$ " + shlex.join(argv), flush=True)
+    image = t.run_build(argv, runner, out, link)
     print(f"built {image}")
+    print(f"(kept from garbage collection by {link}: remove that link once uploaded)")
     print(f"next: nixmox template upload {image}")
     return 0
 
@@ -113,16 +103,6 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError as exc:
         raise ConfigError(f"--ssh-key {path}: {exc.strerror}") from None
-
-
-def _from_result_link(out: Path) -> str | None:
-    result = out / "result"
-    if not result.exists():
-        return None
-    found = sorted(
-        str(p) for p in result.rglob("*") if p.is_file() and str(p).endswith(t.IMAGE_SUFFIXES)
-    )
-    return found[0] if len(found) == 1 else None
 
 
 # -- upload ----------------------------------------------------------------------------
@@ -171,15 +151,22 @@ def _upload_vztmpl(
     api: Proxmox, inv: Inventory, file: Path, node: str, storage: str | None, name: str | None
 ) -> dict[str, Any]:
     store = t.pick_storage(inv, "vztmpl", storage, node)
-    filename = t.check_filename(name or file.name)
+    filename = t.check_filename(name or t.upload_name(file))
     t.image_type(filename)
     volid = f"{store.storage}:vztmpl/{filename}"
-    if volid in _content(api, node, store.storage, "vztmpl"):
+    rows = api.get(f"/nodes/{node}/storage/{store.storage}/content", content="vztmpl") or []
+    there = t.existing(volid, rows, file.stat().st_size)
+    if there == "same":
         return {
             "volid": volid,
             "uploaded": False,
             "lines": [f"{volid} is there already: not uploaded again", _use_lxc(volid)],
         }
+    if there == "different":
+        raise ConfigError(
+            f"{volid} is there already with other content: give --name to upload "
+            f"{file.name} beside it (nixmox does not replace a template it may not have made)"
+        )
     upid = api.upload(node, store.storage, file, content="vztmpl", filename=filename)
     wait(api, str(upid), what=f"upload of {filename} to {store.storage}")
     if volid not in _content(api, node, store.storage, "vztmpl"):
@@ -235,7 +222,7 @@ def _upload_vm(
     runner.run(
         ["scp", "-q", "-o", "BatchMode=yes", *remote.options, str(file),
          f"{remote.destination}:{dump}/{archive}"],
-        timeout=BUILD_TIMEOUT,
+        timeout=t.BUILD_TIMEOUT,
     )  # fmt: skip
     volid = f"{store.storage}:backup/{archive}"
     if volid not in _content(api, node, store.storage, "backup"):
