@@ -43,7 +43,7 @@
           packages = [
             (pkgs.python3.withPackages (ps: with ps; [
               # nixmox's dependencies, then the dev extra (fakepve: test-only, AGPL)
-              typer pydantic rich proxmoxer requests tomlkit
+              typer pydantic rich proxmoxer requests tomlkit prometheus-client apprise
               pytest hypothesis mypy types-requests jsonschema
               (ps.callPackage ./nix/fakepve.nix { })
             ]))
