@@ -3,6 +3,8 @@
 
   # Checks that need no nixpkgs run offline with
   #   --override-input nixpkgs path:STUB   (see tests/test_nix.py).
+  # No flake.lock is committed yet (it needs GitHub): docs/nixos.md says how to
+  # make one; `nixmox template build` does not read it.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
 
   outputs = { self, nixpkgs }:
