@@ -489,7 +489,7 @@ def template_build(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Build a NixOS template image (nixos-rebuild build-image)."""
+    """Build a NixOS template image (nix build of its image attribute)."""
     from nixmox.cli import template
 
     g = _globals(ctx, config, False)
