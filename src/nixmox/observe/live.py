@@ -16,7 +16,7 @@ from nixmox.adapters.proxmox.settings import connection
 from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.observe.diagrams import Live, LiveBridge, LiveGuest, LiveStorage
-from nixmox.provision.actual import TOTAL, run_all
+from nixmox.provision.actual import PER_NODE, TOTAL, NodeLimits, run_all
 
 # Disks and volumes in a guest config: scsi0, virtio1, sata2, ide3, efidisk0, tpmstate0,
 # rootfs, mp0.
@@ -81,12 +81,14 @@ def read_live(api: Proxmox, inv: Inventory) -> Live:
         for iface in api.get(f"/nodes/{node}/network", type="any_bridge"):
             bridges.append(LiveBridge(node=node, name=iface["iface"], cidr=iface.get("cidr")))
     configs: dict[int, dict[str, Any]] = {}
+    limits = NodeLimits(PER_NODE)
 
     def read_config(r: dict[str, Any]) -> None:
         path = "lxc" if r.get("type") == "lxc" else "qemu"
-        configs[int(r["vmid"])] = api.get(f"/nodes/{r['node']}/{path}/{r['vmid']}/config")
+        with limits(str(r["node"])):
+            configs[int(r["vmid"])] = api.get(f"/nodes/{r['node']}/{path}/{r['vmid']}/config")
 
-    # The same bounded concurrency as plan's reads: a big cluster is not read one by one.
+    # The same bounds as plan's reads: a big cluster is not read one by one, a node not flooded.
     run_all(read_config, resources, TOTAL)
     guests = [
         guest_facts(r, configs[int(r["vmid"])])

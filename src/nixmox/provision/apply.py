@@ -279,7 +279,7 @@ class Applier:
             "status": status.get("status"),
             "lock": status.get("lock"),
         }
-        return read_guest(self.api, resource)
+        return read_guest(self.api, resource, digest=True)
 
     def _exists(self, guest: Guest) -> Callable[[], bool]:
         type_ = "lxc" if guest.kind == "lxc" else "qemu"
