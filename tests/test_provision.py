@@ -146,6 +146,22 @@ def test_drift_behind_nixmoxs_back_is_shown_exactly(
     assert env.pve.guest(100).config["memory"] == 4096
 
 
+def test_plan_text_lists_changes_then_a_summary(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert apply_example(capsys) == 0
+    api_for(env).put("/nodes/pve1/lxc/100/config", memory=1024)
+    assert run(["plan", "--config", str(EXAMPLE)]) == 0
+    quiet = capsys.readouterr().out
+    assert "nixos-lxc" in quiet and "memory: 1024 -> 4096" in quiet
+    assert "no changes" not in quiet and "nixos-vm" not in quiet and "vmbr0" not in quiet
+    assert quiet.rstrip().endswith("unchanged, not listed (nixmox -v plan lists them).")
+    assert run(["-v", "plan", "--config", str(EXAMPLE)]) == 0
+    verbose = capsys.readouterr().out
+    assert "nixos-vm (qemu 101 on pve1" in verbose and ": no changes" in verbose
+    assert "not listed" not in verbose
+
+
 def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(
     env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
