@@ -160,7 +160,14 @@ def plan(
     from nixmox.cli import plan
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(plan.plan(g.config, detailed_exitcode=detailed_exitcode, as_json=g.json))
+    raise typer.Exit(
+        plan.plan(
+            g.config,
+            detailed_exitcode=detailed_exitcode,
+            as_json=g.json,
+            verbose=g.verbosity > 0,
+        )
+    )
 
 
 @app.command()
@@ -179,7 +186,14 @@ def apply(
 
     g = _globals(ctx, config, json)
     raise typer.Exit(
-        plan.apply(g.config, yes=yes, dry_run=dry_run, as_json=g.json, host_root=host_root)
+        plan.apply(
+            g.config,
+            yes=yes,
+            dry_run=dry_run,
+            as_json=g.json,
+            host_root=host_root,
+            verbose=g.verbosity > 0,
+        )
     )
 
 

@@ -271,7 +271,9 @@ class Applier:
         self._update(want, gp, outcome)
 
     def _read(self, guest: Guest) -> ActualGuest:
-        return read_guest(self.api, current_row(self.api, guest.node, guest.pve_type, guest.vmid))
+        return read_guest(
+            self.api, current_row(self.api, guest.node, guest.pve_type, guest.vmid), digest=True
+        )
 
     def _exists(self, guest: Guest) -> Callable[[], bool]:
         def check() -> bool:
