@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from nixmox.adapters.journal import Journal
-from nixmox.cli import update_windows_cmd
+from nixmox.cli import update_windows as update_windows_command
 from nixmox.cli.main import run
 from nixmox.inventory.load import load_inventory
 from nixmox.runtime.run import observed_run
@@ -201,7 +201,7 @@ def _run_jobs(
         step(
             f"update windows {sorted(agent)}",
             expected,
-            lambda: update_windows_cmd.run(
+            lambda: update_windows_command.run(
                 inv_path,
                 ["win11-gaming"],
                 dry_run=False,
