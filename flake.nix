@@ -55,6 +55,11 @@
             pkgs.systemd # systemd-analyze for the unit tests
             pkgs.openssh
             pkgs.libfaketime
+            # The metrics tests' real peers: Prometheus (promtool), node_exporter and
+            # pve-exporter (a program in nixpkgs, not a Python library here).
+            pkgs.prometheus
+            pkgs.prometheus-node-exporter
+            pkgs.prometheus-pve-exporter
           ];
           shellHook = ''export PYTHONPATH=$PWD/src''${PYTHONPATH:+:$PYTHONPATH}'';
         };

@@ -26,6 +26,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "updates",
             "windows",
             "doctor",
+            "passthrough",
             "observe",
             "schedule",
             "templates",

@@ -566,8 +566,8 @@ def test_the_dev_shell_has_the_runtime_dependencies(
     ).stdout  # fmt: skip
     python = set(json.loads(out))
     dev = {_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["dev"]}
-    # ruff comes from pkgs; fakepve from nix/fakepve.nix.
-    assert set(RUNTIME) | dev - {"ruff", "fakepve"} <= python
+    # ruff and prometheus-pve-exporter come from pkgs; fakepve from nix/fakepve.nix.
+    assert set(RUNTIME) | dev - {"ruff", "fakepve", "prometheus-pve-exporter"} <= python
     assert "fakepve.nix" in python
 
 

@@ -16,8 +16,8 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.backup.archives import Archive, all_archives
 from nixmox.core.errors import NixmoxError
+from nixmox.core.verdict import Check, Status
 from nixmox.core.zones import zone
-from nixmox.doctor.verdict import Check, Status
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.rules.oncalendar import CalendarError, longest_gap, parse_calendar
 from nixmox.snapshot.policy import human

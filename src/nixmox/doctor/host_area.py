@@ -13,9 +13,9 @@ from pathlib import Path
 
 from nixmox.adapters.hostfacts import HostFacts, read_host
 from nixmox.adapters.hostfs import HostFs
-from nixmox.doctor.passthrough import HOST_RESERVE_MIB, ROLE_CLASSES, host_root_is_node
-from nixmox.doctor.verdict import Check, Status
+from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Guest, Hardware, Inventory
+from nixmox.passthrough.checks import HOST_RESERVE_MIB, ROLE_CLASSES, host_root_is_node
 
 #: The kernel's MemTotal is below the installed RAM by what firmware and kernel keep.
 MEMORY_TOLERANCE = 0.9

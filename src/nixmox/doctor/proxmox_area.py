@@ -8,7 +8,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import mismatch, read_guests
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.core.errors import NixmoxError
-from nixmox.doctor.verdict import Check, Status
+from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Inventory
 
 

@@ -26,8 +26,8 @@ from nixmox.adapters.proxmox.client import ReadOnce
 from nixmox.backup.archives import all_archives
 from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
+from nixmox.core.verdict import Check, Status, totals
 from nixmox.core.zones import zone
-from nixmox.doctor.verdict import Check, Status, totals
 from nixmox.inventory.model import Inventory
 from nixmox.observe.history import one_line
 from nixmox.observe.metrics import Samples, samples

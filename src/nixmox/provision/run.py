@@ -97,8 +97,8 @@ def passthrough_blockers(
 ) -> Callable[[Guest], list[str]]:
     """The ids of FAILing passthrough checks that concern a guest: the host's
     own (IOMMU, interrupt remapping, ...) and those of the guest's devices."""
-    from nixmox.doctor.passthrough import HOST, check_passthrough
-    from nixmox.doctor.verdict import Check, Status
+    from nixmox.core.verdict import Check, Status
+    from nixmox.passthrough.checks import HOST, check_passthrough
 
     found: list[list[Check]] = []
 

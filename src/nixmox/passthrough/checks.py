@@ -22,7 +22,7 @@ from nixmox.adapters.hostfs import HostFs
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.core.errors import NixmoxError
-from nixmox.doctor.verdict import Check, Status
+from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Guest, Inventory
 
 #: The check ids of docs/passthrough.md, in the order they run (stable interface).
