@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import signal
 import sqlite3
 import stat
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nixmox.core import interrupt
 from nixmox.core.errors import LockBusy, NixmoxError
 from nixmox.core.text import printable_data
 
@@ -204,6 +206,9 @@ class StateLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if interrupt.stopping():
+                    os.close(fd)
+                    interrupt.raise_if_stopping("gave up waiting for the state lock")
                 if time.monotonic() >= deadline:
                     holder = _read_holder(fd)
                     os.close(fd)
@@ -250,21 +255,42 @@ def job_run(directory: Path, command: str, *, lock_wait: float = 30.0) -> Iterat
     """Hold the lock and journal one run of ``command``.
 
     The run's result is what the job sets (``ok``, ``failed``, ...); an
-    exception records ``error`` with its message and propagates.
+    exception records ``error`` with its message and propagates. After a stop
+    request (SIGINT/SIGTERM) the run is ``interrupted``, with what the job
+    reported (what finished, what was skipped); a second signal journals it as
+    stopped at once before the process ends.
     """
-    lock = StateLock(directory)
-    lock.acquire(command, lock_wait)
-    journal = Journal(directory)
-    run = JobRun(command)
-    run_id = journal.start(command)
-    try:
-        yield run
-    except BaseException as exc:
-        run.summary.setdefault("error", str(exc) or type(exc).__name__)
-        journal.finish(run_id, "error", run.summary)
-        raise
-    else:
-        journal.finish(run_id, run.result, run.summary)
-    finally:
-        journal.close()
-        lock.release()
+    interrupt.reset()
+    state: dict[str, Any] = {}
+
+    def last_words(signum: int) -> None:
+        journal, run_id, run = state.get("journal"), state.get("id"), state.get("run")
+        if journal is not None and run_id is not None and run is not None:
+            summary = {**run.summary, "interrupted": interrupt.signal_name()}
+            summary["error"] = f"stopped at once by a second {signal.Signals(signum).name}"
+            journal.finish(run_id, "interrupted", summary)
+
+    with interrupt.handling(last_words):
+        lock = StateLock(directory)
+        lock.acquire(command, lock_wait)
+        journal = Journal(directory)
+        run = JobRun(command)
+        run_id = journal.start(command)
+        state.update(journal=journal, id=run_id, run=run)
+        try:
+            yield run
+        except BaseException as exc:
+            run.summary.setdefault("error", str(exc) or type(exc).__name__)
+            if interrupt.stopping():
+                run.summary["interrupted"] = interrupt.signal_name()
+            journal.finish(run_id, "interrupted" if interrupt.stopping() else "error", run.summary)
+            raise
+        else:
+            if interrupt.stopping():
+                run.result = "interrupted"
+                run.summary["interrupted"] = interrupt.signal_name()
+            journal.finish(run_id, run.result, run.summary)
+        finally:
+            state.clear()
+            journal.close()
+            lock.release()
