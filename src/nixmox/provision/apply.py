@@ -25,6 +25,7 @@ from typing import Any
 from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.client import Proxmox, Unreachable
 from nixmox.adapters.proxmox.tasks import wait
+from nixmox.core import interrupt
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import NodeLimits, guest_path, read_guest
@@ -116,6 +117,12 @@ class Applier:
 
         def one(gp: GuestPlan) -> None:
             outcome = Outcome("guest", gp.name)
+            if interrupt.stopping():
+                # No guest is started after a stop request; the ones in flight finish.
+                outcome.result = "skipped"
+                outcome.error = f"not started: interrupted by {interrupt.signal_name()}"
+                results[gp.name] = outcome
+                return
             try:
                 with self.node_limits(gp.node):
                     self._guest(guests[gp.name], gp, outcome)
