@@ -3,6 +3,8 @@
 
   # Checks that need no nixpkgs run offline with
   #   --override-input nixpkgs path:STUB   (see tests/test_nix.py).
+  # No flake.lock is committed yet (it needs GitHub): docs/nixos.md says how to
+  # make one; `nixmox template build` does not read it.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
 
   outputs = { self, nixpkgs }:
@@ -43,7 +45,7 @@
           packages = [
             (pkgs.python3.withPackages (ps: with ps; [
               # nixmox's dependencies, then the dev extra (fakepve: test-only, AGPL)
-              typer pydantic rich proxmoxer requests tomlkit
+              typer pydantic rich proxmoxer requests tomlkit prometheus-client apprise
               pytest hypothesis mypy types-requests jsonschema
               (ps.callPackage ./nix/fakepve.nix { })
             ]))

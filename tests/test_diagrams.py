@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nixmox.adapters.proxmox.cluster import GuestRow
 from nixmox.cli.main import run
 from nixmox.inventory.load import load_inventory, parse_inventory
 from nixmox.inventory.model import Inventory
@@ -218,7 +219,7 @@ def test_html_page_holds_the_source_and_loads_nothing_from_outside(inv: Inventor
 
 def test_guest_facts_reads_bridges_and_disks_not_cdroms() -> None:
     facts = guest_facts(
-        {"vmid": 101, "type": "qemu", "name": "nixos-vm", "node": "pve1", "status": "running"},
+        GuestRow(101, "qemu", "pve1", "nixos-vm", "running"),
         {
             "net1": "virtio=BC:24:11:00:00:66,bridge=vmbr2",
             "net0": "virtio=BC:24:11:00:00:65,bridge=vmbr0",

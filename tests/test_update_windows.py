@@ -19,12 +19,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nixmox.adapters.guest_agent.via_api import ExecResult
 from nixmox.adapters.journal import Journal
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.cli import update_windows as update_windows_command
 from nixmox.cli.main import run
+from nixmox.core.results import CommandResult
 from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
 from nixmox.rules.window import window_open
 from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
@@ -723,7 +723,7 @@ def test_constrained_language_blocks_the_update() -> None:
 
 
 def test_a_report_after_a_byte_order_mark_is_read() -> None:
-    result = ExecResult(0, '\ufeff{"ok": true, "n": 1}\r\n', "")
+    result = CommandResult(0, '\ufeff{"ok": true, "n": 1}\r\n', "")
     assert parse_report("update-scan", result) == {"ok": True, "n": 1}
 
 

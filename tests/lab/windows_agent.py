@@ -42,7 +42,7 @@ from typing import Any
 
 from fakepve import PveError
 
-from nixmox.windows.scripts import guest_path
+from nixmox.windows.scripts import script_in_guest
 
 FIRST_BOOT = dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
 
@@ -193,7 +193,7 @@ class WindowsAgent:
 
     def _script_says(self, name: str, text: str) -> bool:
         """Whether the script nixmox wrote for ``name`` contains ``text``."""
-        return text in self.files.get(guest_path(name), "")
+        return text in self.files.get(script_in_guest(name), "")
 
     def _boot(self, name: str) -> str:
         invariant = self._script_says(name, "InvariantCulture")

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.backup.archives import archives_of
-from nixmox.backup.job import content_path, guest_type
+from nixmox.backup.job import content_path
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
 from nixmox.rules.timespan import parse_timespan
@@ -45,7 +46,7 @@ class VerifyResult:
 
 def free_vmid(api: Proxmox, verify: BackupVerify) -> int:
     """The first VMID of the scratch range no guest uses."""
-    used = {int(r["vmid"]) for r in api.get("/cluster/resources", type="vm") or [] if "vmid" in r}
+    used = read_guests(api)
     low, high = verify.vmids
     for vmid in range(low, high + 1):
         if vmid not in used:
@@ -73,7 +74,7 @@ def verify_guest(
     verify = settings.verify or BackupVerify()
     storages = storages or []
     result = VerifyResult(guest.name, guest.vmid)
-    kind = guest_type(guest)
+    kind = guest.pve_type
     content = api.get(content_path(guest.node, settings.storage), content="backup", vmid=guest.vmid)
     archives = archives_of(content or [], guest.vmid, kind, zone)
     if not archives:
@@ -91,7 +92,7 @@ def verify_guest(
     try:
         scratch = free_vmid(api, verify)
         result.scratch = scratch
-        base = f"/nodes/{node}/{kind}"
+        base = f"/nodes/{node}/{kind}"  # where a guest of this kind is created
         params: dict[str, Any] = {"vmid": scratch, "unique": 1}
         storage = restore_storage(guest, verify, storages)
         if storage:
@@ -123,7 +124,7 @@ def verify_guest(
             api, api.post(f"{path}/status/start"), what=f"start scratch {scratch}", timeout=timeout
         )
         deadline = time.monotonic() + timeout
-        while (api.get(f"{path}/status/current") or {}).get("status") != "running":
+        while guest_status(api, node, kind, scratch).get("status") != "running":
             if time.monotonic() >= deadline:
                 raise NixmoxError(f"scratch {scratch} did not reach running in {timeout:g} s")
             time.sleep(1.0)
@@ -165,10 +166,10 @@ def _destroy(api: Proxmox, node: str, kind: str, vmid: int, marker: str | None) 
     carry it; without (the accepted restore task failed) it must carry no
     other description. Anything else is not ours and is left alone.
     """
-    path = f"/nodes/{node}/{kind}/{vmid}"
+    path = guest_path(node, kind, vmid)
     try:
-        vmids = {int(r["vmid"]) for r in api.get("/cluster/resources", type="vm") or []}
-    except (NixmoxError, KeyError, TypeError, ValueError) as exc:
+        vmids = set(read_guests(api))
+    except NixmoxError as exc:
         log.error("cannot tell whether scratch guest %s is still there: %s", vmid, exc)
         return False
     if vmid not in vmids:

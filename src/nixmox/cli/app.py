@@ -160,7 +160,14 @@ def plan(
     from nixmox.cli import plan
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(plan.plan(g.config, detailed_exitcode=detailed_exitcode, as_json=g.json))
+    raise typer.Exit(
+        plan.plan(
+            g.config,
+            detailed_exitcode=detailed_exitcode,
+            as_json=g.json,
+            verbose=g.verbosity > 0,
+        )
+    )
 
 
 @app.command()
@@ -179,7 +186,14 @@ def apply(
 
     g = _globals(ctx, config, json)
     raise typer.Exit(
-        plan.apply(g.config, yes=yes, dry_run=dry_run, as_json=g.json, host_root=host_root)
+        plan.apply(
+            g.config,
+            yes=yes,
+            dry_run=dry_run,
+            as_json=g.json,
+            host_root=host_root,
+            verbose=g.verbosity > 0,
+        )
     )
 
 
@@ -489,7 +503,7 @@ def template_build(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Build a NixOS template image (nixos-rebuild build-image)."""
+    """Build a NixOS template image (nix build of its image attribute)."""
     from nixmox.cli import template
 
     g = _globals(ctx, config, False)

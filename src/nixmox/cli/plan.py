@@ -25,7 +25,9 @@ SYMBOL = {"create": "+", "update": "~", "none": "=", "error": "!"}
 WORD = {"create": "create", "update": "update", "none": "no changes", "error": "error"}
 
 
-def plan(config: Path | None, *, detailed_exitcode: bool, as_json: bool) -> int:
+def plan(
+    config: Path | None, *, detailed_exitcode: bool, as_json: bool, verbose: bool = False
+) -> int:
     """Print the plan; exit 0 (or, with --detailed-exitcode, 0 none / 2 changes), 1 on error."""
     report = read_plan(load_inventory(find_inventory(config)))
     result, missing = report.plan, report.missing
@@ -35,7 +37,7 @@ def plan(config: Path | None, *, detailed_exitcode: bool, as_json: bool) -> int:
         doc["requests"] = report.requests
         print(json.dumps(doc, indent=2))
     else:
-        print_plan(result)
+        print_plan(result, verbose=verbose)
         for m in missing:
             print(f"! missing privilege: {m}")
     if result.errors or missing:
@@ -53,12 +55,13 @@ def _change_line(c: Change) -> str:
     return f"      {c.key}: {old} -> {new}   [{c.label}]{mark}{note}"
 
 
-def _print_objects(title: str, objects: Sequence[ObjectPlan]) -> None:
+def _print_objects(title: str, objects: Sequence[ObjectPlan], verbose: bool) -> None:
     """A section of bridges, storages or jobs: one line each, then changed options."""
-    if not objects:
+    shown = [o for o in objects if verbose or o.action != "none"]
+    if not shown:
         return
     print(title)
-    for o in objects:
+    for o in shown:
         where = f" on {o.node}" if o.node else ""
         detail = ""
         if o.action == "create" and o.kind == "bridge":
@@ -70,13 +73,19 @@ def _print_objects(title: str, objects: Sequence[ObjectPlan]) -> None:
                 print(_change_line(c))
 
 
-def print_plan(result: Plan) -> None:
-    """The plan for a person: grouped by guest, disruptive changes marked with !."""
-    _print_objects("Storages", result.storages)
-    _print_objects("Bridges", result.bridges)
-    _print_objects("Backup job (Proxmox's scheduler)", result.jobs)
-    print("Guests")
-    for g in result.guests:
+def print_plan(result: Plan, *, verbose: bool = False) -> None:
+    """The plan for a person: grouped by guest, disruptive changes marked with !.
+
+    Unchanged objects only with ``verbose``: at a thousand guests the changes
+    would drown in "no changes" lines.
+    """
+    _print_objects("Storages", result.storages, verbose)
+    _print_objects("Bridges", result.bridges, verbose)
+    _print_objects("Backup job (Proxmox's scheduler)", result.jobs, verbose)
+    guests = [g for g in result.guests if verbose or g.action != "none"]
+    if guests:
+        print("Guests")
+    for g in guests:
         state = ", running" if g.running else ""
         head = f"  {SYMBOL[g.action]} {g.name} ({g.type} {g.vmid} on {g.node}{state})"
         if g.action == "error":
@@ -105,17 +114,26 @@ def print_plan(result: Plan) -> None:
             f"({disruptive} disruptive change{'s' if disruptive != 1 else ''}), "
             f"{len(result.errors)} error{'s' if len(result.errors) != 1 else ''}."
         )
+    unchanged = actions.count("none")
+    if unchanged and not verbose:
+        print(f"{unchanged} unchanged, not listed (nixmox -v plan lists them).")
 
 
 def apply(
-    config: Path | None, *, yes: bool, dry_run: bool, as_json: bool, host_root: Path = Path("/")
+    config: Path | None,
+    *,
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+    host_root: Path = Path("/"),
+    verbose: bool = False,
 ) -> int:
     """Plan, confirm, apply; exit 0 if everything was applied (or held by policy), 1 otherwise."""
     inv = load_inventory(find_inventory(config))
     prepared = prepare_apply(inv, host_root=host_root, dry_run=dry_run)
     result = prepared.plan
     if not as_json:
-        print_plan(result)
+        print_plan(result, verbose=verbose)
     if prepared.report.missing:
         for m in prepared.report.missing:
             print(f"nixmox: missing privilege: {m}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from nixmox.inventory.load import find_inventory, load_inventory
@@ -19,11 +20,12 @@ def build(
     ssh_keys: list[Path],
     config: Path | None = None,
 ) -> int:
-    """Build one template image with ``nixos-rebuild build-image``; print its path."""
+    """Build one template image with ``nix build``; print its path."""
     image_build = prepare_build(kind_name, out=out, flake=flake, ssh_keys=ssh_keys, config=config)
-    print("$ " + " ".join(image_build.argv), flush=True)
+    print("$ " + shlex.join(image_build.argv), flush=True)
     image = image_build.run()
     print(f"built {image}")
+    print(f"(kept from garbage collection by {image_build.link}: remove that link once uploaded)")
     print(f"next: nixmox template upload {image}")
     return 0
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from nixmox.adapters.journal import Journal, Run
+from nixmox.adapters.proxmox import cluster
 from nixmox.adapters.proxmox.client import ReadOnce
 from nixmox.backup.archives import all_archives
 from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
 from nixmox.core.zones import zone
 from nixmox.doctor.verdict import Check, Status, totals
-from nixmox.inventory.model import Guest, Inventory
+from nixmox.inventory.model import Inventory
 from nixmox.observe.history import one_line
 from nixmox.observe.metrics import Samples, samples
 from nixmox.snapshot.policy import human, taken_at
@@ -134,10 +135,6 @@ class Report:
         }
 
 
-def _kind(guest: Guest) -> str:
-    return "lxc" if guest.kind == "lxc" else "qemu"
-
-
 def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
     """Whether the host-side areas judge the right machine: --host-root given,
     or this machine is one of the inventory's nodes."""
@@ -171,22 +168,20 @@ def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> str | 
 
     cluster_error = None
     try:
-        resources = api.get("/cluster/resources", type="vm")
-        if not isinstance(resources, list):
-            raise NixmoxError("/cluster/resources: expected a list")
-        found = {int(r["vmid"]): r for r in resources if isinstance(r, Mapping) and "vmid" in r}
-    except (NixmoxError, TypeError, ValueError) as exc:
+        found = cluster.read_guests(api)
+    except NixmoxError as exc:
         # Not seeing the cluster is not the same as the guests being gone.
         cluster_error, found = str(exc), {}
     for guest in inv.guests:
         row = rows[guest.vmid]
-        res = found.get(guest.vmid)
-        if res is None:
+        listed = found.get(guest.vmid)
+        if listed is None:
             row.state = "unknown" if cluster_error is not None else "missing"
             continue
-        row.state, row.node = str(res.get("status", "unknown")), str(res.get("node", guest.node))
+        row.state, row.node = listed.status, listed.node
         try:
-            pending = api.get(f"/nodes/{guest.node}/{_kind(guest)}/{guest.vmid}/pending")
+            path = cluster.guest_path(guest.node, guest.pve_type, guest.vmid)
+            pending = api.get(f"{path}/pending")
             row.pending_changes = sum(1 for p in pending if "pending" in p or p.get("delete"))
         except NixmoxError:
             pass
@@ -200,7 +195,7 @@ def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> str | 
         except NixmoxError:
             continue
         for guest in (g for g in inv.guests if g.node == node):
-            mine = [a for a in archives if a.vmid == guest.vmid and a.kind == _kind(guest)]
+            mine = [a for a in archives if a.vmid == guest.vmid and a.kind == guest.pve_type]
             if mine:
                 newest = mine[0]
                 row = rows[guest.vmid]
@@ -271,7 +266,7 @@ def gather(
         latest,
         journal.totals(),
         journal.runs(limit=500),
-        {g.name: _kind(g) for g in inv.guests},
+        {g.name: g.pve_type for g in inv.guests},
         zone(inv.timezone),
     )
     checks, api, areas = _doctor(inv, host_root)
@@ -280,7 +275,7 @@ def gather(
     if api is None:
         api_error = reach.message if reach is not None else "the Proxmox API is not reachable"
     rows = {
-        g.vmid: GuestRow(g.name, g.vmid, f"{_kind(g)}/{g.vmid}", g.node)
+        g.vmid: GuestRow(g.name, g.vmid, f"{g.pve_type}/{g.vmid}", g.node)
         for g in sorted(inv.guests, key=lambda g: g.vmid)
     }
     cluster_error = _live(inv, api, rows) if api is not None else None

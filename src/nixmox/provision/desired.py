@@ -157,9 +157,7 @@ def desired_guest(guest: Guest) -> DesiredGuest:
         if net.firewall is not None:
             nic["firewall"] = _flag(net.firewall)
         options[f"net{i}"] = nic
-    return DesiredGuest(
-        guest, "lxc" if lxc else "qemu", scalars, volumes, options, tuple(owned), create
-    )
+    return DesiredGuest(guest, guest.pve_type, scalars, volumes, options, tuple(owned), create)
 
 
 def _passthrough(

@@ -17,15 +17,16 @@ from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
-from nixmox.adapters.proxmox.permissions import Missing, missing_privileges
+from nixmox.adapters.proxmox.permissions import Missing
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.core import jsonrows
 from nixmox.core.confirm import Confirm
 from nixmox.inventory.model import Guest, Inventory, ProxmoxSettings
 from nixmox.provision.actual import read_guest, read_state
 from nixmox.provision.adopt import guest_entry
-from nixmox.provision.apply import Applier, Outcome
+from nixmox.provision.apply import Applier, ApplyOutcome
 from nixmox.provision.diff import Plan, make_plan
+from nixmox.provision.privileges import missing_privileges
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def read_plan(inv: Inventory) -> PlanReport:
     return PlanReport(plan, missing_privileges(api, inv, plan), api)
 
 
-def outcome_row(o: Outcome) -> dict[str, Any]:
+def outcome_row(o: ApplyOutcome) -> dict[str, Any]:
     """One applied object as JSON (journal and ``--json``)."""
     return dict(o.__dict__)
 
@@ -57,13 +58,13 @@ def outcome_row(o: Outcome) -> dict[str, Any]:
 class ApplySummary:
     """An ``apply`` run: one outcome per object; with ``--dry-run``, the calls it would make."""
 
-    outcomes: tuple[Outcome, ...]
+    outcomes: tuple[ApplyOutcome, ...]
     requests: int = 0
     calls: tuple[str, ...] = ()  # not journaled
     network_diffs: Mapping[str, str] = field(default_factory=dict)  # not journaled
 
     @property
-    def failed(self) -> list[Outcome]:
+    def failed(self) -> list[ApplyOutcome]:
         return [o for o in self.outcomes if o.result == "failed"]
 
     @property
@@ -77,7 +78,7 @@ class ApplySummary:
     def from_json(cls, data: Mapping[str, Any]) -> ApplySummary:
         return cls(
             tuple(
-                Outcome(
+                ApplyOutcome(
                     kind=jsonrows.text(o, "kind"),
                     name=jsonrows.text(o, "name"),
                     result=jsonrows.text(o, "result"),

@@ -19,12 +19,11 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.proxmox.tasks import wait
-from nixmox.adapters.runner import Remote, Runner
+from nixmox.adapters.runner import Runner, node_remote
 from nixmox.core import jsonrows
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.model import Inventory
 from nixmox.templates import build as rules
-from nixmox.templates.image import BUILD_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -94,12 +93,19 @@ def _upload_vztmpl(
     api: Proxmox, inv: Inventory, file: Path, node: str, storage: str | None, name: str | None
 ) -> TemplateUpload:
     store = rules.pick_storage(inv, "vztmpl", storage, node)
-    filename = rules.check_filename(name or file.name)
+    filename = rules.check_filename(name or rules.upload_name(file))
     rules.image_type(filename)
     volid = f"{store.storage}:vztmpl/{filename}"
-    if volid in _content(api, node, store.storage, "vztmpl"):
+    rows = api.get(f"/nodes/{node}/storage/{store.storage}/content", content="vztmpl") or []
+    there = rules.existing(volid, rows, file.stat().st_size)
+    if there == "same":
         lines = (f"{volid} is there already: not uploaded again", _use_lxc(volid))
         return TemplateUpload(lines, volid=volid, uploaded=False)
+    if there == "different":
+        raise ConfigError(
+            f"{volid} is there already with other content: give --name to upload "
+            f"{file.name} beside it (nixmox does not replace a template it may not have made)"
+        )
     upid = api.upload(node, store.storage, file, content="vztmpl", filename=filename)
     wait(api, str(upid), what=f"upload of {filename} to {store.storage}")
     if volid not in _content(api, node, store.storage, "vztmpl"):
@@ -145,14 +151,14 @@ def _upload_vm(
         )
     stamp = dt.datetime.now(dt.UTC).strftime("%Y_%m_%d-%H_%M_%S")
     archive = rules.vzdump_name(vmid, stamp, file.name)
-    remote = Remote.to(f"{target.ssh_user}@{target.address}")
+    remote = node_remote(target)
     dump = f"{path.rstrip('/')}/dump"
     runner = Runner()
     runner.run(["mkdir", "-p", dump], remote=remote)
     runner.run(
         ["scp", "-q", "-o", "BatchMode=yes", *remote.options, "--", str(file),
          f"{remote.destination}:{dump}/{archive}"],
-        timeout=BUILD_TIMEOUT,
+        timeout=rules.BUILD_TIMEOUT,
     )  # fmt: skip
     volid = f"{store.storage}:backup/{archive}"
     if volid not in _content(api, node, store.storage, "backup"):

@@ -22,7 +22,7 @@ from nixmox.updates.guest_access import open_access
 from nixmox.updates.guest_snapshots import GuestSnapshots
 from nixmox.updates.host.job import HostUpdate
 from nixmox.updates.nixos.job import NixosUpdate
-from nixmox.updates.outcome import Outcome, UpdateSummary
+from nixmox.updates.outcome import UpdateOutcome, UpdateSummary
 from nixmox.updates.privileges import host_needs, nixos_needs, preflight
 
 
@@ -97,15 +97,15 @@ def _nixos_job(inv: Inventory, guest: Guest, api: Proxmox | None, runner: Runner
     return NixosUpdate(guest, access, snaps, zone(inv.timezone), dry_run=runner.dry_run)
 
 
-def _one(job: NixosUpdate) -> Outcome:
+def _one(job: NixosUpdate) -> UpdateOutcome:
     """One guest's transaction; an error nobody expected fails that guest, not the run."""
     if interrupt.stopping():
         why = f"not started: interrupted by {interrupt.signal_name()}"
-        return Outcome(job.guest.name, job.guest.vmid, "skipped", message=why)
+        return UpdateOutcome(job.guest.name, job.guest.vmid, "skipped", message=why)
     try:
         return job.run()
     except NixmoxError as exc:
-        return Outcome(job.guest.name, job.guest.vmid, "failed", message=str(exc))
+        return UpdateOutcome(job.guest.name, job.guest.vmid, "failed", message=str(exc))
 
 
 def prepare_nixos_update(

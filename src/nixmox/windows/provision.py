@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent, GuestAgent
+from nixmox.adapters.guest_agent import AgentError, GuestAgent
+from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path, guest_status
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, WindowsSettings
 from nixmox.windows import provision_plan as plan
@@ -123,11 +125,11 @@ class ProvisionJob:
 
     def precheck(self) -> StepResult:
         node, vmid = self.guest.node, self.guest.vmid
-        status = str(self.api.get(f"/nodes/{node}/qemu/{vmid}/status/current").get("status"))
+        status = str(guest_status(self.api, node, "qemu", vmid).get("status"))
         if status != "running":
             return plan.precheck(status, {})
         self._agent.ping()
-        answer = self.api.get(f"/nodes/{node}/qemu/{vmid}/agent/get-osinfo") or {}
+        answer = self.api.get(f"{guest_path(node, 'qemu', vmid)}/agent/get-osinfo") or {}
         result = plan.precheck(status, answer.get("result") or {})
         if result.ok:
             ensure_guest_dir(self._agent)
@@ -264,7 +266,7 @@ class ProvisionJob:
             "rust",
             False,
             True,
-            f"steamcmd exited with {ran.exitcode} after {plan.STEAMCMD_ATTEMPTS} attempts, "
+            f"steamcmd exited with {ran.returncode} after {plan.STEAMCMD_ATTEMPTS} attempts, "
             f"server {state}" + (f": {last}" if last else ""),
         )
 

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 
-from nixmox.adapters.guest_agent.via_api import AgentError, GuestAgent
+from nixmox.adapters.guest_agent import AgentError, GuestAgent
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, UpdateSettings
 from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, update_snapshot_name
-from nixmox.updates.outcome import Outcome
+from nixmox.updates.outcome import UpdateOutcome
 from nixmox.windows.scripts import ScriptError, ensure_guest_dir, run_script
 from nixmox.windows.update_decisions import (
     SHUTDOWN,
@@ -139,9 +139,9 @@ class WindowsUpdate:
     def settings(self) -> UpdateSettings | None:
         return self.target.guest.update
 
-    def run(self) -> Outcome:
+    def run(self) -> UpdateOutcome:
         guest = self.target.guest
-        outcome = Outcome(guest.name, guest.vmid)
+        outcome = UpdateOutcome(guest.name, guest.vmid)
         try:
             self._transaction(outcome)
         except _Stop:
@@ -172,7 +172,7 @@ class WindowsUpdate:
         self._last = pre
         return pre
 
-    def _scan(self, outcome: Outcome) -> list[WindowsUpdateItem]:
+    def _scan(self, outcome: UpdateOutcome) -> list[WindowsUpdateItem]:
         """What Windows Update offers; what the scripts leave alone is noted, not installed."""
         report = self._script("update-scan", self.timing.scan, **self._selection())
         for item in skipped(report):
@@ -213,7 +213,7 @@ class WindowsUpdate:
             steam_downloading=pre.steam_downloading,
         )
 
-    def _transaction(self, outcome: Outcome) -> None:
+    def _transaction(self, outcome: UpdateOutcome) -> None:
         target = self.target
         if not target.running():
             outcome.result = "skipped"
@@ -253,7 +253,7 @@ class WindowsUpdate:
         outcome.step(f"snapshot {name} taken (disk only)")
         self._rounds(outcome, pre)
 
-    def _plan(self, outcome: Outcome, pre: Precheck) -> None:
+    def _plan(self, outcome: UpdateOutcome, pre: Precheck) -> None:
         found = self._scan(outcome)
         verdict = self._verdict(pre)
         outcome.result = "dry-run"
@@ -275,7 +275,9 @@ class WindowsUpdate:
             f"would install {len(found)} update{'s' * (len(found) != 1)} ({kbs}); {reboot}"
         )
 
-    def _held(self, outcome: Outcome, verdict: RebootVerdict, *, before: bool = False) -> None:
+    def _held(
+        self, outcome: UpdateOutcome, verdict: RebootVerdict, *, before: bool = False
+    ) -> None:
         outcome.result = "held"
         outcome.message = f"reboot pending, held: {verdict.reason}"
         outcome.pending = 1
@@ -285,7 +287,7 @@ class WindowsUpdate:
             outcome.step("a reboot was already pending: nothing installed, no snapshot taken")
         raise _Stop
 
-    def _rounds(self, outcome: Outcome, pre: Precheck) -> None:
+    def _rounds(self, outcome: UpdateOutcome, pre: Precheck) -> None:
         settings = self.settings
         max_rounds = settings.max_rounds if settings else 3
         rounds = reboots = 0
@@ -342,7 +344,7 @@ class WindowsUpdate:
         self._drop_snapshot(outcome)
         self._prune(outcome)
 
-    def _reboot(self, outcome: Outcome, pre: Precheck, verdict: RebootVerdict) -> None:
+    def _reboot(self, outcome: UpdateOutcome, pre: Precheck, verdict: RebootVerdict) -> None:
         outcome.step(f"reboot ({verdict.reason}), booted {pre.boot_time} before")
         # The agent may go away before it reports the shutdown command's exit.
         with contextlib.suppress(AgentError):
@@ -358,7 +360,7 @@ class WindowsUpdate:
         outcome.step(f"back after the reboot, booted {back.boot_time}")
         self._settle(outcome, back)
 
-    def _settle(self, outcome: Outcome, pre: Precheck) -> None:
+    def _settle(self, outcome: UpdateOutcome, pre: Precheck) -> None:
         """Wait (bounded) until servicing is idle and CBS is no longer pending after a boot."""
         deadline = self.clock.monotonic() + self.timing.settle_wait
         busy = still_servicing(pre)
@@ -400,7 +402,7 @@ class WindowsUpdate:
             self.clock.sleep(self.timing.ping_every)
         return None
 
-    def _postcheck(self, outcome: Outcome) -> None:
+    def _postcheck(self, outcome: UpdateOutcome) -> None:
         report = self._script("update-postcheck", self.timing.script)
         for gpu in report.get("gpus") or ():
             msi = {True: "MSI on", False: "MSI off"}.get(gpu.get("msi"), "MSI unknown")
@@ -413,7 +415,7 @@ class WindowsUpdate:
         if problems:
             self._failed(outcome, "; ".join(problems), touched=True, earlier=True)
 
-    def _failed(self, outcome: Outcome, why: str, *, touched: bool, earlier: bool) -> None:
+    def _failed(self, outcome: UpdateOutcome, why: str, *, touched: bool, earlier: bool) -> None:
         """A failed round or postcheck: roll back only what the rules in
         :func:`~nixmox.windows.update_decisions.after_failure` allow."""
         running = self.target.running() if touched else True
@@ -442,7 +444,7 @@ class WindowsUpdate:
             )
         raise _Stop
 
-    def _rollback(self, outcome: Outcome, why: str) -> None:
+    def _rollback(self, outcome: UpdateOutcome, why: str) -> None:
         name = outcome.snapshot
         assert name is not None
         try:
@@ -458,7 +460,7 @@ class WindowsUpdate:
         outcome.step(f"rolled back to snapshot {name}")
         raise _Stop
 
-    def _drop_snapshot(self, outcome: Outcome) -> None:
+    def _drop_snapshot(self, outcome: UpdateOutcome) -> None:
         name = outcome.snapshot
         if name is None:
             return
@@ -469,7 +471,7 @@ class WindowsUpdate:
         outcome.step(f"snapshot {name} deleted")
         outcome.snapshot = None
 
-    def _prune(self, outcome: Outcome) -> None:
+    def _prune(self, outcome: UpdateOutcome) -> None:
         settings = self.settings
         keep = settings.snapshots.rule() if settings and settings.snapshots else DEFAULT_KEEP
         try:

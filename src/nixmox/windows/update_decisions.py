@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from nixmox.inventory.model import RebootPolicy, UpdateSettings
 from nixmox.rules.window import window_open
-from nixmox.updates.outcome import Result
+from nixmox.updates.outcome import UpdateResult
 
 #: Processes that keep a reboot away under ``when-idle`` when the guest lists none.
 DEFAULT_BUSY: tuple[str, ...] = ("RustClient.exe",)
@@ -205,7 +205,9 @@ def busy_processes(settings: UpdateSettings | None) -> list[str]:
     )
 
 
-def precheck_blocker(pre: Precheck, min_free_gb: float = MIN_FREE_GB) -> tuple[Result, str] | None:
+def precheck_blocker(
+    pre: Precheck, min_free_gb: float = MIN_FREE_GB
+) -> tuple[UpdateResult, str] | None:
     """Why an update must not start now, as (result, message); None when it may."""
     if pre.language_mode == CONSTRAINED:
         return "failed", (

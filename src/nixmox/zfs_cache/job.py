@@ -13,7 +13,6 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import Any
 
 from nixmox.adapters.runner import Runner
@@ -29,13 +28,14 @@ def cache_zpool(inv: Inventory | None, runner: Runner) -> Zpool:
     command = ["zpool"]
     if inv is not None:
         command = zpool_command(inv.zfs.command, inv.zfs.zpool_command)
-    if PurePath(command[0]).name == "ssh":
+    zpool = Zpool(runner, command)
+    if zpool.runs_remotely:
         # The device checks read /dev and /proc here: they must see the pool's host.
         raise ConfigError(
             f"[zfs] runs zpool over ssh ({shlex.join(command)}): run `nixmox zfs cache` "
             "on the host whose disks it changes"
         )
-    return Zpool(runner, command)
+    return zpool
 
 
 @dataclass(frozen=True)

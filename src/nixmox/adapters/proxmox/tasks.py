@@ -21,7 +21,12 @@ log = logging.getLogger("nixmox.task")
 
 @dataclass(frozen=True)
 class TaskResult:
-    """How a task ended."""
+    """How a Proxmox task ended.
+
+    Not a :class:`~nixmox.core.results.CommandResult`: a task is PVE's own job,
+    named by its UPID, and ends with an ``exitstatus`` word (``OK``,
+    ``WARNINGS: n``, or the error) and a log on the node, not with an exit code
+    and output streams of a program nixmox started."""
 
     upid: str
     node: str
