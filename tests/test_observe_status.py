@@ -146,3 +146,23 @@ def test_status_shows_a_nodes_held_reboot_from_update_host(
         "1",
         "pending",
     ]
+
+
+def test_status_is_unknown_when_it_cannot_see_the_cluster(
+    env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = inventory(tmp_path, textfile=tmp_path / "m.prom", urls=[])
+    for vmid, kind in ((100, "lxc"), (101, "qemu"), (102, "qemu")):
+        env.pve.seed_backup("backups", vmid, kind, datetime.now() - timedelta(hours=2))
+    code, report = status_json(capsys, config)
+    assert code == 0 and {g["state"] for g in report["guests"]} <= {"running", "stopped"}
+    env.pve.fail("GET", "/cluster/resources", 500, "cluster filesystem not ready")
+    code, report = status_json(capsys, config)
+    assert code == 3, report["doctor"]
+    assert (
+        report["exit_code"] == 3
+        and "cluster filesystem not ready" in report["api"]["cluster_error"]
+    )
+    assert {g["state"] for g in report["guests"]} == {"unknown"}  # not "missing"
+    assert run(["status", "--config", str(config)]) == 3
+    assert "guests are UNKNOWN" in capsys.readouterr().out

@@ -26,6 +26,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import GuestRow, guest_status, mismatch, read_guests
 from nixmox.adapters.proxmox.tasks import TaskFailed, task_log, wait
 from nixmox.backup.archives import Archive, archives_of, plan_prune, removals
+from nixmox.core import interrupt
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Backups, Guest
 from nixmox.rules.retention import Item, Keep, prune
@@ -92,7 +93,12 @@ class BackupJob:
 
         def node_run(node_guests: list[Guest]) -> None:
             for guest in node_guests:
-                result = self.one(guest, rows.get(guest.vmid))
+                if interrupt.stopping():
+                    # A stop was requested: no new vzdump, so nothing of this guest is pruned.
+                    result = GuestResult(guest.name, guest.vmid, guest.node, result="skipped")
+                    result.message = f"not started: interrupted by {interrupt.signal_name()}"
+                else:
+                    result = self.one(guest, rows.get(guest.vmid))
                 with self._lock:
                     results[guest.vmid] = result
 
@@ -119,6 +125,9 @@ class BackupJob:
         try:
             self._wait_unlocked(guest)
             result.volid = self._vzdump(guest, storage)
+        except interrupt.Interrupted as exc:
+            result.result, result.message = "skipped", f"not started: {exc}"
+            return result
         except NixmoxError as exc:
             # Nothing new was made: every older archive of this guest stays.
             result.result, result.message = "failed", str(exc)
@@ -134,6 +143,11 @@ class BackupJob:
             result.volid = archives[0].volid
         newest = next((a for a in archives if a.volid == result.volid), None)
         result.size = newest.size if newest else 0
+        if interrupt.stopping():
+            # Deleting is a new step: after a stop request every archive stays for the next run.
+            result.kept = len(archives)
+            result.message = f"backed up; not pruned (interrupted by {interrupt.signal_name()})"
+            return result
         self._prune(guest, storage, archives, result)
         return result
 
@@ -157,6 +171,7 @@ class BackupJob:
             lock = guest_status(self.api, guest.node, guest.pve_type, guest.vmid).get("lock")
             if not lock:
                 return
+            interrupt.raise_if_stopping(f"gave up waiting for {guest.name}'s lock ({lock})")
             if time.monotonic() >= deadline:
                 raise NixmoxError(
                     f"locked ({lock}) by another operation for {self.lock_wait:g} s; "

@@ -16,7 +16,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.job import BackupJob, GuestResult
 from nixmox.backup.verify import VerifyResult, verify_guest
-from nixmox.core import jsonrows
+from nixmox.core import interrupt, jsonrows
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Backups, Guest, Inventory
@@ -156,8 +156,13 @@ def prepare_verify(inv: Inventory, names: list[str]) -> Callable[[], VerifySumma
     tz = zone(inv.timezone)
 
     def verify() -> VerifySummary:
-        return VerifySummary(
-            tuple(verify_guest(api, g, settings, tz, inv.storages) for g in guests)
-        )
+        results = []
+        for g in guests:
+            if interrupt.stopping():
+                message = f"not started: interrupted by {interrupt.signal_name()}"
+                results.append(VerifyResult(g.name, g.vmid, message=message))
+            else:
+                results.append(verify_guest(api, g, settings, tz, inv.storages))
+        return VerifySummary(tuple(results))
 
     return verify

@@ -4,18 +4,22 @@ For each guest: restore its newest archive into a free scratch VMID of the
 configured range, with every network interface disconnected
 (``link_down=1``), start it, wait until it runs (and, for a VM with the agent
 enabled, until the agent answers), time it, then destroy the scratch guest,
-also when anything failed.
+also when anything failed. Only a guest this run provably made is destroyed:
+its restore POST was accepted, and it carries the run's own mark (a
+description nonce written right after the restore), checked before any stop
+or destroy.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.cluster import PveType, guest_path, guest_status, read_guests
+from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.backup.archives import archives_of
 from nixmox.backup.job import content_path
@@ -24,6 +28,8 @@ from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
 from nixmox.rules.timespan import parse_timespan
 
 log = logging.getLogger("nixmox.verify")
+
+MARKER = "nixmox backup verify scratch guest, run "
 
 
 @dataclass
@@ -80,6 +86,9 @@ def verify_guest(
     timeout = parse_timespan(verify.timeout)
     started = time.monotonic()
     scratch: int | None = None
+    # This run's own mark on its scratch guest: stop and destroy only a guest that carries it.
+    marker = MARKER + secrets.token_hex(8)
+    marked = False
     try:
         scratch = free_vmid(api, verify)
         result.scratch = scratch
@@ -92,9 +101,16 @@ def verify_guest(
             params.update(ostemplate=archive, restore=1)
         else:
             params["archive"] = archive
+        # A refused POST (the VMID was taken since the check) created nothing of ours.
+        upid = api.post(base, **params)
         result.cleaned = False
-        wait(api, api.post(base, **params), what=f"restore {archive} to {scratch}", timeout=timeout)
-        path = guest_path(node, kind, scratch)
+        try:
+            wait(api, upid, what=f"restore {archive} to {scratch}", timeout=timeout)
+        except NixmoxError as exc:
+            if "already exists" in str(exc):
+                result.cleaned = True  # the VMID is someone else's: nothing of ours to remove
+            raise
+        path = f"{base}/{scratch}"
         config = api.get(f"{path}/config") or {}
         # Disconnect every NIC: the copy must never answer on the guest's network.
         down: dict[str, Any] = {
@@ -102,8 +118,8 @@ def verify_guest(
             for k, v in config.items()
             if k.startswith("net") and k[3:].isdigit() and "link_down=1" not in str(v)
         }
-        if down:
-            api.put(f"{path}/config", **down)
+        api.put(f"{path}/config", description=marker, **down)
+        marked = True
         wait(
             api, api.post(f"{path}/status/start"), what=f"start scratch {scratch}", timeout=timeout
         )
@@ -123,7 +139,7 @@ def verify_guest(
         result.message = str(exc)
     finally:
         if scratch is not None and not result.cleaned:
-            result.cleaned = _destroy(api, node, kind, scratch)
+            result.cleaned = _destroy(api, node, kind, scratch, marker if marked else None)
             if not result.cleaned:
                 result.ok = False
                 result.message += (
@@ -143,14 +159,29 @@ def _wait_agent(api: Proxmox, path: str, deadline: float) -> None:
             time.sleep(2.0)
 
 
-def _destroy(api: Proxmox, node: str, kind: PveType, vmid: int) -> bool:
-    """Stop and destroy the scratch guest; True when it is gone."""
+def _destroy(api: Proxmox, node: str, kind: str, vmid: int, marker: str | None) -> bool:
+    """Stop and destroy the scratch guest this run restored; True when it is gone.
+
+    With ``marker`` (written once the restore finished) the guest must still
+    carry it; without (the accepted restore task failed) it must carry no
+    other description. Anything else is not ours and is left alone.
+    """
     path = guest_path(node, kind, vmid)
     try:
-        status = guest_status(api, node, kind, vmid).get("status")
-    except NixmoxError:
-        return True  # never created
+        vmids = set(read_guests(api))
+    except NixmoxError as exc:
+        log.error("cannot tell whether scratch guest %s is still there: %s", vmid, exc)
+        return False
+    if vmid not in vmids:
+        return True  # the failed restore left nothing
     try:
+        description = str((api.get(f"{path}/config") or {}).get("description", ""))
+        if (marker is not None and marker not in description) or (
+            marker is None and description.strip()
+        ):
+            log.error("guest %s does not carry this run's mark: not ours, left alone", vmid)
+            return False
+        status = (api.get(f"{path}/status/current") or {}).get("status")
         if status == "running":
             wait(api, api.post(f"{path}/status/stop"), what=f"stop scratch {vmid}")
         cleanup: dict[str, Any] = {"purge": 1, "destroy-unreferenced-disks": 1}

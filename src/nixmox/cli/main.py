@@ -52,8 +52,10 @@ def run(argv: list[str] | None = None) -> int:
     from nixmox.core import log
 
     log.setup(verbosity)
+    from nixmox.core import interrupt
     from nixmox.core.errors import NixmoxError
 
+    interrupt.reset()
     try:
         command = _command(args)
         if command is not None and args[command] == "prune-sim":
@@ -63,7 +65,9 @@ def run(argv: list[str] | None = None) -> int:
             return prune_sim.main(args[command + 1 :], as_json="--json" in args[:command])
         from nixmox.cli.app import invoke
 
-        return invoke(args)
+        code = invoke(args)
+        # A run stopped by SIGINT/SIGTERM says so in its exit status (130/143).
+        return interrupt.exit_code() or code
     except NixmoxError as exc:
         if verbosity >= 2:
             raise

@@ -100,18 +100,27 @@ class Report:
     jobs: list[JobRow] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     areas: tuple[str, ...] = AREAS
+    # Why the guests' state is unknown although the API answered (/cluster/resources failed).
+    cluster_error: str | None = None
 
     @property
     def exit_code(self) -> int:
-        """2 doctor FAIL, 1 a job's last run did not succeed, else 0."""
+        """2 doctor FAIL, 1 a job's last run did not succeed, 3 (Nagios UNKNOWN) the
+        cluster's guests could not be read and nothing worse is known, else 0."""
         if any(c.status is Status.FAIL for c in self.checks):
             return 2
-        return 1 if any(j.result != "ok" for j in self.jobs) else 0
+        if any(j.result != "ok" for j in self.jobs):
+            return 1
+        return 3 if self.cluster_error is not None else 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "now": self.now,
-            "api": {"reachable": self.api_error is None, "error": self.api_error},
+            "api": {
+                "reachable": self.api_error is None,
+                "error": self.api_error,
+                "cluster_error": self.cluster_error,
+            },
             "requests": self.requests,
             "guests": [asdict(g) for g in self.guests],
             "nodes": [asdict(n) for n in self.nodes],
@@ -152,19 +161,22 @@ def _doctor(
     return checks, api, ("proxmox", *areas)
 
 
-def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> None:
-    """Fill state, node, pending changes and the newest archive from the (cached) API."""
+def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> str | None:
+    """Fill state, node, pending changes and the newest archive from the (cached) API;
+    why the guests' state is unknown (``/cluster/resources`` failed or was malformed)."""
     from nixmox.doctor.backups_area import backed_up_guests
 
+    cluster_error = None
     try:
         found = cluster.read_guests(api)
-    except NixmoxError:
-        found = {}
+    except NixmoxError as exc:
+        # Not seeing the cluster is not the same as the guests being gone.
+        cluster_error, found = str(exc), {}
     for guest in inv.guests:
         row = rows[guest.vmid]
         listed = found.get(guest.vmid)
         if listed is None:
-            row.state = "missing"
+            row.state = "unknown" if cluster_error is not None else "missing"
             continue
         row.state, row.node = listed.status, listed.node
         try:
@@ -174,7 +186,7 @@ def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> None:
         except NixmoxError:
             pass
     if inv.backups is None:
-        return
+        return cluster_error
     storage, tz = inv.backups.storage, zone(inv.timezone)
     for node in sorted({g.node for g in backed_up_guests(inv)}):
         path = f"/nodes/{node}/storage/{storage}/content"
@@ -189,6 +201,7 @@ def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> None:
                 row = rows[guest.vmid]
                 row.last_backup, row.backup_time = newest.volid, newest.time.timestamp()
                 row.backup_from = "api"
+    return cluster_error
 
 
 def _journal(
@@ -265,13 +278,13 @@ def gather(
         g.vmid: GuestRow(g.name, g.vmid, f"{g.pve_type}/{g.vmid}", g.node)
         for g in sorted(inv.guests, key=lambda g: g.vmid)
     }
-    if api is not None:
-        _live(inv, api, rows)
+    cluster_error = _live(inv, api, rows) if api is not None else None
     _journal(inv, data, latest.get("snapshot"), rows)
     newest = data["nixmox_dataset_snapshot_newest_timestamp_seconds"]
     counts = data["nixmox_dataset_snapshots"]
     report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
     report.areas = areas
+    report.cluster_error = cluster_error
     report.guests = list(rows.values())
     report.nodes = _nodes(inv, data)
     report.datasets = [
@@ -299,6 +312,8 @@ def lines(report: Report) -> list[str]:
     from nixmox.observe.history import local_time
 
     api = "reachable" if report.api_error is None else f"UNREACHABLE: {report.api_error}"
+    if report.cluster_error is not None:
+        api += f", but the guests are UNKNOWN: {report.cluster_error}"
     out = [f"nixmox status at {local_time(report.now)}: Proxmox API {api}", ""]
     guest_rows = [("guest", "id", "node", "state", "last backup", "age", "snapshot", "pending")]
     for g in report.guests:

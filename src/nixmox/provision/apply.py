@@ -26,6 +26,7 @@ from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.client import Proxmox, Unreachable
 from nixmox.adapters.proxmox.cluster import current_row, guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
+from nixmox.core import interrupt
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import NodeLimits, read_guest
@@ -117,6 +118,12 @@ class Applier:
 
         def one(gp: GuestPlan) -> None:
             outcome = ApplyOutcome("guest", gp.name)
+            if interrupt.stopping():
+                # No guest is started after a stop request; the ones in flight finish.
+                outcome.result = "skipped"
+                outcome.error = f"not started: interrupted by {interrupt.signal_name()}"
+                results[gp.name] = outcome
+                return
             try:
                 with self.node_limits(gp.node):
                     self._guest(guests[gp.name], gp, outcome)

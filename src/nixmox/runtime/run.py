@@ -6,8 +6,11 @@ and writes the journal row with the job's typed summary, and afterwards
 (:func:`after_run`) rewrites the metrics textfile and sends the notification;
 either is skipped when its inventory section is absent, and neither can fail
 the run. The jobs themselves stay unaware of the journal, metrics and
-notifications. Signals, finer locks and progress belong here too, so that
-every job gets them at once.
+notifications. SIGINT/SIGTERM during a journaled run are stop requests: jobs
+poll :func:`stopping` (kept in ``core.interrupt`` so features below this layer
+can ask) before each new guest, dataset or step, and the run is journaled as
+``interrupted``; the CLI then exits 130/143. Finer locks and progress belong
+here too, so that every job gets them at once.
 """
 
 from __future__ import annotations
@@ -21,10 +24,22 @@ from typing import Any, Protocol, TypeVar
 
 from nixmox.adapters.journal import JobRun, Journal, job_run, state_dir
 from nixmox.core.errors import NixmoxError
+from nixmox.core.interrupt import Interrupted, raise_if_stopping, stopping
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Metrics, Notify
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "Interrupted",
+    "JobSummary",
+    "after_run",
+    "observed_run",
+    "raise_if_stopping",
+    "run_job",
+    "stopping",
+    "with_overrides",
+]
 
 
 class JobSummary(Protocol):

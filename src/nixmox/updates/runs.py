@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
+from nixmox.core import interrupt
 from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Guest, Inventory
@@ -98,6 +99,9 @@ def _nixos_job(inv: Inventory, guest: Guest, api: Proxmox | None, runner: Runner
 
 def _one(job: NixosUpdate) -> UpdateOutcome:
     """One guest's transaction; an error nobody expected fails that guest, not the run."""
+    if interrupt.stopping():
+        why = f"not started: interrupted by {interrupt.signal_name()}"
+        return UpdateOutcome(job.guest.name, job.guest.vmid, "skipped", message=why)
     try:
         return job.run()
     except NixmoxError as exc:

@@ -32,6 +32,7 @@ from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guest
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.adapters.runner import Remote, Runner, node_remote, split_remote
 from nixmox.adapters.zfs import Zfs, ZfsError
+from nixmox.core import interrupt
 from nixmox.core.errors import (
     CommandError,
     CommandNotFound,
@@ -195,6 +196,10 @@ class HostUpdate:
             if stopped_at is not None:
                 out.result = "skipped"
                 out.message = f"not started: the rollout stopped at {stopped_at}"
+                continue
+            if interrupt.stopping():
+                out.result = "skipped"
+                out.message = f"not started: interrupted by {interrupt.signal_name()}"
                 continue
             try:
                 go_on = self._update(node, out)
