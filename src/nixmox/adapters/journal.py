@@ -1,16 +1,13 @@
-"""nixmox's state directory: the run journal (SQLite) and the run lock.
+"""nixmox's state directory: the run journal (SQLite) and the runs' locks.
 
 ``NIXMOX_STATE_DIR`` overrides the default ``/var/lib/nixmox``. Every job run
 is one journal row (command, start, end, result, a JSON summary); jobs that
-change the lab hold one lock (``flock``) so two runs never overlap, and a
-second run says which PID and command holds it.
+change the lab hold the locks of what they touch (:mod:`nixmox.adapters.locks`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -18,13 +15,15 @@ import signal
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nixmox.adapters.locks import Claim, LockSet, job_claim
 from nixmox.core import interrupt
-from nixmox.core.errors import LockBusy, NixmoxError
+from nixmox.core.errors import NixmoxError
+from nixmox.core.files import open_private
 from nixmox.core.text import printable_data
 
 DEFAULT_STATE_DIR = Path("/var/lib/nixmox")
@@ -67,23 +66,6 @@ def ensure_state_dir(path: Path) -> Path:
         with contextlib.suppress(OSError):
             path.chmod(0o700)
     return path
-
-
-def open_private(path: Path, flags: int = os.O_RDWR) -> int:
-    """Open (creating, mode 0600) a file of nixmox's own: never through a symlink."""
-    try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise NixmoxError(
-            f"{path}: {exc.strerror}"
-            + (
-                " (a symlink where nixmox keeps its own file; remove it)"
-                if exc.errno == errno.ELOOP
-                else ""
-            )
-        ) from None
-    os.fchmod(fd, 0o600)
-    return fd
 
 
 @dataclass(frozen=True)
@@ -267,64 +249,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class StateLock:
-    """One exclusive lock per state directory, held for a whole job run."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = ensure_state_dir(directory) / "lock"
-        self._fd: int | None = None
-
-    def acquire(self, command: str, wait: float = 30.0) -> None:
-        """Take the lock, waiting up to ``wait`` seconds for another run to end."""
-        if not os.access(self.path.parent, os.W_OK):
-            raise _unwritable(self.path.parent, "read-only or not writable")
-        fd = open_private(self.path)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if interrupt.stopping():
-                    os.close(fd)
-                    interrupt.raise_if_stopping("gave up waiting for the state lock")
-                if time.monotonic() >= deadline:
-                    holder = _read_holder(fd)
-                    os.close(fd)
-                    raise LockBusy(
-                        f"another nixmox run holds {self.path}: {holder}; gave up after {wait:g} s"
-                    ) from None
-                time.sleep(0.1)
-        self._fd = fd
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(
-                fd,
-                json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}).encode(),
-                0,
-            )
-        except OSError as exc:
-            self.release()
-            raise _unwritable(self.path.parent, exc.strerror or str(exc)) from None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["since"])))
-        return f"PID {info['pid']} (nixmox {info['command']}, since {since})"
-    except (ValueError, KeyError, TypeError):
-        return "an unknown process"
-
-
 @dataclass
 class JobRun:
     """What a job reports about its run; filled in while it runs."""
@@ -335,14 +259,24 @@ class JobRun:
 
 
 @contextlib.contextmanager
-def job_run(directory: Path, command: str, *, lock_wait: float = 30.0) -> Iterator[JobRun]:
-    """Hold the lock and journal one run of ``command``.
+def job_run(
+    directory: Path,
+    command: str,
+    *,
+    claims: Iterable[Claim] = (),
+    lock_wait: float = 30.0,
+    report: Callable[[str], None] | None = None,
+) -> Iterator[JobRun]:
+    """Hold the run's locks and journal one run of ``command``.
 
-    The run's result is what the job sets (``ok``, ``failed``, ...); an
-    exception records ``error`` with its message and propagates. After a stop
-    request (SIGINT/SIGTERM) the run is ``interrupted``, with what the job
-    reported (what finished, what was skipped); a second signal journals it as
-    stopped at once before the process ends.
+    The locks are ``command``'s own (two runs of one job never overlap) and
+    ``claims`` (the guests, nodes and dataset trees it touches), waited for at
+    most ``lock_wait`` seconds with ``report`` told what is awaited. The run's
+    result is what the job sets (``ok``, ``failed``, ...); an exception
+    records ``error`` with its message and propagates. After a stop request
+    (SIGINT/SIGTERM) the run is ``interrupted``, with what the job reported
+    (what finished, what was skipped); a second signal journals it as stopped
+    at once before the process ends.
     """
     interrupt.reset()
     state: dict[str, Any] = {}
@@ -355,19 +289,22 @@ def job_run(directory: Path, command: str, *, lock_wait: float = 30.0) -> Iterat
             journal.finish(run_id, "interrupted", summary)
 
     with interrupt.handling(last_words):
-        lock = StateLock(directory)
-        lock.acquire(command, lock_wait)
+        where = ensure_state_dir(directory)
+        if not os.access(where, os.W_OK):
+            raise _unwritable(where, "read-only or not writable")
+        locks = LockSet(where, command)
+        locks.acquire([job_claim(command), *claims], lock_wait, report)
         try:
             # Before anything is changed: a read-only or full state directory is one clear line.
-            check_writable(lock.path.parent)
+            check_writable(where)
             journal = Journal(directory)
             try:
                 run_id = journal.start(command)
             except sqlite3.Error as exc:
                 journal.close()
-                raise _unwritable(lock.path.parent, str(exc)) from None
+                raise _unwritable(where, str(exc)) from None
         except BaseException:
-            lock.release()
+            locks.release()
             raise
         run = JobRun(command)
         state.update(journal=journal, id=run_id, run=run)
@@ -388,7 +325,7 @@ def job_run(directory: Path, command: str, *, lock_wait: float = 30.0) -> Iterat
         finally:
             state.clear()
             journal.close()
-            lock.release()
+            locks.release()
 
 
 def _finish(journal: Journal, run_id: int, result: str, summary: Mapping[str, Any]) -> None:

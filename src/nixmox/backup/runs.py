@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.job import BackupJob, GuestResult
@@ -39,6 +40,11 @@ def choose_guests(inv: Inventory, names: list[str]) -> tuple[Backups, list[Guest
     if not guests:
         raise ConfigError("no guest to back up (check [backups] guests and exclude)")
     return settings, guests
+
+
+def backup_claims(inv: Inventory, names: list[str]) -> list[Claim]:
+    """What a ``backup`` or ``backup verify`` run locks: its guests (and their nodes, shared)."""
+    return guest_claims((g.vmid, g.node) for g in choose_guests(inv, names)[1])
 
 
 def guest_row(r: GuestResult) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from nixmox.backup.archives import human_size
-from nixmox.backup.runs import BackupSummary, prepare_backup, prepare_verify
+from nixmox.backup.runs import BackupSummary, backup_claims, prepare_backup, prepare_verify
 from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
@@ -18,7 +18,7 @@ def backup(
     """Back up and prune; exit 0 if every guest succeeded, 1 otherwise."""
     inv = load_inventory(find_inventory(config))
     work = prepare_backup(inv, names, protected=protected, dry_run=dry_run)
-    summary = run_job(inv, "backup", work, dry_run=dry_run)
+    summary = run_job(inv, "backup", work, dry_run=dry_run, claims=backup_claims(inv, names))
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
     else:
@@ -60,7 +60,8 @@ def _print(summary: BackupSummary, dry_run: bool) -> None:
 def verify(config: Path | None, names: list[str], *, as_json: bool) -> int:
     """Restore-verify each guest's newest archive; exit 1 on any failure."""
     inv = load_inventory(find_inventory(config))
-    summary = run_job(inv, "backup verify", prepare_verify(inv, names), dry_run=False)
+    work = prepare_verify(inv, names)
+    summary = run_job(inv, "backup verify", work, dry_run=False, claims=backup_claims(inv, names))
     if as_json:
         print(json.dumps(summary.to_json(), indent=2))
     else:

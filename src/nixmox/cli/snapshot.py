@@ -10,7 +10,7 @@ from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.snapshot.job import TreeResult
 from nixmox.snapshot.policy import human
-from nixmox.snapshot.runs import MonitorReport, prepare_snapshot, target_row
+from nixmox.snapshot.runs import MonitorReport, prepare_snapshot, snapshot_claims, target_row
 from nixmox.snapshot.runs import monitor as freshness_report
 
 NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
@@ -21,7 +21,8 @@ def run(config: Path | None, *, dry_run: bool, monitor: bool, as_json: bool) -> 
     inv = load_inventory(find_inventory(config))
     if monitor:
         return _monitor(freshness_report(inv, dry_run=dry_run), as_json=as_json)
-    summary = run_job(inv, "snapshot", prepare_snapshot(inv, dry_run=dry_run), dry_run=dry_run)
+    work = prepare_snapshot(inv, dry_run=dry_run)
+    summary = run_job(inv, "snapshot", work, dry_run=dry_run, claims=snapshot_claims(inv))
     targets = [target_row(r) for r in summary.targets]
     if dry_run:
         commands = list(summary.commands)

@@ -108,7 +108,12 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(p.action in ("create", "update") for p in self._all)
+        return self.changed > 0
+
+    @property
+    def changed(self) -> int:
+        """How many objects the plan creates or updates."""
+        return sum(p.action in ("create", "update") for p in self._all)
 
     @property
     def errors(self) -> list[str]:
@@ -163,6 +168,37 @@ class Plan:
                 {"vmid": v, "type": t, "name": n, "node": node} for v, t, n, node in self.unmanaged
             ],
         }
+
+
+def steps(plan: Plan) -> frozenset[tuple[str, ...]]:
+    """What applying ``plan`` would write, one item per create or changed key
+    (``("guest", "nixos-vm", "memory", "4096")``): two plans compare by it."""
+    out: set[tuple[str, ...]] = set()
+    objects: list[tuple[str, GuestPlan | ObjectPlan]] = [("guest", g) for g in plan.guests]
+    objects += [(o.kind, o) for o in (*plan.bridges, *plan.storages, *plan.jobs)]
+    for kind, o in objects:
+        where = f"{o.name} on {o.node}" if kind == "bridge" else o.name
+        if o.action == "create":
+            out.add((kind, where, "create"))
+        elif o.action == "update":
+            out.update((kind, where, c.key, str(c.new)) for c in o.changes)
+    return frozenset(out)
+
+
+def unconfirmed(fresh: Plan, confirmed: Plan) -> list[str]:
+    """The writes ``fresh`` would make that ``confirmed`` did not show, in words.
+
+    Empty when the fresh plan is the confirmed one or part of it (another run
+    made some of it meanwhile): then applying the fresh plan converges.
+    """
+    words = []
+    for step in sorted(steps(fresh) - steps(confirmed)):
+        kind, where, rest = step[0], step[1], step[2:]
+        if rest == ("create",):
+            words.append(f"create {kind} {where}")
+        else:
+            words.append(f"{kind} {where}: {rest[0]} -> {rest[1]}")
+    return words
 
 
 # -- comparing values ------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
@@ -86,6 +87,11 @@ def nixos_guests(inv: Inventory, names: list[str]) -> list[Guest]:
             )
         out.append(guest)
     return out
+
+
+def nixos_claims(inv: Inventory, names: list[str]) -> list[Claim]:
+    """What an ``update nixos`` run locks: its guests (and their nodes, shared)."""
+    return guest_claims((g.vmid, g.node) for g in nixos_guests(inv, names))
 
 
 def _nixos_job(inv: Inventory, guest: Guest, api: Proxmox | None, runner: Runner) -> NixosUpdate:

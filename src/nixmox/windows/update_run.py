@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.guest_agent.via_socket import SocketAgent
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_status
 from nixmox.adapters.proxmox.settings import connection
@@ -47,6 +48,11 @@ def windows_guests(inv: Inventory, names: list[str]) -> list[Guest]:
             raise ConfigError(f'--guest {name}: its [guests.update] method is not "windows"')
         chosen.append(guest)
     return chosen
+
+
+def windows_claims(inv: Inventory, names: list[str]) -> list[Claim]:
+    """What an ``update windows`` run locks: its guests (and their nodes, shared)."""
+    return guest_claims((g.vmid, g.node) for g in windows_guests(inv, names))
 
 
 def targets(inv: Inventory, guests: list[Guest], *, dry_run: bool) -> list[Target]:
