@@ -118,3 +118,17 @@ def test_a_second_sigterm_stops_at_once_and_still_journals(lab: RunningLab, tmp_
     assert time.monotonic() - started < 5
     result, summary = _backup_run(state)
     assert result == "interrupted" and summary["interrupted"] == "SIGTERM"
+    # The vzdump goes on on the server: the report, the journal and history name its UPID.
+    [dump] = _vzdumps(lab)
+    assert dump["status"] == "running"
+    assert f"still running on the server: backup of nixos-vm ({dump['upid']})" in err
+    assert summary["still_running"] == [{"upid": dump["upid"], "what": "backup of nixos-vm"}]
+    history = subprocess.run(
+        [sys.executable, "-m", "nixmox.cli.main", "history", "--json", "--config", str(EXAMPLE)],
+        env={**os.environ, "NIXMOX_STATE_DIR": str(state), "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    [row] = json.loads(history)
+    assert f"still running on the server: backup of nixos-vm ({dump['upid']})" in row["lines"]

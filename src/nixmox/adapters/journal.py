@@ -283,9 +283,13 @@ def job_run(
 
     def last_words(signum: int) -> None:
         journal, run_id, run = state.get("journal"), state.get("id"), state.get("run")
+        left = interrupt.still_running_lines()
+        with contextlib.suppress(OSError):
+            os.write(2, "".join(f"nixmox: {line}\n" for line in left).encode())
         if journal is not None and run_id is not None and run is not None:
             summary = {**run.summary, "interrupted": interrupt.signal_name()}
             summary["error"] = f"stopped at once by a second {signal.Signals(signum).name}"
+            _note_still_running(summary)
             journal.finish(run_id, "interrupted", summary)
 
     with interrupt.handling(last_words):
@@ -315,17 +319,26 @@ def job_run(
             if interrupt.stopping():
                 run.summary["interrupted"] = interrupt.signal_name()
             result = "interrupted" if interrupt.stopping() else "error"
+            _note_still_running(run.summary)
             _finish(journal, run_id, result, run.summary)
             raise
         else:
             if interrupt.stopping():
                 run.result = "interrupted"
                 run.summary["interrupted"] = interrupt.signal_name()
+            _note_still_running(run.summary)
             _finish(journal, run_id, run.result, run.summary)
         finally:
             state.clear()
             journal.close()
             locks.release()
+
+
+def _note_still_running(summary: dict[str, Any]) -> None:
+    """Name the server-side tasks the run did not see end (``history`` shows them)."""
+    left = interrupt.still_running()
+    if left:
+        summary["still_running"] = [{"upid": u, "what": w} for u, w in left.items()]
 
 
 def _finish(journal: Journal, run_id: int, result: str, summary: Mapping[str, Any]) -> None:

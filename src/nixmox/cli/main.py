@@ -66,9 +66,11 @@ def run(argv: list[str] | None = None) -> int:
         from nixmox.cli.app import invoke
 
         code = invoke(args)
+        _tell_still_running()
         # A run stopped by SIGINT/SIGTERM says so in its exit status (130/143).
         return interrupt.exit_code() or code
     except NixmoxError as exc:
+        _tell_still_running()
         if verbosity >= 2:
             raise
         from nixmox.inventory.load import InventoryInvalid
@@ -94,6 +96,14 @@ def run(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _tell_still_running() -> None:
+    """What the run started on the server and did not see end: the user must know."""
+    from nixmox.core import interrupt
+
+    for line in interrupt.still_running_lines():
+        print(f"nixmox: {line}", file=sys.stderr)
 
 
 def _printable(exc: BaseException) -> str:

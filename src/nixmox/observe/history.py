@@ -163,6 +163,9 @@ def summary_lines(run: Run) -> list[str]:
         lines = [run.result or "running"]
     if summary.get("error"):
         lines.append(f"error: {summary['error']}")
+    for task in summary.get("still_running") or ():
+        if isinstance(task, dict):
+            lines.append(f"still running on the server: {task.get('what')} ({task.get('upid')})")
     return lines
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.core import interrupt
 from nixmox.core.errors import ProxmoxError
 from nixmox.core.text import printable
 
@@ -87,14 +88,16 @@ def wait(
     node = node_of(upid)
     deadline = time.monotonic() + timeout
     delay = 0.25
-    while True:
-        status = api.get(f"/nodes/{node}/tasks/{upid}/status")
-        if status.get("status") == "stopped":
-            break
-        if time.monotonic() >= deadline:
-            raise TaskTimeout(f"{what}: still running after {timeout:g} s ({upid})")
-        sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+    # Not seen to end (a timeout, the API gone, a second Ctrl-C): the report names the UPID.
+    with interrupt.server_task(upid, what):
+        while True:
+            status = api.get(f"/nodes/{node}/tasks/{upid}/status")
+            if status.get("status") == "stopped":
+                break
+            if time.monotonic() >= deadline:
+                raise TaskTimeout(f"{what}: still running after {timeout:g} s ({upid})")
+            sleep(delay)
+            delay = min(delay * 1.5, 2.0)
     exitstatus = printable(str(status.get("exitstatus", "")))
     warnings = warnings_of(exitstatus)
     lines = task_log(api, upid) if exitstatus != "OK" else []
