@@ -132,3 +132,42 @@ def test_a_second_sigterm_stops_at_once_and_still_journals(lab: RunningLab, tmp_
     ).stdout
     [row] = json.loads(history)
     assert f"still running on the server: backup of nixos-vm ({dump['upid']})" in row["lines"]
+
+
+def test_sigint_while_apply_waits_for_a_guest_lock_writes_nothing_more(
+    lab: RunningLab, tmp_path: Path
+) -> None:
+    lab.pve.add_declared_guests()
+    lab.pve.snapshot_lock(101, "backup")  # someone else's vzdump holds nixos-vm
+    text = EXAMPLE.read_text()
+    assert text.count("cores = 4\nmemory = 8192") == 1
+    inventory = tmp_path / "nixmox.toml"
+    inventory.write_text(text.replace("cores = 4\nmemory = 8192", "cores = 4\nmemory = 4096"))
+    before = dict(lab.pve.guest(101).config)
+    state = tmp_path / "state"
+    process = _nixmox(
+        lab, state, "apply", "--yes", "--host-root", "/nonexistent", "--config", str(inventory)
+    )
+    # apply reads nixos-vm again and again while it waits for the lock to go.
+    deadline = time.monotonic() + 60
+    while sum(r[1].endswith("/qemu/101/config") for r in list(lab.pve.requests)) < 3:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "apply never waited on the lock"
+        time.sleep(0.05)
+    writes = len([r for r in list(lab.pve.requests) if r[0] != "GET"])
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "internal error" not in err and "Traceback" not in err
+    # Nothing was written after the signal; the guest is as it was.
+    assert len([r for r in list(lab.pve.requests) if r[0] != "GET"]) == writes
+    assert lab.pve.guest(101).config == before
+    assert "SKIPPED guest nixos-vm" in out and "gave up waiting for nixos-vm's lock" in out
+    journal = Journal(state)
+    try:
+        [run] = journal.runs("apply")
+    finally:
+        journal.close()
+    assert run.result == "interrupted" and run.summary["interrupted"] == "SIGINT"
+    [vm] = [o for o in run.summary["outcomes"] if o["name"] == "nixos-vm"]
+    assert vm["result"] == "skipped" and "interrupted by SIGINT" in vm["error"]

@@ -18,11 +18,12 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_status
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
+from nixmox.core import interrupt
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.updates.guest_snapshots import GuestSnapshots
-from nixmox.updates.outcome import UpdateSummary
+from nixmox.updates.outcome import UpdateOutcome, UpdateSummary
 from nixmox.updates.privileges import preflight, windows_needs
 from nixmox.windows.update import Clock, SystemClock, Target, Timing, WindowsUpdate
 from nixmox.windows.update_local import QmGuest
@@ -112,12 +113,13 @@ def prepare_windows_update(
     tz = zone(inv.timezone)
     chosen = targets(inv, windows_guests(inv, names), dry_run=dry_run)
 
+    def one(target: Target) -> UpdateOutcome:
+        if interrupt.stopping():
+            why = f"not started: interrupted by {interrupt.signal_name()}"
+            return UpdateOutcome(target.guest.name, target.guest.vmid, "skipped", message=why)
+        return WindowsUpdate(target, tz, clock or SystemClock(), timing or Timing(), dry_run).run()
+
     def update_guests() -> UpdateSummary:
-        return UpdateSummary(
-            tuple(
-                WindowsUpdate(t, tz, clock or SystemClock(), timing or Timing(), dry_run).run()
-                for t in chosen
-            )
-        )
+        return UpdateSummary(tuple(one(t) for t in chosen))
 
     return update_guests
