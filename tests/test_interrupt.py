@@ -171,3 +171,36 @@ def test_sigint_while_apply_waits_for_a_guest_lock_writes_nothing_more(
     assert run.result == "interrupted" and run.summary["interrupted"] == "SIGINT"
     [vm] = [o for o in run.summary["outcomes"] if o["name"] == "nixos-vm"]
     assert vm["result"] == "skipped" and "interrupted by SIGINT" in vm["error"]
+
+
+def test_sigint_during_a_verify_restore_boots_nothing_and_cleans_the_scratch_guest(
+    lab: RunningLab, tmp_path: Path
+) -> None:
+    lab.pve.add_declared_guests()
+    lab.pve.seed_backup("backups", 101, "qemu", datetime.now() - timedelta(hours=1))
+    lab.pve.hold_answers(0.4)  # the restore is in flight long enough to be interrupted
+    state = tmp_path / "state"
+    process = _nixmox(
+        lab, state, "backup", "verify", "--json", "--config", str(EXAMPLE), "--guest", "nixos-vm"
+    )
+    deadline = time.monotonic() + 60
+    while not [t for t in list(lab.pve.tasks.values()) if t.get("type") == "qmrestore"]:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no restore started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, out + err
+    assert "internal error" not in err and "Traceback" not in err
+    # Restored, never booted, and removed again.
+    assert not [r for r in lab.pve.requests if r[1].endswith("/9900/status/start")]
+    assert 9900 not in {g.vmid for g in lab.pve.vms}
+    [row] = json.loads(out)["guests"]
+    assert not row["ok"] and row["cleaned"] and row["scratch"] == 9900
+    assert "interrupted by SIGINT; the restored copy was not booted" in row["message"]
+    journal = Journal(state)
+    try:
+        [run] = journal.runs("backup verify")
+    finally:
+        journal.close()
+    assert run.result == "interrupted" and run.summary["guests"][0]["cleaned"] is True

@@ -23,6 +23,7 @@ from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guest
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.backup.archives import archives_of
 from nixmox.backup.job import content_path
+from nixmox.core import interrupt
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
 from nixmox.rules.timespan import parse_timespan
@@ -120,6 +121,8 @@ def verify_guest(
         }
         api.put(f"{path}/config", description=marker, **down)
         marked = True
+        # After a stop request the copy is not booted; the clean-up below still runs.
+        interrupt.raise_if_stopping("the restored copy was not booted")
         wait(
             api, api.post(f"{path}/status/start"), what=f"start scratch {scratch}", timeout=timeout
         )
@@ -127,6 +130,7 @@ def verify_guest(
         while guest_status(api, node, kind, scratch).get("status") != "running":
             if time.monotonic() >= deadline:
                 raise NixmoxError(f"scratch {scratch} did not reach running in {timeout:g} s")
+            interrupt.raise_if_stopping(f"stopped waiting for scratch {scratch} to run")
             time.sleep(1.0)
         agent = str(config.get("agent", "0")).split(",", 1)[0] in ("1", "enabled=1")
         if kind == "qemu" and agent:
