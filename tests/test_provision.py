@@ -215,7 +215,7 @@ def test_locked_guest_is_waited_for_then_fails_clearly(env: RunningLab, tmp_path
     assert env.pve.guest(101).config["memory"] in (4096, "4096")
 
 
-def test_offline_node_fails_its_guests_while_others_proceed(
+def test_offline_node_is_a_plan_error_and_apply_applies_nothing(
     env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     pve = env.pve
@@ -232,11 +232,14 @@ def test_offline_node_fails_its_guests_while_others_proceed(
         )
         + '\n[[guests]]\nname = "far"\nvmid = 200\nkind = "vm"\nnode = "pve2"\nmemory = 512\n'
     )
+    before = len(pve.requests)
     code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 1
-    assert "FAILED guest far" in out and "node pve2 is not answering" in out
-    assert "OK     guest nixos-lxc" in out and "OK     guest win11-gaming" in out
+    assert "! far (qemu 200 on pve2)" in captured.out and "node pve2 is not answering" in captured.out
+    assert "nothing applied: the plan has 1 error" in captured.err
+    # Not the bridges, not the other guests: half an apply is worse than none.
+    assert not [r for r in pve.requests[before:] if r[0] != "GET"]
 
 
 def test_interrupted_apply_converges_like_an_uninterrupted_one(

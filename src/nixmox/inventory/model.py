@@ -13,8 +13,10 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
+from nixmox.inventory.locate import Path as KeyPath
+from nixmox.inventory.locate import Position, nearest, render_path
 from nixmox.rules.oncalendar import CalendarError, is_valid_calendar
 from nixmox.rules.retention import Keep
 from nixmox.rules.timespan import parse_timespan
@@ -908,6 +910,22 @@ class Inventory(Strict):
     templates: Templates | None = Field(
         None, description="what template build bakes into the NixOS images"
     )
+
+    #: The file it was read from and where each key stands in it (set by the loader).
+    _source: tuple[str, dict[KeyPath, Position]] | None = PrivateAttr(default=None)
+
+    def remember_source(self, file: str, positions: dict[KeyPath, Position]) -> None:
+        """Keep where each key stands, so later errors (plan's) can name FILE:LINE:COL."""
+        self._source = (file, positions)
+
+    def where(self, path: KeyPath) -> str:
+        """``FILE:LINE:COL: key.path`` of ``path`` (its closest ancestor's line), or
+        just ``key.path`` when the inventory was not read from a file."""
+        if self._source is None:
+            return render_path(path)
+        file, positions = self._source
+        pos = nearest(positions, path)
+        return f"{file}:{pos.line}:{pos.column}: {render_path(path)}"
 
     def guest(self, name: str) -> Guest:
         """The guest called ``name`` (KeyError if none)."""

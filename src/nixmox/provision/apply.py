@@ -30,7 +30,7 @@ from nixmox.core import interrupt
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import NodeLimits, read_guest
-from nixmox.provision.desired import DesiredGuest, desired_guest
+from nixmox.provision.desired import DesiredGuest, creation, desired_guest
 from nixmox.provision.diff import ActualGuest, Change, GuestPlan, ObjectPlan, Plan, diff_guest
 
 log = logging.getLogger("nixmox.apply")
@@ -301,17 +301,8 @@ class Applier:
                 f"passthrough` fails: {', '.join(blockers)}"
             )
         if want.type == "lxc":
-            params: dict[str, Any] = {
-                "vmid": guest.vmid,
-                "ostemplate": want.create["ostemplate"],
-                "unprivileged": want.create.get("unprivileged", "1"),
-                **want.scalars,
-                **{k: props.render(k, v) for k, v in want.options.items()},
-            }
-            if "features" not in want.options and guest.os == "nixos":
-                params["features"] = "nesting=1"  # the nix sandbox and systemd need it
-            if "rootfs" in want.volumes:
-                params["rootfs"] = want.volumes["rootfs"].create_value("rootfs")
+            # What plan listed under the create, and nothing else.
+            params: dict[str, Any] = {"vmid": guest.vmid, **creation(want)}
             self.write(
                 "POST",
                 f"/nodes/{guest.node}/lxc",

@@ -15,13 +15,16 @@ from typing import Any, Literal
 
 from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.cluster import GuestRow
+from nixmox.inventory.locate import Path
 from nixmox.inventory.model import Inventory
+from nixmox.provision.checks import Storages, backup_problems, guest_problems, node_problem
 from nixmox.provision.desired import (
     BACKUP_JOB_ID,
     DesiredBridge,
     DesiredGuest,
     Label,
     Volume,
+    creation,
     desired_backup_job,
     desired_bridges,
     desired_guest,
@@ -75,6 +78,10 @@ class GuestPlan:
     error: str | None = None
     running: bool = False
     lock: str | None = None
+    #: Each error on its own, located in the inventory (``error`` joins them).
+    problems: tuple[str, ...] = ()
+    #: What a create sets (Proxmox key, value), as apply will send it.
+    attributes: tuple[tuple[str, str], ...] = ()
 
     @property
     def disruptive(self) -> list[Change]:
@@ -92,6 +99,7 @@ class ObjectPlan:
     options: dict[str, str] = field(default_factory=dict)
     changes: tuple[Change, ...] = ()
     error: str | None = None
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,8 @@ class Plan:
     storages: tuple[ObjectPlan, ...]
     unmanaged: tuple[tuple[int, str, str, str], ...]  # vmid, type, name, node
     jobs: tuple[ObjectPlan, ...] = ()
+    #: Problems of no single object (the backup storage), located in the inventory.
+    problems: tuple[str, ...] = ()
 
     @property
     def _all(self) -> list[GuestPlan | ObjectPlan]:
@@ -112,7 +122,7 @@ class Plan:
 
     @property
     def errors(self) -> list[str]:
-        return [f"{p.name}: {p.error}" for p in self._all if p.error]
+        return [f"{p.name}: {p.error}" for p in self._all if p.error] + list(self.problems)
 
     def as_json(self) -> dict[str, Any]:
         """The ``--json`` document (``schema_version`` for machines that read it)."""
@@ -162,6 +172,7 @@ class Plan:
             "unmanaged": [
                 {"vmid": v, "type": t, "name": n, "node": node} for v, t, n, node in self.unmanaged
             ],
+            "errors": self.errors,
         }
 
 
@@ -469,9 +480,21 @@ class ActualState:
     backup_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> job
     #: (node, storage) -> the vztmpl volumes on it, read for containers still to create.
     container_templates: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    #: node -> "online" | "offline" | ...; None: not read (plan does not judge nodes).
+    nodes: dict[str, str] | None = None
+    #: (node, storage) -> its content types, for each storage enabled on that node.
+    node_storages: dict[tuple[str, str], frozenset[str]] | None = None
+    #: The nodes whose interfaces are in ``bridges`` (a bridge missing elsewhere is unknown).
+    networks_read: frozenset[str] | None = None
 
 
 def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
+    """Why a guest to create cannot be: its template file or template VM is missing."""
+    found = _source_problem(want, actual)
+    return None if found is None else found[1]
+
+
+def _source_problem(want: DesiredGuest, actual: ActualState) -> tuple[str, str] | None:
     """Why a guest to create cannot be: its template file or template VM is missing."""
     g = want.guest
     volid = want.create.get("ostemplate")
@@ -479,7 +502,7 @@ def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
         storage = volid.split(":", 1)[0]
         found = actual.container_templates.get((g.node, storage))
         if found is not None and volid not in found:
-            return (
+            return "template", (
                 f"template {volid} is not on storage {storage} of {g.node}: "
                 "put it there with `nixmox template upload FILE`"
             )
@@ -491,7 +514,7 @@ def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
             if r.template and (str(r.vmid) == source or r.name == source)
         ]
         if not match:
-            return (
+            return "clone", (
                 f"clone source {source} is not a template VM on the cluster: restore one with "
                 "`nixmox template upload vzdump-qemu-....vma.zst --vmid N`"
             )
@@ -499,30 +522,34 @@ def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
 
 
 def make_plan(inv: Inventory, actual: ActualState) -> Plan:
-    """Compare the inventory with what the API reported."""
+    """Compare the inventory with what the API reported, and check what apply would need."""
     guests: list[GuestPlan] = []
-    for guest in inv.guests:
+    for i, guest in enumerate(inv.guests):
         if guest.vmid in actual.errors:
             guests.append(
-                GuestPlan(
-                    guest.name,
-                    guest.vmid,
-                    guest.node,
-                    guest.pve_type,
-                    "error",
-                    error=actual.errors[guest.vmid],
+                _located(
+                    inv,
+                    GuestPlan(guest.name, guest.vmid, guest.node, guest.pve_type, "error"),
+                    [(("guests", i), actual.errors[guest.vmid])],
                 )
             )
             continue
         want = desired_guest(guest)
         planned = diff_guest(want, actual.guests.get(guest.vmid))
+        found: list[tuple[Path, str]] = []
+        if planned.error is not None:
+            found.append((("guests", i), planned.error))
         if planned.action == "create":
-            problem = source_problem(want, actual)
+            problem = _source_problem(want, actual)
             if problem is not None:
-                planned = replace(planned, action="error", error=problem)
-        guests.append(planned)
+                found.append((("guests", i, problem[0]), problem[1]))
+        found += _judged(inv, i, planned, actual)
+        if planned.action == "create":
+            planned = replace(planned, attributes=tuple(creation(want).items()))
+        guests.append(_located(inv, planned, found) if found else planned)
     bridges = tuple(
-        diff_bridge(b, actual.bridges.get((b.node, b.iface))) for b in desired_bridges(inv)
+        _judge_bridge(inv, diff_bridge(b, actual.bridges.get((b.node, b.iface))), actual)
+        for b in desired_bridges(inv)
     )
     storages = tuple(
         diff_storage(s.storage, desired_storage(s), actual.storages.get(s.storage))
@@ -536,7 +563,71 @@ def make_plan(inv: Inventory, actual: ActualState) -> Plan:
     want_job = desired_backup_job(inv)
     if want_job is not None:
         jobs = (diff_backup_job(want_job, actual.backup_jobs.get(BACKUP_JOB_ID)),)
-    return Plan(tuple(guests), bridges, storages, unmanaged, jobs)
+    problems: tuple[str, ...] = ()
+    known = _storages(inv, actual)
+    if known is not None:
+        problems = tuple(f"{inv.where(p.path)}: {p.message}" for p in backup_problems(inv, known))
+    return Plan(tuple(guests), bridges, storages, unmanaged, jobs, problems)
+
+
+def _located(inv: Inventory, planned: GuestPlan, found: list[tuple[Path, str]]) -> GuestPlan:
+    """``planned`` as an error, each problem with its FILE:LINE:COL."""
+    lines = tuple(f"{inv.where(path)}: {message}" for path, message in found)
+    return replace(planned, action="error", error="; ".join(lines), problems=lines)
+
+
+def _storages(inv: Inventory, actual: ActualState) -> Storages | None:
+    if actual.nodes is None or actual.node_storages is None:
+        return None  # not read: nothing to judge against
+    return Storages.of(
+        inv, actual.node_storages, frozenset(actual.storages), frozenset(actual.nodes)
+    )
+
+
+def _judged(
+    inv: Inventory, i: int, planned: GuestPlan, actual: ActualState
+) -> list[tuple[Path, str]]:
+    """The plan-time checks of one guest to create or to extend (see :mod:`.checks`)."""
+    known = _storages(inv, actual)
+    if known is None or actual.nodes is None or planned.action not in ("create", "update"):
+        return []
+    guest = inv.guests[i]
+    bridges: set[tuple[str, str]] | None = None
+    if actual.networks_read is not None and guest.node in actual.networks_read:
+        bridges = {
+            key
+            for key, iface in actual.bridges.items()
+            if iface.get("type") in ("bridge", "OVSBridge")
+        }
+        bridges |= {(b.node, b.iface) for b in desired_bridges(inv)}
+    new = frozenset(c.key for c in planned.changes if c.old is None)
+    return [
+        (p.path, p.message)
+        for p in guest_problems(
+            i,
+            guest,
+            creating=planned.action == "create",
+            new_slots=new,
+            storages=known,
+            nodes=actual.nodes,
+            bridges=bridges,
+        )
+    ]
+
+
+def _judge_bridge(inv: Inventory, planned: ObjectPlan, actual: ActualState) -> ObjectPlan:
+    """A bridge to create or change on a node that is not there or not online is an error."""
+    if actual.nodes is None or planned.action not in ("create", "update") or not planned.node:
+        return planned
+    problem = node_problem(planned.node, actual.nodes)
+    if problem is None:
+        return planned
+    index = next(
+        (j for j, b in enumerate(inv.bridges) if b.name == planned.name),
+        0,
+    )
+    line = f"{inv.where(('bridges', index, 'node'))}: {problem}"
+    return replace(planned, action="error", error=line, problems=(line,))
 
 
 def diff_backup_job(want: dict[str, str], have: Mapping[str, Any] | None) -> ObjectPlan:
