@@ -281,3 +281,23 @@ def test_node_problems_and_suggestions() -> None:
     assert "is offline" in str(node_problem("pve2", {"pve2": "offline"}))
     assert "did you mean 'pve1'" in str(node_problem("pve11", {"pve1": "online"}))
     assert did_you_mean("zzz", ["local"]) == ""
+
+
+def test_a_key_dropped_from_the_inventory_is_unmanaged_now(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write(tmp_path, FIXED)
+    assert run(["apply", "--yes", "--config", str(path)]) == 0
+    capsys.readouterr()
+    # The user removes `memory` from dns: nixmox leaves 512 in place and says so.
+    path.write_text(FIXED.replace('os = "nixos"\nmemory = 512\n', 'os = "nixos"\n', 1))
+    code, out = plan_text(capsys, path)
+    assert code == 0, out
+    assert "= dns (lxc 110 on pve1" in out
+    assert "memory: 512   # unmanaged now: nixmox set it before" in out
+    assert str(env.pve.guest(110).config["memory"]) == "512"
+    code = run(["plan", "--json", "--config", str(path)])
+    report = json.loads(capsys.readouterr().out)
+    assert next(g for g in report["guests"] if g["name"] == "dns")["unmanaged_now"] == ["memory"]
+    # A key nixmox never set is not "unmanaged now": web never declared swap or cores.
+    assert next(g for g in report["guests"] if g["name"] == "web")["unmanaged_now"] == []

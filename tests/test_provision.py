@@ -236,7 +236,8 @@ def test_offline_node_is_a_plan_error_and_apply_applies_nothing(
     code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
     captured = capsys.readouterr()
     assert code == 1
-    assert "! far (qemu 200 on pve2)" in captured.out and "node pve2 is not answering" in captured.out
+    assert "! far (qemu 200 on pve2)" in captured.out
+    assert "node pve2 is not answering" in captured.out
     assert "nothing applied: the plan has 1 error" in captured.err
     # Not the bridges, not the other guests: half an apply is worse than none.
     assert not [r for r in pve.requests[before:] if r[0] != "GET"]

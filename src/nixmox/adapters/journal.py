@@ -117,11 +117,15 @@ CREATE INDEX IF NOT EXISTS runs_command_started ON runs (command, started);
 """
 
 
+#: The journal's file name inside the state directory.
+JOURNAL_FILE = "journal.sqlite3"
+
+
 class Journal:
     """The run journal: ``journal.sqlite3`` in the state directory."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = ensure_state_dir(directory) / "journal.sqlite3"
+        self.path = ensure_state_dir(directory) / JOURNAL_FILE
         # Created 0600 and never through a link; sqlite opens it afterwards.
         os.close(open_private(self.path))
         try:

@@ -94,7 +94,7 @@ def print_plan(result: Plan, *, verbose: bool = False) -> None:
     _print_objects("Storages", result.storages, verbose)
     _print_objects("Bridges", result.bridges, verbose)
     _print_objects("Backup job (Proxmox's scheduler)", result.jobs, verbose)
-    guests = [g for g in result.guests if verbose or g.action != "none"]
+    guests = [g for g in result.guests if verbose or g.action != "none" or g.released]
     if guests:
         print("Guests")
     for g in guests:
@@ -115,6 +115,11 @@ def print_plan(result: Plan, *, verbose: bool = False) -> None:
             print(f"{head}: {len(g.changes)} change{'s' if len(g.changes) != 1 else ''}")
         for c in g.changes:
             print(_change_line(c))
+        for key, value in g.released:
+            print(
+                f"      {key}: {value}   # unmanaged now: nixmox set it before, the inventory "
+                "no longer declares it; it stays as it is"
+            )
     for problem in result.problems:
         print(f"! {problem}")
     if result.unmanaged:

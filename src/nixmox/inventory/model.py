@@ -686,7 +686,11 @@ class Guest(Strict):
     clone: int | Name | None = Field(
         None, description="VM: template VM to create a full clone of, by vmid or name"
     )
-    rootfs: Volume | None = Field(None, description="LXC: the root file system")
+    rootfs: Volume | None = Field(
+        None,
+        description="LXC: the root disk (a storage with rootdir content, and a size); "
+        "required to create a container, no default",
+    )
     disks: list[Disk] = Field(default_factory=list, description="VM: disks, one per slot")
     net: list[Net] = Field(
         default_factory=list, max_length=32, description="network interfaces: net0, net1, ..."
@@ -895,11 +899,16 @@ class Inventory(Strict):
     )
     zfs: ZfsSettings = Field(default_factory=ZfsSettings, description="how zfs and zpool run")
     nodes: list[Node] = Field(default_factory=list, description="Proxmox VE nodes")
-    bridges: list[Bridge] = Field(default_factory=list, description="Linux bridges apply manages")
+    bridges: list[Bridge] = Field(
+        default_factory=list,
+        description="Linux bridges apply manages; guests may also use bridges not listed here",
+    )
     pools: list[Pool] = Field(default_factory=list, description="ZFS pools doctor checks")
     datasets: list[Dataset] = Field(default_factory=list, description="ZFS datasets doctor checks")
     storages: list[Storage] = Field(
-        default_factory=list, description="Proxmox storages apply manages"
+        default_factory=list,
+        description="Proxmox storages apply manages; guests may also use storages not listed "
+        "here (plan checks them on the server)",
     )
     guests: list[Guest] = Field(default_factory=list, description="containers and VMs")
     snapshots: Snapshots | None = Field(None, description="ZFS snapshot policies; unset: none")

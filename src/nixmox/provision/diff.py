@@ -82,6 +82,9 @@ class GuestPlan:
     problems: tuple[str, ...] = ()
     #: What a create sets (Proxmox key, value), as apply will send it.
     attributes: tuple[tuple[str, str], ...] = ()
+    #: Keys nixmox set before that the inventory no longer declares: (key, value
+    #: they keep). Never changed; plan says so once they are "unmanaged now".
+    released: tuple[tuple[str, str], ...] = ()
 
     @property
     def disruptive(self) -> list[Change]:
@@ -143,6 +146,8 @@ class Plan:
                     "running": g.running,
                     "error": g.error,
                     "changes": [change(c) for c in g.changes],
+                    "attributes": dict(g.attributes),
+                    "unmanaged_now": [k for k, _ in g.released],
                 }
                 for g in self.guests
             ],
@@ -521,8 +526,35 @@ def _source_problem(want: DesiredGuest, actual: ActualState) -> tuple[str, str] 
     return None
 
 
-def make_plan(inv: Inventory, actual: ActualState) -> Plan:
-    """Compare the inventory with what the API reported, and check what apply would need."""
+def managed_keys(want: DesiredGuest) -> frozenset[str]:
+    """The Proxmox keys nixmox sets for this guest (what apply records it manages)."""
+    return frozenset(
+        {*want.scalars, *want.options, *want.volumes, *want.create} - {"ostemplate", "clone"}
+    )
+
+
+def released_keys(
+    want: DesiredGuest, have: ActualGuest | None, before: frozenset[str]
+) -> tuple[tuple[str, str], ...]:
+    """Keys nixmox set (``before``, from the journal) that the inventory dropped and the
+    guest still has: left as they are, which plan says instead of staying silent."""
+    if have is None:
+        return ()
+    gone = before - managed_keys(want)
+    return tuple(
+        (key, have.config[key])
+        for key in sorted(gone)
+        if key in have.config and props.kind_of(key) not in want.owned_prefixes
+    )
+
+
+def make_plan(
+    inv: Inventory, actual: ActualState, managed: Mapping[int, frozenset[str]] | None = None
+) -> Plan:
+    """Compare the inventory with what the API reported, and check what apply would need.
+
+    ``managed``: per VMID, the keys the last apply set (from the journal), for the
+    "unmanaged now" notes."""
     guests: list[GuestPlan] = []
     for i, guest in enumerate(inv.guests):
         if guest.vmid in actual.errors:
@@ -546,6 +578,11 @@ def make_plan(inv: Inventory, actual: ActualState) -> Plan:
         found += _judged(inv, i, planned, actual)
         if planned.action == "create":
             planned = replace(planned, attributes=tuple(creation(want).items()))
+        elif managed and guest.vmid in managed:
+            planned = replace(
+                planned,
+                released=released_keys(want, actual.guests.get(guest.vmid), managed[guest.vmid]),
+            )
         guests.append(_located(inv, planned, found) if found else planned)
     bridges = tuple(
         _judge_bridge(inv, diff_bridge(b, actual.bridges.get((b.node, b.iface))), actual)
