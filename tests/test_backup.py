@@ -92,6 +92,27 @@ def test_a_run_keeps_exactly_what_the_rule_keeps(
     assert journal.result == "ok" and len(journal.summary["guests"]) == 3
 
 
+def test_archive_ages_come_from_the_listing_not_the_name_read_in_our_zone(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The node runs in New York, the inventory says Vienna: vzdump's names are in
+    # New York time, six hours behind. Two archives a day (01:00 and 12:00 in Vienna)
+    # put the 01:00 one on the previous day by its name read in Vienna.
+    env.pve.node_zone = ZoneInfo("America/New_York")
+    start = datetime(2026, 11, 20, 1, 0, tzinfo=VIENNA)
+    for d in range(20):
+        for hours in (0, 11):
+            env.pve.seed_backup("backups", 101, "qemu", start - timedelta(days=d, hours=-hours))
+    name = next(iter(env.pve.backups("backups", 101)))
+    assert "-19_00_00." in name or "-06_00_00." in name  # New York names
+    code, report = backup_json(capsys, "--guest", "nixos-vm")
+    assert code == 0, report
+    assert volids(env, 101) == expected_survivors(env, 101, "qemu")
+    # Beyond keep-last, every kept archive is its Vienna day's last one (12:00), never a 01:00.
+    kept = sorted(r["ctime"] for r in env.pve.backups("backups", 101).values())[:-3]
+    assert kept and {datetime.fromtimestamp(t, VIENNA).hour for t in kept} == {12}
+
+
 def test_a_failed_backup_keeps_every_archive_and_the_others_are_pruned(
     env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:

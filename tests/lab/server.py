@@ -118,6 +118,10 @@ class Lab(FakePve):
         self.node_name: str = node["name"]
         self.hardware: dict[str, Any] = node.get("hardware", {})
         self.timezone = ZoneInfo(self.inventory.get("timezone", "UTC"))
+        #: The node's own local zone: vzdump names archives in it (PVE::VZDump uses
+        #: localtime), and the content listing's ctime is that name read back in it
+        #: (pve-storage, PVE::Storage::archive_info). It need not be the inventory's.
+        self.node_zone: ZoneInfo = self.timezone
         # The lab's clock (epoch seconds): replace it to back-date what the lab creates.
         self.now: Callable[[], float] = time.time
         # PVE seconds one guest's backup takes (scaled by time_scale like every task).
@@ -626,7 +630,7 @@ class Lab(FakePve):
         }
 
     def _archive_name(self, kind: str, vmid: int, ctime: int, compress: str) -> str:
-        stamp = dt.datetime.fromtimestamp(ctime, self.timezone).strftime("%Y_%m_%d-%H_%M_%S")
+        stamp = dt.datetime.fromtimestamp(ctime, self.node_zone).strftime("%Y_%m_%d-%H_%M_%S")
         ext = ("vma" if kind == "qemu" else "tar") + COMPRESS_EXT.get(compress, "")
         return f"backup/vzdump-{kind}-{vmid}-{stamp}.{ext}"
 
@@ -787,7 +791,7 @@ class Lab(FakePve):
             return f"unable to find VM {vmid}"
         kind = "lxc" if isinstance(guest, FakeCt) else "qemu"
         start = self.now()
-        local = dt.datetime.fromtimestamp(start, self.timezone)
+        local = dt.datetime.fromtimestamp(start, self.node_zone)
         log.append(f"INFO: Starting Backup of VM {vmid} ({kind})")
         log.append(f"INFO: Backup started at {local:%Y-%m-%d %H:%M:%S}")
         if guest.lock:
@@ -1204,6 +1208,12 @@ class Lab(FakePve):
             if f.is_file() and self._DUMP_NAME.fullmatch(f.name)
         }
 
+    def _name_ctime(self, filename: str) -> int:
+        stamp = re.search(r"(\d{4})_(\d\d)_(\d\d)-(\d\d)_(\d\d)_(\d\d)", filename)
+        assert stamp is not None
+        fields = [int(f) for f in stamp.groups()]
+        return int(dt.datetime(*fields, tzinfo=self.node_zone).timestamp())
+
     def _volumes(self, name: str) -> dict[str, Any]:
         volumes = (self.storages.get(name) or {}).get("volumes")
         for volname, file in self._dump_files(name).items():
@@ -1217,7 +1227,8 @@ class Lab(FakePve):
                         "content": "backup",
                         "format": volname.split(".", 1)[1],
                         "size": file.stat().st_size,
-                        "ctime": int(file.stat().st_mtime),
+                        # PVE lists the name's time, read in the node's zone, not the mtime.
+                        "ctime": self._name_ctime(file.name),
                         "vmid": int(found.group(2)),
                         "subtype": found.group(1),
                     },
