@@ -122,6 +122,19 @@ class Lab(FakePve):
         #: localtime), and the content listing's ctime is that name read back in it
         #: (pve-storage, PVE::Storage::archive_info). It need not be the inventory's.
         self.node_zone: ZoneInfo = self.timezone
+        #: The qemu-server.conf inside a VM archive copied into a dump directory: what
+        #: nixpkgs' proxmox-image writes by default (its boot disk virtio0, with the
+        #: storage hint local-lvm). Restored without storage=, PVE puts the disk there.
+        self.copied_vm_archive_config: dict[str, Any] = {
+            "name": "nixos-vm",
+            "cores": 2,
+            "memory": 2048,
+            "ostype": "l26",
+            "agent": "1",
+            "virtio0": "local-lvm:vm-9999-disk-0,size=8G",
+            "boot": "order=virtio0",
+            "net0": "virtio=00:00:00:00:00:00,bridge=vmbr0,firewall=1",
+        }
         # The lab's clock (epoch seconds): replace it to back-date what the lab creates.
         self.now: Callable[[], float] = time.time
         # PVE seconds one guest's backup takes (scaled by time_scale like every task).
@@ -495,6 +508,7 @@ class Lab(FakePve):
         target = v.get("storage")
         config: dict[str, Any] = {}
         disk_no = 0
+        planned: list[tuple[str, str, int]] = []
         for key, value in saved.items():
             text = str(value)
             volume = text.split(",", 1)[0]
@@ -503,16 +517,36 @@ class Lab(FakePve):
                     continue
                 new = f"vm-{vmid}-disk-{disk_no}"
                 disk_no += 1
-                store = target or volume.split(":", 1)[0]
-                self._add_volume(
-                    store,
-                    new,
-                    {"content": "images", "format": "raw", "size": 1024**3, "vmid": vmid},
-                )
+                # PVE::QemuServer::parse_backup_hints: storage= wins, else the archive's own
+                # storage hint; that storage must exist and take VM images.
+                store = (target or "local") if target is not None else volume.split(":", 1)[0]
+                size = re.search(r"(?:^|,)size=(\d+[KMGT]?)", text)
+                planned.append((store, new, size_bytes(size.group(1)) if size else 1024**3))
                 rest = text.split(",", 1)[1] if "," in text else ""
                 config[key] = f"{store}:{new}" + (f",{rest}" if rest else "")
             elif key not in ("lock", "digest"):
                 config[key] = value
+        refused = next(
+            (
+                f"storage '{store}' does not exist"
+                if store not in self.storages
+                else f"Content type 'images' is not available on storage '{store}'"
+                for store, _, _ in planned
+                if store not in self.storages
+                or "images" not in split_list(self.storages[store].get("content"))
+            ),
+            None,
+        )
+        if refused is not None:
+
+            async def fail() -> str:
+                raise TaskError(refused)
+
+            return await self.task(node, "qmrestore", vmid, user, fail)
+        for store, new, size in planned:
+            self._add_volume(
+                store, new, {"content": "images", "format": "raw", "size": size, "vmid": vmid}
+            )
         if v.get("unique"):
             for key in [k for k in config if re.fullmatch(r"net\d+", k)]:
                 config[key] = re.sub(r"=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "", str(config[key]))
@@ -525,6 +559,25 @@ class Lab(FakePve):
             return f"restore {archive} to VM {vmid}"
 
         return await self.task(node, "qmrestore", vmid, user, body, vm=vm)
+
+    async def _qm_clone(self, v: dict[str, Any], user: str) -> str:
+        # PVE::API2::Qemu clone_vm: a clone to another node needs every disk of the
+        # source on shared storage, whatever storage= says ("VM uses local storage").
+        target = v.get("target")
+        src = self.guest(int(v["vmid"]))
+        if target and target != v["node"] and isinstance(src, FakeVm):
+            for key, value in src.config.items():
+                volume = str(value).split(",", 1)[0]
+                if not re.fullmatch(r"(scsi|virtio|sata|ide|efidisk|tpmstate)\d+", key):
+                    continue
+                if ":" not in volume or "media=cdrom" in str(value):
+                    continue
+                if not (self.storages.get(volume.split(":", 1)[0]) or {}).get("shared"):
+                    raise PveError(
+                        500, f"can't clone VM to node '{target}' (VM uses local storage)"
+                    )
+        upid: str = await super()._qm_clone(v, user)
+        return upid
 
     # --------------------------------------------------------------- resize
 
@@ -1231,6 +1284,7 @@ class Lab(FakePve):
                         "ctime": self._name_ctime(file.name),
                         "vmid": int(found.group(2)),
                         "subtype": found.group(1),
+                        "config": dict(self.copied_vm_archive_config),
                     },
                 )
         listed: dict[str, Any] = super()._volumes(name)

@@ -123,7 +123,8 @@ def read_state(
 
     run_all(fetch_network, nodes, total)
     storages: dict[str, dict[str, Any]] = {}
-    if inv.storages:
+    clones = _clone_configs(api, inv, by_vmid)
+    if inv.storages or clones:
         storages = {str(s["storage"]): s for s in api.get("/storage") or []}
     jobs: dict[str, dict[str, Any]] = {}
     if inv.backups is not None and inv.backups.scheduler == "proxmox":
@@ -136,7 +137,24 @@ def read_state(
         errors,
         jobs,
         _container_templates(api, inv, set(by_vmid), total),
+        clones,
     )
+
+
+def _clone_configs(
+    api: Proxmox, inv: Inventory, by_vmid: dict[int, GuestRow]
+) -> dict[int, dict[str, Any]]:
+    """The config of each template a VM still to create is cloned from (plan checks its
+    boot slot and its storages). A template that cannot be read is left out."""
+    sources = {str(g.clone) for g in inv.guests if g.clone is not None and g.vmid not in by_vmid}
+    found: dict[int, dict[str, Any]] = {}
+    for row in by_vmid.values():
+        if row.template and (str(row.vmid) in sources or row.name in sources):
+            try:
+                found[row.vmid] = dict(api.get(f"{row.path}/config") or {})
+            except NixmoxError as exc:
+                log.info("cannot read template %s: %s", row.vmid, exc)
+    return found
 
 
 def _container_templates(
