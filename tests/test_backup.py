@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import tomlkit
 
 from nixmox.adapters.journal import Journal
 from nixmox.backup.archives import archives_of, parse_volid
@@ -256,6 +258,25 @@ def test_verify_fails_cleanly_when_the_start_fails(
     row = report["guests"][0]
     assert not row["ok"] and "QEMU exited with code 1" in row["message"] and row["cleaned"]
     assert 9900 not in {g.vmid for g in env.pve.vms}
+
+
+def test_verify_restores_a_container_without_a_declared_rootfs_onto_a_rootdir_storage(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A maintained-only container (no rootfs in the inventory) and a verify storage for
+    # VM images only: left to itself PVE restores to `local`, which takes no containers.
+    data = tomllib.loads(EXAMPLE.read_text())
+    ct = next(g for g in data["guests"] if g["name"] == "nixos-lxc")
+    del ct["rootfs"]
+    inv = tmp_path / "n.toml"
+    inv.write_text(tomlkit.dumps(data))
+    assert run(["backup", "--config", str(inv), "--guest", "nixos-lxc"]) == 0
+    capsys.readouterr()
+    code = run(["backup", "verify", "--json", "--config", str(inv), "--guest", "nixos-lxc"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    restores = [r for r in env.pve.requests if r[0] == "POST" and r[1].endswith("/nodes/pve1/lxc")]
+    assert restores and b"storage=ct-disks" in restores[-1][2]
 
 
 def test_verify_without_any_archive_fails(
