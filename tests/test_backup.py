@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import tomlkit
 
 from nixmox.adapters.journal import Journal
 from nixmox.backup.archives import archives_of, parse_volid
@@ -90,6 +92,27 @@ def test_a_run_keeps_exactly_what_the_rule_keeps(
     assert volids(env, 555) == foreign
     [journal] = Journal(Path(os.environ["NIXMOX_STATE_DIR"])).runs("backup")
     assert journal.result == "ok" and len(journal.summary["guests"]) == 3
+
+
+def test_archive_ages_come_from_the_listing_not_the_name_read_in_our_zone(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The node runs in New York, the inventory says Vienna: vzdump's names are in
+    # New York time, six hours behind. Two archives a day (01:00 and 12:00 in Vienna)
+    # put the 01:00 one on the previous day by its name read in Vienna.
+    env.pve.node_zone = ZoneInfo("America/New_York")
+    start = datetime(2026, 11, 20, 1, 0, tzinfo=VIENNA)
+    for d in range(20):
+        for hours in (0, 11):
+            env.pve.seed_backup("backups", 101, "qemu", start - timedelta(days=d, hours=-hours))
+    name = next(iter(env.pve.backups("backups", 101)))
+    assert "-19_00_00." in name or "-06_00_00." in name  # New York names
+    code, report = backup_json(capsys, "--guest", "nixos-vm")
+    assert code == 0, report
+    assert volids(env, 101) == expected_survivors(env, 101, "qemu")
+    # Beyond keep-last, every kept archive is its Vienna day's last one (12:00), never a 01:00.
+    kept = sorted(r["ctime"] for r in env.pve.backups("backups", 101).values())[:-3]
+    assert kept and {datetime.fromtimestamp(t, VIENNA).hour for t in kept} == {12}
 
 
 def test_a_failed_backup_keeps_every_archive_and_the_others_are_pruned(
@@ -235,6 +258,25 @@ def test_verify_fails_cleanly_when_the_start_fails(
     row = report["guests"][0]
     assert not row["ok"] and "QEMU exited with code 1" in row["message"] and row["cleaned"]
     assert 9900 not in {g.vmid for g in env.pve.vms}
+
+
+def test_verify_restores_a_container_without_a_declared_rootfs_onto_a_rootdir_storage(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A maintained-only container (no rootfs in the inventory) and a verify storage for
+    # VM images only: left to itself PVE restores to `local`, which takes no containers.
+    data = tomllib.loads(EXAMPLE.read_text())
+    ct = next(g for g in data["guests"] if g["name"] == "nixos-lxc")
+    del ct["rootfs"]
+    inv = tmp_path / "n.toml"
+    inv.write_text(tomlkit.dumps(data))
+    assert run(["backup", "--config", str(inv), "--guest", "nixos-lxc"]) == 0
+    capsys.readouterr()
+    code = run(["backup", "verify", "--json", "--config", str(inv), "--guest", "nixos-lxc"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    restores = [r for r in env.pve.requests if r[0] == "POST" and r[1].endswith("/nodes/pve1/lxc")]
+    assert restores and b"storage=ct-disks" in restores[-1][2]
 
 
 def test_verify_without_any_archive_fails(

@@ -143,7 +143,7 @@ def test_updates_follows_the_schedules(inv: Inventory) -> None:
             found
         )
         assert f"policy {target.policy}" in labels[node_id("dataset", target.dataset)]
-    assert "keep-hourly 24, keep-daily 7, keep-weekly 4" in labels["dataset_rpool_2fdata_2fct"]
+    assert "keep-hourly 24, keep-daily 14, keep-weekly 8" in labels["dataset_tank_2fshared"]
     assert ("timer_backup", "-->", "", "vzdump") in found
     assert ("vzdump", "-->", "archive, then prune", "storage_backups") in found
     assert labels["storage_backups"].endswith(

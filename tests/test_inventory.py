@@ -379,3 +379,50 @@ def test_a_broken_guest_is_not_also_reported_as_undeclared(
     assert run(["config", "check", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert "guests[1].cores" in err and "not declared" not in err
+
+
+GUEST_STORAGE = """\
+timezone = "UTC"
+[[datasets]]
+name = "rpool/data"
+[[datasets]]
+name = "rpool/data/vm"
+[[datasets]]
+name = "tank/shared"
+[[storages]]
+storage = "vm-disks"
+type = "zfspool"
+dataset = "rpool/data/vm"
+content = ["images"]
+[snapshots.policies.p]
+keep-daily = 7
+[[snapshots.datasets]]
+dataset = "{dataset}"
+policy = "p"
+recursive = {recursive}
+"""
+
+
+@pytest.mark.parametrize(
+    ("dataset", "recursive", "refused"),
+    [
+        ("rpool/data/vm", "true", True),  # every guest volume below it
+        ("rpool/data", "true", True),  # the storage's dataset is inside the tree
+        ("rpool/data/vm/vm-101-disk-0", "false", True),  # one guest volume
+        ("rpool/data/vm", "false", False),  # the parent alone covers no volume
+        ("rpool/data", "false", False),
+        ("tank/shared", "true", False),
+    ],
+)
+def test_snapshots_of_datasets_holding_guest_disks_are_refused(
+    dataset: str, recursive: str, refused: bool
+) -> None:
+    text = GUEST_STORAGE.format(dataset=dataset, recursive=recursive)
+    if not refused:
+        parse_inventory(text, "f.toml")
+        return
+    with pytest.raises(InventoryInvalid) as info:
+        parse_inventory(text, "f.toml")
+    [problem] = [d for d in info.value.diagnostics if "guest disks" in d.message]
+    assert problem.path == "snapshots.datasets[0].dataset"
+    assert "storage vm-disks" in problem.message and "not most recent" not in problem.message

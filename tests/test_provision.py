@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import ssl
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomlkit
 
 from nixmox.adapters.proxmox.client import Proxmox, TlsError
 from nixmox.adapters.proxmox.settings import Connection, connection
@@ -97,8 +99,9 @@ def test_plan_apply_plan_converges(env: RunningLab, capsys: pytest.CaptureFixtur
         {"vmid": 9000, "type": "qemu", "name": "nixos-template", "node": "pve1"}
     ]
     # One /cluster/resources, /access/permissions, the network, /storage, and the template
-    # files on `local` (for the container to create): no per-guest reads yet.
-    assert report["requests"] == 5
+    # files on `local` (for the container to create), the config of template 9000 (for the
+    # VM to clone: its boot slot and storages): no per-guest reads yet.
+    assert report["requests"] == 6
     assert apply_example(capsys) == 0
     pve = env.pve
     before = len(pve.requests)
@@ -492,3 +495,26 @@ def test_a_config_write_that_took_effect_is_not_repeated(
     # writing), exactly one more: never a loop of blind repeats.
     assert len(puts) == 2
     assert plan_json(capsys, inv)[0] == 0
+
+
+def test_plan_refuses_a_clone_to_another_node_from_local_storage(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The template 9000 lives on pve1 with its disk on vm-disks (local ZFS): PVE cannot
+    # clone it to pve2, so plan says so rather than apply failing half-way.
+    env.pve.add_node("pve2")
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["nodes"].append({"name": "pve2"})
+    data["guests"] = [g for g in data["guests"] if g["name"] == "nixos-vm"]
+    data["guests"][0]["node"] = "pve2"
+    data.pop("backups", None)
+    inv = tmp_path / "n.toml"
+    inv.write_text(tomlkit.dumps(data))
+    code = run(["plan", "--json", "--config", str(inv)])
+    [row] = json.loads(capsys.readouterr().out)["guests"]
+    assert code != 0 and row["action"] == "error"
+    assert "PVE cannot clone it to pve2" in row["error"] and "vm-disks" in row["error"]
+    # apply refuses it too and creates nothing on pve2.
+    code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
+    capsys.readouterr()
+    assert code != 0 and env.pve.guest(101) is None

@@ -825,6 +825,26 @@ def test_upload_vm_image_becomes_a_vm_template(
     vm = env.pve.guest(9100)
     assert vm is not None and vm.template
     assert vm.name == "nixos-vm"
+    # The archive names local-lvm (nixpkgs' default), which this ZFS host lacks: the
+    # disk went to the inventory's images storage instead.
+    assert str(vm.config["virtio0"]).startswith("vm-disks:base-9100-disk-0")
+    # The template boots from virtio0; a guest cloning it that declares scsi0 would get
+    # a new empty disk: plan says so instead of creating it.
+    data = tomllib.loads(inv.read_text())
+    data["guests"] = [g for g in data["guests"] if g["name"] == "nixos-vm"]
+    data["guests"][0]["clone"] = 9100
+    data.pop("backups", None)
+    cloning = tmp_path / "cloning.toml"
+    cloning.write_text(tomlkit.dumps(data))
+    code = run(["plan", "--json", "--config", str(cloning)])
+    [row] = json.loads(capsys.readouterr().out)["guests"]
+    assert code != 0 and row["action"] == "error" and "boots from virtio0" in row["error"], row
+    assert 'declare slot = "virtio0"' in row["error"]
+    data["guests"][0]["disks"][0]["slot"] = "virtio0"
+    cloning.write_text(tomlkit.dumps(data))
+    code, plan = _json(capsys, ["plan", "--json", "--config", str(cloning)])
+    [row] = plan["guests"]
+    assert row["action"] == "create" and row["error"] is None, row
     # Copied over SSH for real, restored, then the copy removed through the API.
     assert answer["archive"].startswith("backups:backup/vzdump-qemu-9100-")
     assert list((backups / "dump").iterdir()) == []

@@ -64,7 +64,17 @@ def restore_storage(guest: Guest, verify: BackupVerify, storages: list[Storage])
         return verify.storage
     if guest.rootfs is not None:
         return guest.rootfs.storage
-    return guest.disks[0].storage if guest.disks else None
+    if guest.disks:
+        return guest.disks[0].storage
+    # Without storage= a container's restore goes to `local` (pve-container,
+    # PVE::API2::LXC create_vm), which holds no container content on a default
+    # install: name the node's rootdir storage instead.
+    fit = [
+        s.storage
+        for s in storages
+        if content in s.content and (not s.nodes or guest.node in s.nodes)
+    ]
+    return fit[0] if guest.kind == "lxc" and fit else None
 
 
 def verify_guest(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from nixmox.inventory.locate import Path, render_path
-from nixmox.inventory.model import Guest, Inventory, KeepOptions
+from nixmox.inventory.model import Guest, Inventory, KeepOptions, Storage
 from nixmox.rules.timespan import parse_timespan
 
 
@@ -136,6 +136,25 @@ def _guest_shape(guest: Guest, path: Path) -> Iterator[Problem]:
                     f"dead_man ({update.dead_man}) must be longer than the health checks "
                     f"may take ({health})",
                 )
+
+
+def backed_guest_storage(dataset: str, recursive: bool, storages: Iterable[Storage]) -> str | None:
+    """The zfspool storage whose guest volumes a snapshot of ``dataset`` would cover.
+
+    pve-storage's ZFS plugin (PVE::Storage::ZFSPoolPlugin::volume_rollback_is_possible)
+    refuses a rollback to a snapshot that is not the volume's most recent one, and
+    counts every ZFS snapshot, whoever took it.
+    """
+    for store in storages:
+        if store.type != "zfspool" or not store.dataset:
+            continue
+        pool = store.dataset
+        # Not recursive, a snapshot of the storage's parent dataset covers no volume.
+        if dataset.startswith(pool + "/") or (
+            recursive and (dataset == pool or pool.startswith(dataset + "/"))
+        ):
+            return store.storage
+    return None
 
 
 def check(inv: Inventory) -> list[Problem]:
@@ -308,6 +327,19 @@ def check(inv: Inventory) -> list[Problem]:
                     )
                 )
             dataset_ref((*tpath, "dataset"), target.dataset)
+            guest_storage = backed_guest_storage(target.dataset, target.recursive, inv.storages)
+            if guest_storage is not None:
+                problems.append(
+                    Problem(
+                        (*tpath, "dataset"),
+                        f"{target.dataset} holds the guest disks of storage {guest_storage}: "
+                        "Proxmox refuses to roll a guest back to a snapshot when a newer ZFS "
+                        "snapshot of its disk exists, so these snapshots would make every guest "
+                        "snapshot (nixmox's update snapshots too) impossible to restore; leave "
+                        "guest storages out and snapshot guests through Proxmox (see "
+                        "docs/snapshots.md)",
+                    )
+                )
 
     # Backups.
     if inv.backups is not None:

@@ -132,6 +132,7 @@ def read_state(
 
     run_all(fetch_network, sorted(managed | used), total)
     storages = {str(s["storage"]): s for s in api.get("/storage") or []}
+    clones = _clone_configs(api, inv, by_vmid)
     jobs: dict[str, dict[str, Any]] = {}
     if inv.backups is not None and inv.backups.scheduler == "proxmox":
         jobs = {str(j["id"]): j for j in api.get("/cluster/backup") or []}
@@ -146,7 +147,24 @@ def read_state(
         nodes=cluster.nodes,
         node_storages=cluster.storages,
         networks_read=frozenset(read_networks),
+        clone_configs=clones,
     )
+
+
+def _clone_configs(
+    api: Proxmox, inv: Inventory, by_vmid: dict[int, GuestRow]
+) -> dict[int, dict[str, Any]]:
+    """The config of each template a VM still to create is cloned from (plan checks its
+    boot slot and its storages). A template that cannot be read is left out."""
+    sources = {str(g.clone) for g in inv.guests if g.clone is not None and g.vmid not in by_vmid}
+    found: dict[int, dict[str, Any]] = {}
+    for row in by_vmid.values():
+        if row.template and (str(row.vmid) in sources or row.name in sources):
+            try:
+                found[row.vmid] = dict(api.get(f"{row.path}/config") or {})
+            except NixmoxError as exc:
+                log.info("cannot read template %s: %s", row.vmid, exc)
+    return found
 
 
 def _container_templates(

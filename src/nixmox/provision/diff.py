@@ -9,6 +9,7 @@ it says so). Shrinking a disk is refused here, at plan time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -491,6 +492,68 @@ class ActualState:
     node_storages: dict[tuple[str, str], frozenset[str]] | None = None
     #: The nodes whose interfaces are in ``bridges`` (a bridge missing elsewhere is unknown).
     networks_read: frozenset[str] | None = None
+    #: template vmid -> its config, read for VMs still to be cloned from it.
+    clone_configs: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+_DISK_SLOT = re.compile(r"(?:scsi|virtio|sata|ide)\d+")
+
+
+def boot_slot(config: Mapping[str, Any]) -> str | None:
+    """The disk slot a VM boots from: the first disk of ``boot: order=``, else its first disk."""
+    disks = [
+        k
+        for k, v in config.items()
+        if _DISK_SLOT.fullmatch(k) and "media=cdrom" not in str(v) and "cloudinit" not in str(v)
+    ]
+    order = props.parse("boot", str(config.get("boot") or "")).get("order", "")
+    for slot in [*order.split(";"), str(config.get("bootdisk") or "")]:
+        if slot in disks:
+            return slot
+    return sorted(disks)[0] if disks else None
+
+
+def clone_problem(
+    want: DesiredGuest, source: GuestRow, config: Mapping[str, Any], storages: Mapping[str, Any]
+) -> str | None:
+    """Why cloning ``source`` (a template) cannot give what the inventory declares.
+
+    A full clone keeps the template's disk slots: a template booting from
+    ``virtio0`` cloned into a guest that declares ``scsi0`` gets a new, empty
+    ``scsi0`` and its real boot disk is never grown. And PVE refuses a clone
+    to another node while the template's disks are on local storage
+    (qemu-server, PVE::API2::Qemu clone_vm: "can't clone VM to node ... (VM
+    uses local storage)").
+    """
+    g = want.guest
+    booted = boot_slot(config)
+    if g.disks and booted is not None and g.disks[0].slot not in config:
+        return (
+            f"template {source.vmid} boots from {booted}, but the first disk declared is "
+            f"{g.disks[0].slot}: a clone keeps the template's slots, so it would get a new "
+            f'empty {g.disks[0].slot} and never grow its boot disk; declare slot = "{booted}"'
+        )
+    if source.node != g.node:
+        used = {
+            props.volume_storage(str(v))
+            for k, v in config.items()
+            if (_DISK_SLOT.fullmatch(k) or k.startswith(("efidisk", "tpmstate")))
+            and ":" in str(v).split(",", 1)[0]
+            and "media=cdrom" not in str(v)
+        }
+        local = sorted(
+            s
+            for s in used
+            if not props.same_bool("1", _text((storages.get(s) or {}).get("shared")) or "0")
+        )
+        if local:
+            return (
+                f"template {source.vmid} is on {source.node} with disks on local storage "
+                f"({', '.join(local)}): PVE cannot clone it to {g.node}; keep the guest on "
+                f"{source.node}, or put a copy of the template on {g.node} "
+                "(`nixmox template upload --node ...`)"
+            )
+    return None
 
 
 def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
@@ -523,6 +586,11 @@ def _source_problem(want: DesiredGuest, actual: ActualState) -> tuple[str, str] 
                 f"clone source {source} is not a template VM on the cluster: restore one with "
                 "`nixmox template upload vzdump-qemu-....vma.zst --vmid N`"
             )
+        config = actual.clone_configs.get(match[0].vmid)
+        if config is not None:
+            problem = clone_problem(want, match[0], config, actual.storages)
+            if problem is not None:
+                return "clone", problem
     return None
 
 
