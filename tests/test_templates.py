@@ -742,7 +742,9 @@ def test_upload_lxc_template_then_plan_can_create_from_it(
     assert run(["plan", "--json", "--config", str(inv)]) == 1
     [row] = json.loads(capsys.readouterr().out)["guests"]
     assert row["action"] == "error"
+    # Located at the inventory key it comes from, as config check locates its errors.
     assert row["error"] == (
+        f"{inv}:156:1: guests[0].template: "
         "template local:vztmpl/nixos-lxc-test.tar.xz is not on storage local of pve1: "
         "put it there with `nixmox template upload FILE`"
     )
