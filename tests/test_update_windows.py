@@ -9,7 +9,6 @@ taken, kept, deleted or rolled back; what ran in the guest).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from nixmox.windows.update_decisions import (
     postcheck_problems,
     reboot_verdict,
 )
+from tests.clock import FakeClock
 from tests.lab.serving import RunningLab
 from tests.lab.windows_agent import WindowsAgent, update
 
@@ -42,23 +42,6 @@ EXAMPLE = ROOT / "examples" / "homelab.toml"
 VIENNA = ZoneInfo("Europe/Vienna")
 VMID = 102
 FAST = Timing(agent_wait=30, reboot_wait=120, ping_every=5)
-
-
-@dataclass
-class FakeClock:
-    """Time that passes only when the transaction sleeps."""
-
-    t: float = 0.0
-    start: datetime = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.t)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import LockBusy, NixmoxError
 
 DEFAULT_STATE_DIR = Path("/var/lib/nixmox")
@@ -143,26 +144,27 @@ class Journal:
 class StateLock:
     """One exclusive lock per state directory, held for a whole job run."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = ensure_state_dir(directory) / "lock"
+        self.clock = clock
         self._fd: int | None = None
 
     def acquire(self, command: str, wait: float = 30.0) -> None:
         """Take the lock, waiting up to ``wait`` seconds for another run to end."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + wait
+        deadline = self.clock.monotonic() + wait
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if self.clock.monotonic() >= deadline:
                     holder = _read_holder(fd)
                     os.close(fd)
                     raise LockBusy(
                         f"another nixmox run holds {self.path}: {holder}; gave up after {wait:g} s"
                     ) from None
-                time.sleep(0.1)
+                self.clock.sleep(0.1)
         os.ftruncate(fd, 0)
         os.pwrite(
             fd,

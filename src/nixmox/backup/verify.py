@@ -10,7 +10,6 @@ also when anything failed.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.backup.archives import archives_of
 from nixmox.backup.job import content_path, guest_type
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
 from nixmox.rules.timespan import parse_timespan
@@ -61,7 +61,12 @@ def restore_storage(guest: Guest, verify: BackupVerify, storages: list[Storage])
 
 
 def verify_guest(
-    api: Proxmox, guest: Guest, settings: Backups, zone: Any, storages: list[Storage] | None = None
+    api: Proxmox,
+    guest: Guest,
+    settings: Backups,
+    zone: Any,
+    storages: list[Storage] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> VerifyResult:
     """Restore, boot, check and destroy one guest's newest archive."""
     verify = settings.verify or BackupVerify()
@@ -77,7 +82,7 @@ def verify_guest(
     result.archive = archive
     node = guest.node
     timeout = parse_timespan(verify.timeout)
-    started = time.monotonic()
+    started = clock.monotonic()
     scratch: int | None = None
     try:
         scratch = free_vmid(api, verify)
@@ -92,7 +97,13 @@ def verify_guest(
         else:
             params["archive"] = archive
         result.cleaned = False
-        wait(api, api.post(base, **params), what=f"restore {archive} to {scratch}", timeout=timeout)
+        wait(
+            api,
+            api.post(base, **params),
+            what=f"restore {archive} to {scratch}",
+            timeout=timeout,
+            clock=clock,
+        )
         path = f"{base}/{scratch}"
         config = api.get(f"{path}/config") or {}
         # Disconnect every NIC: the copy must never answer on the guest's network.
@@ -104,25 +115,29 @@ def verify_guest(
         if down:
             api.put(f"{path}/config", **down)
         wait(
-            api, api.post(f"{path}/status/start"), what=f"start scratch {scratch}", timeout=timeout
+            api,
+            api.post(f"{path}/status/start"),
+            what=f"start scratch {scratch}",
+            timeout=timeout,
+            clock=clock,
         )
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         while (api.get(f"{path}/status/current") or {}).get("status") != "running":
-            if time.monotonic() >= deadline:
+            if clock.monotonic() >= deadline:
                 raise NixmoxError(f"scratch {scratch} did not reach running in {timeout:g} s")
-            time.sleep(1.0)
+            clock.sleep(1.0)
         agent = str(config.get("agent", "0")).split(",", 1)[0] in ("1", "enabled=1")
         if kind == "qemu" and agent:
-            _wait_agent(api, path, deadline)
-        result.seconds = time.monotonic() - started
+            _wait_agent(api, path, deadline, clock)
+        result.seconds = clock.monotonic() - started
         result.ok = True
         result.message = f"restored and running in {result.seconds:.1f} s"
     except NixmoxError as exc:
-        result.seconds = time.monotonic() - started
+        result.seconds = clock.monotonic() - started
         result.message = str(exc)
     finally:
         if scratch is not None and not result.cleaned:
-            result.cleaned = _destroy(api, node, kind, scratch)
+            result.cleaned = _destroy(api, node, kind, scratch, clock)
             if not result.cleaned:
                 result.ok = False
                 result.message += (
@@ -131,18 +146,18 @@ def verify_guest(
     return result
 
 
-def _wait_agent(api: Proxmox, path: str, deadline: float) -> None:
+def _wait_agent(api: Proxmox, path: str, deadline: float, clock: Clock) -> None:
     while True:
         try:
             api.post(f"{path}/agent/ping")
             return
         except NixmoxError as exc:
-            if time.monotonic() >= deadline:
+            if clock.monotonic() >= deadline:
                 raise NixmoxError(f"the guest agent did not answer: {exc}") from None
-            time.sleep(2.0)
+            clock.sleep(2.0)
 
 
-def _destroy(api: Proxmox, node: str, kind: str, vmid: int) -> bool:
+def _destroy(api: Proxmox, node: str, kind: str, vmid: int, clock: Clock) -> bool:
     """Stop and destroy the scratch guest; True when it is gone."""
     path = f"/nodes/{node}/{kind}/{vmid}"
     try:
@@ -151,11 +166,11 @@ def _destroy(api: Proxmox, node: str, kind: str, vmid: int) -> bool:
         return True  # never created
     try:
         if status == "running":
-            wait(api, api.post(f"{path}/status/stop"), what=f"stop scratch {vmid}")
+            wait(api, api.post(f"{path}/status/stop"), what=f"stop scratch {vmid}", clock=clock)
         cleanup: dict[str, Any] = {"purge": 1, "destroy-unreferenced-disks": 1}
         upid = api.delete(path, **cleanup)
         if isinstance(upid, str):
-            wait(api, upid, what=f"destroy scratch {vmid}")
+            wait(api, upid, what=f"destroy scratch {vmid}", clock=clock)
         return True
     except NixmoxError as exc:
         log.error("cannot remove scratch guest %s: %s", vmid, exc)

@@ -18,6 +18,7 @@ from nixmox.adapters.guest_agent.via_socket import SocketAgent
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
+from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
 from nixmox.inventory.load import find_inventory, load_inventory
@@ -26,7 +27,7 @@ from nixmox.runtime.run import observed_run
 from nixmox.updates.guest_snapshots import GuestSnapshots
 from nixmox.updates.outcome import Outcome, exit_code, report, run_result, summary
 from nixmox.updates.privileges import preflight, windows_needs
-from nixmox.windows.update import Clock, SystemClock, Target, Timing, WindowsUpdate
+from nixmox.windows.update import Target, Timing, WindowsUpdate
 from nixmox.windows.update_local import QmGuest
 
 #: Seconds between two exec-status polls once a script has run a while (installs take hours).

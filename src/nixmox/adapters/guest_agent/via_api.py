@@ -11,12 +11,12 @@ call. The direct client for the host's own agent socket lives in
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 
 FILE_WRITE_MAX = 60 * 1024
@@ -67,7 +67,7 @@ class ApiAgent:
     node: str
     vmid: int
     poll: float = 0.5
-    sleep: Callable[[float], None] = time.sleep
+    clock: Clock = SYSTEM_CLOCK
 
     @property
     def path(self) -> str:
@@ -101,7 +101,7 @@ class ApiAgent:
             except NixmoxError as exc:
                 raise AgentError(f"{self.vmid}: lost {argv[0]} (pid {pid}): {exc}") from None
 
-        found = wait_exited(status, timeout, self.poll, self.sleep, f"{self.vmid}: {argv[0]}")
+        found = wait_exited(status, timeout, self.poll, self.clock, f"{self.vmid}: {argv[0]}")
         return exec_result(found)
 
     def file_write(self, path: str, content: str) -> None:
@@ -127,21 +127,21 @@ def wait_exited(
     status: Callable[[], dict[str, Any]],
     timeout: float,
     poll: float,
-    sleep: Callable[[float], None],
+    clock: Clock,
     what: str,
 ) -> dict[str, Any]:
     """Ask ``status`` (an exec-status read) until it says ``exited``, backing off to
     ``poll`` seconds; that first exited answer is the only one (the agent then
     forgets the pid), so it is returned as is."""
-    deadline = time.monotonic() + timeout
+    deadline = clock.monotonic() + timeout
     delay = min(poll, 0.05)
     while True:
         found = status()
         if found.get("exited"):
             return found
-        if time.monotonic() >= deadline:
+        if clock.monotonic() >= deadline:
             raise AgentTimeout(f"{what} still running after {timeout:g} s")
-        sleep(delay)
+        clock.sleep(delay)
         delay = min(delay * 2, poll)
 
 

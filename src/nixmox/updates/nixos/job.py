@@ -37,15 +37,15 @@ from __future__ import annotations
 
 import logging
 import shlex
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.tasks import wait
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, HealthChecks, UpdateSettings
 from nixmox.rules.retention import Keep
@@ -115,9 +115,8 @@ class NixosUpdate:
     snapshots: GuestSnapshots | None
     zone: tzinfo
     dry_run: bool = False
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
     fetch: Callable[[str], str | None] = http_status
-    sleep: Callable[[float], None] = time.sleep
+    clock: Clock = SYSTEM_CLOCK
 
     @property
     def settings(self) -> UpdateSettings:
@@ -197,7 +196,7 @@ class NixosUpdate:
             problem = f"guest not reachable: {why}"
             o.step(problem)
         kind = self.snapshots.kind if self.snapshots is not None else "?"
-        o.step(f"snapshot {kind}/{g.vmid} as {update_snapshot_name(self.now())} (disk only)")
+        o.step(f"snapshot {kind}/{g.vmid} as {update_snapshot_name(self.clock.now())} (disk only)")
         if version is not None:
             o.step(f"update the lock: {shlex.join(lock_argv(version, self.flake, u.inputs))}")
         else:
@@ -350,14 +349,14 @@ class NixosUpdate:
     def _health(self) -> Health:
         h = self.settings.health or HealthChecks()
         limit = parse_timespan(h.timeout)
-        deadline = time.monotonic() + limit
+        deadline = self.clock.monotonic() + limit
         health = Health()
         while True:
             reply = self.access.run(["systemctl", "is-system-running"], changes=False)
             health.state = reply.stdout.strip() or reply.why()
-            if system_state(health.state) != "wait" or time.monotonic() >= deadline:
+            if system_state(health.state) != "wait" or self.clock.monotonic() >= deadline:
                 break
-            self.sleep(POLL)
+            self.clock.sleep(POLL)
         listed = self.access.run(
             ["systemctl", "list-units", "--state=failed", "--no-legend", "--plain"], changes=False
         )
@@ -409,7 +408,7 @@ class NixosUpdate:
             return o
         self._after_success_snapshots(o)
         if reboot:
-            if guest_stop(g, self.now(), self.zone).allowed:
+            if guest_stop(g, self.clock.now(), self.zone).allowed:
                 notes.append(self._reboot(o, reboot))
             else:
                 o.pending = 1
@@ -498,7 +497,7 @@ class NixosUpdate:
     def _snapshot(self, o: Outcome) -> None:
         if self.snapshots is None:
             return
-        name = update_snapshot_name(self.now())
+        name = update_snapshot_name(self.clock.now())
         self.snapshots.take(name, description=f"before nixmox update nixos of {self.guest.name}")
         o.snapshot = name
         o.step(f"snapshot {self.snapshots.kind}/{self.guest.vmid} {name}")
@@ -569,17 +568,17 @@ class NixosUpdate:
         try:
             upid = api.post(path)
             if isinstance(upid, str):
-                wait(api, upid, what=f"reboot {g.vmid}", timeout=600.0)
+                wait(api, upid, what=f"reboot {g.vmid}", timeout=600.0, clock=self.clock)
         except NixmoxError as exc:
             o.pending = 1
             return f"reboot pending: the reboot failed: {exc}"
-        deadline = time.monotonic() + parse_timespan(
+        deadline = self.clock.monotonic() + parse_timespan(
             (self.settings.health or HealthChecks()).timeout
         )
         while (why := self._reachable()) is not None:
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 o.result = "failed"
                 return f"rebooted ({', '.join(changed)} changed) but it does not answer: {why}"
-            self.sleep(POLL)
+            self.clock.sleep(POLL)
         o.step("rebooted through the API; the guest answers again")
         return f"rebooted ({', '.join(changed)} changed)"
