@@ -26,6 +26,7 @@ from nixmox.adapters.journal import Journal
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
+from nixmox.cli import update_nixos_cmd
 from nixmox.cli.main import run
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import load_inventory
@@ -46,6 +47,8 @@ from nixmox.updates.nixos.decisions import (
     reboot_needed,
     system_state,
 )
+from nixmox.updates.nixos.job import POLL
+from tests.clock import FakeClock
 from tests.lab.server import Lab
 from tests.lab.serving import RunningLab, make_pki, serve_in_thread
 from tests.peers.nix import NixSandbox, write_stub_nixpkgs
@@ -140,7 +143,8 @@ def guest(nix_sandbox: NixSandbox) -> Iterator[NixosHost]:
     need_root("the fake NixOS guest (sshd in a mount namespace)")
     sshd = need_binary("sshd", "openssh-server")
     need_binary("unshare", "util-linux")
-    with NixosHost(nix_sandbox, sshd=sshd) as host:
+    # One shared ssh connection per test (dozens of commands); see tests/peers/sshd.py.
+    with NixosHost(nix_sandbox, sshd=sshd, multiplex=True) as host:
         yield host
 
 
@@ -272,6 +276,16 @@ def update(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tupl
     code = run(["update", "nixos", "--json", "--config", str(config), *args])
     out = capsys.readouterr().out
     return code, json.loads(out)
+
+
+def update_on(
+    clock: FakeClock, capsys: pytest.CaptureFixture[str], config: Path, guest: str
+) -> tuple[int, Any]:
+    """:func:`update` of one guest with ``clock``: its waits pass at once."""
+    code = update_nixos_cmd.run(
+        config, [guest], dry_run=False, as_json=True, verbose=0, clock=clock
+    )
+    return code, json.loads(capsys.readouterr().out)
 
 
 def snapshots(lab: RunningLab, kind: str = "lxc", vmid: int = 100) -> GuestSnapshots:
@@ -444,12 +458,34 @@ def test_health_waits_while_the_system_is_still_starting(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     flake.upstream_moves()
-    (guest.script / "state.new-system").write_text("starting\nrunning\n")
+    (guest.script / "state.new-system").write_text("starting\nstarting\nrunning\n")
     config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    clock = FakeClock()
+    code, out = update_on(clock, capsys, config, "nixos-lxc")
     assert code == 0, out
     assert out["guests"][0]["result"] == "ok"
-    assert guest.calls("systemctl").count("systemctl is-system-running") == 2
+    assert guest.calls("systemctl").count("systemctl is-system-running") == 3
+    assert clock.slept == [POLL, POLL]  # asked again after each pause, no longer
+
+
+def test_a_system_still_starting_at_the_health_timeout_is_unhealthy(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    (guest.script / "state.new-system").write_text("starting\n")
+    config = ssh_inventory(tmp_path, guest, flake, healthz)  # timeout = "5s"
+    clock = FakeClock()
+    code, out = update_on(clock, capsys, config, "nixos-lxc")
+    assert code == 1
+    [row] = out["guests"]
+    assert row["result"] == "rolled-back" and "generation 41" in row["rollback"]
+    assert "system is starting" in row["message"]
+    assert 5 <= sum(clock.slept) < 5 + POLL  # waited out the timeout, then gave up
 
 
 def test_a_dead_man_switch_that_fires_during_the_checks_is_a_rollback(
@@ -500,8 +536,12 @@ def test_unhealthy_switch_goes_back_to_the_recorded_generation(
     assert flake.lock() == flake.first
     assert [n for n in snapshots(env).names()] == [row["snapshot"]]  # kept as evidence
     assert not posts(env, "/rollback")
-    # Again, as text: the report names the rollback.
-    assert run(["update", "nixos", "--config", str(config), "--guest", "nixos-lxc"]) == 1
+    # Again, as text: the report names the rollback. At another time: two runs within one
+    # second would want the same snapshot name.
+    code = update_nixos_cmd.run(
+        config, ["nixos-lxc"], dry_run=False, as_json=False, verbose=0, clock=FakeClock()
+    )
+    assert code == 1
     assert "rolled back: generation 41" in capsys.readouterr().out
 
 
@@ -511,10 +551,13 @@ def test_guest_lost_after_the_switch_rolls_the_proxmox_snapshot_back(
     flake: Flake,
     healthz: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     flake.upstream_moves()
     (guest.script / "kill-sshd.new-system").touch()
+    # A fresh connection per command: a shared one would outlive the killed listener.
+    monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(guest.direct_ssh_config))
     config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 1

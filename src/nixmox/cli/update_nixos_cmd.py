@@ -7,6 +7,7 @@ from pathlib import Path
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.core.zones import zone
 from nixmox.inventory.load import find_inventory, load_inventory
@@ -41,13 +42,17 @@ def chosen_guests(inv: Inventory, names: list[str]) -> list[Guest]:
     return out
 
 
-def _job(inv: Inventory, guest: Guest, api: Proxmox | None, runner: Runner) -> NixosUpdate:
+def _job(
+    inv: Inventory, guest: Guest, api: Proxmox | None, runner: Runner, clock: Clock
+) -> NixosUpdate:
     node = next((n for n in inv.nodes if n.name == guest.node), None)
     access = open_access(guest, node, runner, api)
     snaps = None
     if api is not None:
         snaps = GuestSnapshots(api, guest.node, "qemu" if guest.kind == "vm" else "lxc", guest.vmid)
-    return NixosUpdate(guest, access, snaps, zone(inv.timezone), dry_run=runner.dry_run)
+    return NixosUpdate(
+        guest, access, snaps, zone(inv.timezone), dry_run=runner.dry_run, clock=clock
+    )
 
 
 def _one(job: NixosUpdate) -> Outcome:
@@ -59,7 +64,13 @@ def _one(job: NixosUpdate) -> Outcome:
 
 
 def run(
-    config: Path | None, names: list[str], *, dry_run: bool, as_json: bool, verbose: int
+    config: Path | None,
+    names: list[str],
+    *,
+    dry_run: bool,
+    as_json: bool,
+    verbose: int,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """Update (or with ``dry_run`` plan) the NixOS guests; exit 0 ok, 1 failed or rolled back."""
     inv = load_inventory(find_inventory(config))
@@ -72,7 +83,7 @@ def run(
         if not dry_run:
             raise
         api = None  # a plan can still be shown without the API
-    jobs = [_job(inv, g, api, runner) for g in guests]  # ConfigErrors before anything runs
+    jobs = [_job(inv, g, api, runner, clock) for g in guests]  # ConfigErrors before anything runs
     if api is not None:
         needs = [need for g in guests for need in nixos_needs(g)]
         preflight(api, needs, "update nixos", dry_run=dry_run)
