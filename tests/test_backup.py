@@ -25,12 +25,10 @@ KEEP = Keep(last=3, daily=7, weekly=4, monthly=6)  # the example's [backups.keep
 
 
 @pytest.fixture
-def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
-    lab.pve.add_declared_guests()
-    return lab
+def env(lab_env: RunningLab) -> RunningLab:
+    """The shared lab environment, seeded with the example's guests."""
+    lab_env.pve.add_declared_guests()
+    return lab_env
 
 
 def seed_days(lab: RunningLab, vmid: int, kind: str, days: int = 40) -> list[str]:

@@ -14,13 +14,6 @@ from tests.lab.serving import RunningLab
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "homelab.toml")
 
 
-@pytest.fixture
-def lab_env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    return lab
-
-
 def doctor_json(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict[str, object]]:
     code = run(["doctor", "--config", EXAMPLE, "--json", *extra])
     return code, json.loads(capsys.readouterr().out)

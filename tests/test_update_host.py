@@ -35,7 +35,7 @@ from nixmox.inventory.load import load_inventory
 from nixmox.observe.history import summary_lines
 from nixmox.updates.host.job import UPGRADE, HostUpdate, Timing
 from tests.clock import FakeClock
-from tests.lab.fixtures import HOST
+from tests.lab.fixtures import HOST, point_at
 from tests.lab.server import Lab
 from tests.lab.serving import RunningLab, make_pki, serve_in_thread
 from tests.peers.require import need_binary, need_root
@@ -258,10 +258,8 @@ def make_rig(
         lab.pve.before_apt_read = follow_apt_get
         # A rebooted node comes up on the newest kernel in its /boot.
         lab.pve.after_reboot = lambda node: hosts[node].boot_newest() and None
-        for key, value in lab.env.items():
-            monkeypatch.setenv(key, value)
         state = tmp_path / "state"
-        monkeypatch.setenv("NIXMOX_STATE_DIR", str(state))
+        point_at(lab, monkeypatch, state)
         monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(ssh_config))
         return Rig(lab, hosts, zfs, zfs_pool, config, state)
 

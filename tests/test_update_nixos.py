@@ -49,6 +49,7 @@ from nixmox.updates.nixos.decisions import (
 )
 from nixmox.updates.nixos.job import POLL
 from tests.clock import FakeClock
+from tests.lab.fixtures import point_at
 from tests.lab.server import Lab
 from tests.lab.serving import RunningLab, make_pki, serve_in_thread
 from tests.peers.nix import NixSandbox, write_stub_nixpkgs
@@ -261,15 +262,11 @@ timeout = "5s"
 
 
 @pytest.fixture
-def env(
-    lab: RunningLab, guest: NixosHost, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+def env(lab_env: RunningLab, guest: NixosHost, monkeypatch: pytest.MonkeyPatch) -> RunningLab:
+    """The shared lab environment with the example's guests; ssh reaches the fake guest."""
     monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(guest.ssh_config))
-    lab.pve.add_declared_guests()
-    return lab
+    lab_env.pve.add_declared_guests()
+    return lab_env
 
 
 def update(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, Any]:
@@ -765,9 +762,7 @@ def agent_lab(
         with NixosGuestAgent(guest, qemu_ga=binary) as agent:
             pve.add_declared_guests()
             pve.forward_agent(101, agent.socket_path)
-            for key, value in running.env.items():
-                monkeypatch.setenv(key, value)
-            monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+            point_at(running, monkeypatch, tmp_path / "state")
             yield running
     finally:
         running.stop()

@@ -45,13 +45,11 @@ FAST = Timing(agent_wait=30, reboot_wait=120, ping_every=5)
 
 
 @pytest.fixture
-def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
-    lab.pve.add_declared_guests()
-    lab.pve.find("pve1", VMID).status = "running"  # the gamer switched it on
-    return lab
+def env(lab_env: RunningLab) -> RunningLab:
+    """The shared lab environment, seeded with the example's guests."""
+    lab_env.pve.add_declared_guests()
+    lab_env.pve.find("pve1", VMID).status = "running"  # the gamer switched it on
+    return lab_env
 
 
 def windows(lab: RunningLab, **state: Any) -> WindowsAgent:
