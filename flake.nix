@@ -3,6 +3,8 @@
 
   # Checks that need no nixpkgs run offline with
   #   --override-input nixpkgs path:STUB   (see tests/test_nix.py).
+  # No flake.lock is committed yet (it needs GitHub): docs/nixos.md says how to
+  # make one; `nixmox template build` does not read it.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
 
   outputs = { self, nixpkgs }:
@@ -43,7 +45,7 @@
           packages = [
             (pkgs.python3.withPackages (ps: with ps; [
               # nixmox's dependencies, then the dev extra (fakepve: test-only, AGPL)
-              typer pydantic rich proxmoxer requests tomlkit
+              typer pydantic rich proxmoxer requests tomlkit prometheus-client apprise
               pytest hypothesis mypy types-requests jsonschema
               (ps.callPackage ./nix/fakepve.nix { })
             ]))
@@ -53,6 +55,11 @@
             pkgs.systemd # systemd-analyze for the unit tests
             pkgs.openssh
             pkgs.libfaketime
+            # The metrics tests' real peers: Prometheus (promtool), node_exporter and
+            # pve-exporter (a program in nixpkgs, not a Python library here).
+            pkgs.prometheus
+            pkgs.prometheus-node-exporter
+            pkgs.prometheus-pve-exporter
           ];
           shellHook = ''export PYTHONPATH=$PWD/src''${PYTHONPATH:+:$PYTHONPATH}'';
         };

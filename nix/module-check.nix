@@ -14,6 +14,7 @@ let
       datasets = [ { dataset = "rpool/data"; policy = "standard"; } ];
     };
     backups = { storage = "backup"; };
+    metrics.textfile = "/var/lib/prometheus-node-exporter/nixmox.prom";
     guests = [ {
       name = "web"; vmid = 100; kind = "lxc"; node = "pve1";
       update = { method = "nixos"; ssh = "root@web.home.arpa"; };

@@ -41,9 +41,7 @@ let
       timeout = "3h"; section = "guests"; api = true;
       # `pct exec` (via = "pct") is lxc-attach: it writes under /run and
       # switches AppArmor profiles, so it cannot run read-only.
-      sandbox =
-        if lib.any (g: (g.update.via or null) == "pct") (cfg.settings.guests or [ ])
-        then "host" else "api";
+      sandbox = if cfg.nixosUpdate.viaPct then "host" else "api";
       description = "update the NixOS guests";
     };
     windowsUpdate = {
@@ -88,6 +86,15 @@ let
     if cfg.configFile != null then cfg.configFile
     else settingsFormat.generate "nixmox.toml" cfg.settings;
 
+  # The inventory as values, where evaluation can see it: `settings`, or a
+  # configFile given as a Nix path (`./nixmox.toml`). A configFile given as a
+  # string ("/etc/nixmox/nixmox.toml") is read only when the jobs run: null.
+  inventory =
+    if cfg.configFile == null then cfg.settings
+    else if builtins.isPath cfg.configFile then builtins.fromTOML (builtins.readFile cfg.configFile)
+    else null;
+  known = inventory != null;
+
   # Words are store paths, fixed arguments and %-specifiers: nothing to quote.
   exec = args: lib.concatStringsSep " " ([ "${cfg.package}/bin/nixmox" "--config" "${configPath}" ] ++ args);
 
@@ -115,6 +122,13 @@ let
       }
       // lib.optionalAttrs (sandbox == "api") {
         RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
+      }
+      # Every run rewrites the Prometheus textfile ([metrics]): under
+      # ProtectSystem=strict its directory must be named writable, as the host
+      # units do. "-": a missing directory fails only the metrics write (with its
+      # own message), not the whole job at namespace setup.
+      // lib.optionalAttrs (cfg.metricsDir != null) {
+        ReadWritePaths = [ "-${cfg.metricsDir}" ];
       });
 
   common = sandbox: {
@@ -219,13 +233,40 @@ in
       description = "EnvironmentFile= for the jobs (NIXMOX_PVE_* overrides).";
     };
 
+    metricsDir = mkOption {
+      type = types.nullOr types.str;
+      default =
+        if known && inventory ? metrics.textfile then dirOf inventory.metrics.textfile else null;
+      defaultText = lib.literalExpression "dirOf settings.metrics.textfile, if set";
+      example = "/var/lib/prometheus-node-exporter-text-files";
+      description = ''
+        The directory of the inventory's `[metrics] textfile`, made writable for the
+        confined jobs (ReadWritePaths=). Derived from `settings` (or a configFile given
+        as a Nix path); set it when configFile is a string path and has [metrics].
+      '';
+    };
+
     extraPackages = mkOption {
       type = types.listOf types.package;
       default = [ ];
       example = lib.literalExpression "[ config.boot.zfs.package ]";
       description = "Programs the jobs find on PATH besides ssh (e.g. zfs).";
     };
-  } // lib.mapAttrs jobOptions jobs;
+  } // lib.recursiveUpdate (lib.mapAttrs jobOptions jobs) {
+    nixosUpdate.viaPct = mkOption {
+      type = types.bool;
+      # Unknowable with a string configFile: the looser sandbox, which works either way.
+      default = !known || lib.any (g: (g.update.via or null) == "pct") (inventory.guests or [ ]);
+      defaultText = lib.literalExpression
+        ''any guest in settings has update.via = "pct" (true with a string configFile)'';
+      description = ''
+        Whether a guest is updated through `pct exec` (update.via = "pct"): lxc-attach
+        cannot run read-only, so the update job then gets only PrivateTmp=. Derived from
+        `settings` (or a configFile given as a Nix path); with a string configFile it
+        defaults to true: set it to false when no guest uses pct, for the stricter sandbox.
+      '';
+    };
+  };
 
   config = mkIf cfg.enable {
     assertions = [

@@ -15,8 +15,11 @@ python3Packages.buildPythonApplication {
   };
 
   build-system = with python3Packages; [ setuptools wheel ];
-  # [project.dependencies] of pyproject.toml.
-  dependencies = with python3Packages; [ typer pydantic rich proxmoxer requests tomlkit ];
+  # [project.dependencies] of pyproject.toml, every one: nixpkgs' runtime-deps
+  # check fails the build on a missing one (tests/test_nix.py compares them).
+  dependencies = with python3Packages; [
+    typer pydantic rich proxmoxer requests tomlkit prometheus-client apprise
+  ];
 
   # The suite talks to real peers and to fakepve: it runs in the flake's
   # checks.tests (nix/tests.nix), not in every build of the package.

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PEERS="zfs-fuse qemu-guest-agent nix-bin openssh-server faketime"
+PEERS="zfs-fuse qemu-guest-agent nix-bin openssh-server faketime prometheus prometheus-node-exporter"
 
 if [ "${1:-}" = "--peers" ]; then
   missing=""
@@ -22,7 +22,8 @@ if [ "${1:-}" = "--peers" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
       echo "==> installing Debian packages:$missing"
       apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+      # Through apt-install.sh: Prometheus and node_exporter must not start as services.
+      bash scripts/apt-install.sh $missing
     else
       echo "==> missing Debian packages:$missing (tests that need them will skip; run as root to install)"
     fi

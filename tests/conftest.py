@@ -18,6 +18,20 @@ from tests.peers.fixtures import (  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
+def _fresh_secret_registry() -> Iterator[None]:
+    """Each test starts with the secrets masked by the process so far only:
+    what one test registered (notification URLs, tokens) does not mask another's output."""
+    from nixmox.core import log
+
+    secrets, pieces = set(log._secrets), set(log._url_pieces)
+    yield
+    log._secrets.clear()
+    log._secrets.update(secrets)
+    log._url_pieces.clear()
+    log._url_pieces.update(pieces)
+
+
+@pytest.fixture(autouse=True)
 def _loopback_only_side_effects(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[None]:

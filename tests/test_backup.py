@@ -215,7 +215,10 @@ def test_verify_restores_boots_and_removes_the_scratch_guest(
     starts = [r for r in env.pve.requests if r[1].endswith("/9900/status/start")]
     assert len(starts) == 3
     links = [r for r in env.pve.requests if r[0] == "PUT" and "/9900/config" in r[1]]
-    assert links and all(b"link_down%3D1" in r[2] or b"link_down=1" in r[2] for r in links)
+    nets = [r for r in links if b"net" in r[2]]
+    assert nets and all(b"link_down%3D1" in r[2] or b"link_down=1" in r[2] for r in nets)
+    # every scratch guest got this run's mark before anything else was done to it
+    assert len(links) == 3 and all(b"description=nixmox+backup+verify" in r[2] for r in links)
 
 
 def test_verify_fails_cleanly_when_the_start_fails(
@@ -264,3 +267,70 @@ def test_proxmox_scheduler_job_is_kept_in_sync_by_plan_and_apply(
     code = run(["plan", "--json", "--detailed-exitcode", "--config", str(inv)])
     [change] = json.loads(capsys.readouterr().out)["jobs"][0]["changes"]
     assert code == 2 and change["key"] == "prune-backups" and "keep-monthly=12" in change["new"]
+
+
+class _TakesTheScratchVmidFirst:
+    """The API, except that someone creates a guest at the scratch VMID just before the
+    restore POST (after nixmox found it free)."""
+
+    def __init__(self, api: Any, vmid: int) -> None:
+        self._api, self._vmid, self._done = api, vmid, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+    def post(self, path: str, **params: Any) -> Any:
+        if path == "/nodes/pve1/qemu" and "archive" in params and not self._done:
+            self._done = True
+            from nixmox.adapters.proxmox.tasks import wait
+
+            wait(self._api, self._api.post(path, vmid=self._vmid, name="someone-elses", memory=512))
+        return self._api.post(path, **params)
+
+
+def test_verify_never_destroys_a_scratch_vmid_taken_after_its_check(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import connection
+    from nixmox.backup.verify import verify_guest
+    from nixmox.inventory.load import load_inventory
+
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 0
+    capsys.readouterr()
+    inv = load_inventory(EXAMPLE)
+    assert inv.backups is not None
+    [guest] = [g for g in inv.guests if g.name == "nixos-vm"]
+    api = _TakesTheScratchVmidFirst(Proxmox(connection(inv.proxmox)), 9900)
+    result = verify_guest(api, guest, inv.backups, VIENNA, inv.storages)  # type: ignore[arg-type]
+    assert not result.ok and "already exists" in result.message and result.cleaned
+    [other] = [g for g in env.pve.vms if g.vmid == 9900]
+    assert other.name == "someone-elses"
+    assert not [r for r in env.pve.requests if r[0] == "DELETE" and "/9900" in r[1]]
+
+
+def test_verify_leaves_alone_a_scratch_guest_without_its_mark(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone rewrote the scratch guest's description mid-run: it is no longer provably ours."""
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 0
+    capsys.readouterr()
+    env.pve.fail("POST", "/nodes/pve1/qemu/9900/status/start", error="qemu_exited_code")
+    from nixmox.adapters.proxmox.client import Proxmox
+
+    original = Proxmox.put
+
+    def put(self: Proxmox, path: str, **params: Any) -> Any:
+        answer = original(self, path, **params)
+        if path.endswith("/9900/config") and "description" in params:
+            original(self, path, description="a person's guest now")
+        return answer
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(Proxmox, "put", put):
+        code = run(["backup", "verify", "--json", "--config", str(EXAMPLE), "--guest", "nixos-vm"])
+    row = json.loads(capsys.readouterr().out)["guests"][0]
+    assert code == 1 and not row["ok"] and not row["cleaned"]
+    assert "could NOT be removed" in row["message"]
+    assert 9900 in {g.vmid for g in env.pve.vms}

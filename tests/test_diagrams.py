@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nixmox.adapters.proxmox.cluster import GuestRow
 from nixmox.cli.main import run
 from nixmox.inventory.load import load_inventory, parse_inventory
 from nixmox.inventory.model import Inventory
@@ -218,7 +219,7 @@ def test_html_page_holds_the_source_and_loads_nothing_from_outside(inv: Inventor
 
 def test_guest_facts_reads_bridges_and_disks_not_cdroms() -> None:
     facts = guest_facts(
-        {"vmid": 101, "type": "qemu", "name": "nixos-vm", "node": "pve1", "status": "running"},
+        GuestRow(101, "qemu", "pve1", "nixos-vm", "running"),
         {
             "net1": "virtio=BC:24:11:00:00:66,bridge=vmbr2",
             "net0": "virtio=BC:24:11:00:00:65,bridge=vmbr0",
@@ -286,9 +287,9 @@ def test_unreachable_api_draws_from_the_inventory_and_says_so(
     assert page.startswith("<!doctype html>")
 
 
-def test_readme_example_is_the_real_output(inv: Inventory) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Diagrams", 1)[1]
+def test_docs_example_is_the_real_output(inv: Inventory) -> None:
+    page = (ROOT / "docs/diagrams.md").read_text(encoding="utf-8")
+    section = page.split("# Diagrams", 1)[1]
     block = section.split("```mermaid\n", 1)[1].split("```", 1)[0]
 
     def drop_comments(text: str) -> list[str]:

@@ -214,11 +214,14 @@ def _example_guest(name: str) -> Guest:
 
 
 def test_a_missing_template_file_or_template_vm_is_an_error_at_plan_time() -> None:
+    from dataclasses import replace
+
+    from nixmox.adapters.proxmox.cluster import GuestRow
     from nixmox.provision.diff import ActualState, source_problem
 
     lxc, vm = desired_guest(_example_guest("nixos-lxc")), desired_guest(_example_guest("nixos-vm"))
     tmpl = "local:vztmpl/nixos-lxc-25.05.tar.xz"
-    template_vm = {"vmid": 9000, "name": "nixos-template", "template": 1, "node": "pve1"}
+    template_vm = GuestRow(9000, "qemu", "pve1", "nixos-template", "stopped", template=True)
     ok = ActualState(
         {}, [template_vm], {}, {}, container_templates={("pve1", "local"): frozenset({tmpl})}
     )
@@ -227,7 +230,7 @@ def test_a_missing_template_file_or_template_vm_is_an_error_at_plan_time() -> No
     assert source_problem(lxc, ActualState({}, [], {}, {})) is None
     empty = ActualState(
         {},
-        [dict(template_vm, template=0)],
+        [replace(template_vm, template=False)],
         {},
         {},
         container_templates={("pve1", "local"): frozenset()},

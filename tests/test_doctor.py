@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nixmox.cli.main import run
-from nixmox.doctor.verdict import Check, Status, exit_code, totals
+from nixmox.core.verdict import Check, Status, exit_code, totals
 from tests.lab.serving import RunningLab
 
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "homelab.toml")

@@ -15,10 +15,10 @@ from nixmox.adapters.runner import Runner
 from nixmox.adapters.zfs import PoolStatus, Zfs, Zpool, zpool_command
 from nixmox.backup.archives import parse_volid
 from nixmox.cli.main import run
+from nixmox.core.verdict import Check, Status
 from nixmox.doctor.backups_area import backup_period, check_backups
 from nixmox.doctor.host_area import allocation_checks, check_host
 from nixmox.doctor.storage_area import check_snapshots, check_storage, pool_checks
-from nixmox.doctor.verdict import Check, Status
 from nixmox.inventory.load import load_inventory
 from nixmox.inventory.model import Guest, Inventory, Pool
 from nixmox.rules.oncalendar import longest_gap, parse_calendar

@@ -11,7 +11,10 @@ from nixmox.adapters.hostfacts import HostFacts, PciFacts, read_host
 from nixmox.adapters.hostfs import HostFs
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
-from nixmox.doctor.passthrough import (
+from nixmox.core.verdict import Check, Status
+from nixmox.inventory.load import load_inventory
+from nixmox.inventory.model import Inventory
+from nixmox.passthrough.checks import (
     API_CHECK,
     CHECK_IDS,
     PassedDevice,
@@ -26,9 +29,6 @@ from nixmox.doctor.passthrough import (
     check_vfio_modules,
     resolve_functions,
 )
-from nixmox.doctor.verdict import Check, Status
-from nixmox.inventory.load import load_inventory
-from nixmox.inventory.model import Inventory
 from tests.hosts import VARIANTS, HostSpec, variant, write_host
 from tests.lab.serving import RunningLab
 

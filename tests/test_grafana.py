@@ -43,7 +43,7 @@ def queries(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, A
 
 
 def test_metric_names_are_read_from_expressions() -> None:
-    expr = 'sum by (job, result) (increase(nixmox_job_runs_total{job="x"}[$__rate_interval]))'
+    expr = 'sum by (command, result) (increase(nixmox_job_runs_total{command="x"}[5m]))'
     assert metric_names(expr) == {"nixmox_job_runs_total"}
     assert metric_names("a * on (id) group_left (node) max by (id, node) (b)") == {"a", "b"}
 
@@ -72,10 +72,43 @@ def test_dashboard_shape(dashboard: dict[str, Any]) -> None:
     assert 36 <= dashboard["schemaVersion"] <= 41
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+    cells: dict[tuple[int, int], str] = {}
     for panel in dashboard["panels"]:
         refs = [t["refId"] for t in panel.get("targets", [])]
         assert len(refs) == len(set(refs))
-        assert {"h", "w", "x", "y"} <= set(panel["gridPos"])
+        pos = panel["gridPos"]
+        assert {"h", "w", "x", "y"} <= set(pos)
+        # Grafana's grid is 24 columns wide: a panel past it is pushed onto a row of its own.
+        assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        assert pos["y"] >= 0 and pos["h"] > 0, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, (panel["title"], "overlaps", cells[(x, y)])
+                cells[(x, y)] = panel["title"]
+        for target in panel.get("targets", []):
+            assert target.get("datasource", {}).get("uid"), (panel["title"], target["refId"])
+
+
+def test_import_asks_for_the_prometheus_data_source(dashboard: dict[str, Any]) -> None:
+    # Grafana's import form asks for every datasource input and replaces ${NAME} in the
+    # JSON with the choice: here the default of the dashboard's datasource variable.
+    (source,) = dashboard["__inputs"]
+    assert (source["type"], source["pluginId"]) == ("datasource", "prometheus")
+    (variable,) = dashboard["templating"]["list"]
+    assert variable["current"]["value"] == f"${{{source['name']}}}"
+    required = {(r["type"], r["id"]) for r in dashboard["__requires"]}
+    panel_types = {p["type"] for p in dashboard["panels"] if p["type"] != "row"}
+    assert ("datasource", "prometheus") in required and ("grafana", "grafana") in required
+    assert {("panel", t) for t in panel_types} <= required
+
+
+def test_no_query_groups_by_the_scrape_job_label(dashboard: dict[str, Any]) -> None:
+    # Prometheus owns `job` (and `instance`): nixmox's own metrics never carry them.
+    assert all("job" not in labels for _, labels, _ in METRICS.values())
+    for panel, target in queries(dashboard):
+        assert not re.search(r"\bjob\b(?!_)", target["expr"] + target["legendFormat"]), panel[
+            "title"
+        ]
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,10 @@ checks (nix/module-check.nix) where nixpkgs exists.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +300,51 @@ def test_container_mode(evaluate: Any) -> None:
         assert key not in service
 
 
+def test_jobs_may_write_the_metrics_textfile(evaluate: Any) -> None:
+    metrics = {**SETTINGS, "metrics": {"textfile": "/var/lib/node-exporter/nixmox.prom"}}
+    user = {"enable": True, "snapshot": {"enable": True}, "hostUpdate": {"enable": True}}
+    services = evaluate({**user, "settings": metrics})["config"]["systemd"]["services"]
+    # ProtectSystem=strict makes / read-only: the textfile's directory is named writable.
+    assert services["nixmox-snapshot"]["serviceConfig"]["ReadWritePaths"] == [
+        "-/var/lib/node-exporter"
+    ]
+    # The host job runs without ProtectSystem: nothing to open.
+    assert "ReadWritePaths" not in services["nixmox-update-host"]["serviceConfig"]
+    without = evaluate({**user, "settings": SETTINGS})["config"]["systemd"]["services"]
+    assert "ReadWritePaths" not in without["nixmox-snapshot"]["serviceConfig"]
+    # A configFile the evaluation cannot read: the directory is an option.
+    given = evaluate({**user, "configFile": "/etc/nixmox.toml", "metricsDir": "/srv/metrics"})
+    snapshot = given["config"]["systemd"]["services"]["nixmox-snapshot"]["serviceConfig"]
+    assert snapshot["ReadWritePaths"] == ["-/srv/metrics"]
+
+
+@pytest.mark.parametrize(
+    ("inventory", "viaPct", "strict"),
+    [
+        ({"settings": SETTINGS}, None, True),
+        (
+            {"settings": {**SETTINGS, "guests": [{"name": "web", "update": {"via": "pct"}}]}},
+            None,
+            False,
+        ),
+        # With a string configFile the module cannot see the guests: the sandbox that works.
+        ({"configFile": "/etc/nixmox.toml"}, None, False),
+        ({"configFile": "/etc/nixmox.toml"}, False, True),
+    ],
+    ids=["settings", "settings-pct", "config-file", "config-file-no-pct"],
+)
+def test_the_update_sandbox_follows_pct_use(
+    evaluate: Any, inventory: dict[str, Any], viaPct: bool | None, strict: bool
+) -> None:
+    update: dict[str, Any] = {"enable": True}
+    if viaPct is not None:
+        update["viaPct"] = viaPct
+    config = evaluate({"enable": True, **inventory, "nixosUpdate": update})["config"]
+    service = config["systemd"]["services"]["nixmox-update-nixos"]["serviceConfig"]
+    assert ("ProtectSystem" in service) is strict
+    assert service["PrivateTmp"] is True
+
+
 def _ini(value: Any) -> list[str]:
     values = value if isinstance(value, list) else [value]
     return [("true" if v else "false") if isinstance(v, bool) else str(v) for v in values]
@@ -360,14 +407,19 @@ STUB_NIXPKGS = """\
   outputs = { self }:
     let
       systems = [ "x86_64-linux" "aarch64-linux" ];
+      pythonPackages = genAttrs [
+        "typer" "pydantic" "rich" "proxmoxer" "requests" "tomlkit" "prometheus-client"
+        "apprise" "pytest" "hypothesis" "mypy" "types-requests" "jsonschema" "ruff"
+      ] (n: n) // { callPackage = path: args: baseNameOf path; };
       genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
       pkgsFor = system:
         let drv = name: derivation { inherit name system; builder = "/bin/sh"; };
         in {
           callPackage = fn: args: drv "nixmox-stub";
           writeShellScript = name: text: drv name;
-          mkShell = args: drv "nixmox-shell";
-          python3.withPackages = f: drv "python3-env";
+          mkShell = args: drv "nixmox-shell" // { inherit (args) packages; };
+          # Each Python package as its nixpkgs attribute name (a missing name fails).
+          python3.withPackages = f: drv "python3-env" // { pythonPackages = f pythonPackages; };
           ruff = drv "ruff"; git = drv "git"; nix = drv "nix"; systemd = drv "systemd";
           openssh = drv "openssh"; libfaketime = drv "libfaketime";
           runCommand = name: env: script: drv name;
@@ -452,3 +504,78 @@ def test_the_module_output_is_the_module_file(
     ).stdout  # fmt: skip
     # A NixOS module: a function of the module arguments (plus `...`).
     assert json.loads(out) == {"config": False, "lib": False, "pkgs": False}
+
+
+# -- the package against pyproject.toml ---------------------------------------------
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _name(requirement: str) -> str:
+    """A requirement's distribution name as nixpkgs' attribute (PEP 503 normalised)."""
+    found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    assert found is not None, requirement
+    return re.sub(r"[-_.]+", "-", found.group(0)).lower()
+
+
+RUNTIME = sorted(_name(r) for r in PYPROJECT["project"]["dependencies"])
+
+PACKAGE_HARNESS = """\
+{ packagePath, names }:
+let
+  lib = {
+    importTOML = path: builtins.fromTOML (builtins.readFile path);
+    fileset = { toSource = args: "source"; unions = xs: xs; };
+    licenses.mit = "mit";
+    platforms.linux = [ "x86_64-linux" ];
+  };
+  # Only the names given exist: one package.nix names beyond them fails to evaluate.
+  python3Packages = builtins.listToAttrs (map (n: { name = n; value = n; }) names)
+    // { buildPythonApplication = attrs: attrs; };
+in
+import packagePath { inherit lib python3Packages; }
+"""
+
+
+def test_the_package_depends_on_what_pyproject_requires(
+    nix_sandbox: NixSandbox, tmp_path: Path
+) -> None:
+    # nixpkgs' runtime-deps check fails the build of a wheel whose Requires-Dist
+    # is not installed: package.nix must list every [project.dependencies] entry.
+    harness = tmp_path / "package-harness.nix"
+    harness.write_text(PACKAGE_HARNESS)
+    build = sorted(_name(r) for r in PYPROJECT["build-system"]["requires"])
+    proc = nix_sandbox.instantiate(
+        "--eval", "--strict", "--json", str(harness),
+        "--arg", "packagePath", str(REPO / "nix" / "package.nix"),
+        "--arg", "names", "[ " + " ".join(f'"{n}"' for n in RUNTIME + build) + " ]",
+    )  # fmt: skip
+    package = json.loads(proc.stdout)
+    assert sorted(package["dependencies"]) == RUNTIME
+    assert sorted(package["build-system"]) == build
+    assert package["version"] == PYPROJECT["project"]["version"]
+
+
+def test_the_dev_shell_has_the_runtime_dependencies(
+    nix_sandbox: NixSandbox, flake_copy: Path, stub_nixpkgs: Path
+) -> None:
+    out = nix_sandbox.nix(
+        "eval", "--json", f"path:{flake_copy}#devShells.x86_64-linux.default.packages",
+        "--override-input", "nixpkgs", f"path:{stub_nixpkgs}",
+        "--apply", "ps: (builtins.head ps).pythonPackages",
+    ).stdout  # fmt: skip
+    python = set(json.loads(out))
+    dev = {_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["dev"]}
+    # ruff and prometheus-pve-exporter come from pkgs; fakepve from nix/fakepve.nix.
+    assert set(RUNTIME) | dev - {"ruff", "fakepve", "prometheus-pve-exporter"} <= python
+    assert "fakepve.nix" in python
+
+
+def test_the_license_form_suits_the_setuptools_floor() -> None:
+    # A bare SPDX string needs setuptools >= 77 (PEP 639); older ones, which many
+    # nixpkgs releases ship, refuse it. The table form works everywhere.
+    floor = next(r for r in PYPROJECT["build-system"]["requires"] if _name(r) == "setuptools")
+    found = re.search(r">=\s*(\d+)", floor)
+    assert found is not None
+    license_ = PYPROJECT["project"]["license"]
+    assert isinstance(license_, dict) or int(found.group(1)) >= 77, (floor, license_)

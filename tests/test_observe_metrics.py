@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from nixmox.adapters.journal import Journal
+from nixmox.adapters.journal import Journal, Run
 from nixmox.cli.main import run
 from nixmox.inventory.load import load_inventory
+from nixmox.observe import run_counts
 from nixmox.observe.history import summary_lines
-from nixmox.observe.metric_names import METRICS
-from nixmox.observe.metrics import update_textfile
+from nixmox.observe.metric_names import METRICS, RUN_RESULTS
+from nixmox.observe.metrics import rollbacks_of, update_textfile
 from tests.observe_support import inventory, record
 
 VIENNA = ZoneInfo("Europe/Vienna")
@@ -92,10 +96,10 @@ def test_textfile_has_only_declared_metrics_with_their_labels(tmp_path: Path) ->
     # The failed run named no archive for the container: the older run's stands.
     ct_when = datetime(2026, 11, 24, 2, 30, tzinfo=VIENNA).timestamp()
     assert values[("nixmox_guest_backup_newest_timestamp_seconds", ct)] == ct_when
-    assert values[("nixmox_job_last_run_success", (("job", "backup"),))] == 0
-    assert values[("nixmox_job_last_run_success", (("job", "snapshot"),))] == 1
-    assert values[("nixmox_job_runs_total", (("job", "backup"), ("result", "failed")))] == 1
-    assert values[("nixmox_job_runs_total", (("job", "backup"), ("result", "ok")))] == 1
+    assert values[("nixmox_job_last_run_success", (("command", "backup"),))] == 0
+    assert values[("nixmox_job_last_run_success", (("command", "snapshot"),))] == 1
+    assert values[("nixmox_job_runs_total", (("command", "backup"), ("result", "failed")))] == 1
+    assert values[("nixmox_job_runs_total", (("command", "backup"), ("result", "ok")))] == 1
     disk = (("dataset", "rpool/data/vm/vm-101-disk-0"),)
     assert values[("nixmox_dataset_snapshots", disk)] == 4
     assert (
@@ -184,3 +188,150 @@ def test_history_words_for_provisioning_and_template_uploads(tmp_path: Path) -> 
     vm, ct = journal.runs("template upload", exact=True)
     assert summary_lines(ct) == ["local:vztmpl/x.tar.xz uploaded"]
     assert summary_lines(vm) == ["VM template 9000 (nixos-vm)"]
+
+
+# -- counters that never go down ----------------------------------------------------
+
+
+def _counters(prom: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(prom.read_text()):
+        if family.type == "counter":
+            for s in family.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _runs(command: str, result: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return ("nixmox_job_runs_total", (("command", command), ("result", result)))
+
+
+def test_counters_never_go_down_when_rows_are_pruned_or_the_journal_is_moved_aside(
+    tmp_path: Path,
+) -> None:
+    state, prom = tmp_path / "state", tmp_path / "nixmox.prom"
+    inv = load_inventory(inventory(tmp_path, textfile=prom, urls=[]))
+    row = {"guest": "nixos-vm", "vmid": 101, "result": "failed", "rolled_back": True}
+    rolled = {"guests": [row]}
+
+    def write() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        journal = Journal(state)
+        try:
+            update_textfile(inv, journal, VIENNA)
+        finally:
+            journal.close()
+        return _counters(prom)
+
+    record(state, "backup", "ok", {"guests": []})
+    record(state, "update nixos", "failed", rolled)
+    first = write()
+    assert first[_runs("backup", "ok")] == 1 and first[_runs("update nixos", "failed")] == 1
+    # Known results exist at 0 from the first run, so a first interruption is an increase.
+    assert first[_runs("backup", "interrupted")] == 0
+    vm = ("nixmox_update_rollbacks_total", (("id", "qemu/101"), ("name", "nixos-vm")))
+    assert first[vm] == 1
+    assert write() == first  # writing again counts nothing twice
+
+    # Rows pruned (every run but none), then one more backup: only it is added.
+    with sqlite3.connect(state / "journal.sqlite3") as db:
+        db.execute("DELETE FROM runs")
+    record(state, "backup", "ok", {"guests": []})
+    after_prune = write()
+    assert after_prune[_runs("backup", "ok")] == 2 and after_prune[vm] == 1
+
+    # The journal moved aside (as a damaged one is): a fresh journal starts at id 1 again.
+    (state / "journal.sqlite3").rename(state / "journal.sqlite3.damaged")
+    record(state, "backup", "interrupted", {"guests": []})
+    record(state, "update nixos", "failed", rolled)
+    moved = write()
+    assert moved[_runs("backup", "ok")] == 2
+    assert moved[_runs("backup", "interrupted")] == 1
+    assert moved[_runs("update nixos", "failed")] == 2 and moved[vm] == 2
+    assert all(moved[key] >= value for key, value in after_prune.items())
+
+
+def test_a_run_that_ends_after_a_newer_one_is_counted_once(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    journal = Journal(state)
+    long_backup = journal.start("backup")
+    snapshot = journal.start("snapshot")
+    journal.finish(snapshot, "ok", {})
+    kinds: dict[str, str] = {}
+    rolled_back = rollbacks_of(kinds)
+    tally = run_counts.update(state, journal.runs(), journal.totals, rolled_back)
+    assert tally.runs == {("snapshot", "ok"): 1}
+    journal.finish(long_backup, "interrupted", {})
+    for _ in range(2):
+        tally = run_counts.update(state, journal.runs(), journal.totals, rolled_back)
+    assert tally.runs == {("snapshot", "ok"): 1, ("backup", "interrupted"): 1}
+    journal.close()
+
+
+def test_a_damaged_counter_file_starts_again_from_the_journal(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    record(state, "backup", "failed", {"guests": []})
+    (state / run_counts.FILE).write_text("{not json")
+    journal = Journal(state)
+    tally = run_counts.update(state, journal.runs(), journal.totals, rollbacks_of({}))
+    journal.close()
+    assert tally.runs == {("backup", "failed"): 1}
+    assert json.loads((state / run_counts.FILE).read_text())["runs"] == [["backup", "failed", 1]]
+
+
+# The journal as the tally sees it: rows start, finish (each followed by a metrics write, as
+# after_run does), get pruned, or the whole journal is replaced by an empty one.
+_OPS = st.lists(
+    st.one_of(
+        st.just(("start",)),
+        st.tuples(st.just("finish"), st.integers(0, 3), st.sampled_from(RUN_RESULTS)),
+        st.just(("prune",)),
+        st.just(("replace",)),
+        st.just(("write",)),
+    ),
+    max_size=60,
+)
+
+
+@given(_OPS)
+def test_the_tally_counts_every_finished_run_once_and_never_goes_down(ops: list[tuple]) -> None:
+    rows: dict[int, Run] = {}
+    next_id, clock = 1, 0.0
+    tally: run_counts.Tally | None = None
+    finished: dict[tuple[str, str], int] = {}
+
+    def write() -> None:
+        nonlocal tally
+        window = sorted(rows.values(), key=lambda r: r.id, reverse=True)
+        before = dict(tally.runs) if tally is not None else {}
+        if tally is None:
+            totals: dict[tuple[str, str], int] = {}
+            for r in window:
+                if r.ended is not None:
+                    key = (r.command, r.result or "unknown")
+                    totals[key] = totals.get(key, 0) + 1
+            tally = run_counts.first(window, totals, lambda run: [])
+        else:
+            tally = run_counts.advance(tally, window, lambda run: [])
+        assert all(tally.runs.get(k, 0) >= n for k, n in before.items())
+        assert dict(tally.runs) == {k: n for k, n in finished.items() if n}
+
+    for op in ops:
+        clock += 1.0
+        if op[0] == "start":
+            rows[next_id] = Run(next_id, "backup", clock, None, None, {}, 1)
+            next_id += 1
+        elif op[0] == "finish":
+            running = sorted(r.id for r in rows.values() if r.ended is None)
+            if running:
+                row = rows[running[op[1] % len(running)]]
+                rows[row.id] = Run(row.id, row.command, row.started, clock, op[2], {}, 1)
+                finished[("backup", op[2])] = finished.get(("backup", op[2]), 0) + 1
+                write()
+        elif op[0] == "prune":  # the older half of the finished rows
+            done = sorted(r.id for r in rows.values() if r.ended is not None)
+            for row_id in done[: len(done) // 2]:
+                del rows[row_id]
+        elif op[0] == "replace":
+            rows, next_id = {}, 1
+        else:
+            write()

@@ -44,7 +44,16 @@ def test_failure_then_recovery_then_silence(tmp_path: Path) -> None:
         with observed_run(inv, "backup verify", state) as run:
             run.summary = {"guests": []}
         assert len(rec.bodies) == 2
-    assert (tmp_path / "m.prom").read_text().count("nixmox_job_runs_total{") == 3
+    runs = [
+        line
+        for line in (tmp_path / "m.prom").read_text().splitlines()
+        if line.startswith("nixmox_job_runs_total{") and not line.endswith(" 0.0")
+    ]
+    assert runs == [
+        'nixmox_job_runs_total{command="backup",result="failed"} 1.0',
+        'nixmox_job_runs_total{command="backup",result="ok"} 2.0',
+        'nixmox_job_runs_total{command="backup verify",result="ok"} 1.0',
+    ]
 
 
 def test_a_raising_job_is_reported_and_still_raises(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nixmox.cli import observe_cmd
+from nixmox.cli import observe as observe_command
 from nixmox.cli.main import run
 from tests.clock import FakeClock
 from tests.lab.serving import RunningLab
@@ -93,7 +93,7 @@ def test_status_without_the_api_still_reads_the_journal(
     monkeypatch.setenv("NIXMOX_PVE_URL", "https://127.0.0.1:9")  # nothing listens there
     # The retries' pauses pass on a fake clock (which starts now: the ages stay real).
     clock = FakeClock(start=datetime.now(UTC))
-    code = observe_cmd.status(config, as_json=True, clock=clock)
+    code = observe_command.status(config, as_json=True, clock=clock)
     report = json.loads(capsys.readouterr().out)
     assert code == 2
     assert report["api"]["reachable"] is False and "cannot reach" in report["api"]["error"]
@@ -101,7 +101,7 @@ def test_status_without_the_api_still_reads_the_journal(
     ct = next(g for g in report["guests"] if g["name"] == "nixos-lxc")
     assert ct["backup_from"] == "journal" and ct["backup_time"]
     assert report["jobs"][0]["result"] == "ok"
-    assert observe_cmd.status(config, as_json=False, clock=clock) == 2
+    assert observe_command.status(config, as_json=False, clock=clock) == 2
     out = capsys.readouterr().out
     assert "Proxmox API UNREACHABLE" in out and "(journal)" in out
 
@@ -150,3 +150,23 @@ def test_status_shows_a_nodes_held_reboot_from_update_host(
         "1",
         "pending",
     ]
+
+
+def test_status_is_unknown_when_it_cannot_see_the_cluster(
+    env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = inventory(tmp_path, textfile=tmp_path / "m.prom", urls=[])
+    for vmid, kind in ((100, "lxc"), (101, "qemu"), (102, "qemu")):
+        env.pve.seed_backup("backups", vmid, kind, datetime.now() - timedelta(hours=2))
+    code, report = status_json(capsys, config)
+    assert code == 0 and {g["state"] for g in report["guests"]} <= {"running", "stopped"}
+    env.pve.fail("GET", "/cluster/resources", 500, "cluster filesystem not ready")
+    code, report = status_json(capsys, config)
+    assert code == 3, report["doctor"]
+    assert (
+        report["exit_code"] == 3
+        and "cluster filesystem not ready" in report["api"]["cluster_error"]
+    )
+    assert {g["state"] for g in report["guests"]} == {"unknown"}  # not "missing"
+    assert run(["status", "--config", str(config)]) == 3
+    assert "guests are UNKNOWN" in capsys.readouterr().out

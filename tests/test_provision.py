@@ -92,10 +92,18 @@ def test_plan_apply_plan_converges(lab_env: RunningLab, capsys: pytest.CaptureFi
     # files on `local` (for the container to create): no per-guest reads yet.
     assert report["requests"] == 5
     assert apply_example(capsys) == 0
+    pve = lab_env.pve
+    before = len(pve.requests)
     code, report = plan_json(capsys)
     assert code == 0 and report["changes"] is False, report
+    # One request per guest: its pending list (current and pending values), no config.
+    reads = sorted(r[1] for r in pve.requests[before:] if "/qemu/" in r[1] or "/lxc/" in r[1])
+    assert reads == [
+        "/api2/json/nodes/pve1/lxc/100/pending",
+        "/api2/json/nodes/pve1/qemu/101/pending",
+        "/api2/json/nodes/pve1/qemu/102/pending",
+    ]
     # The lab now holds what the inventory says.
-    pve = lab_env.pve
     lxc = pve.guest(100).config
     assert lxc["ostype"] == "nixos" and lxc["unprivileged"] == 1 and lxc["features"] == "nesting=1"
     win = pve.guest(102).config
@@ -119,6 +127,31 @@ def test_drift_behind_nixmoxs_back_is_shown_exactly(
         ("memory", "1024", "4096", "live")
     ]
     assert all(guest(report, n)["action"] == "none" for n in ("nixos-vm", "win11-gaming"))
+    # Apply reads the config (for its digest) only of the guest it changes, and sends it.
+    before = len(lab_env.pve.requests)
+    assert apply_example(capsys) == 0
+    done = lab_env.pve.requests[before:]
+    config_reads = [r[1] for r in done if r[0] == "GET" and r[1].endswith("/config")]
+    assert config_reads == ["/api2/json/nodes/pve1/lxc/100/config"]
+    write = next(r for r in done if r[0] == "PUT" and r[1].endswith("/lxc/100/config"))
+    assert "digest" in str(write[2])
+    assert lab_env.pve.guest(100).config["memory"] == 4096
+
+
+def test_plan_text_lists_changes_then_a_summary(
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert apply_example(capsys) == 0
+    api_for(lab_env).put("/nodes/pve1/lxc/100/config", memory=1024)
+    assert run(["plan", "--config", str(EXAMPLE)]) == 0
+    quiet = capsys.readouterr().out
+    assert "nixos-lxc" in quiet and "memory: 1024 -> 4096" in quiet
+    assert "no changes" not in quiet and "nixos-vm" not in quiet and "vmbr0" not in quiet
+    assert quiet.rstrip().endswith("unchanged, not listed (nixmox -v plan lists them).")
+    assert run(["-v", "plan", "--config", str(EXAMPLE)]) == 0
+    verbose = capsys.readouterr().out
+    assert "nixos-vm (qemu 101 on pve1" in verbose and ": no changes" in verbose
+    assert "not listed" not in verbose
 
 
 def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(

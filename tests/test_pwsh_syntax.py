@@ -63,3 +63,13 @@ def test_a_broken_script_is_rejected(tmp_path: Path, source: str, where: str) ->
     errors = [line for line in proc.stdout.splitlines() if line.startswith(str(tmp_path))]
     assert errors and all(line.startswith(f"{broken}:") for line in errors)
     assert where in errors[0]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_each_script_is_ascii_and_reports_through_the_escaping_writer(script: Path) -> None:
+    # Windows PowerShell 5.1 reads a BOM-less script as ANSI, and prints through the
+    # console's OEM code page: only ASCII goes in, only escaped JSON comes out.
+    text = script.read_text()
+    assert text.isascii()
+    assert "[regex]::Replace($json, '[^\\x20-\\x7E]'" in text
+    assert "| ConvertTo-Json" not in text

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.adapters.guest_agent.via_api import AgentError, AgentTimeout, ApiAgent
+from nixmox.adapters.guest_agent import AgentError, AgentTimeout
+from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.guest_agent.via_socket import CHUNK, SocketAgent, socket_dir
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
@@ -34,7 +35,7 @@ def agent(qga: QemuGuestAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_ping_and_exec_with_output_exit_code_and_input(agent: SocketAgent) -> None:
     agent.ping()
     result = agent.exec(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"])
-    assert (result.exitcode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
     assert not result.ok
     assert agent.exec(["/bin/cat"], input_data="fed through input-data\n").stdout == (
         "fed through input-data\n"
@@ -49,7 +50,7 @@ def test_each_call_resyncs_so_calls_follow_each_other(agent: SocketAgent) -> Non
 
 
 def test_a_command_killed_by_a_signal_reports_128_plus_signal(agent: SocketAgent) -> None:
-    assert agent.exec(["/bin/sh", "-c", "kill -TERM $$"]).exitcode == 128 + 15
+    assert agent.exec(["/bin/sh", "-c", "kill -TERM $$"]).returncode == 128 + 15
 
 
 def test_exec_that_outlives_its_timeout_is_a_typed_error(agent: SocketAgent) -> None:
@@ -94,7 +95,7 @@ def test_the_api_agent_against_real_qemu_ga_through_the_lab(
     agent = ApiAgent(Proxmox(connection(ProxmoxSettings(), lab.env)), "pve1", VMID, poll=0.05)
     agent.ping()
     result = agent.exec(["/bin/sh", "-c", "printf 'caf\\303\\251'; echo oops >&2; exit 2"])
-    assert (result.exitcode, result.stdout, result.stderr) == (2, "café", "oops\n")
+    assert (result.returncode, result.stdout, result.stderr) == (2, "café", "oops\n")
     assert agent.exec(["/bin/cat"], input_data="through PVE\n").stdout == "through PVE\n"
     target = tmp_path / "from-api.txt"
     agent.file_write(str(target), "written through the API\n")

@@ -1,4 +1,4 @@
-"""The retention engine: Proxmox's keep-* rule, exactly (RETENTION.md)."""
+"""The retention engine: Proxmox's keep-* rule, exactly (docs/retention.md)."""
 
 from __future__ import annotations
 
@@ -279,7 +279,7 @@ def test_every_item_gets_exactly_one_decision_with_a_reason(
     assert [d.item.time for d in result] == sorted((it.time for it in its), reverse=True)
 
 
-# -- the rule as RETENTION.md words it, slowly: an oracle for the fast engine ----
+# -- the rule as docs/retention.md words it, slowly: an oracle for the fast engine
 
 FORMATS = {
     "hourly": "%Y/%m/%d/%H",
@@ -291,7 +291,7 @@ FORMATS = {
 
 
 def reference(its: list[Item], keep: Keep, zone: ZoneInfo) -> list[tuple[str, str]]:
-    """RETENTION.md step by step, with strftime period ids; (ref, mark) newest first."""
+    """docs/retention.md step by step, with strftime period ids; (ref, mark) newest first."""
     ordered = sorted(its, key=lambda it: (-it.time.timestamp(), it.protected, it.ref))
     if keep.keeps_everything:
         return [(it.ref, "protected" if it.protected else "keep") for it in ordered]

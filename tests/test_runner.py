@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.adapters.runner import Remote, Runner
+from nixmox.adapters.runner import Remote, Runner, split_remote
 from nixmox.core import log
-from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout
+from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout, ConfigError
 from nixmox.core.log import register_secret
 from tests.peers.sshd import Sshd, free_port
 
@@ -89,8 +89,42 @@ def test_remote_wraps_argv_for_ssh_with_quoting() -> None:
     remote = Remote("root@pve1.home.arpa", ("-F", "/tmp/cfg"))
     argv = remote.wrap(["zfs", "list", "-H", "a b"], {"LC_ALL": "C"})
     assert argv[:3] == ["ssh", "-o", "BatchMode=yes"]
-    assert argv[3:6] == ["-F", "/tmp/cfg", "root@pve1.home.arpa"]
+    assert argv[3:7] == ["-F", "/tmp/cfg", "--", "root@pve1.home.arpa"]
     assert argv[-1] == "env LC_ALL=C zfs list -H 'a b'"
+
+
+@pytest.mark.parametrize(
+    ("command", "remote", "program"),
+    [
+        (["zfs"], None, ["zfs"]),
+        (["sudo", "zfs"], None, ["sudo", "zfs"]),
+        (["ssh", "root@pve1", "zfs"], Remote("root@pve1"), ["zfs"]),
+        (
+            ["/usr/bin/ssh", "-p", "2222", "-oBatchMode=yes", "-4", "pve1", "sudo", "zfs"],
+            Remote("pve1", ("-p", "2222", "-oBatchMode=yes", "-4")),
+            ["sudo", "zfs"],
+        ),
+        (["ssh", "-4F", "/c", "--", "pve1", "zpool"], Remote("pve1", ("-4F", "/c")), ["zpool"]),
+    ],
+)
+def test_a_configured_ssh_prefix_is_a_remote_and_a_program(
+    command: list[str], remote: Remote | None, program: list[str]
+) -> None:
+    assert split_remote(command) == (remote, program)
+
+
+@pytest.mark.parametrize("command", [["ssh", "pve1"], ["ssh", "-p", "22"], ["ssh"]])
+def test_an_ssh_prefix_without_a_program_is_a_config_error(command: list[str]) -> None:
+    with pytest.raises(ConfigError, match="destination and the program"):
+        split_remote(command)
+
+
+def test_a_bound_runner_keeps_dry_run_and_history() -> None:
+    runner = Runner(dry_run=True)
+    there = runner.on(Remote("root@pve1"))
+    skipped = there.run(["zfs", "snapshot", "a@b"])
+    assert skipped.skipped and runner.history == [skipped] and runner.remote is None
+    assert there.on(None).remote is None and there.dry_run
 
 
 # -- over SSH, against a real sshd on loopback ----------------------------------

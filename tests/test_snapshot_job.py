@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nixmox.adapters.journal import Journal
-from nixmox.adapters.runner import Runner
+from nixmox.adapters.runner import Remote, Runner
 from nixmox.adapters.zfs import Zfs
 from nixmox.inventory.model import SnapshotPolicy, SnapshotTarget
 from nixmox.rules.retention import Item, Keep, Mark, prune
@@ -403,11 +403,15 @@ def test_zfs_command_over_ssh(zfs: ZfsFuse, lab_pool: str, sshd: Sshd) -> None:
     """`[zfs] command = ["ssh", ..., "zfs"]`: the same job, through the system ssh client."""
     command = ["ssh", "-F", str(sshd.ssh_config), sshd.host, str(zfs.bin_dir / "zfs")]
     runner = Runner()
+    over_ssh = Zfs(runner, command)
+    # The runner goes to the host with the prefix's own options; zfs is what runs there.
+    assert over_ssh.runner.remote == Remote(sshd.host, ("-F", str(sshd.ssh_config)))
+    assert over_ssh.runs_remotely and over_ssh.command == [str(zfs.bin_dir / "zfs")]
     ds = f"{lab_pool}/shared"
     for day in range(1, 4):
         zfs.zfs("snapshot", f"{ds}@{snapshot_name(datetime(2026, 1, day, tzinfo=UTC))}")
     result = run_target(
-        Zfs(runner, command),
+        over_ssh,
         SnapshotTarget(dataset=ds, policy="p"),
         SnapshotPolicy.model_validate({"keep-last": 2}),
         UTC,
@@ -418,7 +422,7 @@ def test_zfs_command_over_ssh(zfs: ZfsFuse, lab_pool: str, sshd: Sshd) -> None:
         snapshot_name(datetime(2026, 1, 3, tzinfo=UTC)),
         snapshot_name(datetime(2026, 2, 1, tzinfo=UTC)),
     ]
-    assert all(r.argv[:4] == tuple(command[:4]) for r in runner.history)
+    assert runner.history and all(r.argv[0] == command[-1] for r in runner.history)
 
 
 def test_faketime_drives_days_of_command_runs(
@@ -468,3 +472,32 @@ def test_errors_are_typed_by_phrase_and_exit_code(zfs: ZfsFuse, lab_pool: str) -
     with pytest.raises(ZfsUsage, match="does not accept"):
         adapter._run(["list", "-p", lab_pool], "listing", changes=False)  # zfs-fuse has no -p
     assert not adapter.batch_destroy  # zfs-fuse: no `zfs version`
+
+
+def test_the_runs_own_snapshot_is_spared_when_a_newer_one_fills_its_period() -> None:
+    """The clock moved back: a newer snapshot already fills this hour, yet ours stays."""
+    from nixmox.adapters.zfs import Snapshot
+    from nixmox.snapshot.policy import plan_prune
+
+    names = ["nixmox_2026-04-01T11:30:00Z", "nixmox_2026-04-01T11:10:00Z"]
+    snaps = [Snapshot("tank/ct", n, 0, 0) for n in names]
+    keep = Keep(hourly=3)
+    assert plan_prune("tank/ct", snaps, keep, VIENNA).remove == [names[1]]
+    spared = plan_prune("tank/ct", snaps, keep, VIENNA, spare=names[1])
+    assert spared.remove == [] and spared.kept == 2
+    # Sparing names only our own snapshot: the others are decided by the rule as before.
+    assert plan_prune("tank/ct", snaps, keep, VIENNA, spare=names[0]).remove == [names[1]]
+
+
+def test_clock_moved_back_keeps_the_new_snapshot(
+    zfs: ZfsFuse, lab_pool: str, tmp_path: Path, faketime_bin: str
+) -> None:
+    inv = write_inventory(tmp_path / "n.toml", lab_pool)
+    state = tmp_path / "state"
+    for when in ("2026-04-01 11:30:00", "2026-04-01 11:10:00"):
+        proc = nixmox_at(when, zfs, state, "snapshot", "--config", str(inv))
+        assert proc.returncode == 0, proc.stderr
+    assert [n[:-4] for n in ours(snapshots(zfs, f"{lab_pool}/ct"))] == [
+        "nixmox_2026-04-01T11:30",
+        "nixmox_2026-04-01T11:10",
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -109,3 +111,151 @@ def test_unwritable_state_dir_is_one_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(NixmoxError, match="cannot create the state directory"):
         Journal(blocker / "state")
+
+
+# -- the journal never blocks the work, and never lies ---------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_run_whose_process_is_gone_is_marked_interrupted(tmp_path: Path) -> None:
+    Journal(tmp_path).close()
+    pid = _dead_pid()
+    with sqlite3.connect(tmp_path / "journal.sqlite3") as db:
+        db.execute(
+            "INSERT INTO runs (command, started, pid) VALUES ('backup', ?, ?)",
+            (time.time() - 60, pid),
+        )
+    db.close()
+    journal = Journal(tmp_path)
+    [run] = journal.runs()
+    assert run.result == "interrupted" and run.ended is not None
+    assert str(pid) in run.summary["error"]
+    assert journal.latest()["backup"].id == run.id  # status shows it as the last run
+    journal.close()
+    history = subprocess.run(
+        [sys.executable, "-m", "nixmox.cli.main", "history"],
+        env={**os.environ, "NIXMOX_STATE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "interrupted" in history and "running" not in history
+
+
+def test_a_live_run_stays_running(tmp_path: Path) -> None:
+    Journal(tmp_path).close()
+    with sqlite3.connect(tmp_path / "journal.sqlite3") as db:
+        db.execute("INSERT INTO runs (command, started, pid) VALUES ('backup', 1, 1)")
+    db.close()
+    [run] = Journal(tmp_path).runs()
+    assert run.result is None  # PID 1 is alive
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_journal_is_moved_aside_and_a_fresh_one_started(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    if damage == "garbage":
+        path.write_bytes(b"this is not a database\n" * 200)
+    else:
+        for i in range(300):
+            with job_run(tmp_path, "snapshot") as run:
+                run.summary = {"n": i, "pad": "x" * 200}
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    with job_run(tmp_path, "backup") as run:
+        run.summary = {"guests": []}
+    [row] = Journal(tmp_path).runs()
+    assert (row.command, row.result) == ("backup", "ok")
+    [aside] = tmp_path.glob("journal.sqlite3.damaged-*")
+    assert aside.stat().st_size > 0
+    assert "damaged" in caplog.text and str(aside) in caplog.text
+
+
+def test_an_unreadable_summary_row_is_skipped(tmp_path: Path) -> None:
+    for i in range(2):
+        with job_run(tmp_path, "snapshot") as run:
+            run.summary = {"n": i}
+    with sqlite3.connect(tmp_path / "journal.sqlite3") as db:
+        db.execute("UPDATE runs SET summary = '{not json' WHERE id = 2")
+    db.close()
+    journal = Journal(tmp_path)
+    assert [r.summary for r in journal.runs()] == [{"n": 0}]
+    assert journal.latest() == {}  # the newest finished row is the bad one
+
+
+_IN_TMPFS = """
+import sys
+from pathlib import Path
+from nixmox.adapters.journal import job_run
+from nixmox.core.errors import NixmoxError
+
+state = Path(sys.argv[1])
+mode = sys.argv[2]
+try:
+    with job_run(state, "backup") as run:
+        print("work ran", flush=True)
+        if mode == "fills":
+            try:
+                with open(state.parent / "filler", "wb") as f:
+                    while True:
+                        f.write(b"x" * 65536)
+                        f.flush()
+            except OSError:
+                pass
+        run.result = "failed"
+    print("result failed kept")
+except NixmoxError as exc:
+    print("error:", exc)
+"""
+
+
+def _in_small_tmpfs(tmp_path: Path, prepare: str, mode: str) -> subprocess.CompletedProcess[str]:
+    """Run the snippet with the state directory on a 1 MiB tmpfs in a private mount namespace."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=1m,mode=0700 tmpfs {mnt} && mkdir -m 700 {mnt}/state && "
+        f'{prepare} {sys.executable} -c "$SNIPPET" {mnt}/state {mode}'
+    )
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        env={**os.environ, "SNIPPET": _IN_TMPFS, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("prepare", "why"),
+    [
+        ("mount -o remount,ro {mnt} && ", "read-only"),
+        ("head -c 2000000 /dev/zero > {mnt}/filler 2>/dev/null; ", "No space left"),
+    ],
+)
+def test_a_read_only_or_full_state_dir_is_one_clear_line_before_any_work(
+    tmp_path: Path, prepare: str, why: str
+) -> None:
+    proc = _in_small_tmpfs(tmp_path, prepare.format(mnt=tmp_path / "mnt"), "plain")
+    assert proc.returncode == 0, proc.stderr
+    assert "work ran" not in proc.stdout
+    [line] = proc.stdout.splitlines()
+    assert line.startswith(f"error: state directory {tmp_path / 'mnt' / 'state'} is not writable")
+    assert why in line and "nothing was changed" in line
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_journal_write_failing_at_the_end_keeps_the_jobs_result(tmp_path: Path) -> None:
+    proc = _in_small_tmpfs(tmp_path, "", "fills")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["work ran", "result failed kept"], proc.stderr
+    assert "could not record it" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,13 +1,15 @@
 """NixOS templates: the flakes and the guest profile with the real (offline) nix,
-`template build` with a recording nixos-rebuild stand-in, `template upload`
-against the lab (an LXC tarball through PVE's upload API; a VM archive over
-SSH to the real sshd, then restored as a VM template).
+`template build` with a recording nix stand-in and with the real nix 2.8,
+`template upload` against the lab (an LXC tarball through PVE's upload API; a
+VM archive over SSH to the real sshd, then restored as a VM template).
 
 nixpkgs cannot be fetched here: the profile and the configurations are
 evaluated against a stub lib/pkgs/config (option names, defaults, conditions),
-and the template flakes are locked and evaluated with nixpkgs overridden by a
-stub whose ``lib.nixosSystem`` returns its arguments. Building an image for
-real needs nixpkgs and nixos-rebuild (a NixOS machine).
+and the template flakes are locked, evaluated and built with nixpkgs replaced
+by a stub whose ``lib.nixosSystem`` sets ``system.build`` the way nixpkgs does:
+the Proxmox image modules set ``system.build.image`` (25.05 on), and then
+``image/images.nix`` leaves ``system.build.images`` (what ``nixos-rebuild
+build-image`` offers) undefined. Building a real image needs nixpkgs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from nixmox.inventory.load import load_inventory
 from nixmox.templates import build as t
 from tests.lab.serving import RunningLab
 from tests.peers.nix import NixSandbox
+from tests.peers.require import need_binary, need_root
 from tests.peers.sshd import Sshd
 from tests.test_nix import _ABSENT, _resolve
 
@@ -66,6 +71,7 @@ STUB_LIB = """\
     mkEnableOption = name: mkOption { type = "bool"; default = false; description = name; };
     mkIf = condition: content: { _type = "if"; inherit condition content; };
     mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
+    mkRemovedOptionModule = path: message: { removed = path; inherit message; };
     types = {
       bool = "bool"; str = "str"; path = "path";
       listOf = t: "listOf ${t}"; nullOr = t: "nullOr ${t}";
@@ -93,7 +99,7 @@ let
     };
   };
 in
-{ inherit (evaluated) options config; }
+{ inherit (evaluated) options config imports; }
 """
 )
 
@@ -123,7 +129,11 @@ def profile(nix_sandbox: NixSandbox, tmp_path: Path) -> Any:
             "--arg", "userConfig", f"builtins.fromJSON {json.dumps(json.dumps(user))}",
         )  # fmt: skip
         result = json.loads(proc.stdout)
-        return {"options": result["options"], "config": _resolve(result["config"])}
+        return {
+            "options": result["options"],
+            "config": _resolve(result["config"]),
+            "imports": result["imports"],
+        }
 
     return evaluate
 
@@ -137,7 +147,11 @@ def test_profile_defaults_and_ssh(profile: Any) -> None:
     result = profile({"authorizedKeys": [KEY]})
     options = result["options"]["nixmox"]["guest"]
     assert options["enable"]["default"] is True
-    assert options["user"]["default"] == "root"
+    # nixmox logs in as root only: setting the old `user` option says so.
+    assert "user" not in options
+    [removed] = result["imports"]
+    assert removed["removed"] == ["nixmox", "guest", "user"]
+    assert 'update.ssh = "root@GUEST"' in removed["message"]
     assert options["selfUpdate"]["enable"]["default"] is False
     config = result["config"]
     assert _failing(config) == []
@@ -165,19 +179,15 @@ def test_profile_without_keys_fails_its_assertion(profile: Any) -> None:
 @pytest.mark.peer
 def test_profile_self_update_uses_services_nixmox(profile: Any) -> None:
     config = profile(
-        {
-            "authorizedKeys": [KEY],
-            "user": "admin",
-            "selfUpdate": {"enable": True, "dates": "daily"},
-        },
+        {"authorizedKeys": [KEY], "selfUpdate": {"enable": True, "dates": "daily"}},
         container=True,
     )["config"]
     assert config["services"]["nixmox"] == {
         "enable": True,
         "nixosUpdate": {"enable": True, "dates": "daily", "randomizedDelaySec": "30min"},
     }
-    assert config["services"]["openssh"]["settings"]["PermitRootLogin"] == "no"
-    assert "admin" in config["users"]["users"]
+    assert config["services"]["openssh"]["settings"]["PermitRootLogin"] == "prohibit-password"
+    assert config["users"]["users"]["root"]["openssh"]["authorizedKeys"]["keys"] == [KEY]
     assert config["systemd"]["suppressedSystemUnits"] == ["sys-kernel-debug.mount"]
 
 
@@ -239,17 +249,46 @@ def test_vm_configuration(configuration: Any) -> None:
 
 # -- the template flakes, locked and evaluated offline ---------------------------------
 
-# nixpkgs for the template flakes: nixosSystem hands back what it was given.
+# nixpkgs for the template flakes. nixosSystem hands back what it was given,
+# plus config.system.build as nixpkgs makes it from the image modules the
+# configuration imports: proxmox-lxc.nix sets `tarball`, proxmox-image.nix
+# `VMA`, and (25.05 on) both set `image`; image/images.nix defines `images`
+# only while `image` is unset. The images are real derivations (the VM one
+# requires the kvm system feature, as make-disk-image does).
 STUB_NIXPKGS = """\
 {
   outputs = { self }: {
     lib = {
-      nixosSystem = args: { inherit (args) system; modules = args.modules; };
+      nixosSystem = args:
+        let
+          inherit (args) system;
+          moduleArgs = { inherit (self) lib; config = { }; pkgs = { }; modulesPath = "/MODULES"; };
+          load = m:
+            let v = if builtins.isAttrs m || builtins.isFunction m then m else import m;
+            in if builtins.isFunction v then v moduleArgs else v;
+          imported = builtins.concatMap (m: map toString ((load m).imports or [ ])) args.modules;
+          has = name: builtins.any (p: baseNameOf p == name) imported;
+          image = name: dir: file: features: derivation {
+            inherit name system;
+            builder = "/bin/sh";
+            PATH = "/usr/bin:/bin";
+            args = [ "-c" "mkdir -p $out/${dir} && echo ${name} > $out/${dir}/${file}" ];
+            requiredSystemFeatures = features;
+          };
+          tarball = image "tarball" "tarball" "nixos-system-${system}.tar.xz" [ ];
+          vma = image "proxmox-nixos-vm" "." "vzdump-qemu-nixos-vm.vma.zst" [ "kvm" ];
+          set = (if has "proxmox-lxc.nix" then { inherit tarball; image = tarball; } else { })
+            // (if has "proxmox-image.nix" then { VMA = vma; image = vma; } else { });
+          images = if set ? image then { }
+            else { images = { proxmox = vma; proxmox-lxc = tarball; }; };
+        in
+        { inherit system; modules = args.modules; config.system.build = set // images; };
       optionals = cond: xs: if cond then xs else [ ];
       splitString = sep: s: builtins.filter builtins.isString (builtins.split sep s);
       genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
       mapAttrs = builtins.mapAttrs;
       escapeShellArgs = builtins.concatStringsSep " ";
+      mkDefault = x: x;
       version = "stub";
     };
     legacyPackages = { };
@@ -310,6 +349,21 @@ def test_template_flake_locks_and_evaluates_offline(
     assert [Path(p).name for p in shown["guest"]] == ["module.nix", "nixmox-guest.nix"]
     assert shown["config"].endswith("/configuration.nix")
 
+    # What nixos-rebuild build-image would list: nothing, the image modules set
+    # system.build.image. What nixmox builds is there.
+    k = t.kind(kind)
+    build = json.loads(
+        nix_sandbox.nix(
+            "eval", "--json", f"path:{staged}#nixosConfigurations.{kind}.config.system.build",
+            "--apply", "b: builtins.mapAttrs (n: v: v.name or n) b",
+        ).stdout
+    )  # fmt: skip
+    assert "images" not in build and "image" in build
+    name = nix_sandbox.nix(
+        "eval", "--raw", t.installable(k, f"path:{staged}") + ".name"
+    ).stdout  # fmt: skip
+    assert name == {"tarball": "tarball", "VMA": "proxmox-nixos-vm"}[k.output]
+
 
 @pytest.mark.peer
 def test_without_key_file_the_keys_are_empty(
@@ -326,21 +380,109 @@ def test_without_key_file_the_keys_are_empty(
     assert json.loads(out) == []
 
 
+NIX_WRAPPER = """\
+#!/bin/sh
+exec {real} --option flake-registry {registry} --option substituters "" --option builders "" \\
+  --option sandbox false --option build-users-group "" --option system-features "{features}" "$@"
+"""
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize(
+    ("kind", "kvm"),
+    [("nixos-lxc", False), ("nixos-vm", True), ("nixos-vm", False)],
+    ids=["lxc", "vm", "vm-without-kvm"],
+)
+def test_template_build_with_the_real_nix(
+    nix_sandbox: NixSandbox, flakes: dict[str, Path], tmp_path: Path, kind: str, kvm: bool
+) -> None:
+    """`nixmox template build` against the real nix 2.8, which evaluates the template
+    with the stub nixpkgs and builds its image derivation into a /nix of its own."""
+    need_root("a /nix of its own (a bind mount in a private mount namespace)")
+    unshare = need_binary("unshare", "util-linux")
+    mine = tmp_path / "my-flake"
+    shutil.copytree(REPO / "templates" / kind, mine)
+    text = (mine / "flake.nix").read_text()
+    text = text.replace('"github:NixOS/nixpkgs/nixos-25.05"', f'"path:{flakes["nixpkgs"]}"')
+    (mine / "flake.nix").write_text(
+        text.replace('"github:OWNER/nixmox"', f'"path:{flakes["nixmox"]}"')
+    )
+    (mine / "authorized_keys").write_text(KEY + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nix").write_text(
+        NIX_WRAPPER.format(
+            real=shutil.which(nix_sandbox.nix_bin),
+            registry=nix_sandbox.registry,
+            features="benchmark big-parallel" + (" kvm" if kvm else ""),
+        )
+    )
+    (bin_dir / "nix").chmod(0o755)
+    nix_root = tmp_path / "nix-root"
+    nix_root.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            unshare, "--mount", "--propagation", "private",
+            "sh", "-c", f'mount --bind {nix_root} /nix && exec "$@"', "sh",
+            sys.executable, "-m", "nixmox.cli.main",
+            "template", "build", kind, "--flake", str(mine), "--out", str(out),
+        ],
+        env={**nix_sandbox.env, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if kind == "nixos-vm" and not kvm:
+        assert proc.returncode == 1
+        [line] = proc.stderr.strip().splitlines()
+        assert "needs the `kvm` system feature" in line and "nothing was built" in line
+        assert not (out / "result-nixos-vm").is_symlink()
+        return
+    assert proc.returncode == 0, proc.stderr
+    built = next(ln for ln in proc.stdout.splitlines() if ln.startswith("built "))
+    image = built.removeprefix("built ")
+    name = (
+        "tarball/nixos-system-x86_64-linux.tar.xz"
+        if kvm is False
+        else "vzdump-qemu-nixos-vm.vma.zst"
+    )
+    assert image.startswith("/nix/store/") and image.endswith(name)
+    # In the /nix that nix built into; the out-link in --out keeps it from the GC.
+    assert (nix_root / image.removeprefix("/nix/")).read_text().strip() in (
+        "tarball",
+        "proxmox-nixos-vm",
+    )
+    assert str(os.readlink(out / f"result-{kind}")) == image.removesuffix("/" + name)
+
+
 # -- pure parts of build and upload --------------------------------------------------
 
 
 def test_build_argv() -> None:
-    assert t.build_argv(t.kind("nixos-vm"), "path:/x", [("nixmox", "git+file:///r")]) == [
-        "nixos-rebuild", "build-image", "--image-variant", "proxmox",
-        "--flake", "path:/x#nixos-vm", "--override-input", "nixmox", "git+file:///r",
+    assert t.build_argv(t.kind("nixos-vm"), "path:/x", "/o/r", [("nixmox", "git+file:///r")]) == [
+        "nix", "--extra-experimental-features", "nix-command flakes", "build",
+        "--out-link", "/o/r", "path:/x#nixosConfigurations.nixos-vm.config.system.build.VMA",
+        "--override-input", "nixmox", "git+file:///r",
     ]  # fmt: skip
-    assert t.build_argv(t.kind("nixos-lxc-docker"), "/y")[3:6] == [
-        "proxmox-lxc",
-        "--flake",
-        "/y#nixos-lxc-docker",
-    ]
+    assert t.build_argv(t.kind("nixos-lxc-docker"), "/y", "/o/r")[-1] == (
+        "/y#nixosConfigurations.nixos-lxc-docker.config.system.build.tarball"
+    )
     with pytest.raises(ConfigError, match="choose one of nixos-lxc, nixos-lxc-docker, nixos-vm"):
         t.kind("windows")
+
+
+def test_a_vm_image_needs_kvm_here_or_a_builder() -> None:
+    files = {"/etc/nix/machines": "# none yet\n", "/etc/nix/more": "ssh://b x86_64-linux\n"}
+    read = files.get
+
+    def refusal(text: str) -> str | None:
+        return t.vm_build_refusal(t.nix_settings(text), read)
+
+    assert refusal("system-features = benchmark big-parallel kvm nixos-test\n") is None
+    no_kvm = "system-features = benchmark big-parallel\nbuilders = @/etc/nix/machines\n"
+    assert "needs the `kvm` system feature" in (refusal(no_kvm) or "")
+    assert refusal(no_kvm.replace("machines", "absent")) is not None
+    assert refusal(no_kvm.replace("machines", "more")) is None
+    assert refusal("system-features = \nbuilders = ssh://builder x86_64-linux\n") is None
 
 
 def test_authorized_keys_refuses_private_keys() -> None:
@@ -386,19 +528,25 @@ def test_storage_choice() -> None:
         t.pick_storage(bare, "vztmpl", None, "pve1")
 
 
-def test_image_path_from_output() -> None:
-    out = (
-        "building the system configuration...\n"
-        "Done.  The disk image can be found in "
-        "/nix/store/abc-nixos-image/tarball/nixos-image-lxc-proxmox-x86_64-linux.tar.xz\n"
-    )
-    assert t.image_from_output(out) == (
-        "/nix/store/abc-nixos-image/tarball/nixos-image-lxc-proxmox-x86_64-linux.tar.xz"
-    )
-    assert t.image_from_output("nothing here") is None
-    # nixos-rebuild-ng prints the path in bold on a terminal, maybe relative to `result`.
-    bold = "Done. The disk image can be found in \x1b[1mresult/vzdump-qemu-nixos.vma.zst\x1b[0m\n"
-    assert t.image_from_output(bold) == "result/vzdump-qemu-nixos.vma.zst"
+def test_the_image_in_a_build_output(tmp_path: Path) -> None:
+    out = tmp_path / "abc-tarball"
+    (out / "tarball").mkdir(parents=True)
+    (out / "nix-support").mkdir()
+    (out / "nix-support" / "hydra-build-products").write_text("file system-tarball x\n")
+    assert t.image_in(out) is None
+    (out / "tarball" / "nixos-system-x86_64-linux.tar.xz").write_text("x")
+    assert t.image_in(out) == out / "tarball" / "nixos-system-x86_64-linux.tar.xz"
+
+
+def test_a_built_image_is_uploaded_under_a_name_of_its_own(tmp_path: Path) -> None:
+    plain = tmp_path / "nixos-lxc.tar.xz"
+    assert t.upload_name(plain) == "nixos-lxc.tar.xz"
+    store = Path("/nix/store/0c8sw3qgvwpn8p7bm1j7wbmjr3amsjs2-tarball/tarball/nixos.tar.xz")
+    assert t.upload_name(store) == "nixos-0c8sw3qg.tar.xz"
+    rows = [{"volid": "local:vztmpl/a.tar.xz", "size": 5}]
+    assert t.existing("local:vztmpl/a.tar.xz", rows, 5) == "same"
+    assert t.existing("local:vztmpl/a.tar.xz", rows, 6) == "different"
+    assert t.existing("local:vztmpl/b.tar.xz", rows, 5) == "absent"
 
 
 # -- template build ---------------------------------------------------------------------
@@ -416,20 +564,22 @@ def test_build_without_nixos_rebuild_says_what_is_missing(
     assert run(["template", "build", "nixos-lxc", "--out", str(out), "--ssh-key", str(key)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert "`nixos-rebuild` is not on PATH" in err[0] and "nothing was built" in err[0]
+    assert "`nix` is not on PATH" in err[0] and "nothing was built" in err[0]
     assert not out.exists()
 
 
 STAND_IN = """\
 #!/bin/sh
-# nixos-rebuild stand-in: records its argv and working directory, "builds" an image.
+# nix stand-in: records `build`'s argv and working directory, "builds" an image
+# and points the --out-link at it; `show-config` answers from {features}.
+for a in "$@"; do case "$a" in show-config) cat "{features}" 2>/dev/null; exit 0;; esac; done
 printf '%s\\n' "$@" > "{log}"
 pwd >> "{log}"
+link=
+while [ $# -gt 0 ]; do case "$1" in --out-link) link=$2; shift 2;; *) shift;; esac; done
 mkdir -p "{store}/tarball"
 printf 'image' > "{store}/tarball/{image}"
-ln -sfn "{store}" result
-echo "building the system configuration..." >&2
-echo "Done.  The disk image can be found in {store}/tarball/{image}"
+ln -sfn "{store}" "$link"
 """
 
 
@@ -438,17 +588,18 @@ def _stand_ins(tmp_path: Path, image: str, *, fail: bool = False) -> tuple[Path,
     bin_dir.mkdir()
     log = tmp_path / "argv.log"
     store = tmp_path / "store" / "abc-nixos-image"
-    script = STAND_IN.format(log=log, store=store, image=image)
+    features = tmp_path / "nix-features"
+    features.write_text("system-features = benchmark big-parallel kvm\nbuilders = \n")
+    script = STAND_IN.format(log=log, store=store, image=image, features=features)
     if fail:
         script = '#!/bin/sh\necho "error: cannot fetch github:NixOS/nixpkgs" >&2\nexit 1\n'
-    (bin_dir / "nixos-rebuild").write_text(script)
-    (bin_dir / "nix").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "nix").write_text(script)
     for p in bin_dir.iterdir():
         p.chmod(p.stat().st_mode | stat.S_IXUSR)
     return bin_dir, log, store
 
 
-def test_build_runs_nixos_rebuild_build_image(
+def test_build_runs_nix_build_of_the_image_attribute(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     image = "nixos-image-lxc-proxmox-25.05-x86_64-linux.tar.xz"
@@ -464,10 +615,11 @@ def test_build_runs_nixos_rebuild_build_image(
     argv = log.read_text().splitlines()
     nixmox = f"git+file://{REPO}" if (REPO / ".git").exists() else f"path:{REPO}"
     assert argv == [
-        "build-image", "--image-variant", "proxmox-lxc",
-        "--flake", f"path:{staged}#nixos-lxc-docker",
+        "--extra-experimental-features", "nix-command flakes", "build",
+        "--out-link", str(out / "result-nixos-lxc-docker"),
+        f"path:{staged}#nixosConfigurations.nixos-lxc-docker.config.system.build.tarball",
         "--override-input", "nixmox", nixmox,
-        str(out),  # its working directory: `result` lands in --out
+        str(out),  # its working directory
     ]  # fmt: skip
     assert (staged / "authorized_keys").read_text() == KEY + "\n"
     assert (staged / "configuration.nix").read_text() == (
@@ -533,8 +685,9 @@ def test_build_with_the_users_flake(
         run(["template", "build", "nixos-vm", "--flake", str(mine), "--out", str(tmp_path / "o")])
         == 0
     )
-    assert log.read_text().splitlines()[:5] == [
-        "build-image", "--image-variant", "proxmox", "--flake", f"{mine}#nixos-vm",
+    assert log.read_text().splitlines()[3:6] == [
+        "--out-link", str(tmp_path / "o" / "result-nixos-vm"),
+        f"{mine}#nixosConfigurations.nixos-vm.config.system.build.VMA",
     ]  # fmt: skip
     assert f"built {store}/tarball/{image}" in capsys.readouterr().out
 
@@ -551,7 +704,7 @@ def test_build_failure_is_one_line(
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
-    assert "build-image failed (exit 1): error: cannot fetch github:NixOS/nixpkgs" in err[0]
+    assert "nix build failed (exit 1): error: cannot fetch github:NixOS/nixpkgs" in err[0]
 
 
 def test_build_needs_a_key(
@@ -611,6 +764,11 @@ def test_upload_lxc_template_then_plan_can_create_from_it(
         capsys, ["template", "upload", str(image), "--config", str(EXAMPLE), "--json"]
     )
     assert code == 0 and answer["uploaded"] is False
+    # A rebuilt image under the same name is not taken for the one uploaded.
+    image.write_bytes(os.urandom(128 * 1024))
+    code, err = _json(capsys, ["template", "upload", str(image), "--config", str(EXAMPLE)])
+    assert code == 1 and "is there already with other content: give --name" in err
+    assert volumes["vztmpl/nixos-lxc-test.tar.xz"]["size"] == 256 * 1024
 
     # The inventory's LXC guest names it: plan shows the guest to create, and
     # apply creates it from the uploaded file.

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent
+from nixmox.adapters.guest_agent import AgentError
+from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.inventory.model import ProxmoxSettings
@@ -19,7 +20,7 @@ from nixmox.updates.guest_snapshots import (
     update_snapshot_name,
     update_snapshot_time,
 )
-from nixmox.updates.outcome import Outcome, exit_code, run_result, summary
+from nixmox.updates.outcome import UpdateOutcome, exit_code, run_result, summary
 from tests.lab.serving import RunningLab
 
 VIENNA = ZoneInfo("Europe/Vienna")
@@ -93,9 +94,9 @@ def test_agent_exec_and_files_through_the_api(lab: RunningLab) -> None:
 
 
 def test_outcome_summary_shape_and_exit_codes() -> None:
-    ok = Outcome("nixos-lxc", 100, "ok")
-    held = Outcome("win11-gaming", 102, "held", pending=1)
-    back = Outcome("nixos-vm", 101, "rolled-back", rolled_back=True, rollback="generation 41")
+    ok = UpdateOutcome("nixos-lxc", 100, "ok")
+    held = UpdateOutcome("win11-gaming", 102, "held", pending=1)
+    back = UpdateOutcome("nixos-vm", 101, "rolled-back", rolled_back=True, rollback="generation 41")
     assert exit_code([ok, held]) == 0 and run_result([ok, held]) == "ok"
     assert exit_code([ok, back]) == 1 and run_result([ok, back]) == "failed"
     s = summary([ok, held, back])

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nixmox.adapters.proxmox.cluster import GuestRow
 from nixmox.inventory.model import Guest, Node, RebootPolicy
 from nixmox.rules.window import window_open as inside_window
 from nixmox.updates.host.preflight import problems
@@ -344,7 +345,7 @@ STATUS = [
 
 def test_preflight_passes_on_a_quiet_cluster() -> None:
     finished = {"type": "vzdump", "node": "pve1", "endtime": 5, "status": "OK", "upid": "U1"}
-    assert problems("pve1", STATUS, [finished], [{"vmid": 100, "node": "pve1"}]) == []
+    assert problems("pve1", STATUS, [finished], [GuestRow(100, "qemu", "pve1")]) == []
 
 
 def test_preflight_problems() -> None:
@@ -358,7 +359,7 @@ def test_preflight_problems() -> None:
         {"type": "vzdump", "node": "pve2", "upid": "UPID:pve2:2", "id": ""},  # not this node
         {"type": "qmigrate", "node": "pve2", "id": "103", "upid": "UPID:pve2:3"},
     ]
-    resources = [{"vmid": 100, "node": "pve1", "lock": "backup"}]
+    resources = [GuestRow(100, "qemu", "pve1", lock="backup")]
     assert problems("pve1", status, tasks, resources) == [
         "the cluster has no quorum (1 of 2 nodes online)",
         "a backup (vzdump) is running on pve1: UPID:pve1:1",

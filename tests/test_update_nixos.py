@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from nixmox.adapters.journal import Journal
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
-from nixmox.cli import update_nixos_cmd
+from nixmox.cli import update_nixos as update_nixos_command
 from nixmox.cli.main import run
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import load_inventory
@@ -44,8 +45,11 @@ from nixmox.updates.nixos.decisions import (
     lock_unchanged,
     parse_generation,
     parse_nix_version,
+    read_lock_script,
     reboot_needed,
+    switch_argv,
     system_state,
+    unit_stamp,
 )
 from nixmox.updates.nixos.job import POLL
 from tests.clock import FakeClock
@@ -123,8 +127,40 @@ def test_generation_reboot_and_health_verdicts() -> None:
         "http: x answered 503",
     ]
     argv = deadman_argv("nixmox-deadman-x", "5min", 41)
-    assert argv[:3] == ["systemd-run", "--on-active=5min", "--unit=nixmox-deadman-x"]
+    # --collect: a fired (even failed) dead-man must not stay loaded, keeping the
+    # system "degraded" and failing the health checks of every later update.
+    assert argv[:4] == ["systemd-run", "--collect", "--on-active=5min", "--unit=nixmox-deadman-x"]
     assert "--switch-generation 41" in argv[-1] and "switch-to-configuration switch" in argv[-1]
+    # Detached like nixos-rebuild's switch: it outlives the connection that started it.
+    assert switch_argv("nixmox-switch-x", "/nix/store/a-nixos") == [
+        "systemd-run", "--collect", "--no-ask-password", "--pipe", "--quiet",
+        "--service-type=exec", "--unit=nixmox-switch-x", "--wait",
+        "/nix/store/a-nixos/bin/switch-to-configuration", "switch",
+    ]  # fmt: skip
+
+
+def test_unit_names_differ_from_run_to_run() -> None:
+    now = datetime(2026, 12, 4, 3, 30, tzinfo=UTC)
+    assert unit_stamp(now, "a1b2c3") == "20261204033000-a1b2c3"
+    assert unit_stamp(now, "a1b2c3") != unit_stamp(now, "d4e5f6")
+
+
+def test_units_failed_before_the_update_do_not_count() -> None:
+    before = ["broken-mount.mount"]
+    same = Health(state="degraded", failed_units=["broken-mount.mount"], baseline_failed=before)
+    assert same.problems() == []
+    worse = Health(
+        state="degraded",
+        failed_units=["broken-mount.mount", "nginx.service"],
+        baseline_failed=before,
+    )
+    assert worse.problems() == ["system is degraded", "failed units: nginx.service"]
+    # Degraded with no failed unit listed, or another bad state: never excused.
+    assert Health(state="degraded", baseline_failed=before).problems() == ["system is degraded"]
+    assert Health(state="maintenance", failed_units=before, baseline_failed=before).problems() == [
+        "system is maintenance"
+    ]
+    assert parse_generation("system-3-link\n/a\n/b\n1000\n").uid == "1000"
 
 
 def test_transports_build_the_documented_command_lines() -> None:
@@ -279,7 +315,7 @@ def update_on(
     clock: FakeClock, capsys: pytest.CaptureFixture[str], config: Path, guest: str
 ) -> tuple[int, Any]:
     """:func:`update` of one guest with ``clock``: its waits pass at once."""
-    code = update_nixos_cmd.run(
+    code = update_nixos_command.run(
         config, [guest], dry_run=False, as_json=True, verbose=0, clock=clock
     )
     return code, json.loads(capsys.readouterr().out)
@@ -348,10 +384,19 @@ def test_success_switches_disarms_prunes_and_journals(
     assert len(guest.calls("nixos-rebuild")) == 1
     calls = [line.split(" ", 1)[0] for line in guest.log_lines()]
     assert calls.index("systemd-run") < calls.index("switch-to-configuration")
-    [armed] = guest.calls("systemd-run")
-    assert "--on-active=5min" in armed and "--switch-generation 41" in armed
+    armed, switch = guest.calls("systemd-run")
+    assert "--collect --on-active=5min" in armed and "--switch-generation 41" in armed
     unit = next(a for a in armed.split() if a.startswith("--unit=")).removeprefix("--unit=")
+    assert unit.startswith("nixmox-deadman-")
     assert f"systemctl stop {unit}.timer" in guest.log_lines()
+    # The switch in a unit of its own, waited for; nixmox's own failed leftovers reset first.
+    assert switch.startswith("systemd-run --collect --no-ask-password --pipe --quiet ")
+    assert "--service-type=exec --unit=nixmox-switch-" in switch and " --wait " in switch
+    assert switch.endswith("/new-system/bin/switch-to-configuration switch")
+    assert "systemctl reset-failed nixmox-deadman-* nixmox-switch-*" in guest.log_lines()
+    # The build ran in nixmox's directory, and its GC root is gone with the switch done.
+    assert (guest.root / "varlib" / "build").is_dir()
+    assert not os.path.lexists(guest.root / "varlib" / "build" / "result")
     assert guest.generation() == "system-42-link"
     assert "switched-to new-system" in guest.log_lines()
     # The new snapshot deleted (keep_snapshot = false), the oldest of nixmox's pruned
@@ -535,11 +580,67 @@ def test_unhealthy_switch_goes_back_to_the_recorded_generation(
     assert not posts(env, "/rollback")
     # Again, as text: the report names the rollback. At another time: two runs within one
     # second would want the same snapshot name.
-    code = update_nixos_cmd.run(
+    code = update_nixos_command.run(
         config, ["nixos-lxc"], dry_run=False, as_json=False, verbose=0, clock=FakeClock()
     )
     assert code == 1
     assert "rolled back: generation 41" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("breaks", [False, True], ids=["nothing-new", "a-new-failure"])
+def test_a_unit_failed_before_the_update_is_no_reason_to_roll_back(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    breaks: bool,
+) -> None:
+    flake.upstream_moves()
+    failed = "media.mount loaded failed failed /media\n"
+    (guest.script / "failed.system-41").write_text(failed)
+    broken = "nginx.service loaded failed failed nginx\n" if breaks else ""
+    (guest.script / "failed.new-system").write_text(failed + broken)
+    (guest.script / "state.new-system").write_text("degraded\n")
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    [row] = out["guests"]
+    assert "failed before the update (not counted): media.mount" in row["steps"]
+    if breaks:  # what the update broke still counts, whatever failed before
+        assert code == 1
+        assert row["result"] == "rolled-back"
+        assert row["message"] == (
+            "unhealthy after the switch: system is degraded; failed units: nginx.service"
+        )
+        assert guest.generation() == "system-41-link"
+    else:
+        assert code == 0, out
+        assert row["result"] == "ok"
+        assert guest.generation() == "system-42-link"
+
+
+def test_a_guest_without_a_flake_says_what_to_do_first(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    empty = tmp_path / "fresh-etc-nixos"
+    empty.mkdir()
+    fresh = Flake.__new__(Flake)
+    fresh.dir = empty
+    config = write_inventory(
+        tmp_path / "inv.toml", ssh_update(guest, fresh), health=health(healthz)
+    )
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 1
+    [row] = out["guests"]
+    assert row["result"] == "failed" and row["snapshot"] is None
+    assert f"no flake.nix in {empty}" in row["message"] and "docs/nixos.md" in row["message"]
+    assert guest.calls("nixos-rebuild") == [] and not posts(env, "/snapshot")
 
 
 def test_guest_lost_after_the_switch_rolls_the_proxmox_snapshot_back(
@@ -711,7 +812,7 @@ def test_agent_transport_through_the_api(
     assert vm.status == "running"
     lock = '{"nodes": {}, "root": "root", "version": 7}\n'
     sh = ["/run/current-system/sw/bin/sh", "-c"]
-    read_lock = "if [ -e /etc/nixos/flake.lock ]; then cat /etc/nixos/flake.lock; fi"
+    read_lock = read_lock_script("/etc/nixos")
     vm.agent = {
         **(vm.agent or {}),
         "exec": {
@@ -743,6 +844,26 @@ def test_agent_transport_through_the_api(
     assert not any("nixos-rebuild" in " ".join(a) for a in argvs)
     assert posts(env, "/qemu/101/snapshot") and snapshots(env, "qemu", 101).names() == []
     assert sh == argvs[0][:2]  # scripts run by NixOS's sh, not the agent's bare PATH
+
+
+def test_a_login_that_is_not_root_is_refused_before_anything_changes(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vm = env.pve.find("pve1", 101)
+    vm.agent = {
+        **(vm.agent or {}),
+        "exec": {
+            " ".join(AgentAccess.argv(READ_GENERATION)): {
+                "exitcode": 0,
+                "out-data": "system-7-link\n/nix/store/a-nixos\n/nix/store/a-nixos\n1000\n",
+            },
+        },
+    }
+    code, out = update(capsys, ROOT / "examples" / "homelab.toml", "--guest", "nixos-vm")
+    assert code == 1
+    [row] = out["guests"]
+    assert row["result"] == "failed" and "runs as uid 1000, not root" in row["message"]
+    assert not posts(env, "/qemu/101/snapshot")
 
 
 @pytest.fixture

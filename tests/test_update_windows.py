@@ -21,17 +21,25 @@ from hypothesis import strategies as st
 from nixmox.adapters.journal import Journal
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
-from nixmox.cli import update_windows_cmd
+from nixmox.cli import update_windows as update_windows_command
 from nixmox.cli.main import run
+from nixmox.core.results import CommandResult
 from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
 from nixmox.rules.window import window_open
 from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
+from nixmox.windows.scripts import parse_report
 from nixmox.windows.update import Timing
 from nixmox.windows.update_decisions import (
+    Precheck,
+    RebootVerdict,
+    after_failure,
     after_scan,
+    boot_time_text,
     interpret_install,
     postcheck_problems,
+    precheck_blocker,
     reboot_verdict,
+    still_servicing,
 )
 from tests.clock import FakeClock
 from tests.lab.serving import RunningLab
@@ -60,13 +68,35 @@ def windows(lab: RunningLab, **state: Any) -> WindowsAgent:
 
 
 def update_windows(
-    capsys: pytest.CaptureFixture[str], *, dry_run: bool = False, as_json: bool = True
+    capsys: pytest.CaptureFixture[str],
+    *,
+    dry_run: bool = False,
+    as_json: bool = True,
+    config: Path = EXAMPLE,
+    clock: FakeClock | None = None,
 ) -> tuple[int, Any]:
-    code = update_windows_cmd.run(
-        EXAMPLE, ["win11-gaming"], dry_run=dry_run, as_json=as_json, clock=FakeClock(), timing=FAST
+    code = update_windows_command.run(
+        config,
+        ["win11-gaming"],
+        dry_run=dry_run,
+        as_json=as_json,
+        clock=clock or FakeClock(),
+        timing=FAST,
     )
     out = capsys.readouterr().out
     return code, json.loads(out)["guests"][0] if as_json else out
+
+
+def configured(tmp_path: Path, policy: str = "when-idle", **update: str) -> Path:
+    """The example with the Windows guest's reboot policy and extra [guests.update] keys."""
+    text = EXAMPLE.read_text()
+    assert text.count('policy = "when-idle"') == 1 and text.count("keep_snapshot = false") == 1
+    text = text.replace('policy = "when-idle"', f'policy = "{policy}"')
+    extra = "".join(f"\n{key} = {value}" for key, value in update.items())
+    text = text.replace("keep_snapshot = false", "keep_snapshot = false" + extra)
+    path = tmp_path / "nixmox.toml"
+    path.write_text(text)
+    return path
 
 
 def snapshots(lab: RunningLab) -> list[str]:
@@ -177,7 +207,9 @@ def test_a_window_policy_holds_outside_and_reboots_inside_its_window(
 
     def at(when: datetime) -> dict[str, Any]:
         clock = FakeClock(start=when)
-        update_windows_cmd.run(config, [], dry_run=False, as_json=True, clock=clock, timing=FAST)
+        update_windows_command.run(
+            config, [], dry_run=False, as_json=True, clock=clock, timing=FAST
+        )
         row: dict[str, Any] = json.loads(capsys.readouterr().out)["guests"][0]
         return row
 
@@ -192,17 +224,80 @@ def test_a_window_policy_holds_outside_and_reboots_inside_its_window(
     assert row["message"] == "rebooted to finish the pending updates; nothing else offered"
 
 
-def test_an_install_failure_rolls_the_snapshot_back(
+def test_an_install_aborted_after_installing_something_rolls_the_snapshot_back(
     env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    guest = windows(env, install_codes=[4])
+    # Aborted (5) after the first update installed: the guest changed.
+    guest = windows(env, install_codes=[(5, [2, 5])])
     code, out = update_windows(capsys, as_json=False)
     assert code == 1
     (taken,) = snapshots(env)
     assert rolled_back_to(env) == taken  # the lab rolled VM 102 back to it
     assert "rolled-back" in out and f"rolled back: Proxmox snapshot {taken} of VM 102" in out
-    assert "install failed" in out
+    assert "install aborted" in out and "after KB5046617 installed" in out
     assert "shutdown" not in guest.ran and "update-postcheck" not in guest.ran
+
+
+def test_an_install_that_installed_nothing_fails_without_a_rollback(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Code 4 for every update: Windows undid each one itself; nothing to roll back.
+    windows(env, install_codes=[4])
+    code, row = update_windows(capsys)
+    assert (code, row["result"], row["rolled_back"]) == (1, "failed", False)
+    assert row["message"].startswith("round 1: install failed (HRESULT 0x80240017)")
+    assert "nothing was installed, no rollback" in row["message"]
+    assert rollbacks(env) == [] and snapshots(env) == [] and row["snapshot"] is None
+    assert env.pve.find("pve1", VMID).status == "running"
+
+
+def test_a_download_failure_with_policy_never_neither_stops_nor_rolls_back(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    guest = windows(env, fail_downloads=1)
+    code, row = update_windows(capsys, config=configured(tmp_path, "never"))
+    assert (code, row["result"], row["rolled_back"]) == (1, "failed", False)
+    assert row["message"].startswith("round 1: download failed (HRESULT 0x")
+    assert "nothing was installed, no rollback" in row["message"]
+    vm = env.pve.find("pve1", VMID)
+    assert vm.status == "running" and rollbacks(env) == []
+    # The snapshot protected nothing: it is gone; the offered updates are still offered.
+    assert snapshots(env) == [] and len(guest.available) == 2
+
+
+def test_a_broken_install_while_the_game_runs_is_not_rolled_back(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # when-idle, and RustClient.exe starts during the install: a rollback would stop it.
+    guest = windows(env, install_codes=[(5, [2, 5])])
+    original = guest._script
+
+    def game_starts(name: str, params: dict[str, str]) -> dict[str, Any]:
+        report = original(name, params)
+        if name == "update-install":
+            guest.processes.append("RustClient.exe")
+        return report
+
+    guest._script = game_starts  # type: ignore[method-assign]
+    code, row = update_windows(capsys)
+    assert (code, row["result"], row["rolled_back"]) == (1, "failed", False)
+    assert (
+        "not rolled back: that stops the running VM and RustClient.exe running" in (row["message"])
+    )
+    taken = row["snapshot"]
+    assert snapshots(env) == [taken] and rollbacks(env) == []
+    assert f"roll back by hand: qm rollback 102 {taken}" in row["message"]
+
+
+def test_code_43_with_policy_never_keeps_the_snapshot_instead_of_stopping_the_vm(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    windows(env, gpu_problem_after_install=43, reboot_required=False)
+    code, row = update_windows(capsys, config=configured(tmp_path, "never"))
+    assert (code, row["result"], row["rolled_back"]) == (1, "failed", False)
+    assert "problem code 43" in row["message"]
+    assert "the reboot policy is never" in row["message"]
+    assert rollbacks(env) == [] and snapshots(env) == [row["snapshot"]]
 
 
 def test_gpu_problem_code_43_after_the_update_rolls_back(
@@ -272,6 +367,116 @@ def test_dry_run_only_reads(env: RunningLab, capsys: pytest.CaptureFixture[str])
         "C:\\ProgramData\\nixmox\\update-precheck.ps1",
         "C:\\ProgramData\\nixmox\\update-scan.ps1",
     ]
+
+
+def test_a_persistent_pending_file_rename_neither_holds_nor_reboots(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Antivirus keeps PendingFileRenameOperations filled, across reboots too.
+    guest = windows(env, file_renames=True, available=[])
+    code, row = update_windows(capsys, config=configured(tmp_path, "never"))
+    assert (code, row["result"]) == (0, "unchanged")
+    assert any("PendingFileRenameOperations is set" in s for s in row["steps"])
+    # An update without a reboot installs, and still nothing reboots.
+    guest.available = [update("KB890830", reboot=False)]
+    guest.reboot_required = False
+    code, row = update_windows(capsys, config=configured(tmp_path, "never"))
+    assert (code, row["result"]) == (0, "ok") and guest.reboots == 0
+    assert row["message"] == "installed 1 update, 1 round, 0 reboots"
+
+
+def test_optional_updates_are_left_alone_unless_asked_for(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    preview = update("KB5046756", "2026-11 Cumulative Update Preview (KB5046756)", browse_only=True)
+    guest = windows(env, available=[update("KB890830", reboot=False), preview])
+    guest.reboot_required = False
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    assert row["message"] == "installed 1 update, 1 round, 0 reboots"
+    assert guest.available == [preview]
+    # optional_updates = true: the preview is installed too.
+    code, row = update_windows(capsys, config=configured(tmp_path, optional_updates="true"))
+    assert (code, row["result"]) == (0, "ok") and guest.available == []
+    assert row["message"] == "installed 1 update, 1 round, 0 reboots"
+
+
+def test_updates_that_may_ask_for_input_are_skipped_and_named(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asks = update("KB5048888", "Some Driver Setup (KB5048888)", asks_input=True)
+    guest = windows(env, available=[update("KB890830", reboot=False), asks])
+    guest.reboot_required = False
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok")
+    assert row["message"] == (
+        "installed 1 update, 1 round, 0 reboots; KB5048888 skipped (may ask for input)"
+    )
+    assert guest.available == [asks]
+    assert (
+        row["steps"].count("skipped KB5048888: Some Driver Setup (KB5048888) (may ask for input)")
+        == 1
+    )
+    # Only that one left: nothing offered, the skip still said.
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "unchanged")
+    assert row["message"] == "no updates offered; KB5048888 skipped (may ask for input)"
+
+
+def test_after_a_reboot_the_scan_waits_for_servicing_to_settle(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, settling_prechecks=3, after_reboot=[[update("KB5046740", reboot=False)]])
+    clock = FakeClock()
+    code, row = update_windows(capsys, clock=clock)
+    assert (code, row["result"]) == (0, "ok"), row
+    assert "waiting for Windows to finish servicing (TiWorker, CBS RebootPending)" in row["steps"]
+    assert "servicing finished" in row["steps"]
+    # Three prechecks saw servicing busy (the first while waiting for the boot), then the scan.
+    first = guest.ran.index("shutdown")
+    assert guest.ran[first + 1 :][:5] == ["update-precheck"] * 4 + ["update-scan"]
+
+
+def test_servicing_that_never_settles_holds_with_the_snapshot_kept(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, settling_prechecks=10_000)
+    code, row = update_windows(capsys)
+    assert (code, row["result"], row["pending"]) == (0, "held", 1)
+    assert row["message"].startswith("Windows still servicing 1800 s after the reboot (TiWorker")
+    assert snapshots(env) == [row["snapshot"]] and guest.ran.count("update-scan") == 1
+
+
+def test_answers_with_a_byte_order_mark_and_a_localized_culture_are_read(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "Beta: UTF-8 for worldwide language support" and a Finnish time separator.
+    guest = windows(env, bom=True, time_separator=".")
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (0, "ok"), row
+    assert "booted 2026-11-25T06:00:00Z" in row["steps"][0]
+    assert guest.reboots == 1
+
+
+def test_constrained_language_mode_fails_before_anything_changes(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, language_mode="ConstrainedLanguage")
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (1, "failed")
+    assert "ConstrainedLanguage mode" in row["message"] and "Smart App Control" in row["message"]
+    assert guest.ran == ["update-precheck"] and snapshots(env) == []
+
+
+def test_the_reboot_runs_shutdown_exe_by_its_full_path(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    windows(env)
+    code, _ = update_windows(capsys)
+    assert code == 0
+    vm = env.pve.find("pve1", VMID)
+    shutdowns = [list(a) for a in vm.agent_execs.values() if "/r" in a]
+    assert shutdowns == [["C:\\Windows\\System32\\shutdown.exe", "/r", "/t", "5"]]
 
 
 def test_a_stopped_vm_is_skipped(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
@@ -415,6 +620,94 @@ def test_install_with_errors_names_what_failed() -> None:
     assert failed.message == "download failed (HRESULT 0x80240017)"
 
 
+def test_a_download_failure_on_a_running_vm_with_policy_never_stops_nothing() -> None:
+    failed = interpret_install({"result_code": 4, "stage": "download", "hresult": -2145844844})
+    assert failed.failed and not failed.touched
+    never = reboot_verdict(
+        RebootPolicy(policy="never"),
+        now=datetime(2026, 11, 25, 19, tzinfo=UTC),
+        zone=VIENNA,
+        busy=[],
+        steam_downloading=False,
+    )
+    got = after_failure(touched=failed.touched, earlier=False, running=True, verdict=never)
+    assert not got.rollback and not got.keep_snapshot
+
+
+@given(
+    touched=st.booleans(),
+    earlier=st.booleans(),
+    running=st.booleans(),
+    allowed=st.none() | st.booleans(),
+)
+def test_a_rollback_needs_a_change_and_never_stops_a_protected_running_vm(
+    touched: bool, earlier: bool, running: bool, allowed: bool | None
+) -> None:
+    verdict = None if allowed is None else RebootVerdict(allowed, "why")
+    got = after_failure(touched=touched, earlier=earlier, running=running, verdict=verdict)
+    # Nothing changed: nothing to roll back.
+    if not touched:
+        assert not got.rollback
+    # A running VM is stopped by the rollback: only when the policy allows it now.
+    if got.rollback and running:
+        assert allowed is True
+    if touched and (not running or allowed):
+        assert got.rollback
+    # The snapshot stays whenever it protects something.
+    assert got.keep_snapshot is (touched or earlier)
+
+
+@given(codes=st.lists(st.sampled_from([2, 3, 4, 5]), min_size=1, max_size=4))
+def test_a_failed_install_touched_the_guest_only_when_an_update_went_in(codes: list[int]) -> None:
+    overall = 4 if all(c == 4 for c in codes) else 5
+    updates = [{"kb": f"KB{n}", "result_code": c} for n, c in enumerate(codes)]
+    got = interpret_install({"result_code": overall, "stage": "install", "updates": updates})
+    assert got.failed
+    assert got.touched is any(c in (2, 3) for c in codes)
+    # Without per-update codes nobody knows what stayed: count it as changed.
+    assert interpret_install({"result_code": 5, "stage": "install"}).touched
+
+
+def test_pending_file_renames_are_information_not_a_pending_reboot() -> None:
+    pre = Precheck.from_report(
+        {"build": "10.0.26100.1", "boot_time": "2026-11-25T06:00:00Z", "reboot_pending": False,
+         "reboot_reasons": [], "pending_file_renames": True}
+    )  # fmt: skip
+    assert pre.file_renames and not pre.reboot_pending and precheck_blocker(pre) is None
+
+
+@pytest.mark.parametrize(
+    ("reported", "normal"),
+    [
+        ("2026-11-25T06:00:00Z", "2026-11-25T06:00:00Z"),
+        ("2026-11-25T06.00.00Z", "2026-11-25T06:00:00Z"),  # fi-FI's time separator
+        ("", ""),
+    ],
+)
+def test_localized_boot_times_are_normalized(reported: str, normal: str) -> None:
+    assert boot_time_text(reported) == normal
+    assert Precheck.from_report({"boot_time": reported}).boot_time == normal
+
+
+def test_servicing_after_a_boot_is_the_processes_and_cbs_pending() -> None:
+    busy = Precheck("b", "t", True, ("CBS RebootPending",), ("TiWorker",))
+    assert still_servicing(busy) == "TiWorker, CBS RebootPending"
+    # Windows Update's own RebootRequired alone is no servicing.
+    assert still_servicing(Precheck("b", "t", True, ("WindowsUpdate RebootRequired",))) is None
+
+
+def test_constrained_language_blocks_the_update() -> None:
+    pre = Precheck("b", "t", language_mode="ConstrainedLanguage")
+    blocked = precheck_blocker(pre)
+    assert blocked is not None and blocked[0] == "failed"
+    assert precheck_blocker(Precheck("b", "t", language_mode="FullLanguage")) is None
+
+
+def test_a_report_after_a_byte_order_mark_is_read() -> None:
+    result = CommandResult(0, '\ufeff{"ok": true, "n": 1}\r\n', "")
+    assert parse_report("update-scan", result) == {"ok": True, "n": 1}
+
+
 @given(rounds=st.integers(0, 12), max_rounds=st.integers(1, 10), found=st.integers(0, 50))
 def test_rounds_are_bounded(rounds: int, max_rounds: int, found: int) -> None:
     step = after_scan(rounds, max_rounds, found)
@@ -525,7 +818,7 @@ def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
     monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "journal"))
     with QemuGuestAgent(qemu_ga=binary) as qga:
         (sockets / f"{VMID}.qga").symlink_to(qga.socket_path)
-        code = update_windows_cmd.run(
+        code = update_windows_command.run(
             EXAMPLE, ["win11-gaming"], dry_run=False, as_json=True, clock=FakeClock(), timing=FAST
         )
     row = json.loads(capsys.readouterr().out)["guests"][0]
@@ -561,10 +854,11 @@ def test_neither_api_nor_agent_socket_is_one_clear_line(
 READS = {
     "update-precheck": [
         "build", "boot_time", "reboot_pending", "reboot_reasons", "servicing", "free_gb",
-        "busy", "steam_downloading",
+        "busy", "steam_downloading", "pending_file_renames", "language_mode",
     ],
-    "update-scan": ["updates", "kb", "title", "reboot"],
-    "update-install": ["stage", "result_code", "hresult", "reboot_required", "updates"],
+    "update-scan": ["updates", "kb", "title", "reboot", "skipped", "reason"],
+    "update-install": ["stage", "result_code", "hresult", "reboot_required", "updates",
+                       "skipped"],
     "update-postcheck": ["boot_time", "gpus", "name", "problem_code", "msi", "rust",
                          "state_flags", "installed"],
 }  # fmt: skip

@@ -92,7 +92,10 @@ def test_a_steam_manifest_parses() -> None:
         (4, "fully installed", True),
         (6, "update required, fully installed", False),
         (1026, "update required, update started", False),
-        (4 | 64, "fully installed, app running", False),
+        (4 | 8192, "fully installed, app running", False),
+        (1, "uninstalled", False),
+        (4 | 64, "fully installed, shared only", False),
+        (1538, "update required, update paused, update started", False),  # 0x602
     ],
 )
 def test_state_flags_in_words(flags: int, words: str, installed: bool) -> None:
@@ -185,9 +188,14 @@ STEAM = "C:\\Program Files (x86)\\Steam"
 
 
 def facts(
-    installed: bool = True, user: str | None = "WIN11\\gamer", logon: str = "Interactive"
+    installed: bool = True,
+    user: str | None = "WIN11\\gamer",
+    logon: str = "Interactive",
+    priority: int | None = plan.TASK_PRIORITY,
 ) -> SteamFacts:
-    return SteamFacts(installed, STEAM if installed else None, user, logon, f"{STEAM}\\steam.exe")
+    return SteamFacts(
+        installed, STEAM if installed else None, user, logon, f"{STEAM}\\steam.exe", priority
+    )
 
 
 @pytest.mark.parametrize(
@@ -200,6 +208,8 @@ def facts(
         (facts(user="NT AUTHORITY\\SYSTEM"), ["task"]),
         (facts(user="someone"), ["task"]),
         (facts(logon="Password"), ["task"]),
+        (facts(priority=7), ["task"]),
+        (facts(priority=None), ["task"]),
     ],
     ids=[
         "in place",
@@ -209,6 +219,8 @@ def facts(
         "system prefixed",
         "other user",
         "stored password",
+        "below-normal priority",
+        "priority unknown",
     ],
 )
 def test_steam_actions(found: SteamFacts, actions: list[str]) -> None:
@@ -266,3 +278,21 @@ def test_postcheck_codes() -> None:
     good = plan.postcheck([{**gpu, "code": 0}], ok("rust"), reboot_pending=True)
     assert good.ok and "reboot pending" in good.detail
     assert not plan.postcheck([{**gpu, "code": 0}], failed("rust"), reboot_pending=False).ok
+
+
+def test_postcheck_leaves_emulated_adapters_out() -> None:
+    nvidia = {"name": "RTX 3060", "id": "PCI\\VEN_10DE&DEV_2504&SUBSYS_1\\4&1&0&0008", "code": 0}
+    basic = {
+        "name": "Microsoft Basic Display Adapter",
+        "id": "PCI\\VEN_1234&DEV_1111&SUBSYS_11001AF4&REV_02\\3&267A616A&0&10",
+        "code": 22,
+    }
+    got = plan.postcheck([nvidia, basic], None, reboot_pending=False)
+    assert got.ok and got.detail == "RTX 3060: working"
+    # A disabled passed-through GPU still fails.
+    assert not plan.postcheck([{**nvidia, "code": 22}], None, reboot_pending=False).ok
+    assert [plan.emulated(f"PCI\\VEN_{v}&DEV_0001") for v in ("1AF4", "1b36", "10DE")] == [
+        True,
+        True,
+        False,
+    ]

@@ -15,12 +15,19 @@ from nixmox.windows.provision import STEAM_SETUP
 from nixmox.windows.provision_plan import STEAM_SETUP_URL, STEAMCMD_URL
 from nixmox.windows.scripts import POWERSHELL
 from tests.lab.serving import RunningLab
-from tests.windows_guest import STEAM_EXE, WindowsGuest, manifest, script_call
+from tests.windows_guest import (
+    INTEL_IGPU,
+    INTEL_ROOT,
+    STEAM_EXE,
+    WindowsGuest,
+    manifest,
+    script_call,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "homelab.toml"
 VMID = 102
-ACTING = {"provision-download", "provision-steam-task"}
+ACTING = {"provision-download", "provision-steam-task", "provision-steam-install"}
 
 
 @pytest.fixture
@@ -99,15 +106,24 @@ def test_a_fresh_guest_gets_steam_a_logon_task_for_the_user_and_msi(
     assert code == 0, steps
     ran = execs(env)
     calls = scripts_run(env)
-    # The installer is downloaded inside the guest, then run silently through the agent.
+    # The installer is downloaded inside the guest, then run silently from the wrapper
+    # that waits for it alone: never straight through the agent, whose exec the Steam
+    # it starts as SYSTEM would hold open.
     assert guest.downloads == [STEAM_SETUP_URL]
-    download = ran.index(next(a for a in ran if "provision-download" in " ".join(a)))
-    assert ran.index([STEAM_SETUP, "/S"]) > download
-    # The logon task runs as the inventory's user, interactively, never as SYSTEM.
+    names = [name for name, _ in calls]
+    assert names.index("provision-steam-install") > names.index("provision-download")
+    [install] = [params for name, params in calls if name == "provision-steam-install"]
+    assert install["Installer"] == STEAM_SETUP
+    assert [STEAM_SETUP, "/S"] not in ran and guest.system_steam == []
+    assert "stopped steam.exe (pid 4100) left as SYSTEM" in steps["steam"]["detail"]
+    # The logon task runs as the inventory's user, interactively, never as SYSTEM, at
+    # normal priority.
     [task] = [params for name, params in calls if name == "provision-steam-task"]
     assert task == {"User": "gamer", "TaskName": "nixmox-steam", "SteamExe": STEAM_EXE}
+    assert guest.task is not None and guest.task["priority"] == 4
     assert not any("SYSTEM" in " ".join(argv) for argv in ran)
     assert steps["steam"]["changed"] and "logon task nixmox-steam" in steps["steam"]["detail"]
+    assert steps["steam"]["detail"].startswith("installed Steam in C:\\Program Files (x86)")
     # Rust's client is the user's to install: a pending step, not a failure.
     assert steps["rust"]["pending"] and steps["rust"]["ok"]
     assert "install Rust" in steps["rust"]["detail"] and "as gamer" in steps["rust"]["detail"]
@@ -166,7 +182,9 @@ def test_the_rust_server_is_installed_with_steamcmd(
     code, steps = provision(capsys, config=config)
     assert code == 0, steps
     assert guest.downloads == [STEAMCMD_URL]
-    [argv] = [a for a in execs(env) if a[0].endswith("steamcmd.exe")]
+    # The fresh steamcmd's first run only updates itself (exit 7): `+quit` takes it.
+    update, argv = [a for a in execs(env) if a[0].endswith("steamcmd.exe")]
+    assert update == ["C:\\steamcmd\\steamcmd.exe", "+quit"]
     assert argv[0] == "C:\\steamcmd\\steamcmd.exe"
     assert argv.index("+force_install_dir") < argv.index("+login")
     assert argv[argv.index("+force_install_dir") + 1] == "C:\\rustserver"
@@ -178,7 +196,19 @@ def test_the_rust_server_is_installed_with_steamcmd(
     # Installed: steamcmd does not run again.
     code, steps = provision(capsys, config=config)
     assert code == 0 and not steps["rust"]["changed"]
-    assert len([a for a in execs(env) if a[0].endswith("steamcmd.exe")]) == 1
+    assert len([a for a in execs(env) if a[0].endswith("steamcmd.exe")]) == 2
+
+
+def test_app_update_is_retried_until_the_manifest_says_installed(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.app_update_failures = 1  # "state is 0x602 after update job", then fine
+    code, steps = provision(capsys, config=with_rust(tmp_path, "server"))
+    assert code == 0, steps
+    runs = [a for a in execs(env) if a[0].endswith("steamcmd.exe")]
+    assert [len(a) > 2 for a in runs] == [False, True, True]
+    assert steps["rust"]["detail"].endswith("in C:\\rustserver (attempt 2)")
 
 
 def test_a_half_installed_server_is_updated_and_a_failing_steamcmd_fails(
@@ -201,9 +231,11 @@ def test_a_half_installed_server_is_updated_and_a_failing_steamcmd_fails(
     code, steps = provision(capsys, config=config)
     assert code == 1
     detail = steps["rust"]["detail"]
-    assert "steamcmd exited with 8" in detail and "update required" in detail
+    assert "steamcmd exited with 8 after 3 attempts" in detail and "update required" in detail
     assert "0x202" in detail
     assert guest.downloads == []
+    # Bounded: steamcmd's own update, then three attempts.
+    assert len([a for a in execs(env) if a[0].endswith("steamcmd.exe")]) == 4
 
 
 def test_code_43_fails_the_postcheck(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
@@ -214,6 +246,78 @@ def test_code_43_fails_the_postcheck(env: RunningLab, capsys: pytest.CaptureFixt
     assert not steps["postcheck"]["ok"]
     assert "code 43" in steps["postcheck"]["detail"]
     assert all(steps[s]["ok"] for s in ("precheck", "drivers", "steam", "rust", "msi"))
+
+
+def test_a_disabled_basic_display_adapter_next_to_the_gpu_passes(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Passthrough with the emulated VGA still there: Windows disables its adapter (code 22).
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.basic_display_code = 22
+    code, steps = provision(capsys)
+    assert code == 0, steps
+    assert steps["postcheck"]["detail"].startswith("NVIDIA GeForce RTX 3060: working")
+    assert "Basic Display" not in steps["postcheck"]["detail"]
+
+
+def test_a_task_below_normal_priority_is_registered_again(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest.provisioned())
+    assert guest.task is not None
+    guest.task["priority"] = 7  # as an older nixmox (and the task default) left it
+    code, steps = provision(capsys)
+    assert code == 0 and steps["steam"]["changed"], steps
+    assert guest.task["priority"] == 4
+
+
+def test_a_user_named_like_the_computer_gets_its_task(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest(computer_name="GAMER"))
+    code, steps = provision(capsys)
+    assert code == 0, steps
+    assert guest.task is not None and guest.task["user"] == "GAMER\\gamer"
+    # The second run recognizes its own task.
+    code, steps = provision(capsys)
+    assert code == 0 and not steps["steam"]["changed"]
+
+
+def test_msi_for_an_intel_igpu_leaves_the_other_root_bus_devices_alone(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.pci = {**INTEL_ROOT}
+    guest.msi = {}
+    code, steps = provision(capsys)
+    assert code == 0, steps
+    assert guest.msi == {INTEL_IGPU: True}
+    assert steps["msi"]["detail"] == (
+        "enabled MSI on Intel(R) UHD Graphics 770: reboot needed to take effect"
+    )
+
+
+def test_non_ascii_names_and_a_bom_survive_the_report(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.drivers["net"] = ["Red Hat VirtIO Ethernet Adapter \u2013 Ger\u00e4t"]
+    env.pve.agent_responders[VMID].insert(0, _with_bom(guest))
+    code, steps = provision(capsys)
+    assert code == 0, steps
+    assert "Red Hat VirtIO Ethernet Adapter \u2013 Ger\u00e4t" in steps["drivers"]["detail"]
+
+
+def _with_bom(guest: WindowsGuest) -> Any:
+    """Answers as ``guest`` does, with a UTF-8 byte order mark before each script's output."""
+
+    def respond(command: str, values: dict[str, Any], argv: list[str] | None) -> Any:
+        answer = guest(command, values, argv)
+        if command == "exec-status" and answer and argv and script_call(argv):
+            answer = {**answer, "out-data": "\ufeff" + answer["out-data"]}
+        return answer
+
+    return respond
 
 
 def test_a_dry_run_runs_only_the_checks(

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nixmox.cli.main import run
+from nixmox.core.errors import NotConfirmed
 from nixmox.zfs_cache import checks as zc
 from tests.peers.require import need_binary
 from tests.peers.zfs import ZfsFuse
@@ -389,7 +390,7 @@ def test_dry_run_shows_the_command_and_changes_nothing(
 
 @pytest.mark.peer
 def test_the_answer_to_the_prompt_decides(zfs: ZfsFuse, zfs_pool: str, disks: Disks) -> None:
-    from nixmox.cli import zfs_cache_cmd
+    from nixmox.cli import zfs_cache
 
     ssd = disks.file("ata-Asked")
     asked: list[str] = []
@@ -398,8 +399,8 @@ def test_the_answer_to_the_prompt_decides(zfs: ZfsFuse, zfs_pool: str, disks: Di
         asked.append(prompt)
         return False
 
-    with pytest.raises(zfs_cache_cmd.NotConfirmed, match="was not run"):
-        zfs_cache_cmd.add(
+    with pytest.raises(NotConfirmed, match="was not run"):
+        zfs_cache.add(
             None,
             zfs_pool,
             ssd,
@@ -411,7 +412,7 @@ def test_the_answer_to_the_prompt_decides(zfs: ZfsFuse, zfs_pool: str, disks: Di
             ask=no,
         )
     assert asked == ["Run it?"] and _section(zfs, zfs_pool, ssd) is None
-    code = zfs_cache_cmd.add(
+    code = zfs_cache.add(
         None, zfs_pool, ssd, slog=True, mirror=None, yes=False, force=False, dry_run=False,
         ask=lambda prompt: True,
     )  # fmt: skip

@@ -2,11 +2,12 @@
   description = "nixmox template: NixOS in a Proxmox LXC (proxmox-lxc image)";
 
   inputs = {
-    # Any NixOS release with `nixos-rebuild build-image` (25.05 on); override
-    # with --override-input nixpkgs URI, or edit this line in your copy.
+    # A NixOS release with nixpkgs' Proxmox image modules; override with
+    # --override-input nixpkgs URI, or edit this line in your copy.
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
     # nixmox's flake, for nixosModules.guest (the guest profile and services.nixmox).
-    # `nixmox template build` points it at the nixmox it runs from.
+    # `nixmox template build` points it at the nixmox it runs from; in the copy a
+    # guest updates from (/etc/nixos), name where you keep nixmox (docs/nixos.md).
     nixmox.url = "github:OWNER/nixmox";
     nixmox.inputs.nixpkgs.follows = "nixpkgs";
   };

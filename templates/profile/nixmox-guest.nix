@@ -17,6 +17,13 @@ let
   cfg = config.nixmox.guest;
 in
 {
+  imports = [
+    (lib.mkRemovedOptionModule [ "nixmox" "guest" "user" ] ''
+      nixmox logs in to a guest as root (update.ssh = "root@GUEST", keys only): every
+      step of an update is root's, so there is no other login user to configure.
+    '')
+  ];
+
   options.nixmox.guest = {
     enable = mkOption {
       type = types.bool;
@@ -24,17 +31,14 @@ in
       description = "Set up this machine as a guest nixmox manages.";
     };
 
-    user = mkOption {
-      type = types.str;
-      default = "root";
-      description = "The user nixmox logs in as (the inventory's `update.ssh`, `root@GUEST`).";
-    };
-
     authorizedKeys = mkOption {
       type = types.listOf types.str;
       default = [ ];
       example = [ "ssh-ed25519 AAAAC3Nza... nixmox@pve1" ];
-      description = "SSH public keys allowed to log in as `user` (nixmox's own key among them).";
+      description = ''
+        SSH public keys allowed to log in as root (nixmox's own key among them): the
+        inventory's `update.ssh` is `root@GUEST`.
+      '';
     };
 
     selfUpdate = {
@@ -71,10 +75,11 @@ in
       settings = {
         PasswordAuthentication = false;
         KbdInteractiveAuthentication = false;
-        PermitRootLogin = if cfg.user == "root" then "prohibit-password" else "no";
+        # nixmox logs in as root, with a key (the `user` option is gone: see above).
+        PermitRootLogin = "prohibit-password";
       };
     };
-    users.users.${cfg.user}.openssh.authorizedKeys.keys = cfg.authorizedKeys;
+    users.users.root.openssh.authorizedKeys.keys = cfg.authorizedKeys;
 
     # The update job builds and switches from a flake on the guest, and commits
     # the updated lock with git.

@@ -2,7 +2,7 @@
 
 ``Lab`` is a ``fakepve.FakePve`` subclass. fakepve answers every method of the
 PVE 9 schema, but a few areas only with made-up data that changes nothing
-(TEST-PEERS.md). nixmox depends on exactly those areas (backups, passthrough
+(docs/lab.md). nixmox depends on exactly those areas (backups, passthrough
 checks, host updates, bridges), so the lab makes them stateful through
 fakepve's ``_routes_<area>`` hook: each method below returns
 ``(METHOD, schema path, async handler(values, user))`` and fakepve registers it
@@ -143,9 +143,29 @@ class Lab(FakePve):
         self.net_pending: dict[str, dict[str, Any]] | None = None
         #: vmid -> responders consulted on every agent call (Windows provisioning agent below).
         self.agent_responders: dict[int, list[AgentResponder]] = {}
+        #: Real seconds every answer is held, whatever time_scale is (see hold_answers).
+        self.answer_hold = 0.0
         self._host_update_state()
         self._seed()
         self._windows_agent_setup()
+
+    # ---------------------------------------------------------------- latency
+
+    def hold_answers(self, seconds: float) -> None:
+        """Hold every answer for ``seconds`` of real time.
+
+        fakepve's ``slow_network`` is in PVE seconds, scaled by ``time_scale``
+        (0 in the lab, so no delay at all); a benchmark of a latency-bound
+        client needs a wait that does not scale.
+        """
+        self.answer_hold = seconds
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.answer_hold:
+            await asyncio.sleep(self.answer_hold)
+        response: web.StreamResponse = await super()._middleware(request, handler)
+        return response
 
     # ---------------------------------------------------------------- seeding
 

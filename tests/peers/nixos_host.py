@@ -26,6 +26,10 @@ name, ``system-41`` or ``new-system``):
 - ``deadman-fires``: the dead-man timer elapses during the health checks (its
   command, as given to ``systemd-run``, runs at the first ``is-system-running``).
 
+``systemd-run`` without ``--on-active`` runs its command at once and returns its
+exit status (what ``--wait`` does); ``systemctl`` accepts anything else (``stop``,
+``reset-failed``) with exit 0.
+
 :class:`NixosGuestAgent` is a real ``qemu-ga`` entered into the same mount
 namespace (``nsenter``), so commands through the agent see the same fake
 system; each system's ``sw/bin`` holds the stand-ins, the nix wrapper and a
@@ -101,6 +105,11 @@ case "$1" in
 esac
 """,
     "systemd-run": """\
+# Without --on-active: a service run now; with --wait, its exit status is ours.
+case " $* " in *" --on-active="*) ;; *)
+  while [ $# -gt 0 ]; do case "$1" in -*) shift;; *) break;; esac; done
+  exec "$@";;
+esac
 # deadman-fires: keep the command; the next `systemctl is-system-running` runs it.
 if [ -e {script}/deadman-fires ]; then
   for a in "$@"; do last=$a; done
@@ -251,6 +260,8 @@ class NixosHost(Sshd):
         rc = shlex.quote(str(Path(pwd.getpwuid(os.getuid()).pw_dir) / ".bashrc"))
         # unshare execs sh, sh execs sshd: the process started here is sshd itself.
         setup = (
+            # The mount point exists wherever nix-bin set up /nix; a bare install may lack it.
+            "mkdir -p /nix/var/nix/profiles && "
             f"mount --bind {root / 'profiles'} /nix/var/nix/profiles && "
             # nixmox's own record in the guest (an empty mount point on the real machine).
             f"mkdir -p /var/lib/nixmox && mount --bind {root / 'varlib'} /var/lib/nixmox && "

@@ -2,7 +2,7 @@
 
 This is the only doctor module that reads host files; it turns them into
 plain frozen data and decides nothing. The verdicts over these facts
-(:mod:`nixmox.doctor.passthrough`, :mod:`nixmox.doctor.host_area`) are pure
+(:mod:`nixmox.passthrough.checks`, :mod:`nixmox.doctor.host_area`) are pure
 functions, tested on hand-built facts and on captured or generated trees.
 """
 

@@ -9,20 +9,27 @@ second run says which PID and command holds it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
+import signal
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import LockBusy, NixmoxError
+from nixmox.core.text import printable_data
 
 DEFAULT_STATE_DIR = Path("/var/lib/nixmox")
+log = logging.getLogger(__name__)
 
 
 def state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -33,14 +40,51 @@ def state_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def ensure_state_dir(path: Path) -> Path:
-    """Create the state directory (mode 0700: the journal can name hosts)."""
+    """Create the state directory (mode 0700: the journal can name hosts), or check it.
+
+    Someone else who can write into it could plant links where nixmox writes as
+    root, so a directory writable by group or others, or owned by another user,
+    is refused; one readable by others is tightened to 0700.
+    """
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
     except OSError as exc:
         raise NixmoxError(
             f"cannot create the state directory {path}: {exc.strerror} (set NIXMOX_STATE_DIR)"
         ) from None
+    if info.st_uid not in (0, os.getuid()):
+        raise NixmoxError(
+            f"state directory {path} belongs to uid {info.st_uid}, not to the user running "
+            f"nixmox; refusing to use it (fix with: chown {os.getuid()} {path})"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise NixmoxError(
+            f"state directory {path} is writable by group or others "
+            f"(mode {stat.filemode(info.st_mode)}); refusing to use it (fix with: chmod 700 {path})"
+        )
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        # A read-only state directory says so at its first write.
+        with contextlib.suppress(OSError):
+            path.chmod(0o700)
     return path
+
+
+def open_private(path: Path, flags: int = os.O_RDWR) -> int:
+    """Open (creating, mode 0600) a file of nixmox's own: never through a symlink."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise NixmoxError(
+            f"{path}: {exc.strerror}"
+            + (
+                " (a symlink where nixmox keeps its own file; remove it)"
+                if exc.errno == errno.ELOOP
+                else ""
+            )
+        ) from None
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 @dataclass(frozen=True)
@@ -79,11 +123,66 @@ class Journal:
 
     def __init__(self, directory: Path) -> None:
         self.path = ensure_state_dir(directory) / "journal.sqlite3"
+        # Created 0600 and never through a link; sqlite opens it afterwards.
+        os.close(open_private(self.path))
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            # The journal never blocks the work: a damaged file is kept for a look, not reused.
+            aside = self.path.with_name(
+                f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+            )
+            try:
+                self.path.rename(aside)
+                os.close(open_private(self.path))
+                self._db = self._open()
+            except (OSError, sqlite3.Error) as again:
+                raise NixmoxError(
+                    f"{self.path}: the run journal is damaged ({exc}) and cannot be moved "
+                    f"aside ({again}); move it away by hand"
+                ) from None
+            log.warning(
+                "the run journal %s was damaged (%s); moved it to %s and started a new one",
+                self.path,
+                exc,
+                aside,
+            )
+        self._mark_vanished()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.executescript(_SCHEMA)
+            # A truncated or overwritten file often opens fine; reading it all tells.
+            if db.execute("PRAGMA quick_check").fetchone() != ("ok",):
+                raise sqlite3.DatabaseError("quick_check failed")
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if "malformed" in str(exc) or "not a database" in str(exc):
+                raise sqlite3.DatabaseError(str(exc)) from None
             raise NixmoxError(f"{self.path}: cannot open the run journal: {exc}") from None
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _mark_vanished(self) -> None:
+        """A run left ``running`` by a process that is gone (SIGKILL, a crash) was interrupted."""
+        try:
+            rows = self._db.execute(
+                "SELECT id, pid FROM runs WHERE ended IS NULL AND pid != ?", (os.getpid(),)
+            ).fetchall()
+            for run_id, pid in rows:
+                if _alive(int(pid)):
+                    continue
+                note = {"error": f"process {pid} ended without finishing the run (killed?)"}
+                self._db.execute(
+                    "UPDATE runs SET ended = ?, result = 'interrupted', summary = ?"
+                    " WHERE id = ? AND ended IS NULL",
+                    (time.time(), json.dumps(note), run_id),
+                )
+        except sqlite3.Error as exc:  # a read-only journal still reads
+            log.debug("cannot mark vanished runs in %s: %s", self.path, exc)
 
     def close(self) -> None:
         self._db.close()
@@ -101,7 +200,13 @@ class Journal:
         """Record how run ``run_id`` ended."""
         self._db.execute(
             "UPDATE runs SET ended = ?, result = ?, summary = ? WHERE id = ?",
-            (time.time(), result, json.dumps(summary, sort_keys=True, default=str), run_id),
+            (
+                time.time(),
+                result,
+                # Guests and the API write some of it: no terminal escapes are stored.
+                json.dumps(printable_data(summary), sort_keys=True, default=str),
+                run_id,
+            ),
         )
 
     def runs(
@@ -121,7 +226,7 @@ class Journal:
             args = (command, command + " %")
         query += " ORDER BY started DESC, id DESC LIMIT ?"
         rows = self._db.execute(query, (*args, limit)).fetchall()
-        return [Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        return [run for r in rows if (run := _run(r)) is not None]
 
     def latest(self) -> dict[str, Run]:
         """The newest finished run of each command."""
@@ -130,7 +235,7 @@ class Journal:
             " WHERE ended IS NOT NULL AND id = (SELECT id FROM runs WHERE command = r.command"
             " AND ended IS NOT NULL ORDER BY started DESC, id DESC LIMIT 1)"
         ).fetchall()
-        return {r[1]: Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows}
+        return {run.command: run for r in rows if (run := _run(r)) is not None}
 
     def totals(self) -> dict[tuple[str, str], int]:
         """How many finished runs each command had, by result."""
@@ -139,6 +244,28 @@ class Journal:
             " GROUP BY command, result"
         ).fetchall()
         return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+def _run(row: tuple[Any, ...]) -> Run | None:
+    """One row as a :class:`Run`; a row whose summary cannot be read is skipped."""
+    try:
+        summary = json.loads(row[5])
+    except (TypeError, ValueError):
+        log.warning("run %s in the journal has an unreadable summary; skipped", row[0])
+        return None
+    if not isinstance(summary, dict):
+        return None
+    return Run(row[0], row[1], row[2], row[3], row[4], summary, row[6])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class StateLock:
@@ -151,13 +278,18 @@ class StateLock:
 
     def acquire(self, command: str, wait: float = 30.0) -> None:
         """Take the lock, waiting up to ``wait`` seconds for another run to end."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not os.access(self.path.parent, os.W_OK):
+            raise _unwritable(self.path.parent, "read-only or not writable")
+        fd = open_private(self.path)
         deadline = self.clock.monotonic() + wait
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if interrupt.stopping():
+                    os.close(fd)
+                    interrupt.raise_if_stopping("gave up waiting for the state lock")
                 if self.clock.monotonic() >= deadline:
                     holder = _read_holder(fd)
                     os.close(fd)
@@ -165,17 +297,22 @@ class StateLock:
                         f"another nixmox run holds {self.path}: {holder}; gave up after {wait:g} s"
                     ) from None
                 self.clock.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(
-            fd,
-            json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}).encode(),
-            0,
-        )
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(
+                fd,
+                json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}).encode(),
+                0,
+            )
+        except OSError as exc:
+            self.release()
+            raise _unwritable(self.path.parent, exc.strerror or str(exc)) from None
 
     def release(self) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -204,21 +341,91 @@ def job_run(directory: Path, command: str, *, lock_wait: float = 30.0) -> Iterat
     """Hold the lock and journal one run of ``command``.
 
     The run's result is what the job sets (``ok``, ``failed``, ...); an
-    exception records ``error`` with its message and propagates.
+    exception records ``error`` with its message and propagates. After a stop
+    request (SIGINT/SIGTERM) the run is ``interrupted``, with what the job
+    reported (what finished, what was skipped); a second signal journals it as
+    stopped at once before the process ends.
     """
-    lock = StateLock(directory)
-    lock.acquire(command, lock_wait)
-    journal = Journal(directory)
-    run = JobRun(command)
-    run_id = journal.start(command)
+    interrupt.reset()
+    state: dict[str, Any] = {}
+
+    def last_words(signum: int) -> None:
+        journal, run_id, run = state.get("journal"), state.get("id"), state.get("run")
+        if journal is not None and run_id is not None and run is not None:
+            summary = {**run.summary, "interrupted": interrupt.signal_name()}
+            summary["error"] = f"stopped at once by a second {signal.Signals(signum).name}"
+            journal.finish(run_id, "interrupted", summary)
+
+    with interrupt.handling(last_words):
+        lock = StateLock(directory)
+        lock.acquire(command, lock_wait)
+        try:
+            # Before anything is changed: a read-only or full state directory is one clear line.
+            check_writable(lock.path.parent)
+            journal = Journal(directory)
+            try:
+                run_id = journal.start(command)
+            except sqlite3.Error as exc:
+                journal.close()
+                raise _unwritable(lock.path.parent, str(exc)) from None
+        except BaseException:
+            lock.release()
+            raise
+        run = JobRun(command)
+        state.update(journal=journal, id=run_id, run=run)
+        try:
+            yield run
+        except BaseException as exc:
+            run.summary.setdefault("error", str(exc) or type(exc).__name__)
+            if interrupt.stopping():
+                run.summary["interrupted"] = interrupt.signal_name()
+            result = "interrupted" if interrupt.stopping() else "error"
+            _finish(journal, run_id, result, run.summary)
+            raise
+        else:
+            if interrupt.stopping():
+                run.result = "interrupted"
+                run.summary["interrupted"] = interrupt.signal_name()
+            _finish(journal, run_id, run.result, run.summary)
+        finally:
+            state.clear()
+            journal.close()
+            lock.release()
+
+
+def _finish(journal: Journal, run_id: int, result: str, summary: Mapping[str, Any]) -> None:
+    """Journal how the run ended; a failing write never hides the job's own result."""
     try:
-        yield run
-    except BaseException as exc:
-        run.summary.setdefault("error", str(exc) or type(exc).__name__)
-        journal.finish(run_id, "error", run.summary)
-        raise
-    else:
-        journal.finish(run_id, run.result, run.summary)
+        journal.finish(run_id, result, summary)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning(
+            "the run finished (%s) but the journal %s could not record it: %s",
+            result,
+            journal.path,
+            exc,
+        )
+
+
+def _unwritable(directory: Path, why: str) -> NixmoxError:
+    return NixmoxError(
+        f"state directory {directory} is not writable ({why}); nothing was changed. "
+        "Free space there or make it writable (or point NIXMOX_STATE_DIR elsewhere), then re-run"
+    )
+
+
+def check_writable(directory: Path) -> None:
+    """Write, sync and remove a small probe file, so a read-only or full directory is found
+    before the job changes anything (not when the journal is written at the end)."""
+    probe = directory / f".probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, b"\0" * 16384)  # room for the run's journal row and its summary
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _unwritable(directory, exc.strerror or str(exc)) from None
     finally:
-        journal.close()
-        lock.release()
+        with contextlib.suppress(OSError):
+            probe.unlink()

@@ -1,7 +1,11 @@
 """The one door through which nixmox runs external commands.
 
 Locally or on another machine over SSH (the system ``ssh`` client, so the
-user's ``~/.ssh/config``, agent and known_hosts apply), the same way:
+user's ``~/.ssh/config``, agent and known_hosts apply), the same way. Where a
+command runs is a :class:`Remote`, made in one place: :func:`node_remote` for a
+Proxmox node's ``address``, :func:`split_remote` for a configured command such
+as ``[zfs] command = ["ssh", "root@pve1", "zfs"]``; :meth:`Runner.on` binds a
+runner to it. No other module builds an ``ssh`` command line. On every run:
 every command is logged with secrets masked, ``--dry-run`` skips commands that
 change things while still running the ones that only read, a hung command is
 stopped after its timeout, and failures become typed errors that keep stderr.
@@ -11,19 +15,29 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import PurePath
 
-from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout
+from nixmox.core.environment import child_environment
+from nixmox.core.errors import CommandError, CommandNotFound, CommandTimeout, ConfigError
 from nixmox.core.log import mask
+from nixmox.core.results import CommandResult
+from nixmox.inventory.model import Node
 
 log = logging.getLogger("nixmox.run")
 
 DEFAULT_TIMEOUT = 600.0
+
+
+_DESTINATION = re.compile(
+    r"([a-z_][a-z0-9_.-]*\$?@)?([A-Za-z0-9_][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\])"
+)
 
 
 @dataclass(frozen=True)
@@ -33,13 +47,25 @@ class Remote:
     destination: str
     options: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # The inventory validates destinations; this is the last line of defence
+        # against one that ssh would read as an option (-oProxyCommand=...).
+        if not _DESTINATION.fullmatch(self.destination):
+            raise ConfigError(f"{self.destination!r} is not an ssh destination [USER@]HOST")
+
     @classmethod
     def to(cls, destination: str, environ: Mapping[str, str] | None = None) -> Remote:
-        """``destination`` with the ssh config file named by ``NIXMOX_SSH_CONFIG``, if set
-        (``ssh -F FILE``; otherwise the user's own ``~/.ssh/config`` applies)."""
+        """``destination`` (``[USER@]HOST[:PORT]``) with the ssh config file named by
+        ``NIXMOX_SSH_CONFIG``, if set (``ssh -F FILE``; otherwise the user's own
+        ``~/.ssh/config`` applies)."""
         env = os.environ if environ is None else environ
         config = env.get("NIXMOX_SSH_CONFIG")
-        return cls(destination, ("-F", config) if config else ())
+        options: tuple[str, ...] = ("-F", config) if config else ()
+        host, port = destination, None
+        found = re.fullmatch(r"(.*):([0-9]{1,5})", destination)
+        if found and not destination.endswith("]"):
+            host, port = found.group(1), found.group(2)
+        return cls(host, (*options, "-p", port) if port else options)
 
     def wrap(self, argv: Sequence[str], env: Mapping[str, str] | None) -> list[str]:
         """The local argv that runs ``argv`` on this machine."""
@@ -47,23 +73,47 @@ class Remote:
         if env:
             remote = shlex.join(["env", *(f"{k}={v}" for k, v in env.items())]) + " " + remote
         # BatchMode: never stop and wait for a password prompt in a timer job.
-        return ["ssh", "-o", "BatchMode=yes", *self.options, self.destination, "--", remote]
+        # "--" first: nothing after it, the destination included, is an option.
+        return ["ssh", "-o", "BatchMode=yes", *self.options, "--", self.destination, remote]
 
 
-@dataclass(frozen=True)
-class Result:
-    """What a finished (or, under --dry-run, skipped) command produced."""
+def node_remote(node: Node) -> Remote:
+    """A Proxmox node over SSH (``ssh_user@address``; ``NIXMOX_SSH_CONFIG`` applies)."""
+    return Remote.to(f"{node.ssh_user}@{node.address}")
 
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-    skipped: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
+# ssh(1)'s options that take an argument (``-p 22``, ``-oX=Y``, ``-F file``, ...).
+_SSH_ARGUMENT = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
+
+
+def split_remote(command: Sequence[str]) -> tuple[Remote | None, list[str]]:
+    """A configured command prefix as where it runs and what runs there.
+
+    ``ssh [OPTIONS] DESTINATION PROGRAM...`` is ``PROGRAM...`` on ``DESTINATION``
+    (with ``OPTIONS``); any other prefix (``zfs``, ``sudo zfs``) runs here as it is.
+    """
+    argv = list(command)
+    if not argv or PurePath(argv[0]).name != "ssh":
+        return None, argv
+    options: list[str] = []
+    i = 1
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        word = argv[i]
+        options.append(word)
+        i += 1
+        for at, letter in enumerate(word[1:], start=1):
+            if letter in _SSH_ARGUMENT:
+                if at == len(word) - 1 and i < len(argv):  # "-p 22": the next word
+                    options.append(argv[i])
+                    i += 1
+                break
+    if i < len(argv) and argv[i] == "--":
+        i += 1
+    if len(argv) <= i + 1:
+        raise ConfigError(
+            f"{shlex.join(argv)}: an ssh command needs a destination and the program to run there"
+        )
+    return Remote(argv[i], tuple(options)), argv[i + 1 :]
 
 
 @dataclass
@@ -78,8 +128,12 @@ class Runner:
 
     dry_run: bool = False
     default_timeout: float = DEFAULT_TIMEOUT
-    history: list[Result] = field(default_factory=list)
+    history: list[CommandResult] = field(default_factory=list)
     remote: Remote | None = None
+
+    def on(self, remote: Remote | None) -> Runner:
+        """This runner bound to ``remote`` (``None``: here); same --dry-run, timeout and history."""
+        return replace(self, remote=remote)
 
     def run(
         self,
@@ -92,7 +146,7 @@ class Runner:
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
         cwd: str | None = None,
-    ) -> Result:
+    ) -> CommandResult:
         """Run ``argv`` (on ``remote`` if given) and return its result.
 
         Raises :class:`CommandError` on a non-zero exit when ``check`` is set,
@@ -106,13 +160,12 @@ class Runner:
         shown = mask(where + shlex.join(argv))
         if self.dry_run and changes:
             log.debug("would run: %s", shown)  # the job prints its own plan
-            result = Result(tuple(argv), 0, "", "", 0.0, skipped=True)
+            result = CommandResult(0, "", "", tuple(argv), skipped=True)
             self.history.append(result)
             return result
         log.debug("$ %s", shown)
-        local_env = None
-        if env and remote is None:
-            local_env = {**os.environ, **env}
+        # Never the secrets nixmox read from its own environment (core.environment).
+        local_env = child_environment(env if remote is None else None)
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -136,8 +189,8 @@ class Runner:
         except subprocess.TimeoutExpired:
             _stop_group(proc)
             raise CommandTimeout(f"stopped after {limit:g} s without finishing: {shown}") from None
-        result = Result(
-            tuple(argv), proc.returncode, stdout, mask(stderr), time.monotonic() - started
+        result = CommandResult(
+            proc.returncode, stdout, mask(stderr), tuple(argv), time.monotonic() - started
         )
         self.history.append(result)
         log.debug("exit %d in %.2f s", result.returncode, result.seconds)

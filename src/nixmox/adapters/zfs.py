@@ -12,12 +12,11 @@ logging apply, and failures become typed errors by exit code and phrase.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from nixmox.adapters.runner import Runner
+from nixmox.adapters.runner import Runner, split_remote
 from nixmox.core.errors import CommandError, NixmoxError
 
 # OpenZFS refuses longer argument lists long before the kernel does; stay well
@@ -87,16 +86,21 @@ _VERSION = re.compile(r"^zfs-\d+\.\d+", re.MULTILINE)
 
 
 class _Adapter:
-    """A ZFS program through the runner; ``command`` is its argv prefix."""
+    """A ZFS program through the runner; ``command`` is its argv prefix.
+
+    A prefix that is ``ssh [OPTIONS] HOST PROGRAM`` runs ``PROGRAM`` on ``HOST``
+    through a runner bound there (:func:`~nixmox.adapters.runner.split_remote`)."""
 
     def __init__(self, runner: Runner, command: Sequence[str]) -> None:
-        self.runner = runner
-        self.command = list(command)
+        remote, self.command = split_remote(command)
+        self.runner = runner.on(remote) if remote is not None else runner
+
+    @property
+    def runs_remotely(self) -> bool:
+        """Whether the program runs on another machine (over ssh), not here."""
+        return self.runner.remote is not None
 
     def _argv(self, args: Sequence[str]) -> list[str]:
-        # `ssh HOST zfs ...` hands its words to the remote shell: quote them.
-        if PurePath(self.command[0]).name == "ssh":
-            return [*self.command, *(shlex.quote(a) for a in args)]
         return [*self.command, *args]
 
     def _run(self, args: Sequence[str], what: str, *, changes: bool) -> str:

@@ -21,8 +21,10 @@ from typing import Any
 from urllib.parse import quote
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import GuestRow, guest_status, mismatch, read_guests
 from nixmox.adapters.proxmox.tasks import TaskFailed, task_log, wait
 from nixmox.backup.archives import Archive, archives_of, plan_prune, removals
+from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Backups, Guest
@@ -51,10 +53,6 @@ class GuestResult:
     @property
     def ok(self) -> bool:
         return self.result in ("ok", "skipped", "planned") and not self.errors
-
-
-def guest_type(guest: Guest) -> str:
-    return "lxc" if guest.kind == "lxc" else "qemu"
 
 
 def content_path(node: str, storage: str) -> str:
@@ -86,11 +84,7 @@ class BackupJob:
 
     def run(self, guests: list[Guest]) -> list[GuestResult]:
         """Every guest's result, in the order given."""
-        resources = {
-            int(r["vmid"]): r
-            for r in self.api.get("/cluster/resources", type="vm") or []
-            if "vmid" in r
-        }
+        rows = read_guests(self.api)
         by_node: dict[str, list[Guest]] = {}
         for guest in guests:
             by_node.setdefault(guest.node, []).append(guest)
@@ -98,7 +92,12 @@ class BackupJob:
 
         def node_run(node_guests: list[Guest]) -> None:
             for guest in node_guests:
-                result = self.one(guest, resources.get(guest.vmid))
+                if interrupt.stopping():
+                    # A stop was requested: no new vzdump, so nothing of this guest is pruned.
+                    result = GuestResult(guest.name, guest.vmid, guest.node, result="skipped")
+                    result.message = f"not started: interrupted by {interrupt.signal_name()}"
+                else:
+                    result = self.one(guest, rows.get(guest.vmid))
                 with self._lock:
                     results[guest.vmid] = result
 
@@ -108,20 +107,15 @@ class BackupJob:
         return [results[g.vmid] for g in guests]
 
     # -- one guest --------------------------------------------------------------------
-    def one(self, guest: Guest, resource: dict[str, Any] | None) -> GuestResult:
+    def one(self, guest: Guest, row: GuestRow | None) -> GuestResult:
+        """Back up (or, dry, plan) one guest; ``row``: how the cluster lists it, if at all."""
         result = GuestResult(guest.name, guest.vmid, guest.node)
-        if resource is None:
-            result.result, result.message = "failed", f"no guest {guest.vmid} on the cluster"
-            return result
-        if resource.get("template"):
+        if row is not None and row.template:
             result.result, result.message = "skipped", "a template (nothing to back up)"
             return result
-        if resource.get("type") != guest_type(guest) or resource.get("node") != guest.node:
-            result.result = "failed"
-            result.message = (
-                f"vmid {guest.vmid} is a {resource.get('type')} on {resource.get('node')}, "
-                f"the inventory says {guest_type(guest)} on {guest.node}"
-            )
+        wrong = mismatch(row, guest.vmid, guest.kind, guest.node)
+        if wrong is not None:
+            result.result, result.message = "failed", wrong
             return result
         storage = self.settings.storage
         if self.dry_run:
@@ -130,6 +124,9 @@ class BackupJob:
         try:
             self._wait_unlocked(guest)
             result.volid = self._vzdump(guest, storage)
+        except interrupt.Interrupted as exc:
+            result.result, result.message = "skipped", f"not started: {exc}"
+            return result
         except NixmoxError as exc:
             # Nothing new was made: every older archive of this guest stays.
             result.result, result.message = "failed", str(exc)
@@ -145,6 +142,11 @@ class BackupJob:
             result.volid = archives[0].volid
         newest = next((a for a in archives if a.volid == result.volid), None)
         result.size = newest.size if newest else 0
+        if interrupt.stopping():
+            # Deleting is a new step: after a stop request every archive stays for the next run.
+            result.kept = len(archives)
+            result.message = f"backed up; not pruned (interrupted by {interrupt.signal_name()})"
+            return result
         self._prune(guest, storage, archives, result)
         return result
 
@@ -163,12 +165,12 @@ class BackupJob:
         return result
 
     def _wait_unlocked(self, guest: Guest) -> None:
-        path = f"/nodes/{guest.node}/{guest_type(guest)}/{guest.vmid}/status/current"
         deadline = self.clock.monotonic() + self.lock_wait
         while True:
-            lock = (self.api.get(path) or {}).get("lock")
+            lock = guest_status(self.api, guest.node, guest.pve_type, guest.vmid).get("lock")
             if not lock:
                 return
+            interrupt.raise_if_stopping(f"gave up waiting for {guest.name}'s lock ({lock})")
             if self.clock.monotonic() >= deadline:
                 raise NixmoxError(
                     f"locked ({lock}) by another operation for {self.lock_wait:g} s; "
@@ -207,7 +209,7 @@ class BackupJob:
 
     def _archives(self, guest: Guest, storage: str) -> list[Archive]:
         content = self.api.get(content_path(guest.node, storage), content="backup", vmid=guest.vmid)
-        return archives_of(content or [], guest.vmid, guest_type(guest), self.zone)
+        return archives_of(content or [], guest.vmid, guest.pve_type, self.zone)
 
     def _prune(
         self, guest: Guest, storage: str, archives: list[Archive], result: GuestResult

@@ -4,25 +4,32 @@ For each guest: restore its newest archive into a free scratch VMID of the
 configured range, with every network interface disconnected
 (``link_down=1``), start it, wait until it runs (and, for a VM with the agent
 enabled, until the agent answers), time it, then destroy the scratch guest,
-also when anything failed.
+also when anything failed. Only a guest this run provably made is destroyed:
+its restore POST was accepted, and it carries the run's own mark (a
+description nonce written right after the restore), checked before any stop
+or destroy.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.backup.archives import archives_of
-from nixmox.backup.job import content_path, guest_type
+from nixmox.backup.job import content_path
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
 from nixmox.rules.timespan import parse_timespan
 
 log = logging.getLogger("nixmox.verify")
+
+MARKER = "nixmox backup verify scratch guest, run "
 
 
 @dataclass
@@ -39,7 +46,7 @@ class VerifyResult:
 
 def free_vmid(api: Proxmox, verify: BackupVerify) -> int:
     """The first VMID of the scratch range no guest uses."""
-    used = {int(r["vmid"]) for r in api.get("/cluster/resources", type="vm") or [] if "vmid" in r}
+    used = read_guests(api)
     low, high = verify.vmids
     for vmid in range(low, high + 1):
         if vmid not in used:
@@ -72,7 +79,7 @@ def verify_guest(
     verify = settings.verify or BackupVerify()
     storages = storages or []
     result = VerifyResult(guest.name, guest.vmid)
-    kind = guest_type(guest)
+    kind = guest.pve_type
     content = api.get(content_path(guest.node, settings.storage), content="backup", vmid=guest.vmid)
     archives = archives_of(content or [], guest.vmid, kind, zone)
     if not archives:
@@ -84,10 +91,13 @@ def verify_guest(
     timeout = parse_timespan(verify.timeout)
     started = clock.monotonic()
     scratch: int | None = None
+    # This run's own mark on its scratch guest: stop and destroy only a guest that carries it.
+    marker = MARKER + secrets.token_hex(8)
+    marked = False
     try:
         scratch = free_vmid(api, verify)
         result.scratch = scratch
-        base = f"/nodes/{node}/{kind}"
+        base = f"/nodes/{node}/{kind}"  # where a guest of this kind is created
         params: dict[str, Any] = {"vmid": scratch, "unique": 1}
         storage = restore_storage(guest, verify, storages)
         if storage:
@@ -96,14 +106,15 @@ def verify_guest(
             params.update(ostemplate=archive, restore=1)
         else:
             params["archive"] = archive
+        # A refused POST (the VMID was taken since the check) created nothing of ours.
+        upid = api.post(base, **params)
         result.cleaned = False
-        wait(
-            api,
-            api.post(base, **params),
-            what=f"restore {archive} to {scratch}",
-            timeout=timeout,
-            clock=clock,
-        )
+        try:
+            wait(api, upid, what=f"restore {archive} to {scratch}", timeout=timeout, clock=clock)
+        except NixmoxError as exc:
+            if "already exists" in str(exc):
+                result.cleaned = True  # the VMID is someone else's: nothing of ours to remove
+            raise
         path = f"{base}/{scratch}"
         config = api.get(f"{path}/config") or {}
         # Disconnect every NIC: the copy must never answer on the guest's network.
@@ -112,8 +123,8 @@ def verify_guest(
             for k, v in config.items()
             if k.startswith("net") and k[3:].isdigit() and "link_down=1" not in str(v)
         }
-        if down:
-            api.put(f"{path}/config", **down)
+        api.put(f"{path}/config", description=marker, **down)
+        marked = True
         wait(
             api,
             api.post(f"{path}/status/start"),
@@ -122,7 +133,7 @@ def verify_guest(
             clock=clock,
         )
         deadline = clock.monotonic() + timeout
-        while (api.get(f"{path}/status/current") or {}).get("status") != "running":
+        while guest_status(api, node, kind, scratch).get("status") != "running":
             if clock.monotonic() >= deadline:
                 raise NixmoxError(f"scratch {scratch} did not reach running in {timeout:g} s")
             clock.sleep(1.0)
@@ -137,7 +148,7 @@ def verify_guest(
         result.message = str(exc)
     finally:
         if scratch is not None and not result.cleaned:
-            result.cleaned = _destroy(api, node, kind, scratch, clock)
+            result.cleaned = _destroy(api, node, kind, scratch, marker if marked else None, clock)
             if not result.cleaned:
                 result.ok = False
                 result.message += (
@@ -157,14 +168,31 @@ def _wait_agent(api: Proxmox, path: str, deadline: float, clock: Clock) -> None:
             clock.sleep(2.0)
 
 
-def _destroy(api: Proxmox, node: str, kind: str, vmid: int, clock: Clock) -> bool:
-    """Stop and destroy the scratch guest; True when it is gone."""
-    path = f"/nodes/{node}/{kind}/{vmid}"
+def _destroy(
+    api: Proxmox, node: str, kind: str, vmid: int, marker: str | None, clock: Clock
+) -> bool:
+    """Stop and destroy the scratch guest this run restored; True when it is gone.
+
+    With ``marker`` (written once the restore finished) the guest must still
+    carry it; without (the accepted restore task failed) it must carry no
+    other description. Anything else is not ours and is left alone.
+    """
+    path = guest_path(node, kind, vmid)
     try:
+        vmids = set(read_guests(api))
+    except NixmoxError as exc:
+        log.error("cannot tell whether scratch guest %s is still there: %s", vmid, exc)
+        return False
+    if vmid not in vmids:
+        return True  # the failed restore left nothing
+    try:
+        description = str((api.get(f"{path}/config") or {}).get("description", ""))
+        if (marker is not None and marker not in description) or (
+            marker is None and description.strip()
+        ):
+            log.error("guest %s does not carry this run's mark: not ours, left alone", vmid)
+            return False
         status = (api.get(f"{path}/status/current") or {}).get("status")
-    except NixmoxError:
-        return True  # never created
-    try:
         if status == "running":
             wait(api, api.post(f"{path}/status/stop"), what=f"stop scratch {vmid}", clock=clock)
         cleanup: dict[str, Any] = {"purge": 1, "destroy-unreferenced-disks": 1}

@@ -1,20 +1,20 @@
 """The command line: parses arguments, calls a job, prints. Nothing else.
 
-Every command of the interface contract (PRODUCT.md) is declared here with
-its flags; a command whose implementation has not landed says so and exits 1.
-Jobs are imported inside the commands so that starting nixmox stays cheap.
+Every command of the interface contract (docs/interface.md) is declared here with
+its flags and hands over to its module in ``nixmox.cli``, which calls one job
+or query and prints the result. Those modules are imported inside the
+commands so that starting nixmox stays cheap.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from nixmox import __version__
-from nixmox.core.errors import NotImplementedYet
 
 ConfigOpt = Annotated[
     Path | None,
@@ -94,10 +94,6 @@ def _globals(ctx: typer.Context, config: Path | None, json: bool) -> Globals:
     return Globals(config=config or base.config, json=json or base.json, verbosity=base.verbosity)
 
 
-def _pending(command: str, issue: int) -> NoReturn:
-    raise NotImplementedYet(command, issue)
-
-
 # -- config -------------------------------------------------------------------
 
 config_app = typer.Typer(
@@ -109,18 +105,18 @@ app.add_typer(config_app, name="config")
 @config_app.command("check")
 def config_check(ctx: typer.Context, config: ConfigOpt = None, json: JsonOpt = False) -> None:
     """Validate the inventory: exit 0 if valid, 1 with one line per problem otherwise."""
-    from nixmox.cli import config_cmd
+    from nixmox.cli import config as config_command
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(config_cmd.check(g.config, as_json=g.json))
+    raise typer.Exit(config_command.check(g.config, as_json=g.json))
 
 
 @config_app.command("schema")
 def config_schema(ctx: typer.Context) -> None:
     """Print the inventory's JSON Schema (for editor completion)."""
-    from nixmox.cli import config_cmd
+    from nixmox.cli import config as config_command
 
-    config_cmd.schema()
+    config_command.schema()
 
 
 # -- doctor -------------------------------------------------------------------
@@ -142,13 +138,13 @@ def doctor(
     json: JsonOpt = False,
 ) -> None:
     """Check the lab's health: PASS/WARN/FAIL lines; exit 0 pass, 1 warn, 2 fail, 3 unknown."""
-    from nixmox.cli import doctor_cmd
+    from nixmox.cli import doctor
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(doctor_cmd.run(g.config, only or [], host_root, as_json=g.json))
+    raise typer.Exit(doctor.run(g.config, only or [], host_root, as_json=g.json))
 
 
-# -- provisioning (issue 3) ---------------------------------------------------
+# -- provisioning -------------------------------------------------------------
 
 
 @app.command()
@@ -161,10 +157,17 @@ def plan(
     json: JsonOpt = False,
 ) -> None:
     """Show desired vs actual: every change, labelled by how disruptive it is."""
-    from nixmox.cli import plan_cmd
+    from nixmox.cli import plan
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(plan_cmd.plan(g.config, detailed_exitcode=detailed_exitcode, as_json=g.json))
+    raise typer.Exit(
+        plan.plan(
+            g.config,
+            detailed_exitcode=detailed_exitcode,
+            as_json=g.json,
+            verbose=g.verbosity > 0,
+        )
+    )
 
 
 @app.command()
@@ -179,11 +182,18 @@ def apply(
     json: JsonOpt = False,
 ) -> None:
     """Make the lab match the inventory (refusing passthrough VMs while passthrough checks fail)."""
-    from nixmox.cli import plan_cmd
+    from nixmox.cli import plan
 
     g = _globals(ctx, config, json)
     raise typer.Exit(
-        plan_cmd.apply(g.config, yes=yes, dry_run=dry_run, as_json=g.json, host_root=host_root)
+        plan.apply(
+            g.config,
+            yes=yes,
+            dry_run=dry_run,
+            as_json=g.json,
+            host_root=host_root,
+            verbose=g.verbosity > 0,
+        )
     )
 
 
@@ -194,12 +204,12 @@ def adopt(
     config: ConfigOpt = None,
 ) -> None:
     """Print inventory TOML for guests that already exist."""
-    from nixmox.cli import plan_cmd
+    from nixmox.cli import plan
 
-    raise typer.Exit(plan_cmd.adopt(_globals(ctx, config, False).config, vmids))
+    raise typer.Exit(plan.adopt(_globals(ctx, config, False).config, vmids))
 
 
-# -- snapshots and retention (issue 4) ----------------------------------------
+# -- snapshots and retention --------------------------------------------------
 
 
 @app.command()
@@ -213,10 +223,10 @@ def snapshot(
     json: JsonOpt = False,
 ) -> None:
     """Take and prune ZFS snapshots on their policies (only nixmox's own are pruned)."""
-    from nixmox.cli import snapshot_cmd
+    from nixmox.cli import snapshot
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(snapshot_cmd.run(g.config, dry_run=dry_run, monitor=monitor, as_json=g.json))
+    raise typer.Exit(snapshot.run(g.config, dry_run=dry_run, monitor=monitor, as_json=g.json))
 
 
 @app.command(
@@ -237,7 +247,7 @@ def prune_sim(ctx: typer.Context) -> None:
     raise typer.Exit(sim.main(ctx.args, as_json=_globals(ctx, None, False).json))
 
 
-# -- backups (issue 5) --------------------------------------------------------
+# -- backups ------------------------------------------------------------------
 
 backup_app = typer.Typer(help="vzdump backups with retention, and restore verification.")
 app.add_typer(backup_app, name="backup")
@@ -257,11 +267,11 @@ def backup(
 ) -> None:
     """Back up the guests (vzdump), then prune each one whose backup succeeded."""
     if ctx.invoked_subcommand is None:
-        from nixmox.cli import backup_cmd
+        from nixmox.cli import backup
 
         g = _globals(ctx, config, json)
         raise typer.Exit(
-            backup_cmd.backup(
+            backup.backup(
                 g.config, guest or [], dry_run=dry_run, protected=protected, as_json=g.json
             )
         )
@@ -272,13 +282,13 @@ def backup_verify(
     ctx: typer.Context, guest: GuestOpt = None, config: ConfigOpt = None, json: JsonOpt = False
 ) -> None:
     """Restore the newest backup to a scratch VMID, boot it, check it, destroy it."""
-    from nixmox.cli import backup_cmd
+    from nixmox.cli import backup
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(backup_cmd.verify(g.config, guest or [], as_json=g.json))
+    raise typer.Exit(backup.verify(g.config, guest or [], as_json=g.json))
 
 
-# -- updates (issue 6) --------------------------------------------------------
+# -- updates ------------------------------------------------------------------
 
 update_app = typer.Typer(
     help="Transactional updates: snapshot, update, check, roll back.", no_args_is_help=True
@@ -295,10 +305,10 @@ def update_host(
     json: JsonOpt = False,
 ) -> None:
     """Update the Proxmox host(s) with apt, one node at a time; reboot where policy allows."""
-    from nixmox.cli import update_host_cmd
+    from nixmox.cli import update_host
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(update_host_cmd.run(g.config, node, dry_run=dry_run, as_json=g.json))
+    raise typer.Exit(update_host.run(g.config, node, dry_run=dry_run, as_json=g.json))
 
 
 @update_app.command("nixos")
@@ -310,11 +320,11 @@ def update_nixos(
     json: JsonOpt = False,
 ) -> None:
     """Update NixOS guests: flake lock, build, switch, health check, roll back on failure."""
-    from nixmox.cli import update_nixos_cmd
+    from nixmox.cli import update_nixos
 
     g = _globals(ctx, config, json)
     raise typer.Exit(
-        update_nixos_cmd.run(
+        update_nixos.run(
             g.config, guest or [], dry_run=dry_run, as_json=g.json, verbose=g.verbosity
         )
     )
@@ -329,13 +339,13 @@ def update_windows(
     json: JsonOpt = False,
 ) -> None:
     """Windows Update through the guest agent, with a reboot policy that spares games."""
-    from nixmox.cli import update_windows_cmd
+    from nixmox.cli import update_windows
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(update_windows_cmd.run(g.config, guest or [], dry_run=dry_run, as_json=g.json))
+    raise typer.Exit(update_windows.run(g.config, guest or [], dry_run=dry_run, as_json=g.json))
 
 
-# -- observability (issue 9) --------------------------------------------------
+# -- observability ------------------------------------------------------------
 
 
 @app.command()
@@ -354,10 +364,10 @@ def status(
     Doctor's host checks (host, passthrough, storage, snapshots) run on a declared
     node, or with --host-root.
     """
-    from nixmox.cli import observe_cmd
+    from nixmox.cli import observe
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(observe_cmd.status(g.config, as_json=g.json, host_root=host_root))
+    raise typer.Exit(observe.status(g.config, as_json=g.json, host_root=host_root))
 
 
 @app.command()
@@ -369,13 +379,13 @@ def history(
     json: JsonOpt = False,
 ) -> None:
     """The run journal: what ran, when, how long, what changed, what failed."""
-    from nixmox.cli import observe_cmd
+    from nixmox.cli import observe
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(observe_cmd.history(job, limit, as_json=g.json))
+    raise typer.Exit(observe.history(job, limit, as_json=g.json))
 
 
-# -- generated artefacts, install (issues 7 and 9) ----------------------------
+# -- generated artefacts, install ---------------------------------------------
 
 render_app = typer.Typer(help="Generated artefacts: systemd units, diagrams.", no_args_is_help=True)
 app.add_typer(render_app, name="render")
@@ -389,10 +399,10 @@ def render_systemd(
     executable: ExecutableOpt = None,
 ) -> None:
     """Write a oneshot service and a timer per scheduled job, and the failure hook."""
-    from nixmox.cli import units_cmd
+    from nixmox.cli import units
 
     g = _globals(ctx, config, False)
-    raise typer.Exit(units_cmd.render(g.config, out, executable))
+    raise typer.Exit(units.render(g.config, out, executable))
 
 
 @render_app.command("diagram")
@@ -417,10 +427,10 @@ def render_diagram(
     config: ConfigOpt = None,
 ) -> None:
     """The lab's mermaid diagrams from the inventory and live state."""
-    from nixmox.cli import diagram_cmd
+    from nixmox.cli import diagram
 
     g = _globals(ctx, config, False)
-    raise typer.Exit(diagram_cmd.render(g.config, kind, fmt, live=live, mermaid_js=mermaid_js))
+    raise typer.Exit(diagram.render(g.config, kind, fmt, live=live, mermaid_js=mermaid_js))
 
 
 @app.command()
@@ -433,10 +443,10 @@ def install(
     executable: ExecutableOpt = None,
 ) -> None:
     """Write and enable the systemd units on a Debian/Proxmox host."""
-    from nixmox.cli import units_cmd
+    from nixmox.cli import units
 
     g = _globals(ctx, config, False)
-    raise typer.Exit(units_cmd.install(g.config, root, executable))
+    raise typer.Exit(units.install(g.config, root, executable))
 
 
 @app.command()
@@ -446,9 +456,9 @@ def uninstall(
     config: ConfigOpt = None,
 ) -> None:
     """Remove exactly what `install` wrote (refused if a file changed since)."""
-    from nixmox.cli import units_cmd
+    from nixmox.cli import units
 
-    raise typer.Exit(units_cmd.uninstall(root))
+    raise typer.Exit(units.uninstall(root))
 
 
 @app.command("unit-failed", hidden=True)
@@ -457,12 +467,12 @@ def unit_failed(
     config: ConfigOpt = None,
 ) -> None:
     """Record that a nixmox unit failed (run by nixmox-failed@.service)."""
-    from nixmox.cli import units_cmd
+    from nixmox.cli import units
 
-    raise typer.Exit(units_cmd.unit_failed(unit))
+    raise typer.Exit(units.unit_failed(unit))
 
 
-# -- templates, Windows provisioning, ZFS caching (issue 10) -------------------
+# -- templates, Windows provisioning, ZFS caching -----------------------------
 
 template_app = typer.Typer(help="NixOS LXC and VM images.", no_args_is_help=True)
 app.add_typer(template_app, name="template")
@@ -493,12 +503,12 @@ def template_build(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Build a NixOS template image (nixos-rebuild build-image)."""
-    from nixmox.cli import template_cmd
+    """Build a NixOS template image (nix build of its image attribute)."""
+    from nixmox.cli import template
 
     g = _globals(ctx, config, False)
     raise typer.Exit(
-        template_cmd.build(kind, out=out, flake=flake, ssh_keys=ssh_key or [], config=g.config)
+        template.build(kind, out=out, flake=flake, ssh_keys=ssh_key or [], config=g.config)
     )
 
 
@@ -521,11 +531,11 @@ def template_upload(
     json: JsonOpt = False,
 ) -> None:
     """Put an image on the right Proxmox storage (a VM image becomes a VM template)."""
-    from nixmox.cli import template_cmd
+    from nixmox.cli import template
 
     g = _globals(ctx, config, json)
     raise typer.Exit(
-        template_cmd.upload(
+        template.upload(
             g.config, file, storage=storage, node=node, vmid=vmid, name=name, as_json=g.json
         )
     )
@@ -548,10 +558,10 @@ def windows_provision(
     Exit 0 when every step is ok (a manual step left to the user included),
     1 when one failed.
     """
-    from nixmox.cli import windows_cmd
+    from nixmox.cli import windows
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(windows_cmd.provision(g.config, guest, dry_run=dry_run, as_json=g.json))
+    raise typer.Exit(windows.provision(g.config, guest, dry_run=dry_run, as_json=g.json))
 
 
 zfs_app = typer.Typer(help="ZFS helpers.", no_args_is_help=True)
@@ -580,11 +590,11 @@ def zfs_cache_add(
     config: ConfigOpt = None,
 ) -> None:
     """Add an L2ARC or SLOG device to a pool."""
-    from nixmox.cli import zfs_cache_cmd
+    from nixmox.cli import zfs_cache
 
     g = _globals(ctx, config, False)
     raise typer.Exit(
-        zfs_cache_cmd.add(
+        zfs_cache.add(
             g.config,
             pool,
             device,
@@ -609,10 +619,10 @@ def zfs_cache_remove(
     config: ConfigOpt = None,
 ) -> None:
     """Remove an L2ARC or SLOG device from a pool."""
-    from nixmox.cli import zfs_cache_cmd
+    from nixmox.cli import zfs_cache
 
     g = _globals(ctx, config, False)
-    raise typer.Exit(zfs_cache_cmd.remove(g.config, pool, device, yes=yes, dry_run=dry_run))
+    raise typer.Exit(zfs_cache.remove(g.config, pool, device, yes=yes, dry_run=dry_run))
 
 
 def invoke(args: list[str]) -> int:

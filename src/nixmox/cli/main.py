@@ -52,8 +52,10 @@ def run(argv: list[str] | None = None) -> int:
     from nixmox.core import log
 
     log.setup(verbosity)
+    from nixmox.core import interrupt
     from nixmox.core.errors import NixmoxError
 
+    interrupt.reset()
     try:
         command = _command(args)
         if command is not None and args[command] == "prune-sim":
@@ -63,7 +65,9 @@ def run(argv: list[str] | None = None) -> int:
             return prune_sim.main(args[command + 1 :], as_json="--json" in args[:command])
         from nixmox.cli.app import invoke
 
-        return invoke(args)
+        code = invoke(args)
+        # A run stopped by SIGINT/SIGTERM says so in its exit status (130/143).
+        return interrupt.exit_code() or code
     except NixmoxError as exc:
         if verbosity >= 2:
             raise
@@ -71,7 +75,9 @@ def run(argv: list[str] | None = None) -> int:
 
         # Inventory problems are already FILE:LINE:COL lines; others get our name.
         prefix = "" if isinstance(exc, InventoryInvalid) else "nixmox: "
-        for line in str(exc).splitlines() or [type(exc).__name__]:
+        from nixmox.core.text import printable
+
+        for line in printable(str(exc)).splitlines() or [type(exc).__name__]:
             print(log.mask(prefix + line), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -82,7 +88,7 @@ def run(argv: list[str] | None = None) -> int:
             raise
         print(
             log.mask(
-                f"nixmox: internal error: {type(exc).__name__}: {exc} "
+                f"nixmox: internal error: {type(exc).__name__}: {_printable(exc)} "
                 "(run with -vv for the traceback, and please report it)"
             ),
             file=sys.stderr,
@@ -90,8 +96,18 @@ def run(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _printable(exc: BaseException) -> str:
+    from nixmox.core.text import printable
+
+    return printable(str(exc))
+
+
 def main() -> None:
     """Console-script entry point."""
+    from nixmox.core.environment import take_secrets
+
+    # Secrets given in the environment stop here: no child process inherits them.
+    take_secrets()
     sys.exit(run())
 
 

@@ -7,6 +7,8 @@ clear line and an exit code; only ``-vv`` shows a traceback.
 
 from __future__ import annotations
 
+from nixmox.core.text import printable
+
 
 class NixmoxError(Exception):
     """Base of every error nixmox reports to the user as one line."""
@@ -24,14 +26,8 @@ class UsageError(NixmoxError):
     exit_code = 2
 
 
-class NotImplementedYet(NixmoxError):
-    """A command of the interface contract whose implementation has not landed."""
-
-    def __init__(self, command: str, issue: int) -> None:
-        super().__init__(
-            f"`nixmox {command}` is not implemented yet (tracked in issue {issue}); "
-            "nothing was done"
-        )
+class NotConfirmed(NixmoxError):
+    """The user did not confirm a change (or could not: no terminal and no --yes)."""
 
 
 class CommandError(NixmoxError):
@@ -42,7 +38,9 @@ class CommandError(NixmoxError):
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
-        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+        # The output may come from a guest: no terminal escapes in the message.
+        cleaned = printable(stderr).strip()
+        detail = cleaned.splitlines()[-1] if cleaned else "no error output"
         super().__init__(f"`{argv[0]}` exited with {returncode}: {detail}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from urllib.parse import unquote
 
 MASK = "***"
 
@@ -25,12 +26,62 @@ def register_secret(secret: str) -> None:
             _secrets.add(secret)
 
 
+# What can separate the parts of a notification URL that carry credentials:
+# path segments, query pairs, user:password, host:token.
+_URL_PARTS = re.compile(r"[/?&#=@:,;]+")
+# Where a URL's pieces are masked: words with a scheme, a slash or an "@" in
+# them (URLs, request paths), not ordinary words that happen to match a piece.
+_URLISH = re.compile(r"\S*[/@]\S*")
+_url_pieces: set[str] = set()
+
+
+def register_url(url: str) -> None:
+    """Mask every part of ``url`` that may be a credential.
+
+    Notification services put tokens anywhere: the password (``user:pass@``),
+    the host slot (``tgram://BOTID:TOKEN/chat``), path segments
+    (``discord://ID/TOKEN``) and query values (``?token=``), and libraries
+    rewrite such URLs before logging them
+    (``https://api.telegram.org/botID:TOKEN/...``). The password and the
+    whole URL are masked everywhere; every other piece (also percent-decoded)
+    wherever it appears inside a URL or a path.
+    """
+    rest = url.split("://", 1)[1] if "://" in url else url
+    register_secret(rest)
+    netloc, _, _ = rest.partition("/")
+    if "@" in netloc:
+        userinfo = netloc.rsplit("@", 1)[0]
+        if ":" in userinfo:
+            password = userinfo.split(":", 1)[1]
+            register_secret(password)
+            register_secret(unquote(password))
+        rest = rest[len(userinfo) + 1 :]  # the user name is no secret
+    pieces: set[str] = set()
+    for segment in re.split(r"[/?&#]+", rest):
+        pieces.add(segment)
+        pieces.update(_URL_PARTS.split(segment))
+    with _lock:
+        for piece in pieces:
+            for form in (piece, unquote(piece)):
+                if len(form) >= 4:
+                    _url_pieces.add(form)
+
+
+def _mask_url_pieces(word: str, pieces: list[str]) -> str:
+    for piece in pieces:
+        word = word.replace(piece, MASK)
+    return word
+
+
 def mask(text: str) -> str:
     """``text`` with every registered secret and URL password replaced by ``***``."""
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
+        pieces = sorted(_url_pieces, key=len, reverse=True)
     for secret in secrets:
         text = text.replace(secret, MASK)
+    if pieces:
+        text = _URLISH.sub(lambda m: _mask_url_pieces(m.group(0), pieces), text)
     return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
 
 
@@ -51,6 +102,7 @@ def setup(verbosity: int) -> None:
     handler.addFilter(_MaskingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    # Third-party libraries speak only at -vv (urllib3's connection lines).
-    root.setLevel(level if verbosity >= 2 else logging.WARNING)
+    # Third-party libraries (urllib3, apprise) only ever warn: at debug level
+    # they log request URLs that nixmox never sees, tokens included.
+    root.setLevel(logging.WARNING)
     logging.getLogger("nixmox").setLevel(level)

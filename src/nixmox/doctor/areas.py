@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nixmox.adapters.proxmox.client import Proxmox, ReadOnce
 from nixmox.core.errors import NixmoxError
-from nixmox.doctor.verdict import Check, Status
+from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Inventory
 
 #: Every area, in the order they run.
@@ -79,7 +79,7 @@ def _host(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
 
 
 def _passthrough(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
-    from nixmox.doctor.passthrough import check_passthrough
+    from nixmox.passthrough.checks import check_passthrough
 
     return check_passthrough(inv, host_root, api)
 

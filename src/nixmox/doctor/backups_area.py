@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.backup.archives import Archive, all_archives
 from nixmox.core.errors import NixmoxError
+from nixmox.core.verdict import Check, Status
 from nixmox.core.zones import zone
-from nixmox.doctor.verdict import Check, Status
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.rules.oncalendar import CalendarError, longest_gap, parse_calendar
 from nixmox.snapshot.policy import human
@@ -48,8 +49,7 @@ def backup_check(
 ) -> Check:
     """The verdict for one guest: its newest archive's age against the schedule."""
     subject = f"{guest.name} ({guest.vmid})"
-    kind = "lxc" if guest.kind == "lxc" else "qemu"
-    mine = [a for a in archives if a.vmid == guest.vmid and a.kind == kind]
+    mine = [a for a in archives if a.vmid == guest.vmid and a.kind == guest.pve_type]
     fix = f"`nixmox backup --guest {guest.name}`; check `nixmox history --job backup`"
     if not mine:
         if not exists:
@@ -97,8 +97,7 @@ def check_backups(inv: Inventory, api: Proxmox | None, now: datetime | None = No
     guests = backed_up_guests(inv)
     period, why = backup_period(inv.schedules.backup if inv.schedules else None)
     try:
-        resources = api.get("/cluster/resources", type="vm")
-        existing = {int(r["vmid"]) for r in resources if "vmid" in r}
+        existing = set(read_guests(api))
     except NixmoxError:
         existing = {g.vmid for g in guests}  # cannot tell: treat them as existing
     archives: list[Archive] = []

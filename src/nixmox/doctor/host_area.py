@@ -13,9 +13,9 @@ from pathlib import Path
 
 from nixmox.adapters.hostfacts import HostFacts, read_host
 from nixmox.adapters.hostfs import HostFs
-from nixmox.doctor.passthrough import HOST_RESERVE_MIB, ROLE_CLASSES, is_local
-from nixmox.doctor.verdict import Check, Status
+from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Guest, Hardware, Inventory
+from nixmox.passthrough.checks import HOST_RESERVE_MIB, ROLE_CLASSES, host_root_is_node
 
 #: The kernel's MemTotal is below the installed RAM by what firmware and kernel keep.
 MEMORY_TOLERANCE = 0.9
@@ -169,7 +169,7 @@ def allocation_checks(facts: HostFacts, guests: Sequence[Guest], node: str) -> l
 def check_host(inv: Inventory, host_root: Path) -> list[Check]:
     """The host area for the node seen under ``host_root``."""
     facts = read_host(HostFs(host_root))
-    local = [n for n in inv.nodes if is_local(facts, inv, n.name)]
+    local = [n for n in inv.nodes if host_root_is_node(facts, inv, n.name)]
     if not local:
         where = facts.hostname or "this host"
         return [

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import mismatch, read_guests
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
-from nixmox.doctor.verdict import Check, Status
+from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Inventory
 
 
@@ -43,7 +44,7 @@ def check_proxmox(
                 "check the url, the network path and the CA file",
             )
         ], None
-    how = f"CA file {conn.ca_file}" if conn.ca_file else "the system trust store"
+    how = conn.verified_by
     checks = [
         Check(
             "proxmox-reachable",
@@ -70,7 +71,7 @@ def check_proxmox(
 def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:
     """Every declared guest exists, on its node, of its kind, and is not locked."""
     try:
-        resources: list[dict[str, Any]] = api.get("/cluster/resources", type="vm")
+        rows = read_guests(api)
     except NixmoxError as exc:
         return [
             Check(
@@ -81,32 +82,22 @@ def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:
                 "check the token's VM.Audit privilege",
             )
         ]
-    by_vmid = {int(r["vmid"]): r for r in resources if "vmid" in r}
     checks: list[Check] = []
     for guest in inv.guests:
         subject = f"{guest.name} ({guest.vmid})"
-        found = by_vmid.get(guest.vmid)
-        want_type = "lxc" if guest.kind == "lxc" else "qemu"
-        if found is None:
+        found = rows.get(guest.vmid)
+        wrong = mismatch(found, guest.vmid, guest.kind, guest.node)
+        if found is None or wrong is not None:
+            # Missing is only WARN: plan and apply create it; another guest in its place is FAIL.
             checks.append(
                 Check(
                     "guest-exists",
-                    Status.WARN,
+                    Status.WARN if found is None else Status.FAIL,
                     subject,
-                    f"no guest {guest.vmid} on the cluster",
-                    "run `nixmox plan` and `nixmox apply` to create it",
-                )
-            )
-            continue
-        if found.get("type") != want_type or found.get("node") != guest.node:
-            checks.append(
-                Check(
-                    "guest-exists",
-                    Status.FAIL,
-                    subject,
-                    f"vmid {guest.vmid} is a {found.get('type')} on {found.get('node')}, "
-                    f"the inventory says {want_type} on {guest.node}",
-                    "fix the inventory's kind/node or free the vmid",
+                    str(wrong),
+                    "run `nixmox plan` and `nixmox apply` to create it"
+                    if found is None
+                    else "fix the inventory's kind/node or free the vmid",
                 )
             )
             continue
@@ -115,20 +106,19 @@ def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:
                 "guest-exists",
                 Status.PASS,
                 subject,
-                f"{want_type} on {guest.node}, {found.get('status', 'unknown')}",
+                f"{found.type} on {found.node}, {found.status}",
             )
         )
-        base = f"/nodes/{guest.node}/{want_type}/{guest.vmid}"
-        if guest.agent and want_type == "qemu":
-            checks.append(_agent(api, base, subject, found.get("status") == "running"))
-        checks.append(pending_check(_pending(api, base), subject, guest.vmid, want_type))
-        if found.get("lock"):
+        if guest.agent and found.type == "qemu":
+            checks.append(_agent(api, found.path, subject, found.status == "running"))
+        checks.append(pending_check(_pending(api, found.path), subject, guest.vmid, found.type))
+        if found.lock:
             checks.append(
                 Check(
                     "guest-lock",
                     Status.WARN,
                     subject,
-                    f"locked ({found['lock']})",
+                    f"locked ({found.lock})",
                     "wait for the operation holding the lock to finish",
                 )
             )
@@ -193,9 +183,9 @@ def pending_check(pending: list[dict[str, Any]] | str, subject: str, vmid: int, 
 def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
     """``token-privileges``: what the token may do against what the inventory
     needs right now (the plan's creates and changes, and reading the lab)."""
-    from nixmox.adapters.proxmox.permissions import missing_privileges
     from nixmox.provision.actual import read_state
     from nixmox.provision.diff import make_plan
+    from nixmox.provision.privileges import missing_privileges
 
     try:
         plan = make_plan(inv, read_state(api, inv))

@@ -16,7 +16,7 @@ from typing import Any
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.zfs import PoolStatus, Zfs, Zpool
 from nixmox.core.errors import NixmoxError
-from nixmox.doctor.verdict import Check, Status
+from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Dataset, Inventory, Pool, Storage
 from nixmox.rules.timespan import parse_timedelta
 from nixmox.snapshot.job import Freshness, check_freshness

@@ -111,6 +111,20 @@ PciFunction = Annotated[
 ]
 Interface = Annotated[str, AfterValidator(_interface)]
 IpAddress = Annotated[str, AfterValidator(_address)]
+
+# Host names, IPv4 and bracketed IPv6: what ssh takes as a destination host.
+_SSH_HOST = r"([A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
+_SSH_USER = r"[a-z_][a-z0-9_.-]*\$?"
+#: ``[USER@]HOST[:PORT]``: nothing ssh could read as an option (no leading
+#: ``-``), no whitespace and no shell characters.
+SshDestination = Annotated[
+    str,
+    _matches(
+        f"({_SSH_USER}@)?{_SSH_HOST}(:[0-9]{{1,5}})?", "an ssh destination [USER@]HOST[:PORT]"
+    ),
+]
+SshHost = Annotated[str, _matches(_SSH_HOST, "a host name or IP address")]
+SshUser = Annotated[str, _matches(_SSH_USER, "a user name")]
 Zone = Annotated[str, AfterValidator(_zone)]
 HttpsUrl = Annotated[str, AfterValidator(_https)]
 Count = Annotated[int, Field(ge=0)]
@@ -128,37 +142,72 @@ class Strict(BaseModel):
 class ProxmoxSettings(Strict):
     """How to reach the Proxmox API; each key can be overridden by NIXMOX_PVE_*."""
 
-    url: HttpsUrl | None = Field(None, description="https://HOST:PORT of the API")
+    url: HttpsUrl | None = Field(
+        None,
+        description="https://HOST:PORT of the API (Proxmox listens on 8006); "
+        "environment: NIXMOX_PVE_URL",
+        examples=["https://pve.home.arpa:8006"],
+    )
     token_id: (
         Annotated[
             str, _matches(r"[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*", "USER@REALM!TOKENNAME")
         ]
         | None
-    ) = None
+    ) = Field(
+        None,
+        description="API token id USER@REALM!TOKENNAME; environment: NIXMOX_PVE_TOKEN_ID",
+        examples=["nixmox@pve!automation"],
+    )
     token_file: str | None = Field(
-        None, description="file holding the token secret; must not be group/world-readable"
+        None,
+        description="file holding the token secret; refused when group- or world-readable. "
+        "NIXMOX_PVE_TOKEN (the secret itself) and systemd's "
+        "$CREDENTIALS_DIRECTORY/nixmox-pve-token come first",
     )
     user: str | None = Field(
-        None, description="USER@REALM for a password login (when no API token is configured)"
+        None,
+        description="USER@REALM for a password login (a ticket renewed hourly), used when no "
+        "API token is configured; environment: NIXMOX_PVE_USER",
     )
     password_file: str | None = Field(
-        None, description="file holding that user's password; must not be group/world-readable"
+        None,
+        description="file holding that user's password; refused when group- or world-readable; "
+        "environment: NIXMOX_PVE_PASSWORD (the password itself)",
     )
-    ca_file: str | None = Field(None, description="CA bundle that signed the API certificate")
+    ca_file: str | None = Field(
+        None,
+        description="CA bundle (PEM) that signed the API certificate, e.g. a copy of "
+        "/etc/pve/pve-root-ca.pem; unset with no fingerprint: the system trust store; "
+        "environment: NIXMOX_PVE_CA_FILE",
+    )
     fingerprint: (
         Annotated[
             str, _matches(r"([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}", "a SHA-256 fingerprint AA:BB:...")
         ]
         | None
-    ) = Field(None, description="SHA-256 of the API certificate")
+    ) = Field(
+        None,
+        description="SHA-256 of the API certificate as AA:BB:... (32 bytes); checked during the "
+        "TLS handshake, so a mismatch stops before any credential is sent; "
+        "environment: NIXMOX_PVE_FINGERPRINT",
+    )
 
 
 class ZfsSettings(Strict):
     """How nixmox runs ZFS commands (locally, over SSH or through sudo)."""
 
-    command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1)
+    command: list[str] = Field(
+        default_factory=lambda: ["zfs"],
+        min_length=1,
+        description='argv prefix that runs zfs, e.g. ["ssh", "root@pve1.home.arpa", "zfs"] '
+        'or ["sudo", "zfs"]; default: zfs from PATH',
+        json_schema_extra={"default": ["zfs"]},
+    )
     zpool_command: list[str] | None = Field(
-        None, min_length=1, description="default: `command` with its last word replaced by zpool"
+        None,
+        min_length=1,
+        description="argv prefix that runs zpool; default: `command` with its last word "
+        "replaced by zpool",
     )
 
 
@@ -166,76 +215,127 @@ class ZfsSettings(Strict):
 
 
 class ExpectedDisk(Strict):
-    model: str
-    count: int = Field(1, ge=1)
-    pool: str | None = None
+    """Disks the host should have (documentation of the build; not checked yet)."""
+
+    model: str = Field(description="the disk model, in your words (e.g. 2TB NVMe)")
+    count: int = Field(1, ge=1, description="how many of them")
+    pool: str | None = Field(None, description="the ZFS pool they make up")
 
 
 class ExpectedPci(Strict):
-    address: PciFunction
-    role: Literal["gpu", "audio", "usb", "nic", "storage", "other"]
-    description: str | None = None
+    """A PCI function the host should have; `doctor` checks it exists with a fitting class."""
+
+    address: PciFunction = Field(
+        description="PCI address DDDD:BB:DD.F, as lspci -D shows it", examples=["0000:01:00.0"]
+    )
+    role: Literal["gpu", "audio", "usb", "nic", "storage", "other"] = Field(
+        description="what the device is; gpu, audio and usb are checked against the PCI class "
+        "(0x0300, 0x0403, 0x0c03)"
+    )
+    description: str | None = Field(None, description="free text, e.g. the card's name")
 
 
 class Hardware(Strict):
     """What the host should have; `doctor` compares it with what it finds."""
 
-    cpu: str | None = None
-    cores: int | None = Field(None, ge=1)
-    threads: int | None = Field(None, ge=1)
-    memory_gib: int | None = Field(None, ge=1)
-    ecc: bool | None = None
-    nics: list[str] = Field(default_factory=list)
-    disks: list[ExpectedDisk] = Field(default_factory=list)
-    pci: list[ExpectedPci] = Field(default_factory=list)
+    cpu: str | None = Field(
+        None, description="CPU model name as /proc/cpuinfo shows it (case and spacing ignored)"
+    )
+    cores: int | None = Field(None, ge=1, description="physical cores")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="hardware threads (logical CPUs); guests' vCPUs are judged against it",
+    )
+    memory_gib: int | None = Field(
+        None, ge=1, description="installed memory in GiB (the kernel may report up to 10% less)"
+    )
+    ecc: bool | None = Field(None, description="ECC memory (documentation; not checked yet)")
+    nics: list[str] = Field(
+        default_factory=list, description="network cards, in your words (documentation)"
+    )
+    disks: list[ExpectedDisk] = Field(default_factory=list, description="disks (documentation)")
+    pci: list[ExpectedPci] = Field(
+        default_factory=list, description="PCI functions doctor checks for (host-pci)"
+    )
 
 
 class Node(Strict):
     """A Proxmox VE node."""
 
-    name: NodeName
-    address: str | None = Field(None, description="host name for SSH (update host)")
-    ssh_user: str = "root"
-    root_dataset: DatasetName | None = Field(
-        None, description="snapshotted before host updates (required by update host)"
+    name: NodeName = Field(description="the node's name in Proxmox (its short host name)")
+    address: SshHost | None = Field(
+        None,
+        description="host name or address update host and template upload reach over SSH "
+        "(the system ssh client); localhost: this machine",
     )
-    reboot: Literal["never", "allowed", "window"] = "never"
+    ssh_user: SshUser = Field("root", description="user for SSH to the node")
+    root_dataset: DatasetName | None = Field(
+        None,
+        description="root file system dataset, snapshotted before every host upgrade "
+        "(required by update host), e.g. rpool/ROOT/pve-1",
+    )
+    reboot: Literal["never", "allowed", "window"] = Field(
+        "never",
+        description="may update host reboot the node when an upgrade needs it: never, allowed, "
+        "or window (only inside reboot_window)",
+    )
     reboot_window: Calendar | None = Field(
         None,
-        description="calendar spec of the times update host may reboot the node; trailing "
-        ":00 time fields count as * (Sun 04:00 is Sunday 04:00-04:59)",
+        description="systemd calendar spec of the times update host may reboot the node, in "
+        "the spec's zone or else the inventory's; trailing :00 time fields count as * "
+        "(Sun 04:00 is Sunday 04:00-04:59); required by reboot = window",
+        examples=["Sat *-*-* 04..05:00:00"],
     )
-    hardware: Hardware | None = None
+    hardware: Hardware | None = Field(
+        None, description="what the host should have; doctor's host area compares"
+    )
 
 
 class Bridge(Strict):
     """A Linux bridge on a node (vmbrN)."""
 
-    name: Annotated[str, _matches(r"[A-Za-z][A-Za-z0-9_]{0,13}", "a bridge name like vmbr0")]
-    node: NodeName | None = Field(None, description="default: the only node")
-    ports: list[str] = Field(default_factory=list)
-    cidr: Interface | None = None
-    gateway: IpAddress | None = None
-    vlan_aware: bool = False
-    autostart: bool = True
-    comment: str | None = None
+    name: Annotated[str, _matches(r"[A-Za-z][A-Za-z0-9_]{0,13}", "a bridge name like vmbr0")] = (
+        Field(description="interface name, e.g. vmbr0")
+    )
+    node: NodeName | None = Field(None, description="the node it is on; default: the only node")
+    ports: list[str] = Field(
+        default_factory=list, description="physical ports enslaved (bridge_ports); empty: none"
+    )
+    cidr: Interface | None = Field(
+        None, description="the host's address on it with prefix length, e.g. 192.0.2.2/24"
+    )
+    gateway: IpAddress | None = Field(None, description="default gateway through this bridge")
+    vlan_aware: bool = Field(False, description="VLAN-aware bridge (guests' tag)")
+    autostart: bool = Field(True, description="bring it up at boot")
+    comment: str | None = Field(None, description="Proxmox's comments field")
 
 
 class Pool(Strict):
     """A ZFS pool."""
 
-    name: Annotated[str, _matches(r"[A-Za-z][A-Za-z0-9_.:-]*", "a ZFS pool name")]
-    node: NodeName | None = None
-    layout: Literal["single", "mirror", "raidz1", "raidz2", "raidz3", "draid"] | None = None
-    max_used_percent: int = Field(80, ge=1, le=100)
+    name: Annotated[str, _matches(r"[A-Za-z][A-Za-z0-9_.:-]*", "a ZFS pool name")] = Field(
+        description="pool name"
+    )
+    node: NodeName | None = Field(None, description="the node it is on")
+    layout: Literal["single", "mirror", "raidz1", "raidz2", "raidz3", "draid"] | None = Field(
+        None, description="vdev layout (drawn in the storage diagram; not checked)"
+    )
+    max_used_percent: int = Field(
+        80, ge=1, le=100, description="percent of capacity above which doctor warns"
+    )
 
 
 class Dataset(Strict):
     """A ZFS dataset nixmox looks after."""
 
-    name: DatasetName
-    properties: dict[str, str] = Field(default_factory=dict)
-    comment: str | None = None
+    name: DatasetName = Field(description="full dataset name, e.g. rpool/data/vm")
+    properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="ZFS properties it should be created with (doctor's fix shows them); "
+        'e.g. { compression = "zstd" }',
+    )
+    comment: str | None = Field(None, description="free text")
 
 
 StorageContent = Literal["images", "rootdir", "backup", "iso", "vztmpl", "snippets", "import"]
@@ -244,16 +344,24 @@ StorageContent = Literal["images", "rootdir", "backup", "iso", "vztmpl", "snippe
 class Storage(Strict):
     """A Proxmox storage (`pvesm`)."""
 
-    storage: StorageId
-    type: Literal["dir", "zfspool", "nfs", "cifs", "pbs", "lvm", "lvmthin", "btrfs"]
-    path: str | None = None
-    dataset: DatasetName | None = Field(
-        None, description="for zfspool (its `pool`), or backing a dir"
+    storage: StorageId = Field(description="the storage id, as Proxmox spells it")
+    type: Literal["dir", "zfspool", "nfs", "cifs", "pbs", "lvm", "lvmthin", "btrfs"] = Field(
+        description="Proxmox storage type"
     )
-    content: list[StorageContent] = Field(default_factory=list)
-    nodes: list[NodeName] = Field(default_factory=list)
-    sparse: bool | None = None
-    shared: bool = False
+    path: str | None = Field(None, description="directory (type dir)")
+    dataset: DatasetName | None = Field(
+        None,
+        description="zfspool: the dataset it uses (Proxmox's pool key); dir: the dataset "
+        "mounted at path",
+    )
+    content: list[StorageContent] = Field(
+        default_factory=list, description="content types it holds; empty: left to Proxmox"
+    )
+    nodes: list[NodeName] = Field(
+        default_factory=list, description="nodes it is available on; empty: all"
+    )
+    sparse: bool | None = Field(None, description="zfspool: thin-provisioned volumes")
+    shared: bool = Field(False, description="the same content on every node (network storage)")
 
 
 # -- guests -------------------------------------------------------------------
@@ -262,8 +370,11 @@ class Storage(Strict):
 class Volume(Strict):
     """An LXC root file system."""
 
-    storage: StorageId
-    size: Size
+    storage: StorageId = Field(description="storage with rootdir content")
+    size: Size = Field(
+        description="size with a K, M, G or T suffix (powers of 1024); no suffix: GiB",
+        examples=["16G"],
+    )
 
 
 class Disk(Strict):
@@ -274,67 +385,111 @@ class Disk(Strict):
         _matches(
             r"(scsi([0-9]|[12][0-9]|30)|virtio([0-9]|1[0-5])|sata[0-5]|ide[0-3])", "a disk slot"
         ),
-    ]
-    storage: StorageId
-    size: Size
-    iothread: bool | None = None
-    discard: bool | None = None
-    ssd: bool | None = None
-    cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] | None = None
-    backup: bool | None = None
+    ] = Field(description="bus and index: scsi0-30, virtio0-15, sata0-5, ide0-3")
+    storage: StorageId = Field(description="storage with images content")
+    size: Size = Field(
+        description="size with a K, M, G or T suffix (powers of 1024); no suffix: GiB; grown, "
+        "never shrunk",
+        examples=["32G"],
+    )
+    iothread: bool | None = Field(None, description="own I/O thread (with virtio-scsi-single)")
+    discard: bool | None = Field(None, description="pass TRIM to the storage (discard=on)")
+    ssd: bool | None = Field(None, description="show the guest an SSD")
+    cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] | None = Field(
+        None, description="QEMU cache mode"
+    )
+    backup: bool | None = Field(None, description="include this disk in vzdump backups")
 
 
 class Net(Strict):
     """A network interface; `net0`, `net1`, ... in order."""
 
-    bridge: str
-    model: Literal["virtio", "e1000", "e1000e", "rtl8139", "vmxnet3"] | None = None
-    mac: Annotated[str, _matches(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "a MAC address")] | None = (
-        None
+    bridge: str = Field(description="bridge it is plugged into, e.g. vmbr0")
+    model: Literal["virtio", "e1000", "e1000e", "rtl8139", "vmxnet3"] | None = Field(
+        None, description="VM: NIC model; default: virtio"
     )
-    ip: Literal["dhcp"] | Interface | None = None
-    gw: IpAddress | None = None
-    ip6: Literal["dhcp", "auto"] | Interface | None = None
-    tag: int | None = Field(None, ge=1, le=4094)
-    firewall: bool | None = None
+    mac: Annotated[str, _matches(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "a MAC address")] | None = (
+        Field(None, description="fixed MAC address; unset: the one Proxmox generated")
+    )
+    ip: Literal["dhcp"] | Interface | None = Field(
+        None, description="LXC: dhcp or an IPv4 address with prefix (ignored for a VM)"
+    )
+    gw: IpAddress | None = Field(None, description="LXC: IPv4 gateway (ignored for a VM)")
+    ip6: Literal["dhcp", "auto"] | Interface | None = Field(
+        None, description="LXC: dhcp, auto (SLAAC) or an IPv6 address with prefix"
+    )
+    tag: int | None = Field(None, ge=1, le=4094, description="VLAN tag")
+    firewall: bool | None = Field(None, description="Proxmox firewall on this interface")
 
 
 class HostPci(Strict):
     """A passed-through PCI device (`hostpciN`)."""
 
     device: PciAddress | None = Field(
-        None, description="DDDD:BB:DD for every function, or DDDD:BB:DD.F"
+        None,
+        description="PCI address DDDD:BB:DD for every function (GPU and its audio), or "
+        "DDDD:BB:DD.F for one; a raw address needs root@pam; give this or mapping",
     )
     mapping: str | None = Field(
-        None, description="a Proxmox PCI resource mapping instead of a raw address"
+        None,
+        description="a Proxmox PCI resource mapping (/cluster/mapping/pci) instead of a raw "
+        "address; usable with an API token",
     )
-    pcie: bool | None = None
-    x_vga: bool | None = Field(None, alias="x-vga")
-    rombar: bool | None = None
-    romfile: str | None = None
+    pcie: bool | None = Field(None, description="pass as PCIe (needs machine = q35)")
+    x_vga: bool | None = Field(
+        None,
+        alias="x-vga",
+        description="primary GPU; applied only at stage gaming (left out at stage gpu)",
+    )
+    rombar: bool | None = Field(None, description="expose the device's option ROM")
+    romfile: str | None = Field(
+        None, description="ROM file under /usr/share/kvm to use instead of the device's"
+    )
 
 
 class EfiDisk(Strict):
-    storage: StorageId
-    efitype: Literal["2m", "4m"] = "4m"
-    pre_enrolled_keys: bool = Field(True, alias="pre-enrolled-keys")
+    """The OVMF variables disk (efidisk0) of a UEFI VM."""
+
+    storage: StorageId = Field(description="storage with images content")
+    efitype: Literal["2m", "4m"] = Field("4m", description="size of the OVMF variable store")
+    pre_enrolled_keys: bool = Field(
+        True,
+        alias="pre-enrolled-keys",
+        description="Secure Boot with Microsoft's keys enrolled (Windows 11)",
+    )
 
 
 class TpmState(Strict):
-    storage: StorageId
-    version: Literal["v1.2", "v2.0"] = "v2.0"
+    """The TPM state volume (tpmstate0) of a VM."""
+
+    storage: StorageId = Field(description="storage with images content")
+    version: Literal["v1.2", "v2.0"] = Field("v2.0", description="TPM version; Windows 11: v2.0")
 
 
 class KeepOptions(Strict):
-    """Proxmox's keep-* retention options (see RETENTION.md)."""
+    """Proxmox's keep-* retention options (see docs/retention.md); none set: keep everything."""
 
-    keep_all: bool | None = Field(None, alias="keep-all")
-    keep_last: Count | None = Field(None, alias="keep-last")
-    keep_hourly: Count | None = Field(None, alias="keep-hourly")
-    keep_daily: Count | None = Field(None, alias="keep-daily")
-    keep_weekly: Count | None = Field(None, alias="keep-weekly")
-    keep_monthly: Count | None = Field(None, alias="keep-monthly")
-    keep_yearly: Count | None = Field(None, alias="keep-yearly")
+    keep_all: bool | None = Field(
+        None, alias="keep-all", description="keep everything; not with any other keep-*"
+    )
+    keep_last: Count | None = Field(None, alias="keep-last", description="the N newest")
+    keep_hourly: Count | None = Field(
+        None, alias="keep-hourly", description="the newest of each of N hours that have one"
+    )
+    keep_daily: Count | None = Field(
+        None, alias="keep-daily", description="the newest of each of N days that have one"
+    )
+    keep_weekly: Count | None = Field(
+        None,
+        alias="keep-weekly",
+        description="the newest of each of N ISO weeks (Monday to Sunday) that have one",
+    )
+    keep_monthly: Count | None = Field(
+        None, alias="keep-monthly", description="the newest of each of N months that have one"
+    )
+    keep_yearly: Count | None = Field(
+        None, alias="keep-yearly", description="the newest of each of N years that have one"
+    )
 
     def rule(self) -> Keep:
         """These options as the retention engine's :class:`~nixmox.rules.retention.Keep`."""
@@ -352,43 +507,95 @@ class KeepOptions(Strict):
 class HealthChecks(Strict):
     """What must hold after an update for it to count as healthy."""
 
-    units: list[str] = Field(default_factory=list, description="units that must be active")
-    commands: list[str] = Field(default_factory=list, description="commands that must exit 0")
-    http: list[str] = Field(default_factory=list, description="URLs that must answer 2xx")
-    timeout: TimeSpan = "2min"
+    units: list[str] = Field(
+        default_factory=list, description="systemd units in the guest that must be active"
+    )
+    commands: list[str] = Field(
+        default_factory=list, description="shell commands in the guest that must exit 0"
+    )
+    http: list[str] = Field(
+        default_factory=list, description="URLs that must answer 2xx, fetched from nixmox's side"
+    )
+    timeout: TimeSpan = Field(
+        "2min",
+        description="systemd time span the checks may take to pass; must be shorter than "
+        "update.dead_man",
+    )
 
 
 class UpdateSettings(Strict):
     """How `nixmox update` maintains this guest."""
 
-    method: Literal["nixos", "windows", "none"]
-    via: Literal["ssh", "agent", "pct"] | None = None
-    ssh: str | None = Field(None, description="USER@HOST for the system ssh client")
-    flake: str | None = Field(None, description="flake directory in the guest")
-    host: str | None = Field(None, description="nixosConfigurations attribute")
-    inputs: list[str] = Field(default_factory=list, description="inputs to update; empty: all")
-    health: HealthChecks | None = None
-    dead_man: TimeSpan = Field(
-        "5min", description="switch back if nixmox loses the guest this long"
+    method: Literal["nixos", "windows", "none"] = Field(
+        description="nixos: update nixos; windows: update windows (a VM with the agent); "
+        "none: not updated"
     )
-    busy_processes: list[str] = Field(default_factory=list)
+    via: Literal["ssh", "agent", "pct"] | None = Field(
+        None,
+        description="NixOS: how nixmox reaches the guest; default: ssh when ssh is set, else "
+        "the guest agent for a VM and pct exec on the node for a container",
+    )
+    ssh: SshDestination | None = Field(
+        None, description="USER@HOST[:PORT] for the system ssh client (via = ssh)"
+    )
+    flake: str | None = Field(
+        None, description="NixOS: flake directory in the guest; default: /etc/nixos"
+    )
+    host: str | None = Field(
+        None, description="NixOS: nixosConfigurations attribute; default: the guest's name"
+    )
+    inputs: list[str] = Field(
+        default_factory=list, description="NixOS: flake inputs to update; empty: the whole lock"
+    )
+    health: HealthChecks | None = Field(
+        None,
+        description="NixOS: checks after the switch; default: the system is running, no unit "
+        "failed, within 2min",
+    )
+    dead_man: TimeSpan = Field(
+        "5min",
+        description="NixOS: systemd time span after which the guest switches back by itself "
+        "if nixmox loses it; longer than health.timeout",
+    )
+    busy_processes: list[str] = Field(
+        default_factory=list,
+        description="Windows: process names that hold a when-idle reboot; empty: RustClient.exe",
+    )
     keep_snapshot: bool = Field(
         False, description="keep the pre-update snapshot after a successful update"
     )
     snapshots: KeepOptions | None = Field(
-        None, description="retention of nixmox's update snapshots; default keep-last = 3"
+        None,
+        description="keep-* retention of nixmox's update snapshots of this guest; "
+        "default: keep-last = 3",
     )
     commit_lock: bool = Field(
-        False, description="commit the updated flake.lock (as nixmox); else leave it modified"
+        False,
+        description="NixOS: commit the updated flake.lock (author nixmox); else leave it modified",
     )
-    max_rounds: int = Field(3, ge=1, le=10, description="Windows: scan/install/reboot rounds")
+    max_rounds: int = Field(
+        3, ge=1, le=10, description="Windows: at most this many scan/install/reboot rounds"
+    )
+    optional_updates: bool = Field(
+        False,
+        description="Windows: also install optional updates (BrowseOnly, e.g. preview "
+        "cumulative updates); by default only what Windows Update installs on its own",
+    )
 
 
 class RebootPolicy(Strict):
     """When nixmox may reboot or stop this guest."""
 
-    policy: Literal["never", "allowed", "window", "when-idle"] = "never"
-    window: Calendar | None = None
+    policy: Literal["never", "allowed", "window", "when-idle"] = Field(
+        "never",
+        description="never; allowed (any time); window (inside window); when-idle (Windows: "
+        "not while busy_processes run or Steam downloads)",
+    )
+    window: Calendar | None = Field(
+        None,
+        description="systemd calendar spec of the allowed times (trailing :00 time fields count "
+        "as *); required by policy = window",
+    )
 
 
 class WindowsSettings(Strict):
@@ -397,11 +604,11 @@ class WindowsSettings(Strict):
     user: str | None = Field(
         None, description="the Windows account that plays: Steam starts at its logon"
     )
-    steam: bool = False
+    steam: bool = Field(False, description="install Steam and start it at user's logon")
     rust: Literal["none", "client", "server"] = Field(
         "none",
-        description="client: app 252490, installed by the user in Steam; "
-        "server: dedicated server app 258550 through steamcmd",
+        description="none; client: app 252490, installed by the user in Steam (reported as "
+        "pending); server: dedicated server app 258550 through steamcmd",
     )
     rust_server_dir: str = Field(
         "C:\\rustserver", description="where steamcmd installs the Rust dedicated server"
@@ -416,54 +623,87 @@ class Guest(Strict):
     is backed up and updated but never provisioned.
     """
 
-    name: Name
-    vmid: int = Field(ge=100, le=999_999_999)
-    kind: Literal["lxc", "vm"]
-    node: NodeName
-    os: Literal["nixos", "windows", "other"] | None = None
-    description: str | None = None
-    tags: list[Annotated[str, _matches(r"[a-z0-9_][a-z0-9_+.-]*", "a Proxmox tag")]] = Field(
-        default_factory=list
+    name: Name = Field(description="guest name (the VM name or the container's host name)")
+    vmid: int = Field(ge=100, le=999_999_999, description="Proxmox VMID")
+    kind: Literal["lxc", "vm"] = Field(description="lxc (container) or vm (QEMU)")
+    node: NodeName = Field(description="node it runs on")
+    os: Literal["nixos", "windows", "other"] | None = Field(
+        None,
+        description="what runs inside; sets ostype when that is unset (nixos: nixos or l26, "
+        "windows: win11)",
     )
-    onboot: bool | None = None
-    stage: Literal["install", "gpu", "gaming"] | None = None
-    ostype: str | None = None
+    description: str | None = Field(None, description="Proxmox's notes for the guest")
+    tags: list[Annotated[str, _matches(r"[a-z0-9_][a-z0-9_+.-]*", "a Proxmox tag")]] = Field(
+        default_factory=list, description="Proxmox tags (order does not matter)"
+    )
+    onboot: bool | None = Field(None, description="start when the node boots")
+    stage: Literal["install", "gpu", "gaming"] | None = Field(
+        None,
+        description="Windows VM install stage: install (virtual display, no GPU), gpu (devices "
+        "added without x-vga), gaming (GPU primary, no virtual display)",
+    )
+    ostype: str | None = Field(
+        None, description="Proxmox ostype (l26, win11, nixos, ...); default: from os"
+    )
     machine: (
         Annotated[str, _matches(r"(q35|pc|pc-(q35|i440fx)-\d+\.\d+(\+pve\d+)?)", "a machine type")]
         | None
-    ) = None
-    bios: Literal["seabios", "ovmf"] | None = None
-    cpu: str | None = None
-    cores: int | None = Field(None, ge=1, le=1024)
-    sockets: int | None = Field(None, ge=1, le=4)
+    ) = Field(None, description="VM: machine type, q35 or pc (a pinned pc-q35-X.Y+pveN matches)")
+    bios: Literal["seabios", "ovmf"] | None = Field(None, description="VM: seabios or ovmf (UEFI)")
+    cpu: str | None = Field(None, description="VM: CPU type, e.g. host")
+    cores: int | None = Field(None, ge=1, le=1024, description="CPU cores (per socket for a VM)")
+    sockets: int | None = Field(None, ge=1, le=4, description="VM: CPU sockets")
     affinity: (
         Annotated[str, _matches(r"\d+(-\d+)?(,\d+(-\d+)?)*", "a CPU list like 8-15,24-31")] | None
-    ) = None
-    memory: int | None = Field(None, ge=16, description="MiB")
-    balloon: int | None = Field(None, ge=0, description="MiB; 0 disables ballooning")
-    swap: int | None = Field(None, ge=0, description="MiB (LXC)")
-    agent: bool | None = None
-    scsihw: Literal["virtio-scsi-single", "virtio-scsi-pci", "lsi", "megasas", "pvscsi"] | None = (
-        None
+    ) = Field(None, description="VM: host CPUs it may run on, e.g. 8-15,24-31")
+    memory: int | None = Field(None, ge=16, description="memory in MiB")
+    balloon: int | None = Field(
+        None, ge=0, description="VM: minimum memory for ballooning in MiB; 0 disables ballooning"
     )
-    unprivileged: bool | None = None
-    features: list[Literal["nesting", "keyctl", "fuse", "mknod"]] = Field(default_factory=list)
+    swap: int | None = Field(None, ge=0, description="LXC: swap in MiB")
+    agent: bool | None = Field(None, description="VM: QEMU guest agent enabled")
+    scsihw: Literal["virtio-scsi-single", "virtio-scsi-pci", "lsi", "megasas", "pvscsi"] | None = (
+        Field(None, description="VM: SCSI controller")
+    )
+    unprivileged: bool | None = Field(
+        None, description="LXC: unprivileged container; set at creation only"
+    )
+    features: list[Literal["nesting", "keyctl", "fuse", "mknod"]] = Field(
+        default_factory=list, description="LXC: features (nesting and keyctl for Docker)"
+    )
     template: (
         Annotated[
             str, _matches(r"[A-Za-z][A-Za-z0-9\-_.]*:vztmpl/[^/]+", "a volume STORAGE:vztmpl/FILE")
         ]
         | None
-    ) = Field(None, description="LXC: the template file to create from")
-    clone: int | Name | None = Field(None, description="VM: template VM to clone, by vmid or name")
-    rootfs: Volume | None = None
-    disks: list[Disk] = Field(default_factory=list)
-    net: list[Net] = Field(default_factory=list, max_length=32)
-    hostpci: list[HostPci] = Field(default_factory=list, max_length=16)
-    efidisk: EfiDisk | None = None
-    tpmstate: TpmState | None = None
-    update: UpdateSettings | None = None
-    reboot: RebootPolicy = Field(default_factory=RebootPolicy)
-    windows: WindowsSettings | None = None
+    ) = Field(
+        None,
+        description="LXC: the template volume to create from, STORAGE:vztmpl/FILE",
+        examples=["local:vztmpl/nixos-lxc-25.05.tar.xz"],
+    )
+    clone: int | Name | None = Field(
+        None, description="VM: template VM to create a full clone of, by vmid or name"
+    )
+    rootfs: Volume | None = Field(None, description="LXC: the root file system")
+    disks: list[Disk] = Field(default_factory=list, description="VM: disks, one per slot")
+    net: list[Net] = Field(
+        default_factory=list, max_length=32, description="network interfaces: net0, net1, ..."
+    )
+    hostpci: list[HostPci] = Field(
+        default_factory=list, max_length=16, description="VM: PCI passthrough: hostpci0, ..."
+    )
+    efidisk: EfiDisk | None = Field(None, description="VM: EFI variables disk (bios = ovmf)")
+    tpmstate: TpmState | None = Field(None, description="VM: TPM state (Windows 11)")
+    update: UpdateSettings | None = Field(
+        None, description="how nixmox updates it; unset: not updated"
+    )
+    reboot: RebootPolicy = Field(
+        default_factory=RebootPolicy,
+        description="when nixmox may reboot or stop it; default: never",
+    )
+    windows: WindowsSettings | None = Field(
+        None, description="what windows provision sets up in it"
+    )
 
     @property
     def pve_type(self) -> Literal["qemu", "lxc"]:
@@ -478,22 +718,36 @@ class SnapshotPolicy(KeepOptions):
     """keep-* for snapshots, and how old the newest may get before `--monitor` complains."""
 
     warn_after: TimeSpan | None = Field(
-        None, description="default: two of the policy's finest periods"
+        None,
+        description="systemd time span: snapshot --monitor warns when the newest snapshot is "
+        "older; default: two of the policy's finest periods (keep-hourly: 2h)",
     )
-    crit_after: TimeSpan | None = Field(None, description="default: four of its finest periods")
+    crit_after: TimeSpan | None = Field(
+        None,
+        description="systemd time span: --monitor is critical beyond it; default: four of the "
+        "finest periods",
+    )
 
 
 class SnapshotTarget(Strict):
     """A dataset (tree) snapshotted on a policy."""
 
-    dataset: DatasetName
-    policy: str
-    recursive: bool = False
+    dataset: DatasetName = Field(description="the dataset (tree root) to snapshot")
+    policy: str = Field(description="name of a [snapshots.policies.NAME] table")
+    recursive: bool = Field(
+        False, description="one atomic snapshot of the dataset and every child (zfs snapshot -r)"
+    )
 
 
 class Snapshots(Strict):
-    policies: dict[str, SnapshotPolicy] = Field(default_factory=dict)
-    datasets: list[SnapshotTarget] = Field(default_factory=list)
+    """ZFS snapshots: named policies and the datasets they apply to."""
+
+    policies: dict[str, SnapshotPolicy] = Field(
+        default_factory=dict, description="policies by name"
+    )
+    datasets: list[SnapshotTarget] = Field(
+        default_factory=list, description="datasets snapshotted, each on a policy"
+    )
 
 
 class BackupVerify(Strict):
@@ -503,33 +757,49 @@ class BackupVerify(Strict):
         default_factory=lambda: [9900, 9999],
         min_length=2,
         max_length=2,
-        description="first and last scratch VMID (inclusive)",
+        description="first and last scratch VMID (inclusive); a free one is used",
+        json_schema_extra={"default": [9900, 9999]},
     )
-    storage: StorageId | None = Field(None, description="default: the archive's own disks' storage")
+    storage: StorageId | None = Field(
+        None, description="storage to restore onto; default: the archive's own disks' storage"
+    )
     timeout: TimeSpan = Field(
-        "10min", description="how long the restored guest may take to come up"
+        "10min",
+        description="systemd time span the restored guest (and its agent) may take to come up",
     )
 
 
 class Backups(Strict):
     """vzdump backups and their retention."""
 
-    storage: StorageId
-    mode: Literal["snapshot", "suspend", "stop"] = "snapshot"
-    compress: Literal["zstd", "lzo", "gzip", "0"] = "zstd"
-    keep: KeepOptions | None = None
+    storage: StorageId = Field(description="storage with backup content the archives go to")
+    mode: Literal["snapshot", "suspend", "stop"] = Field("snapshot", description="vzdump mode")
+    compress: Literal["zstd", "lzo", "gzip", "0"] = Field(
+        "zstd", description="vzdump compression; 0: none"
+    )
+    keep: KeepOptions | None = Field(
+        None, description="keep-* retention per guest; unset: nothing is pruned"
+    )
     guests: list[Name] = Field(default_factory=list, description="names to back up; empty: all")
-    exclude: list[Name] = Field(default_factory=list)
-    notes_template: str = "{{guestname}} (nixmox)"
+    exclude: list[Name] = Field(default_factory=list, description="names never backed up")
+    notes_template: str = Field(
+        "{{guestname}} (nixmox)",
+        description="vzdump notes of each archive ({{guestname}}, {{vmid}}, {{node}}, "
+        "{{cluster}} are filled in by Proxmox)",
+    )
     lock_wait: TimeSpan = Field(
-        "10min", description="how long to wait for a guest locked by another job"
+        "10min",
+        description="systemd time span to wait for a guest locked by another job before it "
+        "counts as failed",
     )
     scheduler: Literal["nixmox", "proxmox"] = Field(
         "nixmox",
         description="nixmox: `nixmox backup` on its timer; proxmox: a /cluster/backup job kept in "
         "sync by plan/apply",
     )
-    verify: BackupVerify | None = None
+    verify: BackupVerify | None = Field(
+        None, description="where backup verify restores; default: VMIDs 9900-9999"
+    )
 
 
 # -- schedules, notifications, metrics ----------------------------------------
@@ -538,17 +808,31 @@ class Backups(Strict):
 class Schedules(Strict):
     """When each job runs (systemd calendar specs)."""
 
-    snapshot: Calendar | None = None
-    backup: Calendar | None = None
-    backup_verify: Calendar | None = None
-    update_host: Calendar | None = None
-    update_nixos: Calendar | None = None
-    update_windows: Calendar | None = None
-    randomized_delay: TimeSpan | None = None
-    fixed_random_delay: bool = Field(
-        True, description="the same random delay every run (systemd >= 247)"
+    snapshot: Calendar | None = Field(
+        None, description="when nixmox snapshot runs (systemd calendar spec); unset: no timer"
     )
-    persistent: bool = True
+    backup: Calendar | None = Field(None, description="when nixmox backup runs; unset: no timer")
+    backup_verify: Calendar | None = Field(
+        None, description="when nixmox backup verify runs; unset: no timer"
+    )
+    update_host: Calendar | None = Field(
+        None, description="when nixmox update host runs; unset: no timer"
+    )
+    update_nixos: Calendar | None = Field(
+        None, description="when nixmox update nixos runs; unset: no timer"
+    )
+    update_windows: Calendar | None = Field(
+        None, description="when nixmox update windows runs; unset: no timer"
+    )
+    randomized_delay: TimeSpan | None = Field(
+        None, description="systemd time span: every timer's RandomizedDelaySec=; unset: none"
+    )
+    fixed_random_delay: bool = Field(
+        True, description="the same random delay every run (FixedRandomDelay=, systemd >= 247)"
+    )
+    persistent: bool = Field(
+        True, description="catch up on a run missed while the host was off (Persistent=)"
+    )
 
 
 NotifyEvent = Literal["failure", "recovery", "success"]
@@ -573,34 +857,57 @@ class Templates(Strict):
 class Notify(Strict):
     """Notifications through apprise."""
 
-    urls: list[str] = Field(default_factory=list)
-    on: list[NotifyEvent] = Field(default_factory=lambda: list(_DEFAULT_EVENTS))
+    urls: list[str] = Field(
+        default_factory=list,
+        description="apprise URLs, treated as secrets; environment: NIXMOX_NOTIFY_URLS "
+        "(space-separated; empty: none)",
+    )
+    on: list[NotifyEvent] = Field(
+        default_factory=lambda: list(_DEFAULT_EVENTS),
+        description="when to send: failure, recovery (a job's previous run failed), success",
+        json_schema_extra={"default": list(_DEFAULT_EVENTS)},
+    )
 
 
 class Metrics(Strict):
-    textfile: str
+    """Prometheus metrics for node_exporter's textfile collector."""
+
+    textfile: str = Field(
+        description="the .prom file rewritten after every journaled run; environment: "
+        "NIXMOX_METRICS_TEXTFILE (empty: none)",
+        examples=["/var/lib/prometheus/node-exporter/nixmox.prom"],
+    )
 
 
 class Inventory(Strict):
     """The whole lab: ``nixmox.toml``."""
 
     timezone: Zone | None = Field(
-        None, description="the Proxmox host's zone; default: this machine's"
+        None,
+        description="IANA zone of the Proxmox host (retention days and weeks, schedules, "
+        "windows); default: this machine's",
+        examples=["Europe/Vienna"],
     )
-    proxmox: ProxmoxSettings = Field(default_factory=ProxmoxSettings)
-    zfs: ZfsSettings = Field(default_factory=ZfsSettings)
-    nodes: list[Node] = Field(default_factory=list)
-    bridges: list[Bridge] = Field(default_factory=list)
-    pools: list[Pool] = Field(default_factory=list)
-    datasets: list[Dataset] = Field(default_factory=list)
-    storages: list[Storage] = Field(default_factory=list)
-    guests: list[Guest] = Field(default_factory=list)
-    snapshots: Snapshots | None = None
-    backups: Backups | None = None
-    schedules: Schedules | None = None
-    notify: Notify | None = None
-    metrics: Metrics | None = None
-    templates: Templates | None = None
+    proxmox: ProxmoxSettings = Field(
+        default_factory=ProxmoxSettings, description="how to reach the Proxmox API"
+    )
+    zfs: ZfsSettings = Field(default_factory=ZfsSettings, description="how zfs and zpool run")
+    nodes: list[Node] = Field(default_factory=list, description="Proxmox VE nodes")
+    bridges: list[Bridge] = Field(default_factory=list, description="Linux bridges apply manages")
+    pools: list[Pool] = Field(default_factory=list, description="ZFS pools doctor checks")
+    datasets: list[Dataset] = Field(default_factory=list, description="ZFS datasets doctor checks")
+    storages: list[Storage] = Field(
+        default_factory=list, description="Proxmox storages apply manages"
+    )
+    guests: list[Guest] = Field(default_factory=list, description="containers and VMs")
+    snapshots: Snapshots | None = Field(None, description="ZFS snapshot policies; unset: none")
+    backups: Backups | None = Field(None, description="vzdump backups; unset: none")
+    schedules: Schedules | None = Field(None, description="timers for the jobs; unset: none")
+    notify: Notify | None = Field(None, description="notifications; unset: none")
+    metrics: Metrics | None = Field(None, description="Prometheus textfile; unset: none")
+    templates: Templates | None = Field(
+        None, description="what template build bakes into the NixOS images"
+    )
 
     def guest(self, name: str) -> Guest:
         """The guest called ``name`` (KeyError if none)."""

@@ -53,10 +53,17 @@ def _backup(summary: Mapping[str, Any]) -> list[str]:
     failed = [
         f"{g.get('guest')}: {g.get('message') or g.get('result')}"
         for g in guests
-        if g.get("result") != "ok"
+        if g.get("result") not in ("ok", "skipped")
     ]
     failed += [f"{g.get('guest')}: {e}" for g in guests for e in g.get("errors") or []]
-    return [head, *_failures(failed)]
+    # Skipped (a template, or not started after a stop request) is not a failure.
+    skipped = [
+        f"{g.get('guest')}: {g.get('message') or 'skipped'}"
+        for g in guests
+        if g.get("result") == "skipped"
+    ]
+    lines = [f"{len(skipped)} skipped: {skipped[0]}", *skipped[1:]] if skipped else []
+    return [head, *_failures(failed), *lines]
 
 
 def _verify(summary: Mapping[str, Any]) -> list[str]:

@@ -8,15 +8,16 @@ data of :mod:`nixmox.observe.diagrams`, which never talks to Proxmox itself.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.client import Proxmox, Retry, Timeouts
+from nixmox.adapters.proxmox.cluster import GuestRow, read_guests
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.observe.diagrams import Live, LiveBridge, LiveGuest, LiveStorage
-from nixmox.provision.actual import TOTAL, run_all
+from nixmox.provision.actual import PER_NODE, TOTAL, NodeLimits, run_all
 
 # Disks and volumes in a guest config: scsi0, virtio1, sata2, ide3, efidisk0, tpmstate0,
 # rootfs, mp0.
@@ -29,9 +30,8 @@ _TIMEOUTS = Timeouts(read=10.0, write=10.0, poll=5.0, login=10.0)
 _RETRY = Retry(attempts=2, first_delay=0.2, max_delay=1.0)
 
 
-def guest_facts(resource: dict[str, Any], config: dict[str, Any]) -> LiveGuest:
-    """A :class:`LiveGuest` from its ``/cluster/resources`` entry and its config."""
-    kind: Literal["lxc", "vm"] = "lxc" if resource.get("type") == "lxc" else "vm"
+def guest_facts(row: GuestRow, config: dict[str, Any]) -> LiveGuest:
+    """A :class:`LiveGuest` from its ``/cluster/resources`` row and its config."""
     bridges: list[str] = []
     volumes: list[tuple[str, str, str]] = []
     for key in sorted(config, key=props.slot_order):
@@ -50,11 +50,11 @@ def guest_facts(resource: dict[str, Any], config: dict[str, Any]) -> LiveGuest:
                 continue
             volumes.append((key, props.volume_storage(volume), options.get("size", "")))
     return LiveGuest(
-        vmid=int(resource["vmid"]),
-        kind=kind,
-        name=str(resource.get("name") or resource["vmid"]),
-        node=str(resource.get("node", "")),
-        status=str(resource.get("status", "unknown")),
+        vmid=row.vmid,
+        kind=row.kind,
+        name=row.name or str(row.vmid),
+        node=row.node,
+        status=row.status,
         bridges=tuple(bridges),
         volumes=tuple(volumes),
     )
@@ -74,24 +74,22 @@ def storage_facts(entry: dict[str, Any]) -> LiveStorage:
 
 def read_live(api: Proxmox, inv: Inventory) -> Live:
     """The live facts of every node the inventory names (or the API lists)."""
-    resources = [r for r in api.get("/cluster/resources", type="vm") if not r.get("template")]
-    nodes = [n.name for n in inv.nodes] or sorted({str(r["node"]) for r in resources})
+    rows = [r for r in read_guests(api).values() if not r.template]
+    nodes = [n.name for n in inv.nodes] or sorted({r.node for r in rows})
     bridges: list[LiveBridge] = []
     for node in nodes:
         for iface in api.get(f"/nodes/{node}/network", type="any_bridge"):
             bridges.append(LiveBridge(node=node, name=iface["iface"], cidr=iface.get("cidr")))
     configs: dict[int, dict[str, Any]] = {}
+    limits = NodeLimits(PER_NODE)
 
-    def read_config(r: dict[str, Any]) -> None:
-        path = "lxc" if r.get("type") == "lxc" else "qemu"
-        configs[int(r["vmid"])] = api.get(f"/nodes/{r['node']}/{path}/{r['vmid']}/config")
+    def read_config(r: GuestRow) -> None:
+        with limits(r.node):
+            configs[r.vmid] = api.get(f"{r.path}/config")
 
-    # The same bounded concurrency as plan's reads: a big cluster is not read one by one.
-    run_all(read_config, resources, TOTAL)
-    guests = [
-        guest_facts(r, configs[int(r["vmid"])])
-        for r in sorted(resources, key=lambda r: int(r["vmid"]))
-    ]
+    # The same bounds as plan's reads: a big cluster is not read one by one, a node not flooded.
+    run_all(read_config, rows, TOTAL)
+    guests = [guest_facts(r, configs[r.vmid]) for r in sorted(rows, key=lambda r: r.vmid)]
     storages = [storage_facts(s) for s in api.get("/storage")]
     return Live(
         source=api.conn.url, guests=tuple(guests), bridges=tuple(bridges), storages=tuple(storages)

@@ -4,31 +4,44 @@ Names follow Prometheus' conventions: base units, ``_seconds``,
 ``_timestamp_seconds``, ``_bytes``, ``_total``. Guest metrics carry
 ``id="qemu/101"`` (or ``lxc/100``) so they join with prometheus-pve-exporter's
 ``pve_guest_info``.
+
+Job metrics name the nixmox command that ran (``backup``, ``update nixos``) in
+a ``command`` label, as the run journal does. Never ``job``: Prometheus sets
+``job`` (and ``instance``) on every scraped series itself, so a metric's own
+``job`` would be renamed ``exported_job`` and every nixmox job would be stored
+under the scrape job's name. node_exporter and prometheus-pve-exporter likewise
+prefix only metric names and label what a thing is with a plain noun
+(``name``, ``id``, ``node``, ``type``).
 """
 
 from __future__ import annotations
+
+#: The results a run can end with: a ``nixmox_job_runs_total`` series exists for
+#: each from a command's first run on, so its first failure is an increase.
+#: ``interrupted``: stopped by SIGINT/SIGTERM, or found dead by a later run.
+RUN_RESULTS = ("ok", "failed", "error", "interrupted")
 
 #: name -> (type, labels, help)
 METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "nixmox_job_last_run_timestamp_seconds": (
         "gauge",
-        ("job",),
-        "When the job last finished (Unix time).",
+        ("command",),
+        "When the command's last run finished (Unix time).",
     ),
     "nixmox_job_last_run_duration_seconds": (
         "gauge",
-        ("job",),
-        "How long the job's last run took.",
+        ("command",),
+        "How long the command's last run took.",
     ),
     "nixmox_job_last_run_success": (
         "gauge",
-        ("job",),
-        "1 if the job's last run succeeded, else 0.",
+        ("command",),
+        "1 if the command's last run succeeded, else 0 (failed, error, interrupted).",
     ),
     "nixmox_job_runs_total": (
         "counter",
-        ("job", "result"),
-        "Runs of each job by result, from the journal.",
+        ("command", "result"),
+        "Finished runs of each command by result (ok, failed, error, interrupted).",
     ),
     "nixmox_guest_backup_newest_timestamp_seconds": (
         "gauge",
@@ -58,7 +71,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "nixmox_update_rollbacks_total": (
         "counter",
         ("id", "name"),
-        "Updates of a guest that were rolled back.",
+        "Updates of a guest or node that were rolled back.",
     ),
     "nixmox_guest_update_last_success": (
         "gauge",

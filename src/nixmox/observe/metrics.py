@@ -4,12 +4,14 @@ Only the metrics of :data:`nixmox.observe.metric_names.METRICS` are written,
 each with exactly its labels. Values come from the journal, never from the
 API: writing the file costs a few SQLite reads.
 
-- jobs: the newest finished run of each command, and run counts by result;
+- jobs: the newest finished run of each command (label ``command``), and run
+  counts by result, which :mod:`nixmox.observe.run_counts` keeps growing even
+  when journal rows are pruned or the journal is replaced;
 - guests: the newest archive each guest got from a ``backup`` run (the
   archive's name carries its time, in the inventory's zone);
 - datasets: the snapshot the newest ``snapshot`` run took, and how many
   nixmox snapshots retention kept;
-- updates: rollbacks and the last result per guest from ``update ...`` runs
+- updates: rollbacks (counted like the runs) and the last result per guest from ``update ...`` runs
   (``{"guests": [{"guest", "vmid", "result", "rolled_back"}]}``), and
   pending updates from a run's ``{"pending": {TARGET: N}}`` when it has one.
 """
@@ -21,15 +23,17 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from nixmox.adapters.journal import Journal, Run
 from nixmox.backup.archives import parse_volid
 from nixmox.core.errors import NixmoxError
+from nixmox.core.files import write_atomically
 from nixmox.inventory.model import Inventory
-from nixmox.observe.metric_names import METRICS
+from nixmox.observe import run_counts
+from nixmox.observe.metric_names import METRICS, RUN_RESULTS
 from nixmox.snapshot.policy import taken_at
 from nixmox.updates.outcome import FAILED
 
@@ -41,7 +45,7 @@ HISTORY = 500
 
 
 def _guest_kinds(inv: Inventory) -> dict[str, str]:
-    return {g.name: "lxc" if g.kind == "lxc" else "qemu" for g in inv.guests}
+    return {g.name: g.pve_type for g in inv.guests}
 
 
 def _rows(summary: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -58,12 +62,15 @@ def samples(
 ) -> Samples:
     """Every sample, from the journal: ``runs`` newest first (any commands)."""
     out: Samples = {name: {} for name in METRICS}
-    for job, run in latest.items():
-        out["nixmox_job_last_run_timestamp_seconds"][(job,)] = run.ended or run.started
-        out["nixmox_job_last_run_duration_seconds"][(job,)] = run.seconds or 0.0
-        out["nixmox_job_last_run_success"][(job,)] = 1.0 if run.result == "ok" else 0.0
-    for (job, result), count in totals.items():
-        out["nixmox_job_runs_total"][(job, result or "unknown")] = float(count)
+    for command, run in latest.items():
+        out["nixmox_job_last_run_timestamp_seconds"][(command,)] = run.ended or run.started
+        out["nixmox_job_last_run_duration_seconds"][(command,)] = run.seconds or 0.0
+        out["nixmox_job_last_run_success"][(command,)] = 1.0 if run.result == "ok" else 0.0
+    runs_total = out["nixmox_job_runs_total"]
+    for (command, result), count in totals.items():
+        runs_total[(command, result or "unknown")] = float(count)
+        for known in RUN_RESULTS:
+            runs_total.setdefault((command, known), 0.0)
     snapshot_seen = False
     pending_seen: set[str] = set()
     for run in runs:
@@ -117,17 +124,31 @@ def _update(out: Samples, run: Run, kinds: Mapping[str, str], pending_seen: set[
     rollbacks = out["nixmox_update_rollbacks_total"]
     last = out["nixmox_guest_update_last_success"]
     for row in _rows(run.summary, "guests"):
-        name = str(row.get("guest"))
-        vmid = row.get("vmid")
-        # A node (update host) has no vmid.
-        ident = f"node/{name}" if vmid is None else f"{kinds.get(name, 'qemu')}/{vmid}"
-        labels = (ident, name)
+        labels = _target(row, kinds)
         rollbacks[labels] = rollbacks.get(labels, 0.0) + (1.0 if row.get("rolled_back") else 0.0)
         result = row.get("result")
         if result in _NOT_ATTEMPTED:
             continue
         # Nothing to do, or installed with the reboot held by policy: the update did not fail.
         last.setdefault(labels, 0.0 if result in FAILED else 1.0)
+
+
+def _target(row: Mapping[str, Any], kinds: Mapping[str, str]) -> tuple[str, str]:
+    """``(id, name)`` of an update row's guest, as prometheus-pve-exporter names it."""
+    name = str(row.get("guest"))
+    vmid = row.get("vmid")
+    # A node (update host) has no vmid.
+    return (f"node/{name}" if vmid is None else f"{kinds.get(name, 'qemu')}/{vmid}", name)
+
+
+def rollbacks_of(kinds: Mapping[str, str]) -> run_counts.RollbacksOf:
+    def of(run: Run) -> list[tuple[str, str]]:
+        if not run.command.startswith("update"):
+            return []
+        rows = _rows(run.summary, "guests")
+        return [_target(row, kinds) for row in rows if row.get("rolled_back")]
+
+    return of
 
 
 class _Collector(Collector):
@@ -156,9 +177,9 @@ def registry(data: Samples) -> CollectorRegistry:
 def write_textfile(path: Path, reg: CollectorRegistry) -> None:
     """Write ``reg`` to ``path`` atomically (a temporary file renamed over it)."""
     try:
-        write_to_textfile(str(path), reg)
-    except OSError as exc:
-        raise NixmoxError(f"{path}: cannot write the metrics textfile: {exc.strerror}") from None
+        write_atomically(path, generate_latest(reg), 0o644)
+    except NixmoxError as exc:
+        raise NixmoxError(f"metrics textfile: {exc}") from None
 
 
 def update_textfile(inv: Inventory, journal: Journal, zone: tzinfo) -> Path | None:
@@ -166,8 +187,15 @@ def update_textfile(inv: Inventory, journal: Journal, zone: tzinfo) -> Path | No
     if inv.metrics is None:
         return None
     path = Path(inv.metrics.textfile)
-    data = samples(
-        journal.latest(), journal.totals(), journal.runs(limit=HISTORY), _guest_kinds(inv), zone
-    )
+    kinds = _guest_kinds(inv)
+    window = journal.runs(limit=HISTORY)
+    # The counters come from the persisted tally, never from the journal's rows alone.
+    tally = run_counts.update(journal.path.parent, window, journal.totals, rollbacks_of(kinds))
+    data = samples(journal.latest(), tally.runs, window, kinds, zone)
+    rollbacks = data["nixmox_update_rollbacks_total"]
+    for labels in rollbacks:  # a guest updated but never rolled back stays at 0
+        rollbacks[labels] = 0.0
+    for labels, count in tally.rollbacks.items():
+        rollbacks[labels] = float(count)
     write_textfile(path, registry(data))
     return path

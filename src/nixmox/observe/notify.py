@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nixmox.adapters.journal import Run
-from nixmox.core.log import register_secret
+from nixmox.core.log import register_url
 from nixmox.inventory.model import Inventory
 from nixmox.observe.history import duration, summary_lines
 
@@ -65,9 +65,7 @@ def send(urls: Sequence[str], msg: Message) -> bool:
     import apprise
 
     for url in urls:
-        register_secret(url)
-        if "://" in url:
-            register_secret(url.split("://", 1)[1])
+        register_url(url)
     sender = apprise.Apprise()
     ok = True
     for url in urls:

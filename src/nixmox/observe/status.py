@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from nixmox.adapters.journal import Journal, Run
+from nixmox.adapters.proxmox import cluster
 from nixmox.adapters.proxmox.client import ReadOnce
 from nixmox.backup.archives import all_archives
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
+from nixmox.core.verdict import Check, Status, totals
 from nixmox.core.zones import zone
-from nixmox.doctor.verdict import Check, Status, totals
-from nixmox.inventory.model import Guest, Inventory
+from nixmox.inventory.model import Inventory
 from nixmox.observe.history import one_line
 from nixmox.observe.metrics import Samples, samples
 from nixmox.snapshot.policy import human, taken_at
@@ -100,18 +101,27 @@ class Report:
     jobs: list[JobRow] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     areas: tuple[str, ...] = AREAS
+    # Why the guests' state is unknown although the API answered (/cluster/resources failed).
+    cluster_error: str | None = None
 
     @property
     def exit_code(self) -> int:
-        """2 doctor FAIL, 1 a job's last run did not succeed, else 0."""
+        """2 doctor FAIL, 1 a job's last run did not succeed, 3 (Nagios UNKNOWN) the
+        cluster's guests could not be read and nothing worse is known, else 0."""
         if any(c.status is Status.FAIL for c in self.checks):
             return 2
-        return 1 if any(j.result != "ok" for j in self.jobs) else 0
+        if any(j.result != "ok" for j in self.jobs):
+            return 1
+        return 3 if self.cluster_error is not None else 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "now": self.now,
-            "api": {"reachable": self.api_error is None, "error": self.api_error},
+            "api": {
+                "reachable": self.api_error is None,
+                "error": self.api_error,
+                "cluster_error": self.cluster_error,
+            },
             "requests": self.requests,
             "guests": [asdict(g) for g in self.guests],
             "nodes": [asdict(n) for n in self.nodes],
@@ -124,10 +134,6 @@ class Report:
             },
             "exit_code": self.exit_code,
         }
-
-
-def _kind(guest: Guest) -> str:
-    return "lxc" if guest.kind == "lxc" else "qemu"
 
 
 def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
@@ -156,29 +162,32 @@ def _doctor(
     return checks, api, ("proxmox", *areas)
 
 
-def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> None:
-    """Fill state, node, pending changes and the newest archive from the (cached) API."""
+def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> str | None:
+    """Fill state, node, pending changes and the newest archive from the (cached) API;
+    why the guests' state is unknown (``/cluster/resources`` failed or was malformed)."""
     from nixmox.doctor.backups_area import backed_up_guests
 
+    cluster_error = None
     try:
-        resources = api.get("/cluster/resources", type="vm")
-    except NixmoxError:
-        resources = []
-    found = {int(r["vmid"]): r for r in resources if "vmid" in r}
+        found = cluster.read_guests(api)
+    except NixmoxError as exc:
+        # Not seeing the cluster is not the same as the guests being gone.
+        cluster_error, found = str(exc), {}
     for guest in inv.guests:
         row = rows[guest.vmid]
-        res = found.get(guest.vmid)
-        if res is None:
-            row.state = "missing"
+        listed = found.get(guest.vmid)
+        if listed is None:
+            row.state = "unknown" if cluster_error is not None else "missing"
             continue
-        row.state, row.node = str(res.get("status", "unknown")), str(res.get("node", guest.node))
+        row.state, row.node = listed.status, listed.node
         try:
-            pending = api.get(f"/nodes/{guest.node}/{_kind(guest)}/{guest.vmid}/pending")
+            path = cluster.guest_path(guest.node, guest.pve_type, guest.vmid)
+            pending = api.get(f"{path}/pending")
             row.pending_changes = sum(1 for p in pending if "pending" in p or p.get("delete"))
         except NixmoxError:
             pass
     if inv.backups is None:
-        return
+        return cluster_error
     storage, tz = inv.backups.storage, zone(inv.timezone)
     for node in sorted({g.node for g in backed_up_guests(inv)}):
         path = f"/nodes/{node}/storage/{storage}/content"
@@ -187,12 +196,13 @@ def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> None:
         except NixmoxError:
             continue
         for guest in (g for g in inv.guests if g.node == node):
-            mine = [a for a in archives if a.vmid == guest.vmid and a.kind == _kind(guest)]
+            mine = [a for a in archives if a.vmid == guest.vmid and a.kind == guest.pve_type]
             if mine:
                 newest = mine[0]
                 row = rows[guest.vmid]
                 row.last_backup, row.backup_time = newest.volid, newest.time.timestamp()
                 row.backup_from = "api"
+    return cluster_error
 
 
 def _journal(
@@ -261,7 +271,7 @@ def gather(
         latest,
         journal.totals(),
         journal.runs(limit=500),
-        {g.name: _kind(g) for g in inv.guests},
+        {g.name: g.pve_type for g in inv.guests},
         zone(inv.timezone),
     )
     checks, api, areas = _doctor(inv, host_root, clock)
@@ -270,16 +280,16 @@ def gather(
     if api is None:
         api_error = reach.message if reach is not None else "the Proxmox API is not reachable"
     rows = {
-        g.vmid: GuestRow(g.name, g.vmid, f"{_kind(g)}/{g.vmid}", g.node)
+        g.vmid: GuestRow(g.name, g.vmid, f"{g.pve_type}/{g.vmid}", g.node)
         for g in sorted(inv.guests, key=lambda g: g.vmid)
     }
-    if api is not None:
-        _live(inv, api, rows)
+    cluster_error = _live(inv, api, rows) if api is not None else None
     _journal(inv, data, latest.get("snapshot"), rows)
     newest = data["nixmox_dataset_snapshot_newest_timestamp_seconds"]
     counts = data["nixmox_dataset_snapshots"]
     report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
     report.areas = areas
+    report.cluster_error = cluster_error
     report.guests = list(rows.values())
     report.nodes = _nodes(inv, data)
     report.datasets = [
@@ -307,6 +317,8 @@ def lines(report: Report) -> list[str]:
     from nixmox.observe.history import local_time
 
     api = "reachable" if report.api_error is None else f"UNREACHABLE: {report.api_error}"
+    if report.cluster_error is not None:
+        api += f", but the guests are UNKNOWN: {report.cluster_error}"
     out = [f"nixmox status at {local_time(report.now)}: Proxmox API {api}", ""]
     guest_rows = [("guest", "id", "node", "state", "last backup", "age", "snapshot", "pending")]
     for g in report.guests:

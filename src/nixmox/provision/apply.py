@@ -23,11 +23,13 @@ from typing import Any
 
 from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.client import Proxmox, Unreachable
+from nixmox.adapters.proxmox.cluster import current_row, guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
+from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.provision.actual import NodeLimits, guest_path, read_guest
+from nixmox.provision.actual import NodeLimits, read_guest
 from nixmox.provision.desired import DesiredGuest, desired_guest
 from nixmox.provision.diff import ActualGuest, Change, GuestPlan, ObjectPlan, Plan, diff_guest
 
@@ -39,7 +41,7 @@ CLONES_PER_STORAGE = 1
 
 
 @dataclass
-class Outcome:
+class ApplyOutcome:
     """What apply did for one object."""
 
     kind: str
@@ -103,7 +105,7 @@ class Applier:
         return result
 
     # -- the whole run ----------------------------------------------------------------
-    def apply(self, plan: Plan) -> list[Outcome]:
+    def apply(self, plan: Plan) -> list[ApplyOutcome]:
         outcomes = [self._storage(s) for s in plan.storages if s.action != "none"]
         outcomes += [self._backup_job(j) for j in plan.jobs if j.action != "none"]
         by_node: dict[str, list[ObjectPlan]] = {}
@@ -114,10 +116,16 @@ class Applier:
             outcomes += self._bridges(node, bridges)
         todo = [g for g in plan.guests if g.action != "none"]
         guests = {g.name: g for g in self.inv.guests}
-        results: dict[str, Outcome] = {}
+        results: dict[str, ApplyOutcome] = {}
 
         def one(gp: GuestPlan) -> None:
-            outcome = Outcome("guest", gp.name)
+            outcome = ApplyOutcome("guest", gp.name)
+            if interrupt.stopping():
+                # No guest is started after a stop request; the ones in flight finish.
+                outcome.result = "skipped"
+                outcome.error = f"not started: interrupted by {interrupt.signal_name()}"
+                results[gp.name] = outcome
+                return
             try:
                 with self.node_limits(gp.node):
                     self._guest(guests[gp.name], gp, outcome)
@@ -131,8 +139,8 @@ class Applier:
         return outcomes + [results[g.name] for g in todo]
 
     # -- storages ------------------------------------------------------------------------
-    def _storage(self, sp: ObjectPlan) -> Outcome:
-        outcome = Outcome("storage", sp.name)
+    def _storage(self, sp: ObjectPlan) -> ApplyOutcome:
+        outcome = ApplyOutcome("storage", sp.name)
         try:
             if sp.action == "error":
                 raise ApplyError(sp.error or "cannot plan")
@@ -156,9 +164,9 @@ class Applier:
             outcome.result, outcome.error = "failed", str(exc)
         return outcome
 
-    def _backup_job(self, jp: ObjectPlan) -> Outcome:
+    def _backup_job(self, jp: ObjectPlan) -> ApplyOutcome:
         """The /cluster/backup job Proxmox runs (scheduler = "proxmox")."""
-        outcome = Outcome("backup job", jp.name)
+        outcome = ApplyOutcome("backup job", jp.name)
         try:
             if jp.action == "create":
                 self.write(
@@ -179,8 +187,8 @@ class Applier:
         return outcome
 
     # -- bridges: staged, one reload, confirmed or reverted ------------------------------
-    def _bridges(self, node: str, bridges: list[ObjectPlan]) -> list[Outcome]:
-        outcomes = [Outcome("bridge", f"{b.name} on {node}") for b in bridges]
+    def _bridges(self, node: str, bridges: list[ObjectPlan]) -> list[ApplyOutcome]:
+        outcomes = [ApplyOutcome("bridge", f"{b.name} on {node}") for b in bridges]
         try:
             for bridge in bridges:
                 if bridge.action == "error":
@@ -254,7 +262,7 @@ class Applier:
                 log.error("could not revert %s on %s: %s", bridge.name, node, exc)
 
     # -- guests ---------------------------------------------------------------------
-    def _guest(self, guest: Guest, gp: GuestPlan, outcome: Outcome) -> None:
+    def _guest(self, guest: Guest, gp: GuestPlan, outcome: ApplyOutcome) -> None:
         if gp.action == "error":
             raise ApplyError(gp.error or "cannot plan")
         want = desired_guest(guest)
@@ -272,30 +280,21 @@ class Applier:
         self._update(want, gp, outcome)
 
     def _read(self, guest: Guest) -> ActualGuest:
-        type_ = "lxc" if guest.kind == "lxc" else "qemu"
-        status = self.api.get(f"{guest_path(guest.node, type_, guest.vmid)}/status/current")
-        resource = {
-            "vmid": guest.vmid,
-            "type": type_,
-            "node": guest.node,
-            "status": status.get("status"),
-            "lock": status.get("lock"),
-        }
-        return read_guest(self.api, resource)
+        return read_guest(
+            self.api, current_row(self.api, guest.node, guest.pve_type, guest.vmid), digest=True
+        )
 
     def _exists(self, guest: Guest) -> Callable[[], bool]:
-        type_ = "lxc" if guest.kind == "lxc" else "qemu"
-
         def check() -> bool:
             try:
-                self.api.get(f"{guest_path(guest.node, type_, guest.vmid)}/status/current")
+                guest_status(self.api, guest.node, guest.pve_type, guest.vmid)
                 return True
             except NixmoxError:
                 return False
 
         return check
 
-    def _create(self, want: DesiredGuest, outcome: Outcome) -> None:
+    def _create(self, want: DesiredGuest, outcome: ApplyOutcome) -> None:
         guest = want.guest
         blockers = self.blockers(guest) if guest.hostpci and guest.stage != "install" else []
         if blockers:
@@ -339,17 +338,17 @@ class Applier:
         )
         outcome.done.append("created" + (f" (stage {guest.stage})" if guest.stage else ""))
 
-    def _clone(self, want: DesiredGuest, outcome: Outcome) -> None:
+    def _clone(self, want: DesiredGuest, outcome: ApplyOutcome) -> None:
         guest = want.guest
         source = want.create["clone"]
-        resources = self.api.get("/cluster/resources", type="vm") or []
-        match = [r for r in resources if str(r.get("vmid")) == source or r.get("name") == source]
-        templates = [r for r in match if r.get("template")]
+        rows = read_guests(self.api).values()
+        match = [r for r in rows if str(r.vmid) == source or r.name == source]
+        templates = [r for r in match if r.template]
         if not templates:
             raise ApplyError(f"clone source {source!r} is not a template VM on the cluster")
         src = templates[0]
         storage = next(iter(want.volumes.values())).storage if want.volumes else None
-        with self.clone_limits(storage or str(src["node"])):
+        with self.clone_limits(storage or src.node):
             clone = {
                 "newid": guest.vmid,
                 "name": guest.name,
@@ -359,12 +358,12 @@ class Applier:
             }
             self.write(
                 "POST",
-                f"/nodes/{src['node']}/qemu/{src['vmid']}/clone",
+                f"{guest_path(src.node, 'qemu', src.vmid)}/clone",
                 f"clone {guest.name}",
                 clone,
                 done=self._exists(guest),
             )
-        outcome.done.append(f"full clone of {src['vmid']}")
+        outcome.done.append(f"full clone of {src.vmid}")
 
     def _config_took(self, want: DesiredGuest, guest: Guest) -> Callable[[], bool]:
         """Re-read the guest before repeating a config write: done if nothing is left
@@ -393,7 +392,11 @@ class Applier:
             self.clock.sleep(min(2.0, max(self.lock_wait / 20, 0.05)))
 
     def _update(
-        self, want: DesiredGuest, gp: GuestPlan, outcome: Outcome, fresh: ActualGuest | None = None
+        self,
+        want: DesiredGuest,
+        gp: GuestPlan,
+        outcome: ApplyOutcome,
+        fresh: ActualGuest | None = None,
     ) -> None:
         guest = want.guest
         path = guest_path(guest.node, want.type, guest.vmid)

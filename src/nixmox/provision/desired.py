@@ -157,15 +157,13 @@ def desired_guest(guest: Guest) -> DesiredGuest:
         if net.firewall is not None:
             nic["firewall"] = _flag(net.firewall)
         options[f"net{i}"] = nic
-    return DesiredGuest(
-        guest, "lxc" if lxc else "qemu", scalars, volumes, options, tuple(owned), create
-    )
+    return DesiredGuest(guest, guest.pve_type, scalars, volumes, options, tuple(owned), create)
 
 
 def _passthrough(
     guest: Guest, scalars: dict[str, str], options: dict[str, dict[str, str]], owned: list[str]
 ) -> None:
-    """hostpci and vga, following the Windows install stages (PASSTHROUGH.md):
+    """hostpci and vga, following the Windows install stages (docs/passthrough.md):
     ``install`` has no GPU and a virtual display; ``gpu`` adds the devices
     without ``x-vga``; ``gaming`` makes the GPU primary (``x-vga=1``, no vga)."""
     if guest.hostpci or guest.stage is not None:

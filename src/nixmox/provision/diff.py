@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from nixmox.adapters.proxmox import props
+from nixmox.adapters.proxmox.cluster import GuestRow
 from nixmox.inventory.model import Inventory
 from nixmox.provision.desired import (
     BACKUP_JOB_ID,
@@ -461,7 +462,7 @@ class ActualState:
     """Everything plan read: one /cluster/resources, configs of declared guests, ..."""
 
     guests: dict[int, ActualGuest]
-    resources: list[dict[str, Any]]
+    resources: list[GuestRow]  # every guest of the cluster, as /cluster/resources lists it
     bridges: dict[tuple[str, str], dict[str, Any]]  # (node, iface) -> options
     storages: dict[str, dict[str, Any]]
     errors: dict[int, str] = field(default_factory=dict)  # vmid -> why it could not be read
@@ -487,7 +488,7 @@ def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
         match = [
             r
             for r in actual.resources
-            if r.get("template") and (str(r.get("vmid")) == source or r.get("name") == source)
+            if r.template and (str(r.vmid) == source or r.name == source)
         ]
         if not match:
             return (
@@ -507,7 +508,7 @@ def make_plan(inv: Inventory, actual: ActualState) -> Plan:
                     guest.name,
                     guest.vmid,
                     guest.node,
-                    "lxc" if guest.kind == "lxc" else "qemu",
+                    guest.pve_type,
                     "error",
                     error=actual.errors[guest.vmid],
                 )
@@ -529,9 +530,7 @@ def make_plan(inv: Inventory, actual: ActualState) -> Plan:
     )
     declared = {g.vmid for g in inv.guests}
     unmanaged = tuple(
-        (int(r["vmid"]), str(r.get("type")), str(r.get("name", "")), str(r.get("node")))
-        for r in actual.resources
-        if "vmid" in r and int(r["vmid"]) not in declared
+        (r.vmid, r.type, r.name, r.node) for r in actual.resources if r.vmid not in declared
     )
     jobs: tuple[ObjectPlan, ...] = ()
     want_job = desired_backup_job(inv)

@@ -1,4 +1,4 @@
-"""Proxmox's keep-* retention rule, exactly (see RETENTION.md).
+"""Proxmox's keep-* retention rule, exactly (see docs/retention.md).
 
 Pure: items in, a mark and a reason for every item out; no I/O, no clock.
 The same rule prunes vzdump archives (one guest's, on one storage) and

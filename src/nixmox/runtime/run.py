@@ -1,10 +1,16 @@
-"""A journaled job run followed by its metrics and notification.
+"""The one way a job is run: :func:`run_job`.
 
-The CLI wraps each job in :func:`observed_run` instead of
-:func:`nixmox.adapters.journal.job_run`: the jobs stay unaware of metrics and
-notifications. After the run is journaled (also when the job failed or
-raised), :func:`after_run` rewrites the textfile and sends the message; either
-is skipped when its inventory section is absent, and neither can fail the run.
+Every command that changes something hands its job to :func:`run_job`, which
+decides whether the run is journaled (not for a dry run), holds the state lock
+and writes the journal row with the job's typed summary, and afterwards
+(:func:`after_run`) rewrites the metrics textfile and sends the notification;
+either is skipped when its inventory section is absent, and neither can fail
+the run. The jobs themselves stay unaware of the journal, metrics and
+notifications. SIGINT/SIGTERM during a journaled run are stop requests: jobs
+poll :func:`stopping` (kept in ``core.interrupt`` so features below this layer
+can ask) before each new guest, dataset or step, and the run is journaled as
+``interrupted``; the CLI then exits 130/143. Finer locks and progress belong
+here too, so that every job gets them at once.
 """
 
 from __future__ import annotations
@@ -12,20 +18,75 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from nixmox.adapters.journal import JobRun, Journal, job_run, state_dir
 from nixmox.core.errors import NixmoxError
+from nixmox.core.interrupt import Interrupted, raise_if_stopping, stopping
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Metrics, Notify
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "Interrupted",
+    "JobSummary",
+    "after_run",
+    "observed_run",
+    "raise_if_stopping",
+    "run_job",
+    "stopping",
+    "with_overrides",
+]
+
+
+class JobSummary(Protocol):
+    """What a finished job reports: the journal's result word and the JSON it stores."""
+
+    @property
+    def result(self) -> str:
+        """``ok`` or ``failed`` (``error`` is the runtime's, when the job raised)."""
+        ...
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal row's summary (history, status and metrics read it back)."""
+        ...
+
+
+SummaryT = TypeVar("SummaryT", bound=JobSummary)
+
+
+def run_job(
+    inv: Inventory | None,
+    job: str,
+    work: Callable[[], SummaryT],
+    *,
+    dry_run: bool,
+    directory: Path | None = None,
+) -> SummaryT:
+    """Run ``work`` as one run of ``job`` and return what it reported.
+
+    A dry run (and a run without an inventory, which has nowhere to report)
+    is not journaled. A real run holds the state lock, is journaled with the
+    summary's result and JSON, and is followed by metrics and the
+    notification; when ``work`` raises, the run is journaled as ``error`` with
+    the message and the exception propagates.
+    """
+    if dry_run or inv is None:
+        return work()
+    with observed_run(inv, job, directory) as run:
+        summary = work()
+        run.result = summary.result
+        run.summary = summary.to_json()
+    return summary
+
 
 @contextlib.contextmanager
 def observed_run(inv: Inventory, command: str, directory: Path | None = None) -> Iterator[JobRun]:
-    """:func:`job_run` for ``command``, then :func:`after_run` once it is journaled."""
+    """:func:`job_run` for ``command``, then :func:`after_run` once it is journaled
+    (the inside of :func:`run_job`; jobs go through that)."""
     where = directory or state_dir()
     journaled = False
     try:

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from nixmox import __version__
 from nixmox.adapters.journal import Journal
 from nixmox.adapters.runner import Runner
 from nixmox.core.errors import CommandNotFound, NixmoxError
+from nixmox.core.files import write_atomically
 from nixmox.schedule.units import job_of_unit, timers
 
 log = logging.getLogger("nixmox.units")
@@ -115,13 +115,44 @@ def read_manifest(layout: Layout) -> Manifest | None:
         created_dirs=list(data.get("created_dirs", [])),
         inventory=data.get("inventory"),
     )
+
+    # A tampered manifest must not make uninstall stop or delete what is not
+    # nixmox's: every entry is checked against what install can write.
+    def refuse(what: str) -> NixmoxError:
+        return NixmoxError(
+            f"{layout.manifest} lists {what}, which nixmox never writes; refusing to use it"
+        )
+
     for name in manifest.files:
         path = PurePosixPath(name)
         if path.parent != UNIT_DIR or not _OUR_UNIT.fullmatch(path.name):
-            raise NixmoxError(
-                f"{layout.manifest} lists {name}, which nixmox never writes; refusing to use it"
-            )
+            raise refuse(name)
+        if not isinstance(manifest.files[name], str):
+            raise refuse(f"a bad checksum for {name}")
+    for timer in manifest.timers:
+        if (
+            not isinstance(timer, str)
+            or not _OUR_UNIT.fullmatch(timer)
+            or not timer.endswith(".timer")
+            or str(UNIT_DIR / timer) not in manifest.files
+        ):
+            raise refuse(f"the timer {timer!r}")
+    allowed = _creatable_dirs(layout)
+    for directory in manifest.created_dirs:
+        if not isinstance(directory, str) or directory not in allowed:
+            raise refuse(f"the directory {directory!r}")
     return manifest
+
+
+def _creatable_dirs(layout: Layout) -> set[str]:
+    """The directories ``install`` may create: the unit directory, the state
+    directory, and their parents."""
+    out: set[str] = set()
+    for path in (UNIT_DIR, layout.state_dir):
+        while path != path.parent:
+            out.add(str(path))
+            path = path.parent
+    return out
 
 
 def _check_unchanged(layout: Layout, manifest: Manifest, names: Sequence[str], doing: str) -> None:
@@ -132,29 +163,28 @@ def _check_unchanged(layout: Layout, manifest: Manifest, names: Sequence[str], d
         and _sha256(layout.inside(PurePosixPath(name))) != manifest.files[name]
     ]
     if changed:
+        shown = ", ".join(str(layout.inside(PurePosixPath(name))) for name in changed)
         raise UnitFileConflict(
-            f"refusing to {doing}: {', '.join(changed)} changed since `nixmox install` wrote "
+            f"refusing to {doing}: {shown} changed since `nixmox install` wrote "
             "it; nothing was changed (restore or remove it yourself)"
         )
 
 
-def _make_dirs(layout: Layout, path: PurePosixPath, created: list[str]) -> None:
-    """Create ``path`` under the root, recording each directory made."""
+def _make_dirs(layout: Layout, path: PurePosixPath, created: list[str], mode: int = 0o755) -> None:
+    """Create ``path`` under the root, recording each directory made (the last one ``mode``)."""
     missing: list[PurePosixPath] = []
     current = path
     while current != current.parent and not layout.inside(current).exists():
         missing.append(current)
         current = current.parent
     for directory in reversed(missing):
-        layout.inside(directory).mkdir(mode=0o755)
+        layout.inside(directory).mkdir(mode=mode if directory == path else 0o755)
+        layout.inside(directory).chmod(mode if directory == path else 0o755)
         created.append(str(directory))
 
 
 def _write_atomically(path: Path, text: str, mode: int) -> None:
-    temp = path.with_name(f".{path.name}.nixmox-tmp")
-    temp.write_text(text, encoding="utf-8")
-    temp.chmod(mode)
-    os.replace(temp, path)
+    write_atomically(path, text.encode("utf-8"), mode)
 
 
 def _systemctl(runner: Runner, *args: str, report: list[str]) -> None:
@@ -200,7 +230,8 @@ def install(
     report = Report()
     created = list(previous.created_dirs)
     _make_dirs(layout, UNIT_DIR, created)
-    _make_dirs(layout, layout.state_dir, created)
+    # The state directory holds the journal and the lock: private to root.
+    _make_dirs(layout, layout.state_dir, created, 0o700)
     stale_timers = [t for t in previous.timers if str(UNIT_DIR / t) in stale]
     if runner is not None and stale_timers:
         _systemctl(runner, "disable", "--now", *stale_timers, report=report.commands)

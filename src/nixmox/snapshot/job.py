@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from nixmox.adapters.zfs import DatasetNotFound, Snapshot, Zfs, ZfsError
+from nixmox.core import interrupt
 from nixmox.inventory.model import SnapshotPolicy, SnapshotTarget
 from nixmox.snapshot.policy import (
     by_dataset,
@@ -55,6 +56,9 @@ def run_target(
 ) -> TreeResult:
     """Snapshot one target and prune its datasets; never raises for ZFS failures."""
     result = TreeResult(target.dataset, target.policy, target.recursive)
+    if interrupt.stopping():
+        result.error = f"not started: interrupted by {interrupt.signal_name()}"
+        return result
     try:
         listing = zfs.list_snapshots(target.dataset, recursive=target.recursive)
     except DatasetNotFound:
@@ -78,7 +82,7 @@ def run_target(
         # -r gave every dataset of the tree the new snapshot; a descendant
         # created since the listing just has nothing to prune yet.
         current = [*snaps, Snapshot(dataset, name, 0, 0)]
-        plan = plan_prune(dataset, current, keep, zone)
+        plan = plan_prune(dataset, current, keep, zone, spare=name)
         outcome = DatasetResult(dataset, kept=plan.kept, held=plan.held)
         failures = dict(zfs.destroy_snapshots(dataset, plan.remove)) if plan.remove else {}
         outcome.removed = [n for n in plan.remove if n not in failures]

@@ -70,14 +70,31 @@ class PrunePlan:
         return sum(m is Mark.PROTECTED for m in self.decisions.marks)
 
 
-def plan_prune(dataset: str, snapshots: Iterable[Snapshot], keep: Keep, zone: tzinfo) -> PrunePlan:
-    """Apply ``keep`` to ``dataset``'s own snapshots; a held one (userrefs > 0) is protected."""
+def plan_prune(
+    dataset: str,
+    snapshots: Iterable[Snapshot],
+    keep: Keep,
+    zone: tzinfo,
+    *,
+    spare: str | None = None,
+) -> PrunePlan:
+    """Apply ``keep`` to ``dataset``'s own snapshots; a held one (userrefs > 0) is protected.
+
+    ``spare`` (the snapshot this run just took) is never removed: after the clock
+    moved back a newer snapshot can already fill its period, and the run must
+    still keep a copy of the data as of now.
+    """
     items = []
     for snap in snapshots:
         when = taken_at(snap.name)
         if when is not None and snap.dataset == dataset:
             items.append(Item(when, snap.userrefs > 0, snap.name))
-    return PrunePlan(dataset, prune(items, keep, zone))
+    decisions = prune(items, keep, zone)
+    for i, item in enumerate(decisions.items):
+        if item.ref == spare and decisions.marks[i] is Mark.REMOVE:
+            decisions.marks[i] = Mark.KEEP
+            decisions.reasons[i] = "this run's own new snapshot"
+    return PrunePlan(dataset, decisions)
 
 
 def newest(snapshots: Iterable[Snapshot], dataset: str) -> datetime | None:

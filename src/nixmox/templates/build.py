@@ -2,19 +2,32 @@
 
 Pure decisions (the build command line, the image a build printed, the
 storage and name an upload uses) plus staging the template flake. The
-commands themselves run in :mod:`nixmox.cli.template_cmd`.
+builds and uploads run in :mod:`nixmox.templates.image` and
+:mod:`nixmox.templates.upload`.
+
+Why ``nix build`` of ``config.system.build.tarball`` / ``.VMA`` and not
+``nixos-rebuild build-image``: build-image lists its variants from
+``system.build.images``, which nixpkgs' ``image/images.nix`` defines only while
+``system.build.image`` is unset; the templates import the Proxmox image modules
+themselves (so a later switch keeps their settings), and those set it. The
+attributes also exist on releases older than build-image (before 25.05).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from nixmox.core.errors import ConfigError, NixmoxError
+from nixmox.adapters.runner import Runner
+from nixmox.core.errors import CommandError, ConfigError, NixmoxError
 from nixmox.inventory.model import Inventory, Storage
+
+BUILD_TIMEOUT = 4 * 3600.0
+NIX_FLAKES = ("--extra-experimental-features", "nix-command flakes")
 
 
 class TemplateError(NixmoxError):
@@ -26,14 +39,14 @@ class Kind:
     """One template: its flake directory and ``nixosConfigurations`` name, and its image."""
 
     name: str
-    variant: str  # nixos-rebuild build-image --image-variant
+    output: str  # config.system.build.<output>: the image (proxmox-lxc.nix, proxmox-image.nix)
     guest: str  # "lxc" or "vm"
 
 
 KINDS = {
-    "nixos-lxc": Kind("nixos-lxc", "proxmox-lxc", "lxc"),
-    "nixos-lxc-docker": Kind("nixos-lxc-docker", "proxmox-lxc", "lxc"),
-    "nixos-vm": Kind("nixos-vm", "proxmox", "vm"),
+    "nixos-lxc": Kind("nixos-lxc", "tarball", "lxc"),
+    "nixos-lxc-docker": Kind("nixos-lxc-docker", "tarball", "lxc"),
+    "nixos-vm": Kind("nixos-vm", "VMA", "vm"),
 }
 
 
@@ -93,33 +106,117 @@ def stage(template_dir: Path, target: Path, keys: str | None) -> Path:
     return target
 
 
+def installable(k: Kind, flake: str) -> str:
+    """The image attribute of template ``k`` in ``flake``."""
+    return f"{flake}#nixosConfigurations.{k.name}.config.system.build.{k.output}"
+
+
 def build_argv(
-    k: Kind, flake: str, overrides: Sequence[tuple[str, str]] = (), program: str = "nixos-rebuild"
+    k: Kind,
+    flake: str,
+    out_link: str,
+    overrides: Sequence[tuple[str, str]] = (),
+    program: str = "nix",
 ) -> list[str]:
-    """``nixos-rebuild build-image --image-variant V --flake FLAKE#NAME [--override-input ...]``."""
-    argv = [program, "build-image", "--image-variant", k.variant, "--flake", f"{flake}#{k.name}"]
+    """``nix build --out-link LINK FLAKE#…image [--override-input …]``.
+
+    The out-link names the build's output (read back, rather than
+    ``--print-out-paths``, which nix < 2.9 lacks) and is the image's GC root
+    until it is uploaded.
+    """
+    argv = [program, *NIX_FLAKES, "build", "--out-link", out_link]
+    argv.append(installable(k, flake))
     for name, uri in overrides:
         argv += ["--override-input", name, uri]
     return argv
 
 
 IMAGE_SUFFIXES = (".tar.xz", ".tar.zst", ".tar.gz", ".vma.zst", ".vma.gz", ".vma.lzo", ".vma")
-_IMAGE = re.compile(r"(/\S+?(?:" + "|".join(re.escape(s) for s in IMAGE_SUFFIXES) + r"))(?=\s|$)")
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_FOUND_IN = re.compile(r"can be found in\s+(\S+)")
+def image_in(output: Path) -> Path | None:
+    """The one image file in a build output (``tarball/*.tar.xz``, ``vzdump-qemu-*.vma.zst``)."""
+    if output.is_file():
+        return output if output.name.endswith(IMAGE_SUFFIXES) else None
+    found = sorted(p for p in output.rglob("*") if p.is_file() and p.name.endswith(IMAGE_SUFFIXES))
+    return found[0] if len(found) == 1 else None
 
 
-def image_from_output(output: str) -> str | None:
-    """The image path nixos-rebuild printed ("Done. The disk image can be found in
-    PATH", maybe in bold, maybe relative), else the last image path it mentioned."""
-    plain = _ANSI.sub("", output)
-    said = _FOUND_IN.findall(plain)
-    if said:
-        return str(said[-1])
-    found = _IMAGE.findall(plain)
-    return str(found[-1]) if found else None
+# -- what this machine can build -----------------------------------------------------
+
+
+def nix_settings(show_config: str) -> dict[str, str]:
+    """``nix show-config``'s ``name = value`` lines."""
+    settings = {}
+    for line in show_config.splitlines():
+        name, sep, value = line.partition(" = ")
+        if sep:
+            settings[name.strip()] = value.strip()
+    return settings
+
+
+def vm_build_refusal(settings: Mapping[str, str], read: Callable[[str], str | None]) -> str | None:
+    """Why this nix cannot build a VM image, or None.
+
+    nixpkgs makes the disk inside a VM (make-disk-image), a derivation that
+    requires the ``kvm`` system feature; without it here and without remote
+    builders, nix would refuse only after evaluating the whole system.
+    ``read`` reads a machines file (None when there is none).
+    """
+    if "kvm" in settings.get("system-features", "").split():
+        return None
+    if _has_builders(settings.get("builders", ""), read):
+        return None  # a remote builder may have it: nix decides
+    return (
+        "building nixos-vm needs the `kvm` system feature (nixpkgs makes the disk image in "
+        "a VM) and this nix has none: build where /dev/kvm exists (`system-features` in "
+        "nix.conf lists kvm), or configure a remote builder that has it; nothing was built"
+    )
+
+
+def _has_builders(value: str, read: Callable[[str], str | None]) -> bool:
+    for spec in re.split(r"[;\n]", value):
+        spec = spec.strip()
+        if spec.startswith("@"):
+            text = read(spec[1:]) or ""
+            if any(ln.strip() and not ln.strip().startswith("#") for ln in text.splitlines()):
+                return True
+        elif spec:
+            return True
+    return False
+
+
+def _read_file(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def check_can_build(k: Kind, runner: Runner, program: str = "nix") -> None:
+    """Refuse early (TemplateError) what this machine's nix cannot build."""
+    if k.guest != "vm":
+        return
+    shown = runner.run([program, *NIX_FLAKES, "show-config"], changes=False, check=False)
+    if shown.returncode != 0:
+        return  # the build itself will say what is wrong
+    why = vm_build_refusal(nix_settings(shown.stdout), _read_file)
+    if why is not None:
+        raise TemplateError(why)
+
+
+def run_build(argv: list[str], runner: Runner, cwd: Path, out_link: Path) -> Path:
+    """Run the build; the image file it made (TemplateError in one line otherwise)."""
+    try:
+        runner.run(argv, timeout=BUILD_TIMEOUT, cwd=str(cwd))
+    except CommandError as exc:
+        tail = (exc.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise TemplateError(f"nix build failed (exit {exc.returncode}): {tail}") from None
+    output = out_link.resolve()
+    image = image_in(output) if output.exists() else None
+    if image is None:
+        raise TemplateError(f"nix build finished but {out_link} holds no single image file")
+    return image
 
 
 # -- upload -------------------------------------------------------------------------
@@ -140,6 +237,29 @@ def image_type(filename: str) -> str:
         f"{name}: not a template image (a container tarball *.tar.xz/*.tar.zst, "
         "or a VM archive vzdump-qemu-*.vma.zst)"
     )
+
+
+_STORE_PATH = re.compile(r"/nix/store/([0-9a-df-np-sv-z]{32})-")
+
+
+def upload_name(file: Path) -> str:
+    """The name an image is uploaded as. A built image (in the Nix store) gets its
+    store hash's first 8 characters: nixpkgs names every build of a configuration
+    alike, and a rebuilt image must not pass for the one uploaded before."""
+    name = file.name
+    found = _STORE_PATH.match(str(file.resolve()))
+    if found is None:
+        return name
+    suffix = next((s for s in IMAGE_SUFFIXES if name.endswith(s)), "")
+    return f"{name.removesuffix(suffix)}-{found.group(1)[:8]}{suffix}"
+
+
+def existing(volid: str, rows: Iterable[Mapping[str, Any]], size: int) -> str:
+    """Whether ``volid`` is on the storage: ``absent``, ``same`` (that size) or ``different``."""
+    for row in rows:
+        if row.get("volid") == volid:
+            return "same" if int(row.get("size") or -1) == size else "different"
+    return "absent"
 
 
 def check_filename(name: str) -> str:

@@ -23,13 +23,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent, GuestAgent
+from nixmox.adapters.guest_agent import AgentError, GuestAgent
+from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.runner import Remote, Runner
+from nixmox.adapters.runner import Remote, Runner, node_remote
 from nixmox.core.errors import CommandNotFound, CommandTimeout, ConfigError, NixmoxError
+from nixmox.core.results import CommandResult
 from nixmox.inventory.model import Guest, Node
 from nixmox.updates import nodes
-from nixmox.updates.nodes import is_local, node_remote
+from nixmox.updates.nodes import nixmox_runs_on
 
 NIXOS_BIN = "/run/current-system/sw/bin"
 # pct exec and the agent start programs with a bare environment; NixOS keeps
@@ -42,28 +44,6 @@ Command = Sequence[str] | str  # an argv, or a POSIX shell script
 
 class GuestUnreachable(NixmoxError):
     """The guest does not answer (ssh refused or timed out, agent silent, pct failed)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What a command inside the guest produced (``skipped`` under --dry-run)."""
-
-    code: int
-    stdout: str
-    stderr: str
-    skipped: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 0
-
-    def why(self) -> str:
-        """The last line of stderr (or stdout), for a one-line report."""
-        for text in (self.stderr, self.stdout):
-            lines = [line for line in text.strip().splitlines() if line.strip()]
-            if lines:
-                return lines[-1].strip()
-        return f"exit {self.code}"
 
 
 class GuestAccess(Protocol):
@@ -81,7 +61,7 @@ class GuestAccess(Protocol):
         changes: bool = True,
         input: str | None = None,
         timeout: float = 600.0,
-    ) -> Reply:
+    ) -> CommandResult:
         """Run ``command``; ``changes=False`` marks it read-only (it runs under --dry-run)."""
         ...
 
@@ -94,8 +74,8 @@ def _argv(command: Command) -> list[str]:
     return ["sh", "-c", command] if isinstance(command, str) else list(command)
 
 
-def _skipped() -> Reply:
-    return Reply(0, "", "", skipped=True)
+def _skipped() -> CommandResult:
+    return CommandResult(0, "", "", skipped=True)
 
 
 def _run_via_ssh_or_here(
@@ -107,7 +87,7 @@ def _run_via_ssh_or_here(
     changes: bool,
     input: str | None,
     timeout: float,
-) -> Reply:
+) -> CommandResult:
     """``argv`` through the runner (over ``remote``, else here); ssh's own failures
     (exit 255: refused, no route, host key), a timeout or a missing program mean the
     guest cannot be reached."""
@@ -118,8 +98,8 @@ def _run_via_ssh_or_here(
     except (CommandTimeout, CommandNotFound) as exc:
         raise GuestUnreachable(f"{where}: {exc}") from None
     if result.returncode == 255 and remote is not None and not result.skipped:
-        raise GuestUnreachable(f"{where}: {Reply(255, result.stdout, result.stderr).why()}")
-    return Reply(result.returncode, result.stdout, result.stderr, result.skipped)
+        raise GuestUnreachable(f"{where}: {result.why()}")
+    return result
 
 
 @dataclass(frozen=True)
@@ -140,7 +120,7 @@ class SshAccess:
         changes: bool = True,
         input: str | None = None,
         timeout: float = 600.0,
-    ) -> Reply:
+    ) -> CommandResult:
         return _run_via_ssh_or_here(
             self.runner,
             _argv(command),
@@ -189,14 +169,14 @@ class AgentAccess:
         changes: bool = True,
         input: str | None = None,
         timeout: float = 600.0,
-    ) -> Reply:
+    ) -> CommandResult:
         if self.dry_run and changes:
             return _skipped()
         try:
             result = self.agent.exec(self.argv(command), input_data=input, timeout=timeout)
         except AgentError as exc:
             raise GuestUnreachable(str(exc)) from None
-        return Reply(result.exitcode, result.stdout, result.stderr)
+        return result
 
     def reachable(self) -> str | None:
         try:
@@ -231,7 +211,7 @@ class PctAccess:
         changes: bool = True,
         input: str | None = None,
         timeout: float = 600.0,
-    ) -> Reply:
+    ) -> CommandResult:
         return _run_via_ssh_or_here(
             self.runner,
             self.argv(command),
@@ -295,5 +275,5 @@ def open_access(
         raise ConfigError(f"guest {guest.name}: pct exec only enters containers (use ssh or agent)")
     # On the node itself (or a node without an address): pct runs here.
     here = (this_host or nodes.this_host()).split(".")[0]
-    remote = node_remote(node) if node is not None and is_local(node, here) is False else None
+    remote = node_remote(node) if node is not None and nixmox_runs_on(node, here) is False else None
     return PctAccess(runner, guest.vmid, remote)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.rules.retention import Item, Keep, Mark, prune
 
@@ -64,7 +65,7 @@ class GuestSnapshots:
 
     @property
     def path(self) -> str:
-        return f"/nodes/{self.node}/{self.kind}/{self.vmid}/snapshot"
+        return f"{guest_path(self.node, self.kind, self.vmid)}/snapshot"
 
     def names(self) -> list[str]:
         """Every snapshot of the guest (``current`` left out)."""

@@ -1,10 +1,10 @@
-"""Where a command for a Proxmox node runs: here, or over SSH to its ``address``."""
+"""Where a command for a Proxmox node runs: here, or over SSH to its ``address``
+(:func:`nixmox.adapters.runner.node_remote`)."""
 
 from __future__ import annotations
 
 import socket
 
-from nixmox.adapters.runner import Remote
 from nixmox.inventory.model import Node
 
 LOCAL_ADDRESSES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -15,14 +15,9 @@ def this_host() -> str:
     return socket.gethostname().split(".", 1)[0]
 
 
-def is_local(node: Node, hostname: str) -> bool | None:
+def nixmox_runs_on(node: Node, hostname: str) -> bool | None:
     """True when nixmox runs on ``node``, False when it reaches it over SSH,
     None when it cannot reach it at all (no address, and not this machine)."""
     if node.address in LOCAL_ADDRESSES or node.name == hostname:
         return True
     return False if node.address else None
-
-
-def node_remote(node: Node) -> Remote:
-    """The node over SSH (``ssh_user@address``; ``NIXMOX_SSH_CONFIG`` applies)."""
-    return Remote.to(f"{node.ssh_user}@{node.address}")

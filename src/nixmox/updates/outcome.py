@@ -10,24 +10,26 @@ installed, a reboot held by policy).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
 
+from nixmox.core import jsonrows
 from nixmox.core.tables import print_table
 
-Result = Literal["ok", "unchanged", "held", "failed", "rolled-back", "skipped", "dry-run"]
+#: What happened to one target (the journal's and the report's word).
+UpdateResult = Literal["ok", "unchanged", "held", "failed", "rolled-back", "skipped", "dry-run"]
 # Results that make the run exit 1.
 FAILED: frozenset[str] = frozenset({"failed", "rolled-back"})
 
 
 @dataclass
-class Outcome:
+class UpdateOutcome:
     """One target of an update run (a node for `update host`, else a guest)."""
 
     guest: str
     vmid: int | None
-    result: Result = "ok"
+    result: UpdateResult = "ok"
     message: str = ""
     rolled_back: bool = False
     rollback: str | None = None  # which rollback ran, in words
@@ -44,7 +46,7 @@ class Outcome:
         return self.result in FAILED
 
 
-def row(o: Outcome) -> dict[str, object]:
+def row(o: UpdateOutcome) -> dict[str, object]:
     """One outcome as JSON."""
     return {
         "guest": o.guest,
@@ -59,7 +61,7 @@ def row(o: Outcome) -> dict[str, object]:
     }
 
 
-def summary(outcomes: Sequence[Outcome]) -> dict[str, object]:
+def summary(outcomes: Sequence[UpdateOutcome]) -> dict[str, object]:
     """The journal summary of a run (see the module docstring)."""
     return {
         "guests": [row(o) for o in outcomes],
@@ -67,17 +69,59 @@ def summary(outcomes: Sequence[Outcome]) -> dict[str, object]:
     }
 
 
-def run_result(outcomes: Sequence[Outcome]) -> str:
+@dataclass(frozen=True)
+class UpdateSummary:
+    """An ``update host|nixos|windows`` run as the journal stores it (see the module docstring)."""
+
+    outcomes: tuple[UpdateOutcome, ...]
+
+    @property
+    def result(self) -> str:
+        return run_result(self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.outcomes)
+
+    def to_json(self) -> dict[str, Any]:
+        return summary(self.outcomes)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UpdateSummary:
+        """The outcomes of a journaled run; ``pending`` comes from the run's own map."""
+        pending = data.get("pending")
+        waiting = pending if isinstance(pending, Mapping) else {}
+        outcomes = []
+        for row in jsonrows.rows(data, "guests"):
+            name = jsonrows.text(row, "guest")
+            count = waiting.get(name, row.get("pending"))
+            outcomes.append(
+                UpdateOutcome(
+                    guest=name,
+                    vmid=jsonrows.optional_integer(row, "vmid"),
+                    result=cast(UpdateResult, jsonrows.text(row, "result")),
+                    message=jsonrows.text(row, "message"),
+                    rolled_back=bool(row.get("rolled_back")),
+                    rollback=jsonrows.optional_text(row, "rollback"),
+                    snapshot=jsonrows.optional_text(row, "snapshot"),
+                    pending=jsonrows.integer({"n": count}, "n"),
+                    steps=jsonrows.texts(row, "steps"),
+                )
+            )
+        return cls(tuple(outcomes))
+
+
+def run_result(outcomes: Sequence[UpdateOutcome]) -> str:
     """The journal's result word for the whole run."""
     return "failed" if any(o.failed for o in outcomes) else "ok"
 
 
-def exit_code(outcomes: Sequence[Outcome]) -> int:
+def exit_code(outcomes: Sequence[UpdateOutcome]) -> int:
     """0 when nothing failed or rolled back, else 1 (the interface contract)."""
     return 1 if any(o.failed for o in outcomes) else 0
 
 
-def report(outcomes: Sequence[Outcome], *, as_json: bool, dry_run: bool, title: str) -> None:
+def report(outcomes: Sequence[UpdateOutcome], *, as_json: bool, dry_run: bool, title: str) -> None:
     """Print the run's outcomes as a table (or JSON)."""
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary(outcomes)}, indent=2))

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 
 from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.permissions import Missing, Need, check
+from nixmox.adapters.proxmox.permissions import Need, missing
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Node
 from nixmox.updates.guest_access import via
@@ -76,12 +76,6 @@ def host_needs(node: Node, guests: Iterable[Guest]) -> list[Need]:
             needs.append(Need(vm, "VM.Migrate", f"move {guest.name} off {node.name}"))
             needs.append(Need(vm, "VM.PowerMgmt", f"stop or start {guest.name} around it"))
     return needs
-
-
-def missing(api: Proxmox, needs: Iterable[Need]) -> list[Missing]:
-    """The needs the token (or user) does not hold, from one ``/access/permissions``."""
-    granted = api.get("/access/permissions") or {}
-    return check(needs, granted, api.conn.token_id)
 
 
 def require(api: Proxmox, needs: Iterable[Need], command: str) -> None:

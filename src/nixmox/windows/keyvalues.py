@@ -18,22 +18,26 @@ KeyValues = dict[str, "str | KeyValues"]
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
 _UNESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
 
-#: ``StateFlags`` bits Steam writes in an app manifest.
+#: ``StateFlags`` bits Steam writes in an app manifest (its ``EAppState``). Bits up to
+#: 65536 as the current client defines them; the higher ones as older clients wrote them.
 STATE_BITS = {
-    1: "invalid",
+    1: "uninstalled",
     2: "update required",
     4: "fully installed",
-    8: "encrypted",
-    16: "locked",
+    8: "update queued",
+    16: "update optional",
     32: "files missing",
-    64: "app running",
+    64: "shared only",
     128: "files corrupt",
     256: "update running",
     512: "update paused",
     1024: "update started",
     2048: "uninstalling",
     4096: "backup running",
-    65536: "reconfiguring",
+    8192: "app running",
+    16384: "component in use",
+    32768: "moving folder",
+    65536: "update hidden",
     131072: "validating",
     262144: "adding files",
     524288: "preallocating",

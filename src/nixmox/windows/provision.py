@@ -2,9 +2,10 @@
 
 Each step reads the guest's state with a packaged check script (or a file
 read), lets :mod:`nixmox.windows.provision_plan` decide, and acts only on a
-gap. Installers run through the agent directly (``SteamSetup.exe /S``,
-``steamcmd.exe ...``), as SYSTEM; what must run as the user (the Steam
-client) gets a logon scheduled task instead. With ``dry_run`` only the check
+gap. Installers run through the agent as SYSTEM: ``SteamSetup.exe /S`` from a
+wrapper script that waits for the installer alone (and stops a Steam it left
+running as SYSTEM), ``steamcmd.exe`` directly; what must run as the user (the
+Steam client) gets a logon scheduled task instead. With ``dry_run`` only the check
 halves run (scripts get ``-CheckOnly``); the scripts themselves are still
 written to ``C:\\ProgramData\\nixmox``, nixmox's own folder in the guest.
 """
@@ -15,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nixmox.adapters.guest_agent.via_api import AgentError, ApiAgent, GuestAgent
+from nixmox.adapters.guest_agent import AgentError, GuestAgent
+from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path, guest_status
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, WindowsSettings
 from nixmox.windows import provision_plan as plan
@@ -28,6 +31,7 @@ STEAM_SETUP = f"{GUEST_DIR}\\SteamSetup.exe"
 #: Seconds an installer may run through the agent.
 STEAM_SETUP_TIMEOUT = 1800.0
 STEAMCMD_TIMEOUT = 4 * 3600.0
+STEAMCMD_UPDATE_TIMEOUT = 900.0
 
 
 @dataclass
@@ -83,8 +87,16 @@ class ProvisionJob:
 
     # ------------------------------------------------------------- helpers
 
-    def _script(self, name: str, params: dict[str, str | int | bool] | None = None) -> Any:
-        report = run_script(self._agent, name, params, upload=name not in self._uploaded)
+    def _script(
+        self,
+        name: str,
+        params: dict[str, str | int | bool] | None = None,
+        *,
+        timeout: float = 600.0,
+    ) -> Any:
+        report = run_script(
+            self._agent, name, params, timeout=timeout, upload=name not in self._uploaded
+        )
         self._uploaded.add(name)
         return report
 
@@ -113,11 +125,11 @@ class ProvisionJob:
 
     def precheck(self) -> StepResult:
         node, vmid = self.guest.node, self.guest.vmid
-        status = str(self.api.get(f"/nodes/{node}/qemu/{vmid}/status/current").get("status"))
+        status = str(guest_status(self.api, node, "qemu", vmid).get("status"))
         if status != "running":
             return plan.precheck(status, {})
         self._agent.ping()
-        answer = self.api.get(f"/nodes/{node}/qemu/{vmid}/agent/get-osinfo") or {}
+        answer = self.api.get(f"{guest_path(node, 'qemu', vmid)}/agent/get-osinfo") or {}
         result = plan.precheck(status, answer.get("result") or {})
         if result.ok:
             ensure_guest_dir(self._agent)
@@ -152,17 +164,21 @@ class ProvisionJob:
                 return StepResult(
                     "steam", False, False, f"SteamSetup.exe download failed: {reason}"
                 )
-            ran = self._agent.exec([STEAM_SETUP, "/S"], timeout=STEAM_SETUP_TIMEOUT)
-            if not ran.ok:
-                return StepResult(
-                    "steam", False, False, f"SteamSetup.exe /S exited with {ran.exitcode}"
-                )
+            ran = self._script(
+                "provision-steam-install",
+                {"Installer": STEAM_SETUP, "TimeoutSeconds": int(STEAM_SETUP_TIMEOUT) - 300},
+                timeout=STEAM_SETUP_TIMEOUT,
+            )
+            if not ran.get("ok"):
+                return StepResult("steam", False, False, str(ran.get("detail") or "failed"))
+            for found in ran.get("stopped") or ():
+                done.append(f"stopped {found.get('name')} (pid {found.get('pid')}) left as SYSTEM")
             facts = self._steam_facts()
             if not facts.installed or not facts.steam_exe:
                 return StepResult(
                     "steam", False, True, "SteamSetup.exe /S finished but Steam is not installed"
                 )
-            done.append(f"installed Steam in {facts.install_path}")
+            done.insert(0, f"installed Steam in {facts.install_path}")
         if not plan.task_ok(facts, self.user):
             assert facts.steam_exe is not None
             task = self._script(
@@ -228,23 +244,30 @@ class ProvisionJob:
         if not steamcmd.get("ok"):
             reason = steamcmd.get("detail") or "no reason given"
             return StepResult("rust", False, False, f"steamcmd: {reason}")
-        argv = plan.steamcmd_argv(self.settings.steamcmd_dir, server_dir)
-        ran = self._agent.exec(argv, timeout=STEAMCMD_TIMEOUT)
-        after = self._manifest(server_dir, plan.RUST_SERVER)
-        if after is not None and after.fully_installed:
-            return StepResult(
-                "rust",
-                True,
-                True,
-                f"installed Rust dedicated server (build {after.buildid}) in {server_dir}",
-            )
+        steamcmd_dir = self.settings.steamcmd_dir
+        # Its own update first: a fresh steamcmd exits after updating itself.
+        self._agent.exec(plan.steamcmd_update_argv(steamcmd_dir), timeout=STEAMCMD_UPDATE_TIMEOUT)
+        argv = plan.steamcmd_argv(steamcmd_dir, server_dir)
+        for attempt in range(1, plan.STEAMCMD_ATTEMPTS + 1):
+            ran = self._agent.exec(argv, timeout=STEAMCMD_TIMEOUT)
+            after = self._manifest(server_dir, plan.RUST_SERVER)
+            if after is not None and after.fully_installed:
+                tries = f" (attempt {attempt})" if attempt > 1 else ""
+                return StepResult(
+                    "rust",
+                    True,
+                    True,
+                    f"installed Rust dedicated server (build {after.buildid}) in {server_dir}"
+                    + tries,
+                )
         state = after.state() if after is not None else "no appmanifest_258550.acf"
         last = (ran.stdout.strip().splitlines() or [""])[-1]
         return StepResult(
             "rust",
             False,
             True,
-            f"steamcmd exited with {ran.exitcode}, server {state}" + (f": {last}" if last else ""),
+            f"steamcmd exited with {ran.returncode} after {plan.STEAMCMD_ATTEMPTS} attempts, "
+            f"server {state}" + (f": {last}" if last else ""),
         )
 
     def msi(self) -> StepResult:

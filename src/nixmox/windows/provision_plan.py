@@ -19,6 +19,15 @@ STEAMCMD_URL = "https://steamcdn-a.akamaihd.net/client/installer/steamcmd.zip"
 RUST_CLIENT = 252490
 RUST_SERVER = 258550
 STEAM_TASK = "nixmox-steam"
+#: The logon task's priority: normal CPU, I/O and memory priority (the default, 7, is
+#: below normal, and what Steam starts may inherit it).
+TASK_PRIORITY = 4
+#: steamcmd ``app_update ... validate`` runs before the server counts as not installable:
+#: a first large download often ends "state is 0x602 after update job" and succeeds on retry.
+STEAMCMD_ATTEMPTS = 3
+#: Emulated display adapters' PCI vendors (virtio-gpu, QXL, bochs/std VGA, VMware,
+#: Hyper-V): a disabled one next to a passed-through GPU is normal.
+EMULATED_VENDORS = frozenset({"1AF4", "1B36", "1234", "15AD", "1414"})
 
 STEPS = ("precheck", "drivers", "steam", "rust", "msi", "postcheck")
 
@@ -139,16 +148,19 @@ class SteamFacts:
     task_user: str | None
     task_logon_type: str | None
     task_execute: str | None
+    task_priority: int | None = None
 
     @classmethod
     def from_report(cls, report: Mapping[str, Any]) -> SteamFacts:
         task = report.get("task") or {}
+        priority = task.get("priority")
         return cls(
             installed=bool(report.get("installed")),
             install_path=report.get("install_path") or None,
             task_user=task.get("user") or None,
             task_logon_type=task.get("logon_type") or None,
             task_execute=task.get("execute") or None,
+            task_priority=None if priority is None else int(priority),
         )
 
     @property
@@ -164,12 +176,14 @@ def same_user(a: str | None, b: str | None) -> bool:
 
 
 def task_ok(facts: SteamFacts, user: str) -> bool:
-    """The logon task starts Steam for ``user`` in their session (not as SYSTEM)."""
+    """The logon task starts Steam for ``user`` in their session (not as SYSTEM), at
+    normal priority."""
     return (
         same_user(facts.task_user, user)
         and (facts.task_logon_type or "").casefold() == "interactive"
         and bool(facts.task_execute)
         and (facts.task_execute or "").casefold() == (facts.steam_exe or "").casefold()
+        and facts.task_priority == TASK_PRIORITY
     )
 
 
@@ -183,7 +197,7 @@ def steam_actions(facts: SteamFacts, user: str) -> list[str]:
 
 def describe_steam(actions: Sequence[str], user: str) -> str:
     words = {
-        "install": "download SteamSetup.exe and run it with /S",
+        "install": "download SteamSetup.exe and run it with /S (waiting for that installer only)",
         "task": f"register logon task {STEAM_TASK} starting Steam for {user}",
     }
     return "; ".join(words[a] for a in actions)
@@ -210,6 +224,15 @@ def rust_client(manifest: AppManifest | None, user: str) -> StepResult:
         "Steam finishes it while the user is signed in",
         pending=True,
     )
+
+
+def steamcmd_update_argv(steamcmd_dir: str) -> list[str]:
+    """steamcmd updating itself and nothing else.
+
+    A fresh steamcmd updates itself on its first run and exits (often with code 7)
+    before it reaches ``+app_update``: this run takes that first run.
+    """
+    return [f"{steamcmd_dir}\\steamcmd.exe", "+quit"]
 
 
 def steamcmd_argv(steamcmd_dir: str, install_dir: str) -> list[str]:
@@ -270,10 +293,21 @@ PROBLEM_CODES = {
 }
 
 
+def emulated(instance_id: str) -> bool:
+    """Whether a ``PCI\\VEN_xxxx&...`` instance id is an emulated display adapter."""
+    vendor = instance_id.upper().partition("VEN_")[2][:4]
+    return vendor in EMULATED_VENDORS
+
+
 def postcheck(
     gpus: Sequence[Mapping[str, Any]], rust: StepResult | None, *, reboot_pending: bool
 ) -> StepResult:
-    """GPU functions without a problem code, and where Rust stands."""
+    """Passed-through GPU functions without a problem code, and where Rust stands.
+
+    Emulated adapters do not count: the Microsoft Basic Display Adapter on the
+    emulated VGA is often disabled (code 22) once the GPU is passed through.
+    """
+    gpus = [g for g in gpus if not emulated(str(g.get("id") or ""))]
     bad = [g for g in gpus if int(g.get("code") or 0) != 0]
     parts: list[str] = []
     for g in bad:

@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from nixmox.adapters.guest_agent.via_api import ExecResult, GuestAgent
+from nixmox.adapters.guest_agent import GuestAgent
 from nixmox.core.errors import NixmoxError
+from nixmox.core.results import CommandResult
+from nixmox.core.text import printable, printable_data
 
 GUEST_DIR = "C:\\ProgramData\\nixmox"
 POWERSHELL = [
@@ -42,14 +44,14 @@ def script_text(name: str) -> str:
         raise ScriptError(f"no packaged script {name}.ps1") from None
 
 
-def guest_path(name: str) -> str:
+def script_in_guest(name: str) -> str:
     """Where ``name``'s script is written in the guest."""
     return f"{GUEST_DIR}\\{name}.ps1"
 
 
 def script_argv(name: str, params: Mapping[str, str | int | bool] | None = None) -> list[str]:
     """The agent ``exec`` argv that runs script ``name`` with ``params``."""
-    argv = [*POWERSHELL, guest_path(name)]
+    argv = [*POWERSHELL, script_in_guest(name)]
     for key, value in (params or {}).items():
         if isinstance(value, bool):
             if value:
@@ -59,20 +61,26 @@ def script_argv(name: str, params: Mapping[str, str | int | bool] | None = None)
     return argv
 
 
-def parse_report(name: str, result: ExecResult) -> dict[str, Any]:
-    """The JSON object script ``name`` printed (its last JSON line)."""
+def parse_report(name: str, result: CommandResult) -> dict[str, Any]:
+    """The JSON object script ``name`` printed (its last JSON line).
+
+    A leading byte order mark is dropped: with Windows' UTF-8 code page setting
+    PowerShell's output can start with one (``str.strip`` keeps it).
+    """
     for line in reversed(result.stdout.splitlines()):
-        line = line.strip()
+        line = line.strip().lstrip("\ufeff").strip()
         if line.startswith("{"):
             try:
                 found = json.loads(line)
             except json.JSONDecodeError:
                 continue
             if isinstance(found, dict):
-                return found
-    detail = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or [""])[-1]
+                # Update titles and details are the guest's words: no terminal escapes.
+                return dict(printable_data(found))
+    output = printable(result.stderr).strip() or printable(result.stdout).strip()
+    detail = (output.splitlines() or [""])[-1]
     raise ScriptError(
-        f"{name}.ps1 exited with {result.exitcode} without a JSON report"
+        f"{name}.ps1 exited with {result.returncode} without a JSON report"
         + (f": {detail}" if detail else "")
     )
 
@@ -91,7 +99,7 @@ def run_script(
     report says what failed, and the caller decides.
     """
     if upload:
-        agent.file_write(guest_path(name), script_text(name))
+        agent.file_write(script_in_guest(name), script_text(name))
     result = agent.exec(script_argv(name, params), timeout=timeout)
     return parse_report(name, result)
 
@@ -107,5 +115,5 @@ def ensure_guest_dir(agent: GuestAgent) -> None:
         detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
         raise ScriptError(
             f"could not create {GUEST_DIR} in the guest"
-            + (f": {detail[-1]}" if detail else f" (exit {result.exitcode})")
+            + (f": {detail[-1]}" if detail else f" (exit {result.returncode})")
         )

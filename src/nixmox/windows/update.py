@@ -1,15 +1,19 @@
 """`nixmox update windows`: Windows Update through the guest agent, one transaction per guest.
 
 precheck (the VM runs, its agent answers within 5 minutes, Windows is not
-servicing, C: has room) → disk-only Proxmox snapshot → rounds of scan →
-install → reboot inside the guest when the reboot policy allows it (then wait
-for the agent to go, come back three pings in a row, and report a new boot
-time) → postcheck (no GPU with problem code 43) → the snapshot deleted (or
-kept) and old update snapshots pruned. A failed install or a broken GPU rolls
-the snapshot back and the run exits 1 naming it. A reboot the policy forbids
-ends the run "reboot pending, held" with the snapshot kept. nixmox never
-stops or resets the VM itself: a guest that does not come back is reported,
-not forced.
+servicing, C: has room, PowerShell is not constrained) → disk-only Proxmox
+snapshot → rounds of scan → install → reboot inside the guest when the reboot
+policy allows it (then wait for the agent to go, come back three pings in a
+row, and report a new boot time, and for servicing to settle) → postcheck (no
+GPU with problem code 43) → the snapshot deleted (or kept) and old update
+snapshots pruned. An install that changed the guest and failed, or a broken
+GPU, rolls the snapshot back and the run exits 1 naming it; a failed download
+changed nothing and rolls nothing back. Rolling back a running VM stops it
+hard, so the reboot policy is asked first: when it forbids that now, the
+snapshot is kept and the run says how to roll back. A reboot the policy
+forbids ends the run "reboot pending, held" with the snapshot kept. nixmox
+never stops or resets the VM otherwise: a guest that does not come back is
+reported, not forced.
 
 The decisions (the reboot policy's verdict, what an install's result codes
 mean, what the postcheck finds wrong, when the rounds stop) are pure
@@ -25,18 +29,20 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, Protocol
 
-from nixmox.adapters.guest_agent.via_api import AgentError, GuestAgent
+from nixmox.adapters.guest_agent import AgentError, GuestAgent
 from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, UpdateSettings
 from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, update_snapshot_name
-from nixmox.updates.outcome import Outcome
+from nixmox.updates.outcome import UpdateOutcome
 from nixmox.windows.scripts import ScriptError, ensure_guest_dir, run_script
 from nixmox.windows.update_decisions import (
     SHUTDOWN,
     Precheck,
     RebootVerdict,
+    WindowsUpdateItem,
+    after_failure,
     after_scan,
     busy_processes,
     interpret_install,
@@ -44,6 +50,8 @@ from nixmox.windows.update_decisions import (
     postcheck_problems,
     precheck_blocker,
     reboot_verdict,
+    skipped,
+    still_servicing,
 )
 
 # -- the transaction -------------------------------------------------------------
@@ -60,6 +68,8 @@ class Timing:
     script: float = 300.0
     scan: float = 1800.0
     install: float = 4 * 3600.0
+    settle_wait: float = 1800.0  # servicing finishes after a boot ("Working on updates")
+    settle_every: float = 30.0
 
 
 class Snapshots(Protocol):
@@ -99,14 +109,16 @@ class WindowsUpdate:
     timing: Timing = field(default_factory=Timing)
     dry_run: bool = False
     _uploaded: set[str] = field(default_factory=set)
+    _last: Precheck | None = None
+    _left_alone: dict[str, str] = field(default_factory=dict)
 
     @property
     def settings(self) -> UpdateSettings | None:
         return self.target.guest.update
 
-    def run(self) -> Outcome:
+    def run(self) -> UpdateOutcome:
         guest = self.target.guest
-        outcome = Outcome(guest.name, guest.vmid)
+        outcome = UpdateOutcome(guest.name, guest.vmid)
         try:
             self._transaction(outcome)
         except _Stop:
@@ -119,7 +131,7 @@ class WindowsUpdate:
 
     # -- steps -----------------------------------------------------------------
 
-    def _script(self, name: str, timeout: float, **params: str) -> dict[str, Any]:
+    def _script(self, name: str, timeout: float, **params: str | bool) -> dict[str, Any]:
         agent = self.target.agent
         if not self._uploaded:
             ensure_guest_dir(agent)
@@ -131,9 +143,32 @@ class WindowsUpdate:
 
     def _precheck(self) -> Precheck:
         busy = ",".join(busy_processes(self.settings))
-        return Precheck.from_report(
+        pre = Precheck.from_report(
             self._script("update-precheck", self.timing.script, BusyProcesses=busy)
         )
+        self._last = pre
+        return pre
+
+    def _scan(self, outcome: UpdateOutcome) -> list[WindowsUpdateItem]:
+        """What Windows Update offers; what the scripts leave alone is noted, not installed."""
+        report = self._script("update-scan", self.timing.scan, **self._selection())
+        for item in skipped(report):
+            if item.kb not in self._left_alone:
+                outcome.step(f"skipped {item.kb}: {item.title} ({item.reason or 'left alone'})")
+            self._left_alone[item.kb] = item.reason or "left alone"
+        return offered(report)
+
+    def _skipped_note(self) -> str:
+        """``; KB1 skipped (may ask for input)`` for the run's message, or nothing."""
+        if not self._left_alone:
+            return ""
+        reasons = sorted(set(self._left_alone.values()))
+        return f"; {', '.join(self._left_alone)} skipped ({', '.join(reasons)})"
+
+    def _selection(self) -> dict[str, str | bool]:
+        """Parameters that choose the updates (the same for the scan and the install)."""
+        optional = bool(self.settings and self.settings.optional_updates)
+        return {"IncludeOptional": True} if optional else {}
 
     def _wait_for_agent(self) -> bool:
         deadline = self.clock.monotonic() + self.timing.agent_wait
@@ -155,7 +190,7 @@ class WindowsUpdate:
             steam_downloading=pre.steam_downloading,
         )
 
-    def _transaction(self, outcome: Outcome) -> None:
+    def _transaction(self, outcome: UpdateOutcome) -> None:
         target = self.target
         if not target.running():
             outcome.result = "skipped"
@@ -173,6 +208,11 @@ class WindowsUpdate:
             f"Windows {pre.build}, booted {pre.boot_time}, {pre.free_gb} GB free on C: "
             f"(via {target.via})"
         )
+        if pre.file_renames:
+            outcome.step(
+                "PendingFileRenameOperations is set (antivirus, drivers or browsers; "
+                "not counted as a pending reboot)"
+            )
         blocker = precheck_blocker(pre)
         if blocker is not None:
             outcome.result, outcome.message = blocker
@@ -190,8 +230,8 @@ class WindowsUpdate:
         outcome.step(f"snapshot {name} taken (disk only)")
         self._rounds(outcome, pre)
 
-    def _plan(self, outcome: Outcome, pre: Precheck) -> None:
-        found = offered(self._script("update-scan", self.timing.scan))
+    def _plan(self, outcome: UpdateOutcome, pre: Precheck) -> None:
+        found = self._scan(outcome)
         verdict = self._verdict(pre)
         outcome.result = "dry-run"
         outcome.pending = len(found)
@@ -212,7 +252,9 @@ class WindowsUpdate:
             f"would install {len(found)} update{'s' * (len(found) != 1)} ({kbs}); {reboot}"
         )
 
-    def _held(self, outcome: Outcome, verdict: RebootVerdict, *, before: bool = False) -> None:
+    def _held(
+        self, outcome: UpdateOutcome, verdict: RebootVerdict, *, before: bool = False
+    ) -> None:
         outcome.result = "held"
         outcome.message = f"reboot pending, held: {verdict.reason}"
         outcome.pending = 1
@@ -222,7 +264,7 @@ class WindowsUpdate:
             outcome.step("a reboot was already pending: nothing installed, no snapshot taken")
         raise _Stop
 
-    def _rounds(self, outcome: Outcome, pre: Precheck) -> None:
+    def _rounds(self, outcome: UpdateOutcome, pre: Precheck) -> None:
         settings = self.settings
         max_rounds = settings.max_rounds if settings else 3
         rounds = reboots = 0
@@ -238,7 +280,7 @@ class WindowsUpdate:
                 self._reboot(outcome, pre, verdict)
                 reboots += 1
                 need_reboot = False
-            found = offered(self._script("update-scan", self.timing.scan))
+            found = self._scan(outcome)
             step = after_scan(rounds, max_rounds, len(found))
             if step == "done":
                 break
@@ -248,16 +290,21 @@ class WindowsUpdate:
                 break
             rounds += 1
             outcome.step(f"round {rounds}: {', '.join(i.kb for i in found)}")
-            report = self._script("update-install", self.timing.install)
+            report = self._script("update-install", self.timing.install, **self._selection())
             result = interpret_install(report)
             outcome.step(f"round {rounds}: {result.message}")
             if result.failed:
-                self._rollback(outcome, f"round {rounds}: {result.message}")
+                self._failed(
+                    outcome,
+                    f"round {rounds}: {result.message}",
+                    touched=result.touched,
+                    earlier=bool(installed) or reboots > 0,
+                )
             installed += result.installed
             need_reboot = result.reboot_required
         if rounds == 0 and reboots == 0:
             outcome.result = "unchanged"
-            outcome.message = "no updates offered"
+            outcome.message = "no updates offered" + self._skipped_note()
             self._drop_snapshot(outcome)
             raise _Stop
         self._postcheck(outcome)
@@ -270,10 +317,11 @@ class WindowsUpdate:
             parts.append(f"{rounds} round{'s' * (rounds != 1)}")
             parts.append(f"{reboots} reboot{'s' * (reboots != 1)}")
             outcome.message = ", ".join(parts) + (f"; {left} more offered" if left else "")
+        outcome.message += self._skipped_note()
         self._drop_snapshot(outcome)
         self._prune(outcome)
 
-    def _reboot(self, outcome: Outcome, pre: Precheck, verdict: RebootVerdict) -> None:
+    def _reboot(self, outcome: UpdateOutcome, pre: Precheck, verdict: RebootVerdict) -> None:
         outcome.step(f"reboot ({verdict.reason}), booted {pre.boot_time} before")
         # The agent may go away before it reports the shutdown command's exit.
         with contextlib.suppress(AgentError):
@@ -287,6 +335,28 @@ class WindowsUpdate:
             )
             raise _Stop
         outcome.step(f"back after the reboot, booted {back.boot_time}")
+        self._settle(outcome, back)
+
+    def _settle(self, outcome: UpdateOutcome, pre: Precheck) -> None:
+        """Wait (bounded) until servicing is idle and CBS is no longer pending after a boot."""
+        deadline = self.clock.monotonic() + self.timing.settle_wait
+        busy = still_servicing(pre)
+        if busy is None:
+            return
+        outcome.step(f"waiting for Windows to finish servicing ({busy})")
+        while busy is not None:
+            if self.clock.monotonic() >= deadline:
+                outcome.result = "held"
+                outcome.pending = 1
+                outcome.message = (
+                    f"Windows still servicing {self.timing.settle_wait:g} s after the reboot "
+                    f"({busy}): held; snapshot {outcome.snapshot} kept"
+                )
+                raise _Stop
+            self.clock.sleep(self.timing.settle_every)
+            with contextlib.suppress(AgentError, ScriptError):
+                busy = still_servicing(self._precheck())
+        outcome.step("servicing finished")
 
     def _wait_back(self, old_boot: str) -> Precheck | None:
         """Wait for the agent to answer three pings in a row with a new boot time."""
@@ -309,7 +379,7 @@ class WindowsUpdate:
             self.clock.sleep(self.timing.ping_every)
         return None
 
-    def _postcheck(self, outcome: Outcome) -> None:
+    def _postcheck(self, outcome: UpdateOutcome) -> None:
         report = self._script("update-postcheck", self.timing.script)
         for gpu in report.get("gpus") or ():
             msi = {True: "MSI on", False: "MSI off"}.get(gpu.get("msi"), "MSI unknown")
@@ -320,9 +390,38 @@ class WindowsUpdate:
             outcome.step(f"Rust: {state} (StateFlags {rust.get('state_flags')})")
         problems = postcheck_problems(report)
         if problems:
-            self._rollback(outcome, "; ".join(problems))
+            self._failed(outcome, "; ".join(problems), touched=True, earlier=True)
 
-    def _rollback(self, outcome: Outcome, why: str) -> None:
+    def _failed(self, outcome: UpdateOutcome, why: str, *, touched: bool, earlier: bool) -> None:
+        """A failed round or postcheck: roll back only what the rules in
+        :func:`~nixmox.windows.update_decisions.after_failure` allow."""
+        running = self.target.running() if touched else True
+        verdict = None
+        if touched and running:
+            pre = self._last
+            with contextlib.suppress(AgentError, ScriptError):
+                pre = self._precheck()  # what runs now decides a when-idle policy
+            if pre is not None:
+                verdict = self._verdict(pre)
+        action = after_failure(touched=touched, earlier=earlier, running=running, verdict=verdict)
+        if action.rollback:
+            outcome.step(f"rolling back: {action.reason}")
+            self._rollback(outcome, why)
+        outcome.result = "failed"
+        name = outcome.snapshot
+        if not action.keep_snapshot and name is not None:
+            self.target.snapshots.delete(name)
+            outcome.step(f"snapshot {name} deleted")
+            outcome.snapshot = None
+            outcome.message = f"{why}; {action.reason}; snapshot {name} deleted"
+        else:
+            how = f" (roll back by hand: qm rollback {self.target.guest.vmid} {name})"
+            outcome.message = f"{why}; {action.reason}; snapshot {name} kept" + (
+                how if touched else ""
+            )
+        raise _Stop
+
+    def _rollback(self, outcome: UpdateOutcome, why: str) -> None:
         name = outcome.snapshot
         assert name is not None
         try:
@@ -338,7 +437,7 @@ class WindowsUpdate:
         outcome.step(f"rolled back to snapshot {name}")
         raise _Stop
 
-    def _drop_snapshot(self, outcome: Outcome) -> None:
+    def _drop_snapshot(self, outcome: UpdateOutcome) -> None:
         name = outcome.snapshot
         if name is None:
             return
@@ -349,7 +448,7 @@ class WindowsUpdate:
         outcome.step(f"snapshot {name} deleted")
         outcome.snapshot = None
 
-    def _prune(self, outcome: Outcome) -> None:
+    def _prune(self, outcome: UpdateOutcome) -> None:
         settings = self.settings
         keep = settings.snapshots.rule() if settings and settings.snapshots else DEFAULT_KEEP
         try:

@@ -15,9 +15,9 @@ connection and closes it before returning; nothing is held between calls.
 Closing leaves no answer unread (half-close, then drain): some qemu-ga
 releases exit when a client resets the connection under unread data.
 
-It offers the same :class:`~nixmox.adapters.guest_agent.via_api.GuestAgent` methods as
+It is a :class:`~nixmox.adapters.guest_agent.GuestAgent` like
 :class:`~nixmox.adapters.guest_agent.via_api.ApiAgent`, for runs on the host that have no API
-token (see :mod:`nixmox.cli.update_windows_cmd` for when it is picked).
+token (see :mod:`nixmox.windows.update_run` for when it is picked).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixmox.adapters.guest_agent.via_api import AgentError, ExecResult, exec_result, wait_exited
+from nixmox.adapters.guest_agent import AgentError, exec_result, wait_exited
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.results import CommandResult
 
 DEFAULT_DIR = "/var/run/qemu-server"
 #: Raw bytes per guest-file-write call (base64 makes them a third larger on the wire).
@@ -181,7 +182,7 @@ class SocketAgent:
 
     def exec(
         self, argv: Sequence[str], *, input_data: str | None = None, timeout: float = 600.0
-    ) -> ExecResult:
+    ) -> CommandResult:
         if not argv:
             raise ValueError("exec needs a command")
         arguments: dict[str, Any] = {

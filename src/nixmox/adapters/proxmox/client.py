@@ -31,6 +31,7 @@ from nixmox.adapters.proxmox.settings import Connection
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError, ProxmoxError
 from nixmox.core.log import mask, register_secret
+from nixmox.core.text import printable
 
 log = logging.getLogger("nixmox.api")
 
@@ -366,7 +367,11 @@ def _wire(value: Any) -> Any:
 
 
 def _reason(response: Any) -> str:
-    """PVE's error text: the status line, plus per-parameter errors."""
+    """PVE's error text: the status line, plus per-parameter errors (printable only)."""
+    return printable(_raw_reason(response))
+
+
+def _raw_reason(response: Any) -> str:
     text = str(response.reason or "")
     try:
         body = response.json()

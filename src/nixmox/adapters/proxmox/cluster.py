@@ -101,6 +101,22 @@ def guest_status(api: Proxmox, node: str, type_: str, vmid: int) -> dict[str, An
     return answer
 
 
+def current_row(api: Proxmox, node: str, type_: PveType, vmid: int) -> GuestRow:
+    """One guest where it is known to be, from its ``status/current`` (one request,
+    not the whole cluster's list): its state and lock."""
+    status = guest_status(api, node, type_, vmid)
+    lock = status.get("lock")
+    return GuestRow(
+        vmid,
+        type_,
+        node,
+        name=str(status.get("name") or ""),
+        status=str(status.get("status") or "unknown"),
+        lock=str(lock) if lock else None,
+        raw=status,
+    )
+
+
 def mismatch(row: GuestRow | None, vmid: int, kind: str, node: str) -> str | None:
     """Why the declared guest (``vmid``, ``kind``, ``node``) is not the one found, or ``None``.
 

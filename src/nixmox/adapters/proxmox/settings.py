@@ -8,12 +8,14 @@ error messages.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from nixmox.core.environment import secret
 from nixmox.core.errors import ConfigError
 from nixmox.core.log import register_secret
 from nixmox.inventory.model import ProxmoxSettings
@@ -35,12 +37,38 @@ class Connection:
     password: str | None = field(default=None, repr=False)
 
     @property
+    def verified_by(self) -> str:
+        """What verifies the server's certificate, in words (doctor says it)."""
+        if self.fingerprint:
+            # The pin replaces CA validation (client._pinned_adapter): say so.
+            unused = f"; CA file {self.ca_file} not used" if self.ca_file else ""
+            return f"the pinned SHA-256 fingerprint {self.fingerprint}{unused}"
+        if self.ca_file:
+            return f"CA file {self.ca_file}"
+        return "the system trust store"
+
+    @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
 
     @property
     def port(self) -> int:
         return urlsplit(self.url).port or 8006
+
+
+#: A SHA-256 certificate fingerprint as Proxmox shows it: 32 hex pairs with colons.
+FINGERPRINT = re.compile(r"([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}")
+
+
+def _check_fingerprint(value: str, source: str) -> str:
+    if not FINGERPRINT.fullmatch(value):
+        pairs = value.count(":") + 1
+        kind = {16: " (an MD5 fingerprint?)", 20: " (a SHA-1 fingerprint?)"}.get(pairs, "")
+        raise ConfigError(
+            f"{source}: not a SHA-256 certificate fingerprint{kind}; expected 32 hex pairs "
+            "AA:BB:...:FF (Proxmox shows it under the node's Certificates)"
+        )
+    return value
 
 
 def _read_secret_file(path: str, key: str = "proxmox.token_file") -> str:
@@ -79,10 +107,15 @@ def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = No
     if ca_file is not None and not os.path.isfile(ca_file):
         raise ConfigError(f"proxmox.ca_file {ca_file}: no such file")
     fingerprint = pick("NIXMOX_PVE_FINGERPRINT", settings.fingerprint)
+    if fingerprint is not None:
+        source = (
+            "NIXMOX_PVE_FINGERPRINT" if env.get("NIXMOX_PVE_FINGERPRINT") else "proxmox.fingerprint"
+        )
+        _check_fingerprint(fingerprint, source)
     user = pick("NIXMOX_PVE_USER", settings.user)
     if not token_id and user:
         # Tokens come first; a password login only when no token is configured.
-        password = env.get("NIXMOX_PVE_PASSWORD") or (
+        password = secret("NIXMOX_PVE_PASSWORD", environ) or (
             _read_secret_file(settings.password_file, "proxmox.password_file")
             if settings.password_file
             else None
@@ -93,7 +126,7 @@ def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = No
         return Connection(url.rstrip("/"), user, "", ca_file, fingerprint, password)
     if not token_id:
         raise ConfigError("no API token id: set proxmox.token_id or NIXMOX_PVE_TOKEN_ID")
-    token = env.get("NIXMOX_PVE_TOKEN")
+    token = secret("NIXMOX_PVE_TOKEN", environ)
     credentials = env.get("CREDENTIALS_DIRECTORY")
     if not token and credentials and (Path(credentials) / CREDENTIAL).is_file():
         # systemd's LoadCredential= (the units nixmox installs): never in the environment.

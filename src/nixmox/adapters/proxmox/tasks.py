@@ -13,13 +13,19 @@ from dataclasses import dataclass, field
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ProxmoxError
+from nixmox.core.text import printable
 
 log = logging.getLogger("nixmox.task")
 
 
 @dataclass(frozen=True)
 class TaskResult:
-    """How a task ended."""
+    """How a Proxmox task ended.
+
+    Not a :class:`~nixmox.core.results.CommandResult`: a task is PVE's own job,
+    named by its UPID, and ends with an ``exitstatus`` word (``OK``,
+    ``WARNINGS: n``, or the error) and a log on the node, not with an exit code
+    and output streams of a program nixmox started."""
 
     upid: str
     node: str
@@ -64,7 +70,8 @@ def warnings_of(exitstatus: str) -> int:
 def task_log(api: Proxmox, upid: str, limit: int = 500) -> list[str]:
     """The task's log lines (the API numbers them; the text is all nixmox needs)."""
     rows = api.get(f"/nodes/{node_of(upid)}/tasks/{upid}/log", start=0, limit=limit) or []
-    return [str(r.get("t", "")) for r in rows]
+    # Task logs carry what guests and hook scripts print: printable text only.
+    return [printable(str(r.get("t", ""))) for r in rows]
 
 
 def wait(
@@ -87,7 +94,7 @@ def wait(
             raise TaskTimeout(f"{what}: still running after {timeout:g} s ({upid})")
         clock.sleep(delay)
         delay = min(delay * 1.5, 2.0)
-    exitstatus = str(status.get("exitstatus", ""))
+    exitstatus = printable(str(status.get("exitstatus", "")))
     warnings = warnings_of(exitstatus)
     lines = task_log(api, upid) if exitstatus != "OK" else []
     result = TaskResult(upid, node, exitstatus, warnings, lines)

@@ -24,13 +24,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
-from pathlib import PurePath
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
-from nixmox.adapters.runner import Remote, Runner
+from nixmox.adapters.runner import Remote, Runner, node_remote, split_remote
 from nixmox.adapters.zfs import Zfs, ZfsError
+from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import (
     CommandError,
@@ -58,8 +59,8 @@ from nixmox.updates.host.rollout import (
     plan_evacuation,
     rollout_order,
 )
-from nixmox.updates.nodes import is_local, node_remote, this_host
-from nixmox.updates.outcome import Outcome
+from nixmox.updates.nodes import nixmox_runs_on, this_host
+from nixmox.updates.outcome import UpdateOutcome
 from nixmox.updates.reboot_policy import node_reboot
 
 log = logging.getLogger(__name__)
@@ -182,17 +183,21 @@ class HostUpdate:
 
     # -- the rollout -------------------------------------------------------------
 
-    def run(self, nodes: Sequence[Node]) -> list[Outcome]:
+    def run(self, nodes: Sequence[Node]) -> list[UpdateOutcome]:
         """Update ``nodes`` one at a time; the outcome of each, in the order they ran."""
-        local = next((n.name for n in nodes if is_local(n, self.hostname)), None)
-        outcomes: list[Outcome] = []
+        local = next((n.name for n in nodes if nixmox_runs_on(n, self.hostname)), None)
+        outcomes: list[UpdateOutcome] = []
         stopped_at: str | None = None
         for node in rollout_order(nodes, local):
-            out = Outcome(node.name, None)
+            out = UpdateOutcome(node.name, None)
             outcomes.append(out)
             if stopped_at is not None:
                 out.result = "skipped"
                 out.message = f"not started: the rollout stopped at {stopped_at}"
+                continue
+            if interrupt.stopping():
+                out.result = "skipped"
+                out.message = f"not started: interrupted by {interrupt.signal_name()}"
                 continue
             try:
                 go_on = self._update(node, out)
@@ -217,9 +222,9 @@ class HostUpdate:
             log.info("%s: rebooting this node now", self.self_reboot)
             self.api.post(f"/nodes/{self.self_reboot}/status", command="reboot")
 
-    def _update(self, node: Node, out: Outcome) -> bool:
+    def _update(self, node: Node, out: UpdateOutcome) -> bool:
         """One node's turn; False stops the rollout."""
-        local = is_local(node, self.hostname)
+        local = nixmox_runs_on(node, self.hostname)
         if local is None:
             out.result = "failed"
             out.message = (
@@ -290,8 +295,7 @@ class HostUpdate:
 
     def _preflight(self, node: Node, status: Sequence[Mapping[str, Any]]) -> list[str]:
         tasks = self.api.get("/cluster/tasks") or []
-        resources = self.api.get("/cluster/resources", type="vm") or []
-        found = problems(node.name, status, tasks, resources)
+        found = problems(node.name, status, tasks, read_guests(self.api).values())
         if node.root_dataset is None:
             found.append(
                 f"node {node.name} declares no root_dataset: nixmox snapshots the root file "
@@ -317,28 +321,26 @@ class HostUpdate:
             )
         return self._listed(name)
 
-    def _on_node(self, turn: _Turn) -> Runner:
-        return Runner(dry_run=self.dry_run, remote=turn.remote)
-
-    def _zfs_command(self, turn: _Turn) -> list[str]:
-        """``[zfs] command`` run on the node; if it is itself ``ssh ...``, plain zfs there."""
-        command = list(self.inv.zfs.command)
-        if not turn.local and PurePath(command[0]).name == "ssh":
-            return ["zfs"]
-        return command
+    def _zfs(self, turn: _Turn) -> Zfs:
+        """``[zfs] command`` on the node: as configured when nixmox runs there; over ssh
+        to the node otherwise, running the program the command names (without its own ssh)."""
+        if turn.local:
+            return Zfs(self.runner.on(None), self.inv.zfs.command)
+        _, program = split_remote(self.inv.zfs.command)
+        return Zfs(self.runner.on(turn.remote), program)
 
     def _snapshot(self, turn: _Turn, dataset: str) -> str:
         name = update_snapshot_name(self.clock.now())
-        zfs = Zfs(self._on_node(turn), self._zfs_command(turn))
+        zfs = self._zfs(turn)
         try:
             zfs.snapshot(dataset, name, recursive=False)
         except ZfsError as exc:
             raise HostUpdateError(f"{exc}; nothing upgraded") from None
         return name
 
-    def _prune(self, turn: _Turn, dataset: str, out: Outcome) -> None:
+    def _prune(self, turn: _Turn, dataset: str, out: UpdateOutcome) -> None:
         """Keep the newest three of nixmox's update snapshots of the root dataset."""
-        zfs = Zfs(self._on_node(turn), self._zfs_command(turn))
+        zfs = self._zfs(turn)
         try:
             names = [s.name for s in zfs.list_snapshots(dataset, recursive=False)]
             doomed = snapshots_to_prune(names, DEFAULT_KEEP, self.zone)
@@ -352,7 +354,7 @@ class HostUpdate:
         for name, error in failed:
             log.warning("%s: kept %s@%s: %s", turn.node.name, dataset, name, error)
 
-    def _upgrade(self, turn: _Turn, out: Outcome) -> None:
+    def _upgrade(self, turn: _Turn, out: UpdateOutcome) -> None:
         where = "here" if turn.local else f"on {turn.remote.destination}" if turn.remote else ""
         log.info("%s: apt-get dist-upgrade %s", turn.node.name, where)
         try:
@@ -373,7 +375,7 @@ class HostUpdate:
 
     # -- reboot ------------------------------------------------------------------
 
-    def _reboot(self, turn: _Turn, need: RebootNeed, done: str, out: Outcome) -> bool:
+    def _reboot(self, turn: _Turn, need: RebootNeed, done: str, out: UpdateOutcome) -> bool:
         node = turn.node
         verdict = node_reboot(node, self.clock.now(), self.zone)
         held: str | None = None
@@ -411,7 +413,7 @@ class HostUpdate:
         out.message = f"{done}; rebooted ({need}){moved}{self._booted_check(turn, need, out)}"
         return True
 
-    def _booted_check(self, turn: _Turn, need: RebootNeed, out: Outcome) -> str:
+    def _booted_check(self, turn: _Turn, need: RebootNeed, out: UpdateOutcome) -> str:
         """After the reboot: does the node run the kernel it was rebooted for?"""
         if need.kernel is None:
             return ""
@@ -429,27 +431,25 @@ class HostUpdate:
         )
 
     def _running_guests(self, name: str) -> list[RunningGuest]:
-        rows = self.api.get("/cluster/resources", type="vm") or []
         found = []
-        for r in rows:
-            if r.get("node") != name or r.get("status") != "running" or r.get("template"):
+        for r in read_guests(self.api).values():
+            if r.node != name or r.status != "running" or r.template:
                 continue
-            vmid = int(r["vmid"])
-            if r.get("type") == "qemu":
-                check = self.api.get(f"/nodes/{name}/qemu/{vmid}/migrate") or {}
+            if r.type == "qemu":
+                check = self.api.get(f"{r.path}/migrate") or {}
                 allowed = check.get("allowed_nodes")
                 found.append(
                     RunningGuest(
-                        vmid,
+                        r.vmid,
                         "qemu",
-                        str(r.get("name", vmid)),
+                        r.name or str(r.vmid),
                         tuple(str(x) for x in check.get("local_resources") or ()),
                         bool(check.get("local_disks")),
                         None if allowed is None else tuple(str(x) for x in allowed),
                     )
                 )
             else:
-                found.append(RunningGuest(vmid, "lxc", str(r.get("name", vmid))))
+                found.append(RunningGuest(r.vmid, "lxc", r.name or str(r.vmid)))
         return found
 
     def _evacuation(self, turn: _Turn) -> Evacuation:
@@ -459,7 +459,7 @@ class HostUpdate:
             return plan_evacuation(guests, [], self.declared, self.clock.now(), self.zone)
         return plan_evacuation(guests, turn.targets, self.declared, self.clock.now(), self.zone)
 
-    def _cycle(self, turn: _Turn, evac: Evacuation, out: Outcome) -> None:
+    def _cycle(self, turn: _Turn, evac: Evacuation, out: UpdateOutcome) -> None:
         """Guests away, reboot, wait for the node and quorum, guests back."""
         name = turn.node.name
         moved: list[Move] = []
@@ -508,7 +508,7 @@ class HostUpdate:
             params["restart"] = 1
             params["timeout"] = self.timing.shutdown
         log.info("%s -> %s: migrating %s %d", source, target, kind, vmid)
-        upid = self.api.post(f"/nodes/{source}/{kind}/{vmid}/migrate", **params)
+        upid = self.api.post(f"{guest_path(source, kind, vmid)}/migrate", **params)
         wait(
             self.api,
             str(upid),
@@ -520,7 +520,8 @@ class HostUpdate:
     def _shutdown(self, node: str, stop: Stop) -> None:
         log.info("%s: shutting down %s %d (%s)", node, stop.kind, stop.vmid, stop.why)
         upid = self.api.post(
-            f"/nodes/{node}/{stop.kind}/{stop.vmid}/status/shutdown", timeout=self.timing.shutdown
+            f"{guest_path(node, stop.kind, stop.vmid)}/status/shutdown",
+            timeout=self.timing.shutdown,
         )
         wait(
             self.api,
@@ -531,15 +532,16 @@ class HostUpdate:
         )
 
     def _start(self, node: str, kind: str, vmid: int) -> None:
-        current = self.api.get(f"/nodes/{node}/{kind}/{vmid}/status/current") or {}
-        if current.get("status") == "running":
+        if guest_status(self.api, node, kind, vmid).get("status") == "running":
             return  # onboot started it already
-        upid = self.api.post(f"/nodes/{node}/{kind}/{vmid}/status/start")
+        upid = self.api.post(f"{guest_path(node, kind, vmid)}/status/start")
         wait(
             self.api, str(upid), what=f"start of {vmid}", timeout=self.timing.task, clock=self.clock
         )
 
-    def _back(self, name: str, moved: Sequence[Move], stopped: Sequence[Stop], out: Outcome) -> str:
+    def _back(
+        self, name: str, moved: Sequence[Move], stopped: Sequence[Stop], out: UpdateOutcome
+    ) -> str:
         """Move the guests back, start the stopped ones; what failed, in words ('' if none)."""
         failed: list[str] = []
         for move in moved:
@@ -583,7 +585,7 @@ class HostUpdate:
     # -- dry run -----------------------------------------------------------------
 
     def _dry_run(
-        self, turn: _Turn, upgrades: Sequence[Upgrade], need: RebootNeed | None, out: Outcome
+        self, turn: _Turn, upgrades: Sequence[Upgrade], need: RebootNeed | None, out: UpdateOutcome
     ) -> None:
         node = turn.node
         kernels = [u.package for u in upgrades if is_kernel_package(u.package)]

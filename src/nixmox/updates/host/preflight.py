@@ -8,8 +8,10 @@ on the node locked by a backup or a migration).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from nixmox.adapters.proxmox.cluster import GuestRow
 
 # Task types of a migration in progress: VM, container, HA-driven.
 MIGRATIONS = frozenset({"qmigrate", "vzmigrate", "hamigrate"})
@@ -41,7 +43,7 @@ def quorate(status: Sequence[Row]) -> bool:
 
 
 def problems(
-    node: str, status: Sequence[Row], tasks: Sequence[Row], resources: Sequence[Row]
+    node: str, status: Sequence[Row], tasks: Sequence[Row], guests: Iterable[GuestRow]
 ) -> list[str]:
     """Everything that stops nixmox from updating ``node`` now; empty when it may."""
     found: list[str] = []
@@ -64,8 +66,7 @@ def problems(
             found.append(f"a backup (vzdump) is running on {node}: {task.get('upid', what)}")
         elif kind in MIGRATIONS:
             found.append(f"a migration is running on {where}: {what}")
-    for guest in resources:
-        lock = guest.get("lock")
-        if guest.get("node") == node and guest.get("vmid") is not None and lock in BUSY_LOCKS:
-            found.append(f"guest {guest['vmid']} on {node} is locked ({lock})")
+    for guest in guests:
+        if guest.node == node and guest.lock in BUSY_LOCKS:
+            found.append(f"guest {guest.vmid} on {node} is locked ({guest.lock})")
     return found

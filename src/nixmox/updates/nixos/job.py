@@ -12,10 +12,11 @@
    A failed build switches nothing: the old ``flake.lock`` is written back (so
    the next run tries again instead of seeing an "unchanged" lock) and the
    snapshot is deleted (nothing in the guest changed).
-5. Arm a dead-man switch in the guest (a ``systemd-run --on-active`` timer that
-   switches back to the recorded generation), switch to exactly the closure
-   built (``nix-env --set`` + ``switch-to-configuration switch``), check health,
-   disarm on success.
+5. Note the units already failed (the health baseline), arm a dead-man switch
+   in the guest (a ``systemd-run --collect --on-active`` timer that switches
+   back to the recorded generation), switch to exactly the closure built
+   (``nix-env --set``, then ``switch-to-configuration switch`` in a transient
+   unit of its own, as nixos-rebuild runs it), check health, disarm on success.
 6. On failure: switch back to the recorded generation inside the guest; when
    the guest no longer answers (or that switch fails), roll the Proxmox snapshot
    back. Either way the old ``flake.lock`` is restored, the snapshot is kept,
@@ -35,15 +36,18 @@ does the I/O.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import secrets
 import shlex
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import tzinfo
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
@@ -53,25 +57,36 @@ from nixmox.rules.timespan import parse_timespan
 from nixmox.updates.guest_access import GuestAccess, GuestUnreachable
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, GuestSnapshots, update_snapshot_name
 from nixmox.updates.nixos.decisions import (
+    BUILD_DIR,
     BUILT_MARKER,
+    DEADMAN,
     DEFAULT_FLAKE,
+    LIST_FAILED,
     NEW_UPDATE_SYNTAX,
     NIX,
+    NO_FLAKE,
     PROFILE,
     READ_BOOT_FILES,
     READ_GENERATION,
+    RESET_OWN_FAILED,
+    SWITCH,
     Generation,
     Health,
+    build_script,
     deadman_argv,
     lock_argv,
     lock_digest,
     lock_unchanged,
+    parse_failed_units,
     parse_generation,
     parse_nix_version,
+    read_lock_script,
     reboot_needed,
+    switch_argv,
     system_state,
+    unit_stamp,
 )
-from nixmox.updates.outcome import Outcome
+from nixmox.updates.outcome import UpdateOutcome
 from nixmox.updates.reboot_policy import guest_stop
 
 log = logging.getLogger(__name__)
@@ -92,7 +107,7 @@ def http_status(url: str, timeout: float = HTTP_TIMEOUT) -> str | None:
         with opener.open(url, timeout=timeout) as response:
             status = int(response.status)
     except urllib.error.HTTPError as exc:
-        return f"{url} answered {exc.code}"
+        return f"{url} answered {exc.returncode}"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return f"{url}: {reason}"
@@ -117,6 +132,8 @@ class NixosUpdate:
     dry_run: bool = False
     fetch: Callable[[str], str | None] = http_status
     clock: Clock = SYSTEM_CLOCK
+    token: Callable[[], str] = lambda: secrets.token_hex(3)
+    _build_started: bool = field(default=False, init=False, repr=False)
 
     @property
     def settings(self) -> UpdateSettings:
@@ -140,9 +157,15 @@ class NixosUpdate:
     def read_generation(self) -> Generation:
         reply = self.access.run(READ_GENERATION, changes=False)
         try:
-            return parse_generation(reply.stdout)
+            gen = parse_generation(reply.stdout)
         except ValueError as exc:
             raise NixosUpdateError(f"cannot read the current generation: {exc}") from None
+        if gen.uid not in (None, "0"):
+            raise NixosUpdateError(
+                f"{self.access.where} runs as uid {gen.uid}, not root: an update sets the "
+                'system profile and switches it (update.ssh = "root@GUEST")'
+            )
+        return gen
 
     def nix_version(self) -> tuple[int, ...]:
         reply = self.access.run(["nix", "--version"], changes=False)
@@ -153,8 +176,13 @@ class NixosUpdate:
 
     def read_lock(self) -> str:
         """The working-tree flake.lock ("" when there is none yet)."""
-        path = shlex.quote(self.lock_path)
-        return self.access.run(f"if [ -e {path} ]; then cat {path}; fi", changes=False).stdout
+        reply = self.access.run(read_lock_script(self.flake), changes=False)
+        if reply.returncode == NO_FLAKE:
+            raise NixosUpdateError(
+                f"no flake.nix in {self.flake}: a guest made from a template has no flake to "
+                "update until you put one there (docs/nixos.md, first step), or set update.flake"
+            )
+        return reply.stdout
 
     def _built(self) -> str | None:
         """The marker's value, or None when nixmox never finished an update here."""
@@ -162,7 +190,7 @@ class NixosUpdate:
         text = self.access.run(f"if [ -e {path} ]; then cat {path}; fi", changes=False).stdout
         return text.strip() or None
 
-    def _mark_built(self, o: Outcome, lock: str) -> None:
+    def _mark_built(self, o: UpdateOutcome, lock: str) -> None:
         """Record the lock the running system comes from (see :data:`BUILT_MARKER`)."""
         digest = lock_digest(lock)
         directory = shlex.quote(BUILT_MARKER.rsplit("/", 1)[0])
@@ -176,10 +204,10 @@ class NixosUpdate:
 
     # -- the plan (--dry-run) ---------------------------------------------------------
 
-    def plan(self) -> Outcome:
+    def plan(self) -> UpdateOutcome:
         """What a run would do, changing nothing (read-only commands still run)."""
         g, u = self.guest, self.settings
-        o = Outcome(g.name, g.vmid, "dry-run")
+        o = UpdateOutcome(g.name, g.vmid, "dry-run")
         o.step(f"reach the guest by {self.access.where}")
         problem = None
         version: tuple[int, ...] | None = None
@@ -189,6 +217,7 @@ class NixosUpdate:
                 gen = self.read_generation()
                 o.step(f"record generation {gen.number} ({gen.current})")
                 version = self.nix_version()
+                self.read_lock()
             except (NixosUpdateError, GuestUnreachable) as exc:
                 problem = f"cannot read the guest: {exc}"
                 o.step(problem)
@@ -205,8 +234,14 @@ class NixosUpdate:
             o.step(f"update the lock: {old} (nix < 2.19) or {new} (nix ≥ 2.19)")
         o.step("if flake.lock is unchanged: stop there, delete the snapshot")
         o.step(f"build: nixos-rebuild build --flake {self.flake}#{self.attr}; diff closures")
-        o.step(f"arm the dead-man switch: systemd-run --on-active={u.dead_man} (switch back)")
-        o.step(f"switch: nix-env -p {PROFILE} --set NEW; NEW/bin/switch-to-configuration switch")
+        o.step("note the units failed already (they do not count against the update)")
+        o.step(
+            f"arm the dead-man switch: systemd-run --collect --on-active={u.dead_man} (switch back)"
+        )
+        o.step(
+            f"switch: nix-env -p {PROFILE} --set NEW; systemd-run --collect --pipe "
+            "--service-type=exec --wait NEW/bin/switch-to-configuration switch"
+        )
         o.step("check health: " + ", ".join(self._checks_in_words()))
         o.step(
             "then: "
@@ -234,13 +269,13 @@ class NixosUpdate:
 
     # -- the run --------------------------------------------------------------------
 
-    def run(self) -> Outcome:
+    def run(self) -> UpdateOutcome:
         """The whole transaction (only the plan under ``dry_run``); never raises for a
         guest-side failure."""
         if self.dry_run:
             return self.plan()
         g = self.guest
-        o = Outcome(g.name, g.vmid)
+        o = UpdateOutcome(g.name, g.vmid)
         why = self._reachable()
         if why is not None:
             o.result, o.message = "failed", f"guest not reachable: {why}; nothing changed"
@@ -260,8 +295,22 @@ class NixosUpdate:
             return o
         return self._update(o, gen, version, old_lock)
 
-    def _update(self, o: Outcome, gen: Generation, version: tuple[int, ...], old: str) -> Outcome:
+    def _update(
+        self, o: UpdateOutcome, gen: Generation, version: tuple[int, ...], old: str
+    ) -> UpdateOutcome:
+        try:
+            return self._transaction(o, gen, version, old)
+        finally:
+            # Once switched (or not), the system profile keeps what it needs.
+            if self._build_started:
+                self._drop_build_root()
+
+    def _transaction(
+        self, o: UpdateOutcome, gen: Generation, version: tuple[int, ...], old: str
+    ) -> UpdateOutcome:
         u = self.settings
+        stamp = unit_stamp(self.clock.now(), self.token())
+        unit, switch_unit = f"{DEADMAN}-{stamp}", f"{SWITCH}-{stamp}"
         try:
             argv = lock_argv(version, self.flake, u.inputs)
             reply = self.access.run(argv)
@@ -286,7 +335,9 @@ class NixosUpdate:
             if new == gen.current:
                 return self._same_system(o, new_lock)
             self._diff(o, gen, new)
-            unit = "nixmox-deadman-" + (o.snapshot or "update").removeprefix("nixmox_update_")
+            baseline = self._failed_before()
+            if baseline:
+                o.step("failed before the update (not counted): " + ", ".join(baseline))
             armed = self.access.run(deadman_argv(unit, u.dead_man, gen.number))
             if not armed.ok:
                 self._restore_lock(o, old)
@@ -298,21 +349,17 @@ class NixosUpdate:
             o.message = f"guest stopped answering before the switch: {exc}; snapshot kept"
             return o
         try:
-            problems = self._switch_and_check(o, new)
+            problems = self._switch_and_check(o, new, switch_unit, baseline)
         except _Unreachable as exc:
             return self._snapshot_rollback(o, f"guest unreachable after the switch: {exc}")
         if problems:
-            return self._switch_back(o, gen, unit, old, "; ".join(problems))
+            return self._switch_back(o, gen, unit, switch_unit, old, "; ".join(problems))
         return self._succeeded(o, unit, gen, new, old, new_lock)
 
-    def _build(self, o: Outcome) -> tuple[str | None, str]:
+    def _build(self, o: UpdateOutcome) -> tuple[str | None, str]:
         """Build the new system: its store path, or None and why the build failed."""
-        target = shlex.quote(f"{self.flake}#{self.attr}")
-        script = (
-            'd=$(mktemp -d) && cd "$d" && '
-            f"nixos-rebuild build --flake {target} >&2 && readlink -f result"
-        )
-        reply = self.access.run(script, timeout=3 * 3600.0)
+        self._build_started = True
+        reply = self.access.run(build_script(self.flake, self.attr), timeout=3 * 3600.0)
         o.step(f"$ nixos-rebuild build --flake {self.flake}#{self.attr}")
         path = reply.stdout.strip().splitlines()[-1] if reply.stdout.strip() else ""
         if not reply.ok or not path:
@@ -320,7 +367,7 @@ class NixosUpdate:
         o.step(f"built {path}")
         return path, ""
 
-    def _diff(self, o: Outcome, gen: Generation, new: str) -> None:
+    def _diff(self, o: UpdateOutcome, gen: Generation, new: str) -> None:
         reply = self.access.run([*NIX, "store", "diff-closures", gen.current, new], changes=False)
         if reply.ok:
             lines = [line for line in reply.stdout.splitlines() if line.strip()]
@@ -329,40 +376,75 @@ class NixosUpdate:
         else:
             o.step(f"closure diff unavailable: {reply.why()}")
 
-    def _switch_and_check(self, o: Outcome, new: str) -> list[str]:
+    def _switch_and_check(
+        self, o: UpdateOutcome, new: str, unit: str, baseline: list[str]
+    ) -> list[str]:
         """Switch to ``new``; the health problems (empty: healthy). _Unreachable if lost."""
         try:
             set_profile = self.access.run(["nix-env", "-p", PROFILE, "--set", new])
             if not set_profile.ok:
                 return [f"nix-env --set failed: {set_profile.why()}"]
-            switched = self.access.run([f"{new}/bin/switch-to-configuration", "switch"])
-            o.step(f"$ {new}/bin/switch-to-configuration switch (exit {switched.code})")
-            if not switched.ok:
-                return [f"switch-to-configuration exited {switched.code}: {switched.why()}"]
-            health = self._health()
+            try:
+                switched = self.access.run(switch_argv(unit, new), timeout=1800.0)
+            except GuestUnreachable as exc:
+                # The switch runs in its own unit: losing the connection that started
+                # it (sshd or the agent restarted) does not stop it. Health decides.
+                if not self._switch_finished(unit):
+                    raise
+                o.step(f"the connection dropped during the switch ({exc}); it finished")
+            else:
+                o.step(f"$ {new}/bin/switch-to-configuration switch (exit {switched.returncode})")
+                if not switched.ok:
+                    return [
+                        f"switch-to-configuration exited {switched.returncode}: {switched.why()}"
+                    ]
+            health = self._health(baseline)
         except GuestUnreachable as exc:
             raise _Unreachable(str(exc)) from None
         if health.reachable is not None:
             raise _Unreachable(health.reachable)
         return health.problems()
 
-    def _health(self) -> Health:
+    def _switch_finished(self, unit: str) -> bool:
+        """Wait (the health timeout) for the guest to answer and ``unit`` to be gone."""
+        deadline = self.clock.monotonic() + parse_timespan(
+            (self.settings.health or HealthChecks()).timeout
+        )
+        while self.clock.monotonic() < deadline:
+            if self._reachable() is None:
+                try:
+                    state = self.access.run(["systemctl", "is-active", unit], changes=False)
+                except GuestUnreachable:
+                    state = None
+                if state is not None and state.stdout.strip() not in (
+                    "active",
+                    "activating",
+                    "reloading",
+                    "deactivating",
+                ):
+                    return True
+            self.clock.sleep(POLL)
+        return False
+
+    def _failed_before(self) -> list[str]:
+        """The units failed before the switch, nixmox's own failed leftovers reset first."""
+        self.access.run(list(RESET_OWN_FAILED))
+        listed = self.access.run(list(LIST_FAILED), changes=False)
+        return parse_failed_units(listed.stdout) if listed.ok else []
+
+    def _health(self, baseline: list[str]) -> Health:
         h = self.settings.health or HealthChecks()
         limit = parse_timespan(h.timeout)
         deadline = self.clock.monotonic() + limit
-        health = Health()
+        health = Health(baseline_failed=baseline)
         while True:
             reply = self.access.run(["systemctl", "is-system-running"], changes=False)
             health.state = reply.stdout.strip() or reply.why()
             if system_state(health.state) != "wait" or self.clock.monotonic() >= deadline:
                 break
             self.clock.sleep(POLL)
-        listed = self.access.run(
-            ["systemctl", "list-units", "--state=failed", "--no-legend", "--plain"], changes=False
-        )
-        health.failed_units = [
-            line.split()[0] for line in listed.stdout.splitlines() if line.strip()
-        ]
+        listed = self.access.run(list(LIST_FAILED), changes=False)
+        health.failed_units = parse_failed_units(listed.stdout)
         if h.units:
             active = self.access.run(["systemctl", "is-active", *h.units], changes=False)
             states = active.stdout.split()
@@ -381,8 +463,8 @@ class NixosUpdate:
     # -- endings ----------------------------------------------------------------------
 
     def _succeeded(
-        self, o: Outcome, unit: str, gen: Generation, new: str, old: str, lock: str
-    ) -> Outcome:
+        self, o: UpdateOutcome, unit: str, gen: Generation, new: str, old: str, lock: str
+    ) -> UpdateOutcome:
         u, g = self.settings, self.guest
         o.result = "ok"
         notes = ["switched, healthy"]
@@ -420,7 +502,7 @@ class NixosUpdate:
         o.message = "; ".join(n for n in notes if n)
         return o
 
-    def _same_system(self, o: Outcome, lock: str) -> Outcome:
+    def _same_system(self, o: UpdateOutcome, lock: str) -> UpdateOutcome:
         """The new lock builds the running system again: keep the lock, switch nothing."""
         o.result = "ok"
         notes = ["new lock, same system: nothing switched", self._commit_lock(o)]
@@ -429,7 +511,7 @@ class NixosUpdate:
         o.message = "; ".join(notes)
         return o
 
-    def _failed(self, o: Outcome, message: str) -> Outcome:
+    def _failed(self, o: UpdateOutcome, message: str) -> UpdateOutcome:
         """A failure before anything switched: the snapshot is of no use, delete it."""
         had = o.snapshot
         self._drop_snapshot(o)
@@ -440,7 +522,9 @@ class NixosUpdate:
             o.message += f", snapshot {had} deleted"
         return o
 
-    def _switch_back(self, o: Outcome, gen: Generation, unit: str, old: str, why: str) -> Outcome:
+    def _switch_back(
+        self, o: UpdateOutcome, gen: Generation, unit: str, switch_unit: str, old: str, why: str
+    ) -> UpdateOutcome:
         """Health failed: back to the recorded generation in the guest (else the snapshot)."""
         o.step(f"unhealthy: {why}")
         try:
@@ -448,7 +532,7 @@ class NixosUpdate:
                 ["nix-env", "-p", PROFILE, "--switch-generation", str(gen.number)]
             )
             if back.ok:
-                back = self.access.run([f"{PROFILE}/bin/switch-to-configuration", "switch"])
+                back = self.access.run(switch_argv(f"{switch_unit}-back", PROFILE), timeout=1800.0)
             if not back.ok:
                 return self._snapshot_rollback(
                     o, f"{why}; switching back in the guest failed: {back.why()}"
@@ -463,7 +547,7 @@ class NixosUpdate:
         o.message = f"unhealthy after the switch: {why}"
         return o
 
-    def _snapshot_rollback(self, o: Outcome, why: str) -> Outcome:
+    def _snapshot_rollback(self, o: UpdateOutcome, why: str) -> UpdateOutcome:
         o.step(why)
         if self.snapshots is None or o.snapshot is None:
             o.result, o.message = "failed", f"{why}; no snapshot to roll back to"
@@ -494,7 +578,7 @@ class NixosUpdate:
     def _keep(self) -> Keep:
         return self.settings.snapshots.rule() if self.settings.snapshots else DEFAULT_KEEP
 
-    def _snapshot(self, o: Outcome) -> None:
+    def _snapshot(self, o: UpdateOutcome) -> None:
         if self.snapshots is None:
             return
         name = update_snapshot_name(self.clock.now())
@@ -502,7 +586,7 @@ class NixosUpdate:
         o.snapshot = name
         o.step(f"snapshot {self.snapshots.kind}/{self.guest.vmid} {name}")
 
-    def _drop_snapshot(self, o: Outcome) -> None:
+    def _drop_snapshot(self, o: UpdateOutcome) -> None:
         if self.snapshots is None or o.snapshot is None:
             return
         try:
@@ -513,7 +597,12 @@ class NixosUpdate:
         o.step(f"deleted snapshot {o.snapshot}")
         o.snapshot = None
 
-    def _restore_lock(self, o: Outcome, old: str) -> None:
+    def _drop_build_root(self) -> None:
+        """Remove the build's ``result`` link (best effort: the next build replaces it)."""
+        with contextlib.suppress(GuestUnreachable):
+            self.access.run(f"rm -f {BUILD_DIR}/result")
+
+    def _restore_lock(self, o: UpdateOutcome, old: str) -> None:
         path = shlex.quote(self.lock_path)
         script = f"cat > {path}" if old else f"rm -f {path}"
         reply = self.access.run(script, input=old if old else None)
@@ -521,11 +610,11 @@ class NixosUpdate:
             "flake.lock restored" if reply.ok else f"could not restore flake.lock: {reply.why()}"
         )
 
-    def _disarm(self, o: Outcome, unit: str) -> None:
+    def _disarm(self, o: UpdateOutcome, unit: str) -> None:
         reply = self.access.run(["systemctl", "stop", f"{unit}.timer"])
         o.step(f"dead-man switch {unit} disarmed" if reply.ok else f"disarm: {reply.why()}")
 
-    def _commit_lock(self, o: Outcome) -> str:
+    def _commit_lock(self, o: UpdateOutcome) -> str:
         u = self.settings
         if not u.commit_lock:
             return "flake.lock updated, left uncommitted (commit_lock = false)"
@@ -541,11 +630,11 @@ class NixosUpdate:
         if reply.ok:
             o.step("committed flake.lock as nixmox")
             return "flake.lock committed"
-        if reply.code == 3:
+        if reply.returncode == 3:
             return "flake.lock left modified (not a git repository)"
         return f"flake.lock left modified (git commit failed: {reply.why()})"
 
-    def _after_success_snapshots(self, o: Outcome) -> None:
+    def _after_success_snapshots(self, o: UpdateOutcome) -> None:
         if self.snapshots is None:
             return
         if not self.settings.keep_snapshot:
@@ -558,13 +647,13 @@ class NixosUpdate:
         if pruned:
             o.step("pruned snapshots: " + ", ".join(pruned))
 
-    def _reboot(self, o: Outcome, changed: list[str]) -> str:
+    def _reboot(self, o: UpdateOutcome, changed: list[str]) -> str:
         if self.snapshots is None:
             o.pending = 1
             return "reboot pending (no API connection)"
         api: Proxmox = self.snapshots.api
         g = self.guest
-        path = f"/nodes/{g.node}/{self.snapshots.kind}/{g.vmid}/status/reboot"
+        path = f"{guest_path(g.node, self.snapshots.kind, g.vmid)}/status/reboot"
         try:
             upid = api.post(path)
             if isinstance(upid, str):

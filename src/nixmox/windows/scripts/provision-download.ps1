@@ -6,6 +6,14 @@ param(
 )
 
 $ErrorActionPreference = 'Stop'
+
+function Write-Report($report) {
+    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
+    # ASCII only, whatever the console code page: escape everything else.
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+    Write-Output $json
+}
+
 $ProgressPreference = 'SilentlyContinue'
 $report = [ordered]@{ step = 'download'; ok = $true; changed = $false; detail = '' }
 try {
@@ -30,5 +38,5 @@ try {
     $report['ok'] = $false
     $report['detail'] = "$Url`: $($_.Exception.Message)"
 }
-Write-Output ($report | ConvertTo-Json -Compress -Depth 5)
+Write-Report $report
 if (-not $report['ok']) { exit 1 }

@@ -3,6 +3,14 @@
 param([switch]$CheckOnly)
 
 $ErrorActionPreference = 'Stop'
+
+function Write-Report($report) {
+    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
+    # ASCII only, whatever the console code page: escape everything else.
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+    Write-Output $json
+}
+
 $report = [ordered]@{ step = 'drivers'; ok = $true; changed = $false; detail = '' }
 try {
     # The kernel services of the virtio-win drivers, per kind of device.
@@ -27,5 +35,5 @@ try {
     $report['ok'] = $false
     $report['detail'] = $_.Exception.Message
 }
-Write-Output ($report | ConvertTo-Json -Compress -Depth 5)
+Write-Report $report
 if (-not $report['ok']) { exit 1 }

@@ -4,6 +4,14 @@
 param([switch]$CheckOnly)
 
 $ErrorActionPreference = 'Stop'
+
+function Write-Report($report) {
+    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
+    # ASCII only, whatever the console code page: escape everything else.
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+    Write-Output $json
+}
+
 $report = [ordered]@{ step = 'msi'; ok = $true; changed = $false; detail = ''; functions = @() }
 
 # Emulated display adapters: virtio-gpu, QXL, bochs/std VGA, VMware, Hyper-V.
@@ -11,6 +19,16 @@ $emulated = @('VEN_1AF4', 'VEN_1B36', 'VEN_1234', 'VEN_15AD', 'VEN_1414')
 
 function Get-Parent([string]$id) {
     return (Get-PnpDeviceProperty -InstanceId $id -KeyName 'DEVPKEY_Device_Parent').Data
+}
+
+# "PCI bus 1, device 0, function 1" -> "1/0": the functions of one card share bus and
+# device. Vendor and parent alone match every Intel device on the root bus for an iGPU.
+function Get-Slot([string]$id) {
+    $where = (Get-PnpDeviceProperty -InstanceId $id -KeyName 'DEVPKEY_Device_LocationInfo' `
+        -ErrorAction SilentlyContinue).Data
+    $m = [regex]::Match([string]$where, 'PCI bus (\d+), device (\d+), function (\d+)')
+    if (-not $m.Success) { return $null }
+    return "$($m.Groups[1].Value)/$($m.Groups[2].Value)"
 }
 
 try {
@@ -24,18 +42,25 @@ try {
     $functions = @()
     foreach ($gpu in $gpus) {
         $parent = Get-Parent $gpu.InstanceId
-        $vendor = ($gpu.InstanceId -split '&')[0]
-        # Functions of one card share the vendor and the upstream port (parent).
-        $siblings = @(Get-PnpDevice -PresentOnly | Where-Object { $_.InstanceId -like "$vendor&*" })
+        $slot = Get-Slot $gpu.InstanceId
+        # Functions of one card: the same bus and device under the same parent. Without a
+        # location the GPU is set alone.
+        $siblings = @($gpu)
+        if ($slot) {
+            $siblings = @(Get-PnpDevice -PresentOnly | Where-Object { $_.InstanceId -like 'PCI\*' })
+        }
         foreach ($device in $siblings) {
             if ($seen.ContainsKey($device.InstanceId)) { continue }
+            if ($slot -and ((Get-Slot $device.InstanceId) -ne $slot)) { continue }
             if ((Get-Parent $device.InstanceId) -ne $parent) { continue }
             $seen[$device.InstanceId] = $true
             $base = "HKLM:\SYSTEM\CurrentControlSet\Enum\$($device.InstanceId)\Device Parameters"
             $key = "$base\Interrupt Management\MessageSignaledInterruptProperties"
             $value = Get-ItemProperty -LiteralPath $key -Name MSISupported -ErrorAction SilentlyContinue
             $on = [bool]($value -and $value.MSISupported -eq 1)
-            $functions += [ordered]@{ id = $device.InstanceId; name = $device.FriendlyName; msi = $on }
+            $functions += [ordered]@{
+                id = $device.InstanceId; name = $device.FriendlyName; msi = $on; slot = $slot
+            }
             if (-not $on -and -not $CheckOnly) {
                 foreach ($sub in @("$base\Interrupt Management", $key)) {
                     if (-not (Test-Path -LiteralPath $sub)) { New-Item -Path $sub | Out-Null }
@@ -52,5 +77,5 @@ try {
     $report['ok'] = $false
     $report['detail'] = $_.Exception.Message
 }
-Write-Output ($report | ConvertTo-Json -Compress -Depth 5)
+Write-Report $report
 if (-not $report['ok']) { exit 1 }

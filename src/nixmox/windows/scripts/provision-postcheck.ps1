@@ -1,11 +1,27 @@
-# nixmox: the display adapters and their problem codes (43: the driver stopped the device).
+# nixmox: the passed-through display adapters and their problem codes (43: the driver
+# stopped the device). Emulated adapters are left out: with passthrough the Microsoft
+# Basic Display Adapter on the emulated VGA is often disabled (code 22), and fine.
 param([switch]$CheckOnly)
 
 $ErrorActionPreference = 'Stop'
+
+function Write-Report($report) {
+    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
+    # ASCII only, whatever the console code page: escape everything else.
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+    Write-Output $json
+}
+
 $report = [ordered]@{ step = 'postcheck'; ok = $true; changed = $false; detail = ''; gpus = @() }
+
+# Emulated display adapters (as in provision-msi.ps1): virtio-gpu, QXL, bochs/std VGA,
+# VMware, Hyper-V.
+$emulated = @('VEN_1AF4', 'VEN_1B36', 'VEN_1234', 'VEN_15AD', 'VEN_1414')
+
 try {
     $report['gpus'] = @(Get-CimInstance -ClassName Win32_PnPEntity |
         Where-Object { $_.PNPClass -eq 'Display' -and $_.DeviceID -like 'PCI\*' } |
+        Where-Object { $emulated -notcontains ($_.DeviceID -split '\\')[1].Split('&')[0] } |
         ForEach-Object {
             [ordered]@{
                 name = [string]$_.Name
@@ -14,10 +30,10 @@ try {
                 code = [int]$_.ConfigManagerErrorCode
             }
         })
-    $report['detail'] = "$($report['gpus'].Count) display adapters"
+    $report['detail'] = "$($report['gpus'].Count) passed-through display adapters"
 } catch {
     $report['ok'] = $false
     $report['detail'] = $_.Exception.Message
 }
-Write-Output ($report | ConvertTo-Json -Compress -Depth 5)
+Write-Report $report
 if (-not $report['ok']) { exit 1 }

@@ -9,11 +9,30 @@ param(
 )
 
 $ErrorActionPreference = 'Stop'
+
+function Write-Report($report) {
+    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
+    # ASCII only, whatever the console code page: escape everything else.
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+    Write-Output $json
+}
+
 $report = [ordered]@{ step = 'steam-task'; ok = $true; changed = $false; detail = '' }
 
 function Test-SameUser([string]$a, [string]$b) {
     return ($a -split '\\')[-1] -eq ($b -split '\\')[-1]
 }
+
+# A bare name resolves to the computer's own account first when the computer is
+# named like the user, and registering the task fails: qualify a local account.
+function Get-QualifiedUser([string]$name) {
+    if ($name.Contains('\') -or $name.Contains('@')) { return $name }
+    return "$env:COMPUTERNAME\$name"
+}
+
+# Normal CPU, I/O and memory priority for Steam and the games it starts (the
+# task default, 7, is below normal).
+$priority = 4
 
 try {
     $task = Get-ScheduledTask -TaskName $TaskName -ErrorAction SilentlyContinue
@@ -22,7 +41,8 @@ try {
         $action = @($task.Actions)[0]
         $fine = (Test-SameUser $task.Principal.UserId $User) -and
             ([string]$task.Principal.LogonType -eq 'Interactive') -and
-            ($action.Execute -eq $SteamExe)
+            ($action.Execute -eq $SteamExe) -and
+            ($task.Settings.Priority -eq $priority)
     }
     if ($fine) {
         $report['detail'] = "task $TaskName starts Steam for $User"
@@ -30,20 +50,21 @@ try {
         $report['changed'] = $true
         $report['detail'] = "would register task $TaskName for $User"
     } else {
+        $account = Get-QualifiedUser $User
         $action = New-ScheduledTaskAction -Execute $SteamExe -Argument '-silent'
-        $trigger = New-ScheduledTaskTrigger -AtLogOn -User $User
-        $principal = New-ScheduledTaskPrincipal -UserId $User -LogonType Interactive -RunLevel Limited
+        $trigger = New-ScheduledTaskTrigger -AtLogOn -User $account
+        $principal = New-ScheduledTaskPrincipal -UserId $account -LogonType Interactive -RunLevel Limited
         $settings = New-ScheduledTaskSettingsSet -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries `
-            -ExecutionTimeLimit ([TimeSpan]::Zero)
+            -ExecutionTimeLimit ([TimeSpan]::Zero) -Priority $priority
         Register-ScheduledTask -TaskName $TaskName -Action $action -Trigger $trigger `
             -Principal $principal -Settings $settings -Force `
             -Description 'Starts Steam for the player at logon (nixmox)' | Out-Null
         $report['changed'] = $true
-        $report['detail'] = "registered task $TaskName for $User"
+        $report['detail'] = "registered task $TaskName for $account"
     }
 } catch {
     $report['ok'] = $false
     $report['detail'] = $_.Exception.Message
 }
-Write-Output ($report | ConvertTo-Json -Compress -Depth 5)
+Write-Report $report
 if (-not $report['ok']) { exit 1 }

@@ -5,6 +5,14 @@ param(
 )
 
 $ErrorActionPreference = 'Stop'
+
+function Write-Report($report) {
+    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
+    # ASCII only, whatever the console code page: escape everything else.
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+    Write-Output $json
+}
+
 $report = [ordered]@{
     step = 'steam'; ok = $true; changed = $false; detail = ''
     installed = $false; install_path = $null; task = $null
@@ -28,6 +36,7 @@ try {
             user = [string]$task.Principal.UserId
             logon_type = [string]$task.Principal.LogonType
             execute = [string]$action.Execute
+            priority = [int]$task.Settings.Priority
         }
     }
     if ($report['installed']) {
@@ -39,5 +48,5 @@ try {
     $report['ok'] = $false
     $report['detail'] = $_.Exception.Message
 }
-Write-Output ($report | ConvertTo-Json -Compress -Depth 5)
+Write-Report $report
 if (-not $report['ok']) { exit 1 }

@@ -2,6 +2,8 @@
 # Prints one JSON line: the installer's ResultCode (2 succeeded, 3 succeeded
 # with errors, 4 failed, 5 aborted), HResult, RebootRequired and each update's
 # own ResultCode. Never reboots: nixmox decides that by the guest's policy.
+# Installs what update-scan.ps1 lists, with the same choice (-IncludeOptional).
+param([switch]$IncludeOptional)
 $ErrorActionPreference = 'Stop'
 
 function Write-Report($report) {
@@ -10,18 +12,36 @@ function Write-Report($report) {
     Write-Output $json
 }
 
+# The updates Windows Update installs on its own: optional ones (BrowseOnly,
+# e.g. preview cumulative updates) only with -IncludeOptional.
+function Get-Criteria {
+    $criteria = "IsInstalled=0 and Type='Software' and IsHidden=0"
+    if (-not $IncludeOptional) { $criteria += ' and BrowseOnly=0' }
+    return $criteria
+}
+
+function Get-Summary($u, $reason) {
+    $kbs = @($u.KBArticleIDs | ForEach-Object { 'KB' + $_ })
+    return [ordered]@{ kb = ($kbs -join ','); title = $u.Title; reason = $reason }
+}
+
 try {
     $session = New-Object -ComObject Microsoft.Update.Session
     $session.ClientApplicationID = 'nixmox'
     $searcher = $session.CreateUpdateSearcher()
-    $found = $searcher.Search("IsInstalled=0 and Type='Software' and IsHidden=0")
+    $found = $searcher.Search((Get-Criteria))
     $wanted = New-Object -ComObject Microsoft.Update.UpdateColl
+    $skipped = New-Object System.Collections.ArrayList
     foreach ($u in $found.Updates) {
+        if ($u.InstallationBehavior.CanRequestUserInput) {
+            [void]$skipped.Add((Get-Summary $u 'may ask for input'))
+            continue
+        }
         if (-not $u.EulaAccepted) { $u.AcceptEula() }
         [void]$wanted.Add($u)
     }
     if ($wanted.Count -eq 0) {
-        Write-Report ([ordered]@{ ok = $true; stage = 'install'; result_code = 2; hresult = 0; reboot_required = $false; updates = @() })
+        Write-Report ([ordered]@{ ok = $true; stage = 'install'; result_code = 2; hresult = 0; reboot_required = $false; updates = @(); skipped = $skipped })
         exit 0
     }
 
@@ -31,7 +51,7 @@ try {
     $ready = New-Object -ComObject Microsoft.Update.UpdateColl
     foreach ($u in $wanted) { if ($u.IsDownloaded) { [void]$ready.Add($u) } }
     if ($ready.Count -eq 0) {
-        Write-Report ([ordered]@{ ok = $true; stage = 'download'; result_code = [int]$download.ResultCode; hresult = [int]$download.HResult; reboot_required = $false; updates = @() })
+        Write-Report ([ordered]@{ ok = $true; stage = 'download'; result_code = [int]$download.ResultCode; hresult = [int]$download.HResult; reboot_required = $false; updates = @(); skipped = $skipped })
         exit 0
     }
 
@@ -56,6 +76,7 @@ try {
         hresult = [int]$result.HResult
         reboot_required = [bool]$result.RebootRequired
         updates = $each
+        skipped = $skipped
     })
     exit 0
 } catch {

@@ -28,7 +28,8 @@ function Get-SteamLibraries {
 
 try {
     $os = Get-CimInstance -ClassName Win32_OperatingSystem
-    $boot = $os.LastBootUpTime.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ')
+    $boot = $os.LastBootUpTime.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ',
+        [Globalization.CultureInfo]::InvariantCulture)
 
     $gpus = New-Object System.Collections.ArrayList
     $display = Get-CimInstance -ClassName Win32_PnPEntity -Filter "PNPClass='Display'"

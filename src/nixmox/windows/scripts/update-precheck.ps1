@@ -1,7 +1,7 @@
 # nixmox update windows: precheck (read-only).
 # Prints one JSON line: OS build, last boot time (UTC), pending-reboot flags,
 # Windows servicing processes, free space on C:, which of the given busy
-# processes run, and whether Steam is downloading.
+# processes run, whether Steam is downloading, and PowerShell's language mode.
 param([string]$BusyProcesses = '')
 $ErrorActionPreference = 'Stop'
 
@@ -16,7 +16,9 @@ try {
     $os = Get-CimInstance -ClassName Win32_OperatingSystem
     $ubr = (Get-ItemProperty -Path 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion').UBR
     $build = '{0}.{1}' -f $os.Version, $ubr
-    $boot = $os.LastBootUpTime.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ')
+    # Invariant culture: with the current one ':' becomes the culture's time separator.
+    $boot = $os.LastBootUpTime.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ',
+        [Globalization.CultureInfo]::InvariantCulture)
 
     $reasons = New-Object System.Collections.ArrayList
     if (Test-Path 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending') {
@@ -25,10 +27,10 @@ try {
     if (Test-Path 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired') {
         [void]$reasons.Add('WindowsUpdate RebootRequired')
     }
+    # Information only: antivirus, browsers and drivers fill it, and it can survive
+    # reboots, so counting it would hold every run or reboot every time.
     $sm = Get-ItemProperty -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Session Manager' -Name PendingFileRenameOperations -ErrorAction SilentlyContinue
-    if ($sm -and $sm.PendingFileRenameOperations) {
-        [void]$reasons.Add('PendingFileRenameOperations')
-    }
+    $renames = [bool]($sm -and $sm.PendingFileRenameOperations)
     try {
         if ((New-Object -ComObject Microsoft.Update.SystemInfo).RebootRequired) {
             [void]$reasons.Add('Microsoft.Update.SystemInfo RebootRequired')
@@ -70,11 +72,14 @@ try {
         boot_time = $boot
         reboot_pending = ($reasons.Count -gt 0)
         reboot_reasons = $reasons
+        pending_file_renames = $renames
         servicing = $servicing
         free_gb = $freeGb
         busy = $busy
         steam_downloading = ($downloading.Count -gt 0)
         steam_apps_downloading = $downloading
+        # ConstrainedLanguage under Smart App Control / App Control: COM objects fail.
+        language_mode = [string]$ExecutionContext.SessionState.LanguageMode
     })
     exit 0
 } catch {

@@ -1,5 +1,7 @@
 # nixmox update windows: what Windows Update offers (read-only).
-# Prints one JSON line with every applicable software update not yet installed.
+# Prints one JSON line with every applicable software update not yet installed,
+# and those left alone because they may ask for input (nobody answers in session 0).
+param([switch]$IncludeOptional)
 $ErrorActionPreference = 'Stop'
 
 function Write-Report($report) {
@@ -8,13 +10,31 @@ function Write-Report($report) {
     Write-Output $json
 }
 
+# The updates Windows Update installs on its own: optional ones (BrowseOnly,
+# e.g. preview cumulative updates) only with -IncludeOptional.
+function Get-Criteria {
+    $criteria = "IsInstalled=0 and Type='Software' and IsHidden=0"
+    if (-not $IncludeOptional) { $criteria += ' and BrowseOnly=0' }
+    return $criteria
+}
+
+function Get-Summary($u, $reason) {
+    $kbs = @($u.KBArticleIDs | ForEach-Object { 'KB' + $_ })
+    return [ordered]@{ kb = ($kbs -join ','); title = $u.Title; reason = $reason }
+}
+
 try {
     $session = New-Object -ComObject Microsoft.Update.Session
     $session.ClientApplicationID = 'nixmox'
     $searcher = $session.CreateUpdateSearcher()
-    $found = $searcher.Search("IsInstalled=0 and Type='Software' and IsHidden=0")
+    $found = $searcher.Search((Get-Criteria))
     $updates = New-Object System.Collections.ArrayList
+    $skipped = New-Object System.Collections.ArrayList
     foreach ($u in $found.Updates) {
+        if ($u.InstallationBehavior.CanRequestUserInput) {
+            [void]$skipped.Add((Get-Summary $u 'may ask for input'))
+            continue
+        }
         $kbs = @($u.KBArticleIDs | ForEach-Object { 'KB' + $_ })
         [void]$updates.Add([ordered]@{
             kb = ($kbs -join ',')
@@ -24,7 +44,7 @@ try {
             id = $u.Identity.UpdateID
         })
     }
-    Write-Report ([ordered]@{ ok = $true; count = $updates.Count; updates = $updates })
+    Write-Report ([ordered]@{ ok = $true; count = $updates.Count; updates = $updates; skipped = $skipped })
     exit 0
 } catch {
     Write-Report ([ordered]@{ ok = $false; error = $_.Exception.Message })

@@ -1,31 +1,28 @@
-"""`nixmox update windows [--guest NAME]... [--dry-run] [--json]`.
+"""``update windows`` as the CLI starts it: which guests, and which door to each.
 
-Which door a run uses: the Proxmox API when a connection is configured
-(``[proxmox]`` or ``NIXMOX_PVE_*``): the agent through ``.../agent/*`` and the
-snapshots through ``.../snapshot``. Without one, on the Proxmox host itself:
-the VM's agent socket (``/var/run/qemu-server/VMID.qga``, or under
-``NIXMOX_QGA_DIR``) and ``qm`` for the VM's state and snapshots. Neither: a
-one-line error naming both.
+The door: the Proxmox API when a connection is configured (``[proxmox]`` or
+``NIXMOX_PVE_*``): the agent through ``.../agent/*`` and the snapshots through
+``.../snapshot``. Without one, on the Proxmox host itself: the VM's agent
+socket (``/var/run/qemu-server/VMID.qga``, or under ``NIXMOX_QGA_DIR``) and
+``qm`` for the VM's state and snapshots. Neither: a one-line error naming both.
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+from collections.abc import Callable
 
 from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.guest_agent.via_socket import SocketAgent
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_status
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
 from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
-from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.runtime.run import observed_run
 from nixmox.updates.guest_snapshots import GuestSnapshots
-from nixmox.updates.outcome import Outcome, exit_code, report, run_result, summary
+from nixmox.updates.outcome import UpdateSummary
 from nixmox.updates.privileges import preflight, windows_needs
 from nixmox.windows.update import Target, Timing, WindowsUpdate
 from nixmox.windows.update_local import QmGuest
@@ -72,10 +69,9 @@ def targets(inv: Inventory, guests: list[Guest], *, dry_run: bool) -> list[Targe
     preflight(api, needs, "update windows", dry_run=dry_run)
     out = []
     for guest in guests:
-        status = f"/nodes/{guest.node}/qemu/{guest.vmid}/status/current"
 
-        def running(path: str = status) -> bool:
-            return (api.get(path) or {}).get("status") == "running"
+        def running(guest: Guest = guest) -> bool:
+            return guest_status(api, guest.node, "qemu", guest.vmid).get("status") == "running"
 
         out.append(
             Target(
@@ -99,37 +95,24 @@ def _local(guest: Guest, why: str, runner: Runner) -> Target:
     return Target(guest, agent, qm, qm.running, via=f"agent socket {agent.path}")
 
 
-def run(
-    config: Path | None,
+def prepare_windows_update(
+    inv: Inventory,
     names: list[str],
     *,
     dry_run: bool,
-    as_json: bool,
     clock: Clock | None = None,
     timing: Timing | None = None,
-) -> int:
-    """Update the Windows guests; exit 0 unless one failed or was rolled back."""
-    inv = load_inventory(find_inventory(config))
+) -> Callable[[], UpdateSummary]:
+    """Windows Update on the chosen guests, one after another."""
     tz = zone(inv.timezone)
     chosen = targets(inv, windows_guests(inv, names), dry_run=dry_run)
 
-    def go() -> list[Outcome]:
-        return [
-            WindowsUpdate(t, tz, clock or SystemClock(), timing or Timing(), dry_run).run()
-            for t in chosen
-        ]
+    def update_guests() -> UpdateSummary:
+        return UpdateSummary(
+            tuple(
+                WindowsUpdate(t, tz, clock or SystemClock(), timing or Timing(), dry_run).run()
+                for t in chosen
+            )
+        )
 
-    if dry_run:
-        outcomes = go()
-    else:
-        with observed_run(inv, "update windows") as journal:
-            outcomes = go()
-            journal.summary = summary(outcomes)
-            journal.result = run_result(outcomes)
-    report(outcomes, as_json=as_json, dry_run=dry_run, title="update windows")
-    if not as_json and (dry_run or logging.getLogger("nixmox").isEnabledFor(logging.DEBUG)):
-        # The plan (what would be installed) always; every step with -v.
-        for o in outcomes:
-            for step in o.steps:
-                print(f"{o.guest}: {step}")
-    return exit_code(outcomes)
+    return update_guests

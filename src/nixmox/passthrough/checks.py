@@ -1,4 +1,4 @@
-"""GPU passthrough readiness: the check ids of PASSTHROUGH.md, as pure verdicts.
+"""GPU passthrough readiness: the check ids of docs/passthrough.md, as pure verdicts.
 
 Each ``check_*`` function takes plain data (:class:`HostFacts` read from the
 host's files, the devices the inventory passes to each guest) and returns
@@ -20,11 +20,12 @@ from typing import Any
 from nixmox.adapters.hostfacts import HostFacts, PciFacts, read_host
 from nixmox.adapters.hostfs import HostFs
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.core.errors import NixmoxError
-from nixmox.doctor.verdict import Check, Status
+from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Guest, Inventory
 
-#: The check ids of PASSTHROUGH.md, in the order they run (stable interface).
+#: The check ids of docs/passthrough.md, in the order they run (stable interface).
 CHECK_IDS = (
     "cpu-virtualization",
     "kernel-cmdline",
@@ -887,7 +888,7 @@ def guest_checks(
     ]
 
 
-def is_local(facts: HostFacts, inv: Inventory, node: str) -> bool:
+def host_root_is_node(facts: HostFacts, inv: Inventory, node: str) -> bool:
     """Whether the host seen through --host-root is ``node``."""
     if facts.hostname is not None and any(n.name == facts.hostname for n in inv.nodes):
         return facts.hostname == node
@@ -915,7 +916,7 @@ def check_passthrough(inv: Inventory, host_root: Path, api: Proxmox | None) -> l
     checks = host_checks(facts)
     for guest in wanting:
         subject = f"{guest.name} ({guest.vmid})"
-        if not is_local(facts, inv, guest.node):
+        if not host_root_is_node(facts, inv, guest.node):
             checks.append(
                 Check(
                     "device-present",
@@ -951,9 +952,8 @@ def _api_state(
     if api is None:
         return frozenset(), {}, "no connection"
     try:
-        resources = api.get("/cluster/resources", type="vm")
         running = frozenset(
-            int(r["vmid"]) for r in resources if r.get("status") == "running" and "vmid" in r
+            vmid for vmid, row in read_guests(api).items() if row.status == "running"
         )
         # An empty blacklist: PVE hides bridges and more by default, the check needs all.
         listings = {

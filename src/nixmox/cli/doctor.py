@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from nixmox.core.errors import ConfigError
+from nixmox.core.verdict import Check, Status, exit_code, totals
 from nixmox.doctor.areas import AREAS, run_areas
-from nixmox.doctor.verdict import Check, Status, exit_code, totals
 from nixmox.inventory.load import find_inventory, load_inventory
 
 

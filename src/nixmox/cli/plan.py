@@ -1,0 +1,200 @@
+"""`nixmox plan`, `nixmox apply` and `nixmox adopt`: parse, call, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nixmox.cli.prompt import confirmer
+from nixmox.core.errors import ConfigError
+from nixmox.inventory.load import find_inventory, load_inventory
+from nixmox.inventory.model import ProxmoxSettings
+from nixmox.provision.diff import DISRUPTIVE, Change, ObjectPlan, Plan
+from nixmox.provision.run import (
+    ApplySummary,
+    describe_guests,
+    outcome_row,
+    prepare_apply,
+    read_plan,
+)
+from nixmox.runtime.run import run_job
+
+SYMBOL = {"create": "+", "update": "~", "none": "=", "error": "!"}
+WORD = {"create": "create", "update": "update", "none": "no changes", "error": "error"}
+
+
+def plan(
+    config: Path | None, *, detailed_exitcode: bool, as_json: bool, verbose: bool = False
+) -> int:
+    """Print the plan; exit 0 (or, with --detailed-exitcode, 0 none / 2 changes), 1 on error."""
+    report = read_plan(load_inventory(find_inventory(config)))
+    result, missing = report.plan, report.missing
+    if as_json:
+        doc = result.as_json()
+        doc["missing_privileges"] = [m.as_json() for m in missing]
+        doc["requests"] = report.requests
+        print(json.dumps(doc, indent=2))
+    else:
+        print_plan(result, verbose=verbose)
+        for m in missing:
+            print(f"! missing privilege: {m}")
+    if result.errors or missing:
+        return 1
+    if detailed_exitcode and result.has_changes:
+        return 2
+    return 0
+
+
+def _change_line(c: Change) -> str:
+    old = "(none)" if c.old is None else c.old
+    new = "(removed)" if c.new is None else c.new
+    mark = " !" if c.label in DISRUPTIVE else ""
+    note = f"  # {c.note}" if c.note else ""
+    return f"      {c.key}: {old} -> {new}   [{c.label}]{mark}{note}"
+
+
+def _print_objects(title: str, objects: Sequence[ObjectPlan], verbose: bool) -> None:
+    """A section of bridges, storages or jobs: one line each, then changed options."""
+    shown = [o for o in objects if verbose or o.action != "none"]
+    if not shown:
+        return
+    print(title)
+    for o in shown:
+        where = f" on {o.node}" if o.node else ""
+        detail = ""
+        if o.action == "create" and o.kind == "bridge":
+            detail = " (" + ", ".join(f"{k}={v}" for k, v in o.options.items() if v) + ")"
+        error = f": {o.error}" if o.error else ""
+        print(f"  {SYMBOL[o.action]} {o.name}{where}: {WORD[o.action]}{detail}{error}")
+        if o.action == "update":
+            for c in o.changes:
+                print(_change_line(c))
+
+
+def print_plan(result: Plan, *, verbose: bool = False) -> None:
+    """The plan for a person: grouped by guest, disruptive changes marked with !.
+
+    Unchanged objects only with ``verbose``: at a thousand guests the changes
+    would drown in "no changes" lines.
+    """
+    _print_objects("Storages", result.storages, verbose)
+    _print_objects("Bridges", result.bridges, verbose)
+    _print_objects("Backup job (Proxmox's scheduler)", result.jobs, verbose)
+    guests = [g for g in result.guests if verbose or g.action != "none"]
+    if guests:
+        print("Guests")
+    for g in guests:
+        state = ", running" if g.running else ""
+        head = f"  {SYMBOL[g.action]} {g.name} ({g.type} {g.vmid} on {g.node}{state})"
+        if g.action == "error":
+            print(f"{head}: {g.error}")
+        elif g.action == "create":
+            print(f"{head}: create")
+        elif g.action == "none":
+            print(f"{head}: no changes")
+        else:
+            print(f"{head}: {len(g.changes)} change{'s' if len(g.changes) != 1 else ''}")
+        for c in g.changes:
+            print(_change_line(c))
+    if result.unmanaged:
+        print("Not in the inventory (never touched)")
+        for vmid, type_, name, node in result.unmanaged:
+            print(f"    {vmid} {name} ({type_} on {node})")
+    actions = [p.action for p in result.guests] + [p.action for p in result.bridges]
+    actions += [p.action for p in result.storages] + [p.action for p in result.jobs]
+    creates, updates = actions.count("create"), actions.count("update")
+    disruptive = sum(len(g.disruptive) for g in result.guests)
+    if not result.has_changes and not result.errors:
+        print("No changes: the lab matches the inventory.")
+    else:
+        print(
+            f"Plan: {creates} to create, {updates} to update "
+            f"({disruptive} disruptive change{'s' if disruptive != 1 else ''}), "
+            f"{len(result.errors)} error{'s' if len(result.errors) != 1 else ''}."
+        )
+    unchanged = actions.count("none")
+    if unchanged and not verbose:
+        print(f"{unchanged} unchanged, not listed (nixmox -v plan lists them).")
+
+
+def apply(
+    config: Path | None,
+    *,
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+    host_root: Path = Path("/"),
+    verbose: bool = False,
+) -> int:
+    """Plan, confirm, apply; exit 0 if everything was applied (or held by policy), 1 otherwise."""
+    inv = load_inventory(find_inventory(config))
+    prepared = prepare_apply(inv, host_root=host_root, dry_run=dry_run)
+    result = prepared.plan
+    if not as_json:
+        print_plan(result, verbose=verbose)
+    if prepared.report.missing:
+        for m in prepared.report.missing:
+            print(f"nixmox: missing privilege: {m}", file=sys.stderr)
+        print("nixmox: nothing applied: the token lacks privileges the plan needs", file=sys.stderr)
+        return 1
+    if not result.has_changes:
+        if as_json:
+            print(json.dumps({"applied": [], "plan": result.as_json()}, indent=2))
+        return 1 if result.errors else 0
+    work = prepared.confirmed(confirmer(yes))
+    if work is None:
+        print("Nothing applied.")
+        return 1
+    summary = run_job(inv, "apply", work, dry_run=dry_run)
+    if dry_run:
+        if as_json:
+            print(json.dumps({"dry_run": True, "calls": list(summary.calls)}, indent=2))
+        else:
+            print("\n--dry-run: the API calls apply would make (none were made):")
+            for call in summary.calls:
+                print(f"  {call}")
+        return 0
+    if as_json:
+        print(json.dumps({"applied": [outcome_row(o) for o in summary.outcomes]}, indent=2))
+    else:
+        _print_applied(summary)
+    return 1 if summary.failed or result.errors else 0
+
+
+def _print_applied(summary: ApplySummary) -> None:
+    for node, diff in summary.network_diffs.items():
+        print(f"\nNetwork changes staged on {node} (interfaces.new):\n{diff}")
+    print("\nApplied")
+    for o in summary.outcomes:
+        detail = "; ".join(o.done) or "-"
+        line = f"  {o.result.upper():<6} {o.kind} {o.name}: {detail}"
+        if o.error:
+            line += f" -- {o.error}"
+        print(line)
+        for held in o.held:
+            print(f"         held: {held}")
+    outcomes, failed = summary.outcomes, summary.failed
+    print(
+        f"{len(outcomes) - len(failed)} of {len(outcomes)} done"
+        + (f", {len(failed)} failed" if failed else "")
+    )
+
+
+def adopt(config: Path | None, vmids: list[int]) -> int:
+    """Print ``[[guests]]`` TOML for existing guests; exit 1 if one is not found."""
+    from nixmox.provision.adopt import render
+
+    try:
+        settings = load_inventory(find_inventory(config)).proxmox
+    except ConfigError:
+        if config is not None:
+            raise
+        settings = ProxmoxSettings()  # no inventory yet: the NIXMOX_PVE_* variables alone
+    adopted = describe_guests(settings, vmids)
+    if adopted.entries:
+        print(render(adopted.entries), end="")
+    for vmid in adopted.missing:
+        print(f"nixmox: adopt: no guest {vmid} on the cluster", file=sys.stderr)
+    return 1 if adopted.missing else 0

@@ -1,0 +1,98 @@
+"""`nixmox snapshot [--dry-run] [--monitor]`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nixmox.core.tables import print_table
+from nixmox.inventory.load import find_inventory, load_inventory
+from nixmox.runtime.run import run_job
+from nixmox.snapshot.job import TreeResult
+from nixmox.snapshot.policy import human
+from nixmox.snapshot.runs import MonitorReport, prepare_snapshot, target_row
+from nixmox.snapshot.runs import monitor as freshness_report
+
+NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+
+
+def run(config: Path | None, *, dry_run: bool, monitor: bool, as_json: bool) -> int:
+    """Run the snapshot job (or its --monitor check); return the exit code."""
+    inv = load_inventory(find_inventory(config))
+    if monitor:
+        return _monitor(freshness_report(inv, dry_run=dry_run), as_json=as_json)
+    summary = run_job(inv, "snapshot", prepare_snapshot(inv, dry_run=dry_run), dry_run=dry_run)
+    targets = [target_row(r) for r in summary.targets]
+    if dry_run:
+        commands = list(summary.commands)
+        if as_json:
+            doc = {"dry_run": True, "commands": commands, "targets": targets}
+            print(json.dumps(doc, indent=2))
+        else:
+            print("\n".join(commands) if commands else "# nothing to do")
+        return 0 if all(r.error is None for r in summary.targets) else 1
+    if as_json:
+        print(json.dumps({"targets": targets}, indent=2))
+    else:
+        _print(list(summary.targets))
+    return 0 if summary.ok else 1
+
+
+def _print(results: list[TreeResult]) -> None:
+    rows = [("dataset", "snapshot", "kept", "held", "removed", "result")]
+    for tree in results:
+        if tree.error is not None:
+            rows.append((tree.dataset, "-", "-", "-", "-", f"FAILED: {tree.error}"))
+            continue
+        for d in tree.datasets:
+            outcome = "ok" if not d.failed else "FAILED: " + "; ".join(d.failed)
+            rows.append(
+                (
+                    d.dataset,
+                    tree.taken or "-",
+                    str(d.kept),
+                    str(d.held),
+                    str(len(d.removed)),
+                    outcome,
+                )
+            )
+    print_table(rows)
+    failed = sum(not r.ok for r in results)
+    print(
+        f"{len(results) - failed} of {len(results)} snapshot targets ok"
+        + (f", {failed} failed" if failed else "")
+    )
+
+
+def _monitor(report: MonitorReport, *, as_json: bool) -> int:
+    checks, worst = report.checks, report.worst
+    if as_json:
+        datasets = [
+            {
+                "dataset": c.dataset,
+                "status": NAGIOS[c.status],
+                "message": c.message,
+                "age_seconds": None if c.age is None else int(c.age.total_seconds()),
+                "warn_seconds": int(c.warn.total_seconds()),
+                "crit_seconds": int(c.crit.total_seconds()),
+            }
+            for c in checks
+        ]
+        doc = {"status": NAGIOS[worst], "exit_code": worst, "datasets": datasets}
+        print(json.dumps(doc, indent=2))
+        return worst
+    bad = [c for c in checks if c.status == worst and worst != 0]
+    headline = "; ".join(f"{c.dataset}: {c.message}" for c in bad) or (
+        f"{len(checks)} datasets fresh"
+    )
+    perf = " ".join(
+        f"'{c.dataset}'={int(c.age.total_seconds())}s;{int(c.warn.total_seconds())};"
+        f"{int(c.crit.total_seconds())}"
+        for c in checks
+        if c.age is not None
+    )
+    print(f"NIXMOX SNAPSHOT {NAGIOS[worst]} - {headline}" + (f" | {perf}" if perf else ""))
+    for c in checks:
+        age = "-" if c.age is None else human(c.age)
+        print(f"{NAGIOS[c.status]}: {c.dataset}: {c.message} (age {age})")
+    return worst

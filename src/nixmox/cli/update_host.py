@@ -1,0 +1,28 @@
+"""`nixmox update host`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from nixmox.inventory.load import find_inventory, load_inventory
+from nixmox.runtime.run import run_job
+from nixmox.updates.outcome import report
+from nixmox.updates.runs import prepare_host_update
+
+
+def run(config: Path | None, node: str | None, *, dry_run: bool, as_json: bool) -> int:
+    """Update the selected nodes; exit 0 when none failed (held reboots included), else 1."""
+    inv = load_inventory(find_inventory(config))
+    host_update = prepare_host_update(inv, node, dry_run=dry_run)
+    summary = run_job(inv, "update host", host_update.work, dry_run=dry_run)
+    if not as_json:
+        for name, upgrades in host_update.upgrades.items():
+            print(f"{name}: {len(upgrades)} upgrade(s)" + (":" if upgrades else ""))
+            for upgrade in upgrades:
+                print(f"  {upgrade}")
+    report(summary.outcomes, as_json=as_json, dry_run=dry_run, title="update host")
+    sys.stdout.flush()
+    # Only now, with the run journaled and reported: this node's own reboot.
+    host_update.reboot_self()
+    return summary.exit_code

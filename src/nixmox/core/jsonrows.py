@@ -1,0 +1,61 @@
+"""Lenient reading of JSON written earlier: journal summaries of any nixmox version.
+
+A journal row outlives the code that wrote it, so a summary is read back
+field by field: a missing or mistyped field gets its default, a row that is
+not an object is skipped. Nothing here raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def rows(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """The objects listed under ``key`` (anything else there is skipped)."""
+    found = data.get(key)
+    return [r for r in found if isinstance(r, Mapping)] if isinstance(found, list) else []
+
+
+def text(data: Mapping[str, Any], key: str, default: str = "") -> str:
+    """``data[key]`` as text; ``default`` when missing or null."""
+    value = data.get(key)
+    return default if value is None else str(value)
+
+
+def optional_text(data: Mapping[str, Any], key: str) -> str | None:
+    """``data[key]`` as text, ``None`` when missing, null or empty."""
+    value = data.get(key)
+    return str(value) if value else None
+
+
+def texts(data: Mapping[str, Any], key: str) -> list[str]:
+    """``data[key]`` as a list of texts; ``[]`` when it is not a list."""
+    value = data.get(key)
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def integer(data: Mapping[str, Any], key: str, default: int = 0) -> int:
+    """``data[key]`` as an int; ``default`` when missing or not a number."""
+    value = data.get(key)
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def optional_integer(data: Mapping[str, Any], key: str) -> int | None:
+    """``data[key]`` as an int, ``None`` when missing or not a number."""
+    value = data.get(key)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def real(data: Mapping[str, Any], key: str) -> float:
+    """``data[key]`` as a float; 0 when missing or not a number."""
+    try:
+        return float(data.get(key) or 0)
+    except (TypeError, ValueError):
+        return 0.0

@@ -1,0 +1,1 @@
+"""GPU passthrough: the host checks (PASSTHROUGH ids) doctor reports and apply gates on."""

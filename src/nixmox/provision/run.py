@@ -1,0 +1,179 @@
+"""``plan``, ``apply`` and ``adopt`` as the CLI starts them.
+
+:func:`read_plan` is the read-only query behind ``plan``. :func:`prepare_apply`
+reads the plan and the missing privileges; once the user confirmed,
+:meth:`ApplyRun.confirmed` hands back the work for
+:func:`nixmox.runtime.run.run_job`, gated by the passthrough checks
+(:func:`passthrough_blockers`). :class:`ApplySummary` is what the journal
+stores. :func:`describe_guests` is ``adopt``'s query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import read_guests
+from nixmox.adapters.proxmox.permissions import Missing
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.core import jsonrows
+from nixmox.core.confirm import Confirm
+from nixmox.inventory.model import Guest, Inventory, ProxmoxSettings
+from nixmox.provision.actual import read_guest, read_state
+from nixmox.provision.adopt import guest_entry
+from nixmox.provision.apply import Applier, ApplyOutcome
+from nixmox.provision.diff import Plan, make_plan
+from nixmox.provision.privileges import missing_privileges
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """The plan, the privileges the token lacks for it, and the requests it took."""
+
+    plan: Plan
+    missing: list[Missing]
+    api: Proxmox
+
+    @property
+    def requests(self) -> int:
+        return self.api.calls
+
+
+def read_plan(inv: Inventory) -> PlanReport:
+    """Desired vs actual, and what the token may not do of it (reads only)."""
+    api = Proxmox(connection(inv.proxmox))
+    plan = make_plan(inv, read_state(api, inv))
+    return PlanReport(plan, missing_privileges(api, inv, plan), api)
+
+
+def outcome_row(o: ApplyOutcome) -> dict[str, Any]:
+    """One applied object as JSON (journal and ``--json``)."""
+    return dict(o.__dict__)
+
+
+@dataclass(frozen=True)
+class ApplySummary:
+    """An ``apply`` run: one outcome per object; with ``--dry-run``, the calls it would make."""
+
+    outcomes: tuple[ApplyOutcome, ...]
+    requests: int = 0
+    calls: tuple[str, ...] = ()  # not journaled
+    network_diffs: Mapping[str, str] = field(default_factory=dict)  # not journaled
+
+    @property
+    def failed(self) -> list[ApplyOutcome]:
+        return [o for o in self.outcomes if o.result == "failed"]
+
+    @property
+    def result(self) -> str:
+        return "failed" if self.failed else "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"outcomes": [outcome_row(o) for o in self.outcomes], "requests": self.requests}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ApplySummary:
+        return cls(
+            tuple(
+                ApplyOutcome(
+                    kind=jsonrows.text(o, "kind"),
+                    name=jsonrows.text(o, "name"),
+                    result=jsonrows.text(o, "result"),
+                    done=jsonrows.texts(o, "done"),
+                    held=jsonrows.texts(o, "held"),
+                    error=jsonrows.optional_text(o, "error"),
+                )
+                for o in jsonrows.rows(data, "outcomes")
+            ),
+            jsonrows.integer(data, "requests"),
+        )
+
+
+def passthrough_blockers(
+    inv: Inventory, api: Proxmox, host_root: Path
+) -> Callable[[Guest], list[str]]:
+    """The ids of FAILing passthrough checks that concern a guest: the host's
+    own (IOMMU, interrupt remapping, ...) and those of the guest's devices."""
+    from nixmox.core.verdict import Check, Status
+    from nixmox.passthrough.checks import HOST, check_passthrough
+
+    found: list[list[Check]] = []
+
+    def blockers(guest: Guest) -> list[str]:
+        own = f"{guest.name} ({guest.vmid})"
+        if not found:  # the host's files and PCI listings, read once per apply
+            found.append(check_passthrough(inv, host_root, api))
+        checks = found[0]
+        return sorted(
+            {
+                c.id
+                for c in checks
+                if c.status == Status.FAIL and (c.subject == HOST or c.subject.startswith(own))
+            }
+        )
+
+    return blockers
+
+
+@dataclass(frozen=True)
+class ApplyRun:
+    """An apply that has read its plan and waits for the user's yes."""
+
+    inv: Inventory
+    report: PlanReport
+    host_root: Path
+    dry_run: bool
+
+    @property
+    def plan(self) -> Plan:
+        return self.report.plan
+
+    def confirmed(self, confirm: Confirm) -> Callable[[], ApplySummary] | None:
+        """The work, once ``confirm`` said yes (a dry run does not ask); ``None`` on no."""
+        if not self.dry_run and not confirm(
+            "Apply these changes?", "refusing to apply without --yes (no terminal to ask)"
+        ):
+            return None
+        api = self.report.api
+        applier = Applier(
+            api,
+            self.inv,
+            dry_run=self.dry_run,
+            passthrough_blockers=passthrough_blockers(self.inv, api, self.host_root),
+        )
+
+        def apply() -> ApplySummary:
+            outcomes = applier.apply(self.plan)
+            return ApplySummary(
+                tuple(outcomes), api.calls, tuple(applier.calls), dict(applier.network_diffs)
+            )
+
+        return apply
+
+
+def prepare_apply(inv: Inventory, *, host_root: Path, dry_run: bool) -> ApplyRun:
+    """Read the plan an apply would make so (see :class:`ApplyRun`)."""
+    return ApplyRun(inv, read_plan(inv), host_root, dry_run)
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """``adopt``'s answer: an inventory entry per guest found, and the VMIDs not found."""
+
+    entries: list[dict[str, Any]]
+    missing: list[int]
+
+
+def describe_guests(settings: ProxmoxSettings, vmids: list[int]) -> Adopted:
+    """Inventory entries for existing guests, read from the cluster."""
+    api = Proxmox(connection(settings))
+    found = read_guests(api)
+    entries = [
+        guest_entry(read_guest(api, dict(found[v].raw)), found[v].name or str(v))
+        for v in vmids
+        if v in found
+    ]
+    return Adopted(entries, [v for v in vmids if v not in found])

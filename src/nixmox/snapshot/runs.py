@@ -1,0 +1,148 @@
+"""A ``snapshot`` run and its ``--monitor`` check, as the CLI starts them.
+
+:func:`prepare_snapshot` checks the inventory and returns the work for
+:func:`nixmox.runtime.run.run_job`; :class:`SnapshotSummary` is what the
+journal stores (``history``, ``status`` and the metrics read it back).
+:func:`monitor` is the read-only freshness check.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nixmox.adapters.runner import Runner
+from nixmox.adapters.zfs import Zfs
+from nixmox.core import jsonrows
+from nixmox.core.errors import ConfigError
+from nixmox.core.zones import zone
+from nixmox.inventory.model import Inventory, Snapshots
+from nixmox.rules.timespan import parse_timedelta
+from nixmox.snapshot.job import DatasetResult, Freshness, TreeResult, check_freshness, run_target
+
+
+def snapshot_settings(inv: Inventory) -> Snapshots:
+    """``[snapshots]``, refused when it declares no dataset."""
+    if inv.snapshots is None or not inv.snapshots.datasets:
+        raise ConfigError("the inventory declares no [[snapshots.datasets]]: nothing to snapshot")
+    return inv.snapshots
+
+
+def target_row(result: TreeResult) -> dict[str, Any]:
+    """One snapshot target as JSON (journal and ``--json``)."""
+    return {
+        "dataset": result.dataset,
+        "policy": result.policy,
+        "recursive": result.recursive,
+        "taken": result.taken,
+        "error": result.error,
+        "ok": result.ok,
+        "datasets": [
+            {
+                "dataset": d.dataset,
+                "kept": d.kept,
+                "held": d.held,
+                "removed": d.removed,
+                "failed": d.failed,
+            }
+            for d in result.datasets
+        ],
+    }
+
+
+def _target_from_json(row: Mapping[str, Any]) -> TreeResult:
+    return TreeResult(
+        dataset=jsonrows.text(row, "dataset"),
+        policy=jsonrows.text(row, "policy"),
+        recursive=bool(row.get("recursive")),
+        taken=jsonrows.optional_text(row, "taken"),
+        error=jsonrows.optional_text(row, "error"),
+        datasets=[
+            DatasetResult(
+                dataset=jsonrows.text(d, "dataset"),
+                kept=jsonrows.integer(d, "kept"),
+                held=jsonrows.integer(d, "held"),
+                removed=jsonrows.texts(d, "removed"),
+                failed=jsonrows.texts(d, "failed"),
+            )
+            for d in jsonrows.rows(row, "datasets")
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    """A ``snapshot`` run: each target's result; with ``--dry-run``, the commands it would run."""
+
+    targets: tuple[TreeResult, ...]
+    zfs_calls: int = 0
+    commands: tuple[str, ...] = ()  # skipped by a dry run; not journaled
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.targets)
+
+    @property
+    def result(self) -> str:
+        return "ok" if self.ok else "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"targets": [target_row(t) for t in self.targets], "zfs_calls": self.zfs_calls}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SnapshotSummary:
+        return cls(
+            tuple(_target_from_json(t) for t in jsonrows.rows(data, "targets")),
+            jsonrows.integer(data, "zfs_calls"),
+        )
+
+
+def prepare_snapshot(inv: Inventory, *, dry_run: bool) -> Callable[[], SnapshotSummary]:
+    """Take and prune every configured target's snapshots, ready to run."""
+    snaps = snapshot_settings(inv)
+    runner = Runner(dry_run=dry_run)
+    zfs = Zfs(runner, inv.zfs.command)
+    now = datetime.now(UTC)
+    tz = zone(inv.timezone)
+
+    def take_and_prune() -> SnapshotSummary:
+        results = [run_target(zfs, t, snaps.policies[t.policy], tz, now) for t in snaps.datasets]
+        skipped = [shlex.join(r.argv) for r in runner.history if r.skipped]
+        return SnapshotSummary(tuple(results), len(runner.history), tuple(skipped))
+
+    return take_and_prune
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """``--monitor``'s verdicts and the worst of them (Nagios: 0 OK ... 3 UNKNOWN)."""
+
+    checks: tuple[Freshness, ...]
+    worst: int
+
+
+def _span(text: str | None) -> timedelta | None:
+    return None if text is None else parse_timedelta(text)
+
+
+def monitor(inv: Inventory, *, dry_run: bool = False) -> MonitorReport:
+    """How fresh each target's newest nixmox snapshot is (reads only)."""
+    snaps = snapshot_settings(inv)
+    zfs = Zfs(Runner(dry_run=dry_run), inv.zfs.command)
+    now = datetime.now(UTC)
+    checks: list[Freshness] = []
+    for target in snaps.datasets:
+        policy = snaps.policies[target.policy]
+        checks.append(
+            check_freshness(
+                zfs, target, policy, now, _span(policy.warn_after), _span(policy.crit_after)
+            )
+        )
+    # UNKNOWN only when nothing worse is known, as for doctor.
+    worst = max((c.status for c in checks if c.status != 3), default=0)
+    if worst == 0 and any(c.status == 3 for c in checks):
+        worst = 3
+    return MonitorReport(tuple(checks), worst)
