@@ -33,7 +33,11 @@ from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import load_inventory
 from nixmox.inventory.model import ProxmoxSettings
 from nixmox.updates.guest_access import AgentAccess, PctAccess, open_access
-from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
+from nixmox.updates.guest_snapshots import (
+    GuestSnapshots,
+    update_snapshot_name,
+    update_snapshot_time,
+)
 from nixmox.updates.nixos.decisions import (
     NIX,
     READ_GENERATION,
@@ -578,13 +582,35 @@ def test_unhealthy_switch_goes_back_to_the_recorded_generation(
     assert flake.lock() == flake.first
     assert [n for n in snapshots(env).names()] == [row["snapshot"]]  # kept as evidence
     assert not posts(env, "/rollback")
-    # Again, as text: the report names the rollback. At another time: two runs within one
-    # second would want the same snapshot name.
-    code = update_nixos_command.run(
-        config, ["nixos-lxc"], dry_run=False, as_json=False, verbose=0, clock=FakeClock()
-    )
-    assert code == 1
+    # Again, as text: the report names the rollback.
+    assert run(["update", "nixos", "--config", str(config), "--guest", "nixos-lxc"]) == 1
     assert "rolled back: generation 41" in capsys.readouterr().out
+
+
+def test_two_runs_within_one_second_take_two_snapshots(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Each run is rolled back and keeps its snapshot as evidence; both read the same second.
+    flake.upstream_moves()
+    (guest.script / "state.new-system").write_text("degraded\n")
+    (guest.script / "failed.new-system").write_text("nginx.service loaded failed failed nginx\n")
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
+    rows = []
+    for _ in range(2):
+        code, out = update_on(FakeClock(), capsys, config, "nixos-lxc")
+        assert code == 1
+        [row] = out["guests"]
+        assert row["result"] == "rolled-back", row
+        rows.append(row)
+    first, second = rows[0]["snapshot"], rows[1]["snapshot"]
+    assert first != second
+    assert update_snapshot_time(first) == update_snapshot_time(second) == FakeClock().start
+    assert sorted(snapshots(env).names()) == sorted([first, second])
 
 
 @pytest.mark.parametrize("breaks", [False, True], ids=["nothing-new", "a-new-failure"])

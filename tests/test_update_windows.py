@@ -26,7 +26,11 @@ from nixmox.cli.main import run
 from nixmox.core.results import CommandResult
 from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
 from nixmox.rules.window import window_open
-from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
+from nixmox.updates.guest_snapshots import (
+    GuestSnapshots,
+    update_snapshot_name,
+    update_snapshot_time,
+)
 from nixmox.windows.scripts import parse_report
 from nixmox.windows.update import Timing
 from nixmox.windows.update_decisions import (
@@ -826,7 +830,8 @@ def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
     assert row["message"] == "installed 1 update, 1 round, 0 reboots"
     assert f"via agent socket {sockets}/{VMID}.qga" in row["steps"][0]
     qm = (state / "qm.log").read_text().splitlines()
-    snap = "nixmox_update_20261125T190000Z"
+    [snap] = [q.split()[2] for q in qm if q.startswith("snapshot 102 ")]
+    assert update_snapshot_time(snap) == FakeClock().start
     assert qm[0] == "status 102"
     assert f"snapshot 102 {snap} --vmstate 0 --description before a nixmox update" in qm
     assert f"delsnapshot 102 {snap}" in qm and not any(q.startswith("rollback") for q in qm)
