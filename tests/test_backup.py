@@ -13,8 +13,10 @@ import pytest
 
 from nixmox.adapters.journal import Journal
 from nixmox.backup.archives import archives_of, parse_volid
+from nixmox.cli import backup as backup_command
 from nixmox.cli.main import run
 from nixmox.rules.retention import Item, Keep, Mark, prune
+from tests.clock import FakeClock
 from tests.hosts import write_host
 from tests.lab.serving import RunningLab
 
@@ -111,14 +113,17 @@ def test_a_locked_guest_is_waited_for_then_reported(
 ) -> None:
     env.pve.snapshot_lock(100, "backup")
     inv = tmp_path / "n.toml"
-    inv.write_text(EXAMPLE.read_text().replace('lock_wait = "10min"', 'lock_wait = "1s"'))
-    code = run(
-        ["backup", "--json", "--config", str(inv), "--guest", "nixos-lxc", "--guest", "nixos-vm"]
+    inv.write_text(EXAMPLE.read_text().replace('lock_wait = "10min"', 'lock_wait = "1min"'))
+    clock = FakeClock()
+    code = backup_command.backup(
+        inv, ["nixos-lxc", "nixos-vm"], dry_run=False, protected=False, as_json=True, clock=clock
     )
     report = json.loads(capsys.readouterr().out)
     assert code == 1
     ct = next(r for r in report["guests"] if r["vmid"] == 100)
     assert ct["result"] == "failed" and "locked (backup)" in ct["message"]
+    assert "for 60 s" in ct["message"] and clock.monotonic() >= 60  # waited it out
+    assert env.pve.guest(100).config.get("lock") == "backup"  # someone else's: untouched
     assert next(r for r in report["guests"] if r["vmid"] == 101)["result"] == "ok"
 
 

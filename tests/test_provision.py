@@ -17,6 +17,7 @@ from nixmox.inventory.load import load_inventory
 from nixmox.provision.actual import read_state
 from nixmox.provision.apply import Applier
 from nixmox.provision.diff import make_plan
+from tests.clock import FakeClock
 from tests.hosts import VARIANTS, HostSpec, write_host
 from tests.lab.fixtures import fresh_lab, point_at
 from tests.lab.serving import RunningLab
@@ -198,9 +199,11 @@ def test_locked_guest_is_waited_for_then_fails_clearly(lab_env: RunningLab, tmp_
     inv = load_inventory(inv_path)
     api = Proxmox(connection(inv.proxmox))
     plan = make_plan(inv, read_state(api, inv))
-    outcomes = {o.name: o for o in Applier(api, inv, lock_wait=0.5).apply(plan)}
+    clock = FakeClock()
+    outcomes = {o.name: o for o in Applier(api, inv, lock_wait=120, clock=clock).apply(plan)}
     assert outcomes["nixos-lxc"].result == "failed"
     assert "locked (backup)" in (outcomes["nixos-lxc"].error or "")
+    assert "waited 120 s" in (outcomes["nixos-lxc"].error or "") and clock.monotonic() >= 120
     assert "never removes someone else's lock" in (outcomes["nixos-lxc"].error or "")
     assert lab_env.pve.guest(100).config.get("lock") == "backup"  # untouched
     assert outcomes["nixos-vm"].result == "ok"  # the others proceed
@@ -313,8 +316,10 @@ def test_bridge_reload_reverted_when_the_api_stops_answering(lab_env: RunningLab
         pve.fail("GET", "/nodes/pve1/network", 595, "No route to host", times=1000),
         setattr(pve, "after_network_reload", None),
     )
-    outcomes = Applier(api, inv, network_confirm=0.3).apply(plan)
+    clock = FakeClock()
+    outcomes = Applier(api, inv, network_confirm=30, clock=clock).apply(plan)
     assert all(o.result == "failed" and "reverted" in (o.error or "") for o in outcomes)
+    assert clock.monotonic() >= 30  # gave the API the whole confirm time to answer
     lab_env.pve.failures.clear()
     names = {i["iface"] for i in api.get("/nodes/pve1/network")}
     assert not names & {"vmbr0", "vmbr1", "vmbr2"}
