@@ -15,8 +15,10 @@ import tomlkit
 
 from nixmox.adapters.journal import Journal
 from nixmox.backup.archives import archives_of, parse_volid
+from nixmox.cli import backup as backup_command
 from nixmox.cli.main import run
 from nixmox.rules.retention import Item, Keep, Mark, prune
+from tests.clock import FakeClock
 from tests.hosts import write_host
 from tests.lab.serving import RunningLab
 
@@ -27,12 +29,10 @@ KEEP = Keep(last=3, daily=7, weekly=4, monthly=6)  # the example's [backups.keep
 
 
 @pytest.fixture
-def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
-    lab.pve.add_declared_guests()
-    return lab
+def env(lab_env: RunningLab) -> RunningLab:
+    """The shared lab environment, seeded with the example's guests."""
+    lab_env.pve.add_declared_guests()
+    return lab_env
 
 
 def seed_days(lab: RunningLab, vmid: int, kind: str, days: int = 40) -> list[str]:
@@ -136,14 +136,17 @@ def test_a_locked_guest_is_waited_for_then_reported(
 ) -> None:
     env.pve.snapshot_lock(100, "backup")
     inv = tmp_path / "n.toml"
-    inv.write_text(EXAMPLE.read_text().replace('lock_wait = "10min"', 'lock_wait = "1s"'))
-    code = run(
-        ["backup", "--json", "--config", str(inv), "--guest", "nixos-lxc", "--guest", "nixos-vm"]
+    inv.write_text(EXAMPLE.read_text().replace('lock_wait = "10min"', 'lock_wait = "1min"'))
+    clock = FakeClock()
+    code = backup_command.backup(
+        inv, ["nixos-lxc", "nixos-vm"], dry_run=False, protected=False, as_json=True, clock=clock
     )
     report = json.loads(capsys.readouterr().out)
     assert code == 1
     ct = next(r for r in report["guests"] if r["vmid"] == 100)
     assert ct["result"] == "failed" and "locked (backup)" in ct["message"]
+    assert "for 60 s" in ct["message"] and clock.monotonic() >= 60  # waited it out
+    assert env.pve.guest(100).config.get("lock") == "backup"  # someone else's: untouched
     assert next(r for r in report["guests"] if r["vmid"] == 101)["result"] == "ok"
 
 
