@@ -500,11 +500,11 @@ def test_a_config_write_that_took_effect_is_not_repeated(
 
 
 def test_plan_refuses_a_clone_to_another_node_from_local_storage(
-    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # The template 9000 lives on pve1 with its disk on vm-disks (local ZFS): PVE cannot
     # clone it to pve2, so plan says so rather than apply failing half-way.
-    env.pve.add_node("pve2")
+    lab_env.pve.add_node("pve2")
     data = tomllib.loads(EXAMPLE.read_text())
     data["nodes"].append({"name": "pve2"})
     data["guests"] = [g for g in data["guests"] if g["name"] == "nixos-vm"]
@@ -519,4 +519,4 @@ def test_plan_refuses_a_clone_to_another_node_from_local_storage(
     # apply refuses it too and creates nothing on pve2.
     code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
     capsys.readouterr()
-    assert code != 0 and env.pve.guest(101) is None
+    assert code != 0 and lab_env.pve.guest(101) is None
