@@ -22,6 +22,7 @@ from typing import Any
 
 from nixmox.adapters.locks import Claim, LockSet, job_claim
 from nixmox.core import interrupt
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.files import open_private
 from nixmox.core.text import printable_data
@@ -99,11 +100,15 @@ CREATE INDEX IF NOT EXISTS runs_command_started ON runs (command, started);
 """
 
 
+#: The journal's file name inside the state directory.
+JOURNAL_FILE = "journal.sqlite3"
+
+
 class Journal:
     """The run journal: ``journal.sqlite3`` in the state directory."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = ensure_state_dir(directory) / "journal.sqlite3"
+        self.path = ensure_state_dir(directory) / JOURNAL_FILE
         # Created 0600 and never through a link; sqlite opens it afterwards.
         os.close(open_private(self.path))
         try:
@@ -266,6 +271,7 @@ def job_run(
     claims: Iterable[Claim] = (),
     lock_wait: float = 30.0,
     report: Callable[[str], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Iterator[JobRun]:
     """Hold the run's locks and journal one run of ``command``.
 
@@ -296,7 +302,7 @@ def job_run(
         where = ensure_state_dir(directory)
         if not os.access(where, os.W_OK):
             raise _unwritable(where, "read-only or not writable")
-        locks = LockSet(where, command)
+        locks = LockSet(where, command, clock)
         locks.acquire([job_claim(command), *claims], lock_wait, report)
         try:
             # Before anything is changed: a read-only or full state directory is one clear line.

@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from nixmox.core import interrupt
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import LockBusy, NixmoxError
 from nixmox.core.files import open_private, write_atomically
 
@@ -110,11 +111,12 @@ class Holder:
 class LockSet:
     """The locks of one run, taken together and released together."""
 
-    def __init__(self, directory: Path, command: str) -> None:
+    def __init__(self, directory: Path, command: str, clock: Clock = SYSTEM_CLOCK) -> None:
         self.directory = directory / "locks"
         self.command = command
+        self.clock = clock
         self._fds: dict[str, int] = {}
-        self._since = time.time()
+        self._since = clock.now().timestamp()
 
     def acquire(
         self,
@@ -136,7 +138,7 @@ class LockSet:
                 )
         except OSError as exc:
             raise _unwritable(self.directory, exc) from None
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             for claim in merged(claims):
                 self._take(claim, started, wait, report)
@@ -159,7 +161,7 @@ class LockSet:
                 fcntl.flock(fd, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                waited = time.monotonic() - started
+                waited = self.clock.monotonic() - started
                 if interrupt.stopping():
                     os.close(fd)
                     interrupt.raise_if_stopping(f"gave up waiting for {claim.label}")
@@ -181,7 +183,7 @@ class LockSet:
                             f"still waiting for {claim.label} ({holders}) [{waited:.0f}s elapsed]"
                         )
                     reported = max(waited, 1e-9)
-                time.sleep(0.1)
+                self.clock.sleep(0.1)
         self._fds[claim.name] = fd
         self._record({**self._held(), claim.name: claim.exclusive})
 
@@ -245,9 +247,10 @@ def holding(
     claims: Iterable[Claim],
     wait: float,
     report: Callable[[str], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Iterator[LockSet]:
     """Hold ``claims`` for the block (see :meth:`LockSet.acquire`)."""
-    locks = LockSet(directory, command)
+    locks = LockSet(directory, command, clock)
     locks.acquire(claims, wait, report)
     try:
         yield locks

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from nixmox.adapters.journal import JobRun, Journal, job_run, state_dir
 from nixmox.adapters.locks import Claim
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.interrupt import Interrupted, raise_if_stopping, stopping
 from nixmox.core.zones import zone
@@ -68,6 +69,7 @@ def run_job(
     dry_run: bool,
     directory: Path | None = None,
     claims: Iterable[Claim] = (),
+    clock: Clock = SYSTEM_CLOCK,
 ) -> SummaryT:
     """Run ``work`` as one run of ``job`` and return what it reported.
 
@@ -78,11 +80,11 @@ def run_job(
     :func:`~nixmox.runtime.waits.lock_wait` and saying what it waits for. It is
     journaled with the summary's result and JSON, and followed by metrics and
     the notification; when ``work`` raises, the run is journaled as ``error``
-    with the message and the exception propagates.
+    with the message and the exception propagates. ``clock`` measures the lock wait.
     """
     if dry_run or inv is None:
         return work()
-    with observed_run(inv, job, directory, claims) as run:
+    with observed_run(inv, job, directory, claims, clock) as run:
         summary = work()
         run.result = summary.result
         run.summary = summary.to_json()
@@ -91,7 +93,11 @@ def run_job(
 
 @contextlib.contextmanager
 def observed_run(
-    inv: Inventory, command: str, directory: Path | None = None, claims: Iterable[Claim] = ()
+    inv: Inventory,
+    command: str,
+    directory: Path | None = None,
+    claims: Iterable[Claim] = (),
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Iterator[JobRun]:
     """:func:`job_run` for ``command``, then :func:`after_run` once it is journaled
     (the inside of :func:`run_job`; jobs go through that)."""
@@ -99,7 +105,12 @@ def observed_run(
     journaled = False
     try:
         with job_run(
-            where, command, claims=claims, lock_wait=lock_wait(inv, command), report=_waiting
+            where,
+            command,
+            claims=claims,
+            lock_wait=lock_wait(inv, command),
+            report=_waiting,
+            clock=clock,
         ) as run:
             journaled = True
             yield run

@@ -8,12 +8,11 @@ else fails with the end of the task log), and gives up with a typed timeout.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.core import interrupt
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ProxmoxError
 from nixmox.core.text import printable
 
@@ -82,11 +81,11 @@ def wait(
     *,
     what: str = "task",
     timeout: float = 3600.0,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> TaskResult:
     """Wait for task ``upid``: its result, or :class:`TaskFailed` / :class:`TaskTimeout`."""
     node = node_of(upid)
-    deadline = time.monotonic() + timeout
+    deadline = clock.monotonic() + timeout
     delay = 0.25
     # Not seen to end (a timeout, the API gone, a second Ctrl-C): the report names the UPID.
     with interrupt.server_task(upid, what):
@@ -94,9 +93,9 @@ def wait(
             status = api.get(f"/nodes/{node}/tasks/{upid}/status")
             if status.get("status") == "stopped":
                 break
-            if time.monotonic() >= deadline:
+            if clock.monotonic() >= deadline:
                 raise TaskTimeout(f"{what}: still running after {timeout:g} s ({upid})")
-            sleep(delay)
+            clock.sleep(delay)
             delay = min(delay * 1.5, 2.0)
     exitstatus = printable(str(status.get("exitstatus", "")))
     warnings = warnings_of(exitstatus)
