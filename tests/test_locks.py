@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from nixmox.adapters.journal import Journal
+from nixmox.adapters.locks import LockSet, guest_claims, job_claim
+from nixmox.core.errors import LockBusy
 from nixmox.inventory.load import load_inventory
 from nixmox.runtime.waits import lock_wait
+from tests.clock import FakeClock
 from tests.hosts import write_host
 from tests.lab.inventory import load_inventory as load_lab_inventory
 from tests.lab.serving import RunningLab
@@ -193,3 +196,33 @@ def test_the_lock_wait_is_bounded_per_job(
     path.write_text(text)
     assert lock_wait(load_inventory(path), job, {}) == seconds
     assert lock_wait(load_inventory(path), job, {"NIXMOX_LOCK_WAIT": "2min"}) == 120.0
+
+
+def test_a_wait_reports_as_it_waits_and_gives_up_on_its_clock(tmp_path: Path) -> None:
+    # flock belongs to the open file, so a second LockSet in this process really waits.
+    holder = LockSet(tmp_path, "backup")
+    holder.acquire([job_claim("backup"), *guest_claims([(101, "pve1")])], wait=0)
+    clock = FakeClock()
+    heard: list[str] = []
+    waiter = LockSet(tmp_path, "backup verify", clock)
+    try:
+        with pytest.raises(LockBusy, match=r"guest 101 is in use by .*gave up waiting after 60 s"):
+            waiter.acquire(guest_claims([(101, "pve1")]), wait=60, report=heard.append)
+        # A minute passed on the clock, in short polls, and nothing was kept.
+        assert 60 <= clock.monotonic() < 61 and max(clock.slept) <= 0.1
+        assert waiter.held == []
+    finally:
+        holder.release()
+    assert heard[0].startswith("waiting for guest 101: in use by")
+    assert "(gives up after 60 s)" in heard[0]
+    # Then every ten seconds, with the time waited so far.
+    assert [re.sub(r".*\[(\d+)s elapsed\]", r"\1", line) for line in heard[1:]] == [
+        "10",
+        "20",
+        "30",
+        "40",
+        "50",
+    ]
+    # Released: the next run takes it at once.
+    waiter.acquire(guest_claims([(101, "pve1")]), wait=0)
+    waiter.release()
