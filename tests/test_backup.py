@@ -381,3 +381,73 @@ def test_verify_leaves_alone_a_scratch_guest_without_its_mark(
     assert code == 1 and not row["ok"] and not row["cleaned"]
     assert "could NOT be removed" in row["message"]
     assert 9900 in {g.vmid for g in env.pve.vms}
+
+
+def _leave_a_scratch_guest(env: RunningLab, state: Path) -> None:
+    """What a verify run killed mid-boot leaves: its restored, marked copy and its record."""
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import connection
+    from nixmox.adapters.proxmox.tasks import wait
+    from nixmox.backup.scratch import ScratchRecord, ScratchRecords
+    from nixmox.inventory.load import load_inventory
+
+    api = Proxmox(connection(load_inventory(EXAMPLE).proxmox))
+    [volid] = volids(env, 101)
+    nonce = "nixmox backup verify scratch guest, run 0123456789abcdef"
+    upid = api.post("/nodes/pve1/qemu", vmid=9900, archive=volid, unique=1, description=nonce)
+    wait(api, upid)
+    since = datetime.now().timestamp()
+    record = ScratchRecord(9900, "pve1", "qemu", nonce, "nixos-vm", volid, since, upid)
+    ScratchRecords(state).save(record)
+
+
+def test_verify_says_so_when_it_cannot_confirm_a_leftover_and_removes_it_once_it_can(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 0
+    capsys.readouterr()
+    state = Path(os.environ["NIXMOX_STATE_DIR"])
+    _leave_a_scratch_guest(env, state)
+    # The cluster cannot be read while this run looks at the leftover: a failed read is
+    # not "nothing there".
+    env.pve.fail("GET", "/cluster/resources", 500, "unable to read the vm list", times=1)
+    code = run(["backup", "verify", "--config", str(EXAMPLE), "--guest", "nixos-vm"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "LEFT   left by an earlier run (nixos-vm): could not confirm what became of " in out
+    assert "unable to read the vm list" in out
+    assert "OK     nixos-vm:" in out and "-> scratch 9901:" in out  # its own copy: the next VMID
+    assert 9900 in {g.vmid for g in env.pve.vms}
+    assert (state / "verify-scratch" / "9900.json").exists()  # kept for the next run
+    # The next run can see, and removes it.
+    code = run(["backup", "verify", "--config", str(EXAMPLE), "--guest", "nixos-vm"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "CLEANED left by an earlier run (nixos-vm): removed scratch guest 9900" in out
+    assert not {9900, 9901} & {g.vmid for g in env.pve.vms}
+    assert run(["history", "--job", "backup verify"]) == 0
+    history = capsys.readouterr().out
+    assert "1 guest verified, 1 leftover scratch guest removed" in history
+
+
+def test_verify_leaves_a_recorded_vmid_someone_else_reused_alone(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nixmox.backup.scratch import ScratchRecord, ScratchRecords
+
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 0
+    capsys.readouterr()
+    state = Path(os.environ["NIXMOX_STATE_DIR"])
+    # A record whose restore never reached Proxmox (no task), and a person's VM at its VMID.
+    since = datetime.now().timestamp()
+    record = ScratchRecord(9900, "pve1", "qemu", "nonce", "nixos-vm", "backups:x", since)
+    ScratchRecords(state).save(record)
+    env.pve.add_vm(9900, "someone-elses", node="pve1")
+    code = run(["backup", "verify", "--json", "--config", str(EXAMPLE), "--guest", "nixos-vm"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    [left] = report["leftovers"]
+    assert left["outcome"] == "not ours" and "left alone" in left["message"]
+    assert [g.name for g in env.pve.vms if g.vmid == 9900] == ["someone-elses"]
+    assert not [r for r in env.pve.requests if r[0] == "DELETE" and r[1].endswith("/9900")]
+    assert not (state / "verify-scratch" / "9900.json").exists()

@@ -11,6 +11,8 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from nixmox.adapters.journal import Journal
 from tests.lab.serving import RunningLab
 
@@ -204,3 +206,62 @@ def test_sigint_during_a_verify_restore_boots_nothing_and_cleans_the_scratch_gue
     finally:
         journal.close()
     assert run.result == "interrupted" and run.summary["guests"][0]["cleaned"] is True
+
+
+@pytest.mark.parametrize("when", ["restore", "boot"])
+def test_a_killed_verify_leaves_a_scratch_guest_the_next_run_removes_and_reports(
+    lab: RunningLab, tmp_path: Path, when: str
+) -> None:
+    lab.pve.add_declared_guests()
+    lab.pve.seed_backup("backups", 101, "qemu", datetime.now() - timedelta(hours=1))
+    state = tmp_path / "state"
+    args = ("backup", "verify", "--config", str(EXAMPLE), "--guest", "nixos-vm")
+
+    def reached() -> bool:
+        if when == "restore":  # Proxmox took the restore; its answer is still on the way
+            return any(t.get("type") == "qmrestore" for t in list(lab.pve.tasks.values()))
+        return any(r[1].endswith("/9900/status/start") for r in list(lab.pve.requests))
+
+    if when == "restore":
+        lab.pve.late_answer = 0.5  # the restore is made; its UPID not yet known to nixmox
+    else:
+        lab.pve.hold_answers(0.3)
+    process = _nixmox(lab, state, *args)
+    deadline = time.monotonic() + 60
+    while not reached():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"never reached the {when}"
+        time.sleep(0.01)
+    process.kill()  # SIGKILL: no clean-up of its own
+    process.communicate(timeout=30)
+    lab.pve.hold_answers(0)
+    lab.pve.late_answer = 0
+    time.sleep(0.5)  # what the killed run had asked for lands
+    [scratch] = [g for g in lab.pve.vms if g.vmid == 9900]
+    assert "nixmox backup verify scratch guest" in str(scratch.config.get("description"))
+    assert [p.name for p in (state / "verify-scratch").glob("*.json")] == ["9900.json"]
+    record = json.loads((state / "verify-scratch" / "9900.json").read_text())
+    # Killed before the restore's answer came, the run never learnt its UPID: the next run
+    # finds the task in the node's task list.
+    assert (record["upid"] is None) == (when == "restore"), record
+
+    again = _nixmox(lab, state, *args[:2], "--json", *args[2:])
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, out + err
+    report = json.loads(out)
+    [left] = report["leftovers"]
+    assert left["vmid"] == 9900 and left["outcome"] == "removed", left
+    assert "removed scratch guest 9900" in left["message"]
+    # The leftover went first, so this run's own copy could use the VMID again, and went too.
+    assert [g["scratch"] for g in report["guests"]] == [9900] and report["guests"][0]["ok"]
+    assert 9900 not in {g.vmid for g in lab.pve.vms}
+    assert list((state / "verify-scratch").iterdir()) == []
+    deletes = [r for r in lab.pve.requests if r[0] == "DELETE" and r[1].endswith("/9900")]
+    assert len(deletes) == 2  # the leftover and this run's own copy
+    journal = Journal(state)
+    try:
+        runs = journal.runs("backup verify")
+    finally:
+        journal.close()
+    assert [r.result for r in runs] == ["ok", "interrupted"]
+    assert runs[0].summary["leftovers"][0]["outcome"] == "removed"

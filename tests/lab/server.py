@@ -42,6 +42,22 @@ from .inventory import Inventory, load_inventory, size_bytes
 from .pci import DEFAULT_CLASS_BLACKLIST, VERBOSE_FIELDS, PciDevice, host_devices
 from .windows_agent import WindowsAgent
 
+#: The options of a VM restore that say how to restore, not what the VM is.
+RESTORE_ONLY = frozenset(
+    [
+        "node",
+        "vmid",
+        "archive",
+        "storage",
+        "force",
+        "unique",
+        "live-restore",
+        "pool",
+        "bwlimit",
+        "start",
+    ]
+)
+
 GIB = 1024**3
 Handler = Callable[[dict[str, Any], str], Awaitable[Any]]
 Route = tuple[str, str, Handler]
@@ -162,6 +178,9 @@ class Lab(FakePve):
         self.agent_responders: dict[int, list[AgentResponder]] = {}
         #: Real seconds every answer is held, whatever time_scale is (see hold_answers).
         self.answer_hold = 0.0
+        #: Seconds of real time an answer is held after its handler ran (the request took
+        #: effect, the client does not know yet).
+        self.late_answer = 0.0
         self._host_update_state()
         self._seed()
         self._windows_agent_setup()
@@ -182,6 +201,8 @@ class Lab(FakePve):
         if self.answer_hold:
             await asyncio.sleep(self.answer_hold)
         response: web.StreamResponse = await super()._middleware(request, handler)
+        if self.late_answer:
+            await asyncio.sleep(self.late_answer)
         return response
 
     # ---------------------------------------------------------------- seeding
@@ -547,6 +568,11 @@ class Lab(FakePve):
             self._add_volume(
                 store, new, {"content": "images", "format": "raw", "size": size, "vmid": vmid}
             )
+        # PVE (qemu-server >= 7.2) applies the call's other options over the archive's
+        # config ("override_conf"); disks cannot be given with an archive.
+        for key, value in v.items():
+            if key not in RESTORE_ONLY:
+                config[key] = value
         if v.get("unique"):
             for key in [k for k in config if re.fullmatch(r"net\d+", k)]:
                 config[key] = re.sub(r"=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "", str(config[key]))

@@ -8,20 +8,27 @@ before anything runs and return the work for :func:`nixmox.runtime.run.run_job`;
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast, get_args
 
+from nixmox.adapters.journal import state_dir
 from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.job import BackupJob, GuestResult
-from nixmox.backup.verify import VerifyResult, verify_guest
+from nixmox.backup.scratch import Outcome, ScratchRecords, Settled
+from nixmox.backup.verify import VerifyResult, clean_leftovers, verify_guest
 from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
-from nixmox.inventory.model import Backups, Guest, Inventory
+from nixmox.inventory.model import Backups, BackupVerify, Guest, Inventory
+from nixmox.rules.timespan import parse_timespan
+
+log = logging.getLogger("nixmox.verify")
 
 
 def choose_guests(inv: Inventory, names: list[str]) -> tuple[Backups, list[Guest]]:
@@ -127,22 +134,32 @@ def prepare_backup(
     return back_up
 
 
+def settled_row(s: Settled) -> dict[str, Any]:
+    """A scratch guest an earlier run left, and what this run did about it (JSON)."""
+    return {"vmid": s.vmid, "guest": s.guest, "outcome": s.outcome, "message": s.message}
+
+
 @dataclass(frozen=True)
 class VerifySummary:
-    """A ``backup verify`` run: each guest's restore check."""
+    """A ``backup verify`` run: each guest's restore check, and the scratch guests
+    earlier (killed) runs left behind and what became of them."""
 
     guests: tuple[VerifyResult, ...]
+    leftovers: tuple[Settled, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return all(g.ok for g in self.guests)
+        return all(g.ok for g in self.guests) and all(s.ok for s in self.leftovers)
 
     @property
     def result(self) -> str:
         return "ok" if self.ok else "failed"
 
     def to_json(self) -> dict[str, Any]:
-        return {"guests": [asdict(g) for g in self.guests]}
+        return {
+            "guests": [asdict(g) for g in self.guests],
+            "leftovers": [settled_row(s) for s in self.leftovers],
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VerifySummary:
@@ -159,24 +176,56 @@ class VerifySummary:
                     cleaned=bool(r.get("cleaned", True)),
                 )
                 for r in jsonrows.rows(data, "guests")
-            )
+            ),
+            tuple(
+                Settled(
+                    vmid=jsonrows.integer(r, "vmid"),
+                    guest=jsonrows.text(r, "guest"),
+                    outcome=_outcome(jsonrows.text(r, "outcome")),
+                    message=jsonrows.text(r, "message"),
+                )
+                for r in jsonrows.rows(data, "leftovers")
+            ),
         )
 
 
-def prepare_verify(inv: Inventory, names: list[str]) -> Callable[[], VerifySummary]:
-    """The restore check of the chosen guests' newest archives, ready to run."""
+def _outcome(word: str) -> Outcome:
+    for known in get_args(Outcome):
+        if word == known:
+            return cast(Outcome, known)
+    return "unconfirmed"
+
+
+def prepare_verify(
+    inv: Inventory,
+    names: list[str],
+    *,
+    directory: Path | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Callable[[], VerifySummary]:
+    """The restore check of the chosen guests' newest archives, ready to run.
+
+    It first settles the scratch guests that killed runs left (their records
+    are under the state directory, ``directory``)."""
     settings, guests = choose_guests(inv, names)
     api = Proxmox(connection(inv.proxmox))
     tz = zone(inv.timezone)
+    records = ScratchRecords(directory or state_dir())
+    timeout = parse_timespan((settings.verify or BackupVerify()).timeout)
 
     def verify() -> VerifySummary:
+        leftovers = clean_leftovers(api, records, timeout=timeout, clock=clock)
+        for s in leftovers:
+            (log.warning if s.ok else log.error)("left by an earlier run: %s", s.message)
         results = []
         for g in guests:
             if interrupt.stopping():
                 message = f"not started: interrupted by {interrupt.signal_name()}"
                 results.append(VerifyResult(g.name, g.vmid, message=message))
             else:
-                results.append(verify_guest(api, g, settings, tz, inv.storages))
-        return VerifySummary(tuple(results))
+                results.append(
+                    verify_guest(api, g, settings, tz, inv.storages, clock=clock, records=records)
+                )
+        return VerifySummary(tuple(results), tuple(leftovers))
 
     return verify

@@ -17,11 +17,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
+from nixmox.adapters.proxmox.client import ApiError, Proxmox
+from nixmox.adapters.proxmox.cluster import guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.backup.archives import archives_of
 from nixmox.backup.job import content_path
+from nixmox.backup.scratch import ScratchRecord, ScratchRecords, Settled, settle, with_upid
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
@@ -85,8 +86,13 @@ def verify_guest(
     zone: Any,
     storages: list[Storage] | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    records: ScratchRecords | None = None,
 ) -> VerifyResult:
-    """Restore, boot, check and destroy one guest's newest archive."""
+    """Restore, boot, check and destroy one guest's newest archive.
+
+    With ``records``, the scratch guest is recorded before the restore is asked
+    for, so that a later run can remove it if this one is killed.
+    """
     verify = settings.verify or BackupVerify()
     storages = storages or []
     result = VerifyResult(guest.name, guest.vmid)
@@ -101,15 +107,16 @@ def verify_guest(
     node = guest.node
     timeout = parse_timespan(verify.timeout)
     started = clock.monotonic()
-    scratch: int | None = None
     # This run's own mark on its scratch guest: stop and destroy only a guest that carries it.
     marker = MARKER + secrets.token_hex(8)
-    marked = False
+    record: ScratchRecord | None = None
     try:
         scratch = free_vmid(api, verify)
         result.scratch = scratch
         base = f"/nodes/{node}/{kind}"  # where a guest of this kind is created
-        params: dict[str, Any] = {"vmid": scratch, "unique": 1}
+        # The mark comes with the restore itself (PVE applies the other options over the
+        # archive's config), so even a copy whose restore outlived its run carries it.
+        params: dict[str, Any] = {"vmid": scratch, "unique": 1, "description": marker}
         storage = restore_storage(guest, verify, storages)
         if storage:
             params["storage"] = storage
@@ -117,14 +124,30 @@ def verify_guest(
             params.update(ostemplate=archive, restore=1)
         else:
             params["archive"] = archive
-        # A refused POST (the VMID was taken since the check) created nothing of ours.
-        upid = api.post(base, **params)
-        result.cleaned = False
+        record = ScratchRecord(
+            scratch, node, kind, marker, guest.name, archive, clock.now().timestamp()
+        )
+        if records is not None:
+            records.save(record)  # before the POST: a kill right after it leaves a trace
+        try:
+            upid = str(api.post(base, **params))
+        except ApiError:
+            # Refused (the VMID was taken since the check): nothing of ours was made.
+            if records is not None:
+                records.drop(scratch)
+            record = None
+            raise
+        record = with_upid(record, upid)
+        if records is not None:
+            records.save(record)
         try:
             wait(api, upid, what=f"restore {archive} to {scratch}", timeout=timeout, clock=clock)
         except NixmoxError as exc:
             if "already exists" in str(exc):
-                result.cleaned = True  # the VMID is someone else's: nothing of ours to remove
+                # The VMID is someone else's: nothing of ours to remove.
+                if records is not None:
+                    records.drop(scratch)
+                record = None
             raise
         path = f"{base}/{scratch}"
         config = api.get(f"{path}/config") or {}
@@ -135,7 +158,6 @@ def verify_guest(
             if k.startswith("net") and k[3:].isdigit() and "link_down=1" not in str(v)
         }
         api.put(f"{path}/config", description=marker, **down)
-        marked = True
         # After a stop request the copy is not booted; the clean-up below still runs.
         interrupt.raise_if_stopping("the restored copy was not booted")
         wait(
@@ -161,14 +183,33 @@ def verify_guest(
         result.seconds = clock.monotonic() - started
         result.message = str(exc)
     finally:
-        if scratch is not None and not result.cleaned:
-            result.cleaned = _destroy(api, node, kind, scratch, marker if marked else None, clock)
+        if record is not None:
+            settled = settle(api, record, timeout=timeout, clock=clock)
+            result.cleaned = settled.outcome != "unconfirmed"
+            if result.cleaned and records is not None:
+                records.drop(record.vmid)
             if not result.cleaned:
                 result.ok = False
+                log.error("%s", settled.message)
                 result.message += (
-                    f"; the scratch guest {scratch} could NOT be removed: remove it by hand"
+                    f"; the scratch guest {record.vmid} could NOT be removed: {settled.message}"
                 )
     return result
+
+
+def clean_leftovers(
+    api: Proxmox, records: ScratchRecords, *, timeout: float, clock: Clock = SYSTEM_CLOCK
+) -> list[Settled]:
+    """Settle the scratch guests earlier runs left behind (see :mod:`.scratch`)."""
+    done = []
+    for record in records.all():
+        if interrupt.stopping():
+            break
+        settled = settle(api, record, timeout=timeout, clock=clock)
+        if settled.ok:
+            records.drop(record.vmid)
+        done.append(settled)
+    return done
 
 
 def _wait_agent(api: Proxmox, path: str, deadline: float, clock: Clock) -> None:
@@ -180,40 +221,3 @@ def _wait_agent(api: Proxmox, path: str, deadline: float, clock: Clock) -> None:
             if clock.monotonic() >= deadline:
                 raise NixmoxError(f"the guest agent did not answer: {exc}") from None
             clock.sleep(2.0)
-
-
-def _destroy(
-    api: Proxmox, node: str, kind: str, vmid: int, marker: str | None, clock: Clock
-) -> bool:
-    """Stop and destroy the scratch guest this run restored; True when it is gone.
-
-    With ``marker`` (written once the restore finished) the guest must still
-    carry it; without (the accepted restore task failed) it must carry no
-    other description. Anything else is not ours and is left alone.
-    """
-    path = guest_path(node, kind, vmid)
-    try:
-        vmids = set(read_guests(api))
-    except NixmoxError as exc:
-        log.error("cannot tell whether scratch guest %s is still there: %s", vmid, exc)
-        return False
-    if vmid not in vmids:
-        return True  # the failed restore left nothing
-    try:
-        description = str((api.get(f"{path}/config") or {}).get("description", ""))
-        if (marker is not None and marker not in description) or (
-            marker is None and description.strip()
-        ):
-            log.error("guest %s does not carry this run's mark: not ours, left alone", vmid)
-            return False
-        status = (api.get(f"{path}/status/current") or {}).get("status")
-        if status == "running":
-            wait(api, api.post(f"{path}/status/stop"), what=f"stop scratch {vmid}", clock=clock)
-        cleanup: dict[str, Any] = {"purge": 1, "destroy-unreferenced-disks": 1}
-        upid = api.delete(path, **cleanup)
-        if isinstance(upid, str):
-            wait(api, upid, what=f"destroy scratch {vmid}", clock=clock)
-        return True
-    except NixmoxError as exc:
-        log.error("cannot remove scratch guest %s: %s", vmid, exc)
-        return False

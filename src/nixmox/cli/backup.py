@@ -66,14 +66,21 @@ def _print(summary: BackupSummary, dry_run: bool) -> None:
     )
 
 
-def verify(config: Path | None, names: list[str], *, as_json: bool) -> int:
+def verify(
+    config: Path | None, names: list[str], *, as_json: bool, clock: Clock = SYSTEM_CLOCK
+) -> int:
     """Restore-verify each guest's newest archive; exit 1 on any failure."""
     inv = load_inventory(find_inventory(config))
-    work = prepare_verify(inv, names)
-    summary = run_job(inv, "backup verify", work, dry_run=False, claims=backup_claims(inv, names))
+    work = prepare_verify(inv, names, clock=clock)
+    summary = run_job(
+        inv, "backup verify", work, dry_run=False, claims=backup_claims(inv, names), clock=clock
+    )
     if as_json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
+        for s in summary.leftovers:
+            word = {"removed": "CLEANED", "unconfirmed": "LEFT"}.get(s.outcome, "NOTE")
+            print(f"{word:<6} left by an earlier run ({s.guest}): {s.message}")
         for r in summary.guests:
             mark = "OK    " if r.ok else "FAILED"
             print(f"{mark} {r.name}: {r.archive or '-'} -> scratch {r.scratch or '-'}: {r.message}")

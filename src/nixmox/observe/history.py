@@ -70,7 +70,14 @@ def _verify(summary: Mapping[str, Any]) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("ok")]
     failed = [f"{g.get('name')}: {g.get('message')}" for g in guests if not g.get("ok")]
-    return [f"{_plural(len(ok), 'guest')} verified", *_failures(failed)]
+    # Scratch guests killed runs left behind: what this run removed, and what it could not.
+    leftovers = _rows(summary, "leftovers")
+    failed += [str(s.get("message")) for s in leftovers if s.get("outcome") == "unconfirmed"]
+    removed = sum(1 for s in leftovers if s.get("outcome") == "removed")
+    head = f"{_plural(len(ok), 'guest')} verified"
+    if removed:
+        head += f", {_plural(removed, 'leftover scratch guest')} removed"
+    return [head, *_failures(failed)]
 
 
 def _snapshot(summary: Mapping[str, Any]) -> list[str]:
