@@ -887,7 +887,10 @@ class Lab(FakePve):
             return str(failure[0])
         _set_lock(guest, "backup")
         try:
-            await self.pause(self.backup_secs)
+            if kind == "qemu":
+                await self._copy_disks(log, guest)
+            else:
+                await self.pause(self.backup_secs)
         finally:
             _set_lock(guest, None)
         notes = _render_notes(v.get("notes-template"), guest, node, self.cluster_name)
@@ -910,6 +913,20 @@ class Lab(FakePve):
         took = time.strftime("%H:%M:%S", time.gmtime(self.backup_secs))
         log.append(f"INFO: Finished Backup of VM {vmid} ({took})")
         return None
+
+    async def _copy_disks(self, log: list[str], guest: Guest) -> None:
+        """A VM's backup job, logging its progress as vzdump does (PVE::VZDump::QemuServer)."""
+        total = max(self._guest_disk_bytes(guest), GIB)
+        steps = 5
+        for step in range(1, steps + 1):
+            await self.pause(self.backup_secs / steps)
+            done = total * step // steps
+            secs = max(1, round(self.backup_secs * step / steps))
+            rate = done / secs / 1024**2
+            log.append(
+                f"INFO: {100 * step // steps:3d}% ({done / GIB:.1f} GiB of {total / GIB:.1f} GiB)"
+                f" in {secs}s, read: {rate:.1f} MiB/s, write: {rate * 0.9:.1f} MiB/s"
+            )
 
     def _guest_disk_bytes(self, guest: Guest) -> int:
         total = 0

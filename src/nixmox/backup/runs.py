@@ -24,6 +24,7 @@ from nixmox.backup.verify import VerifyResult, clean_leftovers, verify_guest
 from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Inventory
 from nixmox.rules.timespan import parse_timespan
@@ -120,12 +121,19 @@ def prepare_backup(
     protected: bool,
     dry_run: bool,
     clock: Clock = SYSTEM_CLOCK,
+    progress: Progress = SILENT,
 ) -> Callable[[], BackupSummary]:
     """The backup (and prune) of the chosen guests, ready to run."""
     settings, guests = choose_guests(inv, names)
     api = Proxmox(connection(inv.proxmox))
     job = BackupJob(
-        api, settings, zone(inv.timezone), protected=protected, dry_run=dry_run, clock=clock
+        api,
+        settings,
+        zone(inv.timezone),
+        protected=protected,
+        dry_run=dry_run,
+        clock=clock,
+        progress=progress,
     )
 
     def back_up() -> BackupSummary:
@@ -202,6 +210,7 @@ def prepare_verify(
     *,
     directory: Path | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    progress: Progress = SILENT,
 ) -> Callable[[], VerifySummary]:
     """The restore check of the chosen guests' newest archives, ready to run.
 
@@ -216,16 +225,26 @@ def prepare_verify(
     def verify() -> VerifySummary:
         leftovers = clean_leftovers(api, records, timeout=timeout, clock=clock)
         for s in leftovers:
-            (log.warning if s.ok else log.error)("left by an earlier run: %s", s.message)
+            progress.step(f"left by an earlier run ({s.guest}): {s.message}")
         results = []
         for g in guests:
             if interrupt.stopping():
                 message = f"not started: interrupted by {interrupt.signal_name()}"
                 results.append(VerifyResult(g.name, g.vmid, message=message))
             else:
-                results.append(
-                    verify_guest(api, g, settings, tz, inv.storages, clock=clock, records=records)
+                progress.start(g.name, f"verifying {g.name}'s newest backup")
+                r = verify_guest(
+                    api,
+                    g,
+                    settings,
+                    tz,
+                    inv.storages,
+                    clock=clock,
+                    records=records,
+                    progress=progress,
                 )
+                progress.end(g.name, f"{g.name}: {'verified' if r.ok else 'FAILED'}: {r.message}")
+                results.append(r)
         return VerifySummary(tuple(results), tuple(leftovers))
 
     return verify

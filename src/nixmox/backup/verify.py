@@ -26,6 +26,7 @@ from nixmox.backup.scratch import ScratchRecord, ScratchRecords, Settled, settle
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
 from nixmox.rules.timespan import parse_timespan
 
@@ -87,6 +88,7 @@ def verify_guest(
     storages: list[Storage] | None = None,
     clock: Clock = SYSTEM_CLOCK,
     records: ScratchRecords | None = None,
+    progress: Progress = SILENT,
 ) -> VerifyResult:
     """Restore, boot, check and destroy one guest's newest archive.
 
@@ -129,6 +131,7 @@ def verify_guest(
         )
         if records is not None:
             records.save(record)  # before the POST: a kill right after it leaves a trace
+        progress.update(guest.name, f"restoring {archive} to scratch {scratch}")
         try:
             upid = str(api.post(base, **params))
         except ApiError:
@@ -141,7 +144,14 @@ def verify_guest(
         if records is not None:
             records.save(record)
         try:
-            wait(api, upid, what=f"restore {archive} to {scratch}", timeout=timeout, clock=clock)
+            wait(
+                api,
+                upid,
+                what=f"restore {archive} to {scratch}",
+                timeout=timeout,
+                clock=clock,
+                watch=lambda: progress.update(guest.name),
+            )
         except NixmoxError as exc:
             if "already exists" in str(exc):
                 # The VMID is someone else's: nothing of ours to remove.
@@ -160,6 +170,7 @@ def verify_guest(
         api.put(f"{path}/config", description=marker, **down)
         # After a stop request the copy is not booted; the clean-up below still runs.
         interrupt.raise_if_stopping("the restored copy was not booted")
+        progress.update(guest.name, f"booting scratch {scratch} (network links down)")
         wait(
             api,
             api.post(f"{path}/status/start"),
@@ -175,6 +186,7 @@ def verify_guest(
             clock.sleep(1.0)
         agent = str(config.get("agent", "0")).split(",", 1)[0] in ("1", "enabled=1")
         if kind == "qemu" and agent:
+            progress.update(guest.name, f"scratch {scratch} runs; waiting for its guest agent")
             _wait_agent(api, path, deadline, clock)
         result.seconds = clock.monotonic() - started
         result.ok = True
@@ -184,6 +196,7 @@ def verify_guest(
         result.message = str(exc)
     finally:
         if record is not None:
+            progress.update(guest.name, f"removing scratch {record.vmid}")
             settled = settle(api, record, timeout=timeout, clock=clock)
             result.cleaned = settled.outcome != "unconfirmed"
             if result.cleaned and records is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from nixmox.backup.archives import human_size
 from nixmox.backup.runs import BackupSummary, backup_claims, prepare_backup, prepare_verify
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.progress import Progress, for_stderr
 from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
@@ -21,12 +22,17 @@ def backup(
     protected: bool,
     as_json: bool,
     clock: Clock = SYSTEM_CLOCK,
+    progress: Progress | None = None,
 ) -> int:
     """Back up and prune; exit 0 if every guest succeeded, 1 otherwise."""
     inv = load_inventory(find_inventory(config))
-    work = prepare_backup(inv, names, protected=protected, dry_run=dry_run, clock=clock)
+    shown = progress or for_stderr(clock)
+    work = prepare_backup(
+        inv, names, protected=protected, dry_run=dry_run, clock=clock, progress=shown
+    )
+    claims = backup_claims(inv, names)
     summary = run_job(
-        inv, "backup", work, dry_run=dry_run, claims=backup_claims(inv, names), clock=clock
+        inv, "backup", work, dry_run=dry_run, claims=claims, clock=clock, progress=shown
     )
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
@@ -71,9 +77,11 @@ def verify(
 ) -> int:
     """Restore-verify each guest's newest archive; exit 1 on any failure."""
     inv = load_inventory(find_inventory(config))
-    work = prepare_verify(inv, names, clock=clock)
+    shown = for_stderr(clock)
+    work = prepare_verify(inv, names, clock=clock, progress=shown)
+    claims = backup_claims(inv, names)
     summary = run_job(
-        inv, "backup verify", work, dry_run=False, claims=backup_claims(inv, names), clock=clock
+        inv, "backup verify", work, dry_run=False, claims=claims, clock=clock, progress=shown
     )
     if as_json:
         print(json.dumps(summary.to_json(), indent=2))

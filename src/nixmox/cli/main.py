@@ -52,6 +52,9 @@ def run(argv: list[str] | None = None) -> int:
     from nixmox.core import log
 
     log.setup(verbosity)
+    from nixmox.core import progress
+
+    progress.configure(verbosity)
     from nixmox.core import interrupt
     from nixmox.core.errors import NixmoxError
 

@@ -27,6 +27,7 @@ from nixmox.adapters.locks import Claim
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.interrupt import Interrupted, raise_if_stopping, stopping
+from nixmox.core.progress import SILENT, Progress, for_stderr
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Metrics, Notify
 from nixmox.runtime.waits import lock_wait
@@ -70,6 +71,7 @@ def run_job(
     directory: Path | None = None,
     claims: Iterable[Claim] = (),
     clock: Clock = SYSTEM_CLOCK,
+    progress: Progress | None = None,
 ) -> SummaryT:
     """Run ``work`` as one run of ``job`` and return what it reported.
 
@@ -81,14 +83,22 @@ def run_job(
     journaled with the summary's result and JSON, and followed by metrics and
     the notification; when ``work`` raises, the run is journaled as ``error``
     with the message and the exception propagates. ``clock`` measures the lock wait.
+
+    ``progress`` (the one the command gave its job; else this process's, see
+    :func:`~nixmox.core.progress.for_stderr`) is shown while the run lasts and
+    hears the lock waits.
     """
-    if dry_run or inv is None:
-        return work()
-    with observed_run(inv, job, directory, claims, clock) as run:
-        summary = work()
-        run.result = summary.result
-        run.summary = summary.to_json()
-    return summary
+    shown = progress if progress is not None else for_stderr(clock)
+    with shown:
+        if dry_run or inv is None:
+            return work()
+        # Quiet (or no command line): a lock wait is still worth a warning.
+        report = _waiting if shown is SILENT else shown.step
+        with observed_run(inv, job, directory, claims, clock, report) as run:
+            summary = work()
+            run.result = summary.result
+            run.summary = summary.to_json()
+        return summary
 
 
 @contextlib.contextmanager
@@ -98,6 +108,7 @@ def observed_run(
     directory: Path | None = None,
     claims: Iterable[Claim] = (),
     clock: Clock = SYSTEM_CLOCK,
+    report: Callable[[str], None] | None = None,
 ) -> Iterator[JobRun]:
     """:func:`job_run` for ``command``, then :func:`after_run` once it is journaled
     (the inside of :func:`run_job`; jobs go through that)."""
@@ -109,7 +120,7 @@ def observed_run(
             command,
             claims=claims,
             lock_wait=lock_wait(inv, command),
-            report=_waiting,
+            report=report or _waiting,
             clock=clock,
         ) as run:
             journaled = True
