@@ -332,6 +332,10 @@ def check(inv: Inventory) -> list[Problem]:
                 )
             dataset_ref((*tpath, "dataset"), target.dataset)
 
+    # Replication.
+    if inv.replication is not None:
+        add(_replication_problems(inv))
+
     # Backups.
     if inv.backups is not None:
         storage_ref(("backups", "storage"), inv.backups.storage)
@@ -374,3 +378,39 @@ def check(inv: Inventory) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _replication_problems(inv: Inventory) -> Iterator[Problem]:
+    """Targets exist, their keep-* are sane, and no two sources share one replica."""
+    assert inv.replication is not None
+    rep = inv.replication
+    for name, target in rep.targets.items():
+        yield from keep_problems(target, ("replication", "targets", name))
+    replicas: dict[tuple[str, str], str] = {}
+    trees = [(s.dataset, s.target) for s in rep.datasets if s.recursive]
+    for i, source in enumerate(rep.datasets):
+        path: Path = ("replication", "datasets", i)
+        if source.target not in rep.targets:
+            known = ", ".join(sorted(rep.targets)) or "none declared"
+            yield Problem(
+                (*path, "target"), f"target {source.target!r} is not defined (known: {known})"
+            )
+            continue
+        parent = next(
+            (t for t, to in trees if to == source.target and source.dataset.startswith(t + "/")),
+            None,
+        )
+        if parent is not None:
+            yield Problem(
+                (*path, "dataset"),
+                f"{source.dataset} is already replicated with the tree of {parent}",
+            )
+        # The replica is named after the source's last component (see replicate.plan).
+        replica = f"{rep.targets[source.target].dataset}/{source.dataset.rsplit('/', 1)[-1]}"
+        other = replicas.setdefault((source.target, replica), source.dataset)
+        if other != source.dataset:
+            yield Problem(
+                (*path, "dataset"),
+                f"{source.dataset} and {other} would both be received as {replica} on "
+                f"target {source.target!r}",
+            )
