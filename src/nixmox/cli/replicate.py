@@ -30,18 +30,20 @@ class _Progress:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.last = 0.0
+        self.drawn = False
 
     def __call__(self, dataset: str, moved: int, seconds: float) -> None:
         rate = moved / seconds if seconds > 0 else 0.0
         text = f"{dataset}: {size(moved)} sent, {size(rate)}/s"
         if self.tty:
+            self.drawn = True
             print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
         elif time.monotonic() - self.last >= 10:
             self.last = time.monotonic()
             print(text, file=sys.stderr, flush=True)
 
     def done(self) -> None:
-        if self.tty and self.last >= 0:
+        if self.drawn:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
