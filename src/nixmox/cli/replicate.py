@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.replicate.runs import ReplicateSummary, prepare_replicate
@@ -48,13 +49,19 @@ class _Progress:
 
 
 def run(
-    config: Path | None, *, dataset: str | None, discard: list[str], dry_run: bool, as_json: bool
+    config: Path | None,
+    *,
+    dataset: str | None,
+    discard: list[str],
+    dry_run: bool,
+    as_json: bool,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """Run the replicate job; return the exit code (1 when any dataset failed)."""
     inv = load_inventory(find_inventory(config))
     progress = _Progress()
     work = prepare_replicate(
-        inv, dry_run=dry_run, dataset=dataset, discard=discard, progress=progress
+        inv, dry_run=dry_run, dataset=dataset, discard=discard, progress=progress, clock=clock
     )
     try:
         summary = run_job(inv, "replicate", work, dry_run=dry_run)

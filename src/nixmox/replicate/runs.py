@@ -10,12 +10,13 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from nixmox.adapters.runner import Remote, Runner
 from nixmox.adapters.zfs import Zfs, ZfsError, Zpool, zpool_command
 from nixmox.core import interrupt, jsonrows
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Replication, ReplicationSource, ReplicationTarget
@@ -194,6 +195,7 @@ def prepare_replicate(
     dataset: str | None = None,
     discard: Iterable[str] = (),
     progress: Report | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Callable[[], ReplicateSummary]:
     """Replicate every declared source (or the one named), ready to run."""
     rep = replication_settings(inv)
@@ -205,7 +207,7 @@ def prepare_replicate(
     tz = zone(inv.timezone)
 
     def run() -> ReplicateSummary:
-        now = datetime.now(UTC)
+        now = clock.now()
         results = []
         for entry in entries:
             target = rep.targets[entry.target]
@@ -213,7 +215,7 @@ def prepare_replicate(
                 _run_entry(entry, target, runner, source, source_pool, tz, now, allowed, progress)
             )
         skipped = [shlex.join(r.argv) for r in runner.history if r.skipped]
-        return ReplicateSummary(tuple(results), datetime.now(UTC).timestamp(), tuple(skipped))
+        return ReplicateSummary(tuple(results), clock.now().timestamp(), tuple(skipped))
 
     return run
 
