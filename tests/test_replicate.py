@@ -10,12 +10,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from nixmox.adapters.zfs import SnapshotId
+from nixmox.cli.main import run as cli
+from nixmox.core.verdict import Status
+from nixmox.doctor.replication_area import allowed_lag, lag_check
 from nixmox.inventory.load import parse_inventory
 from nixmox.replicate.plan import Discard, Ends, Kind, decide, replica_name
 from nixmox.replicate.runs import ReplicateSummary, prepare_replicate
 from nixmox.snapshot.policy import snapshot_name
+from tests.lab.serving import RunningLab
 from tests.peers.sshd import Sshd
 from tests.peers.zfs import ZfsFuse
 
@@ -347,3 +352,93 @@ def test_remote_target_over_ssh(
     finally:
         zfs.destroy_pool(src)
         far_zfs.destroy_pool(far)
+
+
+# -- lag: metrics, history, status, doctor -------------------------------------
+
+
+def test_allowed_lag_is_one_replicate_period_plus_one_snapshot_period() -> None:
+    assert allowed_lag("daily", "hourly") == (
+        timedelta(hours=25),
+        "schedules.replicate 'daily' + schedules.snapshot 'hourly'",
+    )
+    assert allowed_lag(None, None) == (timedelta(days=1), "no schedules.replicate, daily assumed")
+    now = datetime(2026, 3, 5, tzinfo=UTC)
+    fresh = lag_check("p/d", "usb", "t/d", now - timedelta(hours=25), now, timedelta(hours=25), "")
+    late = lag_check("p/d", "usb", "t/d", now - timedelta(hours=26), now, timedelta(hours=25), "")
+    never = lag_check("p/d", "usb", "t/d", None, now, timedelta(hours=25), "")
+    assert [c.status for c in (fresh, late, never)] == [Status.PASS, Status.WARN, Status.WARN]
+    assert "t/d is 26 h behind ()" in late.message and "WARN after 25 h" in late.message
+    assert "not replicated yet" in never.message
+
+
+def test_lag_in_metrics_history_status_and_doctor(
+    zfs: ZfsFuse,
+    pools: tuple[str, str],
+    lab_env: RunningLab,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    src, dst = pools
+    zbin = str(zfs.bin_dir / "zfs")
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = [now - timedelta(days=3), now - timedelta(days=2)]
+    for when in old:
+        zfs.zfs("snapshot", "-r", f"{src}/data@{snapshot_name(when)}")
+    prom = tmp_path / "nixmox.prom"
+    config = tmp_path / "nixmox.toml"
+    config.write_text(
+        inventory(zbin, f"{src}/data", f"{dst}/backup")
+        + f'[schedules]\nsnapshot = "hourly"\nreplicate = "daily"\n'
+        f'[metrics]\ntextfile = "{prom}"\n'
+    )
+    assert cli(["replicate", "--config", str(config)]) == 0
+    capsys.readouterr()
+
+    samples = {
+        (s.name, s.labels["dataset"], s.labels["target"]): s.value
+        for f in text_string_to_metric_families(prom.read_text())
+        for s in f.samples
+        if s.name.startswith("nixmox_replication_")
+    }
+    newest = old[-1].timestamp()
+    assert samples[("nixmox_replication_newest_timestamp_seconds", f"{src}/data", "usb")] == newest
+    assert samples[("nixmox_replication_newest_timestamp_seconds", f"{src}/data/ct", "usb")] == (
+        newest
+    )
+    success = samples[("nixmox_replication_last_success_timestamp_seconds", f"{src}/data", "usb")]
+    assert abs(success - datetime.now(UTC).timestamp()) < 120
+
+    assert cli(["history", "--json", "--config", str(config)]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["job"] == "replicate"
+    assert entry["lines"][0].startswith("2 of 2 datasets replicated, 4 snapshots sent (")
+
+    # Two days behind a daily schedule of hourly snapshots: doctor warns.
+    assert cli(["doctor", "--only", "replication", "--json", "--config", str(config)]) == 1
+    checks = json.loads(capsys.readouterr().out)["checks"]
+    assert {(c["subject"], c["status"]) for c in checks} == {
+        (f"{src}/data -> usb", "WARN"),
+        (f"{src}/data/ct -> usb", "WARN"),
+    }
+    assert all("2 d behind" in c["message"] and "WARN after 25 h" in c["message"] for c in checks)
+
+    # status (run as on the node: --host-root) shows the lag and doctor's warning.
+    cli(["status", "--json", "--host-root", str(tmp_path), "--config", str(config)])
+    report = json.loads(capsys.readouterr().out)
+    rows = {r["dataset"]: r for r in report["replication"]}
+    assert set(rows) == {f"{src}/data", f"{src}/data/ct"}
+    assert rows[f"{src}/data"]["newest"] == newest
+    assert 2 * 86400 <= rows[f"{src}/data"]["lag_seconds"] < 2 * 86400 + 600
+    assert "replication" in report["doctor"]["areas"]
+    assert any(c["id"] == "replication-lag" for c in report["doctor"]["checks"])
+    cli(["status", "--host-root", str(tmp_path), "--config", str(config)])
+    text = capsys.readouterr().out
+    assert "replicated dataset" in text and f"{src}/data/ct" in text
+
+    # A fresh snapshot replicated: the lag is back within the schedule.
+    zfs.zfs("snapshot", "-r", f"{src}/data@{snapshot_name(now - timedelta(minutes=10))}")
+    assert cli(["replicate", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert cli(["doctor", "--only", "replication", "--json", "--config", str(config)]) == 0
+    capsys.readouterr()

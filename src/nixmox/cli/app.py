@@ -128,7 +128,9 @@ def doctor(
     only: Annotated[
         list[str] | None,
         typer.Option(
-            "--only", help="area: proxmox, guests, passthrough, storage, backups, snapshots, host"
+            "--only",
+            help="area: proxmox, guests, passthrough, storage, backups, snapshots, replication, "
+            "host",
         ),
     ] = None,
     host_root: Annotated[
