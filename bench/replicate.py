@@ -52,7 +52,8 @@ def main() -> None:
         inv = parse_inventory(
             f'[zfs]\ncommand = ["{zfs}"]\n[replication.targets.t]\ndataset = "{dst}/backup"\n'
             f'zfs_command = ["{zfs}"]\n[[replication.datasets]]\ndataset = "{src}/data"\n'
-            'target = "t"\n'
+            'target = "t"\n[snapshots.policies.p]\nkeep-last = 10\n'
+            f'[[snapshots.datasets]]\ndataset = "{src}/data"\npolicy = "p"\n'
         )
         # Both rates are stream bytes over wall time of the pipe.
         stream = int(

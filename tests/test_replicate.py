@@ -16,7 +16,7 @@ from nixmox.adapters.zfs import SnapshotId
 from nixmox.cli.main import run as cli
 from nixmox.core.verdict import Status
 from nixmox.doctor.replication_area import allowed_lag, lag_check
-from nixmox.inventory.load import parse_inventory
+from nixmox.inventory.load import InventoryInvalid, parse_inventory
 from nixmox.replicate.plan import Discard, Ends, Kind, decide, replica_name
 from nixmox.replicate.runs import ReplicateSummary, prepare_replicate
 from nixmox.snapshot.policy import snapshot_name
@@ -76,6 +76,20 @@ def test_a_replica_nixmox_did_not_make_is_left_alone() -> None:
     assert "zfs set nixmox:source=p/d t/d" in (decision.fix or "")
 
 
+def test_config_check_refuses_a_source_nixmox_never_snapshots() -> None:
+    text = inventory("zfs", "tank/shared", "usb/pve")
+    assert parse_inventory(text).replication is not None
+    unsnapshotted = text.replace(
+        'dataset = "tank/shared"\npolicy', 'dataset = "tank/media"\npolicy'
+    )
+    with pytest.raises(InventoryInvalid) as refused:
+        parse_inventory(unsnapshotted)
+    assert "tank/shared is in no [[snapshots.datasets]]" in str(refused.value)
+    # Inside a recursive snapshot tree is enough.
+    below = text.replace('dataset = "tank/shared"\npolicy', 'dataset = "tank"\npolicy')
+    assert parse_inventory(below).replication is not None
+
+
 # -- real ZFS -------------------------------------------------------------------
 
 
@@ -109,6 +123,9 @@ def inventory(
         f'zfs_command = ["{target_zfs or zfs_bin}"]\n{keep}\n'
         f'[[replication.datasets]]\ndataset = "{src}"\ntarget = "usb"\n'
         f"recursive = {'true' if recursive else 'false'}\n"
+        # nixmox replicates only what it snapshots (a config check).
+        f'[snapshots.policies.all]\nkeep-last = 1000\n[[snapshots.datasets]]\ndataset = "{src}"\n'
+        f'policy = "all"\nrecursive = true\n'
     )
 
 

@@ -132,10 +132,13 @@ def _print(summary: ReplicateSummary) -> None:
     for fix in fixes:
         print(f"fix: {fix}")
     datasets = [d for _, d in summary.datasets()]
-    failed = sum(not d.ok for d in datasets) + sum(e.error is not None for e in summary.entries)
+    failed = sum(not d.ok for d in datasets)
+    # An entry that failed before any dataset (target unreachable) has none to count.
+    unreached = [f"{e.source} -> {e.target}" for e in summary.entries if e.error is not None]
     print(
-        f"{len(datasets) - sum(not d.ok for d in datasets)} of {len(datasets)} datasets ok"
+        f"{len(datasets) - failed} of {len(datasets)} datasets ok"
         + (f", {failed} failed" if failed else "")
+        + (f"; not reached: {', '.join(unreached)}" if unreached else "")
     )
 
 

@@ -386,8 +386,18 @@ def check(inv: Inventory) -> list[Problem]:
     return problems
 
 
+def _snapshotted(inv: Inventory, dataset: str) -> bool:
+    """Whether ``nixmox snapshot`` takes snapshots of ``dataset``."""
+    targets = inv.snapshots.datasets if inv.snapshots is not None else []
+    return any(
+        t.dataset == dataset or (t.recursive and dataset.startswith(t.dataset + "/"))
+        for t in targets
+    )
+
+
 def _replication_problems(inv: Inventory) -> Iterator[Problem]:
-    """Targets exist, their keep-* are sane, and no two sources share one replica."""
+    """Targets exist, their keep-* are sane, sources are snapshotted by nixmox, and no two
+    sources share one replica."""
     assert inv.replication is not None
     rep = inv.replication
     for name, target in rep.targets.items():
@@ -410,6 +420,12 @@ def _replication_problems(inv: Inventory) -> Iterator[Problem]:
             yield Problem(
                 (*path, "dataset"),
                 f"{source.dataset} is already replicated with the tree of {parent}",
+            )
+        if not _snapshotted(inv, source.dataset):
+            yield Problem(
+                (*path, "dataset"),
+                f"{source.dataset} is in no [[snapshots.datasets]] (nor inside a recursive one): "
+                "nixmox replicates only its own snapshots, so there would never be one to send",
             )
         # The replica is named after the source's last component (see replicate.plan).
         replica = f"{rep.targets[source.target].dataset}/{source.dataset.rsplit('/', 1)[-1]}"
