@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from datetime import UTC
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -333,3 +334,47 @@ def test_the_runner_puts_every_destination_after_the_option_end() -> None:
     for bad in INJECTIONS:
         with pytest.raises(ConfigError):
             Remote.to(bad, {})
+
+
+# -- 5: qm listsnapshot read by its name column -----------------------------------------
+
+# Descriptions as a guest's admin may write them: an arrow and a newer nixmox name each.
+LISTSNAPSHOT = r"""#!/bin/sh
+echo "$*" >> "$QM_LOG"
+case $1 in
+  listsnapshot) cat <<'TREE'
+`-> nixmox_update_20261101T030000Z 2026-11-01 03:00:00     before a nixmox update
+  `-> nixmox_update_20261108T030000Z 2026-11-08 03:00:00   see -> nixmox_update_20991231T000000Z
+    `-> pre-driver                   2026-11-10 12:00:00   `-> nixmox_update_20991230T000000Z
+      `-> nixmox_update_20261115T030000Z 2026-11-15 03:00:00 a -> nixmox_update_20991229T000000Z b
+        `-> current                                        You are here!
+TREE
+  ;;
+  delsnapshot) ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def test_descriptions_in_qm_listsnapshot_yield_no_phantom_snapshots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nixmox.rules.retention import Keep
+    from nixmox.windows.update_local import QmGuest
+
+    qm = tmp_path / "qm"
+    qm.write_text(LISTSNAPSHOT)
+    qm.chmod(0o755)
+    log = tmp_path / "qm.log"
+    monkeypatch.setenv("QM_LOG", str(log))
+    guest = QmGuest(Runner(), 102, qm=str(qm))
+    assert guest.names() == [
+        "nixmox_update_20261101T030000Z",
+        "nixmox_update_20261108T030000Z",
+        "pre-driver",
+        "nixmox_update_20261115T030000Z",
+    ]
+    # keep-last 2 keeps the two newest real ones; phantoms would have pushed them out.
+    assert guest.prune(Keep(last=2), UTC) == ["nixmox_update_20261101T030000Z"]
+    deleted = [line for line in log.read_text().splitlines() if line.startswith("delsnapshot")]
+    assert deleted == ["delsnapshot 102 nixmox_update_20261101T030000Z"]
