@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nixmox.adapters.guest_agent import AgentError
+from nixmox.adapters.guest_agent.via_socket import DRAIN_SECONDS, MAX_ANSWER, SocketAgent
 from nixmox.adapters.journal import Journal, StateLock, ensure_state_dir
 from nixmox.adapters.proxmox.settings import Connection, connection
 from nixmox.adapters.runner import Runner
@@ -27,6 +36,7 @@ from nixmox.inventory.model import ProxmoxSettings
 from nixmox.schedule.install import Layout, install, uninstall
 from tests.lab.serving import RunningLab
 from tests.observe_support import receiver
+from tests.peers.qga import QemuGuestAgent
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "homelab.toml"
@@ -378,3 +388,138 @@ def test_descriptions_in_qm_listsnapshot_yield_no_phantom_snapshots(
     assert guest.prune(Keep(last=2), UTC) == ["nixmox_update_20261101T030000Z"]
     deleted = [line for line in log.read_text().splitlines() if line.startswith("delsnapshot")]
     assert deleted == ["delsnapshot 102 nixmox_update_20261101T030000Z"]
+
+
+# -- 4: a hostile guest agent on the host's socket ------------------------------------
+
+
+class FloodingAgent:
+    """A scripted guest agent on a unix socket (a thread): it resyncs like qemu-ga, then
+    answers each command with ``answer(command)``: bytes to send, or an iterator of them
+    that may never end (the flood)."""
+
+    def __init__(self, path: Path, answer: Any) -> None:
+        self.path = path
+        self.answer = answer
+        self.stop = threading.Event()
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(4)
+        self.server.settimeout(0.2)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.server.close()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            # OSError: the client hung up on the flood, which is what it should do.
+            with conn, contextlib.suppress(OSError):
+                self._talk(conn)
+
+    def _talk(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        for raw in reader:
+            if self.stop.is_set():
+                return
+            message = json.loads(raw.lstrip(b"\xff"))
+            if message["execute"] == "guest-sync-delimited":
+                reply = {"return": message["arguments"]["id"]}
+                conn.sendall(b"\xff" + json.dumps(reply).encode() + b"\n")
+                continue
+            sent = self.answer(message["execute"])
+            for piece in [sent] if isinstance(sent, bytes) else sent:
+                if self.stop.is_set():
+                    return
+                conn.sendall(piece)
+
+
+def endless(piece: bytes, pause: float = 0.0) -> Iterator[bytes]:
+    while True:
+        yield piece
+        if pause:
+            time.sleep(pause)
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[Any]:
+    started: list[FloodingAgent] = []
+
+    def start(answer: Any) -> SocketAgent:
+        started.append(FloodingAgent(tmp_path / "102.qga", answer))
+        return SocketAgent(102, directory=tmp_path, timeout=1.0, budget=3.0)
+
+    yield start
+    for agent in started:
+        agent.close()
+
+
+def test_an_answer_that_never_ends_is_cut_at_the_byte_cap(hostile: Any) -> None:
+    agent = hostile(lambda command: endless(b"A" * 65536))
+    began = time.monotonic()
+    with pytest.raises(AgentError, match=f"more than {MAX_ANSWER} bytes"):
+        agent.ping()
+    assert time.monotonic() - began < 10
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.05], ids=["flood", "trickle"])
+def test_a_guest_that_keeps_sending_after_its_answer_cannot_hold_close(
+    hostile: Any, pause: float
+) -> None:
+    answers = {"guest-ping": b'{"return": {}}\n'}
+    agent = hostile(
+        lambda command: itertools.chain([answers[command]], endless(b"\n" * 4096, pause))
+    )
+    began = time.monotonic()
+    agent.ping()  # answered; the drain on closing gives up by its own bounds
+    assert time.monotonic() - began < DRAIN_SECONDS + 3
+
+
+def test_a_file_that_never_ends_stops_at_the_overall_deadline(hostile: Any) -> None:
+    def answer(command: str) -> bytes:
+        if command == "guest-file-open":
+            return b'{"return": 7}\n'
+        if command == "guest-file-read":
+            time.sleep(0.05)  # each answer well within the per-answer timeout
+            return b'{"return": {"count": 1, "buf-b64": "QQ==", "eof": false}}\n'
+        return b'{"return": {}}\n'
+
+    agent = hostile(answer)
+    began = time.monotonic()
+    with pytest.raises(AgentError, match="overall deadline"):
+        agent.file_read("C:\\ProgramData\\nixmox\\huge.txt")
+    assert time.monotonic() - began < 8
+
+
+def test_stale_lines_before_the_resync_answer_are_bounded(tmp_path: Path) -> None:
+    # Never answers the resync: only ever more stale lines, fast.
+    server = FloodingAgent(tmp_path / "102.qga", lambda command: b"")
+    server._talk = lambda conn: conn.sendall(b"{}\n" * 10_000_000)  # type: ignore[method-assign]
+    try:
+        agent = SocketAgent(102, directory=tmp_path, timeout=1.0, budget=3.0, max_answer=4096)
+        began = time.monotonic()
+        with pytest.raises(AgentError, match="before answering the resynchronisation"):
+            agent.ping()
+        assert time.monotonic() - began < 5
+    finally:
+        server.close()
+
+
+@pytest.mark.peer
+def test_the_real_agent_answering_too_much_is_refused_and_survives(
+    qga: QemuGuestAgent, tmp_path: Path
+) -> None:
+    (tmp_path / "102.qga").symlink_to(qga.socket_path)
+    agent = SocketAgent(102, directory=tmp_path, poll=0.05, max_answer=256 * 1024)
+    with pytest.raises(AgentError, match=f"more than {256 * 1024} bytes"):
+        agent.exec(["/bin/sh", "-c", "head -c 300000 /dev/zero"])
+    # The connection was closed without leaving the agent stuck: the next call works.
+    agent.ping()
+    assert agent.exec(["/bin/echo", "fine"]).stdout == "fine\n"
