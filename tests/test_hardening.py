@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -34,9 +36,20 @@ from nixmox.core.log import mask, register_url
 from nixmox.core.text import printable
 from nixmox.inventory.model import ProxmoxSettings
 from nixmox.schedule.install import Layout, install, uninstall
+from nixmox.windows.guest_folder import acl_problems, signature_problem
+from nixmox.windows.scripts import script_argv
 from tests.lab.serving import RunningLab
 from tests.observe_support import receiver
 from tests.peers.qga import QemuGuestAgent
+from tests.windows_exec import (
+    PLANTED,
+    PLAYER,
+    PROGRAMDATA_CHILD,
+    PROTECTED,
+    ROOT_CHILD,
+    VALVE_SIGNED,
+    script_call,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "homelab.toml"
@@ -523,3 +536,71 @@ def test_the_real_agent_answering_too_much_is_refused_and_survives(
     # The connection was closed without leaving the agent stuck: the next call works.
     agent.ping()
     assert agent.exec(["/bin/echo", "fine"]).stdout == "fine\n"
+
+
+# -- 1: the Windows guest's folders, scripts and installers (pure parts) ---------------
+# The lab's scripted Windows guests show nixmox refusing in tests/test_windows_provision.py
+# and tests/test_update_windows.py; these are the decisions and the command line.
+
+
+@pytest.mark.parametrize(
+    ("sddl", "problems"),
+    [
+        (PROTECTED, []),
+        ("O:SYG:SYD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)", []),
+        ("O:S-1-5-32-544G:SYD:PAI(A;OICIIO;GA;;;CO)(A;OICI;FA;;;S-1-5-18)", []),
+        (PROGRAMDATA_CHILD, ["lets Users (S-1-5-32-545) write in it"]),
+        (ROOT_CHILD, ["lets Authenticated Users (S-1-5-11) write in it"]),
+        (PLANTED, [f"is owned by {PLAYER}, not SYSTEM or Administrators"]),
+        ("O:BAG:SYD:PAI(A;OICI;FA;;;SY)(A;;CCDC;;;WD)", ["lets Everyone (S-1-1-0) write in it"]),
+        ("O:BAG:SYD:PAI(A;OICI;FA;;;SY)(D;OICI;FA;;;WD)", []),  # a deny takes away only
+        ("O:BAG:SYD:PAI(A;OICIIO;GW;;;BU)", ["lets Users (S-1-5-32-545) write in it"]),
+        ("O:BAG:SYD:NO_ACCESS_CONTROL", ["has no permissions at all (everyone may write)"]),
+        ("O:BAG:SYD:PAI(A;OICI;ZZ;;;BU)", ["lets Users (S-1-5-32-545) write in it"]),
+        ("", ["its permissions could not be read (none reported)"]),
+        ("O:BAG:SYD:PAI(A;OICI;FA;;;SY", ["its permissions could not be read"]),
+    ],
+)
+def test_who_may_write_a_guest_folder_is_read_from_its_sddl(sddl: str, problems: list[str]) -> None:
+    found = acl_problems(sddl)
+    assert len(found) == len(problems)
+    for got, wanted in zip(found, problems, strict=True):
+        assert got.startswith(wanted)
+
+
+@given(st.text(alphabet="OGDSPAI():;0x123456789abcdefFRWXCLN-_ ", max_size=80))
+def test_an_unreadable_sddl_is_never_safe_by_accident(sddl: str) -> None:
+    # Whatever the text, only an owner nixmox trusts with no other writer passes.
+    if not acl_problems(sddl):
+        assert re.match(r"O:(SY|BA|S-1-5-18|S-1-5-32-544)", sddl.strip())
+
+
+@pytest.mark.parametrize(
+    ("signature", "fine"),
+    [
+        (VALVE_SIGNED, True),
+        ({"status": "Valid", "subject": 'CN="Valve Corp.", O="Valve Corp."'}, True),
+        ({"status": "Valid", "subject": "CN=Valve Corporation, O=Valve Corporation"}, True),
+        ({"status": "NotSigned", "subject": ""}, False),
+        ({"status": "HashMismatch", "subject": VALVE_SIGNED["subject"]}, False),
+        ({"status": "Valid", "subject": "CN=Valve Corp. Fake, O=Someone"}, False),
+        ({"status": "Valid", "subject": "OU=Valve Corp., CN=Someone"}, False),
+        (None, False),
+    ],
+)
+def test_only_a_valid_signature_by_valve_lets_an_installer_run(
+    signature: dict[str, str] | None, fine: bool
+) -> None:
+    assert (signature_problem("SteamSetup.exe", signature) is None) is fine
+
+
+@given(st.dictionaries(st.sampled_from(["User", "Dir", "BusyProcesses"]), st.text(), max_size=3))
+def test_values_reach_powershell_as_one_quoted_string(params: dict[str, str]) -> None:
+    argv = script_argv("provision-steam-task", params)
+    text = base64.b64decode(argv[-1]).decode("utf-16-le")
+    header = text.partition("\n")[0]
+    assert header.isascii()  # no typographic quote, which PowerShell also ends a string at
+    literal = header.removeprefix("$Nixmox = ConvertFrom-Json ")
+    assert re.fullmatch(r"'(?:[^']|'')*'", literal)  # one string, nothing after it
+    decoded = script_call(argv)
+    assert decoded == ("provision-steam-task", params)
