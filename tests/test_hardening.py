@@ -604,3 +604,27 @@ def test_values_reach_powershell_as_one_quoted_string(params: dict[str, str]) ->
     assert re.fullmatch(r"'(?:[^']|'')*'", literal)  # one string, nothing after it
     decoded = script_call(argv)
     assert decoded == ("provision-steam-task", params)
+
+
+def test_tracebacks_at_debug_level_are_masked_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from nixmox.cli import app
+    from nixmox.core.log import register_secret
+
+    register_secret("tb-secret-4711")
+
+    def fails(args: list[str]) -> int:
+        try:
+            raise OSError("connect to https://u:tb-secret-4711@hook.example/x failed")
+        except OSError:
+            logging.getLogger("apprise").warning("delivery failed", exc_info=True)
+        raise NixmoxError("notify: tb-secret-4711 refused")
+
+    monkeypatch.setattr(app, "invoke", fails)
+    assert run(["-vv", "status"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "OSError" in err and "NixmoxError" in err
+    assert "tb-secret-4711" not in err
