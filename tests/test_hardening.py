@@ -137,6 +137,23 @@ def test_uninstall_refuses_a_manifest_naming_what_nixmox_never_wrote(
     assert unit.exists()  # nothing removed
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("files", ["/etc/systemd/system/sshd.service"]), ("timers", "sshd.service"),
+     ("created_dirs", {"/home": 1})],
+)  # fmt: skip
+def test_uninstall_refuses_a_manifest_of_the_wrong_shape_in_one_line(
+    tmp_path: Path, key: str, value: object
+) -> None:
+    layout = _installed(tmp_path)
+    data = json.loads(layout.manifest.read_text())
+    data[key] = value
+    layout.manifest.write_text(json.dumps(data))
+    with pytest.raises(NixmoxError, match=f"{key} is not a|never writes; refusing"):
+        uninstall(layout, runner=Runner())
+    assert (layout.unit_dir / "nixmox-snapshot.timer").exists()
+
+
 def test_install_keeps_the_state_directory_private(tmp_path: Path) -> None:
     layout = _installed(tmp_path)
     state = layout.inside(layout.state_dir)
@@ -186,6 +203,27 @@ def test_a_planted_link_is_never_followed(tmp_path: Path, name: str) -> None:
         else:
             Journal(state)
     assert victim.read_text() == "precious\n"
+
+
+def test_the_run_counters_write_through_no_planted_link(tmp_path: Path) -> None:
+    from nixmox.observe import run_counts
+
+    state = ensure_state_dir(tmp_path / "state")
+    journal = Journal(state)
+    journal.finish(journal.start("backup"), "ok", {})
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    # The fixed temp name an earlier version used, and the lock, point at the victim.
+    (state / f".{run_counts.FILE}.{os.getpid()}").symlink_to(victim)
+    (state / f"{run_counts.FILE}.lock").symlink_to(victim)
+    with pytest.raises(NixmoxError, match="symlink"):
+        run_counts.update(state, journal.runs(), journal.totals, lambda run: ())
+    (state / f"{run_counts.FILE}.lock").unlink()
+    run_counts.update(state, journal.runs(), journal.totals, lambda run: ())
+    journal.close()
+    assert victim.read_text() == "precious\n"
+    counters = state / run_counts.FILE
+    assert not counters.is_symlink() and stat.S_IMODE(counters.stat().st_mode) == 0o600
 
 
 def test_atomic_writes_use_a_fresh_name_and_replace_a_link(tmp_path: Path) -> None:
