@@ -287,6 +287,40 @@ def test_the_cli_takes_the_secrets_out_of_its_environment(tmp_path: Path) -> Non
     assert "tok-secret-1234" not in dump.read_text()
 
 
+def test_notification_urls_in_the_environment_reach_no_child(tmp_path: Path) -> None:
+    # A backup with a stand-in zfs that records its environment, notifying through
+    # NIXMOX_NOTIFY_URLS: the URL's token is used for sending, and no child sees it.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dump = tmp_path / "zfs-env"
+    for tool in ("zfs", "zpool"):
+        script = bin_dir / tool
+        script.write_text(f"#!/bin/sh\nenv >> {dump}\nexit 1\n")
+        script.chmod(0o755)
+    inv = tmp_path / "n.toml"
+    inv.write_text(
+        'timezone = "UTC"\n[snapshots.policies.p]\nkeep-last = 2\n'
+        '[[snapshots.datasets]]\ndataset = "bpool/a"\npolicy = "p"\n'
+        '[notify]\non = ["failure"]\n'
+    )
+    with receiver() as rec:
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "NIXMOX_NOTIFY_URLS": f"json://127.0.0.1:{rec.port}/hook/UrlToken4242",
+            "NIXMOX_STATE_DIR": str(tmp_path / "state"),
+            "NIXMOX_METRICS_TEXTFILE": "",
+            "PYTHONPATH": str(ROOT / "src"),
+        }
+        nixmox = str(Path(sys.executable).parent / "nixmox")
+        done = subprocess.run(
+            [nixmox, "snapshot", "--config", str(inv)], env=env, capture_output=True, timeout=60
+        )
+        assert rec.bodies, done.stderr  # the failure was notified through the URL
+    assert dump.exists()  # zfs really ran
+    assert "UrlToken4242" not in dump.read_text()
+
+
 # -- 10: what verified TLS, and pins that are not SHA-256 ---------------------------
 
 SHA1 = ":".join(["AB"] * 20)
