@@ -700,3 +700,27 @@ def test_tracebacks_at_debug_level_are_masked_too(
     err = capsys.readouterr().err
     assert "Traceback" in err and "OSError" in err and "NixmoxError" in err
     assert "tb-secret-4711" not in err
+
+
+# -- 11 (continued): what a guest agent says --------------------------------------------
+
+
+@pytest.mark.peer
+def test_guest_output_files_and_errors_come_back_without_escapes(
+    qga: QemuGuestAgent, tmp_path: Path
+) -> None:
+    (tmp_path / "102.qga").symlink_to(qga.socket_path)
+    agent = SocketAgent(102, directory=tmp_path, poll=0.05)
+    shown = agent.exec(["/bin/printf", "\\033]0;owned\\007\\033[2Jtitle\\r\\n"])
+    assert shown.stdout == "title\n"
+    planted = tmp_path / "appmanifest.acf"
+    planted.write_text(f'"name" "{ESCAPES}Rust"\n')
+    assert agent.file_read(str(planted)) == '"name" "Rust"\n'
+
+
+def test_an_agent_error_in_the_guests_words_has_no_escapes(hostile: Any) -> None:
+    error = {"error": {"class": "GenericError", "desc": f"{ESCAPES}no such file"}}
+    agent = hostile(lambda command: json.dumps(error).encode() + b"\n")
+    with pytest.raises(AgentError) as caught:
+        agent.file_read("C:\\x")
+    assert "no such file" in str(caught.value) and "\x1b" not in str(caught.value)

@@ -43,6 +43,7 @@ from typing import Any
 
 from nixmox.adapters.guest_agent import AgentError, exec_result, wait_exited
 from nixmox.core.results import CommandResult
+from nixmox.core.text import printable
 
 DEFAULT_DIR = "/var/run/qemu-server"
 #: Raw bytes per guest-file-write call (base64 makes them a third larger on the wire).
@@ -206,7 +207,8 @@ class QgaConnection:
             raise AgentError(f"{self.what}: {command}: unexpected answer {answer!r}")
         if "error" in answer:
             error = answer["error"] if isinstance(answer["error"], dict) else {}
-            raise AgentError(f"{self.what}: {command}: {error.get('desc', 'agent error')}")
+            desc = printable(str(error.get("desc", "agent error")))  # the guest's words
+            raise AgentError(f"{self.what}: {command}: {desc}")
         return answer.get("return")
 
 
@@ -311,7 +313,8 @@ class SocketAgent:
                         break
             finally:
                 conn.call("guest-file-close", {"handle": handle})
-        return b"".join(chunks).decode(errors="replace")
+        # The guest's file: no terminal escapes reach what nixmox prints from it.
+        return printable(b"".join(chunks).decode(errors="replace"))
 
 
 def _decode(data: object) -> str:
