@@ -93,7 +93,7 @@ def test_status_without_the_api_still_reads_the_journal(
     monkeypatch.setenv("NIXMOX_PVE_URL", "https://127.0.0.1:9")  # nothing listens there
     code, report = status_json(capsys, config)
     assert code == 2
-    assert report["api"]["reachable"] is False and "cannot reach" in report["api"]["error"]
+    assert report["api"]["reachable"] is False and "cannot connect to" in report["api"]["error"]
     ct = next(g for g in report["guests"] if g["name"] == "nixos-lxc")
     assert ct["backup_from"] == "journal" and ct["backup_time"]
     assert report["jobs"][0]["result"] == "ok"

@@ -132,8 +132,13 @@ def doctor(
         ),
     ] = None,
     host_root: Annotated[
-        Path, typer.Option("--host-root", help="read host files (/sys, /proc, /etc, ...) under DIR")
-    ] = Path("/"),
+        Path | None,
+        typer.Option(
+            "--host-root",
+            help="read host files (/sys, /proc, /etc, ...) under DIR; without it, the host "
+            "areas run only on a declared node (they would judge the wrong machine elsewhere)",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
