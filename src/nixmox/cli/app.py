@@ -425,7 +425,8 @@ def render_diagram(
         Path | None,
         typer.Option(
             "--mermaid-js",
-            help="mermaid.min.js to inline into the HTML page (default: $NIXMOX_MERMAID_JS)",
+            help="another mermaid.min.js to inline into the HTML page (default: "
+            "$NIXMOX_MERMAID_JS, else the mermaid 11 packaged with nixmox)",
             dir_okay=False,
         ),
     ] = None,
