@@ -129,11 +129,12 @@ if [ "$(id -u)" -eq 0 ] && command -v zfs-fuse >/dev/null && command -v faketime
   [ "$rc" -eq 0 ] || { echo "demo: snapshot --monitor exit $rc" >&2; exit 1; }
   # Snapshot ages under the same fake clock; storage at the real time, where the
   # lab's certificate is valid.
-  step "faketime '2026-11-21 13:10:00' nixmox --config $config doctor --only snapshots"
-  rc=0; TZ=UTC faketime "2026-11-21 13:10:00" nixmox --config "$config" doctor --only snapshots || rc=$?
+  # The host areas judge this machine only when told to (--host-root): here the zfs lab is pve1's.
+  step "faketime '2026-11-21 13:10:00' nixmox --config $config doctor --only snapshots --host-root '$work/host'"
+  rc=0; TZ=UTC faketime "2026-11-21 13:10:00" nixmox --config "$config" doctor --only snapshots --host-root "$work/host" || rc=$?
   [ "$rc" -eq 0 ] || { echo "demo: doctor --only snapshots exit $rc" >&2; exit 1; }
-  step nixmox --config $config doctor --only storage
-  rc=0; nixmox --config "$config" doctor --only storage || rc=$?
+  step nixmox --config $config doctor --only storage --host-root '$work/host'
+  rc=0; nixmox --config "$config" doctor --only storage --host-root "$work/host" || rc=$?
   [ "$rc" -eq 0 ] || { echo "demo: doctor --only storage exit $rc" >&2; exit 1; }
   step "nixmox prune-sim --keep-daily 2 --keep-weekly 1 --tz Europe/Vienna   # Proxmox's simulator"
   printf '%s\n' 2026-11-21T22:00:00Z 2026-11-21T12:00:00Z 2026-11-20T22:00:00Z \
@@ -152,9 +153,9 @@ if [ "$(id -u)" -eq 0 ] && command -v zfs-fuse >/dev/null && command -v faketime
   step "faketime '2026-11-21 14:05:00' nixmox --config $config replicate   # the next hour: one incremental"
   rc=0; TZ=UTC faketime "2026-11-21 14:05:00" \
     nixmox -q --config "$config" replicate || rc=$?
-  step "faketime '2026-11-21 14:10:00' nixmox --config $config doctor --only replication"
+  step "faketime '2026-11-21 14:10:00' nixmox --config $config doctor --only replication --host-root '$work/host'"
   rc=0; TZ=UTC faketime "2026-11-21 14:10:00" \
-    nixmox --config "$config" doctor --only replication || rc=$?
+    nixmox --config "$config" doctor --only replication --host-root "$work/host" || rc=$?
   echo "(doctor exit $rc: the USB replica is fresh, the NAS cannot be read from here)"
   # One run at the real time, so status sees fresh snapshots (and their replication lag).
   nixmox --config "$config" snapshot >/dev/null

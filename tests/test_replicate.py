@@ -432,7 +432,21 @@ def test_lag_in_metrics_history_status_and_doctor(
     assert entry["lines"][0].startswith("2 of 2 datasets replicated, 4 snapshots sent (")
 
     # Two days behind a daily schedule of hourly snapshots: doctor warns.
-    assert cli(["doctor", "--only", "replication", "--json", "--config", str(config)]) == 1
+    assert (
+        cli(
+            [
+                "doctor",
+                "--only",
+                "replication",
+                "--json",
+                "--host-root",
+                str(tmp_path),
+                "--config",
+                str(config),
+            ]
+        )
+        == 1
+    )
     checks = json.loads(capsys.readouterr().out)["checks"]
     assert {(c["subject"], c["status"]) for c in checks} == {
         (f"{src}/data -> usb", "WARN"),
@@ -457,5 +471,19 @@ def test_lag_in_metrics_history_status_and_doctor(
     zfs.zfs("snapshot", "-r", f"{src}/data@{snapshot_name(now - timedelta(minutes=10))}")
     assert cli(["replicate", "--config", str(config)]) == 0
     capsys.readouterr()
-    assert cli(["doctor", "--only", "replication", "--json", "--config", str(config)]) == 0
+    assert (
+        cli(
+            [
+                "doctor",
+                "--only",
+                "replication",
+                "--json",
+                "--host-root",
+                str(tmp_path),
+                "--config",
+                str(config),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
