@@ -27,7 +27,10 @@ EXAMPLE = ROOT / "examples" / "homelab.toml"
 
 @pytest.fixture
 def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
+    # The example's Windows VM sets affinity and raw hostpci: root@pam's login, never a token.
+    for key in lab.env:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in lab.root_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
     return lab
@@ -96,9 +99,11 @@ def test_plan_apply_plan_converges(env: RunningLab, capsys: pytest.CaptureFixtur
     assert report["unmanaged"] == [
         {"vmid": 9000, "type": "qemu", "name": "nixos-template", "node": "pve1"}
     ]
-    # One /cluster/resources, /access/permissions, the network, /storage, and the template
-    # files on `local` (for the container to create): no per-guest reads yet.
-    assert report["requests"] == 5
+    # One /cluster/resources, /access/permissions (what the token may see, then what it may
+    # do), the network, /storage, the template files on `local` (for the container to create)
+    # and the clone source's settings (what the converge after the clone changes): no reads
+    # of the declared guests yet.
+    assert report["requests"] == 7
     assert apply_example(capsys) == 0
     pve = env.pve
     before = len(pve.requests)
@@ -255,7 +260,7 @@ def test_interrupted_apply_converges_like_an_uninterrupted_one(
     assert plan_json(capsys)[0] == 0
     interrupted = run_adopt(capsys)
     with fresh_lab(tmp_path) as fresh:
-        for key, value in fresh.env.items():
+        for key, value in fresh.root_env.items():
             monkeypatch.setenv(key, value)
         assert apply_example(capsys) == 0
         uninterrupted = run_adopt(capsys)
@@ -307,7 +312,9 @@ def test_dry_run_lists_calls_and_makes_none(
     assert run(["apply", "--dry-run", "--config", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
     assert "POST /nodes/pve1/lxc vmid=100" in out and "PUT /nodes/pve1/network" in out
-    writes = [r for r in env.pve.requests[before:] if r[0] != "GET"]
+    writes = [
+        r for r in env.pve.requests[before:] if r[0] != "GET" and not r[1].endswith("/ticket")
+    ]
     assert writes == []
 
 
@@ -363,7 +370,8 @@ def test_world_readable_token_file_is_refused(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.delenv("NIXMOX_PVE_TOKEN")
+    monkeypatch.delenv("NIXMOX_PVE_USER")
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", env.token_id)
     token = tmp_path / "token"
     token.write_text(env.token)
     token.chmod(0o644)
@@ -456,14 +464,18 @@ def test_missing_privileges_are_named(
 ) -> None:
     pve = env.pve
     pve.apitokens["nixmox@pve!limited"] = "limited-secret-1234"
-    pve.grant("nixmox@pve!limited", "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
+    # A privilege-separated token holds what both it and its user are granted.
+    for who in ("nixmox@pve", "nixmox@pve!limited"):
+        pve.grant(who, "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
+    monkeypatch.delenv("NIXMOX_PVE_USER")
     monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", "nixmox@pve!limited")
     monkeypatch.setenv("NIXMOX_PVE_TOKEN", "limited-secret-1234")
     assert run(["plan", "--config", str(EXAMPLE)]) == 1
     out = capsys.readouterr().out
     assert "missing privilege: VM.Allocate on /vms/100 (create nixos-lxc)" in out
     assert "missing privilege: Sys.Modify on /nodes/pve1 (bridge vmbr0)" in out
-    assert "raw hostpci on win11-gaming: only root@pam may do that" in out
+    assert "a raw PCI address needs root@pam" in out and "never an API token" in out
+    assert "create win11-gaming: affinity is not in any privilege set" in out
     assert run(["apply", "--yes", "--config", str(EXAMPLE)]) == 1
     assert "nothing applied" in capsys.readouterr().err
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import mismatch, read_guests
+from nixmox.adapters.proxmox.permissions import Missing, grant
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.core.errors import NixmoxError
 from nixmox.core.verdict import Check, Status
@@ -184,8 +185,9 @@ def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
     from nixmox.provision.privileges import missing_privileges
 
     try:
-        plan = make_plan(inv, read_state(api, inv))
-        missing = missing_privileges(api, inv, plan)
+        actual = read_state(api, inv)
+        plan = make_plan(inv, actual)
+        missing = missing_privileges(api, inv, plan, actual.clone_sources)
     except NixmoxError as exc:
         return [
             Check(
@@ -211,10 +213,20 @@ def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
             Status.FAIL,
             api.conn.token_id,
             f"missing: {m}",
-            "grant it: pveum acl modify "
-            f"{m.need.path} --tokens '{api.conn.token_id}' --roles <a role with {m.need.privilege}>"
-            if m.need.privilege != "root@pam"
-            else "use root@pam's token, or a PCI resource mapping (Datacenter > Resource Mappings)",
+            _fix(m, api.conn.token_id),
         )
         for m in missing
     ]
+
+
+def _fix(m: Missing, token_id: str) -> str:
+    """A runnable grant for one missing privilege, or what to do instead of a root-only key."""
+    if m.need.root_only:
+        return (
+            "a token never passes root@pam's checks: use a PCI resource mapping for passthrough "
+            "(`nixmox token` prints how), or log in as root@pam with a password "
+            "(proxmox.user, proxmox.password_file)"
+        )
+    return "grant it (all at once: `nixmox token`): " + "; ".join(
+        grant([m.need], prefix="NixmoxFix").commands(token_id)
+    )

@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.client import ApiError, Proxmox
 from nixmox.adapters.proxmox.cluster import GuestRow, read_guests
+from nixmox.adapters.proxmox.permissions import granted, holds
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.provision.desired import desired_bridges
@@ -93,12 +94,24 @@ def read_guest(
 def read_state(
     api: Proxmox, inv: Inventory, *, per_node: int = PER_NODE, total: int = TOTAL
 ) -> ActualState:
-    """Everything plan needs, in as few requests as the API allows."""
+    """Everything plan needs, in as few requests as the API allows.
+
+    ``/cluster/resources`` and ``/storage`` leave out what the token may not
+    audit: a declared guest or storage they do not list is judged against
+    ``/access/permissions`` (one request) before plan calls it new.
+    """
     by_vmid = read_guests(api)
     declared = [by_vmid[g.vmid] for g in inv.guests if g.vmid in by_vmid]
     limits = NodeLimits(per_node)
     guests: dict[int, ActualGuest] = {}
     errors: dict[int, str] = {}
+    held = granted(api)
+    for g in inv.guests:
+        if g.vmid not in by_vmid and not holds(held, f"/vms/{g.vmid}", "VM.Audit"):
+            errors[g.vmid] = (
+                f"this token cannot see guest {g.vmid} (it needs VM.Audit on /vms/{g.vmid}); "
+                "not planned"
+            )
 
     def fetch(row: GuestRow) -> None:
         if row.status == "unknown":
@@ -119,12 +132,26 @@ def read_state(
             for iface in api.get(f"/nodes/{node}/network") or []:
                 bridges[(node, str(iface["iface"]))] = iface
         except NixmoxError as exc:
+            if isinstance(exc, ApiError) and exc.status == 403:
+                raise NixmoxError(
+                    f"this token cannot see the network of node {node} "
+                    f"(it needs Sys.Audit on /nodes/{node})"
+                ) from None
             raise NixmoxError(f"cannot read the network of node {node}: {exc}") from None
 
     run_all(fetch_network, nodes, total)
     storages: dict[str, dict[str, Any]] = {}
+    storage_errors: dict[str, str] = {}
     if inv.storages:
         storages = {str(s["storage"]): s for s in api.get("/storage") or []}
+        for s in inv.storages:
+            if s.storage not in storages and not holds(
+                held, f"/storage/{s.storage}", "Datastore.Audit|Datastore.AllocateSpace"
+            ):
+                storage_errors[s.storage] = (
+                    f"this token cannot see storage {s.storage} (it needs Datastore.Audit on "
+                    f"/storage/{s.storage}); not planned"
+                )
     jobs: dict[str, dict[str, Any]] = {}
     if inv.backups is not None and inv.backups.scheduler == "proxmox":
         jobs = {str(j["id"]): j for j in api.get("/cluster/backup") or []}
@@ -136,7 +163,27 @@ def read_state(
         errors,
         jobs,
         _container_templates(api, inv, set(by_vmid), total),
+        storage_errors,
+        _clone_sources(api, inv, by_vmid),
     )
+
+
+def _clone_sources(
+    api: Proxmox, inv: Inventory, rows: Mapping[int, GuestRow]
+) -> dict[str, tuple[int, ActualGuest]]:
+    """The template VMs guests still to create are cloned from, with their config:
+    what the clone brings decides what apply converges (and which privileges that takes)."""
+    found: dict[str, tuple[int, ActualGuest]] = {}
+    wanted = {str(g.clone) for g in inv.guests if g.clone is not None and g.vmid not in rows}
+    for source in sorted(wanted):
+        match = [r for r in rows.values() if r.template and source in (str(r.vmid), r.name)]
+        if not match:
+            continue
+        try:
+            found[source] = (match[0].vmid, read_guest(api, match[0]))
+        except NixmoxError as exc:
+            log.info("cannot read template %s: %s", source, exc)
+    return found
 
 
 def _container_templates(

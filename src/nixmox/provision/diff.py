@@ -469,6 +469,10 @@ class ActualState:
     backup_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> job
     #: (node, storage) -> the vztmpl volumes on it, read for containers still to create.
     container_templates: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    #: storage id -> why it was not read (the token cannot see it): never planned as new.
+    storage_errors: dict[str, str] = field(default_factory=dict)
+    #: clone source as the inventory names it -> the template's vmid and config.
+    clone_sources: dict[str, tuple[int, ActualGuest]] = field(default_factory=dict)
 
 
 def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
@@ -525,7 +529,9 @@ def make_plan(inv: Inventory, actual: ActualState) -> Plan:
         diff_bridge(b, actual.bridges.get((b.node, b.iface))) for b in desired_bridges(inv)
     )
     storages = tuple(
-        diff_storage(s.storage, desired_storage(s), actual.storages.get(s.storage))
+        ObjectPlan("storage", s.storage, None, "error", error=actual.storage_errors[s.storage])
+        if s.storage in actual.storage_errors
+        else diff_storage(s.storage, desired_storage(s), actual.storages.get(s.storage))
         for s in inv.storages
     )
     declared = {g.vmid for g in inv.guests}
