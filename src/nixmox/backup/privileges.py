@@ -25,14 +25,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from nixmox.adapters.proxmox import props
-from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.client import ApiError, Proxmox
 from nixmox.adapters.proxmox.permissions import Need
 from nixmox.inventory.model import Guest
 
 
 def vzdump_prunes(api: Proxmox, node: str, storage: str) -> bool:
     """Whether vzdump would prune ``storage`` by itself (its or vzdump.conf's retention)."""
-    defaults = api.get(f"/nodes/{node}/vzdump/defaults", storage=storage) or {}
+    try:
+        defaults = api.get(f"/nodes/{node}/vzdump/defaults", storage=storage) or {}
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        # The token cannot see the storage: the preflight names Datastore.AllocateSpace.
+        return False
     value = defaults.get("prune-backups") if isinstance(defaults, dict) else None
     if not value:
         return False  # vzdump's own default keeps everything

@@ -107,10 +107,17 @@ def read_state(
     errors: dict[int, str] = {}
     held = granted(api)
     for g in inv.guests:
-        if g.vmid not in by_vmid and not holds(held, f"/vms/{g.vmid}", "VM.Audit"):
+        if g.vmid in by_vmid:
+            continue
+        if not holds(held, f"/vms/{g.vmid}", "VM.Audit"):
             errors[g.vmid] = (
                 f"this token cannot see guest {g.vmid} (it needs VM.Audit on /vms/{g.vmid}); "
                 "not planned"
+            )
+        elif isinstance(g.clone, int) and not holds(held, f"/vms/{g.clone}", "VM.Audit"):
+            errors[g.vmid] = (
+                f"this token cannot see clone source {g.clone} (it needs VM.Audit on "
+                f"/vms/{g.clone}); not planned"
             )
 
     def fetch(row: GuestRow) -> None:

@@ -284,6 +284,9 @@ def needed(
         guest = guests[gp.name]
         vm = f"/vms/{gp.vmid}"
         needs.append(Need(vm, "VM.Audit", f"read {gp.name}"))
+        if gp.action in ("create", "error") and isinstance(guest.clone, int):
+            # A template the token cannot see is missing from /cluster/resources.
+            needs.append(Need(f"/vms/{guest.clone}", "VM.Audit", f"read the template of {gp.name}"))
         if gp.action == "create":
             want = desired_guest(guest)
             found = (sources or {}).get(want.create.get("clone", ""))
@@ -292,8 +295,7 @@ def needed(
             needs += changes_needs(guest, gp.changes, f"change {gp.name}")
             needs += _power_needs(guest, gp)
     for bp in plan.bridges:
-        if bp.node:
-            needs.append(Need(f"/nodes/{bp.node}", "Sys.Audit", f"read the network of {bp.node}"))
+        # Reading /nodes/{node}/network takes no privilege (its schema: user => 'all').
         if bp.action in ("create", "update") and bp.node:
             needs.append(Need(f"/nodes/{bp.node}", "Sys.Modify", f"bridge {bp.name}"))
     for jp in plan.jobs:

@@ -167,12 +167,20 @@ def grant(needs: Iterable[Need], prefix: str = "Nixmox") -> Grant:
     """
     by_path: dict[str, set[str]] = {}
     root: list[Need] = []
+    either: list[Need] = []
     for need in needs:
         if need.root_only:
             if need.why not in {r.why for r in root}:
                 root.append(need)
-            continue
-        by_path.setdefault(need.path, set()).add(need.privilege.split("|")[0])
+        elif "|" in need.privilege:
+            either.append(need)
+        else:
+            by_path.setdefault(need.path, set()).add(need.privilege)
+    for need in either:
+        # "A|B" is met already when another need grants one of them here or above.
+        choices = need.privilege.split("|")
+        if not any(c in by_path.get(a, ()) for a in _ancestors(need.path) for c in choices):
+            by_path.setdefault(need.path, set()).add(choices[0])
     # A privilege held on a path also holds below it (ACLs propagate): drop the repeats.
     for path in list(by_path):
         inherited = set().union(*(by_path.get(a, set()) for a in list(_ancestors(path))[1:]))
