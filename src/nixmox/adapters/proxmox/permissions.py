@@ -176,8 +176,9 @@ def grant(needs: Iterable[Need], prefix: str = "Nixmox") -> Grant:
             either.append(need)
         else:
             by_path.setdefault(need.path, set()).add(need.privilege)
-    for need in either:
-        # "A|B" is met already when another need grants one of them here or above.
+    for need in sorted(either, key=lambda n: n.privilege.count("|")):
+        # "A|B" is met already when another need grants one of them here or above; the
+        # narrowest choices go first, so "A|B|C" can reuse what "B|C" granted.
         choices = need.privilege.split("|")
         if not any(c in by_path.get(a, ()) for a in _ancestors(need.path) for c in choices):
             by_path.setdefault(need.path, set()).add(choices[0])
