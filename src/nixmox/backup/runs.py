@@ -19,6 +19,7 @@ from nixmox.backup.job import BackupJob, GuestResult
 from nixmox.backup.privileges import backup_needs, vzdump_prunes
 from nixmox.backup.verify import VerifyResult, verify_guest
 from nixmox.core import interrupt, jsonrows
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Backups, Guest, Inventory
@@ -102,7 +103,12 @@ class BackupSummary:
 
 
 def prepare_backup(
-    inv: Inventory, names: list[str], *, protected: bool, dry_run: bool
+    inv: Inventory,
+    names: list[str],
+    *,
+    protected: bool,
+    dry_run: bool,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Callable[[], BackupSummary]:
     """The backup (and prune) of the chosen guests, ready to run."""
     settings, guests = choose_guests(inv, names)
@@ -121,6 +127,7 @@ def prepare_backup(
         protected=protected,
         dry_run=dry_run,
         keep_all_param=keep_all,
+        clock=clock,
     )
 
     def back_up() -> BackupSummary:

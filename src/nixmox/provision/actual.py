@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from nixmox.adapters.proxmox.client import ApiError, Proxmox
-from nixmox.adapters.proxmox.cluster import GuestRow, read_guests
+from nixmox.adapters.proxmox.cluster import GuestRow, read_cluster
 from nixmox.adapters.proxmox.permissions import granted, holds
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Inventory
@@ -100,7 +100,8 @@ def read_state(
     audit: a declared guest or storage they do not list is judged against
     ``/access/permissions`` (one request) before plan calls it new.
     """
-    by_vmid = read_guests(api)
+    cluster = read_cluster(api)
+    by_vmid = cluster.guests
     declared = [by_vmid[g.vmid] for g in inv.guests if g.vmid in by_vmid]
     limits = NodeLimits(per_node)
     guests: dict[int, ActualGuest] = {}
@@ -132,33 +133,40 @@ def read_state(
 
     run_all(fetch, declared, total)
     bridges: dict[tuple[str, str], dict[str, Any]] = {}
-    nodes = sorted({b.node for b in desired_bridges(inv) if b.node})
+    managed = {b.node for b in desired_bridges(inv) if b.node}
+    # Nodes whose guests name a bridge: plan checks that the bridge is there.
+    used = {g.node for g in inv.guests if g.net} - managed
+    read_networks: set[str] = set()
 
     def fetch_network(node: str) -> None:
+        if cluster.nodes.get(node, "online") != "online":
+            return  # plan reports the node itself; its network cannot be read
         try:
             for iface in api.get(f"/nodes/{node}/network") or []:
                 bridges[(node, str(iface["iface"]))] = iface
+            read_networks.add(node)
         except NixmoxError as exc:
-            if isinstance(exc, ApiError) and exc.status == 403:
-                raise NixmoxError(
-                    f"this token cannot see the network of node {node} "
-                    f"(it needs Sys.Audit on /nodes/{node})"
-                ) from None
-            raise NixmoxError(f"cannot read the network of node {node}: {exc}") from None
+            if node in managed:
+                if isinstance(exc, ApiError) and exc.status == 403:
+                    raise NixmoxError(
+                        f"this token cannot see the network of node {node} "
+                        f"(it needs Sys.Audit on /nodes/{node})"
+                    ) from None
+                raise NixmoxError(f"cannot read the network of node {node}: {exc}") from None
+            log.info("cannot read the network of %s: %s", node, exc)
 
-    run_all(fetch_network, nodes, total)
-    storages: dict[str, dict[str, Any]] = {}
+    run_all(fetch_network, sorted(managed | used), total)
+    storages = {str(s["storage"]): s for s in api.get("/storage") or []}
     storage_errors: dict[str, str] = {}
-    if inv.storages:
-        storages = {str(s["storage"]): s for s in api.get("/storage") or []}
-        for s in inv.storages:
-            if s.storage not in storages and not holds(
-                held, f"/storage/{s.storage}", "Datastore.Audit|Datastore.AllocateSpace"
-            ):
-                storage_errors[s.storage] = (
-                    f"this token cannot see storage {s.storage} (it needs Datastore.Audit on "
-                    f"/storage/{s.storage}); not planned"
-                )
+    for s in inv.storages:
+        if s.storage not in storages and not holds(
+            held, f"/storage/{s.storage}", "Datastore.Audit|Datastore.AllocateSpace"
+        ):
+            storage_errors[s.storage] = (
+                f"this token cannot see storage {s.storage} (it needs Datastore.Audit on "
+                f"/storage/{s.storage}); not planned"
+            )
+    sources = _clone_sources(api, inv, by_vmid)
     jobs: dict[str, dict[str, Any]] = {}
     if inv.backups is not None and inv.backups.scheduler == "proxmox":
         jobs = {str(j["id"]): j for j in api.get("/cluster/backup") or []}
@@ -170,16 +178,23 @@ def read_state(
         errors,
         jobs,
         _container_templates(api, inv, set(by_vmid), total),
-        storage_errors,
-        _clone_sources(api, inv, by_vmid),
+        nodes=cluster.nodes,
+        node_storages=cluster.storages,
+        networks_read=frozenset(read_networks),
+        # The templates' configs as plan's clone checks take them.
+        clone_configs={vmid: dict(src.config) for vmid, src in sources.values()},
+        storage_errors=storage_errors,
+        clone_sources=sources,
     )
 
 
 def _clone_sources(
     api: Proxmox, inv: Inventory, rows: Mapping[int, GuestRow]
 ) -> dict[str, tuple[int, ActualGuest]]:
-    """The template VMs guests still to create are cloned from, with their config:
-    what the clone brings decides what apply converges (and which privileges that takes)."""
+    """The template VMs guests still to create are cloned from, as the inventory names
+    them, with their vmid and config: plan checks their boot slot and storages, and what
+    the clone brings decides what apply converges (and which privileges that takes).
+    A template that cannot be read is left out."""
     found: dict[str, tuple[int, ActualGuest]] = {}
     wanted = {str(g.clone) for g in inv.guests if g.clone is not None and g.vmid not in rows}
     for source in sorted(wanted):
