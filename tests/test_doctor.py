@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nixmox.adapters.proxmox.permissions import role_name
 from nixmox.cli.main import run
 from nixmox.core.verdict import Check, Status, exit_code, totals
 from tests.lab.serving import RunningLab
@@ -152,10 +153,9 @@ def test_missing_token_privileges_fail_with_the_grant_to_make(
     failed = [c for c in by_id(report, "token-privileges") if c["status"] == "FAIL"]
     assert code == 2 and failed
     allocate = next(c for c in failed if "VM.Allocate on /vms/100" in c["message"])
-    assert (
-        "pveum acl modify /vms/100 --roles NixmoxFixGuest1 --users nixmox@pve " in allocate["fix"]
-    )
+    role = role_name("Nixmox", "/vms/100", ["VM.Allocate"])
+    assert f"pveum acl modify /vms/100 --roles {role} --users nixmox@pve " in allocate["fix"]
     assert "--tokens 'nixmox@pve!ro'" in allocate["fix"]
-    assert "pveum role add NixmoxFixGuest1 --privs VM.Allocate" in allocate["fix"]
+    assert f"pveum role add {role} --privs VM.Allocate" in allocate["fix"]
     root = next(c for c in failed if "raw PCI address" in c["message"])
     assert "resource mapping" in root["fix"] and "root@pam's token" not in root["fix"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from fakepve import shapes
 
-from nixmox.adapters.proxmox.permissions import Need, grant
+from nixmox.adapters.proxmox.permissions import Need, grant, role_name
 from nixmox.cli.main import run
 from tests.lab.serving import RunningLab
 
@@ -186,6 +186,23 @@ def test_printed_lines_name_only_privileges_pve_has() -> None:
     assert [p for p, _r, _ps in acl] == ["/vms/100", "/storage/backups", "/vms"]
     assert ("/vms/100", "VM.Audit") not in {(p, x) for p, _r, ps in acl for x in ps}
     assert [n.why for n in made.root_only] == ["raw hostpci"]
+
+
+def test_role_ids_follow_from_their_privileges() -> None:
+    """A role id names one set of privileges, whatever the order, the path or the job:
+    lines printed by another version or for another inventory never redefine it."""
+    backup = grant([Need("/vms/100", "VM.Backup", "b"), Need("/vms/100", "VM.Audit", "a")])
+    same = grant([Need("/vms/101", "VM.Audit", "x"), Need("/vms/101", "VM.Backup", "y")])
+    more = grant([Need("/vms/100", p, "z") for p in ("VM.Audit", "VM.Backup", "VM.Snapshot")])
+    assert (
+        list(backup.roles)
+        == list(same.roles)
+        == [role_name("Nixmox", "/vms/7", ["VM.Backup", "VM.Audit"])]
+    )
+    assert set(more.roles).isdisjoint(backup.roles)
+    storage = grant([Need("/storage/backups", "Datastore.AllocateSpace", "s")])
+    (name,) = storage.roles
+    assert name.startswith("NixmoxStorage-") and all(c.isalnum() or c in ".-_" for c in name)
 
 
 def test_token_json_lists_root_only_keys(

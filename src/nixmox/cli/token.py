@@ -19,9 +19,9 @@ def token(config: Path | None, *, jobs: list[str], token_id: str | None, as_json
     chosen = jobs or list(JOBS)
     needs = [need for job in chosen for need in job_needs(inv, api, job)]
     who = token_id or inv.proxmox.token_id or "nixmox@pve!automation"
-    # One job: its own role names, so the lines of several jobs never clash.
-    prefix = "Nixmox" + ("".join(w.title() for w in chosen[0].split("-")) if jobs else "")
-    made = grant(needs, prefix=prefix if len(chosen) == 1 else "Nixmox")
+    # Role ids follow from their privileges (permissions.role_name): the lines of several
+    # jobs, inventories or nixmox versions never give one role id two meanings.
+    made = grant(needs)
     lines = made.commands(who)
     if as_json:
         doc = {

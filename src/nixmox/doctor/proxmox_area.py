@@ -232,5 +232,5 @@ def _fix(m: Missing, token_id: str) -> str:
             "(proxmox.user, proxmox.password_file)"
         )
     return "grant it (all at once: `nixmox token`): " + "; ".join(
-        grant([m.need], prefix="NixmoxFix").commands(token_id)
+        grant([m.need]).commands(token_id)
     )

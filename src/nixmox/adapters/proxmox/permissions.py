@@ -21,6 +21,7 @@ compare ``$authuser eq 'root@pam'`` in qemu-server and pve-container):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -159,11 +160,26 @@ class Grant:
         return lines
 
 
+def role_name(prefix: str, path: str, privileges: Iterable[str]) -> str:
+    """The role id for exactly ``privileges``: its kind (from ``path``) and a hash of the set.
+
+    The name follows from the privileges alone, so two nixmox versions (or two
+    inventories) never print one role id with different privileges: a role that
+    exists under that name already holds exactly these, and a changed set gets a
+    new name instead of silently keeping the old one's privileges.
+    """
+    parts = [p for p in path.split("/") if p]
+    kind = _KINDS.get(parts[0], "Cluster") if parts else "Cluster"
+    digest = hashlib.sha256(",".join(sorted(set(privileges))).encode()).hexdigest()[:10]
+    return f"{prefix}{kind}-{digest}"
+
+
 def grant(needs: Iterable[Need], prefix: str = "Nixmox") -> Grant:
     """The smallest grant covering ``needs``: per path exactly its privileges.
 
     For ``A|B`` the first name is granted (PVE 9's; PVE 8 knows the second).
-    Paths with the same set of privileges share one role.
+    Paths with the same set of privileges (and kind) share one role
+    (:func:`role_name`).
     """
     by_path: dict[str, set[str]] = {}
     root: list[Need] = []
@@ -189,18 +205,12 @@ def grant(needs: Iterable[Need], prefix: str = "Nixmox") -> Grant:
         if not by_path[path]:
             del by_path[path]
     roles: dict[str, tuple[str, ...]] = {}
-    names: dict[tuple[str, ...], str] = {}
-    counters: dict[str, int] = {}
     acls: list[tuple[str, str]] = []
     for path in sorted(by_path, key=_depth_key):
         privs = tuple(sorted(by_path[path]))
-        if privs not in names:
-            parts = [p for p in path.split("/") if p]
-            kind = _KINDS.get(parts[0], "Cluster") if parts else "Cluster"
-            counters[kind] = counters.get(kind, 0) + 1
-            names[privs] = f"{prefix}{kind}{counters[kind]}"
-            roles[names[privs]] = privs
-        acls.append((path, names[privs]))
+        name = role_name(prefix, path, privs)
+        roles[name] = privs
+        acls.append((path, name))
     return Grant(roles, tuple(acls), tuple(root))
 
 
