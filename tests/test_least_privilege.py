@@ -272,3 +272,41 @@ def test_apply_create_then_change_needs_exactly_what_it_prints(
         return "12288" in (str(vm.config.get("memory")), str(vm.pending.get("memory")))
 
     check_job(lab, capsys, acl, [*argv, str(change)], changed)
+
+
+def test_doctor_names_what_the_scheduled_jobs_preflights_name(
+    lab_token: RunningLab,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """doctor's token-privileges asks what apply and every timer's job ask, no less."""
+    lab = lab_token
+    config = token_inventory(tmp_path)  # every job on a timer, no root-only key
+    for key, value in lab.root_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("NIXMOX_PVE_TOKEN_ID", raising=False)
+    assert run(["token", "--config", str(config)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    monkeypatch.delenv("NIXMOX_PVE_USER")
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", TOKEN)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN", SECRET)
+    acl = parse_grant(lines)
+
+    def doctor() -> list[dict[str, str]]:
+        run(["--json", "doctor", "--only", "proxmox", "--config", str(config)])
+        checks = json.loads(capsys.readouterr().out)["checks"]
+        return [c for c in checks if c["id"] == "token-privileges"]
+
+    apply_grant(lab, acl)
+    assert [c["status"] for c in doctor()] == ["PASS"]
+    # Without VM.Backup on the container: only the backup job needs it, and doctor says so
+    # in the words of backup's own preflight.
+    apply_grant(lab, acl, without=("/vms/100", "VM.Backup"))
+    failed = [c for c in doctor() if c["status"] == "FAIL"]
+    assert [c["message"] for c in failed] == [
+        "missing for backup: VM.Backup on /vms/100 (back up and prune nixos-lxc)"
+    ]
+    assert run(["backup", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "missing: VM.Backup on /vms/100 (back up and prune nixos-lxc)" in err

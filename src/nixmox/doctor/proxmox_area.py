@@ -182,16 +182,14 @@ def pending_check(pending: list[dict[str, Any]] | str, subject: str, vmid: int, 
 
 
 def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
-    """``token-privileges``: what the token may do against what the inventory
-    needs right now (the plan's creates and changes, and reading the lab)."""
-    from nixmox.provision.actual import read_state
-    from nixmox.provision.diff import make_plan
-    from nixmox.provision.privileges import missing_privileges
+    """``token-privileges``: what the token may do against what the inventory needs now,
+    derived the way each job's preflight derives it: ``apply`` for the plan it would
+    make, and every job the inventory runs on a timer (``doctor/roles.py``)."""
+    from nixmox.doctor.roles import missing_by_job, scheduled_jobs
 
+    jobs = ["apply", *scheduled_jobs(inv)]
     try:
-        actual = read_state(api, inv)
-        plan = make_plan(inv, actual)
-        missing = missing_privileges(api, inv, plan, actual.clone_sources)
+        missing = missing_by_job(inv, api, jobs)
     except NixmoxError as exc:
         return [
             Check(
@@ -208,18 +206,25 @@ def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
                 "token-privileges",
                 Status.PASS,
                 api.conn.token_id,
-                "holds every privilege the inventory needs now",
+                f"holds every privilege {', '.join(jobs)} need now",
             )
         ]
+    # One line per missing privilege, with every job that needs it.
+    by_need: dict[tuple[str, str, str], tuple[Missing, list[str]]] = {}
+    for m, job in missing:
+        key = (m.need.path, m.need.privilege, m.need.why if m.need.root_only else "")
+        entry = by_need.setdefault(key, (m, []))
+        if job not in entry[1]:
+            entry[1].append(job)
     return [
         Check(
             "token-privileges",
             Status.FAIL,
             api.conn.token_id,
-            f"missing: {m}",
+            f"missing for {', '.join(jobs_of)}: {m}",
             _fix(m, api.conn.token_id),
         )
-        for m in missing
+        for m, jobs_of in by_need.values()
     ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.permissions import Need
+from nixmox.adapters.proxmox.permissions import Missing, Need, check, granted
 from nixmox.backup.privileges import backup_needs, vzdump_prunes
 from nixmox.backup.runs import choose_guests
 from nixmox.core.errors import ConfigError
@@ -55,6 +55,29 @@ def job_needs(inv: Inventory, api: Proxmox, job: str) -> list[Need]:
             for need in windows_needs(g)
         ]
     raise ConfigError(f"--job {job}: unknown job; one of {', '.join(JOBS)}")
+
+
+#: What each job of a timer (schedule/units.py, by job name) asks at its preflight;
+#: ``snapshot`` runs on the host's ZFS and asks the API nothing.
+SCHEDULED = {"backup", "update-host", "update-nixos", "update-windows"}
+
+
+def scheduled_jobs(inv: Inventory) -> list[str]:
+    """The jobs of :data:`JOBS` the inventory runs on a timer (apply is never one)."""
+    from nixmox.schedule.units import scheduled
+
+    names = {job.name for job, _spec in scheduled(inv.schedules)}
+    return [job for job in JOBS if job in names and job in SCHEDULED]
+
+
+def missing_by_job(inv: Inventory, api: Proxmox, jobs: Iterable[str]) -> list[tuple[Missing, str]]:
+    """What the token lacks for each of ``jobs``, as those jobs' preflights would say it,
+    from one ``/access/permissions``: (the missing privilege, the job)."""
+    held = granted(api)
+    found: list[tuple[Missing, str]] = []
+    for job in jobs:
+        found += [(m, job) for m in check(job_needs(inv, api, job), held, api.conn.token_id)]
+    return found
 
 
 def all_needs(inv: Inventory, api: Proxmox, jobs: Iterable[str]) -> list[Need]:
