@@ -38,6 +38,7 @@ from aiohttp import web
 from fakepve import FakeCt, FakePve, FakeVm, PveError, TaskError
 from fakepve.routing import param_error, split_list
 
+from .access import StrictAccess
 from .inventory import Inventory, load_inventory, size_bytes
 from .pci import DEFAULT_CLASS_BLACKLIST, VERBOSE_FIELDS, PciDevice, host_devices
 from .windows_agent import WindowsAgent
@@ -92,7 +93,7 @@ CPU_FLAGS = " ".join(
 RPOOL_AVAIL = int(1.7 * 1024**4)
 
 
-class Lab(FakePve):
+class Lab(StrictAccess, FakePve):
     """A simulated PVE 9 host ``pve1`` as examples/homelab.toml describes it, before provisioning.
 
     Seeded: the node's CPU and memory, the four storages, the NixOS LXC
@@ -267,6 +268,15 @@ class Lab(FakePve):
             if "images" in split_list(store.get("content")):
                 return name
         raise LookupError("the inventory has no storage for VM images")
+
+    def writes(self, since: int = 0) -> list[Any]:
+        """The requests from ``since`` on that could change something: every one but a GET
+        and a password login (``POST /access/ticket`` only opens a session)."""
+        return [
+            r
+            for r in self.requests[since:]
+            if r[0] != "GET" and not r[1].endswith("/access/ticket")
+        ]
 
     def add_declared_guests(self) -> list[Guest]:
         """Create the inventory's guests as provisioning would have left them; returns them.
@@ -598,6 +608,10 @@ class Lab(FakePve):
                 400, "Parameter verification failed.", {"disk": f"no such disk '{disk}'"}
             )
         parts = str(drive).split(",")
+        volume = parts[0].split("=", 1)[-1]
+        if ":" in volume:
+            # qemu-server resize_vm / pve-container resize_vm: space on the disk's storage.
+            self.require(user, f"/storage/{volume.split(':', 1)[0]}", "Datastore.AllocateSpace")
         current = next((p.split("=", 1)[1] for p in parts if p.startswith("size=")), "0")
         new = (
             size_bytes(current) + size_bytes(wanted[1:])
@@ -625,6 +639,7 @@ class Lab(FakePve):
         jobs = "/cluster/backup"
         return [
             ("POST", "/nodes/{node}/vzdump", self._vzdump),
+            ("GET", "/nodes/{node}/vzdump/defaults", self._vzdump_defaults),
             ("GET", jobs, self._job_list),
             ("POST", jobs, self._job_create),
             ("GET", jobs + "/{id}", self._job_read),
@@ -771,10 +786,13 @@ class Lab(FakePve):
         self._check_vzdump_params(v, check_missing=True)
         storage = v.get("storage") or "local"
         vmids = self._selected_guests(v, node)
-        for vmid in vmids:
-            self.require(user, f"/vms/{vmid}", "VM.Backup")
         if v.get("storage"):
             self.require(user, f"/storage/{storage}", "Datastore.AllocateSpace")
+        if v.get("prune-backups") is not None and user != "root@pam":
+            # PVE/API2/VZDump.pm assert_param_permission_vzdump.
+            self.require(user, f"/storage/{storage}", "Datastore.Allocate")
+        for vmid in vmids:
+            self.require(user, f"/vms/{vmid}", "VM.Backup")
         compress = str(v.get("compress", "0"))
         mode = v.get("mode", "snapshot")
         args = (
@@ -815,6 +833,24 @@ class Lab(FakePve):
         taskid = v["vmid"] if v.get("vmid") and len(vmids) == 1 else ""
         upid: str = await self.task(node, "vzdump", taskid, user, body, log=[header])
         return upid
+
+    async def _vzdump_defaults(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        """vzdump's defaults for a storage: its own prune-backups (none: keep everything)."""
+        storage = v.get("storage") or "local"
+        if not (
+            self.allowed(user, f"/storage/{storage}", "Datastore.Audit")
+            or self.allowed(user, f"/storage/{storage}", "Datastore.AllocateSpace")
+        ):
+            raise PveError(
+                403,
+                f"Permission check failed (/storage/{storage}, "
+                "Datastore.Audit|Datastore.AllocateSpace)",
+            )
+        answer: dict[str, Any] = {"storage": storage}
+        prune = self.storages.get(storage, {}).get("prune-backups")
+        if prune:
+            answer["prune-backups"] = prune
+        return answer
 
     def _task_log_of(self, header: str) -> list[str]:
         """The log list of the task whose first line is this very str object.

@@ -3,8 +3,9 @@
 - One vzdump task per guest, so every guest has its own result; one guest's
   failure never stops the others. Nodes work in parallel, guests of a node
   one after another (vzdump on a node runs one at a time anyway).
-- vzdump is told to prune nothing itself (``prune-backups keep-all=1``):
-  nixmox decides exactly, and can say why, with Proxmox's own rule.
+- vzdump must prune nothing itself: nixmox decides exactly, and can say why,
+  with Proxmox's own rule. Where the storage has a retention of its own,
+  vzdump is told ``prune-backups keep-all=1`` (see ``backup/privileges.py``).
 - A guest is pruned only when its new backup succeeded, from one content
   listing of its archives; deletions name exact volumes. Protected archives,
   other guests' archives and hand-named files are never touched.
@@ -71,8 +72,10 @@ class BackupJob:
         protected: bool = False,
         dry_run: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        keep_all_param: bool = True,
     ) -> None:
         self.api = api
+        self.keep_all_param = keep_all_param
         self.settings = settings
         self.zone = zone
         self.protected = protected
@@ -186,9 +189,11 @@ class BackupJob:
             "mode": self.settings.mode,
             "compress": self.settings.compress,
             "notes-template": self.settings.notes_template,
-            # nixmox prunes, with an explanation; vzdump must not prune on its own.
-            "prune-backups": "keep-all=1",
         }
+        if self.keep_all_param:
+            # nixmox prunes, with an explanation; vzdump must not prune on its own. Sent only
+            # when the storage would prune (the parameter needs Datastore.Allocate).
+            params["prune-backups"] = "keep-all=1"
         if self.protected:
             params["protected"] = 1
         upid = self.api.post(f"/nodes/{guest.node}/vzdump", **params)
