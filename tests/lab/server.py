@@ -1313,6 +1313,9 @@ class Lab(FakePve):
         self.reboot_wall_secs = 0.3
         #: PVE seconds a VM migration takes (scaled by time_scale like every task).
         self.migrate_secs = 20.0
+        #: Wall-clock seconds the HA manager takes to act on a queued request (not
+        #: scaled: the hamigrate/hastop/hastart task has long ended by then).
+        self.ha_wall_secs = 0.3
         # When each node booted (the lab's clock); /nodes/{node}/status derives `uptime`.
         self.booted_at: dict[str, float] = {}
         #: What happened, in order: ("migrate", vmid, source, target), ("shutdown", vmid),
@@ -1389,6 +1392,11 @@ class Lab(FakePve):
         """PVE runs `shutdown -r now` in the background and answers null at once."""
         node, command = v["node"], v["command"]
         self.host_events.append((command, node))
+        for record in self.tasklog:
+            # The shutdown kills the node's workers: a running backup ends half-written.
+            if record["node"] == node and record.get("status") == "running":
+                self.end_task(record["upid"], "unexpected status")
+                self.host_events.append(("killed", record["type"], record["id"]))
         for guest in [*self.vms, *self.cts]:
             if guest.node == node and guest.status == "running":
                 guest.status = "stopped"
@@ -1473,6 +1481,8 @@ class Lab(FakePve):
         running = vm.status == "running"
         if running and not v.get("online"):
             raise PveError(500, "can't migrate running VM without --online")
+        if vm.ha_managed:
+            return await self._ha_queue(vm, user, "migrate", target)
 
         async def body() -> str:
             local = self._local_resources(vm)
@@ -1482,6 +1492,12 @@ class Lab(FakePve):
             if running and disks and not v.get("with-local-disks"):
                 raise TaskError(
                     "can't live migrate attached local disks without with-local-disks option"
+                )
+            if running and disks and vm.snapshots:
+                # PVE::QemuMigrate::scan_local_volumes: a local volume a snapshot refers
+                # to cannot be mirrored (the lab has no storage replication).
+                raise TaskError(
+                    "online storage migration not possible if non-replicated snapshot exists"
                 )
             vm.lock = "migrate"
             try:
@@ -1503,8 +1519,63 @@ class Lab(FakePve):
         )
         return upid
 
+    # PVE::API2::Qemu (migrate_vm, vm_start, vm_shutdown, vm_stop) and
+    # PVE::API2::LXC::Status / PVE::API2::LXC migrate_vm: for an HA resource
+    # the worker only runs `ha-manager migrate|set` and ends; the CRM moves,
+    # starts or stops the guest later. fakepve applies the change inside the
+    # task when time_scale is 0; here it lands ha_wall_secs after the task
+    # ended, and not at all when the guest's node went offline meanwhile.
+
+    async def _ha_queue(self, guest: Guest, user: str, verb: str, target: str = "") -> str:
+        node = guest.node
+        kind = "CT" if isinstance(guest, FakeCt) else "VM"
+
+        def apply() -> None:
+            if not self.nodes.get(node, {}).get("online", True) or guest.node != node:
+                guest.ha_state = "error"  # the CRM found the service's node fenced/gone
+                return
+            if verb == "migrate":
+                if not self.nodes.get(target, {}).get("online", True):
+                    return
+                guest.node = target
+                self.host_events.append(("migrate", guest.vmid, node, target))
+                return
+            running = verb == "start"
+            guest.status = "running" if running else "stopped"
+            guest.started_at = time.time() if running else None
+            if isinstance(guest, FakeVm):
+                guest.qmpstatus = guest.status
+                if running:
+                    guest.apply_pending()
+            else:
+                guest.pid = next(self._ct_pids) if running else None
+            guest.ha_state = "started" if running else "stopped"
+
+        async def body() -> None:
+            asyncio.get_running_loop().call_later(self.ha_wall_secs, apply)
+
+        what = f" to node {target}" if target else ""
+        upid: str = await self.task(
+            node,
+            "ha" + verb,
+            guest.vmid,
+            user,
+            body,
+            lock=False,
+            log=[f"Requesting HA {verb} for {kind} {guest.vmid}{what}"],
+        )
+        return upid
+
+    async def _ha_request(self, vm: FakeVm, user: str, state: str) -> str:
+        return await self._ha_queue(vm, user, "start" if state == "started" else "stop")
+
+    async def _ct_ha(self, ct: FakeCt, user: str, state: str, timeout: int | None = None) -> str:
+        return await self._ha_queue(ct, user, "start" if state == "started" else "stop")
+
     async def _lxc_migrate(self, user: str, v: dict[str, Any]) -> str:
         ct = self.ct(int(v["vmid"]))
+        if ct is not None and ct.ha_managed and ct.node == v["node"] and v["target"] in self.nodes:
+            return await self._ha_queue(ct, user, "migrate", v["target"])
         upid: str = await super()._lxc_migrate(user, v)
         if ct is not None and ct.node == v["target"]:
             self.host_events.append(("migrate", ct.vmid, v["node"], v["target"]))
