@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from fakepve import FakeCt, FakePve, FakeVm, PveError, TaskError
+from fakepve.lxc import SNAPSHOT_STORAGE
 from fakepve.routing import param_error, split_list
 
 from .inventory import Inventory, load_inventory, size_bytes
@@ -578,6 +579,37 @@ class Lab(FakePve):
                     )
         upid: str = await super()._qm_clone(v, user)
         return upid
+
+    # ------------------------------------------------------------- features
+
+    def _routes_lab_feature(self) -> list[Route]:
+        # fakepve answers these with made-up data; PVE asks each volume's storage
+        # plugin (PVE::QemuServer::has_feature, PVE::LXC::Config::has_feature ->
+        # PVE::Storage::volume_has_feature), the same rule fakepve's snapshot
+        # task applies: a raw disk on a file storage has no snapshots.
+        return [
+            ("GET", "/nodes/{node}/qemu/{vmid}/feature", self._feature_qm),
+            ("GET", "/nodes/{node}/lxc/{vmid}/feature", self._feature_ct),
+        ]
+
+    async def _feature_qm(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        return self._feature(self.find(v["node"], v["vmid"]), v["feature"])
+
+    async def _feature_ct(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        return self._feature(self._find_ct(v["node"], v["vmid"]), v["feature"])
+
+    def _feature(self, guest: Guest, feature: str) -> dict[str, Any]:
+        if feature != "snapshot":
+            return {"hasFeature": 1, "nodes": [guest.node]}
+        if isinstance(guest, FakeVm):
+            has = self._qm_can_snapshot(guest.config)
+        else:
+            has = all(
+                self.storages[m["volume"].split(":")[0]].get("type") in SNAPSHOT_STORAGE
+                for _, m in guest.volumes()
+                if m["volume"].split(":")[0] in self.storages
+            )
+        return {"hasFeature": 1 if has else 0, "nodes": [guest.node] if has else []}
 
     # --------------------------------------------------------------- resize
 
