@@ -282,6 +282,38 @@ def test_verify_restores_a_container_without_a_declared_rootfs_onto_a_rootdir_st
     assert restores and b"storage=ct-disks" in restores[-1][2]
 
 
+def test_verify_stops_a_restore_that_outlives_its_own_timeout_and_removes_its_guest(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 24 item 10: the scratch guest is `lock: create` until the restore ends.
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import connection
+    from nixmox.backup.verify import verify_guest
+    from nixmox.inventory.load import load_inventory
+
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 0
+    capsys.readouterr()
+    inv = load_inventory(EXAMPLE)
+    assert inv.backups is not None and inv.backups.verify is not None
+    settings = inv.backups.model_copy(
+        update={"verify": inv.backups.verify.model_copy(update={"restore_timeout": "30min"})}
+    )
+    [guest] = [g for g in inv.guests if g.name == "nixos-vm"]
+    env.pve.restore_wall_secs = 600.0  # far longer than the test
+    before = {name: dict(s["volumes"]) for name, s in env.pve.storages.items()}
+    clock = FakeClock()
+    result = verify_guest(
+        Proxmox(connection(inv.proxmox)), guest, settings, VIENNA, inv.storages, clock
+    )
+    assert not result.ok and result.cleaned, result
+    assert "still running after 1800 s" in result.message
+    assert result.message.endswith("; stopped the restore task")
+    assert 9900 not in {g.vmid for g in env.pve.vms}
+    assert {name: dict(s["volumes"]) for name, s in env.pve.storages.items()} == before
+    # The boot timeout (10 min) did not cut the restore short.
+    assert 1800 <= clock.monotonic() < 1800 + 60
+
+
 def test_verify_without_any_archive_fails(
     env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -140,6 +140,11 @@ class Lab(FakePve):
         self.now: Callable[[], float] = time.time
         # PVE seconds one guest's backup takes (scaled by time_scale like every task).
         self.backup_secs = 10.0
+        #: Wall-clock seconds a VM restore runs (0: it ends at once, as every task at
+        #: time_scale 0); the guest is `lock: create` meanwhile.
+        self.restore_wall_secs = 0.0
+        #: upid -> what stopping that running task undoes (its worker's cleanup).
+        self.task_aborts: dict[str, Callable[[], None]] = {}
         #: Called when a network reload has applied the pending interfaces.
         self.after_network_reload: Callable[[], None] | None = None
         self.pci_devices: list[PciDevice] = host_devices()
@@ -555,11 +560,60 @@ class Lab(FakePve):
         if str(config.get("agent", "0")).split(",")[0] in ("1", "enabled=1"):
             vm.agent = {}  # the restored system brings its guest agent up
         self.vms.append(vm)
+        if self.restore_wall_secs:
+            return self._slow_restore(node, vm, archive, user, planned)
 
         async def body() -> str:
             return f"restore {archive} to VM {vmid}"
 
         return await self.task(node, "qmrestore", vmid, user, body, vm=vm)
+
+    def _slow_restore(
+        self, node: str, vm: FakeVm, archive: str, user: str, planned: list[tuple[str, str, int]]
+    ) -> str:
+        """A restore that copies for ``restore_wall_secs`` of real time.
+
+        PVE::API2::Qemu create_vm: create_and_lock_config leaves the new guest
+        ``lock: create`` until the worker ends, so nothing can destroy it
+        meanwhile; stopping the task makes PVE::QemuServer::restore_vma_archive
+        remove what it restored (its volumes, then the config).
+        """
+        _set_lock(vm, "create")
+        upid = self.hold_task(node, "qmrestore", vm.vmid, user)
+
+        def finish() -> None:
+            if self.tasks[upid].get("status") == "running":
+                _set_lock(vm, None)
+                self.end_task(upid)
+
+        def abort() -> None:
+            for store, volname, _ in planned:
+                volume = self.storages[store]["volumes"].pop(volname, None)
+                if volume is not None:
+                    self.storages[store]["avail"] += int(volume.get("size") or 0)
+            if vm in self.vms:
+                self.vms.remove(vm)
+            self.end_task(upid, "interrupted by signal")
+
+        self.task_aborts[upid] = abort
+        asyncio.get_running_loop().call_later(self.restore_wall_secs, finish)
+        return upid
+
+    def _routes_lab_tasks(self) -> list[Route]:
+        return [("DELETE", "/nodes/{node}/tasks/{upid}", self._task_stop)]
+
+    async def _task_stop(self, v: dict[str, Any], user: str) -> None:
+        """PVE::API2::Tasks stop_task: the worker gets SIGTERM and runs its own cleanup."""
+        record = self.tasks.get(str(v["upid"]))
+        if record is None or record.get("node") != v["node"]:
+            raise PveError(500, "no such task")
+        if record.get("status") != "running":
+            return
+        abort = self.task_aborts.pop(str(v["upid"]), None)
+        if abort is not None:
+            abort()
+        else:
+            self.end_task(str(v["upid"]), "interrupted by signal")
 
     async def _qm_clone(self, v: dict[str, Any], user: str) -> str:
         # PVE::API2::Qemu clone_vm: a clone to another node needs every disk of the

@@ -771,7 +771,13 @@ class BackupVerify(Strict):
     )
     timeout: TimeSpan = Field(
         "10min",
-        description="systemd time span the restored guest (and its agent) may take to come up",
+        description="systemd time span the restored guest (and its agent) may take to come up "
+        "after its start",
+    )
+    restore_timeout: TimeSpan = Field(
+        "2h",
+        description="systemd time span the restore itself may take (it copies the whole "
+        "archive); a restore still running then is stopped, and its scratch guest removed",
     )
 
 
