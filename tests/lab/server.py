@@ -148,6 +148,10 @@ class Lab(FakePve):
         #: Called when a network reload has applied the pending interfaces.
         self.after_network_reload: Callable[[], None] | None = None
         self.pci_devices: list[PciDevice] = host_devices()
+        #: Dir storage paths with nothing mounted on them (a ZFS dataset not mounted).
+        self.unmounted: set[str] = set()
+        #: (storage, volname) written into the root file system under an unmounted path.
+        self.root_fs_writes: list[tuple[str, str]] = []
         self.backup_jobs: dict[str, dict[str, Any]] = {}
         self.installed_packages: dict[str, str] = dict(DEFAULT_PACKAGES)
         self.running_kernel = RUNNING_KERNEL
@@ -225,11 +229,48 @@ class Lab(FakePve):
                 store["sparse"] = 1
         else:
             store["path"] = spec.get("path") or "/var/lib/vz"
+        if spec["type"] == "dir" and spec.get("is_mountpoint", spec.get("dataset") is not None):
+            store["is_mountpoint"] = "yes"
+        return store
+
+    # pve-storage DirPlugin::activate_storage: with is_mountpoint (a boolean, or a
+    # path, parse_is_mountpoint), a dir storage whose mount point is not mounted
+    # cannot be activated; without, PVE uses the bare directory underneath.
+
+    def _mount_point(self, name: str) -> str | None:
+        store = self.storages.get(name) or {}
+        value = str(store.get("is_mountpoint", "")).strip().lower()
+        if store.get("type") != "dir" or value in ("", "0", "no", "off", "false"):
+            return None
+        return str(store.get("path")) if value in ("1", "yes", "on", "true") else value
+
+    def _mount_refused(self, name: str) -> str | None:
+        point = self._mount_point(name)
+        if point is None or point not in self.unmounted:
+            return None
+        return (
+            f"unable to activate storage '{name}' - directory is expected to be a mount "
+            f"point but is not mounted: '{point}'"
+        )
+
+    def _status_item(self, name: str, node: str, formats: bool = False) -> dict[str, Any]:
+        item: dict[str, Any] = super()._status_item(name, node, formats)
+        if self._mount_refused(name):
+            item.update(active=0, total=0, used=0, avail=0)
+        return item
+
+    def _active_store(self, name: str, node: str) -> dict[str, Any]:
+        refused = self._mount_refused(name)
+        if refused:
+            raise PveError(500, refused)
+        store: dict[str, Any] = super()._active_store(name, node)
         return store
 
     def _add_volume(self, storage: str, volname: str, record: dict[str, Any]) -> None:
         """Put a volume on a storage and take its size from the free space, as allocation does."""
         store = self.storages[storage]
+        if store.get("path") in self.unmounted:
+            self.root_fs_writes.append((storage, volname))
         record.setdefault("ctime", int(self.now()))
         store["volumes"][volname] = record
         store["avail"] -= int(record.get("size") or 0)
@@ -887,6 +928,9 @@ class Lab(FakePve):
                     f"could not get storage information for '{storage}': "
                     f"can't use storage '{storage}' for backups - wrong content type"
                 )
+            refused = self._mount_refused(storage)
+            if refused:
+                raise TaskError(refused)
             errors = 0
             for vmid in vmids:
                 failure = await self._backup_one(log, vmid, storage, compress, mode, v, node)
