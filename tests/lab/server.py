@@ -467,7 +467,7 @@ class Lab(FakePve):
     async def _node_status(self, v: dict[str, Any], user: str) -> dict[str, Any]:
         hw = self.hardware
         total = int(hw.get("memory_gib", 8)) * GIB
-        used = total // 8
+        used = total - self.node_mem_available(v["node"])  # the host's share and running VMs
         threads = int(hw.get("threads", 4))
         kernel = self.running_kernel
         cores = int(hw.get("cores", threads))
@@ -982,6 +982,12 @@ class Lab(FakePve):
         log.append(f"INFO: status = {guest.status}")
         log.append(f"INFO: {'CT' if kind == 'lxc' else 'VM'} Name: {guest.name}")
         log.append(f"INFO: backup mode: {mode}")
+        if isinstance(guest, FakeVm) and guest.status != "running":
+            # PVE::VZDump::QemuServer starts a stopped VM paused for the backup
+            # (vm_start with its hostpci devices and all its memory).
+            refused = self._start_refused(guest)
+            if refused:
+                return f"start failed: {refused}"
         failure = self._backup_failures.get(vmid)
         if failure:
             if failure[1] is not None:
@@ -1718,8 +1724,59 @@ class Lab(FakePve):
 
     async def _do_start(self, vm: FakeVm, user: str, p: dict[str, Any]) -> str:
         self.host_events.append(("start", vm.vmid))
-        upid: str = await super()._do_start(vm, user, p)
+        refused = None if vm.ha_managed else self._start_refused(vm)
+        if refused is not None:
+
+            async def fail() -> None:
+                raise TaskError(refused)
+
+            upid: str = await self.task(vm.node, "qmstart", vm.vmid, user, fail, vm=vm)
+            return upid
+        upid = await super()._do_start(vm, user, p)
         return upid
+
+    @staticmethod
+    def _pci_ids(vm: FakeVm) -> set[str]:
+        """The host PCI devices of a VM's raw hostpci entries, as bus:device (all functions)."""
+        found = set()
+        for key, value in vm.config.items():
+            if re.fullmatch(r"hostpci\d+", key):
+                for device in str(value).split(",", 1)[0].split(";"):
+                    if "=" not in device:  # mapping=... resolves elsewhere
+                        found.add(device.removeprefix("0000:").split(".", 1)[0])
+        return found
+
+    def _start_refused(self, vm: FakeVm) -> str | None:
+        """Why PVE::QemuServer::vm_start fails for ``vm`` now, or None.
+
+        PVE::QemuServer::PCI::reserve_pci_usage: a device reserved by another
+        running VM ("already in use by VMID"); and a VM with passed-through
+        devices pins all its memory, which the node must have free.
+        """
+        mine = self._pci_ids(vm)
+        if not mine:
+            return None
+        for other in self.vms:
+            if other is vm or other.node != vm.node or other.status != "running":
+                continue
+            shared = sorted(mine & self._pci_ids(other))
+            if shared:
+                return f"PCI device '0000:{shared[0]}.0' already in use by VMID '{other.vmid}'"
+        need = int(str(vm.config.get("memory", 512))) * 1024**2
+        if need > self.node_mem_available(vm.node):
+            return f"VM {vm.vmid}: unable to allocate {need // 1024**2} MiB for passthrough"
+        return None
+
+    def node_mem_available(self, node: str) -> int:
+        """Free memory of a node: the inventory's total less an eighth for the host, less
+        the memory of its running VMs."""
+        total = int(self.hardware.get("memory_gib", 8)) * GIB
+        used = total // 8 + sum(
+            int(str(g.config.get("memory", 512))) * 1024**2
+            for g in self.vms
+            if g.node == node and g.status == "running"
+        )
+        return max(total - used, 0)
 
     async def _lxc_shutdown(self, user: str, v: dict[str, Any]) -> str:
         self.host_events.append(("shutdown", int(v["vmid"])))
