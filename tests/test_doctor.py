@@ -86,7 +86,7 @@ def test_untrusted_certificate_fails_and_never_sends_on(
     monkeypatch.setenv("NIXMOX_PVE_CA_FILE", "/etc/ssl/certs/ca-certificates.crt")
     code, report = doctor_json(capsys)
     reach = by_id(report, "proxmox-reachable")[0]
-    assert reach["status"] == "FAIL" and "TLS verification" in reach["message"]
+    assert reach["status"] == "FAIL" and "is not signed by CA file" in reach["message"]
     assert by_id(report, "guest-exists")[0]["status"] == "UNKNOWN"
     assert code == 2
 

@@ -156,6 +156,10 @@ def test_plan_text_lists_changes_then_a_summary(
     verbose = capsys.readouterr().out
     assert "nixos-vm (qemu 101 on pve1" in verbose and ": no changes" in verbose
     assert "not listed" not in verbose
+    assert apply_example(capsys) == 0
+    assert run(["plan", "--config", str(EXAMPLE)]) == 0
+    # The user's server is not "the lab".
+    assert "\nNo changes: Proxmox matches the inventory.\n" in capsys.readouterr().out
 
 
 def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(

@@ -1363,11 +1363,12 @@ class Lab(FakePve):
         vm = self.find(values["node"], values["vmid"])
         windows = str(vm.config.get("ostype", "")).startswith("win")
         if windows and int(vm.vmid) not in self.windows_agents:
-            self.script_windows_agent(int(vm.vmid))
-            # Behind the same agent, a fresh Windows for `windows provision` (no Steam yet).
+            scripted = self.script_windows_agent(int(vm.vmid))
+            # Behind the same agent, a fresh Windows for `windows provision` (no Steam yet),
+            # with the same folders.
             from ..windows_guest import WindowsGuest
 
-            self.agent_responders[int(vm.vmid)].append(WindowsGuest())
+            self.agent_responders[int(vm.vmid)].append(WindowsGuest(folders=scripted.folders))
 
     # ------------------------------------------------------------ templates
     # PVE lists a directory storage by reading the directory: an archive copied

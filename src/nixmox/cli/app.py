@@ -132,8 +132,13 @@ def doctor(
         ),
     ] = None,
     host_root: Annotated[
-        Path, typer.Option("--host-root", help="read host files (/sys, /proc, /etc, ...) under DIR")
-    ] = Path("/"),
+        Path | None,
+        typer.Option(
+            "--host-root",
+            help="read host files (/sys, /proc, /etc, ...) under DIR; without it, the host "
+            "areas run only on a declared node (they would judge the wrong machine elsewhere)",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -420,7 +425,8 @@ def render_diagram(
         Path | None,
         typer.Option(
             "--mermaid-js",
-            help="mermaid.min.js to inline into the HTML page (default: $NIXMOX_MERMAID_JS)",
+            help="another mermaid.min.js to inline into the HTML page (default: "
+            "$NIXMOX_MERMAID_JS, else the mermaid 11 packaged with nixmox)",
             dir_okay=False,
         ),
     ] = None,

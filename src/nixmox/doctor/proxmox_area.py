@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.client import AuthError, NoAnswer, Proxmox, TlsError
 from nixmox.adapters.proxmox.cluster import mismatch, read_guests
-from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.proxmox.settings import Connection, connection
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.verdict import Check, Status
@@ -34,15 +34,20 @@ def check_proxmox(
     try:
         api = Proxmox(conn, clock=clock)
         version: dict[str, Any] = api.get("/version")
-    except NixmoxError as exc:
+    except AuthError as exc:
+        # The server answered over verified TLS: it is reachable; the credentials are not right.
         return [
             Check(
                 "proxmox-reachable",
-                Status.FAIL,
+                Status.PASS,
                 subject,
-                str(exc),
-                "check the url, the network path and the CA file",
-            )
+                f"answers; TLS verified with {conn.verified_by}",
+            ),
+            Check("proxmox-token", Status.FAIL, conn.token_id, str(exc), _credentials_fix(conn)),
+        ], None
+    except NixmoxError as exc:
+        return [
+            Check("proxmox-reachable", Status.FAIL, subject, str(exc), _connection_fix(conn, exc))
         ], None
     how = conn.verified_by
     checks = [
@@ -66,6 +71,34 @@ def check_proxmox(
             )
         )
     return checks, api
+
+
+def _credentials_fix(conn: Connection) -> str:
+    if conn.password is not None:
+        return f"check the user {conn.token_id} and its password ({conn.secret_source})"
+    user = conn.token_id.split("!", 1)[0]
+    return (
+        f"check the token id and its secret ({conn.secret_source}); `pveum user token list {user}` "
+        "on the node lists the user's tokens; a lost secret cannot be shown again: make a new token"
+    )
+
+
+def _connection_fix(conn: Connection, exc: NixmoxError) -> str:
+    if isinstance(exc, TlsError):
+        return (
+            "if the SHA-256 above is your server's (`pvenode cert info` on the node shows it), "
+            "pin it with proxmox.fingerprint, or set proxmox.ca_file to the CA that signed it "
+            "(/etc/pve/pve-root-ca.pem on the node)"
+        )
+    if isinstance(exc, NoAnswer):
+        return (
+            f"check that pveproxy answers on {conn.host} (`systemctl status pveproxy` on the node) "
+            "and that nothing between drops the traffic"
+        )
+    return (
+        f"check the url's host and port (Proxmox listens on 8006) and that {conn.host} "
+        "is reachable from here"
+    )
 
 
 def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:

@@ -628,7 +628,11 @@ class WindowsSettings(Strict):
     rust_server_dir: str = Field(
         "C:\\rustserver", description="where steamcmd installs the Rust dedicated server"
     )
-    steamcmd_dir: str = Field("C:\\steamcmd", description="where nixmox unpacks steamcmd")
+    steamcmd_dir: str = Field(
+        "C:\\Program Files\\steamcmd",
+        description="where nixmox unpacks steamcmd (run as SYSTEM: only a folder that "
+        "nobody but SYSTEM and Administrators may write is used)",
+    )
 
 
 class Guest(Strict):
