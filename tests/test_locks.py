@@ -29,14 +29,17 @@ EXAMPLE = ROOT / "examples" / "homelab.toml"
 
 
 def _nixmox(
-    lab: RunningLab, state: Path, *args: str, env: dict[str, str] | None = None
+    lab: RunningLab,
+    state: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    root: bool = False,
 ) -> subprocess.Popen[str]:
-    full = {
-        **(env or os.environ),
-        **lab.env,
-        "NIXMOX_STATE_DIR": str(state),
-        "PYTHONPATH": str(ROOT / "src"),
-    }
+    """nixmox in a process of its own; ``root``: logged in as root@pam (what raw PCI
+    passthrough needs) instead of the lab's API token."""
+    full = {k: v for k, v in (env or os.environ).items() if k not in {*lab.env, *lab.root_env}}
+    full.update(lab.root_env if root else lab.env)
+    full.update({"NIXMOX_STATE_DIR": str(state), "PYTHONPATH": str(ROOT / "src")})
     return subprocess.Popen(
         [sys.executable, "-m", "nixmox.cli.main", *args],
         env=full,
@@ -156,7 +159,7 @@ def test_queued_applies_converge(lab: RunningLab, tmp_path: Path) -> None:
     state = tmp_path / "state"
     args = ("apply", "--yes", "--host-root", str(host), "--config", str(EXAMPLE))
     # Both plan the same creates at once; one takes the lock, the other waits for it.
-    runs = [_nixmox(lab, state, *args) for _ in range(2)]
+    runs = [_nixmox(lab, state, *args, root=True) for _ in range(2)]
     outputs = [run.communicate(timeout=180) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     [(out, err)] = [(out, err) for out, err in outputs if "waiting for the apply job" in err]

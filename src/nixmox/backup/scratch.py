@@ -131,20 +131,23 @@ def settle(
 
     try:
         upid = record.upid or _find_restore(api, record)
-        restored = upid is not None and _restore_ended_well(api, upid, record, timeout, clock)
+        ended = _restore_end(api, upid, record, timeout, clock) if upid is not None else None
         row = read_guests(api).get(vmid)
     except NixmoxError as exc:
         why = f"could not confirm what became of scratch guest {vmid}: {exc}"
         return result("unconfirmed", why)
     if row is None:
         return result("gone", f"scratch guest {vmid} is gone (nothing to remove)")
-    if not restored:
-        why = f"VMID {vmid} holds a guest this restore did not make: left alone"
-        return result("not ours", why)
+    not_ours = f"VMID {vmid} holds a guest this restore did not make: left alone"
+    if ended is None:
+        return result("not ours", not_ours)
     path = guest_path(row.node, row.type, vmid)
     try:
         description = str((api.get(f"{path}/config") or {}).get("description", ""))
         if record.nonce not in description:
+            if ended == "failed":
+                # A failed restore (the VMID taken first, say) made nothing that stayed.
+                return result("not ours", not_ours)
             return result(
                 "unconfirmed",
                 f"scratch guest {vmid} no longer carries its run's mark: left alone "
@@ -180,18 +183,20 @@ def _find_restore(api: Proxmox, record: ScratchRecord) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def _restore_ended_well(
+def _restore_end(
     api: Proxmox, upid: str, record: ScratchRecord, timeout: float, clock: Clock
-) -> bool:
-    """Whether task ``upid`` restored ``record``'s VMID and succeeded (waiting for it)."""
+) -> Literal["ok", "failed"] | None:
+    """How task ``upid`` ended (waiting for it), or ``None`` when it is no restore of
+    ``record``'s VMID. Only the random nonce, which no one but this restore was
+    given, tells a copy a failed restore left from someone else's guest."""
     status: dict[str, Any] = api.get(f"/nodes/{node_of(upid)}/tasks/{upid}/status") or {}
     if status.get("type") not in RESTORE_TASKS or str(status.get("id")) != str(record.vmid):
-        return False
+        return None
     try:
         wait(api, upid, what=f"restore to scratch {record.vmid}", timeout=timeout, clock=clock)
     except TaskFailed:
-        return False  # a failed restore removes what it made; a guest there now is not its
-    return True
+        return "failed"
+    return "ok"
 
 
 def with_upid(record: ScratchRecord, upid: str) -> ScratchRecord:
