@@ -113,7 +113,16 @@ def test_wrong_token_fails_without_showing_it(
 def test_every_area_of_the_contract_exists(capsys: pytest.CaptureFixture[str]) -> None:
     from nixmox.cli.doctor import AREAS
 
-    contract = {"passthrough", "proxmox", "storage", "guests", "backups", "snapshots", "host"}
+    contract = {
+        "passthrough",
+        "proxmox",
+        "storage",
+        "pools",
+        "guests",
+        "backups",
+        "snapshots",
+        "host",
+    }
     assert set(AREAS) == contract
 
 

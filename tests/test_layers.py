@@ -27,6 +27,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "windows",
             "doctor",
             "passthrough",
+            "pool",
             "observe",
             "schedule",
             "templates",

@@ -128,7 +128,8 @@ def doctor(
     only: Annotated[
         list[str] | None,
         typer.Option(
-            "--only", help="area: proxmox, guests, passthrough, storage, backups, snapshots, host"
+            "--only",
+            help="area: proxmox, guests, passthrough, storage, pools, backups, snapshots, host",
         ),
     ] = None,
     host_root: Annotated[
@@ -623,6 +624,69 @@ def zfs_cache_remove(
 
     g = _globals(ctx, config, False)
     raise typer.Exit(zfs_cache.remove(g.config, pool, device, yes=yes, dry_run=dry_run))
+
+
+# -- pools and disks ------------------------------------------------------------
+
+pool_app = typer.Typer(
+    help="Pool and disk health: scrub, TRIM, SMART, the fill forecast.", no_args_is_help=True
+)
+app.add_typer(pool_app, name="pool")
+PoolOpt = Annotated[
+    str | None,
+    typer.Option("--pool", help="only this pool (default: [pool_health] pools, [[pools]], all)"),
+]
+
+
+@pool_app.command("scrub")
+def pool_scrub(
+    ctx: typer.Context,
+    pool: PoolOpt = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Scrub the pools and follow each scrub to its end (paused in [pool_health] pause_during).
+
+    Refused while a scrub or resilver runs. Exit 0 when every scrub finished, 1 otherwise.
+    """
+    from nixmox.cli import pool as pool_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        pool_command.operation(g.config, "scrub", pool, dry_run=dry_run, as_json=g.json)
+    )
+
+
+@pool_app.command("trim")
+def pool_trim(
+    ctx: typer.Context,
+    pool: PoolOpt = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """TRIM the pools' SSDs and follow it to the end. Exit 0 when done, 1 otherwise."""
+    from nixmox.cli import pool as pool_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        pool_command.operation(g.config, "trim", pool, dry_run=dry_run, as_json=g.json)
+    )
+
+
+@pool_app.command("check")
+def pool_check(
+    ctx: typer.Context, pool: PoolOpt = None, config: ConfigOpt = None, json: JsonOpt = False
+) -> None:
+    """Record pool state, capacity and SMART in the journal (the forecast's history).
+
+    Prints the pool and disk checks; exit 0, or 1 when a pool could not be read.
+    """
+    from nixmox.cli import pool as pool_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(pool_command.check(g.config, pool, as_json=g.json))
 
 
 def invoke(args: list[str]) -> int:

@@ -12,7 +12,16 @@ from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Inventory
 
 #: Every area, in the order they run.
-AREAS = ("proxmox", "guests", "host", "passthrough", "storage", "snapshots", "backups")
+AREAS = (
+    "proxmox",
+    "guests",
+    "host",
+    "passthrough",
+    "storage",
+    "pools",
+    "snapshots",
+    "backups",
+)
 #: Areas that read the Proxmox API (passthrough and storage cross-check with it).
 API_AREAS = ("proxmox", "guests", "passthrough", "storage", "backups")
 
@@ -94,6 +103,25 @@ def _storage(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check
     return check_storage(inv, Zfs(runner, inv.zfs.command), zpool, api)
 
 
+def _pools(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.adapters.runner import Runner
+    from nixmox.pool.runs import declared_pools, journal_history, read_health
+
+    pools = declared_pools(inv)
+    if not pools:
+        return [
+            Check(
+                "pool-vdev",
+                Status.INFO,
+                "pools",
+                "no [[pools]] declared (`nixmox pool check` reads every imported pool)",
+            )
+        ]
+    # Compared with the journaled readings of `pool check` (SMART growth, the forecast).
+    report = read_health(inv, Runner(), journal_history(), datetime.now(UTC), pools=pools)
+    return list(report.checks)
+
+
 def _snapshots(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
     from nixmox.adapters.runner import Runner
     from nixmox.adapters.zfs import Zfs
@@ -113,6 +141,7 @@ _AREA_RUNNERS: dict[str, Callable[[Inventory, Proxmox | None, Path], list[Check]
     "host": _host,
     "passthrough": _passthrough,
     "storage": _storage,
+    "pools": _pools,
     "snapshots": _snapshots,
     "backups": _backups,
 }

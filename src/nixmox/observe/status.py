@@ -38,7 +38,7 @@ from nixmox.updates.nodes import this_host
 AREAS = ("proxmox", "guests", "backups")
 #: Doctor's areas about the host itself (its files and ZFS): status runs them on a
 #: declared node, or with --host-root, since elsewhere they would judge the wrong machine.
-HOST_AREAS = ("host", "passthrough", "storage", "snapshots")
+HOST_AREAS = ("host", "passthrough", "storage", "pools", "snapshots")
 
 
 @dataclass

@@ -65,6 +65,7 @@ def run_job(
     *,
     dry_run: bool,
     directory: Path | None = None,
+    lock_name: str = "lock",
 ) -> SummaryT:
     """Run ``work`` as one run of ``job`` and return what it reported.
 
@@ -72,11 +73,13 @@ def run_job(
     is not journaled. A real run holds the state lock, is journaled with the
     summary's result and JSON, and is followed by metrics and the
     notification; when ``work`` raises, the run is journaled as ``error`` with
-    the message and the exception propagates.
+    the message and the exception propagates. ``lock_name``: the state lock's
+    file; a job that runs for hours (``pool scrub``) names its own so that it
+    excludes only another run of itself, not the hourly snapshots.
     """
     if dry_run or inv is None:
         return work()
-    with observed_run(inv, job, directory) as run:
+    with observed_run(inv, job, directory, lock_name) as run:
         summary = work()
         run.result = summary.result
         run.summary = summary.to_json()
@@ -84,13 +87,15 @@ def run_job(
 
 
 @contextlib.contextmanager
-def observed_run(inv: Inventory, command: str, directory: Path | None = None) -> Iterator[JobRun]:
+def observed_run(
+    inv: Inventory, command: str, directory: Path | None = None, lock_name: str = "lock"
+) -> Iterator[JobRun]:
     """:func:`job_run` for ``command``, then :func:`after_run` once it is journaled
     (the inside of :func:`run_job`; jobs go through that)."""
     where = directory or state_dir()
     journaled = False
     try:
-        with job_run(where, command) as run:
+        with job_run(where, command, lock_name=lock_name) as run:
             journaled = True
             yield run
     finally:
