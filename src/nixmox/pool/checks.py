@@ -219,12 +219,12 @@ def disk_checks(disk: DiskHealth, before: DiskHealth | None, temperature_warn: i
         "/dev/disk/by-id/NEW-DISK`)"
     )
     if disk.passed is False or disk.critical_warning:
-        what = (
-            "SMART overall health: FAILING"
-            if disk.passed is False
-            else (f"NVMe critical warning {disk.critical_warning:#x}")
-        )
-        return [Check("disk-smart", Status.FAIL, subject, what, replace)]
+        said = []
+        if disk.passed is False:
+            said.append("SMART overall health: FAILING")
+        if disk.critical_warning:
+            said.append(f"NVMe critical warning {disk.critical_warning:#x}")
+        return [Check("disk-smart", Status.FAIL, subject, "; ".join(said), replace)]
     out: list[Check] = []
     grown = growth(disk, before)
     if grown:
