@@ -32,6 +32,9 @@ EXAMPLE_CALENDARS = {
     "nixmox-update-host.timer": "Sat *-*-* 04:00:00 Europe/Vienna",
     "nixmox-update-nixos.timer": "*-*-* 03:30:00 Europe/Vienna",
     "nixmox-update-windows.timer": "Wed *-*-* 05:00:00 Europe/Vienna",
+    "nixmox-pool-scrub.timer": "Sun *-*-01..07 01:00:00 Europe/Vienna",
+    "nixmox-pool-trim.timer": "Sat *-*-* 01:00:00 Europe/Vienna",
+    "nixmox-pool-check.timer": "*-*-* 07:00:00 Europe/Vienna",
 }
 
 SMALL = """\
@@ -251,7 +254,7 @@ def test_install_into_root_verifies_and_uninstall_leaves_nothing(
     assert _nixmox("install", "--root", str(root)) == 0
     unit_dir = root / "etc" / "systemd" / "system"
     installed = sorted(p.name for p in unit_dir.glob("nixmox-*"))
-    assert len(installed) == 13
+    assert len(installed) == 19
     _verify(analyze, [str(unit_dir / name) for name in installed])
     manifest = root / "var" / "lib" / "nixmox" / "installed-units.json"
     assert manifest.stat().st_mode & 0o777 == 0o600

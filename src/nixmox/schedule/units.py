@@ -108,6 +108,34 @@ JOBS: tuple[Job, ...] = (
         "update the Windows guests",
         Sandbox.API,
     ),
+    # A scrub of a large pool of disks takes many hours, more with a pause window.
+    Job(
+        "pool-scrub",
+        ("pool", "scrub"),
+        "pool_scrub",
+        "2d",
+        "scrub the ZFS pools",
+        Sandbox.ZFS,
+        needs_api=False,
+    ),
+    Job(
+        "pool-trim",
+        ("pool", "trim"),
+        "pool_trim",
+        "12h",
+        "TRIM the ZFS pools",
+        Sandbox.ZFS,
+        needs_api=False,
+    ),
+    Job(
+        "pool-check",
+        ("pool", "check"),
+        "pool_check",
+        "15min",
+        "record pool and disk health (SMART)",
+        Sandbox.ZFS,
+        needs_api=False,
+    ),
 )
 
 
@@ -272,7 +300,8 @@ def _sandbox_entries(sandbox: Sandbox) -> list[Entry]:
         ]
     entries: list[Entry] = [
         "Read-only system; only the state directory is writable. zfs snapshot/destroy",
-        "mount nothing, so the private mount namespace this implies is harmless.",
+        "and zpool scrub/trim mount nothing, so the private mount namespace this",
+        "implies is harmless.",
         ("ProtectSystem", "strict"),
         "Read-only, not hidden: ssh reads keys, config and known_hosts in",
         "/root/.ssh (unknown hosts cannot be added from a timer, on purpose).",
@@ -289,7 +318,8 @@ def _sandbox_entries(sandbox: Sandbox) -> list[Entry]:
     if sandbox is Sandbox.ZFS:
         entries += [
             "No PrivateDevices=, DevicePolicy= or ProtectClock= (which implies a",
-            "device allow-list): zfs talks to the kernel through /dev/zfs.",
+            "device allow-list): zfs talks to the kernel through /dev/zfs, smartctl",
+            "reads the disks (pool check).",
         ]
     else:
         entries += [
