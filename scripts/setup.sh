@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PEERS="zfs-fuse qemu-guest-agent nix-bin openssh-server faketime prometheus prometheus-node-exporter"
+PEERS="zfs-fuse qemu-guest-agent nix-bin openssh-server faketime smartmontools prometheus prometheus-node-exporter"
 
 if [ "${1:-}" = "--peers" ]; then
   missing=""

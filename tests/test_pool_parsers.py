@@ -4,7 +4,6 @@ the verdicts doctor gives on them (pure; data files in tests/data, see their REA
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from nixmox.core.verdict import Status
 from nixmox.pool import checks
 from nixmox.pool.smart import DiskHealth, parse_smart, pool_disks, whole_disk
 from nixmox.pool.status import parse_json, parse_text
+from tests.peers.require import need_binary
 
 DATA = Path(__file__).parent / "data"
 VIENNA = ZoneInfo("Europe/Vienna")
@@ -221,12 +221,12 @@ def test_hot_and_worn_nvme_warns() -> None:
     assert "93% of its rated endurance used" in check.message and "71 °C" in check.message
 
 
-@pytest.mark.skipif(shutil.which("smartctl") is None, reason="needs smartmontools")
 def test_real_smartctl_on_something_that_is_no_disk(tmp_path: Path) -> None:
+    smartctl = need_binary("smartctl", "smartmontools")
     image = tmp_path / "not-a-disk.img"
     image.write_bytes(b"\0" * 4096)
     with pytest.raises(SmartError, match="Unable to detect device type"):
-        Smartctl(Runner()).read(str(image))
+        Smartctl(Runner(), [smartctl]).read(str(image))
     # As doctor reports it: UNKNOWN with smartctl's own words, never a traceback.
     [check] = checks.disk_checks(
         DiskHealth(str(image), error="smartctl cannot read it: Unable to detect device type"),
