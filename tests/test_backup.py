@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import tomlkit
 
 from nixmox.adapters.journal import Journal
 from nixmox.backup.archives import archives_of, parse_volid
+from nixmox.cli import backup as backup_command
 from nixmox.cli.main import run
 from nixmox.rules.retention import Item, Keep, Mark, prune
+from tests.clock import FakeClock
 from tests.hosts import write_host
 from tests.lab.serving import RunningLab
 
@@ -25,12 +29,10 @@ KEEP = Keep(last=3, daily=7, weekly=4, monthly=6)  # the example's [backups.keep
 
 
 @pytest.fixture
-def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
-    lab.pve.add_declared_guests()
-    return lab
+def env(lab_env: RunningLab) -> RunningLab:
+    """The shared lab environment, seeded with the example's guests."""
+    lab_env.pve.add_declared_guests()
+    return lab_env
 
 
 def seed_days(lab: RunningLab, vmid: int, kind: str, days: int = 40) -> list[str]:
@@ -92,6 +94,27 @@ def test_a_run_keeps_exactly_what_the_rule_keeps(
     assert journal.result == "ok" and len(journal.summary["guests"]) == 3
 
 
+def test_archive_ages_come_from_the_listing_not_the_name_read_in_our_zone(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The node runs in New York, the inventory says Vienna: vzdump's names are in
+    # New York time, six hours behind. Two archives a day (01:00 and 12:00 in Vienna)
+    # put the 01:00 one on the previous day by its name read in Vienna.
+    env.pve.node_zone = ZoneInfo("America/New_York")
+    start = datetime(2026, 11, 20, 1, 0, tzinfo=VIENNA)
+    for d in range(20):
+        for hours in (0, 11):
+            env.pve.seed_backup("backups", 101, "qemu", start - timedelta(days=d, hours=-hours))
+    name = next(iter(env.pve.backups("backups", 101)))
+    assert "-19_00_00." in name or "-06_00_00." in name  # New York names
+    code, report = backup_json(capsys, "--guest", "nixos-vm")
+    assert code == 0, report
+    assert volids(env, 101) == expected_survivors(env, 101, "qemu")
+    # Beyond keep-last, every kept archive is its Vienna day's last one (12:00), never a 01:00.
+    kept = sorted(r["ctime"] for r in env.pve.backups("backups", 101).values())[:-3]
+    assert kept and {datetime.fromtimestamp(t, VIENNA).hour for t in kept} == {12}
+
+
 def test_a_failed_backup_keeps_every_archive_and_the_others_are_pruned(
     env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -113,14 +136,17 @@ def test_a_locked_guest_is_waited_for_then_reported(
 ) -> None:
     env.pve.snapshot_lock(100, "backup")
     inv = tmp_path / "n.toml"
-    inv.write_text(EXAMPLE.read_text().replace('lock_wait = "10min"', 'lock_wait = "1s"'))
-    code = run(
-        ["backup", "--json", "--config", str(inv), "--guest", "nixos-lxc", "--guest", "nixos-vm"]
+    inv.write_text(EXAMPLE.read_text().replace('lock_wait = "10min"', 'lock_wait = "1min"'))
+    clock = FakeClock()
+    code = backup_command.backup(
+        inv, ["nixos-lxc", "nixos-vm"], dry_run=False, protected=False, as_json=True, clock=clock
     )
     report = json.loads(capsys.readouterr().out)
     assert code == 1
     ct = next(r for r in report["guests"] if r["vmid"] == 100)
     assert ct["result"] == "failed" and "locked (backup)" in ct["message"]
+    assert "for 60 s" in ct["message"] and clock.monotonic() >= 60  # waited it out
+    assert env.pve.guest(100).config.get("lock") == "backup"  # someone else's: untouched
     assert next(r for r in report["guests"] if r["vmid"] == 101)["result"] == "ok"
 
 
@@ -235,6 +261,25 @@ def test_verify_fails_cleanly_when_the_start_fails(
     row = report["guests"][0]
     assert not row["ok"] and "QEMU exited with code 1" in row["message"] and row["cleaned"]
     assert 9900 not in {g.vmid for g in env.pve.vms}
+
+
+def test_verify_restores_a_container_without_a_declared_rootfs_onto_a_rootdir_storage(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A maintained-only container (no rootfs in the inventory) and a verify storage for
+    # VM images only: left to itself PVE restores to `local`, which takes no containers.
+    data = tomllib.loads(EXAMPLE.read_text())
+    ct = next(g for g in data["guests"] if g["name"] == "nixos-lxc")
+    del ct["rootfs"]
+    inv = tmp_path / "n.toml"
+    inv.write_text(tomlkit.dumps(data))
+    assert run(["backup", "--config", str(inv), "--guest", "nixos-lxc"]) == 0
+    capsys.readouterr()
+    code = run(["backup", "verify", "--json", "--config", str(inv), "--guest", "nixos-lxc"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    restores = [r for r in env.pve.requests if r[0] == "POST" and r[1].endswith("/nodes/pve1/lxc")]
+    assert restores and b"storage=ct-disks" in restores[-1][2]
 
 
 def test_verify_without_any_archive_fails(

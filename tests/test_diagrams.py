@@ -143,7 +143,7 @@ def test_updates_follows_the_schedules(inv: Inventory) -> None:
             found
         )
         assert f"policy {target.policy}" in labels[node_id("dataset", target.dataset)]
-    assert "keep-hourly 24, keep-daily 7, keep-weekly 4" in labels["dataset_rpool_2fdata_2fct"]
+    assert "keep-hourly 24, keep-daily 14, keep-weekly 8" in labels["dataset_tank_2fshared"]
     assert ("timer_backup", "-->", "", "vzdump") in found
     assert ("vzdump", "-->", "archive, then prune", "storage_backups") in found
     assert labels["storage_backups"].endswith(
@@ -234,10 +234,9 @@ def test_guest_facts_reads_bridges_and_disks_not_cdroms() -> None:
 
 
 def test_live_network_shows_present_bridges_and_links(
-    lab: RunningLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
+    lab = lab_env
     lab.pve.add_declared_guests()
     # The lab starts with no bridges (network apply creates them): vmbr0 is there, vmbr1/2 not.
     lab.pve.net_applied["vmbr0"] = {

@@ -14,13 +14,6 @@ from tests.lab.serving import RunningLab
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "homelab.toml")
 
 
-@pytest.fixture
-def lab_env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    return lab
-
-
 def doctor_json(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict[str, object]]:
     code = run(["doctor", "--config", EXAMPLE, "--json", *extra])
     return code, json.loads(capsys.readouterr().out)
@@ -110,10 +103,10 @@ def test_wrong_token_fails_without_showing_it(
     assert secret not in out.out + out.err
 
 
-def test_every_area_of_the_contract_exists(capsys: pytest.CaptureFixture[str]) -> None:
-    from nixmox.cli.doctor import AREAS
-
-    contract = {
+def test_every_area_of_the_contract_can_be_asked_for(
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contract = [
         "passthrough",
         "proxmox",
         "storage",
@@ -122,8 +115,11 @@ def test_every_area_of_the_contract_exists(capsys: pytest.CaptureFixture[str]) -
         "backups",
         "snapshots",
         "host",
-    }
-    assert set(AREAS) == contract
+    ]
+    for asked in (contract, ["proxmox"]):
+        _, report = doctor_json(capsys, *[arg for area in asked for arg in ("--only", area)])
+        summary = report["summary"]
+        assert isinstance(summary, dict) and sorted(summary["areas"]) == sorted(asked)
 
 
 def test_unknown_area_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,13 +35,6 @@ def statuses(checks: list[Check], check_id: str) -> dict[str, Status]:
 
 
 @pytest.fixture
-def lab_env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    return lab
-
-
-@pytest.fixture
 def api(lab_env: RunningLab) -> Proxmox:
     return Proxmox(connection(load_inventory(EXAMPLE).proxmox))
 

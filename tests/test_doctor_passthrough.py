@@ -213,9 +213,7 @@ def test_api_mismatch_names_each_difference() -> None:
 
 
 @pytest.fixture
-def api(lab: RunningLab, monkeypatch: pytest.MonkeyPatch) -> Proxmox:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
+def api(lab_env: RunningLab) -> Proxmox:
     return Proxmox(connection(load_inventory(EXAMPLE).proxmox))
 
 

@@ -272,14 +272,9 @@ def test_command_errors_carry_no_escape_sequences() -> None:
 
 
 def test_an_api_message_with_escapes_reaches_neither_output_nor_journal(
-    lab: RunningLab,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    lab_env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+    lab = lab_env
     lab.pve.add_declared_guests()
     lab.pve.fail_backup(101, f"{ESCAPES}disk gone")
     assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 1

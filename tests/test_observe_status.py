@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nixmox.cli import observe as observe_command
 from nixmox.cli.main import run
+from tests.clock import FakeClock
 from tests.lab.serving import RunningLab
 from tests.observe_support import inventory, receiver
 
 
 @pytest.fixture
-def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
-    lab.pve.add_declared_guests()
-    return lab
+def env(lab_env: RunningLab) -> RunningLab:
+    """The shared lab environment, seeded with the example's guests."""
+    lab_env.pve.add_declared_guests()
+    return lab_env
 
 
 def status_json(capsys: pytest.CaptureFixture[str], config: Path) -> tuple[int, dict[str, Any]]:
@@ -91,13 +91,17 @@ def test_status_without_the_api_still_reads_the_journal(
     assert run(["backup", "--config", str(config), "--guest", "nixos-lxc"]) == 0
     capsys.readouterr()
     monkeypatch.setenv("NIXMOX_PVE_URL", "https://127.0.0.1:9")  # nothing listens there
-    code, report = status_json(capsys, config)
+    # The retries' pauses pass on a fake clock (which starts now: the ages stay real).
+    clock = FakeClock(start=datetime.now(UTC))
+    code = observe_command.status(config, as_json=True, clock=clock)
+    report = json.loads(capsys.readouterr().out)
     assert code == 2
     assert report["api"]["reachable"] is False and "cannot reach" in report["api"]["error"]
+    assert clock.slept == [0.5, 1.0, 2.0]  # asked 4 times, backing off, before giving up
     ct = next(g for g in report["guests"] if g["name"] == "nixos-lxc")
     assert ct["backup_from"] == "journal" and ct["backup_time"]
     assert report["jobs"][0]["result"] == "ok"
-    assert run(["status", "--config", str(config)]) == 2
+    assert observe_command.status(config, as_json=False, clock=clock) == 2
     out = capsys.readouterr().out
     assert "Proxmox API UNREACHABLE" in out and "(journal)" in out
 

@@ -29,6 +29,7 @@ from nixmox.adapters.journal import Journal
 from nixmox.adapters.runner import Runner
 from nixmox.adapters.zfs import Zpool
 from nixmox.pool.job import FollowSettings, PoolReader, scrub_pool, trim_pool
+from tests.clock import FakeClock
 from tests.peers.zfs import ZfsFuse, unique_pool_name
 
 NIXMOX = str(Path(sys.executable).parent / "nixmox")
@@ -94,6 +95,17 @@ def slow(zfs: ZfsFuse, tmp_path: Path) -> Iterator[DataPool]:
 def adapters(zfs: ZfsFuse) -> tuple[Zpool, PoolReader]:
     zpool = Zpool(Runner(), [str(zfs.bin_dir / "zpool")])
     return zpool, PoolReader(zpool, UTC_ZONE)
+
+
+class ScriptedClock(FakeClock):
+    """A FakeClock whose wall clock reads ``times`` in turn, then ``after``."""
+
+    def __init__(self, times: Iterator[datetime], after: datetime) -> None:
+        super().__init__()
+        self._times, self._after = times, after
+
+    def now(self) -> datetime:
+        return next(self._times, self._after)
 
 
 FAST = FollowSettings(poll=0.05, pause_during=None, zone=UTC_ZONE)
@@ -184,14 +196,13 @@ def test_the_pause_window_stops_and_restarts_where_zpool_cannot_pause(
     zpool, reader = adapters(zfs)
     # Before the start: outside; at the first progress read: inside the window,
     # still inside once, then out again for good.
-    times = iter(
-        [datetime(2026, 5, 1, 2, 59, tzinfo=UTC_ZONE)]
-        + [datetime(2026, 5, 1, 3, 10, tzinfo=UTC_ZONE)] * 2
+    clock = ScriptedClock(
+        iter(
+            [datetime(2026, 5, 1, 2, 59, tzinfo=UTC_ZONE)]
+            + [datetime(2026, 5, 1, 3, 10, tzinfo=UTC_ZONE)] * 2
+        ),
+        datetime(2026, 5, 1, 4, 30, tzinfo=UTC_ZONE),
     )
-
-    def clock() -> datetime:
-        return next(times, datetime(2026, 5, 1, 4, 30, tzinfo=UTC_ZONE))
-
     settings = FollowSettings(poll=0.05, pause_during="*-*-* 03:*", zone=UTC_ZONE)
     lines: list[str] = []
     result = scrub_pool(zpool, reader, slow.name, settings, say=lines.append, clock=clock)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import ssl
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomlkit
 
 from nixmox.adapters.proxmox.client import Proxmox, TlsError
 from nixmox.adapters.proxmox.settings import Connection, connection
@@ -17,20 +19,13 @@ from nixmox.inventory.load import load_inventory
 from nixmox.provision.actual import read_state
 from nixmox.provision.apply import Applier
 from nixmox.provision.diff import make_plan
+from tests.clock import FakeClock
 from tests.hosts import VARIANTS, HostSpec, write_host
-from tests.lab.fixtures import fresh_lab
+from tests.lab.fixtures import fresh_lab, point_at
 from tests.lab.serving import RunningLab
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "homelab.toml"
-
-
-@pytest.fixture
-def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
-    return lab
 
 
 def plan_json(
@@ -69,7 +64,7 @@ def _host(host_root: Path) -> None:
 
 
 def test_passthrough_fail_refuses_the_windows_vm(
-    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     bad = write_host(tmp_path / "nouveau", VARIANTS["gpu-on-nouveau"][0](HostSpec()))
     code = run(["apply", "--yes", "--host-root", str(bad), "--config", str(EXAMPLE)])
@@ -77,7 +72,7 @@ def test_passthrough_fail_refuses_the_windows_vm(
     assert code == 1
     assert "FAILED guest win11-gaming" in out and "host-driver" in out
     assert "OK     guest nixos-lxc" in out  # the others go on
-    assert 102 not in {g.vmid for g in env.pve.vms}
+    assert 102 not in {g.vmid for g in lab_env.pve.vms}
 
 
 def inventory_with(tmp_path: Path, old: str, new: str) -> Path:
@@ -88,7 +83,7 @@ def inventory_with(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-def test_plan_apply_plan_converges(env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_apply_plan_converges(lab_env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
     code, report = plan_json(capsys)
     assert code == 2 and report["schema_version"] == 1
     assert [g["action"] for g in report["guests"]] == ["create"] * 3
@@ -97,10 +92,11 @@ def test_plan_apply_plan_converges(env: RunningLab, capsys: pytest.CaptureFixtur
         {"vmid": 9000, "type": "qemu", "name": "nixos-template", "node": "pve1"}
     ]
     # One /cluster/resources, /access/permissions, the network, /storage, and the template
-    # files on `local` (for the container to create): no per-guest reads yet.
-    assert report["requests"] == 5
+    # files on `local` (for the container to create), the config of template 9000 (for the
+    # VM to clone: its boot slot and storages): no per-guest reads yet.
+    assert report["requests"] == 6
     assert apply_example(capsys) == 0
-    pve = env.pve
+    pve = lab_env.pve
     before = len(pve.requests)
     code, report = plan_json(capsys)
     assert code == 0 and report["changes"] is False, report
@@ -124,10 +120,10 @@ def test_plan_apply_plan_converges(env: RunningLab, capsys: pytest.CaptureFixtur
 
 
 def test_drift_behind_nixmoxs_back_is_shown_exactly(
-    env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert apply_example(capsys) == 0
-    api_for(env).put("/nodes/pve1/lxc/100/config", memory=1024)
+    api_for(lab_env).put("/nodes/pve1/lxc/100/config", memory=1024)
     code, report = plan_json(capsys)
     assert code == 2
     changes = guest(report, "nixos-lxc")["changes"]
@@ -136,21 +132,21 @@ def test_drift_behind_nixmoxs_back_is_shown_exactly(
     ]
     assert all(guest(report, n)["action"] == "none" for n in ("nixos-vm", "win11-gaming"))
     # Apply reads the config (for its digest) only of the guest it changes, and sends it.
-    before = len(env.pve.requests)
+    before = len(lab_env.pve.requests)
     assert apply_example(capsys) == 0
-    done = env.pve.requests[before:]
+    done = lab_env.pve.requests[before:]
     config_reads = [r[1] for r in done if r[0] == "GET" and r[1].endswith("/config")]
     assert config_reads == ["/api2/json/nodes/pve1/lxc/100/config"]
     write = next(r for r in done if r[0] == "PUT" and r[1].endswith("/lxc/100/config"))
     assert "digest" in str(write[2])
-    assert env.pve.guest(100).config["memory"] == 4096
+    assert lab_env.pve.guest(100).config["memory"] == 4096
 
 
 def test_plan_text_lists_changes_then_a_summary(
-    env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert apply_example(capsys) == 0
-    api_for(env).put("/nodes/pve1/lxc/100/config", memory=1024)
+    api_for(lab_env).put("/nodes/pve1/lxc/100/config", memory=1024)
     assert run(["plan", "--config", str(EXAMPLE)]) == 0
     quiet = capsys.readouterr().out
     assert "nixos-lxc" in quiet and "memory: 1024 -> 4096" in quiet
@@ -163,9 +159,9 @@ def test_plan_text_lists_changes_then_a_summary(
 
 
 def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(
-    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    env.pve.add_declared_guests()  # 101 runs
+    lab_env.pve.add_declared_guests()  # 101 runs
     inv = inventory_with(
         tmp_path,
         'host = "nixos-vm"\n\n[guests.reboot]\npolicy = "allowed"',
@@ -178,7 +174,7 @@ def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(
     code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
     out = capsys.readouterr().out
     assert code == 0 and "pending until the next reboot" in out
-    status = [r for r in env.pve.requests if r[1].endswith("/status/reboot")]
+    status = [r for r in lab_env.pve.requests if r[1].endswith("/status/reboot")]
     assert status == []  # policy "never": no reboot
     code, report = plan_json(capsys, inv)
     [change] = guest(report, "nixos-vm")["changes"]
@@ -186,19 +182,19 @@ def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(
 
 
 def test_allowed_policy_reboots_for_pending_changes(
-    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    env.pve.add_declared_guests()
+    lab_env.pve.add_declared_guests()
     inv = inventory_with(tmp_path, "cores = 4\nmemory = 8192", "cores = 6\nmemory = 8192")
     assert run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)]) == 0
     assert "rebooted to apply cores" in capsys.readouterr().out
-    assert [r for r in env.pve.requests if r[1].endswith("/qemu/101/status/reboot")]
+    assert [r for r in lab_env.pve.requests if r[1].endswith("/qemu/101/status/reboot")]
     assert plan_json(capsys, inv)[0] == 0
 
 
-def test_locked_guest_is_waited_for_then_fails_clearly(env: RunningLab, tmp_path: Path) -> None:
-    env.pve.add_declared_guests()
-    env.pve.snapshot_lock(100, "backup")
+def test_locked_guest_is_waited_for_then_fails_clearly(lab_env: RunningLab, tmp_path: Path) -> None:
+    lab_env.pve.add_declared_guests()
+    lab_env.pve.snapshot_lock(100, "backup")
     inv_path = inventory_with(tmp_path, "memory = 4096\nswap = 512", "memory = 2048\nswap = 512")
     inv_path.write_text(
         inv_path.read_text().replace("cores = 4\nmemory = 8192", "cores = 4\nmemory = 4096")
@@ -206,19 +202,21 @@ def test_locked_guest_is_waited_for_then_fails_clearly(env: RunningLab, tmp_path
     inv = load_inventory(inv_path)
     api = Proxmox(connection(inv.proxmox))
     plan = make_plan(inv, read_state(api, inv))
-    outcomes = {o.name: o for o in Applier(api, inv, lock_wait=0.5).apply(plan)}
+    clock = FakeClock()
+    outcomes = {o.name: o for o in Applier(api, inv, lock_wait=120, clock=clock).apply(plan)}
     assert outcomes["nixos-lxc"].result == "failed"
     assert "locked (backup)" in (outcomes["nixos-lxc"].error or "")
+    assert "waited 120 s" in (outcomes["nixos-lxc"].error or "") and clock.monotonic() >= 120
     assert "never removes someone else's lock" in (outcomes["nixos-lxc"].error or "")
-    assert env.pve.guest(100).config.get("lock") == "backup"  # untouched
+    assert lab_env.pve.guest(100).config.get("lock") == "backup"  # untouched
     assert outcomes["nixos-vm"].result == "ok"  # the others proceed
-    assert env.pve.guest(101).config["memory"] in (4096, "4096")
+    assert lab_env.pve.guest(101).config["memory"] in (4096, "4096")
 
 
-def test_offline_node_fails_its_guests_while_others_proceed(
-    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_offline_node_is_a_plan_error_and_apply_applies_nothing(
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    pve = env.pve
+    pve = lab_env.pve
     pve.add_node("pve2")
     pve.add_vm(200, "far", node="pve2")
     pve.set_node_offline("pve2")
@@ -232,31 +230,34 @@ def test_offline_node_fails_its_guests_while_others_proceed(
         )
         + '\n[[guests]]\nname = "far"\nvmid = 200\nkind = "vm"\nnode = "pve2"\nmemory = 512\n'
     )
+    before = len(pve.requests)
     code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 1
-    assert "FAILED guest far" in out and "node pve2 is not answering" in out
-    assert "OK     guest nixos-lxc" in out and "OK     guest win11-gaming" in out
+    assert "! far (qemu 200 on pve2)" in captured.out
+    assert "node pve2 is not answering" in captured.out
+    assert "nothing applied: the plan has 1 error" in captured.err
+    # Not the bridges, not the other guests: half an apply is worse than none.
+    assert not [r for r in pve.requests[before:] if r[0] != "GET"]
 
 
 def test_interrupted_apply_converges_like_an_uninterrupted_one(
-    env: RunningLab,
+    lab_env: RunningLab,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A 500 on the clone (after the bridges and the container are done),
     # every retry of it too: the first apply fails halfway.
-    env.pve.fail("POST", "/nodes/pve1/qemu/9000/clone", 500, "Internal Server Error", times=10)
+    lab_env.pve.fail("POST", "/nodes/pve1/qemu/9000/clone", 500, "Internal Server Error", times=10)
     assert apply_example(capsys) == 1
-    assert 101 not in {g.vmid for g in env.pve.vms}
-    env.pve.failures.clear()
+    assert 101 not in {g.vmid for g in lab_env.pve.vms}
+    lab_env.pve.failures.clear()
     assert apply_example(capsys) == 0
     assert plan_json(capsys)[0] == 0
     interrupted = run_adopt(capsys)
     with fresh_lab(tmp_path) as fresh:
-        for key, value in fresh.env.items():
-            monkeypatch.setenv(key, value)
+        point_at(fresh, monkeypatch)
         assert apply_example(capsys) == 0
         uninterrupted = run_adopt(capsys)
     assert interrupted == uninterrupted
@@ -269,9 +270,9 @@ def run_adopt(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_adopt_round_trips(
-    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    env.pve.add_declared_guests()
+    lab_env.pve.add_declared_guests()
     adopted = run_adopt(capsys)
     inv = tmp_path / "adopted.toml"
     head = EXAMPLE.read_text().split("# Guests.")[0]
@@ -283,16 +284,16 @@ def test_adopt_round_trips(
 
 
 def test_adopt_unknown_vmid_is_one_line(
-    env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["adopt", "4242", "--config", str(EXAMPLE)]) == 1
     assert capsys.readouterr().err.strip() == "nixmox: adopt: no guest 4242 on the cluster"
 
 
 def test_disk_shrink_is_refused_at_plan_time(
-    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    env.pve.add_declared_guests()
+    lab_env.pve.add_declared_guests()
     inv = inventory_with(tmp_path, 'size = "256G"', 'size = "128G"')
     code, report = plan_json(capsys, inv)
     assert code == 1
@@ -301,30 +302,32 @@ def test_disk_shrink_is_refused_at_plan_time(
 
 
 def test_dry_run_lists_calls_and_makes_none(
-    env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = len(env.pve.requests)
+    before = len(lab_env.pve.requests)
     assert run(["apply", "--dry-run", "--config", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
     assert "POST /nodes/pve1/lxc vmid=100" in out and "PUT /nodes/pve1/network" in out
-    writes = [r for r in env.pve.requests[before:] if r[0] != "GET"]
+    writes = [r for r in lab_env.pve.requests[before:] if r[0] != "GET"]
     assert writes == []
 
 
-def test_bridge_reload_reverted_when_the_api_stops_answering(env: RunningLab) -> None:
+def test_bridge_reload_reverted_when_the_api_stops_answering(lab_env: RunningLab) -> None:
     inv = load_inventory(EXAMPLE)
     api = Proxmox(connection(inv.proxmox))
     plan = make_plan(inv, read_state(api, inv))
     plan = type(plan)(guests=(), bridges=plan.bridges, storages=(), unmanaged=())
-    pve = env.pve
+    pve = lab_env.pve
     # The reload cuts the API off (as a wrong bridge on the management NIC would).
     pve.after_network_reload = lambda: (
         pve.fail("GET", "/nodes/pve1/network", 595, "No route to host", times=1000),
         setattr(pve, "after_network_reload", None),
     )
-    outcomes = Applier(api, inv, network_confirm=0.3).apply(plan)
+    clock = FakeClock()
+    outcomes = Applier(api, inv, network_confirm=30, clock=clock).apply(plan)
     assert all(o.result == "failed" and "reverted" in (o.error or "") for o in outcomes)
-    env.pve.failures.clear()
+    assert clock.monotonic() >= 30  # gave the API the whole confirm time to answer
+    lab_env.pve.failures.clear()
     names = {i["iface"] for i in api.get("/nodes/pve1/network")}
     assert not names & {"vmbr0", "vmbr1", "vmbr2"}
 
@@ -338,53 +341,59 @@ def fingerprint(ca_file: str) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, 64, 2))
 
 
-def test_right_pin_works_without_a_ca(env: RunningLab) -> None:
-    api = Proxmox(Connection(env.url, env.token_id, env.token, None, fingerprint(env.ca_file)))
+def test_right_pin_works_without_a_ca(lab_env: RunningLab) -> None:
+    api = Proxmox(
+        Connection(lab_env.url, lab_env.token_id, lab_env.token, None, fingerprint(lab_env.ca_file))
+    )
     assert api.get("/version")["version"].startswith("9.")
 
 
-def test_wrong_pin_sends_nothing(env: RunningLab) -> None:
-    before = len(env.pve.requests)
-    api = Proxmox(Connection(env.url, env.token_id, env.token, None, ":".join(["AB"] * 32)))
+def test_wrong_pin_sends_nothing(lab_env: RunningLab) -> None:
+    before = len(lab_env.pve.requests)
+    api = Proxmox(
+        Connection(lab_env.url, lab_env.token_id, lab_env.token, None, ":".join(["AB"] * 32))
+    )
     with pytest.raises(TlsError, match="nothing was sent"):
         api.get("/version")
-    assert len(env.pve.requests) == before
+    assert len(lab_env.pve.requests) == before
 
 
-def test_no_ca_and_no_pin_uses_the_system_store(env: RunningLab) -> None:
-    api = Proxmox(Connection(env.url, env.token_id, env.token))
+def test_no_ca_and_no_pin_uses_the_system_store(lab_env: RunningLab) -> None:
+    api = Proxmox(Connection(lab_env.url, lab_env.token_id, lab_env.token))
     with pytest.raises(TlsError, match="system trust store"):
         api.get("/version")
 
 
 def test_world_readable_token_file_is_refused(
-    env: RunningLab,
+    lab_env: RunningLab,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("NIXMOX_PVE_TOKEN")
     token = tmp_path / "token"
-    token.write_text(env.token)
+    token.write_text(lab_env.token)
     token.chmod(0o644)
     inv = inventory_with(
         tmp_path, 'token_file = "/etc/nixmox/pve-token"', f'token_file = "{token}"'
     )
     assert run(["plan", "--config", str(inv)]) == 1
     err = capsys.readouterr().err
-    assert f"chmod 600 {token}" in err and env.token not in err
+    assert f"chmod 600 {token}" in err and lab_env.token not in err
 
 
-def test_nothing_leaks_at_vv(env: RunningLab, capfd: pytest.CaptureFixture[str]) -> None:
+def test_nothing_leaks_at_vv(lab_env: RunningLab, capfd: pytest.CaptureFixture[str]) -> None:
     run(["-vv", "plan", "--config", str(EXAMPLE)])
     out = capfd.readouterr()
-    assert env.token not in out.out + out.err
+    assert lab_env.token not in out.out + out.err
 
 
-def test_password_login_with_a_pin_and_renewal(env: RunningLab) -> None:
+def test_password_login_with_a_pin_and_renewal(lab_env: RunningLab) -> None:
     from nixmox.adapters.proxmox import client
 
-    conn = Connection(env.url, "root@pam", "", None, fingerprint(env.ca_file), password="secret")
+    conn = Connection(
+        lab_env.url, "root@pam", "", None, fingerprint(lab_env.ca_file), password="secret"
+    )
     api = Proxmox(conn)
     assert api.get("/version")
     auth = api.session.auth
@@ -393,23 +402,23 @@ def test_password_login_with_a_pin_and_renewal(env: RunningLab) -> None:
     auth.born -= auth.RENEW_AFTER + 1  # an hour later
     api.post("/nodes/pve1/qemu/9000/config", description="touched")
     assert auth.ticket != first
-    logins = [r for r in env.pve.requests if r[1].endswith("/access/ticket")]
+    logins = [r for r in lab_env.pve.requests if r[1].endswith("/access/ticket")]
     assert len(logins) >= 2  # a renewal (with the ticket, or afresh if refused)
 
 
 # -- retries and tasks -------------------------------------------------------------
 
 
-def test_reads_are_retried_on_5xx(env: RunningLab) -> None:
-    api = api_for(env)
-    env.pve.fail("GET", "/version", 596, "broken pipe", times=2)
+def test_reads_are_retried_on_5xx(lab_env: RunningLab) -> None:
+    api = api_for(lab_env)
+    lab_env.pve.fail("GET", "/version", 596, "broken pipe", times=2)
     assert api.get("/version")
     assert api.calls == 3
 
 
-def test_a_write_is_not_repeated_when_the_reread_shows_it_done(env: RunningLab) -> None:
-    api = api_for(env)
-    env.pve.fail(
+def test_a_write_is_not_repeated_when_the_reread_shows_it_done(lab_env: RunningLab) -> None:
+    api = api_for(lab_env)
+    lab_env.pve.fail(
         "PUT",
         "/nodes/pve1/qemu/9000/config",
         500,
@@ -426,12 +435,12 @@ def test_a_write_is_not_repeated_when_the_reread_shows_it_done(env: RunningLab) 
     assert checks == [True]
 
 
-def test_failed_task_raises_with_its_log(env: RunningLab) -> None:
+def test_failed_task_raises_with_its_log(lab_env: RunningLab) -> None:
     from nixmox.adapters.proxmox.tasks import TaskFailed, wait
 
-    env.pve.add_declared_guests()
-    api = api_for(env)
-    env.pve.fail("POST", "/nodes/pve1/qemu/102/status/start", error="qemu_exited_code")
+    lab_env.pve.add_declared_guests()
+    api = api_for(lab_env)
+    lab_env.pve.fail("POST", "/nodes/pve1/qemu/102/status/start", error="qemu_exited_code")
     upid = api.post("/nodes/pve1/qemu/102/status/start")
     with pytest.raises(TaskFailed, match="start win11 failed: QEMU exited with code 1"):
         wait(api, upid, what="start win11")
@@ -452,9 +461,9 @@ def test_task_exit_status_is_read_like_proxmox(exitstatus: str, ok: bool, warnin
 
 
 def test_missing_privileges_are_named(
-    env: RunningLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    lab_env: RunningLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pve = env.pve
+    pve = lab_env.pve
     pve.apitokens["nixmox@pve!limited"] = "limited-secret-1234"
     pve.grant("nixmox@pve!limited", "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
     monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", "nixmox@pve!limited")
@@ -469,12 +478,12 @@ def test_missing_privileges_are_named(
 
 
 def test_a_config_write_that_took_effect_is_not_repeated(
-    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    env.pve.add_declared_guests()
+    lab_env.pve.add_declared_guests()
     inv = inventory_with(tmp_path, "memory = 4096\nswap = 512", "memory = 2048\nswap = 512")
     # The lock times out after PVE wrote the change: a blind retry would write twice.
-    env.pve.fail(
+    lab_env.pve.fail(
         "PUT",
         "/nodes/pve1/lxc/100/config",
         500,
@@ -483,8 +492,31 @@ def test_a_config_write_that_took_effect_is_not_repeated(
     )
     assert run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)]) in (0, 1)
     capsys.readouterr()
-    puts = [r for r in env.pve.requests if r[0] == "PUT" and r[1].endswith("/lxc/100/config")]
+    puts = [r for r in lab_env.pve.requests if r[0] == "PUT" and r[1].endswith("/lxc/100/config")]
     # The failed attempt, then, re-read and still not done (the fault answered before
     # writing), exactly one more: never a loop of blind repeats.
     assert len(puts) == 2
     assert plan_json(capsys, inv)[0] == 0
+
+
+def test_plan_refuses_a_clone_to_another_node_from_local_storage(
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The template 9000 lives on pve1 with its disk on vm-disks (local ZFS): PVE cannot
+    # clone it to pve2, so plan says so rather than apply failing half-way.
+    lab_env.pve.add_node("pve2")
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["nodes"].append({"name": "pve2"})
+    data["guests"] = [g for g in data["guests"] if g["name"] == "nixos-vm"]
+    data["guests"][0]["node"] = "pve2"
+    data.pop("backups", None)
+    inv = tmp_path / "n.toml"
+    inv.write_text(tomlkit.dumps(data))
+    code = run(["plan", "--json", "--config", str(inv)])
+    [row] = json.loads(capsys.readouterr().out)["guests"]
+    assert code != 0 and row["action"] == "error"
+    assert "PVE cannot clone it to pve2" in row["error"] and "vm-disks" in row["error"]
+    # apply refuses it too and creates nothing on pve2.
+    code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
+    capsys.readouterr()
+    assert code != 0 and lab_env.pve.guest(101) is None

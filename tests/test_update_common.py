@@ -32,16 +32,29 @@ def _api(lab: RunningLab) -> Proxmox:
 
 def test_names_round_trip_and_foreign_names_are_not_ours() -> None:
     at = datetime(2026, 11, 25, 19, 3, 4, tzinfo=UTC)
+    assert update_snapshot_name(at, "0a9f") == "nixmox_update_20261125T190304Z_0a9f"
     name = update_snapshot_name(at)
-    assert name == "nixmox_update_20261125T190304Z"
     assert len(name) <= 40  # Proxmox's limit for snapshot names
     assert update_snapshot_time(name) == at
+    # Earlier versions named them without the suffix: still nixmox's, still pruned.
+    assert update_snapshot_time("nixmox_update_20261125T190304Z") == at
     for foreign in (
         "before-upgrade",
         "nixmox_2026-11-25T19:03:04Z",
         "nixmox_update_20261399T000000Z",
+        "nixmox_update_20261125T190304Z_mine",
+        "nixmox_update_20261125T190304Z_0a9f_copy",
     ):
         assert update_snapshot_time(foreign) is None
+    with pytest.raises(ValueError, match="four hex digits"):
+        update_snapshot_name(at, "x")
+
+
+def test_two_snapshots_in_the_same_second_get_two_names() -> None:
+    at = datetime(2026, 11, 25, 19, 3, 4, tzinfo=UTC)
+    names = {update_snapshot_name(at) for _ in range(20)}
+    assert len(names) > 1
+    assert {update_snapshot_time(n) for n in names} == {at}
 
 
 def test_prune_only_touches_nixmox_update_snapshots() -> None:

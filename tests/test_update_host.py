@@ -34,7 +34,8 @@ from nixmox.core.zones import zone
 from nixmox.inventory.load import load_inventory
 from nixmox.observe.history import summary_lines
 from nixmox.updates.host.job import UPGRADE, HostUpdate, Timing
-from tests.lab.fixtures import HOST
+from tests.clock import FakeClock
+from tests.lab.fixtures import HOST, point_at
 from tests.lab.server import Lab
 from tests.lab.serving import RunningLab, make_pki, serve_in_thread
 from tests.peers.require import need_binary, need_root
@@ -233,7 +234,7 @@ def make_rig(
         for name in nodes:
             zfs.zfs("create", f"{zfs_pool}/ROOT/{name}")
             host = stack.enter_context(
-                StandInHost(name, sshd=sshd, ssh_keygen=keygen, unshare=unshare)
+                StandInHost(name, sshd=sshd, ssh_keygen=keygen, unshare=unshare, multiplex=True)
             )
             host.stand_in("apt-get", APT_GET.format(dir=host.tmp))
             (host.boot_dir / f"vmlinuz-{RUNNING}").write_text("")
@@ -257,10 +258,8 @@ def make_rig(
         lab.pve.before_apt_read = follow_apt_get
         # A rebooted node comes up on the newest kernel in its /boot.
         lab.pve.after_reboot = lambda node: hosts[node].boot_newest() and None
-        for key, value in lab.env.items():
-            monkeypatch.setenv(key, value)
         state = tmp_path / "state"
-        monkeypatch.setenv("NIXMOX_STATE_DIR", str(state))
+        point_at(lab, monkeypatch, state)
         monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(ssh_config))
         return Rig(lab, hosts, zfs, zfs_pool, config, state)
 
@@ -694,15 +693,19 @@ def test_node_that_does_not_come_back_stops_the_rollout(make_rig: Callable[..., 
     rig = make_rig(nodes=("pve-a", "pve-b"), guests=GUESTS_A + GUESTS_B)
     rig.pve.set_upgrades(UPGRADES)
     rig.behave("pve-a", KERNEL=NEWER)
-    rig.pve.reboot_wall_secs = 60.0  # longer than nixmox waits here
+    rig.pve.reboot_wall_secs = 60.0  # longer than the test runs
     inv = load_inventory(rig.config)
+    clock = FakeClock()
     update = HostUpdate(
-        inv, rig.api(), Runner(), zone(inv.timezone), hostname="elsewhere", timing=Timing(reboot=1)
+        inv, rig.api(), Runner(), zone(inv.timezone), hostname="elsewhere", clock=clock
     )
     a, b = update.run(inv.nodes)
     assert a.result == "failed" and b.result == "skipped"
+    # Polled with growing pauses up to poll_max, for the whole reboot timeout (900 s).
+    assert clock.slept[0] == 0.25 and max(clock.slept) == Timing().poll_max
+    assert Timing().reboot <= sum(clock.slept) < Timing().reboot + Timing().poll_max
     assert a.message.startswith(
-        "node pve-a did not come back with quorum within 1 s; its guests stay where they "
+        "node pve-a did not come back with quorum within 900 s; its guests stay where they "
         "went: 100 on pve-b, 101 on pve-b. The snapshot "
     )
     assert "zfs rollback -r" in a.message

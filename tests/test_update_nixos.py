@@ -27,12 +27,17 @@ from nixmox.adapters.journal import Journal
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
+from nixmox.cli import update_nixos as update_nixos_command
 from nixmox.cli.main import run
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import load_inventory
 from nixmox.inventory.model import ProxmoxSettings
 from nixmox.updates.guest_access import AgentAccess, PctAccess, open_access
-from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
+from nixmox.updates.guest_snapshots import (
+    GuestSnapshots,
+    update_snapshot_name,
+    update_snapshot_time,
+)
 from nixmox.updates.nixos.decisions import (
     NIX,
     READ_GENERATION,
@@ -50,6 +55,9 @@ from nixmox.updates.nixos.decisions import (
     system_state,
     unit_stamp,
 )
+from nixmox.updates.nixos.job import POLL
+from tests.clock import FakeClock
+from tests.lab.fixtures import point_at
 from tests.lab.server import Lab
 from tests.lab.serving import RunningLab, make_pki, serve_in_thread
 from tests.peers.nix import NixSandbox, write_stub_nixpkgs
@@ -176,7 +184,8 @@ def guest(nix_sandbox: NixSandbox) -> Iterator[NixosHost]:
     need_root("the fake NixOS guest (sshd in a mount namespace)")
     sshd = need_binary("sshd", "openssh-server")
     need_binary("unshare", "util-linux")
-    with NixosHost(nix_sandbox, sshd=sshd) as host:
+    # One shared ssh connection per test (dozens of commands); see tests/peers/sshd.py.
+    with NixosHost(nix_sandbox, sshd=sshd, multiplex=True) as host:
         yield host
 
 
@@ -293,21 +302,27 @@ timeout = "5s"
 
 
 @pytest.fixture
-def env(
-    lab: RunningLab, guest: NixosHost, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+def env(lab_env: RunningLab, guest: NixosHost, monkeypatch: pytest.MonkeyPatch) -> RunningLab:
+    """The shared lab environment with the example's guests; ssh reaches the fake guest."""
     monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(guest.ssh_config))
-    lab.pve.add_declared_guests()
-    return lab
+    lab_env.pve.add_declared_guests()
+    return lab_env
 
 
 def update(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, Any]:
     code = run(["update", "nixos", "--json", "--config", str(config), *args])
     out = capsys.readouterr().out
     return code, json.loads(out)
+
+
+def update_on(
+    clock: FakeClock, capsys: pytest.CaptureFixture[str], config: Path, guest: str
+) -> tuple[int, Any]:
+    """:func:`update` of one guest with ``clock``: its waits pass at once."""
+    code = update_nixos_command.run(
+        config, [guest], dry_run=False, as_json=True, verbose=0, clock=clock
+    )
+    return code, json.loads(capsys.readouterr().out)
 
 
 def snapshots(lab: RunningLab, kind: str = "lxc", vmid: int = 100) -> GuestSnapshots:
@@ -489,12 +504,34 @@ def test_health_waits_while_the_system_is_still_starting(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     flake.upstream_moves()
-    (guest.script / "state.new-system").write_text("starting\nrunning\n")
+    (guest.script / "state.new-system").write_text("starting\nstarting\nrunning\n")
     config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    clock = FakeClock()
+    code, out = update_on(clock, capsys, config, "nixos-lxc")
     assert code == 0, out
     assert out["guests"][0]["result"] == "ok"
-    assert guest.calls("systemctl").count("systemctl is-system-running") == 2
+    assert guest.calls("systemctl").count("systemctl is-system-running") == 3
+    assert clock.slept == [POLL, POLL]  # asked again after each pause, no longer
+
+
+def test_a_system_still_starting_at_the_health_timeout_is_unhealthy(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flake.upstream_moves()
+    (guest.script / "state.new-system").write_text("starting\n")
+    config = ssh_inventory(tmp_path, guest, flake, healthz)  # timeout = "5s"
+    clock = FakeClock()
+    code, out = update_on(clock, capsys, config, "nixos-lxc")
+    assert code == 1
+    [row] = out["guests"]
+    assert row["result"] == "rolled-back" and "generation 41" in row["rollback"]
+    assert "system is starting" in row["message"]
+    assert 5 <= sum(clock.slept) < 5 + POLL  # waited out the timeout, then gave up
 
 
 def test_a_dead_man_switch_that_fires_during_the_checks_is_a_rollback(
@@ -548,6 +585,32 @@ def test_unhealthy_switch_goes_back_to_the_recorded_generation(
     # Again, as text: the report names the rollback.
     assert run(["update", "nixos", "--config", str(config), "--guest", "nixos-lxc"]) == 1
     assert "rolled back: generation 41" in capsys.readouterr().out
+
+
+def test_two_runs_within_one_second_take_two_snapshots(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Each run is rolled back and keeps its snapshot as evidence; both read the same second.
+    flake.upstream_moves()
+    (guest.script / "state.new-system").write_text("degraded\n")
+    (guest.script / "failed.new-system").write_text("nginx.service loaded failed failed nginx\n")
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
+    rows = []
+    for _ in range(2):
+        code, out = update_on(FakeClock(), capsys, config, "nixos-lxc")
+        assert code == 1
+        [row] = out["guests"]
+        assert row["result"] == "rolled-back", row
+        rows.append(row)
+    first, second = rows[0]["snapshot"], rows[1]["snapshot"]
+    assert first != second
+    assert update_snapshot_time(first) == update_snapshot_time(second) == FakeClock().start
+    assert sorted(snapshots(env).names()) == sorted([first, second])
 
 
 @pytest.mark.parametrize("breaks", [False, True], ids=["nothing-new", "a-new-failure"])
@@ -612,10 +675,13 @@ def test_guest_lost_after_the_switch_rolls_the_proxmox_snapshot_back(
     flake: Flake,
     healthz: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     flake.upstream_moves()
     (guest.script / "kill-sshd.new-system").touch()
+    # A fresh connection per command: a shared one would outlive the killed listener.
+    monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(guest.direct_ssh_config))
     config = ssh_inventory(tmp_path, guest, flake, healthz)
     code, out = update(capsys, config, "--guest", "nixos-lxc")
     assert code == 1
@@ -843,9 +909,7 @@ def agent_lab(
         with NixosGuestAgent(guest, qemu_ga=binary) as agent:
             pve.add_declared_guests()
             pve.forward_agent(101, agent.socket_path)
-            for key, value in running.env.items():
-                monkeypatch.setenv(key, value)
-            monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+            point_at(running, monkeypatch, tmp_path / "state")
             yield running
     finally:
         running.stop()

@@ -56,10 +56,8 @@ def test_pve8_and_pve9_names_of_the_agent_right_both_count(granted: str) -> None
 
 
 @pytest.fixture
-def limited(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
+def limited(lab_env: RunningLab, monkeypatch: pytest.MonkeyPatch) -> RunningLab:
+    lab = lab_env
     lab.pve.add_declared_guests()
     lab.pve.find("pve1", 102).status = "running"
     lab.pve.apitokens[TOKEN] = "limited-secret-1234"

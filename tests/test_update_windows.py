@@ -9,7 +9,6 @@ taken, kept, deleted or rolled back; what ran in the guest).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,11 @@ from nixmox.cli.main import run
 from nixmox.core.results import CommandResult
 from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
 from nixmox.rules.window import window_open
-from nixmox.updates.guest_snapshots import GuestSnapshots, update_snapshot_name
+from nixmox.updates.guest_snapshots import (
+    GuestSnapshots,
+    update_snapshot_name,
+    update_snapshot_time,
+)
 from nixmox.windows.scripts import parse_report
 from nixmox.windows.update import Timing
 from nixmox.windows.update_decisions import (
@@ -42,6 +45,7 @@ from nixmox.windows.update_decisions import (
     reboot_verdict,
     still_servicing,
 )
+from tests.clock import FakeClock
 from tests.lab.serving import RunningLab
 from tests.lab.windows_agent import WindowsAgent, update
 
@@ -52,31 +56,12 @@ VMID = 102
 FAST = Timing(agent_wait=30, reboot_wait=120, ping_every=5)
 
 
-@dataclass
-class FakeClock:
-    """Time that passes only when the transaction sleeps."""
-
-    t: float = 0.0
-    start: datetime = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.t)
-
-
 @pytest.fixture
-def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
-    lab.pve.add_declared_guests()
-    lab.pve.find("pve1", VMID).status = "running"  # the gamer switched it on
-    return lab
+def env(lab_env: RunningLab) -> RunningLab:
+    """The shared lab environment, seeded with the example's guests."""
+    lab_env.pve.add_declared_guests()
+    lab_env.pve.find("pve1", VMID).status = "running"  # the gamer switched it on
+    return lab_env
 
 
 def windows(lab: RunningLab, **state: Any) -> WindowsAgent:
@@ -845,7 +830,8 @@ def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
     assert row["message"] == "installed 1 update, 1 round, 0 reboots"
     assert f"via agent socket {sockets}/{VMID}.qga" in row["steps"][0]
     qm = (state / "qm.log").read_text().splitlines()
-    snap = "nixmox_update_20261125T190000Z"
+    [snap] = [q.split()[2] for q in qm if q.startswith("snapshot 102 ")]
+    assert update_snapshot_time(snap) == FakeClock().start
     assert qm[0] == "status 102"
     assert f"snapshot 102 {snap} --vmstate 0 --description before a nixmox update" in qm
     assert f"delsnapshot 102 {snap}" in qm and not any(q.startswith("rollback") for q in qm)

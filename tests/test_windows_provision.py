@@ -31,15 +31,13 @@ ACTING = {"provision-download", "provision-steam-task", "provision-steam-install
 
 
 @pytest.fixture
-def env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
-    for key, value in lab.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NIXMOX_STATE_DIR", str(tmp_path / "state"))
-    lab.pve.add_declared_guests()
-    vm = lab.pve.guest(VMID)
+def env(lab_env: RunningLab) -> RunningLab:
+    """The shared lab environment, seeded with the example's guests."""
+    lab_env.pve.add_declared_guests()
+    vm = lab_env.pve.guest(VMID)
     assert vm is not None
     vm.status = "running"
-    return lab
+    return lab_env
 
 
 def attach(lab: RunningLab, guest: WindowsGuest) -> WindowsGuest:

@@ -1,6 +1,7 @@
-"""pytest fixtures for the lab: ``lab`` (one per test) and ``lab_process`` (one per session).
+"""pytest fixtures for the lab: ``lab`` (one per test), ``lab_env`` (that lab with this
+process's NIXMOX_* environment pointed at it) and ``lab_process`` (one per session).
 
-Import them in a conftest.py: ``from tests.lab.fixtures import lab, lab_process``.
+Import them in a conftest.py: ``from tests.lab.fixtures import lab, lab_env, lab_process``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     # only `lab` and `lab_process`, no helper fixture.
     with fresh_lab(tmp_path_factory.mktemp("lab-pki")) as running:
         yield running
+
+
+@pytest.fixture
+def lab_env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
+    """``lab``, with nixmox in this process pointed at it: the NIXMOX_PVE_* variables set
+    and NIXMOX_STATE_DIR an empty ``tmp_path / "state"`` (the run journal goes there)."""
+    point_at(lab, monkeypatch, tmp_path / "state")
+    return lab
+
+
+def point_at(
+    running: RunningLab, monkeypatch: pytest.MonkeyPatch, state: Path | None = None
+) -> None:
+    """Set the NIXMOX_PVE_* variables to ``running`` (and NIXMOX_STATE_DIR to ``state``)
+    for this test; for a test that starts a lab of its own."""
+    for key, value in running.env.items():
+        monkeypatch.setenv(key, value)
+    if state is not None:
+        monkeypatch.setenv("NIXMOX_STATE_DIR", str(state))
 
 
 @contextmanager

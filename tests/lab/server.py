@@ -118,6 +118,23 @@ class Lab(FakePve):
         self.node_name: str = node["name"]
         self.hardware: dict[str, Any] = node.get("hardware", {})
         self.timezone = ZoneInfo(self.inventory.get("timezone", "UTC"))
+        #: The node's own local zone: vzdump names archives in it (PVE::VZDump uses
+        #: localtime), and the content listing's ctime is that name read back in it
+        #: (pve-storage, PVE::Storage::archive_info). It need not be the inventory's.
+        self.node_zone: ZoneInfo = self.timezone
+        #: The qemu-server.conf inside a VM archive copied into a dump directory: what
+        #: nixpkgs' proxmox-image writes by default (its boot disk virtio0, with the
+        #: storage hint local-lvm). Restored without storage=, PVE puts the disk there.
+        self.copied_vm_archive_config: dict[str, Any] = {
+            "name": "nixos-vm",
+            "cores": 2,
+            "memory": 2048,
+            "ostype": "l26",
+            "agent": "1",
+            "virtio0": "local-lvm:vm-9999-disk-0,size=8G",
+            "boot": "order=virtio0",
+            "net0": "virtio=00:00:00:00:00:00,bridge=vmbr0,firewall=1",
+        }
         # The lab's clock (epoch seconds): replace it to back-date what the lab creates.
         self.now: Callable[[], float] = time.time
         # PVE seconds one guest's backup takes (scaled by time_scale like every task).
@@ -491,6 +508,7 @@ class Lab(FakePve):
         target = v.get("storage")
         config: dict[str, Any] = {}
         disk_no = 0
+        planned: list[tuple[str, str, int]] = []
         for key, value in saved.items():
             text = str(value)
             volume = text.split(",", 1)[0]
@@ -499,16 +517,36 @@ class Lab(FakePve):
                     continue
                 new = f"vm-{vmid}-disk-{disk_no}"
                 disk_no += 1
-                store = target or volume.split(":", 1)[0]
-                self._add_volume(
-                    store,
-                    new,
-                    {"content": "images", "format": "raw", "size": 1024**3, "vmid": vmid},
-                )
+                # PVE::QemuServer::parse_backup_hints: storage= wins, else the archive's own
+                # storage hint; that storage must exist and take VM images.
+                store = (target or "local") if target is not None else volume.split(":", 1)[0]
+                size = re.search(r"(?:^|,)size=(\d+[KMGT]?)", text)
+                planned.append((store, new, size_bytes(size.group(1)) if size else 1024**3))
                 rest = text.split(",", 1)[1] if "," in text else ""
                 config[key] = f"{store}:{new}" + (f",{rest}" if rest else "")
             elif key not in ("lock", "digest"):
                 config[key] = value
+        refused = next(
+            (
+                f"storage '{store}' does not exist"
+                if store not in self.storages
+                else f"Content type 'images' is not available on storage '{store}'"
+                for store, _, _ in planned
+                if store not in self.storages
+                or "images" not in split_list(self.storages[store].get("content"))
+            ),
+            None,
+        )
+        if refused is not None:
+
+            async def fail() -> str:
+                raise TaskError(refused)
+
+            return await self.task(node, "qmrestore", vmid, user, fail)
+        for store, new, size in planned:
+            self._add_volume(
+                store, new, {"content": "images", "format": "raw", "size": size, "vmid": vmid}
+            )
         if v.get("unique"):
             for key in [k for k in config if re.fullmatch(r"net\d+", k)]:
                 config[key] = re.sub(r"=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "", str(config[key]))
@@ -521,6 +559,25 @@ class Lab(FakePve):
             return f"restore {archive} to VM {vmid}"
 
         return await self.task(node, "qmrestore", vmid, user, body, vm=vm)
+
+    async def _qm_clone(self, v: dict[str, Any], user: str) -> str:
+        # PVE::API2::Qemu clone_vm: a clone to another node needs every disk of the
+        # source on shared storage, whatever storage= says ("VM uses local storage").
+        target = v.get("target")
+        src = self.guest(int(v["vmid"]))
+        if target and target != v["node"] and isinstance(src, FakeVm):
+            for key, value in src.config.items():
+                volume = str(value).split(",", 1)[0]
+                if not re.fullmatch(r"(scsi|virtio|sata|ide|efidisk|tpmstate)\d+", key):
+                    continue
+                if ":" not in volume or "media=cdrom" in str(value):
+                    continue
+                if not (self.storages.get(volume.split(":", 1)[0]) or {}).get("shared"):
+                    raise PveError(
+                        500, f"can't clone VM to node '{target}' (VM uses local storage)"
+                    )
+        upid: str = await super()._qm_clone(v, user)
+        return upid
 
     # --------------------------------------------------------------- resize
 
@@ -626,7 +683,7 @@ class Lab(FakePve):
         }
 
     def _archive_name(self, kind: str, vmid: int, ctime: int, compress: str) -> str:
-        stamp = dt.datetime.fromtimestamp(ctime, self.timezone).strftime("%Y_%m_%d-%H_%M_%S")
+        stamp = dt.datetime.fromtimestamp(ctime, self.node_zone).strftime("%Y_%m_%d-%H_%M_%S")
         ext = ("vma" if kind == "qemu" else "tar") + COMPRESS_EXT.get(compress, "")
         return f"backup/vzdump-{kind}-{vmid}-{stamp}.{ext}"
 
@@ -787,7 +844,7 @@ class Lab(FakePve):
             return f"unable to find VM {vmid}"
         kind = "lxc" if isinstance(guest, FakeCt) else "qemu"
         start = self.now()
-        local = dt.datetime.fromtimestamp(start, self.timezone)
+        local = dt.datetime.fromtimestamp(start, self.node_zone)
         log.append(f"INFO: Starting Backup of VM {vmid} ({kind})")
         log.append(f"INFO: Backup started at {local:%Y-%m-%d %H:%M:%S}")
         if guest.lock:
@@ -1204,6 +1261,12 @@ class Lab(FakePve):
             if f.is_file() and self._DUMP_NAME.fullmatch(f.name)
         }
 
+    def _name_ctime(self, filename: str) -> int:
+        stamp = re.search(r"(\d{4})_(\d\d)_(\d\d)-(\d\d)_(\d\d)_(\d\d)", filename)
+        assert stamp is not None
+        fields = [int(f) for f in stamp.groups()]
+        return int(dt.datetime(*fields, tzinfo=self.node_zone).timestamp())
+
     def _volumes(self, name: str) -> dict[str, Any]:
         volumes = (self.storages.get(name) or {}).get("volumes")
         for volname, file in self._dump_files(name).items():
@@ -1217,9 +1280,11 @@ class Lab(FakePve):
                         "content": "backup",
                         "format": volname.split(".", 1)[1],
                         "size": file.stat().st_size,
-                        "ctime": int(file.stat().st_mtime),
+                        # PVE lists the name's time, read in the node's zone, not the mtime.
+                        "ctime": self._name_ctime(file.name),
                         "vmid": int(found.group(2)),
                         "subtype": found.group(1),
+                        "config": dict(self.copied_vm_archive_config),
                     },
                 )
         listed: dict[str, Any] = super()._volumes(name)

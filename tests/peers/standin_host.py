@@ -6,13 +6,16 @@ mount namespace where temp directories are bound over ``/boot`` and ``/run``:
 what a command run over SSH writes there (a new kernel image, the
 ``/run/reboot-required`` flag) lands in the test's directories, never on the
 machine. ``stand_in(name, script)`` puts an executable into ``bin_dir``, which
-sshd's ``SetEnv PATH`` puts ahead of the system directories (root's shell rc
-may still prepend its own entries; those hold none of the stand-ins' names).
+sshd's ``SetEnv PATH`` puts ahead of the system directories. Root's own shell
+start-up file is hidden inside the namespace: bash reads it for every command
+run over SSH, and a slow one (pyenv and the like) would slow every session.
 Each instance answers to its own host alias, so two of them are two nodes.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import shlex
 import subprocess
@@ -38,8 +41,9 @@ class StandInHost(Sshd):
         ssh: str = "ssh",
         ssh_keygen: str = "ssh-keygen",
         unshare: str = "unshare",
+        multiplex: bool = False,
     ) -> None:
-        super().__init__(sshd=sshd, ssh=ssh, ssh_keygen=ssh_keygen)
+        super().__init__(sshd=sshd, ssh=ssh, ssh_keygen=ssh_keygen, multiplex=multiplex)
         self.host = alias
         self.unshare = unshare
 
@@ -83,12 +87,14 @@ class StandInHost(Sshd):
         config.write_text(config.read_text() + f"SetEnv PATH={self.bin_dir}:{SYSTEM_PATH}\n")
 
     def _launch(self) -> None:
+        rc = shlex.quote(str(Path(pwd.getpwuid(os.getuid()).pw_dir) / ".bashrc"))
         binds = (
             f"mount --bind {shlex.quote(str(self.boot_dir))} /boot && "
             f"mount --bind {shlex.quote(str(self.run_dir))} /run && "
             f"mount --bind {shlex.quote(str(self.osrelease))} /proc/sys/kernel/osrelease && "
             # sshd's privilege separation directory, now inside the host's own /run.
             "mkdir -p -m 0755 /run/sshd && "
+            f"if [ -f {rc} ]; then mount --bind /dev/null {rc}; fi && "
             'exec "$@"'
         )
         sshd = [self.sshd, "-D", "-e", "-f", str(self._tmp / "sshd_config")]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nixmox.core import interrupt
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import LockBusy, NixmoxError
 from nixmox.core.text import printable_data
 
@@ -117,11 +118,15 @@ CREATE INDEX IF NOT EXISTS runs_command_started ON runs (command, started);
 """
 
 
+#: The journal's file name inside the state directory.
+JOURNAL_FILE = "journal.sqlite3"
+
+
 class Journal:
     """The run journal: ``journal.sqlite3`` in the state directory."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = ensure_state_dir(directory) / "journal.sqlite3"
+        self.path = ensure_state_dir(directory) / JOURNAL_FILE
         # Created 0600 and never through a link; sqlite opens it afterwards.
         os.close(open_private(self.path))
         try:
@@ -274,8 +279,9 @@ class StateLock:
     scrub) takes a lock of its own, so that it only excludes itself.
     """
 
-    def __init__(self, directory: Path, name: str = "lock") -> None:
+    def __init__(self, directory: Path, name: str = "lock", clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = ensure_state_dir(directory) / name
+        self.clock = clock
         self._fd: int | None = None
 
     def acquire(self, command: str, wait: float = 30.0) -> None:
@@ -283,7 +289,7 @@ class StateLock:
         if not os.access(self.path.parent, os.W_OK):
             raise _unwritable(self.path.parent, "read-only or not writable")
         fd = open_private(self.path)
-        deadline = time.monotonic() + wait
+        deadline = self.clock.monotonic() + wait
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -292,13 +298,13 @@ class StateLock:
                 if interrupt.stopping():
                     os.close(fd)
                     interrupt.raise_if_stopping("gave up waiting for the state lock")
-                if time.monotonic() >= deadline:
+                if self.clock.monotonic() >= deadline:
                     holder = _read_holder(fd)
                     os.close(fd)
                     raise LockBusy(
                         f"another nixmox run holds {self.path}: {holder}; gave up after {wait:g} s"
                     ) from None
-                time.sleep(0.1)
+                self.clock.sleep(0.1)
         self._fd = fd
         try:
             os.ftruncate(fd, 0)

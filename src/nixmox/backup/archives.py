@@ -1,9 +1,13 @@
 """Pure decisions for vzdump archives: which files are whose, when, and which go.
 
-Only files named ``vzdump-{qemu|lxc}-VMID-YYYY_MM_DD-HH_MM_SS.*`` count; the
-time comes from the name, in the node's zone (vzdump names files in local
-time). Hand-named copies, other guests' archives and protected archives are
-never removed; a protected archive does not use up a keep slot either.
+Only files named ``vzdump-{qemu|lxc}-VMID-YYYY_MM_DD-HH_MM_SS.*`` count. The
+time is the listing's ``ctime``: vzdump names files in the *node's* local
+time, which need not be the inventory's zone, and PVE's content listing
+already turns the name into an epoch in that zone (pve-storage,
+``PVE::Storage::archive_info``). The name, read in ``zone``, is only the
+fallback for a row without ``ctime``. Hand-named copies, other guests'
+archives and protected archives are never removed; a protected archive
+does not use up a keep slot either.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ def all_archives(content: Iterable[Mapping[str, Any]], zone: tzinfo) -> list[Arc
         parsed = parse_volid(volid, zone)
         if parsed is not None:
             kind, vmid, when = parsed
+            ctime = item.get("ctime")
+            if isinstance(ctime, int | float) and not isinstance(ctime, bool) and ctime > 0:
+                when = datetime.fromtimestamp(ctime, zone)
             size, protected = int(item.get("size") or 0), bool(item.get("protected"))
             found.append(
                 Archive(volid, kind, vmid, when, size, protected, str(item.get("notes") or ""))

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +25,7 @@ from nixmox.adapters.proxmox.cluster import GuestRow, guest_status, mismatch, re
 from nixmox.adapters.proxmox.tasks import TaskFailed, task_log, wait
 from nixmox.backup.archives import Archive, archives_of, plan_prune, removals
 from nixmox.core import interrupt
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Backups, Guest
 from nixmox.rules.retention import Item, Keep, prune
@@ -71,14 +70,14 @@ class BackupJob:
         *,
         protected: bool = False,
         dry_run: bool = False,
-        now: Callable[[], datetime] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.api = api
         self.settings = settings
         self.zone = zone
         self.protected = protected
         self.dry_run = dry_run
-        self.now = now or (lambda: datetime.now(zone))
+        self.clock = clock
         self.keep = settings.keep.rule() if settings.keep is not None else Keep()
         self.lock_wait = parse_timespan(settings.lock_wait)
         self._lock = threading.Lock()
@@ -121,7 +120,7 @@ class BackupJob:
         storage = self.settings.storage
         if self.dry_run:
             return self._dry_run(guest, result, storage)
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             self._wait_unlocked(guest)
             result.volid = self._vzdump(guest, storage)
@@ -131,9 +130,9 @@ class BackupJob:
         except NixmoxError as exc:
             # Nothing new was made: every older archive of this guest stays.
             result.result, result.message = "failed", str(exc)
-            result.seconds = time.monotonic() - started
+            result.seconds = self.clock.monotonic() - started
             return result
-        result.seconds = time.monotonic() - started
+        result.seconds = self.clock.monotonic() - started
         try:
             archives = self._archives(guest, storage)
         except NixmoxError as exc:
@@ -154,7 +153,7 @@ class BackupJob:
     def _dry_run(self, guest: Guest, result: GuestResult, storage: str) -> GuestResult:
         result.result = "planned"
         archives = self._archives(guest, storage)
-        now = self.now()
+        now = self.clock.now().astimezone(self.zone)
         items = [Item(now, self.protected, "(the new backup)")]
         items += [Item(a.time, a.protected, a.volid) for a in archives]
         decisions = prune(items, self.keep, self.zone)
@@ -166,19 +165,19 @@ class BackupJob:
         return result
 
     def _wait_unlocked(self, guest: Guest) -> None:
-        deadline = time.monotonic() + self.lock_wait
+        deadline = self.clock.monotonic() + self.lock_wait
         while True:
             lock = guest_status(self.api, guest.node, guest.pve_type, guest.vmid).get("lock")
             if not lock:
                 return
             interrupt.raise_if_stopping(f"gave up waiting for {guest.name}'s lock ({lock})")
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 raise NixmoxError(
                     f"locked ({lock}) by another operation for {self.lock_wait:g} s; "
                     "not backed up (nixmox never removes someone else's lock)"
                 )
             log.info("%s is locked (%s); waiting", guest.name, lock)
-            time.sleep(min(5.0, max(self.lock_wait / 20, 0.05)))
+            self.clock.sleep(min(5.0, max(self.lock_wait / 20, 0.05)))
 
     def _vzdump(self, guest: Guest, storage: str) -> str | None:
         params: dict[str, Any] = {
@@ -194,7 +193,7 @@ class BackupJob:
             params["protected"] = 1
         upid = self.api.post(f"/nodes/{guest.node}/vzdump", **params)
         try:
-            wait(self.api, upid, what=f"backup of {guest.name}", timeout=6 * 3600)
+            wait(self.api, upid, what=f"backup of {guest.name}", timeout=6 * 3600, clock=self.clock)
         except TaskFailed as exc:
             lines = exc.result.log or task_log(self.api, upid)
             reason = next(
@@ -227,7 +226,7 @@ class BackupJob:
                     f"{content_path(guest.node, storage)}/{quote(volid, safe='')}"
                 )
                 if isinstance(answer, str) and answer.startswith("UPID:"):
-                    wait(self.api, answer, what=f"remove {volid}")
+                    wait(self.api, answer, what=f"remove {volid}", clock=self.clock)
                 result.removed.append(volid)
             except NixmoxError as exc:
                 result.kept += 1

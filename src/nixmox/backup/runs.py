@@ -17,6 +17,7 @@ from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.job import BackupJob, GuestResult
 from nixmox.backup.verify import VerifyResult, verify_guest
 from nixmox.core import interrupt, jsonrows
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Backups, Guest, Inventory
@@ -100,12 +101,19 @@ class BackupSummary:
 
 
 def prepare_backup(
-    inv: Inventory, names: list[str], *, protected: bool, dry_run: bool
+    inv: Inventory,
+    names: list[str],
+    *,
+    protected: bool,
+    dry_run: bool,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Callable[[], BackupSummary]:
     """The backup (and prune) of the chosen guests, ready to run."""
     settings, guests = choose_guests(inv, names)
     api = Proxmox(connection(inv.proxmox))
-    job = BackupJob(api, settings, zone(inv.timezone), protected=protected, dry_run=dry_run)
+    job = BackupJob(
+        api, settings, zone(inv.timezone), protected=protected, dry_run=dry_run, clock=clock
+    )
 
     def back_up() -> BackupSummary:
         return BackupSummary(tuple(job.run(guests)), api.calls)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guest
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.backup.archives import archives_of
 from nixmox.backup.job import content_path
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
 from nixmox.rules.timespan import parse_timespan
@@ -64,11 +64,26 @@ def restore_storage(guest: Guest, verify: BackupVerify, storages: list[Storage])
         return verify.storage
     if guest.rootfs is not None:
         return guest.rootfs.storage
-    return guest.disks[0].storage if guest.disks else None
+    if guest.disks:
+        return guest.disks[0].storage
+    # Without storage= a container's restore goes to `local` (pve-container,
+    # PVE::API2::LXC create_vm), which holds no container content on a default
+    # install: name the node's rootdir storage instead.
+    fit = [
+        s.storage
+        for s in storages
+        if content in s.content and (not s.nodes or guest.node in s.nodes)
+    ]
+    return fit[0] if guest.kind == "lxc" and fit else None
 
 
 def verify_guest(
-    api: Proxmox, guest: Guest, settings: Backups, zone: Any, storages: list[Storage] | None = None
+    api: Proxmox,
+    guest: Guest,
+    settings: Backups,
+    zone: Any,
+    storages: list[Storage] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> VerifyResult:
     """Restore, boot, check and destroy one guest's newest archive."""
     verify = settings.verify or BackupVerify()
@@ -84,7 +99,7 @@ def verify_guest(
     result.archive = archive
     node = guest.node
     timeout = parse_timespan(verify.timeout)
-    started = time.monotonic()
+    started = clock.monotonic()
     scratch: int | None = None
     # This run's own mark on its scratch guest: stop and destroy only a guest that carries it.
     marker = MARKER + secrets.token_hex(8)
@@ -105,7 +120,7 @@ def verify_guest(
         upid = api.post(base, **params)
         result.cleaned = False
         try:
-            wait(api, upid, what=f"restore {archive} to {scratch}", timeout=timeout)
+            wait(api, upid, what=f"restore {archive} to {scratch}", timeout=timeout, clock=clock)
         except NixmoxError as exc:
             if "already exists" in str(exc):
                 result.cleaned = True  # the VMID is someone else's: nothing of ours to remove
@@ -121,25 +136,29 @@ def verify_guest(
         api.put(f"{path}/config", description=marker, **down)
         marked = True
         wait(
-            api, api.post(f"{path}/status/start"), what=f"start scratch {scratch}", timeout=timeout
+            api,
+            api.post(f"{path}/status/start"),
+            what=f"start scratch {scratch}",
+            timeout=timeout,
+            clock=clock,
         )
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         while guest_status(api, node, kind, scratch).get("status") != "running":
-            if time.monotonic() >= deadline:
+            if clock.monotonic() >= deadline:
                 raise NixmoxError(f"scratch {scratch} did not reach running in {timeout:g} s")
-            time.sleep(1.0)
+            clock.sleep(1.0)
         agent = str(config.get("agent", "0")).split(",", 1)[0] in ("1", "enabled=1")
         if kind == "qemu" and agent:
-            _wait_agent(api, path, deadline)
-        result.seconds = time.monotonic() - started
+            _wait_agent(api, path, deadline, clock)
+        result.seconds = clock.monotonic() - started
         result.ok = True
         result.message = f"restored and running in {result.seconds:.1f} s"
     except NixmoxError as exc:
-        result.seconds = time.monotonic() - started
+        result.seconds = clock.monotonic() - started
         result.message = str(exc)
     finally:
         if scratch is not None and not result.cleaned:
-            result.cleaned = _destroy(api, node, kind, scratch, marker if marked else None)
+            result.cleaned = _destroy(api, node, kind, scratch, marker if marked else None, clock)
             if not result.cleaned:
                 result.ok = False
                 result.message += (
@@ -148,18 +167,20 @@ def verify_guest(
     return result
 
 
-def _wait_agent(api: Proxmox, path: str, deadline: float) -> None:
+def _wait_agent(api: Proxmox, path: str, deadline: float, clock: Clock) -> None:
     while True:
         try:
             api.post(f"{path}/agent/ping")
             return
         except NixmoxError as exc:
-            if time.monotonic() >= deadline:
+            if clock.monotonic() >= deadline:
                 raise NixmoxError(f"the guest agent did not answer: {exc}") from None
-            time.sleep(2.0)
+            clock.sleep(2.0)
 
 
-def _destroy(api: Proxmox, node: str, kind: str, vmid: int, marker: str | None) -> bool:
+def _destroy(
+    api: Proxmox, node: str, kind: str, vmid: int, marker: str | None, clock: Clock
+) -> bool:
     """Stop and destroy the scratch guest this run restored; True when it is gone.
 
     With ``marker`` (written once the restore finished) the guest must still
@@ -183,11 +204,11 @@ def _destroy(api: Proxmox, node: str, kind: str, vmid: int, marker: str | None) 
             return False
         status = (api.get(f"{path}/status/current") or {}).get("status")
         if status == "running":
-            wait(api, api.post(f"{path}/status/stop"), what=f"stop scratch {vmid}")
+            wait(api, api.post(f"{path}/status/stop"), what=f"stop scratch {vmid}", clock=clock)
         cleanup: dict[str, Any] = {"purge": 1, "destroy-unreferenced-disks": 1}
         upid = api.delete(path, **cleanup)
         if isinstance(upid, str):
-            wait(api, upid, what=f"destroy scratch {vmid}")
+            wait(api, upid, what=f"destroy scratch {vmid}", clock=clock)
         return True
     except NixmoxError as exc:
         log.error("cannot remove scratch guest %s: %s", vmid, exc)

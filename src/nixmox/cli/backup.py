@@ -7,17 +7,24 @@ from pathlib import Path
 
 from nixmox.backup.archives import human_size
 from nixmox.backup.runs import BackupSummary, prepare_backup, prepare_verify
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 
 
 def backup(
-    config: Path | None, names: list[str], *, dry_run: bool, protected: bool, as_json: bool
+    config: Path | None,
+    names: list[str],
+    *,
+    dry_run: bool,
+    protected: bool,
+    as_json: bool,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """Back up and prune; exit 0 if every guest succeeded, 1 otherwise."""
     inv = load_inventory(find_inventory(config))
-    work = prepare_backup(inv, names, protected=protected, dry_run=dry_run)
+    work = prepare_backup(inv, names, protected=protected, dry_run=dry_run, clock=clock)
     summary = run_job(inv, "backup", work, dry_run=dry_run)
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))

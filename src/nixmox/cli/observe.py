@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from nixmox.adapters.journal import Journal, state_dir
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
 from nixmox.core.tables import print_table
 
@@ -31,7 +32,13 @@ def history(job: str | None, limit: int, *, as_json: bool) -> int:
     return 0
 
 
-def status(config: Path | None, *, as_json: bool, host_root: Path | None = None) -> int:
+def status(
+    config: Path | None,
+    *,
+    as_json: bool,
+    host_root: Path | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> int:
     """Print the status report; exit 0 fine, 1 a job's last run failed, 2 doctor FAIL."""
     from nixmox.inventory.load import find_inventory, load_inventory
     from nixmox.observe.status import gather, lines
@@ -39,7 +46,7 @@ def status(config: Path | None, *, as_json: bool, host_root: Path | None = None)
     inv = load_inventory(find_inventory(config))
     journal = Journal(state_dir())
     try:
-        report = gather(inv, journal, host_root=host_root)
+        report = gather(inv, journal, host_root=host_root, clock=clock)
     finally:
         journal.close()
     if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from nixmox.cli.prompt import confirmer
@@ -63,14 +63,26 @@ def _print_objects(title: str, objects: Sequence[ObjectPlan], verbose: bool) -> 
     print(title)
     for o in shown:
         where = f" on {o.node}" if o.node else ""
-        detail = ""
-        if o.action == "create" and o.kind == "bridge":
-            detail = " (" + ", ".join(f"{k}={v}" for k, v in o.options.items() if v) + ")"
+        if o.problems:
+            print(f"  {SYMBOL[o.action]} {o.name}{where}: {WORD[o.action]}")
+            for problem in o.problems:
+                print(f"      {problem}")
+            continue
         error = f": {o.error}" if o.error else ""
-        print(f"  {SYMBOL[o.action]} {o.name}{where}: {WORD[o.action]}{detail}{error}")
+        print(f"  {SYMBOL[o.action]} {o.name}{where}: {WORD[o.action]}{error}")
+        if o.action == "create":
+            _print_attributes(o.options.items())
         if o.action == "update":
             for c in o.changes:
                 print(_change_line(c))
+
+
+def _print_attributes(attributes: Iterable[tuple[str, str]]) -> None:
+    """What a create sets, one ``+ key = value`` a line, as Terraform shows it."""
+    shown = [(k, v) for k, v in attributes if v != ""]
+    width = max((len(k) for k, _ in shown), default=0)
+    for key, value in shown:
+        print(f"      + {key:<{width}} = {value}")
 
 
 def print_plan(result: Plan, *, verbose: bool = False) -> None:
@@ -82,22 +94,34 @@ def print_plan(result: Plan, *, verbose: bool = False) -> None:
     _print_objects("Storages", result.storages, verbose)
     _print_objects("Bridges", result.bridges, verbose)
     _print_objects("Backup job (Proxmox's scheduler)", result.jobs, verbose)
-    guests = [g for g in result.guests if verbose or g.action != "none"]
+    guests = [g for g in result.guests if verbose or g.action != "none" or g.released]
     if guests:
         print("Guests")
     for g in guests:
         state = ", running" if g.running else ""
         head = f"  {SYMBOL[g.action]} {g.name} ({g.type} {g.vmid} on {g.node}{state})"
-        if g.action == "error":
+        if g.action == "error" and g.problems:
+            print(f"{head}: error")
+            for problem in g.problems:
+                print(f"      {problem}")
+        elif g.action == "error":
             print(f"{head}: {g.error}")
         elif g.action == "create":
             print(f"{head}: create")
+            _print_attributes(g.attributes)
         elif g.action == "none":
             print(f"{head}: no changes")
         else:
             print(f"{head}: {len(g.changes)} change{'s' if len(g.changes) != 1 else ''}")
         for c in g.changes:
             print(_change_line(c))
+        for key, value in g.released:
+            print(
+                f"      {key}: {value}   # unmanaged now: nixmox set it before, the inventory "
+                "no longer declares it; it stays as it is"
+            )
+    for problem in result.problems:
+        print(f"! {problem}")
     if result.unmanaged:
         print("Not in the inventory (never touched)")
         for vmid, type_, name, node in result.unmanaged:
@@ -139,10 +163,21 @@ def apply(
             print(f"nixmox: missing privilege: {m}", file=sys.stderr)
         print("nixmox: nothing applied: the token lacks privileges the plan needs", file=sys.stderr)
         return 1
+    if result.errors:
+        # Half an apply (the bridge made, the guest refused) is worse than none.
+        if as_json:
+            print(json.dumps({"applied": [], "plan": result.as_json()}, indent=2))
+        count = len(result.errors)
+        print(
+            f"nixmox: nothing applied: the plan has {count} error{'s' if count != 1 else ''}; "
+            "fix them and run `nixmox plan` again",
+            file=sys.stderr,
+        )
+        return 1
     if not result.has_changes:
         if as_json:
             print(json.dumps({"applied": [], "plan": result.as_json()}, indent=2))
-        return 1 if result.errors else 0
+        return 0
     work = prepared.confirmed(confirmer(yes))
     if work is None:
         print("Nothing applied.")
@@ -160,7 +195,7 @@ def apply(
         print(json.dumps({"applied": [outcome_row(o) for o in summary.outcomes]}, indent=2))
     else:
         _print_applied(summary)
-    return 1 if summary.failed or result.errors else 0
+    return 1 if summary.failed else 0
 
 
 def _print_applied(summary: ApplySummary) -> None:
@@ -168,11 +203,8 @@ def _print_applied(summary: ApplySummary) -> None:
         print(f"\nNetwork changes staged on {node} (interfaces.new):\n{diff}")
     print("\nApplied")
     for o in summary.outcomes:
-        detail = "; ".join(o.done) or "-"
-        line = f"  {o.result.upper():<6} {o.kind} {o.name}: {detail}"
-        if o.error:
-            line += f" -- {o.error}"
-        print(line)
+        parts = [*o.done, *([o.error] if o.error else [])]
+        print(f"  {o.result.upper():<6} {o.kind} {o.name}: {'; '.join(parts) or 'nothing to do'}")
         for held in o.held:
             print(f"         held: {held}")
     outcomes, failed = summary.outcomes, summary.failed

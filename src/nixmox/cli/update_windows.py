@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from nixmox.core.clock import Clock
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.updates.outcome import report
-from nixmox.windows.update import Clock, Timing
+from nixmox.windows.update import Timing
 from nixmox.windows.update_run import prepare_windows_update
 
 

@@ -7,13 +7,17 @@ from typing import Any
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import mismatch, read_guests
 from nixmox.adapters.proxmox.settings import connection
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Inventory
 
 
-def check_proxmox(inv: Inventory) -> tuple[list[Check], Proxmox | None]:
-    """Is the API reachable over verified TLS, and does it take our token?"""
+def check_proxmox(
+    inv: Inventory, clock: Clock = SYSTEM_CLOCK
+) -> tuple[list[Check], Proxmox | None]:
+    """Is the API reachable over verified TLS, and does it take our token?
+    (``clock``: where the pauses between retries of an unreachable API pass.)"""
     try:
         conn = connection(inv.proxmox)
     except NixmoxError as exc:
@@ -28,7 +32,7 @@ def check_proxmox(inv: Inventory) -> tuple[list[Check], Proxmox | None]:
         ], None
     subject = conn.url
     try:
-        api = Proxmox(conn)
+        api = Proxmox(conn, clock=clock)
         version: dict[str, Any] = api.get("/version")
     except NixmoxError as exc:
         return [

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from nixmox.inventory.locate import Path
-from nixmox.inventory.model import Guest, Inventory, KeepOptions
+from nixmox.inventory.locate import Path, render_path
+from nixmox.inventory.model import Guest, Inventory, KeepOptions, Storage
 from nixmox.rules.timespan import parse_timespan
 
 
@@ -31,14 +31,6 @@ def _duplicates(items: Iterable[tuple[Path, object]], what: str) -> Iterator[Pro
             yield Problem(path, f"duplicate {what} {value!r} (first at {render_path(seen[value])})")
         else:
             seen[value] = path
-
-
-def render_path(path: Path) -> str:
-    """``("guests", 2, "vmid")`` -> ``guests[2].vmid``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "(top level)"
 
 
 def keep_problems(keep: KeepOptions, path: Path) -> Iterator[Problem]:
@@ -146,6 +138,25 @@ def _guest_shape(guest: Guest, path: Path) -> Iterator[Problem]:
                 )
 
 
+def backed_guest_storage(dataset: str, recursive: bool, storages: Iterable[Storage]) -> str | None:
+    """The zfspool storage whose guest volumes a snapshot of ``dataset`` would cover.
+
+    pve-storage's ZFS plugin (PVE::Storage::ZFSPoolPlugin::volume_rollback_is_possible)
+    refuses a rollback to a snapshot that is not the volume's most recent one, and
+    counts every ZFS snapshot, whoever took it.
+    """
+    for store in storages:
+        if store.type != "zfspool" or not store.dataset:
+            continue
+        pool = store.dataset
+        # Not recursive, a snapshot of the storage's parent dataset covers no volume.
+        if dataset.startswith(pool + "/") or (
+            recursive and (dataset == pool or pool.startswith(dataset + "/"))
+        ):
+            return store.storage
+    return None
+
+
 def check(inv: Inventory) -> list[Problem]:
     """Every cross-reference problem in ``inv``, in file order."""
     problems: list[Problem] = []
@@ -189,16 +200,19 @@ def check(inv: Inventory) -> list[Problem]:
 
     pools = {p.name for p in inv.pools}
     datasets = {d.name for d in inv.datasets}
-    storages = {s.storage: s for s in inv.storages}
-    bridges = {b.name for b in inv.bridges}
-
-    def storage_ref(path: Path, storage: str) -> None:
-        if storages and storage not in storages:
-            problems.append(Problem(path, f"storage {storage!r} is not declared in [[storages]]"))
+    # [[storages]] and [[bridges]] list what nixmox manages, not everything there is:
+    # a guest may name any storage or bridge, and `plan` checks it against the cluster.
 
     def dataset_ref(path: Path, name: str) -> None:
         if datasets and name not in datasets and name not in pools:
-            problems.append(Problem(path, f"dataset {name!r} is not declared in [[datasets]]"))
+            problems.append(
+                Problem(
+                    path,
+                    f"dataset {name!r} is not declared in [[datasets]] (once [[datasets]] "
+                    "lists one, it must list every dataset named elsewhere, so doctor checks "
+                    "them all; add it, or name a pool)",
+                )
+            )
 
     for i, node in enumerate(inv.nodes):
         if node.reboot == "window" and node.reboot_window is None:
@@ -246,30 +260,12 @@ def check(inv: Inventory) -> list[Problem]:
         gpath: Path = ("guests", i)
         node_ref((*gpath, "node"), guest.node)
         add(_guest_shape(guest, gpath))
-        if guest.rootfs is not None:
-            storage_ref((*gpath, "rootfs", "storage"), guest.rootfs.storage)
-        for j, disk in enumerate(guest.disks):
-            storage_ref((*gpath, "disks", j, "storage"), disk.storage)
         add(
             _duplicates(
                 ((((*gpath, "disks", j, "slot")), d.slot) for j, d in enumerate(guest.disks)),
                 "disk slot",
             )
         )
-        if guest.efidisk is not None:
-            storage_ref((*gpath, "efidisk", "storage"), guest.efidisk.storage)
-        if guest.tpmstate is not None:
-            storage_ref((*gpath, "tpmstate", "storage"), guest.tpmstate.storage)
-        if guest.template is not None:
-            storage_ref((*gpath, "template"), guest.template.split(":", 1)[0])
-        for j, net in enumerate(guest.net):
-            if bridges and net.bridge not in bridges:
-                problems.append(
-                    Problem(
-                        (*gpath, "net", j, "bridge"),
-                        f"bridge {net.bridge!r} is not declared in [[bridges]]",
-                    )
-                )
         for j, pci in enumerate(guest.hostpci):
             if pci.device is None:
                 continue
@@ -331,10 +327,22 @@ def check(inv: Inventory) -> list[Problem]:
                     )
                 )
             dataset_ref((*tpath, "dataset"), target.dataset)
+            guest_storage = backed_guest_storage(target.dataset, target.recursive, inv.storages)
+            if guest_storage is not None:
+                problems.append(
+                    Problem(
+                        (*tpath, "dataset"),
+                        f"{target.dataset} holds the guest disks of storage {guest_storage}: "
+                        "Proxmox refuses to roll a guest back to a snapshot when a newer ZFS "
+                        "snapshot of its disk exists, so these snapshots would make every guest "
+                        "snapshot (nixmox's update snapshots too) impossible to restore; leave "
+                        "guest storages out and snapshot guests through Proxmox (see "
+                        "docs/snapshots.md)",
+                    )
+                )
 
     # Backups.
     if inv.backups is not None:
-        storage_ref(("backups", "storage"), inv.backups.storage)
         if inv.backups.keep is not None:
             add(keep_problems(inv.backups.keep, ("backups", "keep")))
         names = {g.name for g in inv.guests}
@@ -362,8 +370,6 @@ def check(inv: Inventory) -> list[Problem]:
                         f"the scratch range holds declared guests' vmids: {taken}",
                     )
                 )
-            if verify.storage is not None:
-                storage_ref(("backups", "verify", "storage"), verify.storage)
         if inv.backups.scheduler == "proxmox" and (
             inv.schedules is None or inv.schedules.backup is None
         ):

@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from nixmox.core.errors import ConfigError
-from nixmox.inventory.checks import Problem, check, render_path
-from nixmox.inventory.locate import Path, Position, locate_keys, nearest
+from nixmox.inventory.checks import Problem, check
+from nixmox.inventory.locate import Path, Position, locate_keys, nearest, render_path
 from nixmox.inventory.model import Inventory
 
 
@@ -199,6 +199,7 @@ def parse_inventory(text: str, file: str = "nixmox.toml") -> Inventory:
     problems = check(inventory)
     if problems:
         raise diagnose(problems)
+    inventory.remember_source(file, positions)
     return inventory
 
 

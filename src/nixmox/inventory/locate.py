@@ -208,6 +208,14 @@ def locate_keys(text: str) -> dict[Path, Position]:
     return _Scanner(text).scan()
 
 
+def render_path(path: Path) -> str:
+    """``("guests", 2, "vmid")`` -> ``guests[2].vmid``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(top level)"
+
+
 def nearest(positions: dict[Path, Position], path: Path) -> Position:
     """The position of ``path``, or of its closest ancestor that has one."""
     for end in range(len(path), 0, -1):

@@ -13,8 +13,10 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
+from nixmox.inventory.locate import Path as KeyPath
+from nixmox.inventory.locate import Position, nearest, render_path
 from nixmox.rules.oncalendar import CalendarError, is_valid_calendar
 from nixmox.rules.retention import Keep
 from nixmox.rules.timespan import parse_timespan
@@ -684,7 +686,11 @@ class Guest(Strict):
     clone: int | Name | None = Field(
         None, description="VM: template VM to create a full clone of, by vmid or name"
     )
-    rootfs: Volume | None = Field(None, description="LXC: the root file system")
+    rootfs: Volume | None = Field(
+        None,
+        description="LXC: the root disk (a storage with rootdir content, and a size); "
+        "required to create a container, no default",
+    )
     disks: list[Disk] = Field(default_factory=list, description="VM: disks, one per slot")
     net: list[Net] = Field(
         default_factory=list, max_length=32, description="network interfaces: net0, net1, ..."
@@ -952,11 +958,16 @@ class Inventory(Strict):
     )
     zfs: ZfsSettings = Field(default_factory=ZfsSettings, description="how zfs and zpool run")
     nodes: list[Node] = Field(default_factory=list, description="Proxmox VE nodes")
-    bridges: list[Bridge] = Field(default_factory=list, description="Linux bridges apply manages")
+    bridges: list[Bridge] = Field(
+        default_factory=list,
+        description="Linux bridges apply manages; guests may also use bridges not listed here",
+    )
     pools: list[Pool] = Field(default_factory=list, description="ZFS pools doctor checks")
     datasets: list[Dataset] = Field(default_factory=list, description="ZFS datasets doctor checks")
     storages: list[Storage] = Field(
-        default_factory=list, description="Proxmox storages apply manages"
+        default_factory=list,
+        description="Proxmox storages apply manages; guests may also use storages not listed "
+        "here (plan checks them on the server)",
     )
     guests: list[Guest] = Field(default_factory=list, description="containers and VMs")
     snapshots: Snapshots | None = Field(None, description="ZFS snapshot policies; unset: none")
@@ -970,6 +981,22 @@ class Inventory(Strict):
     templates: Templates | None = Field(
         None, description="what template build bakes into the NixOS images"
     )
+
+    #: The file it was read from and where each key stands in it (set by the loader).
+    _source: tuple[str, dict[KeyPath, Position]] | None = PrivateAttr(default=None)
+
+    def remember_source(self, file: str, positions: dict[KeyPath, Position]) -> None:
+        """Keep where each key stands, so later errors (plan's) can name FILE:LINE:COL."""
+        self._source = (file, positions)
+
+    def where(self, path: KeyPath) -> str:
+        """``FILE:LINE:COL: key.path`` of ``path`` (its closest ancestor's line), or
+        just ``key.path`` when the inventory was not read from a file."""
+        if self._source is None:
+            return render_path(path)
+        file, positions = self._source
+        pos = nearest(positions, path)
+        return f"{file}:{pos.line}:{pos.column}: {render_path(path)}"
 
     def guest(self, name: str) -> Guest:
         """The guest called ``name`` (KeyError if none)."""

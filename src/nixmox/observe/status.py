@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from nixmox.adapters.journal import Journal, Run
 from nixmox.adapters.proxmox import cluster
 from nixmox.adapters.proxmox.client import ReadOnce
 from nixmox.backup.archives import all_archives
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
 from nixmox.core.verdict import Check, Status, totals
@@ -144,12 +145,12 @@ def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
 
 
 def _doctor(
-    inv: Inventory, host_root: Path | None
+    inv: Inventory, host_root: Path | None, clock: Clock
 ) -> tuple[list[Check], ReadOnce | None, tuple[str, ...]]:
     from nixmox.doctor.areas import area_checks
     from nixmox.doctor.proxmox_area import check_proxmox
 
-    checks, plain = check_proxmox(inv)
+    checks, plain = check_proxmox(inv, clock)
     api = None if plain is None else ReadOnce(plain)
     # Without the API the guests area has nothing to say that the proxmox FAIL does not.
     areas = ["guests", "backups"] if api is not None else ["backups"]
@@ -256,11 +257,15 @@ def _snapshot_datasets(run: Run | None) -> dict[str, str]:
 
 
 def gather(
-    inv: Inventory, journal: Journal, now: datetime | None = None, host_root: Path | None = None
+    inv: Inventory,
+    journal: Journal,
+    now: datetime | None = None,
+    host_root: Path | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Report:
     """Read the journal and make one pass over the API (plus the host's own
     checks where they apply, see :func:`host_areas_apply`)."""
-    when = now or datetime.now(UTC)
+    when = now or clock.now()
     latest = journal.latest()
     data = samples(
         latest,
@@ -269,7 +274,7 @@ def gather(
         {g.name: g.pve_type for g in inv.guests},
         zone(inv.timezone),
     )
-    checks, api, areas = _doctor(inv, host_root)
+    checks, api, areas = _doctor(inv, host_root, clock)
     reach = next((c for c in checks if c.id.startswith("proxmox-")), None)
     api_error = None
     if api is None:

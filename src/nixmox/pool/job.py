@@ -6,28 +6,26 @@ start while a scrub or resilver runs, starts (or resumes) the scrub, follows
 it with progress lines, pauses it while the ``pause_during`` window is open
 (``zpool scrub -p``; where zpool cannot pause, the scrub is stopped and
 started again after the window) and reports what it repaired per vdev.
-:func:`trim_pool` does the same for TRIM. The clock and the sleep are
-parameters so that tests can walk a scrub through a window.
+:func:`trim_pool` does the same for TRIM. Both take a ``clock``
+(:mod:`nixmox.core.clock`) so that tests can walk a scrub through a window.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from nixmox.adapters.zfs import PoolSpace, ZfsError, ZfsUsage, Zpool
 from nixmox.core import interrupt
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.pool.status import PoolState, Scan, parse_json, parse_text
 from nixmox.rules.window import window_open
 
 Say = Callable[[str], None]
-Clock = Callable[[], datetime]
-Sleep = Callable[[float], None]
 
 
 class PoolReader:
@@ -182,12 +180,10 @@ def scrub_pool(
     *,
     dry_run: bool = False,
     say: Say = print,
-    clock: Clock | None = None,
-    sleep: Sleep = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> OperationResult:
     """Scrub ``pool`` to the end (see the module); never raises for ZFS failures."""
-    now = clock or (lambda: datetime.now(settings.zone))
-    started = time.monotonic()
+    started = clock.monotonic()
     result = OperationResult(pool, "scrub", "failed", "")
     try:
         before = reader.state(pool)
@@ -205,7 +201,7 @@ def scrub_pool(
 
     def window() -> bool:
         return settings.pause_during is not None and window_open(
-            settings.pause_during, now(), settings.zone
+            settings.pause_during, clock.now(), settings.zone
         )
 
     def wait_out_window() -> bool:
@@ -213,7 +209,7 @@ def scrub_pool(
         while window():
             if interrupt.stopping():
                 return False
-            sleep(settings.poll)
+            clock.sleep(settings.poll)
         return True
 
     if window():
@@ -259,7 +255,7 @@ def scrub_pool(
             again = "resuming" if method == "pause" else "restarting"
             say(f"{pool}: window closed: {again} the scrub")
             start = _Background(lambda: zpool.scrub(pool))
-    result.seconds = time.monotonic() - started
+    result.seconds = clock.monotonic() - started
     scan = state.scan
     result.vdevs = vdev_rows(state)
     result.repaired, result.errors = scan.repaired, scan.errors
@@ -294,10 +290,10 @@ def trim_pool(
     *,
     dry_run: bool = False,
     say: Say = print,
-    sleep: Sleep = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> OperationResult:
     """TRIM ``pool`` and follow it to the end (``zpool status -t``)."""
-    started = time.monotonic()
+    started = clock.monotonic()
     result = OperationResult(pool, "trim", "failed", "")
     try:
         before = reader.trim_state(pool)
@@ -328,7 +324,7 @@ def trim_pool(
     say(f"{pool}: trim started")
     state = before
     while True:
-        sleep(settings.poll)
+        clock.sleep(settings.poll)
         try:
             state = reader.trim_state(pool)
         except ZfsError as exc:
@@ -343,7 +339,7 @@ def trim_pool(
             result.outcome = "interrupted"
             result.message = f"stopped following at {done}%; the trim goes on"
             return result
-    result.seconds = time.monotonic() - started
+    result.seconds = clock.monotonic() - started
     result.vdevs = vdev_rows(state)
     unsupported = [v.name for v in state.leaves if v.trim == "unsupported"]
     result.outcome = "finished"

@@ -23,6 +23,7 @@ from nixmox.adapters.runner import Runner
 from nixmox.adapters.smart import Smartctl, SmartError
 from nixmox.adapters.zfs import PoolSpace, ZfsError, Zpool, zpool_command
 from nixmox.core import jsonrows
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.core.verdict import Check, Status
 from nixmox.core.zones import zone as inventory_zone
@@ -130,6 +131,7 @@ def prepare_operation(
     *,
     dry_run: bool,
     say: Say = print,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Callable[[], OperationSummary]:
     """Scrub or trim the pools (or ``only``), ready to run."""
     zpool = inventory_zpool(inv, Runner(dry_run=dry_run))
@@ -143,7 +145,9 @@ def prepare_operation(
         for pool in pools:
             if results and _stopping():
                 break
-            results.append(act(zpool, reader, pool, settings, dry_run=dry_run, say=say))
+            results.append(
+                act(zpool, reader, pool, settings, dry_run=dry_run, say=say, clock=clock)
+            )
         return OperationSummary(operation, tuple(results))
 
     return work
@@ -369,11 +373,13 @@ def read_health(
     return HealthReport(tuple(readings), tuple(disks), tuple(forecasts), tuple(found))
 
 
-def prepare_check(inv: Inventory, only: str | None = None) -> Callable[[], HealthReport]:
+def prepare_check(
+    inv: Inventory, only: str | None = None, clock: Clock = SYSTEM_CLOCK
+) -> Callable[[], HealthReport]:
     """``pool check``: read and judge, ready to run (it changes nothing)."""
     history = journal_history()
 
     def work() -> HealthReport:
-        return read_health(inv, Runner(), history, datetime.now(UTC), only=only)
+        return read_health(inv, Runner(), history, clock.now(), only=only)
 
     return work

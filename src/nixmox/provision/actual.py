@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.cluster import GuestRow, read_guests
+from nixmox.adapters.proxmox.cluster import GuestRow, read_cluster
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.provision.desired import desired_bridges
@@ -94,7 +94,8 @@ def read_state(
     api: Proxmox, inv: Inventory, *, per_node: int = PER_NODE, total: int = TOTAL
 ) -> ActualState:
     """Everything plan needs, in as few requests as the API allows."""
-    by_vmid = read_guests(api)
+    cluster = read_cluster(api)
+    by_vmid = cluster.guests
     declared = [by_vmid[g.vmid] for g in inv.guests if g.vmid in by_vmid]
     limits = NodeLimits(per_node)
     guests: dict[int, ActualGuest] = {}
@@ -112,19 +113,26 @@ def read_state(
 
     run_all(fetch, declared, total)
     bridges: dict[tuple[str, str], dict[str, Any]] = {}
-    nodes = sorted({b.node for b in desired_bridges(inv) if b.node})
+    managed = {b.node for b in desired_bridges(inv) if b.node}
+    # Nodes whose guests name a bridge: plan checks that the bridge is there.
+    used = {g.node for g in inv.guests if g.net} - managed
+    read_networks: set[str] = set()
 
     def fetch_network(node: str) -> None:
+        if cluster.nodes.get(node, "online") != "online":
+            return  # plan reports the node itself; its network cannot be read
         try:
             for iface in api.get(f"/nodes/{node}/network") or []:
                 bridges[(node, str(iface["iface"]))] = iface
+            read_networks.add(node)
         except NixmoxError as exc:
-            raise NixmoxError(f"cannot read the network of node {node}: {exc}") from None
+            if node in managed:
+                raise NixmoxError(f"cannot read the network of node {node}: {exc}") from None
+            log.info("cannot read the network of %s: %s", node, exc)
 
-    run_all(fetch_network, nodes, total)
-    storages: dict[str, dict[str, Any]] = {}
-    if inv.storages:
-        storages = {str(s["storage"]): s for s in api.get("/storage") or []}
+    run_all(fetch_network, sorted(managed | used), total)
+    storages = {str(s["storage"]): s for s in api.get("/storage") or []}
+    clones = _clone_configs(api, inv, by_vmid)
     jobs: dict[str, dict[str, Any]] = {}
     if inv.backups is not None and inv.backups.scheduler == "proxmox":
         jobs = {str(j["id"]): j for j in api.get("/cluster/backup") or []}
@@ -136,7 +144,27 @@ def read_state(
         errors,
         jobs,
         _container_templates(api, inv, set(by_vmid), total),
+        nodes=cluster.nodes,
+        node_storages=cluster.storages,
+        networks_read=frozenset(read_networks),
+        clone_configs=clones,
     )
+
+
+def _clone_configs(
+    api: Proxmox, inv: Inventory, by_vmid: dict[int, GuestRow]
+) -> dict[int, dict[str, Any]]:
+    """The config of each template a VM still to create is cloned from (plan checks its
+    boot slot and its storages). A template that cannot be read is left out."""
+    sources = {str(g.clone) for g in inv.guests if g.clone is not None and g.vmid not in by_vmid}
+    found: dict[int, dict[str, Any]] = {}
+    for row in by_vmid.values():
+        if row.template and (str(row.vmid) in sources or row.name in sources):
+            try:
+                found[row.vmid] = dict(api.get(f"{row.path}/config") or {})
+            except NixmoxError as exc:
+                log.info("cannot read template %s: %s", row.vmid, exc)
+    return found
 
 
 def _container_templates(

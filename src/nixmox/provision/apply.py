@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,10 +26,11 @@ from nixmox.adapters.proxmox.client import Proxmox, Unreachable
 from nixmox.adapters.proxmox.cluster import current_row, guest_path, guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.core import interrupt
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import NodeLimits, read_guest
-from nixmox.provision.desired import DesiredGuest, desired_guest
+from nixmox.provision.desired import DesiredGuest, creation, desired_guest
 from nixmox.provision.diff import ActualGuest, Change, GuestPlan, ObjectPlan, Plan, diff_guest
 
 log = logging.getLogger("nixmox.apply")
@@ -68,6 +68,7 @@ class Applier:
         lock_wait: float = 120.0,
         network_confirm: float = 30.0,
         passthrough_blockers: Callable[[Guest], list[str]] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.api = api
         self.inv = inv
@@ -75,6 +76,7 @@ class Applier:
         self.lock_wait = lock_wait
         self.network_confirm = network_confirm
         self.blockers = passthrough_blockers or (lambda guest: [])
+        self.clock = clock
         self.calls: list[str] = []  # what --dry-run would send (and, for real, what was sent)
         self.network_diffs: dict[str, str] = {}
         self._calls_lock = threading.Lock()
@@ -99,7 +101,7 @@ class Applier:
         call = {"POST": self.api.post, "PUT": self.api.put, "DELETE": self.api.delete}[method]
         result = call(path, done=done, **params)
         if isinstance(result, str) and result.startswith("UPID:"):
-            wait(self.api, result, what=what)
+            wait(self.api, result, what=what, clock=self.clock)
         return result
 
     # -- the whole run ----------------------------------------------------------------
@@ -233,15 +235,15 @@ class Applier:
         return outcomes
 
     def _api_answers(self, node: str) -> bool:
-        deadline = time.monotonic() + self.network_confirm
+        deadline = self.clock.monotonic() + self.network_confirm
         while True:
             try:
                 self.api.request("GET", f"/nodes/{node}/network")
                 return True
             except NixmoxError:
-                if time.monotonic() >= deadline:
+                if self.clock.monotonic() >= deadline:
                     return False
-                time.sleep(min(1.0, max(self.network_confirm / 10, 0.05)))
+                self.clock.sleep(min(1.0, max(self.network_confirm / 10, 0.05)))
 
     def _revert_network(self, node: str, bridges: list[ObjectPlan], before: dict[str, Any]) -> None:
         """Put the interfaces back as they were and reload once more."""
@@ -255,7 +257,7 @@ class Applier:
                     self.api.put(f"/nodes/{node}/network/{bridge.name}", **keep)
                 upid = self.api.put(f"/nodes/{node}/network", done=lambda: False)
                 if isinstance(upid, str):
-                    wait(self.api, upid, what=f"revert the network of {node}")
+                    wait(self.api, upid, what=f"revert the network of {node}", clock=self.clock)
             except (NixmoxError, Unreachable) as exc:
                 log.error("could not revert %s on %s: %s", bridge.name, node, exc)
 
@@ -301,17 +303,8 @@ class Applier:
                 f"passthrough` fails: {', '.join(blockers)}"
             )
         if want.type == "lxc":
-            params: dict[str, Any] = {
-                "vmid": guest.vmid,
-                "ostemplate": want.create["ostemplate"],
-                "unprivileged": want.create.get("unprivileged", "1"),
-                **want.scalars,
-                **{k: props.render(k, v) for k, v in want.options.items()},
-            }
-            if "features" not in want.options and guest.os == "nixos":
-                params["features"] = "nesting=1"  # the nix sandbox and systemd need it
-            if "rootfs" in want.volumes:
-                params["rootfs"] = want.volumes["rootfs"].create_value("rootfs")
+            # What plan listed under the create, and nothing else.
+            params: dict[str, Any] = {"vmid": guest.vmid, **creation(want)}
             self.write(
                 "POST",
                 f"/nodes/{guest.node}/lxc",
@@ -375,19 +368,19 @@ class Applier:
 
     def _wait_unlocked(self, guest: Guest, have: ActualGuest | None = None) -> ActualGuest:
         """``have`` (a fresh read, if the caller just made one) or a re-read, once unlocked."""
-        deadline = time.monotonic() + self.lock_wait
+        deadline = self.clock.monotonic() + self.lock_wait
         while True:
             have = have or self._read(guest)
             if not have.lock:
                 return have
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 raise ApplyError(
                     f"locked ({have.lock}) by another operation; waited {self.lock_wait:g} s. "
                     "nixmox never removes someone else's lock: run apply again when it is done"
                 )
             log.info("%s is locked (%s); waiting", guest.name, have.lock)
             have = None
-            time.sleep(min(2.0, max(self.lock_wait / 20, 0.05)))
+            self.clock.sleep(min(2.0, max(self.lock_wait / 20, 0.05)))
 
     def _update(
         self,

@@ -160,6 +160,26 @@ def desired_guest(guest: Guest) -> DesiredGuest:
     return DesiredGuest(guest, guest.pve_type, scalars, volumes, options, tuple(owned), create)
 
 
+def creation(want: DesiredGuest) -> dict[str, str]:
+    """What a create sets, as Proxmox keys: the declared keys plus the defaults
+    nixmox adds (an unprivileged container, ``nesting`` for NixOS). ``plan``
+    lists these; ``apply`` sends them."""
+    guest = want.guest
+    made: dict[str, str] = {}
+    if want.type == "lxc":
+        if "ostemplate" in want.create:
+            made["ostemplate"] = want.create["ostemplate"]
+        made["unprivileged"] = want.create.get("unprivileged", "1")
+    elif "clone" in want.create:
+        made["clone"] = f"{want.create['clone']} (full clone)"
+    made.update(want.scalars)
+    made.update({k: props.render(k, v) for k, v in want.options.items()})
+    if want.type == "lxc" and "features" not in want.options and guest.os == "nixos":
+        made["features"] = "nesting=1"  # the nix sandbox and systemd need it
+    made.update({k: v.create_value(k) for k, v in want.volumes.items()})
+    return made
+
+
 def _passthrough(
     guest: Guest, scalars: dict[str, str], options: dict[str, dict[str, str]], owned: list[str]
 ) -> None:

@@ -9,19 +9,23 @@ it says so). Shrinking a disk is refused here, at plan time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.cluster import GuestRow
+from nixmox.inventory.locate import Path
 from nixmox.inventory.model import Inventory
+from nixmox.provision.checks import Storages, backup_problems, guest_problems, node_problem
 from nixmox.provision.desired import (
     BACKUP_JOB_ID,
     DesiredBridge,
     DesiredGuest,
     Label,
     Volume,
+    creation,
     desired_backup_job,
     desired_bridges,
     desired_guest,
@@ -75,6 +79,13 @@ class GuestPlan:
     error: str | None = None
     running: bool = False
     lock: str | None = None
+    #: Each error on its own, located in the inventory (``error`` joins them).
+    problems: tuple[str, ...] = ()
+    #: What a create sets (Proxmox key, value), as apply will send it.
+    attributes: tuple[tuple[str, str], ...] = ()
+    #: Keys nixmox set before that the inventory no longer declares: (key, value
+    #: they keep). Never changed; plan says so once they are "unmanaged now".
+    released: tuple[tuple[str, str], ...] = ()
 
     @property
     def disruptive(self) -> list[Change]:
@@ -92,6 +103,7 @@ class ObjectPlan:
     options: dict[str, str] = field(default_factory=dict)
     changes: tuple[Change, ...] = ()
     error: str | None = None
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,8 @@ class Plan:
     storages: tuple[ObjectPlan, ...]
     unmanaged: tuple[tuple[int, str, str, str], ...]  # vmid, type, name, node
     jobs: tuple[ObjectPlan, ...] = ()
+    #: Problems of no single object (the backup storage), located in the inventory.
+    problems: tuple[str, ...] = ()
 
     @property
     def _all(self) -> list[GuestPlan | ObjectPlan]:
@@ -112,7 +126,7 @@ class Plan:
 
     @property
     def errors(self) -> list[str]:
-        return [f"{p.name}: {p.error}" for p in self._all if p.error]
+        return [f"{p.name}: {p.error}" for p in self._all if p.error] + list(self.problems)
 
     def as_json(self) -> dict[str, Any]:
         """The ``--json`` document (``schema_version`` for machines that read it)."""
@@ -133,6 +147,8 @@ class Plan:
                     "running": g.running,
                     "error": g.error,
                     "changes": [change(c) for c in g.changes],
+                    "attributes": dict(g.attributes),
+                    "unmanaged_now": [k for k, _ in g.released],
                 }
                 for g in self.guests
             ],
@@ -162,6 +178,7 @@ class Plan:
             "unmanaged": [
                 {"vmid": v, "type": t, "name": n, "node": node} for v, t, n, node in self.unmanaged
             ],
+            "errors": self.errors,
         }
 
 
@@ -469,9 +486,83 @@ class ActualState:
     backup_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> job
     #: (node, storage) -> the vztmpl volumes on it, read for containers still to create.
     container_templates: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    #: node -> "online" | "offline" | ...; None: not read (plan does not judge nodes).
+    nodes: dict[str, str] | None = None
+    #: (node, storage) -> its content types, for each storage enabled on that node.
+    node_storages: dict[tuple[str, str], frozenset[str]] | None = None
+    #: The nodes whose interfaces are in ``bridges`` (a bridge missing elsewhere is unknown).
+    networks_read: frozenset[str] | None = None
+    #: template vmid -> its config, read for VMs still to be cloned from it.
+    clone_configs: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+_DISK_SLOT = re.compile(r"(?:scsi|virtio|sata|ide)\d+")
+
+
+def boot_slot(config: Mapping[str, Any]) -> str | None:
+    """The disk slot a VM boots from: the first disk of ``boot: order=``, else its first disk."""
+    disks = [
+        k
+        for k, v in config.items()
+        if _DISK_SLOT.fullmatch(k) and "media=cdrom" not in str(v) and "cloudinit" not in str(v)
+    ]
+    order = props.parse("boot", str(config.get("boot") or "")).get("order", "")
+    for slot in [*order.split(";"), str(config.get("bootdisk") or "")]:
+        if slot in disks:
+            return slot
+    return sorted(disks)[0] if disks else None
+
+
+def clone_problem(
+    want: DesiredGuest, source: GuestRow, config: Mapping[str, Any], storages: Mapping[str, Any]
+) -> str | None:
+    """Why cloning ``source`` (a template) cannot give what the inventory declares.
+
+    A full clone keeps the template's disk slots: a template booting from
+    ``virtio0`` cloned into a guest that declares ``scsi0`` gets a new, empty
+    ``scsi0`` and its real boot disk is never grown. And PVE refuses a clone
+    to another node while the template's disks are on local storage
+    (qemu-server, PVE::API2::Qemu clone_vm: "can't clone VM to node ... (VM
+    uses local storage)").
+    """
+    g = want.guest
+    booted = boot_slot(config)
+    if g.disks and booted is not None and g.disks[0].slot not in config:
+        return (
+            f"template {source.vmid} boots from {booted}, but the first disk declared is "
+            f"{g.disks[0].slot}: a clone keeps the template's slots, so it would get a new "
+            f'empty {g.disks[0].slot} and never grow its boot disk; declare slot = "{booted}"'
+        )
+    if source.node != g.node:
+        used = {
+            props.volume_storage(str(v))
+            for k, v in config.items()
+            if (_DISK_SLOT.fullmatch(k) or k.startswith(("efidisk", "tpmstate")))
+            and ":" in str(v).split(",", 1)[0]
+            and "media=cdrom" not in str(v)
+        }
+        local = sorted(
+            s
+            for s in used
+            if not props.same_bool("1", _text((storages.get(s) or {}).get("shared")) or "0")
+        )
+        if local:
+            return (
+                f"template {source.vmid} is on {source.node} with disks on local storage "
+                f"({', '.join(local)}): PVE cannot clone it to {g.node}; keep the guest on "
+                f"{source.node}, or put a copy of the template on {g.node} "
+                "(`nixmox template upload --node ...`)"
+            )
+    return None
 
 
 def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
+    """Why a guest to create cannot be: its template file or template VM is missing."""
+    found = _source_problem(want, actual)
+    return None if found is None else found[1]
+
+
+def _source_problem(want: DesiredGuest, actual: ActualState) -> tuple[str, str] | None:
     """Why a guest to create cannot be: its template file or template VM is missing."""
     g = want.guest
     volid = want.create.get("ostemplate")
@@ -479,7 +570,7 @@ def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
         storage = volid.split(":", 1)[0]
         found = actual.container_templates.get((g.node, storage))
         if found is not None and volid not in found:
-            return (
+            return "template", (
                 f"template {volid} is not on storage {storage} of {g.node}: "
                 "put it there with `nixmox template upload FILE`"
             )
@@ -491,38 +582,79 @@ def source_problem(want: DesiredGuest, actual: ActualState) -> str | None:
             if r.template and (str(r.vmid) == source or r.name == source)
         ]
         if not match:
-            return (
+            return "clone", (
                 f"clone source {source} is not a template VM on the cluster: restore one with "
                 "`nixmox template upload vzdump-qemu-....vma.zst --vmid N`"
             )
+        config = actual.clone_configs.get(match[0].vmid)
+        if config is not None:
+            problem = clone_problem(want, match[0], config, actual.storages)
+            if problem is not None:
+                return "clone", problem
     return None
 
 
-def make_plan(inv: Inventory, actual: ActualState) -> Plan:
-    """Compare the inventory with what the API reported."""
+def managed_keys(want: DesiredGuest) -> frozenset[str]:
+    """The Proxmox keys nixmox sets for this guest (what apply records it manages)."""
+    return frozenset(
+        {*want.scalars, *want.options, *want.volumes, *want.create} - {"ostemplate", "clone"}
+    )
+
+
+def released_keys(
+    want: DesiredGuest, have: ActualGuest | None, before: frozenset[str]
+) -> tuple[tuple[str, str], ...]:
+    """Keys nixmox set (``before``, from the journal) that the inventory dropped and the
+    guest still has: left as they are, which plan says instead of staying silent."""
+    if have is None:
+        return ()
+    gone = before - managed_keys(want)
+    return tuple(
+        (key, have.config[key])
+        for key in sorted(gone)
+        if key in have.config and props.kind_of(key) not in want.owned_prefixes
+    )
+
+
+def make_plan(
+    inv: Inventory, actual: ActualState, managed: Mapping[int, frozenset[str]] | None = None
+) -> Plan:
+    """Compare the inventory with what the API reported, and check what apply would need.
+
+    ``managed``: per VMID, the keys the last apply set (from the journal), for the
+    "unmanaged now" notes."""
     guests: list[GuestPlan] = []
-    for guest in inv.guests:
+    for i, guest in enumerate(inv.guests):
         if guest.vmid in actual.errors:
             guests.append(
-                GuestPlan(
-                    guest.name,
-                    guest.vmid,
-                    guest.node,
-                    guest.pve_type,
-                    "error",
-                    error=actual.errors[guest.vmid],
+                _located(
+                    inv,
+                    GuestPlan(guest.name, guest.vmid, guest.node, guest.pve_type, "error"),
+                    [(("guests", i), actual.errors[guest.vmid])],
                 )
             )
             continue
         want = desired_guest(guest)
         planned = diff_guest(want, actual.guests.get(guest.vmid))
+        found: list[tuple[Path, str]] = []
+        if planned.error is not None:
+            found.append((("guests", i), planned.error))
         if planned.action == "create":
-            problem = source_problem(want, actual)
+            problem = _source_problem(want, actual)
             if problem is not None:
-                planned = replace(planned, action="error", error=problem)
-        guests.append(planned)
+                found.append((("guests", i, problem[0]), problem[1]))
+        found += _judged(inv, i, planned, actual)
+        if planned.action == "create":
+            planned = replace(planned, attributes=tuple(creation(want).items()))
+        elif managed and guest.vmid in managed:
+            planned = replace(
+                planned,
+                released=released_keys(want, actual.guests.get(guest.vmid), managed[guest.vmid]),
+            )
+        guests.append(_located(inv, planned, found) if found else planned)
     bridges = tuple(
-        diff_bridge(b, actual.bridges.get((b.node, b.iface))) for b in desired_bridges(inv)
+        _judge_bridge(inv, diff_bridge(b, actual.bridges.get((b.node, b.iface))), actual)
+        for b in desired_bridges(inv)
     )
     storages = tuple(
         diff_storage(s.storage, desired_storage(s), actual.storages.get(s.storage))
@@ -536,7 +668,71 @@ def make_plan(inv: Inventory, actual: ActualState) -> Plan:
     want_job = desired_backup_job(inv)
     if want_job is not None:
         jobs = (diff_backup_job(want_job, actual.backup_jobs.get(BACKUP_JOB_ID)),)
-    return Plan(tuple(guests), bridges, storages, unmanaged, jobs)
+    problems: tuple[str, ...] = ()
+    known = _storages(inv, actual)
+    if known is not None:
+        problems = tuple(f"{inv.where(p.path)}: {p.message}" for p in backup_problems(inv, known))
+    return Plan(tuple(guests), bridges, storages, unmanaged, jobs, problems)
+
+
+def _located(inv: Inventory, planned: GuestPlan, found: list[tuple[Path, str]]) -> GuestPlan:
+    """``planned`` as an error, each problem with its FILE:LINE:COL."""
+    lines = tuple(f"{inv.where(path)}: {message}" for path, message in found)
+    return replace(planned, action="error", error="; ".join(lines), problems=lines)
+
+
+def _storages(inv: Inventory, actual: ActualState) -> Storages | None:
+    if actual.nodes is None or actual.node_storages is None:
+        return None  # not read: nothing to judge against
+    return Storages.of(
+        inv, actual.node_storages, frozenset(actual.storages), frozenset(actual.nodes)
+    )
+
+
+def _judged(
+    inv: Inventory, i: int, planned: GuestPlan, actual: ActualState
+) -> list[tuple[Path, str]]:
+    """The plan-time checks of one guest to create or to extend (see :mod:`.checks`)."""
+    known = _storages(inv, actual)
+    if known is None or actual.nodes is None or planned.action not in ("create", "update"):
+        return []
+    guest = inv.guests[i]
+    bridges: set[tuple[str, str]] | None = None
+    if actual.networks_read is not None and guest.node in actual.networks_read:
+        bridges = {
+            key
+            for key, iface in actual.bridges.items()
+            if iface.get("type") in ("bridge", "OVSBridge")
+        }
+        bridges |= {(b.node, b.iface) for b in desired_bridges(inv)}
+    new = frozenset(c.key for c in planned.changes if c.old is None)
+    return [
+        (p.path, p.message)
+        for p in guest_problems(
+            i,
+            guest,
+            creating=planned.action == "create",
+            new_slots=new,
+            storages=known,
+            nodes=actual.nodes,
+            bridges=bridges,
+        )
+    ]
+
+
+def _judge_bridge(inv: Inventory, planned: ObjectPlan, actual: ActualState) -> ObjectPlan:
+    """A bridge to create or change on a node that is not there or not online is an error."""
+    if actual.nodes is None or planned.action not in ("create", "update") or not planned.node:
+        return planned
+    problem = node_problem(planned.node, actual.nodes)
+    if problem is None:
+        return planned
+    index = next(
+        (j for j, b in enumerate(inv.bridges) if b.name == planned.name),
+        0,
+    )
+    line = f"{inv.where(('bridges', index, 'node'))}: {problem}"
+    return replace(planned, action="error", error=line, problems=(line,))
 
 
 def diff_backup_job(want: dict[str, str], have: Mapping[str, Any] | None) -> ObjectPlan:

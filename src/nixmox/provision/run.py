@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nixmox.adapters.journal import JOURNAL_FILE, Journal, state_dir
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.adapters.proxmox.permissions import Missing
@@ -25,7 +26,8 @@ from nixmox.inventory.model import Guest, Inventory, ProxmoxSettings
 from nixmox.provision.actual import read_guest, read_state
 from nixmox.provision.adopt import guest_entry
 from nixmox.provision.apply import Applier, ApplyOutcome
-from nixmox.provision.diff import Plan, make_plan
+from nixmox.provision.desired import desired_guest
+from nixmox.provision.diff import Plan, make_plan, managed_keys
 from nixmox.provision.privileges import missing_privileges
 
 
@@ -45,8 +47,26 @@ class PlanReport:
 def read_plan(inv: Inventory) -> PlanReport:
     """Desired vs actual, and what the token may not do of it (reads only)."""
     api = Proxmox(connection(inv.proxmox))
-    plan = make_plan(inv, read_state(api, inv))
+    plan = make_plan(inv, read_state(api, inv), recorded_keys())
     return PlanReport(plan, missing_privileges(api, inv, plan), api)
+
+
+def recorded_keys(directory: Path | None = None) -> dict[int, frozenset[str]]:
+    """Per VMID, the keys the newest apply that covered it set (``managed`` in its
+    journal summary). Nothing when there is no journal yet: plan never creates one."""
+    directory = directory or state_dir()
+    if not (directory / JOURNAL_FILE).is_file():
+        return {}
+    journal = Journal(directory)
+    try:
+        found: dict[int, frozenset[str]] = {}
+        for run in journal.runs("apply", limit=100, exact=True):
+            for vmid, keys in (run.summary.get("managed") or {}).items():
+                if str(vmid).isdigit() and isinstance(keys, list):
+                    found.setdefault(int(vmid), frozenset(str(k) for k in keys))
+        return found
+    finally:
+        journal.close()
 
 
 def outcome_row(o: ApplyOutcome) -> dict[str, Any]:
@@ -62,6 +82,9 @@ class ApplySummary:
     requests: int = 0
     calls: tuple[str, ...] = ()  # not journaled
     network_diffs: Mapping[str, str] = field(default_factory=dict)  # not journaled
+    #: VMID -> the Proxmox keys nixmox set for that guest: what a later plan calls
+    #: "unmanaged now" when the inventory drops one of them.
+    managed: Mapping[str, list[str]] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[ApplyOutcome]:
@@ -72,7 +95,11 @@ class ApplySummary:
         return "failed" if self.failed else "ok"
 
     def to_json(self) -> dict[str, Any]:
-        return {"outcomes": [outcome_row(o) for o in self.outcomes], "requests": self.requests}
+        return {
+            "outcomes": [outcome_row(o) for o in self.outcomes],
+            "requests": self.requests,
+            "managed": {k: list(v) for k, v in self.managed.items()},
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ApplySummary:
@@ -89,6 +116,11 @@ class ApplySummary:
                 for o in jsonrows.rows(data, "outcomes")
             ),
             jsonrows.integer(data, "requests"),
+            managed={
+                str(k): [str(x) for x in v]
+                for k, v in (data.get("managed") or {}).items()
+                if isinstance(v, list)
+            },
         )
 
 
@@ -147,8 +179,20 @@ class ApplyRun:
 
         def apply() -> ApplySummary:
             outcomes = applier.apply(self.plan)
+            failed = {o.name for o in outcomes if o.result in ("failed", "skipped")}
+            # What nixmox now set on each guest that came through: a later plan can tell
+            # a key dropped from the inventory ("unmanaged now") from one never set.
+            managed = {
+                str(g.vmid): sorted(managed_keys(desired_guest(g)))
+                for g in self.inv.guests
+                if g.name not in failed and desired_guest(g).provisioned
+            }
             return ApplySummary(
-                tuple(outcomes), api.calls, tuple(applier.calls), dict(applier.network_diffs)
+                tuple(outcomes),
+                api.calls,
+                tuple(applier.calls),
+                dict(applier.network_diffs),
+                managed,
             )
 
         return apply

@@ -303,6 +303,29 @@ def pick_storage(inv: Inventory, content: str, storage: str | None, node: str) -
     return fit[0]
 
 
+def images_storage(inv: Inventory, node: str) -> Storage:
+    """Where a restored VM template's disks go: the only ``images`` storage on ``node``, or
+    the one the inventory's cloned VMs put their disks on.
+
+    Without ``storage=`` PVE restores each disk to the storage named in the archive
+    (qemu-server, PVE::QemuServer::parse_backup_hints): a nixpkgs image names
+    ``local-lvm``, which a ZFS install does not have."""
+    fit = [s for s in inv.storages if "images" in s.content and (not s.nodes or node in s.nodes)]
+    if not fit:
+        raise ConfigError(f"no storage on {node} in the inventory holds images content")
+    if len(fit) > 1:
+        used = {g.disks[0].storage for g in inv.guests if g.clone is not None and g.disks}
+        named = [s for s in fit if s.storage in used]
+        if len(named) != 1:
+            names = ", ".join(s.storage for s in fit)
+            raise ConfigError(
+                f"several storages hold images content ({names}) and the cloned VMs do not "
+                "name one: the template's disks go where the clones' first disk is declared"
+            )
+        return named[0]
+    return fit[0]
+
+
 def vzdump_name(vmid: int, stamp: str, source: str) -> str:
     """The archive's name on the backup storage: PVE's own pattern, for ``vmid``."""
     suffix = next(s for s in IMAGE_SUFFIXES if source.endswith(s) and s.startswith(".vma"))

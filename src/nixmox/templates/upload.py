@@ -129,8 +129,10 @@ def _upload_vm(
 ) -> TemplateUpload:
     """PVE's upload API takes no backups (content iso, vztmpl, import only): the
     archive goes to the backup storage's dump directory over SSH, then PVE
-    restores it (``qmrestore --unique``) and makes the VM a template."""
+    restores it (``qmrestore --unique``) onto the inventory's images storage
+    and makes the VM a template."""
     store = rules.pick_storage(inv, "backup", storage, node)
+    disks = rules.images_storage(inv, node)
     template_name = name or "nixos-vm"
     if vmid is None:
         vmid = int(api.get("/cluster/nextid"))
@@ -166,7 +168,9 @@ def _upload_vm(
             f"copied {archive} to {node}:{dump}, but PVE does not list {volid}"
         )
     try:
-        upid = api.post(f"/nodes/{node}/qemu", vmid=vmid, archive=volid, unique=1)
+        upid = api.post(
+            f"/nodes/{node}/qemu", vmid=vmid, archive=volid, unique=1, storage=disks.storage
+        )
         wait(api, str(upid), what=f"restore of {archive} to VM {vmid}")
         api.put(f"/nodes/{node}/qemu/{vmid}/config", name=template_name)
         done = api.post(f"/nodes/{node}/qemu/{vmid}/template")

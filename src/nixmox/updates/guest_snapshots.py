@@ -3,13 +3,17 @@
 Guest snapshots go through the API (``qm snapshot`` / ``pct snapshot``
 equivalents): a raw ``zfs snapshot`` of a guest volume is invisible to Proxmox
 and would block its rollback. nixmox's update snapshots are named
-``nixmox_update_YYYYMMDDTHHMMSSZ`` (UTC); only those are ever pruned or deleted.
+``nixmox_update_YYYYMMDDTHHMMSSZ_xxxx`` (UTC, then four random hex digits so
+that two runs within one second do not want the same name; names without the
+suffix, from earlier versions, are nixmox's too); only those are ever pruned or
+deleted.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
@@ -22,13 +26,18 @@ from nixmox.rules.retention import Item, Keep, Mark, prune
 log = logging.getLogger(__name__)
 
 PREFIX = "nixmox_update_"
-_NAME = re.compile(r"nixmox_update_(\d{8}T\d{6})Z")
+_SUFFIX = re.compile(r"[0-9a-f]{4}")
+_NAME = re.compile(r"nixmox_update_(\d{8}T\d{6})Z(?:_[0-9a-f]{4})?")
 DEFAULT_KEEP = Keep(last=3)
 
 
-def update_snapshot_name(now: datetime) -> str:
-    """The name of the pre-update snapshot taken at ``now``."""
-    return PREFIX + now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+def update_snapshot_name(now: datetime, suffix: str | None = None) -> str:
+    """The name of a pre-update snapshot taken at ``now``: its UTC second and ``suffix``
+    (four hex digits; random by default)."""
+    suffix = secrets.token_hex(2) if suffix is None else suffix
+    if not _SUFFIX.fullmatch(suffix):
+        raise ValueError(f"snapshot name suffix {suffix!r}: want four hex digits")
+    return f"{PREFIX}{now.astimezone(UTC):%Y%m%dT%H%M%SZ}_{suffix}"
 
 
 def update_snapshot_time(name: str) -> datetime | None:

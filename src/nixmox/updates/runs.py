@@ -15,6 +15,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
 from nixmox.core import interrupt
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Guest, Inventory
@@ -88,13 +89,17 @@ def nixos_guests(inv: Inventory, names: list[str]) -> list[Guest]:
     return out
 
 
-def _nixos_job(inv: Inventory, guest: Guest, api: Proxmox | None, runner: Runner) -> NixosUpdate:
+def _nixos_job(
+    inv: Inventory, guest: Guest, api: Proxmox | None, runner: Runner, clock: Clock
+) -> NixosUpdate:
     node = next((n for n in inv.nodes if n.name == guest.node), None)
     access = open_access(guest, node, runner, api)
     snaps = None
     if api is not None:
         snaps = GuestSnapshots(api, guest.node, guest.pve_type, guest.vmid)
-    return NixosUpdate(guest, access, snaps, zone(inv.timezone), dry_run=runner.dry_run)
+    return NixosUpdate(
+        guest, access, snaps, zone(inv.timezone), dry_run=runner.dry_run, clock=clock
+    )
 
 
 def _one(job: NixosUpdate) -> UpdateOutcome:
@@ -109,7 +114,7 @@ def _one(job: NixosUpdate) -> UpdateOutcome:
 
 
 def prepare_nixos_update(
-    inv: Inventory, names: list[str], *, dry_run: bool
+    inv: Inventory, names: list[str], *, dry_run: bool, clock: Clock = SYSTEM_CLOCK
 ) -> Callable[[], UpdateSummary]:
     """Update (or with ``dry_run`` plan) the chosen NixOS guests."""
     guests = nixos_guests(inv, names)
@@ -121,7 +126,8 @@ def prepare_nixos_update(
         if not dry_run:
             raise
         api = None  # a plan can still be shown without the API
-    jobs = [_nixos_job(inv, g, api, runner) for g in guests]  # ConfigErrors before anything runs
+    # ConfigErrors before anything runs.
+    jobs = [_nixos_job(inv, g, api, runner, clock) for g in guests]
     if api is not None:
         needs = [need for g in guests for need in nixos_needs(g)]
         preflight(api, needs, "update nixos", dry_run=dry_run)

@@ -24,13 +24,13 @@ the transaction that acts on them.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from typing import Any, Protocol
 
 from nixmox.adapters.guest_agent import AgentError, GuestAgent
+from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, UpdateSettings
 from nixmox.rules.retention import Keep
@@ -55,29 +55,6 @@ from nixmox.windows.update_decisions import (
 )
 
 # -- the transaction -------------------------------------------------------------
-
-
-class Clock(Protocol):
-    """Time as the transaction sees it (injected in tests)."""
-
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_status
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
+from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.updates.guest_snapshots import GuestSnapshots
 from nixmox.updates.outcome import UpdateSummary
 from nixmox.updates.privileges import preflight, windows_needs
-from nixmox.windows.update import Clock, SystemClock, Target, Timing, WindowsUpdate
+from nixmox.windows.update import Target, Timing, WindowsUpdate
 from nixmox.windows.update_local import QmGuest
 
 #: Seconds between two exec-status polls once a script has run a while (installs take hours).

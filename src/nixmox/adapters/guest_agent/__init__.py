@@ -10,10 +10,10 @@ Both read a command's end the same way (:func:`wait_exited`, :func:`exec_result`
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from nixmox.core.clock import Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.results import CommandResult
 
@@ -53,21 +53,21 @@ def wait_exited(
     status: Callable[[], dict[str, Any]],
     timeout: float,
     poll: float,
-    sleep: Callable[[float], None],
+    clock: Clock,
     what: str,
 ) -> dict[str, Any]:
     """Ask ``status`` (an exec-status read) until it says ``exited``, backing off to
     ``poll`` seconds; that first exited answer is the only one (the agent then
     forgets the pid), so it is returned as is."""
-    deadline = time.monotonic() + timeout
+    deadline = clock.monotonic() + timeout
     delay = min(poll, 0.05)
     while True:
         found = status()
         if found.get("exited"):
             return found
-        if time.monotonic() >= deadline:
+        if clock.monotonic() >= deadline:
             raise AgentTimeout(f"{what} still running after {timeout:g} s")
-        sleep(delay)
+        clock.sleep(delay)
         delay = min(delay * 2, poll)
 
 

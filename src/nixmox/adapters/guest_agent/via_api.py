@@ -12,14 +12,14 @@ call. The direct client for the host's own agent socket lives in
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nixmox.adapters.guest_agent import AgentError, exec_result, wait_exited
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.results import CommandResult
 
@@ -35,7 +35,7 @@ class ApiAgent:
     node: str
     vmid: int
     poll: float = 0.5
-    sleep: Callable[[float], None] = time.sleep
+    clock: Clock = SYSTEM_CLOCK
 
     @property
     def path(self) -> str:
@@ -69,7 +69,7 @@ class ApiAgent:
             except NixmoxError as exc:
                 raise AgentError(f"{self.vmid}: lost {argv[0]} (pid {pid}): {exc}") from None
 
-        found = wait_exited(status, timeout, self.poll, self.sleep, f"{self.vmid}: {argv[0]}")
+        found = wait_exited(status, timeout, self.poll, self.clock, f"{self.vmid}: {argv[0]}")
         return exec_result(found)
 
     def file_write(self, path: str, content: str) -> None:

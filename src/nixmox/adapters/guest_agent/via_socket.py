@@ -28,13 +28,14 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nixmox.adapters.guest_agent import AgentError, exec_result, wait_exited
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.results import CommandResult
 
 DEFAULT_DIR = "/var/run/qemu-server"
@@ -153,7 +154,7 @@ class SocketAgent:
     directory: Path | None = None
     timeout: float = 10.0  # for one answer
     poll: float = 0.5  # longest pause between two guest-exec-status calls
-    sleep: Callable[[float], None] = time.sleep
+    clock: Clock = SYSTEM_CLOCK  # for the exec-status polling (socket reads wait for real)
 
     @property
     def path(self) -> Path:
@@ -198,7 +199,7 @@ class SocketAgent:
                 return dict(conn.call("guest-exec-status", {"pid": pid}))
 
             found = wait_exited(
-                status, timeout, self.poll, self.sleep, f"VM {self.vmid}: {argv[0]}"
+                status, timeout, self.poll, self.clock, f"VM {self.vmid}: {argv[0]}"
             )
             return exec_result(found, _decode)
 

@@ -21,7 +21,6 @@ import io
 import logging
 import secrets
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nixmox.adapters.proxmox.settings import Connection
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError, ProxmoxError
 from nixmox.core.log import mask, register_secret
 from nixmox.core.text import printable
@@ -149,11 +149,13 @@ class Proxmox:
         timeouts: Timeouts | None = None,
         retry: Retry | None = None,
         pool_size: int = 32,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         requests, _, https = _http()
         self.conn = conn
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or Retry()
+        self.clock = clock  # the pauses between retries
         self.base = f"{conn.url}/api2/json"
         self.calls = 0
         self._count = threading.Lock()
@@ -214,7 +216,7 @@ class Proxmox:
                         log.debug("%s %s took effect before the error; not repeated", method, path)
                         return None
                 log.info("retrying %s %s after: %s", method, path, exc)
-                time.sleep(delay)
+                self.clock.sleep(delay)
                 delay = min(delay * 2, self.retry.max_delay)
         raise AssertionError("unreachable")
 
@@ -446,11 +448,11 @@ class _TicketAuth:
         self.csrf = data["CSRFPreventionToken"]
         register_secret(self.ticket)
         register_secret(self.csrf)
-        self.born = time.monotonic()
+        self.born = self.api.clock.monotonic()
 
     def __call__(self, request: Any) -> Any:
         with self._lock:
-            if not self.ticket or time.monotonic() - self.born >= self.RENEW_AFTER:
+            if not self.ticket or self.api.clock.monotonic() - self.born >= self.RENEW_AFTER:
                 self._login()
         request.headers["Cookie"] = f"PVEAuthCookie={self.ticket}"
         if request.method != "GET":

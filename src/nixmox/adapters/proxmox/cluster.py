@@ -93,6 +93,43 @@ def read_guests(api: Proxmox) -> dict[int, GuestRow]:
     return guests
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """One untyped ``/cluster/resources``: guests, node states and where each storage is.
+
+    ``storages`` has a row per (node, storage id) for every storage enabled on
+    that node, with the content types it holds: Proxmox lists a storage under
+    a node only where it is enabled.
+    """
+
+    guests: dict[int, GuestRow]
+    nodes: dict[str, str]  # node -> "online" | "offline" | "unknown"
+    storages: dict[tuple[str, str], frozenset[str]]
+
+
+def read_cluster(api: Proxmox) -> Cluster:
+    """Guests, nodes and storages of the cluster in one request."""
+    rows = api.get("/cluster/resources") or []
+    if not isinstance(rows, list):
+        raise NixmoxError("/cluster/resources: expected a list")
+    guests: dict[int, GuestRow] = {}
+    nodes: dict[str, str] = {}
+    storages: dict[tuple[str, str], frozenset[str]] = {}
+    for row in rows:
+        if not isinstance(row, Mapping):
+            continue
+        kind = row.get("type")
+        if kind in ("qemu", "lxc") and "vmid" in row:
+            guest = GuestRow.from_api(row)
+            guests[guest.vmid] = guest
+        elif kind == "node" and row.get("node"):
+            nodes[str(row["node"])] = str(row.get("status") or "unknown")
+        elif kind == "storage" and row.get("node") and row.get("storage"):
+            content = frozenset(c for c in str(row.get("content") or "").split(",") if c)
+            storages[(str(row["node"]), str(row["storage"]))] = content
+    return Cluster(guests, nodes, storages)
+
+
 def guest_status(api: Proxmox, node: str, type_: str, vmid: int) -> dict[str, Any]:
     """``status/current`` of one guest (state, lock, uptime, agent flag, ...)."""
     answer = api.get(f"{guest_path(node, type_, vmid)}/status/current") or {}

@@ -8,11 +8,10 @@ else fails with the end of the task log), and gives up with a typed timeout.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ProxmoxError
 from nixmox.core.text import printable
 
@@ -81,19 +80,19 @@ def wait(
     *,
     what: str = "task",
     timeout: float = 3600.0,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> TaskResult:
     """Wait for task ``upid``: its result, or :class:`TaskFailed` / :class:`TaskTimeout`."""
     node = node_of(upid)
-    deadline = time.monotonic() + timeout
+    deadline = clock.monotonic() + timeout
     delay = 0.25
     while True:
         status = api.get(f"/nodes/{node}/tasks/{upid}/status")
         if status.get("status") == "stopped":
             break
-        if time.monotonic() >= deadline:
+        if clock.monotonic() >= deadline:
             raise TaskTimeout(f"{what}: still running after {timeout:g} s ({upid})")
-        sleep(delay)
+        clock.sleep(delay)
         delay = min(delay * 1.5, 2.0)
     exitstatus = printable(str(status.get("exitstatus", "")))
     warnings = warnings_of(exitstatus)

@@ -21,10 +21,9 @@ daily ``pve-daily-update`` refreshes that list; a dry run does not start an
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
@@ -33,6 +32,7 @@ from nixmox.adapters.proxmox.tasks import wait
 from nixmox.adapters.runner import Remote, Runner, node_remote, split_remote
 from nixmox.adapters.zfs import Zfs, ZfsError
 from nixmox.core import interrupt
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import (
     CommandError,
     CommandNotFound,
@@ -162,20 +162,18 @@ class HostUpdate:
         zone: tzinfo,
         *,
         hostname: str | None = None,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         timing: Timing | None = None,
         probe_root: str = "/",
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.inv = inv
         self.api = api
         self.runner = runner
         self.zone = zone
         self.hostname = hostname or this_host()
-        self.now = now
         self.timing = timing or Timing()
         self.probe_root = probe_root
-        self.sleep = sleep
+        self.clock = clock
         self.dry_run = runner.dry_run
         self.declared: dict[int, Guest] = {g.vmid: g for g in inv.guests}
         #: The node nixmox runs on, when it is to be rebooted after the report.
@@ -314,7 +312,13 @@ class HostUpdate:
         """``apt update`` on the node (a task), then its list; a dry run reads the cached list."""
         if not self.dry_run:
             upid = self.api.post(f"/nodes/{name}/apt/update")
-            wait(self.api, str(upid), what=f"apt update on {name}", timeout=self.timing.task)
+            wait(
+                self.api,
+                str(upid),
+                what=f"apt update on {name}",
+                timeout=self.timing.task,
+                clock=self.clock,
+            )
         return self._listed(name)
 
     def _zfs(self, turn: _Turn) -> Zfs:
@@ -326,7 +330,7 @@ class HostUpdate:
         return Zfs(self.runner.on(turn.remote), program)
 
     def _snapshot(self, turn: _Turn, dataset: str) -> str:
-        name = update_snapshot_name(self.now())
+        name = update_snapshot_name(self.clock.now())
         zfs = self._zfs(turn)
         try:
             zfs.snapshot(dataset, name, recursive=False)
@@ -373,7 +377,7 @@ class HostUpdate:
 
     def _reboot(self, turn: _Turn, need: RebootNeed, done: str, out: UpdateOutcome) -> bool:
         node = turn.node
-        verdict = node_reboot(node, self.now(), self.zone)
+        verdict = node_reboot(node, self.clock.now(), self.zone)
         held: str | None = None
         evac = Evacuation()
         if not verdict.allowed:
@@ -452,8 +456,8 @@ class HostUpdate:
         guests = self._running_guests(turn.node.name)
         if turn.local:
             # The node's own shutdown stops its guests: only their policies count.
-            return plan_evacuation(guests, [], self.declared, self.now(), self.zone)
-        return plan_evacuation(guests, turn.targets, self.declared, self.now(), self.zone)
+            return plan_evacuation(guests, [], self.declared, self.clock.now(), self.zone)
+        return plan_evacuation(guests, turn.targets, self.declared, self.clock.now(), self.zone)
 
     def _cycle(self, turn: _Turn, evac: Evacuation, out: UpdateOutcome) -> None:
         """Guests away, reboot, wait for the node and quorum, guests back."""
@@ -474,7 +478,7 @@ class HostUpdate:
             raise HostUpdateError(
                 f"moving the guests away failed ({exc}); not rebooted{undone}"
             ) from None
-        requested = time.time()
+        requested = self.clock.now().timestamp()
         log.info("%s: rebooting", name)
         try:
             self.api.post(f"/nodes/{name}/status", command="reboot")
@@ -505,7 +509,13 @@ class HostUpdate:
             params["timeout"] = self.timing.shutdown
         log.info("%s -> %s: migrating %s %d", source, target, kind, vmid)
         upid = self.api.post(f"{guest_path(source, kind, vmid)}/migrate", **params)
-        wait(self.api, str(upid), what=f"migration of {vmid} to {target}", timeout=self.timing.task)
+        wait(
+            self.api,
+            str(upid),
+            what=f"migration of {vmid} to {target}",
+            timeout=self.timing.task,
+            clock=self.clock,
+        )
 
     def _shutdown(self, node: str, stop: Stop) -> None:
         log.info("%s: shutting down %s %d (%s)", node, stop.kind, stop.vmid, stop.why)
@@ -513,13 +523,21 @@ class HostUpdate:
             f"{guest_path(node, stop.kind, stop.vmid)}/status/shutdown",
             timeout=self.timing.shutdown,
         )
-        wait(self.api, str(upid), what=f"shutdown of {stop.vmid}", timeout=self.timing.task)
+        wait(
+            self.api,
+            str(upid),
+            what=f"shutdown of {stop.vmid}",
+            timeout=self.timing.task,
+            clock=self.clock,
+        )
 
     def _start(self, node: str, kind: str, vmid: int) -> None:
         if guest_status(self.api, node, kind, vmid).get("status") == "running":
             return  # onboot started it already
         upid = self.api.post(f"{guest_path(node, kind, vmid)}/status/start")
-        wait(self.api, str(upid), what=f"start of {vmid}", timeout=self.timing.task)
+        wait(
+            self.api, str(upid), what=f"start of {vmid}", timeout=self.timing.task, clock=self.clock
+        )
 
     def _back(
         self, name: str, moved: Sequence[Move], stopped: Sequence[Stop], out: UpdateOutcome
@@ -542,12 +560,12 @@ class HostUpdate:
 
     def _wait_back(self, name: str, requested: float) -> bool:
         """Poll until the node booted after ``requested`` and the cluster is quorate."""
-        deadline = time.monotonic() + self.timing.reboot
+        deadline = self.clock.monotonic() + self.timing.reboot
         delay = 0.25
         while not self._is_back(name, requested):
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 return False
-            self.sleep(delay)
+            self.clock.sleep(delay)
             delay = min(delay * 1.5, self.timing.poll_max)
         return True
 
@@ -555,7 +573,7 @@ class HostUpdate:
         try:
             # One request each, no retries: "not yet" is an answer here.
             status = self.api.request("GET", f"/nodes/{name}/status") or {}
-            booted = time.time() - float(status.get("uptime", 0))
+            booted = self.clock.now().timestamp() - float(status.get("uptime", 0))
             # uptime is whole seconds, so booted errs late; allow for that.
             if booted < requested - 2:
                 return False
@@ -585,7 +603,7 @@ class HostUpdate:
             said.append("no reboot expected")
         else:
             why = str(need) if need is not None else f"kernel upgrade: {', '.join(kernels)}"
-            verdict = node_reboot(node, self.now(), self.zone)
+            verdict = node_reboot(node, self.clock.now(), self.zone)
             if not verdict.allowed:
                 said.append(f"a reboot ({why}) would be held by policy: {verdict.reason}")
                 out.pending += 1

@@ -40,16 +40,16 @@ import contextlib
 import logging
 import secrets
 import shlex
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.adapters.proxmox.tasks import wait
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, HealthChecks, UpdateSettings
 from nixmox.rules.retention import Keep
@@ -130,9 +130,8 @@ class NixosUpdate:
     snapshots: GuestSnapshots | None
     zone: tzinfo
     dry_run: bool = False
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
     fetch: Callable[[str], str | None] = http_status
-    sleep: Callable[[float], None] = time.sleep
+    clock: Clock = SYSTEM_CLOCK
     token: Callable[[], str] = lambda: secrets.token_hex(3)
     _build_started: bool = field(default=False, init=False, repr=False)
 
@@ -226,7 +225,7 @@ class NixosUpdate:
             problem = f"guest not reachable: {why}"
             o.step(problem)
         kind = self.snapshots.kind if self.snapshots is not None else "?"
-        o.step(f"snapshot {kind}/{g.vmid} as {update_snapshot_name(self.now())} (disk only)")
+        o.step(f"snapshot {kind}/{g.vmid} as {update_snapshot_name(self.clock.now())} (disk only)")
         if version is not None:
             o.step(f"update the lock: {shlex.join(lock_argv(version, self.flake, u.inputs))}")
         else:
@@ -310,7 +309,7 @@ class NixosUpdate:
         self, o: UpdateOutcome, gen: Generation, version: tuple[int, ...], old: str
     ) -> UpdateOutcome:
         u = self.settings
-        stamp = unit_stamp(self.now(), self.token())
+        stamp = unit_stamp(self.clock.now(), self.token())
         unit, switch_unit = f"{DEADMAN}-{stamp}", f"{SWITCH}-{stamp}"
         try:
             argv = lock_argv(version, self.flake, u.inputs)
@@ -408,10 +407,10 @@ class NixosUpdate:
 
     def _switch_finished(self, unit: str) -> bool:
         """Wait (the health timeout) for the guest to answer and ``unit`` to be gone."""
-        deadline = time.monotonic() + parse_timespan(
+        deadline = self.clock.monotonic() + parse_timespan(
             (self.settings.health or HealthChecks()).timeout
         )
-        while time.monotonic() < deadline:
+        while self.clock.monotonic() < deadline:
             if self._reachable() is None:
                 try:
                     state = self.access.run(["systemctl", "is-active", unit], changes=False)
@@ -424,7 +423,7 @@ class NixosUpdate:
                     "deactivating",
                 ):
                     return True
-            self.sleep(POLL)
+            self.clock.sleep(POLL)
         return False
 
     def _failed_before(self) -> list[str]:
@@ -436,14 +435,14 @@ class NixosUpdate:
     def _health(self, baseline: list[str]) -> Health:
         h = self.settings.health or HealthChecks()
         limit = parse_timespan(h.timeout)
-        deadline = time.monotonic() + limit
+        deadline = self.clock.monotonic() + limit
         health = Health(baseline_failed=baseline)
         while True:
             reply = self.access.run(["systemctl", "is-system-running"], changes=False)
             health.state = reply.stdout.strip() or reply.why()
-            if system_state(health.state) != "wait" or time.monotonic() >= deadline:
+            if system_state(health.state) != "wait" or self.clock.monotonic() >= deadline:
                 break
-            self.sleep(POLL)
+            self.clock.sleep(POLL)
         listed = self.access.run(list(LIST_FAILED), changes=False)
         health.failed_units = parse_failed_units(listed.stdout)
         if h.units:
@@ -491,7 +490,7 @@ class NixosUpdate:
             return o
         self._after_success_snapshots(o)
         if reboot:
-            if guest_stop(g, self.now(), self.zone).allowed:
+            if guest_stop(g, self.clock.now(), self.zone).allowed:
                 notes.append(self._reboot(o, reboot))
             else:
                 o.pending = 1
@@ -582,7 +581,7 @@ class NixosUpdate:
     def _snapshot(self, o: UpdateOutcome) -> None:
         if self.snapshots is None:
             return
-        name = update_snapshot_name(self.now())
+        name = update_snapshot_name(self.clock.now())
         self.snapshots.take(name, description=f"before nixmox update nixos of {self.guest.name}")
         o.snapshot = name
         o.step(f"snapshot {self.snapshots.kind}/{self.guest.vmid} {name}")
@@ -658,17 +657,17 @@ class NixosUpdate:
         try:
             upid = api.post(path)
             if isinstance(upid, str):
-                wait(api, upid, what=f"reboot {g.vmid}", timeout=600.0)
+                wait(api, upid, what=f"reboot {g.vmid}", timeout=600.0, clock=self.clock)
         except NixmoxError as exc:
             o.pending = 1
             return f"reboot pending: the reboot failed: {exc}"
-        deadline = time.monotonic() + parse_timespan(
+        deadline = self.clock.monotonic() + parse_timespan(
             (self.settings.health or HealthChecks()).timeout
         )
         while (why := self._reachable()) is not None:
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 o.result = "failed"
                 return f"rebooted ({', '.join(changed)} changed) but it does not answer: {why}"
-            self.sleep(POLL)
+            self.clock.sleep(POLL)
         o.step("rebooted through the API; the guest answers again")
         return f"rebooted ({', '.join(changed)} changed)"
