@@ -142,6 +142,49 @@ def _template_upload(summary: Mapping[str, Any]) -> list[str]:
     return ["nothing uploaded"]
 
 
+def _pool_operation(summary: Mapping[str, Any]) -> list[str]:
+    operation = str(summary.get("operation") or "scrub")
+    pools = _rows(summary, "pools")
+    done = [p for p in pools if p.get("outcome") == "finished"]
+    verb = "scrubbed" if operation == "scrub" else "trimmed"
+    head = f"{_plural(len(done), 'pool')} {verb}"
+    if operation == "scrub" and done:
+        errors = sum(int(p.get("errors") or 0) for p in done)
+        repaired = sum(int(p.get("repaired") or 0) for p in done)
+        head += f", {_plural(errors, 'error')}" + (f", {repaired} B repaired" if repaired else "")
+    # A scrub that finished with errors is news, not a failed run: name the pool.
+    found = [
+        f"{p.get('pool')}: {p.get('errors')} errors it could not repair"
+        for p in done
+        if p.get("errors")
+    ]
+    failed = [
+        f"{p.get('pool')}: {p.get('outcome')}: {p.get('message')}"
+        for p in pools
+        if p.get("outcome") not in ("finished", "dry-run")
+    ]
+    return [head, *found, *_failures(failed)]
+
+
+def _pool_check(summary: Mapping[str, Any]) -> list[str]:
+    pools = _rows(summary, "pools")
+    disks = _rows(summary, "disks")
+    problems = [
+        c for c in _rows(summary, "checks") if c.get("status") in ("WARN", "FAIL", "UNKNOWN")
+    ]
+    head = f"{_plural(len(pools), 'pool')} and {_plural(len(disks), 'disk')} read"
+    head += f", {_plural(len(problems), 'finding')}" if problems else ", nothing to report"
+    unread = {str(p.get("pool")) for p in pools if p.get("error")}
+    failed = [f"{p.get('pool')}: {p.get('error')}" for p in pools if p.get("error")]
+    # A pool that could not be read is said once, as the failure.
+    said = [
+        f"{c.get('status')} {c.get('subject')}: {c.get('message')}"
+        for c in problems
+        if not (c.get("status") == "UNKNOWN" and c.get("subject") in unread)
+    ]
+    return [head, *_failures(failed), *said]
+
+
 def summary_lines(run: Run) -> list[str]:
     """The run in words: a headline, then one line per failure."""
     summary = run.summary
@@ -159,6 +202,10 @@ def summary_lines(run: Run) -> list[str]:
         lines = _provision(summary)
     elif run.command == "template upload":
         lines = _template_upload(summary)
+    elif run.command in ("pool scrub", "pool trim"):
+        lines = _pool_operation(summary)
+    elif run.command == "pool check":
+        lines = _pool_check(summary)
     else:
         lines = [run.result or "running"]
     if summary.get("error"):

@@ -32,6 +32,8 @@ from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory
 from nixmox.observe.history import one_line
 from nixmox.observe.metrics import Samples, samples
+from nixmox.pool.checks import summary as disk_words
+from nixmox.pool.recorded import RecordedPool, recorded_pools
 from nixmox.snapshot.policy import human, taken_at
 from nixmox.updates.nodes import this_host
 
@@ -79,6 +81,35 @@ class DatasetRow:
 
 
 @dataclass
+class PoolRow:
+    """One pool as the newest pool runs recorded it (``pool check``, ``pool scrub``)."""
+
+    pool: str
+    state: str | None
+    capacity: float | None  # percent allocated
+    size: int | None
+    allocated: int | None
+    last_scrub: float | None  # when it ended
+    scrub_outcome: str | None  # finished | canceled
+    scrub_errors: int | None
+    scrub_repaired: int | None
+    forecast: str | None  # in words
+    days_left: float | None
+    checked: float | None  # when the newest `pool check` read it
+
+
+@dataclass
+class DiskRow:
+    """One disk under a pool, per its newest SMART reading."""
+
+    device: str
+    pool: str
+    model: str
+    healthy: bool | None  # None: smartctl could not say
+    health: str  # the reading in words
+
+
+@dataclass
 class JobRow:
     """One job's last run."""
 
@@ -98,6 +129,8 @@ class Report:
     guests: list[GuestRow] = field(default_factory=list)
     nodes: list[NodeRow] = field(default_factory=list)
     datasets: list[DatasetRow] = field(default_factory=list)
+    pools: list[PoolRow] = field(default_factory=list)
+    disks: list[DiskRow] = field(default_factory=list)
     jobs: list[JobRow] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     areas: tuple[str, ...] = AREAS
@@ -126,6 +159,8 @@ class Report:
             "guests": [asdict(g) for g in self.guests],
             "nodes": [asdict(n) for n in self.nodes],
             "datasets": [asdict(d) for d in self.datasets],
+            "pools": [asdict(p) for p in self.pools],
+            "disks": [asdict(d) for d in self.disks],
             "jobs": [asdict(j) for j in self.jobs],
             "doctor": {
                 "areas": list(self.areas),
@@ -256,6 +291,39 @@ def _snapshot_datasets(run: Run | None) -> dict[str, str]:
     return out
 
 
+def pool_rows(recorded: list[RecordedPool]) -> tuple[list[PoolRow], list[DiskRow]]:
+    """The pool and disk lines from what the pool runs recorded."""
+    pools, disks = [], []
+    for p in recorded:
+        scrub = p.scrub
+        pools.append(
+            PoolRow(
+                p.pool,
+                p.state,
+                None if p.capacity is None else round(p.capacity, 1),
+                p.size,
+                p.allocated,
+                None if scrub is None else scrub.ended,
+                None if scrub is None else scrub.outcome,
+                None if scrub is None else scrub.errors,
+                None if scrub is None else scrub.repaired,
+                None if p.fill is None else p.fill.words,
+                None if p.fill is None else p.fill.days_left,
+                p.checked,
+            )
+        )
+        for d in p.disks:
+            if d.error is not None:
+                healthy, words = None, f"not read: {d.error}"
+            else:
+                healthy = None if d.passed is None else bool(d.passed and not d.critical_warning)
+                words = disk_words(d)
+                if healthy is False:
+                    words = "FAILING: " + words
+            disks.append(DiskRow(d.name, p.pool, d.model, healthy, words))
+    return pools, disks
+
+
 def gather(
     inv: Inventory,
     journal: Journal,
@@ -267,10 +335,11 @@ def gather(
     checks where they apply, see :func:`host_areas_apply`)."""
     when = now or clock.now()
     latest = journal.latest()
+    runs = journal.runs(limit=500)
     data = samples(
         latest,
         journal.totals(),
-        journal.runs(limit=500),
+        runs,
         {g.name: g.pve_type for g in inv.guests},
         zone(inv.timezone),
     )
@@ -295,6 +364,7 @@ def gather(
     report.datasets = [
         DatasetRow(ds, newest.get((ds,)), int(n)) for (ds,), n in sorted(counts.items())
     ]
+    report.pools, report.disks = pool_rows(recorded_pools(runs))
     report.jobs = [
         JobRow(job, run.ended, run.result, one_line(run, 80)) for job, run in sorted(latest.items())
     ]
@@ -359,6 +429,7 @@ def lines(report: Report) -> list[str]:
             for d in report.datasets
         ]
         out += table_lines(ds_rows)
+    out += _pool_lines(report)
     out.append("")
     job_rows = [("job", "last run", "result", "summary")]
     job_rows += [(j.job, _when(j.ended), j.result or "-", j.summary) for j in report.jobs]
@@ -371,4 +442,39 @@ def lines(report: Report) -> list[str]:
         + (", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) or "no checks ran")
     )
     out += [f"{c.status.value:<7} {c.id:<16} {c.subject}: {c.message}" for c in bad]
+    return out
+
+
+def _scrub_words(now: float, p: PoolRow) -> str:
+    if p.last_scrub is None:
+        return "-"
+    said = f"{_when(p.last_scrub)} ({_age(now, p.last_scrub)} ago)"
+    if p.scrub_outcome == "canceled":
+        return said + ", canceled"
+    said += f", {p.scrub_errors or 0} errors"
+    return said + (f", {p.scrub_repaired} B repaired" if p.scrub_repaired else "")
+
+
+def _pool_lines(report: Report) -> list[str]:
+    """The pools' and disks' tables (empty when no pool run is journaled)."""
+    out: list[str] = []
+    if report.pools:
+        out.append("")
+        rows = [("pool", "state", "used", "last scrub", "forecast")]
+        rows += [
+            (
+                p.pool,
+                p.state or "-",
+                "-" if p.capacity is None else f"{p.capacity:.0f}%",
+                _scrub_words(report.now, p),
+                p.forecast or "-",
+            )
+            for p in report.pools
+        ]
+        out += table_lines(rows)
+    if report.disks:
+        out.append("")
+        disk_rows = [("disk", "pool", "health")]
+        disk_rows += [(d.device, d.pool, d.health) for d in report.disks]
+        out += table_lines(disk_rows)
     return out

@@ -40,14 +40,13 @@ from nixmox.pool.job import (
     trim_pool,
     vdev_rows,
 )
+from nixmox.pool.recorded import COMMANDS
 from nixmox.pool.smart import DiskHealth, parse_smart, pool_disks
 from nixmox.pool.status import PoolState
 from nixmox.rules.timespan import parse_timedelta
 
 log = logging.getLogger(__name__)
 
-#: The journal's commands whose summaries carry pool readings.
-COMMANDS = ("pool scrub", "pool trim", "pool check")
 #: How many pool runs the forecast and the SMART comparison read back.
 HISTORY = 400
 
@@ -116,11 +115,22 @@ class OperationSummary:
                 found.append(f"pool-scrub {p.pool} WARN")
         return sorted(found)
 
+    @property
+    def judged(self) -> list[str]:
+        """What a scrub has the last word on: each scrubbed pool's ``pool-scrub``
+        (a clean scrub clears what an earlier run found there)."""
+        return sorted(
+            f"pool-scrub {p.pool}"
+            for p in self.pools
+            if p.operation == "scrub" and p.outcome in ("finished", "canceled")
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "operation": self.operation,
             "pools": [p.to_json() for p in self.pools],
             "findings": self.findings,
+            "judged": self.judged,
         }
 
 
