@@ -155,9 +155,20 @@ def test_scrub_repairs_a_corrupted_mirror_side_and_names_the_vdev(
     assert doc["findings"] == [f"pool-scrub {mirror.name} WARN"]
     [run] = Journal(state).runs("pool scrub")
     assert run.result == "ok" and run.summary["pools"][0]["size"] > 0
-    # Doctor says what the scrub found, and where.
+    # Doctor says what the scrub found, and where (this machine is the pool's host, though
+    # the inventory declares no node: --host-root / says so).
     doctor = subprocess.run(
-        [NIXMOX, "--config", str(inventory), "doctor", "--only", "pools", "--json"],
+        [
+            NIXMOX,
+            "--config",
+            str(inventory),
+            "doctor",
+            "--only",
+            "pools",
+            "--json",
+            "--host-root",
+            "/",
+        ],
         env=env,
         capture_output=True,
         text=True,

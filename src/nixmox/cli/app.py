@@ -133,8 +133,13 @@ def doctor(
         ),
     ] = None,
     host_root: Annotated[
-        Path, typer.Option("--host-root", help="read host files (/sys, /proc, /etc, ...) under DIR")
-    ] = Path("/"),
+        Path | None,
+        typer.Option(
+            "--host-root",
+            help="read host files (/sys, /proc, /etc, ...) under DIR; without it, the host "
+            "areas run only on a declared node (they would judge the wrong machine elsewhere)",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -208,6 +213,26 @@ def adopt(
     from nixmox.cli import plan
 
     raise typer.Exit(plan.adopt(_globals(ctx, config, False).config, vmids))
+
+
+@app.command()
+def token(
+    ctx: typer.Context,
+    job: Annotated[
+        list[str] | None,
+        typer.Option("--job", help="apply, backup, update-host, update-nixos, update-windows"),
+    ] = None,
+    token_id: Annotated[
+        str | None, typer.Option("--token-id", help="USER@REALM!NAME (default: the inventory's)")
+    ] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Print the pveum lines granting an API token exactly what the jobs need."""
+    from nixmox.cli import token as token_cli
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(token_cli.token(g.config, jobs=job or [], token_id=token_id, as_json=g.json))
 
 
 # -- snapshots and retention --------------------------------------------------
@@ -421,7 +446,8 @@ def render_diagram(
         Path | None,
         typer.Option(
             "--mermaid-js",
-            help="mermaid.min.js to inline into the HTML page (default: $NIXMOX_MERMAID_JS)",
+            help="another mermaid.min.js to inline into the HTML page (default: "
+            "$NIXMOX_MERMAID_JS, else the mermaid 11 packaged with nixmox)",
             dir_okay=False,
         ),
     ] = None,

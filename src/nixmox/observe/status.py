@@ -29,19 +29,16 @@ from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
 from nixmox.core.verdict import Check, Status, totals
 from nixmox.core.zones import zone
+from nixmox.doctor.areas import HOST_AREAS, host_areas_apply
 from nixmox.inventory.model import Inventory
 from nixmox.observe.history import one_line
 from nixmox.observe.metrics import Samples, samples
 from nixmox.pool.checks import summary as disk_words
 from nixmox.pool.recorded import RecordedPool, recorded_pools
 from nixmox.snapshot.policy import human, taken_at
-from nixmox.updates.nodes import this_host
 
 #: Doctor's areas that read the API; status always runs these.
 AREAS = ("proxmox", "guests", "backups")
-#: Doctor's areas about the host itself (its files and ZFS): status runs them on a
-#: declared node, or with --host-root, since elsewhere they would judge the wrong machine.
-HOST_AREAS = ("host", "passthrough", "storage", "pools", "snapshots")
 
 
 @dataclass
@@ -136,6 +133,8 @@ class Report:
     areas: tuple[str, ...] = AREAS
     # Why the guests' state is unknown although the API answered (/cluster/resources failed).
     cluster_error: str | None = None
+    # The API answered but refused the credentials (api_error says how).
+    api_refused: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -151,7 +150,8 @@ class Report:
         return {
             "now": self.now,
             "api": {
-                "reachable": self.api_error is None,
+                "reachable": self.api_error is None or self.api_refused,
+                "authenticated": self.api_error is None,
                 "error": self.api_error,
                 "cluster_error": self.cluster_error,
             },
@@ -169,14 +169,6 @@ class Report:
             },
             "exit_code": self.exit_code,
         }
-
-
-def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
-    """Whether the host-side areas judge the right machine: --host-root given,
-    or this machine is one of the inventory's nodes."""
-    if host_root is not None:
-        return True
-    return this_host() in {n.name for n in inv.nodes}
 
 
 def _doctor(
@@ -344,10 +336,14 @@ def gather(
         zone(inv.timezone),
     )
     checks, api, areas = _doctor(inv, host_root, clock)
-    reach = next((c for c in checks if c.id.startswith("proxmox-")), None)
+    reach = next(
+        (c for c in checks if c.id.startswith("proxmox-") and c.status is not Status.PASS), None
+    )
     api_error = None
     if api is None:
         api_error = reach.message if reach is not None else "the Proxmox API is not reachable"
+    # A refused token is not an unreachable server: the header says which.
+    refused = reach is not None and reach.id == "proxmox-token"
     rows = {
         g.vmid: GuestRow(g.name, g.vmid, f"{g.pve_type}/{g.vmid}", g.node)
         for g in sorted(inv.guests, key=lambda g: g.vmid)
@@ -357,6 +353,7 @@ def gather(
     newest = data["nixmox_dataset_snapshot_newest_timestamp_seconds"]
     counts = data["nixmox_dataset_snapshots"]
     report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
+    report.api_refused = refused
     report.areas = areas
     report.cluster_error = cluster_error
     report.guests = list(rows.values())
@@ -386,7 +383,13 @@ def lines(report: Report) -> list[str]:
     """The report as plain text, one line per row."""
     from nixmox.observe.history import local_time
 
-    api = "reachable" if report.api_error is None else f"UNREACHABLE: {report.api_error}"
+    api = (
+        "reachable"
+        if report.api_error is None
+        else f"REFUSED THE CREDENTIALS: {report.api_error}"
+        if report.api_refused
+        else f"UNREACHABLE: {report.api_error}"
+    )
     if report.cluster_error is not None:
         api += f", but the guests are UNKNOWN: {report.cluster_error}"
     out = [f"nixmox status at {local_time(report.now)}: Proxmox API {api}", ""]
