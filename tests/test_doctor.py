@@ -119,6 +119,7 @@ def test_every_area_of_the_contract_can_be_asked_for(
         "guests",
         "backups",
         "snapshots",
+        "replication",
         "host",
     ]
     for asked in (contract, ["proxmox"]):
