@@ -458,7 +458,7 @@ def diff_storage(
         actual = _text(have.get(key))
         if key in ("content", "nodes"):
             same = set(value.split(",")) == set((actual or "").split(",")) - {""}
-        elif key in ("sparse", "shared"):
+        elif key in ("sparse", "shared", "is_mountpoint"):
             same = props.same_bool(value, actual or "0") is True
         else:
             same = value == actual
