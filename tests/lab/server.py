@@ -626,7 +626,7 @@ class Lab(StrictAccess, FakePve):
             vm.agent = {}  # the restored system brings its guest agent up
         self.vms.append(vm)
         if self.restore_wall_secs:
-            return self._slow_restore(node, vm, archive, user, planned)
+            return self._slow_restore(node, vm, archive, user, planned, pool)
 
         async def body() -> str:
             if pool:
@@ -636,7 +636,13 @@ class Lab(StrictAccess, FakePve):
         return await self.task(node, "qmrestore", vmid, user, body, vm=vm)
 
     def _slow_restore(
-        self, node: str, vm: FakeVm, archive: str, user: str, planned: list[tuple[str, str, int]]
+        self,
+        node: str,
+        vm: FakeVm,
+        archive: str,
+        user: str,
+        planned: list[tuple[str, str, int]],
+        pool: str | None = None,
     ) -> str:
         """A restore that copies for ``restore_wall_secs`` of real time.
 
@@ -651,6 +657,8 @@ class Lab(StrictAccess, FakePve):
         def finish() -> None:
             if self.tasks[upid].get("status") == "running":
                 _set_lock(vm, None)
+                if pool:
+                    self._pool_join(pool, vm.vmid)  # the worker adds it once restored
                 self.end_task(upid)
 
         def abort() -> None:

@@ -87,6 +87,17 @@ def backup_needs(storage: str, guests: Iterable[Guest], *, keep_all_param: bool)
         vm = f"/vms/{guest.vmid}"
         needs.append(Need(vm, "VM.Audit", f"see {guest.name}"))
         needs.append(Need(vm, "VM.Backup", f"back up and prune {guest.name}"))
+        if guest.kind == "vm" and guest.hostpci:
+            # backup/job.py: vzdump starts a stopped passthrough VM paused with its
+            # devices; the node's free memory (GET /nodes/{node}/status) is read first.
+            needs.append(
+                Need(
+                    f"/nodes/{guest.node}",
+                    "Sys.Audit",
+                    f"check {guest.node}'s free memory before vzdump starts {guest.name} "
+                    "with its devices",
+                )
+            )
     return needs
 
 
