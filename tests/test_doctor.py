@@ -111,7 +111,16 @@ def test_wrong_token_fails_without_showing_it(
 def test_every_area_of_the_contract_can_be_asked_for(
     lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    contract = ["passthrough", "proxmox", "storage", "guests", "backups", "snapshots", "host"]
+    contract = [
+        "passthrough",
+        "proxmox",
+        "storage",
+        "guests",
+        "backups",
+        "snapshots",
+        "replication",
+        "host",
+    ]
     for asked in (contract, ["proxmox"]):
         _, report = doctor_json(capsys, *[arg for area in asked for arg in ("--only", area)])
         summary = report["summary"]

@@ -27,6 +27,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "homelab.toml"
 # the inventory's zone, whatever zone this machine runs in.
 EXAMPLE_CALENDARS = {
     "nixmox-snapshot.timer": "*-*-* *:00:00 Europe/Vienna",
+    "nixmox-replicate.timer": "*-*-* 01:00:00 Europe/Vienna",
     "nixmox-backup.timer": "*-*-* 02:30:00 Europe/Vienna",
     "nixmox-backup-verify.timer": "Sun *-*-* 06:00:00 Europe/Vienna",
     "nixmox-update-host.timer": "Sat *-*-* 04:00:00 Europe/Vienna",
@@ -287,7 +288,7 @@ def test_install_into_root_verifies_and_uninstall_leaves_nothing(
     assert _nixmox("install", "--root", str(root)) == 0
     unit_dir = root / "etc" / "systemd" / "system"
     installed = sorted(p.name for p in unit_dir.glob("nixmox-*"))
-    assert len(installed) == 13
+    assert len(installed) == 15
     _verify(analyze, [str(unit_dir / name) for name in installed])
     manifest = root / "var" / "lib" / "nixmox" / "installed-units.json"
     assert manifest.stat().st_mode & 0o777 == 0o600

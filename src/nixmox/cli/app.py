@@ -128,7 +128,9 @@ def doctor(
     only: Annotated[
         list[str] | None,
         typer.Option(
-            "--only", help="area: proxmox, guests, passthrough, storage, backups, snapshots, host"
+            "--only",
+            help="area: proxmox, guests, passthrough, storage, backups, snapshots, replication, "
+            "host",
         ),
     ] = None,
     host_root: Annotated[
@@ -256,6 +258,36 @@ def snapshot(
 
     g = _globals(ctx, config, json)
     raise typer.Exit(snapshot.run(g.config, dry_run=dry_run, monitor=monitor, as_json=g.json))
+
+
+@app.command()
+def replicate(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="only this declared source dataset (or one in its tree)"),
+    ] = None,
+    discard: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--discard",
+            help="let nixmox destroy exactly this target snapshot (REPLICA@SNAP) or roll back "
+            "this replica (REPLICA) when it diverged; repeatable",
+        ),
+    ] = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Replicate nixmox's ZFS snapshots to another pool or host, incrementally."""
+    from nixmox.cli import replicate as replicate_cli
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        replicate_cli.run(
+            g.config, dataset=dataset, discard=discard or [], dry_run=dry_run, as_json=g.json
+        )
+    )
 
 
 @app.command(

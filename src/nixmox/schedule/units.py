@@ -75,6 +75,15 @@ JOBS: tuple[Job, ...] = (
         Sandbox.ZFS,
         needs_api=False,
     ),
+    Job(
+        "replicate",
+        ("replicate",),
+        "replicate",
+        "6h",
+        "replicate ZFS snapshots to their targets",
+        Sandbox.ZFS,
+        needs_api=False,
+    ),
     Job("backup", ("backup",), "backup", "6h", "back up the guests (vzdump)", Sandbox.API),
     Job(
         "backup-verify",
