@@ -441,7 +441,8 @@ def test_lab_reserves_passed_through_devices_on_start(env: RunningLab) -> None:
     api = Proxmox(connection(load_inventory(EXAMPLE).proxmox))
     wait(api, api.post("/nodes/pve1/qemu/102/status/start"))
     wait(api, api.post("/nodes/pve1/qemu/101/status/stop"))
-    api.put("/nodes/pve1/qemu/101/config", hostpci0="0000:01:00.0")
+    # A raw address is root@pam's to set (no token may): set up as an admin would have.
+    env.pve.vm(101).config["hostpci0"] = "0000:01:00.0"
     with pytest.raises(TaskFailed, match="already in use by VMID '102'"):
         wait(api, api.post("/nodes/pve1/qemu/101/status/start"))
 

@@ -212,6 +212,11 @@ class Lab(StrictAccess, FakePve):
         }
         for vmid in sorted(c for c in clones if isinstance(c, int)):
             self._seed_vm_template(vmid)
+        # The admin made the scratch pool once (`pveum pool add`, as `nixmox token` prints).
+        pool = self.inventory.get("backups", {}).get("verify", {}).get("pool")
+        if pool:
+            self.pools.setdefault(pool, set())
+            self._pool_meta(pool)
 
     @staticmethod
     def _storage_record(spec: dict[str, Any]) -> dict[str, Any]:
@@ -563,6 +568,15 @@ class Lab(StrictAccess, FakePve):
             or {"name": f"vm{record['vmid']}", "memory": "512", "net0": "virtio,bridge=vmbr0"}
         )
         target = v.get("storage")
+        pool = v.get("pool")
+        if pool and pool not in self.pools:
+            raise PveError(403, f"Permission check failed (pool '{pool}' does not exist)")
+        if not (
+            self.allowed(user, f"/vms/{vmid}", "VM.Allocate")
+            or (pool and self.allowed(user, f"/pool/{pool}", "VM.Allocate"))
+        ):
+            raise PveError(403, "Permission check failed")
+        self._restore_rules(user, vmid, archive, saved, target)
         config: dict[str, Any] = {}
         disk_no = 0
         planned: list[tuple[str, str, int]] = []
@@ -612,15 +626,23 @@ class Lab(StrictAccess, FakePve):
             vm.agent = {}  # the restored system brings its guest agent up
         self.vms.append(vm)
         if self.restore_wall_secs:
-            return self._slow_restore(node, vm, archive, user, planned)
+            return self._slow_restore(node, vm, archive, user, planned, pool)
 
         async def body() -> str:
+            if pool:
+                self._pool_join(pool, vmid)
             return f"restore {archive} to VM {vmid}"
 
         return await self.task(node, "qmrestore", vmid, user, body, vm=vm)
 
     def _slow_restore(
-        self, node: str, vm: FakeVm, archive: str, user: str, planned: list[tuple[str, str, int]]
+        self,
+        node: str,
+        vm: FakeVm,
+        archive: str,
+        user: str,
+        planned: list[tuple[str, str, int]],
+        pool: str | None = None,
     ) -> str:
         """A restore that copies for ``restore_wall_secs`` of real time.
 
@@ -635,6 +657,8 @@ class Lab(StrictAccess, FakePve):
         def finish() -> None:
             if self.tasks[upid].get("status") == "running":
                 _set_lock(vm, None)
+                if pool:
+                    self._pool_join(pool, vm.vmid)  # the worker adds it once restored
                 self.end_task(upid)
 
         def abort() -> None:
@@ -1760,6 +1784,7 @@ class Lab(StrictAccess, FakePve):
         return upid
 
     async def _do_start(self, vm: FakeVm, user: str, p: dict[str, Any]) -> str:
+        self._check_mapped_start(vm)
         self.host_events.append(("start", vm.vmid))
         refused = None if vm.ha_managed else self._start_refused(vm)
         if refused is not None:
@@ -1818,6 +1843,16 @@ class Lab(StrictAccess, FakePve):
     async def _lxc_shutdown(self, user: str, v: dict[str, Any]) -> str:
         self.host_events.append(("shutdown", int(v["vmid"])))
         upid: str = await super()._lxc_shutdown(user, v)
+        return upid
+
+    async def _lxc_create(self, user: str, v: dict[str, Any]) -> str:
+        if v.get("restore"):
+            archive = str(v["ostemplate"])
+            sid, _, volname = archive.partition(":")
+            record = self.storages.get(sid, {}).get("volumes", {}).get(volname) or {}
+            saved = dict(record.get("config") or {})
+            self._restore_rules(user, int(v["vmid"]), archive, saved, v.get("storage"))
+        upid: str = await super()._lxc_create(user, v)
         return upid
 
     async def _lxc_start(self, user: str, v: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.permissions import preflight
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.job import BackupJob, GuestResult
-from nixmox.backup.privileges import backup_needs, vzdump_prunes
+from nixmox.backup.privileges import backup_needs, verify_needs, vzdump_prunes
 from nixmox.backup.verify import VerifyResult, verify_guest
 from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
@@ -177,6 +177,9 @@ def prepare_verify(inv: Inventory, names: list[str]) -> Callable[[], VerifySumma
     settings, guests = choose_guests(inv, names)
     api = Proxmox(connection(inv.proxmox))
     tz = zone(inv.timezone)
+    # Before the first restore: a privilege found missing halfway would leave a scratch
+    # guest behind that this token may not be able to remove.
+    preflight(api, verify_needs(settings, guests, inv.storages), "backup verify", dry_run=False)
 
     def verify() -> VerifySummary:
         results = []

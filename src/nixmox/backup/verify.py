@@ -110,6 +110,9 @@ def verify_guest(
         result.scratch = scratch
         base = f"/nodes/{node}/{kind}"  # where a guest of this kind is created
         params: dict[str, Any] = {"vmid": scratch, "unique": 1}
+        if verify.pool:
+            # Joining the pool lets one ACL on /pool/NAME cover the scratch guest.
+            params["pool"] = verify.pool
         storage = restore_storage(guest, verify, storages)
         if storage:
             params["storage"] = storage

@@ -221,7 +221,11 @@ def token(
     ctx: typer.Context,
     job: Annotated[
         list[str] | None,
-        typer.Option("--job", help="apply, backup, update-host, update-nixos, update-windows"),
+        typer.Option(
+            "--job",
+            help="apply, backup, backup-verify, update-host, update-nixos, update-windows, "
+            "windows-provision, template-upload",
+        ),
     ] = None,
     token_id: Annotated[
         str | None, typer.Option("--token-id", help="USER@REALM!NAME (default: the inventory's)")

@@ -786,6 +786,14 @@ class BackupVerify(Strict):
     storage: StorageId | None = Field(
         None, description="storage to restore onto; default: the archive's own disks' storage"
     )
+    pool: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=64,
+        description="Proxmox resource pool the scratch guests join: the API token then needs one "
+        "ACL on /pool/NAME instead of one per scratch VMID (the pool must exist: "
+        "`pveum pool add NAME`, printed by `nixmox token`); unset: ACLs per VMID of the range",
+    )
     timeout: TimeSpan = Field(
         "10min",
         description="systemd time span the restored guest (and its agent) may take to come up "

@@ -127,7 +127,14 @@ def refusal(command: str, who: str, lacking: Sequence[Missing]) -> str:
 # -- the grant, as commands ---------------------------------------------------------------
 
 #: Role name prefix per top-level ACL path, in the order the grant lines are printed.
-_KINDS = {"vms": "Guest", "storage": "Storage", "sdn": "Net", "mapping": "Mapping", "nodes": "Node"}
+_KINDS = {
+    "vms": "Guest",
+    "storage": "Storage",
+    "sdn": "Net",
+    "mapping": "Mapping",
+    "nodes": "Node",
+    "pool": "Pool",
+}
 
 
 def _depth_key(path: str) -> tuple[int, int, str]:
