@@ -399,11 +399,22 @@ app.add_typer(render_app, name="render")
 @render_app.command("systemd")
 def render_systemd(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", help="directory to write the units into")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="directory to write the units into (default: print them)",
+            file_okay=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
     executable: ExecutableOpt = None,
 ) -> None:
-    """Write a oneshot service and a timer per scheduled job, and the failure hook."""
+    """A oneshot service and a timer per scheduled job, and the failure hook.
+
+    The units run with the NIXMOX_STATE_DIR of this environment (default
+    /var/lib/nixmox); a path under /tmp or /var/tmp is refused (PrivateTmp=yes hides it).
+    """
     from nixmox.cli import units
 
     g = _globals(ctx, config, False)
