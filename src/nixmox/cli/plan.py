@@ -214,8 +214,9 @@ def _print_applied(summary: ApplySummary) -> None:
     )
 
 
-def adopt(config: Path | None, vmids: list[int]) -> int:
-    """Print ``[[guests]]`` TOML for existing guests; exit 1 if one is not found."""
+def adopt(config: Path | None, vmids: list[int], *, as_json: bool = False) -> int:
+    """Print ``[[guests]]`` TOML (or, with ``as_json``, the same entries as JSON) for
+    existing guests; exit 1 if one is not found."""
     from nixmox.provision.adopt import render
 
     try:
@@ -225,7 +226,9 @@ def adopt(config: Path | None, vmids: list[int]) -> int:
             raise
         settings = ProxmoxSettings()  # no inventory yet: the NIXMOX_PVE_* variables alone
     adopted = describe_guests(settings, vmids)
-    if adopted.entries:
+    if as_json:
+        print(json.dumps({"guests": adopted.entries, "missing": adopted.missing}, indent=2))
+    elif adopted.entries:
         print(render(adopted.entries), end="")
     for vmid in adopted.missing:
         print(f"nixmox: adopt: no guest {vmid} on the cluster", file=sys.stderr)
