@@ -9,7 +9,6 @@ from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.snapshot.job import TreeResult
-from nixmox.snapshot.policy import human
 from nixmox.snapshot.runs import MonitorReport, prepare_snapshot, target_row
 from nixmox.snapshot.runs import monitor as freshness_report
 
@@ -93,6 +92,6 @@ def _monitor(report: MonitorReport, *, as_json: bool) -> int:
     )
     print(f"NIXMOX SNAPSHOT {NAGIOS[worst]} - {headline}" + (f" | {perf}" if perf else ""))
     for c in checks:
-        age = "-" if c.age is None else human(c.age)
-        print(f"{NAGIOS[c.status]}: {c.dataset}: {c.message} (age {age})")
+        # The message says the age already ("newest snapshot 2 h old ...").
+        print(f"{NAGIOS[c.status]}: {c.dataset}: {c.message}")
     return worst
