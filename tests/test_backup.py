@@ -224,7 +224,7 @@ def test_minimal_inventory_works_as_it_is(
     code = run(["backup", "--config", str(inv)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "nixos-lxc" in out and "1 of 1 guests backed up" in out
+    assert "nixos-lxc" in out and "1 of 1 guest backed up" in out
 
 
 # -- restore-verify -------------------------------------------------------------

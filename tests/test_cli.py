@@ -52,6 +52,13 @@ def test_config_goes_before_or_after_the_command(capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().out.count("valid") == 2
 
 
+def test_config_check_counts_in_the_right_number(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["config", "check", "--config", EXAMPLE]) == 0
+    assert capsys.readouterr().out.endswith(
+        "valid (1 node, 3 bridges, 4 datasets, 4 storages, 3 guests, 1 snapshot policy)\n"
+    )
+
+
 def test_bad_flag_is_one_line_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["plan", "--no-such-flag"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

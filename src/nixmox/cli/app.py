@@ -332,7 +332,7 @@ def update_host(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Update the Proxmox host(s) with apt, one node at a time; reboot where policy allows."""
+    """Update the Proxmox nodes with apt, one at a time; reboot where policy allows."""
     from nixmox.cli import update_host
 
     g = _globals(ctx, config, json)

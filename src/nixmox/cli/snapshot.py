@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from nixmox.core.tables import print_table
+from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.snapshot.job import TreeResult
@@ -58,7 +59,7 @@ def _print(results: list[TreeResult]) -> None:
     print_table(rows)
     failed = sum(not r.ok for r in results)
     print(
-        f"{len(results) - failed} of {len(results)} snapshot targets ok"
+        f"{len(results) - failed} of {plural(len(results), 'snapshot target')} ok"
         + (f", {failed} failed" if failed else "")
     )
 
@@ -82,7 +83,7 @@ def _monitor(report: MonitorReport, *, as_json: bool) -> int:
         return worst
     bad = [c for c in checks if c.status == worst and worst != 0]
     headline = "; ".join(f"{c.dataset}: {c.message}" for c in bad) or (
-        f"{len(checks)} datasets fresh"
+        f"{plural(len(checks), 'dataset')} fresh"
     )
     perf = " ".join(
         f"'{c.dataset}'={int(c.age.total_seconds())}s;{int(c.warn.total_seconds())};"

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nixmox.adapters.journal import Run
+from nixmox.core.words import plural
 from nixmox.updates.outcome import FAILED
 
 
@@ -32,10 +33,6 @@ def local_time(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _rows(summary: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     rows = summary.get(key)
     return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
@@ -49,7 +46,7 @@ def _backup(summary: Mapping[str, Any]) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("result") == "ok"]
     removed = sum(len(g.get("removed") or []) for g in guests)
-    head = f"{_plural(len(ok), 'guest')} backed up, {_plural(removed, 'archive')} removed"
+    head = f"{plural(len(ok), 'guest')} backed up, {plural(removed, 'archive')} removed"
     failed = [
         f"{g.get('guest')}: {g.get('message') or g.get('result')}"
         for g in guests
@@ -70,7 +67,7 @@ def _verify(summary: Mapping[str, Any]) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("ok")]
     failed = [f"{g.get('name')}: {g.get('message')}" for g in guests if not g.get("ok")]
-    return [f"{_plural(len(ok), 'guest')} verified", *_failures(failed)]
+    return [f"{plural(len(ok), 'guest')} verified", *_failures(failed)]
 
 
 def _snapshot(summary: Mapping[str, Any]) -> list[str]:
@@ -78,7 +75,7 @@ def _snapshot(summary: Mapping[str, Any]) -> list[str]:
     taken = sum(1 for t in targets if t.get("taken"))
     datasets = [d for t in targets for d in _rows(t, "datasets")]
     removed = sum(len(d.get("removed") or []) for d in datasets)
-    head = f"{_plural(taken, 'snapshot')} taken, {removed} removed"
+    head = f"{plural(taken, 'snapshot')} taken, {removed} removed"
     failed = [f"{t.get('dataset')}: {t['error']}" for t in targets if t.get("error")]
     failed += [f"{d.get('dataset')}: {f}" for d in datasets for f in d.get("failed") or []]
     return [head, *_failures(failed)]
@@ -88,7 +85,7 @@ def _apply(summary: Mapping[str, Any]) -> list[str]:
     outcomes = _rows(summary, "outcomes")
     done = [o for o in outcomes if o.get("result") == "ok"]
     held = [o for o in outcomes if o.get("result") == "held"]
-    head = f"{_plural(len(done), 'object')} changed" + (f", {len(held)} held" if held else "")
+    head = f"{plural(len(done), 'object')} changed" + (f", {len(held)} held" if held else "")
     failed = [
         f"{o.get('kind')} {o.get('name')}: {o.get('error')}"
         for o in outcomes
@@ -101,7 +98,7 @@ def _update(summary: Mapping[str, Any], what: str) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("result") == "ok"]
     rolled = [str(g.get("guest")) for g in guests if g.get("rolled_back")]
-    head = f"{_plural(len(ok), what)} updated" + (
+    head = f"{plural(len(ok), what)} updated" + (
         f", {len(rolled)} rolled back ({', '.join(rolled)})" if rolled else ""
     )
     # Nothing to do, or a reboot held by policy, is no failure; say how many.

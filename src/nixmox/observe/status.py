@@ -28,6 +28,7 @@ from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
 from nixmox.core.verdict import Check, Status, totals
+from nixmox.core.words import plural
 from nixmox.core.zones import zone
 from nixmox.doctor.areas import HOST_AREAS, host_areas_apply
 from nixmox.inventory.model import Inventory
@@ -328,7 +329,7 @@ def lines(report: Report) -> list[str]:
         snap = taken_at(g.newest_snapshot) if g.newest_snapshot else None
         pending = "-" if g.pending_changes is None else f"{g.pending_changes} config"
         if g.pending_updates is not None:
-            pending += f", {g.pending_updates} updates"
+            pending += f", {plural(g.pending_updates, 'update')}"
         if g.last_update is not None:
             pending += f", last update {g.last_update}"
         guest_rows.append(

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.permissions import Need, missing
 from nixmox.core.errors import NixmoxError
+from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, Node
 from nixmox.updates.guest_access import via
 
@@ -86,7 +87,7 @@ def require(api: Proxmox, needs: Iterable[Need], command: str) -> None:
         more = f"; and {len(lacking) - 4} more" if len(lacking) > 4 else ""
         raise NixmoxError(
             f"{command}: {api.conn.token_id} lacks "
-            f"{len(lacking)} privilege(s): {shown}{more}; nothing was changed"
+            f"{plural(len(lacking), 'privilege')}: {shown}{more}; nothing was changed"
         )
 
 
