@@ -145,3 +145,19 @@ def test_a_missing_and_an_unreadable_inventory_are_config_errors_alike(tmp_path:
         )
         expected = f"nixmox: {unreadable}: cannot read the inventory: permission denied\n"
         assert (proc.returncode, proc.stderr) == (1, expected)
+
+
+def test_help_calls_the_users_server_a_server(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    import typer
+
+    from nixmox.cli.app import app
+
+    # "the lab" is this project's test server; the user's is their Proxmox.
+    for path in _every_command(typer.main.get_command(app)):
+        if path == ("prune-sim",):
+            continue
+        run([*path, "--help"])
+        text = capsys.readouterr().out
+        assert not re.search(r"\blab\b", text), (path, text)

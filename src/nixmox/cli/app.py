@@ -59,7 +59,7 @@ class Globals:
 
 app = typer.Typer(
     name="nixmox",
-    help="Run a home Proxmox VE lab (NixOS guests, a Windows gaming VM) from one inventory.",
+    help="Run a home Proxmox VE server (NixOS guests, a Windows gaming VM) from one inventory.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -151,7 +151,7 @@ def doctor(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Check the lab's health: PASS/WARN/FAIL lines; exit 0 pass, 1 warn, 2 fail, 3 unknown."""
+    """Check the server's health: PASS/WARN/FAIL lines; exit 0 pass, 1 warn, 2 fail, 3 unknown."""
     from nixmox.cli import doctor
 
     g = _globals(ctx, config, json)
@@ -198,7 +198,7 @@ def apply(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Make the lab match the inventory (refusing passthrough VMs while passthrough checks fail)."""
+    """Make Proxmox match the inventory (refusing passthrough VMs while passthrough checks fail)."""
     from nixmox.cli import plan
 
     g = _globals(ctx, config, json)
@@ -479,7 +479,7 @@ def render_diagram(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """The lab's mermaid diagrams from the inventory and live state."""
+    """The network, storage and update diagrams (mermaid) from the inventory and live state."""
     from nixmox.cli import diagram
 
     g = _globals(ctx, config, False)
