@@ -416,7 +416,7 @@ def history(
     from nixmox.cli import observe
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(observe.history(job, limit, as_json=g.json))
+    raise typer.Exit(observe.history(job, limit, as_json=g.json, config=g.config))
 
 
 # -- generated artefacts, install ---------------------------------------------

@@ -7,12 +7,13 @@ CLI commands that record them); an unknown or missing shape still gives a line.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime, tzinfo
 from typing import Any
 
 from nixmox.adapters.journal import Run
 from nixmox.core.words import plural
+from nixmox.core.zones import local_zone
 from nixmox.updates.outcome import FAILED
 
 
@@ -28,9 +29,11 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
-def local_time(epoch: float) -> str:
-    """``2026-11-25 02:30:04`` in this machine's zone."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+def local_time(epoch: float, zone: tzinfo | None = None, *, seconds: bool = True) -> str:
+    """``2026-11-25 02:30:04 CET``: in ``zone`` (default: this machine's), with its name,
+    so a time read next to an archive's name or another machine's log is never ambiguous."""
+    when = datetime.fromtimestamp(epoch, zone or local_zone())
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
 
 
 def _rows(summary: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -183,12 +186,12 @@ def as_json(run: Run) -> dict[str, Any]:
     }
 
 
-def table(runs: Sequence[Run]) -> list[tuple[str, str, str, str, str]]:
-    """Rows (with a header) for the history table, in the order given."""
+def table(runs: Sequence[Run], zone: tzinfo | None = None) -> list[tuple[str, str, str, str, str]]:
+    """Rows (with a header) for the history table, in the order given; times in ``zone``."""
     rows = [("started", "job", "result", "took", "summary")]
     rows += [
         (
-            local_time(r.started),
+            local_time(r.started, zone),
             r.command,
             r.result or "running",
             duration(r.seconds),

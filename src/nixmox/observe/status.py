@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,8 @@ class Report:
     cluster_error: str | None = None
     # The API answered but refused the credentials (api_error says how).
     api_refused: bool = False
+    # The inventory's zone (IANA name; None: this machine's): the times are shown in it.
+    timezone: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -117,6 +119,7 @@ class Report:
     def as_json(self) -> dict[str, Any]:
         return {
             "now": self.now,
+            "timezone": self.timezone,
             "api": {
                 "reachable": self.api_error is None or self.api_refused,
                 "authenticated": self.api_error is None,
@@ -286,6 +289,7 @@ def gather(
     counts = data["nixmox_dataset_snapshots"]
     report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
     report.api_refused = refused
+    report.timezone = inv.timezone
     report.areas = areas
     report.cluster_error = cluster_error
     report.guests = list(rows.values())
@@ -304,15 +308,17 @@ def _age(now: float, then: float | None) -> str:
     return "-" if then is None else human(timedelta(seconds=max(0.0, now - then)))
 
 
-def _when(epoch: float | None) -> str:
+def _when(epoch: float | None, tz: tzinfo) -> str:
     from nixmox.observe.history import local_time
 
-    return "-" if epoch is None else local_time(epoch)[:16]
+    return "-" if epoch is None else local_time(epoch, tz, seconds=False)
 
 
 def lines(report: Report) -> list[str]:
-    """The report as plain text, one line per row."""
+    """The report as plain text, one line per row; times in the inventory's zone, named."""
     from nixmox.observe.history import local_time
+
+    tz = zone(report.timezone)
 
     api = (
         "reachable"
@@ -323,7 +329,7 @@ def lines(report: Report) -> list[str]:
     )
     if report.cluster_error is not None:
         api += f", but the guests are UNKNOWN: {report.cluster_error}"
-    out = [f"nixmox status at {local_time(report.now)}: Proxmox API {api}", ""]
+    out = [f"nixmox status at {local_time(report.now, tz)}: Proxmox API {api}", ""]
     guest_rows = [("guest", "id", "node", "state", "last backup", "age", "snapshot", "pending")]
     for g in report.guests:
         snap = taken_at(g.newest_snapshot) if g.newest_snapshot else None
@@ -338,7 +344,7 @@ def lines(report: Report) -> list[str]:
                 g.id,
                 g.node,
                 g.state,
-                _when(g.backup_time) + (" (journal)" if g.backup_from == "journal" else ""),
+                _when(g.backup_time, tz) + (" (journal)" if g.backup_from == "journal" else ""),
                 _age(report.now, g.backup_time),
                 "-" if snap is None else _age(report.now, snap.timestamp()) + " ago",
                 pending,
@@ -359,13 +365,13 @@ def lines(report: Report) -> list[str]:
         out.append("")
         ds_rows = [("dataset", "newest snapshot", "age", "count")]
         ds_rows += [
-            (d.dataset, _when(d.newest), _age(report.now, d.newest), str(d.snapshots))
+            (d.dataset, _when(d.newest, tz), _age(report.now, d.newest), str(d.snapshots))
             for d in report.datasets
         ]
         out += table_lines(ds_rows)
     out.append("")
     job_rows = [("job", "last run", "result", "summary")]
-    job_rows += [(j.job, _when(j.ended), j.result or "-", j.summary) for j in report.jobs]
+    job_rows += [(j.job, _when(j.ended, tz), j.result or "-", j.summary) for j in report.jobs]
     out += table_lines(job_rows) if report.jobs else ["no job has run yet (the journal is empty)"]
     out.append("")
     bad = [c for c in report.checks if c.status in (Status.FAIL, Status.UNKNOWN, Status.WARN)]
