@@ -510,3 +510,18 @@ def test_clock_moved_back_keeps_the_new_snapshot(
         "nixmox_2026-04-01T11:30",
         "nixmox_2026-04-01T11:10",
     ]
+
+
+def test_a_dry_run_says_why_a_target_failed(
+    zfs: ZfsFuse, lab_pool: str, tmp_path: Path, faketime_bin: str
+) -> None:
+    inv = write_inventory(tmp_path / "n.toml", lab_pool)
+    inv.write_text(inv.read_text().replace(f'"{lab_pool}/shared"', f'"{lab_pool}/nope"'))
+    proc = nixmox_at(
+        "2026-04-01 08:00:00", zfs, tmp_path / "s", "snapshot", "--dry-run", "--config", str(inv)
+    )
+    assert proc.returncode == 1
+    # The other target's commands still print; the failed one says why on stderr.
+    assert f"zfs snapshot -r {lab_pool}/ct@" in proc.stdout
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"nixmox: {lab_pool}/nope: ") and "does not exist" in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from nixmox.core.tables import print_table
@@ -30,6 +31,10 @@ def run(config: Path | None, *, dry_run: bool, monitor: bool, as_json: bool) -> 
             print(json.dumps(doc, indent=2))
         else:
             print("\n".join(commands) if commands else "# nothing to do")
+            # Without the reason, a failed target is only an exit code.
+            for r in summary.targets:
+                if r.error is not None:
+                    print(f"nixmox: {r.dataset}: {r.error}", file=sys.stderr)
         return 0 if all(r.error is None for r in summary.targets) else 1
     if as_json:
         print(json.dumps({"targets": targets}, indent=2))
