@@ -205,6 +205,42 @@ def test_pct_updates_run_without_the_sandbox(executable: Path, tmp_path: Path) -
     assert _keys(units["nixmox-snapshot.service"], "ProtectSystem") == ["strict"]
 
 
+WINDOWS = """\
+timezone = "UTC"
+[proxmox]
+url = "https://pve1.home.arpa:8006"
+{login}
+[[guests]]
+name = "win"
+vmid = 102
+kind = "vm"
+node = "pve1"
+[guests.update]
+method = "windows"
+[schedules]
+update_windows = "Wed 05:00"
+"""
+
+
+@pytest.mark.peer
+def test_windows_updates_through_qm_run_without_the_sandbox(
+    analyze: str, executable: Path, tmp_path: Path
+) -> None:
+    # Issue 24 item 8: without an API login the job runs qm on the host, which
+    # writes /etc/pve, /var/log/pve and /run/lock: no ProtectSystem=strict then.
+    local = render_units(parse_inventory(WINDOWS.format(login="")), _settings(executable))
+    update = local["nixmox-update-windows.service"]
+    assert _keys(update, "ProtectSystem") == _keys(update, "NoNewPrivileges") == []
+    assert _keys(update, "LoadCredential") == []
+    _verify(analyze, _write(local, tmp_path / "local"))
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    login = f'token_id = "root@pam!nixmox"\ntoken_file = "{token}"'
+    api = render_units(parse_inventory(WINDOWS.format(login=login)), _settings(executable))
+    assert _keys(api["nixmox-update-windows.service"], "ProtectSystem") == ["strict"]
+    _verify(analyze, _write(api, tmp_path / "api"))
+
+
 def test_refuses_without_schedules_or_with_unsafe_paths(executable: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[schedules\]"):
         render_units(parse_inventory('timezone = "UTC"\n'), _settings(executable))

@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.permissions import preflight
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.job import BackupJob, GuestResult
+from nixmox.backup.privileges import backup_needs, vzdump_prunes
 from nixmox.backup.verify import VerifyResult, verify_guest
 from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
@@ -113,8 +115,21 @@ def prepare_backup(
     """The backup (and prune) of the chosen guests, ready to run."""
     settings, guests = choose_guests(inv, names)
     api = Proxmox(connection(inv.proxmox))
+    # Before any vzdump: does the storage prune on its own (then vzdump is told not to,
+    # which takes Datastore.Allocate), and does the token hold what this run needs?
+    keep_all = any(
+        vzdump_prunes(api, node, settings.storage) for node in sorted({g.node for g in guests})
+    )
+    needs = backup_needs(settings.storage, guests, keep_all_param=keep_all)
+    preflight(api, needs, "backup", dry_run=dry_run)
     job = BackupJob(
-        api, settings, zone(inv.timezone), protected=protected, dry_run=dry_run, clock=clock
+        api,
+        settings,
+        zone(inv.timezone),
+        protected=protected,
+        dry_run=dry_run,
+        keep_all_param=keep_all,
+        clock=clock,
     )
 
     def back_up() -> BackupSummary:

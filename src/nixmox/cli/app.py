@@ -235,6 +235,26 @@ def adopt(
     raise typer.Exit(plan.adopt(g.config, vmids, as_json=g.json))
 
 
+@app.command()
+def token(
+    ctx: typer.Context,
+    job: Annotated[
+        list[str] | None,
+        typer.Option("--job", help="apply, backup, update-host, update-nixos, update-windows"),
+    ] = None,
+    token_id: Annotated[
+        str | None, typer.Option("--token-id", help="USER@REALM!NAME (default: the inventory's)")
+    ] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Print the pveum lines granting an API token exactly what the jobs need."""
+    from nixmox.cli import token as token_cli
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(token_cli.token(g.config, jobs=job or [], token_id=token_id, as_json=g.json))
+
+
 # -- snapshots and retention --------------------------------------------------
 
 

@@ -364,6 +364,19 @@ class Storage(Strict):
     )
     sparse: bool | None = Field(None, description="zfspool: thin-provisioned volumes")
     shared: bool = Field(False, description="the same content on every node (network storage)")
+    is_mountpoint: bool | None = Field(
+        None,
+        description="dir: Proxmox's is_mountpoint, the storage is active only while something "
+        "is mounted at path (so nothing is written into the root file system under an "
+        "unmounted dataset); unset: on when dataset is set",
+    )
+
+    @property
+    def mount_guard(self) -> bool:
+        """Whether Proxmox should refuse the dir storage while its path is not mounted."""
+        if self.type != "dir":
+            return False
+        return self.dataset is not None if self.is_mountpoint is None else self.is_mountpoint
 
 
 # -- guests -------------------------------------------------------------------
@@ -775,7 +788,13 @@ class BackupVerify(Strict):
     )
     timeout: TimeSpan = Field(
         "10min",
-        description="systemd time span the restored guest (and its agent) may take to come up",
+        description="systemd time span the restored guest (and its agent) may take to come up "
+        "after its start",
+    )
+    restore_timeout: TimeSpan = Field(
+        "2h",
+        description="systemd time span the restore itself may take (it copies the whole "
+        "archive); a restore still running then is stopped, and its scratch guest removed",
     )
 
 
