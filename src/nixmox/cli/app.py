@@ -240,10 +240,15 @@ def token(
     ctx: typer.Context,
     job: Annotated[
         list[str] | None,
-        typer.Option("--job", help="apply, backup, update-host, update-nixos, update-windows"),
+        typer.Option(
+            "--job",
+            metavar="JOB",
+            help="apply, backup, update-host, update-nixos, update-windows (repeatable)",
+        ),
     ] = None,
     token_id: Annotated[
-        str | None, typer.Option("--token-id", help="USER@REALM!NAME (default: the inventory's)")
+        str | None,
+        typer.Option("--token-id", metavar="ID", help="USER@REALM!NAME (default: the inventory's)"),
     ] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
