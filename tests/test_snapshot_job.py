@@ -319,7 +319,8 @@ def test_missing_dataset_exits_1_and_others_still_run(
 @pytest.mark.parametrize(
     ("when", "code", "word", "detail"),
     [
-        ("2026-04-01 12:00:00", 0, "OK", "newest snapshot 2 h old"),
+        # (faketime's clock runs: a few minutes past 2 h, so the age reads "2 h", not "119 min")
+        ("2026-04-01 12:05:00", 0, "OK", "newest snapshot 2 h old"),
         ("2026-04-03 12:00:00", 1, "WARNING", "newest snapshot 2 d old (warning after 2 d)"),
         ("2026-04-06 12:00:00", 2, "CRITICAL", "newest snapshot 5 d old (critical after 4 d)"),
     ],
