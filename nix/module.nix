@@ -206,7 +206,7 @@ let
 in
 {
   options.services.nixmox = {
-    enable = mkEnableOption "nixmox, the Proxmox VE lab maintainer";
+    enable = mkEnableOption "nixmox, which keeps a Proxmox VE server snapshotted, backed up and updated";
 
     package = mkOption {
       type = types.package;

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -74,10 +76,22 @@ def test_backup_run_feeds_metrics_notification_history_and_status(
     assert run(["status", "--config", str(config)]) == 0
     text = capsys.readouterr().out
     assert "Proxmox API reachable" in text and "doctor (proxmox, guests, backups)" in text
-    assert run(["history", "--job", "backup"]) == 0
+    # Times in the inventory's zone, named, as the archives' names are in local time.
+    assert report["timezone"] == "Europe/Vienna"
+    vienna = ZoneInfo("Europe/Vienna")
+    header = datetime.fromtimestamp(report["now"], vienna).strftime("%Y-%m-%d %H:%M")
+    assert re.match(rf"nixmox status at {header}:\d\d CES?T: ", text), text
+    backup = datetime.fromtimestamp(guests["nixos-vm"]["backup_time"], vienna)
+    [row] = [line for line in text.splitlines() if line.startswith("nixos-vm ")]
+    assert backup.strftime("%Y-%m-%d %H:%M %Z") in row
+    assert run(["history", "--job", "backup", "--config", str(config)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert "ok" in table[1] and "1 guest backed up" in table[1]
     assert "failed" in table[2] and "1 failed: nixos-vm" in table[2]
+    assert run(["history", "--job", "backup", "--json"]) == 0
+    started = json.loads(capsys.readouterr().out)[0]["started"]
+    shown = datetime.fromtimestamp(started, vienna).strftime("%Y-%m-%d %H:%M:%S %Z")
+    assert table[1].startswith(shown + "  backup  ok")
 
 
 def test_status_without_the_api_still_reads_the_journal(

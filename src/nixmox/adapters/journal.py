@@ -329,7 +329,7 @@ class StateLock:
 def _read_holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["since"])))
+        since = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(info["since"])))
         return f"PID {info['pid']} (nixmox {info['command']}, since {since})"
     except (ValueError, KeyError, TypeError):
         return "an unknown process"

@@ -1037,7 +1037,7 @@ class Metrics(Strict):
 
 
 class Inventory(Strict):
-    """The whole lab: ``nixmox.toml``."""
+    """Everything nixmox manages on one Proxmox server or cluster: ``nixmox.toml``."""
 
     timezone: Zone | None = Field(
         None,

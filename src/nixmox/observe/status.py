@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
 from nixmox.core.verdict import Check, Status, totals
+from nixmox.core.words import plural
 from nixmox.core.zones import zone
 from nixmox.doctor.areas import HOST_AREAS, host_areas_apply
 from nixmox.inventory.model import Inventory
@@ -146,6 +147,8 @@ class Report:
     cluster_error: str | None = None
     # The API answered but refused the credentials (api_error says how).
     api_refused: bool = False
+    # The inventory's zone (IANA name; None: this machine's): the times are shown in it.
+    timezone: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -160,6 +163,7 @@ class Report:
     def as_json(self) -> dict[str, Any]:
         return {
             "now": self.now,
+            "timezone": self.timezone,
             "api": {
                 "reachable": self.api_error is None or self.api_refused,
                 "authenticated": self.api_error is None,
@@ -369,6 +373,7 @@ def gather(
     counts = data["nixmox_dataset_snapshots"]
     report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
     report.api_refused = refused
+    report.timezone = inv.timezone
     report.areas = areas
     report.cluster_error = cluster_error
     report.guests = list(rows.values())
@@ -394,15 +399,17 @@ def _age(now: float, then: float | None) -> str:
     return "-" if then is None else human(timedelta(seconds=max(0.0, now - then)))
 
 
-def _when(epoch: float | None) -> str:
+def _when(epoch: float | None, tz: tzinfo) -> str:
     from nixmox.observe.history import local_time
 
-    return "-" if epoch is None else local_time(epoch)[:16]
+    return "-" if epoch is None else local_time(epoch, tz, seconds=False)
 
 
 def lines(report: Report) -> list[str]:
-    """The report as plain text, one line per row."""
+    """The report as plain text, one line per row; times in the inventory's zone, named."""
     from nixmox.observe.history import local_time
+
+    tz = zone(report.timezone)
 
     api = (
         "reachable"
@@ -413,13 +420,13 @@ def lines(report: Report) -> list[str]:
     )
     if report.cluster_error is not None:
         api += f", but the guests are UNKNOWN: {report.cluster_error}"
-    out = [f"nixmox status at {local_time(report.now)}: Proxmox API {api}", ""]
+    out = [f"nixmox status at {local_time(report.now, tz)}: Proxmox API {api}", ""]
     guest_rows = [("guest", "id", "node", "state", "last backup", "age", "snapshot", "pending")]
     for g in report.guests:
         snap = taken_at(g.newest_snapshot) if g.newest_snapshot else None
         pending = "-" if g.pending_changes is None else f"{g.pending_changes} config"
         if g.pending_updates is not None:
-            pending += f", {g.pending_updates} updates"
+            pending += f", {plural(g.pending_updates, 'update')}"
         if g.last_update is not None:
             pending += f", last update {g.last_update}"
         guest_rows.append(
@@ -428,7 +435,7 @@ def lines(report: Report) -> list[str]:
                 g.id,
                 g.node,
                 g.state,
-                _when(g.backup_time) + (" (journal)" if g.backup_from == "journal" else ""),
+                _when(g.backup_time, tz) + (" (journal)" if g.backup_from == "journal" else ""),
                 _age(report.now, g.backup_time),
                 "-" if snap is None else _age(report.now, snap.timestamp()) + " ago",
                 pending,
@@ -449,7 +456,7 @@ def lines(report: Report) -> list[str]:
         out.append("")
         ds_rows = [("dataset", "newest snapshot", "age", "count")]
         ds_rows += [
-            (d.dataset, _when(d.newest), _age(report.now, d.newest), str(d.snapshots))
+            (d.dataset, _when(d.newest, tz), _age(report.now, d.newest), str(d.snapshots))
             for d in report.datasets
         ]
         out += table_lines(ds_rows)
@@ -461,16 +468,16 @@ def lines(report: Report) -> list[str]:
             (
                 r.dataset,
                 r.target,
-                _when(r.newest),
+                _when(r.newest, tz),
                 _age(report.now, r.newest),
-                _when(r.last_success),
+                _when(r.last_success, tz),
             )
             for r in report.replicas
         ]
         out += table_lines(rep_rows)
     out.append("")
     job_rows = [("job", "last run", "result", "summary")]
-    job_rows += [(j.job, _when(j.ended), j.result or "-", j.summary) for j in report.jobs]
+    job_rows += [(j.job, _when(j.ended, tz), j.result or "-", j.summary) for j in report.jobs]
     out += table_lines(job_rows) if report.jobs else ["no job has run yet (the journal is empty)"]
     out.append("")
     bad = [c for c in report.checks if c.status in (Status.FAIL, Status.UNKNOWN, Status.WARN)]
@@ -483,10 +490,10 @@ def lines(report: Report) -> list[str]:
     return out
 
 
-def _scrub_words(now: float, p: PoolRow) -> str:
+def _scrub_words(now: float, p: PoolRow, tz: tzinfo) -> str:
     if p.last_scrub is None:
         return "-"
-    said = f"{_when(p.last_scrub)} ({_age(now, p.last_scrub)} ago)"
+    said = f"{_when(p.last_scrub, tz)} ({_age(now, p.last_scrub)} ago)"
     if p.scrub_outcome == "canceled":
         return said + ", canceled"
     said += f", {p.scrub_errors or 0} errors"
@@ -504,7 +511,7 @@ def _pool_lines(report: Report) -> list[str]:
                 p.pool,
                 p.state or "-",
                 "-" if p.capacity is None else f"{p.capacity:.0f}%",
-                _scrub_words(report.now, p),
+                _scrub_words(report.now, p, zone(report.timezone)),
                 p.forecast or "-",
             )
             for p in report.pools

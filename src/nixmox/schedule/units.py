@@ -239,6 +239,7 @@ def render_units(inv: Inventory, settings: UnitSettings) -> dict[str, str]:
         ("NIXMOX_STATE_DIR", settings.state_dir),
     ):
         _check_path(what, str(path))
+    _check_visible("NIXMOX_STATE_DIR", settings.state_dir)
     token_file = inv.proxmox.token_file
     if token_file is not None:
         _check_path("proxmox.token_file", token_file)
@@ -246,6 +247,7 @@ def render_units(inv: Inventory, settings: UnitSettings) -> dict[str, str]:
     if inv.metrics is not None:
         metrics_dir = str(PurePosixPath(inv.metrics.textfile).parent)
         _check_path("metrics.textfile", metrics_dir)
+        _check_visible("metrics.textfile", PurePosixPath(inv.metrics.textfile))
     units: dict[str, str] = {}
     for job, spec in jobs:
         units[job.service] = _service(job, sandbox_of(job, inv), settings, token_file, metrics_dir)
@@ -274,6 +276,27 @@ def _check_path(what: str, path: str) -> None:
         raise ConfigError(
             f"{what} {path!r} contains spaces, quotes or control characters; "
             "systemd units need a plain path"
+        )
+
+
+#: What ``PrivateTmp=yes`` replaces with an empty directory of the service's own.
+PRIVATE_TMP = (PurePosixPath("/tmp"), PurePosixPath("/var/tmp"))
+
+
+def hidden_by_private_tmp(path: PurePosixPath) -> bool:
+    """Whether a service with ``PrivateTmp=yes`` sees its own ``path``, not the host's."""
+    return any(path == tmp or tmp in path.parents for tmp in PRIVATE_TMP)
+
+
+def _check_visible(what: str, path: PurePosixPath) -> None:
+    # Every unit runs with PrivateTmp=yes: what a job wrote there would vanish
+    # with the service, and `nixmox status` on the host would never see it.
+    if hidden_by_private_tmp(path):
+        raise ConfigError(
+            f"{what} {str(path)!r} is under /tmp or /var/tmp, which the units' "
+            "PrivateTmp=yes replaces with a private directory: the jobs would write "
+            "where nobody sees it; choose a path elsewhere (default for the state: "
+            "/var/lib/nixmox)"
         )
 
 
