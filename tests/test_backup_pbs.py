@@ -256,3 +256,18 @@ def test_status_metrics_and_doctor_report_pbs_backups(
         c["subject"]: c["status"] for c in report["doctor"]["checks"] if c["id"] == "backup-fresh"
     }
     assert fresh == {"nixos-lxc (100)": "FAIL", "win11-gaming (102)": "FAIL"}, fresh
+
+
+def test_plan_finds_a_pbs_storage_as_declared_and_would_create_a_missing_one(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = pbs_inventory(tmp_path)
+    run(["plan", "--json", "--config", str(config)])
+    plan = json.loads(capsys.readouterr().out)
+    assert next(s for s in plan["storages"] if s["name"] == "pbs")["action"] == "none", plan
+    del env.pve.storages["pbs"]
+    run(["plan", "--json", "--config", str(config)])
+    plan = json.loads(capsys.readouterr().out)
+    [create] = [s for s in plan["storages"] if s["name"] == "pbs"]
+    assert create["action"] == "create"
+    assert "datastore" in json.dumps(create) and "password" not in json.dumps(create)
