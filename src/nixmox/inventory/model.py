@@ -370,6 +370,24 @@ class Storage(Strict):
         "is mounted at path (so nothing is written into the root file system under an "
         "unmounted dataset); unset: on when dataset is set",
     )
+    server: str | None = Field(
+        None,
+        description="pbs: the Proxmox Backup Server's host name or IP address (required for pbs)",
+    )
+    datastore: str | None = Field(
+        None, description="pbs: the datastore on that server (required for pbs)"
+    )
+    fingerprint: str | None = Field(
+        None,
+        description="pbs: the server certificate's SHA-256 fingerprint, when its certificate "
+        "is not signed by a CA the node trusts (`proxmox-backup-manager cert info`)",
+    )
+    username: str | None = Field(
+        None,
+        description="pbs: the PBS user or API token the node logs in as, e.g. "
+        "backup@pbs!pve1; its password or secret is the admin's to set on the node "
+        "(`pvesm set STORAGE --password`) and never in the inventory",
+    )
 
     @property
     def mount_guard(self) -> bool:
