@@ -90,7 +90,7 @@ def _snapshot_during_backup(lab: RunningLab, zfs: ZfsFuse, inventory: Path, stat
     )
     out, err = snapshot.communicate(timeout=60)
     assert snapshot.returncode == 0, err
-    assert "1 of 1 snapshot targets ok" in out and "waiting" not in err
+    assert "1 of 1 snapshot target ok" in out and "waiting" not in err
     assert backup.poll() is None  # the snapshot did not wait for the backup to end
     _out, err = backup.communicate(timeout=60)
     assert backup.returncode == 0, err

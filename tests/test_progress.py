@@ -81,7 +81,7 @@ def test_quiet_shows_no_progress(lab: RunningLab, tmp_path: Path) -> None:
     )
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
-    assert err == "" and "1 of 1 guests backed up" in out
+    assert err == "" and "1 of 1 guest backed up" in out
 
 
 def test_a_terminal_gets_a_live_display(
@@ -100,7 +100,7 @@ def test_a_terminal_gets_a_live_display(
     assert "backing up nixos-vm" in shown  # the spinner line
     assert re.search(r"\d+% \([\d.]+ GiB of", shown)  # vzdump's progress on it
     assert re.search(r"nixos-vm: backed up in \d+s", shown)  # and the line it ended with
-    assert "1 of 1 guests backed up" in capsys.readouterr().out  # the report: stdout
+    assert "1 of 1 guest backed up" in capsys.readouterr().out  # the report: stdout
 
 
 def test_plain_lines_say_still_when_nothing_new_comes() -> None:

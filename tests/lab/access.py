@@ -19,6 +19,19 @@ Each rule names where PVE has it:
 - pve-manager ``PVE/API2/VZDump.pm``: ``prune-backups`` needs
   ``Datastore.Allocate`` on the storage; ``defaults`` answers the storage's
   own ``prune-backups``.
+- pve-manager ``PVE/API2/Cluster.pm`` ``resources``: a storage is listed only
+  with ``Datastore.Audit`` on it, a node's figures only with ``Sys.Audit`` on
+  it, a guest's pool only with ``Pool.Audit`` on the pool (fakepve lists every
+  storage and node, and filters only guests).
+- A restore (qemu-server ``create_vm`` with ``archive``, pve-container
+  ``create_vm`` with ``restore``): pve-storage ``check_volume_access`` of the
+  archive (``Datastore.AllocateSpace`` on its storage and ``VM.Backup`` on the
+  guest it belongs to), ``Datastore.AllocateSpace`` on the target storage,
+  ``check_restore_permissions`` (``SDN.Use`` for the archived NICs,
+  ``Mapping.Use`` for its mapped devices); the new guest joins ``pool``.
+- pve-manager ``PVE/API2/Cluster/Mapping/PCI.pm`` and ``USB.pm``: the
+  mappings, stateful; the index lists only mappings the user may audit, use
+  or modify; a VM whose mapping has no entry for its node does not start.
 
 The lab also records what a test checks afterwards: ``answers`` (method,
 path, HTTP status of every request) and ``used`` (every privilege a check
@@ -27,12 +40,14 @@ found held, as (user, path, privilege)).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from aiohttp import web
 from fakepve import FakeVm, PveError
 from fakepve.routing import split_list
+from fakepve.server import USER, ok
 
 ROOT = "root@pam"
 #: qemu-server's option tables (PVE/API2/Qemu.pm); keys outside them and the
@@ -79,6 +94,8 @@ class StrictAccess:
         super().__init__(*args, **kwargs)
         self.answers: list[tuple[str, str, int]] = []
         self.used: set[tuple[str, str, str]] = set()
+        #: /cluster/mapping/{pci,usb}: id -> {"map": [entry, ...], "description": ...}
+        self.mappings: dict[str, dict[str, dict[str, Any]]] = {"pci": {}, "usb": {}}
 
     # ---------------------------------------------------------- who holds what
 
@@ -115,6 +132,12 @@ class StrictAccess:
         held = self._holds(user, path, priv)
         if held and self.acl is not None:
             self.used.add((user, path, priv))
+            parts = path.split("/")
+            if path.startswith("/vms/") and parts[2].isdigit():
+                # A guest's pool lends it its ACL: record the use there too.
+                for name, ids in self.pools.items():
+                    if int(parts[2]) in ids:
+                        self.used.add((user, f"/pool/{name}", priv))
         return held
 
     def check_permissions(
@@ -225,3 +248,151 @@ class StrictAccess:
                     bridge = _opts(value)["bridge"]
                     self._need(user, f"/sdn/zones/localnetwork/{bridge}", "SDN.Use")
         return await super()._qm_clone(v, user)  # type: ignore[misc]
+
+    # ---------------------------------------------------------- what a token may see
+
+    async def _resources(self, request: web.Request) -> web.Response:
+        """PVE/API2/Cluster.pm ``resources``: storages, node figures and pools need auditing."""
+        response: web.Response = await super()._resources(request)  # type: ignore[misc]
+        user = request[USER]
+        if self.acl is None or user == ROOT or response.status != 200:
+            return response
+        rows = []
+        for row in json.loads(response.text)["data"]:
+            kind = row.get("type")
+            if kind == "storage" and not self.allowed(
+                user, f"/storage/{row['storage']}", "Datastore.Audit"
+            ):
+                continue
+            if kind == "node" and not self.allowed(user, f"/nodes/{row['node']}", "Sys.Audit"):
+                # extract_node_stats(..., $exclude_stats): the state, never the figures.
+                row = {
+                    k: v for k, v in row.items() if k in ("id", "node", "type", "status", "level")
+                }
+            if row.get("pool") and not self.allowed(user, f"/pool/{row['pool']}", "Pool.Audit"):
+                row = {k: v for k, v in row.items() if k != "pool"}
+            rows.append(row)
+        return ok(rows)  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------- restores
+
+    def _restore_rules(
+        self, user: str, vmid: int, archive: str, saved: dict[str, Any], storage: str | None
+    ) -> None:
+        """What PVE checks of a restore before its task (see the module docstring)."""
+        if user == ROOT or self.acl is None:
+            return
+        sid, _, volname = archive.partition(":")
+        owner = re.search(r"vzdump-(?:qemu|lxc)-(\d+)-", volname)
+        if not (owner and int(owner.group(1)) == vmid):
+            self._need(user, f"/storage/{sid}", "Datastore.AllocateSpace")
+            if owner:
+                self._need(user, f"/vms/{owner.group(1)}", "VM.Backup")
+        if storage:
+            self._need(user, f"/storage/{storage}", "Datastore.AllocateSpace")
+        for key, value in saved.items():
+            if re.fullmatch(r"net\d+", key) and _opts(value).get("bridge"):
+                self._need(user, f"/sdn/zones/localnetwork/{_opts(value)['bridge']}", "SDN.Use")
+            if key.startswith("hostpci") and _opts(value).get("mapping"):
+                self._need(user, f"/mapping/pci/{_opts(value)['mapping']}", "Mapping.Use")
+
+    # ---------------------------------------------------------- resource mappings
+
+    def _routes_mapping(self) -> list[Any]:
+        routes: list[Any] = []
+        for kind in ("pci", "usb"):
+            base = f"/cluster/mapping/{kind}"
+            routes += [
+                ("GET", base, self._mapping_index(kind)),
+                ("POST", base, self._mapping_create(kind)),
+                ("GET", base + "/{id}", self._mapping_read(kind)),
+                ("PUT", base + "/{id}", self._mapping_update(kind)),
+                ("DELETE", base + "/{id}", self._mapping_delete(kind)),
+            ]
+        return routes
+
+    def _mapping_view(self, kind: str, mid: str) -> dict[str, Any]:
+        entry = self.mappings[kind][mid]
+        view = {"id": mid, "map": list(entry["map"])}
+        if entry.get("description"):
+            view["description"] = entry["description"]
+        return view
+
+    def _mapping(self, kind: str, mid: str) -> dict[str, Any]:
+        if mid not in self.mappings[kind]:
+            raise PveError(500, f"{kind.upper()} mapping '{mid}' does not exist")
+        return self.mappings[kind][mid]
+
+    @staticmethod
+    def _map_entries(kind: str, value: Any) -> list[str]:
+        entries = value if isinstance(value, list) else [value]
+        nodes = [_opts(e).get("node") for e in entries]
+        if len(set(nodes)) != len(nodes):
+            raise PveError(400, "Parameter verification failed.", {"map": "duplicate node"})
+        if kind == "usb":
+            for e in entries:
+                if not (_opts(e).get("id") or _opts(e).get("path")):
+                    raise PveError(400, "Parameter verification failed.", {"map": "id or path"})
+        return [str(e) for e in entries]
+
+    def _mapping_index(self, kind: str) -> Any:
+        async def index(v: dict[str, Any], user: str) -> list[dict[str, Any]]:
+            privs = ("Mapping.Modify", "Mapping.Use", "Mapping.Audit")
+            return [
+                self._mapping_view(kind, mid)
+                for mid in sorted(self.mappings[kind])
+                if any(self.allowed(user, f"/mapping/{kind}/{mid}", p) for p in privs)
+            ]
+
+        return index
+
+    def _mapping_create(self, kind: str) -> Any:
+        async def create(v: dict[str, Any], user: str) -> None:
+            mid = str(v["id"])
+            if mid in self.mappings[kind]:
+                raise PveError(500, f"{kind.upper()} mapping '{mid}' already exists")
+            entry: dict[str, Any] = {"map": self._map_entries(kind, v["map"])}
+            if v.get("description"):
+                entry["description"] = v["description"]
+            self.mappings[kind][mid] = entry
+
+        return create
+
+    def _mapping_read(self, kind: str) -> Any:
+        async def read(v: dict[str, Any], user: str) -> dict[str, Any]:
+            self._mapping(kind, str(v["id"]))
+            return self._mapping_view(kind, str(v["id"]))
+
+        return read
+
+    def _mapping_update(self, kind: str) -> Any:
+        async def update(v: dict[str, Any], user: str) -> None:
+            entry = self._mapping(kind, str(v["id"]))
+            if "map" in v:
+                entry["map"] = self._map_entries(kind, v["map"])
+            if "description" in v:
+                entry["description"] = v["description"]
+
+        return update
+
+    def _mapping_delete(self, kind: str) -> Any:
+        async def delete(v: dict[str, Any], user: str) -> None:
+            self._mapping(kind, str(v["id"]))
+            del self.mappings[kind][str(v["id"])]
+
+        return delete
+
+    def mapped_paths(self, mid: str, node: str) -> list[str] | None:
+        """The PCI addresses mapping ``mid`` names on ``node``, or None without an entry."""
+        for entry in self.mappings["pci"].get(mid, {}).get("map", []):
+            opts = _opts(entry)
+            if opts.get("node") == node:
+                return opts.get("path", "").split(";")
+        return None
+
+    def _check_mapped_start(self, vm: Any) -> None:
+        """qemu-server at start: each mapped device must have an entry for the VM's node."""
+        for key, value in vm.config.items():
+            mid = _opts(value).get("mapping") if key.startswith("hostpci") else None
+            if mid and self.mapped_paths(mid, vm.node) is None:
+                raise PveError(500, f"PCI device mapping not found for '{mid}'")

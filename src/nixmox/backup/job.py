@@ -31,6 +31,7 @@ from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.progress import SILENT, Progress
+from nixmox.core.words import plural
 from nixmox.inventory.model import Backups, Guest
 from nixmox.rules.retention import Item, Keep, prune
 from nixmox.rules.timespan import parse_timespan
@@ -74,6 +75,22 @@ def vzdump_progress(line: str) -> str | None:
         return None
     percent, amount, read, write = found.groups()
     return f"{percent}% ({amount}), read {read}, write {write}"
+
+
+def archive_volid(log_lines: list[str], storage: str) -> str | None:
+    """The volid of the archive a vzdump task log says it wrote, if it says so.
+
+    A file storage logs the file's path; a PBS storage the snapshot
+    (``vm/101/2026-12-04T02:00:00Z``), whose volid is ``STORAGE:backup/`` and it.
+    """
+    for line in log_lines:
+        if "creating vzdump archive '" in line:
+            path = line.split("'", 2)[1]
+            return f"{storage}:backup/{path.rsplit('/', 1)[-1]}"
+        if "creating Proxmox Backup Server archive '" in line:
+            snapshot = line.split("'", 2)[1]
+            return f"{storage}:backup/{snapshot}"
+    return None
 
 
 def content_path(node: str, storage: str) -> str:
@@ -146,7 +163,8 @@ class BackupJob:
             end = f"{guest.name}: backed up in {took}" + (
                 f" ({result.volid})" if result.volid else ""
             )
-            end += f", {len(result.removed)} old archive(s) removed" if result.removed else ""
+            if result.removed:
+                end += f", {plural(len(result.removed), 'old archive')} removed"
         else:
             end = f"{guest.name}: {result.result.upper()} after {took}: {result.message}"
         self.progress.end(guest.name, end)
@@ -291,11 +309,7 @@ class BackupJob:
                 exc.result.exitstatus,
             )
             raise NixmoxError(f"vzdump failed: {reason}") from None
-        for line in task_log(self.api, upid):
-            if "creating vzdump archive '" in line:
-                path = line.split("'", 2)[1]
-                return f"{storage}:backup/{path.rsplit('/', 1)[-1]}"
-        return None
+        return archive_volid(task_log(self.api, upid), storage)
 
     def _archives(self, guest: Guest, storage: str) -> list[Archive]:
         content = self.api.get(content_path(guest.node, storage), content="backup", vmid=guest.vmid)

@@ -20,7 +20,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.permissions import preflight
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.job import BackupJob, GuestResult
-from nixmox.backup.privileges import backup_needs, vzdump_prunes
+from nixmox.backup.privileges import backup_needs, verify_needs, vzdump_prunes
 from nixmox.backup.scratch import Outcome, ScratchRecords, Settled
 from nixmox.backup.verify import VerifyResult, clean_leftovers, verify_guest
 from nixmox.core import interrupt, jsonrows
@@ -60,8 +60,10 @@ def backup_claims(inv: Inventory, names: list[str]) -> list[Claim]:
 
 def guest_row(r: GuestResult) -> dict[str, Any]:
     """One guest's backup as JSON (journal and ``--json``)."""
+    # "name" as well: verify's rows and status's say "name" (both keys stay).
     return {
         "guest": r.name,
+        "name": r.name,
         "vmid": r.vmid,
         "result": r.result,
         "message": r.message,
@@ -174,8 +176,9 @@ class VerifySummary:
         return "ok" if self.ok else "failed"
 
     def to_json(self) -> dict[str, Any]:
+        # "guest" as well, as backup's and update's rows say (both keys stay).
         return {
-            "guests": [asdict(g) for g in self.guests],
+            "guests": [{"guest": g.name, **asdict(g)} for g in self.guests],
             "leftovers": [settled_row(s) for s in self.leftovers],
         }
 
@@ -231,6 +234,9 @@ def prepare_verify(
     tz = zone(inv.timezone)
     records = ScratchRecords(directory or state_dir())
     timeout = parse_timespan((settings.verify or BackupVerify()).timeout)
+    # Before the first restore: a privilege found missing halfway would leave a scratch
+    # guest behind that this token may not be able to remove.
+    preflight(api, verify_needs(settings, guests, inv.storages), "backup verify", dry_run=False)
 
     def verify() -> VerifySummary:
         leftovers = clean_leftovers(api, records, timeout=timeout, clock=clock)

@@ -120,6 +120,9 @@ def verify_guest(
         # The mark comes with the restore itself (PVE applies the other options over the
         # archive's config), so even a copy whose restore outlived its run carries it.
         params: dict[str, Any] = {"vmid": scratch, "unique": 1, "description": marker}
+        if verify.pool:
+            # Joining the pool lets one ACL on /pool/NAME cover the scratch guest.
+            params["pool"] = verify.pool
         storage = restore_storage(guest, verify, storages)
         if storage:
             params["storage"] = storage

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from nixmox.adapters.proxmox.client import Proxmox
@@ -22,11 +23,19 @@ def token(config: Path | None, *, jobs: list[str], token_id: str | None, as_json
     # Role ids follow from their privileges (permissions.role_name): the lines of several
     # jobs, inventories or nixmox versions never give one role id two meanings.
     made = grant(needs)
-    lines = made.commands(who)
+    # A pool an ACL names must exist first (backups.verify.pool); creating one is the
+    # admin's step, like the roles.
+    pools = sorted({p.split("/")[2] for p, _ in made.acls if p.startswith("/pool/")})
+    lines = [
+        f'pveum pool add {shlex.quote(pool)} --comment "nixmox: backup verify scratch guests"'
+        for pool in pools
+    ]
+    lines += made.commands(who)
     if as_json:
         doc = {
             "token": who,
             "jobs": chosen,
+            "pools": pools,
             "roles": {name: list(privs) for name, privs in made.roles.items()},
             "acls": [{"path": p, "role": r} for p, r in made.acls],
             "commands": lines,

@@ -12,17 +12,29 @@ from collections.abc import Iterable
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.permissions import Missing, Need, check, granted
-from nixmox.backup.privileges import backup_needs, vzdump_prunes
+from nixmox.backup.privileges import backup_needs, verify_needs, vzdump_prunes
 from nixmox.backup.runs import choose_guests
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.model import Inventory
 from nixmox.provision.actual import read_state
 from nixmox.provision.diff import make_plan
 from nixmox.provision.privileges import needed
+from nixmox.templates.build import images_storage, pick_storage
+from nixmox.templates.privileges import vm_template_needs, vztmpl_needs
 from nixmox.updates.privileges import host_needs, nixos_needs, windows_needs
+from nixmox.windows.privileges import provision_needs
 
 #: The jobs ``nixmox token`` knows, in the order it prints them.
-JOBS = ("apply", "backup", "update-host", "update-nixos", "update-windows")
+JOBS = (
+    "apply",
+    "backup",
+    "backup-verify",
+    "update-host",
+    "update-nixos",
+    "update-windows",
+    "windows-provision",
+    "template-upload",
+)
 
 
 def job_needs(inv: Inventory, api: Proxmox, job: str) -> list[Need]:
@@ -38,6 +50,16 @@ def job_needs(inv: Inventory, api: Proxmox, job: str) -> list[Need]:
         nodes = sorted({g.node for g in guests})
         keep_all = any(vzdump_prunes(api, n, settings.storage) for n in nodes)
         return backup_needs(settings.storage, guests, keep_all_param=keep_all)
+    if job == "backup-verify":
+        try:
+            settings, guests = choose_guests(inv, [])
+        except ConfigError:
+            return []
+        return verify_needs(settings, guests, inv.storages)
+    if job == "windows-provision":
+        return [need for g in inv.guests if g.windows is not None for need in provision_needs(g)]
+    if job == "template-upload":
+        return template_upload_needs(inv)
     if job == "update-host":
         return [need for n in inv.nodes for need in host_needs(n, inv.guests)]
     if job == "update-nixos":
@@ -59,7 +81,7 @@ def job_needs(inv: Inventory, api: Proxmox, job: str) -> list[Need]:
 
 #: What each job of a timer (schedule/units.py, by job name) asks at its preflight;
 #: ``snapshot`` runs on the host's ZFS and asks the API nothing.
-SCHEDULED = {"backup", "update-host", "update-nixos", "update-windows"}
+SCHEDULED = {"backup", "backup-verify", "update-host", "update-nixos", "update-windows"}
 
 
 def scheduled_jobs(inv: Inventory) -> list[str]:
@@ -83,3 +105,22 @@ def missing_by_job(inv: Inventory, api: Proxmox, jobs: Iterable[str]) -> list[tu
 def all_needs(inv: Inventory, api: Proxmox, jobs: Iterable[str]) -> list[Need]:
     """The needs of several jobs together."""
     return [need for job in jobs for need in job_needs(inv, api, job)]
+
+
+def template_upload_needs(inv: Inventory) -> list[Need]:
+    """``template upload`` of the templates the inventory uses: each LXC template's
+    storage, and the VM template its cloned VMs name by VMID (restored on their node)."""
+    needs: list[Need] = []
+    for store in sorted({g.template.split(":", 1)[0] for g in inv.guests if g.template}):
+        needs += vztmpl_needs(store)
+    for guest in inv.guests:
+        if not isinstance(guest.clone, int):
+            continue
+        try:
+            backup = pick_storage(inv, "backup", None, guest.node)
+            disks = images_storage(inv, guest.node)
+        except ConfigError:
+            continue
+        read = not (backup.type == "dir" and backup.path)
+        needs += vm_template_needs(backup.storage, disks.storage, guest.clone, read_storage=read)
+    return needs

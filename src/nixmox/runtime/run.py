@@ -35,6 +35,9 @@ from nixmox.runtime.waits import lock_wait
 
 log = logging.getLogger(__name__)
 
+#: How many earlier runs of its group a run's findings are compared with.
+FINDINGS_HISTORY = 200
+
 __all__ = [
     "Interrupted",
     "JobSummary",
@@ -171,8 +174,13 @@ def after_run(inv: Inventory, directory: Path, command: str) -> None:
         if inv.notify is not None and inv.notify.urls:
             runs = journal.runs(command, limit=2, exact=True)
             if runs:
+                # A run that keeps findings is compared with its command group's
+                # earlier runs (`pool scrub` with `pool check`): see observe.findings.
+                earlier = []
+                if "findings" in runs[0].summary:
+                    earlier = journal.runs(command.split()[0], limit=FINDINGS_HISTORY)
                 try:
-                    notify_run(inv, runs[0], runs[1] if len(runs) > 1 else None)
+                    notify_run(inv, runs[0], runs[1] if len(runs) > 1 else None, earlier)
                 except Exception as exc:  # a notification never fails the job it reports
                     log.warning("notify: %s", exc)
     finally:

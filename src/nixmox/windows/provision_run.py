@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.permissions import preflight
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.core import jsonrows
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.model import Guest, Inventory
+from nixmox.windows.privileges import provision_needs
 from nixmox.windows.provision import provision
 from nixmox.windows.provision_plan import StepResult, exit_code
 
@@ -21,7 +23,10 @@ def windows_guest(inv: Inventory, name: str) -> Guest:
     if guest is None:
         raise ConfigError(f"--guest {name}: no such guest in the inventory")
     if guest.kind != "vm" or guest.os != "windows":
-        raise ConfigError(f'--guest {name}: not a Windows VM (kind = "vm", os = "windows")')
+        raise ConfigError(
+            f'--guest {name}: not a Windows VM (provisioning needs kind = "vm" and '
+            'os = "windows" in its [[guests]] entry)'
+        )
     settings = guest.windows
     if settings is None:
         raise ConfigError(f"--guest {name}: no [guests.windows] section: nothing to provision")
@@ -103,6 +108,7 @@ def prepare_provision(
     """The guest and its provisioning (with ``dry_run``, only checked), ready to run."""
     guest = windows_guest(inv, name)
     api = Proxmox(connection(inv.proxmox))
+    preflight(api, provision_needs(guest), "windows provision", dry_run=dry_run)
 
     def run_steps() -> ProvisionSummary:
         steps = tuple(provision(api, guest, dry_run=dry_run))

@@ -16,6 +16,7 @@ from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ProxmoxError
 from nixmox.core.text import printable
+from nixmox.core.words import plural
 
 log = logging.getLogger("nixmox.task")
 
@@ -113,9 +114,9 @@ def wait(
         raise TaskFailed(result, what)
     if warnings:
         log.warning(
-            "%s finished with %d warning(s): %s",
+            "%s finished with %s: %s",
             what,
-            warnings,
+            plural(warnings, "warning"),
             "; ".join(line for line in lines if "WARN" in line) or exitstatus,
         )
     return result
