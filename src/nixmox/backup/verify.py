@@ -19,7 +19,7 @@ from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
-from nixmox.adapters.proxmox.tasks import wait
+from nixmox.adapters.proxmox.tasks import TaskFailed, TaskTimeout, node_of, wait
 from nixmox.backup.archives import archives_of
 from nixmox.backup.job import content_path
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
@@ -99,6 +99,7 @@ def verify_guest(
     result.archive = archive
     node = guest.node
     timeout = parse_timespan(verify.timeout)
+    restore_timeout = parse_timespan(verify.restore_timeout)
     started = clock.monotonic()
     scratch: int | None = None
     # This run's own mark on its scratch guest: stop and destroy only a guest that carries it.
@@ -109,6 +110,9 @@ def verify_guest(
         result.scratch = scratch
         base = f"/nodes/{node}/{kind}"  # where a guest of this kind is created
         params: dict[str, Any] = {"vmid": scratch, "unique": 1}
+        if verify.pool:
+            # Joining the pool lets one ACL on /pool/NAME cover the scratch guest.
+            params["pool"] = verify.pool
         storage = restore_storage(guest, verify, storages)
         if storage:
             params["storage"] = storage
@@ -119,8 +123,13 @@ def verify_guest(
         # A refused POST (the VMID was taken since the check) created nothing of ours.
         upid = api.post(base, **params)
         result.cleaned = False
+        what = f"restore {archive} to {scratch}"
         try:
-            wait(api, upid, what=f"restore {archive} to {scratch}", timeout=timeout, clock=clock)
+            wait(api, upid, what=what, timeout=restore_timeout, clock=clock)
+        except TaskTimeout as exc:
+            # The scratch guest stays `lock: create` while the restore runs, so no
+            # destroy gets through: stop the task first and wait for its end.
+            raise NixmoxError(f"{exc}; {_stop_restore(api, str(upid), timeout, clock)}") from None
         except NixmoxError as exc:
             if "already exists" in str(exc):
                 result.cleaned = True  # the VMID is someone else's: nothing of ours to remove
@@ -165,6 +174,25 @@ def verify_guest(
                     f"; the scratch guest {scratch} could NOT be removed: remove it by hand"
                 )
     return result
+
+
+def _stop_restore(api: Proxmox, upid: str, timeout: float, clock: Clock) -> str:
+    """Stop a restore that ran too long and wait for it to end; what happened, in words.
+
+    PVE::QemuServer::restore_vma_archive (and pct's restore) remove what they
+    restored when their worker is stopped; the scratch guest is then gone or
+    unlocked, and the destroy that follows finds it so.
+    """
+    try:
+        api.delete(f"/nodes/{node_of(upid)}/tasks/{upid}")
+        wait(api, upid, what="stopped restore", timeout=timeout, clock=clock)
+    except TaskFailed:
+        return "stopped the restore task"
+    except TaskTimeout:
+        return f"the restore task did not end within {timeout:g} s of being stopped"
+    except NixmoxError as exc:
+        return f"could not stop the restore task: {exc}"
+    return "the restore task finished after all"
 
 
 def _wait_agent(api: Proxmox, path: str, deadline: float, clock: Clock) -> None:

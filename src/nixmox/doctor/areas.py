@@ -12,12 +12,21 @@ from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Inventory
 
 #: Every area, in the order they run.
-AREAS = ("proxmox", "guests", "host", "passthrough", "storage", "snapshots", "backups")
+AREAS = (
+    "proxmox",
+    "guests",
+    "host",
+    "passthrough",
+    "storage",
+    "snapshots",
+    "replication",
+    "backups",
+)
 #: Areas that read the Proxmox API (passthrough and storage cross-check with it).
 API_AREAS = ("proxmox", "guests", "passthrough", "storage", "backups")
 #: Areas about the host itself (its files and ZFS): they judge the machine doctor
 #: runs on, so they run on a declared node or with --host-root, nowhere else.
-HOST_AREAS = ("host", "passthrough", "storage", "snapshots")
+HOST_AREAS = ("host", "passthrough", "storage", "snapshots", "replication")
 
 
 def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
@@ -140,6 +149,14 @@ def _snapshots(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Che
     return check_snapshots(inv, Zfs(Runner(), inv.zfs.command), datetime.now(UTC))
 
 
+def _replication(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.adapters.runner import Runner
+    from nixmox.adapters.zfs import Zfs
+    from nixmox.doctor.replication_area import check_replication
+
+    return check_replication(inv, Zfs(Runner(), inv.zfs.command), datetime.now(UTC))
+
+
 def _backups(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
     from nixmox.doctor.backups_area import check_backups
 
@@ -152,5 +169,6 @@ _AREA_RUNNERS: dict[str, Callable[[Inventory, Proxmox | None, Path], list[Check]
     "passthrough": _passthrough,
     "storage": _storage,
     "snapshots": _snapshots,
+    "replication": _replication,
     "backups": _backups,
 }

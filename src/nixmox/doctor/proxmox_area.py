@@ -7,6 +7,7 @@ from typing import Any
 from nixmox.adapters.proxmox.client import AuthError, NoAnswer, Proxmox, TlsError
 from nixmox.adapters.proxmox.cluster import GuestRow, mismatch, read_guests
 from nixmox.adapters.proxmox.fanout import per_node
+from nixmox.adapters.proxmox.permissions import Missing, grant
 from nixmox.adapters.proxmox.settings import Connection, connection
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
@@ -236,15 +237,14 @@ def pending_check(pending: list[dict[str, Any]] | str, subject: str, vmid: int, 
 
 
 def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
-    """``token-privileges``: what the token may do against what the inventory
-    needs right now (the plan's creates and changes, and reading the lab)."""
-    from nixmox.provision.actual import read_state
-    from nixmox.provision.diff import make_plan
-    from nixmox.provision.privileges import missing_privileges
+    """``token-privileges``: what the token may do against what the inventory needs now,
+    derived the way each job's preflight derives it: ``apply`` for the plan it would
+    make, and every job the inventory runs on a timer (``doctor/roles.py``)."""
+    from nixmox.doctor.roles import missing_by_job, scheduled_jobs
 
+    jobs = ["apply", *scheduled_jobs(inv)]
     try:
-        plan = make_plan(inv, read_state(api, inv))
-        missing = missing_privileges(api, inv, plan)
+        missing = missing_by_job(inv, api, jobs)
     except NixmoxError as exc:
         return [
             Check(
@@ -261,19 +261,36 @@ def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
                 "token-privileges",
                 Status.PASS,
                 api.conn.token_id,
-                "holds every privilege the inventory needs now",
+                f"holds every privilege {', '.join(jobs)} need now",
             )
         ]
+    # One line per missing privilege, with every job that needs it.
+    by_need: dict[tuple[str, str, str], tuple[Missing, list[str]]] = {}
+    for m, job in missing:
+        key = (m.need.path, m.need.privilege, m.need.why if m.need.root_only else "")
+        entry = by_need.setdefault(key, (m, []))
+        if job not in entry[1]:
+            entry[1].append(job)
     return [
         Check(
             "token-privileges",
             Status.FAIL,
             api.conn.token_id,
-            f"missing: {m}",
-            "grant it: pveum acl modify "
-            f"{m.need.path} --tokens '{api.conn.token_id}' --roles <a role with {m.need.privilege}>"
-            if m.need.privilege != "root@pam"
-            else "use root@pam's token, or a PCI resource mapping (Datacenter > Resource Mappings)",
+            f"missing for {', '.join(jobs_of)}: {m}",
+            _fix(m, api.conn.token_id),
         )
-        for m in missing
+        for m, jobs_of in by_need.values()
     ]
+
+
+def _fix(m: Missing, token_id: str) -> str:
+    """A runnable grant for one missing privilege, or what to do instead of a root-only key."""
+    if m.need.root_only:
+        return (
+            "a token never passes root@pam's checks: use a PCI resource mapping for passthrough "
+            "(`nixmox token` prints how), or log in as root@pam with a password "
+            "(proxmox.user, proxmox.password_file)"
+        )
+    return "grant it (all at once: `nixmox token`): " + "; ".join(
+        grant([m.need]).commands(token_id)
+    )

@@ -3,8 +3,8 @@
 The API is read once: doctor's ``proxmox``, ``guests`` and ``backups`` areas
 run against a client that answers a repeated GET from memory, and the guest
 rows reuse those answers (``/cluster/resources``, each guest's ``pending``,
-each backup storage's content per node). Snapshots and update results come
-from the journal (listing ZFS is the ``snapshot`` job's and ``doctor``'s
+each backup storage's content per node). Snapshots, replication lag and
+update results come from the journal (listing ZFS is the ``snapshot`` job's and ``doctor``'s
 business). With the API unreachable, the journal still answers.
 
 Exit codes: 0 all fine, 1 a job's last run did not succeed, 2 doctor would
@@ -79,6 +79,16 @@ class DatasetRow:
 
 
 @dataclass
+class ReplicaRow:
+    """One replicated dataset at one target, per the newest ``replicate`` run naming it."""
+
+    dataset: str
+    target: str
+    newest: float | None  # the newest nixmox snapshot on the replica (lag = now - newest)
+    last_success: float | None
+
+
+@dataclass
 class JobRow:
     """One job's last run."""
 
@@ -98,6 +108,7 @@ class Report:
     guests: list[GuestRow] = field(default_factory=list)
     nodes: list[NodeRow] = field(default_factory=list)
     datasets: list[DatasetRow] = field(default_factory=list)
+    replicas: list[ReplicaRow] = field(default_factory=list)
     jobs: list[JobRow] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     areas: tuple[str, ...] = AREAS
@@ -129,6 +140,10 @@ class Report:
             "guests": [asdict(g) for g in self.guests],
             "nodes": [asdict(n) for n in self.nodes],
             "datasets": [asdict(d) for d in self.datasets],
+            "replication": [
+                {**asdict(r), "lag_seconds": None if r.newest is None else self.now - r.newest}
+                for r in self.replicas
+            ],
             "jobs": [asdict(j) for j in self.jobs],
             "doctor": {
                 "areas": list(self.areas),
@@ -301,6 +316,12 @@ def gather(
     report.datasets = [
         DatasetRow(ds, newest.get((ds,)), int(n)) for (ds,), n in sorted(counts.items())
     ]
+    replicated = data["nixmox_replication_newest_timestamp_seconds"]
+    succeeded = data["nixmox_replication_last_success_timestamp_seconds"]
+    report.replicas = [
+        ReplicaRow(ds, target, replicated.get((ds, target)), succeeded.get((ds, target)))
+        for ds, target in sorted(set(replicated) | set(succeeded))
+    ]
     report.jobs = [
         JobRow(job, run.ended, run.result, one_line(run, 80)) for job, run in sorted(latest.items())
     ]
@@ -371,6 +392,20 @@ def lines(report: Report) -> list[str]:
             for d in report.datasets
         ]
         out += table_lines(ds_rows)
+    if report.replicas:
+        out.append("")
+        rep_rows = [("replicated dataset", "target", "newest on target", "lag", "last success")]
+        rep_rows += [
+            (
+                r.dataset,
+                r.target,
+                _when(r.newest),
+                _age(report.now, r.newest),
+                _when(r.last_success),
+            )
+            for r in report.replicas
+        ]
+        out += table_lines(rep_rows)
     out.append("")
     job_rows = [("job", "last run", "result", "summary")]
     job_rows += [(j.job, _when(j.ended), j.result or "-", j.summary) for j in report.jobs]

@@ -11,7 +11,8 @@ forgets the pid after it, so that answer carries everything), and the file
 commands with base64 chunks.
 
 The agent serves one connection at a time, so each method opens its own
-connection and closes it before returning; nothing is held between calls.
+connection and closes it before returning, and an exec's status polls each
+open their own: nothing is held between calls or polls.
 Closing leaves no answer unread (half-close, then drain): some qemu-ga
 releases exit when a client resets the connection under unread data.
 
@@ -270,16 +271,18 @@ class SocketAgent:
         }
         if input_data is not None:
             arguments["input-data"] = base64.b64encode(input_data.encode()).decode()
-        with self._connect(timeout) as conn:
+        with self._connect() as conn:
             pid = int(conn.call("guest-exec", arguments)["pid"])
 
-            def status() -> dict[str, Any]:
+        def status() -> dict[str, Any]:
+            # A connection per poll: the agent serves one client at a time, and
+            # Proxmox's own calls (vzdump's fs-freeze, a shutdown by agent) must
+            # get through between our polls of a command that runs for hours.
+            with self._connect() as conn:
                 return dict(conn.call("guest-exec-status", {"pid": pid}))
 
-            found = wait_exited(
-                status, timeout, self.poll, self.clock, f"VM {self.vmid}: {argv[0]}"
-            )
-            return exec_result(found, _decode)
+        found = wait_exited(status, timeout, self.poll, self.clock, f"VM {self.vmid}: {argv[0]}")
+        return exec_result(found, _decode)
 
     def file_write(self, path: str, content: str) -> None:
         data = content.encode()

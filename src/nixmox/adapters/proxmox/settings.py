@@ -117,6 +117,10 @@ def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = No
         )
         _check_fingerprint(fingerprint, source)
     user = pick("NIXMOX_PVE_USER", settings.user)
+    if env.get("NIXMOX_PVE_USER") and not env.get("NIXMOX_PVE_TOKEN_ID"):
+        # The environment chooses the login: a user there (and no token id) means a password
+        # login, e.g. root@pam for the keys no API token may set (docs/least-privilege.md).
+        token_id = None
     if not token_id and user:
         # Tokens come first; a password login only when no token is configured.
         password = secret("NIXMOX_PVE_PASSWORD", environ)
