@@ -76,10 +76,17 @@ def read_live(api: Proxmox, inv: Inventory) -> Live:
     """The live facts of every node the inventory names (or the API lists)."""
     rows = [r for r in read_guests(api).values() if not r.template]
     nodes = [n.name for n in inv.nodes] or sorted({r.node for r in rows})
-    bridges: list[LiveBridge] = []
-    for node in nodes:
-        for iface in api.get(f"/nodes/{node}/network", type="any_bridge"):
-            bridges.append(LiveBridge(node=node, name=iface["iface"], cidr=iface.get("cidr")))
+    networks: dict[str, list[dict[str, Any]]] = {}
+
+    def read_network(node: str) -> None:
+        networks[node] = api.get(f"/nodes/{node}/network", type="any_bridge")
+
+    per_node(read_network, nodes, lambda node: node)
+    bridges = [
+        LiveBridge(node=node, name=iface["iface"], cidr=iface.get("cidr"))
+        for node in nodes
+        for iface in networks[node]
+    ]
     configs: dict[int, dict[str, Any]] = {}
 
     def read_config(r: GuestRow) -> None:
