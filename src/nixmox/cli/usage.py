@@ -5,22 +5,22 @@ loading typer). Written by scripts/gen_reference.py from cli/app.py: do not edit
 HELP = """\
 Usage: nixmox [OPTIONS] COMMAND [ARGS]...
 
-  Run a home Proxmox VE lab (NixOS guests, a Windows gaming VM) from one
+  Run a home Proxmox VE server (NixOS guests, a Windows gaming VM) from one
   inventory.
 
 Options:
-  --config <file>  inventory file (default /etc/nixmox/nixmox.toml, then
-                   ./nixmox.toml)
-  --json           print JSON instead of text
-  -v, --verbose    -v debug, -vv tracebacks
-  -q, --quiet      warnings and errors only
-  --version        print the version
-  -h, --help       Show this message and exit.
+  --config PATH  inventory file (default /etc/nixmox/nixmox.toml, then
+                 ./nixmox.toml)
+  --json         print JSON instead of text
+  -v, --verbose  -v debug, -vv tracebacks
+  -q, --quiet    warnings and errors only
+  --version      print the version
+  -h, --help     Show this message and exit.
 
 Commands:
-  doctor     Check the lab's health: PASS/WARN/FAIL lines; exit 0 pass, 1...
+  doctor     Check the server's health: PASS/WARN/FAIL lines; exit 0...
   plan       Show desired vs actual: every change, labelled by how...
-  apply      Make the lab match the inventory (refusing passthrough VMs...
+  apply      Make Proxmox match the inventory (refusing passthrough VMs...
   adopt      Print inventory TOML for guests that already exist.
   token      Print the pveum lines granting an API token exactly what the...
   snapshot   Take and prune ZFS snapshots on their policies (only...
@@ -36,4 +36,5 @@ Commands:
   render     Generated artefacts: systemd units, diagrams.
   template   NixOS LXC and VM images.
   windows    Windows guest provisioning.
-  zfs        ZFS helpers."""
+  zfs        ZFS helpers.
+  pool       Pool and disk health: scrub, TRIM, SMART, the fill forecast."""
