@@ -836,6 +836,14 @@ def _names_only(command: Any) -> None:
     """Show each argument by its metavar alone, as the options are: typer
     appends its Python type (``VMID <list[int]>``), which means nothing to a user."""
     for param in command.params:
+        if (
+            param.param_type_name == "option"
+            and param.metavar is None
+            and not getattr(param, "is_flag", False)
+            and not getattr(param, "count", False)
+        ):
+            # An option nobody named: its own name says what it takes (--pool POOL).
+            param.metavar = param.name.upper()
         if param.param_type_name == "argument" and param.metavar is not None:
             usage = param.metavar + ("..." if param.nargs != 1 else "")
             setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010

@@ -22,6 +22,7 @@ from typing import Any
 from nixmox.adapters.zfs import PoolSpace, ZfsError, ZfsUsage, Zpool
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.words import plural
 from nixmox.pool.status import PoolState, Scan, parse_json, parse_text
 from nixmox.rules.window import window_open
 
