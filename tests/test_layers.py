@@ -31,6 +31,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "schedule",
             "templates",
             "zfs_cache",
+            "restore",
         }
     ),
     frozenset({"runtime"}),

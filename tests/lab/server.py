@@ -499,8 +499,23 @@ class Lab(FakePve):
         record = self.storages.get(storage, {}).get("volumes", {}).get(volname)
         if record is None or record.get("content") != "backup":
             raise PveError(500, f"unable to restore VM {vmid} - volume '{archive}' does not exist")
-        if self.guest(vmid) is not None:
-            raise PveError(500, f"unable to restore VM {vmid} - VM {vmid} already exists")
+        existing = self.guest(vmid)
+        if existing is not None:
+            # PVE::API2::Qemu create_vm: force= overwrites a stopped VM of this node,
+            # its disks destroyed first; anything else is refused.
+            if not v.get("force") or not isinstance(existing, FakeVm) or existing.node != node:
+                raise PveError(500, f"unable to restore VM {vmid} - VM {vmid} already exists")
+            if existing.lock:
+                raise PveError(500, f"unable to restore VM {vmid} - VM is locked ({existing.lock})")
+            if existing.status == "running":
+                raise PveError(500, f"unable to restore VM {vmid} - VM {vmid} is running")
+            for key, value in list(existing.config.items()):
+                volume = str(value).split(",", 1)[0]
+                if re.fullmatch(r"(scsi|virtio|sata|ide|efidisk|tpmstate|unused)\d+", key) and (
+                    ":" in volume and "media=cdrom" not in str(value)
+                ):
+                    self._qm_free(volume)
+            self.vms.remove(existing)
         saved = dict(
             record.get("config")
             or {"name": f"vm{record['vmid']}", "memory": "512", "net0": "virtio,bridge=vmbr0"}
@@ -560,6 +575,34 @@ class Lab(FakePve):
 
         return await self.task(node, "qmrestore", vmid, user, body, vm=vm)
 
+    async def _lxc_create(self, user: str, v: dict[str, Any]) -> str:
+        """fakepve's create; a restore also brings the archive's own config back, as
+        pct restore does (pct.conf inside the archive), the request's options winning."""
+        if v.get("restore"):
+            self._restore_ct_config(v)
+        upid: str = await super()._lxc_create(user, v)
+        return upid
+
+    def _restore_ct_config(self, v: dict[str, Any]) -> None:
+        storage, _, volname = str(v.get("ostemplate", "")).partition(":")
+        record = self.storages.get(storage, {}).get("volumes", {}).get(volname) or {}
+        saved = record.get("config")
+        if not saved:
+            return
+        for key, value in saved.items():
+            if key in ("lock", "digest", "ostype", "arch") or re.fullmatch(r"(mp|unused)\d+", key):
+                continue
+            if key == "rootfs":
+                if "rootfs" not in v:
+                    volume, _, rest = str(value).partition(",")
+                    size = re.search(r"(?:^|,)size=(\d+[KMGT]?)", rest)
+                    gib = max(1, size_bytes(size.group(1)) // GIB) if size else 8
+                    v["rootfs"] = f"{v.get('storage') or volume.split(':', 1)[0]}:{gib}"
+                continue
+            if re.fullmatch(r"net\d+", key) and v.get("unique"):
+                value = re.sub(r",?hwaddr=[0-9A-Fa-f:]+", "", str(value))
+            v.setdefault(key, value)
+
     async def _qm_clone(self, v: dict[str, Any], user: str) -> str:
         # PVE::API2::Qemu clone_vm: a clone to another node needs every disk of the
         # source on shared storage, whatever storage= says ("VM uses local storage").
@@ -577,6 +620,11 @@ class Lab(FakePve):
                         500, f"can't clone VM to node '{target}' (VM uses local storage)"
                     )
         upid: str = await super()._qm_clone(v, user)
+        new = self.guest(int(v["newid"]))
+        agent = str(src.config.get("agent", "0")).split(",")[0] if src is not None else "0"
+        if isinstance(new, FakeVm) and agent in ("1", "enabled=1"):
+            # The NixOS template's image brings its guest agent up in every clone.
+            new.agent = {"os": _nixos_osinfo()}
         return upid
 
     # --------------------------------------------------------------- resize

@@ -288,6 +288,86 @@ def backup_verify(
     raise typer.Exit(backup.verify(g.config, guest or [], as_json=g.json))
 
 
+# -- restore and rebuild ------------------------------------------------------
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    guest: Annotated[str, typer.Argument(help="the guest (its inventory name or VMID)")],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="the newest archive taken at or before TIME (inventory's zone)"),
+    ] = None,
+    archive: Annotated[str | None, typer.Option("--archive", help="this archive (VOLID)")] = None,
+    as_vmid: Annotated[
+        int | None,
+        typer.Option("--as", help="restore as a new guest VMID (links down, devices removed)"),
+    ] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="list the archives (age, size, last verification)")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="do not ask before restoring in place")
+    ] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """A guest back from a backup: in place (what is there kept first) or as a new guest."""
+    from nixmox.cli import restore as restore_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        restore_command.restore(
+            g.config,
+            guest,
+            at=at,
+            archive=archive,
+            as_vmid=as_vmid,
+            list_only=list_only,
+            yes=yes,
+            dry_run=dry_run,
+            as_json=g.json,
+        )
+    )
+
+
+@app.command()
+def rebuild(
+    ctx: typer.Context,
+    verified: Annotated[
+        bool, typer.Option("--verified", help="only archives `backup verify` booted")
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="restore over guests that exist (each kept first)"),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask before --replace")] = False,
+    dry_run: DryRunOpt = False,
+    host_root: Annotated[
+        Path, typer.Option("--host-root", help="the host's files for the passthrough checks")
+    ] = Path("/"),
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The whole server from the inventory and the backups (my server died); resumable."""
+    from nixmox.cli import restore as restore_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        restore_command.rebuild(
+            g.config,
+            verified=verified,
+            replace=replace,
+            yes=yes,
+            dry_run=dry_run,
+            host_root=host_root,
+            as_json=g.json,
+        )
+    )
+
+
 # -- updates ------------------------------------------------------------------
 
 update_app = typer.Typer(
