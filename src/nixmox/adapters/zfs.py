@@ -12,6 +12,7 @@ logging apply, and failures become typed errors by exit code and phrase.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -210,6 +211,50 @@ class Zfs(_Adapter):
             except ZfsError as exc:
                 failed.append((name, exc))
         return failed
+
+    def get(self, prop: str, dataset: str) -> str:
+        """One property's value as zfs prints it (``-`` when unset)."""
+        out = self._run(
+            ["get", "-H", "-o", "value", prop, dataset],
+            f"cannot read {prop} of {dataset}",
+            changes=False,
+        )
+        return out.strip()
+
+    def clone(self, snapshot: str, target: str, properties: dict[str, str]) -> None:
+        """``zfs clone -o K=V ... SNAPSHOT TARGET``."""
+        options = [a for k, v in properties.items() for a in ("-o", f"{k}={v}")]
+        self._run(["clone", *options, snapshot, target], f"cannot clone {snapshot}", changes=True)
+
+    def unmount(self, dataset: str) -> None:
+        """``zfs unmount`` (a dataset that is not mounted is fine)."""
+        try:
+            self._run(["unmount", dataset], f"cannot unmount {dataset}", changes=True)
+        except ZfsError as exc:
+            if "not currently mounted" not in exc.stderr and "not mounted" not in exc.stderr:
+                raise
+
+    def destroy(self, dataset: str) -> None:
+        """Destroy one file system or volume (never recursively)."""
+        self._run(["destroy", dataset], f"cannot destroy {dataset}", changes=True)
+
+    def rollback(self, snapshot: str, *, destroy_later: bool) -> None:
+        """``zfs rollback [-r] SNAPSHOT``; ``destroy_later`` destroys newer snapshots."""
+        flag = ["-r"] if destroy_later else []
+        self._run(["rollback", *flag, snapshot], f"cannot roll back to {snapshot}", changes=True)
+
+    def copy(self, snapshot: str, target: str) -> None:
+        """A full, independent copy of ``snapshot`` as the new, unmounted ``target``
+        (``zfs send | zfs recv -u``, one pipe where the zfs command runs)."""
+        zfs = shlex.join(self.command)
+        pipe = f"{zfs} send {shlex.quote(snapshot)} | {zfs} recv -u {shlex.quote(target)}"
+        self._run_raw(["sh", "-c", pipe], f"cannot copy {snapshot} to {target}", changes=True)
+
+    def _run_raw(self, argv: Sequence[str], what: str, *, changes: bool) -> str:
+        try:
+            return self.runner.run(list(argv), changes=changes).stdout
+        except CommandError as exc:
+            raise _typed(exc, what) from None
 
 
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}

@@ -212,7 +212,13 @@ def adopt(
 # -- snapshots and retention --------------------------------------------------
 
 
-@app.command()
+snapshot_app = typer.Typer(
+    help="ZFS snapshots: take and prune on policy; list, browse, guarded rollback."
+)
+app.add_typer(snapshot_app, name="snapshot")
+
+
+@snapshot_app.callback(invoke_without_command=True)
 def snapshot(
     ctx: typer.Context,
     dry_run: DryRunOpt = False,
@@ -223,10 +229,83 @@ def snapshot(
     json: JsonOpt = False,
 ) -> None:
     """Take and prune ZFS snapshots on their policies (only nixmox's own are pruned)."""
+    if ctx.invoked_subcommand is None:
+        from nixmox.cli import snapshot
+
+        g = _globals(ctx, config, json)
+        raise typer.Exit(snapshot.run(g.config, dry_run=dry_run, monitor=monitor, as_json=g.json))
+
+
+@snapshot_app.command("list")
+def snapshot_list(
+    ctx: typer.Context,
+    dataset: Annotated[str | None, typer.Argument(help="under this dataset (default: all)")] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Every snapshot (nixmox's and others') with its holds."""
     from nixmox.cli import snapshot
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(snapshot.run(g.config, dry_run=dry_run, monitor=monitor, as_json=g.json))
+    raise typer.Exit(snapshot.list_(g.config, dataset, as_json=g.json))
+
+
+@snapshot_app.command("clone")
+def snapshot_clone(
+    ctx: typer.Context,
+    snap: Annotated[str, typer.Argument(metavar="DATASET@SNAPSHOT", help="the snapshot")],
+    mountpoint: Annotated[
+        str | None, typer.Option("--mountpoint", help="mount it here (default under /run/nixmox)")
+    ] = None,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="remove the clone nixmox made of it")
+    ] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Clone a snapshot to a read-only mount to copy files out (--remove cleans it up)."""
+    from nixmox.cli import snapshot
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        snapshot.clone(
+            g.config, snap, mountpoint=mountpoint, remove=remove, dry_run=dry_run, as_json=g.json
+        )
+    )
+
+
+@snapshot_app.command("rollback")
+def snapshot_rollback(
+    ctx: typer.Context,
+    snap: Annotated[str, typer.Argument(metavar="DATASET@SNAPSHOT", help="roll back to it")],
+    destroy_later: Annotated[
+        list[str] | None,
+        typer.Option("--destroy-later", help="a newer snapshot the rollback may destroy"),
+    ] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="stop a running guest on it through the API first")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Roll a dataset back, guarded: newer snapshots named, a safety copy kept first."""
+    from nixmox.cli import snapshot
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        snapshot.rollback(
+            g.config,
+            snap,
+            destroy_later or [],
+            stop=stop,
+            yes=yes,
+            dry_run=dry_run,
+            as_json=g.json,
+        )
+    )
 
 
 @app.command(
