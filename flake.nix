@@ -55,6 +55,7 @@
             pkgs.systemd # systemd-analyze for the unit tests
             pkgs.openssh
             pkgs.libfaketime
+            pkgs.chromium # opens the HTML diagram page headless
             # The metrics tests' real peers: Prometheus (promtool), node_exporter and
             # pve-exporter (a program in nixpkgs, not a Python library here).
             pkgs.prometheus

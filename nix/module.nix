@@ -21,6 +21,11 @@ let
       section = "snapshots"; sandbox = "zfs"; api = false;
       description = "take and prune ZFS snapshots";
     };
+    replicate = {
+      unit = "replicate"; command = [ "replicate" ]; dates = "*-*-* 01:00:00"; timeout = "6h";
+      section = "replication"; sandbox = "zfs"; api = false;
+      description = "replicate ZFS snapshots to their targets";
+    };
     backup = {
       unit = "backup"; command = [ "backup" ]; dates = "*-*-* 02:30:00"; timeout = "6h";
       section = "backups"; sandbox = "api"; api = true;

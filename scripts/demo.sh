@@ -34,17 +34,22 @@ echo "lab: $NIXMOX_PVE_URL (token $NIXMOX_PVE_TOKEN_ID, CA $NIXMOX_PVE_CA_FILE)"
 step nixmox --config $config config check
 nixmox --config "$config" config check
 
-step nixmox --config $config plan
-nixmox --config "$config" plan
+# The Windows VM pins its vCPUs (affinity) and passes PCI devices through: Proxmox lets only
+# root@pam's own login set those, never an API token. Provisioning runs as root@pam here
+# (see docs/least-privilege.md); everything after it runs with the lab's token.
+as_root() { ( . "$work/root-env.sh"; "$@" ); }
+
+step "nixmox --config $config plan   # as root@pam (password login): affinity and raw hostpci"
+as_root nixmox --config "$config" plan
 
 # pve1's files (for the passthrough checks apply runs before creating the
 # Windows VM) come from a generated tree: this machine is no Proxmox host.
 .venv/bin/python -m tests.hosts --out "$work/host" >/dev/null
 step nixmox --config $config apply --yes --host-root '$work/host'
-nixmox --config "$config" apply --yes --host-root "$work/host"
+as_root nixmox --config "$config" apply --yes --host-root "$work/host"
 
 step nixmox --config $config plan --detailed-exitcode   # a second plan: nothing left to do
-rc=0; nixmox --config "$config" plan --detailed-exitcode || rc=$?
+rc=0; as_root nixmox --config "$config" plan --detailed-exitcode || rc=$?
 [ "$rc" -eq 0 ] || { echo "demo: the second plan is not empty (exit $rc)" >&2; exit 1; }
 
 step "nixmox adopt 101   # inventory for an existing guest"
@@ -87,12 +92,14 @@ nixmox --config "$config" windows provision --guest win11-gaming
 # *.home.arpa name points at a closed loopback port, so nothing leaves loopback
 # and the dry run shows the container as unreachable next to the VM's plan.
 printf 'Host *.home.arpa\n  HostName 127.0.0.1\n  Port 9\n  BatchMode yes\n' > "$work/ssh_config"
+# From here on every ssh nixmox starts (updates, replication to the NAS, doctor) uses it.
+export NIXMOX_SSH_CONFIG="$work/ssh_config"
 step "nixmox --config $config update nixos --dry-run   # the plan per NixOS guest"
-NIXMOX_SSH_CONFIG="$work/ssh_config" nixmox --config "$config" update nixos --dry-run
+nixmox --config "$config" update nixos --dry-run
 # pve-daily-update found three upgrades, a kernel among them; the node itself
 # (pve1.home.arpa) is not reachable from here either.
 step "nixmox --config $config update host --dry-run   # the plan for the node"
-NIXMOX_SSH_CONFIG="$work/ssh_config" nixmox -q --config "$config" update host --dry-run
+nixmox -q --config "$config" update host --dry-run
 
 areas="--only proxmox --only guests --only host --only passthrough --only backups"
 step nixmox --config $config doctor $areas --host-root '$work/host'
@@ -130,8 +137,8 @@ if [ "$(id -u)" -eq 0 ] && command -v zfs-fuse >/dev/null && command -v faketime
   done
   step "faketime '2026-11-21 12:00:00' nixmox --config $config snapshot   # the 37th hourly run"
   TZ=UTC faketime "2026-11-21 12:00:00" nixmox --config "$config" snapshot
-  step "zfs list -t snapshot -o name -r rpool/data/ct/subvol-100-disk-0 | tail -4"
-  zfs list -H -o name -t snapshot -r rpool/data/ct/subvol-100-disk-0 | tail -4
+  step "zfs list -t snapshot -o name -r tank/shared | tail -4"
+  zfs list -H -o name -t snapshot -r tank/shared | tail -4
   step "faketime '2026-11-21 12:30:00' nixmox --config $config snapshot --dry-run"
   TZ=UTC faketime "2026-11-21 12:30:00" nixmox --config "$config" snapshot --dry-run
   step "faketime '2026-11-21 13:10:00' nixmox --config $config snapshot --monitor"
@@ -139,25 +146,44 @@ if [ "$(id -u)" -eq 0 ] && command -v zfs-fuse >/dev/null && command -v faketime
   [ "$rc" -eq 0 ] || { echo "demo: snapshot --monitor exit $rc" >&2; exit 1; }
   # Snapshot ages under the same fake clock; storage at the real time, where the
   # lab's certificate is valid.
-  step "faketime '2026-11-21 13:10:00' nixmox --config $config doctor --only snapshots"
-  rc=0; TZ=UTC faketime "2026-11-21 13:10:00" nixmox --config "$config" doctor --only snapshots || rc=$?
+  # The host areas judge this machine only when told to (--host-root): here the zfs lab is pve1's.
+  step "faketime '2026-11-21 13:10:00' nixmox --config $config doctor --only snapshots --host-root '$work/host'"
+  rc=0; TZ=UTC faketime "2026-11-21 13:10:00" nixmox --config "$config" doctor --only snapshots --host-root "$work/host" || rc=$?
   [ "$rc" -eq 0 ] || { echo "demo: doctor --only snapshots exit $rc" >&2; exit 1; }
-  step nixmox --config $config doctor --only storage
-  rc=0; nixmox --config "$config" doctor --only storage || rc=$?
+  step nixmox --config $config doctor --only storage --host-root '$work/host'
+  rc=0; nixmox --config "$config" doctor --only storage --host-root "$work/host" || rc=$?
   [ "$rc" -eq 0 ] || { echo "demo: doctor --only storage exit $rc" >&2; exit 1; }
   step "nixmox prune-sim --keep-daily 2 --keep-weekly 1 --tz Europe/Vienna   # Proxmox's simulator"
   printf '%s\n' 2026-11-21T22:00:00Z 2026-11-21T12:00:00Z 2026-11-20T22:00:00Z \
     "2026-11-19T22:00:00Z protected" 2026-11-14T22:00:00Z 2026-11-13T22:00:00Z |
     nixmox prune-sim --keep-daily 2 --keep-weekly 1 --tz Europe/Vienna
-  # One run at the real time, so status sees fresh snapshots.
+  # Replication: the example copies tank/shared to usb/pve, a second pool here
+  # (a USB disk's), and to a NAS over ssh. *.home.arpa points at a closed
+  # loopback port (see above), so the NAS fails with one line and the USB copy goes on.
+  step "faketime '2026-11-21 13:20:00' nixmox --config $config replicate   # first run: a full stream, then incrementals"
+  rc=0; TZ=UTC faketime "2026-11-21 13:20:00" \
+    nixmox -q --config "$config" replicate || rc=$?
+  [ "$rc" -eq 1 ] || { echo "demo: replicate exit $rc, expected 1 (the NAS is unreachable)" >&2; exit 1; }
+  step "zfs list -t snapshot -o name -r usb/pve/shared | tail -3   # pruned by the target's own keep-daily 30"
+  zfs list -H -o name -t snapshot -r usb/pve/shared | tail -3
+  TZ=UTC faketime "2026-11-21 14:00:00" nixmox --config "$config" snapshot >/dev/null
+  step "faketime '2026-11-21 14:05:00' nixmox --config $config replicate   # the next hour: one incremental"
+  rc=0; TZ=UTC faketime "2026-11-21 14:05:00" \
+    nixmox -q --config "$config" replicate || rc=$?
+  step "faketime '2026-11-21 14:10:00' nixmox --config $config doctor --only replication --host-root '$work/host'"
+  rc=0; TZ=UTC faketime "2026-11-21 14:10:00" \
+    nixmox --config "$config" doctor --only replication --host-root "$work/host" || rc=$?
+  echo "(doctor exit $rc: the USB replica is fresh, the NAS cannot be read from here)"
+  # One run at the real time, so status sees fresh snapshots (and their replication lag).
   nixmox --config "$config" snapshot >/dev/null
+  nixmox --config "$config" replicate >/dev/null 2>&1 || true
 else
   echo
   echo "snapshots: skipped (needs root, /dev/fuse, zfs-fuse and faketime: apt-get install zfs-fuse faketime)"
 fi
 
 step "head -20 \$NIXMOX_METRICS_TEXTFILE   # for node_exporter's textfile collector"
-grep -v '^#' "$NIXMOX_METRICS_TEXTFILE" | head -20
+awk '!/^#/ && n++ < 20' "$NIXMOX_METRICS_TEXTFILE"
 
 step nixmox --config $config render diagram --kind network
 nixmox --config "$config" render diagram --kind network
@@ -167,4 +193,4 @@ rc=0; nixmox --config "$config" status --host-root "$work/host" || rc=$?
 echo "(status exit $rc: 0 all fine, 1 a job's last run failed, 2 doctor would FAIL something)"
 
 echo
-echo "demo finished: the lab was provisioned from the inventory (plan, apply, an empty second plan), backed up, its updates planned, the Windows VM provisioned, checked, and its datasets snapshotted and pruned."
+echo "demo finished: the lab was provisioned from the inventory (plan, apply, an empty second plan), backed up, its updates planned, the Windows VM provisioned, checked, and its datasets snapshotted, pruned and replicated to a second pool."

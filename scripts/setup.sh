@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PEERS="zfs-fuse qemu-guest-agent nix-bin openssh-server faketime prometheus prometheus-node-exporter"
+# chromium opens the HTML diagram page headless (tests/test_diagrams.py).
+PEERS="zfs-fuse qemu-guest-agent nix-bin openssh-server faketime prometheus prometheus-node-exporter chromium"
 
 if [ "${1:-}" = "--peers" ]; then
   missing=""

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.fixtures import lab, lab_env, lab_process  # noqa: F401
+from tests.lab.fixtures import lab, lab_env, lab_process, lab_root_env  # noqa: F401
 from tests.peers.fixtures import (  # noqa: F401
     faketime_bin,
     nix_sandbox,

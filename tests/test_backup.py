@@ -230,8 +230,12 @@ def test_minimal_inventory_works_as_it_is(
 
 
 def test_verify_restores_boots_and_removes_the_scratch_guest(
-    env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # As root@pam: only root may take the Windows copy's raw hostpci devices away
+    # (test_restore covers the token's refusal).
+    env = lab_root_env
+    env.pve.add_declared_guests()
     assert run(["backup", "--config", str(EXAMPLE)]) == 0
     capsys.readouterr()
     code = run(["backup", "verify", "--json", "--config", str(EXAMPLE)])
@@ -246,7 +250,13 @@ def test_verify_restores_boots_and_removes_the_scratch_guest(
     nets = [r for r in links if b"net" in r[2]]
     assert nets and all(b"link_down%3D1" in r[2] or b"link_down=1" in r[2] for r in nets)
     # every scratch guest got this run's mark before anything else was done to it
-    assert len(links) == 3 and all(b"description=nixmox+backup+verify" in r[2] for r in links)
+    marks = [r for r in links if b"description=nixmox+backup+verify" in r[2]]
+    assert len(marks) == 3 and links[0] in marks
+    # then what each copy must not keep goes in a PUT of its own (onboot; the Windows
+    # copy's devices too)
+    removals = [r for r in links if b"delete=" in r[2]]
+    assert len(links) == 6 and [links.index(r) for r in removals] == [1, 3, 5]
+    assert [b"hostpci0" in r[2] for r in removals] == [False, False, True]
 
 
 def test_verify_fails_cleanly_when_the_start_fails(
@@ -280,6 +290,38 @@ def test_verify_restores_a_container_without_a_declared_rootfs_onto_a_rootdir_st
     assert code == 0, report
     restores = [r for r in env.pve.requests if r[0] == "POST" and r[1].endswith("/nodes/pve1/lxc")]
     assert restores and b"storage=ct-disks" in restores[-1][2]
+
+
+def test_verify_stops_a_restore_that_outlives_its_own_timeout_and_removes_its_guest(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 24 item 10: the scratch guest is `lock: create` until the restore ends.
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import connection
+    from nixmox.backup.verify import verify_guest
+    from nixmox.inventory.load import load_inventory
+
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 0
+    capsys.readouterr()
+    inv = load_inventory(EXAMPLE)
+    assert inv.backups is not None and inv.backups.verify is not None
+    settings = inv.backups.model_copy(
+        update={"verify": inv.backups.verify.model_copy(update={"restore_timeout": "30min"})}
+    )
+    [guest] = [g for g in inv.guests if g.name == "nixos-vm"]
+    env.pve.restore_wall_secs = 600.0  # far longer than the test
+    before = {name: dict(s["volumes"]) for name, s in env.pve.storages.items()}
+    clock = FakeClock()
+    result = verify_guest(
+        Proxmox(connection(inv.proxmox)), guest, settings, VIENNA, inv.storages, clock
+    )
+    assert not result.ok and result.cleaned, result
+    assert "still running after 1800 s" in result.message
+    assert result.message.endswith("; stopped the restore task")
+    assert 9900 not in {g.vmid for g in env.pve.vms}
+    assert {name: dict(s["volumes"]) for name, s in env.pve.storages.items()} == before
+    # The boot timeout (10 min) did not cut the restore short.
+    assert 1800 <= clock.monotonic() < 1800 + 60
 
 
 def test_verify_without_any_archive_fails(
@@ -381,3 +423,66 @@ def test_verify_leaves_alone_a_scratch_guest_without_its_mark(
     assert code == 1 and not row["ok"] and not row["cleaned"]
     assert "could NOT be removed" in row["message"]
     assert 9900 in {g.vmid for g in env.pve.vms}
+
+
+# -- a stopped passthrough VM (issue 24 item 6) ------------------------------------
+
+
+def test_passthrough_blocker_is_pure() -> None:
+    from nixmox.backup.passthrough import blocker, pci_devices
+
+    gpu = {"memory": "16384", "hostpci0": "0000:01:00,pcie=1,x-vga=1", "hostpci1": "0000:0b:00.3"}
+    assert pci_devices(gpu) == {"01:00", "0b:00"}
+    assert pci_devices({"hostpci0": "mapping=gpu,pcie=1"}) == set()
+    other = {"hostpci0": "01:00.1"}  # the same card's audio function
+    assert "running VM 103 holds 01:00" in (blocker(gpu, [(103, other)], None) or "")
+    assert blocker(gpu, [(103, {"memory": "2048"})], 32 * 1024**3) is None
+    short = blocker(gpu, [], 8 * 1024**3)
+    assert short is not None and "pins all its 16384 MiB, and the node has 8192 MiB free" in short
+    assert blocker({"memory": "99999"}, [], 0) is None  # no passthrough: vzdump needs no start
+
+
+def test_lab_reserves_passed_through_devices_on_start(env: RunningLab) -> None:
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import connection
+    from nixmox.adapters.proxmox.tasks import TaskFailed, wait
+    from nixmox.inventory.load import load_inventory
+
+    api = Proxmox(connection(load_inventory(EXAMPLE).proxmox))
+    wait(api, api.post("/nodes/pve1/qemu/102/status/start"))
+    wait(api, api.post("/nodes/pve1/qemu/101/status/stop"))
+    # A raw address is root@pam's to set (no token may): set up as an admin would have.
+    env.pve.vm(101).config["hostpci0"] = "0000:01:00.0"
+    with pytest.raises(TaskFailed, match="already in use by VMID '102'"):
+        wait(api, api.post("/nodes/pve1/qemu/101/status/start"))
+
+
+def test_a_stopped_passthrough_vm_is_not_backed_up_while_another_holds_its_gpu(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pve = env.pve
+    # A second VM with the same GPU runs (say, a Linux desktop sharing the card).
+    other = pve.vm(101)
+    other.config["hostpci0"] = "0000:01:00.0,pcie=1"
+    code = run(["backup", "--json", "--config", str(EXAMPLE), "--guest", "win11-gaming"])
+    row = json.loads(capsys.readouterr().out)["guests"][0]
+    assert code == 1 and row["result"] == "failed"
+    assert row["message"].startswith(
+        "not backed up: vzdump starts the stopped VM paused with its passed-through devices, "
+        "and running VM 101 holds 01:00"
+    )
+    assert not [r for r in pve.requests if r[0] == "POST" and r[1].endswith("/vzdump")]
+    # Asked anyway, the lab's vzdump fails the way PVE's paused start does.
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import connection
+    from nixmox.adapters.proxmox.tasks import TaskFailed, task_log, wait
+    from nixmox.inventory.load import load_inventory
+
+    api = Proxmox(connection(load_inventory(EXAMPLE).proxmox))
+    upid = api.post("/nodes/pve1/vzdump", vmid=102, storage="backups")
+    with pytest.raises(TaskFailed):
+        wait(api, upid)
+    assert any("already in use by VMID '101'" in line for line in task_log(api, upid))
+    # Once the other VM lets the card go, the backup runs.
+    del other.config["hostpci0"]
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "win11-gaming"]) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import html
 import json
 import re
 import subprocess
@@ -30,7 +32,9 @@ _NODE = re.compile(r"^\s+([A-Za-z0-9_]+)[\[\(\{]+\"(.*)\"[\]\)\}]+$")
 def edges(text: str) -> set[tuple[str, str, str, str]]:
     """(from, arrow, label, to) of every edge."""
     return {
-        (m[1], m[2], m[3] or "", m[4]) for line in text.splitlines() if (m := _EDGE.match(line))
+        (m[1], m[2], re.sub(r"\\(.)", r"\1", m[3] or ""), m[4])
+        for line in text.splitlines()
+        if (m := _EDGE.match(line))
     }
 
 
@@ -39,8 +43,12 @@ def links(text: str) -> set[tuple[str, str]]:
 
 
 def nodes(text: str) -> dict[str, str]:
-    """id -> label of every node."""
-    return {m[1]: m[2] for line in text.splitlines() if (m := _NODE.match(line))}
+    """id -> label of every node (markdown's backslash escapes undone, as mermaid shows it)."""
+    return {
+        m[1]: re.sub(r"\\(.)", r"\1", m[2])
+        for line in text.splitlines()
+        if (m := _NODE.match(line))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +218,107 @@ def test_html_page_holds_the_source_and_loads_nothing_from_outside(inv: Inventor
     assert "<title>nixmox &lt;lab&gt;</title>" in page
     assert '<pre class="mermaid">' in page and "&lt;br/&gt;" in page
     assert "http://" not in page and "https://" not in page.replace("https://pve.home.arpa", "")
+    assert "default-src 'none'" in page
     inlined = diagrams.html(text, "t", script="var mermaid = {}; '</script>';")
     assert "<\\/script>" in inlined and "mermaid.initialize" in inlined
+
+
+def test_the_packaged_mermaid_is_the_pinned_one() -> None:
+    lock = json.loads((MERMAID / "package-lock.json").read_text())
+    pinned = lock["packages"]["node_modules/mermaid"]["version"]
+    readme = (ROOT / "src/nixmox/observe/vendor/README.md").read_text()
+    assert f"mermaid {pinned}" in readme
+    script = diagrams.mermaid_script()
+    assert hashlib.sha256(script.encode()).hexdigest() in readme
+    installed = MERMAID / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
+    if installed.is_file():
+        assert installed.read_text(encoding="utf-8") == script
+
+
+def test_labels_show_what_was_written_not_markdown() -> None:
+    assert diagrams.label("*-*-* 03:00:00") == '"\\*-\\*-\\* 03:00:00"'
+    assert diagrams.label("a_b", "- c", "9900. d") == '"a\\_b<br/>\\- c<br/>9900\\. d"'
+
+
+# -- in a real browser --------------------------------------------------------------
+
+_LABEL = re.compile(r'<span class="(nodeLabel|edgeLabel)"[^>]*>(.*?)</span>', re.S)
+
+
+def rendered(tmp_path: Path, page: str) -> tuple[set[str], list[str]]:
+    """Open ``page`` in headless Chromium, offline; (ids of the SVG nodes drawn, label texts)."""
+    chromium = need_binary("chromium", "chromium")
+    path = tmp_path / "page.html"
+    path.write_text(page, encoding="utf-8")
+    proc = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert "<svg" in dom, "mermaid drew nothing"
+    svg = dom[dom.index("<svg") :]
+    drawn = set(re.findall(r'<g class="node\b[^>]*\bid="flowchart-(.+?)-\d+"', svg))
+    texts = [
+        html.unescape(re.sub(r"<br\s*/?>", "\n", re.sub(r"<(?!br)[^>]+>", "", m[2])))
+        for m in _LABEL.finditer(svg)
+    ]
+    return drawn, [t for t in texts if t.strip()]
+
+
+def test_html_page_renders_offline_in_chromium(
+    inv: Inventory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["render", "diagram", "--config", str(EXAMPLE), "--kind", "updates", "--format", "html"]
+    assert run([*argv, "--no-live"]) == 0
+    page = capsys.readouterr().out
+    drawn, texts = rendered(tmp_path, page)
+    assert drawn == set(nodes(diagrams.updates(inv)))
+    # The calendar specs are shown as written: no markdown emphasis ate the asterisks.
+    assert "nixmox-backup.timer\n*-*-* 02:30:00" in texts
+    assert "nixmox-backup-verify.timer\nSun *-*-* 06:00:00" in texts
+    assert "restore newest into VMID 9900-9999 on vm-disks" in texts
+
+
+def test_unusual_labels_render_literally_in_chromium(tmp_path: Path) -> None:
+    comment = 'say "hi" *bold* _it_ ~~x~~ [a](b) <b>x</b> `md` C:\\dir #1'
+    inv = parse_inventory(
+        f"""
+[[nodes]]
+name = "pve1"
+[[bridges]]
+name = "vmbr0"
+comment = '{comment}'
+[[bridges]]
+name = "vmbr1"
+comment = "- 1. # not a list"
+[[guests]]
+name = "g"
+vmid = 100
+kind = "vm"
+node = "pve1"
+net = [{{ bridge = "vmbr0" }}, {{ bridge = "vmbr1" }}]
+"""
+    )
+    text = diagrams.network(inv)
+    drawn, texts = rendered(tmp_path, diagrams.html(text, "t", diagrams.mermaid_script()))
+    assert drawn == set(nodes(text))
+    assert f"vmbr0\n{comment}" in texts
+    assert "vmbr1\n- 1. # not a list" in texts
 
 
 # -- live state --------------------------------------------------------------------
@@ -297,3 +404,26 @@ def test_docs_example_is_the_real_output(inv: Inventory) -> None:
         return [line for line in text.splitlines() if not line.startswith("%%")]
 
     assert drop_comments(block) == drop_comments(diagrams.network(inv))
+
+
+def test_a_verify_schedule_alone_draws_the_verify_timer() -> None:
+    inv = parse_inventory(
+        """
+[[nodes]]
+name = "pve1"
+[backups]
+storage = "local"
+[schedules]
+backup_verify = "Sun *-*-* 06:00:00"
+"""
+    )
+    text = diagrams.updates(inv)
+    assert nodes(text)["timer_backup_2dverify"] == (
+        "nixmox-backup-verify.timer<br/>Sun *-*-* 06:00:00"
+    )
+    assert (
+        "storage_local",
+        "-->",
+        "restore newest into VMID 9900-9999",
+        "timer_backup_2dverify",
+    ) in (edges(text))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nixmox.adapters.proxmox.permissions import role_name
 from nixmox.cli.main import run
 from nixmox.core.verdict import Check, Status, exit_code, totals
 from tests.lab.serving import RunningLab
@@ -34,7 +35,11 @@ def test_blank_lab_reachable_but_guests_missing(
     missing = by_id(report, "guest-exists")
     assert [c["status"] for c in missing] == ["WARN"] * 3
     assert all(c["fix"] for c in missing)
-    assert code == 1
+    # Creating the Windows VM sets affinity and raw hostpci: root@pam's login only, and
+    # the lab's API token (root@pam's own) is no root for those checks.
+    root = [c for c in by_id(report, "token-privileges") if c["status"] == "FAIL"]
+    assert root and all("never an API token" in c["message"] for c in root)
+    assert code == 2
 
 
 def test_declared_guests_pass(lab_env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,7 +91,7 @@ def test_untrusted_certificate_fails_and_never_sends_on(
     monkeypatch.setenv("NIXMOX_PVE_CA_FILE", "/etc/ssl/certs/ca-certificates.crt")
     code, report = doctor_json(capsys)
     reach = by_id(report, "proxmox-reachable")[0]
-    assert reach["status"] == "FAIL" and "TLS verification" in reach["message"]
+    assert reach["status"] == "FAIL" and "is not signed by CA file" in reach["message"]
     assert by_id(report, "guest-exists")[0]["status"] == "UNKNOWN"
     assert code == 2
 
@@ -106,7 +111,16 @@ def test_wrong_token_fails_without_showing_it(
 def test_every_area_of_the_contract_can_be_asked_for(
     lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    contract = ["passthrough", "proxmox", "storage", "guests", "backups", "snapshots", "host"]
+    contract = [
+        "passthrough",
+        "proxmox",
+        "storage",
+        "guests",
+        "backups",
+        "snapshots",
+        "replication",
+        "host",
+    ]
     for asked in (contract, ["proxmox"]):
         _, report = doctor_json(capsys, *[arg for area in asked for arg in ("--only", area)])
         summary = report["summary"]
@@ -140,11 +154,17 @@ def test_missing_token_privileges_fail_with_the_grant_to_make(
 ) -> None:
     pve = lab_env.pve
     pve.apitokens["nixmox@pve!ro"] = "read-only-secret-1"
-    pve.grant("nixmox@pve!ro", "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
+    for who in ("nixmox@pve", "nixmox@pve!ro"):  # a privilege-separated token and its user
+        pve.grant(who, "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
     monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", "nixmox@pve!ro")
     monkeypatch.setenv("NIXMOX_PVE_TOKEN", "read-only-secret-1")
     code, report = doctor_json(capsys, "--only", "proxmox")
     failed = [c for c in by_id(report, "token-privileges") if c["status"] == "FAIL"]
     assert code == 2 and failed
     allocate = next(c for c in failed if "VM.Allocate on /vms/100" in c["message"])
-    assert "pveum acl modify /vms/100 --tokens 'nixmox@pve!ro'" in allocate["fix"]
+    role = role_name("Nixmox", "/vms/100", ["VM.Allocate"])
+    assert f"pveum acl modify /vms/100 --roles {role} --users nixmox@pve " in allocate["fix"]
+    assert "--tokens 'nixmox@pve!ro'" in allocate["fix"]
+    assert f"pveum role add {role} --privs VM.Allocate" in allocate["fix"]
+    root = next(c for c in failed if "raw PCI address" in c["message"])
+    assert "resource mapping" in root["fix"] and "root@pam's token" not in root["fix"]

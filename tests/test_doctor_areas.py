@@ -332,3 +332,44 @@ def test_bad_host_root_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path:
     code = run(["doctor", "--config", str(EXAMPLE), "--host-root", str(tmp_path / "nope")])
     err = capsys.readouterr().err
     assert code == 1 and len(err.strip().splitlines()) == 1 and "--host-root" in err
+
+
+def test_dir_storage_on_a_dataset_gets_proxmoxs_mount_guard(
+    lab_env: RunningLab, api: Proxmox, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Issue 24 item 13: the example's backups storage is a dir on rpool/backups.
+    pve = lab_env.pve
+    pve.add_declared_guests()
+    del pve.storages["backups"]["is_mountpoint"]  # added by hand, without the guard
+    pve.unmounted.add("/rpool/backups")  # the dataset did not mount at boot
+    inv = load_inventory(EXAMPLE)
+    runner = Runner()
+    zfs = Zfs(runner, inv.zfs.command)
+    checks = check_storage(inv, zfs, Zpool(runner, zpool_command(inv.zfs.command)), api)
+    [guard] = [c for c in checks if c.id == "storage-mountpoint"]
+    assert guard.status is Status.WARN and guard.subject == "backups"
+    assert "`pvesm set backups --is_mountpoint yes`" in guard.fix
+    # Unguarded, a backup "succeeds" into the root file system under the mount point.
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-lxc"]) == 0
+    assert pve.root_fs_writes and pve.root_fs_writes[0][0] == "backups"
+    capsys.readouterr()
+    # The plan sets the guard; apply does it.
+    assert run(["plan", "--json", "--config", str(EXAMPLE)]) in (0, 2)
+    plan = json.loads(capsys.readouterr().out)
+    [storage] = [o for o in plan["storages"] if o["name"] == "backups"]
+    assert [(c["key"], c["new"]) for c in storage["changes"]] == [("is_mountpoint", "yes")]
+    host = write_host(tmp_path / "host")
+    assert run(["apply", "--yes", "--host-root", str(host), "--config", str(EXAMPLE)]) == 0, (
+        capsys.readouterr()
+    )
+    assert pve.storages["backups"]["is_mountpoint"] == "yes"
+    checks = check_storage(inv, zfs, Zpool(runner, zpool_command(inv.zfs.command)), api)
+    assert statuses(checks, "storage-mountpoint") == {"backups": Status.PASS}
+    assert statuses(checks, "storage-active")["backups on pve1"] is Status.FAIL
+    # Guarded, the backup fails instead of filling the root file system.
+    written = len(pve.root_fs_writes)
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-lxc"]) == 1
+    assert "directory is expected to be a mount point but is not mounted" in (
+        capsys.readouterr().out
+    )
+    assert len(pve.root_fs_writes) == written

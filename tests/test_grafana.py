@@ -129,8 +129,13 @@ def test_no_query_groups_by_the_scrape_job_label(dashboard: dict[str, Any]) -> N
         # update history and pending updates
         {"nixmox_update_rollbacks_total", "nixmox_guest_update_last_success"},
         {"nixmox_pending_updates"},
+        # replication lag and last success
+        {
+            "nixmox_replication_newest_timestamp_seconds",
+            "nixmox_replication_last_success_timestamp_seconds",
+        },
     ],
-    ids=["backup-age", "backup-size", "snapshots", "jobs", "updates", "pending"],
+    ids=["backup-age", "backup-size", "snapshots", "jobs", "updates", "pending", "replication"],
 )
 def test_each_metric_group_is_on_the_dashboard(dashboard: dict[str, Any], group: set[str]) -> None:
     used = set().union(*(metric_names(t["expr"]) for _, t in queries(dashboard)))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nixmox.cli.main import run
-from nixmox.inventory.load import InventoryInvalid, parse_inventory
+from nixmox.inventory.load import InventoryInvalid, load_inventory, parse_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "homelab.toml"
@@ -107,7 +107,13 @@ BROKEN: list[tuple[str, str, str, str]] = [
         "unknown key",
         replace_once("swap = 512", "swapp = 512"),
         "swapp = 512",
-        "guests[0].swapp: unknown key",
+        "guests[0].swapp: unknown key; did you mean swap?",
+    ),
+    (
+        "misspelt key",
+        replace_once("swap = 512", "swap = 512\nmemroy = 2048"),
+        "memroy = 2048",
+        "guests[0].memroy: unknown key; did you mean memory?",
     ),
     (
         "unknown table",
@@ -225,7 +231,7 @@ BROKEN: list[tuple[str, str, str, str]] = [
         "unknown key inside an inline table",
         replace_once('efitype = "4m"', 'efi_type = "4m"'),
         'efi_type = "4m"',
-        "guests[2].efidisk.efi_type: unknown key",
+        "guests[2].efidisk.efi_type: unknown key; did you mean efitype?",
     ),
     (
         "VM-only key on a container",
@@ -240,6 +246,23 @@ BROKEN: list[tuple[str, str, str, str]] = [
         "dead_man (90s) must be longer than the health checks may take (2min)",
     ),
 ]
+
+
+def test_unknown_keys_suggest_the_closest_key_of_their_own_table(tmp_path: Path) -> None:
+    path = tmp_path / "nixmox.toml"
+    path.write_text(
+        SNAPSHOTS_ONLY.replace("keep-daily = 5", "keep_daily = 5")
+        + "\n[proxmox]\nzzzzz = 1\ntoken = 'x'\n"
+    )
+    with pytest.raises(InventoryInvalid) as caught:
+        load_inventory(path)
+    lines = {d.path: d.message for d in caught.value.diagnostics}
+    # A policy is a table under a name of the user's choosing: its keys are keep-*.
+    assert (
+        lines["snapshots.policies.standard.keep_daily"] == "unknown key; did you mean keep-daily?"
+    )
+    assert lines["proxmox.token"] == "unknown key; did you mean token_id?"
+    assert lines["proxmox.zzzzz"] == "unknown key"
 
 
 @pytest.mark.parametrize(("name", "text", "needle", "fragment"), BROKEN, ids=[b[0] for b in BROKEN])

@@ -22,6 +22,7 @@ LAYERS: tuple[frozenset[str], ...] = (
         {
             "backup",
             "snapshot",
+            "replicate",
             "provision",
             "updates",
             "windows",

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ MAX_POINTS = 1000
 FOREIGN = 555
 WINDOWS = 102
 #: A series that first appears in the last round of jobs.
-NEWEST = 'nixmox_job_runs_total{command="snapshot",result="ok"}'
+NEWEST = 'nixmox_job_runs_total{command="replicate",result="ok"}'
 
 
 @dataclass
@@ -104,10 +105,18 @@ def _inventory(path: Path, pools: dict[str, str], textfile: Path) -> Path:
     zfs-fuse) and its textfile in ``textfile``."""
     text = EXAMPLE.read_text()
     for old, new in pools.items():
-        text = text.replace(f'"{old}/', f'"{new}/').replace(f'"{old}"', f'"{new}"')
+        text = text.replace(f'"{old}/', f'"{new}/')
+        if old != "usb":  # "usb" alone is also the replication target's name: it stays
+            text = text.replace(f'"{old}"', f'"{new}"')
     text = text.replace(
         'textfile = "/var/lib/prometheus/node-exporter/nixmox.prom"', f'textfile = "{textfile}"'
     )
+    # Replication to the USB pool only: the NAS target is another machine over ssh.
+    text = re.sub(r"\[replication\.targets\.nas\]\n(?:[^\[\n][^\n]*\n)*", "", text)
+    text = re.sub(
+        r'\[\[replication\.datasets\]\]\n[^\[]*target = "nas"\n[^\[]*?(?=\n[#\[])', "", text
+    )
+    assert "nas" not in tomllib.loads(text)["replication"]["targets"]
     path.write_text(text)
     return path
 
@@ -134,7 +143,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, zfs: ZfsFuse) -> Iterator[St
     (tmp / "pki").mkdir()
     (tmp / "other-ca").mkdir()
     state = tmp / "state"
-    pools = {"rpool": unique_pool_name("r"), "tank": unique_pool_name("t")}
+    # usb: the example's local replication target, a pool of its own.
+    pools = {
+        "rpool": unique_pool_name("r"),
+        "tank": unique_pool_name("t"),
+        "usb": unique_pool_name("u"),
+    }
     inv_path = _inventory(tmp / "nixmox.toml", pools, textfile)
     try:
         create_lab_datasets(zfs, load_lab_inventory(inv_path))
@@ -220,6 +234,7 @@ def _run_jobs(
     (state / "journal.sqlite3").rename(state / "journal.sqlite3.damaged")
     step("backup", 0, lambda: run(["backup", "--json", *config]))
     step("snapshot", 0, lambda: run(["snapshot", "--json", *config]))
+    step("replicate", 0, lambda: run(["replicate", "--json", *config]))
     # An update that breaks the GPU's driver (code 43) is rolled back.
     offered = [update("KB5050009", reboot=False)]
     update_windows(1, reboot_pending=False, available=offered, gpu_problem_after_install=43)
@@ -333,7 +348,7 @@ def _values(stack: Stack, title: str, *labels: str) -> dict[tuple[str, ...], flo
     return {tuple(s["metric"][k] for k in labels): float(s["value"][1]) for s in series}
 
 
-COMMANDS = {"backup", "snapshot", "update windows"}
+COMMANDS = {"backup", "snapshot", "replicate", "update windows"}
 
 
 def test_the_job_panels_show_one_series_per_command_with_its_values(stack: Stack) -> None:
@@ -343,7 +358,7 @@ def test_the_job_panels_show_one_series_per_command_with_its_values(stack: Stack
     finally:
         journal.close()
     success = _values(stack, "Last run succeeded", "command")
-    assert success == {("backup",): 0, ("snapshot",): 1, ("update windows",): 1}
+    assert success == {("backup",): 0, ("snapshot",): 1, ("replicate",): 1, ("update windows",): 1}
     since = _values(stack, "Since the last run", "command")
     assert set(since) == {(c,) for c in COMMANDS}
     for (command,), age in since.items():
@@ -378,6 +393,7 @@ def test_the_run_counter_never_went_down_across_the_moved_journal(stack: Stack) 
         ("backup", "failed"): 1,
         ("backup", "interrupted"): 1,
         ("snapshot", "ok"): 1,
+        ("replicate", "ok"): 1,
         ("update windows", "ok"): 2,
         ("update windows", "failed"): 1,
     }
@@ -408,11 +424,20 @@ def test_the_update_and_snapshot_panels(stack: Stack) -> None:
     assert [s["metric"]["id"] for s in rollbacks] == [f"qemu/{WINDOWS}"]
     assert max(float(v) for _, v in rollbacks[0]["values"]) > 0
     datasets = _values(stack, "Snapshots per dataset", "dataset")
-    assert len(datasets) >= 3 and all(n >= 1 for n in datasets.values())
+    # Every dataset the inventory snapshots (the pool's name differs per run), each snapshotted.
+    declared = load_inventory(EXAMPLE).snapshots
+    assert declared is not None
+    assert len(datasets) == len(declared.datasets) and all(n >= 1 for n in datasets.values())
+    # The example replicates tank/shared to the USB pool: its lag is the snapshot's age.
+    lag = _values(stack, "Replication lag", "dataset", "target")
+    assert [(name.split("/", 1)[1], target) for name, target in lag] == [("shared", "usb")]
+    assert all(0 <= age < 3600 for age in lag.values())
+    since = _values(stack, "Since the last successful replication", "dataset", "target")
+    assert set(since) == set(lag)
 
 
 def test_promtool_accepts_every_textfile_nixmox_wrote(stack: Stack) -> None:
-    assert len(stack.checked) == 8
+    assert len(stack.checked) == 9
     for name, code, output in stack.checked:
         assert (code, output.strip()) == (0, ""), name
 

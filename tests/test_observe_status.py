@@ -96,7 +96,7 @@ def test_status_without_the_api_still_reads_the_journal(
     code = observe_command.status(config, as_json=True, clock=clock)
     report = json.loads(capsys.readouterr().out)
     assert code == 2
-    assert report["api"]["reachable"] is False and "cannot reach" in report["api"]["error"]
+    assert report["api"]["reachable"] is False and "cannot connect to" in report["api"]["error"]
     assert clock.slept == [0.5, 1.0, 2.0]  # asked 4 times, backing off, before giving up
     ct = next(g for g in report["guests"] if g["name"] == "nixos-lxc")
     assert ct["backup_from"] == "journal" and ct["backup_time"]

@@ -64,7 +64,7 @@ def _host(host_root: Path) -> None:
 
 
 def test_passthrough_fail_refuses_the_windows_vm(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     bad = write_host(tmp_path / "nouveau", VARIANTS["gpu-on-nouveau"][0](HostSpec()))
     code = run(["apply", "--yes", "--host-root", str(bad), "--config", str(EXAMPLE)])
@@ -72,7 +72,7 @@ def test_passthrough_fail_refuses_the_windows_vm(
     assert code == 1
     assert "FAILED guest win11-gaming" in out and "host-driver" in out
     assert "OK     guest nixos-lxc" in out  # the others go on
-    assert 102 not in {g.vmid for g in lab_env.pve.vms}
+    assert 102 not in {g.vmid for g in lab_root_env.pve.vms}
 
 
 def inventory_with(tmp_path: Path, old: str, new: str) -> Path:
@@ -83,7 +83,9 @@ def inventory_with(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-def test_plan_apply_plan_converges(lab_env: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_apply_plan_converges(
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, report = plan_json(capsys)
     assert code == 2 and report["schema_version"] == 1
     assert [g["action"] for g in report["guests"]] == ["create"] * 3
@@ -91,12 +93,13 @@ def test_plan_apply_plan_converges(lab_env: RunningLab, capsys: pytest.CaptureFi
     assert report["unmanaged"] == [
         {"vmid": 9000, "type": "qemu", "name": "nixos-template", "node": "pve1"}
     ]
-    # One /cluster/resources, /access/permissions, the network, /storage, and the template
-    # files on `local` (for the container to create), the config of template 9000 (for the
-    # VM to clone: its boot slot and storages): no per-guest reads yet.
-    assert report["requests"] == 6
+    # One /cluster/resources, /access/permissions (what the token may see, then what it may
+    # do), the network, /storage, the template files on `local` (for the container to create)
+    # and template 9000's settings (the VM to clone: its boot slot and storages, and what the
+    # converge after the clone changes): no reads of the declared guests yet.
+    assert report["requests"] == 7
     assert apply_example(capsys) == 0
-    pve = lab_env.pve
+    pve = lab_root_env.pve
     before = len(pve.requests)
     code, report = plan_json(capsys)
     assert code == 0 and report["changes"] is False, report
@@ -120,10 +123,10 @@ def test_plan_apply_plan_converges(lab_env: RunningLab, capsys: pytest.CaptureFi
 
 
 def test_drift_behind_nixmoxs_back_is_shown_exactly(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert apply_example(capsys) == 0
-    api_for(lab_env).put("/nodes/pve1/lxc/100/config", memory=1024)
+    api_for(lab_root_env).put("/nodes/pve1/lxc/100/config", memory=1024)
     code, report = plan_json(capsys)
     assert code == 2
     changes = guest(report, "nixos-lxc")["changes"]
@@ -132,21 +135,21 @@ def test_drift_behind_nixmoxs_back_is_shown_exactly(
     ]
     assert all(guest(report, n)["action"] == "none" for n in ("nixos-vm", "win11-gaming"))
     # Apply reads the config (for its digest) only of the guest it changes, and sends it.
-    before = len(lab_env.pve.requests)
+    before = len(lab_root_env.pve.requests)
     assert apply_example(capsys) == 0
-    done = lab_env.pve.requests[before:]
+    done = lab_root_env.pve.requests[before:]
     config_reads = [r[1] for r in done if r[0] == "GET" and r[1].endswith("/config")]
     assert config_reads == ["/api2/json/nodes/pve1/lxc/100/config"]
     write = next(r for r in done if r[0] == "PUT" and r[1].endswith("/lxc/100/config"))
     assert "digest" in str(write[2])
-    assert lab_env.pve.guest(100).config["memory"] == 4096
+    assert lab_root_env.pve.guest(100).config["memory"] == 4096
 
 
 def test_plan_text_lists_changes_then_a_summary(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert apply_example(capsys) == 0
-    api_for(lab_env).put("/nodes/pve1/lxc/100/config", memory=1024)
+    api_for(lab_root_env).put("/nodes/pve1/lxc/100/config", memory=1024)
     assert run(["plan", "--config", str(EXAMPLE)]) == 0
     quiet = capsys.readouterr().out
     assert "nixos-lxc" in quiet and "memory: 1024 -> 4096" in quiet
@@ -156,12 +159,16 @@ def test_plan_text_lists_changes_then_a_summary(
     verbose = capsys.readouterr().out
     assert "nixos-vm (qemu 101 on pve1" in verbose and ": no changes" in verbose
     assert "not listed" not in verbose
+    assert apply_example(capsys) == 0
+    assert run(["plan", "--config", str(EXAMPLE)]) == 0
+    # The user's server is not "the lab".
+    assert "\nNo changes: Proxmox matches the inventory.\n" in capsys.readouterr().out
 
 
 def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    lab_env.pve.add_declared_guests()  # 101 runs
+    lab_root_env.pve.add_declared_guests()  # 101 runs
     inv = inventory_with(
         tmp_path,
         'host = "nixos-vm"\n\n[guests.reboot]\npolicy = "allowed"',
@@ -174,7 +181,7 @@ def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(
     code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
     out = capsys.readouterr().out
     assert code == 0 and "pending until the next reboot" in out
-    status = [r for r in lab_env.pve.requests if r[1].endswith("/status/reboot")]
+    status = [r for r in lab_root_env.pve.requests if r[1].endswith("/status/reboot")]
     assert status == []  # policy "never": no reboot
     code, report = plan_json(capsys, inv)
     [change] = guest(report, "nixos-vm")["changes"]
@@ -182,19 +189,21 @@ def test_running_vm_non_hotplug_change_needs_reboot_and_stays_pending(
 
 
 def test_allowed_policy_reboots_for_pending_changes(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    lab_env.pve.add_declared_guests()
+    lab_root_env.pve.add_declared_guests()
     inv = inventory_with(tmp_path, "cores = 4\nmemory = 8192", "cores = 6\nmemory = 8192")
     assert run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)]) == 0
     assert "rebooted to apply cores" in capsys.readouterr().out
-    assert [r for r in lab_env.pve.requests if r[1].endswith("/qemu/101/status/reboot")]
+    assert [r for r in lab_root_env.pve.requests if r[1].endswith("/qemu/101/status/reboot")]
     assert plan_json(capsys, inv)[0] == 0
 
 
-def test_locked_guest_is_waited_for_then_fails_clearly(lab_env: RunningLab, tmp_path: Path) -> None:
-    lab_env.pve.add_declared_guests()
-    lab_env.pve.snapshot_lock(100, "backup")
+def test_locked_guest_is_waited_for_then_fails_clearly(
+    lab_root_env: RunningLab, tmp_path: Path
+) -> None:
+    lab_root_env.pve.add_declared_guests()
+    lab_root_env.pve.snapshot_lock(100, "backup")
     inv_path = inventory_with(tmp_path, "memory = 4096\nswap = 512", "memory = 2048\nswap = 512")
     inv_path.write_text(
         inv_path.read_text().replace("cores = 4\nmemory = 8192", "cores = 4\nmemory = 4096")
@@ -208,15 +217,15 @@ def test_locked_guest_is_waited_for_then_fails_clearly(lab_env: RunningLab, tmp_
     assert "locked (backup)" in (outcomes["nixos-lxc"].error or "")
     assert "waited 120 s" in (outcomes["nixos-lxc"].error or "") and clock.monotonic() >= 120
     assert "never removes someone else's lock" in (outcomes["nixos-lxc"].error or "")
-    assert lab_env.pve.guest(100).config.get("lock") == "backup"  # untouched
+    assert lab_root_env.pve.guest(100).config.get("lock") == "backup"  # untouched
     assert outcomes["nixos-vm"].result == "ok"  # the others proceed
-    assert lab_env.pve.guest(101).config["memory"] in (4096, "4096")
+    assert lab_root_env.pve.guest(101).config["memory"] in (4096, "4096")
 
 
 def test_offline_node_is_a_plan_error_and_apply_applies_nothing(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    pve = lab_env.pve
+    pve = lab_root_env.pve
     pve.add_node("pve2")
     pve.add_vm(200, "far", node="pve2")
     pve.set_node_offline("pve2")
@@ -238,26 +247,28 @@ def test_offline_node_is_a_plan_error_and_apply_applies_nothing(
     assert "node pve2 is not answering" in captured.out
     assert "nothing applied: the plan has 1 error" in captured.err
     # Not the bridges, not the other guests: half an apply is worse than none.
-    assert not [r for r in pve.requests[before:] if r[0] != "GET"]
+    assert not pve.writes(before)
 
 
 def test_interrupted_apply_converges_like_an_uninterrupted_one(
-    lab_env: RunningLab,
+    lab_root_env: RunningLab,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A 500 on the clone (after the bridges and the container are done),
     # every retry of it too: the first apply fails halfway.
-    lab_env.pve.fail("POST", "/nodes/pve1/qemu/9000/clone", 500, "Internal Server Error", times=10)
+    lab_root_env.pve.fail(
+        "POST", "/nodes/pve1/qemu/9000/clone", 500, "Internal Server Error", times=10
+    )
     assert apply_example(capsys) == 1
-    assert 101 not in {g.vmid for g in lab_env.pve.vms}
-    lab_env.pve.failures.clear()
+    assert 101 not in {g.vmid for g in lab_root_env.pve.vms}
+    lab_root_env.pve.failures.clear()
     assert apply_example(capsys) == 0
     assert plan_json(capsys)[0] == 0
     interrupted = run_adopt(capsys)
     with fresh_lab(tmp_path) as fresh:
-        point_at(fresh, monkeypatch)
+        point_at(fresh, monkeypatch, root=True)
         assert apply_example(capsys) == 0
         uninterrupted = run_adopt(capsys)
     assert interrupted == uninterrupted
@@ -270,9 +281,9 @@ def run_adopt(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_adopt_round_trips(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    lab_env.pve.add_declared_guests()
+    lab_root_env.pve.add_declared_guests()
     adopted = run_adopt(capsys)
     inv = tmp_path / "adopted.toml"
     head = EXAMPLE.read_text().split("# Guests.")[0]
@@ -284,16 +295,16 @@ def test_adopt_round_trips(
 
 
 def test_adopt_unknown_vmid_is_one_line(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["adopt", "4242", "--config", str(EXAMPLE)]) == 1
     assert capsys.readouterr().err.strip() == "nixmox: adopt: no guest 4242 on the cluster"
 
 
 def test_disk_shrink_is_refused_at_plan_time(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    lab_env.pve.add_declared_guests()
+    lab_root_env.pve.add_declared_guests()
     inv = inventory_with(tmp_path, 'size = "256G"', 'size = "128G"')
     code, report = plan_json(capsys, inv)
     assert code == 1
@@ -302,22 +313,21 @@ def test_disk_shrink_is_refused_at_plan_time(
 
 
 def test_dry_run_lists_calls_and_makes_none(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = len(lab_env.pve.requests)
+    before = len(lab_root_env.pve.requests)
     assert run(["apply", "--dry-run", "--config", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
     assert "POST /nodes/pve1/lxc vmid=100" in out and "PUT /nodes/pve1/network" in out
-    writes = [r for r in lab_env.pve.requests[before:] if r[0] != "GET"]
-    assert writes == []
+    assert lab_root_env.pve.writes(before) == []
 
 
-def test_bridge_reload_reverted_when_the_api_stops_answering(lab_env: RunningLab) -> None:
+def test_bridge_reload_reverted_when_the_api_stops_answering(lab_root_env: RunningLab) -> None:
     inv = load_inventory(EXAMPLE)
     api = Proxmox(connection(inv.proxmox))
     plan = make_plan(inv, read_state(api, inv))
     plan = type(plan)(guests=(), bridges=plan.bridges, storages=(), unmanaged=())
-    pve = lab_env.pve
+    pve = lab_root_env.pve
     # The reload cuts the API off (as a wrong bridge on the management NIC would).
     pve.after_network_reload = lambda: (
         pve.fail("GET", "/nodes/pve1/network", 595, "No route to host", times=1000),
@@ -327,7 +337,7 @@ def test_bridge_reload_reverted_when_the_api_stops_answering(lab_env: RunningLab
     outcomes = Applier(api, inv, network_confirm=30, clock=clock).apply(plan)
     assert all(o.result == "failed" and "reverted" in (o.error or "") for o in outcomes)
     assert clock.monotonic() >= 30  # gave the API the whole confirm time to answer
-    lab_env.pve.failures.clear()
+    lab_root_env.pve.failures.clear()
     names = {i["iface"] for i in api.get("/nodes/pve1/network")}
     assert not names & {"vmbr0", "vmbr1", "vmbr2"}
 
@@ -341,58 +351,67 @@ def fingerprint(ca_file: str) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, 64, 2))
 
 
-def test_right_pin_works_without_a_ca(lab_env: RunningLab) -> None:
+def test_right_pin_works_without_a_ca(lab_root_env: RunningLab) -> None:
     api = Proxmox(
-        Connection(lab_env.url, lab_env.token_id, lab_env.token, None, fingerprint(lab_env.ca_file))
+        Connection(
+            lab_root_env.url,
+            lab_root_env.token_id,
+            lab_root_env.token,
+            None,
+            fingerprint(lab_root_env.ca_file),
+        )
     )
     assert api.get("/version")["version"].startswith("9.")
 
 
-def test_wrong_pin_sends_nothing(lab_env: RunningLab) -> None:
-    before = len(lab_env.pve.requests)
+def test_wrong_pin_sends_nothing(lab_root_env: RunningLab) -> None:
+    before = len(lab_root_env.pve.requests)
     api = Proxmox(
-        Connection(lab_env.url, lab_env.token_id, lab_env.token, None, ":".join(["AB"] * 32))
+        Connection(
+            lab_root_env.url, lab_root_env.token_id, lab_root_env.token, None, ":".join(["AB"] * 32)
+        )
     )
     with pytest.raises(TlsError, match="nothing was sent"):
         api.get("/version")
-    assert len(lab_env.pve.requests) == before
+    assert len(lab_root_env.pve.requests) == before
 
 
-def test_no_ca_and_no_pin_uses_the_system_store(lab_env: RunningLab) -> None:
-    api = Proxmox(Connection(lab_env.url, lab_env.token_id, lab_env.token))
+def test_no_ca_and_no_pin_uses_the_system_store(lab_root_env: RunningLab) -> None:
+    api = Proxmox(Connection(lab_root_env.url, lab_root_env.token_id, lab_root_env.token))
     with pytest.raises(TlsError, match="system trust store"):
         api.get("/version")
 
 
 def test_world_readable_token_file_is_refused(
-    lab_env: RunningLab,
+    lab_root_env: RunningLab,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.delenv("NIXMOX_PVE_TOKEN")
+    monkeypatch.delenv("NIXMOX_PVE_USER")
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", lab_root_env.token_id)
     token = tmp_path / "token"
-    token.write_text(lab_env.token)
+    token.write_text(lab_root_env.token)
     token.chmod(0o644)
     inv = inventory_with(
         tmp_path, 'token_file = "/etc/nixmox/pve-token"', f'token_file = "{token}"'
     )
     assert run(["plan", "--config", str(inv)]) == 1
     err = capsys.readouterr().err
-    assert f"chmod 600 {token}" in err and lab_env.token not in err
+    assert f"chmod 600 {token}" in err and lab_root_env.token not in err
 
 
-def test_nothing_leaks_at_vv(lab_env: RunningLab, capfd: pytest.CaptureFixture[str]) -> None:
+def test_nothing_leaks_at_vv(lab_root_env: RunningLab, capfd: pytest.CaptureFixture[str]) -> None:
     run(["-vv", "plan", "--config", str(EXAMPLE)])
     out = capfd.readouterr()
-    assert lab_env.token not in out.out + out.err
+    assert lab_root_env.token not in out.out + out.err
 
 
-def test_password_login_with_a_pin_and_renewal(lab_env: RunningLab) -> None:
+def test_password_login_with_a_pin_and_renewal(lab_root_env: RunningLab) -> None:
     from nixmox.adapters.proxmox import client
 
     conn = Connection(
-        lab_env.url, "root@pam", "", None, fingerprint(lab_env.ca_file), password="secret"
+        lab_root_env.url, "root@pam", "", None, fingerprint(lab_root_env.ca_file), password="secret"
     )
     api = Proxmox(conn)
     assert api.get("/version")
@@ -402,23 +421,23 @@ def test_password_login_with_a_pin_and_renewal(lab_env: RunningLab) -> None:
     auth.born -= auth.RENEW_AFTER + 1  # an hour later
     api.post("/nodes/pve1/qemu/9000/config", description="touched")
     assert auth.ticket != first
-    logins = [r for r in lab_env.pve.requests if r[1].endswith("/access/ticket")]
+    logins = [r for r in lab_root_env.pve.requests if r[1].endswith("/access/ticket")]
     assert len(logins) >= 2  # a renewal (with the ticket, or afresh if refused)
 
 
 # -- retries and tasks -------------------------------------------------------------
 
 
-def test_reads_are_retried_on_5xx(lab_env: RunningLab) -> None:
-    api = api_for(lab_env)
-    lab_env.pve.fail("GET", "/version", 596, "broken pipe", times=2)
+def test_reads_are_retried_on_5xx(lab_root_env: RunningLab) -> None:
+    api = api_for(lab_root_env)
+    lab_root_env.pve.fail("GET", "/version", 596, "broken pipe", times=2)
     assert api.get("/version")
     assert api.calls == 3
 
 
-def test_a_write_is_not_repeated_when_the_reread_shows_it_done(lab_env: RunningLab) -> None:
-    api = api_for(lab_env)
-    lab_env.pve.fail(
+def test_a_write_is_not_repeated_when_the_reread_shows_it_done(lab_root_env: RunningLab) -> None:
+    api = api_for(lab_root_env)
+    lab_root_env.pve.fail(
         "PUT",
         "/nodes/pve1/qemu/9000/config",
         500,
@@ -435,12 +454,12 @@ def test_a_write_is_not_repeated_when_the_reread_shows_it_done(lab_env: RunningL
     assert checks == [True]
 
 
-def test_failed_task_raises_with_its_log(lab_env: RunningLab) -> None:
+def test_failed_task_raises_with_its_log(lab_root_env: RunningLab) -> None:
     from nixmox.adapters.proxmox.tasks import TaskFailed, wait
 
-    lab_env.pve.add_declared_guests()
-    api = api_for(lab_env)
-    lab_env.pve.fail("POST", "/nodes/pve1/qemu/102/status/start", error="qemu_exited_code")
+    lab_root_env.pve.add_declared_guests()
+    api = api_for(lab_root_env)
+    lab_root_env.pve.fail("POST", "/nodes/pve1/qemu/102/status/start", error="qemu_exited_code")
     upid = api.post("/nodes/pve1/qemu/102/status/start")
     with pytest.raises(TaskFailed, match="start win11 failed: QEMU exited with code 1"):
         wait(api, upid, what="start win11")
@@ -461,29 +480,33 @@ def test_task_exit_status_is_read_like_proxmox(exitstatus: str, ok: bool, warnin
 
 
 def test_missing_privileges_are_named(
-    lab_env: RunningLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    lab_root_env: RunningLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pve = lab_env.pve
+    pve = lab_root_env.pve
     pve.apitokens["nixmox@pve!limited"] = "limited-secret-1234"
-    pve.grant("nixmox@pve!limited", "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
+    # A privilege-separated token holds what both it and its user are granted.
+    for who in ("nixmox@pve", "nixmox@pve!limited"):
+        pve.grant(who, "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
+    monkeypatch.delenv("NIXMOX_PVE_USER")
     monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", "nixmox@pve!limited")
     monkeypatch.setenv("NIXMOX_PVE_TOKEN", "limited-secret-1234")
     assert run(["plan", "--config", str(EXAMPLE)]) == 1
     out = capsys.readouterr().out
     assert "missing privilege: VM.Allocate on /vms/100 (create nixos-lxc)" in out
     assert "missing privilege: Sys.Modify on /nodes/pve1 (bridge vmbr0)" in out
-    assert "raw hostpci on win11-gaming: only root@pam may do that" in out
+    assert "a raw PCI address needs root@pam" in out and "never an API token" in out
+    assert "create win11-gaming: affinity is not in any privilege set" in out
     assert run(["apply", "--yes", "--config", str(EXAMPLE)]) == 1
     assert "nothing applied" in capsys.readouterr().err
 
 
 def test_a_config_write_that_took_effect_is_not_repeated(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    lab_env.pve.add_declared_guests()
+    lab_root_env.pve.add_declared_guests()
     inv = inventory_with(tmp_path, "memory = 4096\nswap = 512", "memory = 2048\nswap = 512")
     # The lock times out after PVE wrote the change: a blind retry would write twice.
-    lab_env.pve.fail(
+    lab_root_env.pve.fail(
         "PUT",
         "/nodes/pve1/lxc/100/config",
         500,
@@ -492,7 +515,9 @@ def test_a_config_write_that_took_effect_is_not_repeated(
     )
     assert run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)]) in (0, 1)
     capsys.readouterr()
-    puts = [r for r in lab_env.pve.requests if r[0] == "PUT" and r[1].endswith("/lxc/100/config")]
+    puts = [
+        r for r in lab_root_env.pve.requests if r[0] == "PUT" and r[1].endswith("/lxc/100/config")
+    ]
     # The failed attempt, then, re-read and still not done (the fault answered before
     # writing), exactly one more: never a loop of blind repeats.
     assert len(puts) == 2
@@ -500,11 +525,11 @@ def test_a_config_write_that_took_effect_is_not_repeated(
 
 
 def test_plan_refuses_a_clone_to_another_node_from_local_storage(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # The template 9000 lives on pve1 with its disk on vm-disks (local ZFS): PVE cannot
     # clone it to pve2, so plan says so rather than apply failing half-way.
-    lab_env.pve.add_node("pve2")
+    lab_root_env.pve.add_node("pve2")
     data = tomllib.loads(EXAMPLE.read_text())
     data["nodes"].append({"name": "pve2"})
     data["guests"] = [g for g in data["guests"] if g["name"] == "nixos-vm"]
@@ -519,4 +544,4 @@ def test_plan_refuses_a_clone_to_another_node_from_local_storage(
     # apply refuses it too and creates nothing on pve2.
     code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
     capsys.readouterr()
-    assert code != 0 and lab_env.pve.guest(101) is None
+    assert code != 0 and lab_root_env.pve.guest(101) is None

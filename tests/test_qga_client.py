@@ -5,6 +5,8 @@ forwards the agent API to the same qemu-ga with PVE's wrapping."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.guest_agent.via_socket import CHUNK, SocketAgent, socket_dir
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
+from nixmox.core.results import CommandResult
 from nixmox.inventory.model import ProxmoxSettings
 from tests.lab.serving import RunningLab
 from tests.peers.qga import QemuGuestAgent
@@ -47,6 +50,27 @@ def test_each_call_resyncs_so_calls_follow_each_other(agent: SocketAgent) -> Non
     for n in range(5):
         assert agent.exec(["/bin/echo", str(n)]).stdout == f"{n}\n"
         agent.ping()
+
+
+def test_another_client_gets_through_while_an_exec_runs(agent: SocketAgent) -> None:
+    # Issue 24 item 9: qemu-ga serves one client; Proxmox's own agent calls
+    # (vzdump's fs-freeze, a shutdown by agent) must not wait for a long exec.
+    agent.poll = 0.3
+    done: list[CommandResult] = []
+    worker = threading.Thread(target=lambda: done.append(agent.exec(["/bin/sleep", "2"])))
+    worker.start()
+    try:
+        time.sleep(0.2)
+        other = SocketAgent(VMID, timeout=1.0)
+        answered = 0
+        while worker.is_alive() and answered < 3:
+            other.ping()  # AgentError after 1 s if the exec held the socket
+            answered += 1
+            time.sleep(0.1)
+    finally:
+        worker.join()
+    assert answered == 3
+    assert done and done[0].returncode == 0
 
 
 def test_a_command_killed_by_a_signal_reports_128_plus_signal(agent: SocketAgent) -> None:

@@ -27,6 +27,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "homelab.toml"
 # the inventory's zone, whatever zone this machine runs in.
 EXAMPLE_CALENDARS = {
     "nixmox-snapshot.timer": "*-*-* *:00:00 Europe/Vienna",
+    "nixmox-replicate.timer": "*-*-* 01:00:00 Europe/Vienna",
     "nixmox-backup.timer": "*-*-* 02:30:00 Europe/Vienna",
     "nixmox-backup-verify.timer": "Sun *-*-* 06:00:00 Europe/Vienna",
     "nixmox-update-host.timer": "Sat *-*-* 04:00:00 Europe/Vienna",
@@ -205,6 +206,42 @@ def test_pct_updates_run_without_the_sandbox(executable: Path, tmp_path: Path) -
     assert _keys(units["nixmox-snapshot.service"], "ProtectSystem") == ["strict"]
 
 
+WINDOWS = """\
+timezone = "UTC"
+[proxmox]
+url = "https://pve1.home.arpa:8006"
+{login}
+[[guests]]
+name = "win"
+vmid = 102
+kind = "vm"
+node = "pve1"
+[guests.update]
+method = "windows"
+[schedules]
+update_windows = "Wed 05:00"
+"""
+
+
+@pytest.mark.peer
+def test_windows_updates_through_qm_run_without_the_sandbox(
+    analyze: str, executable: Path, tmp_path: Path
+) -> None:
+    # Issue 24 item 8: without an API login the job runs qm on the host, which
+    # writes /etc/pve, /var/log/pve and /run/lock: no ProtectSystem=strict then.
+    local = render_units(parse_inventory(WINDOWS.format(login="")), _settings(executable))
+    update = local["nixmox-update-windows.service"]
+    assert _keys(update, "ProtectSystem") == _keys(update, "NoNewPrivileges") == []
+    assert _keys(update, "LoadCredential") == []
+    _verify(analyze, _write(local, tmp_path / "local"))
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    login = f'token_id = "root@pam!nixmox"\ntoken_file = "{token}"'
+    api = render_units(parse_inventory(WINDOWS.format(login=login)), _settings(executable))
+    assert _keys(api["nixmox-update-windows.service"], "ProtectSystem") == ["strict"]
+    _verify(analyze, _write(api, tmp_path / "api"))
+
+
 def test_refuses_without_schedules_or_with_unsafe_paths(executable: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[schedules\]"):
         render_units(parse_inventory('timezone = "UTC"\n'), _settings(executable))
@@ -251,7 +288,7 @@ def test_install_into_root_verifies_and_uninstall_leaves_nothing(
     assert _nixmox("install", "--root", str(root)) == 0
     unit_dir = root / "etc" / "systemd" / "system"
     installed = sorted(p.name for p in unit_dir.glob("nixmox-*"))
-    assert len(installed) == 13
+    assert len(installed) == 15
     _verify(analyze, [str(unit_dir / name) for name in installed])
     manifest = root / "var" / "lib" / "nixmox" / "installed-units.json"
     assert manifest.stat().st_mode & 0o777 == 0o600

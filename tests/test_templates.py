@@ -806,8 +806,12 @@ def test_upload_vm_image_becomes_a_vm_template(
     lab_env.pve.storages["backups"]["path"] = str(backups)
     monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(sshd.ssh_config))
     inv = tmp_path / "nixmox.toml"
+    # The inventory says where the backup storage is (nixmox reads the dump directory
+    # from it, not from GET /storage/ID, which takes Datastore.Allocate).
     inv.write_text(
-        EXAMPLE.read_text().replace('address = "pve1.home.arpa"', f'address = "{sshd.host}"')
+        EXAMPLE.read_text()
+        .replace('address = "pve1.home.arpa"', f'address = "{sshd.host}"')
+        .replace('path = "/rpool/backups"', f'path = "{backups}"')
     )
     image = tmp_path / "vzdump-qemu-nixos-25.05.20250601.abcdef.vma.zst"
     image.write_bytes(os.urandom(128 * 1024))

@@ -783,3 +783,176 @@ def test_unknown_node_and_an_inventory_without_nodes_are_config_errors(
     bare.write_text('timezone = "UTC"\n')
     assert run(["update", "host", "--config", str(bare)]) == 1
     assert "declares no [[nodes]]" in capsys.readouterr().err
+
+
+# -- what a real PVE does that the lab once did not (issue 24) ---------------------------
+
+
+def test_lab_refuses_live_migration_with_local_disks_while_snapshots_exist(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(nodes=("pve-a", "pve-b"), guests=GUESTS_A)
+    api = rig.api()
+    wait(api, api.post("/nodes/pve-a/qemu/101/snapshot", snapname="before"))
+    with pytest.raises(TaskFailed, match="non-replicated snapshot exists"):
+        wait(
+            api,
+            api.post(
+                "/nodes/pve-a/qemu/101/migrate", target="pve-b", online=1, **{"with-local-disks": 1}
+            ),
+        )
+    assert rig.pve.vm(101).node == "pve-a"
+
+
+def test_lab_ha_requests_end_before_the_ha_manager_acts(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(nodes=("pve-a", "pve-b"), guests=GUESTS_A)
+    api = rig.api()
+    rig.pve.vm(101).ha_state = "started"
+    upid = api.post("/nodes/pve-a/qemu/101/migrate", target="pve-b", online=1)
+    assert ":hamigrate:" in upid
+    wait(api, upid)
+    assert rig.pve.vm(101).node == "pve-a"  # queued, not done
+    time.sleep(rig.pve.ha_wall_secs + 0.3)
+    assert rig.pve.vm(101).node == "pve-b"
+    upid = api.post("/nodes/pve-b/qemu/101/status/shutdown")
+    wait(api, upid)
+    assert ":hastop:" in upid and rig.pve.vm(101).status == "running"
+    time.sleep(rig.pve.ha_wall_secs + 0.3)
+    assert rig.pve.vm(101).status == "stopped"
+
+
+def test_ha_guests_are_really_away_before_the_node_reboots(
+    make_rig: Callable[..., Rig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig = make_rig(nodes=("pve-a", "pve-b"), guests=GUESTS_A + GUESTS_B)
+    pve = rig.pve
+    for vmid in (100, 101):
+        (pve.guest(vmid) or pve.ct(vmid)).ha_state = "started"
+    pve.set_upgrades(UPGRADES, node="pve-a")
+    rig.behave("pve-a", KERNEL=NEWER)
+    code, report = rig.nixmox(capsys, "--node", "pve-a")
+    assert code == 0, report
+    # Without waiting for the HA manager, the reboot took both guests down with pve-a.
+    assert pve.host_events == [
+        ("migrate", 100, "pve-a", "pve-b"),
+        ("migrate", 101, "pve-a", "pve-b"),
+        ("reboot", "pve-a"),
+        ("online", "pve-a"),
+        ("migrate", 100, "pve-b", "pve-a"),
+        ("migrate", 101, "pve-b", "pve-a"),
+    ]
+    assert pve.ct(100).node == pve.vm(101).node == "pve-a"
+
+
+def test_vm_with_local_disks_and_snapshots_is_shut_down_instead_of_migrated(
+    make_rig: Callable[..., Rig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig = make_rig(nodes=("pve-a", "pve-b"), guests=STOPPABLE_A + GUESTS_B)
+    api = rig.api()
+    wait(api, api.post("/nodes/pve-a/qemu/101/snapshot", snapname="kept"))
+    rig.pve.set_upgrades(UPGRADES, node="pve-a")
+    rig.behave("pve-a", KERNEL=NEWER)
+    code, report = rig.nixmox(capsys, "--node", "pve-a")
+    assert code == 0, report
+    assert rig.pve.host_events == [
+        ("migrate", 100, "pve-a", "pve-b"),
+        ("shutdown", 101),
+        ("reboot", "pve-a"),
+        ("online", "pve-a"),
+        ("onboot", 101),
+        ("migrate", 100, "pve-b", "pve-a"),
+    ]
+    assert report["guests"][0]["message"].endswith(
+        "moved away and back: 100; shut down and started again: 101"
+    )
+
+
+def test_a_backup_that_starts_after_the_preflight_holds_the_reboot(
+    make_rig: Callable[..., Rig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig = make_rig(guests=STOPPABLE_A)
+    pve = rig.pve
+    pve.set_upgrades(UPGRADES)
+    rig.behave("pve-a", KERNEL=NEWER)
+    follow = pve.before_apt_read
+    started: list[str] = []
+
+    def backup_job_starts(node: str) -> None:
+        assert follow is not None
+        follow(node)
+        if (rig.host_dir(node) / "apt-get.calls").exists() and not started:
+            started.append(pve.hold_task(node, "vzdump", ""))  # PVE's own backup job
+
+    pve.before_apt_read = backup_job_starts
+    code, report = rig.nixmox(capsys)
+    assert code == 0, report
+    [row] = report["guests"]
+    assert row["result"] == "held"
+    assert f"held: a backup (vzdump) is running on pve-a: {started[0]}" in row["message"]
+    # The guests stopped for the reboot run again; the backup was not killed.
+    assert ("reboot", "pve-a") not in pve.host_events
+    assert pve.ct(100).status == pve.vm(101).status == "running"
+
+
+def local_update(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[HostUpdate, list[Any]]:
+    """nixmox on pve-a itself, with an upgrade that installs a newer kernel."""
+    monkeypatch.setenv("PATH", f"{rig.hosts['pve-a'].bin_dir}{os.pathsep}{os.environ['PATH']}")
+    root = tmp_path / "host"
+    (root / "proc/sys/kernel").mkdir(parents=True)
+    (root / "proc/sys/kernel/osrelease").write_text("6.8.12-4-pve\n")
+    (root / "boot").mkdir()
+    (root / "boot/vmlinuz-6.8.12-4-pve").write_text("")
+    inv = load_inventory(rig.config)
+
+    def kernel_installed(node: str) -> None:
+        done = rig.host_dir("pve-a") / "apt-get.done"
+        if done.exists():
+            done.unlink()
+            (root / "boot/vmlinuz-6.8.12-10-pve").write_text("")
+            rig.pve.apply_upgrades(node)
+
+    rig.pve.before_apt_read = kernel_installed
+    rig.pve.set_upgrades(UPGRADES)
+    update = HostUpdate(
+        inv,
+        rig.api(),
+        Runner(),
+        zone(inv.timezone),
+        hostname="pve-a",
+        timing=Timing(reboot=5),
+        probe_root=str(root),
+    )
+    return update, list(inv.nodes)
+
+
+def test_self_reboot_is_held_for_a_running_guest_without_onboot(
+    make_rig: Callable[..., Rig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = make_rig(guests=STOPPABLE_A)
+    rig.pve.vm(102).status = "running"  # the gaming VM, onboot off
+    update, nodes = local_update(rig, tmp_path, monkeypatch)
+    [row] = update.run(nodes)
+    assert row.result == "held" and update.self_reboot is None
+    assert row.message.endswith(
+        "held: VM 102 (gaming) runs without onboot: the node's own boot would not start it "
+        "again (stop it, or set onboot, first)"
+    )
+    assert rig.pve.host_events == []
+
+
+def test_self_reboot_is_held_for_a_backup_started_after_the_report(
+    make_rig: Callable[..., Rig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = make_rig(guests=STOPPABLE_A)
+    update, nodes = local_update(rig, tmp_path, monkeypatch)
+    [row] = update.run(nodes)
+    assert row.result == "ok" and update.self_reboot == "pve-a"
+    upid = rig.pve.hold_task("pve-a", "vzdump", "")
+    held = update.reboot_self()
+    assert held == (
+        f"pve-a: reboot held after all: a backup (vzdump) is running on pve-a: {upid}; "
+        "run `nixmox update host` again once it has finished"
+    )
+    assert rig.pve.host_events == []

@@ -328,6 +328,38 @@ def test_migration_check_limits_targets() -> None:
     assert plan.moves == (Move(101, "qemu", "db", "pve3"),)
 
 
+def test_vm_with_local_disks_and_snapshots_is_stopped_not_live_migrated() -> None:
+    # Issue 24 item 14: PVE refuses an online storage migration while snapshots exist.
+    running = [RunningGuest(101, "qemu", "db", local_disks=True, has_snapshots=True)]
+    plan = plan_evacuation(running, ["pve2"], {101: guest(101, policy="allowed")}, NOW, VIENNA)
+    assert plan.moves == ()
+    assert plan.stops == (
+        Stop(101, "qemu", "db", "cannot migrate online: local disks and Proxmox snapshots"),
+    )
+    held = plan_evacuation(running, ["pve2"], {101: guest(101)}, NOW, VIENNA)
+    assert held.holds == (
+        "VM 101 (db) cannot migrate online: local disks and Proxmox snapshots, and its reboot "
+        "policy never forbids stopping it",
+    )
+    # Snapshots on shared storage do not pin it.
+    shared = [RunningGuest(101, "qemu", "db", has_snapshots=True)]
+    assert plan_evacuation(shared, ["pve2"], {101: guest(101)}, NOW, VIENNA).moves
+
+
+def test_self_reboot_holds_for_a_running_guest_without_onboot() -> None:
+    # Issue 24 item 11: the node's own boot starts only the onboot guests.
+    running = [RunningGuest(100, "lxc", "web"), RunningGuest(102, "qemu", "game", onboot=False)]
+    declared = {100: guest(100, "lxc", "allowed"), 102: guest(102, policy="allowed")}
+    held = plan_evacuation(running, [], declared, NOW, VIENNA, self_reboot=True)
+    assert held.holds == (
+        "VM 102 (game) runs without onboot: the node's own boot would not start it again "
+        "(stop it, or set onboot, first)",
+    )
+    # Rebooted from elsewhere, nixmox stops and starts it itself.
+    plan = plan_evacuation(running, [], declared, NOW, VIENNA)
+    assert [s.vmid for s in plan.stops] == [100, 102] and plan.holds == ()
+
+
 def test_rollout_order_puts_the_local_node_last() -> None:
     nodes = [node(name=n) for n in ("pve1", "pve2", "pve3")]
     assert [n.name for n in rollout_order(nodes, "pve1")] == ["pve2", "pve3", "pve1"]

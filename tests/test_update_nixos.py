@@ -972,3 +972,33 @@ def test_reboot_policy_for_a_nixos_guest() -> None:
     assert not reboot_allowed(window, sunday_4am_vienna.replace(hour=9), vienna)
     for held in ("never", "when-idle"):
         assert not reboot_allowed(RebootPolicy(policy=held), sunday_4am_vienna, vienna)  # type: ignore[arg-type]
+
+
+def test_a_disk_proxmox_cannot_snapshot_is_found_before_the_snapshot_task(
+    env: RunningLab,
+    guest: NixosHost,
+    flake: Flake,
+    healthz: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Issue 24 item 15: a raw disk on a dir storage (PVE's default format there).
+    ct = env.pve.ct(100)
+    ct.config["rootfs"] = "local:100/vm-100-disk-0.raw,size=16G"
+    assert snapshots(env).supported() is False
+    assert snapshots(env, "qemu", 101).supported() is True  # on the zfspool vm-disks
+    flake.upstream_moves()
+    config = ssh_inventory(tmp_path, guest, flake, healthz)
+    code = run(["update", "nixos", "--dry-run", "--config", str(config), "--guest", "nixos-lxc"])
+    assert code == 0
+    assert "Proxmox cannot snapshot lxc/100" in capsys.readouterr().out
+    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    assert code == 1
+    [row] = out["guests"]
+    assert row["result"] == "failed"
+    assert row["message"].startswith(
+        "snapshot failed: Proxmox cannot snapshot lxc/100: a disk is on a storage or in a "
+        "format without snapshots"
+    )
+    assert posts(env, "/lxc/100/snapshot") == []  # asked first, not tried
+    assert flake.lock() == flake.first and guest.calls("nixos-rebuild") == []

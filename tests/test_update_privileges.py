@@ -61,22 +61,24 @@ def limited(lab_env: RunningLab, monkeypatch: pytest.MonkeyPatch) -> RunningLab:
     lab.pve.add_declared_guests()
     lab.pve.find("pve1", 102).status = "running"
     lab.pve.apitokens[TOKEN] = "limited-secret-1234"
-    lab.pve.grant(TOKEN, "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
+    for who in (TOKEN.split("!")[0], TOKEN):  # a privilege-separated token and its user
+        lab.pve.grant(who, "/", "VM.Audit", "Sys.Audit", "Datastore.Audit")
     monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", TOKEN)
     monkeypatch.setenv("NIXMOX_PVE_TOKEN", "limited-secret-1234")
     return lab
 
 
-def test_update_windows_refuses_in_one_line_before_touching_the_guest(
+def test_update_windows_refuses_one_line_per_privilege_before_touching_the_guest(
     limited: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     vm = limited.pve.find("pve1", 102)
     vm.agent = {}
     assert run(["update", "windows", "--config", str(EXAMPLE)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert "VM.Snapshot on /vms/102 (snapshot win11-gaming before its update)" in err[0]
     assert "nothing was changed" in err[0]
+    missing = [line.removeprefix("nixmox: ") for line in err[1:]]
+    assert "missing: VM.Snapshot on /vms/102 (snapshot win11-gaming before its update)" in missing
+    assert all(line.startswith("missing: ") for line in missing) and len(missing) >= 4
     assert vm.snapshots == {} and vm.agent_requests == []
 
 

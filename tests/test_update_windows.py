@@ -31,7 +31,7 @@ from nixmox.updates.guest_snapshots import (
     update_snapshot_name,
     update_snapshot_time,
 )
-from nixmox.windows.scripts import parse_report
+from nixmox.windows.scripts import GUEST_DIR, parse_report
 from nixmox.windows.update import Timing
 from nixmox.windows.update_decisions import (
     Precheck,
@@ -48,6 +48,7 @@ from nixmox.windows.update_decisions import (
 from tests.clock import FakeClock
 from tests.lab.serving import RunningLab
 from tests.lab.windows_agent import WindowsAgent, update
+from tests.windows_exec import PLANTED, PLAYER, Folders
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "homelab.toml"
@@ -501,6 +502,18 @@ def test_an_agent_that_does_not_answer_fails_with_nothing_changed(
     assert guest.ran == [] and snapshots(env) == []
 
 
+def test_a_guest_folder_a_user_owns_stops_the_run_before_anything_changes(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folders = Folders(sddl={GUEST_DIR.lower(): PLANTED})
+    guest = windows(env, folders=folders)
+    code, row = update_windows(capsys)
+    assert (code, row["result"]) == (1, "failed")
+    assert f"C:\\ProgramData\\nixmox in the guest is owned by {PLAYER}" in row["message"]
+    assert "refusing" in row["message"]
+    assert guest.ran == [] and guest.files == {} and snapshots(env) == []
+
+
 def test_the_lab_demo_agent_answers_a_vm_created_through_the_api(
     env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -733,24 +746,45 @@ def test_only_problem_code_43_is_a_postcheck_failure() -> None:
 
 # -- on the Proxmox host without an API token ---------------------------------------
 
-POWERSHELL_STANDIN = r"""#!/bin/sh
-# A recording stand-in for powershell.exe: answers each of nixmox's update
-# scripts with the JSON line in $WIN_STATE/NAME.json (NAME.after.json once
-# update-install has run).
-echo "$*" >> "$WIN_STATE/powershell.log"
-for a; do case "$a" in *.ps1) script=$a ;; esac; done
-[ -f "$script" ] || { echo "cannot find $script" >&2; exit 1; }
-name=${script##*\\}; name=${name%.ps1}
-[ "$name" = update-install ] && touch "$WIN_STATE/installed"
-answer="$WIN_STATE/$name.json"
-after="$WIN_STATE/$name.after.json"
-[ -f "$WIN_STATE/installed" ] && [ -f "$after" ] && answer=$after
-cat "$answer"
-"""
-
-CMD_STANDIN = r"""#!/bin/sh
-# A recording stand-in for cmd.exe (nixmox creates its guest directory with it).
-echo "$*" >> "$WIN_STATE/cmd.log"
+POWERSHELL_STANDIN = r"""#!/usr/bin/python3
+# A recording stand-in for powershell.exe -EncodedCommand, doing what nixmox's two
+# command-line scripts do: guest-folder.ps1 reports a folder for SYSTEM and
+# Administrators only; run-verified.ps1 hashes the written script (qemu-ga wrote it
+# into its working directory, backslashes and all) and refuses a mismatch, else the
+# script "runs": its answer is $WIN_STATE/NAME.json (NAME.after.json once
+# update-install has run). $WIN_STATE/swap names a script another account rewrites
+# after nixmox wrote it.
+import base64, hashlib, json, os, sys
+state = os.environ["WIN_STATE"]
+text = base64.b64decode(sys.argv[sys.argv.index("-EncodedCommand") + 1]).decode("utf-16-le")
+header, _, body = text.partition("\n")
+values = json.loads(header.split(" ConvertFrom-Json ", 1)[1][1:-1].replace("''", "'"))
+log = open(os.path.join(state, "powershell.log"), "a")
+if "icacls" in body:
+    log.write(f"guest-folder {values['Path']}\n")
+    print(json.dumps({"ok": True, "path": values["Path"], "created": True, "directory": True,
+                      "link": False, "children": [],
+                      "sddl": "O:BAG:SYD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"}))
+    sys.exit(0)
+script = values["Script"]
+name = script.rsplit("\\", 1)[-1][: -len(".ps1")]
+swap = os.path.join(state, "swap")
+if os.path.exists(swap) and open(swap).read().strip() == name:
+    with open(script, "a") as planted:
+        planted.write("Start-Process C:\\Users\\Public\\evil.exe\n")
+found = hashlib.sha256(open(script, "rb").read()).hexdigest().upper()
+if found != values["Sha256"]:
+    log.write(f"refused {name}\n")
+    print(json.dumps({"ok": False, "refused": f"{script} is not the script nixmox wrote"}))
+    sys.exit(3)
+log.write(f"verified {name} {json.dumps(values['Params'])}\n")
+if name == "update-install":
+    open(os.path.join(state, "installed"), "w").close()
+answer = os.path.join(state, f"{name}.json")
+after = os.path.join(state, f"{name}.after.json")
+if os.path.exists(os.path.join(state, "installed")) and os.path.exists(after):
+    answer = after
+sys.stdout.write(open(answer).read())
 """
 
 QM_STANDIN = r"""#!/bin/sh
@@ -792,10 +826,14 @@ ANSWERS: dict[str, dict[str, Any]] = {
 }
 
 
-def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The real qemu-ga runs the (stand-in) powershell.exe; qm is a recording stand-in."""
+def on_the_host(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    swap: str | None = None,
+) -> tuple[int, dict[str, Any], Path]:
+    """update windows without a token: the real qemu-ga runs the (stand-in)
+    powershell.exe, qm is a recording stand-in. (exit code, the guest's row, state)."""
     from tests.peers.qga import QemuGuestAgent
     from tests.peers.require import need_binary, need_root
 
@@ -804,16 +842,14 @@ def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
     bin_dir, state, sockets = tmp_path / "bin", tmp_path / "win", tmp_path / "qga"
     for d in (bin_dir, state, sockets):
         d.mkdir()
-    standins = (
-        ("powershell.exe", POWERSHELL_STANDIN),
-        ("cmd.exe", CMD_STANDIN),
-        ("qm", QM_STANDIN),
-    )
+    standins = (("powershell.exe", POWERSHELL_STANDIN), ("qm", QM_STANDIN))
     for name, text in standins:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     for name, answer in ANSWERS.items():
         (state / f"{name}.json").write_text(json.dumps(answer) + "\r\n")
+    if swap is not None:
+        (state / "swap").write_text(swap)
     for key in ("NIXMOX_PVE_URL", "NIXMOX_PVE_TOKEN_ID", "NIXMOX_PVE_TOKEN", "NIXMOX_PVE_CA_FILE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("PATH", f"{bin_dir}:{Path('/usr/bin')}:{Path('/bin')}")
@@ -825,10 +861,16 @@ def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
         code = update_windows_command.run(
             EXAMPLE, ["win11-gaming"], dry_run=False, as_json=True, clock=FakeClock(), timing=FAST
         )
-    row = json.loads(capsys.readouterr().out)["guests"][0]
+    return code, json.loads(capsys.readouterr().out)["guests"][0], state
+
+
+def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, row, state = on_the_host(tmp_path, monkeypatch, capsys)
     assert (code, row["result"]) == (0, "ok"), row
     assert row["message"] == "installed 1 update, 1 round, 0 reboots"
-    assert f"via agent socket {sockets}/{VMID}.qga" in row["steps"][0]
+    assert f"via agent socket {tmp_path}/qga/{VMID}.qga" in row["steps"][0]
     qm = (state / "qm.log").read_text().splitlines()
     [snap] = [q.split()[2] for q in qm if q.startswith("snapshot 102 ")]
     assert update_snapshot_time(snap) == FakeClock().start
@@ -836,8 +878,23 @@ def test_on_the_host_without_a_token_the_agent_socket_and_qm_are_used(
     assert f"snapshot 102 {snap} --vmstate 0 --description before a nixmox update" in qm
     assert f"delsnapshot 102 {snap}" in qm and not any(q.startswith("rollback") for q in qm)
     assert (state / "snaps").read_text() == ""
-    ran = (state / "powershell.log").read_text()
-    assert "update-install.ps1" in ran
+    # The folder is prepared first; every script ran only after its hash matched.
+    ran = (state / "powershell.log").read_text().splitlines()
+    assert ran[0] == "guest-folder C:\\ProgramData\\nixmox"
+    assert all(line.startswith("verified ") for line in ran[1:])
+    assert "verified update-install {}" in ran
+
+
+def test_a_script_rewritten_after_nixmox_wrote_it_never_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Through the real qemu-ga: the file it wrote is changed before it runs.
+    code, row, state = on_the_host(tmp_path, monkeypatch, capsys, swap="update-install")
+    assert (code, row["result"]) == (1, "failed"), row
+    assert "update-install.ps1: " in row["message"]
+    assert "is not the script nixmox wrote" in row["message"]
+    ran = (state / "powershell.log").read_text().splitlines()
+    assert "refused update-install" in ran and not (state / "installed").exists()
 
 
 def test_neither_api_nor_agent_socket_is_one_clear_line(

@@ -11,23 +11,34 @@ import pytest
 
 from nixmox.adapters.journal import Journal
 from nixmox.cli.main import run
-from nixmox.windows.provision import STEAM_SETUP
 from nixmox.windows.provision_plan import STEAM_SETUP_URL, STEAMCMD_URL
-from nixmox.windows.scripts import POWERSHELL
+from nixmox.windows.scripts import GUEST_DIR, POWERSHELL
 from tests.lab.serving import RunningLab
+from tests.windows_exec import (
+    PLANTED,
+    PLAYER,
+    PROGRAMDATA_CHILD,
+    PROTECTED,
+    ROOT_CHILD,
+    UNSIGNED,
+    VALVE_SIGNED,
+    decode,
+    script_call,
+)
 from tests.windows_guest import (
     INTEL_IGPU,
     INTEL_ROOT,
     STEAM_EXE,
+    STEAMCMD_DIR,
     WindowsGuest,
     manifest,
-    script_call,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "homelab.toml"
 VMID = 102
-ACTING = {"provision-download", "provision-steam-task", "provision-steam-install"}
+EVIL_SIGNED = {"status": "Valid", "subject": "CN=Evil Games Ltd, O=Evil Games Ltd, C=XX"}
+ACTING = {"provision-steam-task", "provision-steam-install"}
 
 
 @pytest.fixture
@@ -68,6 +79,11 @@ def execs(lab: RunningLab) -> list[list[str]]:
     return [list(argv) for _, argv in sorted(vm.agent_execs.items())]
 
 
+def attached(lab: RunningLab) -> WindowsGuest:
+    [guest] = [g for g in lab.pve.agent_responders[VMID] if isinstance(g, WindowsGuest)]
+    return guest
+
+
 def scripts_run(lab: RunningLab) -> list[tuple[str, dict[str, str | bool]]]:
     return [call for argv in execs(lab) if (call := script_call(argv)) is not None]
 
@@ -90,8 +106,7 @@ def test_an_provisioned_guest_is_left_alone(
     assert all(s["ok"] and not s["pending"] for s in steps.values()), steps
     # Rust found through libraryfolders.vdf in the second library.
     assert "Rust client installed (build 19254891)" in steps["rust"]["detail"]
-    ran = execs(env)
-    assert [STEAM_SETUP, "/S"] not in ran
+    assert attached(env).executed == []
     assert not {name for name, _ in scripts_run(env)} & ACTING
     [journal] = Journal(Path(os.environ["NIXMOX_STATE_DIR"])).runs("windows provision")
     assert journal.result == "ok"
@@ -106,15 +121,15 @@ def test_a_fresh_guest_gets_steam_a_logon_task_for_the_user_and_msi(
     assert code == 0, steps
     ran = execs(env)
     calls = scripts_run(env)
-    # The installer is downloaded inside the guest, then run silently from the wrapper
-    # that waits for it alone: never straight through the agent, whose exec the Steam
-    # it starts as SYSTEM would hold open.
+    # The installer is downloaded inside the guest under a new name, checked for Valve's
+    # signature, then run silently from the wrapper that waits for it alone: never
+    # straight through the agent, whose exec the Steam it starts as SYSTEM would hold open.
     assert guest.downloads == [STEAM_SETUP_URL]
-    names = [name for name, _ in calls]
-    assert names.index("provision-steam-install") > names.index("provision-download")
     [install] = [params for name, params in calls if name == "provision-steam-install"]
-    assert install["Installer"] == STEAM_SETUP
-    assert [STEAM_SETUP, "/S"] not in ran and guest.system_steam == []
+    assert install["Url"] == STEAM_SETUP_URL
+    assert install["Installer"].startswith(f"{GUEST_DIR}\\SteamSetup-")
+    assert install["Signers"] == "Valve Corp.|Valve Corporation"
+    assert guest.executed == [install["Installer"]] and guest.system_steam == []
     assert "stopped steam.exe (pid 4100) left as SYSTEM" in steps["steam"]["detail"]
     # The logon task runs as the inventory's user, interactively, never as SYSTEM, at
     # normal priority.
@@ -140,7 +155,8 @@ def test_a_fresh_guest_gets_steam_a_logon_task_for_the_user_and_msi(
     code, steps = provision(capsys)
     assert code == 0
     assert not any(s["changed"] for s in steps.values()), steps
-    assert [STEAM_SETUP, "/S"] not in execs(env)[before:]
+    assert guest.executed == [install["Installer"]]
+    assert len(execs(env)) > before
 
 
 def test_the_text_report_is_a_step_table(
@@ -165,7 +181,7 @@ def test_a_failed_download_fails_steam_and_skips_rust(
     assert "SteamSetup.exe download failed" in steps["steam"]["detail"]
     assert "could not be resolved" in steps["steam"]["detail"]
     assert steps["rust"]["skipped"] and "steam step failed" in steps["rust"]["detail"]
-    assert [STEAM_SETUP, "/S"] not in execs(env)
+    assert attached(env).executed == []
     assert "provision-steam-task" not in {name for name, _ in scripts_run(env)}
     # Steps that do not need Steam still ran.
     assert steps["msi"]["ok"] and steps["postcheck"]["ok"]
@@ -184,8 +200,8 @@ def test_the_rust_server_is_installed_with_steamcmd(
     assert guest.downloads == [STEAMCMD_URL]
     # The fresh steamcmd's first run only updates itself (exit 7): `+quit` takes it.
     update, argv = [a for a in execs(env) if a[0].endswith("steamcmd.exe")]
-    assert update == ["C:\\steamcmd\\steamcmd.exe", "+quit"]
-    assert argv[0] == "C:\\steamcmd\\steamcmd.exe"
+    assert update == ["C:\\Program Files\\steamcmd\\steamcmd.exe", "+quit"]
+    assert argv[0] == f"{STEAMCMD_DIR}\\steamcmd.exe"
     assert argv.index("+force_install_dir") < argv.index("+login")
     assert argv[argv.index("+force_install_dir") + 1] == "C:\\rustserver"
     assert argv[argv.index("+login") + 1] == "anonymous"
@@ -215,8 +231,7 @@ def test_a_half_installed_server_is_updated_and_a_failing_steamcmd_fails(
     env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     config = with_rust(tmp_path, "server")
-    guest = attach(env, WindowsGuest.provisioned())
-    guest.steamcmd = True
+    guest = attach(env, WindowsGuest.provisioned().with_steamcmd())
     path = "C:\\rustserver\\steamapps\\appmanifest_258550.acf"
     guest.files[path] = manifest(258550, "rust_dedicated", 6)
     # steamcmd "finishes" without the manifest changing.
@@ -331,7 +346,8 @@ def test_a_dry_run_runs_only_the_checks(
     for argv in execs(env):
         call = script_call(argv)
         if call is None:
-            assert argv[0] == "cmd.exe" and "mkdir" in argv, argv
+            decoded = decode(argv)
+            assert decoded is not None and decoded[0] == "guest-folder", argv
             continue
         name, params = call
         assert name not in ACTING
@@ -401,3 +417,157 @@ def test_a_container_is_refused_in_one_line(
     captured = capsys.readouterr()
     assert code != 0
     assert "not a Windows VM" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+# -- what a standard user in the guest may have planted (issue 17) ------------------
+
+
+def written(lab: RunningLab) -> list[str]:
+    vm = lab.pve.guest(VMID)
+    assert vm is not None
+    return [str(v["file"]) for c, v in vm.agent_requests if c == "file-write"]
+
+
+@pytest.mark.parametrize(
+    ("sddl", "says"),
+    [
+        # Made by an older nixmox with `mkdir`: Users may create files in it.
+        (PROGRAMDATA_CHILD, "lets Users (S-1-5-32-545) write in it"),
+        # A user made it first and locked it to look like nixmox's: still theirs.
+        (PLANTED, f"is owned by {PLAYER}, not SYSTEM or Administrators"),
+    ],
+    ids=["inherited", "user-owned"],
+)
+def test_a_guest_folder_others_could_write_is_refused_before_anything_runs(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], sddl: str, says: str
+) -> None:
+    guest = attach(env, WindowsGuest())
+    guest.folders.sddl[GUEST_DIR.lower()] = sddl
+    # What its owner left there: an installer an older nixmox would have run as SYSTEM.
+    guest.binaries[f"{GUEST_DIR}\\SteamSetup.exe"] = {"status": "NotSigned", "subject": ""}
+    code, steps = provision(capsys)
+    assert code == 1
+    detail = steps["precheck"]["detail"]
+    assert says in detail and "refusing" in detail and "C:\\ProgramData\\nixmox" in detail
+    assert all(steps[s]["skipped"] for s in ("drivers", "steam", "rust", "msi", "postcheck"))
+    assert written(env) == [] and guest.executed == [] and guest.downloads == []
+    assert scripts_run(env) == []
+
+
+def test_something_slipped_into_the_folder_as_it_was_made_is_refused(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest())
+    guest.folders.race = ["provision-steam.ps1"]
+    code, steps = provision(capsys)
+    assert code == 1
+    assert "already held provision-steam.ps1" in steps["precheck"]["detail"]
+    assert written(env) == [] and guest.executed == []
+
+
+def test_the_folder_nixmox_creates_is_for_system_and_administrators_only(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest.provisioned())
+    code, _ = provision(capsys)
+    assert code == 0
+    assert guest.folders.sddl[GUEST_DIR.lower()] == PROTECTED
+    # Checked again on the next run, and used as it is.
+    code, _ = provision(capsys)
+    assert code == 0
+
+
+def test_a_script_changed_after_nixmox_wrote_it_is_not_run(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.folders.swapped[f"{GUEST_DIR}\\provision-drivers.ps1"] = "Start-Process evil.exe\n"
+    code, steps = provision(capsys)
+    assert code == 1
+    assert "is not the script nixmox wrote" in steps["drivers"]["detail"]
+    assert "provision-drivers" not in guest.ran_scripts and "provision-msi" in guest.ran_scripts
+    assert steps["msi"]["ok"]  # the other scripts were what nixmox wrote
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [UNSIGNED, {"status": "HashMismatch", "subject": VALVE_SIGNED["subject"]}, EVIL_SIGNED],
+    ids=["unsigned", "tampered", "someone-else"],
+)
+def test_a_steam_installer_not_signed_by_valve_is_never_run(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], signature: dict[str, str]
+) -> None:
+    guest = attach(env, WindowsGuest())
+    guest.signatures[STEAM_SETUP_URL] = signature
+    code, steps = provision(capsys)
+    assert code == 1
+    detail = steps["steam"]["detail"]
+    assert "is not validly signed by Valve Corp." in detail and "refusing" in detail
+    assert f"signature {signature['status']}" in detail
+    assert guest.downloads == [STEAM_SETUP_URL] and guest.executed == []
+    assert guest.steam_dir is None
+
+
+def test_each_run_downloads_the_installer_afresh_under_a_new_name(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = attach(env, WindowsGuest(download_error="timed out"))
+    provision(capsys)
+    guest.download_error = None
+    provision(capsys)
+    first, second = [p["Installer"] for n, p in scripts_run(env) if n == "provision-steam-install"]
+    assert first != second and guest.downloads == [STEAM_SETUP_URL] * 2
+    assert guest.executed == [second]
+
+
+def with_steamcmd_dir(tmp_path: Path, directory: str) -> Path:
+    path = with_rust(tmp_path, "server")
+    text = path.read_text().replace(
+        '\nrust = "server"\n', f"\nrust = \"server\"\nsteamcmd_dir = '{directory}'\n"
+    )
+    path.write_text(text)
+    return path
+
+
+def test_steamcmd_planted_where_users_can_write_is_never_run(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The old default, C:\steamcmd: any signed-in user could create it first.
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.folders.sddl["c:\\steamcmd"] = ROOT_CHILD
+    guest.binaries["C:\\steamcmd\\steamcmd.exe"] = dict(VALVE_SIGNED)  # swappable at will
+    code, steps = provision(capsys, config=with_steamcmd_dir(tmp_path, "C:\\steamcmd"))
+    assert code == 1
+    detail = steps["rust"]["detail"]
+    assert "C:\\steamcmd in the guest lets Authenticated Users (S-1-5-11) write" in detail
+    assert "runs steamcmd.exe from it as SYSTEM; refusing" in detail
+    assert guest.executed == [] and guest.downloads == []
+
+
+def test_steamcmd_not_signed_by_valve_is_never_run(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    guest = attach(env, WindowsGuest.provisioned().with_steamcmd())
+    guest.binaries[f"{STEAMCMD_DIR}\\steamcmd.exe"] = dict(UNSIGNED)
+    code, steps = provision(capsys, config=with_rust(tmp_path, "server"))
+    assert code == 1
+    assert "steamcmd.exe is not validly signed by Valve Corp." in steps["rust"]["detail"]
+    assert guest.executed == []
+
+
+def test_a_steamcmd_download_not_signed_by_valve_is_not_installed(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    guest = attach(env, WindowsGuest.provisioned())
+    guest.signatures[STEAMCMD_URL] = EVIL_SIGNED
+    code, steps = provision(capsys, config=with_rust(tmp_path, "server"))
+    assert code == 1
+    detail = steps["rust"]["detail"]
+    assert f"steamcmd.exe from {STEAMCMD_URL} is not validly signed" in detail
+    assert "signed by CN=Evil Games Ltd" in detail
+    assert guest.executed == [] and f"{STEAMCMD_DIR}\\steamcmd.exe" not in guest.binaries
+    # The default folder, created for SYSTEM and Administrators only when steamcmd is fine.
+    guest.signatures.clear()
+    code, steps = provision(capsys, config=with_rust(tmp_path, "server"))
+    assert code == 0, steps
+    assert guest.folders.sddl[STEAMCMD_DIR.lower()] == PROTECTED

@@ -24,19 +24,30 @@ What real Windows (and Steam) does that it models:
   next to a passed-through GPU (``basic_display_code``);
 - PCI functions by bus and device (``pci``): an Intel iGPU at 00:02.0 shares
   vendor and parent with every Intel device on the root bus.
+
+And what a standard user in the guest can do, so the tests show nixmox refusing:
+a folder created first under ``C:\\ProgramData`` or ``C:\\`` (``folders``, see
+:mod:`tests.windows_exec`), a file planted in one (``binaries``: executables
+and their signatures), a download that is not signed by Valve (``signatures``
+by URL), and a script rewritten after nixmox wrote it (``folders.swapped``).
+Every program that ran is listed in ``executed``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakepve import PveError
+
 from nixmox.windows.keyvalues import dumps
-from nixmox.windows.provision import STEAM_SETUP
-from nixmox.windows.scripts import GUEST_DIR, POWERSHELL
+from nixmox.windows.scripts import GUEST_DIR
+from tests.windows_exec import VALVE_SIGNED, Folders, decode, guest_dir_written
 
 STEAM_DIR = "C:\\Program Files (x86)\\Steam"
+STEAMCMD_DIR = "C:\\Program Files\\steamcmd"
 STEAM_EXE = f"{STEAM_DIR}\\steam.exe"
 NVIDIA = "PCI\\VEN_10DE&DEV_2503&SUBSYS_397D1462&REV_A1\\4&1D4B3C2F&0&0008"
 NVIDIA_AUDIO = "PCI\\VEN_10DE&DEV_228E&SUBSYS_397D1462&REV_A1\\4&1D4B3C2F&0&0108"
@@ -91,25 +102,6 @@ def libraryfolders(paths: dict[str, list[int]]) -> str:
     )
 
 
-def script_call(argv: list[str]) -> tuple[str, dict[str, str | bool]] | None:
-    """(script name, parameters) when ``argv`` runs a packaged script."""
-    if argv[: len(POWERSHELL)] != POWERSHELL:
-        return None
-    path, rest = argv[len(POWERSHELL)], argv[len(POWERSHELL) + 1 :]
-    name = path.rsplit("\\", 1)[-1].removesuffix(".ps1")
-    params: dict[str, str | bool] = {}
-    i = 0
-    while i < len(rest):
-        key = rest[i].lstrip("-")
-        if i + 1 < len(rest) and not rest[i + 1].startswith("-"):
-            params[key] = rest[i + 1]
-            i += 2
-        else:
-            params[key] = True
-            i += 1
-    return name, params
-
-
 @dataclass
 class WindowsGuest:
     """The state a provisioning run reads and changes."""
@@ -125,7 +117,6 @@ class WindowsGuest:
     steam_dir: str | None = None
     task: dict[str, str] | None = None
     download_error: str | None = None
-    steamcmd: bool = False
     #: steamcmd has updated itself (its first run does only that, and exits 7).
     steamcmd_updated: bool = False
     #: ``app_update`` runs that end "state is 0x602 after update job" before one succeeds.
@@ -142,6 +133,21 @@ class WindowsGuest:
     #: The scripts nixmox wrote into the guest, by path.
     scripts: dict[str, str] = field(default_factory=dict)
     downloads: list[str] = field(default_factory=list)
+    folders: Folders = field(default_factory=Folders)
+    #: Executables in the guest and their signatures (``tests.windows_exec.VALVE_SIGNED``).
+    binaries: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: What a download from each URL turns out to be signed by (default: Valve).
+    signatures: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Programs that ran (first argument of each), installers from their wrapper too.
+    executed: list[str] = field(default_factory=list)
+    #: The written scripts that ran (after their hash matched).
+    ran_scripts: list[str] = field(default_factory=list)
+
+    def with_steamcmd(self, directory: str = STEAMCMD_DIR) -> WindowsGuest:
+        """steamcmd unpacked by nixmox into ``directory`` (protected, Valve-signed)."""
+        self.folders.create(directory, protect=True)
+        self.binaries[f"{directory}\\steamcmd.exe"] = dict(VALVE_SIGNED)
+        return self
 
     @classmethod
     def provisioned(cls) -> WindowsGuest:
@@ -168,23 +174,38 @@ class WindowsGuest:
 
     def __call__(self, command: str, values: dict[str, Any], argv: list[str] | None) -> Any:
         if command == "file-write":
-            self.scripts[str(values["file"])] = str(values.get("content", ""))
+            path = str(values["file"])
+            if guest_dir_written(path) and not self.folders.exists(GUEST_DIR):
+                # The agent opens the file but cannot create its folder.
+                raise PveError(500, f"Agent error: failed to open file '{path}' (error: 3)")
+            self.scripts[path] = str(values.get("content", ""))
             return None
         if command == "file-read":
             found = self.files.get(values["file"])
             return None if found is None else {"content": found, "truncated": False}
         if command != "exec-status" or argv is None:
             return None
-        call = script_call(argv)
-        if call is not None:
-            report = getattr(self, call[0].replace("-", "_"))(**call[1])
+        decoded = decode(argv)
+        if decoded is not None:
+            name, given = decoded
+            if name == "guest-folder":
+                report = self.folders.guest_folder(given, self._text(name))
+                return _exited(0 if report["ok"] else 1, json.dumps(report) + "\n")
+            assert name == "run-verified", name
+            verified = self.folders.run_verified(given, self.scripts)
+            if isinstance(verified, dict):
+                return verified  # refused: the file is not what nixmox wrote
+            script, params = verified
+            self.ran_scripts.append(script)
+            report = getattr(self, script.replace("-", "_"))(**params)
             out = json.dumps(report, ensure_ascii=False)
-            if not self._script_says(call[0], "'[^\\x20-\\x7E]'"):
+            if not self._script_says(script, "'[^\\x20-\\x7E]'"):
                 # Written as is, through the console's OEM code page: what is not ASCII
                 # does not come out as the same text.
                 out = out.encode("ascii", "replace").decode()
             return _exited(0 if report["ok"] else 1, out + "\n")
-        if argv == [STEAM_SETUP, "/S"]:
+        self.executed.append(argv[0])
+        if argv[0].lower().rsplit("\\", 1)[-1].startswith("steamsetup") and argv[1:] == ["/S"]:
             # Straight through the agent the Steam it starts as SYSTEM holds the exec's
             # pipes; the lab answers anyway (a real agent would not), and remembers it.
             self.steam_dir = STEAM_DIR
@@ -200,6 +221,12 @@ class WindowsGuest:
         """Whether the script nixmox wrote for ``name`` contains ``text``."""
         return text in self.scripts.get(f"{GUEST_DIR}\\{name}.ps1", "")
 
+    @staticmethod
+    def _text(name: str) -> str:
+        from nixmox.windows.scripts import script_text
+
+        return script_text(name)
+
     def provision_drivers(self, **_: Any) -> dict[str, Any]:
         return _report(
             "drivers", drivers=self.drivers, agent_service=self.agent_service, detail="virtio"
@@ -213,13 +240,6 @@ class WindowsGuest:
             install_path=self.steam_dir,
             task=self.task,
         )
-
-    def provision_download(self, Url: str, OutFile: str, CheckOnly: bool = False) -> Any:
-        assert not CheckOnly
-        self.downloads.append(Url)
-        if self.download_error:
-            return {**_report("download", detail=f"{Url}: {self.download_error}"), "ok": False}
-        return _report("download", changed=True, detail=f"downloaded {Url}")
 
     def provision_steam_task(self, User: str, SteamExe: str, TaskName: str, **kw: Any) -> Any:
         assert not kw.get("CheckOnly")
@@ -238,8 +258,30 @@ class WindowsGuest:
         }
         return _report("steam-task", changed=True, detail=f"registered {TaskName} for {account}")
 
-    def provision_steam_install(self, Installer: str, **_: Any) -> Any:
-        assert Installer == STEAM_SETUP
+    def provision_steam_install(
+        self, Url: str, Installer: str, Signers: str, **_: Any
+    ) -> dict[str, Any]:
+        assert Installer.startswith(f"{GUEST_DIR}\\SteamSetup-"), Installer
+        base = {"exit_code": None, "stopped": [], "signature": None}
+        if Installer in self.binaries:
+            error = (
+                f"{Installer} exists already: nixmox runs only an installer it has just downloaded"
+            )
+            return {**_report("steam-install", detail=error, stage="download", **base), "ok": False}
+        self.downloads.append(Url)
+        if self.download_error:
+            detail = f"{Url}: {self.download_error}"
+            return {
+                **_report("steam-install", detail=detail, stage="download", **base),
+                "ok": False,
+            }
+        signature = self.signatures.get(Url, VALVE_SIGNED)
+        verifies = self._script_says("provision-steam-install", "Get-AuthenticodeSignature")
+        if verifies and not _valve(signature, Signers):
+            detail = f"{Url} is not validly signed by {Signers}: not run"
+            failed = _report("steam-install", detail=detail, stage="verify", **base)
+            return {**failed, "signature": signature, "ok": False}
+        self.executed.append(Installer)
         self.steam_dir = STEAM_DIR
         # The installer started Steam as SYSTEM; the script stops it once the installer exited.
         stopped = [
@@ -248,19 +290,48 @@ class WindowsGuest:
         ]
         self.system_steam = []
         return _report(
-            "steam-install", changed=True, exit_code=0, stopped=stopped, detail="exited with 0"
+            "steam-install",
+            changed=True,
+            stage="install",
+            exit_code=0,
+            stopped=stopped,
+            signature=signature,
+            detail="SteamSetup.exe /S exited with 0",
         )
 
-    def provision_steamcmd(self, Dir: str, Url: str, CheckOnly: bool = False) -> Any:
-        if self.steamcmd:
-            return _report("steamcmd", present=True)
+    def provision_steamcmd(
+        self, Dir: str, Url: str, Stage: str = "", Signers: str = "", CheckOnly: bool = False
+    ) -> dict[str, Any]:
+        exe = f"{Dir}\\steamcmd.exe"
+        facts: dict[str, Any] = {"folder": self.folders.report(Dir), "signature": None}
+        if exe in self.binaries:
+            facts["signature"] = self.binaries[exe]
+            return _report("steamcmd", present=True, detail=f"{exe} present", **facts)
         if CheckOnly:
-            return _report("steamcmd", present=False, changed=True)
+            return _report("steamcmd", present=False, changed=True, **facts)
+        assert Stage.startswith(f"{GUEST_DIR}\\steamcmd-") and Signers, (Stage, Signers)
         self.downloads.append(Url)
         if self.download_error:
-            return {**_report("steamcmd", detail=f"{Url}: {self.download_error}"), "ok": False}
-        self.steamcmd = True
-        return _report("steamcmd", present=True, changed=True)
+            detail = f"{Url}: {self.download_error}"
+            return {**_report("steamcmd", detail=detail, present=False, **facts), "ok": False}
+        signature = self.signatures.get(Url, VALVE_SIGNED)
+        if not _valve(signature, Signers):
+            detail = f"steamcmd.exe from {Url} is not validly signed by {Signers}: not installed"
+            failed = _report("steamcmd", detail=detail, present=False, **facts)
+            return {**failed, "signature": signature, "ok": False}
+        if not self.folders.exists(Dir):
+            self.folders.create(
+                Dir, protect=self._script_says("provision-steamcmd", "/inheritance:r")
+            )
+        self.binaries[exe] = signature
+        return _report(
+            "steamcmd",
+            present=True,
+            changed=True,
+            folder=self.folders.report(Dir),
+            signature=signature,
+            detail=f"unpacked steamcmd into {Dir}",
+        )
 
     def provision_msi(self, CheckOnly: bool = False) -> dict[str, Any]:
         by_slot = self._script_says("provision-msi", "DEVPKEY_Device_LocationInfo")
@@ -307,6 +378,8 @@ class WindowsGuest:
     # ------------------------------------------------------------ installers
 
     def _steamcmd(self, argv: list[str]) -> dict[str, Any]:
+        if argv[0] not in self.binaries:
+            return _exited(9009, "")  # not recognized as a program
         if not self.steamcmd_updated:
             # The first run only updates steamcmd itself, whatever else it was asked.
             self.steamcmd_updated = True
@@ -325,6 +398,15 @@ class WindowsGuest:
             return _exited(8, f"Error! App '{app}' state is 0x602 after update job.\n")
         self.files[path] = manifest(int(app), "rust_dedicated", 4)
         return _exited(0, f"Success! App '{app}' fully installed.\n")
+
+
+def _valve(signature: dict[str, str], signers: str) -> bool:
+    """What the scripts' signer check decides (Valid, and CN or O one of ``signers``)."""
+    names = re.findall(r"(?:^|,)\s*(?:CN|O)=([^,]*)", signature.get("subject", ""))
+    accepted = {n.strip().casefold() for n in signers.split("|")}
+    return signature.get("status") == "Valid" and bool(
+        {n.strip().casefold() for n in names} & accepted
+    )
 
 
 def _vendor(instance_id: str) -> str:

@@ -80,6 +80,17 @@ async def serve(args: argparse.Namespace) -> int:
     # The token is a secret: the file is for this user only.
     with os.fdopen(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
         fh.write(text)
+    # root@pam's password login, for what no API token may do (raw hostpci, affinity):
+    # sourcing it replaces the token with the login.
+    root = {
+        "NIXMOX_PVE_URL": lab.url,
+        "NIXMOX_PVE_USER": str(lab.user),
+        "NIXMOX_PVE_PASSWORD": str(lab.password),
+        "NIXMOX_PVE_CA_FILE": ca_file,
+    }
+    root_file = directory / "root-env.sh"
+    with os.fdopen(os.open(root_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write("unset NIXMOX_PVE_TOKEN_ID NIXMOX_PVE_TOKEN\n" + exports(root))
     sys.stdout.write(text + READY_LINE + "\n")
     sys.stdout.flush()
 

@@ -1,7 +1,9 @@
 """pytest fixtures for the lab: ``lab`` (one per test), ``lab_env`` (that lab with this
-process's NIXMOX_* environment pointed at it) and ``lab_process`` (one per session).
+process's NIXMOX_* environment pointed at it, through its API token), ``lab_root_env`` (the
+same through a root@pam password login) and ``lab_process`` (one per session).
 
-Import them in a conftest.py: ``from tests.lab.fixtures import lab, lab_env, lab_process``.
+Import them in a conftest.py:
+``from tests.lab.fixtures import lab, lab_env, lab_process, lab_root_env``.
 """
 
 from __future__ import annotations
@@ -41,12 +43,27 @@ def lab_env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     return lab
 
 
+@pytest.fixture
+def lab_root_env(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
+    """``lab_env``, logged in as root@pam with a password instead of a token: what the keys
+    only root@pam may set need (affinity, raw hostpci; no API token passes those checks)."""
+    point_at(lab, monkeypatch, tmp_path / "state", root=True)
+    return lab
+
+
 def point_at(
-    running: RunningLab, monkeypatch: pytest.MonkeyPatch, state: Path | None = None
+    running: RunningLab,
+    monkeypatch: pytest.MonkeyPatch,
+    state: Path | None = None,
+    *,
+    root: bool = False,
 ) -> None:
     """Set the NIXMOX_PVE_* variables to ``running`` (and NIXMOX_STATE_DIR to ``state``)
-    for this test; for a test that starts a lab of its own."""
-    for key, value in running.env.items():
+    for this test; for a test that starts a lab of its own. ``root``: a root@pam password
+    login instead of the lab's API token."""
+    for key in {*running.env, *running.root_env}:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in (running.root_env if root else running.env).items():
         monkeypatch.setenv(key, value)
     if state is not None:
         monkeypatch.setenv("NIXMOX_STATE_DIR", str(state))

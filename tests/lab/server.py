@@ -36,8 +36,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from fakepve import FakeCt, FakePve, FakeVm, PveError, TaskError
+from fakepve.lxc import SNAPSHOT_STORAGE
 from fakepve.routing import param_error, split_list
 
+from .access import StrictAccess
 from .inventory import Inventory, load_inventory, size_bytes
 from .pci import DEFAULT_CLASS_BLACKLIST, VERBOSE_FIELDS, PciDevice, host_devices
 from .windows_agent import WindowsAgent
@@ -92,7 +94,7 @@ CPU_FLAGS = " ".join(
 RPOOL_AVAIL = int(1.7 * 1024**4)
 
 
-class Lab(FakePve):
+class Lab(StrictAccess, FakePve):
     """A simulated PVE 9 host ``pve1`` as examples/homelab.toml describes it, before provisioning.
 
     Seeded: the node's CPU and memory, the four storages, the NixOS LXC
@@ -139,9 +141,20 @@ class Lab(FakePve):
         self.now: Callable[[], float] = time.time
         # PVE seconds one guest's backup takes (scaled by time_scale like every task).
         self.backup_secs = 10.0
+        #: Wall-clock seconds a VM restore runs (0: it ends at once, as every task at
+        #: time_scale 0); the guest is `lock: create` meanwhile.
+        self.restore_wall_secs = 0.0
+        #: upid -> what stopping that running task undoes (its worker's cleanup).
+        self.task_aborts: dict[str, Callable[[], None]] = {}
         #: Called when a network reload has applied the pending interfaces.
         self.after_network_reload: Callable[[], None] | None = None
         self.pci_devices: list[PciDevice] = host_devices()
+        #: vmid -> the options a container restore took from its archive (not checked).
+        self._from_archive: dict[int, set[str]] = {}
+        #: Dir storage paths with nothing mounted on them (a ZFS dataset not mounted).
+        self.unmounted: set[str] = set()
+        #: (storage, volname) written into the root file system under an unmounted path.
+        self.root_fs_writes: list[tuple[str, str]] = []
         self.backup_jobs: dict[str, dict[str, Any]] = {}
         self.installed_packages: dict[str, str] = dict(DEFAULT_PACKAGES)
         self.running_kernel = RUNNING_KERNEL
@@ -201,6 +214,11 @@ class Lab(FakePve):
         }
         for vmid in sorted(c for c in clones if isinstance(c, int)):
             self._seed_vm_template(vmid)
+        # The admin made the scratch pool once (`pveum pool add`, as `nixmox token` prints).
+        pool = self.inventory.get("backups", {}).get("verify", {}).get("pool")
+        if pool:
+            self.pools.setdefault(pool, set())
+            self._pool_meta(pool)
 
     @staticmethod
     def _storage_record(spec: dict[str, Any]) -> dict[str, Any]:
@@ -219,11 +237,48 @@ class Lab(FakePve):
                 store["sparse"] = 1
         else:
             store["path"] = spec.get("path") or "/var/lib/vz"
+        if spec["type"] == "dir" and spec.get("is_mountpoint", spec.get("dataset") is not None):
+            store["is_mountpoint"] = "yes"
+        return store
+
+    # pve-storage DirPlugin::activate_storage: with is_mountpoint (a boolean, or a
+    # path, parse_is_mountpoint), a dir storage whose mount point is not mounted
+    # cannot be activated; without, PVE uses the bare directory underneath.
+
+    def _mount_point(self, name: str) -> str | None:
+        store = self.storages.get(name) or {}
+        value = str(store.get("is_mountpoint", "")).strip().lower()
+        if store.get("type") != "dir" or value in ("", "0", "no", "off", "false"):
+            return None
+        return str(store.get("path")) if value in ("1", "yes", "on", "true") else value
+
+    def _mount_refused(self, name: str) -> str | None:
+        point = self._mount_point(name)
+        if point is None or point not in self.unmounted:
+            return None
+        return (
+            f"unable to activate storage '{name}' - directory is expected to be a mount "
+            f"point but is not mounted: '{point}'"
+        )
+
+    def _status_item(self, name: str, node: str, formats: bool = False) -> dict[str, Any]:
+        item: dict[str, Any] = super()._status_item(name, node, formats)
+        if self._mount_refused(name):
+            item.update(active=0, total=0, used=0, avail=0)
+        return item
+
+    def _active_store(self, name: str, node: str) -> dict[str, Any]:
+        refused = self._mount_refused(name)
+        if refused:
+            raise PveError(500, refused)
+        store: dict[str, Any] = super()._active_store(name, node)
         return store
 
     def _add_volume(self, storage: str, volname: str, record: dict[str, Any]) -> None:
         """Put a volume on a storage and take its size from the free space, as allocation does."""
         store = self.storages[storage]
+        if store.get("path") in self.unmounted:
+            self.root_fs_writes.append((storage, volname))
         record.setdefault("ctime", int(self.now()))
         store["volumes"][volname] = record
         store["avail"] -= int(record.get("size") or 0)
@@ -267,6 +322,15 @@ class Lab(FakePve):
             if "images" in split_list(store.get("content")):
                 return name
         raise LookupError("the inventory has no storage for VM images")
+
+    def writes(self, since: int = 0) -> list[Any]:
+        """The requests from ``since`` on that could change something: every one but a GET
+        and a password login (``POST /access/ticket`` only opens a session)."""
+        return [
+            r
+            for r in self.requests[since:]
+            if r[0] != "GET" and not r[1].endswith("/access/ticket")
+        ]
 
     def add_declared_guests(self) -> list[Guest]:
         """Create the inventory's guests as provisioning would have left them; returns them.
@@ -420,7 +484,7 @@ class Lab(FakePve):
     async def _node_status(self, v: dict[str, Any], user: str) -> dict[str, Any]:
         hw = self.hardware
         total = int(hw.get("memory_gib", 8)) * GIB
-        used = total // 8
+        used = total - self.node_mem_available(v["node"])  # the host's share and running VMs
         threads = int(hw.get("threads", 4))
         kernel = self.running_kernel
         cores = int(hw.get("cores", threads))
@@ -521,6 +585,15 @@ class Lab(FakePve):
             or {"name": f"vm{record['vmid']}", "memory": "512", "net0": "virtio,bridge=vmbr0"}
         )
         target = v.get("storage")
+        pool = v.get("pool")
+        if pool and pool not in self.pools:
+            raise PveError(403, f"Permission check failed (pool '{pool}' does not exist)")
+        if not (
+            self.allowed(user, f"/vms/{vmid}", "VM.Allocate")
+            or (pool and self.allowed(user, f"/pool/{pool}", "VM.Allocate"))
+        ):
+            raise PveError(403, "Permission check failed")
+        self._restore_rules(user, vmid, archive, saved, target)
         config: dict[str, Any] = {}
         disk_no = 0
         planned: list[tuple[str, str, int]] = []
@@ -569,19 +642,15 @@ class Lab(FakePve):
         if str(config.get("agent", "0")).split(",")[0] in ("1", "enabled=1"):
             vm.agent = {}  # the restored system brings its guest agent up
         self.vms.append(vm)
+        if self.restore_wall_secs:
+            return self._slow_restore(node, vm, archive, user, planned, pool)
 
         async def body() -> str:
+            if pool:
+                self._pool_join(pool, vmid)
             return f"restore {archive} to VM {vmid}"
 
         return await self.task(node, "qmrestore", vmid, user, body, vm=vm)
-
-    async def _lxc_create(self, user: str, v: dict[str, Any]) -> str:
-        """fakepve's create; a restore also brings the archive's own config back, as
-        pct restore does (pct.conf inside the archive), the request's options winning."""
-        if v.get("restore"):
-            self._restore_ct_config(v)
-        upid: str = await super()._lxc_create(user, v)
-        return upid
 
     def _restore_ct_config(self, v: dict[str, Any]) -> None:
         storage, _, volname = str(v.get("ostemplate", "")).partition(":")
@@ -598,10 +667,76 @@ class Lab(FakePve):
                     size = re.search(r"(?:^|,)size=(\d+[KMGT]?)", rest)
                     gib = max(1, size_bytes(size.group(1)) // GIB) if size else 8
                     v["rootfs"] = f"{v.get('storage') or volume.split(':', 1)[0]}:{gib}"
+                    self._from_archive.setdefault(int(v["vmid"]), set()).add(key)
                 continue
             if re.fullmatch(r"net\d+", key) and v.get("unique"):
                 value = re.sub(r",?hwaddr=[0-9A-Fa-f:]+", "", str(value))
-            v.setdefault(key, value)
+            if key not in v:
+                v[key] = value
+                self._from_archive.setdefault(int(v["vmid"]), set()).add(key)
+
+    def _check_modify_perm(self, user: str, vmid: int, pool: Any, ct: Any, *rest: Any) -> Any:
+        """fakepve's check of the options a create sets, less those a restore brought from
+        the archive: pct restore checks only the options of the request."""
+        params, *more = rest
+        skip = self._from_archive.get(int(vmid), set())
+        mine = {k: x for k, x in params.items() if k not in skip}
+        return super()._check_modify_perm(user, vmid, pool, ct, mine, *more)
+
+    def _slow_restore(
+        self,
+        node: str,
+        vm: FakeVm,
+        archive: str,
+        user: str,
+        planned: list[tuple[str, str, int]],
+        pool: str | None = None,
+    ) -> str:
+        """A restore that copies for ``restore_wall_secs`` of real time.
+
+        PVE::API2::Qemu create_vm: create_and_lock_config leaves the new guest
+        ``lock: create`` until the worker ends, so nothing can destroy it
+        meanwhile; stopping the task makes PVE::QemuServer::restore_vma_archive
+        remove what it restored (its volumes, then the config).
+        """
+        _set_lock(vm, "create")
+        upid = self.hold_task(node, "qmrestore", vm.vmid, user)
+
+        def finish() -> None:
+            if self.tasks[upid].get("status") == "running":
+                _set_lock(vm, None)
+                if pool:
+                    self._pool_join(pool, vm.vmid)  # the worker adds it once restored
+                self.end_task(upid)
+
+        def abort() -> None:
+            for store, volname, _ in planned:
+                volume = self.storages[store]["volumes"].pop(volname, None)
+                if volume is not None:
+                    self.storages[store]["avail"] += int(volume.get("size") or 0)
+            if vm in self.vms:
+                self.vms.remove(vm)
+            self.end_task(upid, "interrupted by signal")
+
+        self.task_aborts[upid] = abort
+        asyncio.get_running_loop().call_later(self.restore_wall_secs, finish)
+        return upid
+
+    def _routes_lab_tasks(self) -> list[Route]:
+        return [("DELETE", "/nodes/{node}/tasks/{upid}", self._task_stop)]
+
+    async def _task_stop(self, v: dict[str, Any], user: str) -> None:
+        """PVE::API2::Tasks stop_task: the worker gets SIGTERM and runs its own cleanup."""
+        record = self.tasks.get(str(v["upid"]))
+        if record is None or record.get("node") != v["node"]:
+            raise PveError(500, "no such task")
+        if record.get("status") != "running":
+            return
+        abort = self.task_aborts.pop(str(v["upid"]), None)
+        if abort is not None:
+            abort()
+        else:
+            self.end_task(str(v["upid"]), "interrupted by signal")
 
     async def _qm_clone(self, v: dict[str, Any], user: str) -> str:
         # PVE::API2::Qemu clone_vm: a clone to another node needs every disk of the
@@ -627,6 +762,37 @@ class Lab(FakePve):
             new.agent = {"os": _nixos_osinfo()}
         return upid
 
+    # ------------------------------------------------------------- features
+
+    def _routes_lab_feature(self) -> list[Route]:
+        # fakepve answers these with made-up data; PVE asks each volume's storage
+        # plugin (PVE::QemuServer::has_feature, PVE::LXC::Config::has_feature ->
+        # PVE::Storage::volume_has_feature), the same rule fakepve's snapshot
+        # task applies: a raw disk on a file storage has no snapshots.
+        return [
+            ("GET", "/nodes/{node}/qemu/{vmid}/feature", self._feature_qm),
+            ("GET", "/nodes/{node}/lxc/{vmid}/feature", self._feature_ct),
+        ]
+
+    async def _feature_qm(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        return self._feature(self.find(v["node"], v["vmid"]), v["feature"])
+
+    async def _feature_ct(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        return self._feature(self._find_ct(v["node"], v["vmid"]), v["feature"])
+
+    def _feature(self, guest: Guest, feature: str) -> dict[str, Any]:
+        if feature != "snapshot":
+            return {"hasFeature": 1, "nodes": [guest.node]}
+        if isinstance(guest, FakeVm):
+            has = self._qm_can_snapshot(guest.config)
+        else:
+            has = all(
+                self.storages[m["volume"].split(":")[0]].get("type") in SNAPSHOT_STORAGE
+                for _, m in guest.volumes()
+                if m["volume"].split(":")[0] in self.storages
+            )
+        return {"hasFeature": 1 if has else 0, "nodes": [guest.node] if has else []}
+
     # --------------------------------------------------------------- resize
 
     def _routes_lab_resize(self) -> list[Route]:
@@ -646,6 +812,10 @@ class Lab(FakePve):
                 400, "Parameter verification failed.", {"disk": f"no such disk '{disk}'"}
             )
         parts = str(drive).split(",")
+        volume = parts[0].split("=", 1)[-1]
+        if ":" in volume:
+            # qemu-server resize_vm / pve-container resize_vm: space on the disk's storage.
+            self.require(user, f"/storage/{volume.split(':', 1)[0]}", "Datastore.AllocateSpace")
         current = next((p.split("=", 1)[1] for p in parts if p.startswith("size=")), "0")
         new = (
             size_bytes(current) + size_bytes(wanted[1:])
@@ -673,6 +843,7 @@ class Lab(FakePve):
         jobs = "/cluster/backup"
         return [
             ("POST", "/nodes/{node}/vzdump", self._vzdump),
+            ("GET", "/nodes/{node}/vzdump/defaults", self._vzdump_defaults),
             ("GET", jobs, self._job_list),
             ("POST", jobs, self._job_create),
             ("GET", jobs + "/{id}", self._job_read),
@@ -819,10 +990,13 @@ class Lab(FakePve):
         self._check_vzdump_params(v, check_missing=True)
         storage = v.get("storage") or "local"
         vmids = self._selected_guests(v, node)
-        for vmid in vmids:
-            self.require(user, f"/vms/{vmid}", "VM.Backup")
         if v.get("storage"):
             self.require(user, f"/storage/{storage}", "Datastore.AllocateSpace")
+        if v.get("prune-backups") is not None and user != "root@pam":
+            # PVE/API2/VZDump.pm assert_param_permission_vzdump.
+            self.require(user, f"/storage/{storage}", "Datastore.Allocate")
+        for vmid in vmids:
+            self.require(user, f"/vms/{vmid}", "VM.Backup")
         compress = str(v.get("compress", "0"))
         mode = v.get("mode", "snapshot")
         args = (
@@ -849,6 +1023,9 @@ class Lab(FakePve):
                     f"could not get storage information for '{storage}': "
                     f"can't use storage '{storage}' for backups - wrong content type"
                 )
+            refused = self._mount_refused(storage)
+            if refused:
+                raise TaskError(refused)
             errors = 0
             for vmid in vmids:
                 failure = await self._backup_one(log, vmid, storage, compress, mode, v, node)
@@ -863,6 +1040,24 @@ class Lab(FakePve):
         taskid = v["vmid"] if v.get("vmid") and len(vmids) == 1 else ""
         upid: str = await self.task(node, "vzdump", taskid, user, body, log=[header])
         return upid
+
+    async def _vzdump_defaults(self, v: dict[str, Any], user: str) -> dict[str, Any]:
+        """vzdump's defaults for a storage: its own prune-backups (none: keep everything)."""
+        storage = v.get("storage") or "local"
+        if not (
+            self.allowed(user, f"/storage/{storage}", "Datastore.Audit")
+            or self.allowed(user, f"/storage/{storage}", "Datastore.AllocateSpace")
+        ):
+            raise PveError(
+                403,
+                f"Permission check failed (/storage/{storage}, "
+                "Datastore.Audit|Datastore.AllocateSpace)",
+            )
+        answer: dict[str, Any] = {"storage": storage}
+        prune = self.storages.get(storage, {}).get("prune-backups")
+        if prune:
+            answer["prune-backups"] = prune
+        return answer
 
     def _task_log_of(self, header: str) -> list[str]:
         """The log list of the task whose first line is this very str object.
@@ -900,6 +1095,12 @@ class Lab(FakePve):
         log.append(f"INFO: status = {guest.status}")
         log.append(f"INFO: {'CT' if kind == 'lxc' else 'VM'} Name: {guest.name}")
         log.append(f"INFO: backup mode: {mode}")
+        if isinstance(guest, FakeVm) and guest.status != "running":
+            # PVE::VZDump::QemuServer starts a stopped VM paused for the backup
+            # (vm_start with its hostpci devices and all its memory).
+            refused = self._start_refused(guest)
+            if refused:
+                return f"start failed: {refused}"
         failure = self._backup_failures.get(vmid)
         if failure:
             if failure[1] is not None:
@@ -1275,11 +1476,12 @@ class Lab(FakePve):
         vm = self.find(values["node"], values["vmid"])
         windows = str(vm.config.get("ostype", "")).startswith("win")
         if windows and int(vm.vmid) not in self.windows_agents:
-            self.script_windows_agent(int(vm.vmid))
-            # Behind the same agent, a fresh Windows for `windows provision` (no Steam yet).
+            scripted = self.script_windows_agent(int(vm.vmid))
+            # Behind the same agent, a fresh Windows for `windows provision` (no Steam yet),
+            # with the same folders.
             from ..windows_guest import WindowsGuest
 
-            self.agent_responders[int(vm.vmid)].append(WindowsGuest())
+            self.agent_responders[int(vm.vmid)].append(WindowsGuest(folders=scripted.folders))
 
     # ------------------------------------------------------------ templates
     # PVE lists a directory storage by reading the directory: an archive copied
@@ -1361,6 +1563,9 @@ class Lab(FakePve):
         self.reboot_wall_secs = 0.3
         #: PVE seconds a VM migration takes (scaled by time_scale like every task).
         self.migrate_secs = 20.0
+        #: Wall-clock seconds the HA manager takes to act on a queued request (not
+        #: scaled: the hamigrate/hastop/hastart task has long ended by then).
+        self.ha_wall_secs = 0.3
         # When each node booted (the lab's clock); /nodes/{node}/status derives `uptime`.
         self.booted_at: dict[str, float] = {}
         #: What happened, in order: ("migrate", vmid, source, target), ("shutdown", vmid),
@@ -1437,6 +1642,11 @@ class Lab(FakePve):
         """PVE runs `shutdown -r now` in the background and answers null at once."""
         node, command = v["node"], v["command"]
         self.host_events.append((command, node))
+        for record in self.tasklog:
+            # The shutdown kills the node's workers: a running backup ends half-written.
+            if record["node"] == node and record.get("status") == "running":
+                self.end_task(record["upid"], "unexpected status")
+                self.host_events.append(("killed", record["type"], record["id"]))
         for guest in [*self.vms, *self.cts]:
             if guest.node == node and guest.status == "running":
                 guest.status = "stopped"
@@ -1521,6 +1731,8 @@ class Lab(FakePve):
         running = vm.status == "running"
         if running and not v.get("online"):
             raise PveError(500, "can't migrate running VM without --online")
+        if vm.ha_managed:
+            return await self._ha_queue(vm, user, "migrate", target)
 
         async def body() -> str:
             local = self._local_resources(vm)
@@ -1530,6 +1742,12 @@ class Lab(FakePve):
             if running and disks and not v.get("with-local-disks"):
                 raise TaskError(
                     "can't live migrate attached local disks without with-local-disks option"
+                )
+            if running and disks and vm.snapshots:
+                # PVE::QemuMigrate::scan_local_volumes: a local volume a snapshot refers
+                # to cannot be mirrored (the lab has no storage replication).
+                raise TaskError(
+                    "online storage migration not possible if non-replicated snapshot exists"
                 )
             vm.lock = "migrate"
             try:
@@ -1551,8 +1769,63 @@ class Lab(FakePve):
         )
         return upid
 
+    # PVE::API2::Qemu (migrate_vm, vm_start, vm_shutdown, vm_stop) and
+    # PVE::API2::LXC::Status / PVE::API2::LXC migrate_vm: for an HA resource
+    # the worker only runs `ha-manager migrate|set` and ends; the CRM moves,
+    # starts or stops the guest later. fakepve applies the change inside the
+    # task when time_scale is 0; here it lands ha_wall_secs after the task
+    # ended, and not at all when the guest's node went offline meanwhile.
+
+    async def _ha_queue(self, guest: Guest, user: str, verb: str, target: str = "") -> str:
+        node = guest.node
+        kind = "CT" if isinstance(guest, FakeCt) else "VM"
+
+        def apply() -> None:
+            if not self.nodes.get(node, {}).get("online", True) or guest.node != node:
+                guest.ha_state = "error"  # the CRM found the service's node fenced/gone
+                return
+            if verb == "migrate":
+                if not self.nodes.get(target, {}).get("online", True):
+                    return
+                guest.node = target
+                self.host_events.append(("migrate", guest.vmid, node, target))
+                return
+            running = verb == "start"
+            guest.status = "running" if running else "stopped"
+            guest.started_at = time.time() if running else None
+            if isinstance(guest, FakeVm):
+                guest.qmpstatus = guest.status
+                if running:
+                    guest.apply_pending()
+            else:
+                guest.pid = next(self._ct_pids) if running else None
+            guest.ha_state = "started" if running else "stopped"
+
+        async def body() -> None:
+            asyncio.get_running_loop().call_later(self.ha_wall_secs, apply)
+
+        what = f" to node {target}" if target else ""
+        upid: str = await self.task(
+            node,
+            "ha" + verb,
+            guest.vmid,
+            user,
+            body,
+            lock=False,
+            log=[f"Requesting HA {verb} for {kind} {guest.vmid}{what}"],
+        )
+        return upid
+
+    async def _ha_request(self, vm: FakeVm, user: str, state: str) -> str:
+        return await self._ha_queue(vm, user, "start" if state == "started" else "stop")
+
+    async def _ct_ha(self, ct: FakeCt, user: str, state: str, timeout: int | None = None) -> str:
+        return await self._ha_queue(ct, user, "start" if state == "started" else "stop")
+
     async def _lxc_migrate(self, user: str, v: dict[str, Any]) -> str:
         ct = self.ct(int(v["vmid"]))
+        if ct is not None and ct.ha_managed and ct.node == v["node"] and v["target"] in self.nodes:
+            return await self._ha_queue(ct, user, "migrate", v["target"])
         upid: str = await super()._lxc_migrate(user, v)
         if ct is not None and ct.node == v["target"]:
             self.host_events.append(("migrate", ct.vmid, v["node"], v["target"]))
@@ -1564,13 +1837,81 @@ class Lab(FakePve):
         return upid
 
     async def _do_start(self, vm: FakeVm, user: str, p: dict[str, Any]) -> str:
+        self._check_mapped_start(vm)
         self.host_events.append(("start", vm.vmid))
-        upid: str = await super()._do_start(vm, user, p)
+        refused = None if vm.ha_managed else self._start_refused(vm)
+        if refused is not None:
+
+            async def fail() -> None:
+                raise TaskError(refused)
+
+            upid: str = await self.task(vm.node, "qmstart", vm.vmid, user, fail, vm=vm)
+            return upid
+        upid = await super()._do_start(vm, user, p)
         return upid
+
+    @staticmethod
+    def _pci_ids(vm: FakeVm) -> set[str]:
+        """The host PCI devices of a VM's raw hostpci entries, as bus:device (all functions)."""
+        found = set()
+        for key, value in vm.config.items():
+            if re.fullmatch(r"hostpci\d+", key):
+                for device in str(value).split(",", 1)[0].split(";"):
+                    if "=" not in device:  # mapping=... resolves elsewhere
+                        found.add(device.removeprefix("0000:").split(".", 1)[0])
+        return found
+
+    def _start_refused(self, vm: FakeVm) -> str | None:
+        """Why PVE::QemuServer::vm_start fails for ``vm`` now, or None.
+
+        PVE::QemuServer::PCI::reserve_pci_usage: a device reserved by another
+        running VM ("already in use by VMID"); and a VM with passed-through
+        devices pins all its memory, which the node must have free.
+        """
+        mine = self._pci_ids(vm)
+        if not mine:
+            return None
+        for other in self.vms:
+            if other is vm or other.node != vm.node or other.status != "running":
+                continue
+            shared = sorted(mine & self._pci_ids(other))
+            if shared:
+                return f"PCI device '0000:{shared[0]}.0' already in use by VMID '{other.vmid}'"
+        need = int(str(vm.config.get("memory", 512))) * 1024**2
+        if need > self.node_mem_available(vm.node):
+            return f"VM {vm.vmid}: unable to allocate {need // 1024**2} MiB for passthrough"
+        return None
+
+    def node_mem_available(self, node: str) -> int:
+        """Free memory of a node: the inventory's total less an eighth for the host, less
+        the memory of its running VMs."""
+        total = int(self.hardware.get("memory_gib", 8)) * GIB
+        used = total // 8 + sum(
+            int(str(g.config.get("memory", 512))) * 1024**2
+            for g in self.vms
+            if g.node == node and g.status == "running"
+        )
+        return max(total - used, 0)
 
     async def _lxc_shutdown(self, user: str, v: dict[str, Any]) -> str:
         self.host_events.append(("shutdown", int(v["vmid"])))
         upid: str = await super()._lxc_shutdown(user, v)
+        return upid
+
+    async def _lxc_create(self, user: str, v: dict[str, Any]) -> str:
+        if v.get("restore"):
+            archive = str(v["ostemplate"])
+            sid, _, volname = archive.partition(":")
+            record = self.storages.get(sid, {}).get("volumes", {}).get(volname) or {}
+            saved = dict(record.get("config") or {})
+            self._restore_rules(user, int(v["vmid"]), archive, saved, v.get("storage"))
+            # pct restore brings the archive's own config back (pct.conf inside it),
+            # the request's options winning.
+            self._restore_ct_config(v)
+        try:
+            upid: str = await super()._lxc_create(user, v)
+        finally:
+            self._from_archive.pop(int(v["vmid"]), None)
         return upid
 
     async def _lxc_start(self, user: str, v: dict[str, Any]) -> str:

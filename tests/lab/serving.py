@@ -81,6 +81,17 @@ class RunningLab:
         """NIXMOX_PVE_URL, _TOKEN_ID, _TOKEN and _CA_FILE for this lab."""
         return lab_env(self.url, self.token_id, self.token, self.ca_file)
 
+    @property
+    def root_env(self) -> dict[str, str]:
+        """A root@pam password login to this lab (what root-only keys such as raw hostpci and
+        affinity need: no API token passes PVE's root checks)."""
+        return {
+            "NIXMOX_PVE_URL": self.url,
+            "NIXMOX_PVE_USER": self.pve.user,
+            "NIXMOX_PVE_PASSWORD": self.pve.password,
+            "NIXMOX_PVE_CA_FILE": self.ca_file,
+        }
+
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the lab's loop (e.g. ``pve.hold_config_lock(...)``); its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(START_TIMEOUT)

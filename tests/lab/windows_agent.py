@@ -3,9 +3,10 @@
 Nothing runs. The state below stands for the Windows inside VM 102: its build
 and boot time, the updates Windows Update offers, what installing them does,
 what runs (a game, Windows servicing, a Steam download) and the GPU's state.
-Each packaged script nixmox runs through the agent (recognised by the
-``NAME.ps1`` in the exec argv) is answered with the JSON line the real script
-prints for that state, and running it changes the state as Windows would:
+Each packaged script nixmox runs through the agent (decoded from the
+``-EncodedCommand`` of the wrapper that runs it, see :mod:`tests.windows_exec`)
+is answered with the JSON line the real script prints for that state, and
+running it changes the state as Windows would:
 installing consumes the offered updates and may leave a reboot pending;
 ``shutdown.exe /r /t 5`` makes the agent go away for a few calls and come back
 with a new boot time and the next batch of updates.
@@ -30,7 +31,10 @@ What real Windows does that the lab models:
   prechecks after each reboot see TiWorker and CBS RebootPending);
 - a localized time separator (``time_separator``), a UTF-8 BOM before the
   output (``bom``), and PowerShell in ConstrainedLanguage mode
-  (``language_mode``, Smart App Control).
+  (``language_mode``, Smart App Control);
+- nixmox's folder as a standard user may have left it (``folders``: created
+  first by someone else, or by an older nixmox without cutting inheritance),
+  and a script rewritten after nixmox wrote it (``folders.swapped``).
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from typing import Any
 
 from fakepve import PveError
 
-from nixmox.windows.scripts import script_in_guest
+from nixmox.windows.scripts import script_in_guest, script_text
+from tests.windows_exec import Folders, decode
 
 FIRST_BOOT = dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
 
@@ -125,7 +130,7 @@ class WindowsAgent:
     #: What ran, in order: script names (``update-scan``), ``shutdown``, or the joined argv.
     ran: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
-    dirs: set[str] = field(default_factory=lambda: {"c:\\windows\\temp"})
+    folders: Folders = field(default_factory=Folders)
 
     @classmethod
     def demo(cls) -> WindowsAgent:
@@ -163,7 +168,7 @@ class WindowsAgent:
             return status
         if command == "file-write":
             path = str(values["file"])
-            if path.rsplit("\\", 1)[0].lower() not in self.dirs:
+            if not self.folders.exists(path.rsplit("\\", 1)[0]):
                 # The agent opens the file but cannot create its directory.
                 raise PveError(500, f"Agent error: failed to open file '{path}' (error: 3)")
             self.files[path] = str(values.get("content", ""))
@@ -173,19 +178,24 @@ class WindowsAgent:
         return None
 
     def _run(self, argv: list[str]) -> dict[str, Any] | None:
-        script = next((a for a in argv if a.lower().endswith(".ps1")), None)
-        if script is not None:
-            name = script.rsplit("\\", 1)[-1][: -len(".ps1")]
+        decoded = decode(argv)
+        if decoded is not None:
+            name, values = decoded
+            if name == "guest-folder":
+                # Not counted in `ran`: it only prepares the upload.
+                report = self.folders.guest_folder(values, script_text(name))
+                return _exited(0 if report["ok"] else 1, json.dumps(report) + "\r\n")
+            verified = self.folders.run_verified(values, self.files)
+            if isinstance(verified, dict):
+                self.ran.append("refused")
+                return verified
+            name, params = verified
             if not name.startswith("update-"):
                 return None  # another feature's script
             self.ran.append(name)
-            report = self._script(name, _params(argv[argv.index(script) + 1 :]))
+            report = self._script(name, params)
             out = ("\ufeff" if self.bom else "") + json.dumps(report) + "\r\n"
             return _exited(0 if report.get("ok", True) else 1, out)
-        if argv[:2] == ["cmd.exe", "/c"] and "mkdir" in argv:
-            # Not counted in `ran`: it only prepares the upload.
-            self.dirs.add(argv[-1].lower())
-            return _exited(0, "")
         if _is_shutdown(argv):
             self.ran.append("shutdown")
             return _exited(0, "")
@@ -199,7 +209,7 @@ class WindowsAgent:
         invariant = self._script_says(name, "InvariantCulture")
         return _iso(self.boot_time, ":" if invariant else self.time_separator)
 
-    def _search(self, name: str, params: dict[str, str]) -> tuple[list[dict[str, Any]], list[Any]]:
+    def _search(self, name: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
         """(what the script installs, what it skips) of the updates Windows offers."""
         optional = "IncludeOptional" in params or not self._script_says(name, "BrowseOnly=0")
         found = [u for u in self.available if optional or not u.get("browse_only")]
@@ -225,7 +235,7 @@ class WindowsAgent:
 
     # ---------------------------------------------------------------- scripts
 
-    def _script(self, name: str, params: dict[str, str]) -> dict[str, Any]:
+    def _script(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         if name == "update-precheck":
             asked = [p for p in params.get("BusyProcesses", "").split(",") if p]
             running = {p.lower() for p in self.processes}
@@ -305,19 +315,6 @@ class WindowsAgent:
 
 def _is_shutdown(argv: list[str]) -> bool:
     return argv[0].lower().rsplit("\\", 1)[-1] in ("shutdown", "shutdown.exe")
-
-
-def _params(args: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    key: str | None = None
-    for arg in args:
-        if arg.startswith("-"):
-            key = arg[1:]
-            out[key] = ""
-        elif key is not None:
-            out[key] = arg
-            key = None
-    return out
 
 
 def _exited(code: int, out: str) -> dict[str, Any]:

@@ -3,7 +3,8 @@
     python -m tests.lab.zfs_pools --dir DIR
 
 Starts zfs-fuse in a private mount namespace (tests.peers.zfs), creates the
-pools and datasets of examples/homelab.toml plus a volume per guest (as
+pools and datasets of examples/homelab.toml, a pool for each local
+replication target (the example's usb/pve), plus a volume per guest (as
 Proxmox would: subvol-VMID-disk-0 for containers, vm-VMID-disk-0 for VMs;
 file systems, since zfs-fuse has no zvols), writes DIR/env.sh that puts the
 `zfs`/`zpool` wrappers first on PATH, prints ``# zfs ready`` and runs until
@@ -42,6 +43,19 @@ def create_lab_datasets(zfs: ZfsFuse, inventory: Inventory) -> list[str]:
         volume = f"{storages[disk['storage']]['dataset']}/{kind}-{guest['vmid']}-disk-0"
         zfs.zfs("create", volume)
         made.append(volume)
+    # A local replication target (a USB disk's pool, say) is a second pool here;
+    # nixmox receives below its dataset, which must exist.
+    pools = {p["name"] for p in inventory.get("pools", [])}
+    targets = (inventory.get("replication") or {}).get("targets") or {}
+    for target in targets.values():
+        if target.get("host"):
+            continue  # another machine: not this zfs-fuse
+        pool = target["dataset"].split("/", 1)[0]
+        if pool not in pools:
+            zfs.create_pool(pool)
+            pools.add(pool)
+        zfs.zfs("create", "-p", target["dataset"])
+        made.append(target["dataset"])
     return made
 
 

@@ -13,14 +13,17 @@ stopped after its timeout, and failures become typed errors that keep stderr.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import selectors
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 
@@ -33,6 +36,10 @@ from nixmox.inventory.model import Node
 log = logging.getLogger("nixmox.run")
 
 DEFAULT_TIMEOUT = 600.0
+#: How long a pipe may go without a byte before it counts as hung.
+DEFAULT_STALL = 600.0
+#: What a pipe moves per read: big enough that copying costs little.
+_CHUNK = 1 << 20
 
 
 _DESTINATION = re.compile(
@@ -202,8 +209,197 @@ class Runner:
             raise CommandError(argv, result.returncode, result.stdout, result.stderr)
         return result
 
+    def pipe(
+        self,
+        source: Sequence[str],
+        sink: Sequence[str],
+        *,
+        source_remote: Remote | None = None,
+        sink_remote: Remote | None = None,
+        changes: bool = True,
+        progress: Progress | None = None,
+        stall: float = DEFAULT_STALL,
+    ) -> Piped:
+        """Run ``source | sink`` (each on its remote, if given) and return what went through.
 
-def _stop_group(proc: subprocess.Popen[str]) -> None:
+        Logged, masked and skipped by --dry-run like :meth:`run`; either end
+        failing raises :class:`CommandError` with both ends' stderr. There is no
+        overall timeout (a large stream takes what it takes), only ``stall``:
+        that long without a byte stops both ends (:class:`CommandTimeout`).
+        """
+        return Pipe(self, source, sink).run(
+            source_remote=source_remote if source_remote is not None else self.remote,
+            sink_remote=sink_remote,
+            changes=changes,
+            progress=progress,
+            stall=stall,
+        )
+
+
+@dataclass(frozen=True)
+class Piped:
+    """A finished pipe ``SOURCE | SINK``: what went through, how long it took, both ends."""
+
+    bytes: int
+    seconds: float
+    source: CommandResult
+    sink: CommandResult
+
+    @property
+    def skipped(self) -> bool:
+        return self.sink.skipped
+
+
+#: Called as a pipe runs (about once a second): bytes so far, seconds so far.
+Progress = Callable[[int, float], None]
+
+
+class Pipe:
+    """``SOURCE | SINK`` where each end may run on its own machine (``Runner.pipe``).
+
+    nixmox copies the stream itself between the two processes, so it can
+    count the bytes, report progress and notice a stream that stopped moving.
+    """
+
+    def __init__(self, runner: Runner, source: Sequence[str], sink: Sequence[str]) -> None:
+        self.runner = runner
+        self.source = list(source)
+        self.sink = list(sink)
+
+    def run(
+        self,
+        *,
+        source_remote: Remote | None,
+        sink_remote: Remote | None,
+        changes: bool,
+        progress: Progress | None,
+        stall: float,
+    ) -> Piped:
+        def shown_of(remote: Remote | None, argv: list[str]) -> str:
+            where = f"[{remote.destination}] " if remote is not None else ""
+            return where + shlex.join(argv)
+
+        shown = mask(f"{shown_of(source_remote, self.source)} | {shown_of(sink_remote, self.sink)}")
+        if self.runner.dry_run and changes:
+            log.debug("would run: %s", shown)
+            src = CommandResult(0, "", "", tuple(self.source), skipped=True)
+            dst = CommandResult(0, "", "", tuple(self.sink), skipped=True)
+            self.runner.history += [src, dst]
+            return Piped(0, 0.0, src, dst)
+        log.debug("$ %s", shown)
+        source_argv = source_remote.wrap(self.source, None) if source_remote else self.source
+        sink_argv = sink_remote.wrap(self.sink, None) if sink_remote else self.sink
+        started = time.monotonic()
+        with tempfile.TemporaryFile() as source_err, tempfile.TemporaryFile() as sink_err:
+            procs: list[subprocess.Popen[bytes]] = []
+            try:
+                for argv, stdin, stdout, err in (
+                    (source_argv, subprocess.DEVNULL, subprocess.PIPE, source_err),
+                    (sink_argv, subprocess.PIPE, subprocess.DEVNULL, sink_err),
+                ):
+                    procs.append(
+                        subprocess.Popen(
+                            argv,
+                            stdin=stdin,
+                            stdout=stdout,
+                            stderr=err,
+                            env=child_environment(None),
+                            start_new_session=True,
+                        )
+                    )
+            except (FileNotFoundError, PermissionError):
+                for proc in procs:
+                    _stop_group(proc)
+                missing = source_argv[0] if not procs else sink_argv[0]
+                raise CommandNotFound(
+                    f"`{missing}` not found or not executable (needed for: {shown})"
+                ) from None
+            source, sink = procs
+            try:
+                moved = _copy(source, sink, progress, started, stall)
+            except CommandTimeout:
+                _stop_group(source)
+                _stop_group(sink)
+                raise CommandTimeout(
+                    f"stopped after {stall:g} s without a byte moving: {shown}"
+                ) from None
+            except BaseException:
+                # A second signal ends nixmox at once: take both ends down with it.
+                _stop_group(source)
+                _stop_group(sink)
+                raise
+            source.wait()
+            sink.wait()
+            seconds = time.monotonic() - started
+            results = []
+            for proc, argv, err in ((source, self.source, source_err), (sink, self.sink, sink_err)):
+                err.seek(0)
+                text = mask(err.read().decode(errors="replace"))
+                results.append(CommandResult(proc.returncode, "", text, tuple(argv), seconds))
+        src, dst = results
+        self.runner.history += [src, dst]
+        log.debug(
+            "exit %d | %d, %d bytes in %.2f s", src.returncode, dst.returncode, moved, seconds
+        )
+        if not (src.ok and dst.ok):
+            # Both sides' words: the sink's is usually the reason, the source's the cause.
+            said = "\n".join(
+                f"{side}: {r.why()}"
+                for side, r in (("send", src), ("receive", dst))
+                if not r.ok or r.stderr.strip()
+            )
+            failed = dst if not dst.ok else src
+            raise CommandError(
+                [*self.source, "|", *self.sink],
+                failed.returncode,
+                "",
+                f"{src.stderr}\n{dst.stderr}\n{said}",
+            )
+        return Piped(moved, seconds, src, dst)
+
+
+def _copy(
+    source: subprocess.Popen[bytes],
+    sink: subprocess.Popen[bytes],
+    progress: Progress | None,
+    started: float,
+    stall: float,
+) -> int:
+    """Move the source's stdout into the sink's stdin; the byte count.
+
+    Raises :class:`CommandTimeout` when nothing arrives for ``stall`` seconds.
+    A sink that stops reading ends the copy (the source then sees a broken pipe).
+    """
+    assert source.stdout is not None and sink.stdin is not None
+    reader, writer = source.stdout.fileno(), sink.stdin
+    moved = 0
+    reported = started
+    with selectors.DefaultSelector() as sel:
+        sel.register(reader, selectors.EVENT_READ)
+        try:
+            while True:
+                if not sel.select(timeout=stall):
+                    raise CommandTimeout("stalled")
+                chunk = os.read(reader, _CHUNK)
+                if not chunk:
+                    break
+                try:
+                    writer.write(chunk)
+                except (BrokenPipeError, ValueError):
+                    break
+                moved += len(chunk)
+                now = time.monotonic()
+                if progress is not None and now - reported >= 1.0:
+                    reported = now
+                    progress(moved, now - started)
+        finally:
+            source.stdout.close()
+            with contextlib.suppress(BrokenPipeError):
+                writer.close()
+    return moved
+
+
+def _stop_group(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     """SIGTERM the command's process group, then SIGKILL if it lingers."""
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         try:

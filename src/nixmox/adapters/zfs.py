@@ -11,13 +11,13 @@ logging apply, and failures become typed errors by exit code and phrase.
 
 from __future__ import annotations
 
+import contextlib
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from nixmox.adapters.runner import Runner, split_remote
+from nixmox.adapters.runner import Piped, Progress, Remote, Runner, split_remote
 from nixmox.core.errors import CommandError, NixmoxError
 
 # OpenZFS refuses longer argument lists long before the kernel does; stay well
@@ -49,12 +49,18 @@ class DatasetExists(ZfsError):
     """A dataset or snapshot of that name exists already."""
 
 
+class TargetModified(ZfsError):
+    """``zfs receive`` refused: the target changed since its newest snapshot."""
+
+
 _PHRASES: tuple[tuple[str, type[ZfsError]], ...] = (
     ("does not exist", DatasetNotFound),
     ("dataset is busy", DatasetBusy),
     ("pool or dataset is busy", DatasetBusy),
     ("has dependent clones", DatasetBusy),
     ("already exists", DatasetExists),
+    ("has been modified", TargetModified),
+    ("must destroy them to overwrite", TargetModified),
 )
 
 
@@ -83,7 +89,19 @@ class Snapshot:
         return f"{self.dataset}@{self.name}"
 
 
+@dataclass(frozen=True)
+class SnapshotId:
+    """A snapshot with its GUID: the same GUID on two pools is the same snapshot."""
+
+    name: str
+    guid: int
+    createtxg: int
+    userrefs: int = 0
+
+
 _VERSION = re.compile(r"^zfs-\d+\.\d+", re.MULTILINE)
+#: What zfs says for a property it does not know (zfs-fuse and old OpenZFS alike).
+_UNKNOWN_PROPERTY = ("bad property list", "invalid property")
 
 
 class _Adapter:
@@ -100,6 +118,11 @@ class _Adapter:
     def runs_remotely(self) -> bool:
         """Whether the program runs on another machine (over ssh), not here."""
         return self.runner.remote is not None
+
+    @property
+    def remote(self) -> Remote | None:
+        """The machine the program runs on (``None``: here)."""
+        return self.runner.remote
 
     def _argv(self, args: Sequence[str]) -> list[str]:
         return [*self.command, *args]
@@ -212,14 +235,7 @@ class Zfs(_Adapter):
                 failed.append((name, exc))
         return failed
 
-    def get(self, prop: str, dataset: str) -> str:
-        """One property's value as zfs prints it (``-`` when unset)."""
-        out = self._run(
-            ["get", "-H", "-o", "value", prop, dataset],
-            f"cannot read {prop} of {dataset}",
-            changes=False,
-        )
-        return out.strip()
+    # -- recovery: browse clones, guarded rollback ------------------------------------
 
     def clone(self, snapshot: str, target: str, properties: dict[str, str]) -> None:
         """``zfs clone -o K=V ... SNAPSHOT TARGET``."""
@@ -234,27 +250,184 @@ class Zfs(_Adapter):
             if "not currently mounted" not in exc.stderr and "not mounted" not in exc.stderr:
                 raise
 
-    def destroy(self, dataset: str) -> None:
-        """Destroy one file system or volume (never recursively)."""
+    def destroy_filesystem(self, dataset: str) -> None:
+        """Destroy one file system (never recursively, never a snapshot by mistake)."""
+        if "@" in dataset or "#" in dataset:
+            raise ValueError(f"{dataset} is not a file system")
         self._run(["destroy", dataset], f"cannot destroy {dataset}", changes=True)
 
-    def rollback(self, snapshot: str, *, destroy_later: bool) -> None:
-        """``zfs rollback [-r] SNAPSHOT``; ``destroy_later`` destroys newer snapshots."""
-        flag = ["-r"] if destroy_later else []
-        self._run(["rollback", *flag, snapshot], f"cannot roll back to {snapshot}", changes=True)
+    def rollback_destroying_newer(self, snapshot: str) -> None:
+        """``zfs rollback -r SNAPSHOT``: every newer snapshot is destroyed (the caller
+        has named each of them)."""
+        self._run(["rollback", "-r", snapshot], f"cannot roll back to {snapshot}", changes=True)
 
-    def copy(self, snapshot: str, target: str) -> None:
-        """A full, independent copy of ``snapshot`` as the new, unmounted ``target``
-        (``zfs send | zfs recv -u``, one pipe where the zfs command runs)."""
-        zfs = shlex.join(self.command)
-        pipe = f"{zfs} send {shlex.quote(snapshot)} | {zfs} recv -u {shlex.quote(target)}"
-        self._run_raw(["sh", "-c", pipe], f"cannot copy {snapshot} to {target}", changes=True)
+    # -- replication: reading ----------------------------------------------------
 
-    def _run_raw(self, argv: Sequence[str], what: str, *, changes: bool) -> str:
+    def exists(self, dataset: str) -> bool:
+        """Whether the file system or volume ``dataset`` exists."""
         try:
-            return self.runner.run(list(argv), changes=changes).stdout
-        except CommandError as exc:
-            raise _typed(exc, what) from None
+            self._run(
+                ["list", "-H", "-o", "name", dataset], f"cannot list {dataset}", changes=False
+            )
+        except DatasetNotFound:
+            return False
+        return True
+
+    def descendants(self, dataset: str) -> list[str]:
+        """``dataset`` and every file system and volume below it, parents first."""
+        out = self._run(
+            ["list", "-H", "-o", "name", "-r", dataset], f"cannot list {dataset}", changes=False
+        )
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def snapshot_ids(self, dataset: str) -> list[SnapshotId]:
+        """``dataset``'s own snapshots with their GUIDs, oldest first.
+
+        Two calls: ``zfs list`` prints GUIDs rounded (``15.0E``) without ``-p``,
+        which zfs-fuse lacks, so the exact GUIDs come from ``zfs get -p``.
+        """
+        listing = self.list_snapshots(dataset, recursive=False)
+        out = self._run(
+            ["get", "-H", "-p", "-o", "name,value", "guid", "-r", "-d", "1", dataset],
+            f"cannot read the GUIDs of {dataset}'s snapshots",
+            changes=False,
+        )
+        guids: dict[str, int] = {}
+        for line in out.splitlines():
+            name, _, value = line.partition("\t")
+            if "@" in name and value.strip().isdigit():
+                guids[name.partition("@")[2]] = int(value)
+        return [
+            SnapshotId(s.name, guids[s.name], s.createtxg, s.userrefs)
+            for s in listing
+            if s.dataset == dataset and s.name in guids
+        ]
+
+    def bookmark_ids(self, dataset: str) -> list[SnapshotId]:
+        """``dataset``'s bookmarks (``ds#name``) with GUIDs; only where bookmarks work."""
+        out = self._run(
+            ["list", "-H", "-o", "name", "-t", "bookmark", "-r", "-d", "1", dataset],
+            f"cannot list the bookmarks of {dataset}",
+            changes=False,
+        )
+        found = []
+        for line in out.splitlines():
+            full = line.strip()
+            if "#" not in full or full.partition("#")[0] != dataset:
+                continue
+            guid = self.get(full, "guid")
+            createtxg = self.get(full, "createtxg")
+            if guid and guid.isdigit():
+                found.append(
+                    SnapshotId(full.partition("#")[2], int(guid), _number(createtxg or ""))
+                )
+        return found
+
+    def get(self, dataset: str, prop: str) -> str | None:
+        """One property's exact value (``-p``); ``None`` for a user property that is unset."""
+        out = self._run(
+            ["get", "-H", "-p", "-o", "value", prop, dataset],
+            f"cannot read {prop} of {dataset}",
+            changes=False,
+        ).strip()
+        return None if out == "-" and ":" in prop else out
+
+    def knows_property(self, dataset: str, prop: str) -> bool:
+        """Whether this zfs has the property ``prop`` (feature detection: never assumed)."""
+        result = self.runner.run(
+            self._argv(["get", "-H", "-o", "value", prop, dataset]), changes=False, check=False
+        )
+        if result.ok:
+            return True
+        if any(phrase in result.stderr for phrase in _UNKNOWN_PROPERTY):
+            return False
+        raise _typed(CommandError(self._argv(["get"]), result.returncode, "", result.stderr), prop)
+
+    # -- replication: acting -----------------------------------------------------
+
+    def set(self, dataset: str, prop: str, value: str) -> None:
+        """``zfs set PROP=VALUE DATASET`` (one property per call, as zfs-fuse needs)."""
+        self._run(
+            ["set", f"{prop}={value}", dataset], f"cannot set {prop} on {dataset}", changes=True
+        )
+
+    def hold(self, tag: str, snapshot: str) -> None:
+        """Put the hold ``tag`` on ``snapshot`` (an existing one of that tag is fine)."""
+        with contextlib.suppress(DatasetExists):
+            self._run(["hold", tag, snapshot], f"cannot hold {snapshot}", changes=True)
+
+    def release(self, tag: str, snapshot: str) -> None:
+        """Take the hold ``tag`` off ``snapshot``; a snapshot without it is left alone."""
+        result = self.runner.run(self._argv(["release", tag, snapshot]), changes=True, check=False)
+        if (
+            not result.ok
+            and "no such tag" not in result.stderr
+            and "does not exist" not in (result.stderr)
+        ):
+            raise _typed(
+                CommandError(self._argv(["release"]), result.returncode, "", result.stderr),
+                f"cannot release {snapshot}",
+            )
+
+    def bookmark(self, snapshot: str, bookmark: str) -> None:
+        """``zfs bookmark ds@snap ds#name``; an existing bookmark of that name is fine."""
+        with contextlib.suppress(DatasetExists):
+            self._run(["bookmark", snapshot, bookmark], f"cannot bookmark {snapshot}", changes=True)
+
+    def destroy(self, name: str) -> None:
+        """Destroy one snapshot or bookmark named exactly (never a file system)."""
+        if "@" not in name and "#" not in name:
+            raise ValueError(f"{name} is not a snapshot or bookmark")
+        self._run(["destroy", name], f"cannot destroy {name}", changes=True)
+
+    def rollback(self, snapshot: str) -> None:
+        """``zfs rollback SNAPSHOT`` without ``-r``: it refuses when newer snapshots exist."""
+        self._run(["rollback", snapshot], f"cannot roll back to {snapshot}", changes=True)
+
+    def send_argv(
+        self,
+        snapshot: str,
+        *,
+        base: str | None = None,
+        raw: bool = False,
+        resume_token: str | None = None,
+    ) -> list[str]:
+        """The ``zfs send`` command for a full stream, an incremental (``-i base``), or a resume."""
+        if resume_token is not None:
+            return self._argv(["send", "-t", resume_token])
+        flags = ["-w"] if raw else []
+        if base is not None:
+            flags += ["-i", base]
+        return self._argv(["send", *flags, snapshot])
+
+    def receive_argv(self, dataset: str, *, resumable: bool) -> list[str]:
+        """``zfs receive -u`` (never mounted) into ``dataset``; ``-s`` keeps a resumable state.
+
+        Never ``-F``: a receive must not roll back or destroy anything on the target.
+        """
+        return self._argv(["receive", "-u", *(["-s"] if resumable else []), dataset])
+
+
+def send_to(
+    source: Zfs,
+    target: Zfs,
+    send: Sequence[str],
+    receive: Sequence[str],
+    *,
+    what: str,
+    progress: Progress | None = None,
+) -> Piped:
+    """``send | receive`` between two zfs programs (each where its runner runs it)."""
+    try:
+        return source.runner.pipe(
+            send,
+            receive,
+            source_remote=source.remote,
+            sink_remote=target.remote,
+            progress=progress,
+        )
+    except CommandError as exc:
+        raise _typed(exc, what) from None
 
 
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -334,6 +507,17 @@ class Zpool(_Adapter):
     def status(self) -> str:
         """``zpool status`` of every pool, as zpool prints it (see ``zfs_cache.parse_status``)."""
         return self._run(["status"], "cannot read the pools' status", changes=False)
+
+    def feature(self, pool: str, name: str) -> str | None:
+        """Pool feature ``name``'s state (``enabled``, ``active``, ``disabled``), or ``None``
+        where the pool has no feature flags (zfs-fuse, pool version 23) or none of that name."""
+        result = self.runner.run(
+            self._argv(["get", "-H", "-o", "value", f"feature@{name}", pool]),
+            changes=False,
+            check=False,
+        )
+        value = result.stdout.strip()
+        return value if result.ok and value not in ("", "-") else None
 
     def run_change(self, args: Sequence[str], what: str) -> None:
         """A ``zpool`` command that changes a pool (``add``, ``remove``); skipped by --dry-run."""

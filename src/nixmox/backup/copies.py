@@ -42,6 +42,13 @@ class CopyChanges:
             params["delete"] = ",".join(self.delete)
         return params
 
+    @property
+    def removals(self) -> dict[str, Any]:
+        """Only the removals, as a PUT of their own: Proxmox lets only root@pam remove a
+        raw (unmapped) ``hostpci``/``usb`` device, while the NICs go down for anyone
+        who may configure the network, so a refused removal still leaves them down."""
+        return {"delete": ",".join(self.delete)} if self.delete else {}
+
 
 def copy_changes(config: Mapping[str, Any]) -> CopyChanges:
     """What to remove from and change on a restored copy's ``config`` before it starts."""

@@ -3,8 +3,9 @@
 - One vzdump task per guest, so every guest has its own result; one guest's
   failure never stops the others. Nodes work in parallel, guests of a node
   one after another (vzdump on a node runs one at a time anyway).
-- vzdump is told to prune nothing itself (``prune-backups keep-all=1``):
-  nixmox decides exactly, and can say why, with Proxmox's own rule.
+- vzdump must prune nothing itself: nixmox decides exactly, and can say why,
+  with Proxmox's own rule. Where the storage has a retention of its own,
+  vzdump is told ``prune-backups keep-all=1`` (see ``backup/privileges.py``).
 - A guest is pruned only when its new backup succeeded, from one content
   listing of its archives; deletions name exact volumes. Protected archives,
   other guests' archives and hand-named files are never touched.
@@ -23,6 +24,7 @@ from urllib.parse import quote
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import GuestRow, guest_status, mismatch, read_guests
 from nixmox.adapters.proxmox.tasks import TaskFailed, task_log, wait
+from nixmox.backup import passthrough
 from nixmox.backup.archives import Archive, archives_of, plan_prune, removals
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
@@ -71,8 +73,10 @@ class BackupJob:
         protected: bool = False,
         dry_run: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        keep_all_param: bool = True,
     ) -> None:
         self.api = api
+        self.keep_all_param = keep_all_param
         self.settings = settings
         self.zone = zone
         self.protected = protected
@@ -81,10 +85,12 @@ class BackupJob:
         self.keep = settings.keep.rule() if settings.keep is not None else Keep()
         self.lock_wait = parse_timespan(settings.lock_wait)
         self._lock = threading.Lock()
+        self._rows: dict[int, GuestRow] = {}
 
     def run(self, guests: list[Guest]) -> list[GuestResult]:
         """Every guest's result, in the order given."""
         rows = read_guests(self.api)
+        self._rows = rows
         by_node: dict[str, list[Guest]] = {}
         for guest in guests:
             by_node.setdefault(guest.node, []).append(guest)
@@ -122,6 +128,10 @@ class BackupJob:
             return self._dry_run(guest, result, storage)
         started = self.clock.monotonic()
         try:
+            if row is not None and row.type == "qemu" and row.status != "running":
+                why = self._passthrough_blocker(row)
+                if why is not None:
+                    raise NixmoxError(why)
             self._wait_unlocked(guest)
             result.volid = self._vzdump(guest, storage)
         except interrupt.Interrupted as exc:
@@ -164,6 +174,25 @@ class BackupJob:
         )
         return result
 
+    def _passthrough_blocker(self, row: GuestRow) -> str | None:
+        """For a stopped VM with passed-through PCI devices: why vzdump's paused start
+        would fail now (see :mod:`nixmox.backup.passthrough`)."""
+        config = self.api.get(f"{row.path}/config") or {}
+        if not passthrough.pci_devices(config):
+            return None
+        others = [
+            (r.vmid, self.api.get(f"{r.path}/config") or {})
+            for r in self._rows.values()
+            if r.type == "qemu"
+            and r.node == row.node
+            and r.status == "running"
+            and r.vmid != row.vmid
+        ]
+        status = self.api.get(f"/nodes/{row.node}/status") or {}
+        memory = status.get("memory") if isinstance(status, dict) else None
+        free = memory.get("available", memory.get("free")) if isinstance(memory, dict) else None
+        return passthrough.blocker(config, others, int(free) if free is not None else None)
+
     def _wait_unlocked(self, guest: Guest) -> None:
         deadline = self.clock.monotonic() + self.lock_wait
         while True:
@@ -186,9 +215,11 @@ class BackupJob:
             "mode": self.settings.mode,
             "compress": self.settings.compress,
             "notes-template": self.settings.notes_template,
-            # nixmox prunes, with an explanation; vzdump must not prune on its own.
-            "prune-backups": "keep-all=1",
         }
+        if self.keep_all_param:
+            # nixmox prunes, with an explanation; vzdump must not prune on its own. Sent only
+            # when the storage would prune (the parameter needs Datastore.Allocate).
+            params["prune-backups"] = "keep-all=1"
         if self.protected:
             params["protected"] = 1
         upid = self.api.post(f"/nodes/{guest.node}/vzdump", **params)

@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.permissions import preflight
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.job import BackupJob, GuestResult
+from nixmox.backup.privileges import backup_needs, verify_needs, vzdump_prunes
 from nixmox.backup.verify import VerifyResult, verify_guest
 from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
@@ -111,8 +113,21 @@ def prepare_backup(
     """The backup (and prune) of the chosen guests, ready to run."""
     settings, guests = choose_guests(inv, names)
     api = Proxmox(connection(inv.proxmox))
+    # Before any vzdump: does the storage prune on its own (then vzdump is told not to,
+    # which takes Datastore.Allocate), and does the token hold what this run needs?
+    keep_all = any(
+        vzdump_prunes(api, node, settings.storage) for node in sorted({g.node for g in guests})
+    )
+    needs = backup_needs(settings.storage, guests, keep_all_param=keep_all)
+    preflight(api, needs, "backup", dry_run=dry_run)
     job = BackupJob(
-        api, settings, zone(inv.timezone), protected=protected, dry_run=dry_run, clock=clock
+        api,
+        settings,
+        zone(inv.timezone),
+        protected=protected,
+        dry_run=dry_run,
+        keep_all_param=keep_all,
+        clock=clock,
     )
 
     def back_up() -> BackupSummary:
@@ -165,6 +180,9 @@ def prepare_verify(inv: Inventory, names: list[str]) -> Callable[[], VerifySumma
     settings, guests = choose_guests(inv, names)
     api = Proxmox(connection(inv.proxmox))
     tz = zone(inv.timezone)
+    # Before the first restore: a privilege found missing halfway would leave a scratch
+    # guest behind that this token may not be able to remove.
+    preflight(api, verify_needs(settings, guests, inv.storages), "backup verify", dry_run=False)
 
     def verify() -> VerifySummary:
         results = []

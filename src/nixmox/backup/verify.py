@@ -21,7 +21,7 @@ from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
-from nixmox.adapters.proxmox.tasks import wait
+from nixmox.adapters.proxmox.tasks import TaskFailed, TaskTimeout, node_of, wait
 from nixmox.backup.archives import archives_of
 from nixmox.backup.copies import config_memory, copy_changes, memory_problem
 from nixmox.backup.job import content_path
@@ -106,6 +106,7 @@ def verify_guest(
     result.archive = archive
     node = guest.node
     timeout = parse_timespan(verify.timeout)
+    restore_timeout = parse_timespan(verify.restore_timeout)
     started = clock.monotonic()
     scratch: int | None = None
     # This run's own mark on its scratch guest: stop and destroy only a guest that carries it.
@@ -116,6 +117,9 @@ def verify_guest(
         result.scratch = scratch
         base = f"/nodes/{node}/{kind}"  # where a guest of this kind is created
         params: dict[str, Any] = {"vmid": scratch, "unique": 1}
+        if verify.pool:
+            # Joining the pool lets one ACL on /pool/NAME cover the scratch guest.
+            params["pool"] = verify.pool
         storage = restore_storage(guest, verify, storages)
         if storage:
             params["storage"] = storage
@@ -126,8 +130,13 @@ def verify_guest(
         # A refused POST (the VMID was taken since the check) created nothing of ours.
         upid = api.post(base, **params)
         result.cleaned = False
+        what = f"restore {archive} to {scratch}"
         try:
-            wait(api, upid, what=f"restore {archive} to {scratch}", timeout=timeout, clock=clock)
+            wait(api, upid, what=what, timeout=restore_timeout, clock=clock)
+        except TaskTimeout as exc:
+            # The scratch guest stays `lock: create` while the restore runs, so no
+            # destroy gets through: stop the task first and wait for its end.
+            raise NixmoxError(f"{exc}; {_stop_restore(api, str(upid), timeout, clock)}") from None
         except NixmoxError as exc:
             if "already exists" in str(exc):
                 result.cleaned = True  # the VMID is someone else's: nothing of ours to remove
@@ -138,8 +147,17 @@ def verify_guest(
         config = api.get(f"{path}/config") or {}
         # The copy must never take what the original owns, nor answer on its network.
         changes = copy_changes(config)
-        api.put(f"{path}/config", description=marker, **changes.params)
+        down: dict[str, Any] = dict(changes.set)
+        api.put(f"{path}/config", description=marker, **down)
         marked = True
+        if changes.delete:
+            try:
+                api.put(f"{path}/config", **changes.removals)
+            except NixmoxError as exc:
+                raise NixmoxError(
+                    f"not started: cannot remove {', '.join(changes.removed)} from the copy "
+                    f"({exc}); a copy never starts with the original's devices"
+                ) from None
         result.removed = changes.removed
         short = memory_problem(config_memory(config), api.get(f"/nodes/{node}/status") or {}, node)
         if short:
@@ -177,6 +195,25 @@ def verify_guest(
                     f"; the scratch guest {scratch} could NOT be removed: remove it by hand"
                 )
     return result
+
+
+def _stop_restore(api: Proxmox, upid: str, timeout: float, clock: Clock) -> str:
+    """Stop a restore that ran too long and wait for it to end; what happened, in words.
+
+    PVE::QemuServer::restore_vma_archive (and pct's restore) remove what they
+    restored when their worker is stopped; the scratch guest is then gone or
+    unlocked, and the destroy that follows finds it so.
+    """
+    try:
+        api.delete(f"/nodes/{node_of(upid)}/tasks/{upid}")
+        wait(api, upid, what="stopped restore", timeout=timeout, clock=clock)
+    except TaskFailed:
+        return "stopped the restore task"
+    except TaskTimeout:
+        return f"the restore task did not end within {timeout:g} s of being stopped"
+    except NixmoxError as exc:
+        return f"could not stop the restore task: {exc}"
+    return "the restore task finished after all"
 
 
 def _wait_agent(api: Proxmox, path: str, deadline: float, clock: Clock) -> None:

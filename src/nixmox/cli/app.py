@@ -128,12 +128,19 @@ def doctor(
     only: Annotated[
         list[str] | None,
         typer.Option(
-            "--only", help="area: proxmox, guests, passthrough, storage, backups, snapshots, host"
+            "--only",
+            help="area: proxmox, guests, passthrough, storage, backups, snapshots, replication, "
+            "host",
         ),
     ] = None,
     host_root: Annotated[
-        Path, typer.Option("--host-root", help="read host files (/sys, /proc, /etc, ...) under DIR")
-    ] = Path("/"),
+        Path | None,
+        typer.Option(
+            "--host-root",
+            help="read host files (/sys, /proc, /etc, ...) under DIR; without it, the host "
+            "areas run only on a declared node (they would judge the wrong machine elsewhere)",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -207,6 +214,30 @@ def adopt(
     from nixmox.cli import plan
 
     raise typer.Exit(plan.adopt(_globals(ctx, config, False).config, vmids))
+
+
+@app.command()
+def token(
+    ctx: typer.Context,
+    job: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--job",
+            help="apply, backup, backup-verify, update-host, update-nixos, update-windows, "
+            "windows-provision, template-upload",
+        ),
+    ] = None,
+    token_id: Annotated[
+        str | None, typer.Option("--token-id", help="USER@REALM!NAME (default: the inventory's)")
+    ] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Print the pveum lines granting an API token exactly what the jobs need."""
+    from nixmox.cli import token as token_cli
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(token_cli.token(g.config, jobs=job or [], token_id=token_id, as_json=g.json))
 
 
 # -- snapshots and retention --------------------------------------------------
@@ -304,6 +335,36 @@ def snapshot_rollback(
             yes=yes,
             dry_run=dry_run,
             as_json=g.json,
+        )
+    )
+
+
+@app.command()
+def replicate(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="only this declared source dataset (or one in its tree)"),
+    ] = None,
+    discard: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--discard",
+            help="let nixmox destroy exactly this target snapshot (REPLICA@SNAP) or roll back "
+            "this replica (REPLICA) when it diverged; repeatable",
+        ),
+    ] = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Replicate nixmox's ZFS snapshots to another pool or host, incrementally."""
+    from nixmox.cli import replicate as replicate_cli
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        replicate_cli.run(
+            g.config, dataset=dataset, discard=discard or [], dry_run=dry_run, as_json=g.json
         )
     )
 
@@ -579,7 +640,8 @@ def render_diagram(
         Path | None,
         typer.Option(
             "--mermaid-js",
-            help="mermaid.min.js to inline into the HTML page (default: $NIXMOX_MERMAID_JS)",
+            help="another mermaid.min.js to inline into the HTML page (default: "
+            "$NIXMOX_MERMAID_JS, else the mermaid 11 packaged with nixmox)",
             dir_okay=False,
         ),
     ] = None,

@@ -10,7 +10,7 @@ from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.observe import diagrams
 from nixmox.observe.live import try_live
 
-#: mermaid's browser bundle (``mermaid.min.js``) to inline into HTML pages.
+#: Another mermaid browser bundle (``mermaid.min.js``) to inline into HTML pages.
 MERMAID_JS_ENV = "NIXMOX_MERMAID_JS"
 
 TITLES = {
@@ -20,10 +20,11 @@ TITLES = {
 }
 
 
-def _script(path: Path | None) -> str | None:
+def _script(path: Path | None) -> str:
+    """--mermaid-js, else $NIXMOX_MERMAID_JS, else the mermaid packaged with nixmox."""
     chosen = path if path is not None else os.environ.get(MERMAID_JS_ENV) or None
     if chosen is None:
-        return None
+        return diagrams.mermaid_script()
     try:
         return Path(chosen).read_text(encoding="utf-8")
     except OSError as exc:

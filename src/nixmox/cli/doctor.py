@@ -11,12 +11,12 @@ from nixmox.doctor.areas import AREAS, run_areas
 from nixmox.inventory.load import find_inventory, load_inventory
 
 
-def run(config: Path | None, only: list[str], host_root: Path, *, as_json: bool) -> int:
+def run(config: Path | None, only: list[str], host_root: Path | None, *, as_json: bool) -> int:
     """Run the asked areas (all by default); return the Nagios-style exit code."""
     for area in only:
         if area not in AREAS:
             raise ConfigError(f"--only {area}: unknown area (known: {', '.join(AREAS)})")
-    if not host_root.is_dir():
+    if host_root is not None and not host_root.is_dir():
         raise ConfigError(f"--host-root {host_root}: not a directory")
     areas = [a for a in AREAS if a in only] if only else list(AREAS)
     inv = load_inventory(find_inventory(config))

@@ -70,7 +70,7 @@ def run(argv: list[str] | None = None) -> int:
         return interrupt.exit_code() or code
     except NixmoxError as exc:
         if verbosity >= 2:
-            raise
+            return _traceback(exc.exit_code)
         from nixmox.inventory.load import InventoryInvalid
 
         # Inventory problems are already FILE:LINE:COL lines; others get our name.
@@ -85,7 +85,7 @@ def run(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if verbosity >= 2:
-            raise
+            return _traceback(1)
         print(
             log.mask(
                 f"nixmox: internal error: {type(exc).__name__}: {_printable(exc)} "
@@ -94,6 +94,17 @@ def run(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _traceback(code: int) -> int:
+    """Print the exception being handled with its traceback (-vv), secrets masked
+    like every log line; ``code``."""
+    import traceback
+
+    from nixmox.core import log
+
+    print(log.mask(traceback.format_exc()).rstrip(), file=sys.stderr)
+    return code
 
 
 def _printable(exc: BaseException) -> str:

@@ -131,7 +131,7 @@ def print_plan(result: Plan, *, verbose: bool = False) -> None:
     creates, updates = actions.count("create"), actions.count("update")
     disruptive = sum(len(g.disruptive) for g in result.guests)
     if not result.has_changes and not result.errors:
-        print("No changes: the lab matches the inventory.")
+        print("No changes: Proxmox matches the inventory.")
     else:
         print(
             f"Plan: {creates} to create, {updates} to update "

@@ -24,5 +24,8 @@ def run(config: Path | None, node: str | None, *, dry_run: bool, as_json: bool) 
     report(summary.outcomes, as_json=as_json, dry_run=dry_run, title="update host")
     sys.stdout.flush()
     # Only now, with the run journaled and reported: this node's own reboot.
-    host_update.reboot_self()
+    held = host_update.reboot_self()
+    if held is not None:
+        # A held reboot is not a failure (the interface's exit 0), but say it.
+        print(f"nixmox: {held}", file=sys.stderr)
     return summary.exit_code

@@ -89,6 +89,11 @@ class _MaskingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = mask(record.getMessage())
         record.args = None
+        # A logged exception's text is formatted after the filters: do it here, masked.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = mask(record.stack_info)
         return True
 
 

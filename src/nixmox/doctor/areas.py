@@ -12,17 +12,63 @@ from nixmox.core.verdict import Check, Status
 from nixmox.inventory.model import Inventory
 
 #: Every area, in the order they run.
-AREAS = ("proxmox", "guests", "host", "passthrough", "storage", "snapshots", "backups")
+AREAS = (
+    "proxmox",
+    "guests",
+    "host",
+    "passthrough",
+    "storage",
+    "snapshots",
+    "replication",
+    "backups",
+)
 #: Areas that read the Proxmox API (passthrough and storage cross-check with it).
 API_AREAS = ("proxmox", "guests", "passthrough", "storage", "backups")
+#: Areas about the host itself (its files and ZFS): they judge the machine doctor
+#: runs on, so they run on a declared node or with --host-root, nowhere else.
+HOST_AREAS = ("host", "passthrough", "storage", "snapshots", "replication")
 
 
-def run_areas(inv: Inventory, areas: list[str], host_root: Path) -> list[Check]:
+def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
+    """Whether the host-side areas judge the right machine: --host-root given,
+    or this machine is one of the inventory's nodes."""
+    from nixmox.updates.nodes import this_host
+
+    if host_root is not None:
+        return True
+    return this_host() in {n.name for n in inv.nodes}
+
+
+def skipped_host_areas(inv: Inventory, areas: list[str]) -> list[Check]:
+    """One INFO line saying which host areas were not run here, and why."""
+    from nixmox.updates.nodes import this_host
+
+    skipped = [a for a in areas if a in HOST_AREAS]
+    if not skipped:
+        return []
+    nodes = ", ".join(n.name for n in inv.nodes) or "none declared"
+    return [
+        Check(
+            "host-areas",
+            Status.INFO,
+            this_host(),
+            f"not a declared node ({nodes}): {', '.join(skipped)} skipped, "
+            "since they would judge this machine instead of the node",
+            "run doctor on the node, or pass --host-root DIR with a copy of its files",
+        )
+    ]
+
+
+def run_areas(inv: Inventory, areas: list[str], host_root: Path | None) -> list[Check]:
     """The checks of ``areas``: the API is contacted only if an area uses it,
-    and read once (``ReadOnce``) however many areas ask for the same thing."""
+    and read once (``ReadOnce``) however many areas ask for the same thing.
+    Without ``host_root`` off a declared node, the host areas are skipped (one INFO)."""
     from nixmox.doctor.proxmox_area import check_proxmox, check_token_privileges
 
     checks: list[Check] = []
+    if not host_areas_apply(inv, host_root):
+        checks += skipped_host_areas(inv, areas)
+        areas = [a for a in areas if a not in HOST_AREAS]
     api: Proxmox | None = None
     if any(a in API_AREAS for a in areas):
         proxmox_checks, plain = check_proxmox(inv)
@@ -31,7 +77,8 @@ def run_areas(inv: Inventory, areas: list[str], host_root: Path) -> list[Check]:
             checks += proxmox_checks
             if api is not None:
                 checks += check_token_privileges(inv, api)
-    return checks + area_checks(inv, [a for a in areas if a != "proxmox"], host_root, api)
+    rest = [a for a in areas if a != "proxmox"]
+    return checks + area_checks(inv, rest, host_root or Path("/"), api)
 
 
 def area_checks(
@@ -102,6 +149,14 @@ def _snapshots(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Che
     return check_snapshots(inv, Zfs(Runner(), inv.zfs.command), datetime.now(UTC))
 
 
+def _replication(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.adapters.runner import Runner
+    from nixmox.adapters.zfs import Zfs
+    from nixmox.doctor.replication_area import check_replication
+
+    return check_replication(inv, Zfs(Runner(), inv.zfs.command), datetime.now(UTC))
+
+
 def _backups(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
     from nixmox.doctor.backups_area import check_backups
 
@@ -114,5 +169,6 @@ _AREA_RUNNERS: dict[str, Callable[[Inventory, Proxmox | None, Path], list[Check]
     "passthrough": _passthrough,
     "storage": _storage,
     "snapshots": _snapshots,
+    "replication": _replication,
     "backups": _backups,
 }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.client import AuthError, NoAnswer, Proxmox, TlsError
 from nixmox.adapters.proxmox.cluster import mismatch, read_guests
-from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.proxmox.permissions import Missing, grant
+from nixmox.adapters.proxmox.settings import Connection, connection
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.verdict import Check, Status
@@ -34,15 +35,20 @@ def check_proxmox(
     try:
         api = Proxmox(conn, clock=clock)
         version: dict[str, Any] = api.get("/version")
-    except NixmoxError as exc:
+    except AuthError as exc:
+        # The server answered over verified TLS: it is reachable; the credentials are not right.
         return [
             Check(
                 "proxmox-reachable",
-                Status.FAIL,
+                Status.PASS,
                 subject,
-                str(exc),
-                "check the url, the network path and the CA file",
-            )
+                f"answers; TLS verified with {conn.verified_by}",
+            ),
+            Check("proxmox-token", Status.FAIL, conn.token_id, str(exc), _credentials_fix(conn)),
+        ], None
+    except NixmoxError as exc:
+        return [
+            Check("proxmox-reachable", Status.FAIL, subject, str(exc), _connection_fix(conn, exc))
         ], None
     how = conn.verified_by
     checks = [
@@ -66,6 +72,34 @@ def check_proxmox(
             )
         )
     return checks, api
+
+
+def _credentials_fix(conn: Connection) -> str:
+    if conn.password is not None:
+        return f"check the user {conn.token_id} and its password ({conn.secret_source})"
+    user = conn.token_id.split("!", 1)[0]
+    return (
+        f"check the token id and its secret ({conn.secret_source}); `pveum user token list {user}` "
+        "on the node lists the user's tokens; a lost secret cannot be shown again: make a new token"
+    )
+
+
+def _connection_fix(conn: Connection, exc: NixmoxError) -> str:
+    if isinstance(exc, TlsError):
+        return (
+            "if the SHA-256 above is your server's (`pvenode cert info` on the node shows it), "
+            "pin it with proxmox.fingerprint, or set proxmox.ca_file to the CA that signed it "
+            "(/etc/pve/pve-root-ca.pem on the node)"
+        )
+    if isinstance(exc, NoAnswer):
+        return (
+            f"check that pveproxy answers on {conn.host} (`systemctl status pveproxy` on the node) "
+            "and that nothing between drops the traffic"
+        )
+    return (
+        f"check the url's host and port (Proxmox listens on 8006) and that {conn.host} "
+        "is reachable from here"
+    )
 
 
 def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:
@@ -181,15 +215,14 @@ def pending_check(pending: list[dict[str, Any]] | str, subject: str, vmid: int, 
 
 
 def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
-    """``token-privileges``: what the token may do against what the inventory
-    needs right now (the plan's creates and changes, and reading the lab)."""
-    from nixmox.provision.actual import read_state
-    from nixmox.provision.diff import make_plan
-    from nixmox.provision.privileges import missing_privileges
+    """``token-privileges``: what the token may do against what the inventory needs now,
+    derived the way each job's preflight derives it: ``apply`` for the plan it would
+    make, and every job the inventory runs on a timer (``doctor/roles.py``)."""
+    from nixmox.doctor.roles import missing_by_job, scheduled_jobs
 
+    jobs = ["apply", *scheduled_jobs(inv)]
     try:
-        plan = make_plan(inv, read_state(api, inv))
-        missing = missing_privileges(api, inv, plan)
+        missing = missing_by_job(inv, api, jobs)
     except NixmoxError as exc:
         return [
             Check(
@@ -206,19 +239,36 @@ def check_token_privileges(inv: Inventory, api: Proxmox) -> list[Check]:
                 "token-privileges",
                 Status.PASS,
                 api.conn.token_id,
-                "holds every privilege the inventory needs now",
+                f"holds every privilege {', '.join(jobs)} need now",
             )
         ]
+    # One line per missing privilege, with every job that needs it.
+    by_need: dict[tuple[str, str, str], tuple[Missing, list[str]]] = {}
+    for m, job in missing:
+        key = (m.need.path, m.need.privilege, m.need.why if m.need.root_only else "")
+        entry = by_need.setdefault(key, (m, []))
+        if job not in entry[1]:
+            entry[1].append(job)
     return [
         Check(
             "token-privileges",
             Status.FAIL,
             api.conn.token_id,
-            f"missing: {m}",
-            "grant it: pveum acl modify "
-            f"{m.need.path} --tokens '{api.conn.token_id}' --roles <a role with {m.need.privilege}>"
-            if m.need.privilege != "root@pam"
-            else "use root@pam's token, or a PCI resource mapping (Datacenter > Resource Mappings)",
+            f"missing for {', '.join(jobs_of)}: {m}",
+            _fix(m, api.conn.token_id),
         )
-        for m in missing
+        for m, jobs_of in by_need.values()
     ]
+
+
+def _fix(m: Missing, token_id: str) -> str:
+    """A runnable grant for one missing privilege, or what to do instead of a root-only key."""
+    if m.need.root_only:
+        return (
+            "a token never passes root@pam's checks: use a PCI resource mapping for passthrough "
+            "(`nixmox token` prints how), or log in as root@pam with a password "
+            "(proxmox.user, proxmox.password_file)"
+        )
+    return "grant it (all at once: `nixmox token`): " + "; ".join(
+        grant([m.need]).commands(token_id)
+    )

@@ -118,6 +118,8 @@ def pvesm_add(storage: Storage) -> str:
         argv += ["--sparse", "1"]
     if storage.nodes:
         argv += ["--nodes", ",".join(storage.nodes)]
+    if storage.mount_guard:
+        argv += ["--is_mountpoint", "yes"]
     return shlex.join(argv)
 
 
@@ -157,9 +159,29 @@ def storage_checks(
             )
             continue
         out.append(Check("storage-exists", Status.PASS, name, f"{storage.type} storage"))
+        if storage.mount_guard:
+            out.append(_mount_guard(storage, cfg))
         for node in storage.nodes or all_nodes:
             out.append(_storage_status(name, node, status.get(node)))
     return out
+
+
+def _mount_guard(storage: Storage, cfg: Mapping[str, Any]) -> Check:
+    """A dir storage on a dataset (or declared a mount point) has Proxmox's mount guard."""
+    subject = storage.storage
+    value = str(cfg.get("is_mountpoint", "")).strip().lower()
+    # pve-storage DirPlugin::parse_is_mountpoint: a boolean, or a path to check instead.
+    if value and value not in ("0", "no", "off", "false"):
+        return Check("storage-mountpoint", Status.PASS, subject, "is_mountpoint set")
+    on = f" on dataset {storage.dataset}" if storage.dataset else ""
+    return Check(
+        "storage-mountpoint",
+        Status.WARN,
+        subject,
+        f"dir storage{on} without is_mountpoint: while {storage.path} is not mounted, "
+        "Proxmox writes into the root file system",
+        f"`nixmox apply`, or `pvesm set {subject} --is_mountpoint yes`",
+    )
 
 
 def _storage_status(name: str, node: str, listing: Sequence[Mapping[str, Any]] | None) -> Check:

@@ -341,6 +341,10 @@ def check(inv: Inventory) -> list[Problem]:
                     )
                 )
 
+    # Replication.
+    if inv.replication is not None:
+        add(_replication_problems(inv))
+
     # Backups.
     if inv.backups is not None:
         if inv.backups.keep is not None:
@@ -380,3 +384,55 @@ def check(inv: Inventory) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _snapshotted(inv: Inventory, dataset: str) -> bool:
+    """Whether ``nixmox snapshot`` takes snapshots of ``dataset``."""
+    targets = inv.snapshots.datasets if inv.snapshots is not None else []
+    return any(
+        t.dataset == dataset or (t.recursive and dataset.startswith(t.dataset + "/"))
+        for t in targets
+    )
+
+
+def _replication_problems(inv: Inventory) -> Iterator[Problem]:
+    """Targets exist, their keep-* are sane, sources are snapshotted by nixmox, and no two
+    sources share one replica."""
+    assert inv.replication is not None
+    rep = inv.replication
+    for name, target in rep.targets.items():
+        yield from keep_problems(target, ("replication", "targets", name))
+    replicas: dict[tuple[str, str], str] = {}
+    trees = [(s.dataset, s.target) for s in rep.datasets if s.recursive]
+    for i, source in enumerate(rep.datasets):
+        path: Path = ("replication", "datasets", i)
+        if source.target not in rep.targets:
+            known = ", ".join(sorted(rep.targets)) or "none declared"
+            yield Problem(
+                (*path, "target"), f"target {source.target!r} is not defined (known: {known})"
+            )
+            continue
+        parent = next(
+            (t for t, to in trees if to == source.target and source.dataset.startswith(t + "/")),
+            None,
+        )
+        if parent is not None:
+            yield Problem(
+                (*path, "dataset"),
+                f"{source.dataset} is already replicated with the tree of {parent}",
+            )
+        if not _snapshotted(inv, source.dataset):
+            yield Problem(
+                (*path, "dataset"),
+                f"{source.dataset} is in no [[snapshots.datasets]] (nor inside a recursive one): "
+                "nixmox replicates only its own snapshots, so there would never be one to send",
+            )
+        # The replica is named after the source's last component (see replicate.plan).
+        replica = f"{rep.targets[source.target].dataset}/{source.dataset.rsplit('/', 1)[-1]}"
+        other = replicas.setdefault((source.target, replica), source.dataset)
+        if other != source.dataset:
+            yield Problem(
+                (*path, "dataset"),
+                f"{source.dataset} and {other} would both be received as {replica} on "
+                f"target {source.target!r}",
+            )

@@ -6,15 +6,18 @@ Every problem becomes one :class:`Diagnostic` line,
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.checks import Problem, check
@@ -107,11 +110,54 @@ def _message(error: Mapping[str, Any]) -> str:
     return f"{message[0].lower()}{message[1:]}"
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The inventory tables an annotation can hold: through Optional, unions,
+    lists and dict values (``policies: dict[str, KeepOptions]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _models_in(args[0])
+    if origin in (list, tuple, set, frozenset):
+        return [m for a in args for m in _models_in(a)]
+    if origin is dict:
+        return _models_in(args[1]) if len(args) == 2 else []
+    if origin is typing.Union or origin is types.UnionType:
+        return [m for a in args for m in _models_in(a)]
+    return []
+
+
+def _known_keys(path: Path) -> set[str]:
+    """The keys the table at ``path`` accepts (as written in TOML: aliases)."""
+    models: list[type[BaseModel]] = [Inventory]
+    for part in path:
+        if isinstance(part, int):
+            continue
+        below: list[type[BaseModel]] = []
+        for model in models:
+            field = next(
+                (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
+            )
+            # A key that is no field is a dict key (a policy's name): stay on the value type.
+            below += _models_in(field.annotation) if field is not None else [model]
+        models = below
+    return {f.alias or name for model in models for name, f in model.model_fields.items()}
+
+
+def _unknown_key(path: Path) -> str:
+    """ "unknown key", with the closest key the table knows when one is close."""
+    if not path or not isinstance(path[-1], str):
+        return "unknown key"
+    close = difflib.get_close_matches(path[-1], sorted(_known_keys(path[:-1])), n=1, cutoff=0.6)
+    return f"unknown key; did you mean {close[0]}?" if close else "unknown key"
+
+
 def _pydantic_problems(exc: ValidationError, data: Any) -> list[Problem]:
     merged: dict[Path, list[str]] = {}
     for error in exc.errors():
         path = _clean_location(error["loc"], data)
-        message = _message(error)
+        message = _unknown_key(path) if error["type"] == "extra_forbidden" else _message(error)
         bucket = merged.setdefault(path, [])
         if message not in bucket:
             bucket.append(message)

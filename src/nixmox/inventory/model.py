@@ -364,6 +364,19 @@ class Storage(Strict):
     )
     sparse: bool | None = Field(None, description="zfspool: thin-provisioned volumes")
     shared: bool = Field(False, description="the same content on every node (network storage)")
+    is_mountpoint: bool | None = Field(
+        None,
+        description="dir: Proxmox's is_mountpoint, the storage is active only while something "
+        "is mounted at path (so nothing is written into the root file system under an "
+        "unmounted dataset); unset: on when dataset is set",
+    )
+
+    @property
+    def mount_guard(self) -> bool:
+        """Whether Proxmox should refuse the dir storage while its path is not mounted."""
+        if self.type != "dir":
+            return False
+        return self.dataset is not None if self.is_mountpoint is None else self.is_mountpoint
 
 
 # -- guests -------------------------------------------------------------------
@@ -615,7 +628,11 @@ class WindowsSettings(Strict):
     rust_server_dir: str = Field(
         "C:\\rustserver", description="where steamcmd installs the Rust dedicated server"
     )
-    steamcmd_dir: str = Field("C:\\steamcmd", description="where nixmox unpacks steamcmd")
+    steamcmd_dir: str = Field(
+        "C:\\Program Files\\steamcmd",
+        description="where nixmox unpacks steamcmd (run as SYSTEM: only a folder that "
+        "nobody but SYSTEM and Administrators may write is used)",
+    )
 
 
 class Guest(Strict):
@@ -769,9 +786,23 @@ class BackupVerify(Strict):
     storage: StorageId | None = Field(
         None, description="storage to restore onto; default: the archive's own disks' storage"
     )
+    pool: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=64,
+        description="Proxmox resource pool the scratch guests join: the API token then needs one "
+        "ACL on /pool/NAME instead of one per scratch VMID (the pool must exist: "
+        "`pveum pool add NAME`, printed by `nixmox token`); unset: ACLs per VMID of the range",
+    )
     timeout: TimeSpan = Field(
         "10min",
-        description="systemd time span the restored guest (and its agent) may take to come up",
+        description="systemd time span the restored guest (and its agent) may take to come up "
+        "after its start",
+    )
+    restore_timeout: TimeSpan = Field(
+        "2h",
+        description="systemd time span the restore itself may take (it copies the whole "
+        "archive); a restore still running then is stopped, and its scratch guest removed",
     )
 
 
@@ -808,6 +839,64 @@ class Backups(Strict):
     )
 
 
+# -- replication ----------------------------------------------------------------
+
+
+class ReplicationTarget(KeepOptions):
+    """Where replicas go (a pool here or on another host), with its own keep-* policy.
+
+    The keep-* options prune nixmox's snapshots on the replicas; none set: the
+    target keeps every snapshot it received.
+    """
+
+    dataset: DatasetName = Field(
+        description="existing dataset on the target under which the replicas are received "
+        "(nixmox creates datasets below it, never it), e.g. usb/pve"
+    )
+    host: SshDestination | None = Field(
+        None,
+        description="ssh destination [USER@]HOST[:PORT] of the target machine (the system ssh "
+        "client; NIXMOX_SSH_CONFIG applies); unset: this machine",
+    )
+    zfs_command: list[str] = Field(
+        default_factory=lambda: ["zfs"],
+        min_length=1,
+        description='argv prefix that runs zfs on the target (on host when set), e.g. ["sudo", '
+        '"zfs"]; default: zfs from PATH',
+        json_schema_extra={"default": ["zfs"]},
+    )
+    zpool_command: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="argv prefix that runs zpool on the target; default: zfs_command with its "
+        "last word replaced by zpool",
+    )
+
+
+class ReplicationSource(Strict):
+    """A dataset (tree) whose nixmox snapshots are replicated to a target."""
+
+    dataset: DatasetName = Field(
+        description="the source dataset; its replica is TARGET_DATASET/<its last name component>"
+    )
+    target: Name = Field(description="name of a [replication.targets.NAME] table")
+    recursive: bool = Field(
+        False,
+        description="also every dataset below it, each to the same place below the replica",
+    )
+
+
+class Replication(Strict):
+    """ZFS replication of nixmox's snapshots to other pools or hosts (`nixmox replicate`)."""
+
+    targets: dict[Name, ReplicationTarget] = Field(
+        default_factory=dict, description="targets by name"
+    )
+    datasets: list[ReplicationSource] = Field(
+        default_factory=list, description="source datasets, each to a target"
+    )
+
+
 # -- schedules, notifications, metrics ----------------------------------------
 
 
@@ -820,6 +909,9 @@ class Schedules(Strict):
     backup: Calendar | None = Field(None, description="when nixmox backup runs; unset: no timer")
     backup_verify: Calendar | None = Field(
         None, description="when nixmox backup verify runs; unset: no timer"
+    )
+    replicate: Calendar | None = Field(
+        None, description="when nixmox replicate runs; unset: no timer"
     )
     update_host: Calendar | None = Field(
         None, description="when nixmox update host runs; unset: no timer"
@@ -913,6 +1005,9 @@ class Inventory(Strict):
     guests: list[Guest] = Field(default_factory=list, description="containers and VMs")
     snapshots: Snapshots | None = Field(None, description="ZFS snapshot policies; unset: none")
     backups: Backups | None = Field(None, description="vzdump backups; unset: none")
+    replication: Replication | None = Field(
+        None, description="ZFS replication to other pools or hosts; unset: none"
+    )
     schedules: Schedules | None = Field(None, description="timers for the jobs; unset: none")
     notify: Notify | None = Field(None, description="notifications; unset: none")
     metrics: Metrics | None = Field(None, description="Prometheus textfile; unset: none")

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nixmox.inventory.model import Guest, Inventory, KeepOptions
+from nixmox.inventory.model import BackupVerify, Guest, Inventory, KeepOptions
 from nixmox.schedule.units import JOBS
 
 Kind = Literal["network", "storage", "updates"]
@@ -80,20 +80,38 @@ _ENTITIES = {
     "<": "#lt;",
     ">": "#gt;",
     "`": "#96;",  # a leading backtick would make the label a markdown string
+    # mermaid formats label text as markdown (`*-*-* 03:00` came out as `--* 03:00`,
+    # the first "-" in italics). Entity codes do not stop that (with a <br/> in the
+    # label they are decoded first); markdown's own backslash escape does.
+    "\\": "\\\\",
+    "*": "\\*",
+    "_": "\\_",
+    "~": "\\~",
+    "[": "\\[",
+    "]": "\\]",
 }
+#: A line that markdown would read as a list item or a heading: its mark escaped.
+_BLOCK_START = re.compile(r"^([-+]|#35;|\d+(?=[.)](?:\s|$)))")
 
 
 def label(*lines: str | None) -> str:
     """A quoted mermaid label of the non-empty ``lines``, escaped, joined by line breaks.
 
     Inside quotes mermaid takes brackets, parentheses and pipes literally;
-    quotes, ``#`` and angle brackets must be entity codes (``#quot;``).
+    quotes, ``#`` and angle brackets must be entity codes (``#quot;``). mermaid
+    then reads the text as markdown, so emphasis marks, brackets and a leading
+    list or heading mark are backslash-escaped: the label shows what was written.
     """
     escaped = []
     for line in lines:
         if not line:
             continue
         text = "".join(_ENTITIES.get(c, c) for c in " ".join(line.split()))
+        mark = _BLOCK_START.match(text)
+        if mark is not None:
+            # "\-" and "\#" escape the mark; "9900." is escaped after the digits ("9900\.").
+            at = 0 if not mark.group(1)[0].isdigit() else mark.end()
+            text = text[:at] + "\\" + text[at:]
         escaped.append(text)
     return '"' + "<br/>".join(escaped) + '"'
 
@@ -423,14 +441,16 @@ def updates(inv: Inventory, live: Live | None = None, reason: str | None = None)
             "[[]]",
         )
         g.edge(vzdump, store, "archive, then prune")
-        if b.verify is not None:
+        if b.verify is not None or spec("backup_verify"):
+            # [backups.verify] only changes the defaults: a schedule alone runs it too.
+            checks = b.verify or BackupVerify()
             verify = _timer(g, "backup-verify", spec("backup_verify"))
-            first, last = b.verify.vmids
+            first, last = checks.vmids
             g.edge(
                 store,
                 verify,
                 f"restore newest into VMID {first}-{last}"
-                + (f" on {b.verify.storage}" if b.verify.storage else ""),
+                + (f" on {checks.storage}" if checks.storage else ""),
             )
 
     internet = None
@@ -491,9 +511,10 @@ def html(mermaid_text: str, title: str, script: str | None = None) -> str:
     """A self-contained HTML page showing the diagram.
 
     The mermaid source sits in ``<pre class="mermaid">``. With ``script``
-    (the text of mermaid's ``mermaid.min.js``) the page inlines it and renders
-    the diagram offline; without it, it shows the source, which any mermaid
-    viewer renders. Nothing is ever loaded from the network.
+    (the text of mermaid's ``mermaid.min.js``: the packaged one, see
+    :func:`mermaid_script`) the page inlines it and renders the diagram
+    offline; without it, it shows the source, which any mermaid viewer renders.
+    The page's Content-Security-Policy lets it load nothing from anywhere.
     """
     escaped_title = _html.escape(title)
     runner = ""
@@ -505,13 +526,11 @@ def html(mermaid_text: str, title: str, script: str | None = None) -> str:
             "<script>mermaid.initialize({startOnLoad: true, securityLevel: 'strict'});</script>\n"
         )
     else:
-        runner = (
-            "<p>mermaid's script is not embedded: pass <code>--mermaid-js PATH</code> "
-            "to render this page offline.</p>\n"
-        )
+        runner = "<p>mermaid's script is not embedded: this page shows the diagram's source.</p>\n"
     return (
         "<!doctype html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
         f"<title>{escaped_title}</title>\n"
         "<style>body{font-family:sans-serif;margin:2em} pre{white-space:pre}</style>\n"
         "</head>\n<body>\n"
@@ -520,3 +539,18 @@ def html(mermaid_text: str, title: str, script: str | None = None) -> str:
         f"{runner}"
         "</body>\n</html>\n"
     )
+
+
+#: Nothing from the network or other files: inline script and styles only (mermaid
+#: writes its own <style> into the SVG), images and fonts only as data: URLs.
+_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src data:; font-src data:"
+)
+
+
+def mermaid_script() -> str:
+    """The packaged mermaid browser bundle (``vendor/mermaid.min.js``, see its README)."""
+    from importlib.resources import files
+
+    return files("nixmox.observe").joinpath("vendor/mermaid.min.js").read_text(encoding="utf-8")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nixmox.adapters.journal import Run
+from nixmox.backup.archives import human_size
 from nixmox.updates.outcome import FAILED
 
 
@@ -81,6 +82,28 @@ def _snapshot(summary: Mapping[str, Any]) -> list[str]:
     head = f"{_plural(taken, 'snapshot')} taken, {removed} removed"
     failed = [f"{t.get('dataset')}: {t['error']}" for t in targets if t.get("error")]
     failed += [f"{d.get('dataset')}: {f}" for d in datasets for f in d.get("failed") or []]
+    return [head, *_failures(failed)]
+
+
+def _replicate(summary: Mapping[str, Any]) -> list[str]:
+    entries = _rows(summary, "entries")
+    datasets = [d for e in entries for d in _rows(e, "datasets")]
+    ok = [d for d in datasets if d.get("ok")]
+    sent = sum(len(d.get("sent") or []) for d in datasets)
+    moved = sum(int(d.get("bytes") or 0) for d in datasets)
+    pruned = sum(len(d.get("pruned") or []) for d in datasets)
+    head = (
+        f"{len(ok)} of {_plural(len(datasets), 'dataset')} replicated, "
+        f"{_plural(sent, 'snapshot')} sent ({human_size(moved)}), {pruned} pruned on the targets"
+    )
+    failed = [
+        f"{e.get('source')} -> {e.get('target')}: {e['error']}" for e in entries if e.get("error")
+    ]
+    failed += [
+        f"{d.get('dataset')}: {d.get('error') or '; '.join(d.get('prune_failed') or [])}"
+        for d in datasets
+        if not d.get("ok")
+    ]
     return [head, *_failures(failed)]
 
 
@@ -172,6 +195,8 @@ def summary_lines(run: Run) -> list[str]:
         lines = _verify(summary)
     elif run.command == "snapshot":
         lines = _snapshot(summary)
+    elif run.command == "replicate":
+        lines = _replicate(summary)
     elif run.command == "apply":
         lines = _apply(summary)
     elif run.command.startswith("update"):

@@ -63,6 +63,17 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("dataset",),
         "How many nixmox snapshots the dataset has.",
     ),
+    "nixmox_replication_newest_timestamp_seconds": (
+        "gauge",
+        ("dataset", "target"),
+        "Time of the newest nixmox snapshot on the dataset's replica at the target "
+        "(the replication lag is time() minus this).",
+    ),
+    "nixmox_replication_last_success_timestamp_seconds": (
+        "gauge",
+        ("dataset", "target"),
+        "When the dataset's last successful replication to the target ended (Unix time).",
+    ),
     "nixmox_pending_updates": (
         "gauge",
         ("target",),

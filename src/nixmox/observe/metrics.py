@@ -11,6 +11,10 @@ API: writing the file costs a few SQLite reads.
   archive's name carries its time, in the inventory's zone);
 - datasets: the snapshot the newest ``snapshot`` run took, and how many
   nixmox snapshots retention kept;
+- replication: per source dataset and target, the newest nixmox snapshot on
+  the replica (the lag is ``time()`` minus it) and when its last successful
+  run ended, from the newest ``replicate`` run that covered it (a run may name
+  one ``--dataset`` only);
 - updates: rollbacks (counted like the runs) and the last result per guest from ``update ...`` runs
   (``{"guests": [{"guest", "vmid", "result", "rolled_back"}]}``), and
   pending updates from a run's ``{"pending": {TARGET: N}}`` when it has one.
@@ -81,9 +85,26 @@ def samples(
         elif run.command == "snapshot" and not snapshot_seen:
             snapshot_seen = True
             _snapshot(out, run)
+        elif run.command == "replicate":
+            _replicate(out, run)
         elif run.command.startswith("update"):
             _update(out, run, kinds, pending_seen)
     return out
+
+
+def _replicate(out: Samples, run: Run) -> None:
+    """Runs come newest first: the first run naming a dataset has its newest facts."""
+    newest = out["nixmox_replication_newest_timestamp_seconds"]
+    success = out["nixmox_replication_last_success_timestamp_seconds"]
+    for entry in _rows(run.summary, "entries"):
+        target = str(entry.get("target"))
+        for ds in _rows(entry, "datasets"):
+            labels = (str(ds.get("dataset")), target)
+            when = taken_at(str(ds.get("newest") or ""))
+            if when is not None:
+                newest.setdefault(labels, when.timestamp())
+            if ds.get("ok") and run.ended is not None:
+                success.setdefault(labels, run.ended)
 
 
 def _backup(out: Samples, run: Run, zone: tzinfo) -> None:

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nixmox.adapters.journal import Run
+from nixmox.adapters.journal import Run, open_private
 from nixmox.core.errors import NixmoxError
+from nixmox.core.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -161,26 +162,17 @@ def load(path: Path) -> Tally | None:
 
 
 def save(path: Path, tally: Tally) -> None:
-    """Write ``tally`` to ``path`` atomically (a temporary file renamed over it)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    """Write ``tally`` to ``path`` atomically, private (a fresh temporary file renamed
+    over it: never through a link planted in the state directory)."""
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(_to_json(tally), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise NixmoxError(f"{path}: cannot write the run counters: {exc.strerror}") from None
+        write_atomically(path, json.dumps(_to_json(tally)).encode(), 0o600)
+    except NixmoxError as exc:
+        raise NixmoxError(f"{path}: cannot write the run counters: {exc}") from None
 
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    try:
-        fd = os.open(directory / (FILE + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise NixmoxError(f"{directory}: cannot lock the run counters: {exc.strerror}") from None
+    fd = open_private(directory / (FILE + ".lock"))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -3,8 +3,8 @@
 The API is read once: doctor's ``proxmox``, ``guests`` and ``backups`` areas
 run against a client that answers a repeated GET from memory, and the guest
 rows reuse those answers (``/cluster/resources``, each guest's ``pending``,
-each backup storage's content per node). Snapshots and update results come
-from the journal (listing ZFS is the ``snapshot`` job's and ``doctor``'s
+each backup storage's content per node). Snapshots, replication lag and
+update results come from the journal (listing ZFS is the ``snapshot`` job's and ``doctor``'s
 business). With the API unreachable, the journal still answers.
 
 Exit codes: 0 all fine, 1 a job's last run did not succeed, 2 doctor would
@@ -29,17 +29,14 @@ from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
 from nixmox.core.verdict import Check, Status, totals
 from nixmox.core.zones import zone
+from nixmox.doctor.areas import HOST_AREAS, host_areas_apply
 from nixmox.inventory.model import Inventory
 from nixmox.observe.history import one_line
 from nixmox.observe.metrics import Samples, samples
 from nixmox.snapshot.policy import human, taken_at
-from nixmox.updates.nodes import this_host
 
 #: Doctor's areas that read the API; status always runs these.
 AREAS = ("proxmox", "guests", "backups")
-#: Doctor's areas about the host itself (its files and ZFS): status runs them on a
-#: declared node, or with --host-root, since elsewhere they would judge the wrong machine.
-HOST_AREAS = ("host", "passthrough", "storage", "snapshots")
 
 
 @dataclass
@@ -79,6 +76,16 @@ class DatasetRow:
 
 
 @dataclass
+class ReplicaRow:
+    """One replicated dataset at one target, per the newest ``replicate`` run naming it."""
+
+    dataset: str
+    target: str
+    newest: float | None  # the newest nixmox snapshot on the replica (lag = now - newest)
+    last_success: float | None
+
+
+@dataclass
 class JobRow:
     """One job's last run."""
 
@@ -98,11 +105,14 @@ class Report:
     guests: list[GuestRow] = field(default_factory=list)
     nodes: list[NodeRow] = field(default_factory=list)
     datasets: list[DatasetRow] = field(default_factory=list)
+    replicas: list[ReplicaRow] = field(default_factory=list)
     jobs: list[JobRow] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     areas: tuple[str, ...] = AREAS
     # Why the guests' state is unknown although the API answered (/cluster/resources failed).
     cluster_error: str | None = None
+    # The API answered but refused the credentials (api_error says how).
+    api_refused: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -118,7 +128,8 @@ class Report:
         return {
             "now": self.now,
             "api": {
-                "reachable": self.api_error is None,
+                "reachable": self.api_error is None or self.api_refused,
+                "authenticated": self.api_error is None,
                 "error": self.api_error,
                 "cluster_error": self.cluster_error,
             },
@@ -126,6 +137,10 @@ class Report:
             "guests": [asdict(g) for g in self.guests],
             "nodes": [asdict(n) for n in self.nodes],
             "datasets": [asdict(d) for d in self.datasets],
+            "replication": [
+                {**asdict(r), "lag_seconds": None if r.newest is None else self.now - r.newest}
+                for r in self.replicas
+            ],
             "jobs": [asdict(j) for j in self.jobs],
             "doctor": {
                 "areas": list(self.areas),
@@ -134,14 +149,6 @@ class Report:
             },
             "exit_code": self.exit_code,
         }
-
-
-def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
-    """Whether the host-side areas judge the right machine: --host-root given,
-    or this machine is one of the inventory's nodes."""
-    if host_root is not None:
-        return True
-    return this_host() in {n.name for n in inv.nodes}
 
 
 def _doctor(
@@ -275,10 +282,14 @@ def gather(
         zone(inv.timezone),
     )
     checks, api, areas = _doctor(inv, host_root, clock)
-    reach = next((c for c in checks if c.id.startswith("proxmox-")), None)
+    reach = next(
+        (c for c in checks if c.id.startswith("proxmox-") and c.status is not Status.PASS), None
+    )
     api_error = None
     if api is None:
         api_error = reach.message if reach is not None else "the Proxmox API is not reachable"
+    # A refused token is not an unreachable server: the header says which.
+    refused = reach is not None and reach.id == "proxmox-token"
     rows = {
         g.vmid: GuestRow(g.name, g.vmid, f"{g.pve_type}/{g.vmid}", g.node)
         for g in sorted(inv.guests, key=lambda g: g.vmid)
@@ -288,12 +299,19 @@ def gather(
     newest = data["nixmox_dataset_snapshot_newest_timestamp_seconds"]
     counts = data["nixmox_dataset_snapshots"]
     report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
+    report.api_refused = refused
     report.areas = areas
     report.cluster_error = cluster_error
     report.guests = list(rows.values())
     report.nodes = _nodes(inv, data)
     report.datasets = [
         DatasetRow(ds, newest.get((ds,)), int(n)) for (ds,), n in sorted(counts.items())
+    ]
+    replicated = data["nixmox_replication_newest_timestamp_seconds"]
+    succeeded = data["nixmox_replication_last_success_timestamp_seconds"]
+    report.replicas = [
+        ReplicaRow(ds, target, replicated.get((ds, target)), succeeded.get((ds, target)))
+        for ds, target in sorted(set(replicated) | set(succeeded))
     ]
     report.jobs = [
         JobRow(job, run.ended, run.result, one_line(run, 80)) for job, run in sorted(latest.items())
@@ -316,7 +334,13 @@ def lines(report: Report) -> list[str]:
     """The report as plain text, one line per row."""
     from nixmox.observe.history import local_time
 
-    api = "reachable" if report.api_error is None else f"UNREACHABLE: {report.api_error}"
+    api = (
+        "reachable"
+        if report.api_error is None
+        else f"REFUSED THE CREDENTIALS: {report.api_error}"
+        if report.api_refused
+        else f"UNREACHABLE: {report.api_error}"
+    )
     if report.cluster_error is not None:
         api += f", but the guests are UNKNOWN: {report.cluster_error}"
     out = [f"nixmox status at {local_time(report.now)}: Proxmox API {api}", ""]
@@ -359,6 +383,20 @@ def lines(report: Report) -> list[str]:
             for d in report.datasets
         ]
         out += table_lines(ds_rows)
+    if report.replicas:
+        out.append("")
+        rep_rows = [("replicated dataset", "target", "newest on target", "lag", "last success")]
+        rep_rows += [
+            (
+                r.dataset,
+                r.target,
+                _when(r.newest),
+                _age(report.now, r.newest),
+                _when(r.last_success),
+            )
+            for r in report.replicas
+        ]
+        out += table_lines(rep_rows)
     out.append("")
     job_rows = [("job", "last run", "result", "summary")]
     job_rows += [(j.job, _when(j.ended), j.result or "-", j.summary) for j in report.jobs]

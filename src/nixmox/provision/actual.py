@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.client import ApiError, Proxmox
 from nixmox.adapters.proxmox.cluster import GuestRow, read_cluster
+from nixmox.adapters.proxmox.permissions import granted, holds
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.provision.desired import desired_bridges
@@ -93,13 +94,32 @@ def read_guest(
 def read_state(
     api: Proxmox, inv: Inventory, *, per_node: int = PER_NODE, total: int = TOTAL
 ) -> ActualState:
-    """Everything plan needs, in as few requests as the API allows."""
+    """Everything plan needs, in as few requests as the API allows.
+
+    ``/cluster/resources`` and ``/storage`` leave out what the token may not
+    audit: a declared guest or storage they do not list is judged against
+    ``/access/permissions`` (one request) before plan calls it new.
+    """
     cluster = read_cluster(api)
     by_vmid = cluster.guests
     declared = [by_vmid[g.vmid] for g in inv.guests if g.vmid in by_vmid]
     limits = NodeLimits(per_node)
     guests: dict[int, ActualGuest] = {}
     errors: dict[int, str] = {}
+    held = granted(api)
+    for g in inv.guests:
+        if g.vmid in by_vmid:
+            continue
+        if not holds(held, f"/vms/{g.vmid}", "VM.Audit"):
+            errors[g.vmid] = (
+                f"this token cannot see guest {g.vmid} (it needs VM.Audit on /vms/{g.vmid}); "
+                "not planned"
+            )
+        elif isinstance(g.clone, int) and not holds(held, f"/vms/{g.clone}", "VM.Audit"):
+            errors[g.vmid] = (
+                f"this token cannot see clone source {g.clone} (it needs VM.Audit on "
+                f"/vms/{g.clone}); not planned"
+            )
 
     def fetch(row: GuestRow) -> None:
         if row.status == "unknown":
@@ -127,12 +147,26 @@ def read_state(
             read_networks.add(node)
         except NixmoxError as exc:
             if node in managed:
+                if isinstance(exc, ApiError) and exc.status == 403:
+                    raise NixmoxError(
+                        f"this token cannot see the network of node {node} "
+                        f"(it needs Sys.Audit on /nodes/{node})"
+                    ) from None
                 raise NixmoxError(f"cannot read the network of node {node}: {exc}") from None
             log.info("cannot read the network of %s: %s", node, exc)
 
     run_all(fetch_network, sorted(managed | used), total)
     storages = {str(s["storage"]): s for s in api.get("/storage") or []}
-    clones = _clone_configs(api, inv, by_vmid)
+    storage_errors: dict[str, str] = {}
+    for s in inv.storages:
+        if s.storage not in storages and not holds(
+            held, f"/storage/{s.storage}", "Datastore.Audit|Datastore.AllocateSpace"
+        ):
+            storage_errors[s.storage] = (
+                f"this token cannot see storage {s.storage} (it needs Datastore.Audit on "
+                f"/storage/{s.storage}); not planned"
+            )
+    sources = _clone_sources(api, inv, by_vmid)
     jobs: dict[str, dict[str, Any]] = {}
     if inv.backups is not None and inv.backups.scheduler == "proxmox":
         jobs = {str(j["id"]): j for j in api.get("/cluster/backup") or []}
@@ -147,23 +181,30 @@ def read_state(
         nodes=cluster.nodes,
         node_storages=cluster.storages,
         networks_read=frozenset(read_networks),
-        clone_configs=clones,
+        # The templates' configs as plan's clone checks take them.
+        clone_configs={vmid: dict(src.config) for vmid, src in sources.values()},
+        storage_errors=storage_errors,
+        clone_sources=sources,
     )
 
 
-def _clone_configs(
-    api: Proxmox, inv: Inventory, by_vmid: dict[int, GuestRow]
-) -> dict[int, dict[str, Any]]:
-    """The config of each template a VM still to create is cloned from (plan checks its
-    boot slot and its storages). A template that cannot be read is left out."""
-    sources = {str(g.clone) for g in inv.guests if g.clone is not None and g.vmid not in by_vmid}
-    found: dict[int, dict[str, Any]] = {}
-    for row in by_vmid.values():
-        if row.template and (str(row.vmid) in sources or row.name in sources):
-            try:
-                found[row.vmid] = dict(api.get(f"{row.path}/config") or {})
-            except NixmoxError as exc:
-                log.info("cannot read template %s: %s", row.vmid, exc)
+def _clone_sources(
+    api: Proxmox, inv: Inventory, rows: Mapping[int, GuestRow]
+) -> dict[str, tuple[int, ActualGuest]]:
+    """The template VMs guests still to create are cloned from, as the inventory names
+    them, with their vmid and config: plan checks their boot slot and storages, and what
+    the clone brings decides what apply converges (and which privileges that takes).
+    A template that cannot be read is left out."""
+    found: dict[str, tuple[int, ActualGuest]] = {}
+    wanted = {str(g.clone) for g in inv.guests if g.clone is not None and g.vmid not in rows}
+    for source in sorted(wanted):
+        match = [r for r in rows.values() if r.template and source in (str(r.vmid), r.name)]
+        if not match:
+            continue
+        try:
+            found[source] = (match[0].vmid, read_guest(api, match[0]))
+        except NixmoxError as exc:
+            log.info("cannot read template %s: %s", source, exc)
     return found
 
 

@@ -251,6 +251,11 @@ def desired_storage(storage: Storage) -> dict[str, str]:
         opts["sparse"] = _flag(storage.sparse)
     if storage.shared:
         opts["shared"] = "1"
+    if storage.mount_guard:
+        # pve-storage DirPlugin::activate_storage refuses an unmounted path then.
+        opts["is_mountpoint"] = "yes"
+    elif storage.is_mountpoint is False:
+        opts["is_mountpoint"] = "no"
     return opts
 
 

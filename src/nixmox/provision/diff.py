@@ -458,7 +458,7 @@ def diff_storage(
         actual = _text(have.get(key))
         if key in ("content", "nodes"):
             same = set(value.split(",")) == set((actual or "").split(",")) - {""}
-        elif key in ("sparse", "shared"):
+        elif key in ("sparse", "shared", "is_mountpoint"):
             same = props.same_bool(value, actual or "0") is True
         else:
             same = value == actual
@@ -494,6 +494,10 @@ class ActualState:
     networks_read: frozenset[str] | None = None
     #: template vmid -> its config, read for VMs still to be cloned from it.
     clone_configs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: storage id -> why it was not read (the token cannot see it): never planned as new.
+    storage_errors: dict[str, str] = field(default_factory=dict)
+    #: clone source as the inventory names it -> the template's vmid and config.
+    clone_sources: dict[str, tuple[int, ActualGuest]] = field(default_factory=dict)
 
 
 _DISK_SLOT = re.compile(r"(?:scsi|virtio|sata|ide)\d+")
@@ -657,7 +661,9 @@ def make_plan(
         for b in desired_bridges(inv)
     )
     storages = tuple(
-        diff_storage(s.storage, desired_storage(s), actual.storages.get(s.storage))
+        ObjectPlan("storage", s.storage, None, "error", error=actual.storage_errors[s.storage])
+        if s.storage in actual.storage_errors
+        else diff_storage(s.storage, desired_storage(s), actual.storages.get(s.storage))
         for s in inv.storages
     )
     declared = {g.vmid for g in inv.guests}

@@ -47,8 +47,9 @@ class PlanReport:
 def read_plan(inv: Inventory) -> PlanReport:
     """Desired vs actual, and what the token may not do of it (reads only)."""
     api = Proxmox(connection(inv.proxmox))
-    plan = make_plan(inv, read_state(api, inv), recorded_keys())
-    return PlanReport(plan, missing_privileges(api, inv, plan), api)
+    actual = read_state(api, inv)
+    plan = make_plan(inv, actual, recorded_keys())
+    return PlanReport(plan, missing_privileges(api, inv, plan, actual.clone_sources), api)
 
 
 def recorded_keys(directory: Path | None = None) -> dict[int, frozenset[str]]:

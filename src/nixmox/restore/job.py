@@ -335,10 +335,17 @@ class Restorer:
             return
         config = self.api.get(f"{self.path}/config") or {}
         changes = copy_changes(config)
-        if changes.params:
-            self._write(
-                result, "PUT", f"{self.path}/config", f"isolate {self.target}", **changes.params
-            )
+        if changes.set:
+            down: dict[str, Any] = dict(changes.set)
+            self._write(result, "PUT", f"{self.path}/config", "links down", **down)
+        if changes.delete:
+            try:
+                self._write(result, "PUT", f"{self.path}/config", "isolate", **changes.removals)
+            except NixmoxError as exc:
+                raise NixmoxError(
+                    f"cannot remove {', '.join(changes.removed)} from the copy ({exc}); "
+                    f"it is not started: remove them by hand or restore as root@pam"
+                ) from None
         result.removed = changes.removed
         downs = len(changes.set)
         step.detail = (

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from nixmox.adapters.journal import JobRun, Journal, job_run, state_dir
+from nixmox.core.environment import variable
 from nixmox.core.errors import NixmoxError
 from nixmox.core.interrupt import Interrupted, raise_if_stopping, stopping
 from nixmox.core.zones import zone
@@ -108,8 +109,9 @@ def with_overrides(inv: Inventory, environ: Mapping[str, str] | None = None) -> 
     if "NIXMOX_METRICS_TEXTFILE" in env:
         path = env["NIXMOX_METRICS_TEXTFILE"]
         updates["metrics"] = Metrics(textfile=path) if path else None
-    if "NIXMOX_NOTIFY_URLS" in env:
-        urls = env["NIXMOX_NOTIFY_URLS"].split()
+    given = variable("NIXMOX_NOTIFY_URLS", environ)
+    if given is not None:
+        urls = given.split()
         base = inv.notify or Notify()
         updates["notify"] = base.model_copy(update={"urls": urls}) if urls else None
     return inv.model_copy(update=updates) if updates else inv

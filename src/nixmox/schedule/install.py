@@ -109,6 +109,10 @@ def read_manifest(layout: Layout) -> Manifest | None:
         raise NixmoxError(f"{layout.manifest}: cannot read the install manifest: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != _MANIFEST_FORMAT:
         raise NixmoxError(f"{layout.manifest}: not an install manifest nixmox understands")
+    shapes = {"files": dict, "timers": list, "created_dirs": list}
+    for key, shape in shapes.items():
+        if not isinstance(data.get(key, shape()), shape):
+            raise NixmoxError(f"{layout.manifest}: {key} is not a {shape.__name__}; refusing")
     manifest = Manifest(
         files=dict(data.get("files", {})),
         timers=list(data.get("timers", [])),

@@ -75,6 +75,15 @@ JOBS: tuple[Job, ...] = (
         Sandbox.ZFS,
         needs_api=False,
     ),
+    Job(
+        "replicate",
+        ("replicate",),
+        "replicate",
+        "6h",
+        "replicate ZFS snapshots to their targets",
+        Sandbox.ZFS,
+        needs_api=False,
+    ),
     Job("backup", ("backup",), "backup", "6h", "back up the guests (vzdump)", Sandbox.API),
     Job(
         "backup-verify",
@@ -158,14 +167,30 @@ def sandbox_of(job: Job, inv: Inventory) -> Sandbox:
 
     ``pct exec`` (an LXC guest updated with ``via = "pct"``) is lxc-attach:
     it writes under /run and /var/lib/lxc and switches AppArmor profiles, so
-    that job runs as loosely as a host update.
+    that job runs as loosely as a host update; so does ``update windows``
+    when the unit cannot reach the API and falls back to ``qm``.
     """
     if job.name == "update-nixos" and any(
         g.update is not None and g.update.method == "nixos" and g.update.via == "pct"
         for g in inv.guests
     ):
         return Sandbox.HOST
+    if job.name == "update-windows" and not _unit_has_api(inv):
+        # Without a way into the API the job runs `qm` on the host
+        # (nixmox.windows.update_run): qm writes the VM config and task logs in
+        # /etc/pve (pmxcfs) and /var/log/pve, and takes its locks in
+        # /run/lock/qemu-server, all read-only under ProtectSystem=strict.
+        return Sandbox.HOST
     return job.sandbox
+
+
+def _unit_has_api(inv: Inventory) -> bool:
+    """Whether a timer's run can log in to the API: a URL, and a token (its credential)
+    or a password file in the inventory; the unit passes no environment."""
+    settings = inv.proxmox
+    return settings.url is not None and (
+        settings.token_file is not None or settings.password_file is not None
+    )
 
 
 def render_units(inv: Inventory, settings: UnitSettings) -> dict[str, str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nixmox.adapters.zfs import Zfs
+from nixmox.adapters.zfs import Zfs, send_to
 from nixmox.core.errors import NixmoxError, UsageError
 from nixmox.inventory.model import Inventory
 from nixmox.snapshot.policy import PREFIX, taken_at
@@ -87,11 +87,11 @@ def browse(zfs: Zfs, snapshot: str, mountpoint: str | None = None) -> tuple[str,
 def unbrowse(zfs: Zfs, snapshot: str) -> str:
     """Remove the browse clone of ``snapshot`` (only one nixmox made); returns its name."""
     clone, _ = browse_names(snapshot, None)
-    mark = zfs.get(BROWSE_PROPERTY, clone)
+    mark = zfs.get(clone, BROWSE_PROPERTY)
     if mark != snapshot:
         raise NixmoxError(f"{clone} is not a browse clone nixmox made of {snapshot}: left alone")
     zfs.unmount(clone)
-    zfs.destroy(clone)
+    zfs.destroy_filesystem(clone)
     return clone
 
 
@@ -199,8 +199,15 @@ def rollback(
     try:
         zfs.snapshot(dataset, safety, recursive=False)
         result.safety = f"{dataset}-{SAFETY}-{stamp}@{safety}"
-        zfs.copy(f"{dataset}@{safety}", f"{dataset}-{SAFETY}-{stamp}")
-        zfs.rollback(snapshot, destroy_later=True)
+        copy = f"{dataset}-{SAFETY}-{stamp}"
+        send_to(
+            zfs,
+            zfs,
+            zfs.send_argv(f"{dataset}@{safety}"),
+            zfs.receive_argv(copy, resumable=False),
+            what=f"cannot copy {dataset}@{safety} to {copy}",
+        )
+        zfs.rollback_destroying_newer(snapshot)
         result.destroyed = [*later, safety]
     finally:
         if result.stopped is not None:

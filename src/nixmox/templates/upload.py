@@ -17,13 +17,15 @@ from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
+from nixmox.adapters.proxmox.permissions import require
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.adapters.runner import Runner, node_remote
 from nixmox.core import jsonrows
 from nixmox.core.errors import ConfigError
-from nixmox.inventory.model import Inventory
+from nixmox.inventory.model import Inventory, Storage
 from nixmox.templates import build as rules
+from nixmox.templates.privileges import vm_template_needs, vztmpl_needs
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,31 @@ def prepare_upload(
     kind = rules.image_type(file.name)
     node_name = rules.pick_node(inv, node)
     api = Proxmox(connection(inv.proxmox))
+    if kind == "vztmpl":
+        store = rules.pick_storage(inv, "vztmpl", storage, node_name)
+        require(api, vztmpl_needs(store.storage), "template upload")
+    else:
+        store = rules.pick_storage(inv, "backup", storage, node_name)
+        if vmid is None:
+            vmid = int(api.get("/cluster/nextid"))
+        disks = rules.images_storage(inv, node_name)
+        needs = vm_template_needs(
+            store.storage, disks.storage, vmid, read_storage=_dump_dir(store) is None
+        )
+        require(api, needs, "template upload")
+    chosen = vmid
 
     def upload() -> TemplateUpload:
         if kind == "vztmpl":
             return _upload_vztmpl(api, inv, file, node_name, storage, name)
-        return _upload_vm(api, inv, file, node_name, storage, vmid, name)
+        return _upload_vm(api, inv, file, node_name, storage, chosen, name)
 
     return upload
+
+
+def _dump_dir(store: Storage) -> str | None:
+    """The storage's directory as the inventory declares it, or None when only the API knows."""
+    return store.path if store.type == "dir" and store.path else None
 
 
 def _content(api: Proxmox, node: str, storage: str, content: str) -> set[str]:
@@ -138,9 +158,12 @@ def _upload_vm(
         vmid = int(api.get("/cluster/nextid"))
     if vmid in read_guests(api):
         raise ConfigError(f"VMID {vmid} is taken: give a free one with --vmid")
-    info = api.get(f"/storage/{store.storage}") or {}
-    path = info.get("path")
-    if info.get("type") not in ("dir", "nfs", "cifs", "btrfs") or not path:
+    path = _dump_dir(store)
+    if path is None:
+        # Not declared in the inventory: ask the API (which takes Datastore.Allocate).
+        info = api.get(f"/storage/{store.storage}") or {}
+        path = info.get("path") if info.get("type") in ("dir", "nfs", "cifs", "btrfs") else None
+    if not path:
         raise ConfigError(
             f"storage {store.storage} is not a directory storage: nixmox copies a VM "
             "archive into its dump/ directory (give --storage)"

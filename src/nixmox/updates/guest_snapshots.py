@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.adapters.proxmox.tasks import wait
+from nixmox.core.errors import NixmoxError
 from nixmox.rules.retention import Item, Keep, Mark, prune
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ def snapshots_to_prune(names: list[str], keep: Keep, zone: tzinfo) -> list[str]:
     return [it.ref for it, m in zip(decided.items, decided.marks, strict=True) if m == Mark.REMOVE]
 
 
+class SnapshotUnsupported(NixmoxError):
+    """Proxmox cannot snapshot the guest's disks (their storage or format lacks the feature)."""
+
+
 @dataclass(frozen=True)
 class GuestSnapshots:
     """The snapshots of one guest (``kind`` is ``qemu`` or ``lxc``)."""
@@ -81,8 +86,35 @@ class GuestSnapshots:
         rows = self.api.get(self.path) or []
         return [str(r["name"]) for r in rows if r.get("name") != "current"]
 
+    def supported(self) -> bool:
+        """Whether Proxmox can snapshot every disk of the guest now.
+
+        ``GET .../feature?feature=snapshot`` (PVE::QemuServer::has_feature and
+        PVE::LXC::Config::has_feature ask each volume's storage plugin): a raw
+        disk on a dir, NFS or CIFS storage has no snapshot feature
+        (PVE::Storage::Plugin::volume_has_feature knows it only for qcow2).
+        """
+        path = guest_path(self.node, self.kind, self.vmid)
+        answer = self.api.get(f"{path}/feature", feature="snapshot") or {}
+        return bool(int(answer.get("hasFeature") or 0)) if isinstance(answer, dict) else False
+
+    def require(self) -> None:
+        """:class:`SnapshotUnsupported` unless the guest's disks can be snapshotted."""
+        if not self.supported():
+            raise SnapshotUnsupported(
+                f"Proxmox cannot snapshot {self.kind}/{self.vmid}: a disk is on a storage or "
+                "in a format without snapshots (a raw disk on a dir, NFS or CIFS storage); "
+                "move it to a zfspool, lvmthin or Ceph storage, or convert it to qcow2 "
+                "(`qm disk move VMID DISK STORAGE --format qcow2`)"
+            )
+
     def take(self, name: str, *, description: str = "before a nixmox update") -> None:
-        """A disk-only snapshot (no RAM state: a passed-through GPU cannot be saved)."""
+        """A disk-only snapshot (no RAM state: a passed-through GPU cannot be saved).
+
+        Checks the snapshot feature first: :class:`SnapshotUnsupported` says why
+        instead of a failed task.
+        """
+        self.require()
         params: dict[str, Any] = {"snapname": name, "description": description}
         if self.kind == "qemu":
             params["vmstate"] = 0

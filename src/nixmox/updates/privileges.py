@@ -8,16 +8,13 @@ a node drained but not rebooted: so the run refuses up front.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
-from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.permissions import Need, missing
-from nixmox.core.errors import NixmoxError
+from nixmox.adapters.proxmox.permissions import Need, preflight, require
 from nixmox.inventory.model import Guest, Node
 from nixmox.updates.guest_access import via
 
-log = logging.getLogger(__name__)
+__all__ = ["host_needs", "nixos_needs", "preflight", "require", "windows_needs"]
 
 # PVE 9 splits the agent's rights; PVE 8 and older ask VM.Monitor for all of them.
 AGENT_EXEC = "VM.GuestAgent.Unrestricted|VM.Monitor"
@@ -76,24 +73,3 @@ def host_needs(node: Node, guests: Iterable[Guest]) -> list[Need]:
             needs.append(Need(vm, "VM.Migrate", f"move {guest.name} off {node.name}"))
             needs.append(Need(vm, "VM.PowerMgmt", f"stop or start {guest.name} around it"))
     return needs
-
-
-def require(api: Proxmox, needs: Iterable[Need], command: str) -> None:
-    """Refuse ``command`` in one line when a privilege is missing; nothing has changed yet."""
-    lacking = missing(api, needs)
-    if lacking:
-        shown = "; ".join(str(m) for m in lacking[:4])
-        more = f"; and {len(lacking) - 4} more" if len(lacking) > 4 else ""
-        raise NixmoxError(
-            f"{command}: {api.conn.token_id} lacks "
-            f"{len(lacking)} privilege(s): {shown}{more}; nothing was changed"
-        )
-
-
-def preflight(api: Proxmox, needs: Iterable[Need], command: str, *, dry_run: bool) -> None:
-    """:func:`require` for a real run; a dry run only warns, so its plan still shows."""
-    if not dry_run:
-        require(api, needs, command)
-        return
-    for lacking in missing(api, needs):
-        log.warning("%s would fail: missing privilege %s", command, lacking)

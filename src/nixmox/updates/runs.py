@@ -40,9 +40,10 @@ class HostUpdateRun:
         """Per node, the upgrades the run found (after :attr:`work` ran)."""
         return {name: [str(u) for u in found] for name, found in self.update.upgrades.items()}
 
-    def reboot_self(self) -> None:
-        """This node's own reboot, held until the run is journaled and reported."""
-        self.update.reboot_self()
+    def reboot_self(self) -> str | None:
+        """This node's own reboot, held until the run is journaled and reported;
+        why it was held after all, or None."""
+        return self.update.reboot_self()
 
 
 def prepare_host_update(inv: Inventory, node: str | None, *, dry_run: bool) -> HostUpdateRun:

@@ -8,10 +8,17 @@ running as SYSTEM), ``steamcmd.exe`` directly; what must run as the user (the
 Steam client) gets a logon scheduled task instead. With ``dry_run`` only the check
 halves run (scripts get ``-CheckOnly``); the scripts themselves are still
 written to ``C:\\ProgramData\\nixmox``, nixmox's own folder in the guest.
+
+Nothing another account in the guest could have put there runs as SYSTEM: the
+folder is checked first (:func:`~nixmox.windows.scripts.prepare_guest_folder`),
+``SteamSetup.exe`` is downloaded afresh under a new name each time and runs only
+with a valid signature by Valve, and steamcmd runs only from a folder no one
+else may write, with a valid signature by Valve.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +30,13 @@ from nixmox.adapters.proxmox.cluster import guest_path, guest_status
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, WindowsSettings
 from nixmox.windows import provision_plan as plan
+from nixmox.windows.guest_folder import VALVE, signature_problem
 from nixmox.windows.keyvalues import AppManifest, library_of, parse_manifest
 from nixmox.windows.provision_plan import StepResult
-from nixmox.windows.scripts import GUEST_DIR, ensure_guest_dir, run_script
+from nixmox.windows.scripts import GUEST_DIR, prepare_guest_folder, run_script
 
-STEAM_SETUP = f"{GUEST_DIR}\\SteamSetup.exe"
+#: The accepted signers as the scripts take them.
+SIGNERS = "|".join(VALVE)
 #: Seconds an installer may run through the agent.
 STEAM_SETUP_TIMEOUT = 1800.0
 STEAMCMD_TIMEOUT = 4 * 3600.0
@@ -132,7 +141,7 @@ class ProvisionJob:
         answer = self.api.get(f"{guest_path(node, 'qemu', vmid)}/agent/get-osinfo") or {}
         result = plan.precheck(status, answer.get("result") or {})
         if result.ok:
-            ensure_guest_dir(self._agent)
+            prepare_guest_folder(self._agent)
         return result
 
     def drivers(self) -> StepResult:
@@ -156,21 +165,28 @@ class ProvisionJob:
             )
         done: list[str] = []
         if "install" in actions:
-            fetched = self._script(
-                "provision-download", {"Url": plan.STEAM_SETUP_URL, "OutFile": STEAM_SETUP}
+            ran = self._script(
+                "provision-steam-install",
+                {
+                    "Url": plan.STEAM_SETUP_URL,
+                    "Installer": fresh_name("SteamSetup", ".exe"),
+                    "Signers": SIGNERS,
+                    "TimeoutSeconds": int(STEAM_SETUP_TIMEOUT) - 300,
+                },
+                timeout=STEAM_SETUP_TIMEOUT,
             )
-            if not fetched.get("ok"):
-                reason = fetched.get("detail") or "no reason given"
+            reason = str(ran.get("detail") or "no reason given")
+            if not ran.get("ok") and ran.get("stage") == "download":
                 return StepResult(
                     "steam", False, False, f"SteamSetup.exe download failed: {reason}"
                 )
-            ran = self._script(
-                "provision-steam-install",
-                {"Installer": STEAM_SETUP, "TimeoutSeconds": int(STEAM_SETUP_TIMEOUT) - 300},
-                timeout=STEAM_SETUP_TIMEOUT,
+            unsigned = signature_problem(
+                f"SteamSetup.exe from {plan.STEAM_SETUP_URL}", ran.get("signature")
             )
+            if unsigned is not None:
+                return StepResult("steam", False, False, unsigned)
             if not ran.get("ok"):
-                return StepResult("steam", False, False, str(ran.get("detail") or "failed"))
+                return StepResult("steam", False, False, reason)
             for found in ran.get("stopped") or ():
                 done.append(f"stopped {found.get('name')} (pid {found.get('pid')}) left as SYSTEM")
             facts = self._steam_facts()
@@ -228,23 +244,34 @@ class ProvisionJob:
         installed = plan.rust_server_installed(before)
         if installed is not None:
             return installed
-        steamcmd = self._script(
-            "provision-steamcmd",
-            {
-                "Dir": self.settings.steamcmd_dir,
-                "Url": plan.STEAMCMD_URL,
-                "CheckOnly": self.dry_run,
-            },
-        )
+        steamcmd_dir = self.settings.steamcmd_dir
+        where = {"Dir": steamcmd_dir, "Url": plan.STEAMCMD_URL}
+        found = self._script("provision-steamcmd", {**where, "CheckOnly": True})
+        if not found.get("ok"):
+            return StepResult("rust", False, False, f"steamcmd: {found.get('detail') or 'failed'}")
+        refusal = plan.steamcmd_refusal(steamcmd_dir, found)
+        if refusal is not None:
+            return StepResult("rust", False, False, refusal)
         if self.dry_run:
-            first = "" if steamcmd.get("present") else "download steamcmd, then "
+            first = "" if found.get("present") else "download steamcmd, then "
             return StepResult(
                 "rust", True, True, f"would {first}install app {plan.RUST_SERVER} into {server_dir}"
             )
-        if not steamcmd.get("ok"):
-            reason = steamcmd.get("detail") or "no reason given"
-            return StepResult("rust", False, False, f"steamcmd: {reason}")
-        steamcmd_dir = self.settings.steamcmd_dir
+        if not found.get("present"):
+            unpacked = self._script(
+                "provision-steamcmd",
+                {**where, "Stage": fresh_name("steamcmd", ""), "Signers": SIGNERS},
+            )
+            refusal = plan.steamcmd_refusal(steamcmd_dir, unpacked)
+            if refusal is None and unpacked.get("signature") is not None:
+                refusal = signature_problem(
+                    f"steamcmd.exe from {plan.STEAMCMD_URL}", unpacked.get("signature")
+                )
+            if refusal is not None:
+                return StepResult("rust", False, False, refusal)
+            if not unpacked.get("ok"):
+                reason = unpacked.get("detail") or "no reason given"
+                return StepResult("rust", False, False, f"steamcmd: {reason}")
         # Its own update first: a fresh steamcmd exits after updating itself.
         self._agent.exec(plan.steamcmd_update_argv(steamcmd_dir), timeout=STEAMCMD_UPDATE_TIMEOUT)
         argv = plan.steamcmd_argv(steamcmd_dir, server_dir)
@@ -299,6 +326,11 @@ class ProvisionJob:
             return StepResult("rust", True, False, "Rust dedicated server fully installed")
         state = manifest.state() if manifest is not None else "not installed"
         return StepResult("rust", False, False, f"Rust dedicated server {state}")
+
+
+def fresh_name(stem: str, suffix: str) -> str:
+    """A name in nixmox's guest folder no run has used: downloads are never reused."""
+    return f"{GUEST_DIR}\\{stem}-{secrets.token_hex(8)}{suffix}"
 
 
 def provision(api: Proxmox, guest: Guest, *, dry_run: bool = False) -> list[StepResult]:

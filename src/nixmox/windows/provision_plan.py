@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nixmox.inventory.model import WindowsSettings
+from nixmox.windows.guest_folder import folder_refusal, signature_problem
 from nixmox.windows.keyvalues import AppManifest
 
 STEAM_SETUP_URL = "https://cdn.cloudflare.steamstatic.com/client/installer/SteamSetup.exe"
@@ -197,7 +198,8 @@ def steam_actions(facts: SteamFacts, user: str) -> list[str]:
 
 def describe_steam(actions: Sequence[str], user: str) -> str:
     words = {
-        "install": "download SteamSetup.exe and run it with /S (waiting for that installer only)",
+        "install": "download SteamSetup.exe afresh and, signed by Valve, run it with /S "
+        "(waiting for that installer only)",
         "task": f"register logon task {STEAM_TASK} starting Steam for {user}",
     }
     return "; ".join(words[a] for a in actions)
@@ -248,6 +250,19 @@ def steamcmd_argv(steamcmd_dir: str, install_dir: str) -> list[str]:
         "validate",
         "+quit",
     ]
+
+
+def steamcmd_refusal(directory: str, report: Mapping[str, Any]) -> str | None:
+    """Why steamcmd must not run from ``directory`` as ``provision-steamcmd.ps1`` found
+    it (another account may write there, or steamcmd.exe is not Valve's), or None."""
+    folder = report.get("folder") or {}
+    if folder.get("exists"):
+        refusal = folder_refusal(directory, folder, purpose="runs steamcmd.exe from it")
+        if refusal is not None:
+            return refusal
+    if report.get("present"):
+        return signature_problem(f"{directory}\\steamcmd.exe", report.get("signature"))
+    return None
 
 
 def rust_server_installed(manifest: AppManifest | None) -> StepResult | None:

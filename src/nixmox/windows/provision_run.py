@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.permissions import preflight
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.core import jsonrows
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.model import Guest, Inventory
+from nixmox.windows.privileges import provision_needs
 from nixmox.windows.provision import provision
 from nixmox.windows.provision_plan import StepResult, exit_code
 
@@ -103,6 +105,7 @@ def prepare_provision(
     """The guest and its provisioning (with ``dry_run``, only checked), ready to run."""
     guest = windows_guest(inv, name)
     api = Proxmox(connection(inv.proxmox))
+    preflight(api, provision_needs(guest), "windows provision", dry_run=dry_run)
 
     def run_steps() -> ProvisionSummary:
         steps = tuple(provision(api, guest, dry_run=dry_run))

@@ -1,15 +1,26 @@
 """PowerShell scripts shipped in the package, run in a Windows guest through its agent.
 
-Each script lives in ``nixmox/windows/scripts/NAME.ps1``, is written into the
-guest with the agent's ``file-write`` (under :data:`GUEST_DIR`) and run with
-``powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File``.
-It reports by printing exactly one JSON object on a line of its own (the
-last such line counts); anything else it prints is kept as diagnostics.
-Parameters are passed as ``-Name value`` pairs after the script path.
+Each script lives in ``nixmox/windows/scripts/NAME.ps1``. It reports by
+printing exactly one JSON object on a line of its own (the last such line
+counts); anything else it prints is kept as diagnostics.
+
+Everything runs as SYSTEM, so where a script sits matters: a standard user
+can create folders under ``C:\\ProgramData``. Before anything is written,
+``guest-folder.ps1`` runs from the command line itself (``-EncodedCommand``:
+nothing on disk to swap) and creates :data:`GUEST_DIR` for SYSTEM and
+Administrators only, or reports the existing folder's owner and permissions;
+nixmox refuses a folder others could write in
+(:func:`~nixmox.windows.guest_folder.folder_refusal`). Each script is then
+written there with the agent's ``file-write`` and run by ``run-verified.ps1``
+(again from the command line), which hashes the file and runs it only when its
+SHA-256 is that of the text nixmox wrote. Values reach both as JSON in
+``$Nixmox`` on the first line of the command, parameters are splatted.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Mapping
 from importlib import resources
@@ -19,6 +30,7 @@ from nixmox.adapters.guest_agent import GuestAgent
 from nixmox.core.errors import NixmoxError
 from nixmox.core.results import CommandResult
 from nixmox.core.text import printable, printable_data
+from nixmox.windows.guest_folder import folder_refusal
 
 GUEST_DIR = "C:\\ProgramData\\nixmox"
 POWERSHELL = [
@@ -27,12 +39,17 @@ POWERSHELL = [
     "-NonInteractive",
     "-ExecutionPolicy",
     "Bypass",
-    "-File",
 ]
+#: The scripts that run from the command line, never from a file.
+BOOTSTRAP = ("guest-folder", "run-verified")
 
 
 class ScriptError(NixmoxError):
     """A guest script did not run, or did not report one JSON object."""
+
+
+class GuestRefused(ScriptError):
+    """nixmox refused to use something in the guest another account could have planted."""
 
 
 def script_text(name: str) -> str:
@@ -49,16 +66,39 @@ def script_in_guest(name: str) -> str:
     return f"{GUEST_DIR}\\{name}.ps1"
 
 
+def script_sha256(name: str) -> str:
+    """The SHA-256 (upper-case hex, as ``Get-FileHash`` prints it) of script ``name``
+    as nixmox writes it into the guest (UTF-8)."""
+    return hashlib.sha256(script_text(name).encode()).hexdigest().upper()
+
+
+def ps_quote(text: str) -> str:
+    """``text`` as a PowerShell single-quoted string (ASCII only: PowerShell also
+    ends such a string at typographic quotes, which ASCII leaves out)."""
+    if not text.isascii():
+        raise ValueError("only ASCII goes into a PowerShell command line here")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def encoded_argv(name: str, values: Mapping[str, Any]) -> list[str]:
+    """The exec argv that runs packaged script ``name`` from the command line itself
+    (``-EncodedCommand``, UTF-16LE base64), with ``values`` in ``$Nixmox``."""
+    header = f"$Nixmox = ConvertFrom-Json {ps_quote(json.dumps(values, ensure_ascii=True))}"
+    command = f"{header}\n{script_text(name)}"
+    return [*POWERSHELL, "-EncodedCommand", base64.b64encode(command.encode("utf-16-le")).decode()]
+
+
 def script_argv(name: str, params: Mapping[str, str | int | bool] | None = None) -> list[str]:
-    """The agent ``exec`` argv that runs script ``name`` with ``params``."""
-    argv = [*POWERSHELL, script_in_guest(name)]
-    for key, value in (params or {}).items():
-        if isinstance(value, bool):
-            if value:
-                argv.append(f"-{key}")
-            continue
-        argv += [f"-{key}", str(value)]
-    return argv
+    """The agent ``exec`` argv that runs script ``name`` with ``params``, once
+    ``run-verified.ps1`` has checked the file is what nixmox wrote.
+
+    A false switch is left out, as it would be on a command line.
+    """
+    given = {k: v for k, v in (params or {}).items() if v is not False}
+    return encoded_argv(
+        "run-verified",
+        {"Script": script_in_guest(name), "Sha256": script_sha256(name), "Params": given},
+    )
 
 
 def parse_report(name: str, result: CommandResult) -> dict[str, Any]:
@@ -95,25 +135,31 @@ def run_script(
 ) -> dict[str, Any]:
     """Write script ``name`` into the guest (unless ``upload`` is off), run it, parse its report.
 
-    A script that exits non-zero but still reports is returned as is: the
-    report says what failed, and the caller decides.
+    Call :func:`prepare_guest_folder` first. A script that exits non-zero but
+    still reports is returned as is: the report says what failed, and the caller
+    decides. A file that is not what nixmox wrote is never run
+    (:class:`GuestRefused`).
     """
     if upload:
         agent.file_write(script_in_guest(name), script_text(name))
     result = agent.exec(script_argv(name, params), timeout=timeout)
-    return parse_report(name, result)
+    report = parse_report(name, result)
+    if report.get("refused"):
+        raise GuestRefused(f"{name}.ps1: {report['refused']}")
+    return report
 
 
-def ensure_guest_dir(agent: GuestAgent) -> None:
-    """Create :data:`GUEST_DIR` in the guest unless it exists (the agent's file-write cannot).
+def prepare_guest_folder(agent: GuestAgent) -> None:
+    """Create :data:`GUEST_DIR` for SYSTEM and Administrators only, or check the one there.
 
-    The argv has no spaces so no quoting rule of ``cmd.exe`` applies.
+    :class:`GuestRefused` when another account owns it or may write in it.
     """
-    argv = ["cmd.exe", "/c", "if", "not", "exist", GUEST_DIR, "mkdir", GUEST_DIR]
-    result = agent.exec(argv, timeout=60.0)
-    if not result.ok:
-        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    result = agent.exec(encoded_argv("guest-folder", {"Path": GUEST_DIR}), timeout=120.0)
+    report = parse_report("guest-folder", result)
+    if not report.get("ok"):
         raise ScriptError(
-            f"could not create {GUEST_DIR} in the guest"
-            + (f": {detail[-1]}" if detail else f" (exit {result.returncode})")
+            f"could not prepare {GUEST_DIR} in the guest: {report.get('detail') or 'no reason'}"
         )
+    refusal = folder_refusal(GUEST_DIR, report, purpose="runs the scripts it writes there")
+    if refusal is not None:
+        raise GuestRefused(refusal)

@@ -36,7 +36,7 @@ from nixmox.inventory.model import Guest, UpdateSettings
 from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, update_snapshot_name
 from nixmox.updates.outcome import UpdateOutcome
-from nixmox.windows.scripts import ScriptError, ensure_guest_dir, run_script
+from nixmox.windows.scripts import ScriptError, prepare_guest_folder, run_script
 from nixmox.windows.update_decisions import (
     SHUTDOWN,
     Precheck,
@@ -134,7 +134,7 @@ class WindowsUpdate:
     def _script(self, name: str, timeout: float, **params: str | bool) -> dict[str, Any]:
         agent = self.target.agent
         if not self._uploaded:
-            ensure_guest_dir(agent)
+            prepare_guest_folder(agent)
         report = run_script(agent, name, params, timeout=timeout, upload=name not in self._uploaded)
         self._uploaded.add(name)
         if report.get("ok") is False:

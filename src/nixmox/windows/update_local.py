@@ -19,12 +19,24 @@ from nixmox.adapters.runner import Runner
 from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import prune_update_snapshots, update_snapshot_time
 
-_SNAPSHOT = re.compile(r"->\s+(\S+)")
+#: One row of ``qm listsnapshot``'s tree: indentation, the arrow, then the name (a
+#: Proxmox snapshot name: a letter, then letters, digits, ``_`` and ``-``). The date and
+#: the description follow it; anchoring at the line's start keeps an arrow inside a
+#: description (``-> nixmox_update_...``) from reading as a snapshot.
+_ROW = re.compile(r"^[ |]*`-> ([A-Za-z][A-Za-z0-9_-]*)(?=\s|$)")
 
 
 def snapshot_names(listing: str) -> list[str]:
-    """The snapshot names in ``qm listsnapshot`` output (its tree, ``current`` left out)."""
-    return [n for n in _SNAPSHOT.findall(listing) if n != "current"]
+    """The snapshot names in ``qm listsnapshot`` output (its tree, ``current`` left out).
+
+    Only the name column counts: each row's first field after the tree's arrow.
+    """
+    names = []
+    for line in listing.splitlines():
+        found = _ROW.match(line)
+        if found is not None and found.group(1) != "current":
+            names.append(found.group(1))
+    return names
 
 
 @dataclass

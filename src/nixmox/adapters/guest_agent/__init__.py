@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from nixmox.core.clock import Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.results import CommandResult
+from nixmox.core.text import printable
 
 
 class AgentError(NixmoxError):
@@ -76,14 +77,16 @@ def exec_result(
 ) -> CommandResult:
     """The first ``exited`` exec-status answer as a :class:`CommandResult`; ``decode``
     turns the output fields into text (PVE has decoded them already, the agent
-    itself sends base64). Killed by a signal: 128 + the signal, as a shell says."""
+    itself sends base64). Killed by a signal: 128 + the signal, as a shell says.
+    The guest writes that output: it comes back without terminal escapes or control
+    characters (:func:`~nixmox.core.text.printable`)."""
     code = status.get("exitcode")
     if code is None:
         signal = str(status.get("signal", ""))
         code = 128 + int(signal) if signal.isdigit() else 255
     return CommandResult(
         int(str(code)),
-        decode(status.get("out-data")),
-        decode(status.get("err-data")),
+        printable(decode(status.get("out-data"))),
+        printable(decode(status.get("err-data"))),
         truncated=bool(status.get("out-truncated") or status.get("err-truncated")),
     )

@@ -22,6 +22,7 @@ from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.results import CommandResult
+from nixmox.core.text import printable
 
 FILE_WRITE_MAX = 60 * 1024
 INPUT_MAX = 64 * 1024
@@ -88,4 +89,5 @@ class ApiAgent:
             answer = self.api.get(f"{self.path}/file-read", file=path) or {}
         except NixmoxError as exc:
             raise AgentError(f"{self.vmid}: could not read {path}: {exc}") from None
-        return str(answer.get("content", ""))
+        # The guest's file: no terminal escapes reach what nixmox prints from it.
+        return printable(str(answer.get("content", "")))

@@ -7,20 +7,32 @@
   proxmoxer silences for the whole process at import are switched back on.
 - API tokens first; a password login (ticket) is renewed well before its
   two-hour expiry.
-- Timeouts per kind of call; retries with backoff on 5xx/595/596/599 and
-  "can't lock file ... got timeout". A write is retried only after its
-  caller's ``done`` check re-read the state and found it not done, so a retry
-  never applies a change twice.
+- Timeouts per kind of call (short for reads, longer for writes that start a
+  task); a request that has had no answer for a few seconds says what it waits
+  for. Retries with backoff (logged at ``-v``) on 5xx/595/596/599, refused
+  connections and "can't lock file ... got timeout"; a server that accepted
+  the connection and then stays silent is not asked again. A write is retried
+  only after its caller's ``done`` check re-read the state and found it not
+  done, so a retry never applies a change twice.
+- Failures are one plain line: a refused connection, a name that does not
+  resolve, a certificate that does not verify (with the SHA-256 of the one the
+  server showed), a token the server refused (with its id and where its secret
+  was read from).
 - Every request is counted (``calls``), which the plan benchmark reports.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import http.client
 import io
 import logging
 import secrets
+import socket
+import ssl
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,12 +50,18 @@ log = logging.getLogger("nixmox.api")
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds per kind of call: reads, writes (which may start a task), task polls, login."""
+    """Seconds per kind of call: reads, writes (which may start a task), task polls,
+    login, and opening the connection (TCP and the TLS handshake)."""
 
-    read: float = 30.0
+    read: float = 10.0
     write: float = 60.0
-    poll: float = 15.0
-    login: float = 30.0
+    poll: float = 10.0
+    login: float = 15.0
+    connect: float = 5.0
+
+
+#: After this many seconds without an answer, a request says what it waits for.
+NOTICE_AFTER = 3.0
 
 
 @dataclass(frozen=True)
@@ -90,8 +108,31 @@ class ApiError(ProxmoxError):
         return "can't lock file" in self.reason and "got timeout" in self.reason
 
 
+class AuthError(ApiError):
+    """The API answered and refused our credentials (HTTP 401): the server is
+    reachable, the token id or its secret (or the password) is wrong."""
+
+    def __init__(self, conn: Connection, method: str, path: str, status: int, message: str) -> None:
+        super().__init__(method, path, status, message)
+        what = (
+            f"the API token {conn.token_id}"
+            if conn.password is None
+            else f"the password login of {conn.token_id}"
+        )
+        where = f" with the secret from {conn.secret_source}" if conn.secret_source else ""
+        Exception.__init__(
+            self,
+            mask(f"the Proxmox API at {conn.url} refused {what}{where} (HTTP {status}: {message})"),
+        )
+
+
 class Unreachable(ProxmoxError):
     """No answer: connection refused, timed out, or TLS failed."""
+
+
+class NoAnswer(Unreachable):
+    """Connected (or connecting) and then silence until the timeout: not asked again,
+    since a second wait would only double the time to fail."""
 
 
 class TlsError(Unreachable):
@@ -205,7 +246,9 @@ class Proxmox:
             try:
                 return self.request(method, path, params)
             except (ApiError, Unreachable) as exc:
-                retryable = isinstance(exc, Unreachable) and not isinstance(exc, TlsError)
+                retryable = isinstance(exc, Unreachable) and not isinstance(
+                    exc, (TlsError, NoAnswer)
+                )
                 retryable = retryable or (isinstance(exc, ApiError) and exc.transient)
                 if not retryable or attempt == self.retry.attempts:
                     raise
@@ -215,7 +258,7 @@ class Proxmox:
                     if done():
                         log.debug("%s %s took effect before the error; not repeated", method, path)
                         return None
-                log.info("retrying %s %s after: %s", method, path, exc)
+                log.debug("retrying %s %s in %g s after: %s", method, path, delay, exc)
                 self.clock.sleep(delay)
                 delay = min(delay * 2, self.retry.max_delay)
         raise AssertionError("unreachable")
@@ -233,29 +276,23 @@ class Proxmox:
             timeout = self.timeouts.poll
         with self._count:
             self.calls += 1
+        connect = min(self.timeouts.connect, timeout)
+        waiting = _WATCH.start(f"{self.conn.url}: {method} {path}", timeout)
         try:
             response = self.session.request(
                 method,
                 url,
                 params=params if method in ("GET", "DELETE") else None,
                 data=params if method in ("POST", "PUT") else None,
-                timeout=timeout,
+                timeout=(connect, timeout),
                 verify=self.verify,
             )
-        except requests.exceptions.SSLError as exc:
-            how = (
-                f"the pinned fingerprint {self.conn.fingerprint}"
-                if self.conn.fingerprint
-                else f"CA file {self.conn.ca_file}"
-                if self.conn.ca_file
-                else "the system trust store"
-            )
-            raise TlsError(
-                f"TLS verification of {self.conn.url} against {how} failed: {_short(exc)}; "
-                "nothing was sent"
-            ) from None
         except requests.exceptions.RequestException as exc:
-            raise Unreachable(mask(f"cannot reach {self.conn.url}: {_short(exc)}")) from None
+            raise failure(self.conn, exc, f"{method} {path}", timeout, connect) from None
+        finally:
+            _WATCH.done(waiting)
+        if response.status_code == 401:
+            raise AuthError(self.conn, method, path, 401, _reason(response))
         if response.status_code >= 400:
             raise ApiError(method, path, response.status_code, _reason(response))
         try:
@@ -288,6 +325,7 @@ class Proxmox:
         api_path = f"/nodes/{node}/storage/{storage}/upload"
         with self._count:
             self.calls += 1
+        waiting = _WATCH.start(f"{self.conn.url}: POST {api_path}", self.timeouts.write)
         try:
             # requests' own request(): proxmoxer's override wants a dict body
             # (it would buffer the file); the session's auth and adapters still apply.
@@ -297,13 +335,17 @@ class Proxmox:
                 self.base + api_path,
                 data=_Multipart(head, path, tail),
                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-                timeout=self.timeouts.write,
+                timeout=(self.timeouts.connect, self.timeouts.write),
                 verify=self.verify,
             )
-        except requests.exceptions.SSLError as exc:
-            raise TlsError(f"TLS verification of {self.conn.url} failed: {_short(exc)}") from None
         except requests.exceptions.RequestException as exc:
-            raise Unreachable(mask(f"cannot reach {self.conn.url}: {_short(exc)}")) from None
+            raise failure(
+                self.conn, exc, f"POST {api_path}", self.timeouts.write, self.timeouts.connect
+            ) from None
+        finally:
+            _WATCH.done(waiting)
+        if response.status_code == 401:
+            raise AuthError(self.conn, "POST", api_path, 401, _reason(response))
         if response.status_code >= 400:
             raise ApiError("POST", api_path, response.status_code, _reason(response))
         try:
@@ -386,6 +428,156 @@ def _raw_reason(response: Any) -> str:
     return text
 
 
+def failure(
+    conn: Connection, exc: BaseException, what: str, timeout: float, connect: float
+) -> ProxmoxError:
+    """One plain line for a request that got no answer (``what``: ``GET /version``;
+    ``timeout`` its read timeout, ``connect`` the one for TCP and the TLS handshake)."""
+    requests, _, _ = _http()
+    if isinstance(exc, requests.exceptions.SSLError):
+        return _tls_failure(conn, exc)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return NoAnswer(f"cannot connect to {conn.url}: no answer within {_secs(connect)}")
+    if any("handshake" in str(e) for e in _chain(exc)):
+        return NoAnswer(
+            f"cannot connect to {conn.url}: the TLS handshake got no answer within {_secs(connect)}"
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return NoAnswer(
+            f"{conn.url} accepted the connection but did not answer {what} within {_secs(timeout)}"
+        )
+    return Unreachable(mask(f"cannot connect to {conn.url}: {_connect_reason(conn, exc)}"))
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:g} s"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it wraps (requests -> urllib3 -> socket)."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop(0)
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo += [getattr(item, "reason", None), item.__cause__, item.__context__, *item.args]
+    return seen
+
+
+def _connect_reason(conn: Connection, exc: BaseException) -> str:
+    chain = _chain(exc)
+    for item in chain:
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, socket.gaierror):
+            return f"the name {conn.host} does not resolve"
+    for item in chain:
+        if isinstance(item, (http.client.RemoteDisconnected, ConnectionResetError)):
+            return "the server closed the connection without answering"
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror[:1].lower() + item.strerror[1:]
+    return _short(exc)
+
+
+def peer_fingerprint(host: str, port: int, timeout: float = 5.0) -> str | None:
+    """The SHA-256 of the certificate the server shows, ``AA:BB:...``; None if it shows none.
+
+    Only the TLS handshake happens (no request, no credential is sent), so the
+    certificate is read without verifying it: it is what an error message
+    shows the user, who decides whether it is their server's."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ValueError):
+        return None
+    if not der:
+        return None
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def _tls_failure(conn: Connection, exc: BaseException) -> TlsError:
+    """Why the certificate did not verify, with the SHA-256 of the one the server showed."""
+    peer = peer_fingerprint(conn.host, conn.port)
+    shown = f"its SHA-256 is {peer}" if peer else "it could not be read again"
+    cert = f"the certificate of {conn.url}"
+    verify = next((e for e in _chain(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+    code = verify.verify_code if verify is not None else None
+    detail = str(verify.verify_message) if verify is not None else _short(exc)
+    by = f"CA file {conn.ca_file}" if conn.ca_file else "any CA of the system trust store"
+    if conn.fingerprint:
+        text = f"{cert} does not match the pinned SHA-256 {conn.fingerprint}; {shown}"
+    elif code == 10:
+        text = f"{cert} has expired; {shown}"
+    elif code == 62 or "Hostname mismatch" in detail:
+        text = f"{cert} is not issued for the name {conn.host}; {shown}"
+    elif code in (2, 18, 19, 20, 21):
+        text = f"{cert} is not signed by {by}; {shown}"
+    elif verify is not None:
+        text = f"{cert} did not verify against {by} ({detail}); {shown}"
+    else:
+        text = f"TLS with {conn.url} failed: {printable(detail)}"
+    return TlsError(f"{text}; nothing was sent")
+
+
+class _Watch:
+    """Says, once, which requests have waited NOTICE_AFTER seconds for an answer.
+
+    One daemon thread for all requests (a timer per request would cost a thread
+    each on a plan's thousands of reads); it sleeps while nothing is open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[float, str, float]] = {}
+        self._wake = threading.Event()
+        self._count = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self, what: str, timeout: float) -> int:
+        with self._lock:
+            self._count += 1
+            self._open[self._count] = (time.monotonic(), what, timeout)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="nixmox-api-wait", daemon=True
+                )
+                self._thread.start()
+            self._wake.set()
+            return self._count
+
+    def done(self, key: int) -> None:
+        with self._lock:
+            self._open.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._lock:
+                due = [k for k, (t, _, _) in self._open.items() if now - t >= NOTICE_AFTER]
+                said = [self._open.pop(k) for k in due]
+                if not self._open:
+                    self._wake.clear()
+            for _started, what, timeout in said:
+                log.info(
+                    "waiting for %s: no answer after %s (giving up after %s)",
+                    what,
+                    _secs(NOTICE_AFTER),
+                    _secs(timeout),
+                )
+
+
+_WATCH = _Watch()
+
+
 def _short(exc: BaseException) -> str:
     """The innermost reason of a requests error, without the retry noise."""
     text = str(exc)
@@ -421,26 +613,29 @@ class _TicketAuth:
         requests, _, _ = _http()
         # A renewal presents the current ticket instead of the password.
         secret = self.ticket or self.password
+        timeout = self.api.timeouts.login
+        waiting = _WATCH.start(f"{self.api.conn.url}: POST /access/ticket", timeout)
         try:
             response = requests.Session.request(
                 self.api.session,
                 "POST",
                 f"{self.api.base}/access/ticket",
                 data={"username": self.user, "password": secret},
-                timeout=self.api.timeouts.login,
+                timeout=(min(self.api.timeouts.connect, timeout), timeout),
                 verify=self.api.verify,
                 auth=lambda r: r,
             )
-        except requests.exceptions.SSLError as exc:
-            raise TlsError(
-                f"TLS verification of {self.api.conn.url} failed: {_short(exc)}"
-            ) from None
         except requests.exceptions.RequestException as exc:
-            raise Unreachable(f"cannot reach {self.api.conn.url}: {_short(exc)}") from None
+            connect = min(self.api.timeouts.connect, timeout)
+            raise failure(self.api.conn, exc, "POST /access/ticket", timeout, connect) from None
+        finally:
+            _WATCH.done(waiting)
         if response.status_code != 200 and secret is not self.password:
             # The ticket was not accepted for renewal: log in afresh.
             self.ticket = ""
             return self._login()
+        if response.status_code == 401:
+            raise AuthError(self.api.conn, "POST", "/access/ticket", 401, _reason(response))
         if response.status_code != 200:
             raise ApiError("POST", "/access/ticket", response.status_code, "login failed")
         data = response.json()["data"]

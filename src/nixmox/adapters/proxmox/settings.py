@@ -35,6 +35,9 @@ class Connection:
     fingerprint: str | None = None
     #: A password login instead of a token: ``token_id`` then holds USER@REALM.
     password: str | None = field(default=None, repr=False)
+    #: Where the secret (token or password) was read from, in words: an
+    #: authentication failure names it, never the secret.
+    secret_source: str = ""
 
     @property
     def verified_by(self) -> str:
@@ -105,7 +108,8 @@ def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = No
         raise ConfigError(f"Proxmox API url {url!r} must start with https:// (TLS is always on)")
     ca_file = pick("NIXMOX_PVE_CA_FILE", settings.ca_file)
     if ca_file is not None and not os.path.isfile(ca_file):
-        raise ConfigError(f"proxmox.ca_file {ca_file}: no such file")
+        named = "NIXMOX_PVE_CA_FILE" if env.get("NIXMOX_PVE_CA_FILE") else "proxmox.ca_file"
+        raise ConfigError(f"{named} {ca_file}: no such file")
     fingerprint = pick("NIXMOX_PVE_FINGERPRINT", settings.fingerprint)
     if fingerprint is not None:
         source = (
@@ -113,27 +117,34 @@ def connection(settings: ProxmoxSettings, environ: Mapping[str, str] | None = No
         )
         _check_fingerprint(fingerprint, source)
     user = pick("NIXMOX_PVE_USER", settings.user)
+    if env.get("NIXMOX_PVE_USER") and not env.get("NIXMOX_PVE_TOKEN_ID"):
+        # The environment chooses the login: a user there (and no token id) means a password
+        # login, e.g. root@pam for the keys no API token may set (docs/least-privilege.md).
+        token_id = None
     if not token_id and user:
         # Tokens come first; a password login only when no token is configured.
-        password = secret("NIXMOX_PVE_PASSWORD", environ) or (
-            _read_secret_file(settings.password_file, "proxmox.password_file")
-            if settings.password_file
-            else None
-        )
+        password = secret("NIXMOX_PVE_PASSWORD", environ)
+        source = "the environment (NIXMOX_PVE_PASSWORD)"
+        if not password and settings.password_file:
+            password = _read_secret_file(settings.password_file, "proxmox.password_file")
+            source = f"proxmox.password_file {settings.password_file}"
         if not password:
             raise ConfigError("no password for proxmox.user: set proxmox.password_file")
         register_secret(password)
-        return Connection(url.rstrip("/"), user, "", ca_file, fingerprint, password)
+        return Connection(url.rstrip("/"), user, "", ca_file, fingerprint, password, source)
     if not token_id:
         raise ConfigError("no API token id: set proxmox.token_id or NIXMOX_PVE_TOKEN_ID")
     token = secret("NIXMOX_PVE_TOKEN", environ)
+    source = "the environment (NIXMOX_PVE_TOKEN)"
     credentials = env.get("CREDENTIALS_DIRECTORY")
     if not token and credentials and (Path(credentials) / CREDENTIAL).is_file():
         # systemd's LoadCredential= (the units nixmox installs): never in the environment.
         token = (Path(credentials) / CREDENTIAL).read_text(encoding="utf-8").strip()
+        source = f"the credentials directory ({Path(credentials) / CREDENTIAL})"
     if not token:
         if settings.token_file is None:
             raise ConfigError("no API token secret: set proxmox.token_file or NIXMOX_PVE_TOKEN")
         token = _read_secret_file(settings.token_file)
+        source = f"proxmox.token_file {settings.token_file}"
     register_secret(token)
-    return Connection(url.rstrip("/"), token_id, token, ca_file, fingerprint)
+    return Connection(url.rstrip("/"), token_id, token, ca_file, fingerprint, secret_source=source)

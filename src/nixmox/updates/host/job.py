@@ -42,7 +42,7 @@ from nixmox.core.errors import (
 )
 from nixmox.inventory.model import Guest, Inventory, Node
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, snapshots_to_prune, update_snapshot_name
-from nixmox.updates.host.preflight import cluster_nodes, problems, quorate
+from nixmox.updates.host.preflight import busy, cluster_nodes, problems, quorate
 from nixmox.updates.host.reboot_needed import (
     PROBE,
     BootFacts,
@@ -216,11 +216,24 @@ class HostUpdate:
                 stopped_at = node.name
         return outcomes
 
-    def reboot_self(self) -> None:
-        """Reboot the node nixmox runs on (after the run is journaled), if that is due."""
-        if self.self_reboot is not None and not self.dry_run:
-            log.info("%s: rebooting this node now", self.self_reboot)
-            self.api.post(f"/nodes/{self.self_reboot}/status", command="reboot")
+    def reboot_self(self) -> str | None:
+        """Reboot the node nixmox runs on (after the run is journaled), if that is due.
+
+        Returns why it did not after all: a backup or a migration that started
+        since the preflight (the reboot would kill it); None otherwise.
+        """
+        if self.self_reboot is None or self.dry_run:
+            return None
+        name = self.self_reboot
+        found = busy(name, self.api.get("/cluster/tasks") or [])
+        if found:
+            return (
+                f"{name}: reboot held after all: {'; '.join(found)}; "
+                "run `nixmox update host` again once it has finished"
+            )
+        log.info("%s: rebooting this node now", name)
+        self.api.post(f"/nodes/{name}/status", command="reboot")
+        return None
 
     def _update(self, node: Node, out: UpdateOutcome) -> bool:
         """One node's turn; False stops the rollout."""
@@ -404,7 +417,12 @@ class HostUpdate:
             out.result = "ok"
             out.message = f"{done}; rebooting now ({need}), right after this report"
             return False
-        self._cycle(turn, evac, out)
+        late = self._cycle(turn, evac, out)
+        if late is not None:
+            out.result = "held"
+            out.pending += 1
+            out.message = f"{done}; reboot pending ({need}), held: {late}"
+            return True
         out.result = "ok"
         away = [str(m.vmid) for m in evac.moves]
         stopped = [str(s.vmid) for s in evac.stops]
@@ -430,37 +448,56 @@ class HostUpdate:
             "loader (`proxmox-boot-tool status`, `proxmox-boot-tool kernel list`)"
         )
 
-    def _running_guests(self, name: str) -> list[RunningGuest]:
+    def _running_guests(self, name: str, *, self_reboot: bool) -> list[RunningGuest]:
+        """The node's running guests, with what decides how each may leave it."""
         found = []
         for r in read_guests(self.api).values():
             if r.node != name or r.status != "running" or r.template:
                 continue
+            # Only the node's own boot starts guests after a self-reboot: only then
+            # does onboot matter (one config read per guest).
+            onboot = not self_reboot or _onboot(self.api.get(f"{r.path}/config") or {})
             if r.type == "qemu":
                 check = self.api.get(f"{r.path}/migrate") or {}
                 allowed = check.get("allowed_nodes")
+                local_disks = bool(check.get("local_disks"))
                 found.append(
                     RunningGuest(
                         r.vmid,
                         "qemu",
                         r.name or str(r.vmid),
                         tuple(str(x) for x in check.get("local_resources") or ()),
-                        bool(check.get("local_disks")),
+                        local_disks,
                         None if allowed is None else tuple(str(x) for x in allowed),
+                        has_snapshots=local_disks and self._has_snapshots(r.path),
+                        onboot=onboot,
                     )
                 )
             else:
-                found.append(RunningGuest(r.vmid, "lxc", r.name or str(r.vmid)))
+                found.append(RunningGuest(r.vmid, "lxc", r.name or str(r.vmid), onboot=onboot))
         return found
 
+    def _has_snapshots(self, path: str) -> bool:
+        """Whether the guest has Proxmox snapshots (the list always holds "current")."""
+        rows = self.api.get(f"{path}/snapshot") or []
+        return any(isinstance(r, Mapping) and r.get("name") != "current" for r in rows)
+
     def _evacuation(self, turn: _Turn) -> Evacuation:
-        guests = self._running_guests(turn.node.name)
+        guests = self._running_guests(turn.node.name, self_reboot=turn.local)
         if turn.local:
-            # The node's own shutdown stops its guests: only their policies count.
-            return plan_evacuation(guests, [], self.declared, self.clock.now(), self.zone)
+            # The node's own shutdown stops its guests: only their policies and
+            # onboot count.
+            return plan_evacuation(
+                guests, [], self.declared, self.clock.now(), self.zone, self_reboot=True
+            )
         return plan_evacuation(guests, turn.targets, self.declared, self.clock.now(), self.zone)
 
-    def _cycle(self, turn: _Turn, evac: Evacuation, out: UpdateOutcome) -> None:
-        """Guests away, reboot, wait for the node and quorum, guests back."""
+    def _cycle(self, turn: _Turn, evac: Evacuation, out: UpdateOutcome) -> str | None:
+        """Guests away, reboot, wait for the node and quorum, guests back.
+
+        Returns why the reboot was held after all (the guests are back then),
+        None once it rebooted.
+        """
         name = turn.node.name
         moved: list[Move] = []
         stopped: list[Stop] = []
@@ -478,6 +515,14 @@ class HostUpdate:
             raise HostUpdateError(
                 f"moving the guests away failed ({exc}); not rebooted{undone}"
             ) from None
+        # A PVE backup job may have started since the preflight (the guests took
+        # a while to move): the reboot would kill it.
+        late = busy(name, self.api.get("/cluster/tasks") or [])
+        if late:
+            undone = self._back(name, moved, stopped, out)
+            if undone:
+                raise HostUpdateError(f"not rebooted: {'; '.join(late)}{undone}")
+            return "; ".join(late) + ("; the guests are back" if moved or stopped else "")
         requested = self.clock.now().timestamp()
         log.info("%s: rebooting", name)
         try:
@@ -497,6 +542,7 @@ class HostUpdate:
         trouble = self._back(name, moved, stopped, out)
         if trouble:
             raise HostUpdateError(f"rebooted, but{trouble}")
+        return None
 
     def _migrate(self, source: str, vmid: int, kind: str, target: str, local_disks: bool) -> None:
         params: dict[str, Any] = {"target": target}
@@ -516,6 +562,7 @@ class HostUpdate:
             timeout=self.timing.task,
             clock=self.clock,
         )
+        self._settle(vmid, target, "running", f"migration of {vmid} to {target}")
 
     def _shutdown(self, node: str, stop: Stop) -> None:
         log.info("%s: shutting down %s %d (%s)", node, stop.kind, stop.vmid, stop.why)
@@ -530,6 +577,7 @@ class HostUpdate:
             timeout=self.timing.task,
             clock=self.clock,
         )
+        self._settle(stop.vmid, node, "stopped", f"shutdown of {stop.vmid}")
 
     def _start(self, node: str, kind: str, vmid: int) -> None:
         if guest_status(self.api, node, kind, vmid).get("status") == "running":
@@ -538,6 +586,33 @@ class HostUpdate:
         wait(
             self.api, str(upid), what=f"start of {vmid}", timeout=self.timing.task, clock=self.clock
         )
+        self._settle(vmid, node, "running", f"start of {vmid}")
+
+    def _settle(self, vmid: int, node: str, status: str, what: str) -> None:
+        """Wait until the guest really is ``status`` on ``node``.
+
+        For an HA resource the API's migrate/shutdown/start only queue a request
+        with the HA manager: the task (hamigrate, hastop, hastart) ends at once
+        (PVE::API2::Qemu migrate_vm and vm_start/vm_shutdown fork a worker that
+        runs `ha-manager migrate|set`), and the CRM acts later. Rebooting before
+        it did would take the guest down with the node. For any other guest the
+        task's end is the change, and the first look confirms it.
+        """
+        deadline = self.clock.monotonic() + self.timing.task
+        delay = 0.25
+        while True:
+            row = read_guests(self.api).get(vmid)
+            if row is not None and row.node == node and row.status == status:
+                return
+            if self.clock.monotonic() >= deadline:
+                where = "gone" if row is None else f"{row.status} on {row.node}"
+                raise ProxmoxError(
+                    f"{what}: guest {vmid} is {where}, not {status} on {node}, "
+                    f"{self.timing.task:g} s after the task ended"
+                    + (f" (HA state {row.hastate})" if row is not None and row.hastate else "")
+                )
+            self.clock.sleep(delay)
+            delay = min(delay * 1.5, self.timing.poll_max)
 
     def _back(
         self, name: str, moved: Sequence[Move], stopped: Sequence[Stop], out: UpdateOutcome
@@ -619,6 +694,11 @@ class HostUpdate:
                     plan = f", {_plan(evac)}" if evac.moves or evac.stops else ""
                     said.append(f"would reboot ({why}){plan}")
         out.message = "; ".join(said)
+
+
+def _onboot(config: Mapping[str, Any]) -> bool:
+    """A guest config's ``onboot`` flag (PVE's default is off)."""
+    return str(config.get("onboot", "0")) in ("1", "true")
 
 
 def _plan(evac: Evacuation) -> str:

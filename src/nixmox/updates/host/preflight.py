@@ -56,6 +56,20 @@ def problems(
     if not quorate(status):
         online = sum(nodes.values())
         found.append(f"the cluster has no quorum ({online} of {len(nodes)} nodes online)")
+    found.extend(busy(node, tasks))
+    for guest in guests:
+        if guest.node == node and guest.lock in BUSY_LOCKS:
+            found.append(f"guest {guest.vmid} on {node} is locked ({guest.lock})")
+    return found
+
+
+def busy(node: str, tasks: Sequence[Row]) -> list[str]:
+    """Running tasks a reboot of ``node`` would break: a backup on it, a migration anywhere.
+
+    Checked at the preflight and again right before the reboot request: a PVE
+    backup job may start in between, and the reboot would kill it.
+    """
+    found: list[str] = []
     for task in tasks:
         if not running(task):
             continue
@@ -66,7 +80,4 @@ def problems(
             found.append(f"a backup (vzdump) is running on {node}: {task.get('upid', what)}")
         elif kind in MIGRATIONS:
             found.append(f"a migration is running on {where}: {what}")
-    for guest in guests:
-        if guest.node == node and guest.lock in BUSY_LOCKS:
-            found.append(f"guest {guest.vmid} on {node} is locked ({guest.lock})")
     return found

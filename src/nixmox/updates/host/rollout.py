@@ -2,12 +2,18 @@
 
 A running VM moves to another node by online migration (it keeps running);
 a VM with local devices (passed-through PCI or USB) cannot, and neither can
-any guest when there is no other node: those are shut down cleanly before
-the reboot and started again after it, but only when their reboot policy
-allows it now. A running container migrates in restart mode, which is a
-restart, so it needs the same permission. A guest nixmox does not manage
+any guest when there is no other node, and neither can a VM with local disks
+while it has Proxmox snapshots (PVE::QemuMigrate refuses an online storage
+migration then): those are shut down cleanly before the reboot and started
+again after it, but only when their reboot policy allows it now. A running
+container migrates in restart mode, which is a restart, so it needs the same
+permission. A guest nixmox does not manage
 is neither moved nor stopped: while one runs, the node is not rebooted.
 Anything that may not happen holds the node's reboot and moves nothing.
+
+When the node reboots itself (nixmox runs on it), nobody is left to start
+the stopped guests again: Proxmox's boot starts only those with ``onboot``,
+so a running guest without it holds the reboot.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ class RunningGuest:
     local_disks: bool = False
     # Nodes the migration check allows; None when it did not say.
     allowed_nodes: tuple[str, ...] | None = None
+    # The VM has Proxmox snapshots: with local disks it cannot migrate online.
+    has_snapshots: bool = False
+    # Its config starts it when the node boots.
+    onboot: bool = True
 
     @property
     def label(self) -> str:
@@ -77,8 +87,14 @@ def plan_evacuation(
     declared: Mapping[int, Guest],
     now: datetime,
     zone: tzinfo,
+    *,
+    self_reboot: bool = False,
 ) -> Evacuation:
-    """Decide for each running guest; ``targets``: the other online nodes, preferred first."""
+    """Decide for each running guest; ``targets``: the other online nodes, preferred first.
+
+    ``self_reboot``: the node reboots itself and nobody starts what it stopped
+    but its own boot (``onboot``).
+    """
     moves: list[Move] = []
     stops: list[Stop] = []
     holds: list[str] = []
@@ -88,11 +104,14 @@ def plan_evacuation(
             holds.append(f"{g.label} is not in the inventory: nixmox neither moves nor stops it")
             continue
         allowed = [t for t in targets if g.allowed_nodes is None or t in g.allowed_nodes]
-        if g.kind == "qemu" and not g.local_resources and allowed:
+        pinned = g.local_disks and g.has_snapshots
+        if g.kind == "qemu" and not g.local_resources and not pinned and allowed:
             moves.append(Move(g.vmid, g.kind, g.name, allowed[0], g.local_disks))
             continue
         if g.kind == "qemu" and g.local_resources:
             why = f"cannot migrate: local devices {', '.join(g.local_resources)}"
+        elif g.kind == "qemu" and pinned and allowed:
+            why = "cannot migrate online: local disks and Proxmox snapshots"
         elif not targets:
             why = "no other node to move it to"
         elif not allowed:
@@ -102,6 +121,11 @@ def plan_evacuation(
         verdict = guest_stop(mine, now, zone)
         if not verdict.allowed:
             holds.append(f"{g.label} {why}, and its {verdict.reason} forbids stopping it")
+        elif self_reboot and not g.onboot:
+            holds.append(
+                f"{g.label} runs without onboot: the node's own boot would not start it "
+                "again (stop it, or set onboot, first)"
+            )
         elif g.kind == "lxc" and allowed:
             moves.append(Move(g.vmid, g.kind, g.name, allowed[0], g.local_disks))
         else:

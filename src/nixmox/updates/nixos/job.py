@@ -55,7 +55,12 @@ from nixmox.inventory.model import Guest, HealthChecks, UpdateSettings
 from nixmox.rules.retention import Keep
 from nixmox.rules.timespan import parse_timespan
 from nixmox.updates.guest_access import GuestAccess, GuestUnreachable
-from nixmox.updates.guest_snapshots import DEFAULT_KEEP, GuestSnapshots, update_snapshot_name
+from nixmox.updates.guest_snapshots import (
+    DEFAULT_KEEP,
+    GuestSnapshots,
+    SnapshotUnsupported,
+    update_snapshot_name,
+)
 from nixmox.updates.nixos.decisions import (
     BUILD_DIR,
     BUILT_MARKER,
@@ -226,6 +231,13 @@ class NixosUpdate:
             o.step(problem)
         kind = self.snapshots.kind if self.snapshots is not None else "?"
         o.step(f"snapshot {kind}/{g.vmid} as {update_snapshot_name(self.clock.now())} (disk only)")
+        if self.snapshots is not None:
+            try:
+                self.snapshots.require()
+            except SnapshotUnsupported as exc:
+                problem = f"{problem}; {exc}" if problem else str(exc)
+            except NixmoxError as exc:
+                o.step(f"cannot check the snapshot feature: {exc}")
         if version is not None:
             o.step(f"update the lock: {shlex.join(lock_argv(version, self.flake, u.inputs))}")
         else:

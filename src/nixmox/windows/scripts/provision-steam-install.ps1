@@ -1,4 +1,9 @@
-# nixmox: run SteamSetup.exe /S and return once that installer has exited.
+# nixmox: download SteamSetup.exe afresh, check Valve's signature, run it with /S and
+# return once that installer has exited.
+# The installer is downloaded under a name nixmox chose for this run, into nixmox's
+# folder (SYSTEM and Administrators only), and runs only when Windows says its
+# Authenticode signature is valid and the signer is one of $Signers ('|' between
+# names). It is removed afterwards, whatever happened: nothing is ever reused.
 # Run straight through the agent, the installer may start Steam as SYSTEM, which
 # inherits the agent's output pipes: the agent reports the command exited only once
 # every holder of its pipes is gone, so the exec stays open for as long as Steam
@@ -6,7 +11,9 @@
 # waits for the installer's own process only, then stops any Steam client that
 # runs as SYSTEM (Steam belongs in the player's session: the logon task starts it).
 param(
+    [Parameter(Mandatory = $true)][string]$Url,
     [Parameter(Mandatory = $true)][string]$Installer,
+    [Parameter(Mandatory = $true)][string]$Signers,
     [int]$TimeoutSeconds = 1500
 )
 
@@ -19,11 +26,47 @@ function Write-Report($report) {
     Write-Output $json
 }
 
+# The signer's CN and O against the accepted names.
+function Test-Signer([string]$subject) {
+    $accepted = $Signers -split '\|'
+    foreach ($m in [regex]::Matches($subject, '(?:^|,)\s*(?:CN|O)=("(?:[^"]|"")*"|[^,]*)')) {
+        $name = $m.Groups[1].Value.Trim()
+        if ($name.StartsWith('"')) { $name = $name.Substring(1, $name.Length - 2).Replace('""', '"') }
+        if ($accepted -contains $name) { return $true }
+    }
+    return $false
+}
+
+function Get-Signature([string]$file) {
+    $sig = Get-AuthenticodeSignature -LiteralPath $file
+    $subject = ''
+    if ($sig.SignerCertificate) { $subject = [string]$sig.SignerCertificate.Subject }
+    return [ordered]@{ status = [string]$sig.Status; subject = $subject }
+}
+
+$ProgressPreference = 'SilentlyContinue'
 $report = [ordered]@{
-    step = 'steam-install'; ok = $true; changed = $false; detail = ''
-    exit_code = $null; stopped = @()
+    step = 'steam-install'; ok = $true; changed = $false; detail = ''; stage = 'download'
+    exit_code = $null; stopped = @(); signature = $null
 }
 try {
+    if (Test-Path -LiteralPath $Installer) {
+        throw "$Installer exists already: nixmox runs only an installer it has just downloaded"
+    }
+    [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor
+        [Net.SecurityProtocolType]::Tls12
+    try {
+        Invoke-WebRequest -Uri $Url -OutFile $Installer -UseBasicParsing
+    } catch {
+        throw "$Url`: $($_.Exception.Message)"
+    }
+    $report['stage'] = 'verify'
+    $signature = Get-Signature $Installer
+    $report['signature'] = $signature
+    if ($signature['status'] -ne 'Valid' -or -not (Test-Signer $signature['subject'])) {
+        throw "$Url is not validly signed by $Signers (signature $($signature['status'])): not run"
+    }
+    $report['stage'] = 'install'
     $setup = Start-Process -FilePath $Installer -ArgumentList '/S' -PassThru -WindowStyle Hidden
     if (-not $setup.WaitForExit($TimeoutSeconds * 1000)) {
         throw "$Installer /S still runs after $TimeoutSeconds s"
@@ -42,11 +85,13 @@ try {
         }
     }
     $report['stopped'] = $stopped
-    $report['detail'] = "$Installer /S exited with $($report['exit_code'])"
+    $report['detail'] = "SteamSetup.exe /S exited with $($report['exit_code'])"
     if ($report['exit_code'] -ne 0) { $report['ok'] = $false }
 } catch {
     $report['ok'] = $false
     $report['detail'] = $_.Exception.Message
+} finally {
+    Remove-Item -LiteralPath $Installer -Force -ErrorAction SilentlyContinue
 }
 Write-Report $report
 if (-not $report['ok']) { exit 1 }
