@@ -69,7 +69,7 @@ step "nixmox --config $config restore nixos-vm --list | head -4   # its archives
 nixmox --config "$config" restore nixos-vm --list | head -4
 step nixmox --config $config restore nixos-vm   # the guest is gone: nothing to replace, no question
 nixmox --config "$config" restore nixos-vm
-rc=0; nixmox --config "$config" plan --detailed-exitcode >/dev/null || rc=$?
+rc=0; as_root nixmox --config "$config" plan --detailed-exitcode >/dev/null || rc=$?
 [ "$rc" -eq 0 ] || { echo "demo: plan is not empty after the restore (exit $rc)" >&2; exit 1; }
 step "nixmox --config $config rebuild --dry-run   # what the answer to 'my server died' would do"
 nixmox --config "$config" rebuild --dry-run | sed -n '1,5p'
