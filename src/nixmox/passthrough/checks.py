@@ -23,6 +23,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.core.errors import NixmoxError
 from nixmox.core.verdict import Check, Status
+from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, Inventory
 
 #: The check ids of docs/passthrough.md, in the order they run (stable interface).
@@ -225,7 +226,7 @@ def check_iommu_present(facts: HostFacts) -> Check:
             "iommu-present",
             Status.PASS,
             HOST,
-            f"IOMMU {', '.join(facts.iommu_units)}, {len(facts.iommu_groups)} groups",
+            f"IOMMU {', '.join(facts.iommu_units)}, {plural(len(facts.iommu_groups), 'group')}",
         )
     intel = facts.cpu_vendor == "GenuineIntel"
     return Check(
