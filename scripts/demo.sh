@@ -62,6 +62,18 @@ echo "(each guest: 60 old nightly archives, pruned to keep-last 3, keep-daily 7,
 step nixmox --config $config backup verify --guest nixos-vm   # restore into a scratch VMID, boot, destroy
 nixmox --config "$config" backup verify --guest nixos-vm
 
+# The NixOS VM is destroyed by mistake (stopped, deleted with its disks), and brought
+# back from its newest archive: restored, converged to the inventory, started, its agent up.
+.venv/bin/python -m tests.lab.ctl destroy 101
+step "nixmox --config $config restore nixos-vm --list | head -4   # its archives, newest first"
+nixmox --config "$config" restore nixos-vm --list | head -4
+step nixmox --config $config restore nixos-vm   # the guest is gone: nothing to replace, no question
+nixmox --config "$config" restore nixos-vm
+rc=0; as_root nixmox --config "$config" plan --detailed-exitcode >/dev/null || rc=$?
+[ "$rc" -eq 0 ] || { echo "demo: plan is not empty after the restore (exit $rc)" >&2; exit 1; }
+step "nixmox --config $config rebuild --dry-run   # what the answer to 'my server died' would do"
+nixmox --config "$config" rebuild --dry-run | sed -n '1,5p'
+
 # A container image built by `nixmox template build nixos-lxc` (here: stand-in bytes; a real
 # build needs nixos-rebuild and nixpkgs) goes to the storage with vztmpl content.
 head -c 65536 /dev/urandom > "$work/nixos-lxc-demo.tar.xz"

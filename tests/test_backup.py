@@ -231,8 +231,12 @@ def test_minimal_inventory_works_as_it_is(
 
 
 def test_verify_restores_boots_and_removes_the_scratch_guest(
-    env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # As root@pam: only root may take the Windows copy's raw hostpci devices away
+    # (test_restore covers the token's refusal).
+    env = lab_root_env
+    env.pve.add_declared_guests()
     assert run(["backup", "--config", str(EXAMPLE)]) == 0
     capsys.readouterr()
     code = run(["backup", "verify", "--json", "--config", str(EXAMPLE)])
@@ -251,7 +255,13 @@ def test_verify_restores_boots_and_removes_the_scratch_guest(
     nets = [r for r in links if b"net" in r[2]]
     assert nets and all(b"link_down%3D1" in r[2] or b"link_down=1" in r[2] for r in nets)
     # every scratch guest got this run's mark before anything else was done to it
-    assert len(links) == 3 and all(b"description=nixmox+backup+verify" in r[2] for r in links)
+    marks = [r for r in links if b"description=nixmox+backup+verify" in r[2]]
+    assert len(marks) == 3 and links[0] in marks
+    # then what each copy must not keep goes in a PUT of its own (onboot; the Windows
+    # copy's devices too)
+    removals = [r for r in links if b"delete=" in r[2]]
+    assert len(links) == 6 and [links.index(r) for r in removals] == [1, 3, 5]
+    assert [b"hostpci0" in r[2] for r in removals] == [False, False, True]
 
 
 def test_verify_fails_cleanly_when_the_start_fails(

@@ -33,6 +33,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "schedule",
             "templates",
             "zfs_cache",
+            "restore",
         }
     ),
     frozenset({"runtime"}),

@@ -64,13 +64,17 @@ def apply_grant(lab: RunningLab, acl: Acl, without: tuple[str, str] | None = Non
 
 
 def printed_grant(
-    lab: RunningLab, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, job: str
+    lab: RunningLab,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    job: str,
+    config: Path = EXAMPLE,
 ) -> Acl:
     """`nixmox token --job JOB`, run with the lab's root login (as an admin would)."""
     for key, value in lab.root_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("NIXMOX_PVE_TOKEN_ID", raising=False)
-    assert run(["token", "--job", job, "--config", str(EXAMPLE)]) == 0
+    assert run(["token", "--job", job, "--config", str(config)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     monkeypatch.delenv("NIXMOX_PVE_USER")
     monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", TOKEN)

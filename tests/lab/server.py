@@ -171,6 +171,8 @@ class Lab(StrictAccess, FakePve):
         #: Called when a network reload has applied the pending interfaces.
         self.after_network_reload: Callable[[], None] | None = None
         self.pci_devices: list[PciDevice] = host_devices()
+        #: vmid -> the options a container restore took from its archive (not checked).
+        self._from_archive: dict[int, set[str]] = {}
         #: Dir storage paths with nothing mounted on them (a ZFS dataset not mounted).
         self.unmounted: set[str] = set()
         #: (storage, volname) written into the root file system under an unmounted path.
@@ -592,8 +594,23 @@ class Lab(StrictAccess, FakePve):
         record = self.storages.get(storage, {}).get("volumes", {}).get(volname)
         if record is None or record.get("content") != "backup":
             raise PveError(500, f"unable to restore VM {vmid} - volume '{archive}' does not exist")
-        if self.guest(vmid) is not None:
-            raise PveError(500, f"unable to restore VM {vmid} - VM {vmid} already exists")
+        existing = self.guest(vmid)
+        if existing is not None:
+            # PVE::API2::Qemu create_vm: force= overwrites a stopped VM of this node,
+            # its disks destroyed first; anything else is refused.
+            if not v.get("force") or not isinstance(existing, FakeVm) or existing.node != node:
+                raise PveError(500, f"unable to restore VM {vmid} - VM {vmid} already exists")
+            if existing.lock:
+                raise PveError(500, f"unable to restore VM {vmid} - VM is locked ({existing.lock})")
+            if existing.status == "running":
+                raise PveError(500, f"unable to restore VM {vmid} - VM {vmid} is running")
+            for key, value in list(existing.config.items()):
+                volume = str(value).split(",", 1)[0]
+                if re.fullmatch(r"(scsi|virtio|sata|ide|efidisk|tpmstate|unused)\d+", key) and (
+                    ":" in volume and "media=cdrom" not in str(value)
+                ):
+                    self._qm_free(volume)
+            self.vms.remove(existing)
         saved = dict(
             record.get("config")
             or {"name": f"vm{record['vmid']}", "memory": "512", "net0": "virtio,bridge=vmbr0"}
@@ -671,6 +688,37 @@ class Lab(StrictAccess, FakePve):
 
         return await self.task(node, "qmrestore", vmid, user, body, vm=vm)
 
+    def _restore_ct_config(self, v: dict[str, Any]) -> None:
+        storage, _, volname = str(v.get("ostemplate", "")).partition(":")
+        record = self.storages.get(storage, {}).get("volumes", {}).get(volname) or {}
+        saved = record.get("config")
+        if not saved:
+            return
+        for key, value in saved.items():
+            if key in ("lock", "digest", "ostype", "arch") or re.fullmatch(r"(mp|unused)\d+", key):
+                continue
+            if key == "rootfs":
+                if "rootfs" not in v:
+                    volume, _, rest = str(value).partition(",")
+                    size = re.search(r"(?:^|,)size=(\d+[KMGT]?)", rest)
+                    gib = max(1, size_bytes(size.group(1)) // GIB) if size else 8
+                    v["rootfs"] = f"{v.get('storage') or volume.split(':', 1)[0]}:{gib}"
+                    self._from_archive.setdefault(int(v["vmid"]), set()).add(key)
+                continue
+            if re.fullmatch(r"net\d+", key) and v.get("unique"):
+                value = re.sub(r",?hwaddr=[0-9A-Fa-f:]+", "", str(value))
+            if key not in v:
+                v[key] = value
+                self._from_archive.setdefault(int(v["vmid"]), set()).add(key)
+
+    def _check_modify_perm(self, user: str, vmid: int, pool: Any, ct: Any, *rest: Any) -> Any:
+        """fakepve's check of the options a create sets, less those a restore brought from
+        the archive: pct restore checks only the options of the request."""
+        params, *more = rest
+        skip = self._from_archive.get(int(vmid), set())
+        mine = {k: x for k, x in params.items() if k not in skip}
+        return super()._check_modify_perm(user, vmid, pool, ct, mine, *more)
+
     def _slow_restore(
         self,
         node: str,
@@ -743,6 +791,11 @@ class Lab(StrictAccess, FakePve):
                         500, f"can't clone VM to node '{target}' (VM uses local storage)"
                     )
         upid: str = await super()._qm_clone(v, user)
+        new = self.guest(int(v["newid"]))
+        agent = str(src.config.get("agent", "0")).split(",")[0] if src is not None else "0"
+        if isinstance(new, FakeVm) and agent in ("1", "enabled=1"):
+            # The NixOS template's image brings its guest agent up in every clone.
+            new.agent = {"os": _nixos_osinfo()}
         return upid
 
     # ------------------------------------------------------------- features
@@ -1988,7 +2041,13 @@ class Lab(StrictAccess, FakePve):
             record = self.storages.get(sid, {}).get("volumes", {}).get(volname) or {}
             saved = dict(record.get("config") or {})
             self._restore_rules(user, int(v["vmid"]), archive, saved, v.get("storage"))
-        upid: str = await super()._lxc_create(user, v)
+            # pct restore brings the archive's own config back (pct.conf inside it),
+            # the request's options winning.
+            self._restore_ct_config(v)
+        try:
+            upid: str = await super()._lxc_create(user, v)
+        finally:
+            self._from_archive.pop(int(v["vmid"]), None)
         return upid
 
     async def _lxc_start(self, user: str, v: dict[str, Any]) -> str:

@@ -236,6 +236,32 @@ class Zfs(_Adapter):
                 failed.append((name, exc))
         return failed
 
+    # -- recovery: browse clones, guarded rollback ------------------------------------
+
+    def clone(self, snapshot: str, target: str, properties: dict[str, str]) -> None:
+        """``zfs clone -o K=V ... SNAPSHOT TARGET``."""
+        options = [a for k, v in properties.items() for a in ("-o", f"{k}={v}")]
+        self._run(["clone", *options, snapshot, target], f"cannot clone {snapshot}", changes=True)
+
+    def unmount(self, dataset: str) -> None:
+        """``zfs unmount`` (a dataset that is not mounted is fine)."""
+        try:
+            self._run(["unmount", dataset], f"cannot unmount {dataset}", changes=True)
+        except ZfsError as exc:
+            if "not currently mounted" not in exc.stderr and "not mounted" not in exc.stderr:
+                raise
+
+    def destroy_filesystem(self, dataset: str) -> None:
+        """Destroy one file system (never recursively, never a snapshot by mistake)."""
+        if "@" in dataset or "#" in dataset:
+            raise ValueError(f"{dataset} is not a file system")
+        self._run(["destroy", dataset], f"cannot destroy {dataset}", changes=True)
+
+    def rollback_destroying_newer(self, snapshot: str) -> None:
+        """``zfs rollback -r SNAPSHOT``: every newer snapshot is destroyed (the caller
+        has named each of them)."""
+        self._run(["rollback", "-r", snapshot], f"cannot roll back to {snapshot}", changes=True)
+
     # -- replication: reading ----------------------------------------------------
 
     def exists(self, dataset: str) -> bool:

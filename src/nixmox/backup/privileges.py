@@ -26,7 +26,10 @@ lets every user call ``POST /nodes/{node}/vzdump``):
   archived NICs, ``Mapping.Use`` for its mapped devices); a privileged
   container needs ``Sys.Modify`` on ``/``;
 - then on the scratch guest: ``VM.Config.Options`` (the run's mark in its
-  description), ``VM.Config.Network`` and ``SDN.Use`` again (``link_down``:
+  description, ``onboot``/``startup`` removed), ``VM.Config.HWType`` (its
+  ``hostpci*``/``usb*`` removed: a copy never takes the original's devices),
+  ``Sys.Audit`` on the node (its free memory, read before the start),
+  ``VM.Config.Network`` and ``SDN.Use`` again (``link_down``:
   qemu-server checks the NIC's bridge on update), ``VM.PowerMgmt`` (start,
   stop), ``VM.Audit`` (status, config), the agent's ping
   (``VM.GuestAgent.Audit`` on PVE 9), ``VM.Allocate`` (destroy).
@@ -157,4 +160,20 @@ def verify_needs(
             ]
             if guest.kind == "vm" and guest.agent:
                 needs.append(Need(path, AGENT_AUDIT, f"{what}: ping the scratch guest's agent"))
+            if guest.kind == "vm" and guest.hostpci:
+                needs.append(
+                    Need(
+                        path,
+                        "VM.Config.HWType",
+                        f"{what}: remove the original's passthrough devices from the copy",
+                    )
+                )
+        # backup/copies.py: the node's free memory is read before the copy starts.
+        needs.append(
+            Need(
+                f"/nodes/{guest.node}",
+                "Sys.Audit",
+                f"{what}: check {guest.node}'s free memory before the scratch guest starts",
+            )
+        )
     return needs

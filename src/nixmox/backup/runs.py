@@ -195,6 +195,9 @@ class VerifySummary:
                     seconds=jsonrows.real(r, "seconds"),
                     message=jsonrows.text(r, "message"),
                     cleaned=bool(r.get("cleaned", True)),
+                    removed=jsonrows.texts(r, "removed"),
+                    restore_seconds=jsonrows.real(r, "restore_seconds"),
+                    boot_seconds=jsonrows.real(r, "boot_seconds"),
                 )
                 for r in jsonrows.rows(data, "guests")
             ),

@@ -1,8 +1,10 @@
 """`nixmox backup verify`: a backup that was never restored is not yet a backup.
 
 For each guest: restore its newest archive into a free scratch VMID of the
-configured range, with every network interface disconnected
-(``link_down=1``), start it, wait until it runs (and, for a VM with the agent
+configured range; before it starts, take away what the original owns
+(:mod:`nixmox.backup.copies`: passthrough devices, autostart, the hook script;
+every network interface disconnected with ``link_down=1``) and check that the
+node has the memory for it; start it, wait until it runs (and, for a VM with the agent
 enabled, until the agent answers), time it, then destroy the scratch guest,
 also when anything failed. Only a guest this run provably made is destroyed:
 its restore POST was accepted, and it carries the run's own mark (a
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nixmox.adapters.proxmox.client import ApiError, Proxmox
 from nixmox.adapters.proxmox.cluster import guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import TaskFailed, TaskTimeout, node_of, wait
 from nixmox.backup.archives import archives_of
+from nixmox.backup.copies import config_memory, copy_changes, memory_problem
 from nixmox.backup.job import content_path
 from nixmox.backup.scratch import ScratchRecord, ScratchRecords, Settled, settle, with_upid
 from nixmox.core import interrupt
@@ -45,6 +48,10 @@ class VerifyResult:
     seconds: float = 0.0
     message: str = ""
     cleaned: bool = True
+    #: What the scratch copy had taken away before it started (hostpci0, onboot, ...).
+    removed: list[str] = field(default_factory=list)
+    restore_seconds: float = 0.0  # the restore task alone
+    boot_seconds: float = 0.0  # start until running (and the agent answers)
 
 
 def free_vmid(api: Proxmox, verify: BackupVerify) -> int:
@@ -167,15 +174,26 @@ def verify_guest(
                     records.drop(scratch)
                 record = None
             raise
+        restored = clock.monotonic()
+        result.restore_seconds = restored - started
         path = f"{base}/{scratch}"
         config = api.get(f"{path}/config") or {}
-        # Disconnect every NIC: the copy must never answer on the guest's network.
-        down: dict[str, Any] = {
-            k: f"{v},link_down=1"
-            for k, v in config.items()
-            if k.startswith("net") and k[3:].isdigit() and "link_down=1" not in str(v)
-        }
+        # The copy must never take what the original owns, nor answer on its network.
+        changes = copy_changes(config)
+        down: dict[str, Any] = dict(changes.set)
         api.put(f"{path}/config", description=marker, **down)
+        if changes.delete:
+            try:
+                api.put(f"{path}/config", **changes.removals)
+            except NixmoxError as exc:
+                raise NixmoxError(
+                    f"not started: cannot remove {', '.join(changes.removed)} from the copy "
+                    f"({exc}); a copy never starts with the original's devices"
+                ) from None
+        result.removed = changes.removed
+        short = memory_problem(config_memory(config), api.get(f"/nodes/{node}/status") or {}, node)
+        if short:
+            raise NixmoxError(f"not started: {short}")
         # After a stop request the copy is not booted; the clean-up below still runs.
         interrupt.raise_if_stopping("the restored copy was not booted")
         progress.update(guest.name, f"booting scratch {scratch} (network links down)")
@@ -197,8 +215,11 @@ def verify_guest(
             progress.update(guest.name, f"scratch {scratch} runs; waiting for its guest agent")
             _wait_agent(api, path, deadline, clock)
         result.seconds = clock.monotonic() - started
+        result.boot_seconds = clock.monotonic() - restored
         result.ok = True
-        result.message = f"restored and running in {result.seconds:.1f} s"
+        result.message = f"restored and running in {result.seconds:.1f} s" + (
+            f" (removed from the copy: {', '.join(result.removed)})" if result.removed else ""
+        )
     except NixmoxError as exc:
         result.seconds = clock.monotonic() - started
         result.message = str(exc)

@@ -265,7 +265,13 @@ def token(
 # -- snapshots and retention --------------------------------------------------
 
 
-@app.command()
+snapshot_app = typer.Typer(
+    help="ZFS snapshots: take and prune on policy; list, browse, guarded rollback."
+)
+app.add_typer(snapshot_app, name="snapshot")
+
+
+@snapshot_app.callback(invoke_without_command=True)
 def snapshot(
     ctx: typer.Context,
     dry_run: DryRunOpt = False,
@@ -276,10 +282,90 @@ def snapshot(
     json: JsonOpt = False,
 ) -> None:
     """Take and prune ZFS snapshots on their policies (only nixmox's own are pruned)."""
+    if ctx.invoked_subcommand is None:
+        from nixmox.cli import snapshot
+
+        g = _globals(ctx, config, json)
+        raise typer.Exit(snapshot.run(g.config, dry_run=dry_run, monitor=monitor, as_json=g.json))
+
+
+@snapshot_app.command("list")
+def snapshot_list(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str | None, typer.Argument(metavar="[DATASET]", help="under this dataset (default: all)")
+    ] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Every snapshot (nixmox's and others') with its holds."""
     from nixmox.cli import snapshot
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(snapshot.run(g.config, dry_run=dry_run, monitor=monitor, as_json=g.json))
+    raise typer.Exit(snapshot.list_(g.config, dataset, as_json=g.json))
+
+
+@snapshot_app.command("clone")
+def snapshot_clone(
+    ctx: typer.Context,
+    snap: Annotated[str, typer.Argument(metavar="DATASET@SNAPSHOT", help="the snapshot")],
+    mountpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--mountpoint", metavar="DIR", help="mount it here (default under /run/nixmox)"
+        ),
+    ] = None,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="remove the clone nixmox made of it")
+    ] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Clone a snapshot to a read-only mount to copy files out (--remove cleans it up)."""
+    from nixmox.cli import snapshot
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        snapshot.clone(
+            g.config, snap, mountpoint=mountpoint, remove=remove, dry_run=dry_run, as_json=g.json
+        )
+    )
+
+
+@snapshot_app.command("rollback")
+def snapshot_rollback(
+    ctx: typer.Context,
+    snap: Annotated[str, typer.Argument(metavar="DATASET@SNAPSHOT", help="roll back to it")],
+    destroy_later: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--destroy-later", metavar="NAME", help="a newer snapshot the rollback may destroy"
+        ),
+    ] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="stop a running guest on it through the API first")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Roll a dataset back, guarded: newer snapshots named, a safety copy kept first."""
+    from nixmox.cli import snapshot
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        snapshot.rollback(
+            g.config,
+            snap,
+            destroy_later or [],
+            stop=stop,
+            yes=yes,
+            dry_run=dry_run,
+            as_json=g.json,
+        )
+    )
 
 
 @app.command()
@@ -287,12 +373,17 @@ def replicate(
     ctx: typer.Context,
     dataset: Annotated[
         str | None,
-        typer.Option("--dataset", help="only this declared source dataset (or one in its tree)"),
+        typer.Option(
+            "--dataset",
+            metavar="DATASET",
+            help="only this declared source dataset (or one in its tree)",
+        ),
     ] = None,
     discard: Annotated[
         list[str] | None,
         typer.Option(
             "--discard",
+            metavar="TARGET",
             help="let nixmox destroy exactly this target snapshot (REPLICA@SNAP) or roll back "
             "this replica (REPLICA) when it diverged; repeatable",
         ),
@@ -369,6 +460,99 @@ def backup_verify(
 
     g = _globals(ctx, config, json)
     raise typer.Exit(backup.verify(g.config, guest or [], as_json=g.json))
+
+
+# -- restore and rebuild ------------------------------------------------------
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    guest: Annotated[
+        str, typer.Argument(metavar="GUEST", help="the guest (its inventory name or VMID)")
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="the newest archive taken at or before TIME (inventory's zone)",
+        ),
+    ] = None,
+    archive: Annotated[
+        str | None, typer.Option("--archive", metavar="VOLID", help="this archive (VOLID)")
+    ] = None,
+    as_vmid: Annotated[
+        int | None,
+        typer.Option(
+            "--as", metavar="VMID", help="restore as a new guest VMID (links down, devices removed)"
+        ),
+    ] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="list the archives (age, size, last verification)")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="do not ask before restoring in place")
+    ] = False,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """A guest back from a backup: in place (what is there kept first) or as a new guest."""
+    from nixmox.cli import restore as restore_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        restore_command.restore(
+            g.config,
+            guest,
+            at=at,
+            archive=archive,
+            as_vmid=as_vmid,
+            list_only=list_only,
+            yes=yes,
+            dry_run=dry_run,
+            as_json=g.json,
+        )
+    )
+
+
+@app.command()
+def rebuild(
+    ctx: typer.Context,
+    verified: Annotated[
+        bool, typer.Option("--verified", help="only archives `backup verify` booted")
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="restore over guests that exist (each kept first)"),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask before --replace")] = False,
+    dry_run: DryRunOpt = False,
+    host_root: Annotated[
+        Path,
+        typer.Option(
+            "--host-root", metavar="DIR", help="the host's files for the passthrough checks"
+        ),
+    ] = Path("/"),
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The whole server from the inventory and the backups (my server died); resumable."""
+    from nixmox.cli import restore as restore_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        restore_command.rebuild(
+            g.config,
+            verified=verified,
+            replace=replace,
+            yes=yes,
+            dry_run=dry_run,
+            host_root=host_root,
+            as_json=g.json,
+        )
+    )
 
 
 # -- updates ------------------------------------------------------------------
@@ -831,6 +1015,14 @@ def _names_only(command: Any) -> None:
     """Show each argument by its metavar alone, as the options are: typer
     appends its Python type (``VMID <list[int]>``), which means nothing to a user."""
     for param in command.params:
+        if (
+            param.param_type_name == "option"
+            and param.metavar is None
+            and not getattr(param, "is_flag", False)
+            and not getattr(param, "count", False)
+        ):
+            # An option nobody named: its own name says what it takes (--pool POOL).
+            param.metavar = param.name.upper()
         if param.param_type_name == "argument" and param.metavar is not None:
             usage = param.metavar + ("..." if param.nargs != 1 else "")
             setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010

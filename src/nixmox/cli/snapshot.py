@@ -1,4 +1,4 @@
-"""`nixmox snapshot [--dry-run] [--monitor]`."""
+"""`nixmox snapshot [--dry-run] [--monitor]` and `snapshot list|clone|rollback`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,21 @@ import json
 import sys
 from pathlib import Path
 
+from nixmox.cli.prompt import confirmer
 from nixmox.core.tables import print_table
 from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.snapshot.job import TreeResult
-from nixmox.snapshot.runs import MonitorReport, prepare_snapshot, snapshot_claims, target_row
+from nixmox.snapshot.runs import (
+    MonitorReport,
+    prepare_browse,
+    prepare_rollback,
+    prepare_snapshot,
+    snapshot_claims,
+    snapshot_rows,
+    target_row,
+)
 from nixmox.snapshot.runs import monitor as freshness_report
 
 NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
@@ -102,3 +111,83 @@ def _monitor(report: MonitorReport, *, as_json: bool) -> int:
         # The message says the age already ("newest snapshot 2 h old ...").
         print(f"{NAGIOS[c.status]}: {c.dataset}: {c.message}")
     return worst
+
+
+def list_(config: Path | None, dataset: str | None, *, as_json: bool) -> int:
+    """``snapshot list``: every snapshot with its holds."""
+    inv = load_inventory(find_inventory(config))
+    rows = snapshot_rows(inv, dataset)
+    if as_json:
+        doc = [
+            {
+                "snapshot": r.full,
+                "dataset": r.dataset,
+                "name": r.name,
+                "holds": r.holds,
+                "nixmox": r.ours,
+            }
+            for r in rows
+        ]
+        print(json.dumps({"snapshots": doc}, indent=2))
+        return 0
+    table = [("snapshot", "by", "holds")]
+    table += [(r.full, "nixmox" if r.ours else "other", str(r.holds)) for r in rows]
+    print_table(table)
+    return 0
+
+
+def clone(
+    config: Path | None,
+    snapshot: str,
+    *,
+    mountpoint: str | None,
+    remove: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    """``snapshot clone``: a read-only mount of a snapshot, or its removal."""
+    inv = load_inventory(find_inventory(config))
+    work = prepare_browse(inv, snapshot, mountpoint=mountpoint, remove=remove, dry_run=dry_run)
+    summary = run_job(inv, "snapshot clone", work, dry_run=dry_run)
+    if as_json:
+        print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
+    elif summary.removed:
+        print(f"removed {summary.clone}")
+    else:
+        print(f"{snapshot} is mounted read-only at {summary.mountpoint} (clone {summary.clone})")
+        print(f"remove it with: nixmox snapshot clone --remove {snapshot}")
+    return 0
+
+
+def rollback(
+    config: Path | None,
+    snapshot: str,
+    destroy_later: list[str],
+    *,
+    stop: bool,
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    """``snapshot rollback``: guarded, asked for, journaled."""
+    inv = load_inventory(find_inventory(config))
+    work = prepare_rollback(inv, snapshot, destroy_later, stop=stop, dry_run=dry_run)
+    question = f"Roll back to {snapshot} (what is there now is copied aside first)?"
+    if not dry_run and not confirmer(yes)(
+        question, "refusing to roll back without --yes (no terminal to ask)"
+    ):
+        return 1
+    result = run_job(inv, "snapshot rollback", work, dry_run=dry_run)
+    if as_json:
+        print(
+            json.dumps(
+                {"dry_run": dry_run, **result.to_json(), "commands": result.commands}, indent=2
+            )
+        )
+    elif dry_run:
+        print("\n".join(result.commands))
+    else:
+        print(result.message)
+        if result.destroyed:
+            print(f"destroyed: {', '.join(result.destroyed)}")
+    return 0 if result.ok else 1

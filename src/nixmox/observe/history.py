@@ -172,6 +172,27 @@ def _template_upload(summary: Mapping[str, Any]) -> list[str]:
     return ["nothing uploaded"]
 
 
+def _restore(summary: Mapping[str, Any]) -> list[str]:
+    r = summary.get("restore")
+    if not isinstance(r, Mapping):
+        return ["nothing restored"]
+    head = f"{r.get('guest')} {r.get('mode')} ({r.get('target')}) from {r.get('archive')}"
+    lines = [head + (f", kept {r.get('kept')}" if r.get("kept") else "")]
+    return lines + ([] if r.get("ok") else _failures([str(r.get("message"))]))
+
+
+def _rebuild(summary: Mapping[str, Any]) -> list[str]:
+    guests = _rows(summary, "guests")
+    worked = [g for g in guests if isinstance(g.get("result"), Mapping)]
+    ok = [g for g in worked if g["result"].get("ok")]
+    head = f"{plural(len(ok), 'guest')} brought back"
+    left = len(guests) - len(worked)
+    head += f", {left} left alone" if left else ""
+    head += ", plan empty" if summary.get("plan_empty") else ""
+    failed = [f"{g.get('guest')}: {g['result'].get('message')}" for g in worked if g not in ok]
+    return [head, *_failures(failed)]
+
+
 def _pool_operation(summary: Mapping[str, Any]) -> list[str]:
     operation = str(summary.get("operation") or "scrub")
     pools = _rows(summary, "pools")
@@ -234,6 +255,10 @@ def summary_lines(run: Run) -> list[str]:
         lines = _provision(summary)
     elif run.command == "template upload":
         lines = _template_upload(summary)
+    elif run.command == "restore":
+        lines = _restore(summary)
+    elif run.command == "rebuild":
+        lines = _rebuild(summary)
     elif run.command in ("pool scrub", "pool trim"):
         lines = _pool_operation(summary)
     elif run.command == "pool check":

@@ -15,6 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nixmox.adapters.locks import Claim, dataset_claims
+from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import guest_path, read_guests
+from nixmox.adapters.proxmox.settings import connection
+from nixmox.adapters.proxmox.tasks import wait
 from nixmox.adapters.runner import Runner
 from nixmox.adapters.zfs import Zfs
 from nixmox.core import jsonrows
@@ -23,6 +27,17 @@ from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Snapshots
 from nixmox.rules.timespan import parse_timedelta
 from nixmox.snapshot.job import DatasetResult, Freshness, TreeResult, check_freshness, run_target
+from nixmox.snapshot.recover import (
+    GuestUse,
+    RollbackResult,
+    SnapshotRow,
+    browse,
+    guest_of,
+    list_snapshots,
+    rollback,
+    split_snapshot,
+    unbrowse,
+)
 
 
 def snapshot_settings(inv: Inventory) -> Snapshots:
@@ -153,3 +168,96 @@ def monitor(inv: Inventory, *, dry_run: bool = False) -> MonitorReport:
     if worst == 0 and any(c.status == 3 for c in checks):
         worst = 3
     return MonitorReport(tuple(checks), worst)
+
+
+# -- list, browse, rollback -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BrowseSummary:
+    """A ``snapshot clone`` run: the clone made (or removed) and where it is mounted."""
+
+    snapshot: str
+    clone: str
+    mountpoint: str | None
+    removed: bool = False
+
+    @property
+    def result(self) -> str:
+        return "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot,
+            "clone": self.clone,
+            "mountpoint": self.mountpoint,
+            "removed": self.removed,
+        }
+
+
+def prepare_browse(
+    inv: Inventory, snapshot: str, *, mountpoint: str | None, remove: bool, dry_run: bool
+) -> Callable[[], BrowseSummary]:
+    """Clone ``snapshot`` to a read-only mount, or remove that clone."""
+    split_snapshot(snapshot)
+    zfs = Zfs(Runner(dry_run=dry_run), inv.zfs.command)
+
+    def work() -> BrowseSummary:
+        if remove:
+            return BrowseSummary(snapshot, unbrowse(zfs, snapshot), None, removed=True)
+        clone, where = browse(zfs, snapshot, mountpoint)
+        return BrowseSummary(snapshot, clone, where)
+
+    return work
+
+
+def snapshot_rows(inv: Inventory, dataset: str | None) -> list[SnapshotRow]:
+    """``snapshot list``'s rows (reads only)."""
+    return list_snapshots(Zfs(Runner(), inv.zfs.command), dataset)
+
+
+def prepare_rollback(
+    inv: Inventory,
+    snapshot: str,
+    allowed: list[str],
+    *,
+    stop: bool,
+    dry_run: bool,
+) -> Callable[[], RollbackResult]:
+    """The guarded rollback of ``snapshot``, ready to run (see ``snapshot.recover``)."""
+    dataset, _ = split_snapshot(snapshot)
+    runner = Runner(dry_run=dry_run)
+    zfs = Zfs(runner, inv.zfs.command)
+    vmid = guest_of(inv, dataset)
+    use: GuestUse | None = None
+    api: Proxmox | None = None
+    if vmid is not None:
+        api = Proxmox(connection(inv.proxmox))
+        row = read_guests(api).get(vmid)
+        if row is not None:
+            use = GuestUse(vmid, row.node, row.type, row.status == "running")
+    calls: list[str] = []
+
+    def power(action: str) -> Callable[[GuestUse], None]:
+        def act(g: GuestUse) -> None:
+            path = f"{guest_path(g.node, g.kind, g.vmid)}/status/{action}"
+            calls.append(f"POST {path}")
+            if not dry_run and api is not None:
+                wait(api, api.post(path), what=f"{action} guest {g.vmid}")
+
+        return act
+
+    def work() -> RollbackResult:
+        result = rollback(
+            zfs,
+            snapshot,
+            allowed,
+            guest=use,
+            stop_guest=power("shutdown"),
+            start_guest=power("start"),
+            stop=stop,
+        )
+        result.commands = calls + [shlex.join(r.argv) for r in runner.history if r.skipped]
+        return result
+
+    return work
