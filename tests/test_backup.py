@@ -561,3 +561,21 @@ def test_a_stopped_passthrough_vm_is_not_backed_up_while_another_holds_its_gpu(
     # Once the other VM lets the card go, the backup runs.
     del other.config["hostpci0"]
     assert run(["backup", "--config", str(EXAMPLE), "--guest", "win11-gaming"]) == 0
+
+
+def test_the_text_report_does_not_count_a_skipped_guest_as_backed_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nixmox.backup.job import GuestResult
+    from nixmox.backup.runs import BackupSummary
+
+    interrupted = "not started: interrupted by SIGINT"
+    summary = BackupSummary(
+        (
+            GuestResult("nixos-vm", 101, "pve1", result="ok"),
+            GuestResult("win11-gaming", 102, "pve1", result="skipped", message=interrupted),
+        )
+    )
+    backup_command._print(summary, dry_run=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [f"win11-gaming: {interrupted}", "1 of 2 guests backed up, 1 skipped"]

@@ -66,9 +66,12 @@ def _print(summary: BackupSummary, dry_run: bool) -> None:
         for error in r.errors:
             print(f"{r.name}: {error}")
     failed = [r for r in results if not r.ok]
+    # Skipped (a template, or not started after Ctrl-C) is not backed up: say so.
+    skipped = [r for r in results if r.ok and r.result == "skipped"]
     verb = "planned" if dry_run else "backed up"
     print(
-        f"{len(results) - len(failed)} of {plural(len(results), 'guest')} {verb}"
+        f"{len(results) - len(failed) - len(skipped)} of {plural(len(results), 'guest')} {verb}"
+        + (f", {len(skipped)} skipped" if skipped else "")
         + (f", {len(failed)} failed" if failed else "")
     )
 
