@@ -424,6 +424,8 @@ def test_passthrough_blocker_is_pure() -> None:
     gpu = {"memory": "16384", "hostpci0": "0000:01:00,pcie=1,x-vga=1", "hostpci1": "0000:0b:00.3"}
     assert pci_devices(gpu) == {"01:00", "0b:00"}
     assert pci_devices({"hostpci0": "mapping=gpu,pcie=1"}) == set()
+    # A mapping counts as the devices it names on the node.
+    assert pci_devices({"hostpci0": "mapping=gpu,pcie=1"}, {"gpu": ["0000:01:00"]}) == {"01:00"}
     other = {"hostpci0": "01:00.1"}  # the same card's audio function
     assert "running VM 103 holds 01:00" in (blocker(gpu, [(103, other)], None) or "")
     assert blocker(gpu, [(103, {"memory": "2048"})], 32 * 1024**3) is None

@@ -217,12 +217,16 @@ def test_token_json_lists_root_only_keys(
     assert run(["--json", "token", "--job", "apply", "--config", str(EXAMPLE)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert any("affinity" in why for why in doc["root_only"])
-    assert any("raw PCI address" in why for why in doc["root_only"])
+    # The example passes its GPU and USB card through resource mappings: no raw address.
+    assert not any("raw PCI address" in why for why in doc["root_only"])
+    assert any(
+        line.startswith("pveum acl modify /mapping/pci/rtx3060 ") for line in doc["commands"]
+    ), doc
     assert all(p in shapes.PRIVILEGES for privs in doc["roles"].values() for p in privs)
 
 
 def token_inventory(tmp_path: Path, *, memory: str = "8192") -> Path:
-    """The example without the Windows VM (its affinity and raw hostpci are root@pam's)."""
+    """The example without the Windows VM (its affinity is root@pam's)."""
     text = EXAMPLE.read_text()
     start = text.index('[[guests]]\nname = "win11-gaming"')
     end = text.index("# ---", start)

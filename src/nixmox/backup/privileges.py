@@ -98,6 +98,17 @@ def backup_needs(storage: str, guests: Iterable[Guest], *, keep_all_param: bool)
                     "with its devices",
                 )
             )
+            for pci in guest.hostpci:
+                if pci.mapping:
+                    # The mapping index lists a mapping only to Mapping.Audit/Use/Modify.
+                    needs.append(
+                        Need(
+                            f"/mapping/pci/{pci.mapping}",
+                            "Mapping.Audit",
+                            f"see which device {guest.name}'s mapping {pci.mapping} names "
+                            "before vzdump starts it",
+                        )
+                    )
     return needs
 
 
