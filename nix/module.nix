@@ -54,6 +54,23 @@ let
       timeout = "4h"; section = "guests"; sandbox = "api"; api = true;
       description = "update the Windows guests";
     };
+    # The pool jobs work without any inventory section (every imported pool):
+    # section = null asks for none.
+    poolScrub = {
+      unit = "pool-scrub"; command = [ "pool" "scrub" ]; dates = "Sun *-*-1..7 01:00:00";
+      timeout = "2d"; section = null; sandbox = "zfs"; api = false;
+      description = "scrub the ZFS pools";
+    };
+    poolTrim = {
+      unit = "pool-trim"; command = [ "pool" "trim" ]; dates = "Sat *-*-* 01:00:00";
+      timeout = "12h"; section = null; sandbox = "zfs"; api = false;
+      description = "TRIM the ZFS pools";
+    };
+    poolCheck = {
+      unit = "pool-check"; command = [ "pool" "check" ]; dates = "*-*-* 07:00:00";
+      timeout = "15min"; section = null; sandbox = "zfs"; api = false;
+      description = "record pool and disk health (SMART)";
+    };
   };
 
   jobOptions = name: job: {
@@ -189,7 +206,7 @@ let
 in
 {
   options.services.nixmox = {
-    enable = mkEnableOption "nixmox, the Proxmox VE lab maintainer";
+    enable = mkEnableOption "nixmox, which keeps a Proxmox VE server snapshotted, backed up and updated";
 
     package = mkOption {
       type = types.package;
@@ -295,8 +312,16 @@ in
       }
     ]
     ++ lib.mapAttrsToList (name: job: {
-      assertion = !(cfg.${name}.enable && cfg.configFile == null && !(cfg.settings ? ${job.section}));
-      message = "services.nixmox.${name}: the job needs [${job.section}] in services.nixmox.settings.";
+      assertion = !(cfg.${name}.enable && isContainer && job.sandbox == "zfs" && job.unit != "snapshot");
+      message = ''
+        services.nixmox.${name}: zpool and smartctl need the pools' disks, which a
+        container does not have; run it on the host with `nixmox install`.
+      '';
+    }) jobs
+    ++ lib.mapAttrsToList (name: job: {
+      assertion = !(cfg.${name}.enable && cfg.configFile == null && job.section != null
+        && !(cfg.settings ? ${job.section}));
+      message = "services.nixmox.${name}: the job needs [${toString job.section}] in services.nixmox.settings.";
     }) jobs;
 
     environment.systemPackages = [ cfg.package ];

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium opens the HTML diagram page headless (tests/test_diagrams.py).
-PEERS="zfs-fuse qemu-guest-agent nix-bin openssh-server faketime prometheus prometheus-node-exporter chromium"
+PEERS="zfs-fuse qemu-guest-agent nix-bin openssh-server faketime smartmontools prometheus prometheus-node-exporter chromium"
 
 if [ "${1:-}" = "--peers" ]; then
   missing=""

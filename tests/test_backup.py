@@ -87,6 +87,7 @@ def test_a_run_keeps_exactly_what_the_rule_keeps(
         assert have == expected_survivors(env, vmid, kind)
         row = next(r for r in report["guests"] if r["vmid"] == vmid)
         assert row["result"] == "ok" and row["archive"] in have and row["removed"]
+        assert row["guest"] == row["name"]  # verify's key too
         assert all(r not in have for r in row["removed"])
     assert protected in volids(env, 101) and hand in volids(env, 101)
     assert volids(env, 555) == foreign
@@ -223,7 +224,7 @@ def test_minimal_inventory_works_as_it_is(
     code = run(["backup", "--config", str(inv)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "nixos-lxc" in out and "1 of 1 guests backed up" in out
+    assert "nixos-lxc" in out and "1 of 1 guest backed up" in out
 
 
 # -- restore-verify -------------------------------------------------------------
@@ -239,6 +240,10 @@ def test_verify_restores_boots_and_removes_the_scratch_guest(
     assert code == 0, report
     assert [g["ok"] for g in report["guests"]] == [True, True, True]
     assert {g["scratch"] for g in report["guests"]} == {9900}
+    # Each row names its guest under both keys backup's own rows use too.
+    names = ["nixos-lxc", "nixos-vm", "win11-gaming"]
+    assert [g["guest"] for g in report["guests"]] == [g["name"] for g in report["guests"]]
+    assert sorted(g["guest"] for g in report["guests"]) == names
     assert 9900 not in {g.vmid for g in env.pve.vms}
     starts = [r for r in env.pve.requests if r[1].endswith("/9900/status/start")]
     assert len(starts) == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +52,13 @@ def test_config_goes_before_or_after_the_command(capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().out.count("valid") == 2
 
 
+def test_config_check_counts_in_the_right_number(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["config", "check", "--config", EXAMPLE]) == 0
+    assert capsys.readouterr().out.endswith(
+        "valid (1 node, 3 bridges, 4 datasets, 4 storages, 3 guests, 1 snapshot policy)\n"
+    )
+
+
 def test_bad_flag_is_one_line_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["plan", "--no-such-flag"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -77,3 +86,78 @@ def test_internal_errors_show_traceback_only_with_vv(tmp_path: Path) -> None:
     # a command that raises does show the traceback at -vv:
     pending = subprocess.run([NIXMOX, "-vv", "status"], capture_output=True, text=True)
     assert pending.returncode == 1 and "Traceback" in pending.stderr
+
+
+def _every_command(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [path]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _every_command(sub, (*path, name))
+    return found
+
+
+def test_help_shows_names_not_python_types(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from nixmox.cli.app import app
+
+    commands = _every_command(typer.main.get_command(app))
+    assert ("adopt",) in commands and ("zfs", "cache", "add") in commands
+    for path in commands:
+        try:
+            assert run([*path, "--help"]) == 0, path
+        except SystemExit as exc:  # prune-sim's own (argparse) help
+            assert (path, exc.code) == (("prune-sim",), 0)
+        text = capsys.readouterr().out
+        # typer's own labels (`<list[str]>`, `<int>`, `<path>`): every value has a NAME.
+        assert "<" not in text and "{" not in text.split("\n", 1)[0], (path, text)
+    run(["adopt", "--help"])
+    assert capsys.readouterr().out.startswith("Usage: nixmox adopt [OPTIONS] VMID...\n")
+    run(["backup", "--help"])
+    assert "--guest NAME" in capsys.readouterr().out
+
+
+def test_a_missing_and_an_unreadable_inventory_are_config_errors_alike(tmp_path: Path) -> None:
+    unreadable = tmp_path / "conf" / "nixmox.toml"
+    unreadable.parent.mkdir()
+    unreadable.write_text("timezone = 'UTC'\n")
+    unreadable.chmod(0o600)  # root's: a user can see it exists, not read it
+    tmp_path.chmod(0o755)
+    unreadable.parent.chmod(0o755)
+    garbled = tmp_path / "garbled.toml"
+    garbled.write_bytes(b"\xff\xfe")
+    cases = {
+        tmp_path / "missing.toml": "inventory not found (give --config PATH)",
+        tmp_path: "cannot read the inventory: is a directory",
+        garbled: "cannot read the inventory: not UTF-8 text (byte 0)",
+    }
+    for path, reason in cases.items():
+        proc = subprocess.run(
+            [NIXMOX, "plan", "--config", str(path)], capture_output=True, text=True
+        )
+        assert (proc.returncode, proc.stderr) == (1, f"nixmox: {path}: {reason}\n")
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        # As another user, the file exists but cannot be read: the same exit code.
+        proc = subprocess.run(
+            [*as_nobody, NIXMOX, "config", "check", "--config", str(unreadable)],
+            capture_output=True,
+            text=True,
+        )
+        expected = f"nixmox: {unreadable}: cannot read the inventory: permission denied\n"
+        assert (proc.returncode, proc.stderr) == (1, expected)
+
+
+def test_help_calls_the_users_server_a_server(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    import typer
+
+    from nixmox.cli.app import app
+
+    # "the lab" is this project's test server; the user's is their Proxmox.
+    for path in _every_command(typer.main.get_command(app)):
+        if path == ("prune-sim",):
+            continue
+        run([*path, "--help"])
+        text = capsys.readouterr().out
+        assert not re.search(r"\blab\b", text), (path, text)

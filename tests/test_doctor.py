@@ -116,6 +116,7 @@ def test_every_area_of_the_contract_can_be_asked_for(
         "passthrough",
         "proxmox",
         "storage",
+        "pools",
         "guests",
         "backups",
         "snapshots",

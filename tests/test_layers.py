@@ -28,6 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "windows",
             "doctor",
             "passthrough",
+            "pool",
             "observe",
             "schedule",
             "templates",

@@ -155,7 +155,17 @@ def test_disabled_module_configures_nothing(evaluate: Any) -> None:
 def test_defaults(evaluate: Any) -> None:
     result = evaluate({"enable": True, "settings": SETTINGS, "snapshot": {"enable": True}})
     options = result["options"]["services"]["nixmox"]
-    jobs = ("snapshot", "backup", "backupVerify", "hostUpdate", "nixosUpdate", "windowsUpdate")
+    jobs = (
+        "snapshot",
+        "backup",
+        "backupVerify",
+        "hostUpdate",
+        "nixosUpdate",
+        "windowsUpdate",
+        "poolScrub",
+        "poolTrim",
+        "poolCheck",
+    )
     assert {j: options[j]["dates"]["default"] for j in jobs} == {
         "snapshot": "hourly",
         "backup": "*-*-* 02:30:00",
@@ -163,6 +173,9 @@ def test_defaults(evaluate: Any) -> None:
         "hostUpdate": "Sat *-*-* 04:00:00",
         "nixosUpdate": "*-*-* 03:30:00",
         "windowsUpdate": "Wed *-*-* 05:00:00",
+        "poolScrub": "Sun *-*-1..7 01:00:00",
+        "poolTrim": "Sat *-*-* 01:00:00",
+        "poolCheck": "*-*-* 07:00:00",
     }
     for job in jobs:
         assert options[job]["enable"]["default"] is False
@@ -376,7 +389,17 @@ def test_module_units_verify(evaluate: Any, tmp_path: Path) -> None:
     (package / "bin").mkdir(parents=True)
     (package / "bin" / "nixmox").write_text("#!/bin/sh\nexit 0\n")
     (package / "bin" / "nixmox").chmod(0o755)
-    jobs = ("snapshot", "backup", "backupVerify", "hostUpdate", "nixosUpdate", "windowsUpdate")
+    jobs = (
+        "snapshot",
+        "backup",
+        "backupVerify",
+        "hostUpdate",
+        "nixosUpdate",
+        "windowsUpdate",
+        "poolScrub",
+        "poolTrim",
+        "poolCheck",
+    )
     user: dict[str, Any] = {
         "enable": True,
         "configFile": str(tmp_path / "nixmox.toml"),
@@ -390,7 +413,7 @@ def test_module_units_verify(evaluate: Any, tmp_path: Path) -> None:
         for name, unit in config["systemd"][units].items():
             (out / f"{name}.{kind.lower()}").write_text(_unit_text(unit, kind))
     files = sorted(str(p) for p in out.iterdir())
-    assert len(files) == 13
+    assert len(files) == 19
     proc = subprocess.run(
         [analyze, "verify", "--man=no", *files], capture_output=True, text=True, timeout=60
     )

@@ -2,9 +2,12 @@
 
 nixmox's jobs run against the lab (backups, a failed backup, ZFS snapshots on
 zfs-fuse, Windows updates held and rolled back, an interrupted run, the journal
-moved aside in between). node_exporter's textfile collector serves the
-textfile, prometheus-pve-exporter reads the lab (its certificate checked), and
-one Prometheus scrapes both every second. Then every dashboard target runs as
+moved aside in between, a scrub and a pool check of the zfs-fuse pools, and a
+pool check of a degraded pool with real disks from the captured zpool and
+smartctl data files, which zfs-fuse's file vdevs cannot give).
+node_exporter's textfile collector serves the textfile,
+prometheus-pve-exporter reads the lab (its certificate checked), and one
+Prometheus scrapes both every second. Then every dashboard target runs as
 Grafana would send it, instant and range, with ``$__rate_interval``,
 ``$__range`` and the datasource variable filled in.
 """
@@ -43,6 +46,7 @@ from tests.peers._proc import wait_until
 from tests.peers.prometheus import NodeExporter, Prometheus, PromQL, PveExporter
 from tests.peers.require import missing, need_binary
 from tests.peers.zfs import ZfsFuse, unique_pool_name
+from tests.pool_support import TIB, capacity_run, tank_check
 
 pytestmark = pytest.mark.peer
 
@@ -56,8 +60,9 @@ MAX_POINTS = 1000
 #: A guest Proxmox has and nixmox does not manage (so it has no nixmox backup).
 FOREIGN = 555
 WINDOWS = 102
-#: A series that first appears in the last round of jobs.
-NEWEST = 'nixmox_job_runs_total{command="replicate",result="ok"}'
+#: A series that first appears in the last round of jobs (every result of a command is
+#: there at 0 from its first run, so a new run count is no new series).
+NEWEST = 'nixmox_pool_state{pool="tank",state="DEGRADED"}'
 
 
 @dataclass
@@ -117,7 +122,9 @@ def _inventory(path: Path, pools: dict[str, str], textfile: Path) -> Path:
         r'\[\[replication\.datasets\]\]\n[^\[]*target = "nas"\n[^\[]*?(?=\n[#\[])', "", text
     )
     assert "nas" not in tomllib.loads(text)["replication"]["targets"]
-    path.write_text(text)
+    # The scrub runs now, whatever the hour: no pause window.
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("pause_during"))
+    path.write_text(text + "\n")
     return path
 
 
@@ -250,6 +257,17 @@ def _run_jobs(
             job.summary = {"guests": [], "interrupted": "SIGTERM"}
         return 0
 
+    step("pool scrub", 0, lambda: run(["pool", "scrub", "--json", *config]))
+    step("pool check", 0, lambda: run(["pool", "check", "--json", *config]))
+
+    def captured_pool() -> int:
+        now = datetime.now(UTC)
+        summary = tank_check(now, history=(capacity_run(10, int(5.2 * TIB)),))
+        with observed_run(load_inventory(inv_path), "pool check") as job:
+            job.summary = summary
+        return 0
+
+    step("pool check (captured tank)", 0, captured_pool)
     step("backup (interrupted)", 0, interrupted)
     _settled(stack.prom, 'nixmox_job_runs_total{command="backup",result="interrupted"}', 1)
     # Rates need two samples in $__rate_interval: let a few more scrapes land.
@@ -348,7 +366,7 @@ def _values(stack: Stack, title: str, *labels: str) -> dict[tuple[str, ...], flo
     return {tuple(s["metric"][k] for k in labels): float(s["value"][1]) for s in series}
 
 
-COMMANDS = {"backup", "snapshot", "replicate", "update windows"}
+COMMANDS = {"backup", "snapshot", "replicate", "update windows", "pool scrub", "pool check"}
 
 
 def test_the_job_panels_show_one_series_per_command_with_its_values(stack: Stack) -> None:
@@ -358,7 +376,14 @@ def test_the_job_panels_show_one_series_per_command_with_its_values(stack: Stack
     finally:
         journal.close()
     success = _values(stack, "Last run succeeded", "command")
-    assert success == {("backup",): 0, ("snapshot",): 1, ("replicate",): 1, ("update windows",): 1}
+    assert success == {
+        ("backup",): 0,
+        ("snapshot",): 1,
+        ("replicate",): 1,
+        ("update windows",): 1,
+        ("pool scrub",): 1,
+        ("pool check",): 1,
+    }
     since = _values(stack, "Since the last run", "command")
     assert set(since) == {(c,) for c in COMMANDS}
     for (command,), age in since.items():
@@ -396,6 +421,8 @@ def test_the_run_counter_never_went_down_across_the_moved_journal(stack: Stack) 
         ("replicate", "ok"): 1,
         ("update windows", "ok"): 2,
         ("update windows", "failed"): 1,
+        ("pool scrub", "ok"): 1,
+        ("pool check", "ok"): 2,
     }
     # Prometheus's own `job` is the scrape job's; nixmox's label came through untouched.
     assert not stack.prom.vector("nixmox_job_runs_total{exported_job!=''}")
@@ -436,8 +463,35 @@ def test_the_update_and_snapshot_panels(stack: Stack) -> None:
     assert set(since) == set(lag)
 
 
+def test_the_pool_and_disk_panels(stack: Stack) -> None:
+    journal = Journal(stack.state)
+    try:
+        [scrub] = journal.runs("pool scrub")
+    finally:
+        journal.close()
+    scrubbed = {row["pool"] for row in scrub.summary["pools"]}
+    assert len(scrubbed) == 2  # the example's two pools, on zfs-fuse
+    states = _values(stack, "Pool state", "pool", "state")
+    assert states == {**{(p, "ONLINE"): 1 for p in scrubbed}, ("tank", "DEGRADED"): 1}
+    since = _values(stack, "Since the last scrub", "pool")
+    assert all(0 <= since[(p,)] < 600 for p in scrubbed)
+    assert since[("tank",)] > 86400  # zpool status's scrub of the captured pool, long ago
+    used = _values(stack, "Pool capacity", "pool")
+    assert used[("tank",)] == 0.75 and all(0 < used[(p,)] < 1 for p in scrubbed)
+    days = _values(stack, "Time until the forecast threshold", "pool")[("tank",)] / 86400
+    assert 14 < days < 16
+    health = _values(stack, "Disk SMART health", "device")
+    assert len(health) == 5 and set(health.values()) == {1}
+    errors = _answers(stack, _by_title("Device errors"))["instant"]
+    bad = {(s["metric"]["vdev"], s["metric"]["type"]) for s in errors if float(s["value"][1])}
+    assert bad == {
+        ("ata-ST8000VN004-3CP101_WWZ2EFGH", "read"),
+        ("ata-ST8000VN004-3CP101_WWZ2EFGH", "checksum"),
+    }
+
+
 def test_promtool_accepts_every_textfile_nixmox_wrote(stack: Stack) -> None:
-    assert len(stack.checked) == 9
+    assert len(stack.checked) == 12
     for name, code, output in stack.checked:
         assert (code, output.strip()) == (0, ""), name
 

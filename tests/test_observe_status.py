@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -74,10 +76,22 @@ def test_backup_run_feeds_metrics_notification_history_and_status(
     assert run(["status", "--config", str(config)]) == 0
     text = capsys.readouterr().out
     assert "Proxmox API reachable" in text and "doctor (proxmox, guests, backups)" in text
-    assert run(["history", "--job", "backup"]) == 0
+    # Times in the inventory's zone, named, as the archives' names are in local time.
+    assert report["timezone"] == "Europe/Vienna"
+    vienna = ZoneInfo("Europe/Vienna")
+    header = datetime.fromtimestamp(report["now"], vienna).strftime("%Y-%m-%d %H:%M")
+    assert re.match(rf"nixmox status at {header}:\d\d CES?T: ", text), text
+    backup = datetime.fromtimestamp(guests["nixos-vm"]["backup_time"], vienna)
+    [row] = [line for line in text.splitlines() if line.startswith("nixos-vm ")]
+    assert backup.strftime("%Y-%m-%d %H:%M %Z") in row
+    assert run(["history", "--job", "backup", "--config", str(config)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert "ok" in table[1] and "1 guest backed up" in table[1]
     assert "failed" in table[2] and "1 failed: nixos-vm" in table[2]
+    assert run(["history", "--job", "backup", "--json"]) == 0
+    started = json.loads(capsys.readouterr().out)[0]["started"]
+    shown = datetime.fromtimestamp(started, vienna).strftime("%Y-%m-%d %H:%M:%S %Z")
+    assert table[1].startswith(shown + "  backup  ok")
 
 
 def test_status_without_the_api_still_reads_the_journal(
@@ -194,3 +208,37 @@ def test_status_says_cannot_see_for_guests_the_token_may_not_audit(
     assert states == {"lxc/100": "missing", "qemu/101": "cannot see", "qemu/102": "stopped"}
     run(["status", "--config", str(config)])
     assert "cannot see" in capsys.readouterr().out
+
+
+def test_status_shows_the_pools_and_disks_the_pool_runs_recorded(
+    env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nixmox.adapters.journal import state_dir
+    from tests.observe_support import record
+    from tests.pool_support import GROWING, TIB, capacity_run, scrub_summary, tank_check
+
+    config = inventory(tmp_path, textfile=None, urls=[])
+    history = (capacity_run(10, int(5.2 * TIB)),)
+    record(state_dir(), "pool check", "ok", tank_check(datetime.now(UTC), history=history))
+    record(state_dir(), "pool scrub", "ok", scrub_summary("tank", repaired=4096))
+    code, report = status_json(capsys, config)
+    [pool] = report["pools"]
+    assert (pool["pool"], pool["state"], pool["capacity"]) == ("tank", "DEGRADED", 75.0)
+    assert pool["scrub_outcome"] == "finished" and pool["scrub_repaired"] == 4096
+    assert pool["forecast"].startswith("at the last 10 days' rate (+1.00%/day), 90% in 1")
+    assert len(report["disks"]) == 5 and all(d["healthy"] for d in report["disks"])
+    assert [j["job"] for j in report["jobs"]] == ["pool check", "pool scrub"]
+    # The lab's guests have no backups (doctor FAILs that); pool findings are no part of it
+    # away from the node (doctor's pools area runs there, or with --host-root).
+    assert code == 2 and "pools" not in report["doctor"]["areas"]
+    assert not [c for c in report["doctor"]["checks"] if c["id"].startswith(("pool-", "disk-"))]
+    assert run(["status", "--config", str(config)]) == 2
+    text = capsys.readouterr().out.splitlines()
+    [line] = [t for t in text if t.startswith("tank ")]
+    assert "DEGRADED" in line and "75%" in line and "4096 B repaired" in line
+    assert "90% in 1" in line
+    [disk] = [t for t in text if t.startswith(GROWING)]
+    assert disk.split()[1] == "tank" and "8 reallocated" in disk
+    jobs = {t.split()[0] + " " + t.split()[1]: t for t in text if t.startswith("pool ")}
+    assert "1 pool and 5 disks read, 4 findings" in jobs["pool check"]  # the forecast too
+    assert "1 pool scrubbed, 0 errors, 4096 B repaired" in jobs["pool scrub"]

@@ -294,6 +294,24 @@ def test_adopt_round_trips(
     assert [g["action"] for g in report["guests"]] == ["none"] * 3, report
 
 
+def test_adopt_json_gives_the_same_entries(
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tomllib
+
+    lab_env.pve.add_declared_guests()
+    toml = tomllib.loads(run_adopt(capsys))
+    # --json before the command, as the global options go, and after it.
+    vmids = ["100", "101", "102"]
+    for args in (["--json", "adopt", *vmids], ["adopt", *vmids, "--json"]):
+        assert run([*args, "--config", str(EXAMPLE)]) == 0
+        assert json.loads(capsys.readouterr().out) == {"guests": toml["guests"], "missing": []}
+    assert run(["--json", "adopt", "100", "4242", "--config", str(EXAMPLE)]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["missing"] == [4242]
+    assert captured.err.strip() == "nixmox: adopt: no guest 4242 on the cluster"
+
+
 def test_adopt_unknown_vmid_is_one_line(
     lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,7 +100,10 @@ def test_no_option_keeps_everything_like_proxmox() -> None:
 def test_bad_line_names_its_line_number() -> None:
     proc = sim("--keep-last", "1", stdin="2024-01-01T00:00:00Z\nyesterday\n")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "nixmox: stdin:2: 'yesterday' is not an ISO-8601 time"
+    assert proc.stderr.strip() == (
+        "nixmox: stdin:2: 'yesterday' is neither a time (ISO-8601 like 2026-12-04 02:30, "
+        "optionally followed by 'protected') nor a vzdump archive name"
+    )
 
 
 def test_unknown_flag_word_is_refused() -> None:
@@ -122,3 +126,90 @@ def test_bad_options_are_one_line() -> None:
 
 def test_empty_input_prints_an_empty_list() -> None:
     assert json.loads(sim("--keep-last", "1", "--json", stdin="").stdout) == []
+
+
+def test_a_time_without_seconds_or_t_is_accepted() -> None:
+    lines = "2026-12-04 02:30\n2026-12-03 02:30 protected\n2026-12-02T02:30\n"
+    rows = json.loads(sim("--keep-last", "1", "--tz", "UTC", "--json", stdin=lines).stdout)
+    assert rows == [
+        {"time": "2026-12-04 02:30", "mark": "keep", "reason": "keep-last 1/1"},
+        {"time": "2026-12-03 02:30", "mark": "protected", "reason": "protected"},
+        {
+            "time": "2026-12-02T02:30",
+            "mark": "remove",
+            "reason": "beyond keep-last (1 already kept)",
+        },
+    ]
+
+
+PVESM_LIST = """\
+Volid                                                    Format  Type        Size VMID
+backups:backup/vzdump-lxc-100-2026_11_20-02_30_00.tar.zst tar.zst backup  104857600 100
+backups:backup/vzdump-lxc-100-2026_11_21-02_30_00.tar.zst tar.zst backup  104857600 100
+backups:backup/vzdump-qemu-101-2026_11_19-02_30_00.vma.zst vma.zst backup 2147483648 101
+backups:backup/vzdump-qemu-101-2026_11_21-02_30_00.vma.zst vma.zst backup 2147483648 101
+"""
+
+
+def test_a_storage_listing_is_read_as_it_is_each_guest_on_its_own() -> None:
+    rows = json.loads(
+        sim("--keep-last", "1", "--tz", "Europe/Vienna", "--json", stdin=PVESM_LIST).stdout
+    )
+    marks = {r["time"].split("/")[1]: r["mark"] for r in rows}
+    # keep-last 1 keeps one per guest, as Proxmox prunes each guest's backups alone.
+    assert marks == {
+        "vzdump-lxc-100-2026_11_21-02_30_00.tar.zst": "keep",
+        "vzdump-qemu-101-2026_11_21-02_30_00.vma.zst": "keep",
+        "vzdump-lxc-100-2026_11_20-02_30_00.tar.zst": "remove",
+        "vzdump-qemu-101-2026_11_19-02_30_00.vma.zst": "remove",
+    }
+    stamps = [re.search(r"\d{4}(_\d\d){2}-(\d\d_?){3}", r["time"])[0] for r in rows]  # type: ignore[index]
+    assert stamps == sorted(stamps, reverse=True)  # newest first across the guests
+
+
+def test_a_dump_directory_listing_with_its_companion_files() -> None:
+    listing = """\
+total 16
+-rw-r--r-- 1 root root 900 Nov 21 02:31 vzdump-qemu-101-2026_11_21-02_30_00.log
+-rw-r--r-- 1 root root 5G Nov 21 02:31 vzdump-qemu-101-2026_11_21-02_30_00.vma.zst
+-rw-r--r-- 1 root root 12 Nov 21 02:31 vzdump-qemu-101-2026_11_21-02_30_00.vma.zst.notes
+-rw-r--r-- 1 root root 5G Nov 20 02:31 vzdump-qemu-101-2026_11_20-02_30_00.vma.zst
+-rw-r--r-- 1 root root 5G Nov 19 02:31 vzdump-qemu-101-2026_11_19-02_30_00.vma.zst
+-rw-r--r-- 1 root root 0 Nov 19 09:00 vzdump-qemu-101-2026_11_19-02_30_00.vma.zst.protected
+-rw-r--r-- 1 root root 5G Nov 10 12:00 vzdump-qemu-101-before-upgrade.vma.zst
+"""
+    rows = json.loads(sim("--keep-last", "1", "--tz", "UTC", "--json", stdin=listing).stdout)
+    assert [(r["time"], r["mark"]) for r in rows] == [
+        ("vzdump-qemu-101-2026_11_21-02_30_00.vma.zst", "keep"),
+        ("vzdump-qemu-101-2026_11_20-02_30_00.vma.zst", "remove"),
+        ("vzdump-qemu-101-2026_11_19-02_30_00.vma.zst", "protected"),
+    ]
+
+
+def test_on_a_terminal_it_says_it_reads_stdin() -> None:
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [NIXMOX, "prune-sim", "--keep-last", "1", "--tz", "UTC"],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.close(terminal)
+        # A line, then Ctrl-D at the start of the next: the end of the input.
+        os.write(controller, b"2026-12-04 02:30\n\x04")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0, err
+    assert err.splitlines() == [
+        "prune-sim: reading backups from stdin, one per line (a time or a vzdump file name); "
+        "end with Ctrl-D"
+    ]
+    assert "2026-12-04 02:30  keep" in out
+    # Not on a pipe: a filter stays quiet.
+    assert sim("--keep-last", "1").stderr == ""

@@ -317,15 +317,23 @@ def test_missing_dataset_exits_1_and_others_still_run(
 
 
 @pytest.mark.parametrize(
-    ("when", "code", "word"),
+    ("when", "code", "word", "detail"),
     [
-        ("2026-04-01 12:00:00", 0, "OK"),
-        ("2026-04-03 12:00:00", 1, "WARNING"),
-        ("2026-04-06 12:00:00", 2, "CRITICAL"),
+        # (faketime's clock runs: a few minutes past 2 h, so the age reads "2 h", not "119 min")
+        ("2026-04-01 12:05:00", 0, "OK", "newest snapshot 2 h old"),
+        ("2026-04-03 12:00:00", 1, "WARNING", "newest snapshot 2 d old (warning after 2 d)"),
+        ("2026-04-06 12:00:00", 2, "CRITICAL", "newest snapshot 5 d old (critical after 4 d)"),
     ],
 )
 def test_monitor_is_nagios_style(
-    zfs: ZfsFuse, lab_pool: str, tmp_path: Path, faketime_bin: str, when: str, code: int, word: str
+    zfs: ZfsFuse,
+    lab_pool: str,
+    tmp_path: Path,
+    faketime_bin: str,
+    when: str,
+    code: int,
+    word: str,
+    detail: str,
 ) -> None:
     inv = write_inventory(tmp_path / "n.toml", lab_pool)
     assert (
@@ -345,6 +353,8 @@ def test_monitor_is_nagios_style(
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert proc.stdout.startswith(f"NIXMOX SNAPSHOT {word} - ")
     assert f"'{lab_pool}/shared'=" in proc.stdout.splitlines()[0]
+    # The age once, not again in brackets after the threshold.
+    assert proc.stdout.splitlines()[1:] == [f"{word}: {lab_pool}/shared: {detail}"]
 
 
 def test_monitor_unknown_when_zfs_fails(zfs: ZfsFuse, lab_pool: str) -> None:
@@ -501,3 +511,18 @@ def test_clock_moved_back_keeps_the_new_snapshot(
         "nixmox_2026-04-01T11:30",
         "nixmox_2026-04-01T11:10",
     ]
+
+
+def test_a_dry_run_says_why_a_target_failed(
+    zfs: ZfsFuse, lab_pool: str, tmp_path: Path, faketime_bin: str
+) -> None:
+    inv = write_inventory(tmp_path / "n.toml", lab_pool)
+    inv.write_text(inv.read_text().replace(f'"{lab_pool}/shared"', f'"{lab_pool}/nope"'))
+    proc = nixmox_at(
+        "2026-04-01 08:00:00", zfs, tmp_path / "s", "snapshot", "--dry-run", "--config", str(inv)
+    )
+    assert proc.returncode == 1
+    # The other target's commands still print; the failed one says why on stderr.
+    assert f"zfs snapshot -r {lab_pool}/ct@" in proc.stdout
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"nixmox: {lab_pool}/nope: ") and "does not exist" in line

@@ -33,6 +33,9 @@ EXAMPLE_CALENDARS = {
     "nixmox-update-host.timer": "Sat *-*-* 04:00:00 Europe/Vienna",
     "nixmox-update-nixos.timer": "*-*-* 03:30:00 Europe/Vienna",
     "nixmox-update-windows.timer": "Wed *-*-* 05:00:00 Europe/Vienna",
+    "nixmox-pool-scrub.timer": "Sun *-*-01..07 01:00:00 Europe/Vienna",
+    "nixmox-pool-trim.timer": "Sat *-*-* 01:00:00 Europe/Vienna",
+    "nixmox-pool-check.timer": "*-*-* 07:00:00 Europe/Vienna",
 }
 
 SMALL = """\
@@ -130,7 +133,7 @@ def test_small_inventory_units_verify(analyze: str, executable: Path, tmp_path: 
     token = tmp_path / "token"
     token.write_text("s3cret-token-value\n")
     inv = parse_inventory(SMALL.format(token=token, via="ssh"))
-    state = PurePosixPath(tmp_path / "state")
+    state = PurePosixPath("/srv/nixmox-state")
     units = render_units(inv, _settings(executable, state_dir=state))
     assert sorted(units) == [
         "nixmox-failed@.service",
@@ -288,7 +291,7 @@ def test_install_into_root_verifies_and_uninstall_leaves_nothing(
     assert _nixmox("install", "--root", str(root)) == 0
     unit_dir = root / "etc" / "systemd" / "system"
     installed = sorted(p.name for p in unit_dir.glob("nixmox-*"))
-    assert len(installed) == 15
+    assert len(installed) == 21
     _verify(analyze, [str(unit_dir / name) for name in installed])
     manifest = root / "var" / "lib" / "nixmox" / "installed-units.json"
     assert manifest.stat().st_mode & 0o777 == 0o600
@@ -424,3 +427,86 @@ def test_sandboxed_jobs_may_write_the_metrics_textfile(executable: Path) -> None
     assert _keys(units["nixmox-snapshot.service"], "ReadWritePaths") == [
         "/var/lib/prometheus/node-exporter"
     ]
+
+
+# -- render systemd on stdout, the state directory it bakes in -------------------------
+
+
+def test_render_without_out_prints_the_units_under_their_paths(
+    cli_env: None, executable: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _nixmox("render", "systemd") == 0
+    captured = capsys.readouterr()
+    # Split where `systemctl cat` would: each unit under a `# /etc/systemd/system/NAME` line.
+    parts = re.split(r"^# /etc/systemd/system/(\S+)\n", captured.out, flags=re.MULTILINE)
+    printed = dict(zip(parts[1::2], parts[2::2], strict=True))
+    expected = render_units(load_inventory(EXAMPLE), _settings(executable))
+    assert {name: text.rstrip("\n") for name, text in printed.items()} == {
+        name: text.rstrip("\n") for name, text in expected.items()
+    }
+    # The default state directory comes from nowhere in particular: nothing to say.
+    assert captured.err == ""
+
+
+def test_render_says_when_it_bakes_the_callers_state_dir(
+    cli_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NIXMOX_STATE_DIR", "/srv/nixmox-state")
+    assert _nixmox("render", "systemd") == 0
+    captured = capsys.readouterr()
+    assert "Environment=NIXMOX_STATE_DIR=/srv/nixmox-state" in captured.out
+    assert captured.err.splitlines() == [
+        "the units use NIXMOX_STATE_DIR=/srv/nixmox-state from your environment "
+        "(the default is /var/lib/nixmox)"
+    ]
+
+
+@pytest.mark.parametrize("state", ["/tmp/nixmox", "/var/tmp/state", "/tmp"])
+def test_render_and_install_refuse_a_state_dir_private_tmp_hides(
+    cli_env: None,
+    state: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("NIXMOX_STATE_DIR", state)
+    root = tmp_path / "root"
+    root.mkdir()
+    assert _nixmox("render", "systemd") == 1
+    assert _nixmox("install", "--root", str(root)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0] == err[1]
+    assert err[0].startswith(f"nixmox: NIXMOX_STATE_DIR '{state}' is under /tmp or /var/tmp")
+    assert "PrivateTmp=yes" in err[0]
+    assert list(root.iterdir()) == []
+
+
+def test_a_metrics_textfile_under_tmp_is_refused(executable: Path) -> None:
+    text = SMALL.format(token="/etc/t", via="ssh") + '[metrics]\ntextfile = "/tmp/m/nixmox.prom"\n'
+    refused = re.escape("metrics.textfile '/tmp/m/nixmox.prom' is under /tmp")
+    with pytest.raises(ConfigError, match=refused):
+        render_units(parse_inventory(text), _settings(executable))
+
+
+def test_install_refusals_name_the_path_under_the_root(
+    cli_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root"
+    unit_dir = root / "etc" / "systemd" / "system"
+    assert _nixmox("install", "--root", str(root)) == 1  # no such root yet
+    unit_dir.mkdir(parents=True)
+    assert _nixmox("install", "--root", str(root)) == 0
+    edited = unit_dir / "nixmox-snapshot.timer"
+    edited.write_text(edited.read_text() + "# mine\n")
+    assert _nixmox("uninstall", "--root", str(root)) == 1
+    assert _nixmox("install", "--root", str(root)) == 1
+    edited.unlink()
+    assert _nixmox("uninstall", "--root", str(root)) == 0
+    (unit_dir / "nixmox-backup.service").write_text("# mine\n")
+    assert _nixmox("install", "--root", str(root)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4
+    assert err[0] == f"nixmox: {root}: no such directory to install into"
+    for line in err[1:3]:
+        assert f"{edited} changed since `nixmox install` wrote it" in line
+    assert f"{unit_dir / 'nixmox-backup.service'} exists and was not written" in err[3]

@@ -345,7 +345,7 @@ def test_upgrade_over_ssh_after_apt_update_and_a_root_snapshot(
     code, text = rig.text(capsys)
     assert code == 0, text
     # The list of upgrades, shown before the table.
-    assert "pve-a: 2 upgrade(s):" in text
+    assert "pve-a: 2 upgrades:" in text
     assert "  pve-manager 9.0.10 -> 9.0.11" in text
     assert "  proxmox-kernel-6.14 6.14.8-2 -> 6.14.11-1" in text
     assert rig.pve.apt_refreshes == 1  # the apt update task ran, through the API
@@ -359,7 +359,7 @@ def test_upgrade_over_ssh_after_apt_update_and_a_root_snapshot(
     [row] = journaled.summary["guests"]
     assert row["guest"] == "pve-a" and row["vmid"] is None and row["result"] == "ok"
     assert row["snapshot"] == snapshot and row["pending"] == 0
-    assert row["message"] == "2 package(s) upgraded; no reboot needed"
+    assert row["message"] == "2 packages upgraded; no reboot needed"
     assert "upgrade pve-manager 9.0.10 -> 9.0.11" in row["steps"]
     assert rig.pve.host_events == []  # no reboot: the stand-in installed no kernel
 
@@ -387,7 +387,7 @@ def test_policy_never_holds_the_reboot_and_exits_0(
     [row] = report["guests"]
     assert row["result"] == "held" and row["pending"] == 1
     assert row["message"] == (
-        f"2 package(s) upgraded; reboot pending (running kernel {RUNNING}, newest installed "
+        f"2 packages upgraded; reboot pending (running kernel {RUNNING}, newest installed "
         f"{NEWER}), held by policy: reboot = never"
     )
     assert report["pending"] == {"pve-a": 1}
@@ -485,7 +485,7 @@ def test_dry_run_changes_nothing(
     [row] = report["guests"]
     assert row["result"] == "dry-run"
     assert row["message"] == (
-        f"would snapshot {rig.root('pve-a')} and upgrade 2 package(s); would reboot "
+        f"would snapshot {rig.root('pve-a')} and upgrade 2 packages; would reboot "
         "(kernel upgrade: proxmox-kernel-6.14), shut down lxc 100 (no other node to move "
         "it to), shut down qemu 101 (no other node to move it to)"
     )
@@ -510,7 +510,7 @@ def test_dry_run_of_an_unreachable_node_still_shows_the_plan(
     assert code == 0
     [row] = report["guests"]
     assert row["result"] == "dry-run"
-    assert row["message"].startswith(f"would snapshot {rig.root('pve-a')} and upgrade 2 package(s)")
+    assert row["message"].startswith(f"would snapshot {rig.root('pve-a')} and upgrade 2 packages")
     assert "cannot read the node to check for a reboot" in row["message"]
     assert "Connection refused" in row["message"]
     assert rig.calls("pve-a") == [] and rig.snapshots("pve-a") == []
@@ -638,7 +638,7 @@ def test_two_node_rollout_moves_guests_away_and_back_one_node_at_a_time(
     a, b = report["guests"]
     assert a["result"] == b["result"] == "ok"
     assert a["message"] == (
-        f"2 package(s) upgraded; rebooted (running kernel {RUNNING}, newest installed "
+        f"2 packages upgraded; rebooted (running kernel {RUNNING}, newest installed "
         f"{NEWER}); moved away and back: 100, 101; shut down and started again: 102"
     )
     assert rig.calls("pve-a") == rig.calls("pve-b") == [dist_upgrade_call()]
@@ -760,7 +760,7 @@ def test_local_node_upgrades_here_and_reboots_itself_after_the_report(
     [row] = update.run(inv.nodes)
     assert row.result == "ok" and update.self_reboot == "pve-a"
     assert row.message == (
-        "2 package(s) upgraded; rebooting now (running kernel 6.8.12-4-pve, newest installed "
+        "2 packages upgraded; rebooting now (running kernel 6.8.12-4-pve, newest installed "
         "6.8.12-10-pve), right after this report"
     )
     assert rig.calls("pve-a") == [dist_upgrade_call()]

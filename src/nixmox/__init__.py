@@ -1,3 +1,3 @@
-"""nixmox: a home Proxmox VE lab with NixOS and Windows guests, declared and self-maintaining."""
+"""nixmox: a home Proxmox VE server with NixOS and Windows guests, declared and self-maintaining."""
 
 __version__ = "0.1.0"

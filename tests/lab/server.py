@@ -94,6 +94,12 @@ CPU_FLAGS = " ".join(
 RPOOL_AVAIL = int(1.7 * 1024**4)
 
 
+#: The storage.cfg keys of a pbs storage the inventory declares.
+PBS_KEYS = ("server", "datastore", "fingerprint", "username")
+#: A PBS backup group's type per guest kind.
+PBS_GROUP = {"qemu": "vm", "lxc": "ct"}
+
+
 class Lab(StrictAccess, FakePve):
     """A simulated PVE 9 host ``pve1`` as examples/homelab.toml describes it, before provisioning.
 
@@ -250,6 +256,10 @@ class Lab(StrictAccess, FakePve):
             store["pool"] = spec["dataset"]
             if spec.get("sparse"):
                 store["sparse"] = 1
+        elif spec["type"] == "pbs":
+            # storage.cfg's pbs section: where the datastore is; the password is the admin's.
+            store.update((k, spec[k]) for k in PBS_KEYS if spec.get(k) is not None)
+            store["content"] = store["content"] or "backup"
         else:
             store["path"] = spec.get("path") or "/var/lib/vz"
         if spec["type"] == "dir" and spec.get("is_mountpoint", spec.get("dataset") is not None):
@@ -832,6 +842,11 @@ class Lab(StrictAccess, FakePve):
         """Undo fail_backup()."""
         self._backup_failures.clear()
 
+    def add_storage(self, spec: dict[str, Any]) -> None:
+        """Add a storage as the inventory's ``[[storages]]`` entry ``spec`` declares it
+        (as `pvesm add` would): e.g. a pbs storage the example does not have."""
+        self.storages[spec["storage"]] = self._storage_record(spec)
+
     def seed_backup(
         self,
         storage: str,
@@ -868,7 +883,13 @@ class Lab(StrictAccess, FakePve):
             if vol.get("content") == "backup" and (vmid is None or vol.get("vmid") == vmid)
         }
 
-    def _archive_name(self, kind: str, vmid: int, ctime: int, compress: str) -> str:
+    def _archive_name(
+        self, kind: str, vmid: int, ctime: int, compress: str, storage: str | None = None
+    ) -> str:
+        if storage is not None and self.storages[storage].get("type") == "pbs":
+            # PBSPlugin: a snapshot of the group vm/VMID or ct/VMID, named by its UTC time.
+            utc = dt.datetime.fromtimestamp(ctime, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return f"backup/{PBS_GROUP[kind]}/{vmid}/{utc}"
         stamp = dt.datetime.fromtimestamp(ctime, self.node_zone).strftime("%Y_%m_%d-%H_%M_%S")
         ext = ("vma" if kind == "qemu" else "tar") + COMPRESS_EXT.get(compress, "")
         return f"backup/vzdump-{kind}-{vmid}-{stamp}.{ext}"
@@ -885,17 +906,19 @@ class Lab(StrictAccess, FakePve):
         protected: bool,
     ) -> str:
         store = self.storages[storage]
-        volname = self._archive_name(kind, vmid, ctime, compress)
+        volname = self._archive_name(kind, vmid, ctime, compress, storage)
         # Archive names carry whole seconds; two backups of a guest in one second (time_scale 0)
         # would collide, so the later one is stamped a second on.
         while volname in store["volumes"]:
             ctime += 1
-            volname = self._archive_name(kind, vmid, ctime, compress)
+            volname = self._archive_name(kind, vmid, ctime, compress, storage)
         if "avail" in store and size > store["avail"]:
             raise TaskError(f"unable to write to storage '{storage}': No space left on device")
         record: dict[str, Any] = {
             "content": "backup",
-            "format": volname.split(".", 1)[1],
+            "format": f"pbs-{PBS_GROUP[kind]}"
+            if store.get("type") == "pbs"
+            else volname.split(".", 1)[1],
             "size": size,
             "ctime": ctime,
             "vmid": vmid,
@@ -913,7 +936,72 @@ class Lab(StrictAccess, FakePve):
         item: dict[str, Any] = super()._item(name, volname, vol)
         if vol.get("content") == "backup" and vol.get("subtype"):
             item["subtype"] = vol["subtype"]
+        if self.storages[name].get("type") == "pbs" and not item.get("protected"):
+            # PBSPlugin list_volumes sets `protected` only on a protected snapshot.
+            item.pop("protected", None)
         return item
+
+    # PBS storages. fakepve parses only file and block volume names; a pbs
+    # storage's volumes are snapshots (PVE/Storage/PBSPlugin.pm, pve-storage 9.1):
+    # `backup/{vm|ct}/VMID/YYYY-MM-DDTHH:MM:SSZ`, whose notes and protection are
+    # set with PUT on the content volume and which PBS's forget removes (never a
+    # protected one).
+
+    _PBS_VOLNAME = re.compile(r"backup/(vm|ct|host)/([^\s/]+)/(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
+
+    def _parse_volname(self, store: dict[str, Any], volname: str) -> tuple[str, int | None, str]:
+        if store.get("type") != "pbs":
+            parsed: tuple[str, int | None, str] = super()._parse_volname(store, volname)
+            return parsed
+        found = self._PBS_VOLNAME.fullmatch(volname)
+        if found is None:
+            raise PveError(500, f"unable to parse PBS volume name '{volname}'")
+        group, owner = found.group(1), found.group(2)
+        vmid = int(owner) if group != "host" and owner.isdigit() else None
+        return "backup", vmid, f"pbs-{group}"
+
+    def _pbs_volume(self, v: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]] | None:
+        """(storage, volname, volid, volume record) of a pbs volume, or None for other storages."""
+        sid = str(v.get("storage") or str(v["volume"]).split(":", 1)[0])
+        if (self.storages.get(sid) or {}).get("type") != "pbs":
+            return None
+        _sid, volname, volid, _store, vtype, owner, _fmt = self._volume_target(v)
+        self._check_access(v["_user"], sid, vtype, owner, volid)
+        vol = self.storages[sid]["volumes"].get(volname)
+        if vol is None:
+            raise PveError(500, f"volume_size_info on '{volid}' failed - no such snapshot")
+        return sid, volname, volid, vol
+
+    async def _content_info(self, v: dict[str, Any], user: str) -> Any:
+        found = self._pbs_volume({**v, "_user": user})
+        if found is None:
+            return await super()._content_info(v, user)
+        sid, volname, _volid, vol = found
+        store = self.storages[sid]
+        data: dict[str, Any] = {
+            "path": f"{store.get('server')}:{store.get('datastore')}/{volname.split('/', 1)[1]}",
+            "size": int(vol.get("size") or 0),
+            "used": int(vol.get("size") or 0),
+            "format": vol.get("format"),
+            "protected": 1 if vol.get("protected") else 0,
+        }
+        if vol.get("notes") is not None:
+            data["notes"] = vol["notes"]
+        return data
+
+    async def _content_put(self, v: dict[str, Any], user: str) -> Any:
+        found = self._pbs_volume({**v, "_user": user})
+        if found is None:
+            return await super()._content_put(v, user)
+        _sid, _volname, _volid, vol = found
+        if "notes" in v:
+            if v["notes"] == "":
+                vol.pop("notes", None)
+            else:
+                vol["notes"] = v["notes"]
+        if "protected" in v:
+            vol["protected"] = bool(int(v["protected"]))
+        return None
 
     @staticmethod
     def _check_vzdump_params(v: dict[str, Any], check_missing: bool) -> None:
@@ -1090,8 +1178,13 @@ class Lab(StrictAccess, FakePve):
             return str(e)
         # The archive carries the guest's config, as a real one does (qemu-server.conf).
         self.storages[storage]["volumes"][volid.split(":", 1)[1]]["config"] = dict(guest.config)
-        path = self._volume_path(storage, volid.split(":", 1)[1], "backup")
-        log.append(f"INFO: creating vzdump archive '{path}'")
+        if self.storages[storage].get("type") == "pbs":
+            # PVE::VZDump logs the snapshot PBS made, without the storage or `backup/`.
+            snapshot = volid.split(":", 1)[1].split("/", 1)[1]
+            log.append(f"INFO: creating Proxmox Backup Server archive '{snapshot}'")
+        else:
+            path = self._volume_path(storage, volid.split(":", 1)[1], "backup")
+            log.append(f"INFO: creating vzdump archive '{path}'")
         log.append(f"INFO: archive file size: {size / 1024**2:.0f}MB")
         if notes:
             log.append("INFO: adding notes to backup")

@@ -273,10 +273,14 @@ def _alive(pid: int) -> bool:
 
 
 class StateLock:
-    """One exclusive lock per state directory, held for a whole job run."""
+    """One exclusive lock per state directory, held for a whole job run.
 
-    def __init__(self, directory: Path, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.path = ensure_state_dir(directory) / "lock"
+    ``name``: the lock file; a job that runs for hours beside the others (a
+    scrub) takes a lock of its own, so that it only excludes itself.
+    """
+
+    def __init__(self, directory: Path, name: str = "lock", clock: Clock = SYSTEM_CLOCK) -> None:
+        self.path = ensure_state_dir(directory) / name
         self.clock = clock
         self._fd: int | None = None
 
@@ -325,7 +329,7 @@ class StateLock:
 def _read_holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["since"])))
+        since = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(info["since"])))
         return f"PID {info['pid']} (nixmox {info['command']}, since {since})"
     except (ValueError, KeyError, TypeError):
         return "an unknown process"
@@ -341,7 +345,9 @@ class JobRun:
 
 
 @contextlib.contextmanager
-def job_run(directory: Path, command: str, *, lock_wait: float = 30.0) -> Iterator[JobRun]:
+def job_run(
+    directory: Path, command: str, *, lock_wait: float = 30.0, lock_name: str = "lock"
+) -> Iterator[JobRun]:
     """Hold the lock and journal one run of ``command``.
 
     The run's result is what the job sets (``ok``, ``failed``, ...); an
@@ -361,7 +367,7 @@ def job_run(directory: Path, command: str, *, lock_wait: float = 30.0) -> Iterat
             journal.finish(run_id, "interrupted", summary)
 
     with interrupt.handling(last_words):
-        lock = StateLock(directory)
+        lock = StateLock(directory, lock_name)
         lock.acquire(command, lock_wait)
         try:
             # Before anything is changed: a read-only or full state directory is one clear line.

@@ -12,8 +12,9 @@ logging apply, and failures become typed errors by exit code and phrase.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -461,6 +462,10 @@ class PoolStatus:
 class Zpool(_Adapter):
     """``zpool`` through the runner."""
 
+    def __init__(self, runner: Runner, command: Sequence[str] = ("zpool",)) -> None:
+        super().__init__(runner, command)
+        self._json: bool | None = None
+
     def list_pools(self) -> list[PoolStatus]:
         """Every imported pool (columns zfs-fuse and OpenZFS both know)."""
         out = self._run(
@@ -496,3 +501,109 @@ class Zpool(_Adapter):
     def run_change(self, args: Sequence[str], what: str) -> None:
         """A ``zpool`` command that changes a pool (``add``, ``remove``); skipped by --dry-run."""
         self._run(args, what, changes=True)
+
+    # -- health, scrub and trim (the pool feature) ---------------------------
+
+    def pool_status(self, pool: str, *, trim: bool = False) -> str:
+        """``zpool status [-t] POOL`` as text; ``-t`` (TRIM state per vdev, OpenZFS
+        0.8+) raises :class:`ZfsUsage` where zpool lacks it."""
+        flags = ["-t"] if trim else []
+        return self._run(
+            ["status", *flags, pool], f"cannot read the status of {pool}", changes=False
+        )
+
+    def status_json(self, pool: str) -> Mapping[str, object] | None:
+        """``zpool status -j --json-int POOL`` (OpenZFS 2.3+), or ``None`` where zpool
+        has no JSON output; detected on the first call and remembered."""
+        if self._json is False:
+            return None
+        try:
+            out = self._run(
+                ["status", "-j", "--json-int", pool],
+                f"cannot read the status of {pool}",
+                changes=False,
+            )
+        except ZfsUsage:
+            self._json = False
+            return None
+        try:
+            doc = json.loads(out)
+        except ValueError:
+            raise ZfsError(f"zpool status -j printed no JSON for {pool}") from None
+        if not isinstance(doc, dict):
+            raise ZfsError(f"zpool status -j printed no JSON object for {pool}")
+        self._json = True
+        return doc
+
+    def space(self, pool: str) -> PoolSpace:
+        """Size, allocated and free bytes, capacity and fragmentation of ``pool``.
+
+        Exact bytes (``-p``) and fragmentation where zpool has them (OpenZFS);
+        otherwise the rounded sizes zpool prints (zfs-fuse), fragmentation unknown.
+        """
+        try:
+            out = self._run(
+                ["list", "-H", "-p", "-o", "name,size,allocated,free,capacity,fragmentation", pool],
+                f"cannot read the space of {pool}",
+                changes=False,
+            )
+        except ZfsUsage:
+            out = self._run(
+                ["list", "-H", "-o", "name,size,allocated,free,capacity", pool],
+                f"cannot read the space of {pool}",
+                changes=False,
+            )
+        fields = out.strip().split("\t")
+        if len(fields) not in (5, 6) or fields[0] != pool:
+            raise ZfsError(f"zpool list printed a line nixmox cannot read: {out.strip()!r}")
+        try:
+            size, alloc, free = (size_bytes(f) for f in fields[1:4])
+            capacity = int(fields[4].rstrip("%"))
+            frag = fields[5].rstrip("%") if len(fields) == 6 else "-"
+        except ValueError:
+            raise ZfsError(
+                f"zpool list printed a line nixmox cannot read: {out.strip()!r}"
+            ) from None
+        return PoolSpace(pool, size, alloc, free, capacity, int(frag) if frag.isdigit() else None)
+
+    def scrub(self, pool: str) -> None:
+        """Start a scrub of ``pool``, or resume a paused one (OpenZFS). zfs-fuse's
+        zpool returns only when the scrub has finished."""
+        self._run(["scrub", pool], f"cannot scrub {pool}", changes=True)
+
+    def pause_scrub(self, pool: str) -> None:
+        """``zpool scrub -p``: :class:`ZfsUsage` where zpool cannot pause (before OpenZFS 0.7)."""
+        self._run(["scrub", "-p", pool], f"cannot pause the scrub of {pool}", changes=True)
+
+    def stop_scrub(self, pool: str) -> None:
+        """``zpool scrub -s``: cancel the scrub (the next one starts from the beginning)."""
+        self._run(["scrub", "-s", pool], f"cannot stop the scrub of {pool}", changes=True)
+
+    def trim(self, pool: str) -> None:
+        """``zpool trim POOL``: :class:`ZfsUsage` where zpool has no trim (before OpenZFS 0.8)."""
+        self._run(["trim", pool], f"cannot trim {pool}", changes=True)
+
+
+@dataclass(frozen=True)
+class PoolSpace:
+    """A pool's space in bytes and its fragmentation (percent; ``None``: unknown)."""
+
+    name: str
+    size: int
+    allocated: int
+    free: int
+    capacity: int  # percent allocated
+    fragmentation: int | None
+
+
+_BINARY = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50, "E": 2**60}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)([KMGTPE]?)B?")
+
+
+def size_bytes(text: str) -> int:
+    """Bytes from a size zpool printed: exact (``-p``) or rounded (``250M``, ``1.81T``,
+    powers of 1024); ``ValueError`` otherwise."""
+    found = _SIZE.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(found.group(1)) * _BINARY[found.group(2)])

@@ -1,6 +1,9 @@
 """Pure decisions for vzdump archives: which files are whose, when, and which go.
 
-Only files named ``vzdump-{qemu|lxc}-VMID-YYYY_MM_DD-HH_MM_SS.*`` count. The
+Only files named ``vzdump-{qemu|lxc}-VMID-YYYY_MM_DD-HH_MM_SS.*`` count, and,
+on a Proxmox Backup Server storage, snapshots named
+``backup/{vm|ct}/VMID/YYYY-MM-DDTHH:MM:SSZ`` (PBS's backup group of the guest
+and the snapshot's UTC time; pve-storage, ``PBSPlugin.pm``). The
 time is the listing's ``ctime``: vzdump names files in the *node's* local
 time, which need not be the inventory's zone, and PVE's content listing
 already turns the name into an epoch in that zone (pve-storage,
@@ -15,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from nixmox.rules.retention import Item, Keep, Mark, Pruned, prune
@@ -23,6 +26,10 @@ from nixmox.rules.retention import Item, Keep, Mark, Pruned, prune
 _NAME = re.compile(
     r"(?:[^:]+:)?(?:backup/)?vzdump-(qemu|lxc)-(\d+)-(\d{4})_(\d\d)_(\d\d)-(\d\d)_(\d\d)_(\d\d)\.[\w.]+"
 )
+
+# A PBS snapshot: group type (vm or ct), group id (the VMID), backup time in UTC.
+_PBS = re.compile(r"(?:[^:]+:)?backup/(vm|ct)/(\d+)/(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
+_PBS_KIND = {"vm": "qemu", "ct": "lxc"}
 
 
 @dataclass(frozen=True)
@@ -39,21 +46,30 @@ class Archive:
 
 
 def parse_volid(volid: str, zone: tzinfo) -> tuple[str, int, datetime] | None:
-    """``local:backup/vzdump-qemu-101-2026_11_25-02_30_00.vma.zst`` -> (qemu, 101, time)."""
+    """``local:backup/vzdump-qemu-101-2026_11_25-02_30_00.vma.zst`` -> (qemu, 101, time);
+    ``pbs:backup/ct/100/2026-11-25T01:30:00Z`` -> (lxc, 100, that time in UTC)."""
     found = _NAME.fullmatch(volid)
-    if found is None:
+    pbs = _PBS.fullmatch(volid) if found is None else None
+    if found is None and pbs is None:
         return None
-    kind, vmid, *fields = found.groups()
+    when_zone: tzinfo = zone
+    if pbs is not None:
+        group, vmid, *fields = pbs.groups()
+        kind, when_zone = _PBS_KIND[group], UTC
+    else:
+        assert found is not None
+        kind, vmid, *fields = found.groups()
     try:
         year, month, day, hour, minute, second = (int(f) for f in fields)
-        when = datetime(year, month, day, hour, minute, second, tzinfo=zone)
+        when = datetime(year, month, day, hour, minute, second, tzinfo=when_zone)
     except ValueError:
         return None
     return kind, int(vmid), when
 
 
 def all_archives(content: Iterable[Mapping[str, Any]], zone: tzinfo) -> list[Archive]:
-    """Every vzdump archive in a storage listing, newest first (other files skipped)."""
+    """Every vzdump archive or PBS snapshot in a storage listing, newest first (other
+    files skipped)."""
     found = []
     for item in content:
         volid = str(item.get("volid", ""))

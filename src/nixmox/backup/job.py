@@ -58,6 +58,22 @@ class GuestResult:
         return self.result in ("ok", "skipped", "planned") and not self.errors
 
 
+def archive_volid(log_lines: list[str], storage: str) -> str | None:
+    """The volid of the archive a vzdump task log says it wrote, if it says so.
+
+    A file storage logs the file's path; a PBS storage the snapshot
+    (``vm/101/2026-12-04T02:00:00Z``), whose volid is ``STORAGE:backup/`` and it.
+    """
+    for line in log_lines:
+        if "creating vzdump archive '" in line:
+            path = line.split("'", 2)[1]
+            return f"{storage}:backup/{path.rsplit('/', 1)[-1]}"
+        if "creating Proxmox Backup Server archive '" in line:
+            snapshot = line.split("'", 2)[1]
+            return f"{storage}:backup/{snapshot}"
+    return None
+
+
 def content_path(node: str, storage: str) -> str:
     return f"/nodes/{node}/storage/{storage}/content"
 
@@ -242,11 +258,7 @@ class BackupJob:
                 exc.result.exitstatus,
             )
             raise NixmoxError(f"vzdump failed: {reason}") from None
-        for line in task_log(self.api, upid):
-            if "creating vzdump archive '" in line:
-                path = line.split("'", 2)[1]
-                return f"{storage}:backup/{path.rsplit('/', 1)[-1]}"
-        return None
+        return archive_volid(task_log(self.api, upid), storage)
 
     def _archives(self, guest: Guest, storage: str) -> list[Archive]:
         content = self.api.get(content_path(guest.node, storage), content="backup", vmid=guest.vmid)

@@ -46,8 +46,10 @@ def choose_guests(inv: Inventory, names: list[str]) -> tuple[Backups, list[Guest
 
 def guest_row(r: GuestResult) -> dict[str, Any]:
     """One guest's backup as JSON (journal and ``--json``)."""
+    # "name" as well: verify's rows and status's say "name" (both keys stay).
     return {
         "guest": r.name,
+        "name": r.name,
         "vmid": r.vmid,
         "result": r.result,
         "message": r.message,
@@ -151,7 +153,8 @@ class VerifySummary:
         return "ok" if self.ok else "failed"
 
     def to_json(self) -> dict[str, Any]:
-        return {"guests": [asdict(g) for g in self.guests]}
+        # "guest" as well, as backup's and update's rows say (both keys stay).
+        return {"guests": [{"guest": g.name, **asdict(g)} for g in self.guests]}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VerifySummary:

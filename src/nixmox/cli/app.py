@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,8 +20,11 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
+        metavar="PATH",
         help="inventory file (default /etc/nixmox/nixmox.toml, then ./nixmox.toml)",
-        dir_okay=False,
+        # The inventory loader says what is wrong with the file (missing,
+        # unreadable, a directory) in one line with exit 1, like any config error.
+        readable=False,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
@@ -32,13 +35,16 @@ ExecutableOpt = Annotated[
     Path | None,
     typer.Option(
         "--executable",
+        metavar="PATH",
         help="nixmox for the units to run (default: $NIXMOX_EXECUTABLE, this script, PATH)",
         dir_okay=False,
     ),
 ]
 GuestOpt = Annotated[
     list[str] | None,
-    typer.Option("--guest", help="only this guest (repeatable)", show_default=False),
+    typer.Option(
+        "--guest", metavar="NAME", help="only this guest (repeatable)", show_default=False
+    ),
 ]
 
 
@@ -53,7 +59,7 @@ class Globals:
 
 app = typer.Typer(
     name="nixmox",
-    help="Run a home Proxmox VE lab (NixOS guests, a Windows gaming VM) from one inventory.",
+    help="Run a home Proxmox VE server (NixOS guests, a Windows gaming VM) from one inventory.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -129,14 +135,16 @@ def doctor(
         list[str] | None,
         typer.Option(
             "--only",
-            help="area: proxmox, guests, passthrough, storage, backups, snapshots, replication, "
-            "host",
+            metavar="AREA",
+            help="area: proxmox, guests, passthrough, storage, pools, backups, snapshots, "
+            "replication, host",
         ),
     ] = None,
     host_root: Annotated[
         Path | None,
         typer.Option(
             "--host-root",
+            metavar="DIR",
             help="read host files (/sys, /proc, /etc, ...) under DIR; without it, the host "
             "areas run only on a declared node (they would judge the wrong machine elsewhere)",
         ),
@@ -144,7 +152,7 @@ def doctor(
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Check the lab's health: PASS/WARN/FAIL lines; exit 0 pass, 1 warn, 2 fail, 3 unknown."""
+    """Check the server's health: PASS/WARN/FAIL lines; exit 0 pass, 1 warn, 2 fail, 3 unknown."""
     from nixmox.cli import doctor
 
     g = _globals(ctx, config, json)
@@ -183,12 +191,15 @@ def apply(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask before changing")] = False,
     dry_run: DryRunOpt = False,
     host_root: Annotated[
-        Path, typer.Option("--host-root", help="the host's files for the passthrough checks")
+        Path,
+        typer.Option(
+            "--host-root", metavar="DIR", help="the host's files for the passthrough checks"
+        ),
     ] = Path("/"),
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Make the lab match the inventory (refusing passthrough VMs while passthrough checks fail)."""
+    """Make Proxmox match the inventory (refusing passthrough VMs while passthrough checks fail)."""
     from nixmox.cli import plan
 
     g = _globals(ctx, config, json)
@@ -207,13 +218,22 @@ def apply(
 @app.command()
 def adopt(
     ctx: typer.Context,
-    vmids: Annotated[list[int], typer.Argument(help="guests to describe")],
+    vmids: Annotated[
+        list[int], typer.Argument(help="one or more guests to describe", metavar="VMID")
+    ],
     config: ConfigOpt = None,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help='print {"guests": [the same entries], "missing": [VMIDs]} instead'
+        ),
+    ] = False,
 ) -> None:
     """Print inventory TOML for guests that already exist."""
     from nixmox.cli import plan
 
-    raise typer.Exit(plan.adopt(_globals(ctx, config, False).config, vmids))
+    g = _globals(ctx, config, json)
+    raise typer.Exit(plan.adopt(g.config, vmids, as_json=g.json))
 
 
 @app.command()
@@ -223,12 +243,14 @@ def token(
         list[str] | None,
         typer.Option(
             "--job",
+            metavar="JOB",
             help="apply, backup, backup-verify, update-host, update-nixos, update-windows, "
-            "windows-provision, template-upload",
+            "windows-provision, template-upload (repeatable)",
         ),
     ] = None,
     token_id: Annotated[
-        str | None, typer.Option("--token-id", help="USER@REALM!NAME (default: the inventory's)")
+        str | None,
+        typer.Option("--token-id", metavar="ID", help="USER@REALM!NAME (default: the inventory's)"),
     ] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
@@ -360,12 +382,14 @@ app.add_typer(update_app, name="update")
 @update_app.command("host")
 def update_host(
     ctx: typer.Context,
-    node: Annotated[str | None, typer.Option("--node", help="only this node")] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", metavar="NAME", help="only this node")
+    ] = None,
     dry_run: DryRunOpt = False,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Update the Proxmox host(s) with apt, one node at a time; reboot where policy allows."""
+    """Update the Proxmox nodes with apt, one at a time; reboot where policy allows."""
     from nixmox.cli import update_host
 
     g = _globals(ctx, config, json)
@@ -414,7 +438,11 @@ def status(
     ctx: typer.Context,
     host_root: Annotated[
         Path | None,
-        typer.Option("--host-root", help="also run doctor's host checks on the files under DIR"),
+        typer.Option(
+            "--host-root",
+            metavar="DIR",
+            help="also run doctor's host checks on the files under DIR",
+        ),
     ] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
@@ -434,8 +462,10 @@ def status(
 @app.command()
 def history(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Option("--job", help="only this job")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="at most N runs, newest first")] = 20,
+    job: Annotated[str | None, typer.Option("--job", metavar="NAME", help="only this job")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", help="at most N runs, newest first")
+    ] = 20,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -443,7 +473,7 @@ def history(
     from nixmox.cli import observe
 
     g = _globals(ctx, config, json)
-    raise typer.Exit(observe.history(job, limit, as_json=g.json))
+    raise typer.Exit(observe.history(job, limit, as_json=g.json, config=g.config))
 
 
 # -- generated artefacts, install ---------------------------------------------
@@ -455,11 +485,23 @@ app.add_typer(render_app, name="render")
 @render_app.command("systemd")
 def render_systemd(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", help="directory to write the units into")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="directory to write the units into (default: print them)",
+            file_okay=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
     executable: ExecutableOpt = None,
 ) -> None:
-    """Write a oneshot service and a timer per scheduled job, and the failure hook."""
+    """A oneshot service and a timer per scheduled job, and the failure hook.
+
+    The units run with the NIXMOX_STATE_DIR of this environment (default
+    /var/lib/nixmox); a path under /tmp or /var/tmp is refused (PrivateTmp=yes hides it).
+    """
     from nixmox.cli import units
 
     g = _globals(ctx, config, False)
@@ -469,9 +511,14 @@ def render_systemd(
 @render_app.command("diagram")
 def render_diagram(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Option("--kind", help="network, storage or updates")] = "network",
+    kind: Annotated[
+        str, typer.Option("--kind", metavar="KIND", help="network, storage or updates")
+    ] = "network",
     fmt: Annotated[
-        str, typer.Option("--format", help="mermaid (text) or html (a self-contained page)")
+        str,
+        typer.Option(
+            "--format", metavar="FORMAT", help="mermaid (text) or html (a self-contained page)"
+        ),
     ] = "mermaid",
     live: Annotated[
         bool,
@@ -481,6 +528,7 @@ def render_diagram(
         Path | None,
         typer.Option(
             "--mermaid-js",
+            metavar="FILE",
             help="another mermaid.min.js to inline into the HTML page (default: "
             "$NIXMOX_MERMAID_JS, else the mermaid 11 packaged with nixmox)",
             dir_okay=False,
@@ -488,7 +536,7 @@ def render_diagram(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """The lab's mermaid diagrams from the inventory and live state."""
+    """The network, storage and update diagrams (mermaid) from the inventory and live state."""
     from nixmox.cli import diagram
 
     g = _globals(ctx, config, False)
@@ -499,7 +547,7 @@ def render_diagram(
 def install(
     ctx: typer.Context,
     root: Annotated[
-        Path | None, typer.Option("--root", help="write under DIR, enable nothing")
+        Path | None, typer.Option("--root", metavar="DIR", help="write under DIR, enable nothing")
     ] = None,
     config: ConfigOpt = None,
     executable: ExecutableOpt = None,
@@ -514,7 +562,9 @@ def install(
 @app.command()
 def uninstall(
     ctx: typer.Context,
-    root: Annotated[Path | None, typer.Option("--root", help="remove under DIR")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", metavar="DIR", help="remove under DIR")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Remove exactly what `install` wrote (refused if a file changed since)."""
@@ -525,7 +575,9 @@ def uninstall(
 
 @app.command("unit-failed", hidden=True)
 def unit_failed(
-    unit: Annotated[str, typer.Argument(help="the unit that failed (%n of OnFailure=)")],
+    unit: Annotated[
+        str, typer.Argument(help="the unit that failed (%n of OnFailure=)", metavar="UNIT")
+    ],
     config: ConfigOpt = None,
 ) -> None:
     """Record that a nixmox unit failed (run by nixmox-failed@.service)."""
@@ -543,14 +595,20 @@ app.add_typer(template_app, name="template")
 @template_app.command("build")
 def template_build(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="nixos-lxc, nixos-lxc-docker or nixos-vm")],
+    kind: Annotated[
+        str, typer.Argument(help="nixos-lxc, nixos-lxc-docker or nixos-vm", metavar="KIND")
+    ],
     out: Annotated[
-        Path, typer.Option("--out", help="where the build links its result", file_okay=False)
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", help="where the build links its result", file_okay=False
+        ),
     ] = Path("nixmox-images"),
     flake: Annotated[
         Path | None,
         typer.Option(
             "--flake",
+            metavar="DIR",
             help="your copy of the template flake (default: nixmox's own)",
             file_okay=False,
         ),
@@ -559,6 +617,7 @@ def template_build(
         list[Path] | None,
         typer.Option(
             "--ssh-key",
+            metavar="FILE",
             help="public key file the guest accepts (repeatable; default: the inventory's "
             "[templates] ssh_keys)",
         ),
@@ -577,17 +636,27 @@ def template_build(
 @template_app.command("upload")
 def template_upload(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="image to upload", dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help="image to upload", dir_okay=False, metavar="FILE")],
     storage: Annotated[
-        str | None, typer.Option("--storage", help="default: the inventory's storage for it")
+        str | None,
+        typer.Option("--storage", metavar="NAME", help="default: the inventory's storage for it"),
     ] = None,
-    node: Annotated[str | None, typer.Option("--node", help="default: the only node")] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", metavar="NAME", help="default: the only node")
+    ] = None,
     vmid: Annotated[
-        int | None, typer.Option("--vmid", help="VM template: its VMID (default: the next free)")
+        int | None,
+        typer.Option(
+            "--vmid", metavar="VMID", help="VM template: its VMID (default: the next free)"
+        ),
     ] = None,
     name: Annotated[
         str | None,
-        typer.Option("--name", help="container: the file name on the storage; VM: its name"),
+        typer.Option(
+            "--name",
+            metavar="NAME",
+            help="container: the file name on the storage; VM: its name",
+        ),
     ] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
@@ -610,7 +679,7 @@ app.add_typer(windows_app, name="windows")
 @windows_app.command("provision")
 def windows_provision(
     ctx: typer.Context,
-    guest: Annotated[str, typer.Option("--guest", help="the Windows guest")],
+    guest: Annotated[str, typer.Option("--guest", metavar="NAME", help="the Windows guest")],
     dry_run: DryRunOpt = False,
     config: ConfigOpt = None,
     json: JsonOpt = False,
@@ -635,14 +704,19 @@ zfs_app.add_typer(cache_app, name="cache")
 @cache_app.command("add")
 def zfs_cache_add(
     ctx: typer.Context,
-    pool: Annotated[str, typer.Argument(help="the pool to add the device to")],
-    device: Annotated[str, typer.Argument(help="/dev/disk/by-id/... of the SSD")],
+    pool: Annotated[str, typer.Argument(help="the pool to add the device to", metavar="POOL")],
+    device: Annotated[str, typer.Argument(help="/dev/disk/by-id/... of the SSD", metavar="DEVICE")],
     slog: Annotated[
         bool, typer.Option("--slog", help="add it as a SLOG (log) instead of L2ARC (cache)")
     ] = False,
     mirror: Annotated[
         str | None,
-        typer.Option("--mirror", help="second by-id device: a mirrored SLOG", show_default=False),
+        typer.Option(
+            "--mirror",
+            metavar="DEVICE",
+            help="second by-id device: a mirrored SLOG",
+            show_default=False,
+        ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     force: Annotated[
@@ -672,9 +746,12 @@ def zfs_cache_add(
 @cache_app.command("remove")
 def zfs_cache_remove(
     ctx: typer.Context,
-    pool: Annotated[str, typer.Argument(help="the pool to remove the device from")],
+    pool: Annotated[str, typer.Argument(help="the pool to remove the device from", metavar="POOL")],
     device: Annotated[
-        str, typer.Argument(help="/dev/disk/by-id/... of a cache or log device, or mirror-N")
+        str,
+        typer.Argument(
+            help="/dev/disk/by-id/... of a cache or log device, or mirror-N", metavar="DEVICE"
+        ),
     ],
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     dry_run: DryRunOpt = False,
@@ -687,6 +764,82 @@ def zfs_cache_remove(
     raise typer.Exit(zfs_cache.remove(g.config, pool, device, yes=yes, dry_run=dry_run))
 
 
+# -- pools and disks ------------------------------------------------------------
+
+pool_app = typer.Typer(
+    help="Pool and disk health: scrub, TRIM, SMART, the fill forecast.", no_args_is_help=True
+)
+app.add_typer(pool_app, name="pool")
+PoolOpt = Annotated[
+    str | None,
+    typer.Option("--pool", help="only this pool (default: [pool_health] pools, [[pools]], all)"),
+]
+
+
+@pool_app.command("scrub")
+def pool_scrub(
+    ctx: typer.Context,
+    pool: PoolOpt = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Scrub the pools and follow each scrub to its end (paused in [pool_health] pause_during).
+
+    Refused while a scrub or resilver runs. Exit 0 when every scrub finished, 1 otherwise.
+    """
+    from nixmox.cli import pool as pool_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        pool_command.operation(g.config, "scrub", pool, dry_run=dry_run, as_json=g.json)
+    )
+
+
+@pool_app.command("trim")
+def pool_trim(
+    ctx: typer.Context,
+    pool: PoolOpt = None,
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """TRIM the pools' SSDs and follow it to the end. Exit 0 when done, 1 otherwise."""
+    from nixmox.cli import pool as pool_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(
+        pool_command.operation(g.config, "trim", pool, dry_run=dry_run, as_json=g.json)
+    )
+
+
+@pool_app.command("check")
+def pool_check(
+    ctx: typer.Context, pool: PoolOpt = None, config: ConfigOpt = None, json: JsonOpt = False
+) -> None:
+    """Record pool state, capacity and SMART in the journal (the forecast's history).
+
+    Prints the pool and disk checks; exit 0, or 1 when a pool could not be read.
+    """
+    from nixmox.cli import pool as pool_command
+
+    g = _globals(ctx, config, json)
+    raise typer.Exit(pool_command.check(g.config, pool, as_json=g.json))
+
+
+def _names_only(command: Any) -> None:
+    """Show each argument by its metavar alone, as the options are: typer
+    appends its Python type (``VMID <list[int]>``), which means nothing to a user."""
+    for param in command.params:
+        if param.param_type_name == "argument" and param.metavar is not None:
+            usage = param.metavar + ("..." if param.nargs != 1 else "")
+            setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010
+            # The usage line too: `VMID...`, not typer's `{VMID}...`.
+            setattr(param, "_usage_display_name", lambda usage=usage: usage)  # noqa: B010
+    for sub in getattr(command, "commands", {}).values():
+        _names_only(sub)
+
+
 def invoke(args: list[str]) -> int:
     """Run the CLI on ``args``; usage errors become one line and exit 2."""
     try:  # typer >= 0.29 vendors click; older releases depend on it
@@ -695,6 +848,7 @@ def invoke(args: list[str]) -> int:
         from click import exceptions as click  # type: ignore[no-redef,import-not-found,unused-ignore]
 
     command = typer.main.get_command(app)
+    _names_only(command)
     try:
         result = command.main(args, prog_name="nixmox", standalone_mode=False)
     except click.NoArgsIsHelpError as exc:

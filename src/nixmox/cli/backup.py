@@ -9,6 +9,7 @@ from nixmox.backup.archives import human_size
 from nixmox.backup.runs import BackupSummary, prepare_backup, prepare_verify
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.tables import print_table
+from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 
@@ -59,7 +60,7 @@ def _print(summary: BackupSummary, dry_run: bool) -> None:
     failed = [r for r in results if not r.ok]
     verb = "planned" if dry_run else "backed up"
     print(
-        f"{len(results) - len(failed)} of {len(results)} guests {verb}"
+        f"{len(results) - len(failed)} of {plural(len(results), 'guest')} {verb}"
         + (f", {len(failed)} failed" if failed else "")
     )
 

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from nixmox.core.words import plural
 from nixmox.inventory.load import InventoryInvalid, find_inventory, load_inventory
 
 
@@ -31,7 +32,7 @@ def check(config: Path | None, *, as_json: bool) -> int:
             for diagnostic in exc.diagnostics:
                 print(diagnostic, file=sys.stderr)
             count = len(exc.diagnostics)
-            print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+            print(f"{path}: {plural(count, 'problem')}", file=sys.stderr)
         return 1
     counts = {
         "nodes": len(inv.nodes),
@@ -44,7 +45,11 @@ def check(config: Path | None, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"valid": True, "file": str(path), "counts": counts}, indent=2))
     else:
-        what = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        # The JSON keys are plural nouns; the line counts each in its number.
+        singular = {"nodes": "node", "bridges": "bridge", "datasets": "dataset"}
+        singular |= {"storages": "storage", "guests": "guest"}
+        singular["snapshot policies"] = "snapshot policy"
+        what = ", ".join(plural(n, singular[k], k) for k, n in counts.items() if n)
         print(f"{path}: valid ({what or 'empty'})")
     return 0
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nixmox.cli.prompt import confirmer
 from nixmox.core.errors import ConfigError
+from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import ProxmoxSettings
 from nixmox.provision.diff import DISRUPTIVE, Change, ObjectPlan, Plan
@@ -112,7 +113,7 @@ def print_plan(result: Plan, *, verbose: bool = False) -> None:
         elif g.action == "none":
             print(f"{head}: no changes")
         else:
-            print(f"{head}: {len(g.changes)} change{'s' if len(g.changes) != 1 else ''}")
+            print(f"{head}: {plural(len(g.changes), 'change')}")
         for c in g.changes:
             print(_change_line(c))
         for key, value in g.released:
@@ -135,8 +136,8 @@ def print_plan(result: Plan, *, verbose: bool = False) -> None:
     else:
         print(
             f"Plan: {creates} to create, {updates} to update "
-            f"({disruptive} disruptive change{'s' if disruptive != 1 else ''}), "
-            f"{len(result.errors)} error{'s' if len(result.errors) != 1 else ''}."
+            f"({plural(disruptive, 'disruptive change')}), "
+            f"{plural(len(result.errors), 'error')}."
         )
     unchanged = actions.count("none")
     if unchanged and not verbose:
@@ -169,7 +170,7 @@ def apply(
             print(json.dumps({"applied": [], "plan": result.as_json()}, indent=2))
         count = len(result.errors)
         print(
-            f"nixmox: nothing applied: the plan has {count} error{'s' if count != 1 else ''}; "
+            f"nixmox: nothing applied: the plan has {plural(count, 'error')}; "
             "fix them and run `nixmox plan` again",
             file=sys.stderr,
         )
@@ -209,13 +210,14 @@ def _print_applied(summary: ApplySummary) -> None:
             print(f"         held: {held}")
     outcomes, failed = summary.outcomes, summary.failed
     print(
-        f"{len(outcomes) - len(failed)} of {len(outcomes)} done"
+        f"{len(outcomes) - len(failed)} of {plural(len(outcomes), 'object')} done"
         + (f", {len(failed)} failed" if failed else "")
     )
 
 
-def adopt(config: Path | None, vmids: list[int]) -> int:
-    """Print ``[[guests]]`` TOML for existing guests; exit 1 if one is not found."""
+def adopt(config: Path | None, vmids: list[int], *, as_json: bool = False) -> int:
+    """Print ``[[guests]]`` TOML (or, with ``as_json``, the same entries as JSON) for
+    existing guests; exit 1 if one is not found."""
     from nixmox.provision.adopt import render
 
     try:
@@ -225,7 +227,9 @@ def adopt(config: Path | None, vmids: list[int]) -> int:
             raise
         settings = ProxmoxSettings()  # no inventory yet: the NIXMOX_PVE_* variables alone
     adopted = describe_guests(settings, vmids)
-    if adopted.entries:
+    if as_json:
+        print(json.dumps({"guests": adopted.entries, "missing": adopted.missing}, indent=2))
+    elif adopted.entries:
         print(render(adopted.entries), end="")
     for vmid in adopted.missing:
         print(f"nixmox: adopt: no guest {vmid} on the cluster", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""`nixmox prune-sim`: Proxmox's prune simulator on stdin.
+"""`nixmox prune-sim`: Proxmox's prune simulator on stdin (the input is read by
+:mod:`nixmox.backup.prune_sim`).
 
 Parsed with argparse, not typer: the command is a filter that may see
 100,000 lines, and its whole run must stay within a few times the cost of a
@@ -10,15 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from datetime import datetime, tzinfo
+from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii
 from typing import NoReturn
 
+from nixmox.backup.prune_sim import read_groups, simulate
 from nixmox.core.errors import ConfigError, UsageError
-from nixmox.rules.retention import Item, Keep, Mark, Pruned, prune
-
-PROTECTED = "protected"
+from nixmox.rules.retention import Keep, Mark, Pruned
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,9 +29,12 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="nixmox prune-sim",
         description=(
-            "Proxmox's prune simulator. Reads one backup per line on stdin: an ISO-8601 time, "
-            "optionally followed by ' protected'. Prints each, newest first, with its mark "
-            "(keep, remove, protected) and the reason."
+            "Proxmox's prune simulator. Reads one backup per line on stdin: a time "
+            "(ISO-8601, e.g. 2026-12-04T02:30:00Z or 2026-12-04 02:30), optionally followed "
+            "by 'protected'; or a storage's file list as it is (vzdump file names, paths or "
+            "volids, `ls -l` or `pvesm list` output: each guest's archives decided on their "
+            "own, a NAME.protected file protects NAME, .log and .notes files are skipped). "
+            "Prints each, newest first, with its mark (keep, remove, protected) and the reason."
         ),
     )
     for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
@@ -56,32 +58,6 @@ def _count(text: str) -> int:
     return value
 
 
-def read_items(lines: Iterable[str], zone: tzinfo) -> list[Item]:
-    """Items from stdin lines; each item's ``ref`` is its time as the line gave it."""
-    items: list[Item] = []
-    append = items.append
-    for number, raw in enumerate(lines, 1):
-        text = raw.strip()
-        protected = False
-        if " " in text:
-            text, _, flag = text.partition(" ")
-            if flag.strip() != PROTECTED:
-                raise ConfigError(
-                    f"stdin:{number}: expected '<time>' or '<time> protected', got {raw.strip()!r}"
-                )
-            protected = True
-        elif not text or text[0] == "#":
-            continue
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise ConfigError(f"stdin:{number}: {text!r} is not an ISO-8601 time") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=zone)  # a time without offset is local to --tz
-        append(Item(when, protected, text))
-    return items
-
-
 def main(argv: Sequence[str], *, as_json: bool = False) -> int:
     """Run the simulator on stdin; return the exit code."""
     args = parser().parse_args(list(argv))
@@ -102,7 +78,14 @@ def main(argv: Sequence[str], *, as_json: bool = False) -> int:
         yearly=args.keep_yearly,
         all=args.keep_all,
     )
-    result = prune(read_items(sys.stdin.read().splitlines(), tz), keep, tz)
+    if sys.stdin.isatty():
+        # Otherwise a person who typed only the command waits for nothing they can see.
+        print(
+            "prune-sim: reading backups from stdin, one per line (a time or a vzdump file "
+            "name); end with Ctrl-D",
+            file=sys.stderr,
+        )
+    result = simulate(read_groups(sys.stdin.read().splitlines(), tz), keep, tz)
     if args.json or as_json:
         write_json(result)
     else:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from nixmox.core.tables import print_table
+from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.snapshot.job import TreeResult
-from nixmox.snapshot.policy import human
 from nixmox.snapshot.runs import MonitorReport, prepare_snapshot, target_row
 from nixmox.snapshot.runs import monitor as freshness_report
 
@@ -30,6 +31,10 @@ def run(config: Path | None, *, dry_run: bool, monitor: bool, as_json: bool) -> 
             print(json.dumps(doc, indent=2))
         else:
             print("\n".join(commands) if commands else "# nothing to do")
+            # Without the reason, a failed target is only an exit code.
+            for r in summary.targets:
+                if r.error is not None:
+                    print(f"nixmox: {r.dataset}: {r.error}", file=sys.stderr)
         return 0 if all(r.error is None for r in summary.targets) else 1
     if as_json:
         print(json.dumps({"targets": targets}, indent=2))
@@ -59,7 +64,7 @@ def _print(results: list[TreeResult]) -> None:
     print_table(rows)
     failed = sum(not r.ok for r in results)
     print(
-        f"{len(results) - failed} of {len(results)} snapshot targets ok"
+        f"{len(results) - failed} of {plural(len(results), 'snapshot target')} ok"
         + (f", {failed} failed" if failed else "")
     )
 
@@ -83,7 +88,7 @@ def _monitor(report: MonitorReport, *, as_json: bool) -> int:
         return worst
     bad = [c for c in checks if c.status == worst and worst != 0]
     headline = "; ".join(f"{c.dataset}: {c.message}" for c in bad) or (
-        f"{len(checks)} datasets fresh"
+        f"{plural(len(checks), 'dataset')} fresh"
     )
     perf = " ".join(
         f"'{c.dataset}'={int(c.age.total_seconds())}s;{int(c.warn.total_seconds())};"
@@ -93,6 +98,6 @@ def _monitor(report: MonitorReport, *, as_json: bool) -> int:
     )
     print(f"NIXMOX SNAPSHOT {NAGIOS[worst]} - {headline}" + (f" | {perf}" if perf else ""))
     for c in checks:
-        age = "-" if c.age is None else human(c.age)
-        print(f"{NAGIOS[c.status]}: {c.dataset}: {c.message} (age {age})")
+        # The message says the age already ("newest snapshot 2 h old ...").
+        print(f"{NAGIOS[c.status]}: {c.dataset}: {c.message}")
     return worst

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from nixmox.adapters.journal import ensure_state_dir, state_dir
+from nixmox.adapters.journal import DEFAULT_STATE_DIR, ensure_state_dir, state_dir
 from nixmox.adapters.runner import Runner
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import find_inventory, load_inventory
@@ -21,6 +21,8 @@ log = logging.getLogger("nixmox.units")
 
 #: Overrides where the units find nixmox (tests, unusual installs).
 EXECUTABLE_ENV = "NIXMOX_EXECUTABLE"
+#: Where the jobs keep their journal, lock and manifest (the units get it baked in).
+STATE_ENV = "NIXMOX_STATE_DIR"
 
 
 def resolve_executable(
@@ -65,12 +67,26 @@ def _render(
         state_dir=PurePosixPath(os.path.abspath(state_dir())),
         systemd_version=installer.systemd_version(runner),
     )
-    return path, render_units(inv, settings)
+    units = render_units(inv, settings)
+    if os.environ.get(STATE_ENV) and Path(settings.state_dir) != DEFAULT_STATE_DIR:
+        # The caller's environment ends up in files that outlive it: say so.
+        log.info(
+            "the units use %s=%s from your environment (the default is %s)",
+            STATE_ENV,
+            settings.state_dir,
+            DEFAULT_STATE_DIR,
+        )
+    return path, units
 
 
-def render(config: Path | None, out: Path, executable: Path | None) -> int:
-    """Write the units into ``out``; print each file written."""
+def render(config: Path | None, out: Path | None, executable: Path | None) -> int:
+    """Write the units into ``out`` and print each file written; without ``out``,
+    print the units themselves, each under its installed path as `systemctl cat` does."""
     _, units = _render(config, executable, Runner())
+    if out is None:
+        texts = [f"# {installer.UNIT_DIR / name}\n{text}" for name, text in units.items()]
+        sys.stdout.write("\n".join(texts))
+        return 0
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, text in units.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.updates.outcome import report
@@ -18,7 +19,7 @@ def run(config: Path | None, node: str | None, *, dry_run: bool, as_json: bool) 
     summary = run_job(inv, "update host", host_update.work, dry_run=dry_run)
     if not as_json:
         for name, upgrades in host_update.upgrades.items():
-            print(f"{name}: {len(upgrades)} upgrade(s)" + (":" if upgrades else ""))
+            print(f"{name}: {plural(len(upgrades), 'upgrade')}" + (":" if upgrades else ""))
             for upgrade in upgrades:
                 print(f"  {upgrade}")
     report(summary.outcomes, as_json=as_json, dry_run=dry_run, title="update host")

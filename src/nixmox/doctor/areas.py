@@ -18,6 +18,7 @@ AREAS = (
     "host",
     "passthrough",
     "storage",
+    "pools",
     "snapshots",
     "replication",
     "backups",
@@ -26,7 +27,7 @@ AREAS = (
 API_AREAS = ("proxmox", "guests", "passthrough", "storage", "backups")
 #: Areas about the host itself (its files and ZFS): they judge the machine doctor
 #: runs on, so they run on a declared node or with --host-root, nowhere else.
-HOST_AREAS = ("host", "passthrough", "storage", "snapshots", "replication")
+HOST_AREAS = ("host", "passthrough", "storage", "pools", "snapshots", "replication")
 
 
 def host_areas_apply(inv: Inventory, host_root: Path | None) -> bool:
@@ -141,6 +142,25 @@ def _storage(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check
     return check_storage(inv, Zfs(runner, inv.zfs.command), zpool, api)
 
 
+def _pools(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
+    from nixmox.adapters.runner import Runner
+    from nixmox.pool.runs import declared_pools, journal_history, read_health
+
+    pools = declared_pools(inv)
+    if not pools:
+        return [
+            Check(
+                "pool-vdev",
+                Status.INFO,
+                "pools",
+                "no [[pools]] declared (`nixmox pool check` reads every imported pool)",
+            )
+        ]
+    # Compared with the journaled readings of `pool check` (SMART growth, the forecast).
+    report = read_health(inv, Runner(), journal_history(), datetime.now(UTC), pools=pools)
+    return list(report.checks)
+
+
 def _snapshots(inv: Inventory, api: Proxmox | None, host_root: Path) -> list[Check]:
     from nixmox.adapters.runner import Runner
     from nixmox.adapters.zfs import Zfs
@@ -168,6 +188,7 @@ _AREA_RUNNERS: dict[str, Callable[[Inventory, Proxmox | None, Path], list[Check]
     "host": _host,
     "passthrough": _passthrough,
     "storage": _storage,
+    "pools": _pools,
     "snapshots": _snapshots,
     "replication": _replication,
     "backups": _backups,

@@ -14,6 +14,7 @@ from pathlib import Path
 from nixmox.adapters.hostfacts import HostFacts, read_host
 from nixmox.adapters.hostfs import HostFs
 from nixmox.core.verdict import Check, Status
+from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, Hardware, Inventory
 from nixmox.passthrough.checks import HOST_RESERVE_MIB, ROLE_CLASSES, host_root_is_node
 
@@ -49,7 +50,8 @@ def hardware_checks(facts: HostFacts, hw: Hardware, node: str) -> list[Check]:
                 )
             )
     if hw.cores is not None or hw.threads is not None:
-        found = f"{facts.cores or '?'} cores, {facts.threads} threads"
+        cores = plural(facts.cores, "core") if facts.cores else "? cores"
+        found = f"{cores}, {plural(facts.threads, 'thread')}"
         wrong = (hw.cores is not None and facts.cores != hw.cores) or (
             hw.threads is not None and facts.threads != hw.threads
         )
@@ -120,7 +122,7 @@ def allocation_checks(facts: HostFacts, guests: Sequence[Guest], node: str) -> l
         vcpus = {g.name: (g.cores or 1) * (g.sockets or 1) for g in guests}
         total = sum(vcpus.values())
         too_big = [n for n, v in vcpus.items() if v > facts.threads]
-        share = f"{total} vCPUs declared on {facts.threads} threads"
+        share = f"{plural(total, 'vCPU')} declared on {plural(facts.threads, 'thread')}"
         if too_big:
             out.append(
                 Check(

@@ -157,6 +157,10 @@ def backed_guest_storage(dataset: str, recursive: bool, storages: Iterable[Stora
     return None
 
 
+#: The keys only a pbs storage takes (storage.cfg's names).
+PBS_KEYS = ("server", "datastore", "fingerprint", "username")
+
+
 def check(inv: Inventory) -> list[Problem]:
     """Every cross-reference problem in ``inv``, in file order."""
     problems: list[Problem] = []
@@ -249,6 +253,18 @@ def check(inv: Inventory) -> list[Problem]:
             problems.append(Problem(spath, 'a zfspool storage needs dataset = "POOL/DATASET"'))
         if storage.type == "dir" and storage.path is None:
             problems.append(Problem(spath, 'a dir storage needs path = "/..."'))
+        if storage.type == "pbs":
+            for key in ("server", "datastore"):
+                if getattr(storage, key) is None:
+                    problems.append(Problem(spath, f'a pbs storage needs {key} = "..."'))
+            if storage.content and storage.content != ["backup"]:
+                problems.append(
+                    Problem((*spath, "content"), 'a pbs storage holds only content = ["backup"]')
+                )
+        else:
+            for key in PBS_KEYS:
+                if getattr(storage, key) is not None:
+                    problems.append(Problem((*spath, key), f"{key} is for a pbs storage only"))
         if storage.dataset is not None:
             dataset_ref((*spath, "dataset"), storage.dataset)
         for j, name in enumerate(storage.nodes):

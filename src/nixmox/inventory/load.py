@@ -255,8 +255,13 @@ def load_inventory(path: FsPath) -> Inventory:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: inventory not found (give --config PATH)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the inventory: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the inventory: not UTF-8 text (byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError(f"{path}: cannot read the inventory: {reason}") from None
     return parse_inventory(text, str(path))
 
 

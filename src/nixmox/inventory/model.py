@@ -370,6 +370,24 @@ class Storage(Strict):
         "is mounted at path (so nothing is written into the root file system under an "
         "unmounted dataset); unset: on when dataset is set",
     )
+    server: str | None = Field(
+        None,
+        description="pbs: the Proxmox Backup Server's host name or IP address (required for pbs)",
+    )
+    datastore: str | None = Field(
+        None, description="pbs: the datastore on that server (required for pbs)"
+    )
+    fingerprint: str | None = Field(
+        None,
+        description="pbs: the server certificate's SHA-256 fingerprint, when its certificate "
+        "is not signed by a CA the node trusts (`proxmox-backup-manager cert info`)",
+    )
+    username: str | None = Field(
+        None,
+        description="pbs: the PBS user or API token the node logs in as, e.g. "
+        "backup@pbs!pve1; its password or secret is the admin's to set on the node "
+        "(`pvesm set STORAGE --password`) and never in the inventory",
+    )
 
     @property
     def mount_guard(self) -> bool:
@@ -924,6 +942,17 @@ class Schedules(Strict):
     update_windows: Calendar | None = Field(
         None, description="when nixmox update windows runs; unset: no timer"
     )
+    pool_scrub: Calendar | None = Field(
+        None, description="when nixmox pool scrub runs (monthly is usual); unset: no timer"
+    )
+    pool_trim: Calendar | None = Field(
+        None, description="when nixmox pool trim runs (weekly is usual); unset: no timer"
+    )
+    pool_check: Calendar | None = Field(
+        None,
+        description="when nixmox pool check records pool and disk health (daily gives the "
+        "fill forecast its history); unset: no timer",
+    )
     randomized_delay: TimeSpan | None = Field(
         None, description="systemd time span: every timer's RandomizedDelaySec=; unset: none"
     )
@@ -932,6 +961,54 @@ class Schedules(Strict):
     )
     persistent: bool = Field(
         True, description="catch up on a run missed while the host was off (Persistent=)"
+    )
+
+
+class PoolHealth(Strict):
+    """Scrubs, TRIM, SMART and the fill forecast (`nixmox pool ...`, doctor, status)."""
+
+    pools: list[Annotated[str, _matches(r"[A-Za-z][A-Za-z0-9_.:-]*", "a ZFS pool name")]] = Field(
+        default_factory=list,
+        description="pools looked after; empty: the inventory's [[pools]], else every "
+        "imported pool",
+    )
+    pause_during: Calendar | None = Field(
+        None,
+        description="a window (calendar spec, e.g. the backup window `*-*-* 02..04:*`) in "
+        "which a scrub is paused (`zpool scrub -p`; stopped and restarted where zpool cannot "
+        "pause) and resumed after; unset: never paused",
+    )
+    poll: TimeSpan = Field(
+        "30s", description="systemd time span between two progress reads of a scrub or trim"
+    )
+    scrub_max_age: TimeSpan = Field(
+        "35d", description="systemd time span: doctor warns when a pool's last scrub is older"
+    )
+    fragmentation_warn: int = Field(
+        70, ge=1, le=100, description="percent of free-space fragmentation above which doctor warns"
+    )
+    smart: bool = Field(
+        True, description="read SMART (smartctl --json -a) of every disk under the pools"
+    )
+    smartctl_command: list[str] = Field(
+        default_factory=lambda: ["smartctl"],
+        min_length=1,
+        description='argv prefix that runs smartctl, e.g. ["sudo", "smartctl"]',
+        json_schema_extra={"default": ["smartctl"]},
+    )
+    temperature_warn: int = Field(
+        55, ge=20, le=100, description="degrees Celsius above which a disk's temperature warns"
+    )
+    forecast_days: int = Field(
+        30, ge=2, le=365, description="days of recorded capacity the fill forecast looks back on"
+    )
+    forecast_percent: int = Field(
+        90, ge=1, le=100, description="the capacity (percent) the forecast predicts the date of"
+    )
+    forecast_horizon: TimeSpan = Field(
+        "60d",
+        description="systemd time span: doctor warns (and a notification goes out) when the "
+        "forecast reaches forecast_percent sooner",
     )
 
 
@@ -980,7 +1057,7 @@ class Metrics(Strict):
 
 
 class Inventory(Strict):
-    """The whole lab: ``nixmox.toml``."""
+    """Everything nixmox manages on one Proxmox server or cluster: ``nixmox.toml``."""
 
     timezone: Zone | None = Field(
         None,
@@ -1012,6 +1089,9 @@ class Inventory(Strict):
     )
     schedules: Schedules | None = Field(None, description="timers for the jobs; unset: none")
     notify: Notify | None = Field(None, description="notifications; unset: none")
+    pool_health: PoolHealth = Field(
+        default_factory=PoolHealth, description="scrubs, TRIM, SMART and the fill forecast"
+    )
     metrics: Metrics | None = Field(None, description="Prometheus textfile; unset: none")
     templates: Templates | None = Field(
         None, description="what template build bakes into the NixOS images"

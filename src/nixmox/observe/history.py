@@ -7,12 +7,14 @@ CLI commands that record them); an unknown or missing shape still gives a line.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime, tzinfo
 from typing import Any
 
 from nixmox.adapters.journal import Run
 from nixmox.backup.archives import human_size
+from nixmox.core.words import plural
+from nixmox.core.zones import local_zone
 from nixmox.updates.outcome import FAILED
 
 
@@ -28,13 +30,11 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
-def local_time(epoch: float) -> str:
-    """``2026-11-25 02:30:04`` in this machine's zone."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def local_time(epoch: float, zone: tzinfo | None = None, *, seconds: bool = True) -> str:
+    """``2026-11-25 02:30:04 CET``: in ``zone`` (default: this machine's), with its name,
+    so a time read next to an archive's name or another machine's log is never ambiguous."""
+    when = datetime.fromtimestamp(epoch, zone or local_zone())
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
 
 
 def _rows(summary: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -50,7 +50,7 @@ def _backup(summary: Mapping[str, Any]) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("result") == "ok"]
     removed = sum(len(g.get("removed") or []) for g in guests)
-    head = f"{_plural(len(ok), 'guest')} backed up, {_plural(removed, 'archive')} removed"
+    head = f"{plural(len(ok), 'guest')} backed up, {plural(removed, 'archive')} removed"
     failed = [
         f"{g.get('guest')}: {g.get('message') or g.get('result')}"
         for g in guests
@@ -71,7 +71,7 @@ def _verify(summary: Mapping[str, Any]) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("ok")]
     failed = [f"{g.get('name')}: {g.get('message')}" for g in guests if not g.get("ok")]
-    return [f"{_plural(len(ok), 'guest')} verified", *_failures(failed)]
+    return [f"{plural(len(ok), 'guest')} verified", *_failures(failed)]
 
 
 def _snapshot(summary: Mapping[str, Any]) -> list[str]:
@@ -79,7 +79,7 @@ def _snapshot(summary: Mapping[str, Any]) -> list[str]:
     taken = sum(1 for t in targets if t.get("taken"))
     datasets = [d for t in targets for d in _rows(t, "datasets")]
     removed = sum(len(d.get("removed") or []) for d in datasets)
-    head = f"{_plural(taken, 'snapshot')} taken, {removed} removed"
+    head = f"{plural(taken, 'snapshot')} taken, {removed} removed"
     failed = [f"{t.get('dataset')}: {t['error']}" for t in targets if t.get("error")]
     failed += [f"{d.get('dataset')}: {f}" for d in datasets for f in d.get("failed") or []]
     return [head, *_failures(failed)]
@@ -93,8 +93,8 @@ def _replicate(summary: Mapping[str, Any]) -> list[str]:
     moved = sum(int(d.get("bytes") or 0) for d in datasets)
     pruned = sum(len(d.get("pruned") or []) for d in datasets)
     head = (
-        f"{len(ok)} of {_plural(len(datasets), 'dataset')} replicated, "
-        f"{_plural(sent, 'snapshot')} sent ({human_size(moved)}), {pruned} pruned on the targets"
+        f"{len(ok)} of {plural(len(datasets), 'dataset')} replicated, "
+        f"{plural(sent, 'snapshot')} sent ({human_size(moved)}), {pruned} pruned on the targets"
     )
     failed = [
         f"{e.get('source')} -> {e.get('target')}: {e['error']}" for e in entries if e.get("error")
@@ -111,7 +111,7 @@ def _apply(summary: Mapping[str, Any]) -> list[str]:
     outcomes = _rows(summary, "outcomes")
     done = [o for o in outcomes if o.get("result") == "ok"]
     held = [o for o in outcomes if o.get("result") == "held"]
-    head = f"{_plural(len(done), 'object')} changed" + (f", {len(held)} held" if held else "")
+    head = f"{plural(len(done), 'object')} changed" + (f", {len(held)} held" if held else "")
     failed = [
         f"{o.get('kind')} {o.get('name')}: {o.get('error')}"
         for o in outcomes
@@ -124,7 +124,7 @@ def _update(summary: Mapping[str, Any], what: str) -> list[str]:
     guests = _rows(summary, "guests")
     ok = [g for g in guests if g.get("result") == "ok"]
     rolled = [str(g.get("guest")) for g in guests if g.get("rolled_back")]
-    head = f"{_plural(len(ok), what)} updated" + (
+    head = f"{plural(len(ok), what)} updated" + (
         f", {len(rolled)} rolled back ({', '.join(rolled)})" if rolled else ""
     )
     # Nothing to do, or a reboot held by policy, is no failure; say how many.
@@ -165,6 +165,49 @@ def _template_upload(summary: Mapping[str, Any]) -> list[str]:
     return ["nothing uploaded"]
 
 
+def _pool_operation(summary: Mapping[str, Any]) -> list[str]:
+    operation = str(summary.get("operation") or "scrub")
+    pools = _rows(summary, "pools")
+    done = [p for p in pools if p.get("outcome") == "finished"]
+    verb = "scrubbed" if operation == "scrub" else "trimmed"
+    head = f"{plural(len(done), 'pool')} {verb}"
+    if operation == "scrub" and done:
+        errors = sum(int(p.get("errors") or 0) for p in done)
+        repaired = sum(int(p.get("repaired") or 0) for p in done)
+        head += f", {plural(errors, 'error')}" + (f", {repaired} B repaired" if repaired else "")
+    # A scrub that finished with errors is news, not a failed run: name the pool.
+    found = [
+        f"{p.get('pool')}: {p.get('errors')} errors it could not repair"
+        for p in done
+        if p.get("errors")
+    ]
+    failed = [
+        f"{p.get('pool')}: {p.get('outcome')}: {p.get('message')}"
+        for p in pools
+        if p.get("outcome") not in ("finished", "dry-run")
+    ]
+    return [head, *found, *_failures(failed)]
+
+
+def _pool_check(summary: Mapping[str, Any]) -> list[str]:
+    pools = _rows(summary, "pools")
+    disks = _rows(summary, "disks")
+    problems = [
+        c for c in _rows(summary, "checks") if c.get("status") in ("WARN", "FAIL", "UNKNOWN")
+    ]
+    head = f"{plural(len(pools), 'pool')} and {plural(len(disks), 'disk')} read"
+    head += f", {plural(len(problems), 'finding')}" if problems else ", nothing to report"
+    unread = {str(p.get("pool")) for p in pools if p.get("error")}
+    failed = [f"{p.get('pool')}: {p.get('error')}" for p in pools if p.get("error")]
+    # A pool that could not be read is said once, as the failure.
+    said = [
+        f"{c.get('status')} {c.get('subject')}: {c.get('message')}"
+        for c in problems
+        if not (c.get("status") == "UNKNOWN" and c.get("subject") in unread)
+    ]
+    return [head, *_failures(failed), *said]
+
+
 def summary_lines(run: Run) -> list[str]:
     """The run in words: a headline, then one line per failure."""
     summary = run.summary
@@ -184,6 +227,10 @@ def summary_lines(run: Run) -> list[str]:
         lines = _provision(summary)
     elif run.command == "template upload":
         lines = _template_upload(summary)
+    elif run.command in ("pool scrub", "pool trim"):
+        lines = _pool_operation(summary)
+    elif run.command == "pool check":
+        lines = _pool_check(summary)
     else:
         lines = [run.result or "running"]
     if summary.get("error"):
@@ -211,12 +258,12 @@ def as_json(run: Run) -> dict[str, Any]:
     }
 
 
-def table(runs: Sequence[Run]) -> list[tuple[str, str, str, str, str]]:
-    """Rows (with a header) for the history table, in the order given."""
+def table(runs: Sequence[Run], zone: tzinfo | None = None) -> list[tuple[str, str, str, str, str]]:
+    """Rows (with a header) for the history table, in the order given; times in ``zone``."""
     rows = [("started", "job", "result", "took", "summary")]
     rows += [
         (
-            local_time(r.started),
+            local_time(r.started, zone),
             r.command,
             r.result or "running",
             duration(r.seconds),

@@ -17,7 +17,9 @@ API: writing the file costs a few SQLite reads.
   one ``--dataset`` only);
 - updates: rollbacks (counted like the runs) and the last result per guest from ``update ...`` runs
   (``{"guests": [{"guest", "vmid", "result", "rolled_back"}]}``), and
-  pending updates from a run's ``{"pending": {TARGET: N}}`` when it has one.
+  pending updates from a run's ``{"pending": {TARGET: N}}`` when it has one;
+- pools and disks: what the pool runs last recorded
+  (:func:`nixmox.pool.recorded.recorded_pools`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from nixmox.core.errors import NixmoxError
 from nixmox.core.files import write_atomically
 from nixmox.inventory.model import Inventory
 from nixmox.observe import run_counts
-from nixmox.observe.metric_names import METRICS, RUN_RESULTS
+from nixmox.observe.metric_names import METRICS, POOL_STATES, RUN_RESULTS
+from nixmox.pool.recorded import RecordedPool, recorded_pools
 from nixmox.snapshot.policy import taken_at
 from nixmox.updates.outcome import FAILED
 
@@ -77,6 +80,9 @@ def samples(
             runs_total.setdefault((command, known), 0.0)
     snapshot_seen = False
     pending_seen: set[str] = set()
+    runs = list(runs)
+    for pool in recorded_pools(runs):
+        _pool(out, pool)
     for run in runs:
         if run.ended is None:
             continue
@@ -129,6 +135,53 @@ def _snapshot(out: Samples, run: Run) -> None:
             if when is not None:
                 out["nixmox_dataset_snapshot_newest_timestamp_seconds"][(name,)] = when.timestamp()
             out["nixmox_dataset_snapshots"][(name,)] = float(ds.get("kept") or 0)
+
+
+def _pool(out: Samples, pool: RecordedPool) -> None:
+    name = pool.pool
+    if pool.state is not None:
+        for state in dict.fromkeys((*POOL_STATES, pool.state)):
+            out["nixmox_pool_state"][(name, state)] = 1.0 if state == pool.state else 0.0
+        out["nixmox_pool_data_errors"][(name,)] = float(pool.data_errors)
+        for v in pool.vdevs:
+            for kind, count in (("read", v.read), ("write", v.write), ("checksum", v.checksum)):
+                out["nixmox_pool_vdev_errors"][(name, v.name, kind)] = float(count)
+    if pool.size is not None and pool.allocated is not None:
+        out["nixmox_pool_size_bytes"][(name,)] = float(pool.size)
+        out["nixmox_pool_allocated_bytes"][(name,)] = float(pool.allocated)
+    if pool.fragmentation is not None:
+        out["nixmox_pool_fragmentation_ratio"][(name,)] = pool.fragmentation / 100
+    if pool.scrub is not None:
+        out["nixmox_pool_scrub_last_end_timestamp_seconds"][(name,)] = pool.scrub.ended
+        out["nixmox_pool_scrub_last_errors"][(name,)] = float(pool.scrub.errors)
+        out["nixmox_pool_scrub_last_repaired_bytes"][(name,)] = float(pool.scrub.repaired)
+    if pool.fill is not None and pool.fill.days_left is not None:
+        out["nixmox_pool_fill_forecast_seconds"][(name,)] = pool.fill.days_left * 86400
+    for disk in pool.disks:
+        if disk.error is not None:
+            continue
+        labels = (disk.name,)
+        if disk.passed is not None:
+            healthy = disk.passed and not disk.critical_warning
+            out["nixmox_disk_smart_healthy"][labels] = 1.0 if healthy else 0.0
+        for metric, value in (
+            ("nixmox_disk_reallocated_sectors", disk.reallocated),
+            ("nixmox_disk_pending_sectors", disk.pending),
+            ("nixmox_disk_media_errors", disk.media_errors),
+            ("nixmox_disk_endurance_used_ratio", _percent(disk.percentage_used)),
+            ("nixmox_disk_temperature_celsius", disk.temperature),
+            ("nixmox_disk_power_on_seconds", _hours(disk.power_on_hours)),
+        ):
+            if value is not None:
+                out[metric][labels] = float(value)
+
+
+def _percent(value: int | None) -> float | None:
+    return None if value is None else value / 100
+
+
+def _hours(value: int | None) -> float | None:
+    return None if value is None else value * 3600.0
 
 
 # Results that say nothing about whether updating the guest works.

@@ -2,7 +2,11 @@
 
 A run is news on ``failure`` (it did not end ``ok``), on ``recovery`` (it
 ended ``ok`` and the job's previous run did not) and, when asked for, on
-``success`` (every ``ok`` run). The message is the run's summary in words.
+``success`` (every ``ok`` run). A run that keeps findings (the pool runs:
+a scrub's errors, a disk's health, the fill forecast) is also news when they
+change (:mod:`nixmox.observe.findings`): a new finding as ``failure``, only
+cleared ones as ``recovery``; the same findings again are no news. The
+message is the run's summary in words.
 Notification URLs carry tokens and passwords: each is registered as a secret
 before apprise sees it, and nixmox logs only their scheme.
 """
@@ -11,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from nixmox.adapters.journal import Run
 from nixmox.core.log import register_url
 from nixmox.inventory.model import Inventory
+from nixmox.observe.findings import FindingChanges, finding_changes
 from nixmox.observe.history import duration, summary_lines
 
 log = logging.getLogger(__name__)
@@ -31,21 +36,41 @@ class Message:
     body: str
 
 
-def event(run: Run, previous: Run | None) -> str:
-    """``failure``, ``recovery`` or ``success`` for ``run`` after ``previous`` (same job)."""
-    if run.result != "ok":
+def event(run: Run, previous: Run | None, changes: FindingChanges | None = None) -> str:
+    """``failure``, ``recovery`` or ``success`` for ``run`` after ``previous`` (same job),
+    with ``changes`` in its findings since the earlier runs."""
+    if run.result != "ok" or (changes is not None and changes.new):
         return "failure"
+    if changes is not None and changes.cleared:
+        return "recovery"
     if previous is not None and previous.result != "ok":
         return "recovery"
     return "success"
 
 
-def message(run: Run, previous: Run | None, host: str) -> Message:
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def message(
+    run: Run, previous: Run | None, host: str, changes: FindingChanges | None = None
+) -> Message:
     """The notification for ``run``, whether or not it is sent."""
-    what = event(run, previous)
+    what = event(run, previous, changes)
     verb = {"failure": "failed", "recovery": "recovered", "success": "succeeded"}[what]
     title = f"nixmox {run.command} {verb} on {host}"
-    lines = summary_lines(run)
+    lines = []
+    if run.result == "ok" and changes:
+        if changes.new:
+            found = _count(len(changes.new), "new problem")
+            title = f"nixmox {run.command} found {found} on {host}"
+        else:
+            cleared = _count(len(changes.cleared), "problem")
+            title = f"nixmox {run.command} on {host}: {cleared} cleared"
+    if changes:
+        lines += [f"new: {f}" for f in changes.new]
+        lines += [f"cleared: {f}" for f in changes.cleared]
+    lines += summary_lines(run)
     lines.append(f"result {run.result or 'unknown'}, took {duration(run.seconds)}")
     return Message(what, title, "\n".join(lines))
 
@@ -84,11 +109,14 @@ def send(urls: Sequence[str], msg: Message) -> bool:
     return ok
 
 
-def notify_run(inv: Inventory, run: Run, previous: Run | None) -> Message | None:
-    """Send the message for ``run`` if ``[notify] on`` asks for its event; return it if sent."""
+def notify_run(
+    inv: Inventory, run: Run, previous: Run | None, earlier: Iterable[Run] = ()
+) -> Message | None:
+    """Send the message for ``run`` if ``[notify] on`` asks for its event; return it if sent.
+    ``earlier``: the runs its findings are compared with (see the module)."""
     if inv.notify is None or not inv.notify.urls:
         return None
-    msg = message(run, previous, host_name(inv))
+    msg = message(run, previous, host_name(inv), finding_changes(run, earlier))
     if msg.event not in inv.notify.on:
         return None
     return msg if send(inv.notify.urls, msg) else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,14 @@ from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
 from nixmox.core.verdict import Check, Status, totals
+from nixmox.core.words import plural
 from nixmox.core.zones import zone
 from nixmox.doctor.areas import HOST_AREAS, host_areas_apply
 from nixmox.inventory.model import Inventory
 from nixmox.observe.history import one_line
 from nixmox.observe.metrics import Samples, samples
+from nixmox.pool.checks import summary as disk_words
+from nixmox.pool.recorded import RecordedPool, recorded_pools
 from nixmox.snapshot.policy import human, taken_at
 
 #: Doctor's areas that read the API; status always runs these.
@@ -87,6 +90,35 @@ class ReplicaRow:
 
 
 @dataclass
+class PoolRow:
+    """One pool as the newest pool runs recorded it (``pool check``, ``pool scrub``)."""
+
+    pool: str
+    state: str | None
+    capacity: float | None  # percent allocated
+    size: int | None
+    allocated: int | None
+    last_scrub: float | None  # when it ended
+    scrub_outcome: str | None  # finished | canceled
+    scrub_errors: int | None
+    scrub_repaired: int | None
+    forecast: str | None  # in words
+    days_left: float | None
+    checked: float | None  # when the newest `pool check` read it
+
+
+@dataclass
+class DiskRow:
+    """One disk under a pool, per its newest SMART reading."""
+
+    device: str
+    pool: str
+    model: str
+    healthy: bool | None  # None: smartctl could not say
+    health: str  # the reading in words
+
+
+@dataclass
 class JobRow:
     """One job's last run."""
 
@@ -106,6 +138,8 @@ class Report:
     guests: list[GuestRow] = field(default_factory=list)
     nodes: list[NodeRow] = field(default_factory=list)
     datasets: list[DatasetRow] = field(default_factory=list)
+    pools: list[PoolRow] = field(default_factory=list)
+    disks: list[DiskRow] = field(default_factory=list)
     replicas: list[ReplicaRow] = field(default_factory=list)
     jobs: list[JobRow] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
@@ -114,6 +148,8 @@ class Report:
     cluster_error: str | None = None
     # The API answered but refused the credentials (api_error says how).
     api_refused: bool = False
+    # The inventory's zone (IANA name; None: this machine's): the times are shown in it.
+    timezone: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -128,6 +164,7 @@ class Report:
     def as_json(self) -> dict[str, Any]:
         return {
             "now": self.now,
+            "timezone": self.timezone,
             "api": {
                 "reachable": self.api_error is None or self.api_refused,
                 "authenticated": self.api_error is None,
@@ -138,6 +175,8 @@ class Report:
             "guests": [asdict(g) for g in self.guests],
             "nodes": [asdict(n) for n in self.nodes],
             "datasets": [asdict(d) for d in self.datasets],
+            "pools": [asdict(p) for p in self.pools],
+            "disks": [asdict(d) for d in self.disks],
             "replication": [
                 {**asdict(r), "lag_seconds": None if r.newest is None else self.now - r.newest}
                 for r in self.replicas
@@ -281,6 +320,39 @@ def _snapshot_datasets(run: Run | None) -> dict[str, str]:
     return out
 
 
+def pool_rows(recorded: list[RecordedPool]) -> tuple[list[PoolRow], list[DiskRow]]:
+    """The pool and disk lines from what the pool runs recorded."""
+    pools, disks = [], []
+    for p in recorded:
+        scrub = p.scrub
+        pools.append(
+            PoolRow(
+                p.pool,
+                p.state,
+                None if p.capacity is None else round(p.capacity, 1),
+                p.size,
+                p.allocated,
+                None if scrub is None else scrub.ended,
+                None if scrub is None else scrub.outcome,
+                None if scrub is None else scrub.errors,
+                None if scrub is None else scrub.repaired,
+                None if p.fill is None else p.fill.words,
+                None if p.fill is None else p.fill.days_left,
+                p.checked,
+            )
+        )
+        for d in p.disks:
+            if d.error is not None:
+                healthy, words = None, f"not read: {d.error}"
+            else:
+                healthy = None if d.passed is None else bool(d.passed and not d.critical_warning)
+                words = disk_words(d)
+                if healthy is False:
+                    words = "FAILING: " + words
+            disks.append(DiskRow(d.name, p.pool, d.model, healthy, words))
+    return pools, disks
+
+
 def gather(
     inv: Inventory,
     journal: Journal,
@@ -292,10 +364,11 @@ def gather(
     checks where they apply, see :func:`host_areas_apply`)."""
     when = now or clock.now()
     latest = journal.latest()
+    runs = journal.runs(limit=500)
     data = samples(
         latest,
         journal.totals(),
-        journal.runs(limit=500),
+        runs,
         {g.name: g.pve_type for g in inv.guests},
         zone(inv.timezone),
     )
@@ -318,6 +391,7 @@ def gather(
     counts = data["nixmox_dataset_snapshots"]
     report = Report(when.timestamp(), api_error, api.calls if api is not None else 0)
     report.api_refused = refused
+    report.timezone = inv.timezone
     report.areas = areas
     report.cluster_error = cluster_error
     report.guests = list(rows.values())
@@ -325,6 +399,7 @@ def gather(
     report.datasets = [
         DatasetRow(ds, newest.get((ds,)), int(n)) for (ds,), n in sorted(counts.items())
     ]
+    report.pools, report.disks = pool_rows(recorded_pools(runs))
     replicated = data["nixmox_replication_newest_timestamp_seconds"]
     succeeded = data["nixmox_replication_last_success_timestamp_seconds"]
     report.replicas = [
@@ -342,15 +417,17 @@ def _age(now: float, then: float | None) -> str:
     return "-" if then is None else human(timedelta(seconds=max(0.0, now - then)))
 
 
-def _when(epoch: float | None) -> str:
+def _when(epoch: float | None, tz: tzinfo) -> str:
     from nixmox.observe.history import local_time
 
-    return "-" if epoch is None else local_time(epoch)[:16]
+    return "-" if epoch is None else local_time(epoch, tz, seconds=False)
 
 
 def lines(report: Report) -> list[str]:
-    """The report as plain text, one line per row."""
+    """The report as plain text, one line per row; times in the inventory's zone, named."""
     from nixmox.observe.history import local_time
+
+    tz = zone(report.timezone)
 
     api = (
         "reachable"
@@ -361,13 +438,13 @@ def lines(report: Report) -> list[str]:
     )
     if report.cluster_error is not None:
         api += f", but the guests are UNKNOWN: {report.cluster_error}"
-    out = [f"nixmox status at {local_time(report.now)}: Proxmox API {api}", ""]
+    out = [f"nixmox status at {local_time(report.now, tz)}: Proxmox API {api}", ""]
     guest_rows = [("guest", "id", "node", "state", "last backup", "age", "snapshot", "pending")]
     for g in report.guests:
         snap = taken_at(g.newest_snapshot) if g.newest_snapshot else None
         pending = "-" if g.pending_changes is None else f"{g.pending_changes} config"
         if g.pending_updates is not None:
-            pending += f", {g.pending_updates} updates"
+            pending += f", {plural(g.pending_updates, 'update')}"
         if g.last_update is not None:
             pending += f", last update {g.last_update}"
         guest_rows.append(
@@ -376,7 +453,7 @@ def lines(report: Report) -> list[str]:
                 g.id,
                 g.node,
                 g.state,
-                _when(g.backup_time) + (" (journal)" if g.backup_from == "journal" else ""),
+                _when(g.backup_time, tz) + (" (journal)" if g.backup_from == "journal" else ""),
                 _age(report.now, g.backup_time),
                 "-" if snap is None else _age(report.now, snap.timestamp()) + " ago",
                 pending,
@@ -397,10 +474,11 @@ def lines(report: Report) -> list[str]:
         out.append("")
         ds_rows = [("dataset", "newest snapshot", "age", "count")]
         ds_rows += [
-            (d.dataset, _when(d.newest), _age(report.now, d.newest), str(d.snapshots))
+            (d.dataset, _when(d.newest, tz), _age(report.now, d.newest), str(d.snapshots))
             for d in report.datasets
         ]
         out += table_lines(ds_rows)
+    out += _pool_lines(report)
     if report.replicas:
         out.append("")
         rep_rows = [("replicated dataset", "target", "newest on target", "lag", "last success")]
@@ -408,16 +486,16 @@ def lines(report: Report) -> list[str]:
             (
                 r.dataset,
                 r.target,
-                _when(r.newest),
+                _when(r.newest, tz),
                 _age(report.now, r.newest),
-                _when(r.last_success),
+                _when(r.last_success, tz),
             )
             for r in report.replicas
         ]
         out += table_lines(rep_rows)
     out.append("")
     job_rows = [("job", "last run", "result", "summary")]
-    job_rows += [(j.job, _when(j.ended), j.result or "-", j.summary) for j in report.jobs]
+    job_rows += [(j.job, _when(j.ended, tz), j.result or "-", j.summary) for j in report.jobs]
     out += table_lines(job_rows) if report.jobs else ["no job has run yet (the journal is empty)"]
     out.append("")
     bad = [c for c in report.checks if c.status in (Status.FAIL, Status.UNKNOWN, Status.WARN)]
@@ -427,4 +505,39 @@ def lines(report: Report) -> list[str]:
         + (", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) or "no checks ran")
     )
     out += [f"{c.status.value:<7} {c.id:<16} {c.subject}: {c.message}" for c in bad]
+    return out
+
+
+def _scrub_words(now: float, p: PoolRow, tz: tzinfo) -> str:
+    if p.last_scrub is None:
+        return "-"
+    said = f"{_when(p.last_scrub, tz)} ({_age(now, p.last_scrub)} ago)"
+    if p.scrub_outcome == "canceled":
+        return said + ", canceled"
+    said += f", {p.scrub_errors or 0} errors"
+    return said + (f", {p.scrub_repaired} B repaired" if p.scrub_repaired else "")
+
+
+def _pool_lines(report: Report) -> list[str]:
+    """The pools' and disks' tables (empty when no pool run is journaled)."""
+    out: list[str] = []
+    if report.pools:
+        out.append("")
+        rows = [("pool", "state", "used", "last scrub", "forecast")]
+        rows += [
+            (
+                p.pool,
+                p.state or "-",
+                "-" if p.capacity is None else f"{p.capacity:.0f}%",
+                _scrub_words(report.now, p, zone(report.timezone)),
+                p.forecast or "-",
+            )
+            for p in report.pools
+        ]
+        out += table_lines(rows)
+    if report.disks:
+        out.append("")
+        disk_rows = [("disk", "pool", "health")]
+        disk_rows += [(d.device, d.pool, d.health) for d in report.disks]
+        out += table_lines(disk_rows)
     return out

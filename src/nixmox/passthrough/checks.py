@@ -24,6 +24,7 @@ from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.adapters.proxmox.permissions import granted, holds
 from nixmox.core.errors import NixmoxError
 from nixmox.core.verdict import Check, Status
+from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.passthrough.mappings import check_mapping, map_entries, node_paths
 
@@ -241,7 +242,7 @@ def check_iommu_present(facts: HostFacts) -> Check:
             "iommu-present",
             Status.PASS,
             HOST,
-            f"IOMMU {', '.join(facts.iommu_units)}, {len(facts.iommu_groups)} groups",
+            f"IOMMU {', '.join(facts.iommu_units)}, {plural(len(facts.iommu_groups), 'group')}",
         )
     intel = facts.cpu_vendor == "GenuineIntel"
     return Check(

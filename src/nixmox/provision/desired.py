@@ -249,6 +249,10 @@ def desired_storage(storage: Storage) -> dict[str, str]:
         opts["nodes"] = ",".join(sorted(storage.nodes))
     if storage.sparse is not None:
         opts["sparse"] = _flag(storage.sparse)
+    for key in ("server", "datastore", "fingerprint", "username"):
+        value = getattr(storage, key)
+        if value is not None:
+            opts[key] = value
     if storage.shared:
         opts["shared"] = "1"
     if storage.mount_guard:

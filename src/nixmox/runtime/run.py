@@ -31,6 +31,9 @@ from nixmox.inventory.model import Inventory, Metrics, Notify
 
 log = logging.getLogger(__name__)
 
+#: How many earlier runs of its group a run's findings are compared with.
+FINDINGS_HISTORY = 200
+
 __all__ = [
     "Interrupted",
     "JobSummary",
@@ -66,6 +69,7 @@ def run_job(
     *,
     dry_run: bool,
     directory: Path | None = None,
+    lock_name: str = "lock",
 ) -> SummaryT:
     """Run ``work`` as one run of ``job`` and return what it reported.
 
@@ -73,11 +77,13 @@ def run_job(
     is not journaled. A real run holds the state lock, is journaled with the
     summary's result and JSON, and is followed by metrics and the
     notification; when ``work`` raises, the run is journaled as ``error`` with
-    the message and the exception propagates.
+    the message and the exception propagates. ``lock_name``: the state lock's
+    file; a job that runs for hours (``pool scrub``) names its own so that it
+    excludes only another run of itself, not the hourly snapshots.
     """
     if dry_run or inv is None:
         return work()
-    with observed_run(inv, job, directory) as run:
+    with observed_run(inv, job, directory, lock_name) as run:
         summary = work()
         run.result = summary.result
         run.summary = summary.to_json()
@@ -85,13 +91,15 @@ def run_job(
 
 
 @contextlib.contextmanager
-def observed_run(inv: Inventory, command: str, directory: Path | None = None) -> Iterator[JobRun]:
+def observed_run(
+    inv: Inventory, command: str, directory: Path | None = None, lock_name: str = "lock"
+) -> Iterator[JobRun]:
     """:func:`job_run` for ``command``, then :func:`after_run` once it is journaled
     (the inside of :func:`run_job`; jobs go through that)."""
     where = directory or state_dir()
     journaled = False
     try:
-        with job_run(where, command) as run:
+        with job_run(where, command, lock_name=lock_name) as run:
             journaled = True
             yield run
     finally:
@@ -135,8 +143,13 @@ def after_run(inv: Inventory, directory: Path, command: str) -> None:
         if inv.notify is not None and inv.notify.urls:
             runs = journal.runs(command, limit=2, exact=True)
             if runs:
+                # A run that keeps findings is compared with its command group's
+                # earlier runs (`pool scrub` with `pool check`): see observe.findings.
+                earlier = []
+                if "findings" in runs[0].summary:
+                    earlier = journal.runs(command.split()[0], limit=FINDINGS_HISTORY)
                 try:
-                    notify_run(inv, runs[0], runs[1] if len(runs) > 1 else None)
+                    notify_run(inv, runs[0], runs[1] if len(runs) > 1 else None, earlier)
                 except Exception as exc:  # a notification never fails the job it reports
                     log.warning("notify: %s", exc)
     finally:

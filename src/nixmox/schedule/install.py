@@ -223,7 +223,7 @@ def install(
         path = layout.inside(PurePosixPath(name))
         if path.exists() and name not in previous.files:
             raise UnitFileConflict(
-                f"{name} exists and was not written by `nixmox install`; nothing was "
+                f"{path} exists and was not written by `nixmox install`; nothing was "
                 "changed (move it away first)"
             )
     stale = sorted(set(previous.files) - set(wanted))

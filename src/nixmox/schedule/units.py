@@ -117,6 +117,34 @@ JOBS: tuple[Job, ...] = (
         "update the Windows guests",
         Sandbox.API,
     ),
+    # A scrub of a large pool of disks takes many hours, more with a pause window.
+    Job(
+        "pool-scrub",
+        ("pool", "scrub"),
+        "pool_scrub",
+        "2d",
+        "scrub the ZFS pools",
+        Sandbox.ZFS,
+        needs_api=False,
+    ),
+    Job(
+        "pool-trim",
+        ("pool", "trim"),
+        "pool_trim",
+        "12h",
+        "TRIM the ZFS pools",
+        Sandbox.ZFS,
+        needs_api=False,
+    ),
+    Job(
+        "pool-check",
+        ("pool", "check"),
+        "pool_check",
+        "15min",
+        "record pool and disk health (SMART)",
+        Sandbox.ZFS,
+        needs_api=False,
+    ),
 )
 
 
@@ -211,6 +239,7 @@ def render_units(inv: Inventory, settings: UnitSettings) -> dict[str, str]:
         ("NIXMOX_STATE_DIR", settings.state_dir),
     ):
         _check_path(what, str(path))
+    _check_visible("NIXMOX_STATE_DIR", settings.state_dir)
     token_file = inv.proxmox.token_file
     if token_file is not None:
         _check_path("proxmox.token_file", token_file)
@@ -218,6 +247,7 @@ def render_units(inv: Inventory, settings: UnitSettings) -> dict[str, str]:
     if inv.metrics is not None:
         metrics_dir = str(PurePosixPath(inv.metrics.textfile).parent)
         _check_path("metrics.textfile", metrics_dir)
+        _check_visible("metrics.textfile", PurePosixPath(inv.metrics.textfile))
     units: dict[str, str] = {}
     for job, spec in jobs:
         units[job.service] = _service(job, sandbox_of(job, inv), settings, token_file, metrics_dir)
@@ -246,6 +276,27 @@ def _check_path(what: str, path: str) -> None:
         raise ConfigError(
             f"{what} {path!r} contains spaces, quotes or control characters; "
             "systemd units need a plain path"
+        )
+
+
+#: What ``PrivateTmp=yes`` replaces with an empty directory of the service's own.
+PRIVATE_TMP = (PurePosixPath("/tmp"), PurePosixPath("/var/tmp"))
+
+
+def hidden_by_private_tmp(path: PurePosixPath) -> bool:
+    """Whether a service with ``PrivateTmp=yes`` sees its own ``path``, not the host's."""
+    return any(path == tmp or tmp in path.parents for tmp in PRIVATE_TMP)
+
+
+def _check_visible(what: str, path: PurePosixPath) -> None:
+    # Every unit runs with PrivateTmp=yes: what a job wrote there would vanish
+    # with the service, and `nixmox status` on the host would never see it.
+    if hidden_by_private_tmp(path):
+        raise ConfigError(
+            f"{what} {str(path)!r} is under /tmp or /var/tmp, which the units' "
+            "PrivateTmp=yes replaces with a private directory: the jobs would write "
+            "where nobody sees it; choose a path elsewhere (default for the state: "
+            "/var/lib/nixmox)"
         )
 
 
@@ -297,7 +348,8 @@ def _sandbox_entries(sandbox: Sandbox) -> list[Entry]:
         ]
     entries: list[Entry] = [
         "Read-only system; only the state directory is writable. zfs snapshot/destroy",
-        "mount nothing, so the private mount namespace this implies is harmless.",
+        "and zpool scrub/trim mount nothing, so the private mount namespace this",
+        "implies is harmless.",
         ("ProtectSystem", "strict"),
         "Read-only, not hidden: ssh reads keys, config and known_hosts in",
         "/root/.ssh (unknown hosts cannot be added from a timer, on purpose).",
@@ -314,7 +366,8 @@ def _sandbox_entries(sandbox: Sandbox) -> list[Entry]:
     if sandbox is Sandbox.ZFS:
         entries += [
             "No PrivateDevices=, DevicePolicy= or ProtectClock= (which implies a",
-            "device allow-list): zfs talks to the kernel through /dev/zfs.",
+            "device allow-list): zfs talks to the kernel through /dev/zfs, smartctl",
+            "reads the disks (pool check).",
         ]
     else:
         entries += [

@@ -24,6 +24,7 @@ from typing import Any
 
 from nixmox.adapters.runner import Runner
 from nixmox.core.errors import CommandError, ConfigError, NixmoxError
+from nixmox.core.words import plural
 from nixmox.inventory.model import Inventory, Storage
 
 BUILD_TIMEOUT = 4 * 3600.0
@@ -275,7 +276,7 @@ def pick_node(inv: Inventory, node: str | None) -> str:
             raise ConfigError(f"--node {node}: no such node in the inventory")
         return node
     if len(names) != 1:
-        raise ConfigError(f"the inventory has {len(names)} nodes: give --node")
+        raise ConfigError(f"the inventory has {plural(len(names), 'node')}: give --node")
     return names[0]
 
 

@@ -23,7 +23,10 @@ def windows_guest(inv: Inventory, name: str) -> Guest:
     if guest is None:
         raise ConfigError(f"--guest {name}: no such guest in the inventory")
     if guest.kind != "vm" or guest.os != "windows":
-        raise ConfigError(f'--guest {name}: not a Windows VM (kind = "vm", os = "windows")')
+        raise ConfigError(
+            f'--guest {name}: not a Windows VM (provisioning needs kind = "vm" and '
+            'os = "windows" in its [[guests]] entry)'
+        )
     settings = guest.windows
     if settings is None:
         raise ConfigError(f"--guest {name}: no [guests.windows] section: nothing to provision")

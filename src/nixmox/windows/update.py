@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from nixmox.adapters.guest_agent import AgentError, GuestAgent
 from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import NixmoxError
+from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, UpdateSettings
 from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, update_snapshot_name
@@ -248,9 +249,7 @@ class WindowsUpdate:
             )
             return
         kbs = ", ".join(i.kb for i in found)
-        outcome.message = (
-            f"would install {len(found)} update{'s' * (len(found) != 1)} ({kbs}); {reboot}"
-        )
+        outcome.message = f"would install {plural(len(found), 'update')} ({kbs}); {reboot}"
 
     def _held(
         self, outcome: UpdateOutcome, verdict: RebootVerdict, *, before: bool = False
@@ -313,7 +312,7 @@ class WindowsUpdate:
         if rounds == 0:
             outcome.message = "rebooted to finish the pending updates; nothing else offered"
         else:
-            parts = [f"installed {len(installed)} update{'s' * (len(installed) != 1)}"]
+            parts = [f"installed {plural(len(installed), 'update')}"]
             parts.append(f"{rounds} round{'s' * (rounds != 1)}")
             parts.append(f"{reboots} reboot{'s' * (reboots != 1)}")
             outcome.message = ", ".join(parts) + (f"; {left} more offered" if left else "")

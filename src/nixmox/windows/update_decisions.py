@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Literal
 
+from nixmox.core.words import plural
 from nixmox.inventory.model import RebootPolicy, UpdateSettings
 from nixmox.rules.window import window_open
 from nixmox.updates.outcome import UpdateResult
@@ -157,7 +158,7 @@ def interpret_install(report: Mapping[str, Any]) -> InstallVerdict:
         if ok_kbs:
             detail += f" after {', '.join(ok_kbs)} installed"
         return InstallVerdict(True, False, f"{what} {words}{detail}", ok_kbs, touched)
-    message = f"installed {len(ok_kbs)} update{'s' * (len(ok_kbs) != 1)}"
+    message = f"installed {plural(len(ok_kbs), 'update')}"
     if bad_kbs:
         message += f" ({', '.join(bad_kbs)} failed)"
     return InstallVerdict(False, bool(report.get("reboot_required")), message, ok_kbs, True)

@@ -30,6 +30,7 @@ from typing import Any
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.core.errors import NixmoxError
+from nixmox.core.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def missing(api: Proxmox, needs: Iterable[Need]) -> list[Missing]:
 
 def refusal(command: str, who: str, lacking: Sequence[Missing]) -> str:
     """The message of a run refused by its preflight: one line per missing privilege."""
-    lines = [f"{command}: {who} lacks {len(lacking)} privilege(s); nothing was changed:"]
+    lines = [f"{command}: {who} lacks {plural(len(lacking), 'privilege')}; nothing was changed:"]
     lines += [f"missing: {m}" for m in lacking]
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ProxmoxError
 from nixmox.core.text import printable
+from nixmox.core.words import plural
 
 log = logging.getLogger("nixmox.task")
 
@@ -102,9 +103,9 @@ def wait(
         raise TaskFailed(result, what)
     if warnings:
         log.warning(
-            "%s finished with %d warning(s): %s",
+            "%s finished with %s: %s",
             what,
-            warnings,
+            plural(warnings, "warning"),
             "; ".join(line for line in lines if "WARN" in line) or exitstatus,
         )
     return result

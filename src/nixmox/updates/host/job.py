@@ -40,6 +40,7 @@ from nixmox.core.errors import (
     NixmoxError,
     ProxmoxError,
 )
+from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, Inventory, Node
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, snapshots_to_prune, update_snapshot_name
 from nixmox.updates.host.preflight import busy, cluster_nodes, problems, quorate
@@ -264,9 +265,11 @@ class HostUpdate:
         upgrades = self._refresh(node.name)
         self.upgrades[node.name] = upgrades
         listed = ", ".join(str(u) for u in upgrades)
-        log.info("%s: %d upgrade(s)%s", node.name, len(upgrades), f": {listed}" if listed else "")
+        log.info(
+            "%s: %s%s", node.name, plural(len(upgrades), "upgrade"), f": {listed}" if listed else ""
+        )
         out.pending = len(upgrades)
-        out.step(f"{len(upgrades)} upgrade(s) listed by the API")
+        out.step(f"{plural(len(upgrades), 'upgrade')} listed by the API")
         for u in upgrades:
             out.step(f"upgrade {u}")
         if self.dry_run:
@@ -286,11 +289,12 @@ class HostUpdate:
             self._upgrade(turn, out)
             left = self._listed(node.name)
             out.pending = len(left)
-            out.step(f"{len(upgrades) - len(left)} package(s) upgraded, {len(left)} left")
+            out.step(f"{plural(len(upgrades) - len(left), 'package')} upgraded, {len(left)} left")
             self._prune(turn, node.root_dataset, out)
         # Also with nothing installed now: a reboot held by an earlier run is still due.
         need = reboot_needed(self._probe(turn))
-        done = f"{len(upgrades) - out.pending} package(s) upgraded" if upgrades else "up to date"
+        upgraded = plural(len(upgrades) - out.pending, "package")
+        done = f"{upgraded} upgraded" if upgrades else "up to date"
         if need is None:
             out.result = "ok" if upgrades else "unchanged"
             out.message = f"{done}; no reboot needed"
@@ -672,7 +676,7 @@ class HostUpdate:
         said = []
         if upgrades:
             said.append(
-                f"would snapshot {node.root_dataset} and upgrade {len(upgrades)} package(s)"
+                f"would snapshot {node.root_dataset} and upgrade {plural(len(upgrades), 'package')}"
             )
         if need is None and not kernels:
             said.append("no reboot expected")

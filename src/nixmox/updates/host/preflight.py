@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nixmox.adapters.proxmox.cluster import GuestRow
+from nixmox.core.words import plural
 
 # Task types of a migration in progress: VM, container, HA-driven.
 MIGRATIONS = frozenset({"qmigrate", "vzmigrate", "hamigrate"})
@@ -55,7 +56,7 @@ def problems(
         found.append(f"node {node} is offline")
     if not quorate(status):
         online = sum(nodes.values())
-        found.append(f"the cluster has no quorum ({online} of {len(nodes)} nodes online)")
+        found.append(f"the cluster has no quorum ({online} of {plural(len(nodes), 'node')} online)")
     found.extend(busy(node, tasks))
     for guest in guests:
         if guest.node == node and guest.lock in BUSY_LOCKS:

@@ -51,6 +51,7 @@ from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
+from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, HealthChecks, UpdateSettings
 from nixmox.rules.retention import Keep
 from nixmox.rules.timespan import parse_timespan
@@ -383,7 +384,7 @@ class NixosUpdate:
         reply = self.access.run([*NIX, "store", "diff-closures", gen.current, new], changes=False)
         if reply.ok:
             lines = [line for line in reply.stdout.splitlines() if line.strip()]
-            o.step(f"closure diff: {len(lines)} change(s)")
+            o.step(f"closure diff: {plural(len(lines), 'change')}")
             o.steps += ["  " + line for line in lines[:50]]
         else:
             o.step(f"closure diff unavailable: {reply.why()}")
