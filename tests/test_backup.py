@@ -254,6 +254,22 @@ def test_verify_restores_boots_and_removes_the_scratch_guest(
     assert len(links) == 3 and all(b"description=nixmox+backup+verify" in r[2] for r in links)
 
 
+def test_verify_copy_of_a_passthrough_vm_starts_without_its_devices(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gamer plays on VM 102 while its backup is verified: the scratch copy must
+    not take the GPU (the lab refuses a start whose device another running VM holds)."""
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "win11-gaming"]) == 0
+    capsys.readouterr()
+    env.pve.find("pve1", 102).status = "running"
+    argv = ["backup", "verify", "--json", "--config", str(EXAMPLE), "--guest", "win11-gaming"]
+    code = run(argv)
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["guests"][0]["ok"], report
+    [put] = [r for r in env.pve.requests if r[0] == "PUT" and "/9900/config" in r[1]]
+    assert b"delete=hostpci0%2Chostpci1" in put[2] or b"delete=hostpci0,hostpci1" in put[2]
+
+
 def test_verify_fails_cleanly_when_the_start_fails(
     env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,9 +2,9 @@
 
 For each guest: restore its newest archive into a free scratch VMID of the
 configured range, with every network interface disconnected
-(``link_down=1``), start it, wait until it runs (and, for a VM with the agent
-enabled, until the agent answers), time it, then destroy the scratch guest,
-also when anything failed. Only a guest this run provably made is destroyed:
+(``link_down=1``) and its passed-through devices removed, start it, wait
+until it runs (and, for a VM with the agent enabled, until the agent
+answers), time it, then destroy the scratch guest, also when anything failed. Only a guest this run provably made is destroyed:
 its restore POST was accepted, and it carries the run's own mark (a
 description nonce written right after the restore), checked before any stop
 or destroy.
@@ -13,6 +13,7 @@ or destroy.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from nixmox.rules.timespan import parse_timespan
 log = logging.getLogger("nixmox.verify")
 
 MARKER = "nixmox backup verify scratch guest, run "
+#: A VM's passed-through PCI and USB devices (hostpciN, usbN).
+PASSED_DEVICE = re.compile(r"(?:hostpci|usb)\d+")
 
 
 @dataclass
@@ -142,6 +145,11 @@ def verify_guest(
             for k, v in config.items()
             if k.startswith("net") and k[3:].isdigit() and "link_down=1" not in str(v)
         }
+        # Nor take the original's passed-through devices: started with them, it would
+        # seize (and reset) a GPU the original may be using, or fail to start.
+        devices = sorted(k for k in config if PASSED_DEVICE.fullmatch(k))
+        if devices:
+            down["delete"] = ",".join(devices)
         api.put(f"{path}/config", description=marker, **down)
         marked = True
         wait(
