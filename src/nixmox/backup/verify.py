@@ -4,10 +4,10 @@ For each guest: restore its newest archive into a free scratch VMID of the
 configured range, with every network interface disconnected
 (``link_down=1``) and its passed-through devices removed, start it, wait
 until it runs (and, for a VM with the agent enabled, until the agent
-answers), time it, then destroy the scratch guest, also when anything failed. Only a guest this run provably made is destroyed:
-its restore POST was accepted, and it carries the run's own mark (a
-description nonce written right after the restore), checked before any stop
-or destroy.
+answers), time it, then destroy the scratch guest, also when anything
+failed. Only a guest this run provably made is destroyed: its restore POST
+was accepted, and it carries the run's own mark (a description nonce written
+right after the restore), checked before any stop or destroy.
 """
 
 from __future__ import annotations
