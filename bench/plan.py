@@ -19,9 +19,6 @@ wall time within 1.5x of the latency bound; at least 20x faster than the baselin
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,63 +26,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's nixmox, whatever is installed
+sys.path.insert(0, str(ROOT / "bench"))
 
-SERVER = """
-import asyncio, secrets, sys
-from tests.lab.server import Lab
-from tests.lab.serving import make_pki
-nodes, guests = int(sys.argv[1]), int(sys.argv[2])
-latency, directory = float(sys.argv[3]), sys.argv[4]
-
-async def main():
-    ca, cert, key = make_pki(directory, "127.0.0.1")
-    pve = Lab(host="127.0.0.1", port=0)
-    pve.time_scale = 0
-    for n in range(2, nodes + 1):
-        pve.add_node(f"pve{n}")
-    for i in range(guests):
-        node = f"pve{i % nodes + 1}"
-        pve.add_vm(1000 + i, f"g{i}", node=node, status="running", config={
-            "cores": 2, "memory": "2048",
-            "net0": f"virtio=BC:24:11:00:{i // 256:02X}:{i % 256:02X},bridge=vmbr0",
-            "scsi0": f"vm-disks:vm-{1000 + i}-disk-0,size=8G", "tags": "bench"})
-    pve.apitokens["root@pam!bench"] = token = secrets.token_hex(8)
-    await pve.start(cert, key)
-    pve.hold_answers(latency)
-    print(pve.url, token, ca, flush=True)
-    await asyncio.Event().wait()
-
-asyncio.run(main())
-"""
-
-
-def inventory(nodes: int, guests: int) -> str:
-    lines = [
-        'timezone = "UTC"',
-        "[proxmox]",
-        'url = "https://pve.home.arpa:8006"',
-        'token_id = "root@pam!bench"',
-    ]
-    for n in range(1, nodes + 1):
-        lines += ["[[nodes]]", f'name = "pve{n}"']
-    for i in range(guests):
-        lines += [
-            "[[guests]]",
-            f'name = "g{i}"',
-            f"vmid = {1000 + i}",
-            'kind = "vm"',
-            f'node = "pve{i % nodes + 1}"',
-            "cores = 2",
-            "memory = 2048",
-            'tags = ["bench"]',
-            "[[guests.net]]",
-            'bridge = "vmbr0"',
-            "[[guests.disks]]",
-            'slot = "scsi0"',
-            'storage = "vm-disks"',
-            'size = "8G"',
-        ]
-    return "\n".join(lines) + "\n"
+from lab import inventory, serve  # noqa: E402
 
 
 def main() -> None:
@@ -106,69 +50,52 @@ def main() -> None:
     args = parser.parse_args()
 
     from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.fanout import PER_NODE, TOTAL
     from nixmox.adapters.proxmox.settings import Connection
     from nixmox.inventory.load import parse_inventory
-    from nixmox.provision.actual import PER_NODE, TOTAL, read_state
+    from nixmox.provision.actual import read_state
     from nixmox.provision.diff import make_plan
 
-    with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                SERVER,
-                str(args.nodes),
-                str(args.guests),
-                str(args.latency),
-                tmp,
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        try:
-            assert server.stdout is not None
-            url, token, ca = server.stdout.readline().split()
-            conn = Connection(url, "root@pam!bench", token, ca)
-            inv = parse_inventory(inventory(args.nodes, args.guests))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve(args.nodes, args.guests, args.latency, tmp) as (url, token, ca),
+    ):
+        conn = Connection(url, "root@pam!bench", token, ca)
+        inv = parse_inventory(inventory(args.nodes, args.guests))
 
-            total = args.total or TOTAL
-            per_node = args.per_node or PER_NODE
-            api = Proxmox(conn)
-            api.get("/version")  # TLS handshake and pool warm-up outside the timing
-            probe_started = time.perf_counter()
-            api.get("/version")
-            probe = time.perf_counter() - probe_started
-            # The whole comparison is only worth something if the lab really waits.
-            assert probe >= args.latency, f"probe took {probe * 1000:.1f} ms < the latency"
-            api.calls = 0
-            started = time.perf_counter()
-            cpu = time.process_time()
-            plan = make_plan(inv, read_state(api, inv, per_node=per_node, total=total))
-            nixmox_seconds = time.perf_counter() - started
-            client_cpu = time.process_time() - cpu
-            requests = api.calls
-            assert not plan.has_changes and not plan.errors, plan.errors[:3]
-            concurrency = min(total, per_node * args.nodes)
-            ideal = requests * args.latency / concurrency
+        total = args.total or TOTAL
+        per_node = args.per_node or PER_NODE
+        api = Proxmox(conn)
+        api.get("/version")  # TLS handshake and pool warm-up outside the timing
+        probe_started = time.perf_counter()
+        api.get("/version")
+        probe = time.perf_counter() - probe_started
+        # The whole comparison is only worth something if the lab really waits.
+        assert probe >= args.latency, f"probe took {probe * 1000:.1f} ms < the latency"
+        api.calls = 0
+        started = time.perf_counter()
+        cpu = time.process_time()
+        plan = make_plan(inv, read_state(api, inv, per_node=per_node, total=total))
+        nixmox_seconds = time.perf_counter() - started
+        client_cpu = time.process_time() - cpu
+        requests = api.calls
+        assert not plan.has_changes and not plan.errors, plan.errors[:3]
+        concurrency = min(total, per_node * args.nodes)
+        ideal = requests * args.latency / concurrency
 
-            sample = args.baseline_guests or args.guests
-            base = Proxmox(conn)
-            base.get("/version")
-            base.calls = 0
-            started = time.perf_counter()
-            for g in inv.guests[:sample]:
-                # bpg's refresh, per VM: the cluster list, config, status, pools.
-                base.get("/cluster/resources", type="vm")
-                base.get(f"/nodes/{g.node}/qemu/{g.vmid}/config")
-                base.get(f"/nodes/{g.node}/qemu/{g.vmid}/status/current")
-                base.get("/pools")
-            baseline_seconds = (time.perf_counter() - started) * args.guests / sample
-            baseline_requests = base.calls * args.guests // sample
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+        sample = args.baseline_guests or args.guests
+        base = Proxmox(conn)
+        base.get("/version")
+        base.calls = 0
+        started = time.perf_counter()
+        for g in inv.guests[:sample]:
+            # bpg's refresh, per VM: the cluster list, config, status, pools.
+            base.get("/cluster/resources", type="vm")
+            base.get(f"/nodes/{g.node}/qemu/{g.vmid}/config")
+            base.get(f"/nodes/{g.node}/qemu/{g.vmid}/status/current")
+            base.get("/pools")
+        baseline_seconds = (time.perf_counter() - started) * args.guests / sample
+        baseline_requests = base.calls * args.guests // sample
 
     per_guest = (requests - 1) / args.guests
     print(

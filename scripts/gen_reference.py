@@ -1,18 +1,22 @@
 """Write the generated reference pages in docs/reference/ from the code.
 
     python scripts/gen_reference.py            # rewrite docs/reference/{inventory,metrics}.md
-    python scripts/gen_reference.py --check    # exit 1 when either page is stale
+    python scripts/gen_reference.py --check    # exit 1 when a page is stale
 
 The inventory page comes from the inventory's JSON Schema (what
 ``nixmox config schema`` prints), the metrics page from
 ``nixmox.observe.metric_names.METRICS``. Both renderers are pure functions
-of that data, so the test can regenerate and compare.
+of that data, so the test can regenerate and compare. It also writes
+``src/nixmox/cli/usage.py``: ``nixmox --help`` as typer renders it, which
+``nixmox --help`` prints without loading typer.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -231,6 +235,30 @@ def metrics_reference(metrics: Mapping[str, tuple[str, tuple[str, ...], str]]) -
     return "\n".join(lines) + "\n"
 
 
+USAGE = ROOT / "src" / "nixmox" / "cli" / "usage.py"
+
+
+def usage_module() -> str:
+    """``cli/usage.py``: the top-level help as typer renders it on a terminal of 80
+    columns or more (click wraps at 78 there, whatever the width)."""
+    render = "from nixmox.cli.app import invoke; invoke(['--help'])"
+    text = subprocess.run(
+        [sys.executable, "-c", render],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "80", "PYTHONPATH": str(ROOT / "src")},
+    ).stdout.removesuffix("\n")
+    if '"""' in text or "\\" in text:
+        raise SystemExit("the help text needs quoting that usage.py does not do")
+    return (
+        '"""``nixmox --help`` as typer renders it (``cli/main.py`` prints it without\n'
+        "loading typer). Written by scripts/gen_reference.py from cli/app.py: do not edit.\n"
+        '"""\n\n'
+        f'HELP = """\\\n{text}"""\n'
+    )
+
+
 def pages() -> dict[Path, str]:
     """Every generated page with the text it should have."""
     from nixmox.inventory.model import Inventory
@@ -241,6 +269,7 @@ def pages() -> dict[Path, str]:
     return {
         REFERENCE / "inventory.md": inventory_reference(schema),
         REFERENCE / "metrics.md": metrics_reference(METRICS),
+        USAGE: usage_module(),
     }
 
 

@@ -88,6 +88,74 @@ def test_internal_errors_show_traceback_only_with_vv(tmp_path: Path) -> None:
     assert pending.returncode == 1 and "Traceback" in pending.stderr
 
 
+def test_help_is_typers_own_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `nixmox --help` prints a pre-rendered copy (cli/usage.py) without loading
+    # typer; it must be what typer itself prints (else: scripts/gen_reference.py).
+    from nixmox.cli.app import invoke
+
+    for columns in ("80", "200"):
+        monkeypatch.setenv("COLUMNS", columns)
+        assert invoke(["--help"]) == 0
+        typer_text = capsys.readouterr().out
+        for args in (["--help"], ["-h"], []):
+            assert run(args) == 0
+            assert capsys.readouterr().out == typer_text, (columns, args)
+    # A narrow terminal wraps differently: typer renders it.
+    monkeypatch.setenv("COLUMNS", "60")
+    assert run(["--help"]) == 0
+    narrow = capsys.readouterr().out
+    assert max(len(line) for line in narrow.splitlines()) <= 60
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["config", "check", "--config", EXAMPLE],
+        ["--config", EXAMPLE, "config", "check"],
+        ["--json", "config", "check", f"--config={EXAMPLE}"],
+        ["-v", "config", "check", "--config", EXAMPLE, "--json"],
+        ["--config", "/nonexistent.toml", "config", "check", "--config", EXAMPLE],
+        ["config", "check", "--config", "/nonexistent.toml"],
+        ["config", "check", "--config", str(Path(EXAMPLE).parent)],
+        ["config", "--json", "check", "--config", EXAMPLE],
+        ["config", "check", "--config"],
+        ["-q", "config", "check", "--config", EXAMPLE, "--bogus"],
+    ],
+)
+def test_config_check_says_what_typer_says(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # config check runs without typer (cli/main.py); what it prints and returns
+    # is what the typer-parsed command prints and returns.
+    from nixmox.cli.app import invoke
+    from nixmox.core.errors import NixmoxError
+
+    code = run(args)
+    fast = capsys.readouterr()
+    try:
+        slow_code = invoke(args)
+    except NixmoxError as exc:
+        print(f"nixmox: {exc}", file=sys.stderr)
+        slow_code = exc.exit_code
+    slow = capsys.readouterr()
+    assert (code, fast.out, fast.err) == (slow_code, slow.out, slow.err)
+
+
+def test_config_check_and_help_do_not_load_typer() -> None:
+    probe = (
+        "import sys; from nixmox.cli.main import run; "
+        f"run(['config', 'check', '--config', {EXAMPLE!r}]); run(['--help']); "
+        "print(sorted(m for m in ('typer', 'rich', 'click') if m in sys.modules))"
+    )
+    env = {**os.environ, "COLUMNS": "80"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert out.splitlines()[-1] == "[]"
+
+
 def _every_command(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [path]
     for name, sub in getattr(command, "commands", {}).items():

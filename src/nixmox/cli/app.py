@@ -287,12 +287,17 @@ def replicate(
     ctx: typer.Context,
     dataset: Annotated[
         str | None,
-        typer.Option("--dataset", help="only this declared source dataset (or one in its tree)"),
+        typer.Option(
+            "--dataset",
+            metavar="DATASET",
+            help="only this declared source dataset (or one in its tree)",
+        ),
     ] = None,
     discard: Annotated[
         list[str] | None,
         typer.Option(
             "--discard",
+            metavar="TARGET",
             help="let nixmox destroy exactly this target snapshot (REPLICA@SNAP) or roll back "
             "this replica (REPLICA) when it diverged; repeatable",
         ),

@@ -1,12 +1,15 @@
 """Entry point of the ``nixmox`` command.
 
 Kept free of heavy imports: ``nixmox --version`` answers before typer, rich or
-pydantic load. Everything else goes through :func:`run`, the one place where
+pydantic load, ``nixmox --help`` prints its pre-rendered text (``cli/usage.py``)
+and ``config check`` runs without typer (an editor or a pre-commit hook runs it
+on every save). Everything else goes through :func:`run`, the one place where
 errors become a single line and an exit code (tracebacks only with ``-vv``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -39,13 +42,86 @@ def _command(args: list[str]) -> int | None:
     return None
 
 
+_GLOBAL_FLAGS = {"--json", "-v", "-vv", "--verbose", "-q", "--quiet"}
+
+
+def _config_check(args: list[str]) -> tuple[str | None, bool] | None:
+    """(``--config``, ``--json``) when ``args`` are ``config check`` with nothing but
+    those two and the verbosity flags, in the forms typer takes; else ``None``:
+    typer parses (and words any mistake) as for every other command."""
+    before: str | None = None  # --config given before the command
+    after: str | None = None  # and after it, which wins
+    as_json = False
+    words: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if len(words) == 1 and arg != "check":
+            return None  # `config` takes no options of its own
+        if arg == "--config" or arg.startswith("--config="):
+            if arg == "--config":
+                if i + 1 == len(args):
+                    return None
+                i += 1
+                value = args[i]
+            else:
+                value = arg.removeprefix("--config=")
+            # typer refuses a directory or an unreadable file with its own words.
+            if not value or value.startswith("-") or os.path.isdir(value):
+                return None
+            if os.path.exists(value) and not os.access(value, os.R_OK):
+                return None
+            if words:
+                after = value
+            else:
+                before = value
+        elif arg == "--json":
+            as_json = True
+        elif arg in _GLOBAL_FLAGS and not words:
+            pass
+        elif arg in ("config", "check") and len(words) < 2:
+            words.append(arg)
+        else:
+            return None
+        i += 1
+    if words != ["config", "check"]:
+        return None
+    return after or before, as_json
+
+
+def _columns() -> int:
+    """The help's width the way click measures it (``shutil.get_terminal_size``,
+    without importing shutil and the compression modules it loads)."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run nixmox with ``argv`` (default: the process arguments); return the exit code."""
     args = sys.argv[1:] if argv is None else argv
+    # The inventory is validated by nixmox's model alone: no third-party pydantic
+    # plugin hooks into it, and looking for one reads the metadata of every
+    # installed package (a tenth of `config check`).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     if args == ["--version"]:
         from nixmox import __version__
 
         print(f"nixmox {__version__}")
+        return 0
+    if args in ([], ["--help"], ["-h"]) and _columns() >= 80:
+        # typer's own text, rendered by scripts/gen_reference.py (click wraps
+        # help at 78 columns on any terminal at least 80 wide).
+        from nixmox.cli.usage import HELP
+
+        print(HELP)
         return 0
 
     verbosity = _verbosity(args)
@@ -57,6 +133,15 @@ def run(argv: list[str] | None = None) -> int:
 
     interrupt.reset()
     try:
+        check = _config_check(args)
+        if check is not None:
+            from pathlib import Path
+
+            from nixmox.cli import config as config_command
+
+            config, as_json = check
+            code = config_command.check(None if config is None else Path(config), as_json=as_json)
+            return interrupt.exit_code() or code
         command = _command(args)
         if command is not None and args[command] == "prune-sim":
             # A filter over possibly 100,000 lines: skip loading typer and rich.

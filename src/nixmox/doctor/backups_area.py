@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
+from nixmox.adapters.proxmox.fanout import TOTAL, run_all
 from nixmox.backup.archives import Archive, all_archives
 from nixmox.core.errors import NixmoxError
 from nixmox.core.verdict import Check, Status
@@ -100,24 +101,40 @@ def check_backups(inv: Inventory, api: Proxmox | None, now: datetime | None = No
         existing = set(read_guests(api))
     except NixmoxError:
         existing = {g.vmid for g in guests}  # cannot tell: treat them as existing
+    nodes = sorted({g.node for g in guests})
+    listed: dict[str, list[Archive] | NixmoxError] = {}
+
+    def list_backups(node: str) -> None:
+        path = f"/nodes/{node}/storage/{storage}/content"
+        try:
+            listed[node] = all_archives(api.get(path, content="backup") or [], node_zone)
+        except NixmoxError as exc:
+            listed[node] = exc
+
+    run_all(list_backups, nodes, TOTAL)  # a listing per node, all at once
     archives: list[Archive] = []
     out: list[Check] = []
     unlisted: set[str] = set()
-    for node in sorted({g.node for g in guests}):
-        path = f"/nodes/{node}/storage/{storage}/content"
-        try:
-            archives += all_archives(api.get(path, content="backup") or [], node_zone)
-        except NixmoxError as exc:
-            unlisted.add(node)
-            out.append(
-                Check(
-                    "backup-fresh",
-                    Status.UNKNOWN,
-                    f"{storage} on {node}",
-                    str(exc),
-                    f"check that storage {storage} is active on {node} (`pvesm status`)",
-                )
+    for node in nodes:
+        found = listed[node]
+        if not isinstance(found, NixmoxError):
+            archives += found
+            continue
+        unlisted.add(node)
+        out.append(
+            Check(
+                "backup-fresh",
+                Status.UNKNOWN,
+                f"{storage} on {node}",
+                str(found),
+                f"check that storage {storage} is active on {node} (`pvesm status`)",
             )
+        )
+    # Each guest's own archives, found once: not the whole listing per guest.
+    by_guest: dict[tuple[int, str], list[Archive]] = {}
+    for archive in archives:
+        by_guest.setdefault((archive.vmid, archive.kind), []).append(archive)
     for guest in (g for g in guests if g.node not in unlisted):
-        out.append(backup_check(guest, archives, now, period, why, guest.vmid in existing))
+        mine = by_guest.get((guest.vmid, guest.pve_type), [])
+        out.append(backup_check(guest, mine, now, period, why, guest.vmid in existing))
     return out

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from nixmox.adapters.proxmox.client import AuthError, NoAnswer, Proxmox, TlsError
-from nixmox.adapters.proxmox.cluster import mismatch, read_guests
+from nixmox.adapters.proxmox.cluster import GuestRow, mismatch, read_guests
+from nixmox.adapters.proxmox.fanout import per_node
 from nixmox.adapters.proxmox.permissions import Missing, grant
 from nixmox.adapters.proxmox.settings import Connection, connection
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.verdict import Check, Status
-from nixmox.inventory.model import Inventory
+from nixmox.inventory.model import Guest, Inventory
 
 
 def check_proxmox(
@@ -116,6 +117,26 @@ def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:
                 "check the token's VM.Audit privilege",
             )
         ]
+    # Each guest's own reads (pending, the agent's ping) run concurrently, bounded
+    # per node: one by one they would take a second per 50 guests at 20 ms.
+    present = [
+        (guest, row)
+        for guest in inv.guests
+        if (row := rows.get(guest.vmid)) is not None
+        and mismatch(row, guest.vmid, guest.kind, guest.node) is None
+    ]
+    read: dict[int, tuple[Check | None, Check]] = {}
+
+    def read_guest(item: tuple[Guest, GuestRow]) -> None:
+        guest, found = item
+        subject = f"{guest.name} ({guest.vmid})"
+        agent = None
+        if guest.agent and found.type == "qemu":
+            agent = _agent(api, found.path, subject, found.status == "running")
+        pending = pending_check(_pending(api, found.path), subject, guest.vmid, found.type)
+        read[guest.vmid] = (agent, pending)
+
+    per_node(read_guest, present, lambda item: item[1].node)
     checks: list[Check] = []
     for guest in inv.guests:
         subject = f"{guest.name} ({guest.vmid})"
@@ -143,9 +164,10 @@ def check_guests(inv: Inventory, api: Proxmox) -> list[Check]:
                 f"{found.type} on {found.node}, {found.status}",
             )
         )
-        if guest.agent and found.type == "qemu":
-            checks.append(_agent(api, found.path, subject, found.status == "running"))
-        checks.append(pending_check(_pending(api, found.path), subject, guest.vmid, found.type))
+        agent, pending = read[guest.vmid]
+        if agent is not None:
+            checks.append(agent)
+        checks.append(pending)
         if found.lock:
             checks.append(
                 Check(

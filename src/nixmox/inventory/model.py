@@ -7,28 +7,29 @@ Keys Proxmox already names keep Proxmox's spelling (``vmid``, ``ostype``,
 ``keep-daily``, ``x-vga``); nixmox's own keys are snake_case.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: pydantic would have to evaluate
+# every field's annotation from its text, a fifth of building the model.
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from nixmox.inventory.locate import Path as KeyPath
 from nixmox.inventory.locate import Position, nearest, render_path
 from nixmox.rules.oncalendar import CalendarError, is_valid_calendar
-from nixmox.rules.retention import Keep
 from nixmox.rules.timespan import parse_timespan
+
+if TYPE_CHECKING:
+    from nixmox.rules.retention import Keep
 
 # -- reusable value types -----------------------------------------------------
 
 
 def _matches(pattern: str, what: str) -> AfterValidator:
-    compiled = re.compile(pattern)
-
     def check(value: str) -> str:
-        if not compiled.fullmatch(value):
+        # Compiled on first use (re caches it): most patterns never meet a value.
+        if not re.fullmatch(pattern, value):
             raise ValueError(f"{value!r} is not {what}")
         return value
 
@@ -526,8 +527,10 @@ class KeepOptions(Strict):
         None, alias="keep-yearly", description="the newest of each of N years that have one"
     )
 
-    def rule(self) -> Keep:
+    def rule(self) -> "Keep":
         """These options as the retention engine's :class:`~nixmox.rules.retention.Keep`."""
+        from nixmox.rules.retention import Keep
+
         return Keep(
             last=self.keep_last,
             hourly=self.keep_hourly,

@@ -13,11 +13,11 @@ from typing import Any
 from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.client import Proxmox, Retry, Timeouts
 from nixmox.adapters.proxmox.cluster import GuestRow, read_guests
+from nixmox.adapters.proxmox.fanout import per_node
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.observe.diagrams import Live, LiveBridge, LiveGuest, LiveStorage
-from nixmox.provision.actual import PER_NODE, TOTAL, NodeLimits, run_all
 
 # Disks and volumes in a guest config: scsi0, virtio1, sata2, ide3, efidisk0, tpmstate0,
 # rootfs, mp0.
@@ -76,19 +76,24 @@ def read_live(api: Proxmox, inv: Inventory) -> Live:
     """The live facts of every node the inventory names (or the API lists)."""
     rows = [r for r in read_guests(api).values() if not r.template]
     nodes = [n.name for n in inv.nodes] or sorted({r.node for r in rows})
-    bridges: list[LiveBridge] = []
-    for node in nodes:
-        for iface in api.get(f"/nodes/{node}/network", type="any_bridge"):
-            bridges.append(LiveBridge(node=node, name=iface["iface"], cidr=iface.get("cidr")))
+    networks: dict[str, list[dict[str, Any]]] = {}
+
+    def read_network(node: str) -> None:
+        networks[node] = api.get(f"/nodes/{node}/network", type="any_bridge")
+
+    per_node(read_network, nodes, lambda node: node)
+    bridges = [
+        LiveBridge(node=node, name=iface["iface"], cidr=iface.get("cidr"))
+        for node in nodes
+        for iface in networks[node]
+    ]
     configs: dict[int, dict[str, Any]] = {}
-    limits = NodeLimits(PER_NODE)
 
     def read_config(r: GuestRow) -> None:
-        with limits(r.node):
-            configs[r.vmid] = api.get(f"{r.path}/config")
+        configs[r.vmid] = api.get(f"{r.path}/config")
 
     # The same bounds as plan's reads: a big cluster is not read one by one, a node not flooded.
-    run_all(read_config, rows, TOTAL)
+    per_node(read_config, rows, lambda r: r.node)
     guests = [guest_facts(r, configs[r.vmid]) for r in sorted(rows, key=lambda r: r.vmid)]
     storages = [storage_facts(s) for s in api.get("/storage")]
     return Live(

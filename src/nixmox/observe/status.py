@@ -24,7 +24,7 @@ from nixmox.adapters.journal import Journal, Run
 from nixmox.adapters.proxmox import cluster
 from nixmox.adapters.proxmox.client import ReadOnce
 from nixmox.adapters.proxmox.permissions import granted, holds
-from nixmox.backup.archives import all_archives
+from nixmox.backup.archives import Archive, all_archives
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.tables import table_lines
@@ -38,6 +38,9 @@ from nixmox.observe.metrics import Samples, samples
 from nixmox.pool.checks import summary as disk_words
 from nixmox.pool.recorded import RecordedPool, recorded_pools
 from nixmox.snapshot.policy import human, taken_at
+
+#: A guest's disk dataset (``rpool/data/vm-101-disk-0``); the group is its VMID.
+_GUEST_DISK = re.compile(r"(?:^|/)(?:vm|subvol|base)-(\d+)-disk-\d+$")
 
 #: Doctor's areas that read the API; status always runs these.
 AREAS = ("proxmox", "guests", "backups")
@@ -250,10 +253,12 @@ def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> str | 
             archives = all_archives(api.get(path, content="backup") or [], tz)
         except NixmoxError:
             continue
+        newest_of: dict[tuple[int, str], Archive] = {}
+        for archive in archives:  # newest first: keep each guest's first
+            newest_of.setdefault((archive.vmid, archive.kind), archive)
         for guest in (g for g in inv.guests if g.node == node):
-            mine = [a for a in archives if a.vmid == guest.vmid and a.kind == guest.pve_type]
-            if mine:
-                newest = mine[0]
+            newest = newest_of.get((guest.vmid, guest.pve_type))
+            if newest is not None:
                 row = rows[guest.vmid]
                 row.last_backup, row.backup_time = newest.volid, newest.time.timestamp()
                 row.backup_from = "api"
@@ -276,7 +281,12 @@ def _journal(
     backups = data["nixmox_guest_backup_newest_timestamp_seconds"]
     updates = data["nixmox_guest_update_last_success"]
     pending = data["nixmox_pending_updates"]
-    datasets = _snapshot_datasets(snapshot_run)
+    # Each guest's disks among the snapshotted datasets, by the VMID in their names.
+    disks: dict[str, list[str]] = {}
+    for ds, name in _snapshot_datasets(snapshot_run).items():
+        found = _GUEST_DISK.search(ds)
+        if found is not None:
+            disks.setdefault(found.group(1), []).append(name)
     for guest in inv.guests:
         row = rows[guest.vmid]
         labels = (row.id, guest.name)
@@ -286,8 +296,7 @@ def _journal(
             row.last_update = "ok" if updates[labels] else "failed"
         if (guest.name,) in pending:
             row.pending_updates = int(pending[(guest.name,)])
-        disk = re.compile(rf"(?:^|/)(?:vm|subvol|base)-{guest.vmid}-disk-\d+$")
-        mine = [name for ds, name in datasets.items() if disk.search(ds)]
+        mine = disks.get(str(guest.vmid))
         row.newest_snapshot = max(mine) if mine else None
 
 

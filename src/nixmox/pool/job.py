@@ -22,6 +22,7 @@ from typing import Any
 from nixmox.adapters.zfs import PoolSpace, ZfsError, ZfsUsage, Zpool
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.words import plural
 from nixmox.pool.status import PoolState, Scan, parse_json, parse_text
 from nixmox.rules.window import window_open
 
@@ -264,7 +265,7 @@ def scrub_pool(
     else:
         result.outcome = "finished"
         result.message = f"repaired {scan.repaired} bytes with {scan.errors} errors" + (
-            f" after {result.pauses} pause(s)" if result.pauses else ""
+            f" after {plural(result.pauses, 'pause')}" if result.pauses else ""
         )
     with contextlib.suppress(ZfsError):  # the forecast only misses one point
         result.space = zpool.space(pool)
@@ -334,7 +335,7 @@ def trim_pool(
         if not going:
             break
         done = min(v.trim_percent or 0 for v in going)
-        say(f"{pool}: trim {done}% done on the slowest of {len(going)} device(s)")
+        say(f"{pool}: trim {done}% done on the slowest of {plural(len(going), 'device')}")
         if interrupt.stopping():
             result.outcome = "interrupted"
             result.message = f"stopped following at {done}%; the trim goes on"
@@ -344,7 +345,7 @@ def trim_pool(
     unsupported = [v.name for v in state.leaves if v.trim == "unsupported"]
     result.outcome = "finished"
     result.message = "trimmed" + (
-        f"; {len(unsupported)} device(s) cannot trim: {', '.join(unsupported)}"
+        f"; {plural(len(unsupported), 'device')} cannot trim: {', '.join(unsupported)}"
         if unsupported
         else ""
     )

@@ -7,45 +7,19 @@ inventory declares them. Plan never talks to a guest agent.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from nixmox.adapters.proxmox.client import ApiError, Proxmox
 from nixmox.adapters.proxmox.cluster import GuestRow, read_cluster
+from nixmox.adapters.proxmox.fanout import PER_NODE, TOTAL, NodeLimits, run_all
 from nixmox.adapters.proxmox.permissions import granted, holds
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Inventory
 from nixmox.provision.desired import desired_bridges
 from nixmox.provision.diff import ActualGuest, ActualState
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-#: Requests in flight per node and in all. Per node: a real pveproxy runs 3
-#: workers that each block while an API handler runs (a request for another
-#: node is forwarded to that node's pveproxy), so 4 keeps every worker busy
-#: with one queued and never floods a small host. In all: measured with
-#: bench/plan.py (1,000 guests / 8 nodes, 20 ms held on every answer, one
-#: request per guest): 12 -> 2.0 s, 24 -> 1.2 s (1.5x the latency bound),
-#: 32 -> 1.0 s, 64 -> 1.0 s. Past ~24 the client's own CPU (TLS and JSON under
-#: the GIL, ~0.8 s for 1,000 answers) sets the pace, not the network.
-PER_NODE = 4
-TOTAL = 24
-
-
-class NodeLimits:
-    """A semaphore per node, so one busy node never takes every worker."""
-
-    def __init__(self, per_node: int) -> None:
-        self.per_node = per_node
-        self._locks: dict[str, threading.Semaphore] = {}
-        self._guard = threading.Lock()
-
-    def __call__(self, node: str) -> threading.Semaphore:
-        with self._guard:
-            return self._locks.setdefault(node, threading.BoundedSemaphore(self.per_node))
 
 
 def _text(value: Any) -> str:
@@ -260,12 +234,3 @@ def _container_templates(
 
     run_all(fetch, wanted, total)
     return found
-
-
-def run_all(fn: Callable[[T], None], items: list[T], workers: int) -> None:
-    """Run ``fn`` over ``items`` on a bounded pool; the first exception propagates."""
-    if not items:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
-        for future in [pool.submit(fn, item) for item in items]:
-            future.result()

@@ -24,12 +24,13 @@ from typing import Any
 from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.client import Proxmox, Unreachable
 from nixmox.adapters.proxmox.cluster import current_row, guest_path, guest_status, read_guests
+from nixmox.adapters.proxmox.fanout import NodeLimits
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.provision.actual import NodeLimits, read_guest
+from nixmox.provision.actual import read_guest
 from nixmox.provision.desired import DesiredGuest, creation, desired_guest
 from nixmox.provision.diff import ActualGuest, Change, GuestPlan, ObjectPlan, Plan, diff_guest
 
