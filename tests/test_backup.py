@@ -264,6 +264,22 @@ def test_verify_restores_boots_and_removes_the_scratch_guest(
     assert [b"hostpci0" in r[2] for r in removals] == [False, False, True]
 
 
+def test_verify_copy_of_a_passthrough_vm_starts_without_its_devices(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gamer plays on VM 102 while its backup is verified: the scratch copy must
+    not take the GPU (the lab refuses a start whose device another running VM holds)."""
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "win11-gaming"]) == 0
+    capsys.readouterr()
+    env.pve.find("pve1", 102).status = "running"
+    argv = ["backup", "verify", "--json", "--config", str(EXAMPLE), "--guest", "win11-gaming"]
+    code = run(argv)
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["guests"][0]["ok"], report
+    [put] = [r for r in env.pve.requests if r[0] == "PUT" and "/9900/config" in r[1]]
+    assert b"delete=hostpci0%2Chostpci1" in put[2] or b"delete=hostpci0,hostpci1" in put[2]
+
+
 def test_verify_fails_cleanly_when_the_start_fails(
     env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -509,6 +525,8 @@ def test_passthrough_blocker_is_pure() -> None:
     gpu = {"memory": "16384", "hostpci0": "0000:01:00,pcie=1,x-vga=1", "hostpci1": "0000:0b:00.3"}
     assert pci_devices(gpu) == {"01:00", "0b:00"}
     assert pci_devices({"hostpci0": "mapping=gpu,pcie=1"}) == set()
+    # A mapping counts as the devices it names on the node.
+    assert pci_devices({"hostpci0": "mapping=gpu,pcie=1"}, {"gpu": ["0000:01:00"]}) == {"01:00"}
     other = {"hostpci0": "01:00.1"}  # the same card's audio function
     assert "running VM 103 holds 01:00" in (blocker(gpu, [(103, other)], None) or "")
     assert blocker(gpu, [(103, {"memory": "2048"})], 32 * 1024**3) is None

@@ -41,6 +41,7 @@ def test_a_node_that_may_reboot_needs_power_and_migration_rights() -> None:
     privs = _privs(host_needs(node, INV.guests))
     assert ("/nodes/pve1", "Sys.PowerMgmt") in privs
     assert {("/vms/100", "VM.Migrate"), ("/vms/102", "VM.Migrate")} <= privs
+    assert ("/vms/100", "VM.Audit") in privs  # a guest the token cannot see is never moved
     never = node.model_copy(update={"reboot": "never"})
     assert _privs(host_needs(never, INV.guests)) == {
         ("/nodes/pve1", "Sys.Audit"),

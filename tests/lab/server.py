@@ -241,11 +241,28 @@ class Lab(StrictAccess, FakePve):
         }
         for vmid in sorted(c for c in clones if isinstance(c, int)):
             self._seed_vm_template(vmid)
+        # The admin made the inventory's PCI mappings once, as root (doctor prints the command).
+        self.seed_mappings()
         # The admin made the scratch pool once (`pveum pool add`, as `nixmox token` prints).
         pool = self.inventory.get("backups", {}).get("verify", {}).get("pool")
         if pool:
             self.pools.setdefault(pool, set())
             self._pool_meta(pool)
+
+    def seed_mappings(self) -> None:
+        """The PCI resource mappings the inventory's guests name, pointing where their
+        ``device`` says, with the ids and IOMMU group ``/hardware/pci`` lists."""
+        listed = {d["id"]: d for d in host_devices()}
+        for guest in self.inventory.get("guests", []):
+            for pci in guest.get("hostpci", []):
+                if not (pci.get("mapping") and pci.get("device")):
+                    continue
+                address = pci["device"]
+                dev = listed[address if "." in address else address + ".0"]
+                ids = f"{dev['vendor'][2:]}:{dev['device'][2:]}"
+                group = dev["iommugroup"]
+                entry = f"node={guest['node']},path={address},id={ids},iommugroup={group}"
+                self.mappings["pci"][pci["mapping"]] = {"map": [entry]}
 
     @staticmethod
     def _storage_record(spec: dict[str, Any]) -> dict[str, Any]:
@@ -473,7 +490,10 @@ class Lab(StrictAccess, FakePve):
                 opts = {"pcie": "1"} if pci.get("pcie") else {}
                 if pci.get("x-vga") and stage == "gaming":
                     opts["x-vga"] = "1"
-                config[f"hostpci{n}"] = _drive(pci["device"], opts)
+                if pci.get("mapping"):
+                    config[f"hostpci{n}"] = _drive(f"mapping={pci['mapping']}", opts)
+                else:
+                    config[f"hostpci{n}"] = _drive(pci["device"], opts)
         if stage == "gaming" and any(p.get("x-vga") for p in guest.get("hostpci", [])):
             config["vga"] = "none"
         boot = [k for k in ("scsi0", "virtio0", "sata0") if k in config]
@@ -1986,15 +2006,22 @@ class Lab(StrictAccess, FakePve):
         upid = await super()._do_start(vm, user, p)
         return upid
 
-    @staticmethod
-    def _pci_ids(vm: FakeVm) -> set[str]:
-        """The host PCI devices of a VM's raw hostpci entries, as bus:device (all functions)."""
+    def _pci_ids(self, vm: FakeVm) -> set[str]:
+        """The host PCI devices of a VM's hostpci entries, as bus:device (all functions);
+        a ``mapping=`` through its entry for the VM's node (PVE reserves those the same way)."""
         found = set()
         for key, value in vm.config.items():
             if re.fullmatch(r"hostpci\d+", key):
-                for device in str(value).split(",", 1)[0].split(";"):
-                    if "=" not in device:  # mapping=... resolves elsewhere
+                first = str(value).split(",", 1)[0]
+                if first.startswith("mapping="):
+                    devices = self.mapped_paths(first.removeprefix("mapping="), vm.node) or []
+                else:
+                    devices = first.split(";")
+                for device in devices:
+                    if device and "=" not in device:
                         found.add(device.removeprefix("0000:").split(".", 1)[0])
+                    elif device.startswith("host="):
+                        found.add(device[5:].removeprefix("0000:").split(".", 1)[0])
         return found
 
     def _start_refused(self, vm: FakeVm) -> str | None:

@@ -33,6 +33,7 @@ from nixmox.core.errors import NixmoxError
 from nixmox.core.progress import SILENT, Progress
 from nixmox.core.words import plural
 from nixmox.inventory.model import Backups, Guest
+from nixmox.passthrough.mappings import map_entries, node_paths
 from nixmox.rules.retention import Item, Keep, prune
 from nixmox.rules.timespan import parse_timespan
 
@@ -235,7 +236,16 @@ class BackupJob:
         """For a stopped VM with passed-through PCI devices: why vzdump's paused start
         would fail now (see :mod:`nixmox.backup.passthrough`)."""
         config = self.api.get(f"{row.path}/config") or {}
-        if not passthrough.pci_devices(config):
+        mapped: dict[str, list[str]] = {}
+        if passthrough.mapping_ids(config):
+            # Where the VM's mappings point on its node: PVE reserves those devices.
+            listing = map_entries(self.api.get("/cluster/mapping/pci") or [])
+            mapped = {
+                mid: found
+                for mid, entries in listing.items()
+                if (found := node_paths(entries, row.node))
+            }
+        if not passthrough.pci_devices(config, mapped):
             return None
         others = [
             (r.vmid, self.api.get(f"{r.path}/config") or {})
@@ -248,7 +258,7 @@ class BackupJob:
         status = self.api.get(f"/nodes/{row.node}/status") or {}
         memory = status.get("memory") if isinstance(status, dict) else None
         free = memory.get("available", memory.get("free")) if isinstance(memory, dict) else None
-        return passthrough.blocker(config, others, int(free) if free is not None else None)
+        return passthrough.blocker(config, others, int(free) if free is not None else None, mapped)
 
     def _wait_unlocked(self, guest: Guest) -> None:
         deadline = self.clock.monotonic() + self.lock_wait

@@ -534,6 +534,8 @@ class ActualState:
     storage_errors: dict[str, str] = field(default_factory=dict)
     #: clone source as the inventory names it -> the template's vmid and config.
     clone_sources: dict[str, tuple[int, ActualGuest]] = field(default_factory=dict)
+    #: Storages the token may not audit (hidden from /cluster/resources), as plan names them.
+    hidden_storages: frozenset[str] = frozenset()
 
 
 _DISK_SLOT = re.compile(r"(?:scsi|virtio|sata|ide)\d+")
@@ -727,7 +729,11 @@ def _storages(inv: Inventory, actual: ActualState) -> Storages | None:
     if actual.nodes is None or actual.node_storages is None:
         return None  # not read: nothing to judge against
     return Storages.of(
-        inv, actual.node_storages, frozenset(actual.storages), frozenset(actual.nodes)
+        inv,
+        actual.node_storages,
+        frozenset(actual.storages),
+        frozenset(actual.nodes),
+        actual.hidden_storages,
     )
 
 

@@ -70,6 +70,9 @@ def host_needs(node: Node, guests: Iterable[Guest]) -> list[Need]:
             if guest.node != node.name:
                 continue
             vm = f"/vms/{guest.vmid}"
+            # /cluster/resources lists a guest only to VM.Audit: without it the node
+            # would look empty and be rebooted under its guests.
+            needs.append(Need(vm, "VM.Audit", f"see {guest.name} before {node.name} reboots"))
             needs.append(Need(vm, "VM.Migrate", f"move {guest.name} off {node.name}"))
             needs.append(Need(vm, "VM.PowerMgmt", f"stop or start {guest.name} around it"))
     return needs
