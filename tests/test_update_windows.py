@@ -969,7 +969,7 @@ def test_a_stop_request_ends_the_rounds_before_a_reboot_and_keeps_the_snapshot(
     # The round in flight finished; no reboot and no second round started after the signal.
     assert guest.ran.count("update-install") == 1 and "shutdown" not in guest.ran
     assert (code, row["result"], row["pending"]) == (0, "held", 1)
-    assert row["message"].startswith("interrupted by SIGINT after 1 round(s): installed KB")
+    assert row["message"].startswith("interrupted by SIGINT after 1 round: installed KB")
     assert "a reboot is pending" in row["message"] and not row["rolled_back"]
     assert snapshots(env) == [row["snapshot"]]  # kept for the next run
     journal = Journal(Path(os.environ["NIXMOX_STATE_DIR"]))
