@@ -15,7 +15,6 @@ or destroy.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +37,6 @@ log = logging.getLogger("nixmox.verify")
 
 MARKER = "nixmox backup verify scratch guest, run "
 #: A VM's passed-through PCI and USB devices (hostpciN, usbN).
-PASSED_DEVICE = re.compile(r"(?:hostpci|usb)\d+")
 
 
 @dataclass
