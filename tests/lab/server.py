@@ -175,6 +175,10 @@ class Lab(StrictAccess, FakePve):
         self._from_archive: dict[int, set[str]] = {}
         #: Dir storage paths with nothing mounted on them (a ZFS dataset not mounted).
         self.unmounted: set[str] = set()
+        # ZFS snapshots taken outside Proxmox (a snapshot job on the dataset behind a
+        # guest volume): volid -> when each was taken. PVE's ZFS plugin refuses to roll
+        # a volume back past them (see _refuse_zfs_rollback).
+        self.zfs_snapshots: dict[str, list[float]] = {}
         #: (storage, volname) written into the root file system under an unmounted path.
         self.root_fs_writes: list[tuple[str, str]] = []
         self.backup_jobs: dict[str, dict[str, Any]] = {}
@@ -819,6 +823,72 @@ class Lab(StrictAccess, FakePve):
         return upid
 
     # ------------------------------------------------------------- features
+
+    # ------------------------------------------------------------ ZFS rollback
+
+    # PVE's ZFS plugin rolls a volume back with `zfs rollback` without -r, after
+    # checking the snapshot is the newest on the dataset (PVE::Storage::ZFSPoolPlugin
+    # volume_rollback_is_possible: "can't rollback, '...' is not most recent
+    # snapshot on '...'"). fakepve's rollbacks ignore storages; so did nixmox's
+    # hourly snapshot policies on datasets holding guest disks (issue 24, item 3).
+
+    def zfs_snapshot(self, volid: str, when: float | None = None) -> None:
+        """Record a ZFS snapshot of the dataset behind ``volid`` taken outside Proxmox."""
+        self.zfs_snapshots.setdefault(volid, []).append(self.now() if when is None else when)
+
+    def _zfs_volumes(self, guest: Guest) -> list[str]:
+        if isinstance(guest, FakeVm):
+            found = [
+                str(v).split(",", 1)[0]
+                for k, v in guest.config.items()
+                if re.fullmatch(r"(scsi|virtio|sata|ide|efidisk|tpmstate)\d+", k)
+                and "media=cdrom" not in str(v)
+            ]
+        else:
+            found = [m["volume"] for _, m in guest.volumes()]
+        return [
+            v
+            for v in found
+            if ":" in v and (self.storages.get(v.split(":", 1)[0]) or {}).get("type") == "zfspool"
+        ]
+
+    def _refuse_zfs_rollback(self, guest: Guest, name: str) -> str | None:
+        snap = guest.snapshots.get(name)
+        if snap is None:
+            return None
+        taken = float(snap.get("snaptime") or 0)
+        newer_pve = [
+            other
+            for other, s in guest.snapshots.items()
+            if other != name and float(s.get("snaptime") or 0) > taken
+        ]
+        for volid in self._zfs_volumes(guest):
+            dataset = volid.split(":", 1)[1]
+            if newer_pve or any(when > taken for when in self.zfs_snapshots.get(volid, [])):
+                return f"can't rollback, '{name}' is not most recent snapshot on '{dataset}'"
+        return None
+
+    async def _qm_rollback(self, v: dict[str, Any], user: str) -> Any:
+        vm = self.find(v["node"], v["vmid"])
+        refused = self._refuse_zfs_rollback(vm, v["snapname"])
+        if refused is None:
+            return await super()._qm_rollback(v, user)
+
+        async def body() -> None:
+            raise TaskError(refused)
+
+        return await self.task(vm.node, "qmrollback", vm.vmid, user, body, vm=vm, lock=False)
+
+    async def _lxc_rollback(self, user: str, v: dict[str, Any]) -> Any:
+        ct = self._find_ct(v["node"], v["vmid"])
+        refused = self._refuse_zfs_rollback(ct, v["snapname"])
+        if refused is None:
+            return await super()._lxc_rollback(user, v)
+
+        async def body() -> None:
+            raise TaskError(refused)
+
+        return await self.task(ct.node, "vzrollback", ct.vmid, user, body)
 
     def _routes_lab_feature(self) -> list[Route]:
         # fakepve answers these with made-up data; PVE asks each volume's storage

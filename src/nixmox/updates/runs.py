@@ -25,7 +25,7 @@ from nixmox.updates.guest_snapshots import GuestSnapshots
 from nixmox.updates.host.job import HostUpdate
 from nixmox.updates.nixos.job import NixosUpdate
 from nixmox.updates.outcome import UpdateOutcome, UpdateSummary
-from nixmox.updates.privileges import host_needs, nixos_needs, preflight
+from nixmox.updates.privileges import cluster_has_peers, host_needs, nixos_needs, preflight
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ def prepare_host_update(inv: Inventory, node: str | None, *, dry_run: bool) -> H
         if not nodes:
             raise ConfigError(f"--node {node}: no such node in the inventory")
     api = Proxmox(connection(inv.proxmox))
-    needs = [need for n in nodes for need in host_needs(n, inv.guests)]
+    peers = cluster_has_peers(api)
+    needs = [need for n in nodes for need in host_needs(n, inv.guests, migrate=peers)]
     preflight(api, needs, "update host", dry_run=dry_run)
     update = HostUpdate(inv, api, Runner(dry_run=dry_run), zone(inv.timezone))
 
