@@ -10,7 +10,7 @@ from pathlib import Path
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
-from nixmox.replicate.runs import ReplicateSummary, prepare_replicate
+from nixmox.replicate.runs import ReplicateSummary, prepare_replicate, replicate_claims
 from nixmox.runtime.run import run_job
 from nixmox.snapshot.policy import human
 
@@ -64,7 +64,8 @@ def run(
         inv, dry_run=dry_run, dataset=dataset, discard=discard, progress=progress, clock=clock
     )
     try:
-        summary = run_job(inv, "replicate", work, dry_run=dry_run)
+        claims = replicate_claims(inv, dataset)
+        summary = run_job(inv, "replicate", work, dry_run=dry_run, claims=claims)
     finally:
         progress.done()
     doc = summary.to_json()

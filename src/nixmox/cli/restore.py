@@ -46,9 +46,8 @@ def restore(
         what = f"taken at or before {at}" if at else archive or "at all"
         print(f"nixmox: no archive of {run.guest.name} {what}", file=sys.stderr)
         return 1
-    summary = run_job(
-        inv, "restore", run.work(confirmer(yes), None if as_json else _progress), dry_run=dry_run
-    )
+    work = run.work(confirmer(yes), None if as_json else _progress)
+    summary = run_job(inv, "restore", work, dry_run=dry_run, claims=run.claims)
     result = summary.restore
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
@@ -151,7 +150,7 @@ def rebuild(
         if missing:
             print(f"WARNING: no archive of {', '.join(missing)}: created empty from the template")
     work = run.work(confirmer(yes), None if as_json else _guest_done)
-    summary = run_job(inv, "rebuild", work, dry_run=dry_run)
+    summary = run_job(inv, "rebuild", work, dry_run=dry_run, claims=run.claims)
     if as_json:
         doc = {"dry_run": dry_run, **summary.to_json()}
         if dry_run:

@@ -17,6 +17,7 @@ from nixmox.snapshot.runs import (
     prepare_browse,
     prepare_rollback,
     prepare_snapshot,
+    recovery_claims,
     snapshot_claims,
     snapshot_rows,
     target_row,
@@ -148,7 +149,8 @@ def clone(
     """``snapshot clone``: a read-only mount of a snapshot, or its removal."""
     inv = load_inventory(find_inventory(config))
     work = prepare_browse(inv, snapshot, mountpoint=mountpoint, remove=remove, dry_run=dry_run)
-    summary = run_job(inv, "snapshot clone", work, dry_run=dry_run)
+    claims = recovery_claims(inv, snapshot)
+    summary = run_job(inv, "snapshot clone", work, dry_run=dry_run, claims=claims)
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
     elif summary.removed:
@@ -177,7 +179,8 @@ def rollback(
         question, "refusing to roll back without --yes (no terminal to ask)"
     ):
         return 1
-    result = run_job(inv, "snapshot rollback", work, dry_run=dry_run)
+    claims = recovery_claims(inv, snapshot)
+    result = run_job(inv, "snapshot rollback", work, dry_run=dry_run, claims=claims)
     if as_json:
         print(
             json.dumps(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from nixmox.adapters.locks import Claim, dataset_claims
 from nixmox.adapters.runner import Remote, Runner
 from nixmox.adapters.zfs import Zfs, ZfsError, Zpool, zpool_command
 from nixmox.core import interrupt, jsonrows
@@ -183,6 +184,17 @@ def selected(rep: Replication, dataset: str | None) -> list[ReplicationSource]:
         known = ", ".join(s.dataset for s in rep.datasets)
         raise ConfigError(f"{dataset} is not replicated by the inventory (declared: {known})")
     return chosen
+
+
+def replicate_claims(inv: Inventory, dataset: str | None = None) -> list[Claim]:
+    """What a ``replicate`` run locks: each source dataset tree it sends (a snapshot run
+    pruning it waits, and so does this) and each target dataset (a remote one is named
+    ``HOST:DATASET``, its own tree on that host)."""
+    rep = replication_settings(inv)
+    entries = selected(rep, dataset)
+    targets = [rep.targets[e.target] for e in entries]
+    named = {t.dataset if not t.host else f"{t.host}:{t.dataset}" for t in targets}
+    return dataset_claims([*(e.dataset for e in entries), *sorted(named)])
 
 
 Report = Callable[[str, int, float], None]

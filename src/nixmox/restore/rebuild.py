@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nixmox.adapters.journal import ensure_state_dir, state_dir
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import GuestRow, read_guests
 from nixmox.adapters.proxmox.settings import connection
@@ -39,7 +40,7 @@ from nixmox.core.files import write_atomically
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.apply import Applier, ApplyOutcome
 from nixmox.provision.diff import GuestPlan, ObjectPlan, Plan
-from nixmox.provision.run import passthrough_blockers, read_plan
+from nixmox.provision.run import INFRASTRUCTURE, passthrough_blockers, read_plan
 from nixmox.restore.choose import Candidate, Verification, choose, human_age
 from nixmox.restore.job import RestoreOptions, Restorer, RestoreResult
 from nixmox.restore.runs import (
@@ -252,6 +253,16 @@ class RebuildRun:
         objects = [*self.infrastructure.storages, *self.infrastructure.bridges]
         objects += list(self.infrastructure.jobs)
         return [f"{o.action} {o.name}" for o in objects if o.action not in ("none",)]
+
+    @property
+    def claims(self) -> list[Claim]:
+        """What a rebuild locks: every guest it restores, creates or brings up, and, when
+        it changes storages, bridges or the backup job, the infrastructure as ``apply``
+        does (so an apply waits for it, and it for an apply)."""
+        by_name = {g.name: g for g in self.inv.guests}
+        touched = [by_name[r.name] for r in self.guests if r.action not in ("leave", "done")]
+        claims = guest_claims((g.vmid, g.node) for g in touched)
+        return [INFRASTRUCTURE, *claims] if self.infrastructure_changes else claims
 
     def work(
         self,

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.archives import archives_of
@@ -148,6 +149,12 @@ class RestoreRun:
     chosen: Candidate | None
     options: RestoreOptions
     clock: Clock
+
+    @property
+    def claims(self) -> list[Claim]:
+        """What a restore locks: the guest it restores to (in place: the guest itself; as a
+        copy: the new VMID), so a backup, an update or an apply of it waits."""
+        return guest_claims([(self.options.as_vmid or self.guest.vmid, self.guest.node)])
 
     def work(
         self, confirm: Confirm, on_step: Callable[[Step], None] | None = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nixmox.adapters.locks import Claim, dataset_claims
+from nixmox.adapters.locks import Claim, dataset_claims, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path, read_guests
 from nixmox.adapters.proxmox.settings import connection
@@ -51,6 +51,17 @@ def snapshot_claims(inv: Inventory) -> list[Claim]:
     """What a ``snapshot`` run locks: its dataset trees only (never a guest or a node,
     so a backup or an update never holds it up)."""
     return dataset_claims(t.dataset for t in snapshot_settings(inv).datasets)
+
+
+def recovery_claims(inv: Inventory, snapshot: str) -> list[Claim]:
+    """What ``snapshot rollback`` and ``snapshot clone`` lock: the snapshot's dataset tree
+    (a snapshot or replicate run on it waits) and, for a guest's disk, that guest (a
+    rollback may stop it: a backup or an update of it waits)."""
+    dataset, _ = split_snapshot(snapshot)
+    claims = dataset_claims([dataset])
+    vmid = guest_of(inv, dataset)
+    claims += guest_claims((g.vmid, g.node) for g in inv.guests if g.vmid == vmid)
+    return claims
 
 
 def target_row(result: TreeResult) -> dict[str, Any]:
