@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from nixmox.cli.prompt import confirmer
+from nixmox.core.progress import SILENT, for_stderr
 from nixmox.core.tables import print_table
 from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
@@ -32,8 +33,11 @@ def run(config: Path | None, *, dry_run: bool, monitor: bool, as_json: bool) -> 
     inv = load_inventory(find_inventory(config))
     if monitor:
         return _monitor(freshness_report(inv, dry_run=dry_run), as_json=as_json)
-    work = prepare_snapshot(inv, dry_run=dry_run)
-    summary = run_job(inv, "snapshot", work, dry_run=dry_run, claims=snapshot_claims(inv))
+    # A dry run only lists commands: nothing to follow, and its stderr stays the reasons.
+    shown = SILENT if dry_run else for_stderr()
+    work = prepare_snapshot(inv, dry_run=dry_run, progress=shown)
+    claims = snapshot_claims(inv)
+    summary = run_job(inv, "snapshot", work, dry_run=dry_run, claims=claims, progress=shown)
     targets = [target_row(r) for r in summary.targets]
     if dry_run:
         commands = list(summary.commands)

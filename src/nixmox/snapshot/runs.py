@@ -23,6 +23,7 @@ from nixmox.adapters.runner import Runner
 from nixmox.adapters.zfs import Zfs
 from nixmox.core import jsonrows
 from nixmox.core.errors import ConfigError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Snapshots
 from nixmox.rules.timespan import parse_timedelta
@@ -133,8 +134,11 @@ class SnapshotSummary:
         )
 
 
-def prepare_snapshot(inv: Inventory, *, dry_run: bool) -> Callable[[], SnapshotSummary]:
-    """Take and prune every configured target's snapshots, ready to run."""
+def prepare_snapshot(
+    inv: Inventory, *, dry_run: bool, progress: Progress = SILENT
+) -> Callable[[], SnapshotSummary]:
+    """Take and prune every configured target's snapshots, ready to run; ``progress``
+    hears each tree's start and end."""
     snaps = snapshot_settings(inv)
     runner = Runner(dry_run=dry_run)
     zfs = Zfs(runner, inv.zfs.command)
@@ -142,7 +146,18 @@ def prepare_snapshot(inv: Inventory, *, dry_run: bool) -> Callable[[], SnapshotS
     tz = zone(inv.timezone)
 
     def take_and_prune() -> SnapshotSummary:
-        results = [run_target(zfs, t, snaps.policies[t.policy], tz, now) for t in snaps.datasets]
+        results = []
+        for t in snaps.datasets:
+            progress.start(t.dataset, f"snapshotting {t.dataset}")
+            r = run_target(zfs, t, snaps.policies[t.policy], tz, now)
+            removed = sum(len(d.removed) for d in r.datasets)
+            how = (
+                f"FAILED: {r.error}"
+                if r.error
+                else f"{r.taken or 'no snapshot'}, {removed} removed"
+            )
+            progress.end(t.dataset, f"{t.dataset}: {how}")
+            results.append(r)
         skipped = [shlex.join(r.argv) for r in runner.history if r.skipped]
         return SnapshotSummary(tuple(results), len(runner.history), tuple(skipped))
 
