@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
+import re
 import ssl
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,7 @@ import tomlkit
 from nixmox.adapters.proxmox.client import Proxmox, TlsError
 from nixmox.adapters.proxmox.settings import Connection, connection
 from nixmox.cli.main import run
+from nixmox.core.progress import Lines
 from nixmox.inventory.load import load_inventory
 from nixmox.provision.actual import read_state
 from nixmox.provision.apply import Applier
@@ -565,3 +571,45 @@ def test_plan_refuses_a_clone_to_another_node_from_local_storage(
     code = run(["apply", "--yes", "--host-root", str(HOST_ROOT[0]), "--config", str(inv)])
     capsys.readouterr()
     assert code != 0 and lab_root_env.pve.guest(101) is None
+
+
+# -- progress ---------------------------------------------------------------------
+
+
+def test_apply_progress_tells_each_object_and_task_waits(lab_root_env: RunningLab) -> None:
+    inv = load_inventory(EXAMPLE)
+    api = Proxmox(connection(inv.proxmox))
+    plan = make_plan(inv, read_state(api, inv))
+    clock, out = FakeClock(), io.StringIO()
+    applier = Applier(api, inv, clock=clock, progress=Lines(out, clock))
+    nets = applier.apply(type(plan)(guests=(), bridges=plan.bridges, storages=(), unmanaged=()))
+    lab_root_env.pve.time_scale = 1.0
+    lab_root_env.pve.ct_secs["create"] = 1  # the container's create task runs a while
+    only = tuple(g for g in plan.guests if g.name == "nixos-lxc")
+    outcomes = nets + applier.apply(type(plan)(guests=only, bridges=(), storages=(), unmanaged=()))
+    assert all(o.result == "ok" for o in outcomes), [o.error for o in outcomes]
+    said = [re.sub(r"^\S+ \S+ ", "", line) for line in out.getvalue().splitlines()]
+    assert said[0] == "changing the network of pve1 (vmbr0, vmbr1, vmbr2)"
+    assert any(s.startswith("network of pve1: reloaded; waiting up to 30 s") for s in said)
+    assert said.index("creating nixos-lxc") > 0
+    # Terraform's floor: a task that gives no news is still said to run, with its time.
+    assert any(re.fullmatch(r"Still creating nixos-lxc\.\.\. \[\d+s elapsed\]", s) for s in said)
+    assert said[-1].startswith("nixos-lxc: ok (created from ")
+
+
+def test_apply_progress_is_plain_lines_on_stderr_and_json_stays_clean(
+    lab_root_env: RunningLab, tmp_path: Path
+) -> None:
+    env = {**os.environ, "NIXMOX_STATE_DIR": str(tmp_path / "state")}  # the root login
+    env["PYTHONPATH"] = str(ROOT / "src")
+    command = [sys.executable, "-m", "nixmox.cli.main", "apply", "--yes", "--json"]
+    command += ["--host-root", str(HOST_ROOT[0]), "--config", str(EXAMPLE)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["applied"]  # stdout: only the JSON
+    lines = done.stderr.splitlines()
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in lines), lines
+    assert any(line.endswith(" creating nixos-vm") for line in lines)
+    assert any(re.search(r" nixos-vm: ok \(full clone of 9000", line) for line in lines), "\n".join(
+        lines
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nixmox.cli.prompt import confirmer
 from nixmox.core.errors import ConfigError
+from nixmox.core.progress import SILENT, for_stderr
 from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import ProxmoxSettings
@@ -179,11 +180,13 @@ def apply(
         if as_json:
             print(json.dumps({"applied": [], "plan": result.as_json()}, indent=2))
         return 0
-    work = prepared.confirmed(confirmer(yes))
+    # A dry run's answer is its list of calls: no progress around it.
+    shown = SILENT if dry_run else for_stderr()
+    work = prepared.confirmed(confirmer(yes), shown)
     if work is None:
         print("Nothing applied.")
         return 1
-    summary = run_job(inv, "apply", work, dry_run=dry_run, claims=prepared.claims)
+    summary = run_job(inv, "apply", work, dry_run=dry_run, claims=prepared.claims, progress=shown)
     if dry_run:
         if as_json:
             print(json.dumps({"dry_run": True, "calls": list(summary.calls)}, indent=2))

@@ -29,6 +29,7 @@ from nixmox.adapters.proxmox.tasks import wait
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import read_guest
 from nixmox.provision.desired import DesiredGuest, creation, desired_guest
@@ -70,6 +71,7 @@ class Applier:
         network_confirm: float = 30.0,
         passthrough_blockers: Callable[[Guest], list[str]] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        progress: Progress = SILENT,
     ) -> None:
         self.api = api
         self.inv = inv
@@ -83,6 +85,24 @@ class Applier:
         self._calls_lock = threading.Lock()
         self.node_limits = NodeLimits(PER_NODE)
         self.clone_limits = NodeLimits(CLONES_PER_STORAGE)
+        self.progress = progress
+        # The object this thread is applying: its task waits are told under that name.
+        self._current = threading.local()
+
+    # -- progress ----------------------------------------------------------------------
+    def _begin(self, key: str, text: str) -> None:
+        self._current.key = key
+        self.progress.start(key, text)
+
+    def _finish(self, key: str, outcome: ApplyOutcome) -> None:
+        self._current.key = None
+        said = "; ".join([*outcome.done, *([outcome.error] if outcome.error else [])])
+        self.progress.end(key, f"{key}: {outcome.result}" + (f" ({said})" if said else ""))
+
+    def _news(self, news: str | None = None) -> None:
+        key = getattr(self._current, "key", None)
+        if key is not None:
+            self.progress.update(key, news)
 
     # -- writes ------------------------------------------------------------------
     def write(
@@ -102,7 +122,8 @@ class Applier:
         call = {"POST": self.api.post, "PUT": self.api.put, "DELETE": self.api.delete}[method]
         result = call(path, done=done, **params)
         if isinstance(result, str) and result.startswith("UPID:"):
-            wait(self.api, result, what=what, clock=self.clock)
+            self._news(f"waiting for Proxmox to {what}")
+            wait(self.api, result, what=what, clock=self.clock, watch=self._news)
         return result
 
     # -- the whole run ----------------------------------------------------------------
@@ -129,12 +150,14 @@ class Applier:
                 return
             try:
                 with self.node_limits(gp.node):
+                    self._begin(gp.name, f"{_verb(gp.action)} {gp.name}")
                     self._guest(guests[gp.name], gp, outcome)
             except interrupt.Interrupted as exc:
                 # Stopped before its next write: what is in `done` was made, the rest was not.
                 outcome.result, outcome.error = "skipped", str(exc)
             except NixmoxError as exc:
                 outcome.result, outcome.error = "failed", str(exc)
+            self._finish(gp.name, outcome)
             results[gp.name] = outcome
 
         if todo:
@@ -145,6 +168,7 @@ class Applier:
     # -- storages ------------------------------------------------------------------------
     def _storage(self, sp: ObjectPlan) -> ApplyOutcome:
         outcome = ApplyOutcome("storage", sp.name)
+        self._begin(sp.name, f"{_verb(sp.action)} storage {sp.name}")
         try:
             if sp.action == "error":
                 raise ApplyError(sp.error or "cannot plan")
@@ -166,11 +190,13 @@ class Applier:
                     outcome.result = "held"
         except NixmoxError as exc:
             outcome.result, outcome.error = "failed", str(exc)
+        self._finish(sp.name, outcome)
         return outcome
 
     def _backup_job(self, jp: ObjectPlan) -> ApplyOutcome:
         """The /cluster/backup job Proxmox runs (scheduler = "proxmox")."""
         outcome = ApplyOutcome("backup job", jp.name)
+        self._begin(jp.name, f"{_verb(jp.action)} backup job {jp.name}")
         try:
             if jp.action == "create":
                 self.write(
@@ -188,11 +214,15 @@ class Applier:
                 outcome.done += list(changed)
         except NixmoxError as exc:
             outcome.result, outcome.error = "failed", str(exc)
+        self._finish(jp.name, outcome)
         return outcome
 
     # -- bridges: staged, one reload, confirmed or reverted ------------------------------
     def _bridges(self, node: str, bridges: list[ObjectPlan]) -> list[ApplyOutcome]:
         outcomes = [ApplyOutcome("bridge", f"{b.name} on {node}") for b in bridges]
+        key = f"network of {node}"
+        names = ", ".join(b.name for b in bridges)
+        self._begin(key, f"changing the network of {node} ({names})")
         try:
             for bridge in bridges:
                 if bridge.action == "error":
@@ -225,6 +255,7 @@ class Applier:
                 # What /etc/network/interfaces.new will change, before the reload.
                 self.network_diffs[node] = str(diff or "(Proxmox showed no diff)")
             self.write("PUT", f"/nodes/{node}/network", f"reload the network of {node}")
+            self._news(f"reloaded; waiting up to {self.network_confirm:g} s for the API to answer")
             if not self.dry_run and not self._api_answers(node):
                 self._revert_network(node, bridges, before)
                 raise ApplyError(
@@ -236,6 +267,7 @@ class Applier:
         except NixmoxError as exc:
             for outcome in outcomes:
                 outcome.result, outcome.error = "failed", str(exc)
+        self._finish(key, outcomes[0])
         return outcomes
 
     def _api_answers(self, node: str) -> bool:
@@ -247,6 +279,7 @@ class Applier:
             except NixmoxError:
                 if self.clock.monotonic() >= deadline:
                     return False
+                self._news()
                 self.clock.sleep(min(1.0, max(self.network_confirm / 10, 0.05)))
 
     def _revert_network(self, node: str, bridges: list[ObjectPlan], before: dict[str, Any]) -> None:
@@ -386,6 +419,7 @@ class Applier:
                     "nixmox never removes someone else's lock: run apply again when it is done"
                 )
             log.info("%s is locked (%s); waiting", guest.name, have.lock)
+            self._news(f"waiting for its lock ({have.lock})")
             have = None
             self.clock.sleep(min(2.0, max(self.lock_wait / 20, 0.05)))
 
@@ -462,3 +496,8 @@ class Applier:
                 )
         if outcome.held and outcome.result == "ok":
             outcome.result = "held"
+
+
+def _verb(action: str) -> str:
+    """What an object's progress line says apply does to it (Terraform's words)."""
+    return {"create": "creating", "update": "updating"}.get(action, "applying")

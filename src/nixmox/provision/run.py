@@ -24,6 +24,7 @@ from nixmox.adapters.proxmox.settings import connection
 from nixmox.core import jsonrows
 from nixmox.core.confirm import Confirm
 from nixmox.core.errors import NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.inventory.model import Guest, Inventory, ProxmoxSettings
 from nixmox.provision.actual import read_guest, read_state
 from nixmox.provision.adopt import guest_entry
@@ -179,8 +180,11 @@ class ApplyRun:
         storages, bridges and the backup job are the ``apply`` job's own lock."""
         return guest_claims((g.vmid, g.node) for g in self.plan.guests if g.action != "none")
 
-    def confirmed(self, confirm: Confirm) -> Callable[[], ApplySummary] | None:
-        """The work, once ``confirm`` said yes (a dry run does not ask); ``None`` on no."""
+    def confirmed(
+        self, confirm: Confirm, progress: Progress = SILENT
+    ) -> Callable[[], ApplySummary] | None:
+        """The work, once ``confirm`` said yes (a dry run does not ask); ``None`` on no.
+        ``progress`` hears each object's start, task waits and end."""
         if not self.dry_run and not confirm(
             "Apply these changes?", "refusing to apply without --yes (no terminal to ask)"
         ):
@@ -191,6 +195,7 @@ class ApplyRun:
             self.inv,
             dry_run=self.dry_run,
             passthrough_blockers=passthrough_blockers(self.inv, api, self.host_root),
+            progress=progress,
         )
 
         def apply() -> ApplySummary:
