@@ -441,3 +441,17 @@ def test_verify_never_starts_a_copy_whose_devices_it_could_not_take_away(
     assert "cannot remove hostpci0, hostpci1, onboot from the copy" in row["message"]
     assert not [r for r in lab_env.pve.requests if r[1].endswith("/9900/status/start")]
     assert 9900 not in {g.vmid for g in lab_env.pve.vms}
+
+
+def test_a_long_restore_says_it_is_still_running(
+    built: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    back_up(capsys, "nixos-vm")
+    destroy(built, 101)
+    built.pve.restore_wall_secs = 13.0  # a task with no news for well over 10 s
+    code = run(["restore", "nixos-vm", "--json", "--config", str(EXAMPLE)])
+    shown = capsys.readouterr()
+    assert code == 0, shown.err
+    told = [line.split(" ", 2)[2] for line in shown.err.splitlines()]
+    still = [t for t in told if t.startswith("Still nixos-vm: restore... [")]
+    assert still and still[0].endswith("s elapsed]"), shown.err

@@ -127,6 +127,7 @@ class Restorer:
         self.clock = clock
         #: Hears each step's start and end.
         self.progress = progress
+        self._key: str | None = None  # the step running now, as the reporter knows it
         #: Called once the guest exists again (a rebuild records its progress there).
         self.on_restored = on_restored
         self.kind = guest.pve_type
@@ -145,8 +146,20 @@ class Restorer:
         call = {"POST": self.api.post, "PUT": self.api.put, "DELETE": self.api.delete}[method]
         answer = call(path, **params)
         if isinstance(answer, str) and answer.startswith("UPID:"):
-            wait(self.api, answer, what=what, timeout=self.options.timeout, clock=self.clock)
+            wait(
+                self.api,
+                answer,
+                what=what,
+                timeout=self.options.timeout,
+                clock=self.clock,
+                watch=self._tick,
+            )
         return answer
+
+    def _tick(self) -> None:
+        """A look at something still going: after a quiet while, the reporter says so."""
+        if self._key is not None:
+            self.progress.update(self._key)
 
     def _step(self, result: RestoreResult, name: str, work: Callable[[Step], None]) -> None:
         interrupt.raise_if_stopping(f"{name} not started")
@@ -154,6 +167,7 @@ class Restorer:
         result.steps.append(step)
         started = self.clock.monotonic()
         key = f"{self.guest.name} {name}"
+        self._key = key
         self.progress.start(key, f"{self.guest.name}: {name}")
         try:
             work(step)
@@ -161,6 +175,7 @@ class Restorer:
             step.result = "failed"
             raise
         finally:
+            self._key = None
             step.seconds = self.clock.monotonic() - started
             done = f"{self.guest.name}: {name} {step.result} ({step.seconds:.1f} s)"
             self.progress.end(key, f"{done} {step.detail}".rstrip())
@@ -401,6 +416,7 @@ class Restorer:
                 raise NixmoxError(
                     f"{self.target} did not reach running in {self.options.timeout:g} s"
                 )
+            self._tick()
             self.clock.sleep(1.0)
         config = self.api.get(f"{self.path}/config") or {}
         agent = str(config.get("agent", "0")).split(",", 1)[0] in ("1", "enabled=1")
@@ -413,6 +429,7 @@ class Restorer:
                     interrupt.raise_if_stopping("gave up waiting for the guest agent")
                     if self.clock.monotonic() >= deadline:
                         raise NixmoxError(f"the guest agent did not answer: {exc}") from None
+                    self._tick()
                     self.clock.sleep(2.0)
             step.detail = "running, the guest agent answers"
         else:
