@@ -283,9 +283,8 @@ def test_command_under_faketime(
     told = [line.split(" ", 2)[2] for line in proc.stderr.splitlines() if line[:4] == "2026"]
     start = told.index(f"snapshotting {lab_pool}/ct")
     # faketime's clock runs on from 11:00:00: the second may have ticked over.
-    ended = re.fullmatch(
-        rf"{re.escape(lab_pool)}/ct: nixmox_2026-04-01T11:00:0\dZ, {removed} removed", told[start + 1]
-    )
+    pattern = rf"{re.escape(lab_pool)}/ct: nixmox_2026-04-01T11:00:0\dZ, {removed} removed"
+    ended = re.fullmatch(pattern, told[start + 1])
     assert ended is not None, told
 
 
