@@ -12,8 +12,10 @@ reported as unsupported, the text parser instead of JSON. Pausing with
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ import pytest
 from nixmox.adapters.journal import Journal
 from nixmox.adapters.runner import Runner
 from nixmox.adapters.zfs import Zpool
+from nixmox.core.progress import Lines
 from nixmox.pool.job import FollowSettings, PoolReader, scrub_pool, trim_pool
 from tests.clock import FakeClock
 from tests.peers.zfs import ZfsFuse, unique_pool_name
@@ -113,13 +116,18 @@ FAST = FollowSettings(poll=0.05, pause_during=None, zone=UTC_ZONE)
 
 def test_scrub_is_started_followed_and_reported(zfs: ZfsFuse, slow: DataPool) -> None:
     zpool, reader = adapters(zfs)
-    lines: list[str] = []
-    result = scrub_pool(zpool, reader, slow.name, FAST, say=lines.append)
+    out = io.StringIO()
+    result = scrub_pool(zpool, reader, slow.name, FAST, progress=Lines(out))
     assert result.outcome == "finished", result
     assert (result.repaired, result.errors) == (0, 0)
-    # Followed while it ran: progress lines with a rising percentage.
-    progress = [line for line in lines if "% done" in line]
-    assert progress, lines
+    # Followed while it ran: timestamped lines from the start, with the percentage, to the end.
+    lines = out.getvalue().splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    assert re.fullmatch(stamp + f"scrubbing {slow.name}", lines[0]), lines
+    assert any(re.fullmatch(stamp + f"{slow.name}: scrub [\\d.]+% done.*", li) for li in lines)
+    assert re.fullmatch(
+        stamp + f"{slow.name}: scrub finished: repaired 0 bytes with 0 errors", lines[-1]
+    ), lines
     assert result.space is not None and result.space.allocated > 600 * 2**20
     assert reader.state(slow.name).scan.state == "finished"
     assert [v["name"] for v in result.vdevs] == [str(slow.files[0])]
@@ -153,6 +161,9 @@ def test_scrub_repairs_a_corrupted_mirror_side_and_names_the_vdev(
     assert sides[mirror.files[1]]["checksum"] > 0 and sides[mirror.files[1]]["repaired"] > 0
     assert sides[mirror.files[0]]["checksum"] == 0
     assert doc["findings"] == [f"pool-scrub {mirror.name} WARN"]
+    # The progress went to stderr, as plain lines (not a terminal), stdout kept only the JSON.
+    assert f"scrubbing {mirror.name}\n" in proc.stderr
+    assert f"{mirror.name}: scrub finished: repaired " in proc.stderr
     [run] = Journal(state).runs("pool scrub")
     assert run.result == "ok" and run.summary["pools"][0]["size"] > 0
     # Doctor says what the scrub found, and where (this machine is the pool's host, though
@@ -180,6 +191,17 @@ def test_scrub_repairs_a_corrupted_mirror_side_and_names_the_vdev(
     assert f"zpool clear {mirror.name}" in side["fix"]
     assert checks[("pool-scrub", mirror.name)]["status"] == "WARN"
     assert doctor.returncode == 1
+    # -q: no progress at all, the table still on stdout.
+    quiet = subprocess.run(
+        [NIXMOX, "-q", "--config", str(inventory), "pool", "scrub"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    assert mirror.name in quiet.stdout and "finished" in quiet.stdout
 
 
 def test_no_scrub_is_started_while_one_runs(zfs: ZfsFuse, slow: DataPool) -> None:
@@ -193,7 +215,7 @@ def test_no_scrub_is_started_while_one_runs(zfs: ZfsFuse, slow: DataPool) -> Non
         deadline = time.monotonic() + 10
         while reader.state(slow.name).scan.state != "running":
             assert time.monotonic() < deadline, "the scrub never showed as running"
-        result = scrub_pool(zpool, reader, slow.name, FAST, say=lambda _: None)
+        result = scrub_pool(zpool, reader, slow.name, FAST)
     finally:
         other.wait(timeout=120)
     assert result.outcome == "refused"
@@ -215,8 +237,10 @@ def test_the_pause_window_stops_and_restarts_where_zpool_cannot_pause(
         datetime(2026, 5, 1, 4, 30, tzinfo=UTC_ZONE),
     )
     settings = FollowSettings(poll=0.05, pause_during="*-*-* 03:*", zone=UTC_ZONE)
-    lines: list[str] = []
-    result = scrub_pool(zpool, reader, slow.name, settings, say=lines.append, clock=clock)
+    out = io.StringIO()
+    # The lines' timestamps read the real clock: the scripted one is the window's.
+    result = scrub_pool(zpool, reader, slow.name, settings, progress=Lines(out), clock=clock)
+    lines = out.getvalue().splitlines()
     assert result.outcome == "finished", (result, lines)
     assert result.pauses == 1 and result.pause_method == "stop"
     ran = [r.argv[1:3] for r in zpool.runner.history if r.argv[1:2] == ("scrub",)]
@@ -228,7 +252,7 @@ def test_the_pause_window_stops_and_restarts_where_zpool_cannot_pause(
 
 def test_trim_is_reported_unsupported_by_zfs_fuse(zfs: ZfsFuse, mirror: DataPool) -> None:
     zpool, reader = adapters(zfs)
-    result = trim_pool(zpool, reader, mirror.name, FAST, say=lambda _: None)
+    result = trim_pool(zpool, reader, mirror.name, FAST)
     assert result.outcome == "unsupported" and "OpenZFS 0.8" in result.message
     assert not result.ok
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from nixmox.core.progress import for_stderr
 from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.pool.runs import HealthReport, OperationSummary, prepare_check, prepare_operation
@@ -17,15 +17,12 @@ def operation(
 ) -> int:
     """Scrub or trim; exit 0 when every pool finished, 1 otherwise."""
     inv = load_inventory(find_inventory(config))
-    out = sys.stderr if as_json else sys.stdout
-
-    def say(line: str) -> None:
-        print(line, file=out, flush=True)
-
-    work = prepare_operation(inv, what, pool, dry_run=dry_run, say=say)
+    # Progress goes to stderr (silent with -q); stdout keeps the table or the JSON.
+    shown = for_stderr()
+    work = prepare_operation(inv, what, pool, dry_run=dry_run, progress=shown)
     # A scrub can take a day: it claims nothing but its own job's lock (runs are locked by
     # what they touch), so snapshots, backups and updates go on beside it.
-    summary = run_job(inv, f"pool {what}", work, dry_run=dry_run)
+    summary = run_job(inv, f"pool {what}", work, dry_run=dry_run, progress=shown)
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
     else:

@@ -6,8 +6,10 @@ start while a scrub or resilver runs, starts (or resumes) the scrub, follows
 it with progress lines, pauses it while the ``pause_during`` window is open
 (``zpool scrub -p``; where zpool cannot pause, the scrub is stopped and
 started again after the window) and reports what it repaired per vdev.
-:func:`trim_pool` does the same for TRIM. Both take a ``clock``
-(:mod:`nixmox.core.clock`) so that tests can walk a scrub through a window.
+:func:`trim_pool` does the same for TRIM. Both report to a
+:class:`~nixmox.core.progress.Progress` (one activity per pool, keyed by its
+name) and take a ``clock`` (:mod:`nixmox.core.clock`) so that tests can walk
+a scrub through a window.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ from typing import Any
 from nixmox.adapters.zfs import PoolSpace, ZfsError, ZfsUsage, Zpool
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.words import plural
 from nixmox.pool.status import PoolState, Scan, parse_json, parse_text
 from nixmox.rules.window import window_open
-
-Say = Callable[[str], None]
 
 
 class PoolReader:
@@ -82,9 +83,9 @@ def vdev_rows(state: PoolState) -> list[dict[str, Any]]:
     ]
 
 
-def progress_line(pool: str, scan: Scan) -> str:
-    """``tank: scrub 45% done, 1.2G / 4.5G issued at 100M/s, 00:01:10 to go``."""
-    parts = [f"{pool}: {scan.function or 'scan'} {scan.percent or 0:.1f}% done"]
+def progress_line(scan: Scan) -> str:
+    """``scrub 45.0% done, 1.2G / 4.5G issued at 100M/s, 00:01:10 to go``."""
+    parts = [f"{scan.function or 'scan'} {scan.percent or 0:.1f}% done"]
     if scan.issued:
         parts.append(f"{scan.issued} issued" + (f" at {scan.rate}" if scan.rate else ""))
     elif scan.scanned:
@@ -180,7 +181,7 @@ def scrub_pool(
     settings: FollowSettings,
     *,
     dry_run: bool = False,
-    say: Say = print,
+    progress: Progress = SILENT,
     clock: Clock = SYSTEM_CLOCK,
 ) -> OperationResult:
     """Scrub ``pool`` to the end (see the module); never raises for ZFS failures."""
@@ -200,6 +201,27 @@ def scrub_pool(
         result.outcome, result.message = "dry-run", f"would {verb} of {pool} and follow it"
         return result
 
+    progress.start(pool, f"scrubbing {pool}")
+    try:
+        _follow_scrub(zpool, reader, pool, settings, before, result, progress, clock, started)
+    finally:
+        progress.end(pool, f"{pool}: scrub {result.outcome}: {result.message}")
+    return result
+
+
+def _follow_scrub(
+    zpool: Zpool,
+    reader: PoolReader,
+    pool: str,
+    settings: FollowSettings,
+    before: PoolState,
+    result: OperationResult,
+    progress: Progress,
+    clock: Clock,
+    started: float,
+) -> None:
+    """Start (or resume) the scrub and follow it, filling in ``result``."""
+
     def window() -> bool:
         return settings.pause_during is not None and window_open(
             settings.pause_during, clock.now(), settings.zone
@@ -210,51 +232,56 @@ def scrub_pool(
         while window():
             if interrupt.stopping():
                 return False
+            progress.update(pool)  # a long window still says "Still scrubbing ..."
             clock.sleep(settings.poll)
         return True
 
     if window():
-        say(f"{pool}: inside the pause window ({settings.pause_during}); waiting for it to close")
+        progress.step(
+            f"{pool}: inside the pause window ({settings.pause_during}); waiting for it to close"
+        )
         if not wait_out_window():
             result.outcome, result.message = "interrupted", "stopped while waiting for the window"
-            return result
-    say(f"{pool}: {'resuming the paused' if before.scan.state == 'paused' else 'starting a'} scrub")
+            return
+    progress.step(
+        f"{pool}: {'resuming the paused' if before.scan.state == 'paused' else 'starting a'} scrub"
+    )
     start = _Background(lambda: zpool.scrub(pool))
     state = before
     while True:
         start.wait(settings.poll)
         if start.error is not None:
             result.message = str(start.error)
-            return result
+            return
         try:
             state = reader.state(pool)
         except ZfsError as exc:
             result.message = str(exc)
-            return result
+            return
         scan = state.scan
         if scan.state in ("running", "paused"):
-            say(progress_line(pool, scan))
+            progress.update(pool, progress_line(scan))
         elif not start.running:
             break  # finished or canceled (by someone else)
         if interrupt.stopping():
             # The scrub goes on without us; the next run finds it running.
             result.outcome = "interrupted"
             result.message = f"stopped following at {scan.percent or 0:.0f}%; the scrub goes on"
-            return result
+            return
         if scan.state == "running" and window():
             method = _pause(zpool, pool, start)
             result.pauses += 1
             result.pause_method = method
-            say(
+            progress.step(
                 f"{pool}: pause window open: scrub "
                 + ("paused" if method == "pause" else "stopped (this zpool cannot pause)")
             )
             if not wait_out_window():
                 result.outcome = "interrupted"
                 result.message = "stopped during the pause window; `zpool scrub` resumes it"
-                return result
+                return
             again = "resuming" if method == "pause" else "restarting"
-            say(f"{pool}: window closed: {again} the scrub")
+            progress.step(f"{pool}: window closed: {again} the scrub")
             start = _Background(lambda: zpool.scrub(pool))
     result.seconds = clock.monotonic() - started
     scan = state.scan
@@ -269,7 +296,6 @@ def scrub_pool(
         )
     with contextlib.suppress(ZfsError):  # the forecast only misses one point
         result.space = zpool.space(pool)
-    return result
 
 
 def _pause(zpool: Zpool, pool: str, start: _Background) -> str:
@@ -290,7 +316,7 @@ def trim_pool(
     settings: FollowSettings,
     *,
     dry_run: bool = False,
-    say: Say = print,
+    progress: Progress = SILENT,
     clock: Clock = SYSTEM_CLOCK,
 ) -> OperationResult:
     """TRIM ``pool`` and follow it to the end (``zpool status -t``)."""
@@ -322,7 +348,26 @@ def trim_pool(
     except ZfsError as exc:
         result.message = str(exc)
         return result
-    say(f"{pool}: trim started")
+    progress.start(pool, f"trimming {pool}")
+    try:
+        _follow_trim(zpool, reader, pool, settings, before, result, progress, clock, started)
+    finally:
+        progress.end(pool, f"{pool}: trim {result.outcome}: {result.message}")
+    return result
+
+
+def _follow_trim(
+    zpool: Zpool,
+    reader: PoolReader,
+    pool: str,
+    settings: FollowSettings,
+    before: PoolState,
+    result: OperationResult,
+    progress: Progress,
+    clock: Clock,
+    started: float,
+) -> None:
+    """Follow the started TRIM to its end, filling in ``result``."""
     state = before
     while True:
         clock.sleep(settings.poll)
@@ -330,16 +375,16 @@ def trim_pool(
             state = reader.trim_state(pool)
         except ZfsError as exc:
             result.message = str(exc)
-            return result
+            return
         going = [v for v in state.leaves if v.trim == "trimming"]
         if not going:
             break
         done = min(v.trim_percent or 0 for v in going)
-        say(f"{pool}: trim {done}% done on the slowest of {plural(len(going), 'device')}")
+        progress.update(pool, f"trim {done}% done on the slowest of {plural(len(going), 'device')}")
         if interrupt.stopping():
             result.outcome = "interrupted"
             result.message = f"stopped following at {done}%; the trim goes on"
-            return result
+            return
     result.seconds = clock.monotonic() - started
     result.vdevs = vdev_rows(state)
     unsupported = [v.name for v in state.leaves if v.trim == "unsupported"]
@@ -351,4 +396,3 @@ def trim_pool(
     )
     with contextlib.suppress(ZfsError):
         result.space = zpool.space(pool)
-    return result

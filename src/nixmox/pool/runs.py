@@ -25,6 +25,7 @@ from nixmox.adapters.zfs import PoolSpace, ZfsError, Zpool, zpool_command
 from nixmox.core import jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError, NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.verdict import Check, Status
 from nixmox.core.zones import zone as inventory_zone
 from nixmox.inventory.model import Inventory, PoolHealth
@@ -34,7 +35,6 @@ from nixmox.pool.job import (
     FollowSettings,
     OperationResult,
     PoolReader,
-    Say,
     scrub_pool,
     space_row,
     trim_pool,
@@ -140,10 +140,11 @@ def prepare_operation(
     only: str | None,
     *,
     dry_run: bool,
-    say: Say = print,
+    progress: Progress = SILENT,
     clock: Clock = SYSTEM_CLOCK,
 ) -> Callable[[], OperationSummary]:
-    """Scrub or trim the pools (or ``only``), ready to run."""
+    """Scrub or trim the pools (or ``only``), ready to run; each pool is one
+    activity of ``progress``."""
     zpool = inventory_zpool(inv, Runner(dry_run=dry_run))
     pools = pool_names(inv, zpool, only)
     settings = follow_settings(inv)
@@ -156,7 +157,7 @@ def prepare_operation(
             if results and _stopping():
                 break
             results.append(
-                act(zpool, reader, pool, settings, dry_run=dry_run, say=say, clock=clock)
+                act(zpool, reader, pool, settings, dry_run=dry_run, progress=progress, clock=clock)
             )
         return OperationSummary(operation, tuple(results))
 
