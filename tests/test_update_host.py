@@ -12,6 +12,7 @@ kernel is this machine's own (/proc/sys/kernel/osrelease, read over SSH).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -30,6 +31,7 @@ from nixmox.adapters.proxmox.tasks import TaskFailed, wait
 from nixmox.adapters.runner import Runner
 from nixmox.cli.main import run
 from nixmox.core import log
+from nixmox.core.progress import Lines
 from nixmox.core.zones import zone
 from nixmox.inventory.load import load_inventory
 from nixmox.observe.history import summary_lines
@@ -695,12 +697,29 @@ def test_node_that_does_not_come_back_stops_the_rollout(make_rig: Callable[..., 
     rig.behave("pve-a", KERNEL=NEWER)
     rig.pve.reboot_wall_secs = 60.0  # longer than the test runs
     inv = load_inventory(rig.config)
-    clock = FakeClock()
+    clock, out = FakeClock(), io.StringIO()
     update = HostUpdate(
-        inv, rig.api(), Runner(), zone(inv.timezone), hostname="elsewhere", clock=clock
+        inv,
+        rig.api(),
+        Runner(),
+        zone(inv.timezone),
+        hostname="elsewhere",
+        clock=clock,
+        progress=Lines(out, clock),
     )
     a, b = update.run(inv.nodes)
     assert a.result == "failed" and b.result == "skipped"
+    # Told as it went: the node's start, its steps when they happened, the reboot wait
+    # every 10 s without news, and how each node ended.
+    said = [line.split(" ", 2)[2] for line in out.getvalue().splitlines()]
+    assert said[0] == "updating pve-a"
+    assert said.index("pve-a: preflight passed") < said.index(
+        "pve-a: apt-get dist-upgrade finished"
+    )
+    stills = [line for line in said if line.startswith("Still updating pve-a... [")]
+    assert len(stills) >= Timing().reboot // 10 - 2, said
+    assert said[-2].startswith("pve-a: failed: node pve-a did not come back with quorum")
+    assert said[-1] == "pve-b: skipped: not started: the rollout stopped at pve-a"
     # Polled with growing pauses up to poll_max, for the whole reboot timeout (900 s).
     assert clock.slept[0] == 0.25 and max(clock.slept) == Timing().poll_max
     assert Timing().reboot <= sum(clock.slept) < Timing().reboot + Timing().poll_max

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from nixmox.adapters.locks import node_claims
+from nixmox.core.progress import SILENT, for_stderr
 from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
@@ -16,10 +17,14 @@ from nixmox.updates.runs import prepare_host_update
 def run(config: Path | None, node: str | None, *, dry_run: bool, as_json: bool) -> int:
     """Update the selected nodes; exit 0 when none failed (held reboots included), else 1."""
     inv = load_inventory(find_inventory(config))
-    host_update = prepare_host_update(inv, node, dry_run=dry_run)
+    # A dry run's answer is its plan: no progress around it.
+    shown = SILENT if dry_run else for_stderr()
+    host_update = prepare_host_update(inv, node, dry_run=dry_run, progress=shown)
     # A host update reboots its nodes: every run on a guest of theirs waits, and holds it off.
     claims = node_claims(host_update.nodes)
-    summary = run_job(inv, "update host", host_update.work, dry_run=dry_run, claims=claims)
+    summary = run_job(
+        inv, "update host", host_update.work, dry_run=dry_run, claims=claims, progress=shown
+    )
     if not as_json:
         for name, upgrades in host_update.upgrades.items():
             print(f"{name}: {plural(len(upgrades), 'upgrade')}" + (":" if upgrades else ""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.progress import SILENT, for_stderr
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.updates.outcome import report
@@ -22,9 +23,12 @@ def run(
 ) -> int:
     """Update (or with ``dry_run`` plan) the NixOS guests; exit 0 ok, 1 failed or rolled back."""
     inv = load_inventory(find_inventory(config))
-    work = prepare_nixos_update(inv, names, dry_run=dry_run, clock=clock)
+    # A dry run's answer is its plan: no progress around it.
+    shown = SILENT if dry_run else for_stderr(clock)
+    work = prepare_nixos_update(inv, names, dry_run=dry_run, clock=clock, progress=shown)
+    claims = nixos_claims(inv, names)
     summary = run_job(
-        inv, "update nixos", work, dry_run=dry_run, claims=nixos_claims(inv, names), clock=clock
+        inv, "update nixos", work, dry_run=dry_run, claims=claims, clock=clock, progress=shown
     )
     report(summary.outcomes, as_json=as_json, dry_run=dry_run, title="update nixos")
     if not as_json and (dry_run or verbose > 0):

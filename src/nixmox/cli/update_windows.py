@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from nixmox.core.clock import Clock
+from nixmox.core.progress import SILENT, for_stderr
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.updates.outcome import report
@@ -24,9 +25,13 @@ def run(
 ) -> int:
     """Update the Windows guests; exit 0 unless one failed or was rolled back."""
     inv = load_inventory(find_inventory(config))
-    work = prepare_windows_update(inv, names, dry_run=dry_run, clock=clock, timing=timing)
+    # A dry run's answer is its plan: no progress around it.
+    shown = SILENT if dry_run else for_stderr()
+    work = prepare_windows_update(
+        inv, names, dry_run=dry_run, clock=clock, timing=timing, progress=shown
+    )
     claims = windows_claims(inv, names)
-    summary = run_job(inv, "update windows", work, dry_run=dry_run, claims=claims)
+    summary = run_job(inv, "update windows", work, dry_run=dry_run, claims=claims, progress=shown)
     report(summary.outcomes, as_json=as_json, dry_run=dry_run, title="update windows")
     if not as_json and (dry_run or logging.getLogger("nixmox").isEnabledFor(logging.DEBUG)):
         # The plan (what would be installed) always; every step with -v.

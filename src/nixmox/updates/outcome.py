@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from nixmox.core import jsonrows
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.tables import print_table
 
 #: What happened to one target (the journal's and the report's word).
@@ -36,10 +37,26 @@ class UpdateOutcome:
     snapshot: str | None = None  # the pre-update snapshot, when one was taken
     pending: int = 0  # upgrades or reboots still waiting on this target
     steps: list[str] = field(default_factory=list)
+    #: Hears each step as it happens (the run's reporter; silent by default).
+    progress: Progress = field(default=SILENT, repr=False, compare=False)
 
     def step(self, text: str) -> None:
-        """Note one thing done (shown with -v and kept in --json)."""
+        """Note one thing done (shown with -v and kept in --json), and report it now."""
         self.steps.append(text)
+        self.progress.step(f"{self.guest}: {text}")
+
+    def begin(self, text: str) -> None:
+        """The target's update starts: ``text`` (``updating nixos-vm``) names it."""
+        self.progress.start(self.guest, text)
+
+    def tick(self) -> None:
+        """A look at something still going: after a quiet while, the reporter says so."""
+        self.progress.update(self.guest)
+
+    def finish(self) -> None:
+        """The target is done: its result (and message) as the report shows it."""
+        said = f": {self.message}" if self.message else ""
+        self.progress.end(self.guest, f"{self.guest}: {self.result}{said}")
 
     @property
     def failed(self) -> bool:

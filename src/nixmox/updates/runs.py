@@ -18,6 +18,7 @@ from nixmox.adapters.runner import Runner
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError, NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.updates.guest_access import open_access
@@ -47,8 +48,11 @@ class HostUpdateRun:
         return self.update.reboot_self()
 
 
-def prepare_host_update(inv: Inventory, node: str | None, *, dry_run: bool) -> HostUpdateRun:
-    """Update the selected nodes (all declared ones by default), one at a time."""
+def prepare_host_update(
+    inv: Inventory, node: str | None, *, dry_run: bool, progress: Progress = SILENT
+) -> HostUpdateRun:
+    """Update the selected nodes (all declared ones by default), one at a time, each
+    an activity of ``progress``."""
     if not inv.nodes:
         raise ConfigError(
             "the inventory declares no [[nodes]]: update host needs each node's address, "
@@ -63,7 +67,7 @@ def prepare_host_update(inv: Inventory, node: str | None, *, dry_run: bool) -> H
     peers = cluster_has_peers(api)
     needs = [need for n in nodes for need in host_needs(n, inv.guests, migrate=peers)]
     preflight(api, needs, "update host", dry_run=dry_run)
-    update = HostUpdate(inv, api, Runner(dry_run=dry_run), zone(inv.timezone))
+    update = HostUpdate(inv, api, Runner(dry_run=dry_run), zone(inv.timezone), progress=progress)
 
     def update_nodes() -> UpdateSummary:
         return UpdateSummary(tuple(update.run(nodes)))
@@ -98,7 +102,12 @@ def nixos_claims(inv: Inventory, names: list[str]) -> list[Claim]:
 
 
 def _nixos_job(
-    inv: Inventory, guest: Guest, api: Proxmox | None, runner: Runner, clock: Clock
+    inv: Inventory,
+    guest: Guest,
+    api: Proxmox | None,
+    runner: Runner,
+    clock: Clock,
+    progress: Progress,
 ) -> NixosUpdate:
     node = next((n for n in inv.nodes if n.name == guest.node), None)
     access = open_access(guest, node, runner, api)
@@ -106,7 +115,13 @@ def _nixos_job(
     if api is not None:
         snaps = GuestSnapshots(api, guest.node, guest.pve_type, guest.vmid)
     return NixosUpdate(
-        guest, access, snaps, zone(inv.timezone), dry_run=runner.dry_run, clock=clock
+        guest,
+        access,
+        snaps,
+        zone(inv.timezone),
+        dry_run=runner.dry_run,
+        clock=clock,
+        progress=progress,
     )
 
 
@@ -122,9 +137,15 @@ def _one(job: NixosUpdate) -> UpdateOutcome:
 
 
 def prepare_nixos_update(
-    inv: Inventory, names: list[str], *, dry_run: bool, clock: Clock = SYSTEM_CLOCK
+    inv: Inventory,
+    names: list[str],
+    *,
+    dry_run: bool,
+    clock: Clock = SYSTEM_CLOCK,
+    progress: Progress = SILENT,
 ) -> Callable[[], UpdateSummary]:
-    """Update (or with ``dry_run`` plan) the chosen NixOS guests."""
+    """Update (or with ``dry_run`` plan) the chosen NixOS guests, each an activity
+    of ``progress``."""
     guests = nixos_guests(inv, names)
     runner = Runner(dry_run=dry_run)
     api: Proxmox | None
@@ -135,7 +156,7 @@ def prepare_nixos_update(
             raise
         api = None  # a plan can still be shown without the API
     # ConfigErrors before anything runs.
-    jobs = [_nixos_job(inv, g, api, runner, clock) for g in guests]
+    jobs = [_nixos_job(inv, g, api, runner, clock, progress) for g in guests]
     if api is not None:
         needs = [need for g in guests for need in nixos_needs(g)]
         preflight(api, needs, "update nixos", dry_run=dry_run)

@@ -33,6 +33,7 @@ from nixmox.adapters.guest_agent import AgentError, GuestAgent
 from nixmox.core import interrupt
 from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, UpdateSettings
 from nixmox.rules.retention import Keep
@@ -110,9 +111,12 @@ class WindowsUpdate:
     clock: Clock = field(default_factory=SystemClock)
     timing: Timing = field(default_factory=Timing)
     dry_run: bool = False
+    #: Hears the guest's start, each step as it happens, the waits and the end.
+    progress: Progress = SILENT
     _uploaded: set[str] = field(default_factory=set)
     _last: Precheck | None = None
     _left_alone: dict[str, str] = field(default_factory=dict)
+    _current: UpdateOutcome | None = None
 
     @property
     def settings(self) -> UpdateSettings | None:
@@ -120,7 +124,9 @@ class WindowsUpdate:
 
     def run(self) -> UpdateOutcome:
         guest = self.target.guest
-        outcome = UpdateOutcome(guest.name, guest.vmid)
+        outcome = UpdateOutcome(guest.name, guest.vmid, progress=self.progress)
+        outcome.begin(f"updating {guest.name}")
+        self._current = outcome
         try:
             self._transaction(outcome)
         except _Stop:
@@ -129,7 +135,15 @@ class WindowsUpdate:
             outcome.result = "failed"
             kept = f"; snapshot {outcome.snapshot} kept" if outcome.snapshot else ""
             outcome.message = f"{exc}{kept}"
+        finally:
+            self._current = None
+            outcome.finish()
         return outcome
+
+    def _tick(self) -> None:
+        """A wait goes on: after a quiet while, the reporter says ``Still updating ...``."""
+        if self._current is not None:
+            self._current.tick()
 
     # -- steps -----------------------------------------------------------------
 
@@ -181,6 +195,7 @@ class WindowsUpdate:
             except AgentError:
                 if self.clock.monotonic() >= deadline:
                     return False
+            self._tick()
             self.clock.sleep(self.timing.ping_every)
 
     def _verdict(self, pre: Precheck) -> RebootVerdict:
@@ -378,6 +393,7 @@ class WindowsUpdate:
                     f"({busy}): held; snapshot {outcome.snapshot} kept"
                 )
                 raise _Stop
+            self._tick()
             self.clock.sleep(self.timing.settle_every)
             with contextlib.suppress(AgentError, ScriptError):
                 busy = still_servicing(self._precheck())
@@ -401,6 +417,7 @@ class WindowsUpdate:
                 if pre is not None and pre.boot_time != old_boot:
                     return pre
                 streak = 0  # not gone down yet, or not fully up
+            self._tick()
             self.clock.sleep(self.timing.ping_every)
         return None
 

@@ -21,6 +21,7 @@ from nixmox.adapters.runner import Runner
 from nixmox.core import interrupt
 from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import ConfigError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.updates.guest_snapshots import GuestSnapshots
@@ -109,8 +110,10 @@ def prepare_windows_update(
     dry_run: bool,
     clock: Clock | None = None,
     timing: Timing | None = None,
+    progress: Progress = SILENT,
 ) -> Callable[[], UpdateSummary]:
-    """Windows Update on the chosen guests, one after another."""
+    """Windows Update on the chosen guests, one after another, each an activity of
+    ``progress``."""
     tz = zone(inv.timezone)
     chosen = targets(inv, windows_guests(inv, names), dry_run=dry_run)
 
@@ -118,7 +121,9 @@ def prepare_windows_update(
         if interrupt.stopping():
             why = f"not started: interrupted by {interrupt.signal_name()}"
             return UpdateOutcome(target.guest.name, target.guest.vmid, "skipped", message=why)
-        return WindowsUpdate(target, tz, clock or SystemClock(), timing or Timing(), dry_run).run()
+        return WindowsUpdate(
+            target, tz, clock or SystemClock(), timing or Timing(), dry_run, progress
+        ).run()
 
     def update_guests() -> UpdateSummary:
         return UpdateSummary(tuple(one(t) for t in chosen))

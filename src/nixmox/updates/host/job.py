@@ -40,6 +40,7 @@ from nixmox.core.errors import (
     NixmoxError,
     ProxmoxError,
 )
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, Inventory, Node
 from nixmox.updates.guest_snapshots import DEFAULT_KEEP, snapshots_to_prune, update_snapshot_name
@@ -166,6 +167,7 @@ class HostUpdate:
         timing: Timing | None = None,
         probe_root: str = "/",
         clock: Clock = SYSTEM_CLOCK,
+        progress: Progress = SILENT,
     ) -> None:
         self.inv = inv
         self.api = api
@@ -175,6 +177,9 @@ class HostUpdate:
         self.timing = timing or Timing()
         self.probe_root = probe_root
         self.clock = clock
+        #: Hears each node's start, steps, waits and end.
+        self.progress = progress
+        self._node: UpdateOutcome | None = None  # the node updating now
         self.dry_run = runner.dry_run
         self.declared: dict[int, Guest] = {g.vmid: g for g in inv.guests}
         #: The node nixmox runs on, when it is to be rebooted after the report.
@@ -190,16 +195,20 @@ class HostUpdate:
         outcomes: list[UpdateOutcome] = []
         stopped_at: str | None = None
         for node in rollout_order(nodes, local):
-            out = UpdateOutcome(node.name, None)
+            out = UpdateOutcome(node.name, None, progress=self.progress)
             outcomes.append(out)
             if stopped_at is not None:
                 out.result = "skipped"
                 out.message = f"not started: the rollout stopped at {stopped_at}"
+                out.finish()
                 continue
             if interrupt.stopping():
                 out.result = "skipped"
                 out.message = f"not started: interrupted by {interrupt.signal_name()}"
+                out.finish()
                 continue
+            out.begin(f"updating {node.name}")
+            self._node = out
             try:
                 go_on = self._update(node, out)
             except NixmoxError as exc:
@@ -212,7 +221,9 @@ class HostUpdate:
                         out.message += f"; the snapshot {node.root_dataset}@{out.snapshot} is kept"
                 # Nothing changed before the snapshot: the next node may still go.
                 go_on = out.snapshot is None
-            log.info("%s: %s%s", node.name, out.result, f": {out.message}" if out.message else "")
+            self._node = None
+            out.finish()
+            log.debug("%s: %s%s", node.name, out.result, f": {out.message}" if out.message else "")
             if not go_on:
                 stopped_at = node.name
         return outcomes
@@ -322,6 +333,11 @@ class HostUpdate:
 
     # -- apt ---------------------------------------------------------------------
 
+    def _tick(self) -> None:
+        """A wait goes on: after a quiet while, the reporter says ``Still updating ...``."""
+        if self._node is not None:
+            self._node.tick()
+
     def _listed(self, name: str) -> list[Upgrade]:
         return upgrades_of(self.api.get(f"/nodes/{name}/apt/update") or [])
 
@@ -335,6 +351,7 @@ class HostUpdate:
                 what=f"apt update on {name}",
                 timeout=self.timing.task,
                 clock=self.clock,
+                watch=self._tick,
             )
         return self._listed(name)
 
@@ -565,6 +582,7 @@ class HostUpdate:
             what=f"migration of {vmid} to {target}",
             timeout=self.timing.task,
             clock=self.clock,
+            watch=self._tick,
         )
         self._settle(vmid, target, "running", f"migration of {vmid} to {target}")
 
@@ -580,6 +598,7 @@ class HostUpdate:
             what=f"shutdown of {stop.vmid}",
             timeout=self.timing.task,
             clock=self.clock,
+            watch=self._tick,
         )
         self._settle(stop.vmid, node, "stopped", f"shutdown of {stop.vmid}")
 
@@ -588,7 +607,12 @@ class HostUpdate:
             return  # onboot started it already
         upid = self.api.post(f"{guest_path(node, kind, vmid)}/status/start")
         wait(
-            self.api, str(upid), what=f"start of {vmid}", timeout=self.timing.task, clock=self.clock
+            self.api,
+            str(upid),
+            what=f"start of {vmid}",
+            timeout=self.timing.task,
+            clock=self.clock,
+            watch=self._tick,
         )
         self._settle(vmid, node, "running", f"start of {vmid}")
 
@@ -615,6 +639,7 @@ class HostUpdate:
                     f"{self.timing.task:g} s after the task ended"
                     + (f" (HA state {row.hastate})" if row is not None and row.hastate else "")
                 )
+            self._tick()
             self.clock.sleep(delay)
             delay = min(delay * 1.5, self.timing.poll_max)
 
@@ -644,6 +669,7 @@ class HostUpdate:
         while not self._is_back(name, requested):
             if self.clock.monotonic() >= deadline:
                 return False
+            self._tick()
             self.clock.sleep(delay)
             delay = min(delay * 1.5, self.timing.poll_max)
         return True

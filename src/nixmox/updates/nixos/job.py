@@ -51,6 +51,7 @@ from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, HealthChecks, UpdateSettings
 from nixmox.rules.retention import Keep
@@ -139,7 +140,10 @@ class NixosUpdate:
     fetch: Callable[[str], str | None] = http_status
     clock: Clock = SYSTEM_CLOCK
     token: Callable[[], str] = lambda: secrets.token_hex(3)
+    #: Hears the guest's start, each step as it happens, the waits and the end.
+    progress: Progress = SILENT
     _build_started: bool = field(default=False, init=False, repr=False)
+    _current: UpdateOutcome | None = field(default=None, init=False, repr=False)
 
     @property
     def settings(self) -> UpdateSettings:
@@ -288,7 +292,24 @@ class NixosUpdate:
         if self.dry_run:
             return self.plan()
         g = self.guest
-        o = UpdateOutcome(g.name, g.vmid)
+        o = UpdateOutcome(g.name, g.vmid, progress=self.progress)
+        o.begin(f"updating {g.name}")
+        self._current = o
+        try:
+            return self._run(o)
+        except NixmoxError as exc:
+            o.result, o.message = "failed", str(exc)  # what the report will say
+            raise
+        finally:
+            self._current = None
+            o.finish()
+
+    def _tick(self) -> None:
+        """A wait goes on: after a quiet while, the reporter says ``Still updating ...``."""
+        if self._current is not None:
+            self._current.tick()
+
+    def _run(self, o: UpdateOutcome) -> UpdateOutcome:
         why = self._reachable()
         if why is not None:
             o.result, o.message = "failed", f"guest not reachable: {why}; nothing changed"
@@ -436,6 +457,7 @@ class NixosUpdate:
                     "deactivating",
                 ):
                     return True
+            self._tick()
             self.clock.sleep(POLL)
         return False
 
@@ -455,6 +477,7 @@ class NixosUpdate:
             health.state = reply.stdout.strip() or reply.why()
             if system_state(health.state) != "wait" or self.clock.monotonic() >= deadline:
                 break
+            self._tick()
             self.clock.sleep(POLL)
         listed = self.access.run(list(LIST_FAILED), changes=False)
         health.failed_units = parse_failed_units(listed.stdout)
@@ -670,7 +693,14 @@ class NixosUpdate:
         try:
             upid = api.post(path)
             if isinstance(upid, str):
-                wait(api, upid, what=f"reboot {g.vmid}", timeout=600.0, clock=self.clock)
+                wait(
+                    api,
+                    upid,
+                    what=f"reboot {g.vmid}",
+                    timeout=600.0,
+                    clock=self.clock,
+                    watch=self._tick,
+                )
         except NixmoxError as exc:
             o.pending = 1
             return f"reboot pending: the reboot failed: {exc}"
@@ -681,6 +711,7 @@ class NixosUpdate:
             if self.clock.monotonic() >= deadline:
                 o.result = "failed"
                 return f"rebooted ({', '.join(changed)} changed) but it does not answer: {why}"
+            self._tick()
             self.clock.sleep(POLL)
         o.step("rebooted through the API; the guest answers again")
         return f"rebooted ({', '.join(changed)} changed)"
