@@ -74,10 +74,18 @@ class UpdateSummary:
     """An ``update host|nixos|windows`` run as the journal stores it (see the module docstring)."""
 
     outcomes: tuple[UpdateOutcome, ...]
+    #: The run's ``pending`` map as journaled (it may name targets without a row).
+    journaled_pending: Mapping[str, int] | None = None
 
     @property
     def result(self) -> str:
         return run_result(self.outcomes)
+
+    def pending(self) -> Mapping[str, int]:
+        """Target -> what is still waiting there (upgrades, a held reboot)."""
+        if self.journaled_pending is not None:
+            return self.journaled_pending
+        return {o.guest: o.pending for o in self.outcomes if o.pending}
 
     @property
     def exit_code(self) -> int:
@@ -108,7 +116,8 @@ class UpdateSummary:
                     steps=jsonrows.texts(row, "steps"),
                 )
             )
-        return cls(tuple(outcomes))
+        journaled = {str(k): jsonrows.integer(waiting, k) for k in waiting}
+        return cls(tuple(outcomes), journaled if isinstance(pending, Mapping) else None)
 
 
 def run_result(outcomes: Sequence[UpdateOutcome]) -> str:
