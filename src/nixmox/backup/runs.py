@@ -8,7 +8,7 @@ before anything runs and return the work for :func:`nixmox.runtime.run.run_job`;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from nixmox.backup.verify import VerifyResult, verify_guest
 from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
+from nixmox.core.results import AllPartsOk
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Backups, Guest, Inventory
 
@@ -79,19 +80,14 @@ def _guest_from_json(row: Mapping[str, Any]) -> GuestResult:
 
 
 @dataclass(frozen=True)
-class BackupSummary:
+class BackupSummary(AllPartsOk):
     """A ``backup`` run: each guest's result and the API requests it made."""
 
     guests: tuple[GuestResult, ...]
     requests: int = 0
 
-    @property
-    def ok(self) -> bool:
-        return all(g.ok for g in self.guests)
-
-    @property
-    def result(self) -> str:
-        return "ok" if self.ok else "failed"
+    def parts(self) -> Iterable[GuestResult]:
+        return self.guests
 
     def to_json(self) -> dict[str, Any]:
         return {"guests": [guest_row(g) for g in self.guests], "requests": self.requests}
@@ -139,18 +135,13 @@ def prepare_backup(
 
 
 @dataclass(frozen=True)
-class VerifySummary:
+class VerifySummary(AllPartsOk):
     """A ``backup verify`` run: each guest's restore check."""
 
     guests: tuple[VerifyResult, ...]
 
-    @property
-    def ok(self) -> bool:
-        return all(g.ok for g in self.guests)
-
-    @property
-    def result(self) -> str:
-        return "ok" if self.ok else "failed"
+    def parts(self) -> Iterable[VerifyResult]:
+        return self.guests
 
     def to_json(self) -> dict[str, Any]:
         # "guest" as well, as backup's and update's rows say (both keys stay).

@@ -18,6 +18,7 @@ from nixmox.adapters.zfs import Zfs, ZfsError, Zpool, zpool_command
 from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
+from nixmox.core.results import AllPartsOk
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Replication, ReplicationSource, ReplicationTarget
 from nixmox.replicate.job import (
@@ -99,20 +100,15 @@ class TargetResult:
 
 
 @dataclass(frozen=True)
-class ReplicateSummary:
+class ReplicateSummary(AllPartsOk):
     """A ``replicate`` run; with ``--dry-run``, the commands it would run."""
 
     entries: tuple[TargetResult, ...]
     finished_at: float = 0.0  # UNIX time the run ended (lag is measured from it)
     commands: tuple[str, ...] = ()  # skipped by a dry run; not journaled
 
-    @property
-    def ok(self) -> bool:
-        return all(e.ok for e in self.entries)
-
-    @property
-    def result(self) -> str:
-        return "ok" if self.ok else "failed"
+    def parts(self) -> Iterable[TargetResult]:
+        return self.entries
 
     def datasets(self) -> Iterable[tuple[TargetResult, DatasetResult]]:
         for entry in self.entries:
