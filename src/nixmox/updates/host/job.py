@@ -328,15 +328,13 @@ class HostUpdate:
     def _refresh(self, name: str) -> list[Upgrade]:
         """``apt update`` on the node (a task), then its list; a dry run reads the cached list."""
         if not self.dry_run:
-            upid = self.api.post(f"/nodes/{name}/apt/update")
-            wait(
-                self.api,
-                str(upid),
-                what=f"apt update on {name}",
-                timeout=self.timing.task,
-                clock=self.clock,
-            )
+            self._task(f"/nodes/{name}/apt/update", f"apt update on {name}")
         return self._listed(name)
+
+    def _task(self, path: str, what: str, **params: Any) -> None:
+        """POST ``path`` and follow the task it starts to its end."""
+        upid = self.api.post(path, **params)
+        wait(self.api, str(upid), what=what, timeout=self.timing.task, clock=self.clock)
 
     def _zfs(self, turn: NodeTurn) -> Zfs:
         """``[zfs] command`` on the node: as configured when nixmox runs there; over ssh
@@ -558,38 +556,23 @@ class HostUpdate:
             params["restart"] = 1
             params["timeout"] = self.timing.shutdown
         log.info("%s -> %s: migrating %s %d", source, target, kind, vmid)
-        upid = self.api.post(f"{guest_path(source, kind, vmid)}/migrate", **params)
-        wait(
-            self.api,
-            str(upid),
-            what=f"migration of {vmid} to {target}",
-            timeout=self.timing.task,
-            clock=self.clock,
-        )
-        self._settle(vmid, target, "running", f"migration of {vmid} to {target}")
+        what = f"migration of {vmid} to {target}"
+        self._task(f"{guest_path(source, kind, vmid)}/migrate", what, **params)
+        self._settle(vmid, target, "running", what)
 
     def _shutdown(self, node: str, stop: Stop) -> None:
         log.info("%s: shutting down %s %d (%s)", node, stop.kind, stop.vmid, stop.why)
-        upid = self.api.post(
+        self._task(
             f"{guest_path(node, stop.kind, stop.vmid)}/status/shutdown",
+            f"shutdown of {stop.vmid}",
             timeout=self.timing.shutdown,
-        )
-        wait(
-            self.api,
-            str(upid),
-            what=f"shutdown of {stop.vmid}",
-            timeout=self.timing.task,
-            clock=self.clock,
         )
         self._settle(stop.vmid, node, "stopped", f"shutdown of {stop.vmid}")
 
     def _start(self, node: str, kind: str, vmid: int) -> None:
         if guest_status(self.api, node, kind, vmid).get("status") == "running":
             return  # onboot started it already
-        upid = self.api.post(f"{guest_path(node, kind, vmid)}/status/start")
-        wait(
-            self.api, str(upid), what=f"start of {vmid}", timeout=self.timing.task, clock=self.clock
-        )
+        self._task(f"{guest_path(node, kind, vmid)}/status/start", f"start of {vmid}")
         self._settle(vmid, node, "running", f"start of {vmid}")
 
     def _settle(self, vmid: int, node: str, status: str, what: str) -> None:
