@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,24 +43,8 @@ def replication_settings(inv: Inventory) -> Replication:
 
 
 def dataset_row(r: DatasetResult) -> dict[str, Any]:
-    """One dataset's result as JSON (journal and ``--json``)."""
-    return {
-        "dataset": r.dataset,
-        "replica": r.replica,
-        "kind": r.kind,
-        "sent": r.sent,
-        "bytes": r.bytes,
-        "seconds": round(r.seconds, 3),
-        "used": r.used,
-        "discarded": r.discarded,
-        "pruned": r.pruned,
-        "prune_failed": r.prune_failed,
-        "newest": r.newest,
-        "lag_seconds": r.lag_seconds,
-        "error": r.error,
-        "fix": r.fix,
-        "ok": r.ok,
-    }
+    """One dataset's result as JSON (journal and ``--json``): its fields, then ``ok``."""
+    return {**asdict(r), "seconds": round(r.seconds, 3), "ok": r.ok}
 
 
 def _dataset_from_json(row: Mapping[str, Any]) -> DatasetResult:

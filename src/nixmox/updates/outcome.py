@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from nixmox.core import jsonrows
@@ -47,18 +47,8 @@ class UpdateOutcome:
 
 
 def row(o: UpdateOutcome) -> dict[str, object]:
-    """One outcome as JSON."""
-    return {
-        "guest": o.guest,
-        "vmid": o.vmid,
-        "result": o.result,
-        "message": o.message,
-        "rolled_back": o.rolled_back,
-        "rollback": o.rollback,
-        "snapshot": o.snapshot,
-        "pending": o.pending,
-        "steps": list(o.steps),
-    }
+    """One outcome as JSON: its fields, in their order."""
+    return asdict(o)
 
 
 def summary(outcomes: Sequence[UpdateOutcome]) -> dict[str, object]:
