@@ -64,19 +64,8 @@ def guest_row(r: GuestResult) -> dict[str, Any]:
 
 
 def _guest_from_json(row: Mapping[str, Any]) -> GuestResult:
-    return GuestResult(
-        name=jsonrows.text(row, "guest"),
-        vmid=jsonrows.integer(row, "vmid"),
-        node="",  # not journaled
-        result=jsonrows.text(row, "result"),
-        message=jsonrows.text(row, "message"),
-        volid=jsonrows.optional_text(row, "archive"),
-        size=jsonrows.integer(row, "size"),
-        seconds=jsonrows.real(row, "seconds"),
-        kept=jsonrows.integer(row, "kept"),
-        removed=jsonrows.texts(row, "removed"),
-        errors=jsonrows.texts(row, "errors"),
-    )
+    # The node is not journaled (it reads as "").
+    return jsonrows.record(GuestResult, row, name="guest", volid="archive")
 
 
 @dataclass(frozen=True)
@@ -149,24 +138,8 @@ class VerifySummary(AllPartsOk):
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VerifySummary:
-        return cls(
-            tuple(
-                VerifyResult(
-                    name=jsonrows.text(r, "name"),
-                    vmid=jsonrows.integer(r, "vmid"),
-                    ok=bool(r.get("ok")),
-                    archive=jsonrows.optional_text(r, "archive"),
-                    scratch=jsonrows.optional_integer(r, "scratch"),
-                    seconds=jsonrows.real(r, "seconds"),
-                    message=jsonrows.text(r, "message"),
-                    cleaned=bool(r.get("cleaned", True)),
-                    removed=jsonrows.texts(r, "removed"),
-                    restore_seconds=jsonrows.real(r, "restore_seconds"),
-                    boot_seconds=jsonrows.real(r, "boot_seconds"),
-                )
-                for r in jsonrows.rows(data, "guests")
-            )
-        )
+        rows = jsonrows.rows(data, "guests")
+        return cls(tuple(jsonrows.record(VerifyResult, r) for r in rows))
 
 
 def prepare_verify(inv: Inventory, names: list[str]) -> Callable[[], VerifySummary]:

@@ -48,23 +48,7 @@ def dataset_row(r: DatasetResult) -> dict[str, Any]:
 
 
 def _dataset_from_json(row: Mapping[str, Any]) -> DatasetResult:
-    lag = row.get("lag_seconds")
-    return DatasetResult(
-        dataset=jsonrows.text(row, "dataset"),
-        replica=jsonrows.text(row, "replica"),
-        kind=jsonrows.text(row, "kind"),
-        sent=jsonrows.texts(row, "sent"),
-        bytes=jsonrows.integer(row, "bytes"),
-        seconds=float(row.get("seconds") or 0.0),
-        used=jsonrows.texts(row, "used"),
-        discarded=jsonrows.texts(row, "discarded"),
-        pruned=jsonrows.texts(row, "pruned"),
-        prune_failed=jsonrows.texts(row, "prune_failed"),
-        newest=jsonrows.optional_text(row, "newest"),
-        lag_seconds=float(lag) if isinstance(lag, int | float) else None,
-        error=jsonrows.optional_text(row, "error"),
-        fix=jsonrows.optional_text(row, "fix"),
-    )
+    return jsonrows.record(DatasetResult, row)
 
 
 @dataclass(frozen=True)

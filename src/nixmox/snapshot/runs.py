@@ -76,16 +76,7 @@ def _target_from_json(row: Mapping[str, Any]) -> TreeResult:
         recursive=bool(row.get("recursive")),
         taken=jsonrows.optional_text(row, "taken"),
         error=jsonrows.optional_text(row, "error"),
-        datasets=[
-            DatasetResult(
-                dataset=jsonrows.text(d, "dataset"),
-                kept=jsonrows.integer(d, "kept"),
-                held=jsonrows.integer(d, "held"),
-                removed=jsonrows.texts(d, "removed"),
-                failed=jsonrows.texts(d, "failed"),
-            )
-            for d in jsonrows.rows(row, "datasets")
-        ],
+        datasets=[jsonrows.record(DatasetResult, d) for d in jsonrows.rows(row, "datasets")],
     )
 
 
