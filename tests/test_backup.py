@@ -264,6 +264,23 @@ def test_verify_restores_boots_and_removes_the_scratch_guest(
     assert [b"hostpci0" in r[2] for r in removals] == [False, False, True]
 
 
+def test_verify_copy_of_a_passthrough_vm_starts_without_its_devices(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gamer plays on VM 102 while its backup is verified: the scratch copy must
+    not take the GPU (the lab refuses a start whose device another running VM holds)."""
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "win11-gaming"]) == 0
+    capsys.readouterr()
+    env.pve.find("pve1", 102).status = "running"
+    argv = ["backup", "verify", "--json", "--config", str(EXAMPLE), "--guest", "win11-gaming"]
+    code = run(argv)
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["guests"][0]["ok"], report
+    puts = [r[2] for r in env.pve.requests if r[0] == "PUT" and "/9900/config" in r[1]]
+    removed = [p for p in puts if b"delete=" in p]
+    assert removed and all(b"hostpci0" in p and b"hostpci1" in p for p in removed), puts
+
+
 def test_verify_fails_cleanly_when_the_start_fails(
     env: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -430,6 +447,76 @@ def test_verify_leaves_alone_a_scratch_guest_without_its_mark(
     assert 9900 in {g.vmid for g in env.pve.vms}
 
 
+def _leave_a_scratch_guest(env: RunningLab, state: Path) -> None:
+    """What a verify run killed mid-boot leaves: its restored, marked copy and its record."""
+    from nixmox.adapters.proxmox.client import Proxmox
+    from nixmox.adapters.proxmox.settings import connection
+    from nixmox.adapters.proxmox.tasks import wait
+    from nixmox.backup.scratch import ScratchRecord, ScratchRecords
+    from nixmox.inventory.load import load_inventory
+
+    api = Proxmox(connection(load_inventory(EXAMPLE).proxmox))
+    [volid] = volids(env, 101)
+    nonce = "nixmox backup verify scratch guest, run 0123456789abcdef"
+    upid = api.post("/nodes/pve1/qemu", vmid=9900, archive=volid, unique=1, description=nonce)
+    wait(api, upid)
+    since = datetime.now().timestamp()
+    record = ScratchRecord(9900, "pve1", "qemu", nonce, "nixos-vm", volid, since, upid)
+    ScratchRecords(state).save(record)
+
+
+def test_verify_says_so_when_it_cannot_confirm_a_leftover_and_removes_it_once_it_can(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 0
+    capsys.readouterr()
+    state = Path(os.environ["NIXMOX_STATE_DIR"])
+    _leave_a_scratch_guest(env, state)
+    # The cluster cannot be read while this run looks at the leftover: a failed read is
+    # not "nothing there".
+    env.pve.fail("GET", "/cluster/resources", 500, "unable to read the vm list", times=1)
+    code = run(["backup", "verify", "--config", str(EXAMPLE), "--guest", "nixos-vm"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "LEFT   left by an earlier run (nixos-vm): could not confirm what became of " in out
+    assert "unable to read the vm list" in out
+    assert "OK     nixos-vm:" in out and "-> scratch 9901:" in out  # its own copy: the next VMID
+    assert 9900 in {g.vmid for g in env.pve.vms}
+    assert (state / "verify-scratch" / "9900.json").exists()  # kept for the next run
+    # The next run can see, and removes it.
+    code = run(["backup", "verify", "--config", str(EXAMPLE), "--guest", "nixos-vm"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "CLEANED left by an earlier run (nixos-vm): removed scratch guest 9900" in out
+    assert not {9900, 9901} & {g.vmid for g in env.pve.vms}
+    assert run(["history", "--job", "backup verify"]) == 0
+    history = capsys.readouterr().out
+    assert "1 guest verified, 1 leftover scratch guest removed" in history
+
+
+def test_verify_leaves_a_recorded_vmid_someone_else_reused_alone(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nixmox.backup.scratch import ScratchRecord, ScratchRecords
+
+    assert run(["backup", "--config", str(EXAMPLE), "--guest", "nixos-vm"]) == 0
+    capsys.readouterr()
+    state = Path(os.environ["NIXMOX_STATE_DIR"])
+    # A record whose restore never reached Proxmox (no task), and a person's VM at its VMID.
+    since = datetime.now().timestamp()
+    record = ScratchRecord(9900, "pve1", "qemu", "nonce", "nixos-vm", "backups:x", since)
+    ScratchRecords(state).save(record)
+    env.pve.add_vm(9900, "someone-elses", node="pve1")
+    code = run(["backup", "verify", "--json", "--config", str(EXAMPLE), "--guest", "nixos-vm"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    [left] = report["leftovers"]
+    assert left["outcome"] == "not ours" and "left alone" in left["message"]
+    assert [g.name for g in env.pve.vms if g.vmid == 9900] == ["someone-elses"]
+    assert not [r for r in env.pve.requests if r[0] == "DELETE" and r[1].endswith("/9900")]
+    assert not (state / "verify-scratch" / "9900.json").exists()
+
+
 # -- a stopped passthrough VM (issue 24 item 6) ------------------------------------
 
 
@@ -439,6 +526,8 @@ def test_passthrough_blocker_is_pure() -> None:
     gpu = {"memory": "16384", "hostpci0": "0000:01:00,pcie=1,x-vga=1", "hostpci1": "0000:0b:00.3"}
     assert pci_devices(gpu) == {"01:00", "0b:00"}
     assert pci_devices({"hostpci0": "mapping=gpu,pcie=1"}) == set()
+    # A mapping counts as the devices it names on the node.
+    assert pci_devices({"hostpci0": "mapping=gpu,pcie=1"}, {"gpu": ["0000:01:00"]}) == {"01:00"}
     other = {"hostpci0": "01:00.1"}  # the same card's audio function
     assert "running VM 103 holds 01:00" in (blocker(gpu, [(103, other)], None) or "")
     assert blocker(gpu, [(103, {"memory": "2048"})], 32 * 1024**3) is None
@@ -491,3 +580,21 @@ def test_a_stopped_passthrough_vm_is_not_backed_up_while_another_holds_its_gpu(
     # Once the other VM lets the card go, the backup runs.
     del other.config["hostpci0"]
     assert run(["backup", "--config", str(EXAMPLE), "--guest", "win11-gaming"]) == 0
+
+
+def test_the_text_report_does_not_count_a_skipped_guest_as_backed_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nixmox.backup.job import GuestResult
+    from nixmox.backup.runs import BackupSummary
+
+    interrupted = "not started: interrupted by SIGINT"
+    summary = BackupSummary(
+        (
+            GuestResult("nixos-vm", 101, "pve1", result="ok"),
+            GuestResult("win11-gaming", 102, "pve1", result="skipped", message=interrupted),
+        )
+    )
+    backup_command._print(summary, dry_run=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [f"win11-gaming: {interrupted}", "1 of 2 guests backed up, 1 skipped"]

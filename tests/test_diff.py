@@ -9,7 +9,7 @@ import pytest
 from nixmox.adapters.proxmox import props
 from nixmox.inventory.model import Guest
 from nixmox.provision.desired import desired_guest
-from nixmox.provision.diff import ActualGuest, diff_guest
+from nixmox.provision.diff import ActualGuest, Change, GuestPlan, Plan, diff_guest, unconfirmed
 
 
 def vm(**extra: Any) -> Guest:
@@ -237,3 +237,27 @@ def test_a_missing_template_file_or_template_vm_is_an_error_at_plan_time() -> No
     )
     assert "is not on storage local of pve1" in str(source_problem(lxc, empty))
     assert "clone source 9000 is not a template VM" in str(source_problem(vm, empty))
+
+
+def _guest_plan(action: str, *changes: tuple[str, str]) -> Plan:
+    guest = GuestPlan(
+        "nixos-vm",
+        101,
+        "pve1",
+        "qemu",
+        action,  # type: ignore[arg-type]
+        tuple(Change(k, None, v, "live") for k, v in changes),
+    )
+    return Plan((guest,), (), (), ())
+
+
+def test_a_plan_made_again_under_the_lock_may_only_shrink() -> None:
+    confirmed = _guest_plan("update", ("memory", "4096"), ("cores", "4"))
+    # Another apply made part of it meanwhile: what is left was confirmed.
+    assert unconfirmed(_guest_plan("update", ("cores", "4")), confirmed) == []
+    assert unconfirmed(_guest_plan("none"), confirmed) == []
+    # Someone changed the guest meanwhile: a write the user never saw is named.
+    assert unconfirmed(_guest_plan("update", ("memory", "8192")), confirmed) == [
+        "guest nixos-vm: memory -> 8192"
+    ]
+    assert unconfirmed(_guest_plan("create"), confirmed) == ["create guest nixos-vm"]

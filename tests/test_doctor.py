@@ -35,7 +35,8 @@ def test_blank_lab_reachable_but_guests_missing(
     missing = by_id(report, "guest-exists")
     assert [c["status"] for c in missing] == ["WARN"] * 3
     assert all(c["fix"] for c in missing)
-    # Creating the Windows VM sets affinity and raw hostpci: root@pam's login only, and
+    # Creating the Windows VM sets affinity: root@pam's login only (its devices go through
+    # resource mappings), and
     # the lab's API token (root@pam's own) is no root for those checks.
     root = [c for c in by_id(report, "token-privileges") if c["status"] == "FAIL"]
     assert root and all("never an API token" in c["message"] for c in root)
@@ -167,5 +168,8 @@ def test_missing_token_privileges_fail_with_the_grant_to_make(
     assert f"pveum acl modify /vms/100 --roles {role} --users nixmox@pve " in allocate["fix"]
     assert "--tokens 'nixmox@pve!ro'" in allocate["fix"]
     assert f"pveum role add {role} --privs VM.Allocate" in allocate["fix"]
-    root = next(c for c in failed if "raw PCI address" in c["message"])
-    assert "resource mapping" in root["fix"] and "root@pam's token" not in root["fix"]
+    root = next(c for c in failed if "affinity" in c["message"])
+    assert "root@pam" in root["fix"] and "root@pam's token" not in root["fix"]
+    # The example's devices go through resource mappings: Mapping.Use, never root.
+    assert any("Mapping.Use on /mapping/pci/rtx3060" in c["message"] for c in failed)
+    assert not any("raw PCI address" in c["message"] for c in failed)

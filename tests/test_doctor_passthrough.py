@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from nixmox.passthrough.checks import (
     check_vfio_modules,
     resolve_functions,
 )
+from nixmox.passthrough.mappings import CHECK as MAPPING_CHECK
 from tests.hosts import VARIANTS, HostSpec, variant, write_host
 from tests.lab.serving import RunningLab
 
@@ -62,11 +64,13 @@ def run_on(
 
 def test_clean_host_passes_every_check(tmp_path: Path, inv: Inventory) -> None:
     checks = run_on(tmp_path, inv, HostSpec())
-    file_checks = [c for c in checks if c.id != API_CHECK]
-    assert {c.id for c in file_checks} == set(CHECK_IDS)
+    file_checks = [c for c in checks if c.id not in (API_CHECK, MAPPING_CHECK)]
+    assert {c.id for c in file_checks} == set(CHECK_IDS) - {MAPPING_CHECK}
     assert [c for c in file_checks if c.status is not Status.PASS] == []
-    # Without the API the cross-check says so, and only it.
+    # Without the API the cross-check and the two mappings say so, and only they; the
+    # file checks judge the devices the inventory says the mappings name.
     assert [c.status for c in checks if c.id == API_CHECK] == [Status.UNKNOWN]
+    assert [c.status for c in checks if c.id == MAPPING_CHECK] == [Status.UNKNOWN] * 2
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -249,3 +253,85 @@ def test_running_vm_needs_no_headroom(
     checks = run_on(tmp_path, inv, variant("ram-short"), api)
     [memory] = [c for c in checks if c.id == "memory-headroom"]
     assert memory.status is Status.PASS and "running" in memory.message
+
+
+def host_root(tmp_path: Path) -> Path:
+    """A clean host's files, written once per test."""
+    root = tmp_path / "host"
+    return root if root.exists() else write_host(root, HostSpec())
+
+
+def test_a_mapping_resolves_to_its_devices_through_the_api(
+    tmp_path: Path, inv: Inventory, api: Proxmox, lab: RunningLab
+) -> None:
+    checks = check_passthrough(inv, host_root(tmp_path), api)
+    mapped = {c.subject: c for c in checks if c.id == MAPPING_CHECK}
+    gpu = mapped["win11-gaming (102) hostpci0"]
+    assert gpu.status is Status.PASS and gpu.message == "mapping 'rtx3060' -> 0000:01:00 on pve1"
+    # The per-device checks judge what the mapping names: both functions of the GPU.
+    present = {c.subject for c in checks if c.id == "device-present"}
+    assert "win11-gaming (102) hostpci0 0000:01:00.1" in present
+    # Pointing elsewhere than the inventory says is a FAIL, and the checks follow the mapping.
+    lab.pve.mappings["pci"]["usb-card"]["map"] = ["node=pve1,path=0000:02:00.0,id=144d:a80a"]
+    checks = check_passthrough(inv, host_root(tmp_path), api)
+    usb = {c.subject: c for c in checks if c.id == MAPPING_CHECK}["win11-gaming (102) hostpci1"]
+    assert usb.status is Status.FAIL
+    assert "names 0000:02:00.0 on pve1, the inventory says 0000:03:00.0" in usb.message
+
+
+def test_a_missing_mapping_gets_the_command_that_creates_it(
+    tmp_path: Path, inv: Inventory, api: Proxmox, lab: RunningLab
+) -> None:
+    del lab.pve.mappings["pci"]["rtx3060"]
+    lab.pve.mappings["pci"]["usb-card"]["map"] = ["node=pve2,path=0000:03:00.0,id=1912:0014"]
+    checks = {
+        c.subject: c
+        for c in check_passthrough(inv, host_root(tmp_path), api)
+        if c.id == MAPPING_CHECK
+    }
+    gpu, usb = checks["win11-gaming (102) hostpci0"], checks["win11-gaming (102) hostpci1"]
+    assert gpu.status is Status.FAIL and "'rtx3060' does not exist" in gpu.message
+    # Vendor, device and IOMMU group as /nodes/pve1/hardware/pci lists the GPU.
+    command = (
+        "pvesh create /cluster/mapping/pci --id rtx3060 "
+        "--map node=pve1,path=0000:01:00,id=10de:2504,iommugroup=11"
+    )
+    assert f"`{command}`" in gpu.fix
+    assert "root@pam or Mapping.Modify" in gpu.fix and "never asks for" in gpu.fix
+    assert usb.status is Status.FAIL and "no entry for node pve1" in usb.message
+    assert "pvesh set /cluster/mapping/pci/usb-card --map node=pve2," in usb.fix
+    # The printed command, run as root, makes the check pass.
+    argv = shlex.split(command)
+    lab.pve.mappings["pci"][argv[4]] = {"map": [argv[6]]}
+    checks = {
+        c.subject: c
+        for c in check_passthrough(inv, host_root(tmp_path), api)
+        if c.id == MAPPING_CHECK
+    }
+    assert checks["win11-gaming (102) hostpci0"].status is Status.PASS
+
+
+def test_a_token_that_cannot_see_the_mapping_is_told_so(
+    tmp_path: Path, inv: Inventory, lab: RunningLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "nixmox@pve!doctor"
+    lab.pve.apitokens[token] = "doctor-secret-1234"
+    lab.pve.acl = {}
+    for who in (token.split("!")[0], token):
+        lab.pve.grant(who, "/", "VM.Audit", "Sys.Audit")
+        lab.pve.grant(who, "/mapping/pci/usb-card", "Mapping.Use")
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", token)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN", "doctor-secret-1234")
+    monkeypatch.delenv("NIXMOX_PVE_USER", raising=False)
+    limited = Proxmox(connection(load_inventory(EXAMPLE).proxmox))
+    checks = {
+        c.subject: c
+        for c in check_passthrough(inv, host_root(tmp_path), limited)
+        if c.id == MAPPING_CHECK
+    }
+    gpu = checks["win11-gaming (102) hostpci0"]
+    assert gpu.message == "this token cannot see resource mapping 'rtx3060'"
+    assert "Mapping.Use on /mapping/pci/rtx3060" in gpu.fix
+    assert checks["win11-gaming (102) hostpci1"].status is Status.PASS

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from nixmox.adapters.guest_agent import AgentError
 from nixmox.adapters.guest_agent.via_socket import DRAIN_SECONDS, MAX_ANSWER, SocketAgent
-from nixmox.adapters.journal import Journal, StateLock, ensure_state_dir
+from nixmox.adapters.journal import Journal, ensure_state_dir
+from nixmox.adapters.locks import LockSet, job_claim
 from nixmox.adapters.proxmox.settings import Connection, connection
 from nixmox.adapters.runner import Runner
 from nixmox.cli.main import run
@@ -191,18 +192,26 @@ def test_a_readable_state_directory_is_tightened_and_files_are_private(tmp_path:
     assert stat.S_IMODE((state / "journal.sqlite3").stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize("name", ["lock", "journal.sqlite3"])
+@pytest.mark.parametrize("name", ["locks/job%3Asnapshot.lock", "locks", "journal.sqlite3"])
 def test_a_planted_link_is_never_followed(tmp_path: Path, name: str) -> None:
     state = ensure_state_dir(tmp_path / "state")
+    (state / "locks").mkdir()
     victim = tmp_path / "victim"
-    victim.write_text("precious\n")
+    if name == "locks":
+        (state / "locks").rmdir()
+        victim.mkdir()
+    else:
+        victim.write_text("precious\n")
     (state / name).symlink_to(victim)
     with pytest.raises(NixmoxError, match="symlink"):
-        if name == "lock":
-            StateLock(state).acquire("snapshot", wait=0)
+        if name.startswith("locks"):
+            LockSet(state, "snapshot").acquire([job_claim("snapshot")], wait=0)
         else:
             Journal(state)
-    assert victim.read_text() == "precious\n"
+    if name == "locks":
+        assert list(victim.iterdir()) == []
+    else:
+        assert victim.read_text() == "precious\n"
 
 
 def test_the_run_counters_write_through_no_planted_link(tmp_path: Path) -> None:

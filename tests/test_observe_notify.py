@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,8 @@ from nixmox.core.log import mask
 from nixmox.inventory.load import load_inventory
 from nixmox.runtime.run import observed_run
 from tests.observe_support import inventory, receiver
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FAILED = {
     "guests": [
@@ -114,3 +119,80 @@ def test_environment_overrides_the_inventory(tmp_path: Path) -> None:
     assert moved.notify is not None and moved.notify.urls == ["json://127.0.0.1:9/x"]
     assert inv.notify is not None and moved.notify.on == inv.notify.on
     assert moved.metrics is not None and moved.metrics.textfile == str(tmp_path / "m.prom")
+
+
+def _hook(tmp_path: Path, config: Path, prepare: str = "") -> subprocess.CompletedProcess[str]:
+    """``nixmox unit-failed nixmox-backup.service`` (systemd's OnFailure= hook) with the
+    state directory on a small tmpfs in a private mount namespace; ``prepare`` runs first."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=1m,mode=0700 tmpfs {mnt} && mkdir -m 700 {mnt}/state && "
+        f"{prepare}{sys.executable} -m nixmox.cli.main unit-failed --config {config} "
+        "nixmox-backup.service"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NIXMOX_STATE_DIR": f"{mnt}/state"}
+    env.pop("NIXMOX_NOTIFY_URLS", None)
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "prepare",
+    ["mount -o remount,ro {mnt} && ", "head -c 2000000 /dev/zero > {mnt}/filler 2>/dev/null; "],
+    ids=["read-only", "full"],
+)
+def test_the_failure_hook_notifies_when_the_journal_cannot_be_written(
+    tmp_path: Path, prepare: str
+) -> None:
+    with receiver() as rec:
+        config = inventory(tmp_path, textfile=None, urls=[rec.url])
+        proc = _hook(tmp_path, config, prepare.format(mnt=tmp_path / "mnt"))
+        assert proc.returncode == 0, proc.stderr
+        [body] = rec.bodies
+    assert body["title"] == "nixmox backup failed on pve1" and body["type"] == "failure"
+    lines = body["message"].splitlines()
+    assert lines[0].startswith("systemd unit nixmox-backup.service failed")
+    assert "could not record it" in lines[1], lines
+    assert "could not record it" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_failure_hook_notifies_a_unit_whose_run_never_told(tmp_path: Path) -> None:
+    # A unit killed (its timeout, SIGKILL) never finished its run: the hook is the only word.
+    with receiver() as rec:
+        config = inventory(tmp_path, textfile=None, urls=[rec.url])
+        proc = _hook(tmp_path, config)
+        assert proc.returncode == 0, proc.stderr
+        [body] = rec.bodies
+    assert body["message"].splitlines() == [body["message"].splitlines()[0]]  # recorded: no more
+
+
+def test_the_failure_hook_is_silent_after_its_run_told(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with receiver() as rec:
+        inv = load_inventory(inventory(tmp_path, textfile=None, urls=[rec.url]))
+        with observed_run(inv, "backup", state) as run:
+            run.result, run.summary = "failed", FAILED
+        assert len(rec.bodies) == 1  # the run's own
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "src"),
+            "NIXMOX_STATE_DIR": str(state),
+        }
+        env.pop("NIXMOX_NOTIFY_URLS", None)
+        config = inventory(tmp_path, textfile=None, urls=[rec.url])
+        argv = ["unit-failed", "--config", str(config), "nixmox-backup.service"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "nixmox.cli.main", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert len(rec.bodies) == 1  # not a second time

@@ -186,6 +186,30 @@ def test_status_is_unknown_when_it_cannot_see_the_cluster(
     assert "guests are UNKNOWN" in capsys.readouterr().out
 
 
+def test_status_says_cannot_see_for_guests_the_token_may_not_audit(
+    env: RunningLab,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = inventory(tmp_path, textfile=tmp_path / "m.prom", urls=[])
+    token = "watcher@pve!status"
+    env.pve.apitokens[token] = "status-secret-1234"
+    env.pve.acl = {}
+    for who in (token.split("!")[0], token):
+        env.pve.grant(who, "/vms/100", "VM.Audit")
+        env.pve.grant(who, "/vms/102", "VM.Audit")
+    monkeypatch.delenv("NIXMOX_PVE_USER", raising=False)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", token)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN", "status-secret-1234")
+    env.pve.cts = [ct for ct in env.pve.cts if ct.vmid != 100]  # really gone
+    _code, report = status_json(capsys, config)
+    states = {g["id"]: g["state"] for g in report["guests"]}
+    assert states == {"lxc/100": "missing", "qemu/101": "cannot see", "qemu/102": "stopped"}
+    run(["status", "--config", str(config)])
+    assert "cannot see" in capsys.readouterr().out
+
+
 def test_status_shows_the_pools_and_disks_the_pool_runs_recorded(
     env: RunningLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -274,6 +274,40 @@ def test_declared_storages_overlay_the_clusters() -> None:
     assert "not enabled on node pve1" in str(known.problem("fast", "pve1", "images"))
     assert "does not hold VM disks" in str(known.problem("local", "pve1", "images"))
     assert "did you mean 'local'" in str(known.problem("locl", "pve1", "vztmpl"))
+    hidden = Storages.of(
+        inv, cluster, frozenset({"local", "vm-disks"}), frozenset({"pve1"}), frozenset({"vm-disks"})
+    )
+    assert hidden.problem("vm-disks", "pve1", "images") == (
+        "this token cannot see storage vm-disks (needs Datastore.Audit on /storage/vm-disks)"
+    )
+
+
+def test_plan_names_a_storage_the_token_cannot_audit_not_a_disabled_one(
+    env: RunningLab,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A token with Datastore.AllocateSpace only: /storage lists the storage,
+    /cluster/resources does not (PVE lists a storage there only to Datastore.Audit)."""
+    path = write(tmp_path, FIXED)
+    token = "planner@pve!plan"
+    env.pve.apitokens[token] = "plan-secret-123456"
+    env.pve.acl = {}
+    for who in (token.split("!")[0], token):
+        env.pve.grant(who, "/", "VM.Audit", "Sys.Audit")
+        env.pve.grant(who, "/storage/local", "Datastore.Audit")
+        env.pve.grant(who, "/storage/ct-disks", "Datastore.Audit")
+        env.pve.grant(who, "/storage/vm-disks", "Datastore.AllocateSpace")
+    monkeypatch.delenv("NIXMOX_PVE_USER", raising=False)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", token)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN", "plan-secret-123456")
+    code, out = plan_text(capsys, path)
+    assert code != 0
+    assert (
+        "this token cannot see storage vm-disks (needs Datastore.Audit on /storage/vm-disks)" in out
+    )
+    assert "not enabled on node" not in out
 
 
 def test_node_problems_and_suggestions() -> None:

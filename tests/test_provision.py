@@ -114,7 +114,7 @@ def test_plan_apply_plan_converges(
     lxc = pve.guest(100).config
     assert lxc["ostype"] == "nixos" and lxc["unprivileged"] == 1 and lxc["features"] == "nesting=1"
     win = pve.guest(102).config
-    assert win["hostpci0"] == "0000:01:00,pcie=1,x-vga=1" and win["vga"] == "none"
+    assert win["hostpci0"] == "mapping=rtx3060,pcie=1,x-vga=1" and win["vga"] == "none"
     assert "pre-enrolled-keys=1" in win["efidisk0"] and "version=v2.0" in win["tpmstate0"]
     assert "size=32G" in pve.guest(101).config["scsi0"]  # cloned at 8G, grown
     # Exactly one network reload for the three bridges.
@@ -512,7 +512,9 @@ def test_missing_privileges_are_named(
     out = capsys.readouterr().out
     assert "missing privilege: VM.Allocate on /vms/100 (create nixos-lxc)" in out
     assert "missing privilege: Sys.Modify on /nodes/pve1 (bridge vmbr0)" in out
-    assert "a raw PCI address needs root@pam" in out and "never an API token" in out
+    # The example passes its devices through resource mappings: Mapping.Use, not root.
+    assert "missing privilege: Mapping.Use on /mapping/pci/rtx3060" in out
+    assert "raw PCI address" not in out
     assert "create win11-gaming: affinity is not in any privilege set" in out
     assert run(["apply", "--yes", "--config", str(EXAMPLE)]) == 1
     assert "nothing applied" in capsys.readouterr().err

@@ -352,7 +352,7 @@ def test_rebuild_brings_every_guest_back_in_startup_order(
         assert abs(row["data_age_seconds"] - expected) < 60, row
     assert rows["win11-gaming"]["result"]["health"] == "stopped (not declared to run)"
     assert rows["nixos-vm"]["result"]["health"] == "running"
-    assert pve.guest(102).config["hostpci0"] == "0000:01:00,pcie=1,x-vga=1"  # in place: its own
+    assert pve.guest(102).config["hostpci0"] == "mapping=rtx3060,pcie=1,x-vga=1"  # its own
     # A second rebuild has nothing to do.
     before = len(restores(built))
     code, report = cli(capsys, "rebuild")
@@ -406,13 +406,21 @@ def test_rebuild_creates_a_guest_without_archive_from_its_template_and_says_so(
 
 
 def test_verify_never_starts_a_copy_whose_devices_it_could_not_take_away(
-    lab_env: RunningLab, capsys: pytest.CaptureFixture[str]
+    lab_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # With an API token PVE refuses to remove a raw (unmapped) hostpci device: the copy
     # stays stopped, the run says why, and the scratch guest is removed all the same.
+    raw = tmp_path / "raw-hostpci.toml"
+    raw.write_text(
+        EXAMPLE.read_text()
+        .replace('mapping = "rtx3060"\ndevice = "0000:01:00"', 'device = "0000:01:00"')
+        .replace('mapping = "usb-card"\ndevice = "0000:03:00.0"', 'device = "0000:03:00.0"')
+    )
     lab_env.pve.add_declared_guests()
+    lab_env.pve.find("pve1", 102).config["hostpci0"] = "0000:01:00,pcie=1,x-vga=1"
+    lab_env.pve.find("pve1", 102).config["hostpci1"] = "0000:03:00.0,pcie=1"
     back_up(capsys, "win11-gaming")
-    code = run(["backup", "verify", "--guest", "win11-gaming", "--json", "--config", str(EXAMPLE)])
+    code = run(["backup", "verify", "--guest", "win11-gaming", "--json", "--config", str(raw)])
     row = json.loads(capsys.readouterr().out)["guests"][0]
     assert code == 1 and row["cleaned"], row
     assert "cannot remove hostpci0, hostpci1, onboot from the copy" in row["message"]

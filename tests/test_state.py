@@ -1,4 +1,4 @@
-"""The state directory: the SQLite run journal and the run lock."""
+"""The state directory: the SQLite run journal and the runs' locks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.adapters.journal import Journal, StateLock, job_run, state_dir
+from nixmox.adapters.journal import Journal, job_run, state_dir
+from nixmox.adapters.locks import LockSet, dataset_claims, guest_claims, job_claim, node_claims
 from nixmox.core.errors import LockBusy
 
 
@@ -59,9 +60,9 @@ def test_job_run_records_success_and_errors(tmp_path: Path) -> None:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from nixmox.adapters.journal import StateLock
-lock = StateLock(Path(sys.argv[1]))
-lock.acquire("backup", 1)
+from nixmox.adapters.locks import LockSet, guest_claims
+locks = LockSet(Path(sys.argv[1]), "backup")
+locks.acquire(guest_claims([(101, "pve1")]), 1)
 print("held", flush=True)
 time.sleep(30)
 """
@@ -71,28 +72,73 @@ def test_second_run_names_the_holder_and_gives_up_in_time(tmp_path: Path) -> Non
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
+    heard: list[str] = []
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         started = time.monotonic()
         with pytest.raises(LockBusy) as info:
-            StateLock(tmp_path).acquire("snapshot", wait=0.5)
+            LockSet(tmp_path, "update nixos").acquire(
+                guest_claims([(101, "pve1")]), wait=0.5, report=heard.append
+            )
         assert 0.4 < time.monotonic() - started < 5
+        assert "guest 101" in str(info.value)
         assert f"PID {holder.pid}" in str(info.value) and "nixmox backup" in str(info.value)
+        # The wait said what it waited for as it began, not only when it gave up.
+        assert heard and heard[0].startswith("waiting for guest 101: in use by PID")
     finally:
         holder.kill()
         holder.wait()
     # Once the holder is gone (even killed), the lock is free again.
-    lock = StateLock(tmp_path)
-    lock.acquire("snapshot", wait=2)
-    lock.release()
+    locks = LockSet(tmp_path, "update nixos")
+    locks.acquire(guest_claims([(101, "pve1")]), wait=2)
+    locks.release()
+
+
+def test_locks_protect_what_they_name_and_nothing_else(tmp_path: Path) -> None:
+    backup = LockSet(tmp_path, "backup")
+    backup.acquire([job_claim("backup"), *guest_claims([(101, "pve1"), (100, "pve1")])], 1)
+    try:
+        # A snapshot of a dataset tree, an update of another guest: not held up.
+        for command, claims in (
+            ("snapshot", [job_claim("snapshot"), *dataset_claims(["rpool/data"])]),
+            ("update nixos", [job_claim("update nixos"), *guest_claims([(102, "pve1")])]),
+        ):
+            other = LockSet(tmp_path, command)
+            other.acquire(claims, wait=0)
+            other.release()
+        # The same job, the same guest, the whole node: serialised.
+        for command, claims in (
+            ("backup", [job_claim("backup")]),
+            ("update nixos", guest_claims([(101, "pve1")])),
+            ("update host", node_claims(["pve1"])),
+        ):
+            with pytest.raises(LockBusy):
+                LockSet(tmp_path, command).acquire(claims, wait=0.2)
+    finally:
+        backup.release()
+
+
+def test_dataset_trees_serialise_when_they_overlap(tmp_path: Path) -> None:
+    inner = LockSet(tmp_path, "snapshot")
+    inner.acquire(dataset_claims(["rpool/data/vm"]), 0)
+    try:
+        sibling = LockSet(tmp_path, "zfs cache add")
+        sibling.acquire(dataset_claims(["rpool/data/ct"]), 0)
+        sibling.release()
+        for tree in ("rpool/data", "rpool", "rpool/data/vm"):
+            with pytest.raises(LockBusy, match=f"dataset tree {tree}"):
+                LockSet(tmp_path, "zfs cache add").acquire(dataset_claims([tree]), 0.1)
+    finally:
+        inner.release()
 
 
 def test_lock_waits_for_a_short_holder(tmp_path: Path) -> None:
-    first = StateLock(tmp_path)
-    first.acquire("backup")
+    first = LockSet(tmp_path, "backup")
+    first.acquire([job_claim("backup")], 0)
     code = (
-        "import sys; from pathlib import Path; from nixmox.adapters.journal import StateLock; "
-        "StateLock(Path(sys.argv[1])).acquire('snapshot', 10); print('got it')"
+        "import sys; from pathlib import Path; "
+        "from nixmox.adapters.locks import LockSet, job_claim; "
+        "LockSet(Path(sys.argv[1]), 'backup').acquire([job_claim('backup')], 10); print('got it')"
     )
     waiter = subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True

@@ -12,6 +12,7 @@ from nixmox.adapters.guest_agent import AgentError
 from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import ProxmoxSettings
 from nixmox.rules.retention import Keep
 from nixmox.updates.guest_snapshots import (
@@ -115,3 +116,21 @@ def test_outcome_summary_shape_and_exit_codes() -> None:
     s = summary([ok, held, back])
     assert s["pending"] == {"win11-gaming": 1}
     assert [g["rolled_back"] for g in s["guests"]] == [False, False, True]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("kind", ["qemu", "lxc"])
+def test_the_lab_refuses_a_rollback_past_a_newer_zfs_snapshot(lab: RunningLab, kind: str) -> None:
+    """As PVE's ZFS plugin does (issue 24, item 3): an hourly ZFS snapshot of the dataset
+    behind a guest disk makes every older guest snapshot impossible to roll back, which
+    is why config check refuses snapshot policies on such datasets."""
+    guests = {g.vmid: g for g in lab.pve.add_declared_guests()}
+    vmid = 101 if kind == "qemu" else 100
+    snaps = GuestSnapshots(_api(lab), guests[vmid].node, kind, vmid)
+    first = update_snapshot_name(datetime(2026, 11, 1, 3, 30, tzinfo=UTC))
+    snaps.take(first)
+    snaps.rollback(first)  # the newest snapshot on the volume: allowed
+    volumes = lab.pve._zfs_volumes(lab.pve.guest(vmid))
+    assert volumes, "the example's guest disks sit on the zfspool storages"
+    lab.pve.zfs_snapshot(volumes[0], when=lab.pve.now() + 60)
+    with pytest.raises(NixmoxError, match="is not most recent snapshot"):
+        snaps.rollback(first)

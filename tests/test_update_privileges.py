@@ -41,6 +41,7 @@ def test_a_node_that_may_reboot_needs_power_and_migration_rights() -> None:
     privs = _privs(host_needs(node, INV.guests))
     assert ("/nodes/pve1", "Sys.PowerMgmt") in privs
     assert {("/vms/100", "VM.Migrate"), ("/vms/102", "VM.Migrate")} <= privs
+    assert ("/vms/100", "VM.Audit") in privs  # a guest the token cannot see is never moved
     never = node.model_copy(update={"reboot": "never"})
     assert _privs(host_needs(never, INV.guests)) == {
         ("/nodes/pve1", "Sys.Audit"),
@@ -89,3 +90,11 @@ def test_update_host_refuses_without_the_right_to_refresh_apt(
     err = capsys.readouterr().err
     assert "Sys.Modify on /nodes/pve1 (refresh pve1's package lists (apt update))" in err
     assert limited.pve.apt_refreshes == 0
+
+
+def test_a_single_node_asks_for_no_migration_rights() -> None:
+    # With no other node, update host stops the guests (never migrates them).
+    node = INV.nodes[0]
+    privs = _privs(host_needs(node, INV.guests, migrate=False))
+    assert not {p for _, p in privs if p == "VM.Migrate"}
+    assert ("/vms/100", "VM.PowerMgmt") in privs and ("/nodes/pve1", "Sys.PowerMgmt") in privs

@@ -9,6 +9,8 @@ taken, kept, deleted or rolled back; what ran in the guest).
 from __future__ import annotations
 
 import json
+import os
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.cli import update_windows as update_windows_command
 from nixmox.cli.main import run
+from nixmox.core import interrupt
 from nixmox.core.results import CommandResult
 from nixmox.inventory.model import ProxmoxSettings, RebootPolicy
 from nixmox.rules.window import window_open
@@ -938,3 +941,40 @@ def test_each_script_is_packaged_and_reports_what_nixmox_reads(name: str) -> Non
     assert "ConvertTo-Json -InputObject $report -Compress" in text
     for key in READS[name]:
         assert f"{key} = " in text, f"{name}.ps1 does not report {key}"
+
+
+class _StopAfter(list[str]):
+    """The guest's record of what ran; a real SIGINT reaches nixmox once ``step`` ran."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__()
+        self.step = step
+
+    def append(self, item: str) -> None:
+        super().append(item)
+        if item == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_stop_request_ends_the_rounds_before_a_reboot_and_keeps_the_snapshot(
+    env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guest = windows(env, after_reboot=[[update("KB5046740")]])
+    guest.ran = _StopAfter("update-install")
+    try:
+        code, row = update_windows(capsys)
+        assert interrupt.exit_code() == 130
+    finally:
+        interrupt.reset()
+    # The round in flight finished; no reboot and no second round started after the signal.
+    assert guest.ran.count("update-install") == 1 and "shutdown" not in guest.ran
+    assert (code, row["result"], row["pending"]) == (0, "held", 1)
+    assert row["message"].startswith("interrupted by SIGINT after 1 round: installed KB")
+    assert "a reboot is pending" in row["message"] and not row["rolled_back"]
+    assert snapshots(env) == [row["snapshot"]]  # kept for the next run
+    journal = Journal(Path(os.environ["NIXMOX_STATE_DIR"]))
+    try:
+        [run_row] = journal.runs("update windows")
+    finally:
+        journal.close()
+    assert run_row.result == "interrupted" and run_row.summary["interrupted"] == "SIGINT"

@@ -91,11 +91,12 @@ class StrictAccess:
     pool_info: dict[str, dict[str, Any]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: /cluster/mapping/{pci,usb}: id -> {"map": [entry, ...], "description": ...}
+        #: (set first: seeding adds the inventory's mappings)
+        self.mappings: dict[str, dict[str, dict[str, Any]]] = {"pci": {}, "usb": {}}
         super().__init__(*args, **kwargs)
         self.answers: list[tuple[str, str, int]] = []
         self.used: set[tuple[str, str, str]] = set()
-        #: /cluster/mapping/{pci,usb}: id -> {"map": [entry, ...], "description": ...}
-        self.mappings: dict[str, dict[str, dict[str, Any]]] = {"pci": {}, "usb": {}}
 
     # ---------------------------------------------------------- who holds what
 

@@ -44,6 +44,22 @@ from .inventory import Inventory, load_inventory, size_bytes
 from .pci import DEFAULT_CLASS_BLACKLIST, VERBOSE_FIELDS, PciDevice, host_devices
 from .windows_agent import WindowsAgent
 
+#: The options of a VM restore that say how to restore, not what the VM is.
+RESTORE_ONLY = frozenset(
+    [
+        "node",
+        "vmid",
+        "archive",
+        "storage",
+        "force",
+        "unique",
+        "live-restore",
+        "pool",
+        "bwlimit",
+        "start",
+    ]
+)
+
 GIB = 1024**3
 Handler = Callable[[dict[str, Any], str], Awaitable[Any]]
 Route = tuple[str, str, Handler]
@@ -159,6 +175,10 @@ class Lab(StrictAccess, FakePve):
         self._from_archive: dict[int, set[str]] = {}
         #: Dir storage paths with nothing mounted on them (a ZFS dataset not mounted).
         self.unmounted: set[str] = set()
+        # ZFS snapshots taken outside Proxmox (a snapshot job on the dataset behind a
+        # guest volume): volid -> when each was taken. PVE's ZFS plugin refuses to roll
+        # a volume back past them (see _refuse_zfs_rollback).
+        self.zfs_snapshots: dict[str, list[float]] = {}
         #: (storage, volname) written into the root file system under an unmounted path.
         self.root_fs_writes: list[tuple[str, str]] = []
         self.backup_jobs: dict[str, dict[str, Any]] = {}
@@ -181,6 +201,9 @@ class Lab(StrictAccess, FakePve):
         self.agent_responders: dict[int, list[AgentResponder]] = {}
         #: Real seconds every answer is held, whatever time_scale is (see hold_answers).
         self.answer_hold = 0.0
+        #: Seconds of real time an answer is held after its handler ran (the request took
+        #: effect, the client does not know yet).
+        self.late_answer = 0.0
         self._host_update_state()
         self._seed()
         self._windows_agent_setup()
@@ -201,6 +224,8 @@ class Lab(StrictAccess, FakePve):
         if self.answer_hold:
             await asyncio.sleep(self.answer_hold)
         response: web.StreamResponse = await super()._middleware(request, handler)
+        if self.late_answer:
+            await asyncio.sleep(self.late_answer)
         return response
 
     # ---------------------------------------------------------------- seeding
@@ -220,11 +245,28 @@ class Lab(StrictAccess, FakePve):
         }
         for vmid in sorted(c for c in clones if isinstance(c, int)):
             self._seed_vm_template(vmid)
+        # The admin made the inventory's PCI mappings once, as root (doctor prints the command).
+        self.seed_mappings()
         # The admin made the scratch pool once (`pveum pool add`, as `nixmox token` prints).
         pool = self.inventory.get("backups", {}).get("verify", {}).get("pool")
         if pool:
             self.pools.setdefault(pool, set())
             self._pool_meta(pool)
+
+    def seed_mappings(self) -> None:
+        """The PCI resource mappings the inventory's guests name, pointing where their
+        ``device`` says, with the ids and IOMMU group ``/hardware/pci`` lists."""
+        listed = {d["id"]: d for d in host_devices()}
+        for guest in self.inventory.get("guests", []):
+            for pci in guest.get("hostpci", []):
+                if not (pci.get("mapping") and pci.get("device")):
+                    continue
+                address = pci["device"]
+                dev = listed[address if "." in address else address + ".0"]
+                ids = f"{dev['vendor'][2:]}:{dev['device'][2:]}"
+                group = dev["iommugroup"]
+                entry = f"node={guest['node']},path={address},id={ids},iommugroup={group}"
+                self.mappings["pci"][pci["mapping"]] = {"map": [entry]}
 
     @staticmethod
     def _storage_record(spec: dict[str, Any]) -> dict[str, Any]:
@@ -452,7 +494,10 @@ class Lab(StrictAccess, FakePve):
                 opts = {"pcie": "1"} if pci.get("pcie") else {}
                 if pci.get("x-vga") and stage == "gaming":
                     opts["x-vga"] = "1"
-                config[f"hostpci{n}"] = _drive(pci["device"], opts)
+                if pci.get("mapping"):
+                    config[f"hostpci{n}"] = _drive(f"mapping={pci['mapping']}", opts)
+                else:
+                    config[f"hostpci{n}"] = _drive(pci["device"], opts)
         if stage == "gaming" and any(p.get("x-vga") for p in guest.get("hostpci", [])):
             config["vga"] = "none"
         boot = [k for k in ("scsi0", "virtio0", "sata0") if k in config]
@@ -645,6 +690,11 @@ class Lab(StrictAccess, FakePve):
             self._add_volume(
                 store, new, {"content": "images", "format": "raw", "size": size, "vmid": vmid}
             )
+        # PVE (qemu-server >= 7.2) applies the call's other options over the archive's
+        # config ("override_conf"); disks cannot be given with an archive.
+        for key, value in v.items():
+            if key not in RESTORE_ONLY:
+                config[key] = value
         if v.get("unique"):
             for key in [k for k in config if re.fullmatch(r"net\d+", k)]:
                 config[key] = re.sub(r"=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "", str(config[key]))
@@ -773,6 +823,72 @@ class Lab(StrictAccess, FakePve):
         return upid
 
     # ------------------------------------------------------------- features
+
+    # ------------------------------------------------------------ ZFS rollback
+
+    # PVE's ZFS plugin rolls a volume back with `zfs rollback` without -r, after
+    # checking the snapshot is the newest on the dataset (PVE::Storage::ZFSPoolPlugin
+    # volume_rollback_is_possible: "can't rollback, '...' is not most recent
+    # snapshot on '...'"). fakepve's rollbacks ignore storages; so did nixmox's
+    # hourly snapshot policies on datasets holding guest disks (issue 24, item 3).
+
+    def zfs_snapshot(self, volid: str, when: float | None = None) -> None:
+        """Record a ZFS snapshot of the dataset behind ``volid`` taken outside Proxmox."""
+        self.zfs_snapshots.setdefault(volid, []).append(self.now() if when is None else when)
+
+    def _zfs_volumes(self, guest: Guest) -> list[str]:
+        if isinstance(guest, FakeVm):
+            found = [
+                str(v).split(",", 1)[0]
+                for k, v in guest.config.items()
+                if re.fullmatch(r"(scsi|virtio|sata|ide|efidisk|tpmstate)\d+", k)
+                and "media=cdrom" not in str(v)
+            ]
+        else:
+            found = [m["volume"] for _, m in guest.volumes()]
+        return [
+            v
+            for v in found
+            if ":" in v and (self.storages.get(v.split(":", 1)[0]) or {}).get("type") == "zfspool"
+        ]
+
+    def _refuse_zfs_rollback(self, guest: Guest, name: str) -> str | None:
+        snap = guest.snapshots.get(name)
+        if snap is None:
+            return None
+        taken = float(snap.get("snaptime") or 0)
+        newer_pve = [
+            other
+            for other, s in guest.snapshots.items()
+            if other != name and float(s.get("snaptime") or 0) > taken
+        ]
+        for volid in self._zfs_volumes(guest):
+            dataset = volid.split(":", 1)[1]
+            if newer_pve or any(when > taken for when in self.zfs_snapshots.get(volid, [])):
+                return f"can't rollback, '{name}' is not most recent snapshot on '{dataset}'"
+        return None
+
+    async def _qm_rollback(self, v: dict[str, Any], user: str) -> Any:
+        vm = self.find(v["node"], v["vmid"])
+        refused = self._refuse_zfs_rollback(vm, v["snapname"])
+        if refused is None:
+            return await super()._qm_rollback(v, user)
+
+        async def body() -> None:
+            raise TaskError(refused)
+
+        return await self.task(vm.node, "qmrollback", vm.vmid, user, body, vm=vm, lock=False)
+
+    async def _lxc_rollback(self, user: str, v: dict[str, Any]) -> Any:
+        ct = self._find_ct(v["node"], v["vmid"])
+        refused = self._refuse_zfs_rollback(ct, v["snapname"])
+        if refused is None:
+            return await super()._lxc_rollback(user, v)
+
+        async def body() -> None:
+            raise TaskError(refused)
+
+        return await self.task(ct.node, "vzrollback", ct.vmid, user, body)
 
     def _routes_lab_feature(self) -> list[Route]:
         # fakepve answers these with made-up data; PVE asks each volume's storage
@@ -1198,7 +1314,10 @@ class Lab(StrictAccess, FakePve):
             return str(failure[0])
         _set_lock(guest, "backup")
         try:
-            await self.pause(self.backup_secs)
+            if kind == "qemu":
+                await self._copy_disks(log, guest)
+            else:
+                await self.pause(self.backup_secs)
         finally:
             _set_lock(guest, None)
         notes = _render_notes(v.get("notes-template"), guest, node, self.cluster_name)
@@ -1226,6 +1345,20 @@ class Lab(StrictAccess, FakePve):
         took = time.strftime("%H:%M:%S", time.gmtime(self.backup_secs))
         log.append(f"INFO: Finished Backup of VM {vmid} ({took})")
         return None
+
+    async def _copy_disks(self, log: list[str], guest: Guest) -> None:
+        """A VM's backup job, logging its progress as vzdump does (PVE::VZDump::QemuServer)."""
+        total = max(self._guest_disk_bytes(guest), GIB)
+        steps = 5
+        for step in range(1, steps + 1):
+            await self.pause(self.backup_secs / steps)
+            done = total * step // steps
+            secs = max(1, round(self.backup_secs * step / steps))
+            rate = done / secs / 1024**2
+            log.append(
+                f"INFO: {100 * step // steps:3d}% ({done / GIB:.1f} GiB of {total / GIB:.1f} GiB)"
+                f" in {secs}s, read: {rate:.1f} MiB/s, write: {rate * 0.9:.1f} MiB/s"
+            )
 
     def _guest_disk_bytes(self, guest: Guest) -> int:
         total = 0
@@ -1943,15 +2076,22 @@ class Lab(StrictAccess, FakePve):
         upid = await super()._do_start(vm, user, p)
         return upid
 
-    @staticmethod
-    def _pci_ids(vm: FakeVm) -> set[str]:
-        """The host PCI devices of a VM's raw hostpci entries, as bus:device (all functions)."""
+    def _pci_ids(self, vm: FakeVm) -> set[str]:
+        """The host PCI devices of a VM's hostpci entries, as bus:device (all functions);
+        a ``mapping=`` through its entry for the VM's node (PVE reserves those the same way)."""
         found = set()
         for key, value in vm.config.items():
             if re.fullmatch(r"hostpci\d+", key):
-                for device in str(value).split(",", 1)[0].split(";"):
-                    if "=" not in device:  # mapping=... resolves elsewhere
+                first = str(value).split(",", 1)[0]
+                if first.startswith("mapping="):
+                    devices = self.mapped_paths(first.removeprefix("mapping="), vm.node) or []
+                else:
+                    devices = first.split(";")
+                for device in devices:
+                    if device and "=" not in device:
                         found.add(device.removeprefix("0000:").split(".", 1)[0])
+                    elif device.startswith("host="):
+                        found.add(device[5:].removeprefix("0000:").split(".", 1)[0])
         return found
 
     def _start_refused(self, vm: FakeVm) -> str | None:

@@ -1,16 +1,13 @@
-"""nixmox's state directory: the run journal (SQLite) and the run lock.
+"""nixmox's state directory: the run journal (SQLite) and the runs' locks.
 
 ``NIXMOX_STATE_DIR`` overrides the default ``/var/lib/nixmox``. Every job run
 is one journal row (command, start, end, result, a JSON summary); jobs that
-change the lab hold one lock (``flock``) so two runs never overlap, and a
-second run says which PID and command holds it.
+change the lab hold the locks of what they touch (:mod:`nixmox.adapters.locks`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -18,14 +15,16 @@ import signal
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nixmox.adapters.locks import Claim, LockSet, job_claim
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
-from nixmox.core.errors import LockBusy, NixmoxError
+from nixmox.core.errors import NixmoxError
+from nixmox.core.files import open_private
 from nixmox.core.text import printable_data
 
 DEFAULT_STATE_DIR = Path("/var/lib/nixmox")
@@ -68,23 +67,6 @@ def ensure_state_dir(path: Path) -> Path:
         with contextlib.suppress(OSError):
             path.chmod(0o700)
     return path
-
-
-def open_private(path: Path, flags: int = os.O_RDWR) -> int:
-    """Open (creating, mode 0600) a file of nixmox's own: never through a symlink."""
-    try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise NixmoxError(
-            f"{path}: {exc.strerror}"
-            + (
-                " (a symlink where nixmox keeps its own file; remove it)"
-                if exc.errno == errno.ELOOP
-                else ""
-            )
-        ) from None
-    os.fchmod(fd, 0o600)
-    return fd
 
 
 @dataclass(frozen=True)
@@ -272,69 +254,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class StateLock:
-    """One exclusive lock per state directory, held for a whole job run.
-
-    ``name``: the lock file; a job that runs for hours beside the others (a
-    scrub) takes a lock of its own, so that it only excludes itself.
-    """
-
-    def __init__(self, directory: Path, name: str = "lock", clock: Clock = SYSTEM_CLOCK) -> None:
-        self.path = ensure_state_dir(directory) / name
-        self.clock = clock
-        self._fd: int | None = None
-
-    def acquire(self, command: str, wait: float = 30.0) -> None:
-        """Take the lock, waiting up to ``wait`` seconds for another run to end."""
-        if not os.access(self.path.parent, os.W_OK):
-            raise _unwritable(self.path.parent, "read-only or not writable")
-        fd = open_private(self.path)
-        deadline = self.clock.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if interrupt.stopping():
-                    os.close(fd)
-                    interrupt.raise_if_stopping("gave up waiting for the state lock")
-                if self.clock.monotonic() >= deadline:
-                    holder = _read_holder(fd)
-                    os.close(fd)
-                    raise LockBusy(
-                        f"another nixmox run holds {self.path}: {holder}; gave up after {wait:g} s"
-                    ) from None
-                self.clock.sleep(0.1)
-        self._fd = fd
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(
-                fd,
-                json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}).encode(),
-                0,
-            )
-        except OSError as exc:
-            self.release()
-            raise _unwritable(self.path.parent, exc.strerror or str(exc)) from None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        since = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(info["since"])))
-        return f"PID {info['pid']} (nixmox {info['command']}, since {since})"
-    except (ValueError, KeyError, TypeError):
-        return "an unknown process"
-
-
 @dataclass
 class JobRun:
     """What a job reports about its run; filled in while it runs."""
@@ -346,40 +265,56 @@ class JobRun:
 
 @contextlib.contextmanager
 def job_run(
-    directory: Path, command: str, *, lock_wait: float = 30.0, lock_name: str = "lock"
+    directory: Path,
+    command: str,
+    *,
+    claims: Iterable[Claim] = (),
+    lock_wait: float = 30.0,
+    report: Callable[[str], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Iterator[JobRun]:
-    """Hold the lock and journal one run of ``command``.
+    """Hold the run's locks and journal one run of ``command``.
 
-    The run's result is what the job sets (``ok``, ``failed``, ...); an
-    exception records ``error`` with its message and propagates. After a stop
-    request (SIGINT/SIGTERM) the run is ``interrupted``, with what the job
-    reported (what finished, what was skipped); a second signal journals it as
-    stopped at once before the process ends.
+    The locks are ``command``'s own (two runs of one job never overlap) and
+    ``claims`` (the guests, nodes and dataset trees it touches), waited for at
+    most ``lock_wait`` seconds with ``report`` told what is awaited. The run's
+    result is what the job sets (``ok``, ``failed``, ...); an exception
+    records ``error`` with its message and propagates. After a stop request
+    (SIGINT/SIGTERM) the run is ``interrupted``, with what the job reported
+    (what finished, what was skipped); a second signal journals it as stopped
+    at once before the process ends.
     """
     interrupt.reset()
     state: dict[str, Any] = {}
 
     def last_words(signum: int) -> None:
         journal, run_id, run = state.get("journal"), state.get("id"), state.get("run")
+        left = interrupt.still_running_lines()
+        with contextlib.suppress(OSError):
+            os.write(2, "".join(f"nixmox: {line}\n" for line in left).encode())
         if journal is not None and run_id is not None and run is not None:
             summary = {**run.summary, "interrupted": interrupt.signal_name()}
             summary["error"] = f"stopped at once by a second {signal.Signals(signum).name}"
+            _note_still_running(summary)
             journal.finish(run_id, "interrupted", summary)
 
     with interrupt.handling(last_words):
-        lock = StateLock(directory, lock_name)
-        lock.acquire(command, lock_wait)
+        where = ensure_state_dir(directory)
+        if not os.access(where, os.W_OK):
+            raise _unwritable(where, "read-only or not writable")
+        locks = LockSet(where, command, clock)
+        locks.acquire([job_claim(command), *claims], lock_wait, report)
         try:
             # Before anything is changed: a read-only or full state directory is one clear line.
-            check_writable(lock.path.parent)
+            check_writable(where)
             journal = Journal(directory)
             try:
                 run_id = journal.start(command)
             except sqlite3.Error as exc:
                 journal.close()
-                raise _unwritable(lock.path.parent, str(exc)) from None
+                raise _unwritable(where, str(exc)) from None
         except BaseException:
-            lock.release()
+            locks.release()
             raise
         run = JobRun(command)
         state.update(journal=journal, id=run_id, run=run)
@@ -390,17 +325,26 @@ def job_run(
             if interrupt.stopping():
                 run.summary["interrupted"] = interrupt.signal_name()
             result = "interrupted" if interrupt.stopping() else "error"
+            _note_still_running(run.summary)
             _finish(journal, run_id, result, run.summary)
             raise
         else:
             if interrupt.stopping():
                 run.result = "interrupted"
                 run.summary["interrupted"] = interrupt.signal_name()
+            _note_still_running(run.summary)
             _finish(journal, run_id, run.result, run.summary)
         finally:
             state.clear()
             journal.close()
-            lock.release()
+            locks.release()
+
+
+def _note_still_running(summary: dict[str, Any]) -> None:
+    """Name the server-side tasks the run did not see end (``history`` shows them)."""
+    left = interrupt.still_running()
+    if left:
+        summary["still_running"] = [{"upid": u, "what": w} for u, w in left.items()]
 
 
 def _finish(journal: Journal, run_id: int, result: str, summary: Mapping[str, Any]) -> None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +30,10 @@ from nixmox.backup.archives import Archive, archives_of, plan_prune, removals
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
+from nixmox.core.progress import SILENT, Progress
+from nixmox.core.words import plural
 from nixmox.inventory.model import Backups, Guest
+from nixmox.passthrough.mappings import map_entries, node_paths
 from nixmox.rules.retention import Item, Keep, prune
 from nixmox.rules.timespan import parse_timespan
 
@@ -55,6 +59,23 @@ class GuestResult:
     @property
     def ok(self) -> bool:
         return self.result in ("ok", "skipped", "planned") and not self.errors
+
+
+#: A progress line of vzdump's log (qemu):
+#: ``INFO:  42% (4.2 GiB of 10.0 GiB) in 21s, read: 205.3 MiB/s, write: 190.1 MiB/s``.
+_VZDUMP_PROGRESS = re.compile(
+    r"INFO:\s+(\d+)% \(([^)]*)\)(?: in \S+)?, read: ([\d.]+ ?\S+/s), write: ([\d.]+ ?\S+/s)"
+)
+
+
+def vzdump_progress(line: str) -> str | None:
+    """What a vzdump log line says of its progress (``42% of 10.0 GiB, read 205.3 MiB/s,
+    write 190.1 MiB/s``), or ``None``."""
+    found = _VZDUMP_PROGRESS.search(line)
+    if found is None:
+        return None
+    percent, amount, read, write = found.groups()
+    return f"{percent}% ({amount}), read {read}, write {write}"
 
 
 def archive_volid(log_lines: list[str], storage: str) -> str | None:
@@ -90,9 +111,11 @@ class BackupJob:
         dry_run: bool = False,
         clock: Clock = SYSTEM_CLOCK,
         keep_all_param: bool = True,
+        progress: Progress = SILENT,
     ) -> None:
         self.api = api
         self.keep_all_param = keep_all_param
+        self.progress = progress
         self.settings = settings
         self.zone = zone
         self.protected = protected
@@ -119,7 +142,7 @@ class BackupJob:
                     result = GuestResult(guest.name, guest.vmid, guest.node, result="skipped")
                     result.message = f"not started: interrupted by {interrupt.signal_name()}"
                 else:
-                    result = self.one(guest, rows.get(guest.vmid))
+                    result = self._shown(guest, rows.get(guest.vmid))
                 with self._lock:
                     results[guest.vmid] = result
 
@@ -129,6 +152,25 @@ class BackupJob:
         return [results[g.vmid] for g in guests]
 
     # -- one guest --------------------------------------------------------------------
+    def _shown(self, guest: Guest, row: GuestRow | None) -> GuestResult:
+        """:meth:`one`, its start and end told to the progress reporter."""
+        if self.dry_run:
+            return self.one(guest, row)
+        self.progress.start(guest.name, f"backing up {guest.name}")
+        started = self.clock.monotonic()
+        result = self.one(guest, row)
+        took = f"{self.clock.monotonic() - started:.0f}s"
+        if result.result == "ok":
+            end = f"{guest.name}: backed up in {took}" + (
+                f" ({result.volid})" if result.volid else ""
+            )
+            if result.removed:
+                end += f", {plural(len(result.removed), 'old archive')} removed"
+        else:
+            end = f"{guest.name}: {result.result.upper()} after {took}: {result.message}"
+        self.progress.end(guest.name, end)
+        return result
+
     def one(self, guest: Guest, row: GuestRow | None) -> GuestResult:
         """Back up (or, dry, plan) one guest; ``row``: how the cluster lists it, if at all."""
         result = GuestResult(guest.name, guest.vmid, guest.node)
@@ -194,7 +236,16 @@ class BackupJob:
         """For a stopped VM with passed-through PCI devices: why vzdump's paused start
         would fail now (see :mod:`nixmox.backup.passthrough`)."""
         config = self.api.get(f"{row.path}/config") or {}
-        if not passthrough.pci_devices(config):
+        mapped: dict[str, list[str]] = {}
+        if passthrough.mapping_ids(config):
+            # Where the VM's mappings point on its node: PVE reserves those devices.
+            listing = map_entries(self.api.get("/cluster/mapping/pci") or [])
+            mapped = {
+                mid: found
+                for mid, entries in listing.items()
+                if (found := node_paths(entries, row.node))
+            }
+        if not passthrough.pci_devices(config, mapped):
             return None
         others = [
             (r.vmid, self.api.get(f"{r.path}/config") or {})
@@ -207,7 +258,7 @@ class BackupJob:
         status = self.api.get(f"/nodes/{row.node}/status") or {}
         memory = status.get("memory") if isinstance(status, dict) else None
         free = memory.get("available", memory.get("free")) if isinstance(memory, dict) else None
-        return passthrough.blocker(config, others, int(free) if free is not None else None)
+        return passthrough.blocker(config, others, int(free) if free is not None else None, mapped)
 
     def _wait_unlocked(self, guest: Guest) -> None:
         deadline = self.clock.monotonic() + self.lock_wait
@@ -222,6 +273,7 @@ class BackupJob:
                     "not backed up (nixmox never removes someone else's lock)"
                 )
             log.info("%s is locked (%s); waiting", guest.name, lock)
+            self.progress.update(guest.name, f"waiting for its lock ({lock})")
             self.clock.sleep(min(5.0, max(self.lock_wait / 20, 0.05)))
 
     def _vzdump(self, guest: Guest, storage: str) -> str | None:
@@ -239,8 +291,27 @@ class BackupJob:
         if self.protected:
             params["protected"] = 1
         upid = self.api.post(f"/nodes/{guest.node}/vzdump", **params)
+        read = [0]
+
+        def watch() -> None:
+            # vzdump's own progress, from the lines its log gained since the last look.
+            try:
+                lines = task_log(self.api, upid, start=read[0])
+            except NixmoxError:
+                lines = []  # the next look tries again; the wait itself says if the API is gone
+            read[0] += len(lines)
+            news = [n for n in (vzdump_progress(line) for line in lines) if n]
+            self.progress.update(guest.name, news[-1] if news else None)
+
         try:
-            wait(self.api, upid, what=f"backup of {guest.name}", timeout=6 * 3600, clock=self.clock)
+            wait(
+                self.api,
+                upid,
+                what=f"backup of {guest.name}",
+                timeout=6 * 3600,
+                clock=self.clock,
+                watch=None if self.progress is SILENT else watch,
+            )
         except TaskFailed as exc:
             lines = exc.result.log or task_log(self.api, upid)
             reason = next(
@@ -271,6 +342,7 @@ class BackupJob:
                 if isinstance(answer, str) and answer.startswith("UPID:"):
                     wait(self.api, answer, what=f"remove {volid}", clock=self.clock)
                 result.removed.append(volid)
+                self.progress.step(f"{guest.name}: removed {volid} (retention)")
             except NixmoxError as exc:
                 result.kept += 1
                 result.errors.append(f"cannot remove {volid}: {exc}")

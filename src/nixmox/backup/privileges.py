@@ -101,6 +101,17 @@ def backup_needs(storage: str, guests: Iterable[Guest], *, keep_all_param: bool)
                     "with its devices",
                 )
             )
+            for pci in guest.hostpci:
+                if pci.mapping:
+                    # The mapping index lists a mapping only to Mapping.Audit/Use/Modify.
+                    needs.append(
+                        Need(
+                            f"/mapping/pci/{pci.mapping}",
+                            "Mapping.Audit",
+                            f"see which device {guest.name}'s mapping {pci.mapping} names "
+                            "before vzdump starts it",
+                        )
+                    )
     return needs
 
 
@@ -158,6 +169,12 @@ def verify_needs(
                 Need(path, "VM.Config.Network", f"{what}: disconnect the scratch guest's NICs"),
                 Need(path, "VM.PowerMgmt", f"{what}: start and stop the scratch guest"),
             ]
+            if guest.hostpci:
+                # qemu-server check_hostpci_perm, also for a delete: VM.Config.HWType (and
+                # Mapping.Use on a mapped device, asked above for the restore).
+                needs.append(
+                    Need(path, "VM.Config.HWType", f"{what}: take its devices off the copy")
+                )
             if guest.kind == "vm" and guest.agent:
                 needs.append(Need(path, AGENT_AUDIT, f"{what}: ping the scratch guest's agent"))
             if guest.kind == "vm" and guest.hostpci:

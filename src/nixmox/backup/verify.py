@@ -19,20 +19,24 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.cluster import guest_path, guest_status, read_guests
+from nixmox.adapters.proxmox.client import ApiError, Proxmox
+from nixmox.adapters.proxmox.cluster import guest_status, read_guests
 from nixmox.adapters.proxmox.tasks import TaskFailed, TaskTimeout, node_of, wait
 from nixmox.backup.archives import archives_of
 from nixmox.backup.copies import config_memory, copy_changes, memory_problem
 from nixmox.backup.job import content_path
+from nixmox.backup.scratch import ScratchRecord, ScratchRecords, Settled, settle, with_upid
+from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Storage
 from nixmox.rules.timespan import parse_timespan
 
 log = logging.getLogger("nixmox.verify")
 
 MARKER = "nixmox backup verify scratch guest, run "
+#: A VM's passed-through PCI and USB devices (hostpciN, usbN).
 
 
 @dataclass
@@ -91,8 +95,14 @@ def verify_guest(
     zone: Any,
     storages: list[Storage] | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    records: ScratchRecords | None = None,
+    progress: Progress = SILENT,
 ) -> VerifyResult:
-    """Restore, boot, check and destroy one guest's newest archive."""
+    """Restore, boot, check and destroy one guest's newest archive.
+
+    With ``records``, the scratch guest is recorded before the restore is asked
+    for, so that a later run can remove it if this one is killed.
+    """
     verify = settings.verify or BackupVerify()
     storages = storages or []
     result = VerifyResult(guest.name, guest.vmid)
@@ -108,15 +118,16 @@ def verify_guest(
     timeout = parse_timespan(verify.timeout)
     restore_timeout = parse_timespan(verify.restore_timeout)
     started = clock.monotonic()
-    scratch: int | None = None
     # This run's own mark on its scratch guest: stop and destroy only a guest that carries it.
     marker = MARKER + secrets.token_hex(8)
-    marked = False
+    record: ScratchRecord | None = None
     try:
         scratch = free_vmid(api, verify)
         result.scratch = scratch
         base = f"/nodes/{node}/{kind}"  # where a guest of this kind is created
-        params: dict[str, Any] = {"vmid": scratch, "unique": 1}
+        # The mark comes with the restore itself (PVE applies the other options over the
+        # archive's config), so even a copy whose restore outlived its run carries it.
+        params: dict[str, Any] = {"vmid": scratch, "unique": 1, "description": marker}
         if verify.pool:
             # Joining the pool lets one ACL on /pool/NAME cover the scratch guest.
             params["pool"] = verify.pool
@@ -127,19 +138,42 @@ def verify_guest(
             params.update(ostemplate=archive, restore=1)
         else:
             params["archive"] = archive
-        # A refused POST (the VMID was taken since the check) created nothing of ours.
-        upid = api.post(base, **params)
-        result.cleaned = False
-        what = f"restore {archive} to {scratch}"
+        record = ScratchRecord(
+            scratch, node, kind, marker, guest.name, archive, clock.now().timestamp()
+        )
+        if records is not None:
+            records.save(record)  # before the POST: a kill right after it leaves a trace
+        progress.update(guest.name, f"restoring {archive} to scratch {scratch}")
         try:
-            wait(api, upid, what=what, timeout=restore_timeout, clock=clock)
+            upid = str(api.post(base, **params))
+        except ApiError:
+            # Refused (the VMID was taken since the check): nothing of ours was made.
+            if records is not None:
+                records.drop(scratch)
+            record = None
+            raise
+        record = with_upid(record, upid)
+        if records is not None:
+            records.save(record)
+        try:
+            wait(
+                api,
+                upid,
+                what=f"restore {archive} to {scratch}",
+                timeout=restore_timeout,
+                clock=clock,
+                watch=lambda: progress.update(guest.name),
+            )
         except TaskTimeout as exc:
             # The scratch guest stays `lock: create` while the restore runs, so no
             # destroy gets through: stop the task first and wait for its end.
-            raise NixmoxError(f"{exc}; {_stop_restore(api, str(upid), timeout, clock)}") from None
+            raise NixmoxError(f"{exc}; {_stop_restore(api, upid, timeout, clock)}") from None
         except NixmoxError as exc:
             if "already exists" in str(exc):
-                result.cleaned = True  # the VMID is someone else's: nothing of ours to remove
+                # The VMID is someone else's: nothing of ours to remove.
+                if records is not None:
+                    records.drop(scratch)
+                record = None
             raise
         restored = clock.monotonic()
         result.restore_seconds = restored - started
@@ -149,7 +183,6 @@ def verify_guest(
         changes = copy_changes(config)
         down: dict[str, Any] = dict(changes.set)
         api.put(f"{path}/config", description=marker, **down)
-        marked = True
         if changes.delete:
             try:
                 api.put(f"{path}/config", **changes.removals)
@@ -162,6 +195,9 @@ def verify_guest(
         short = memory_problem(config_memory(config), api.get(f"/nodes/{node}/status") or {}, node)
         if short:
             raise NixmoxError(f"not started: {short}")
+        # After a stop request the copy is not booted; the clean-up below still runs.
+        interrupt.raise_if_stopping("the restored copy was not booted")
+        progress.update(guest.name, f"booting scratch {scratch} (network links down)")
         wait(
             api,
             api.post(f"{path}/status/start"),
@@ -173,9 +209,11 @@ def verify_guest(
         while guest_status(api, node, kind, scratch).get("status") != "running":
             if clock.monotonic() >= deadline:
                 raise NixmoxError(f"scratch {scratch} did not reach running in {timeout:g} s")
+            interrupt.raise_if_stopping(f"stopped waiting for scratch {scratch} to run")
             clock.sleep(1.0)
         agent = str(config.get("agent", "0")).split(",", 1)[0] in ("1", "enabled=1")
         if kind == "qemu" and agent:
+            progress.update(guest.name, f"scratch {scratch} runs; waiting for its guest agent")
             _wait_agent(api, path, deadline, clock)
         result.seconds = clock.monotonic() - started
         result.boot_seconds = clock.monotonic() - restored
@@ -187,14 +225,34 @@ def verify_guest(
         result.seconds = clock.monotonic() - started
         result.message = str(exc)
     finally:
-        if scratch is not None and not result.cleaned:
-            result.cleaned = _destroy(api, node, kind, scratch, marker if marked else None, clock)
+        if record is not None:
+            progress.update(guest.name, f"removing scratch {record.vmid}")
+            settled = settle(api, record, timeout=timeout, clock=clock)
+            result.cleaned = settled.outcome != "unconfirmed"
+            if result.cleaned and records is not None:
+                records.drop(record.vmid)
             if not result.cleaned:
                 result.ok = False
+                log.error("%s", settled.message)
                 result.message += (
-                    f"; the scratch guest {scratch} could NOT be removed: remove it by hand"
+                    f"; the scratch guest {record.vmid} could NOT be removed: {settled.message}"
                 )
     return result
+
+
+def clean_leftovers(
+    api: Proxmox, records: ScratchRecords, *, timeout: float, clock: Clock = SYSTEM_CLOCK
+) -> list[Settled]:
+    """Settle the scratch guests earlier runs left behind (see :mod:`.scratch`)."""
+    done = []
+    for record in records.all():
+        if interrupt.stopping():
+            break
+        settled = settle(api, record, timeout=timeout, clock=clock)
+        if settled.ok:
+            records.drop(record.vmid)
+        done.append(settled)
+    return done
 
 
 def _stop_restore(api: Proxmox, upid: str, timeout: float, clock: Clock) -> str:
@@ -225,40 +283,3 @@ def _wait_agent(api: Proxmox, path: str, deadline: float, clock: Clock) -> None:
             if clock.monotonic() >= deadline:
                 raise NixmoxError(f"the guest agent did not answer: {exc}") from None
             clock.sleep(2.0)
-
-
-def _destroy(
-    api: Proxmox, node: str, kind: str, vmid: int, marker: str | None, clock: Clock
-) -> bool:
-    """Stop and destroy the scratch guest this run restored; True when it is gone.
-
-    With ``marker`` (written once the restore finished) the guest must still
-    carry it; without (the accepted restore task failed) it must carry no
-    other description. Anything else is not ours and is left alone.
-    """
-    path = guest_path(node, kind, vmid)
-    try:
-        vmids = set(read_guests(api))
-    except NixmoxError as exc:
-        log.error("cannot tell whether scratch guest %s is still there: %s", vmid, exc)
-        return False
-    if vmid not in vmids:
-        return True  # the failed restore left nothing
-    try:
-        description = str((api.get(f"{path}/config") or {}).get("description", ""))
-        if (marker is not None and marker not in description) or (
-            marker is None and description.strip()
-        ):
-            log.error("guest %s does not carry this run's mark: not ours, left alone", vmid)
-            return False
-        status = (api.get(f"{path}/status/current") or {}).get("status")
-        if status == "running":
-            wait(api, api.post(f"{path}/status/stop"), what=f"stop scratch {vmid}", clock=clock)
-        cleanup: dict[str, Any] = {"purge": 1, "destroy-unreferenced-disks": 1}
-        upid = api.delete(path, **cleanup)
-        if isinstance(upid, str):
-            wait(api, upid, what=f"destroy scratch {vmid}", clock=clock)
-        return True
-    except NixmoxError as exc:
-        log.error("cannot remove scratch guest %s: %s", vmid, exc)
-        return False

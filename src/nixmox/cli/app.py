@@ -762,7 +762,7 @@ def unit_failed(
     """Record that a nixmox unit failed (run by nixmox-failed@.service)."""
     from nixmox.cli import units
 
-    raise typer.Exit(units.unit_failed(unit))
+    raise typer.Exit(units.unit_failed(unit, config))
 
 
 # -- templates, Windows provisioning, ZFS caching -----------------------------

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from nixmox.backup.archives import human_size
-from nixmox.backup.runs import BackupSummary, prepare_backup, prepare_verify
+from nixmox.backup.runs import BackupSummary, backup_claims, prepare_backup, prepare_verify
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.progress import Progress, for_stderr
 from nixmox.core.tables import print_table
 from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
@@ -22,11 +23,18 @@ def backup(
     protected: bool,
     as_json: bool,
     clock: Clock = SYSTEM_CLOCK,
+    progress: Progress | None = None,
 ) -> int:
     """Back up and prune; exit 0 if every guest succeeded, 1 otherwise."""
     inv = load_inventory(find_inventory(config))
-    work = prepare_backup(inv, names, protected=protected, dry_run=dry_run, clock=clock)
-    summary = run_job(inv, "backup", work, dry_run=dry_run)
+    shown = progress or for_stderr(clock)
+    work = prepare_backup(
+        inv, names, protected=protected, dry_run=dry_run, clock=clock, progress=shown
+    )
+    claims = backup_claims(inv, names)
+    summary = run_job(
+        inv, "backup", work, dry_run=dry_run, claims=claims, clock=clock, progress=shown
+    )
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
     else:
@@ -58,20 +66,33 @@ def _print(summary: BackupSummary, dry_run: bool) -> None:
         for error in r.errors:
             print(f"{r.name}: {error}")
     failed = [r for r in results if not r.ok]
+    # Skipped (a template, or not started after Ctrl-C) is not backed up: say so.
+    skipped = [r for r in results if r.ok and r.result == "skipped"]
     verb = "planned" if dry_run else "backed up"
     print(
-        f"{len(results) - len(failed)} of {plural(len(results), 'guest')} {verb}"
+        f"{len(results) - len(failed) - len(skipped)} of {plural(len(results), 'guest')} {verb}"
+        + (f", {len(skipped)} skipped" if skipped else "")
         + (f", {len(failed)} failed" if failed else "")
     )
 
 
-def verify(config: Path | None, names: list[str], *, as_json: bool) -> int:
+def verify(
+    config: Path | None, names: list[str], *, as_json: bool, clock: Clock = SYSTEM_CLOCK
+) -> int:
     """Restore-verify each guest's newest archive; exit 1 on any failure."""
     inv = load_inventory(find_inventory(config))
-    summary = run_job(inv, "backup verify", prepare_verify(inv, names), dry_run=False)
+    shown = for_stderr(clock)
+    work = prepare_verify(inv, names, clock=clock, progress=shown)
+    claims = backup_claims(inv, names)
+    summary = run_job(
+        inv, "backup verify", work, dry_run=False, claims=claims, clock=clock, progress=shown
+    )
     if as_json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
+        for s in summary.leftovers:
+            word = {"removed": "CLEANED", "unconfirmed": "LEFT"}.get(s.outcome, "NOTE")
+            print(f"{word:<6} left by an earlier run ({s.guest}): {s.message}")
         for r in summary.guests:
             mark = "OK    " if r.ok else "FAILED"
             print(f"{mark} {r.name}: {r.archive or '-'} -> scratch {r.scratch or '-'}: {r.message}")

@@ -128,6 +128,9 @@ def run(argv: list[str] | None = None) -> int:
     from nixmox.core import log
 
     log.setup(verbosity)
+    from nixmox.core import progress
+
+    progress.configure(verbosity)
     from nixmox.core import interrupt
     from nixmox.core.errors import NixmoxError
 
@@ -151,9 +154,11 @@ def run(argv: list[str] | None = None) -> int:
         from nixmox.cli.app import invoke
 
         code = invoke(args)
+        _tell_still_running()
         # A run stopped by SIGINT/SIGTERM says so in its exit status (130/143).
         return interrupt.exit_code() or code
     except NixmoxError as exc:
+        _tell_still_running()
         if verbosity >= 2:
             return _traceback(exc.exit_code)
         from nixmox.inventory.load import InventoryInvalid
@@ -179,6 +184,14 @@ def run(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _tell_still_running() -> None:
+    """What the run started on the server and did not see end: the user must know."""
+    from nixmox.core import interrupt
+
+    for line in interrupt.still_running_lines():
+        print(f"nixmox: {line}", file=sys.stderr)
 
 
 def _traceback(code: int) -> int:

@@ -183,7 +183,7 @@ def apply(
     if work is None:
         print("Nothing applied.")
         return 1
-    summary = run_job(inv, "apply", work, dry_run=dry_run)
+    summary = run_job(inv, "apply", work, dry_run=dry_run, claims=prepared.claims)
     if dry_run:
         if as_json:
             print(json.dumps({"dry_run": True, "calls": list(summary.calls)}, indent=2))
@@ -209,6 +209,11 @@ def _print_applied(summary: ApplySummary) -> None:
         for held in o.held:
             print(f"         held: {held}")
     outcomes, failed = summary.outcomes, summary.failed
+    if summary.converged:
+        print(
+            f"{summary.converged} of the planned objects were already as planned "
+            "(another run made them so while this one waited): not changed again"
+        )
     print(
         f"{len(outcomes) - len(failed)} of {plural(len(outcomes), 'object')} done"
         + (f", {len(failed)} failed" if failed else "")

@@ -11,9 +11,6 @@ from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.pool.runs import HealthReport, OperationSummary, prepare_check, prepare_operation
 from nixmox.runtime.run import run_job
 
-#: A scrub can take a day: its run takes a lock of its own (see runtime.run_job).
-_LOCKS = {"scrub": "pool-scrub.lock", "trim": "pool-trim.lock", "check": "pool-check.lock"}
-
 
 def operation(
     config: Path | None, what: str, pool: str | None, *, dry_run: bool, as_json: bool
@@ -26,7 +23,9 @@ def operation(
         print(line, file=out, flush=True)
 
     work = prepare_operation(inv, what, pool, dry_run=dry_run, say=say)
-    summary = run_job(inv, f"pool {what}", work, dry_run=dry_run, lock_name=_LOCKS[what])
+    # A scrub can take a day: it claims nothing but its own job's lock (runs are locked by
+    # what they touch), so snapshots, backups and updates go on beside it.
+    summary = run_job(inv, f"pool {what}", work, dry_run=dry_run)
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
     else:
@@ -53,9 +52,7 @@ def check(config: Path | None, pool: str | None, *, as_json: bool) -> int:
     """Read and judge the pools and disks, journal it; exit 0, or 1 when a pool
     could not be read (the verdicts are doctor's business: `doctor --only pools`)."""
     inv = load_inventory(find_inventory(config))
-    report = run_job(
-        inv, "pool check", prepare_check(inv, pool), dry_run=False, lock_name=_LOCKS["check"]
-    )
+    report = run_job(inv, "pool check", prepare_check(inv, pool), dry_run=False)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     else:

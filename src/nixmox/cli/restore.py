@@ -11,6 +11,7 @@ from nixmox.backup.archives import human_size
 from nixmox.cli.prompt import confirmer
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.tables import print_table
+from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.restore.choose import Candidate, human_age
 from nixmox.restore.job import RestoreResult, Step
@@ -101,7 +102,7 @@ def _print_candidates(
             )
         )
     print_table(table)
-    print(f"{len(found)} archive(s); * the one restore takes")
+    print(f"{plural(len(found), 'archive')}; * the one restore takes")
 
 
 def _print_result(r: RestoreResult, now: datetime, dry_run: bool) -> None:

@@ -17,6 +17,7 @@ from nixmox.snapshot.runs import (
     prepare_browse,
     prepare_rollback,
     prepare_snapshot,
+    snapshot_claims,
     snapshot_rows,
     target_row,
 )
@@ -30,7 +31,8 @@ def run(config: Path | None, *, dry_run: bool, monitor: bool, as_json: bool) -> 
     inv = load_inventory(find_inventory(config))
     if monitor:
         return _monitor(freshness_report(inv, dry_run=dry_run), as_json=as_json)
-    summary = run_job(inv, "snapshot", prepare_snapshot(inv, dry_run=dry_run), dry_run=dry_run)
+    work = prepare_snapshot(inv, dry_run=dry_run)
+    summary = run_job(inv, "snapshot", work, dry_run=dry_run, claims=snapshot_claims(inv))
     targets = [target_row(r) for r in summary.targets]
     if dry_run:
         commands = list(summary.commands)

@@ -7,13 +7,15 @@ import logging
 import os
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from nixmox.adapters.journal import DEFAULT_STATE_DIR, ensure_state_dir, state_dir
+from nixmox.adapters.journal import DEFAULT_STATE_DIR, state_dir
 from nixmox.adapters.runner import Runner
-from nixmox.core.errors import ConfigError
+from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.inventory.load import find_inventory, load_inventory
+from nixmox.runtime.run import with_overrides
 from nixmox.schedule import install as installer
 from nixmox.schedule.units import UnitSettings, render_units
 
@@ -138,8 +140,29 @@ def uninstall(root: Path | None) -> int:
     return 0
 
 
-def unit_failed(unit: str) -> int:
-    """Journal the failure of ``unit`` and log one line; exit 0 (the hook did its job)."""
-    directory = ensure_state_dir(state_dir())
-    log.warning("%s", installer.record_failure(unit, directory, Runner()))
+def unit_failed(unit: str, config: Path | None = None) -> int:
+    """Journal the failure of ``unit``, log one line and notify; exit 0 (the hook did its job).
+
+    The notification goes out unless the unit's own run ended with a failure
+    moments ago (it has told already), and always when the journal cannot be
+    written or read: a failure nobody hears of is the one thing the hook is for.
+    """
+    facts = installer.failure_facts(unit, Runner())
+    directory = state_dir()
+    problem: str | None = None
+    try:
+        log.warning("%s", installer.record_failure(facts, directory))
+    except NixmoxError as exc:
+        problem = str(exc)
+        log.error("%s failed; %s", unit, problem)
+    if problem is None and installer.told_by_its_run(facts, directory, time.time()):
+        return 0
+    try:
+        inv = with_overrides(load_inventory(find_inventory(config)))
+    except NixmoxError as exc:
+        log.error("no notification about %s: %s", unit, exc)
+        return 0
+    from nixmox.observe.notify import notify_unit_failure
+
+    notify_unit_failure(inv, facts, problem)
     return 0

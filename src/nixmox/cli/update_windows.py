@@ -10,7 +10,7 @@ from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.runtime.run import run_job
 from nixmox.updates.outcome import report
 from nixmox.windows.update import Timing
-from nixmox.windows.update_run import prepare_windows_update
+from nixmox.windows.update_run import prepare_windows_update, windows_claims
 
 
 def run(
@@ -25,7 +25,8 @@ def run(
     """Update the Windows guests; exit 0 unless one failed or was rolled back."""
     inv = load_inventory(find_inventory(config))
     work = prepare_windows_update(inv, names, dry_run=dry_run, clock=clock, timing=timing)
-    summary = run_job(inv, "update windows", work, dry_run=dry_run)
+    claims = windows_claims(inv, names)
+    summary = run_job(inv, "update windows", work, dry_run=dry_run, claims=claims)
     report(summary.outcomes, as_json=as_json, dry_run=dry_run, title="update windows")
     if not as_json and (dry_run or logging.getLogger("nixmox").isEnabledFor(logging.DEBUG)):
         # The plan (what would be installed) always; every step with -v.

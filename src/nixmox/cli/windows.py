@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nixmox.adapters.locks import guest_claims
 from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.inventory.model import Guest
@@ -17,7 +18,8 @@ def provision(config: Path | None, name: str, *, dry_run: bool, as_json: bool) -
     """Provision one Windows guest; exit 0 when every step is ok, 1 otherwise."""
     inv = load_inventory(find_inventory(config))
     guest, work = prepare_provision(inv, name, dry_run=dry_run)
-    summary = run_job(inv, "windows provision", work, dry_run=dry_run)
+    claims = guest_claims([(guest.vmid, guest.node)])
+    summary = run_job(inv, "windows provision", work, dry_run=dry_run, claims=claims)
     results = list(summary.guests[0].steps)
     if as_json:
         print(json.dumps([r.as_dict() for r in results], indent=2))

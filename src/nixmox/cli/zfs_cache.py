@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from nixmox.adapters.locks import dataset_claims
 from nixmox.cli.prompt import confirmer
 from nixmox.inventory.load import DEFAULT_PATHS, load_inventory
 from nixmox.inventory.model import Inventory
@@ -25,6 +26,7 @@ def _inventory(config: Path | None) -> Inventory | None:
 def _show_and_run(
     inv: Inventory | None,
     job: str,
+    pool: str,
     plan: CacheChangePlan,
     *,
     yes: bool,
@@ -37,7 +39,9 @@ def _show_and_run(
     if dry_run:
         print("dry run: nothing changed")
         return 0
-    change = run_job(inv, job, plan.confirmed(confirmer(yes, ask)), dry_run=False)
+    work = plan.confirmed(confirmer(yes, ask))
+    # The pool's whole dataset tree: a snapshot run waits for the vdev change.
+    change = run_job(inv, job, work, dry_run=False, claims=dataset_claims([pool]))
     print(change.line)
     return 0
 
@@ -57,7 +61,7 @@ def add(
     """Check the device(s), show the ``zpool add``, confirm, run, and check the result."""
     inv = _inventory(config)
     plan = prepare_add(inv, pool, device, slog=slog, mirror=mirror, force=force, dry_run=dry_run)
-    return _show_and_run(inv, "zfs cache add", plan, yes=yes, dry_run=dry_run, ask=ask)
+    return _show_and_run(inv, "zfs cache add", pool, plan, yes=yes, dry_run=dry_run, ask=ask)
 
 
 def remove(
@@ -72,4 +76,4 @@ def remove(
     """Remove a cache or log device (or a mirrored log) of ``pool``; never a data vdev."""
     inv = _inventory(config)
     plan = prepare_remove(inv, pool, device, dry_run=dry_run)
-    return _show_and_run(inv, "zfs cache remove", plan, yes=yes, dry_run=dry_run, ask=ask)
+    return _show_and_run(inv, "zfs cache remove", pool, plan, yes=yes, dry_run=dry_run, ask=ask)

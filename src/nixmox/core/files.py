@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -32,3 +33,20 @@ def write_atomically(path: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise NixmoxError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def open_private(path: Path, flags: int = os.O_RDWR) -> int:
+    """Open (creating, mode 0600) a file of nixmox's own: never through a symlink."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise NixmoxError(
+            f"{path}: {exc.strerror}"
+            + (
+                " (a symlink where nixmox keeps its own file; remove it)"
+                if exc.errno == errno.ELOOP
+                else ""
+            )
+        ) from None
+    os.fchmod(fd, 0o600)
+    return fd

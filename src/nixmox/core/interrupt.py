@@ -21,6 +21,10 @@ from nixmox.core.errors import NixmoxError
 _HANDLED = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []
 _last_words: list[Callable[[int], None]] = []
+# Server-side tasks (UPID -> what) being waited for, and those left without seeing their end.
+_in_flight: dict[str, str] = {}
+_left: dict[str, str] = {}
+_tasks_lock = threading.Lock()
 
 
 class Interrupted(NixmoxError):
@@ -53,8 +57,46 @@ def exit_code() -> int | None:
 
 
 def reset() -> None:
-    """Forget stop requests (a new run in the same process, e.g. a test)."""
+    """Forget stop requests and tasks (a new run in the same process, e.g. a test)."""
     _received.clear()
+    with _tasks_lock:
+        _in_flight.clear()
+        _left.clear()
+
+
+@contextlib.contextmanager
+def server_task(task_id: str, what: str) -> Iterator[None]:
+    """Mark a task that runs on the server (a Proxmox UPID) as awaited inside the block.
+
+    Leaving the block by an exception (a timeout, the API gone, the process
+    told to stop) means the task was not seen to finish: it is reported as
+    possibly still running, so a report never says "nothing left running"
+    while a vzdump or a restore goes on.
+    """
+    with _tasks_lock:
+        _in_flight[task_id] = what
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        with _tasks_lock:
+            _in_flight.pop(task_id, None)
+            if not finished:
+                _left[task_id] = what
+
+
+def still_running() -> dict[str, str]:
+    """Server-side tasks not seen to finish (UPID -> what): awaited now, or given up on."""
+    with _tasks_lock:
+        return {**_left, **_in_flight}
+
+
+def still_running_lines() -> list[str]:
+    """:func:`still_running` for a person: one line per task."""
+    return [
+        f"still running on the server: {what} ({upid})" for upid, what in still_running().items()
+    ]
 
 
 def _handle(signum: int, _frame: FrameType | None) -> None:

@@ -21,7 +21,7 @@ from nixmox.provision.diff import make_plan
 from nixmox.provision.privileges import needed
 from nixmox.templates.build import images_storage, pick_storage
 from nixmox.templates.privileges import vm_template_needs, vztmpl_needs
-from nixmox.updates.privileges import host_needs, nixos_needs, windows_needs
+from nixmox.updates.privileges import cluster_has_peers, host_needs, nixos_needs, windows_needs
 from nixmox.windows.privileges import provision_needs
 
 #: The jobs ``nixmox token`` knows, in the order it prints them.
@@ -65,7 +65,8 @@ def job_needs(inv: Inventory, api: Proxmox, job: str) -> list[Need]:
     if job == "template-upload":
         return template_upload_needs(inv)
     if job == "update-host":
-        return [need for n in inv.nodes for need in host_needs(n, inv.guests)]
+        peers = cluster_has_peers(api)
+        return [need for n in inv.nodes for need in host_needs(n, inv.guests, migrate=peers)]
     if job == "update-nixos":
         return [need for g in _updated_by(inv, "nixos") for need in nixos_needs(g)]
     if job == "update-windows":

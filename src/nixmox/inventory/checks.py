@@ -99,8 +99,8 @@ def _guest_shape(guest: Guest, path: Path) -> Iterator[Problem]:
     ):
         yield Problem((*path, "machine"), 'pcie passthrough needs machine = "q35"')
     for i, pci in enumerate(guest.hostpci):
-        if (pci.device is None) == (pci.mapping is None):
-            yield Problem((*path, "hostpci", i), "give exactly one of device or mapping")
+        if pci.device is None and pci.mapping is None:
+            yield Problem((*path, "hostpci", i), "give a device or a mapping (or both)")
     if guest.reboot.policy == "window" and guest.reboot.window is None:
         yield Problem((*path, "reboot", "window"), 'policy "window" needs a window (calendar spec)')
     update = guest.update

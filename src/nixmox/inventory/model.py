@@ -462,12 +462,14 @@ class HostPci(Strict):
     device: PciAddress | None = Field(
         None,
         description="PCI address DDDD:BB:DD for every function (GPU and its audio), or "
-        "DDDD:BB:DD.F for one; a raw address needs root@pam; give this or mapping",
+        "DDDD:BB:DD.F for one; alone it is passed raw, which needs root@pam; next to a "
+        "mapping it says where the mapping should point (doctor checks it and prints the "
+        "command that creates a missing mapping)",
     )
     mapping: str | None = Field(
         None,
-        description="a Proxmox PCI resource mapping (/cluster/mapping/pci) instead of a raw "
-        "address; usable with an API token",
+        description="a Proxmox PCI resource mapping (/cluster/mapping/pci) passed instead of "
+        "a raw address: usable with an API token (Mapping.Use)",
     )
     pcie: bool | None = Field(None, description="pass as PCIe (needs machine = q35)")
     x_vga: bool | None = Field(

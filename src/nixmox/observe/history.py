@@ -73,7 +73,13 @@ def _backup(summary: BackupSummary) -> list[str]:
 def _verify(summary: VerifySummary) -> list[str]:
     ok = [g for g in summary.guests if g.ok]
     failed = [f"{g.name}: {g.message}" for g in summary.guests if not g.ok]
-    return [f"{plural(len(ok), 'guest')} verified", *_failures(failed)]
+    # Scratch guests killed runs left behind: what this run removed, and what it could not.
+    failed += [s.message for s in summary.leftovers if s.outcome == "unconfirmed"]
+    removed = sum(1 for s in summary.leftovers if s.outcome == "removed")
+    head = f"{plural(len(ok), 'guest')} verified"
+    if removed:
+        head += f", {plural(removed, 'leftover scratch guest')} removed"
+    return [head, *_failures(failed)]
 
 
 def _snapshot(summary: SnapshotSummary) -> list[str]:
@@ -250,6 +256,9 @@ def summary_lines(run: Run) -> list[str]:
         lines = [run.result or "running"]
     if summary.get("error"):
         lines.append(f"error: {summary['error']}")
+    for task in summary.get("still_running") or ():
+        if isinstance(task, dict):
+            lines.append(f"still running on the server: {task.get('what')} ({task.get('upid')})")
     return lines
 
 

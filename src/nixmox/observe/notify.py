@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nixmox.adapters.journal import Run
 from nixmox.core.log import register_url
@@ -119,4 +120,26 @@ def notify_run(
     msg = message(run, previous, host_name(inv), finding_changes(run, earlier))
     if msg.event not in inv.notify.on:
         return None
+    return msg if send(inv.notify.urls, msg) else None
+
+
+def unit_failure_message(inv: Inventory, facts: Mapping[str, Any], problem: str | None) -> Message:
+    """The notification for a failed nixmox unit (the OnFailure= hook); ``problem``
+    says why the run journal does not have it."""
+    unit = str(facts.get("unit"))
+    why = facts.get("result")
+    lines = [f"systemd unit {unit} failed" + (f" ({why})" if why else "")]
+    if problem:
+        lines.append(problem)
+    what = str(facts.get("job") or unit)
+    return Message("failure", f"nixmox {what} failed on {host_name(inv)}", "\n".join(lines))
+
+
+def notify_unit_failure(
+    inv: Inventory, facts: Mapping[str, Any], problem: str | None
+) -> Message | None:
+    """Send :func:`unit_failure_message` when ``[notify] on`` includes failures."""
+    if inv.notify is None or not inv.notify.urls or "failure" not in inv.notify.on:
+        return None
+    msg = unit_failure_message(inv, facts, problem)
     return msg if send(inv.notify.urls, msg) else None

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nixmox.adapters.journal import Run, open_private
+from nixmox.adapters.journal import Run
 from nixmox.core.errors import NixmoxError
-from nixmox.core.files import write_atomically
+from nixmox.core.files import open_private, write_atomically
 
 log = logging.getLogger(__name__)
 

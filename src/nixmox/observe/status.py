@@ -23,6 +23,7 @@ from typing import Any
 from nixmox.adapters.journal import Journal, Run
 from nixmox.adapters.proxmox import cluster
 from nixmox.adapters.proxmox.client import ReadOnce
+from nixmox.adapters.proxmox.permissions import granted, holds
 from nixmox.backup.archives import Archive, all_archives
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
@@ -223,11 +224,19 @@ def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> str | 
     except NixmoxError as exc:
         # Not seeing the cluster is not the same as the guests being gone.
         cluster_error, found = str(exc), {}
+    held: Mapping[str, Mapping[str, Any]] | None = None
     for guest in inv.guests:
         row = rows[guest.vmid]
         listed = found.get(guest.vmid)
         if listed is None:
-            row.state = "unknown" if cluster_error is not None else "missing"
+            if cluster_error is not None:
+                row.state = "unknown"
+                continue
+            # /cluster/resources leaves out what the token may not audit: that is not "missing".
+            if held is None:
+                held = _granted(api)
+            audits = holds(held, f"/vms/{guest.vmid}", "VM.Audit")
+            row.state = "missing" if audits else "cannot see"
             continue
         row.state, row.node = listed.status, listed.node
         try:
@@ -255,6 +264,15 @@ def _live(inv: Inventory, api: ReadOnce, rows: Mapping[int, GuestRow]) -> str | 
                 row.last_backup, row.backup_time = newest.volid, newest.time.timestamp()
                 row.backup_from = "api"
     return cluster_error
+
+
+def _granted(api: ReadOnce) -> Mapping[str, Mapping[str, Any]]:
+    """What the token holds; everything when ``/access/permissions`` cannot be read (then a
+    guest the cluster does not list is missing, as before)."""
+    try:
+        return granted(api)
+    except NixmoxError:
+        return {"/": {"VM.Audit": 1}}
 
 
 def _journal(

@@ -21,10 +21,12 @@ from nixmox.adapters.hostfacts import HostFacts, PciFacts, read_host
 from nixmox.adapters.hostfs import HostFs
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
+from nixmox.adapters.proxmox.permissions import granted, holds
 from nixmox.core.errors import NixmoxError
 from nixmox.core.verdict import Check, Status
 from nixmox.core.words import plural
 from nixmox.inventory.model import Guest, Inventory
+from nixmox.passthrough.mappings import check_mapping, map_entries, node_paths
 
 #: The check ids of docs/passthrough.md, in the order they run (stable interface).
 CHECK_IDS = (
@@ -34,6 +36,7 @@ CHECK_IDS = (
     "interrupt-remapping",
     "vfio-modules",
     "acs-override",
+    "resource-mapping",
     "device-present",
     "iommu-group-clean",
     "host-driver",
@@ -132,15 +135,28 @@ def resolve_functions(spec: str, present: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(p for p in present if covers(spec, p)))
 
 
-def passed_guest(guest: Guest, present: Iterable[str], running: bool) -> PassedGuest:
-    """``guest``'s raw-address hostpci entries resolved against the host's functions."""
+def passed_guest(
+    guest: Guest,
+    present: Iterable[str],
+    running: bool,
+    mapped: Mapping[int, Sequence[str]] | None = None,
+) -> PassedGuest:
+    """``guest``'s hostpci entries resolved against the host's functions: a raw address
+    as written, a ``mapping`` through ``mapped`` (hostpci index -> the addresses the
+    mapping names on the guest's node; a mapping that resolves to nothing is left out,
+    its resource-mapping check says why)."""
     present = list(present)
-    devices = tuple(
-        PassedDevice(n, pci.device.lower(), resolve_functions(pci.device, present), bool(pci.x_vga))
-        for n, pci in enumerate(guest.hostpci)
-        if pci.device is not None
-    )
-    return PassedGuest(guest.name, guest.vmid, guest.memory, running, devices)
+    devices = []
+    for n, pci in enumerate(guest.hostpci):
+        if pci.mapping is not None:
+            specs = list((mapped or {}).get(n, ()))
+        else:
+            specs = [] if pci.device is None else [pci.device.lower()]
+        if not specs:
+            continue
+        functions = sorted({f for spec in specs for f in resolve_functions(spec, present)})
+        devices.append(PassedDevice(n, ";".join(specs), tuple(functions), bool(pci.x_vga)))
+    return PassedGuest(guest.name, guest.vmid, guest.memory, running, tuple(devices))
 
 
 def _is_display(pci: PciFacts | None) -> bool:
@@ -697,13 +713,16 @@ def check_resizable_bar(facts: HostFacts, guest: PassedGuest) -> list[Check]:
     return out
 
 
-def _hostpci_addresses(value: str) -> list[str]:
-    """The PCI addresses of one ``hostpciN:`` value (``host=`` form and ``;`` lists too)."""
+def _hostpci_addresses(value: str, mapped: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """The PCI addresses of one ``hostpciN:`` value (``host=`` form and ``;`` lists too;
+    ``mapping=ID`` through ``mapped``: mapping id -> its addresses on this node)."""
     first = value.split(",", 1)[0]
     key, eq, rest = first.partition("=")
     if eq:
+        if key == "mapping":
+            return list((mapped or {}).get(rest, ()))
         if key != "host":
-            return []  # mapping=NAME: the mapping says where, not this file
+            return []
         first = rest
     out = []
     for addr in first.split(";"):
@@ -714,7 +733,10 @@ def _hostpci_addresses(value: str) -> list[str]:
 
 
 def check_device_exclusive(
-    facts: HostFacts, guest: PassedGuest, running: frozenset[int]
+    facts: HostFacts,
+    guest: PassedGuest,
+    running: frozenset[int],
+    mapped: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Check]:
     """No other VM's config passes the same device (FAIL when that VM runs)."""
     out = []
@@ -725,7 +747,7 @@ def check_device_exclusive(
                 for vmid, entries in sorted(facts.vm_hostpci.items())
                 if vmid != guest.vmid
                 for key, value in sorted(entries.items())
-                if any(covers(a, fn) for a in _hostpci_addresses(value))
+                if any(covers(a, fn) for a in _hostpci_addresses(value, mapped))
             ]
             subject = guest.subject(dev, fn)
             if not others:
@@ -867,8 +889,10 @@ def guest_checks(
     guest: PassedGuest,
     roles: Mapping[str, str],
     running: frozenset[int],
+    mapped: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Check]:
-    """The per-device checks for one guest, in table order."""
+    """The per-device checks for one guest, in table order (``mapped``: each resource
+    mapping's addresses on the guest's node, for the other VMs' ``mapping=`` entries)."""
     present = PassedGuest(
         guest.name,
         guest.vmid,
@@ -884,7 +908,7 @@ def guest_checks(
         *check_boot_framebuffer(facts, present),
         *check_reset_method(facts, present),
         *check_resizable_bar(facts, present),
-        *check_device_exclusive(facts, present, running),
+        *check_device_exclusive(facts, present, running, mapped),
         check_memory_headroom(facts, present),
     ]
 
@@ -908,6 +932,7 @@ def check_passthrough(inv: Inventory, host_root: Path, api: Proxmox | None) -> l
         return [Check("device-present", Status.INFO, HOST, "no guest passes a PCI device")]
     facts = read_host(HostFs(host_root))
     running, listings, error = _api_state(api, {g.node for g in wanting})
+    maps = _mappings(api, any(p.mapping for g in wanting for p in g.hostpci))
     roles = {
         p.address.lower(): p.role
         for node in inv.nodes
@@ -928,22 +953,61 @@ def check_passthrough(inv: Inventory, host_root: Path, api: Proxmox | None) -> l
                 )
             )
             continue
-        mapped = [p.mapping for p in guest.hostpci if p.mapping is not None]
-        if mapped:
-            checks.append(
-                Check(
-                    "device-present",
-                    Status.INFO,
-                    subject,
-                    f"resource mappings {', '.join(mapped)} are checked by Proxmox at start, "
-                    "not here",
-                    "see Datacenter > Resource Mappings for their status",
-                )
+        listing = listings.get(guest.node)
+        by_index: dict[int, list[str]] = {}
+        for n, pci in enumerate(guest.hostpci):
+            if pci.mapping is None:
+                continue
+            check, paths = check_mapping(
+                f"{subject} hostpci{n}",
+                pci.mapping,
+                guest.node,
+                None if pci.device is None else pci.device.lower(),
+                maps.entries,
+                maps.visible(pci.mapping),
+                listing,
+                maps.error,
             )
-        passed = passed_guest(guest, facts.pci, guest.vmid in running)
-        checks += guest_checks(facts, passed, roles, running)
+            checks.append(check)
+            if not paths and maps.entries is None and pci.device is not None:
+                # Mappings unread (no API): judge the device the inventory says it names.
+                paths = [pci.device.lower()]
+            by_index[n] = paths
+        on_node = {
+            mid: found
+            for mid, entries in (maps.entries or {}).items()
+            if (found := node_paths(entries, guest.node))
+        }
+        passed = passed_guest(guest, facts.pci, guest.vmid in running, by_index)
+        checks += guest_checks(facts, passed, roles, running, on_node)
         checks += check_api_match(facts, passed, listings.get(guest.node), error)
     return checks
+
+
+@dataclass(frozen=True)
+class _Mappings:
+    """``/cluster/mapping/pci`` as the token sees it (``entries`` None: not read, ``error``)."""
+
+    entries: dict[str, list[dict[str, str]]] | None
+    granted: Mapping[str, Mapping[str, Any]]
+    error: str = ""
+
+    def visible(self, mid: str) -> bool:
+        # The index lists only what the token may audit, use or modify (PCI.pm ``index``).
+        return holds(
+            self.granted, f"/mapping/pci/{mid}", "Mapping.Audit|Mapping.Use|Mapping.Modify"
+        )
+
+
+def _mappings(api: Proxmox | None, wanted: bool) -> _Mappings:
+    if not wanted:
+        return _Mappings({}, {"/": {"Mapping.Audit": 1}})
+    if api is None:
+        return _Mappings(None, {}, "no connection")
+    try:
+        return _Mappings(map_entries(api.get("/cluster/mapping/pci") or []), granted(api))
+    except NixmoxError as exc:
+        return _Mappings(None, {}, str(exc))
 
 
 def _api_state(

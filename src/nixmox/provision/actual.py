@@ -140,6 +140,13 @@ def read_state(
                 f"this token cannot see storage {s.storage} (it needs Datastore.Audit on "
                 f"/storage/{s.storage}); not planned"
             )
+    # Any storage plan may name that the token cannot audit: a storage holding only
+    # Datastore.AllocateSpace is listed by /storage but not by /cluster/resources.
+    hidden = frozenset(
+        s
+        for s in set(storages) | _named_storages(inv)
+        if not holds(held, f"/storage/{s}", "Datastore.Audit")
+    )
     sources = _clone_sources(api, inv, by_vmid)
     jobs: dict[str, dict[str, Any]] = {}
     if inv.backups is not None and inv.backups.scheduler == "proxmox":
@@ -159,7 +166,25 @@ def read_state(
         clone_configs={vmid: dict(src.config) for vmid, src in sources.values()},
         storage_errors=storage_errors,
         clone_sources=sources,
+        hidden_storages=hidden,
     )
+
+
+def _named_storages(inv: Inventory) -> set[str]:
+    """Every storage id the inventory's guests and backups name."""
+    named: set[str] = set()
+    for g in inv.guests:
+        named |= {d.storage for d in g.disks}
+        for volume in (g.rootfs, g.efidisk, g.tpmstate):
+            if volume is not None:
+                named.add(volume.storage)
+        if g.template is not None:
+            named.add(g.template.split(":", 1)[0])
+    if inv.backups is not None:
+        named.add(inv.backups.storage)
+        if inv.backups.verify is not None and inv.backups.verify.storage is not None:
+            named.add(inv.backups.verify.storage)
+    return named
 
 
 def _clone_sources(

@@ -130,6 +130,9 @@ class Applier:
             try:
                 with self.node_limits(gp.node):
                     self._guest(guests[gp.name], gp, outcome)
+            except interrupt.Interrupted as exc:
+                # Stopped before its next write: what is in `done` was made, the rest was not.
+                outcome.result, outcome.error = "skipped", str(exc)
             except NixmoxError as exc:
                 outcome.result, outcome.error = "failed", str(exc)
             results[gp.name] = outcome
@@ -371,6 +374,9 @@ class Applier:
             have = have or self._read(guest)
             if not have.lock:
                 return have
+            interrupt.raise_if_stopping(
+                f"gave up waiting for {guest.name}'s lock ({have.lock}); nothing more written"
+            )
             if self.clock.monotonic() >= deadline:
                 raise ApplyError(
                     f"locked ({have.lock}) by another operation; waited {self.lock_wait:g} s. "

@@ -51,6 +51,8 @@ class Storages:
     known: frozenset[str]
     #: Every node of the cluster.
     nodes: frozenset[str]
+    #: Storages this token may not audit: /cluster/resources leaves them out.
+    hidden: frozenset[str] = frozenset()
 
     @classmethod
     def of(
@@ -59,6 +61,7 @@ class Storages:
         on_node: dict[tuple[str, str], frozenset[str]],
         configured: frozenset[str],
         nodes: frozenset[str],
+        hidden: frozenset[str] = frozenset(),
     ) -> Storages:
         merged = dict(on_node)
         for storage in inv.storages:
@@ -70,12 +73,18 @@ class Storages:
                     merged.pop(key, None)
                 elif content or key not in merged:
                     merged[key] = content or merged.get(key, frozenset())
-        return cls(merged, configured | {s.storage for s in inv.storages}, nodes)
+        return cls(merged, configured | {s.storage for s in inv.storages}, nodes, hidden)
 
     def problem(self, storage: str, node: str, content: str) -> str | None:
         """Why ``storage`` cannot hold ``content`` on ``node``, or ``None``."""
         held = self.on_node.get((node, storage))
         if held is None:
+            if storage in self.hidden:
+                # Not "not enabled": /cluster/resources lists a storage only to Datastore.Audit.
+                return (
+                    f"this token cannot see storage {storage} "
+                    f"(needs Datastore.Audit on /storage/{storage})"
+                )
             if storage not in self.known:
                 here = sorted(s for n, s in self.on_node if n == node)
                 return (

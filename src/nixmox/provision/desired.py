@@ -193,10 +193,10 @@ def _passthrough(
         return
     for i, pci in enumerate(guest.hostpci):
         entry: dict[str, str] = {}
-        if pci.device is not None:
-            entry["host"] = pci.device.lower()
         if pci.mapping is not None:
-            entry["mapping"] = pci.mapping
+            entry["mapping"] = pci.mapping  # a device next to it only says where it points
+        elif pci.device is not None:
+            entry["host"] = pci.device.lower()
         if pci.pcie is not None:
             entry["pcie"] = _flag(pci.pcie)
         if pci.x_vga and guest.stage != "gpu":

@@ -122,7 +122,12 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(p.action in ("create", "update") for p in self._all)
+        return self.changed > 0
+
+    @property
+    def changed(self) -> int:
+        """How many objects the plan creates or updates."""
+        return sum(p.action in ("create", "update") for p in self._all)
 
     @property
     def errors(self) -> list[str]:
@@ -173,6 +178,37 @@ class Plan:
             ],
             "errors": self.errors,
         }
+
+
+def steps(plan: Plan) -> frozenset[tuple[str, ...]]:
+    """What applying ``plan`` would write, one item per create or changed key
+    (``("guest", "nixos-vm", "memory", "4096")``): two plans compare by it."""
+    out: set[tuple[str, ...]] = set()
+    objects: list[tuple[str, GuestPlan | ObjectPlan]] = [("guest", g) for g in plan.guests]
+    objects += [(o.kind, o) for o in (*plan.bridges, *plan.storages, *plan.jobs)]
+    for kind, o in objects:
+        where = f"{o.name} on {o.node}" if kind == "bridge" else o.name
+        if o.action == "create":
+            out.add((kind, where, "create"))
+        elif o.action == "update":
+            out.update((kind, where, c.key, str(c.new)) for c in o.changes)
+    return frozenset(out)
+
+
+def unconfirmed(fresh: Plan, confirmed: Plan) -> list[str]:
+    """The writes ``fresh`` would make that ``confirmed`` did not show, in words.
+
+    Empty when the fresh plan is the confirmed one or part of it (another run
+    made some of it meanwhile): then applying the fresh plan converges.
+    """
+    words = []
+    for step in sorted(steps(fresh) - steps(confirmed)):
+        kind, where, rest = step[0], step[1], step[2:]
+        if rest == ("create",):
+            words.append(f"create {kind} {where}")
+        else:
+            words.append(f"{kind} {where}: {rest[0]} -> {rest[1]}")
+    return words
 
 
 # -- comparing values ------------------------------------------------------------
@@ -491,6 +527,8 @@ class ActualState:
     storage_errors: dict[str, str] = field(default_factory=dict)
     #: clone source as the inventory names it -> the template's vmid and config.
     clone_sources: dict[str, tuple[int, ActualGuest]] = field(default_factory=dict)
+    #: Storages the token may not audit (hidden from /cluster/resources), as plan names them.
+    hidden_storages: frozenset[str] = frozenset()
 
 
 _DISK_SLOT = re.compile(r"(?:scsi|virtio|sata|ide)\d+")
@@ -684,7 +722,11 @@ def _storages(inv: Inventory, actual: ActualState) -> Storages | None:
     if actual.nodes is None or actual.node_storages is None:
         return None  # not read: nothing to judge against
     return Storages.of(
-        inv, actual.node_storages, frozenset(actual.storages), frozenset(actual.nodes)
+        inv,
+        actual.node_storages,
+        frozenset(actual.storages),
+        frozenset(actual.nodes),
+        actual.hidden_storages,
     )
 
 

@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from nixmox.adapters.journal import JOURNAL_FILE, Journal, state_dir
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.adapters.proxmox.permissions import Missing
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.core import jsonrows
 from nixmox.core.confirm import Confirm
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Inventory, ProxmoxSettings
 from nixmox.provision.actual import read_guest, read_state
 from nixmox.provision.adopt import guest_entry
 from nixmox.provision.apply import Applier, ApplyOutcome
 from nixmox.provision.desired import desired_guest
-from nixmox.provision.diff import Plan, make_plan, managed_keys
+from nixmox.provision.diff import Plan, make_plan, managed_keys, unconfirmed
 from nixmox.provision.privileges import missing_privileges
 
 
@@ -86,6 +88,8 @@ class ApplySummary:
     #: VMID -> the Proxmox keys nixmox set for that guest: what a later plan calls
     #: "unmanaged now" when the inventory drops one of them.
     managed: Mapping[str, list[str]] = field(default_factory=dict)
+    #: How many of the confirmed plan's objects another run had made so meanwhile (not journaled).
+    converged: int = 0
 
     @property
     def failed(self) -> list[ApplyOutcome]:
@@ -154,6 +158,12 @@ class ApplyRun:
     def plan(self) -> Plan:
         return self.report.plan
 
+    @property
+    def claims(self) -> list[Claim]:
+        """What the apply locks: the guests its plan changes (and their nodes, shared);
+        storages, bridges and the backup job are the ``apply`` job's own lock."""
+        return guest_claims((g.vmid, g.node) for g in self.plan.guests if g.action != "none")
+
     def confirmed(self, confirm: Confirm) -> Callable[[], ApplySummary] | None:
         """The work, once ``confirm`` said yes (a dry run does not ask); ``None`` on no."""
         if not self.dry_run and not confirm(
@@ -169,7 +179,24 @@ class ApplyRun:
         )
 
         def apply() -> ApplySummary:
-            outcomes = applier.apply(self.plan)
+            plan = self.plan
+            if not self.dry_run:
+                # Planned again under the lock: what another apply made meanwhile is not
+                # made twice, and nothing the user did not see is written.
+                plan = make_plan(self.inv, read_state(api, self.inv))
+                extra = unconfirmed(plan, self.plan)
+                if extra:
+                    raise NixmoxError(
+                        "the lab changed since the plan was shown; nothing applied. "
+                        f"Not in the confirmed plan: {'; '.join(extra)}. Run nixmox plan again"
+                    )
+                if plan.errors:
+                    raise NixmoxError(
+                        "the lab changed since the plan was shown; nothing applied. "
+                        f"The plan has errors now: {'; '.join(plan.errors)}. Run nixmox plan again"
+                    )
+            outcomes = applier.apply(plan)
+            done = max(0, self.plan.changed - plan.changed)
             failed = {o.name for o in outcomes if o.result in ("failed", "skipped")}
             # What nixmox now set on each guest that came through: a later plan can tell
             # a key dropped from the inventory ("unmanaged now") from one never set.
@@ -184,6 +211,7 @@ class ApplyRun:
                 tuple(applier.calls),
                 dict(applier.network_diffs),
                 managed,
+                converged=done,
             )
 
         return apply

@@ -40,6 +40,7 @@ from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.confirm import Confirm
 from nixmox.core.errors import NixmoxError
+from nixmox.core.words import plural
 from nixmox.inventory.model import Backups, Guest, Inventory
 from nixmox.provision.actual import read_guest
 from nixmox.provision.apply import Applier
@@ -341,7 +342,8 @@ class Restorer:
         result.removed = changes.removed
         downs = len(changes.set)
         step.detail = (
-            f"removed {', '.join(changes.removed) or 'nothing'}; {downs} NIC(s) set link_down"
+            f"removed {', '.join(changes.removed) or 'nothing'}; "
+            f"{plural(downs, 'NIC')} set link_down"
         )
         if self.guest.onboot:
             status = self.api.get(f"/nodes/{self.guest.node}/status") or {}

@@ -9,8 +9,8 @@ the run. The jobs themselves stay unaware of the journal, metrics and
 notifications. SIGINT/SIGTERM during a journaled run are stop requests: jobs
 poll :func:`stopping` (kept in ``core.interrupt`` so features below this layer
 can ask) before each new guest, dataset or step, and the run is journaled as
-``interrupted``; the CLI then exits 130/143. Finer locks and progress belong
-here too, so that every job gets them at once.
+``interrupted``; the CLI then exits 130/143. Each run locks what it touches
+(its job, guests, nodes, dataset trees), so unrelated jobs run side by side.
 """
 
 from __future__ import annotations
@@ -18,16 +18,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from nixmox.adapters.journal import JobRun, Journal, job_run, state_dir
+from nixmox.adapters.locks import Claim
+from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.environment import variable
 from nixmox.core.errors import NixmoxError
 from nixmox.core.interrupt import Interrupted, raise_if_stopping, stopping
+from nixmox.core.progress import SILENT, Progress, for_stderr
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Metrics, Notify
+from nixmox.runtime.waits import lock_wait
 
 log = logging.getLogger(__name__)
 
@@ -69,42 +73,69 @@ def run_job(
     *,
     dry_run: bool,
     directory: Path | None = None,
-    lock_name: str = "lock",
+    claims: Iterable[Claim] = (),
+    clock: Clock = SYSTEM_CLOCK,
+    progress: Progress | None = None,
 ) -> SummaryT:
     """Run ``work`` as one run of ``job`` and return what it reported.
 
     A dry run (and a run without an inventory, which has nowhere to report)
-    is not journaled. A real run holds the state lock, is journaled with the
-    summary's result and JSON, and is followed by metrics and the
-    notification; when ``work`` raises, the run is journaled as ``error`` with
-    the message and the exception propagates. ``lock_name``: the state lock's
-    file; a job that runs for hours (``pool scrub``) names its own so that it
-    excludes only another run of itself, not the hourly snapshots.
+    is not journaled and takes no lock. A real run holds ``job``'s own lock and
+    ``claims`` (the guests, nodes and dataset trees it touches; see
+    :mod:`nixmox.adapters.locks`), waiting for them at most
+    :func:`~nixmox.runtime.waits.lock_wait` and saying what it waits for. It is
+    journaled with the summary's result and JSON, and followed by metrics and
+    the notification; when ``work`` raises, the run is journaled as ``error``
+    with the message and the exception propagates. ``clock`` measures the lock wait.
+
+    ``progress`` (the one the command gave its job; else this process's, see
+    :func:`~nixmox.core.progress.for_stderr`) is shown while the run lasts and
+    hears the lock waits.
     """
-    if dry_run or inv is None:
-        return work()
-    with observed_run(inv, job, directory, lock_name) as run:
-        summary = work()
-        run.result = summary.result
-        run.summary = summary.to_json()
-    return summary
+    shown = progress if progress is not None else for_stderr(clock)
+    with shown:
+        if dry_run or inv is None:
+            return work()
+        # Quiet (or no command line): a lock wait is still worth a warning.
+        report = _waiting if shown is SILENT else shown.step
+        with observed_run(inv, job, directory, claims, clock, report) as run:
+            summary = work()
+            run.result = summary.result
+            run.summary = summary.to_json()
+        return summary
 
 
 @contextlib.contextmanager
 def observed_run(
-    inv: Inventory, command: str, directory: Path | None = None, lock_name: str = "lock"
+    inv: Inventory,
+    command: str,
+    directory: Path | None = None,
+    claims: Iterable[Claim] = (),
+    clock: Clock = SYSTEM_CLOCK,
+    report: Callable[[str], None] | None = None,
 ) -> Iterator[JobRun]:
     """:func:`job_run` for ``command``, then :func:`after_run` once it is journaled
     (the inside of :func:`run_job`; jobs go through that)."""
     where = directory or state_dir()
     journaled = False
     try:
-        with job_run(where, command, lock_name=lock_name) as run:
+        with job_run(
+            where,
+            command,
+            claims=claims,
+            lock_wait=lock_wait(inv, command),
+            report=report or _waiting,
+            clock=clock,
+        ) as run:
             journaled = True
             yield run
     finally:
         if journaled:
             after_run(inv, where, command)
+
+
+def _waiting(line: str) -> None:
+    log.warning("%s", line)
 
 
 def with_overrides(inv: Inventory, environ: Mapping[str, str] | None = None) -> Inventory:

@@ -15,13 +15,14 @@ import hashlib
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nixmox import __version__
-from nixmox.adapters.journal import Journal
+from nixmox.adapters.journal import Journal, ensure_state_dir
 from nixmox.adapters.runner import Runner
 from nixmox.core.errors import CommandNotFound, NixmoxError
 from nixmox.core.files import write_atomically
@@ -32,6 +33,8 @@ log = logging.getLogger("nixmox.units")
 UNIT_DIR = PurePosixPath("/etc/systemd/system")
 MANIFEST = "installed-units.json"
 _MANIFEST_FORMAT = 1
+#: A failed run that ended this recently (seconds) has sent its own notification.
+TOLD_WITHIN = 600.0
 # Only names nixmox renders may ever be removed, whatever the manifest says.
 _OUR_UNIT = re.compile(r"nixmox-[a-z-]+(@)?\.(service|timer)")
 
@@ -305,14 +308,11 @@ def systemd_version(runner: Runner) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def record_failure(unit: str, state_dir: Path, runner: Runner) -> str:
-    """Journal that ``unit`` failed (the OnFailure= hook); return the log line.
-
-    systemd's own verdict (``Result=``: exit-code, timeout, signal, ...) is
-    added when systemctl can tell it.
-    """
+def failure_facts(unit: str, runner: Runner) -> dict[str, Any]:
+    """What is known of ``unit``'s failure: its job and, when systemctl can tell,
+    systemd's own verdict (``Result=``: exit-code, timeout, signal, ...)."""
     job = job_of_unit(unit)
-    summary: dict[str, Any] = {"unit": unit, "job": job.name if job else None}
+    facts: dict[str, Any] = {"unit": unit, "job": job.name if job else None}
     try:
         shown = runner.run(
             ["systemctl", "show", unit, "--property=Result,ExecMainStatus"],
@@ -322,14 +322,48 @@ def record_failure(unit: str, state_dir: Path, runner: Runner) -> str:
         )
         for line in shown.stdout.splitlines():
             key, _, value = line.partition("=")
-            summary[key.strip().lower()] = value.strip()
+            facts[key.strip().lower()] = value.strip()
     except NixmoxError as exc:
-        summary["systemctl"] = str(exc)
-    journal = Journal(state_dir)
+        facts["systemctl"] = str(exc)
+    return facts
+
+
+def record_failure(facts: dict[str, Any], state_dir: Path) -> str:
+    """Journal a unit's failure (the OnFailure= hook); return the log line.
+
+    Raises :class:`NixmoxError` when the journal cannot be written."""
     try:
-        run_id = journal.start("unit-failed")
-        journal.finish(run_id, "failed", summary)
-    finally:
-        journal.close()
-    why = summary.get("result")
-    return f"{unit} failed" + (f" ({why})" if why else "") + "; recorded in the run journal"
+        journal = Journal(ensure_state_dir(state_dir))
+        try:
+            run_id = journal.start("unit-failed")
+            journal.finish(run_id, "failed", facts)
+        finally:
+            journal.close()
+    except (sqlite3.Error, OSError, NixmoxError) as exc:
+        raise NixmoxError(f"the run journal could not record it: {exc}") from None
+    why = facts.get("result")
+    return (
+        f"{facts['unit']} failed" + (f" ({why})" if why else "") + "; recorded in the run journal"
+    )
+
+
+def told_by_its_run(facts: Mapping[str, Any], state_dir: Path, now: float) -> bool:
+    """Whether the failed unit's own run ended (not ``ok``) within the last
+    :data:`TOLD_WITHIN` seconds: then it has sent its own notification."""
+    job = job_of_unit(str(facts.get("unit")))
+    if job is None:
+        return False
+    try:
+        journal = Journal(state_dir)
+        try:
+            runs = journal.runs(" ".join(job.command), limit=1, exact=True)
+        finally:
+            journal.close()
+    except (NixmoxError, sqlite3.Error, OSError):
+        return False
+    return bool(
+        runs
+        and runs[0].ended is not None
+        and runs[0].result not in (None, "ok")
+        and now - runs[0].ended <= TOLD_WITHIN
+    )

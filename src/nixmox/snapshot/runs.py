@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nixmox.adapters.locks import Claim, dataset_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path, read_guests
 from nixmox.adapters.proxmox.settings import connection
@@ -45,6 +46,12 @@ def snapshot_settings(inv: Inventory) -> Snapshots:
     if inv.snapshots is None or not inv.snapshots.datasets:
         raise ConfigError("the inventory declares no [[snapshots.datasets]]: nothing to snapshot")
     return inv.snapshots
+
+
+def snapshot_claims(inv: Inventory) -> list[Claim]:
+    """What a ``snapshot`` run locks: its dataset trees only (never a guest or a node,
+    so a backup or an update never holds it up)."""
+    return dataset_claims(t.dataset for t in snapshot_settings(inv).datasets)
 
 
 def target_row(result: TreeResult) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.permissions import Need, preflight, require
+from nixmox.core.errors import NixmoxError
 from nixmox.inventory.model import Guest, Node
 from nixmox.updates.guest_access import via
 
@@ -56,9 +58,11 @@ def windows_needs(guest: Guest) -> list[Need]:
     ]
 
 
-def host_needs(node: Node, guests: Iterable[Guest]) -> list[Need]:
+def host_needs(node: Node, guests: Iterable[Guest], *, migrate: bool = True) -> list[Need]:
     """``update host`` of ``node``: apt through the API, and for a reboot the node and
-    the guests that must move away or stop first."""
+    the guests that must move away or stop first. ``migrate``: whether the cluster has
+    another node a guest could move to (a single node's guests are stopped, never
+    migrated, so nothing asks for VM.Migrate there)."""
     where = f"/nodes/{node.name}"
     needs = [
         Need(where, "Sys.Audit", f"read {node.name}'s status and upgrades"),
@@ -70,6 +74,22 @@ def host_needs(node: Node, guests: Iterable[Guest]) -> list[Need]:
             if guest.node != node.name:
                 continue
             vm = f"/vms/{guest.vmid}"
-            needs.append(Need(vm, "VM.Migrate", f"move {guest.name} off {node.name}"))
+            # /cluster/resources lists a guest only to VM.Audit: without it the node
+            # would look empty and be rebooted under its guests.
+            needs.append(Need(vm, "VM.Audit", f"see {guest.name} before {node.name} reboots"))
+            if migrate:
+                needs.append(Need(vm, "VM.Migrate", f"move {guest.name} off {node.name}"))
             needs.append(Need(vm, "VM.PowerMgmt", f"stop or start {guest.name} around it"))
     return needs
+
+
+def cluster_has_peers(api: Proxmox) -> bool:
+    """Whether the cluster has more than one node (``/cluster/status``): only then can
+    update host migrate a guest. Unknown (the read failed) counts as yes, so the
+    preflight asks for the migration rights rather than fail half-way without them."""
+    from nixmox.updates.host.preflight import cluster_nodes
+
+    try:
+        return len(cluster_nodes(api.get("/cluster/status") or [])) > 1
+    except NixmoxError:
+        return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
@@ -24,7 +25,7 @@ from nixmox.updates.guest_snapshots import GuestSnapshots
 from nixmox.updates.host.job import HostUpdate
 from nixmox.updates.nixos.job import NixosUpdate
 from nixmox.updates.outcome import UpdateOutcome, UpdateSummary
-from nixmox.updates.privileges import host_needs, nixos_needs, preflight
+from nixmox.updates.privileges import cluster_has_peers, host_needs, nixos_needs, preflight
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def prepare_host_update(inv: Inventory, node: str | None, *, dry_run: bool) -> H
         if not nodes:
             raise ConfigError(f"--node {node}: no such node in the inventory")
     api = Proxmox(connection(inv.proxmox))
-    needs = [need for n in nodes for need in host_needs(n, inv.guests)]
+    peers = cluster_has_peers(api)
+    needs = [need for n in nodes for need in host_needs(n, inv.guests, migrate=peers)]
     preflight(api, needs, "update host", dry_run=dry_run)
     update = HostUpdate(inv, api, Runner(dry_run=dry_run), zone(inv.timezone))
 
@@ -88,6 +90,11 @@ def nixos_guests(inv: Inventory, names: list[str]) -> list[Guest]:
             )
         out.append(guest)
     return out
+
+
+def nixos_claims(inv: Inventory, names: list[str]) -> list[Claim]:
+    """What an ``update nixos`` run locks: its guests (and their nodes, shared)."""
+    return guest_claims((g.vmid, g.node) for g in nixos_guests(inv, names))
 
 
 def _nixos_job(

@@ -30,6 +30,7 @@ from datetime import tzinfo
 from typing import Any, Protocol
 
 from nixmox.adapters.guest_agent import AgentError, GuestAgent
+from nixmox.core import interrupt
 from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import NixmoxError
 from nixmox.core.words import plural
@@ -225,6 +226,10 @@ class WindowsUpdate:
             verdict = self._verdict(pre)
             if not verdict.allowed:
                 self._held(outcome, verdict, before=True)
+        if interrupt.stopping():
+            outcome.result = "skipped"
+            outcome.message = f"not started: interrupted by {interrupt.signal_name()}"
+            raise _Stop
         name = update_snapshot_name(self.clock.now())
         target.snapshots.take(name)
         outcome.snapshot = name
@@ -271,6 +276,8 @@ class WindowsUpdate:
         need_reboot = pre.reboot_pending
         left = 0
         while True:
+            if interrupt.stopping():
+                self._stopped(outcome, rounds, installed, need_reboot)
             if need_reboot:
                 pre = self._precheck()
                 verdict = self._verdict(pre)
@@ -319,6 +326,25 @@ class WindowsUpdate:
         outcome.message += self._skipped_note()
         self._drop_snapshot(outcome)
         self._prune(outcome)
+
+    def _stopped(
+        self, outcome: UpdateOutcome, rounds: int, installed: list[str], need_reboot: bool
+    ) -> None:
+        """A stop request between two steps: no new round and no reboot; what was
+        installed stays, and so does the snapshot (the next run takes it from there)."""
+        why = f"interrupted by {interrupt.signal_name()}"
+        outcome.result = "held" if installed or need_reboot else "skipped"
+        outcome.pending = 1 if need_reboot else 0
+        if installed:
+            done = ", ".join(installed)
+            outcome.message = f"{why} after {plural(rounds, 'round')}: installed {done}"
+        else:
+            outcome.message = f"{why} before any install"
+        if need_reboot:
+            outcome.message += "; a reboot is pending"
+        outcome.message += f"; snapshot {outcome.snapshot} kept"
+        outcome.step(outcome.message)
+        raise _Stop
 
     def _reboot(self, outcome: UpdateOutcome, pre: Precheck, verdict: RebootVerdict) -> None:
         outcome.step(f"reboot ({verdict.reason}), booted {pre.boot_time} before")

@@ -13,16 +13,18 @@ from collections.abc import Callable
 
 from nixmox.adapters.guest_agent.via_api import ApiAgent
 from nixmox.adapters.guest_agent.via_socket import SocketAgent
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_status
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.runner import Runner
+from nixmox.core import interrupt
 from nixmox.core.clock import Clock, SystemClock
 from nixmox.core.errors import ConfigError
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.updates.guest_snapshots import GuestSnapshots
-from nixmox.updates.outcome import UpdateSummary
+from nixmox.updates.outcome import UpdateOutcome, UpdateSummary
 from nixmox.updates.privileges import preflight, windows_needs
 from nixmox.windows.update import Target, Timing, WindowsUpdate
 from nixmox.windows.update_local import QmGuest
@@ -48,6 +50,11 @@ def windows_guests(inv: Inventory, names: list[str]) -> list[Guest]:
             raise ConfigError(f'--guest {name}: its [guests.update] method is not "windows"')
         chosen.append(guest)
     return chosen
+
+
+def windows_claims(inv: Inventory, names: list[str]) -> list[Claim]:
+    """What an ``update windows`` run locks: its guests (and their nodes, shared)."""
+    return guest_claims((g.vmid, g.node) for g in windows_guests(inv, names))
 
 
 def targets(inv: Inventory, guests: list[Guest], *, dry_run: bool) -> list[Target]:
@@ -107,12 +114,13 @@ def prepare_windows_update(
     tz = zone(inv.timezone)
     chosen = targets(inv, windows_guests(inv, names), dry_run=dry_run)
 
+    def one(target: Target) -> UpdateOutcome:
+        if interrupt.stopping():
+            why = f"not started: interrupted by {interrupt.signal_name()}"
+            return UpdateOutcome(target.guest.name, target.guest.vmid, "skipped", message=why)
+        return WindowsUpdate(target, tz, clock or SystemClock(), timing or Timing(), dry_run).run()
+
     def update_guests() -> UpdateSummary:
-        return UpdateSummary(
-            tuple(
-                WindowsUpdate(t, tz, clock or SystemClock(), timing or Timing(), dry_run).run()
-                for t in chosen
-            )
-        )
+        return UpdateSummary(tuple(one(t) for t in chosen))
 
     return update_guests

@@ -8,9 +8,11 @@ else fails with the end of the task log), and gives up with a typed timeout.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ProxmoxError
 from nixmox.core.text import printable
@@ -68,9 +70,10 @@ def warnings_of(exitstatus: str) -> int:
     return int(digits) if digits.isdigit() else 1
 
 
-def task_log(api: Proxmox, upid: str, limit: int = 500) -> list[str]:
-    """The task's log lines (the API numbers them; the text is all nixmox needs)."""
-    rows = api.get(f"/nodes/{node_of(upid)}/tasks/{upid}/log", start=0, limit=limit) or []
+def task_log(api: Proxmox, upid: str, limit: int = 500, start: int = 0) -> list[str]:
+    """The task's log lines from line ``start`` (the API numbers them; the text is all
+    nixmox needs)."""
+    rows = api.get(f"/nodes/{node_of(upid)}/tasks/{upid}/log", start=start, limit=limit) or []
     # Task logs carry what guests and hook scripts print: printable text only.
     return [printable(str(r.get("t", ""))) for r in rows]
 
@@ -82,19 +85,27 @@ def wait(
     what: str = "task",
     timeout: float = 3600.0,
     clock: Clock = SYSTEM_CLOCK,
+    watch: Callable[[], None] | None = None,
 ) -> TaskResult:
-    """Wait for task ``upid``: its result, or :class:`TaskFailed` / :class:`TaskTimeout`."""
+    """Wait for task ``upid``: its result, or :class:`TaskFailed` / :class:`TaskTimeout`.
+
+    ``watch`` is called after each look at a task still running (to read its
+    log as it grows, say)."""
     node = node_of(upid)
     deadline = clock.monotonic() + timeout
     delay = 0.25
-    while True:
-        status = api.get(f"/nodes/{node}/tasks/{upid}/status")
-        if status.get("status") == "stopped":
-            break
-        if clock.monotonic() >= deadline:
-            raise TaskTimeout(f"{what}: still running after {timeout:g} s ({upid})")
-        clock.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+    # Not seen to end (a timeout, the API gone, a second Ctrl-C): the report names the UPID.
+    with interrupt.server_task(upid, what):
+        while True:
+            status = api.get(f"/nodes/{node}/tasks/{upid}/status")
+            if status.get("status") == "stopped":
+                break
+            if clock.monotonic() >= deadline:
+                raise TaskTimeout(f"{what}: still running after {timeout:g} s ({upid})")
+            if watch is not None:
+                watch()
+            clock.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
     exitstatus = printable(str(status.get("exitstatus", "")))
     warnings = warnings_of(exitstatus)
     lines = task_log(api, upid) if exitstatus != "OK" else []
