@@ -43,7 +43,7 @@ def integer(data: Mapping[str, Any], key: str, default: int = 0) -> int:
     value = data.get(key)
     try:
         return int(value) if value is not None else default
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return default
 
 
@@ -52,7 +52,7 @@ def optional_integer(data: Mapping[str, Any], key: str) -> int | None:
     value = data.get(key)
     try:
         return int(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -60,7 +60,7 @@ def real(data: Mapping[str, Any], key: str) -> float:
     """``data[key]`` as a float; 0 when missing or not a number."""
     try:
         return float(data.get(key) or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0.0
 
 
