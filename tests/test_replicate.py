@@ -3,6 +3,7 @@ zfs-fuse behind the test sshd as the remote target."""
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nixmox.adapters.zfs import SnapshotId
 from nixmox.cli.main import run as cli
+from nixmox.core.progress import Lines
 from nixmox.core.verdict import Status
 from nixmox.doctor.replication_area import allowed_lag, lag_check
 from nixmox.inventory.load import InventoryInvalid, parse_inventory
@@ -156,8 +158,13 @@ def test_full_then_incremental_then_up_to_date(zfs: ZfsFuse, pools: tuple[str, s
     take(zfs, f"{src}/data", 0, 1)
     zfs.zfs("snapshot", f"{src}/data@manual")  # not nixmox's: never sent
     text = inventory(zbin, f"{src}/data", f"{dst}/backup")
-    first = run(text)
+    shown = io.StringIO()
+    first = run(text, progress=Lines(shown))
     assert first.ok, first.to_json()
+    # Progress says each dataset's start and end as it goes.
+    told = [line.split(" ", 2)[2] for line in shown.getvalue().splitlines()]
+    assert told[0] == f"replicating {src}/data to usb:{dst}/backup/data"
+    assert told[-1].startswith(f"{src}/data/ct: sent 2 snapshot(s), ")
     (entry,) = first.entries
     assert entry.features is not None and entry.features.to_json() == {
         "resume": False,
@@ -193,8 +200,10 @@ def test_full_then_incremental_then_up_to_date(zfs: ZfsFuse, pools: tuple[str, s
     userrefs = zfs.zfs("get", "-H", "-o", "value", "userrefs", f"{src}/data@{stamp(1)}").stdout
     assert userrefs.strip() == "0"
 
-    third = run(text)
+    shown = io.StringIO()
+    third = run(text, progress=Lines(shown))
     assert [d.kind for d in third.entries[0].datasets] == ["up-to-date", "up-to-date"]
+    assert shown.getvalue().splitlines()[-1].endswith(f"{src}/data/ct: up to date")
 
 
 def test_diverged_target_is_refused_without_loss(zfs: ZfsFuse, pools: tuple[str, str]) -> None:

@@ -190,8 +190,18 @@ def test_restore_of_a_destroyed_guest_brings_it_back(
     back_up(capsys, "nixos-lxc")
     before = dict(built.pve.guest(100).config)
     destroy(built, 100)
-    code, report = cli(capsys, "restore", "nixos-lxc")  # nothing to replace: no question
+    # Nothing to replace: no question.
+    code = run(["restore", "nixos-lxc", "--json", "--config", str(EXAMPLE)])
+    shown = capsys.readouterr()
+    report = json.loads(shown.out)  # progress is on stderr only: stdout stays JSON
     assert code == 0, report
+    # Each step's start and end, as plain timestamped lines off a terminal.
+    told = [line.split(" ", 2)[2] for line in shown.err.splitlines()]
+    assert [t for t in told if t.startswith("nixos-lxc: ")][:2] == [
+        "nixos-lxc: restore",
+        next(t for t in told if t.startswith("nixos-lxc: restore ok (")),
+    ]
+    assert any(t.startswith("nixos-lxc: wait ok (") for t in told), told
     assert [s["step"] for s in report["restore"]["steps"]] == [
         "restore",
         "converge",
@@ -337,8 +347,13 @@ def test_rebuild_brings_every_guest_back_in_startup_order(
 ) -> None:
     pve = built.pve
     pve.host_events.clear()
-    code, report = cli(capsys, "rebuild")
+    code = run(["rebuild", "--json", "--config", str(EXAMPLE)])
+    shown = capsys.readouterr()
+    report = json.loads(shown.out)
     assert code == 0, report
+    # Each guest's start and end, and its steps in between, on stderr.
+    assert "restore nixos-vm (101)\n" in shown.err and "nixos-vm: restore ok (" in shown.err
+    assert "nixos-vm: ok: " in shown.err, shown.err
     assert report["plan_empty"] is True
     rows = {g["guest"]: g for g in report["guests"]}
     assert [g["vmid"] for g in report["guests"]] == [100, 101, 102]

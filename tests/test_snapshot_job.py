@@ -278,6 +278,11 @@ def test_command_under_faketime(
     assert "ok" in proc.stdout and "2 of 2 snapshot targets ok" in proc.stdout
     runs = Journal(state).runs("snapshot")
     assert len(runs) == 4 and runs[0].result == "ok" and runs[0].summary["zfs_calls"] >= 4
+    # Off a terminal, each tree's start and end are timestamped lines on stderr.
+    removed = sum(len(d["removed"]) for d in runs[0].summary["targets"][0]["datasets"])
+    told = [line.split(" ", 2)[2] for line in proc.stderr.splitlines() if line[:4] == "2026"]
+    start = told.index(f"snapshotting {lab_pool}/ct")
+    assert told[start + 1] == f"{lab_pool}/ct: nixmox_2026-04-01T11:00:00Z, {removed} removed", told
 
 
 def test_dry_run_prints_the_commands_and_changes_nothing(

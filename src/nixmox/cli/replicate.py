@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
 from pathlib import Path
 
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.progress import for_stderr
 from nixmox.core.tables import print_table
 from nixmox.inventory.load import find_inventory, load_inventory
-from nixmox.replicate.runs import ReplicateSummary, prepare_replicate
+from nixmox.replicate.runs import ReplicateSummary, prepare_replicate, replicate_claims
 from nixmox.runtime.run import run_job
 from nixmox.snapshot.policy import human
 
@@ -25,29 +24,6 @@ def size(count: float) -> str:
     return f"{value:.1f} TiB"
 
 
-class _Progress:
-    """Progress on stderr: redrawn in place on a terminal, a line every 10 s otherwise."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-        self.drawn = False
-
-    def __call__(self, dataset: str, moved: int, seconds: float) -> None:
-        rate = moved / seconds if seconds > 0 else 0.0
-        text = f"{dataset}: {size(moved)} sent, {size(rate)}/s"
-        if self.tty:
-            self.drawn = True
-            print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
-        elif time.monotonic() - self.last >= 10:
-            self.last = time.monotonic()
-            print(text, file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        if self.drawn:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-
-
 def run(
     config: Path | None,
     *,
@@ -59,14 +35,12 @@ def run(
 ) -> int:
     """Run the replicate job; return the exit code (1 when any dataset failed)."""
     inv = load_inventory(find_inventory(config))
-    progress = _Progress()
+    shown = for_stderr(clock)
     work = prepare_replicate(
-        inv, dry_run=dry_run, dataset=dataset, discard=discard, progress=progress, clock=clock
+        inv, dry_run=dry_run, dataset=dataset, discard=discard, progress=shown, clock=clock
     )
-    try:
-        summary = run_job(inv, "replicate", work, dry_run=dry_run)
-    finally:
-        progress.done()
+    claims = replicate_claims(inv, dataset)
+    summary = run_job(inv, "replicate", work, dry_run=dry_run, claims=claims, progress=shown)
     doc = summary.to_json()
     doc.pop("finished_at", None)
     if dry_run:

@@ -10,12 +10,13 @@ from pathlib import Path
 from nixmox.backup.archives import human_size
 from nixmox.cli.prompt import confirmer
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.progress import for_stderr
 from nixmox.core.tables import print_table
 from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
 from nixmox.restore.choose import Candidate, human_age
-from nixmox.restore.job import RestoreResult, Step
-from nixmox.restore.rebuild import GuestRecovery, RebuildSummary, describe, prepare_rebuild
+from nixmox.restore.job import RestoreResult
+from nixmox.restore.rebuild import RebuildSummary, describe, prepare_rebuild
 from nixmox.restore.runs import prepare_restore
 from nixmox.runtime.run import run_job
 
@@ -46,19 +47,15 @@ def restore(
         what = f"taken at or before {at}" if at else archive or "at all"
         print(f"nixmox: no archive of {run.guest.name} {what}", file=sys.stderr)
         return 1
-    summary = run_job(
-        inv, "restore", run.work(confirmer(yes), None if as_json else _progress), dry_run=dry_run
-    )
+    shown = for_stderr(clock)
+    work = run.work(confirmer(yes), shown)
+    summary = run_job(inv, "restore", work, dry_run=dry_run, claims=run.claims, progress=shown)
     result = summary.restore
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
     else:
         _print_result(result, now, dry_run)
     return 0 if result.ok else 1
-
-
-def _progress(step: Step) -> None:
-    print(f"  {step.name}: {step.result} ({step.seconds:.1f} s) {step.detail}", file=sys.stderr)
 
 
 def _print_candidates(
@@ -150,8 +147,9 @@ def rebuild(
         missing = [r.name for r in run.guests if r.action == "create"]
         if missing:
             print(f"WARNING: no archive of {', '.join(missing)}: created empty from the template")
-    work = run.work(confirmer(yes), None if as_json else _guest_done)
-    summary = run_job(inv, "rebuild", work, dry_run=dry_run)
+    shown = for_stderr(clock)
+    work = run.work(confirmer(yes), shown)
+    summary = run_job(inv, "rebuild", work, dry_run=dry_run, claims=run.claims, progress=shown)
     if as_json:
         doc = {"dry_run": dry_run, **summary.to_json()}
         if dry_run:
@@ -162,10 +160,6 @@ def rebuild(
     else:
         _print_rebuild(summary, dry_run)
     return 0 if summary.result == "ok" else 1
-
-
-def _guest_done(r: GuestRecovery, res: RestoreResult) -> None:
-    print(f"  {r.name}: {'ok' if res.ok else 'FAILED'}: {res.message}", file=sys.stderr)
 
 
 def _print_rebuild(summary: RebuildSummary, dry_run: bool) -> None:

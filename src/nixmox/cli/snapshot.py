@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from nixmox.cli.prompt import confirmer
+from nixmox.core.progress import SILENT, for_stderr
 from nixmox.core.tables import print_table
 from nixmox.core.words import plural
 from nixmox.inventory.load import find_inventory, load_inventory
@@ -17,6 +18,7 @@ from nixmox.snapshot.runs import (
     prepare_browse,
     prepare_rollback,
     prepare_snapshot,
+    recovery_claims,
     snapshot_claims,
     snapshot_rows,
     target_row,
@@ -31,8 +33,11 @@ def run(config: Path | None, *, dry_run: bool, monitor: bool, as_json: bool) -> 
     inv = load_inventory(find_inventory(config))
     if monitor:
         return _monitor(freshness_report(inv, dry_run=dry_run), as_json=as_json)
-    work = prepare_snapshot(inv, dry_run=dry_run)
-    summary = run_job(inv, "snapshot", work, dry_run=dry_run, claims=snapshot_claims(inv))
+    # A dry run only lists commands: nothing to follow, and its stderr stays the reasons.
+    shown = SILENT if dry_run else for_stderr()
+    work = prepare_snapshot(inv, dry_run=dry_run, progress=shown)
+    claims = snapshot_claims(inv)
+    summary = run_job(inv, "snapshot", work, dry_run=dry_run, claims=claims, progress=shown)
     targets = [target_row(r) for r in summary.targets]
     if dry_run:
         commands = list(summary.commands)
@@ -148,7 +153,8 @@ def clone(
     """``snapshot clone``: a read-only mount of a snapshot, or its removal."""
     inv = load_inventory(find_inventory(config))
     work = prepare_browse(inv, snapshot, mountpoint=mountpoint, remove=remove, dry_run=dry_run)
-    summary = run_job(inv, "snapshot clone", work, dry_run=dry_run)
+    claims = recovery_claims(inv, snapshot)
+    summary = run_job(inv, "snapshot clone", work, dry_run=dry_run, claims=claims)
     if as_json:
         print(json.dumps({"dry_run": dry_run, **summary.to_json()}, indent=2))
     elif summary.removed:
@@ -177,7 +183,8 @@ def rollback(
         question, "refusing to roll back without --yes (no terminal to ask)"
     ):
         return 1
-    result = run_job(inv, "snapshot rollback", work, dry_run=dry_run)
+    claims = recovery_claims(inv, snapshot)
+    result = run_job(inv, "snapshot rollback", work, dry_run=dry_run, claims=claims)
     if as_json:
         print(
             json.dumps(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nixmox.adapters.journal import JOURNAL_FILE, Journal, state_dir
-from nixmox.adapters.locks import Claim, guest_claims
+from nixmox.adapters.locks import Claim, guest_claims, job_claim
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.adapters.proxmox.permissions import Missing
@@ -143,6 +143,11 @@ def passthrough_blockers(
         )
 
     return blockers
+
+
+#: The lock of the nodes' infrastructure (storages, bridges, the backup job): ``apply``'s
+#: own job lock, which a rebuild that changes infrastructure also takes.
+INFRASTRUCTURE = job_claim("apply")
 
 
 @dataclass(frozen=True)

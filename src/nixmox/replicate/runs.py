@@ -13,11 +13,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from nixmox.adapters.locks import Claim, dataset_claims
 from nixmox.adapters.runner import Remote, Runner
 from nixmox.adapters.zfs import Zfs, ZfsError, Zpool, zpool_command
+from nixmox.backup.archives import human_size
 from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.results import AllPartsOk
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Replication, ReplicationSource, ReplicationTarget
@@ -149,7 +152,15 @@ def selected(rep: Replication, dataset: str | None) -> list[ReplicationSource]:
     return chosen
 
 
-Report = Callable[[str, int, float], None]
+def replicate_claims(inv: Inventory, dataset: str | None = None) -> list[Claim]:
+    """What a ``replicate`` run locks: each source dataset tree it sends (a snapshot run
+    pruning it waits, and so does this) and each target dataset (a remote one is named
+    ``HOST:DATASET``, its own tree on that host)."""
+    rep = replication_settings(inv)
+    entries = selected(rep, dataset)
+    targets = [rep.targets[e.target] for e in entries]
+    named = {t.dataset if not t.host else f"{t.host}:{t.dataset}" for t in targets}
+    return dataset_claims([*(e.dataset for e in entries), *sorted(named)])
 
 
 def prepare_replicate(
@@ -158,10 +169,11 @@ def prepare_replicate(
     dry_run: bool,
     dataset: str | None = None,
     discard: Iterable[str] = (),
-    progress: Report | None = None,
+    progress: Progress = SILENT,
     clock: Clock = SYSTEM_CLOCK,
 ) -> Callable[[], ReplicateSummary]:
-    """Replicate every declared source (or the one named), ready to run."""
+    """Replicate every declared source (or the one named), ready to run; ``progress``
+    hears each dataset's start, its bytes sent so far and its end."""
     rep = replication_settings(inv)
     entries = selected(rep, dataset)
     allowed = Discard(frozenset(discard))
@@ -193,7 +205,7 @@ def _run_entry(
     tz: Any,
     now: datetime,
     allowed: Discard,
-    progress: Report | None,
+    progress: Progress,
 ) -> TargetResult:
     where = target.host or "local"
     if interrupt.stopping():
@@ -224,7 +236,15 @@ def _run_entry(
     except ZfsError as exc:
         return TargetResult(entry.dataset, entry.target, where, None, (), str(exc))
     ctx = Context(
-        entry.target, source, target_zfs_, features, target.rule(), tz, now, allowed, progress
+        entry.target,
+        source,
+        target_zfs_,
+        features,
+        target.rule(),
+        tz,
+        now,
+        allowed,
+        _sent(progress),
     )
     done: list[DatasetResult] = []
     failed_parents: list[str] = []
@@ -242,11 +262,28 @@ def _run_entry(
             done.append(DatasetResult(ds, replica, error=f"skipped: {parent} failed"))
             failed_parents.append(ds)
             continue
+        progress.start(ds, f"replicating {ds} to {entry.target}:{replica}")
         result = replicate_dataset(ctx, ds, replica)
+        progress.end(ds, f"{ds}: {_outcome(result)}")
         if result.error is not None and result.kind in ("", "full", "blocked"):
             failed_parents.append(ds)
         done.append(result)
     return TargetResult(entry.dataset, entry.target, where, features, tuple(done))
+
+
+def _sent(progress: Progress) -> Callable[[str, int, float], None]:
+    def report(dataset: str, moved: int, seconds: float) -> None:
+        rate = moved / seconds if seconds > 0 else 0.0
+        progress.update(dataset, f"{human_size(moved)} sent, {human_size(int(rate))}/s")
+
+    return report
+
+
+def _outcome(r: DatasetResult) -> str:
+    if r.error is not None:
+        return f"FAILED: {r.error}"
+    sent = f"sent {len(r.sent)} snapshot(s), {human_size(r.bytes)}" if r.sent else "up to date"
+    return sent + (f", pruned {len(r.pruned)}" if r.pruned else "")
 
 
 __all__ = ["ReplicateSummary", "TargetResult", "prepare_replicate", "replica_name"]

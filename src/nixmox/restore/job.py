@@ -40,6 +40,7 @@ from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.confirm import Confirm
 from nixmox.core.errors import NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.words import plural
 from nixmox.inventory.model import Backups, Guest, Inventory
 from nixmox.provision.actual import read_guest
@@ -114,7 +115,7 @@ class Restorer:
         *,
         confirm: Confirm | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        on_step: Callable[[Step], None] | None = None,
+        progress: Progress = SILENT,
         on_restored: Callable[[RestoreResult], None] | None = None,
     ) -> None:
         self.api = api
@@ -124,7 +125,8 @@ class Restorer:
         self.options = options
         self.confirm = confirm
         self.clock = clock
-        self.on_step = on_step or (lambda step: None)
+        #: Hears each step's start and end.
+        self.progress = progress
         #: Called once the guest exists again (a rebuild records its progress there).
         self.on_restored = on_restored
         self.kind = guest.pve_type
@@ -151,6 +153,8 @@ class Restorer:
         step = Step(name, result="planned" if self.options.dry_run else "ok")
         result.steps.append(step)
         started = self.clock.monotonic()
+        key = f"{self.guest.name} {name}"
+        self.progress.start(key, f"{self.guest.name}: {name}")
         try:
             work(step)
         except NixmoxError:
@@ -158,7 +162,8 @@ class Restorer:
             raise
         finally:
             step.seconds = self.clock.monotonic() - started
-            self.on_step(step)
+            done = f"{self.guest.name}: {name} {step.result} ({step.seconds:.1f} s)"
+            self.progress.end(key, f"{done} {step.detail}".rstrip())
 
     # -- the whole restore -----------------------------------------------------------
     def run(self, candidate: Candidate, row: GuestRow | None) -> RestoreResult:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nixmox.adapters.journal import ensure_state_dir, state_dir
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import GuestRow, read_guests
 from nixmox.adapters.proxmox.settings import connection
@@ -36,10 +37,11 @@ from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.confirm import Confirm
 from nixmox.core.errors import NixmoxError, NotConfirmed
 from nixmox.core.files import write_atomically
+from nixmox.core.progress import SILENT, Progress
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.apply import Applier, ApplyOutcome
 from nixmox.provision.diff import GuestPlan, ObjectPlan, Plan
-from nixmox.provision.run import passthrough_blockers, read_plan
+from nixmox.provision.run import INFRASTRUCTURE, passthrough_blockers, read_plan
 from nixmox.restore.choose import Candidate, Verification, choose, human_age
 from nixmox.restore.job import RestoreOptions, Restorer, RestoreResult
 from nixmox.restore.runs import (
@@ -253,10 +255,20 @@ class RebuildRun:
         objects += list(self.infrastructure.jobs)
         return [f"{o.action} {o.name}" for o in objects if o.action not in ("none",)]
 
+    @property
+    def claims(self) -> list[Claim]:
+        """What a rebuild locks: every guest it restores, creates or brings up, and, when
+        it changes storages, bridges or the backup job, the infrastructure as ``apply``
+        does (so an apply waits for it, and it for an apply)."""
+        by_name = {g.name: g for g in self.inv.guests}
+        touched = [by_name[r.name] for r in self.guests if r.action not in ("leave", "done")]
+        claims = guest_claims((g.vmid, g.node) for g in touched)
+        return [INFRASTRUCTURE, *claims] if self.infrastructure_changes else claims
+
     def work(
         self,
         confirm: Confirm,
-        on_guest: Callable[[GuestRecovery, RestoreResult], None] | None = None,
+        progress: Progress = SILENT,
     ) -> Callable[[], RebuildSummary]:
         """The rebuild; with ``--replace`` it asks once before restoring over anything."""
         replacing = [g.name for g in self.guests if g.action == "replace"]
@@ -267,14 +279,13 @@ class RebuildRun:
             )
             if not confirm(question, "refusing to --replace without --yes (no terminal to ask)"):
                 raise NotConfirmed("not rebuilt: not confirmed")
-        notify = on_guest or (lambda r, res: None)
 
         def rebuild() -> RebuildSummary:
-            return self._run(notify)
+            return self._run(progress)
 
         return rebuild
 
-    def _run(self, notify: Callable[[GuestRecovery, RestoreResult], None]) -> RebuildSummary:
+    def _run(self, progress: Progress) -> RebuildSummary:
         # Data ages are measured from when the recovery started, not from when it ended.
         began = self.clock.now()
         settings = backup_settings(self.inv)
@@ -293,6 +304,8 @@ class RebuildRun:
             jobs=self.infrastructure.jobs,
         )
         outcomes = tuple(applier.apply(infra))
+        for o in outcomes:
+            progress.step(f"{o.kind} {o.name}: {o.result}" + (f": {o.error}" if o.error else ""))
         by_name = {g.name: g for g in self.inv.guests}
         options = RestoreOptions(dry_run=self.dry_run, timeout=restore_timeout(settings))
         results: list[tuple[GuestRecovery, RestoreResult | None]] = []
@@ -313,8 +326,10 @@ class RebuildRun:
                 settings,
                 options,
                 clock=self.clock,
+                progress=progress,
                 on_restored=self._recorder(guest.vmid),
             )
+            progress.start(guest.name, f"{recovery.action} {guest.name} ({guest.vmid})")
             if recovery.action == "create":
                 result = restorer.create(result, applier)
             elif recovery.action == "resume":
@@ -329,7 +344,8 @@ class RebuildRun:
             if result.ok and not self.dry_run:
                 self._record(guest.vmid, "done")
             results.append((recovery, result))
-            notify(recovery, result)
+            state = "ok" if result.ok else "FAILED"
+            progress.end(guest.name, f"{guest.name}: {state}: {result.message}")
         summary = RebuildSummary(outcomes, tuple(results), now=began, calls=tuple(applier.calls))
         if self.dry_run:
             return summary

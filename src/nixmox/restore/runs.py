@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.archives import archives_of
@@ -23,6 +24,7 @@ from nixmox.core import jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.confirm import Confirm
 from nixmox.core.errors import ConfigError, NixmoxError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.results import result_word
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Backups, Guest, Inventory
@@ -150,10 +152,15 @@ class RestoreRun:
     options: RestoreOptions
     clock: Clock
 
-    def work(
-        self, confirm: Confirm, on_step: Callable[[Step], None] | None = None
-    ) -> Callable[[], RestoreSummary]:
-        """The restore, asking ``confirm`` before it replaces anything."""
+    @property
+    def claims(self) -> list[Claim]:
+        """What a restore locks: the guest it restores to (in place: the guest itself; as a
+        copy: the new VMID), so a backup, an update or an apply of it waits."""
+        return guest_claims([(self.options.as_vmid or self.guest.vmid, self.guest.node)])
+
+    def work(self, confirm: Confirm, progress: Progress = SILENT) -> Callable[[], RestoreSummary]:
+        """The restore, asking ``confirm`` before it replaces anything; ``progress`` hears
+        each step's start and end."""
         if self.chosen is None:
             raise NixmoxError(f"no archive of {self.guest.name} matches")
         chosen = self.chosen
@@ -166,7 +173,7 @@ class RestoreRun:
             self.options,
             confirm=confirm,
             clock=self.clock,
-            on_step=on_step,
+            progress=progress,
         )
         row = target_row(self.api, restorer.target)
         # Refused (locked, taken) before the run is journaled: nothing was done.

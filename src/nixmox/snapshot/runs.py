@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nixmox.adapters.locks import Claim, dataset_claims
+from nixmox.adapters.locks import Claim, dataset_claims, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path, read_guests
 from nixmox.adapters.proxmox.settings import connection
@@ -23,6 +23,7 @@ from nixmox.adapters.runner import Runner
 from nixmox.adapters.zfs import Zfs
 from nixmox.core import jsonrows
 from nixmox.core.errors import ConfigError
+from nixmox.core.progress import SILENT, Progress
 from nixmox.core.results import AllPartsOk
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Snapshots
@@ -52,6 +53,17 @@ def snapshot_claims(inv: Inventory) -> list[Claim]:
     """What a ``snapshot`` run locks: its dataset trees only (never a guest or a node,
     so a backup or an update never holds it up)."""
     return dataset_claims(t.dataset for t in snapshot_settings(inv).datasets)
+
+
+def recovery_claims(inv: Inventory, snapshot: str) -> list[Claim]:
+    """What ``snapshot rollback`` and ``snapshot clone`` lock: the snapshot's dataset tree
+    (a snapshot or replicate run on it waits) and, for a guest's disk, that guest (a
+    rollback may stop it: a backup or an update of it waits)."""
+    dataset, _ = split_snapshot(snapshot)
+    claims = dataset_claims([dataset])
+    vmid = guest_of(inv, dataset)
+    claims += guest_claims((g.vmid, g.node) for g in inv.guests if g.vmid == vmid)
+    return claims
 
 
 def target_row(result: TreeResult) -> dict[str, Any]:
@@ -109,8 +121,11 @@ class SnapshotSummary(AllPartsOk):
         )
 
 
-def prepare_snapshot(inv: Inventory, *, dry_run: bool) -> Callable[[], SnapshotSummary]:
-    """Take and prune every configured target's snapshots, ready to run."""
+def prepare_snapshot(
+    inv: Inventory, *, dry_run: bool, progress: Progress = SILENT
+) -> Callable[[], SnapshotSummary]:
+    """Take and prune every configured target's snapshots, ready to run; ``progress``
+    hears each tree's start and end."""
     snaps = snapshot_settings(inv)
     runner = Runner(dry_run=dry_run)
     zfs = Zfs(runner, inv.zfs.command)
@@ -118,7 +133,18 @@ def prepare_snapshot(inv: Inventory, *, dry_run: bool) -> Callable[[], SnapshotS
     tz = zone(inv.timezone)
 
     def take_and_prune() -> SnapshotSummary:
-        results = [run_target(zfs, t, snaps.policies[t.policy], tz, now) for t in snaps.datasets]
+        results = []
+        for t in snaps.datasets:
+            progress.start(t.dataset, f"snapshotting {t.dataset}")
+            r = run_target(zfs, t, snaps.policies[t.policy], tz, now)
+            removed = sum(len(d.removed) for d in r.datasets)
+            how = (
+                f"FAILED: {r.error}"
+                if r.error
+                else f"{r.taken or 'no snapshot'}, {removed} removed"
+            )
+            progress.end(t.dataset, f"{t.dataset}: {how}")
+            results.append(r)
         skipped = [shlex.join(r.argv) for r in runner.history if r.skipped]
         return SnapshotSummary(tuple(results), len(runner.history), tuple(skipped))
 
