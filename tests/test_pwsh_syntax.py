@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from nixmox.windows.scripts import PRELUDE, script_text
 from tests.peers.require import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 PWSH = ROOT / "tests" / "pwsh"
 SCRIPTS = sorted((ROOT / "src" / "nixmox" / "windows" / "scripts").glob("*.ps1"))
+#: The scripts nixmox runs (the prelude only ever goes into them).
+RUN = [p for p in SCRIPTS if p.stem != PRELUDE]
 
 
 def parse(*files: Path) -> subprocess.CompletedProcess[str]:
@@ -44,6 +47,17 @@ def test_each_packaged_script_parses(script: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("script", RUN, ids=[p.name for p in RUN])
+def test_each_script_parses_as_written_into_the_guest(script: Path, tmp_path: Path) -> None:
+    # The prelude goes in after the param block: what runs must parse as a whole,
+    # and the packaged file must hold the prelude's line exactly once.
+    whole = tmp_path / script.name
+    whole.write_text(script_text(script.stem))
+    assert "# nixmox-prelude" not in whole.read_text()
+    proc = parse(whole)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize(
     ("source", "where"),
     [
@@ -65,11 +79,11 @@ def test_a_broken_script_is_rejected(tmp_path: Path, source: str, where: str) ->
     assert where in errors[0]
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+@pytest.mark.parametrize("script", RUN, ids=[p.name for p in RUN])
 def test_each_script_is_ascii_and_reports_through_the_escaping_writer(script: Path) -> None:
     # Windows PowerShell 5.1 reads a BOM-less script as ANSI, and prints through the
     # console's OEM code page: only ASCII goes in, only escaped JSON comes out.
-    text = script.read_text()
+    text = script_text(script.stem)
     assert text.isascii()
     assert "[regex]::Replace($json, '[^\\x20-\\x7E]'" in text
     assert "| ConvertTo-Json" not in text

@@ -30,7 +30,7 @@ import tomlkit
 from nixmox.cli.main import run
 from nixmox.core.errors import ConfigError
 from nixmox.inventory.load import load_inventory
-from nixmox.templates import build as t
+from nixmox.templates import build as template_build
 from tests.lab.serving import RunningLab
 from tests.peers.nix import NixSandbox
 from tests.peers.require import need_binary, need_root
@@ -51,7 +51,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly00000000000000000
 def test_every_kind_the_command_offers_has_its_files() -> None:
     """`nixmox template build KIND` finds a flake for every kind it accepts (and the
     parse test below covers each of them)."""
-    for kind in t.KINDS:
+    for kind in template_build.KINDS:
         for name in ("flake.nix", "configuration.nix"):
             assert REPO / "templates" / kind / name in TEMPLATE_NIX
     assert PROFILE in TEMPLATE_NIX
@@ -317,7 +317,9 @@ def test_template_flake_locks_and_evaluates_offline(
     nix_sandbox: NixSandbox, flakes: dict[str, Path], tmp_path: Path, kind: str
 ) -> None:
     # The way `template build` stages it: a copy with the keys next to flake.nix.
-    staged = t.stage(REPO / "templates" / kind, tmp_path / kind, t.authorized_keys([("k", KEY)]))
+    staged = template_build.stage(
+        REPO / "templates" / kind, tmp_path / kind, template_build.authorized_keys([("k", KEY)])
+    )
     overrides = [
         "--override-input", "nixpkgs", f"path:{flakes['nixpkgs']}",
         "--override-input", "nixmox", f"path:{flakes['nixmox']}",
@@ -351,7 +353,7 @@ def test_template_flake_locks_and_evaluates_offline(
 
     # What nixos-rebuild build-image would list: nothing, the image modules set
     # system.build.image. What nixmox builds is there.
-    k = t.kind(kind)
+    k = template_build.kind(kind)
     build = json.loads(
         nix_sandbox.nix(
             "eval", "--json", f"path:{staged}#nixosConfigurations.{kind}.config.system.build",
@@ -360,7 +362,7 @@ def test_template_flake_locks_and_evaluates_offline(
     )  # fmt: skip
     assert "images" not in build and "image" in build
     name = nix_sandbox.nix(
-        "eval", "--raw", t.installable(k, f"path:{staged}") + ".name"
+        "eval", "--raw", template_build.installable(k, f"path:{staged}") + ".name"
     ).stdout  # fmt: skip
     assert name == {"tarball": "tarball", "VMA": "proxmox-nixos-vm"}[k.output]
 
@@ -369,7 +371,7 @@ def test_template_flake_locks_and_evaluates_offline(
 def test_without_key_file_the_keys_are_empty(
     nix_sandbox: NixSandbox, flakes: dict[str, Path], tmp_path: Path
 ) -> None:
-    staged = t.stage(REPO / "templates" / "nixos-lxc", tmp_path / "bare", None)
+    staged = template_build.stage(REPO / "templates" / "nixos-lxc", tmp_path / "bare", None)
     out = nix_sandbox.nix(
         "eval", "--json", f"path:{staged}#nixosConfigurations.nixos-lxc",
         "--override-input", "nixpkgs", f"path:{flakes['nixpkgs']}",
@@ -458,16 +460,17 @@ def test_template_build_with_the_real_nix(
 
 
 def test_build_argv() -> None:
-    assert t.build_argv(t.kind("nixos-vm"), "path:/x", "/o/r", [("nixmox", "git+file:///r")]) == [
+    vm = template_build.kind("nixos-vm")
+    assert template_build.build_argv(vm, "path:/x", "/o/r", [("nixmox", "git+file:///r")]) == [
         "nix", "--extra-experimental-features", "nix-command flakes", "build",
         "--out-link", "/o/r", "path:/x#nixosConfigurations.nixos-vm.config.system.build.VMA",
         "--override-input", "nixmox", "git+file:///r",
     ]  # fmt: skip
-    assert t.build_argv(t.kind("nixos-lxc-docker"), "/y", "/o/r")[-1] == (
+    assert template_build.build_argv(template_build.kind("nixos-lxc-docker"), "/y", "/o/r")[-1] == (
         "/y#nixosConfigurations.nixos-lxc-docker.config.system.build.tarball"
     )
     with pytest.raises(ConfigError, match="choose one of nixos-lxc, nixos-lxc-docker, nixos-vm"):
-        t.kind("windows")
+        template_build.kind("windows")
 
 
 def test_a_vm_image_needs_kvm_here_or_a_builder() -> None:
@@ -475,7 +478,7 @@ def test_a_vm_image_needs_kvm_here_or_a_builder() -> None:
     read = files.get
 
     def refusal(text: str) -> str | None:
-        return t.vm_build_refusal(t.nix_settings(text), read)
+        return template_build.vm_build_refusal(template_build.nix_settings(text), read)
 
     assert refusal("system-features = benchmark big-parallel kvm nixos-test\n") is None
     no_kvm = "system-features = benchmark big-parallel\nbuilders = @/etc/nix/machines\n"
@@ -486,11 +489,11 @@ def test_a_vm_image_needs_kvm_here_or_a_builder() -> None:
 
 
 def test_authorized_keys_refuses_private_keys() -> None:
-    assert t.authorized_keys([("a", f"# mine\n{KEY}\n\n{KEY}\n")]) == f"{KEY}\n"
+    assert template_build.authorized_keys([("a", f"# mine\n{KEY}\n\n{KEY}\n")]) == f"{KEY}\n"
     with pytest.raises(ConfigError, match="b:1: not an SSH public key"):
-        t.authorized_keys([("b", "-----BEGIN OPENSSH PRIVATE KEY-----\n")])
+        template_build.authorized_keys([("b", "-----BEGIN OPENSSH PRIVATE KEY-----\n")])
     with pytest.raises(ConfigError, match="no SSH public key"):
-        t.authorized_keys([("c", "# nothing\n")])
+        template_build.authorized_keys([("c", "# nothing\n")])
 
 
 @pytest.mark.parametrize(
@@ -503,29 +506,29 @@ def test_authorized_keys_refuses_private_keys() -> None:
     ],
 )
 def test_image_type(name: str, expected: str) -> None:
-    assert t.image_type(name) == expected
+    assert template_build.image_type(name) == expected
 
 
 @pytest.mark.parametrize("name", ["disk.qcow2", "vzdump-lxc-100-2026.tar.zst", "x.iso"])
 def test_not_an_image(name: str) -> None:
     with pytest.raises(ConfigError, match="not a template image"):
-        t.image_type(name)
+        template_build.image_type(name)
 
 
 def test_storage_choice() -> None:
     inv = load_inventory(EXAMPLE)
     # local and backups both hold vztmpl; the guests take theirs from local.
-    assert t.pick_storage(inv, "vztmpl", None, "pve1").storage == "local"
-    assert t.pick_storage(inv, "backup", None, "pve1").storage == "backups"
-    assert t.pick_storage(inv, "vztmpl", "backups", "pve1").storage == "backups"
+    assert template_build.pick_storage(inv, "vztmpl", None, "pve1").storage == "local"
+    assert template_build.pick_storage(inv, "backup", None, "pve1").storage == "backups"
+    assert template_build.pick_storage(inv, "vztmpl", "backups", "pve1").storage == "backups"
     with pytest.raises(ConfigError, match="storage vm-disks does not hold vztmpl"):
-        t.pick_storage(inv, "vztmpl", "vm-disks", "pve1")
+        template_build.pick_storage(inv, "vztmpl", "vm-disks", "pve1")
     guests = [g.model_copy(update={"template": None}) for g in inv.guests]
     bare = inv.model_copy(update={"guests": guests})
     with pytest.raises(
         ConfigError, match=r"several storages hold vztmpl content \(local, backups\)"
     ):
-        t.pick_storage(bare, "vztmpl", None, "pve1")
+        template_build.pick_storage(bare, "vztmpl", None, "pve1")
 
 
 def test_the_image_in_a_build_output(tmp_path: Path) -> None:
@@ -533,20 +536,20 @@ def test_the_image_in_a_build_output(tmp_path: Path) -> None:
     (out / "tarball").mkdir(parents=True)
     (out / "nix-support").mkdir()
     (out / "nix-support" / "hydra-build-products").write_text("file system-tarball x\n")
-    assert t.image_in(out) is None
+    assert template_build.image_in(out) is None
     (out / "tarball" / "nixos-system-x86_64-linux.tar.xz").write_text("x")
-    assert t.image_in(out) == out / "tarball" / "nixos-system-x86_64-linux.tar.xz"
+    assert template_build.image_in(out) == out / "tarball" / "nixos-system-x86_64-linux.tar.xz"
 
 
 def test_a_built_image_is_uploaded_under_a_name_of_its_own(tmp_path: Path) -> None:
     plain = tmp_path / "nixos-lxc.tar.xz"
-    assert t.upload_name(plain) == "nixos-lxc.tar.xz"
+    assert template_build.upload_name(plain) == "nixos-lxc.tar.xz"
     store = Path("/nix/store/0c8sw3qgvwpn8p7bm1j7wbmjr3amsjs2-tarball/tarball/nixos.tar.xz")
-    assert t.upload_name(store) == "nixos-0c8sw3qg.tar.xz"
+    assert template_build.upload_name(store) == "nixos-0c8sw3qg.tar.xz"
     rows = [{"volid": "local:vztmpl/a.tar.xz", "size": 5}]
-    assert t.existing("local:vztmpl/a.tar.xz", rows, 5) == "same"
-    assert t.existing("local:vztmpl/a.tar.xz", rows, 6) == "different"
-    assert t.existing("local:vztmpl/b.tar.xz", rows, 5) == "absent"
+    assert template_build.existing("local:vztmpl/a.tar.xz", rows, 5) == "same"
+    assert template_build.existing("local:vztmpl/a.tar.xz", rows, 6) == "different"
+    assert template_build.existing("local:vztmpl/b.tar.xz", rows, 5) == "absent"
 
 
 # -- template build ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from nixmox.cli.main import run
 from nixmox.core.errors import NotConfirmed
-from nixmox.zfs_cache import checks as zc
+from nixmox.zfs_cache import checks as cache_checks
 from tests.peers.require import need_binary
 from tests.peers.zfs import ZfsFuse
 
@@ -61,8 +61,8 @@ errors: No known data errors
 """
 
 
-def _names(resolve: dict[str, str]) -> zc.Resolver:
-    class Fixed(zc.Resolver):
+def _names(resolve: dict[str, str]) -> cache_checks.Resolver:
+    class Fixed(cache_checks.Resolver):
         def __call__(self, name: str) -> str:
             return resolve.get(name, name)
 
@@ -70,7 +70,7 @@ def _names(resolve: dict[str, str]) -> zc.Resolver:
 
 
 def test_status_parses_sections_and_mirrors() -> None:
-    vdevs = zc.parse_status(OPENZFS_STATUS)
+    vdevs = cache_checks.parse_status(OPENZFS_STATUS)
     table = {(v.pool, v.name): (v.section, v.top, v.depth) for v in vdevs}
     assert table[("rpool", "mirror-0")] == ("data", "mirror-0", 0)
     assert table[("rpool", "nvme-Samsung_A-part3")] == ("data", "mirror-0", 1)
@@ -82,34 +82,34 @@ def test_status_parses_sections_and_mirrors() -> None:
 
 
 def test_remove_plans() -> None:
-    vdevs = zc.parse_status(OPENZFS_STATUS)
+    vdevs = cache_checks.parse_status(OPENZFS_STATUS)
     by_id = "/dev/disk/by-id/"
     resolve = _names({n: by_id + n for n in ("nvme-Fast_SSD", "nvme-Optane_1", "sda", "sdd")})
-    assert zc.plan_remove("rpool", by_id + "nvme-Fast_SSD", vdevs, resolve).argv == [
+    assert cache_checks.plan_remove("rpool", by_id + "nvme-Fast_SSD", vdevs, resolve).argv == [
         "remove",
         "rpool",
         by_id + "nvme-Fast_SSD",
     ]
     # One side of a mirrored SLOG takes the mirror with it, and says so.
-    plan = zc.plan_remove("rpool", by_id + "nvme-Optane_1", vdevs, resolve)
+    plan = cache_checks.plan_remove("rpool", by_id + "nvme-Optane_1", vdevs, resolve)
     assert plan.argv == ["remove", "rpool", "mirror-1"]
     assert "mirrored SLOG mirror-1" in plan.description
-    assert zc.plan_remove("rpool", "mirror-1", vdevs, resolve).argv[-1] == "mirror-1"
-    assert zc.plan_remove("tank", by_id + "sdd", vdevs, resolve).argv[-1] == by_id + "sdd"
-    with pytest.raises(zc.DeviceRefused, match="is a data vdev of pool tank"):
-        zc.plan_remove("tank", by_id + "sda", vdevs, resolve)
-    with pytest.raises(zc.DeviceRefused, match="is a data vdev"):
-        zc.plan_remove("rpool", "mirror-0", vdevs, resolve)
-    with pytest.raises(zc.DeviceRefused, match="not a device of pool rpool"):
-        zc.plan_remove("rpool", by_id + "sdd", vdevs, resolve)
-    with pytest.raises(zc.DeviceRefused, match="no pool named nope"):
-        zc.plan_remove("nope", by_id + "sdd", vdevs, resolve)
+    assert cache_checks.plan_remove("rpool", "mirror-1", vdevs, resolve).argv[-1] == "mirror-1"
+    assert cache_checks.plan_remove("tank", by_id + "sdd", vdevs, resolve).argv[-1] == by_id + "sdd"
+    with pytest.raises(cache_checks.DeviceRefused, match="is a data vdev of pool tank"):
+        cache_checks.plan_remove("tank", by_id + "sda", vdevs, resolve)
+    with pytest.raises(cache_checks.DeviceRefused, match="is a data vdev"):
+        cache_checks.plan_remove("rpool", "mirror-0", vdevs, resolve)
+    with pytest.raises(cache_checks.DeviceRefused, match="not a device of pool rpool"):
+        cache_checks.plan_remove("rpool", by_id + "sdd", vdevs, resolve)
+    with pytest.raises(cache_checks.DeviceRefused, match="no pool named nope"):
+        cache_checks.plan_remove("nope", by_id + "sdd", vdevs, resolve)
 
 
 def test_add_plans() -> None:
-    assert zc.plan_add("p", ["/d/a"], slog=False).argv == ["add", "p", "cache", "/d/a"]
-    assert zc.plan_add("p", ["/d/a"], slog=True).argv == ["add", "p", "log", "/d/a"]
-    assert zc.plan_add("p", ["/d/a", "/d/b"], slog=True).argv == [
+    assert cache_checks.plan_add("p", ["/d/a"], slog=False).argv == ["add", "p", "cache", "/d/a"]
+    assert cache_checks.plan_add("p", ["/d/a"], slog=True).argv == ["add", "p", "log", "/d/a"]
+    assert cache_checks.plan_add("p", ["/d/a", "/d/b"], slog=True).argv == [
         "add",
         "p",
         "log",
@@ -118,9 +118,9 @@ def test_add_plans() -> None:
         "/d/b",
     ]
     with pytest.raises(Exception, match="cache devices cannot be mirrored"):
-        zc.plan_add("p", ["/d/a", "/d/b"], slog=False)
+        cache_checks.plan_add("p", ["/d/a", "/d/b"], slog=False)
     with pytest.raises(Exception, match="same device twice"):
-        zc.plan_add("p", ["/d/a", "/d/a"], slog=True)
+        cache_checks.plan_add("p", ["/d/a", "/d/a"], slog=True)
 
 
 @pytest.mark.parametrize(
@@ -128,16 +128,16 @@ def test_add_plans() -> None:
     ["/dev/sdb", "/dev/nvme0n1", "/dev/disk/by-id", "/dev/disk/by-id/", "/dev/disk/by-uuid/x"],
 )
 def test_only_by_id_names(path: str) -> None:
-    with pytest.raises(zc.DeviceRefused, match=r"by its /dev/disk/by-id/\.\.\. name"):
-        zc.check_by_id(path, "/dev/disk/by-id")
+    with pytest.raises(cache_checks.DeviceRefused, match=r"by its /dev/disk/by-id/\.\.\. name"):
+        cache_checks.check_by_id(path, "/dev/disk/by-id")
 
 
 def test_by_id_name_accepted() -> None:
-    zc.check_by_id("/dev/disk/by-id/nvme-Samsung_SSD_980_S1", "/dev/disk/by-id")
+    cache_checks.check_by_id("/dev/disk/by-id/nvme-Samsung_SSD_980_S1", "/dev/disk/by-id")
 
 
 def _sectors(**at: bytes) -> bytes:
-    head = bytearray(zc.PROBE_BYTES)
+    head = bytearray(cache_checks.PROBE_BYTES)
     for offset, data in at.items():
         start = int(offset.lstrip("o"))
         head[start : start + len(data)] = data
@@ -158,18 +158,18 @@ def _sectors(**at: bytes) -> bytes:
             _sectors(o131072=(0x00BAB10C).to_bytes(8, "little")),
             ["a ZFS label (it was, or is, in a pool)"],
         ),
-        (bytes(zc.PROBE_BYTES), []),
+        (bytes(cache_checks.PROBE_BYTES), []),
         (b"", []),
     ],
     ids=["gpt", "mbr", "gpt-4k", "ext4", "xfs", "luks", "swap", "zfs", "zeros", "empty"],
 )
 def test_signatures(head: bytes, expected: list[str]) -> None:
-    assert zc.signatures(head) == expected
+    assert cache_checks.signatures(head) == expected
 
 
 @given(st.binary(max_size=600))
 def test_signatures_never_fail_on_short_reads(head: bytes) -> None:
-    zc.signatures(head)
+    cache_checks.signatures(head)
 
 
 def test_mounted_device_or_partition_refused() -> None:
@@ -179,12 +179,12 @@ def test_mounted_device_or_partition_refused() -> None:
         "/dev/sdz /srv xfs rw 0 0\n"
     )
     resolve = _names({"/dev/disk/by-id/nvme-X": "/dev/nvme1n1", "/dev/disk/by-id/sdz": "/dev/sdz"})
-    assert zc.mounted_at(mounts, "/dev/disk/by-id/nvme-X", resolve) == ["/mnt/old disk"]
-    assert zc.mounted_at(mounts, "/dev/disk/by-id/sdz", resolve) == ["/srv"]
+    assert cache_checks.mounted_at(mounts, "/dev/disk/by-id/nvme-X", resolve) == ["/mnt/old disk"]
+    assert cache_checks.mounted_at(mounts, "/dev/disk/by-id/sdz", resolve) == ["/srv"]
     # nvme1n1p1 is no partition of nvme1n (a different disk's name prefix).
-    assert zc.mounted_at(mounts, "/dev/nvme1n", _names({})) == []
-    with pytest.raises(zc.DeviceRefused, match="mounted at /mnt/old disk"):
-        zc.check_unused(
+    assert cache_checks.mounted_at(mounts, "/dev/nvme1n", _names({})) == []
+    with pytest.raises(cache_checks.DeviceRefused, match="mounted at /mnt/old disk"):
+        cache_checks.check_unused(
             "/dev/disk/by-id/nvme-X",
             vdevs=[],
             mounts=mounts,
@@ -195,15 +195,15 @@ def test_mounted_device_or_partition_refused() -> None:
 
 
 def test_device_whose_partition_is_in_a_pool_is_refused() -> None:
-    vdevs = zc.parse_status(OPENZFS_STATUS)
+    vdevs = cache_checks.parse_status(OPENZFS_STATUS)
     resolve = _names(
         {
             "/dev/disk/by-id/nvme-Samsung_A": "/dev/nvme0n1",
             "nvme-Samsung_A-part3": "/dev/nvme0n1p3",
         }
     )
-    with pytest.raises(zc.DeviceRefused, match="already a data device of pool rpool"):
-        zc.check_unused(
+    with pytest.raises(cache_checks.DeviceRefused, match="already a data device of pool rpool"):
+        cache_checks.check_unused(
             "/dev/disk/by-id/nvme-Samsung_A",
             vdevs=vdevs,
             mounts="",
@@ -259,7 +259,7 @@ class Disks:
 def disks(zfs: ZfsFuse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Disks]:
     made = Disks(tmp_path)
     monkeypatch.setenv("PATH", zfs.env()["PATH"])
-    monkeypatch.setenv(zc.BY_ID_ENV, str(made.by_id))
+    monkeypatch.setenv(cache_checks.BY_ID_ENV, str(made.by_id))
     monkeypatch.chdir(tmp_path)  # no ./nixmox.toml: zpool from PATH, no journal
     try:
         yield made
@@ -268,7 +268,7 @@ def disks(zfs: ZfsFuse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def _section(zfs: ZfsFuse, pool: str, device: str) -> str | None:
-    for vdev in zc.parse_status(zfs.zpool("status", pool).stdout):
+    for vdev in cache_checks.parse_status(zfs.zpool("status", pool).stdout):
         if vdev.name in (device, Path(device).resolve().name):
             return vdev.section
     return None

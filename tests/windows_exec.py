@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from nixmox.windows.scripts import GUEST_DIR, POWERSHELL
+from nixmox.windows.scripts import GUEST_DIR, POWERSHELL, PRELUDE, script_text
 
 #: nixmox's folder as guest-folder.ps1 leaves it: SYSTEM and Administrators, protected.
 PROTECTED = "O:BAG:SYD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
@@ -48,12 +48,10 @@ UNSIGNED = {"status": "NotSigned", "subject": ""}
 
 
 def _packaged() -> dict[str, str]:
+    """Every packaged script as nixmox runs it (the prelude in place)."""
     folder = resources.files("nixmox.windows").joinpath("scripts")
-    return {
-        p.name.removesuffix(".ps1"): p.read_text(encoding="utf-8")
-        for p in folder.iterdir()
-        if p.name.endswith(".ps1")
-    }
+    names = [p.name.removesuffix(".ps1") for p in folder.iterdir() if p.name.endswith(".ps1")]
+    return {name: script_text(name) for name in names if name != PRELUDE}
 
 
 def decode(argv: list[str]) -> tuple[str, dict[str, Any]] | None:

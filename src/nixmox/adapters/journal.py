@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixmox.adapters.locks import Claim, LockSet, job_claim
+from nixmox.adapters.locks import Claim, LockSet, job_claim, process_alive
 from nixmox.core import interrupt
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import NixmoxError
@@ -159,7 +159,7 @@ class Journal:
                 "SELECT id, pid FROM runs WHERE ended IS NULL AND pid != ?", (os.getpid(),)
             ).fetchall()
             for run_id, pid in rows:
-                if _alive(int(pid)):
+                if process_alive(int(pid)):
                     continue
                 note = {"error": f"process {pid} ended without finishing the run (killed?)"}
                 self._db.execute(
@@ -242,16 +242,6 @@ def _run(row: tuple[Any, ...]) -> Run | None:
     if not isinstance(summary, dict):
         return None
     return Run(row[0], row[1], row[2], row[3], row[4], summary, row[6])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

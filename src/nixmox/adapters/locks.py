@@ -218,7 +218,7 @@ class LockSet:
         found = []
         for path in sorted(self.directory.glob("held-*.json")):
             holder = self._read(path)
-            if holder is None or holder.pid == os.getpid() or not _alive(holder.pid):
+            if holder is None or holder.pid == os.getpid() or not process_alive(holder.pid):
                 continue
             if claim.name in holder.holds:
                 found.append(holder.describe())
@@ -258,7 +258,8 @@ def holding(
         locks.release()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs here (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -9,7 +9,7 @@ before anything runs and return the work for :func:`nixmox.runtime.run.run_job`;
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast, get_args
@@ -27,6 +27,7 @@ from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
 from nixmox.core.progress import SILENT, Progress
+from nixmox.core.results import AllPartsOk
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Backups, BackupVerify, Guest, Inventory
 from nixmox.rules.timespan import parse_timespan
@@ -77,35 +78,19 @@ def guest_row(r: GuestResult) -> dict[str, Any]:
 
 
 def _guest_from_json(row: Mapping[str, Any]) -> GuestResult:
-    return GuestResult(
-        name=jsonrows.text(row, "guest"),
-        vmid=jsonrows.integer(row, "vmid"),
-        node="",  # not journaled
-        result=jsonrows.text(row, "result"),
-        message=jsonrows.text(row, "message"),
-        volid=jsonrows.optional_text(row, "archive"),
-        size=jsonrows.integer(row, "size"),
-        seconds=jsonrows.real(row, "seconds"),
-        kept=jsonrows.integer(row, "kept"),
-        removed=jsonrows.texts(row, "removed"),
-        errors=jsonrows.texts(row, "errors"),
-    )
+    # The node is not journaled (it reads as "").
+    return jsonrows.record(GuestResult, row, name="guest", volid="archive")
 
 
 @dataclass(frozen=True)
-class BackupSummary:
+class BackupSummary(AllPartsOk):
     """A ``backup`` run: each guest's result and the API requests it made."""
 
     guests: tuple[GuestResult, ...]
     requests: int = 0
 
-    @property
-    def ok(self) -> bool:
-        return all(g.ok for g in self.guests)
-
-    @property
-    def result(self) -> str:
-        return "ok" if self.ok else "failed"
+    def parts(self) -> Iterable[GuestResult]:
+        return self.guests
 
     def to_json(self) -> dict[str, Any]:
         return {"guests": [guest_row(g) for g in self.guests], "requests": self.requests}
@@ -160,20 +145,15 @@ def settled_row(s: Settled) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class VerifySummary:
+class VerifySummary(AllPartsOk):
     """A ``backup verify`` run: each guest's restore check, and the scratch guests
     earlier (killed) runs left behind and what became of them."""
 
     guests: tuple[VerifyResult, ...]
     leftovers: tuple[Settled, ...] = ()
 
-    @property
-    def ok(self) -> bool:
-        return all(g.ok for g in self.guests) and all(s.ok for s in self.leftovers)
-
-    @property
-    def result(self) -> str:
-        return "ok" if self.ok else "failed"
+    def parts(self) -> Iterable[VerifyResult | Settled]:
+        return (*self.guests, *self.leftovers)
 
     def to_json(self) -> dict[str, Any]:
         # "guest" as well, as backup's and update's rows say (both keys stay).
@@ -185,22 +165,7 @@ class VerifySummary:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VerifySummary:
         return cls(
-            tuple(
-                VerifyResult(
-                    name=jsonrows.text(r, "name"),
-                    vmid=jsonrows.integer(r, "vmid"),
-                    ok=bool(r.get("ok")),
-                    archive=jsonrows.optional_text(r, "archive"),
-                    scratch=jsonrows.optional_integer(r, "scratch"),
-                    seconds=jsonrows.real(r, "seconds"),
-                    message=jsonrows.text(r, "message"),
-                    cleaned=bool(r.get("cleaned", True)),
-                    removed=jsonrows.texts(r, "removed"),
-                    restore_seconds=jsonrows.real(r, "restore_seconds"),
-                    boot_seconds=jsonrows.real(r, "boot_seconds"),
-                )
-                for r in jsonrows.rows(data, "guests")
-            ),
+            tuple(jsonrows.record(VerifyResult, r) for r in jsonrows.rows(data, "guests")),
             tuple(
                 Settled(
                     vmid=jsonrows.integer(r, "vmid"),

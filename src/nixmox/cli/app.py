@@ -40,6 +40,11 @@ ExecutableOpt = Annotated[
         dir_okay=False,
     ),
 ]
+YesOpt = Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")]
+PassthroughRootOpt = Annotated[
+    Path,
+    typer.Option("--host-root", metavar="DIR", help="the host's files for the passthrough checks"),
+]
 GuestOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -190,12 +195,7 @@ def apply(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask before changing")] = False,
     dry_run: DryRunOpt = False,
-    host_root: Annotated[
-        Path,
-        typer.Option(
-            "--host-root", metavar="DIR", help="the host's files for the passthrough checks"
-        ),
-    ] = Path("/"),
+    host_root: PassthroughRootOpt = Path("/"),
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -529,12 +529,7 @@ def rebuild(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask before --replace")] = False,
     dry_run: DryRunOpt = False,
-    host_root: Annotated[
-        Path,
-        typer.Option(
-            "--host-root", metavar="DIR", help="the host's files for the passthrough checks"
-        ),
-    ] = Path("/"),
+    host_root: PassthroughRootOpt = Path("/"),
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -902,7 +897,7 @@ def zfs_cache_add(
             show_default=False,
         ),
     ] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    yes: YesOpt = False,
     force: Annotated[
         bool, typer.Option("--force", help="overwrite a partition table or file system on it")
     ] = False,
@@ -937,7 +932,7 @@ def zfs_cache_remove(
             help="/dev/disk/by-id/... of a cache or log device, or mirror-N", metavar="DEVICE"
         ),
     ],
-    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     config: ConfigOpt = None,
 ) -> None:

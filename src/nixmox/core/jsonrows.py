@@ -7,8 +7,11 @@ not an object is skipped. Nothing here raises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, get_type_hints
+
+T = TypeVar("T")
 
 
 def rows(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -40,7 +43,7 @@ def integer(data: Mapping[str, Any], key: str, default: int = 0) -> int:
     value = data.get(key)
     try:
         return int(value) if value is not None else default
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return default
 
 
@@ -49,7 +52,7 @@ def optional_integer(data: Mapping[str, Any], key: str) -> int | None:
     value = data.get(key)
     try:
         return int(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -57,5 +60,50 @@ def real(data: Mapping[str, Any], key: str) -> float:
     """``data[key]`` as a float; 0 when missing or not a number."""
     try:
         return float(data.get(key) or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0.0
+
+
+def _optional_real(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _flag(data: Mapping[str, Any], key: str) -> bool:
+    return bool(data.get(key))
+
+
+def _optional_flag(data: Mapping[str, Any], key: str) -> bool | None:
+    value = data.get(key)
+    return value if isinstance(value, bool) else None
+
+
+#: How a field of each type is read (the types journaled summaries use).
+_READERS: dict[object, Callable[[Mapping[str, Any], str], Any]] = {
+    str: text,
+    str | None: optional_text,
+    int: integer,
+    int | None: optional_integer,
+    float: real,
+    float | None: _optional_real,
+    bool: _flag,
+    bool | None: _optional_flag,
+    list[str]: texts,
+}
+
+
+def record(cls: type[T], data: Mapping[str, Any], **keys: str) -> T:
+    """The dataclass ``cls`` read from ``data`` field by field, each as its type says;
+    a field missing (or null) in ``data`` keeps its default. ``keys`` name the fields
+    journaled under another key (``volid="archive"``)."""
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = keys.get(f.name, f.name)
+        has_default = f.default is not dataclasses.MISSING or (
+            f.default_factory is not dataclasses.MISSING
+        )
+        if data.get(key) is None and has_default:
+            continue
+        values[f.name] = _READERS[hints[f.name]](data, key)
+    return cls(**values)

@@ -8,7 +8,10 @@ output whichever way the command went. A Proxmox task is a different thing (an
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -35,3 +38,30 @@ class CommandResult:
             if lines:
                 return lines[-1].strip()
         return f"exit {self.returncode}"
+
+
+def result_word(ok: bool) -> str:
+    """The journal's word for a run: ``ok`` or ``failed``."""
+    return "ok" if ok else "failed"
+
+
+class _HasOk(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+
+class AllPartsOk(ABC):
+    """A run's summary made of parts (guests, targets, pools) that each say ``ok``:
+    the run is ok when every part is."""
+
+    @abstractmethod
+    def parts(self) -> Iterable[_HasOk]:
+        """The parts whose ``ok`` decides the run's."""
+
+    @property
+    def ok(self) -> bool:
+        return all(p.ok for p in self.parts())
+
+    @property
+    def result(self) -> str:
+        return result_word(self.ok)

@@ -15,7 +15,7 @@ from nixmox.adapters.proxmox.permissions import Missing, Need, check, granted
 from nixmox.backup.privileges import backup_needs, verify_needs, vzdump_prunes
 from nixmox.backup.runs import choose_guests
 from nixmox.core.errors import ConfigError
-from nixmox.inventory.model import Inventory
+from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import read_state
 from nixmox.provision.diff import make_plan
 from nixmox.provision.privileges import needed
@@ -35,6 +35,10 @@ JOBS = (
     "windows-provision",
     "template-upload",
 )
+
+
+def _updated_by(inv: Inventory, method: str) -> list[Guest]:
+    return [g for g in inv.guests if g.update is not None and g.update.method == method]
 
 
 def job_needs(inv: Inventory, api: Proxmox, job: str) -> list[Need]:
@@ -64,19 +68,9 @@ def job_needs(inv: Inventory, api: Proxmox, job: str) -> list[Need]:
         peers = cluster_has_peers(api)
         return [need for n in inv.nodes for need in host_needs(n, inv.guests, migrate=peers)]
     if job == "update-nixos":
-        return [
-            need
-            for g in inv.guests
-            if g.update is not None and g.update.method == "nixos"
-            for need in nixos_needs(g)
-        ]
+        return [need for g in _updated_by(inv, "nixos") for need in nixos_needs(g)]
     if job == "update-windows":
-        return [
-            need
-            for g in inv.guests
-            if g.update is not None and g.update.method == "windows"
-            for need in windows_needs(g)
-        ]
+        return [need for g in _updated_by(inv, "windows") for need in windows_needs(g)]
     raise ConfigError(f"--job {job}: unknown job; one of {', '.join(JOBS)}")
 
 

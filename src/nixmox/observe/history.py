@@ -1,8 +1,8 @@
 """The run journal in words: what each run changed and what failed.
 
 Pure functions over :class:`nixmox.adapters.journal.Run`; ``nixmox history`` prints them
-and notifications send them. Each job's summary has its own shape (see the
-CLI commands that record them); an unknown or missing shape still gives a line.
+and notifications send them. A run is read back as its job's typed summary
+(:mod:`nixmox.observe.summaries`); an unknown or missing shape still gives a line.
 """
 
 from __future__ import annotations
@@ -13,9 +13,18 @@ from typing import Any
 
 from nixmox.adapters.journal import Run
 from nixmox.backup.archives import human_size
+from nixmox.backup.runs import BackupSummary, VerifySummary
 from nixmox.core.words import plural
 from nixmox.core.zones import local_zone
-from nixmox.updates.outcome import FAILED
+from nixmox.observe.summaries import Summary, read
+from nixmox.provision.run import ApplySummary
+from nixmox.replicate.runs import ReplicateSummary
+from nixmox.restore.rebuild import RebuildSummary
+from nixmox.restore.runs import RestoreSummary
+from nixmox.snapshot.runs import SnapshotSummary
+from nixmox.templates.upload import TemplateUpload
+from nixmox.updates.outcome import UpdateSummary
+from nixmox.windows.provision_run import ProvisionSummary
 
 
 def duration(seconds: float | None) -> str:
@@ -46,114 +55,91 @@ def _failures(failed: Sequence[str]) -> list[str]:
     return [f"{len(failed)} failed: {failed[0]}", *failed[1:]] if failed else []
 
 
-def _backup(summary: Mapping[str, Any]) -> list[str]:
-    guests = _rows(summary, "guests")
-    ok = [g for g in guests if g.get("result") == "ok"]
-    removed = sum(len(g.get("removed") or []) for g in guests)
+def _backup(summary: BackupSummary) -> list[str]:
+    guests = summary.guests
+    ok = [g for g in guests if g.result == "ok"]
+    removed = sum(len(g.removed) for g in guests)
     head = f"{plural(len(ok), 'guest')} backed up, {plural(removed, 'archive')} removed"
     failed = [
-        f"{g.get('guest')}: {g.get('message') or g.get('result')}"
-        for g in guests
-        if g.get("result") not in ("ok", "skipped")
+        f"{g.name}: {g.message or g.result}" for g in guests if g.result not in ("ok", "skipped")
     ]
-    failed += [f"{g.get('guest')}: {e}" for g in guests for e in g.get("errors") or []]
+    failed += [f"{g.name}: {e}" for g in guests for e in g.errors]
     # Skipped (a template, or not started after a stop request) is not a failure.
-    skipped = [
-        f"{g.get('guest')}: {g.get('message') or 'skipped'}"
-        for g in guests
-        if g.get("result") == "skipped"
-    ]
+    skipped = [f"{g.name}: {g.message or 'skipped'}" for g in guests if g.result == "skipped"]
     lines = [f"{len(skipped)} skipped: {skipped[0]}", *skipped[1:]] if skipped else []
     return [head, *_failures(failed), *lines]
 
 
-def _verify(summary: Mapping[str, Any]) -> list[str]:
-    guests = _rows(summary, "guests")
-    ok = [g for g in guests if g.get("ok")]
-    failed = [f"{g.get('name')}: {g.get('message')}" for g in guests if not g.get("ok")]
+def _verify(summary: VerifySummary) -> list[str]:
+    ok = [g for g in summary.guests if g.ok]
+    failed = [f"{g.name}: {g.message}" for g in summary.guests if not g.ok]
     # Scratch guests killed runs left behind: what this run removed, and what it could not.
-    leftovers = _rows(summary, "leftovers")
-    failed += [str(s.get("message")) for s in leftovers if s.get("outcome") == "unconfirmed"]
-    removed = sum(1 for s in leftovers if s.get("outcome") == "removed")
+    failed += [s.message for s in summary.leftovers if s.outcome == "unconfirmed"]
+    removed = sum(1 for s in summary.leftovers if s.outcome == "removed")
     head = f"{plural(len(ok), 'guest')} verified"
     if removed:
         head += f", {plural(removed, 'leftover scratch guest')} removed"
     return [head, *_failures(failed)]
 
 
-def _snapshot(summary: Mapping[str, Any]) -> list[str]:
-    targets = _rows(summary, "targets")
-    taken = sum(1 for t in targets if t.get("taken"))
-    datasets = [d for t in targets for d in _rows(t, "datasets")]
-    removed = sum(len(d.get("removed") or []) for d in datasets)
+def _snapshot(summary: SnapshotSummary) -> list[str]:
+    targets = summary.targets
+    taken = sum(1 for t in targets if t.taken)
+    datasets = [d for t in targets for d in t.datasets]
+    removed = sum(len(d.removed) for d in datasets)
     head = f"{plural(taken, 'snapshot')} taken, {removed} removed"
-    failed = [f"{t.get('dataset')}: {t['error']}" for t in targets if t.get("error")]
-    failed += [f"{d.get('dataset')}: {f}" for d in datasets for f in d.get("failed") or []]
+    failed = [f"{t.dataset}: {t.error}" for t in targets if t.error]
+    failed += [f"{d.dataset}: {f}" for d in datasets for f in d.failed]
     return [head, *_failures(failed)]
 
 
-def _replicate(summary: Mapping[str, Any]) -> list[str]:
-    entries = _rows(summary, "entries")
-    datasets = [d for e in entries for d in _rows(e, "datasets")]
-    ok = [d for d in datasets if d.get("ok")]
-    sent = sum(len(d.get("sent") or []) for d in datasets)
-    moved = sum(int(d.get("bytes") or 0) for d in datasets)
-    pruned = sum(len(d.get("pruned") or []) for d in datasets)
+def _replicate(summary: ReplicateSummary) -> list[str]:
+    datasets = [d for _, d in summary.datasets()]
+    ok = [d for d in datasets if d.ok]
+    sent = sum(len(d.sent) for d in datasets)
+    moved = sum(d.bytes for d in datasets)
+    pruned = sum(len(d.pruned) for d in datasets)
     head = (
         f"{len(ok)} of {plural(len(datasets), 'dataset')} replicated, "
         f"{plural(sent, 'snapshot')} sent ({human_size(moved)}), {pruned} pruned on the targets"
     )
-    failed = [
-        f"{e.get('source')} -> {e.get('target')}: {e['error']}" for e in entries if e.get("error")
-    ]
-    failed += [
-        f"{d.get('dataset')}: {d.get('error') or '; '.join(d.get('prune_failed') or [])}"
-        for d in datasets
-        if not d.get("ok")
-    ]
+    failed = [f"{e.source} -> {e.target}: {e.error}" for e in summary.entries if e.error]
+    failed += [f"{d.dataset}: {d.error or '; '.join(d.prune_failed)}" for d in datasets if not d.ok]
     return [head, *_failures(failed)]
 
 
-def _apply(summary: Mapping[str, Any]) -> list[str]:
-    outcomes = _rows(summary, "outcomes")
-    done = [o for o in outcomes if o.get("result") == "ok"]
-    held = [o for o in outcomes if o.get("result") == "held"]
+def _apply(summary: ApplySummary) -> list[str]:
+    outcomes = summary.outcomes
+    done = [o for o in outcomes if o.result == "ok"]
+    held = [o for o in outcomes if o.result == "held"]
     head = f"{plural(len(done), 'object')} changed" + (f", {len(held)} held" if held else "")
-    failed = [
-        f"{o.get('kind')} {o.get('name')}: {o.get('error')}"
-        for o in outcomes
-        if o.get("result") == "failed"
-    ]
+    failed = [f"{o.kind} {o.name}: {o.error}" for o in summary.failed]
     return [head, *_failures(failed)]
 
 
-def _update(summary: Mapping[str, Any], what: str) -> list[str]:
-    guests = _rows(summary, "guests")
-    ok = [g for g in guests if g.get("result") == "ok"]
-    rolled = [str(g.get("guest")) for g in guests if g.get("rolled_back")]
+def _update(summary: UpdateSummary, what: str) -> list[str]:
+    outcomes = summary.outcomes
+    ok = [o for o in outcomes if o.result == "ok"]
+    rolled = [o.guest for o in outcomes if o.rolled_back]
     head = f"{plural(len(ok), what)} updated" + (
         f", {len(rolled)} rolled back ({', '.join(rolled)})" if rolled else ""
     )
     # Nothing to do, or a reboot held by policy, is no failure; say how many.
     for result in ("unchanged", "held", "skipped"):
-        count = sum(1 for g in guests if g.get("result") == result)
+        count = sum(1 for o in outcomes if o.result == result)
         head += f", {count} {result}" if count else ""
-    failed = [
-        f"{g.get('guest')}: {g.get('message') or g.get('result')}"
-        for g in guests
-        if g.get("result") in FAILED
-    ]
+    failed = [f"{o.guest}: {o.message or o.result}" for o in outcomes if o.failed]
     return [head, *_failures(failed)]
 
 
-def _provision(summary: Mapping[str, Any]) -> list[str]:
+def _provision(summary: ProvisionSummary) -> list[str]:
     lines = []
-    for guest in _rows(summary, "guests"):
-        steps = [s for s in guest.get("steps") or [] if isinstance(s, Mapping)]
-        changed = [str(s.get("step")) for s in steps if s.get("ok") and s.get("changed")]
-        pending = [str(s.get("step")) for s in steps if s.get("ok") and s.get("pending")]
-        failed = [str(s.get("step")) for s in steps if not s.get("ok") and not s.get("skipped")]
-        words = [f"{guest.get('guest')}:"]
+    for guest in summary.guests:
+        steps = guest.steps
+        changed = [s.step for s in steps if s.ok and s.changed]
+        pending = [s.step for s in steps if s.ok and s.pending]
+        failed = [s.step for s in steps if not s.ok and not s.skipped]
+        words = [f"{guest.guest}:"]
         words.append(f"changed {', '.join(changed)}" if changed else "nothing changed")
         if pending:
             words.append(f"left to the user: {', '.join(pending)}")
@@ -163,33 +149,31 @@ def _provision(summary: Mapping[str, Any]) -> list[str]:
     return lines or ["no guest"]
 
 
-def _template_upload(summary: Mapping[str, Any]) -> list[str]:
-    if summary.get("vmid") is not None:
-        return [f"VM template {summary.get('vmid')} ({summary.get('name')})"]
-    if summary.get("volid"):
-        verb = "uploaded" if summary.get("uploaded") else "already there"
-        return [f"{summary.get('volid')} {verb}"]
+def _template_upload(summary: TemplateUpload) -> list[str]:
+    if summary.vmid is not None:
+        return [f"VM template {summary.vmid} ({summary.name})"]
+    if summary.volid:
+        return [f"{summary.volid} {'uploaded' if summary.uploaded else 'already there'}"]
     return ["nothing uploaded"]
 
 
-def _restore(summary: Mapping[str, Any]) -> list[str]:
-    r = summary.get("restore")
-    if not isinstance(r, Mapping):
+def _restore(summary: RestoreSummary, journaled: Mapping[str, Any]) -> list[str]:
+    if not isinstance(journaled.get("restore"), Mapping):
         return ["nothing restored"]
-    head = f"{r.get('guest')} {r.get('mode')} ({r.get('target')}) from {r.get('archive')}"
-    lines = [head + (f", kept {r.get('kept')}" if r.get("kept") else "")]
-    return lines + ([] if r.get("ok") else _failures([str(r.get("message"))]))
+    r = summary.restore
+    head = f"{r.guest} {r.mode} ({r.target}) from {r.archive}"
+    lines = [head + (f", kept {r.kept}" if r.kept else "")]
+    return lines + ([] if r.ok else _failures([r.message]))
 
 
-def _rebuild(summary: Mapping[str, Any]) -> list[str]:
-    guests = _rows(summary, "guests")
-    worked = [g for g in guests if isinstance(g.get("result"), Mapping)]
-    ok = [g for g in worked if g["result"].get("ok")]
+def _rebuild(summary: RebuildSummary) -> list[str]:
+    worked = [(g, res) for g, res in summary.guests if res is not None]
+    ok = [g for g, res in worked if res.ok]
     head = f"{plural(len(ok), 'guest')} brought back"
-    left = len(guests) - len(worked)
+    left = len(summary.guests) - len(worked)
     head += f", {left} left alone" if left else ""
-    head += ", plan empty" if summary.get("plan_empty") else ""
-    failed = [f"{g.get('guest')}: {g['result'].get('message')}" for g in worked if g not in ok]
+    head += ", plan empty" if summary.plan_empty else ""
+    failed = [f"{g.name}: {res.message}" for g, res in worked if not res.ok]
     return [head, *_failures(failed)]
 
 
@@ -236,29 +220,34 @@ def _pool_check(summary: Mapping[str, Any]) -> list[str]:
     return [head, *_failures(failed), *said]
 
 
+def _typed_lines(summary: Summary, run: Run) -> list[str]:
+    if isinstance(summary, BackupSummary):
+        return _backup(summary)
+    if isinstance(summary, VerifySummary):
+        return _verify(summary)
+    if isinstance(summary, SnapshotSummary):
+        return _snapshot(summary)
+    if isinstance(summary, ReplicateSummary):
+        return _replicate(summary)
+    if isinstance(summary, ApplySummary):
+        return _apply(summary)
+    if isinstance(summary, UpdateSummary):
+        return _update(summary, "node" if run.command == "update host" else "guest")
+    if isinstance(summary, ProvisionSummary):
+        return _provision(summary)
+    if isinstance(summary, TemplateUpload):
+        return _template_upload(summary)
+    if isinstance(summary, RestoreSummary):
+        return _restore(summary, run.summary)
+    return _rebuild(summary)
+
+
 def summary_lines(run: Run) -> list[str]:
     """The run in words: a headline, then one line per failure."""
     summary = run.summary
-    if run.command == "backup":
-        lines = _backup(summary)
-    elif run.command == "backup verify":
-        lines = _verify(summary)
-    elif run.command == "snapshot":
-        lines = _snapshot(summary)
-    elif run.command == "replicate":
-        lines = _replicate(summary)
-    elif run.command == "apply":
-        lines = _apply(summary)
-    elif run.command.startswith("update"):
-        lines = _update(summary, "node" if run.command == "update host" else "guest")
-    elif run.command == "windows provision":
-        lines = _provision(summary)
-    elif run.command == "template upload":
-        lines = _template_upload(summary)
-    elif run.command == "restore":
-        lines = _restore(summary)
-    elif run.command == "rebuild":
-        lines = _rebuild(summary)
+    typed = read(run)
+    if typed is not None:
+        lines = _typed_lines(typed, run)
     elif run.command in ("pool scrub", "pool trim"):
         lines = _pool_operation(summary)
     elif run.command == "pool check":

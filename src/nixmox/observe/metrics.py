@@ -15,9 +15,9 @@ API: writing the file costs a few SQLite reads.
   the replica (the lag is ``time()`` minus it) and when its last successful
   run ended, from the newest ``replicate`` run that covered it (a run may name
   one ``--dataset`` only);
-- updates: rollbacks (counted like the runs) and the last result per guest from ``update ...`` runs
-  (``{"guests": [{"guest", "vmid", "result", "rolled_back"}]}``), and
-  pending updates from a run's ``{"pending": {TARGET: N}}`` when it has one;
+- updates: rollbacks (counted like the runs) and the last result per guest from
+  ``update ...`` runs, and what is still pending per target after the newest
+  run of each (:class:`nixmox.updates.outcome.UpdateSummary`);
 - pools and disks: what the pool runs last recorded
   (:func:`nixmox.pool.recorded.recorded_pools`).
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -35,14 +34,18 @@ from prometheus_client.registry import Collector
 
 from nixmox.adapters.journal import Journal, Run
 from nixmox.backup.archives import parse_volid
+from nixmox.backup.runs import BackupSummary
 from nixmox.core.errors import NixmoxError
 from nixmox.core.files import write_atomically
 from nixmox.inventory.model import Inventory
 from nixmox.observe import run_counts
 from nixmox.observe.metric_names import METRICS, POOL_STATES, RUN_RESULTS
+from nixmox.observe.summaries import read
 from nixmox.pool.recorded import RecordedPool, recorded_pools
+from nixmox.replicate.runs import ReplicateSummary
 from nixmox.snapshot.policy import taken_at
-from nixmox.updates.outcome import FAILED
+from nixmox.snapshot.runs import SnapshotSummary
+from nixmox.updates.outcome import UpdateOutcome, UpdateSummary
 
 #: metric name -> label values -> value
 Samples = dict[str, dict[tuple[str, ...], float]]
@@ -53,11 +56,6 @@ HISTORY = 500
 
 def _guest_kinds(inv: Inventory) -> dict[str, str]:
     return {g.name: g.pve_type for g in inv.guests}
-
-
-def _rows(summary: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    rows = summary.get(key)
-    return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
 
 
 def samples(
@@ -86,55 +84,56 @@ def samples(
     for run in runs:
         if run.ended is None:
             continue
-        if run.command == "backup":
-            _backup(out, run, zone)
-        elif run.command == "snapshot" and not snapshot_seen:
+        summary = read(run)
+        if isinstance(summary, BackupSummary):
+            _backup(out, summary, zone)
+        elif isinstance(summary, SnapshotSummary) and not snapshot_seen:
             snapshot_seen = True
-            _snapshot(out, run)
-        elif run.command == "replicate":
-            _replicate(out, run)
-        elif run.command.startswith("update"):
-            _update(out, run, kinds, pending_seen)
+            _snapshot(out, summary)
+        elif isinstance(summary, ReplicateSummary):
+            _replicate(out, summary, run.ended)
+        elif isinstance(summary, UpdateSummary):
+            _update(out, summary, kinds, run.command not in pending_seen)
+            pending_seen.add(run.command)
     return out
 
 
-def _replicate(out: Samples, run: Run) -> None:
+def _replicate(out: Samples, summary: ReplicateSummary, ended: float) -> None:
     """Runs come newest first: the first run naming a dataset has its newest facts."""
     newest = out["nixmox_replication_newest_timestamp_seconds"]
     success = out["nixmox_replication_last_success_timestamp_seconds"]
-    for entry in _rows(run.summary, "entries"):
-        target = str(entry.get("target"))
-        for ds in _rows(entry, "datasets"):
-            labels = (str(ds.get("dataset")), target)
-            when = taken_at(str(ds.get("newest") or ""))
-            if when is not None:
-                newest.setdefault(labels, when.timestamp())
-            if ds.get("ok") and run.ended is not None:
-                success.setdefault(labels, run.ended)
+    for entry, ds in summary.datasets():
+        labels = (ds.dataset, entry.target)
+        when = taken_at(ds.newest or "")
+        if when is not None:
+            newest.setdefault(labels, when.timestamp())
+        if ds.ok:
+            success.setdefault(labels, ended)
 
 
-def _backup(out: Samples, run: Run, zone: tzinfo) -> None:
+def _backup(out: Samples, summary: BackupSummary, zone: tzinfo) -> None:
     newest = out["nixmox_guest_backup_newest_timestamp_seconds"]
-    for row in _rows(run.summary, "guests"):
-        parsed = parse_volid(str(row.get("archive") or ""), zone)
-        if row.get("result") != "ok" or parsed is None:
+    for guest in summary.guests:
+        parsed = parse_volid(guest.volid or "", zone)
+        if guest.result != "ok" or parsed is None:
             continue
         kind, vmid, when = parsed
-        labels = (f"{kind}/{vmid}", str(row.get("guest")))
+        labels = (f"{kind}/{vmid}", guest.name)
         if labels in newest:  # a newer run already named this guest's newest archive
             continue
         newest[labels] = when.timestamp()
-        out["nixmox_guest_backup_newest_size_bytes"][labels] = float(row.get("size") or 0)
+        out["nixmox_guest_backup_newest_size_bytes"][labels] = float(guest.size)
 
 
-def _snapshot(out: Samples, run: Run) -> None:
-    for target in _rows(run.summary, "targets"):
-        when = taken_at(str(target.get("taken") or ""))
-        for ds in _rows(target, "datasets"):
-            name = str(ds.get("dataset"))
+def _snapshot(out: Samples, summary: SnapshotSummary) -> None:
+    for target in summary.targets:
+        when = taken_at(target.taken or "")
+        for ds in target.datasets:
             if when is not None:
-                out["nixmox_dataset_snapshot_newest_timestamp_seconds"][(name,)] = when.timestamp()
-            out["nixmox_dataset_snapshots"][(name,)] = float(ds.get("kept") or 0)
+                out["nixmox_dataset_snapshot_newest_timestamp_seconds"][(ds.dataset,)] = (
+                    when.timestamp()
+                )
+            out["nixmox_dataset_snapshots"][(ds.dataset,)] = float(ds.kept)
 
 
 def _pool(out: Samples, pool: RecordedPool) -> None:
@@ -188,39 +187,36 @@ def _hours(value: int | None) -> float | None:
 _NOT_ATTEMPTED = frozenset({"skipped", "dry-run"})
 
 
-def _update(out: Samples, run: Run, kinds: Mapping[str, str], pending_seen: set[str]) -> None:
-    if run.command not in pending_seen:
-        pending_seen.add(run.command)
-        pending = run.summary.get("pending")
-        if isinstance(pending, Mapping):
-            for target, count in pending.items():
-                out["nixmox_pending_updates"].setdefault((str(target),), float(count))
+def _update(
+    out: Samples, summary: UpdateSummary, kinds: Mapping[str, str], newest_of_command: bool
+) -> None:
+    if newest_of_command:  # what is still waiting: from the newest run of this command only
+        for target, count in summary.pending().items():
+            out["nixmox_pending_updates"].setdefault((target,), float(count))
     rollbacks = out["nixmox_update_rollbacks_total"]
     last = out["nixmox_guest_update_last_success"]
-    for row in _rows(run.summary, "guests"):
-        labels = _target(row, kinds)
-        rollbacks[labels] = rollbacks.get(labels, 0.0) + (1.0 if row.get("rolled_back") else 0.0)
-        result = row.get("result")
-        if result in _NOT_ATTEMPTED:
+    for o in summary.outcomes:
+        labels = _target(o, kinds)
+        rollbacks[labels] = rollbacks.get(labels, 0.0) + (1.0 if o.rolled_back else 0.0)
+        if o.result in _NOT_ATTEMPTED:
             continue
         # Nothing to do, or installed with the reboot held by policy: the update did not fail.
-        last.setdefault(labels, 0.0 if result in FAILED else 1.0)
+        last.setdefault(labels, 0.0 if o.failed else 1.0)
 
 
-def _target(row: Mapping[str, Any], kinds: Mapping[str, str]) -> tuple[str, str]:
-    """``(id, name)`` of an update row's guest, as prometheus-pve-exporter names it."""
-    name = str(row.get("guest"))
-    vmid = row.get("vmid")
-    # A node (update host) has no vmid.
-    return (f"node/{name}" if vmid is None else f"{kinds.get(name, 'qemu')}/{vmid}", name)
+def _target(o: UpdateOutcome, kinds: Mapping[str, str]) -> tuple[str, str]:
+    """``(id, name)`` of an update's target, as prometheus-pve-exporter names it."""
+    if o.vmid is None:  # a node (update host)
+        return (f"node/{o.guest}", o.guest)
+    return (f"{kinds.get(o.guest, 'qemu')}/{o.vmid}", o.guest)
 
 
 def rollbacks_of(kinds: Mapping[str, str]) -> run_counts.RollbacksOf:
     def of(run: Run) -> list[tuple[str, str]]:
-        if not run.command.startswith("update"):
+        summary = read(run)
+        if not isinstance(summary, UpdateSummary):
             return []
-        rows = _rows(run.summary, "guests")
-        return [_target(row, kinds) for row in rows if row.get("rolled_back")]
+        return [_target(o, kinds) for o in summary.outcomes if o.rolled_back]
 
     return of
 

@@ -38,6 +38,7 @@ from nixmox.observe.metrics import Samples, samples
 from nixmox.pool.checks import summary as disk_words
 from nixmox.pool.recorded import RecordedPool, recorded_pools
 from nixmox.snapshot.policy import human, taken_at
+from nixmox.snapshot.runs import SnapshotSummary
 
 #: A guest's disk dataset (``rpool/data/vm-101-disk-0``); the group is its VMID.
 _GUEST_DISK = re.compile(r"(?:^|/)(?:vm|subvol|base)-(\d+)-disk-\d+$")
@@ -321,11 +322,10 @@ def _snapshot_datasets(run: Run | None) -> dict[str, str]:
     out: dict[str, str] = {}
     if run is None:
         return out
-    for target in run.summary.get("targets") or []:
-        if isinstance(target, Mapping) and target.get("taken"):
-            for ds in target.get("datasets") or []:
-                if isinstance(ds, Mapping):
-                    out[str(ds.get("dataset"))] = str(target["taken"])
+    for target in SnapshotSummary.from_json(run.summary).targets:
+        if target.taken:
+            for ds in target.datasets:
+                out[ds.dataset] = target.taken
     return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import tzinfo
 from typing import Any
 
@@ -116,18 +116,9 @@ class OperationResult:
         return self.outcome in ("finished", "dry-run")
 
     def to_json(self) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "pool": self.pool,
-            "operation": self.operation,
-            "outcome": self.outcome,
-            "message": self.message,
-            "repaired": self.repaired,
-            "errors": self.errors,
-            "pauses": self.pauses,
-            "pause_method": self.pause_method,
-            "seconds": round(self.seconds, 1),
-            "vdevs": self.vdevs,
-        }
+        # The fields in their order, the space's flat at the end (the forecast reads them).
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "space"}
+        row["seconds"] = round(self.seconds, 1)
         if self.space is not None:
             row.update(space_row(self.space))
         return row

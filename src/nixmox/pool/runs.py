@@ -26,6 +26,7 @@ from nixmox.core import jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.core.progress import SILENT, Progress
+from nixmox.core.results import AllPartsOk
 from nixmox.core.verdict import Check, Status
 from nixmox.core.zones import zone as inventory_zone
 from nixmox.inventory.model import Inventory, PoolHealth
@@ -91,19 +92,14 @@ def follow_settings(inv: Inventory) -> FollowSettings:
 
 
 @dataclass(frozen=True)
-class OperationSummary:
+class OperationSummary(AllPartsOk):
     """A ``pool scrub`` or ``pool trim`` run: each pool's result."""
 
     operation: str
     pools: tuple[OperationResult, ...]
 
-    @property
-    def ok(self) -> bool:
-        return all(p.ok for p in self.pools)
-
-    @property
-    def result(self) -> str:
-        return "ok" if self.ok else "failed"
+    def parts(self) -> Iterable[OperationResult]:
+        return self.pools
 
     @property
     def findings(self) -> list[str]:

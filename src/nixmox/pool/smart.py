@@ -52,23 +52,7 @@ class DiskHealth:
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any]) -> DiskHealth:
-        passed = row.get("passed")
-        return cls(
-            device=jsonrows.text(row, "device"),
-            model=jsonrows.text(row, "model"),
-            serial=jsonrows.text(row, "serial"),
-            protocol=jsonrows.text(row, "protocol"),
-            passed=passed if isinstance(passed, bool) else None,
-            reallocated=jsonrows.optional_integer(row, "reallocated"),
-            pending=jsonrows.optional_integer(row, "pending"),
-            offline_uncorrectable=jsonrows.optional_integer(row, "offline_uncorrectable"),
-            media_errors=jsonrows.optional_integer(row, "media_errors"),
-            percentage_used=jsonrows.optional_integer(row, "percentage_used"),
-            critical_warning=jsonrows.optional_integer(row, "critical_warning"),
-            temperature=jsonrows.optional_integer(row, "temperature"),
-            power_on_hours=jsonrows.optional_integer(row, "power_on_hours"),
-            error=jsonrows.optional_text(row, "error"),
-        )
+        return jsonrows.record(cls, row)
 
 
 #: The counters whose growth between two readings means wear or damage.

@@ -173,13 +173,9 @@ class Applier:
             if sp.action == "error":
                 raise ApplyError(sp.error or "cannot plan")
             if sp.action == "create":
-                self.write(
-                    "POST",
-                    "/storage",
-                    f"create storage {sp.name}",
-                    {"storage": sp.name, **sp.options},
+                self._post_created(
+                    outcome, "/storage", f"storage {sp.name}", {"storage": sp.name, **sp.options}
                 )
-                outcome.done.append("created")
             else:
                 live = {c.key: c.new for c in sp.changes if c.label == "live"}
                 outcome.held += [f"{c.key}: {c.note}" for c in sp.changes if c.label != "live"]
@@ -193,19 +189,20 @@ class Applier:
         self._finish(sp.name, outcome)
         return outcome
 
+    def _post_created(
+        self, outcome: ApplyOutcome, path: str, what: str, params: dict[str, Any]
+    ) -> None:
+        self.write("POST", path, f"create {what}", params)
+        outcome.done.append("created")
+
     def _backup_job(self, jp: ObjectPlan) -> ApplyOutcome:
         """The /cluster/backup job Proxmox runs (scheduler = "proxmox")."""
         outcome = ApplyOutcome("backup job", jp.name)
         self._begin(jp.name, f"{_verb(jp.action)} backup job {jp.name}")
         try:
             if jp.action == "create":
-                self.write(
-                    "POST",
-                    "/cluster/backup",
-                    f"create backup job {jp.name}",
-                    {"id": jp.name, **jp.options},
-                )
-                outcome.done.append("created")
+                what = f"backup job {jp.name}"
+                self._post_created(outcome, "/cluster/backup", what, {"id": jp.name, **jp.options})
             else:
                 changed = {c.key: c.new for c in jp.changes}
                 self.write(

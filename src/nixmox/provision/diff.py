@@ -139,6 +139,16 @@ class Plan:
         def change(c: Change) -> dict[str, Any]:
             return {"key": c.key, "old": c.old, "new": c.new, "label": c.label, "note": c.note}
 
+        def planned(o: ObjectPlan, **where: Any) -> dict[str, Any]:
+            changes = [change(c) for c in o.changes]
+            return {
+                "name": o.name,
+                **where,
+                "action": o.action,
+                "error": o.error,
+                "changes": changes,
+            }
+
         return {
             "schema_version": SCHEMA_VERSION,
             "changes": self.has_changes,
@@ -157,25 +167,8 @@ class Plan:
                 }
                 for g in self.guests
             ],
-            "bridges": [
-                {
-                    "name": b.name,
-                    "node": b.node,
-                    "action": b.action,
-                    "error": b.error,
-                    "changes": [change(c) for c in b.changes],
-                }
-                for b in self.bridges
-            ],
-            "storages": [
-                {
-                    "name": s.name,
-                    "action": s.action,
-                    "error": s.error,
-                    "changes": [change(c) for c in s.changes],
-                }
-                for s in self.storages
-            ],
+            "bridges": [planned(b, node=b.node) for b in self.bridges],
+            "storages": [planned(s) for s in self.storages],
             "jobs": [
                 {"name": j.name, "action": j.action, "changes": [change(c) for c in j.changes]}
                 for j in self.jobs

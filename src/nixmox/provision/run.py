@@ -110,17 +110,7 @@ class ApplySummary:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ApplySummary:
         return cls(
-            tuple(
-                ApplyOutcome(
-                    kind=jsonrows.text(o, "kind"),
-                    name=jsonrows.text(o, "name"),
-                    result=jsonrows.text(o, "result"),
-                    done=jsonrows.texts(o, "done"),
-                    held=jsonrows.texts(o, "held"),
-                    error=jsonrows.optional_text(o, "error"),
-                )
-                for o in jsonrows.rows(data, "outcomes")
-            ),
+            tuple(jsonrows.record(ApplyOutcome, o) for o in jsonrows.rows(data, "outcomes")),
             jsonrows.integer(data, "requests"),
             managed={
                 str(k): [str(x) for x in v]

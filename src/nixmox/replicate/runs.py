@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
 from nixmox.core.progress import SILENT, Progress
+from nixmox.core.results import AllPartsOk
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Replication, ReplicationSource, ReplicationTarget
 from nixmox.replicate.job import (
@@ -45,44 +46,12 @@ def replication_settings(inv: Inventory) -> Replication:
 
 
 def dataset_row(r: DatasetResult) -> dict[str, Any]:
-    """One dataset's result as JSON (journal and ``--json``)."""
-    return {
-        "dataset": r.dataset,
-        "replica": r.replica,
-        "kind": r.kind,
-        "sent": r.sent,
-        "bytes": r.bytes,
-        "seconds": round(r.seconds, 3),
-        "used": r.used,
-        "discarded": r.discarded,
-        "pruned": r.pruned,
-        "prune_failed": r.prune_failed,
-        "newest": r.newest,
-        "lag_seconds": r.lag_seconds,
-        "error": r.error,
-        "fix": r.fix,
-        "ok": r.ok,
-    }
+    """One dataset's result as JSON (journal and ``--json``): its fields, then ``ok``."""
+    return {**asdict(r), "seconds": round(r.seconds, 3), "ok": r.ok}
 
 
 def _dataset_from_json(row: Mapping[str, Any]) -> DatasetResult:
-    lag = row.get("lag_seconds")
-    return DatasetResult(
-        dataset=jsonrows.text(row, "dataset"),
-        replica=jsonrows.text(row, "replica"),
-        kind=jsonrows.text(row, "kind"),
-        sent=jsonrows.texts(row, "sent"),
-        bytes=jsonrows.integer(row, "bytes"),
-        seconds=float(row.get("seconds") or 0.0),
-        used=jsonrows.texts(row, "used"),
-        discarded=jsonrows.texts(row, "discarded"),
-        pruned=jsonrows.texts(row, "pruned"),
-        prune_failed=jsonrows.texts(row, "prune_failed"),
-        newest=jsonrows.optional_text(row, "newest"),
-        lag_seconds=float(lag) if isinstance(lag, int | float) else None,
-        error=jsonrows.optional_text(row, "error"),
-        fix=jsonrows.optional_text(row, "fix"),
-    )
+    return jsonrows.record(DatasetResult, row)
 
 
 @dataclass(frozen=True)
@@ -102,20 +71,15 @@ class TargetResult:
 
 
 @dataclass(frozen=True)
-class ReplicateSummary:
+class ReplicateSummary(AllPartsOk):
     """A ``replicate`` run; with ``--dry-run``, the commands it would run."""
 
     entries: tuple[TargetResult, ...]
     finished_at: float = 0.0  # UNIX time the run ended (lag is measured from it)
     commands: tuple[str, ...] = ()  # skipped by a dry run; not journaled
 
-    @property
-    def ok(self) -> bool:
-        return all(e.ok for e in self.entries)
-
-    @property
-    def result(self) -> str:
-        return "ok" if self.ok else "failed"
+    def parts(self) -> Iterable[TargetResult]:
+        return self.entries
 
     def datasets(self) -> Iterable[tuple[TargetResult, DatasetResult]]:
         for entry in self.entries:

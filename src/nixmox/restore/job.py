@@ -201,7 +201,8 @@ class Restorer:
             refusal = "refusing to restore in place without --yes (no terminal to ask)"
             if not self.options.dry_run and not self.confirm(question, refusal):
                 raise Refused("not restored: not confirmed")
-        try:
+
+        def steps() -> None:
             if self.in_place and row is not None:
                 if row.status == "running":
                     self._step(result, "stop", lambda s: self._stop(result, s))
@@ -212,22 +213,13 @@ class Restorer:
             if not self.in_place:
                 self._step(result, "isolate", lambda s: self._isolate(result, s))
             self._bring_up(result)
-        except interrupt.Interrupted as exc:
-            result.message = str(exc)
-        except NixmoxError as exc:
-            result.message = _failure(result, exc)
-        return result
+
+        return _reported(result, steps)
 
     def bring_up(self, result: RestoreResult) -> RestoreResult:
         """Only converge, start and wait (the guest is there already: created from its
         template, or restored by an earlier, interrupted rebuild)."""
-        try:
-            self._bring_up(result)
-        except interrupt.Interrupted as exc:
-            result.message = str(exc)
-        except NixmoxError as exc:
-            result.message = _failure(result, exc)
-        return result
+        return _reported(result, lambda: self._bring_up(result))
 
     def _bring_up(self, result: RestoreResult) -> None:
         if self.in_place and self.options.converge and _provisioned(self.guest):
@@ -434,6 +426,17 @@ class Restorer:
             step.detail = "running, the guest agent answers"
         else:
             step.detail = "running"
+
+
+def _reported(result: RestoreResult, steps: Callable[[], None]) -> RestoreResult:
+    """``result`` after ``steps``: a failure or a stop request is its message, not a raise."""
+    try:
+        steps()
+    except interrupt.Interrupted as exc:
+        result.message = str(exc)
+    except NixmoxError as exc:
+        result.message = _failure(result, exc)
+    return result
 
 
 def _failure(result: RestoreResult, exc: NixmoxError) -> str:

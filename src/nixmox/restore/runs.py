@@ -25,6 +25,7 @@ from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.confirm import Confirm
 from nixmox.core.errors import ConfigError, NixmoxError
 from nixmox.core.progress import SILENT, Progress
+from nixmox.core.results import result_word
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Backups, Guest, Inventory
 from nixmox.restore.choose import Candidate, candidates, choose, parse_at
@@ -127,7 +128,7 @@ class RestoreSummary:
 
     @property
     def result(self) -> str:
-        return "ok" if self.restore.ok else "failed"
+        return result_word(self.restore.ok)
 
     def to_json(self) -> dict[str, Any]:
         return {"restore": result_row(self.restore, self.now), "requests": self.requests}

@@ -333,6 +333,16 @@ class _Fields:
     end_of_month: bool = False
 
 
+def _next_date_part(cur: _Cursor, f: _Fields) -> tuple[CalendarComponent, ...] | None:
+    """The date part after a ``-`` (or a ``~``: days counted from the month's end)."""
+    if cur.peek() == "~":
+        f.end_of_month = True
+    elif cur.peek() != "-":
+        raise CalendarError(f"unexpected {cur.peek()!r} in date")
+    cur.pos += 1
+    return _parse_chain(cur, 1, "date")
+
+
 def _parse_date(cur: _Cursor, f: _Fields) -> None:
     """Parse ``[YEAR-]MONTH-DAY`` (or ``MONTH~DAY``); leave a time untouched."""
     if cur.at_end():
@@ -343,24 +353,14 @@ def _parse_date(cur: _Cursor, f: _Fields) -> None:
         # It was the hour of a time without a date.
         cur.pos = begin
         return
-    if cur.peek() == "~":
-        f.end_of_month = True
-    elif cur.peek() != "-":
-        raise CalendarError(f"unexpected {cur.peek()!r} in date")
-    cur.pos += 1
-    second = _parse_chain(cur, 1, "date")
+    second = _next_date_part(cur, f)
     if cur.peek() in ("", " "):
         f.month, f.day = first, second
         cur.skip_spaces()
         return
     if f.end_of_month:
         raise CalendarError("'~' must separate month and day")
-    if cur.peek() == "~":
-        f.end_of_month = True
-    elif cur.peek() != "-":
-        raise CalendarError(f"unexpected {cur.peek()!r} in date")
-    cur.pos += 1
-    third = _parse_chain(cur, 1, "date")
+    third = _next_date_part(cur, f)
     if cur.peek() not in ("", " "):
         raise CalendarError(f"unexpected {cur.peek()!r} after date")
     f.year, f.month, f.day = first, second, third

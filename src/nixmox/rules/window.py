@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import zoneinfo
 from calendar import monthrange as _monthrange
+from collections.abc import Callable
 
 from nixmox.rules.oncalendar import USEC_PER_SEC, CalendarComponent, parse_calendar
 
@@ -19,35 +20,31 @@ def _single_zero(chain: _Chain) -> bool:
     return chain is not None and len(chain) == 1 and chain[0] == CalendarComponent(0, None, 0)
 
 
-def _hits(chain: _Chain, value: int, unit: int = 1) -> bool:
+def _matches(chain: _Chain, value: int, in_range: Callable[[CalendarComponent], bool]) -> bool:
+    """Whether a component of ``chain`` (none: every value) names ``value``: a single
+    value by itself, a range or repetition as ``in_range`` reads it."""
     if chain is None:
         return True
-    for c in chain:
-        if c.stop is None and not c.repeat:
-            if value == c.start:
-                return True
-            continue
-        step = c.repeat or unit
+    return any(value == c.start if c.stop is None and not c.repeat else in_range(c) for c in chain)
+
+
+def _hits(chain: _Chain, value: int, unit: int = 1) -> bool:
+    def in_range(c: CalendarComponent) -> bool:
         top = c.stop if c.stop is not None else value
-        if c.start <= value <= top and (value - c.start) % step == 0:
-            return True
-    return False
+        return c.start <= value <= top and (value - c.start) % (c.repeat or unit) == 0
+
+    return _matches(chain, value, in_range)
 
 
 def _hits_from_end(chain: _Chain, days_left: int) -> bool:
     """``~`` days count from the month's end (``~01`` is the last day); ``~07/1`` runs to it."""
-    if chain is None:
-        return True
-    for c in chain:
-        if c.stop is None and not c.repeat:
-            if days_left == c.start:
-                return True
-            continue
+
+    def in_range(c: CalendarComponent) -> bool:
         low, high = (c.start, c.stop) if c.stop is not None else (1, c.start)
         low, high = min(low, high), max(low, high)
-        if low <= days_left <= high and (c.start - days_left) % (c.repeat or 1) == 0:
-            return True
-    return False
+        return low <= days_left <= high and (c.start - days_left) % (c.repeat or 1) == 0
+
+    return _matches(chain, days_left, in_range)
 
 
 def _days_in_month(year: int, month: int) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 from nixmox.adapters.zfs import Zfs, send_to
 from nixmox.core.errors import NixmoxError, UsageError
+from nixmox.core.results import result_word
 from nixmox.inventory.model import Inventory
 from nixmox.snapshot.policy import PREFIX, taken_at
 
@@ -122,7 +123,7 @@ class RollbackResult:
 
     @property
     def result(self) -> str:
-        return "ok" if self.ok else "failed"
+        return result_word(self.ok)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -9,7 +9,7 @@ journal stores (``history``, ``status`` and the metrics read it back).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from nixmox.adapters.zfs import Zfs
 from nixmox.core import jsonrows
 from nixmox.core.errors import ConfigError
 from nixmox.core.progress import SILENT, Progress
+from nixmox.core.results import AllPartsOk
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Snapshots
 from nixmox.rules.timespan import parse_timedelta
@@ -94,34 +95,20 @@ def _target_from_json(row: Mapping[str, Any]) -> TreeResult:
         recursive=bool(row.get("recursive")),
         taken=jsonrows.optional_text(row, "taken"),
         error=jsonrows.optional_text(row, "error"),
-        datasets=[
-            DatasetResult(
-                dataset=jsonrows.text(d, "dataset"),
-                kept=jsonrows.integer(d, "kept"),
-                held=jsonrows.integer(d, "held"),
-                removed=jsonrows.texts(d, "removed"),
-                failed=jsonrows.texts(d, "failed"),
-            )
-            for d in jsonrows.rows(row, "datasets")
-        ],
+        datasets=[jsonrows.record(DatasetResult, d) for d in jsonrows.rows(row, "datasets")],
     )
 
 
 @dataclass(frozen=True)
-class SnapshotSummary:
+class SnapshotSummary(AllPartsOk):
     """A ``snapshot`` run: each target's result; with ``--dry-run``, the commands it would run."""
 
     targets: tuple[TreeResult, ...]
     zfs_calls: int = 0
     commands: tuple[str, ...] = ()  # skipped by a dry run; not journaled
 
-    @property
-    def ok(self) -> bool:
-        return all(t.ok for t in self.targets)
-
-    @property
-    def result(self) -> str:
-        return "ok" if self.ok else "failed"
+    def parts(self) -> Iterable[TreeResult]:
+        return self.targets
 
     def to_json(self) -> dict[str, Any]:
         return {"targets": [target_row(t) for t in self.targets], "zfs_calls": self.zfs_calls}

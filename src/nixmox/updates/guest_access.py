@@ -19,6 +19,7 @@ which the update turns into a Proxmox snapshot rollback after a switch.
 from __future__ import annotations
 
 import shlex
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -70,48 +71,27 @@ class GuestAccess(Protocol):
         ...
 
 
-def _argv(command: Command) -> list[str]:
-    return ["sh", "-c", command] if isinstance(command, str) else list(command)
-
-
 def _skipped() -> CommandResult:
     return CommandResult(0, "", "", skipped=True)
 
 
-def _run_via_ssh_or_here(
-    runner: Runner,
-    argv: list[str],
-    remote: Remote | None,
-    where: str,
-    *,
-    changes: bool,
-    input: str | None,
-    timeout: float,
-) -> CommandResult:
-    """``argv`` through the runner (over ``remote``, else here); ssh's own failures
-    (exit 255: refused, no route, host key), a timeout or a missing program mean the
-    guest cannot be reached."""
-    try:
-        result = runner.run(
-            argv, remote=remote, changes=changes, check=False, input=input, timeout=timeout
-        )
-    except (CommandTimeout, CommandNotFound) as exc:
-        raise GuestUnreachable(f"{where}: {exc}") from None
-    if result.returncode == 255 and remote is not None and not result.skipped:
-        raise GuestUnreachable(f"{where}: {result.why()}")
-    return result
-
-
-@dataclass(frozen=True)
-class SshAccess:
-    """The guest over SSH with the system client."""
+class _ThroughRunner(ABC):
+    """A way in whose commands go through the runner: over ssh (``host``), else here."""
 
     runner: Runner
-    remote: Remote
 
     @property
-    def where(self) -> str:
-        return f"ssh {self.remote.destination}"
+    @abstractmethod
+    def where(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def host(self) -> Remote | None:
+        """Where the runner runs the argv (``None``: this machine)."""
+
+    @abstractmethod
+    def argv(self, command: Command) -> list[str]:
+        """The argv the runner runs for ``command``."""
 
     def run(
         self,
@@ -121,15 +101,41 @@ class SshAccess:
         input: str | None = None,
         timeout: float = 600.0,
     ) -> CommandResult:
-        return _run_via_ssh_or_here(
-            self.runner,
-            _argv(command),
-            self.remote,
-            self.where,
-            changes=changes,
-            input=input,
-            timeout=timeout,
-        )
+        """ssh's own failures (exit 255: refused, no route, host key), a timeout or a
+        missing program mean the guest cannot be reached."""
+        try:
+            result = self.runner.run(
+                self.argv(command),
+                remote=self.host,
+                changes=changes,
+                check=False,
+                input=input,
+                timeout=timeout,
+            )
+        except (CommandTimeout, CommandNotFound) as exc:
+            raise GuestUnreachable(f"{self.where}: {exc}") from None
+        if result.returncode == 255 and self.host is not None and not result.skipped:
+            raise GuestUnreachable(f"{self.where}: {result.why()}")
+        return result
+
+
+@dataclass(frozen=True)
+class SshAccess(_ThroughRunner):
+    """The guest over SSH with the system client."""
+
+    runner: Runner
+    remote: Remote
+
+    @property
+    def where(self) -> str:
+        return f"ssh {self.remote.destination}"
+
+    @property
+    def host(self) -> Remote:
+        return self.remote
+
+    def argv(self, command: Command) -> list[str]:
+        return ["sh", "-c", command] if isinstance(command, str) else list(command)
 
     def reachable(self) -> str | None:
         quick = Remote(self.remote.destination, (*self.remote.options, "-o", "ConnectTimeout=10"))
@@ -187,7 +193,7 @@ class AgentAccess:
 
 
 @dataclass(frozen=True)
-class PctAccess:
+class PctAccess(_ThroughRunner):
     """An LXC container entered with ``pct exec`` on its node (``node=None``: this machine)."""
 
     runner: Runner
@@ -204,23 +210,9 @@ class PctAccess:
         script = command if isinstance(command, str) else "exec " + shlex.join(command)
         return ["pct", "exec", str(self.vmid), "--", "/bin/sh", "-c", SET_ENVIRONMENT + script]
 
-    def run(
-        self,
-        command: Command,
-        *,
-        changes: bool = True,
-        input: str | None = None,
-        timeout: float = 600.0,
-    ) -> CommandResult:
-        return _run_via_ssh_or_here(
-            self.runner,
-            self.argv(command),
-            self.node,
-            self.where,
-            changes=changes,
-            input=input,
-            timeout=timeout,
-        )
+    @property
+    def host(self) -> Remote | None:
+        return self.node
 
     def reachable(self) -> str | None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from nixmox.core import jsonrows
@@ -64,18 +64,8 @@ class UpdateOutcome:
 
 
 def row(o: UpdateOutcome) -> dict[str, object]:
-    """One outcome as JSON."""
-    return {
-        "guest": o.guest,
-        "vmid": o.vmid,
-        "result": o.result,
-        "message": o.message,
-        "rolled_back": o.rolled_back,
-        "rollback": o.rollback,
-        "snapshot": o.snapshot,
-        "pending": o.pending,
-        "steps": list(o.steps),
-    }
+    """One outcome as JSON: its fields, in their order."""
+    return asdict(o)
 
 
 def summary(outcomes: Sequence[UpdateOutcome]) -> dict[str, object]:
@@ -91,10 +81,18 @@ class UpdateSummary:
     """An ``update host|nixos|windows`` run as the journal stores it (see the module docstring)."""
 
     outcomes: tuple[UpdateOutcome, ...]
+    #: The run's ``pending`` map as journaled (it may name targets without a row).
+    journaled_pending: Mapping[str, int] | None = None
 
     @property
     def result(self) -> str:
         return run_result(self.outcomes)
+
+    def pending(self) -> Mapping[str, int]:
+        """Target -> what is still waiting there (upgrades, a held reboot)."""
+        if self.journaled_pending is not None:
+            return self.journaled_pending
+        return {o.guest: o.pending for o in self.outcomes if o.pending}
 
     @property
     def exit_code(self) -> int:
@@ -125,7 +123,8 @@ class UpdateSummary:
                     steps=jsonrows.texts(row, "steps"),
                 )
             )
-        return cls(tuple(outcomes))
+        journaled = {str(k): jsonrows.integer(waiting, k) for k in waiting}
+        return cls(tuple(outcomes), journaled if isinstance(pending, Mapping) else None)
 
 
 def run_result(outcomes: Sequence[UpdateOutcome]) -> str:

@@ -38,15 +38,7 @@ def windows_guest(inv: Inventory, name: str) -> Guest:
 
 
 def _step_from_json(row: Mapping[str, Any]) -> StepResult:
-    return StepResult(
-        step=jsonrows.text(row, "step"),
-        ok=bool(row.get("ok")),
-        changed=bool(row.get("changed")),
-        detail=jsonrows.text(row, "detail"),
-        skipped=bool(row.get("skipped")),
-        pending=bool(row.get("pending")),
-        reboot=bool(row.get("reboot")),
-    )
+    return jsonrows.record(StepResult, row)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ written there with the agent's ``file-write`` and run by ``run-verified.ps1``
 (again from the command line), which hashes the file and runs it only when its
 SHA-256 is that of the text nixmox wrote. Values reach both as JSON in
 ``$Nixmox`` on the first line of the command, parameters are splatted.
+
+What the scripts share lives once, in ``prelude.ps1``; :func:`script_text` puts
+it in each script where the script says ``# nixmox-prelude``, so what is
+written, hashed and run is one whole script.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ POWERSHELL = [
 ]
 #: The scripts that run from the command line, never from a file.
 BOOTSTRAP = ("guest-folder", "run-verified")
+#: What every script shares (the report writer, signature checks, the update search),
+#: put in place of the line :data:`PRELUDE_LINE` each script holds after its param block.
+PRELUDE = "prelude"
+PRELUDE_LINE = "# nixmox-prelude\n"
 
 
 class ScriptError(NixmoxError):
@@ -52,13 +60,21 @@ class GuestRefused(ScriptError):
     """nixmox refused to use something in the guest another account could have planted."""
 
 
-def script_text(name: str) -> str:
-    """The packaged script ``name`` (without ``.ps1``)."""
+def _packaged(name: str) -> str:
     path = resources.files("nixmox.windows").joinpath("scripts", f"{name}.ps1")
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScriptError(f"no packaged script {name}.ps1") from None
+
+
+def script_text(name: str) -> str:
+    """The packaged script ``name`` (without ``.ps1``) as nixmox writes or runs it:
+    :data:`PRELUDE` in place of its ``# nixmox-prelude`` line."""
+    text = _packaged(name)
+    if text.count(PRELUDE_LINE) != 1:
+        raise ScriptError(f"{name}.ps1 does not name the prelude once ({PRELUDE_LINE.strip()})")
+    return text.replace(PRELUDE_LINE, _packaged(PRELUDE))
 
 
 def script_in_guest(name: str) -> str:

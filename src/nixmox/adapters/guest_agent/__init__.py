@@ -50,6 +50,18 @@ class GuestAgent(Protocol):
         ...
 
 
+def not_answering(vmid: int, exc: NixmoxError) -> AgentError:
+    """The error a failed ping raises, whichever way the agent was asked."""
+    return AgentError(f"the guest agent of {vmid} does not answer: {exc}")
+
+
+def program(argv: Sequence[str]) -> str:
+    """The program ``argv`` starts; an empty argv is the caller's mistake."""
+    if not argv:
+        raise ValueError("exec needs a command")
+    return argv[0]
+
+
 def wait_exited(
     status: Callable[[], dict[str, Any]],
     timeout: float,

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nixmox.adapters.guest_agent import AgentError, exec_result, wait_exited
+from nixmox.adapters.guest_agent import (
+    AgentError,
+    exec_result,
+    not_answering,
+    program,
+    wait_exited,
+)
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
@@ -46,31 +52,30 @@ class ApiAgent:
         try:
             self.api.post(f"{self.path}/ping")
         except NixmoxError as exc:
-            raise AgentError(f"the guest agent of {self.vmid} does not answer: {exc}") from None
+            raise not_answering(self.vmid, exc) from None
 
     def exec(
         self, argv: Sequence[str], *, input_data: str | None = None, timeout: float = 600.0
     ) -> CommandResult:
-        if not argv:
-            raise ValueError("exec needs a command")
+        name = program(argv)
         params: dict[str, Any] = {"command": list(argv)}
         if input_data is not None:
             if len(input_data.encode()) > INPUT_MAX:
-                raise AgentError(f"input for {argv[0]} exceeds the agent's {INPUT_MAX} bytes")
+                raise AgentError(f"input for {name} exceeds the agent's {INPUT_MAX} bytes")
             params["input-data"] = input_data
         try:
             started = self.api.post(f"{self.path}/exec", **params)
         except NixmoxError as exc:
-            raise AgentError(f"{self.vmid}: could not start {argv[0]}: {exc}") from None
+            raise AgentError(f"{self.vmid}: could not start {name}: {exc}") from None
         pid = int(started["pid"])
 
         def status() -> dict[str, Any]:
             try:
                 return dict(self.api.get(f"{self.path}/exec-status", pid=pid) or {})
             except NixmoxError as exc:
-                raise AgentError(f"{self.vmid}: lost {argv[0]} (pid {pid}): {exc}") from None
+                raise AgentError(f"{self.vmid}: lost {name} (pid {pid}): {exc}") from None
 
-        found = wait_exited(status, timeout, self.poll, self.clock, f"{self.vmid}: {argv[0]}")
+        found = wait_exited(status, timeout, self.poll, self.clock, f"{self.vmid}: {name}")
         return exec_result(found)
 
     def file_write(self, path: str, content: str) -> None:

@@ -42,7 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixmox.adapters.guest_agent import AgentError, exec_result, wait_exited
+from nixmox.adapters.guest_agent import (
+    AgentError,
+    exec_result,
+    not_answering,
+    program,
+    wait_exited,
+)
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.results import CommandResult
 from nixmox.core.text import printable
@@ -257,15 +263,14 @@ class SocketAgent:
             with self._connect() as conn:
                 conn.call("guest-ping")
         except AgentError as exc:
-            raise AgentError(f"the guest agent of {self.vmid} does not answer: {exc}") from None
+            raise not_answering(self.vmid, exc) from None
 
     def exec(
         self, argv: Sequence[str], *, input_data: str | None = None, timeout: float = 600.0
     ) -> CommandResult:
-        if not argv:
-            raise ValueError("exec needs a command")
+        name = program(argv)
         arguments: dict[str, Any] = {
-            "path": argv[0],
+            "path": name,
             "arg": list(argv[1:]),
             "capture-output": True,
         }
@@ -281,7 +286,7 @@ class SocketAgent:
             with self._connect() as conn:
                 return dict(conn.call("guest-exec-status", {"pid": pid}))
 
-        found = wait_exited(status, timeout, self.poll, self.clock, f"VM {self.vmid}: {argv[0]}")
+        found = wait_exited(status, timeout, self.poll, self.clock, f"VM {self.vmid}: {name}")
         return exec_result(found, _decode)
 
     def file_write(self, path: str, content: str) -> None:

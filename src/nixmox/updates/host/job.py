@@ -143,7 +143,7 @@ def recovery_hint(dataset: str, snapshot: str) -> str:
 
 
 @dataclass
-class _Turn:
+class NodeTurn:
     """One node's turn: how to reach it, and what the cluster looked like."""
 
     node: Node
@@ -259,7 +259,7 @@ class HostUpdate:
             return True
         status = self.api.get("/cluster/status") or []
         online = cluster_nodes(status)
-        turn = _Turn(
+        turn = NodeTurn(
             node,
             local,
             None if local else node_remote(node),
@@ -344,18 +344,22 @@ class HostUpdate:
     def _refresh(self, name: str) -> list[Upgrade]:
         """``apt update`` on the node (a task), then its list; a dry run reads the cached list."""
         if not self.dry_run:
-            upid = self.api.post(f"/nodes/{name}/apt/update")
-            wait(
-                self.api,
-                str(upid),
-                what=f"apt update on {name}",
-                timeout=self.timing.task,
-                clock=self.clock,
-                watch=self._tick,
-            )
+            self._task(f"/nodes/{name}/apt/update", f"apt update on {name}")
         return self._listed(name)
 
-    def _zfs(self, turn: _Turn) -> Zfs:
+    def _task(self, path: str, what: str, **params: Any) -> None:
+        """POST ``path`` and follow the task it starts to its end."""
+        upid = self.api.post(path, **params)
+        wait(
+            self.api,
+            str(upid),
+            what=what,
+            timeout=self.timing.task,
+            clock=self.clock,
+            watch=self._tick,
+        )
+
+    def _zfs(self, turn: NodeTurn) -> Zfs:
         """``[zfs] command`` on the node: as configured when nixmox runs there; over ssh
         to the node otherwise, running the program the command names (without its own ssh)."""
         if turn.local:
@@ -363,7 +367,7 @@ class HostUpdate:
         _, program = split_remote(self.inv.zfs.command)
         return Zfs(self.runner.on(turn.remote), program)
 
-    def _snapshot(self, turn: _Turn, dataset: str) -> str:
+    def _snapshot(self, turn: NodeTurn, dataset: str) -> str:
         name = update_snapshot_name(self.clock.now())
         zfs = self._zfs(turn)
         try:
@@ -372,7 +376,7 @@ class HostUpdate:
             raise HostUpdateError(f"{exc}; nothing upgraded") from None
         return name
 
-    def _prune(self, turn: _Turn, dataset: str, out: UpdateOutcome) -> None:
+    def _prune(self, turn: NodeTurn, dataset: str, out: UpdateOutcome) -> None:
         """Keep the newest three of nixmox's update snapshots of the root dataset."""
         zfs = self._zfs(turn)
         try:
@@ -388,7 +392,7 @@ class HostUpdate:
         for name, error in failed:
             log.warning("%s: kept %s@%s: %s", turn.node.name, dataset, name, error)
 
-    def _upgrade(self, turn: _Turn, out: UpdateOutcome) -> None:
+    def _upgrade(self, turn: NodeTurn, out: UpdateOutcome) -> None:
         where = "here" if turn.local else f"on {turn.remote.destination}" if turn.remote else ""
         log.info("%s: apt-get dist-upgrade %s", turn.node.name, where)
         try:
@@ -402,14 +406,14 @@ class HostUpdate:
             raise HostUpdateError(f"apt-get dist-upgrade failed: {exc}", recover=True) from None
         out.step("apt-get dist-upgrade finished")
 
-    def _probe(self, turn: _Turn) -> BootFacts:
+    def _probe(self, turn: NodeTurn) -> BootFacts:
         root = self.probe_root if turn.local else "/"
         result = self.runner.run(["sh", "-c", PROBE, "sh", root], remote=turn.remote, changes=False)
         return parse_facts(result.stdout)
 
     # -- reboot ------------------------------------------------------------------
 
-    def _reboot(self, turn: _Turn, need: RebootNeed, done: str, out: UpdateOutcome) -> bool:
+    def _reboot(self, turn: NodeTurn, need: RebootNeed, done: str, out: UpdateOutcome) -> bool:
         node = turn.node
         verdict = node_reboot(node, self.clock.now(), self.zone)
         held: str | None = None
@@ -452,7 +456,7 @@ class HostUpdate:
         out.message = f"{done}; rebooted ({need}){moved}{self._booted_check(turn, need, out)}"
         return True
 
-    def _booted_check(self, turn: _Turn, need: RebootNeed, out: UpdateOutcome) -> str:
+    def _booted_check(self, turn: NodeTurn, need: RebootNeed, out: UpdateOutcome) -> str:
         """After the reboot: does the node run the kernel it was rebooted for?"""
         if need.kernel is None:
             return ""
@@ -503,7 +507,7 @@ class HostUpdate:
         rows = self.api.get(f"{path}/snapshot") or []
         return any(isinstance(r, Mapping) and r.get("name") != "current" for r in rows)
 
-    def _evacuation(self, turn: _Turn) -> Evacuation:
+    def _evacuation(self, turn: NodeTurn) -> Evacuation:
         guests = self._running_guests(turn.node.name, self_reboot=turn.local)
         if turn.local:
             # The node's own shutdown stops its guests: only their policies and
@@ -513,7 +517,7 @@ class HostUpdate:
             )
         return plan_evacuation(guests, turn.targets, self.declared, self.clock.now(), self.zone)
 
-    def _cycle(self, turn: _Turn, evac: Evacuation, out: UpdateOutcome) -> str | None:
+    def _cycle(self, turn: NodeTurn, evac: Evacuation, out: UpdateOutcome) -> str | None:
         """Guests away, reboot, wait for the node and quorum, guests back.
 
         Returns why the reboot was held after all (the guests are back then),
@@ -575,45 +579,23 @@ class HostUpdate:
             params["restart"] = 1
             params["timeout"] = self.timing.shutdown
         log.info("%s -> %s: migrating %s %d", source, target, kind, vmid)
-        upid = self.api.post(f"{guest_path(source, kind, vmid)}/migrate", **params)
-        wait(
-            self.api,
-            str(upid),
-            what=f"migration of {vmid} to {target}",
-            timeout=self.timing.task,
-            clock=self.clock,
-            watch=self._tick,
-        )
-        self._settle(vmid, target, "running", f"migration of {vmid} to {target}")
+        what = f"migration of {vmid} to {target}"
+        self._task(f"{guest_path(source, kind, vmid)}/migrate", what, **params)
+        self._settle(vmid, target, "running", what)
 
     def _shutdown(self, node: str, stop: Stop) -> None:
         log.info("%s: shutting down %s %d (%s)", node, stop.kind, stop.vmid, stop.why)
-        upid = self.api.post(
+        self._task(
             f"{guest_path(node, stop.kind, stop.vmid)}/status/shutdown",
+            f"shutdown of {stop.vmid}",
             timeout=self.timing.shutdown,
-        )
-        wait(
-            self.api,
-            str(upid),
-            what=f"shutdown of {stop.vmid}",
-            timeout=self.timing.task,
-            clock=self.clock,
-            watch=self._tick,
         )
         self._settle(stop.vmid, node, "stopped", f"shutdown of {stop.vmid}")
 
     def _start(self, node: str, kind: str, vmid: int) -> None:
         if guest_status(self.api, node, kind, vmid).get("status") == "running":
             return  # onboot started it already
-        upid = self.api.post(f"{guest_path(node, kind, vmid)}/status/start")
-        wait(
-            self.api,
-            str(upid),
-            what=f"start of {vmid}",
-            timeout=self.timing.task,
-            clock=self.clock,
-            watch=self._tick,
-        )
+        self._task(f"{guest_path(node, kind, vmid)}/status/start", f"start of {vmid}")
         self._settle(vmid, node, "running", f"start of {vmid}")
 
     def _settle(self, vmid: int, node: str, status: str, what: str) -> None:
@@ -690,7 +672,11 @@ class HostUpdate:
     # -- dry run -----------------------------------------------------------------
 
     def _dry_run(
-        self, turn: _Turn, upgrades: Sequence[Upgrade], need: RebootNeed | None, out: UpdateOutcome
+        self,
+        turn: NodeTurn,
+        upgrades: Sequence[Upgrade],
+        need: RebootNeed | None,
+        out: UpdateOutcome,
     ) -> None:
         node = turn.node
         kernels = [u.package for u in upgrades if is_kernel_package(u.package)]

@@ -4,15 +4,8 @@
 # permissions for SYSTEM and Administrators only, protected from inheritance (icacls
 # works in every PowerShell language mode). An existing one is left as it is: nixmox
 # reads its owner and permissions (SDDL) from the report and decides whether to use it.
-$ErrorActionPreference = 'Stop'
+# nixmox-prelude
 $ProgressPreference = 'SilentlyContinue'
-
-function Write-Report($report) {
-    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
-    # ASCII only, whatever the console code page: escape everything else.
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-    Write-Output $json
-}
 
 $path = [string]$Nixmox.Path
 $report = [ordered]@{

@@ -2,14 +2,7 @@
 # Checks only: nixmox has no driver media to install from (that is the virtio-win ISO).
 param([switch]$CheckOnly)
 
-$ErrorActionPreference = 'Stop'
-
-function Write-Report($report) {
-    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
-    # ASCII only, whatever the console code page: escape everything else.
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-    Write-Output $json
-}
+# nixmox-prelude
 
 $report = [ordered]@{ step = 'drivers'; ok = $true; changed = $false; detail = '' }
 try {

@@ -3,14 +3,7 @@
 # Basic Display Adapter on the emulated VGA is often disabled (code 22), and fine.
 param([switch]$CheckOnly)
 
-$ErrorActionPreference = 'Stop'
-
-function Write-Report($report) {
-    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
-    # ASCII only, whatever the console code page: escape everything else.
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-    Write-Output $json
-}
+# nixmox-prelude
 
 $report = [ordered]@{ step = 'postcheck'; ok = $true; changed = $false; detail = ''; gpus = @() }
 

@@ -17,32 +17,7 @@ param(
     [int]$TimeoutSeconds = 1500
 )
 
-$ErrorActionPreference = 'Stop'
-
-function Write-Report($report) {
-    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
-    # ASCII only, whatever the console code page: escape everything else.
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-    Write-Output $json
-}
-
-# The signer's CN and O against the accepted names.
-function Test-Signer([string]$subject) {
-    $accepted = $Signers -split '\|'
-    foreach ($m in [regex]::Matches($subject, '(?:^|,)\s*(?:CN|O)=("(?:[^"]|"")*"|[^,]*)')) {
-        $name = $m.Groups[1].Value.Trim()
-        if ($name.StartsWith('"')) { $name = $name.Substring(1, $name.Length - 2).Replace('""', '"') }
-        if ($accepted -contains $name) { return $true }
-    }
-    return $false
-}
-
-function Get-Signature([string]$file) {
-    $sig = Get-AuthenticodeSignature -LiteralPath $file
-    $subject = ''
-    if ($sig.SignerCertificate) { $subject = [string]$sig.SignerCertificate.Subject }
-    return [ordered]@{ status = [string]$sig.Status; subject = $subject }
-}
+# nixmox-prelude
 
 $ProgressPreference = 'SilentlyContinue'
 $report = [ordered]@{

@@ -2,15 +2,8 @@
 # Run from the command line itself (-EncodedCommand) with $Nixmox set on the line above:
 # Script (its path in nixmox's folder, which only SYSTEM and Administrators may write),
 # Sha256 (of the text nixmox wrote) and Params (the script's parameters, splatted).
-$ErrorActionPreference = 'Stop'
+# nixmox-prelude
 $ProgressPreference = 'SilentlyContinue'
-
-function Write-Report($report) {
-    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
-    # ASCII only, whatever the console code page: escape everything else.
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-    Write-Output $json
-}
 
 $script = [string]$Nixmox.Script
 $wanted = [string]$Nixmox.Sha256

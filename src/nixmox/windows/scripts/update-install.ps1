@@ -4,26 +4,7 @@
 # own ResultCode. Never reboots: nixmox decides that by the guest's policy.
 # Installs what update-scan.ps1 lists, with the same choice (-IncludeOptional).
 param([switch]$IncludeOptional)
-$ErrorActionPreference = 'Stop'
-
-function Write-Report($report) {
-    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-    Write-Output $json
-}
-
-# The updates Windows Update installs on its own: optional ones (BrowseOnly,
-# e.g. preview cumulative updates) only with -IncludeOptional.
-function Get-Criteria {
-    $criteria = "IsInstalled=0 and Type='Software' and IsHidden=0"
-    if (-not $IncludeOptional) { $criteria += ' and BrowseOnly=0' }
-    return $criteria
-}
-
-function Get-Summary($u, $reason) {
-    $kbs = @($u.KBArticleIDs | ForEach-Object { 'KB' + $_ })
-    return [ordered]@{ kb = ($kbs -join ','); title = $u.Title; reason = $reason }
-}
+# nixmox-prelude
 
 try {
     $session = New-Object -ComObject Microsoft.Update.Session

@@ -3,13 +3,7 @@
 # stopped the device after it reported problems, the passthrough failure) and
 # MSI mode, the Rust client's install state (Steam appmanifest_252490.acf
 # StateFlags; 4 = fully installed) and the boot time.
-$ErrorActionPreference = 'Stop'
-
-function Write-Report($report) {
-    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-    Write-Output $json
-}
+# nixmox-prelude
 
 function Get-SteamLibraries {
     $roots = New-Object System.Collections.ArrayList

@@ -3,14 +3,7 @@
 # Windows servicing processes, free space on C:, which of the given busy
 # processes run, whether Steam is downloading, and PowerShell's language mode.
 param([string]$BusyProcesses = '')
-$ErrorActionPreference = 'Stop'
-
-function Write-Report($report) {
-    $json = ConvertTo-Json -InputObject $report -Compress -Depth 6
-    # ASCII only, whatever the console code page: escape everything else.
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-    Write-Output $json
-}
+# nixmox-prelude
 
 try {
     $os = Get-CimInstance -ClassName Win32_OperatingSystem
