@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast
 
 from nixmox.core import jsonrows
@@ -64,8 +64,13 @@ class UpdateOutcome:
 
 
 def row(o: UpdateOutcome) -> dict[str, object]:
-    """One outcome as JSON: its fields, in their order."""
-    return asdict(o)
+    """One outcome as JSON: its fields, in their order (the reporter is not one of them)."""
+    out: dict[str, object] = {}
+    for f in fields(o):
+        if f.name != "progress":
+            value = getattr(o, f.name)
+            out[f.name] = list(value) if isinstance(value, list) else value
+    return out
 
 
 def summary(outcomes: Sequence[UpdateOutcome]) -> dict[str, object]:
