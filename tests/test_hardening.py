@@ -616,7 +616,7 @@ def test_the_real_agent_answering_too_much_is_refused_and_survives(
 
 # -- 1: the Windows guest's folders, scripts and installers (pure parts) ---------------
 # The lab's scripted Windows guests show nixmox refusing in tests/test_windows_provision.py
-# and tests/test_update_windows.py; these are the decisions and the command line.
+# and tests/test_windows_update.py; these are the decisions and the command line.
 
 
 @pytest.mark.parametrize(

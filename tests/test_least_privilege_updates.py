@@ -25,21 +25,21 @@ from tests.lab.serving import RunningLab
 from tests.lab.windows_agent import update as windows_update
 from tests.peers.nixos_host import NixosHost
 from tests.test_least_privilege import EXAMPLE, SECRET, TOKEN, Acl, check_job, parse_grant
-from tests.test_update_host import (  # noqa: F401  (make_rig is a fixture)
+from tests.test_updates_host import (  # noqa: F401  (make_rig is a fixture)
     GUESTS_B,
     NEWER,
     UPGRADES,
     Rig,
     make_rig,
 )
-from tests.test_update_nixos import (  # noqa: F401  (guest, flake, healthz are fixtures)
+from tests.test_updates_nixos import (  # noqa: F401  (guest, flake, healthz are fixtures)
     Flake,
     flake,
     guest,
     healthz,
     ssh_inventory,
 )
-from tests.test_update_windows import FAST, VMID, windows
+from tests.test_windows_update import FAST, VMID, windows
 
 
 def token_grant(
