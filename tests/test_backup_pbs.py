@@ -271,3 +271,23 @@ def test_plan_finds_a_pbs_storage_as_declared_and_would_create_a_missing_one(
     [create] = [s for s in plan["storages"] if s["name"] == "pbs"]
     assert create["action"] == "create"
     assert "datastore" in json.dumps(create) and "password" not in json.dumps(create)
+
+
+def test_restore_brings_a_destroyed_guest_back_from_pbs(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = pbs_inventory(tmp_path)
+    code, report = backup_json(capsys, config, "--guest", "nixos-lxc")
+    assert code == 0, report
+    [archive] = [r["archive"] for r in report["guests"]]
+    assert archive.startswith("pbs:backup/ct/100/")
+    before = dict(env.pve.guest(100).config)
+    env.pve.cts.remove(env.pve.guest(100))  # the boot disk died with the guest on it
+    code = run(["restore", "nixos-lxc", "--json", "--yes", "--config", str(config)])
+    restored = json.loads(capsys.readouterr().out)
+    assert code == 0, restored
+    posts = [r for r in env.pve.requests if r[0] == "POST" and r[1].endswith("/nodes/pve1/lxc")]
+    assert posts and b"pbs%3Abackup%2Fct%2F100%2F" in posts[-1][2]
+    after = env.pve.guest(100).config
+    for key in ("hostname", "cores", "memory"):
+        assert after[key] == before[key], key

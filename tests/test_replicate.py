@@ -164,7 +164,7 @@ def test_full_then_incremental_then_up_to_date(zfs: ZfsFuse, pools: tuple[str, s
     # Progress says each dataset's start and end as it goes.
     told = [line.split(" ", 2)[2] for line in shown.getvalue().splitlines()]
     assert told[0] == f"replicating {src}/data to usb:{dst}/backup/data"
-    assert told[-1].startswith(f"{src}/data/ct: sent 2 snapshot(s), ")
+    assert told[-1].startswith(f"{src}/data/ct: sent 2 snapshots, ")
     (entry,) = first.entries
     assert entry.features is not None and entry.features.to_json() == {
         "resume": False,

@@ -122,7 +122,7 @@ def test_rollback_refuses_unnamed_later_snapshots_and_keeps_a_safety_copy(
     inv = inventory(tmp_path, zfs)
     code = run(["snapshot", "rollback", f"{ds}@monday", "--yes", "--config", str(inv)])
     err = capsys.readouterr().err
-    assert code == 1 and "destroys 1 newer snapshot(s): tuesday" in err
+    assert code == 1 and "destroys 1 newer snapshot: tuesday" in err
     assert read(zfs, mnt / "data" / "f.txt") == "new"
     code, doc, err = cli(
         capsys,

@@ -22,6 +22,7 @@ from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.errors import ConfigError
 from nixmox.core.progress import SILENT, Progress
 from nixmox.core.results import AllPartsOk
+from nixmox.core.words import plural
 from nixmox.core.zones import zone
 from nixmox.inventory.model import Inventory, Replication, ReplicationSource, ReplicationTarget
 from nixmox.replicate.job import (
@@ -282,7 +283,9 @@ def _sent(progress: Progress) -> Callable[[str, int, float], None]:
 def _outcome(r: DatasetResult) -> str:
     if r.error is not None:
         return f"FAILED: {r.error}"
-    sent = f"sent {len(r.sent)} snapshot(s), {human_size(r.bytes)}" if r.sent else "up to date"
+    sent = (
+        f"sent {plural(len(r.sent), 'snapshot')}, {human_size(r.bytes)}" if r.sent else "up to date"
+    )
     return sent + (f", pruned {len(r.pruned)}" if r.pruned else "")
 
 

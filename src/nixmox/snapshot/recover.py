@@ -24,6 +24,7 @@ from typing import Any
 from nixmox.adapters.zfs import Zfs, send_to
 from nixmox.core.errors import NixmoxError, UsageError
 from nixmox.core.results import result_word
+from nixmox.core.words import plural
 from nixmox.inventory.model import Inventory
 from nixmox.snapshot.policy import PREFIX, taken_at
 
@@ -153,7 +154,7 @@ def rollback_refusal(later: Sequence[str], allowed: Sequence[str]) -> str | None
     if unknown:
         return f"--destroy-later {unknown[0]}: not a snapshot newer than the target"
     return (
-        f"rolling back destroys {len(later)} newer snapshot(s): {', '.join(later)}; "
+        f"rolling back destroys {plural(len(later), 'newer snapshot')}: {', '.join(later)}; "
         "name each with --destroy-later NAME to allow it"
     )
 
