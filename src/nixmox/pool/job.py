@@ -165,6 +165,20 @@ def _busy(scan: Scan) -> str | None:
     return f"{what} is running ({scan.percent or 0:.0f}% done); nixmox starts none beside it"
 
 
+def _reported(
+    progress: Progress, result: OperationResult, doing: str, follow: Callable[[], None]
+) -> OperationResult:
+    """Run ``follow`` as one progress activity: its start line, then always its end line."""
+    progress.start(result.pool, f"{doing} {result.pool}")
+    try:
+        follow()
+    finally:
+        progress.end(
+            result.pool, f"{result.pool}: {result.operation} {result.outcome}: {result.message}"
+        )
+    return result
+
+
 def scrub_pool(
     zpool: Zpool,
     reader: PoolReader,
@@ -192,12 +206,14 @@ def scrub_pool(
         result.outcome, result.message = "dry-run", f"would {verb} of {pool} and follow it"
         return result
 
-    progress.start(pool, f"scrubbing {pool}")
-    try:
-        _follow_scrub(zpool, reader, pool, settings, before, result, progress, clock, started)
-    finally:
-        progress.end(pool, f"{pool}: scrub {result.outcome}: {result.message}")
-    return result
+    return _reported(
+        progress,
+        result,
+        "scrubbing",
+        lambda: _follow_scrub(
+            zpool, reader, pool, settings, before, result, progress, clock, started
+        ),
+    )
 
 
 def _follow_scrub(
@@ -339,12 +355,14 @@ def trim_pool(
     except ZfsError as exc:
         result.message = str(exc)
         return result
-    progress.start(pool, f"trimming {pool}")
-    try:
-        _follow_trim(zpool, reader, pool, settings, before, result, progress, clock, started)
-    finally:
-        progress.end(pool, f"{pool}: trim {result.outcome}: {result.message}")
-    return result
+    return _reported(
+        progress,
+        result,
+        "trimming",
+        lambda: _follow_trim(
+            zpool, reader, pool, settings, before, result, progress, clock, started
+        ),
+    )
 
 
 def _follow_trim(
