@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from nixmox.adapters.runner import Runner
+from nixmox.adapters.zfs import Zfs
 from nixmox.cli.main import run
 from nixmox.snapshot.recover import later_snapshots, rollback_refusal
 from tests.lab.serving import RunningLab
@@ -184,3 +186,17 @@ content = ["rootdir"]
     assert code == 0, capsys.readouterr()
     assert [e[:2] for e in events] == [("shutdown", 100), ("start", 100)]
     zfs.zfs("destroy", "-r", f"{zfs_pool}/ct", check=False)
+
+
+def test_a_file_system_still_busy_from_its_unmount_is_destroyed_on_a_later_try(
+    zfs: ZfsFuse, data: tuple[str, Path]
+) -> None:
+    # zfs-fuse answers "dataset is busy" to the first destroy of a file system that
+    # was mounted a moment ago; the adapter tries again rather than failing the job.
+    ds, mnt = data
+    scratch = f"{ds}-scratch"
+    zfs.zfs("create", "-o", f"mountpoint={mnt}/scratch", scratch)
+    zfs.run("sh", "-c", f"echo x > {mnt}/scratch/x.txt")
+    Zfs(Runner(), (str(zfs.bin_dir / "zfs"),)).destroy_filesystem(scratch)
+    names = zfs.zfs("list", "-H", "-o", "name", "-r", ds.split("/")[0]).stdout.split()
+    assert scratch not in names

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -24,6 +25,9 @@ from nixmox.core.errors import CommandError, NixmoxError
 # OpenZFS refuses longer argument lists long before the kernel does; stay well
 # below both so a batch never fails for its size.
 BATCH_CHARS = 8000
+
+# Pauses (seconds) between tries when a just-unmounted file system is still busy.
+BUSY_PAUSES = (0.2, 0.5, 1.0, 2.0)
 
 
 class ZfsError(NixmoxError):
@@ -255,7 +259,17 @@ class Zfs(_Adapter):
         """Destroy one file system (never recursively, never a snapshot by mistake)."""
         if "@" in dataset or "#" in dataset:
             raise ValueError(f"{dataset} is not a file system")
-        self._run(["destroy", dataset], f"cannot destroy {dataset}", changes=True)
+        # Just after an unmount, a file system can still be "busy" for a moment while
+        # the last reader lets go (zfs-fuse says so for about a second; Linux
+        # OpenZFS can while an unmount settles). Retry a few times, then report it.
+        for pause in (*BUSY_PAUSES, None):
+            try:
+                self._run(["destroy", dataset], f"cannot destroy {dataset}", changes=True)
+                return
+            except ZfsError as exc:
+                if pause is None or "busy" not in exc.stderr:
+                    raise
+                time.sleep(pause)
 
     def rollback_destroying_newer(self, snapshot: str) -> None:
         """``zfs rollback -r SNAPSHOT``: every newer snapshot is destroyed (the caller
