@@ -19,6 +19,7 @@ depend on the machine's load.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -98,6 +99,11 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true", help="also count instructions")
     args = parser.parse_args()
 
+    # An installed nixmox runs from compiled bytecode (pip writes it at install
+    # time); without it every run would compile nixmox's sources first, which
+    # PYTHONDONTWRITEBYTECODE (set on some machines) makes permanent.
+    for tree in [ROOT / "src", *([args.against] if args.against is not None else [])]:
+        compileall.compile_dir(str(tree), quiet=1)
     env = dict(os.environ)
     table = {BASE: ([sys.executable, "-c", "pass"], env)}
     table |= cases(ROOT / "src")
