@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from nixmox.adapters.runner import Runner
 from nixmox.cli import backup as backup_command
+from nixmox.core import progress
 from nixmox.core.progress import Lines, Live
 from tests.clock import FakeClock
 from tests.lab.serving import RunningLab
@@ -120,3 +122,28 @@ def test_plain_lines_say_still_when_nothing_new_comes() -> None:
         "nixos-lxc: 12% (1.0 GiB of 8.0 GiB) [12s elapsed]",
         "nixos-lxc: backed up in 15s",
     ]
+
+
+def test_one_long_command_gets_still_lines_and_none_once_it_ended(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # apt's dist-upgrade or a NixOS build is one command: no task log to look at in
+    # between, so the reporter itself says "still" while it runs (off a terminal).
+    monkeypatch.setattr(progress, "STILL_EVERY", 0.4)
+    progress.configure(0)
+    try:
+        with progress.for_stderr() as shown:
+            shown.start("pve1", "upgrading pve1")
+            Runner().run(["sleep", "1.5"], changes=False)
+            during = capsys.readouterr().err
+            shown.end("pve1", "pve1: ok")
+            capsys.readouterr()
+            Runner().run(["sleep", "0.6"], changes=False)
+        after = capsys.readouterr().err
+    finally:
+        progress.configure(-1)
+    said = [re.sub(STAMP, "", line) for line in during.splitlines()]
+    assert said[0] == "upgrading pve1"
+    stills = [s for s in said[1:] if s.startswith("Still upgrading pve1... [")]
+    assert len(stills) >= 2 and len(stills) == len(said) - 1, said
+    assert after == ""

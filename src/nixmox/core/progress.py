@@ -8,7 +8,7 @@ steps in between are one line each. Three ways to show it:
 - :class:`Lines`: plain, timestamped lines on stderr for the systemd journal
   and pipes, each activity's news as it comes and, when there is none,
   ``Still backing up nixos-vm... [10s elapsed]`` every :data:`STILL_EVERY`
-  seconds;
+  seconds (also while one long command runs: a ticker thread looks);
 - :class:`Live`: a rich live display on a terminal, one spinner line per
   activity with its latest news and elapsed time, finished lines above it.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
 
-from nixmox.core.clock import SYSTEM_CLOCK, Clock
+from nixmox.core.clock import SYSTEM_CLOCK, Clock, SystemClock
 from nixmox.core.text import printable
 
 #: Seconds without news after which an activity says it is still running.
@@ -76,13 +76,26 @@ class Lines(Progress):
     """Plain timestamped lines (``2026-12-04 18:40:52 backing up nixos-vm``)."""
 
     def __init__(
-        self, stream: IO[str], clock: Clock = SYSTEM_CLOCK, still_every: float = STILL_EVERY
+        self,
+        stream: IO[str],
+        clock: Clock = SYSTEM_CLOCK,
+        still_every: float = STILL_EVERY,
+        *,
+        ticker: float | None = None,
     ) -> None:
         self.stream = stream
         self.clock = clock
         self.still_every = still_every
         self._activities: dict[str, _Activity] = {}
         self._lock = threading.Lock()
+        # A job says "still" when it looks at what it waits for (a task's log, a
+        # scrub's state); one long command (apt's dist-upgrade, a NixOS build, a
+        # stalled zfs send) gives it no such moment. With ``ticker`` set, a thread
+        # looks every ``ticker`` seconds and says "Still ..." for any activity
+        # that has been quiet for ``still_every``.
+        self._ticker = ticker
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _print(self, text: str) -> None:
         stamp = self.clock.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -101,6 +114,11 @@ class Lines(Progress):
             now = self.clock.monotonic()
             self._activities[key] = _Activity(text, now, now)
             self._print(text)
+            if self._ticker is not None and self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._tick, name="nixmox-progress", daemon=True
+                )
+                self._thread.start()
 
     def update(self, key: str, news: str | None = None) -> None:
         with self._lock:
@@ -108,18 +126,40 @@ class Lines(Progress):
             if activity is None:
                 return
             now = self.clock.monotonic()
-            elapsed = f"[{now - activity.started:.0f}s elapsed]"
             if news and news != activity.news:
                 activity.news, activity.told = news, now
-                self._print(f"{key}: {news} {elapsed}")
-            elif now - activity.told >= self.still_every:
-                activity.told = now
-                self._print(f"Still {activity.text}... {elapsed}")
+                self._print(f"{key}: {news} {_elapsed(activity, now)}")
+            else:
+                self._still(activity, now)
+
+    def _still(self, activity: _Activity, now: float) -> None:
+        """``Still ...`` when the activity has been quiet long enough (lock held)."""
+        if now - activity.told >= self.still_every:
+            activity.told = now
+            self._print(f"Still {activity.text}... {_elapsed(activity, now)}")
+
+    def _tick(self) -> None:
+        assert self._ticker is not None
+        while not self._stopped.wait(self._ticker):
+            with self._lock:
+                now = self.clock.monotonic()
+                for activity in list(self._activities.values()):
+                    self._still(activity, now)
 
     def end(self, key: str, text: str) -> None:
         with self._lock:
             self._activities.pop(key, None)
             self._print(text)
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def _elapsed(activity: _Activity, now: float) -> str:
+    return f"[{now - activity.started:.0f}s elapsed]"
 
 
 class Live(Progress):
@@ -194,4 +234,7 @@ def for_stderr(clock: Clock = SYSTEM_CLOCK) -> Progress:
         from rich.console import Console
 
         return Live(Console(stderr=True), clock)
-    return Lines(sys.stderr, clock)
+    # The ticker runs on real time: a clock a test passes in moves only when the
+    # job moves it, and the job says "still" itself at each of its waits.
+    real = isinstance(clock, SystemClock)
+    return Lines(sys.stderr, clock, STILL_EVERY, ticker=min(1.0, STILL_EVERY / 4) if real else None)
