@@ -716,6 +716,14 @@ def test_node_that_does_not_come_back_stops_the_rollout(make_rig: Callable[..., 
     assert said.index("pve-a: preflight passed") < said.index(
         "pve-a: apt-get dist-upgrade finished"
     )
+    # What is about to take a while is said before it starts, not only when done.
+    assert said.index("pve-a: apt-get dist-upgrade on root@pve-a") < said.index(
+        "pve-a: apt-get dist-upgrade finished"
+    )
+    assert said.index("pve-a -> pve-b: migrating qemu 101") < said.index(
+        "pve-a: migrated qemu 101 to pve-b"
+    )
+    assert said.index("pve-a: rebooting") < said.index("pve-a: reboot requested")
     stills = [line for line in said if line.startswith("Still updating pve-a... [")]
     assert len(stills) >= Timing().reboot // 10 - 2, said
     assert said[-2].startswith("pve-a: failed: node pve-a did not come back with quorum")

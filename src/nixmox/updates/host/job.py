@@ -243,7 +243,7 @@ class HostUpdate:
                 f"{name}: reboot held after all: {'; '.join(found)}; "
                 "run `nixmox update host` again once it has finished"
             )
-        log.info("%s: rebooting this node now", name)
+        self.progress.step(f"{name}: rebooting this node now")
         self.api.post(f"/nodes/{name}/status", command="reboot")
         return None
 
@@ -276,7 +276,7 @@ class HostUpdate:
         upgrades = self._refresh(node.name)
         self.upgrades[node.name] = upgrades
         listed = ", ".join(str(u) for u in upgrades)
-        log.info(
+        log.debug(
             "%s: %s%s", node.name, plural(len(upgrades), "upgrade"), f": {listed}" if listed else ""
         )
         out.pending = len(upgrades)
@@ -394,7 +394,7 @@ class HostUpdate:
 
     def _upgrade(self, turn: NodeTurn, out: UpdateOutcome) -> None:
         where = "here" if turn.local else f"on {turn.remote.destination}" if turn.remote else ""
-        log.info("%s: apt-get dist-upgrade %s", turn.node.name, where)
+        self.progress.step(f"{turn.node.name}: apt-get dist-upgrade {where}".rstrip())
         try:
             self.runner.run(
                 UPGRADE,
@@ -549,7 +549,7 @@ class HostUpdate:
                 raise HostUpdateError(f"not rebooted: {'; '.join(late)}{undone}")
             return "; ".join(late) + ("; the guests are back" if moved or stopped else "")
         requested = self.clock.now().timestamp()
-        log.info("%s: rebooting", name)
+        self.progress.step(f"{name}: rebooting")
         try:
             self.api.post(f"/nodes/{name}/status", command="reboot")
         except ProxmoxError as exc:
@@ -578,13 +578,13 @@ class HostUpdate:
         else:
             params["restart"] = 1
             params["timeout"] = self.timing.shutdown
-        log.info("%s -> %s: migrating %s %d", source, target, kind, vmid)
+        self.progress.step(f"{source} -> {target}: migrating {kind} {vmid}")
         what = f"migration of {vmid} to {target}"
         self._task(f"{guest_path(source, kind, vmid)}/migrate", what, **params)
         self._settle(vmid, target, "running", what)
 
     def _shutdown(self, node: str, stop: Stop) -> None:
-        log.info("%s: shutting down %s %d (%s)", node, stop.kind, stop.vmid, stop.why)
+        self.progress.step(f"{node}: shutting down {stop.kind} {stop.vmid} ({stop.why})")
         self._task(
             f"{guest_path(node, stop.kind, stop.vmid)}/status/shutdown",
             f"shutdown of {stop.vmid}",
