@@ -20,6 +20,7 @@ import tomlkit
 from nixmox.adapters.proxmox.client import Proxmox, TlsError
 from nixmox.adapters.proxmox.settings import Connection, connection
 from nixmox.cli.main import run
+from nixmox.core.errors import ProxmoxError
 from nixmox.core.progress import Lines
 from nixmox.inventory.load import load_inventory
 from nixmox.provision.actual import read_state
@@ -613,3 +614,70 @@ def test_apply_progress_is_plain_lines_on_stderr_and_json_stays_clean(
     assert any(re.search(r" nixos-vm: ok \(full clone of 9000", line) for line in lines), "\n".join(
         lines
     )
+
+
+def test_startup_order_is_declared_applied_live_and_needs_sys_modify_for_a_vm(
+    lab_root_env: RunningLab,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    assert apply_example(capsys) == 0
+    config = inventory_with(
+        tmp_path,
+        'tags = ["nixos"]\nonboot = true\n',
+        ('tags = ["nixos"]\nonboot = true\nstartup = { order = 2, up = 30 }\n'),
+    )
+    config.write_text(
+        config.read_text().replace(
+            'tags = ["nixos", "services"]\nonboot = true\n',
+            'tags = ["nixos", "services"]\nonboot = true\nstartup = { order = 1 }\n',
+            1,
+        )
+    )
+    pve = lab_root_env.pve
+    pve.guest(101).config["startup"] = "up=30,order=2"  # the same, written the other way
+    code, report = plan_json(capsys, config)
+    assert code == 2
+    changes = guest(report, "nixos-lxc")["changes"]
+    assert [(c["key"], c["new"], c["label"]) for c in changes] == [("startup", "order=1", "live")]
+    assert guest(report, "nixos-vm")["action"] == "none"  # key order is not drift
+    # A VM's startup changes how the host boots: qemu-server wants Sys.Modify on /.
+    pve.guest(101).config.pop("startup")
+    token = "nixmox@pve!order"
+    pve.apitokens[token] = "order-secret-1234"
+    for who in ("nixmox@pve", token):
+        pve.grant(who, "/", "VM.Audit", "Sys.Audit", "Datastore.Audit", "VM.Config.Options")
+    monkeypatch.delenv("NIXMOX_PVE_USER")
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", token)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN", "order-secret-1234")
+    writes = len([r for r in pve.requests if r[0] != "GET"])
+    assert run(["apply", "--yes", "--config", str(config)]) == 1
+    err = capsys.readouterr()
+    assert "missing privilege: Sys.Modify on / (change nixos-vm: startup)" in err.err
+    assert len([r for r in pve.requests if r[0] != "GET"]) == writes
+    for who in ("nixmox@pve", token):
+        pve.grant(who, "/", "Sys.Modify")
+    assert run(["apply", "--yes", "--config", str(config)]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    assert pve.guest(100).config["startup"] == "order=1"
+    assert pve.guest(101).config["startup"] == "order=2,up=30"
+    code, report = plan_json(capsys, config)
+    assert code == 0 and report["changes"] is False, report
+
+
+def test_the_lab_refuses_a_vm_startup_without_sys_modify_as_qemu_server_does(
+    lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert apply_example(capsys) == 0
+    pve = lab_root_env.pve
+    token = "nixmox@pve!plain"
+    pve.apitokens[token] = "plain-secret-1234"
+    for who in ("nixmox@pve", token):
+        pve.grant(who, "/", "VM.Audit", "VM.Config.Options")
+    api = Proxmox(Connection(lab_root_env.url, token, "plain-secret-1234", lab_root_env.ca_file))
+    api.put("/nodes/pve1/qemu/101/config", description="fine without it")
+    with pytest.raises(ProxmoxError, match=r"Sys\.Modify"):
+        api.put("/nodes/pve1/qemu/101/config", startup="order=1")
+    api.put("/nodes/pve1/lxc/100/config", startup="order=1")  # a container's needs no more
+    assert pve.guest(100).config["startup"] == "order=1"

@@ -22,7 +22,9 @@ from nixmox.backup.archives import Archive
 from nixmox.backup.copies import copy_changes, memory_problem
 from nixmox.cli.main import run
 from nixmox.core.errors import UsageError
+from nixmox.inventory.model import Guest, Startup
 from nixmox.restore.choose import Candidate, choose, parse_at
+from nixmox.restore.rebuild import startup_order
 from tests.hosts import write_host
 from tests.lab.serving import RunningLab
 
@@ -455,3 +457,16 @@ def test_a_long_restore_says_it_is_still_running(
     told = [line.split(" ", 2)[2] for line in shown.err.splitlines()]
     still = [t for t in told if t.startswith("Still nixos-vm: restore... [")]
     assert still and still[0].endswith("s elapsed]"), shown.err
+
+
+def test_startup_order_is_proxmoxs_boot_order() -> None:
+    def g(vmid: int, onboot: bool | None, order: int | None = None) -> Guest:
+        startup = None if order is None else Startup(order=order)
+        return Guest(
+            name=f"g{vmid}", vmid=vmid, kind="lxc", node="pve1", onboot=onboot, startup=startup
+        )
+
+    guests = [g(100, True), g(101, True, 2), g(102, None, 0), g(103, True, 1), g(104, True, 2)]
+    guests += [g(105, False), g(99_000, True)]
+    # Declared to run first, by order (none = after every order), then VMID; the rest last.
+    assert [x.vmid for x in startup_order(guests)] == [103, 101, 104, 100, 99_000, 102, 105]

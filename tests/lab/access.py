@@ -223,6 +223,9 @@ class StrictAccess:
                     "Parameter verification failed.",
                     {key: "only root@pam can set 'romfile' option"},
                 )
+        if "startup" in params or "startup" in deletes:
+            # qemu-server's config check: startup "changes host behaviour".
+            self._need(user, "/", "Sys.Modify")
         for key, value in params.items():
             if re.fullmatch(r"net\d+", key):
                 bridge = _opts(value).get("bridge")

@@ -502,6 +502,23 @@ class TpmState(Strict):
     version: Literal["v1.2", "v2.0"] = Field("v2.0", description="TPM version; Windows 11: v2.0")
 
 
+class Startup(Strict):
+    """Where a guest comes in the node's boot order (Proxmox's ``startup``)."""
+
+    order: int | None = Field(
+        None,
+        ge=0,
+        description="position among the guests that start on boot: lower first; guests "
+        "without one start after those with one, by VMID (also the order rebuild restores in)",
+    )
+    up: int | None = Field(
+        None, ge=0, description="seconds to wait after starting it before starting the next"
+    )
+    down: int | None = Field(
+        None, ge=0, description="seconds to wait for it to shut down before stopping it"
+    )
+
+
 class KeepOptions(Strict):
     """Proxmox's keep-* retention options (see docs/retention.md); none set: keep everything."""
 
@@ -679,6 +696,9 @@ class Guest(Strict):
         default_factory=list, description="Proxmox tags (order does not matter)"
     )
     onboot: bool | None = Field(None, description="start when the node boots")
+    startup: Startup | None = Field(
+        None, description="boot order and delays (Proxmox's startup: order=,up=,down=)"
+    )
     stage: Literal["install", "gpu", "gaming"] | None = Field(
         None,
         description="Windows VM install stage: install (virtual display, no GPU), gpu (devices "

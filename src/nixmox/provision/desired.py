@@ -93,6 +93,12 @@ def desired_guest(guest: Guest) -> DesiredGuest:
     if guest.tags:
         scalars["tags"] = ";".join(sorted(guest.tags))
     put("onboot", guest.onboot)
+    if guest.startup is not None:
+        declared = {"order": guest.startup.order, "up": guest.startup.up}
+        declared["down"] = guest.startup.down
+        startup = {k: str(v) for k, v in declared.items() if v is not None}
+        if startup:
+            options["startup"] = startup
     put("cores", guest.cores)
     put("memory", guest.memory)
     if lxc:

@@ -217,8 +217,9 @@ _NUMBERS = {"cores", "sockets", "memory", "swap", "balloon", "cpulimit"}
 _BOOLS = {"onboot", "unprivileged", "template", "protection"}
 #: Running-guest keys Proxmox applies at once; the rest wait in pending.
 _LIVE = {
-    "lxc": {"cores", "memory", "swap", "description", "tags", "onboot", "net", "cpulimit"},
-    "qemu": {"name", "description", "tags", "onboot", "net", "balloon"},
+    "lxc": {"cores", "memory", "swap", "description", "tags", "onboot", "startup", "net"}
+    | {"cpulimit"},
+    "qemu": {"name", "description", "tags", "onboot", "startup", "net", "balloon"},
 }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,9 +81,15 @@ class GuestRecovery:
 
 
 def startup_order(guests: Iterable[Guest]) -> list[Guest]:
-    """The order Proxmox starts guests at boot: those declared to run (``onboot``)
-    first, then the others; by VMID within each (the inventory sets no startup order)."""
-    return sorted(guests, key=lambda g: (not g.onboot, g.vmid))
+    """The order Proxmox starts guests at boot (pve-manager's start list): those
+    declared to run (``onboot``) first, then the others; within each, by
+    ``startup.order`` (guests without one after those with one), then by VMID."""
+
+    def key(g: Guest) -> tuple[bool, float, int]:
+        order = g.startup.order if g.startup is not None else None
+        return (not g.onboot, math.inf if order is None else order, g.vmid)
+
+    return sorted(guests, key=key)
 
 
 def plan_guests(

@@ -29,7 +29,11 @@ _DEFAULT_KEY = {
     "agent": "enabled",
     "vga": "type",
     "features": "",
+    "startup": "order",  # "startup: 2" is order 2
 }
+
+#: Kinds whose default key nixmox still writes with its name (``order=2``, as the GUI does).
+_NAMED_ON_WRITE = {"startup"}
 
 
 def slot_order(key: str) -> tuple[str, int]:
@@ -86,7 +90,7 @@ def render(key: str, options: Mapping[str, str]) -> str:
         model = rest.pop("model")
         mac = rest.pop("macaddr", "")
         parts.append(f"{model}={mac}" if mac else model)
-    elif default and default in rest:
+    elif default and default in rest and kind not in _NAMED_ON_WRITE:
         parts.append(rest.pop(default))
     parts += [f"{k}={v}" for k, v in rest.items()]
     return ",".join(parts)
