@@ -291,7 +291,9 @@ def test_adopt_round_trips(
     lab_root_env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     lab_root_env.pve.add_declared_guests()
+    lab_root_env.pve.guest(101).config["startup"] = "2,up=30"  # order 2, the short way
     adopted = run_adopt(capsys)
+    assert "startup = {order = 2, up = 30}" in adopted
     inv = tmp_path / "adopted.toml"
     head = EXAMPLE.read_text().split("# Guests.")[0]
     inv.write_text(head.rsplit("# ---", 1)[0] + adopted)
