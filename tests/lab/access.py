@@ -24,11 +24,17 @@ Each rule names where PVE has it:
   it, a guest's pool only with ``Pool.Audit`` on the pool (fakepve lists every
   storage and node, and filters only guests).
 - A restore (qemu-server ``create_vm`` with ``archive``, pve-container
-  ``create_vm`` with ``restore``): pve-storage ``check_volume_access`` of the
+  ``create_vm`` with ``restore``): ``VM.Allocate`` on the VMID (or the pool),
+  or ``VM.Backup`` when the guest exists and ``force`` is set, all checked
+  before anything is overwritten; pve-storage ``check_volume_access`` of the
   archive (``Datastore.AllocateSpace`` on its storage and ``VM.Backup`` on the
-  guest it belongs to), ``Datastore.AllocateSpace`` on the target storage,
-  ``check_restore_permissions`` (``SDN.Use`` for the archived NICs,
-  ``Mapping.Use`` for its mapped devices); the new guest joins ``pool``.
+  guest it belongs to, unless it is the VMID's own), ``Datastore.AllocateSpace``
+  on the target storage and (qemu-server ``$parse_backup_hints``) on every
+  storage a disk is restored to, ``check_restore_permissions`` (``SDN.Use``
+  for the archived NICs, ``Mapping.Use`` for its mapped devices, a raw device
+  root@pam's); pve-container: ``Sys.Modify`` on ``/`` for a privileged
+  archive unless it replaces a privileged container; the new guest joins
+  ``pool``.
 - pve-manager ``PVE/API2/Cluster/Mapping/PCI.pm`` and ``USB.pm``: the
   mappings, stateful; the index lists only mappings the user may audit, use
   or modify; a VM whose mapping has no entry for its node does not start.
@@ -281,11 +287,20 @@ class StrictAccess:
     # ---------------------------------------------------------- restores
 
     def _restore_rules(
-        self, user: str, vmid: int, archive: str, saved: dict[str, Any], storage: str | None
+        self,
+        user: str,
+        vmid: int,
+        archive: str,
+        saved: dict[str, Any],
+        storage: str | None,
+        disk_stores: tuple[str, ...] = (),
     ) -> None:
-        """What PVE checks of a restore before its task (see the module docstring)."""
+        """What PVE checks of a restore before its task (see the module docstring);
+        ``disk_stores``: where a qemu archive's disks go (``$parse_backup_hints``)."""
         if user == ROOT or self.acl is None:
             return
+        for store in disk_stores:
+            self._need(user, f"/storage/{store}", "Datastore.AllocateSpace")
         sid, _, volname = archive.partition(":")
         owner = re.search(r"vzdump-(?:qemu|lxc)-(\d+)-", volname)
         if not (owner and int(owner.group(1)) == vmid):
@@ -297,8 +312,21 @@ class StrictAccess:
         for key, value in saved.items():
             if re.fullmatch(r"net\d+", key) and _opts(value).get("bridge"):
                 self._need(user, f"/sdn/zones/localnetwork/{_opts(value)['bridge']}", "SDN.Use")
-            if key.startswith("hostpci") and _opts(value).get("mapping"):
-                self._need(user, f"/mapping/pci/{_opts(value)['mapping']}", "Mapping.Use")
+            # PVE/QemuServer.pm check_mapping_access: a raw device is root@pam's.
+            kind = re.sub(r"\d+$", "", key)
+            if kind in ("hostpci", "usb"):
+                device = _opts(value)
+                first = str(value).split(",")[0]
+                if "=" not in first:
+                    device["host"] = first  # the default key of pve-qm-hostpci
+                if device.get("mapping"):
+                    self._need(
+                        user,
+                        f"/mapping/{'pci' if kind == 'hostpci' else 'usb'}/{device['mapping']}",
+                        "Mapping.Use",
+                    )
+                elif kind == "hostpci" or str(device.get("host", "")).lower() != "spice":
+                    raise PveError(500, f"only root can set '{key}' config for real devices")
 
     # ---------------------------------------------------------- resource mappings
 

@@ -619,11 +619,41 @@ class Lab(StrictAccess, FakePve):
         if record is None or record.get("content") != "backup":
             raise PveError(500, f"unable to restore VM {vmid} - volume '{archive}' does not exist")
         existing = self.guest(vmid)
+        saved = dict(
+            record.get("config")
+            or {"name": f"vm{record['vmid']}", "memory": "512", "net0": "virtio,bridge=vmbr0"}
+        )
+        target = v.get("storage")
+        pool = v.get("pool")
+        if pool and pool not in self.pools:
+            raise PveError(403, f"Permission check failed (pool '{pool}' does not exist)")
+        # PVE::API2::Qemu create_vm, before anything is overwritten: VM.Allocate, or
+        # VM.Backup alone to restore over a VM that exists (force).
+        over = bool(v.get("force")) and isinstance(existing, FakeVm) and existing.node == node
+        if not (
+            self.allowed(user, f"/vms/{vmid}", "VM.Allocate")
+            or (pool and self.allowed(user, f"/pool/{pool}", "VM.Allocate"))
+            or (over and self.allowed(user, f"/vms/{vmid}", "VM.Backup"))
+        ):
+            raise PveError(403, "Permission check failed")
+        hinted = tuple(
+            sorted(
+                {
+                    (target or "local") if target is not None else str(val).split(":", 1)[0]
+                    for key, val in saved.items()
+                    if re.fullmatch(r"(scsi|virtio|sata|ide|efidisk|tpmstate)\d+", key)
+                    and ":" in str(val).split(",", 1)[0]
+                    and "media=cdrom" not in str(val)
+                }
+            )
+        )
+        self._restore_rules(user, vmid, archive, saved, target, hinted)
         if existing is not None:
             # PVE::API2::Qemu create_vm: force= overwrites a stopped VM of this node,
             # its disks destroyed first; anything else is refused.
-            if not v.get("force") or not isinstance(existing, FakeVm) or existing.node != node:
+            if not over:
                 raise PveError(500, f"unable to restore VM {vmid} - VM {vmid} already exists")
+            assert isinstance(existing, FakeVm)
             if existing.lock:
                 raise PveError(500, f"unable to restore VM {vmid} - VM is locked ({existing.lock})")
             if existing.status == "running":
@@ -635,20 +665,6 @@ class Lab(StrictAccess, FakePve):
                 ):
                     self._qm_free(volume)
             self.vms.remove(existing)
-        saved = dict(
-            record.get("config")
-            or {"name": f"vm{record['vmid']}", "memory": "512", "net0": "virtio,bridge=vmbr0"}
-        )
-        target = v.get("storage")
-        pool = v.get("pool")
-        if pool and pool not in self.pools:
-            raise PveError(403, f"Permission check failed (pool '{pool}' does not exist)")
-        if not (
-            self.allowed(user, f"/vms/{vmid}", "VM.Allocate")
-            or (pool and self.allowed(user, f"/pool/{pool}", "VM.Allocate"))
-        ):
-            raise PveError(403, "Permission check failed")
-        self._restore_rules(user, vmid, archive, saved, target)
         config: dict[str, Any] = {}
         disk_no = 0
         planned: list[tuple[str, str, int]] = []
@@ -2138,6 +2154,12 @@ class Lab(StrictAccess, FakePve):
             record = self.storages.get(sid, {}).get("volumes", {}).get(volname) or {}
             saved = dict(record.get("config") or {})
             self._restore_rules(user, int(v["vmid"]), archive, saved, v.get("storage"))
+            old = self.guest(int(v["vmid"]))
+            privileged = str(v.get("unprivileged", saved.get("unprivileged", "0"))) in ("0", "")
+            was_unprivileged = old is not None and str(old.config.get("unprivileged")) == "1"
+            if privileged and (old is None or was_unprivileged):
+                # PVE/API2/LXC.pm create_vm: restoring a privileged container, unless over one.
+                self._need(user, "/", "Sys.Modify")
             # pct restore brings the archive's own config back (pct.conf inside it),
             # the request's options winning.
             self._restore_ct_config(v)

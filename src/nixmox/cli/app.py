@@ -245,7 +245,7 @@ def token(
             "--job",
             metavar="JOB",
             help="apply, backup, backup-verify, update-host, update-nixos, update-windows, "
-            "windows-provision, template-upload (repeatable)",
+            "windows-provision, template-upload, restore, rebuild (repeatable)",
         ),
     ] = None,
     token_id: Annotated[

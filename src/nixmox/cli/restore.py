@@ -37,7 +37,14 @@ def restore(
     """Restore one guest (or list its archives); exit 0 ok, 1 failed."""
     inv = load_inventory(find_inventory(config))
     run = prepare_restore(
-        inv, guest, at=at, archive=archive, as_vmid=as_vmid, dry_run=dry_run, clock=clock
+        inv,
+        guest,
+        at=at,
+        archive=archive,
+        as_vmid=as_vmid,
+        dry_run=dry_run,
+        list_only=list_only,
+        clock=clock,
     )
     now = clock.now()
     if list_only:

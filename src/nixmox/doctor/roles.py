@@ -1,7 +1,7 @@
 """The least-privilege grant for the inventory's jobs: one place that asks each job.
 
 Every job keeps its own needs next to it (``provision/privileges.py``,
-``backup/privileges.py``, ``updates/privileges.py``); this module only
+``backup/privileges.py``, ``updates/privileges.py``, ``restore/privileges.py``); this module only
 collects them for ``nixmox token`` (the ``pveum`` lines) and doctor's
 ``token-privileges``, so both say what the preflights check.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.cluster import read_guests
 from nixmox.adapters.proxmox.permissions import Missing, Need, check, granted
 from nixmox.backup.privileges import backup_needs, verify_needs, vzdump_prunes
 from nixmox.backup.runs import choose_guests
@@ -19,6 +20,8 @@ from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.actual import read_state
 from nixmox.provision.diff import make_plan
 from nixmox.provision.privileges import needed
+from nixmox.restore.privileges import restore_needs
+from nixmox.restore.rebuild import prepare_rebuild
 from nixmox.templates.build import images_storage, pick_storage
 from nixmox.templates.privileges import vm_template_needs, vztmpl_needs
 from nixmox.updates.privileges import cluster_has_peers, host_needs, nixos_needs, windows_needs
@@ -34,6 +37,8 @@ JOBS = (
     "update-windows",
     "windows-provision",
     "template-upload",
+    "restore",
+    "rebuild",
 )
 
 
@@ -64,6 +69,11 @@ def job_needs(inv: Inventory, api: Proxmox, job: str) -> list[Need]:
         return [need for g in inv.guests if g.windows is not None for need in provision_needs(g)]
     if job == "template-upload":
         return template_upload_needs(inv)
+    if job == "restore":
+        return restore_role(inv, api)
+    if job == "rebuild":
+        # The rebuild this server would get now (on a fresh host: every guest).
+        return prepare_rebuild(inv, check=False).needs
     if job == "update-host":
         peers = cluster_has_peers(api)
         return [need for n in inv.nodes for need in host_needs(n, inv.guests, migrate=peers)]
@@ -100,6 +110,30 @@ def missing_by_job(inv: Inventory, api: Proxmox, jobs: Iterable[str]) -> list[tu
 def all_needs(inv: Inventory, api: Proxmox, jobs: Iterable[str]) -> list[Need]:
     """The needs of several jobs together."""
     return [need for job in jobs for need in job_needs(inv, api, job)]
+
+
+def restore_role(inv: Inventory, api: Proxmox) -> list[Need]:
+    """``restore`` in place of each backed-up guest: over it where it exists, taken to be
+    running (the restore then shuts it down first), else into its free VMID.
+    ``--as VMID`` needs its own grant on the new VMID (docs/least-privilege.md)."""
+    try:
+        settings, guests = choose_guests(inv, [])
+    except ConfigError:
+        return []
+    rows = read_guests(api)
+    needs: list[Need] = []
+    for guest in guests:
+        exists = guest.vmid in rows
+        keep_all = exists and vzdump_prunes(api, guest.node, settings.storage)
+        needs += restore_needs(
+            guest,
+            settings,
+            guest.vmid,
+            exists=exists,
+            running=exists,
+            keep_all_param=keep_all,
+        )
+    return needs
 
 
 def template_upload_needs(inv: Inventory) -> list[Need]:

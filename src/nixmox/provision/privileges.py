@@ -59,7 +59,7 @@ _LXC_NETWORK = {"hostname", "nameserver", "searchdomain"}
 _ROOT_HINT = "log in as root@pam with a password (proxmox.user, proxmox.password_file)"
 
 
-def _storage_of(value: str) -> str | None:
+def storage_of(value: str) -> str | None:
     """The storage a drive value names (``vm-disks:32`` or ``vm-disks:vm-101-disk-0``)."""
     first = value.split(",", 1)[0]
     volume = first.split("=", 1)[1] if "=" in first else first
@@ -71,12 +71,12 @@ def _qemu_key(vm: str, key: str, value: str | None, what: str) -> list[Need]:
     kind = props.kind_of(key)
     if kind in _QEMU_DRIVES:
         needs = [Need(vm, "VM.Config.Disk", what)]
-        store = _storage_of(value) if value else None
+        store = storage_of(value) if value else None
         if store:
             needs.append(Need(f"/storage/{store}", "Datastore.AllocateSpace", what))
         return needs
     if kind == "net":
-        return [Need(vm, "VM.Config.Network", what), *_bridge(value, what)]
+        return [Need(vm, "VM.Config.Network", what), *bridge_needs(value, what)]
     if kind == "hostpci":
         return _hostpci(vm, key, value, what)
     if key in _QEMU_CPU:
@@ -120,7 +120,7 @@ def _hostpci(vm: str, key: str, value: str | None, what: str) -> list[Need]:
     return needs
 
 
-def _bridge(value: str | None, what: str) -> list[Need]:
+def bridge_needs(value: str | None, what: str) -> list[Need]:
     if not value:
         return []
     bridge = props.parse("net0", value).get("bridge")
@@ -135,14 +135,18 @@ def _lxc_key(
         return [Need(vm, "VM.Config.CPU", what)]
     if kind in ("rootfs", "mp"):
         needs = [Need(vm, "VM.Config.Disk", what)]
-        store = _storage_of(new) if new else None
+        store = storage_of(new) if new else None
         if store:
             needs.append(Need(f"/storage/{store}", "Datastore.AllocateSpace", what))
         return needs
     if key in _LXC_MEMORY:
         return [Need(vm, "VM.Config.Memory", what)]
     if kind == "net":
-        return [Need(vm, "VM.Config.Network", what), *_bridge(old, what), *_bridge(new, what)]
+        return [
+            Need(vm, "VM.Config.Network", what),
+            *bridge_needs(old, what),
+            *bridge_needs(new, what),
+        ]
     if key in _LXC_NETWORK:
         return [Need(vm, "VM.Config.Network", what)]
     if key == "features":
@@ -172,7 +176,7 @@ def key_needs(guest: Guest, key: str, old: str | None, new: str | None, what: st
     return _qemu_key(vm, key, new, what)
 
 
-def _create_params(want: DesiredGuest) -> dict[str, str]:
+def create_params(want: DesiredGuest) -> dict[str, str]:
     """The keys the create call sends (apply.Applier._create)."""
     params = dict(want.scalars)
     params.update({k: props.render(k, v) for k, v in want.options.items()})
@@ -202,12 +206,12 @@ def create_needs(
         if source is not None:
             for key, value in source.config.items():
                 if props.kind_of(key) == "net":
-                    needs += _bridge(value, f"clone {guest.name}: the template's {key}")
+                    needs += bridge_needs(value, f"clone {guest.name}: the template's {key}")
             # The clone brings the template's settings; apply then converges them.
             converge = diff_guest(want, _as_guest(source, guest))
             needs += changes_needs(guest, converge.changes, f"converge {guest.name}")
         return needs
-    params = _create_params(want)
+    params = create_params(want)
     if guest.kind == "lxc":
         template = want.create.get("ostemplate", "")
         store = template.split(":", 1)[0]

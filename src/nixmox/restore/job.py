@@ -100,6 +100,10 @@ class RestoreOptions:
     timeout: float = 600.0
     #: Converge the guest to the inventory after the restore (apply's code path).
     converge: bool = True
+    #: Tell the keep's vzdump not to prune (``prune-backups=keep-all=1``, which takes
+    #: Datastore.Allocate): only where the storage would prune by itself
+    #: (:func:`nixmox.backup.privileges.vzdump_prunes`), as ``backup`` does.
+    keep_all_param: bool = True
 
 
 class Restorer:
@@ -302,7 +306,7 @@ class Restorer:
             **{
                 "notes-template": f"nixmox: {{{{guestname}}}} as it was before restoring "
                 f"{result.archive}",
-                "prune-backups": "keep-all=1",
+                "prune-backups": "keep-all=1" if self.options.keep_all_param else None,
             },
         )
         kept = None

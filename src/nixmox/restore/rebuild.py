@@ -8,7 +8,9 @@ the recovery time), created from its template because there is no archive
 (said loudly: its data is not coming back), or left alone because it exists
 (``--replace`` restores over it, kept first).
 
-Then the run: the infrastructure, then each guest, one failure never
+Before anything changes, the token is checked for everything this plan
+takes (:func:`~nixmox.restore.privileges.rebuild_needs`). Then the run: the
+infrastructure, then each guest, one failure never
 stopping the others. Progress is written to ``rebuild-progress.json`` in the
 state directory after each guest exists again and after it is up, so a run
 that was interrupted (or crashed) is continued by the next one: a guest the
@@ -32,7 +34,9 @@ from nixmox.adapters.journal import ensure_state_dir, state_dir
 from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import GuestRow, read_guests
+from nixmox.adapters.proxmox.permissions import Need, granted, preflight
 from nixmox.adapters.proxmox.settings import connection
+from nixmox.backup.privileges import vzdump_prunes
 from nixmox.core import interrupt, jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.confirm import Confirm
@@ -40,11 +44,13 @@ from nixmox.core.errors import NixmoxError, NotConfirmed
 from nixmox.core.files import write_atomically
 from nixmox.core.progress import SILENT, Progress
 from nixmox.inventory.model import Guest, Inventory
+from nixmox.provision.actual import read_state
 from nixmox.provision.apply import Applier, ApplyOutcome
 from nixmox.provision.diff import GuestPlan, ObjectPlan, Plan
 from nixmox.provision.run import INFRASTRUCTURE, passthrough_blockers, read_plan
 from nixmox.restore.choose import Candidate, Verification, choose, human_age
 from nixmox.restore.job import RestoreOptions, Restorer, RestoreResult
+from nixmox.restore.privileges import rebuild_needs, visible
 from nixmox.restore.runs import (
     backup_settings,
     list_candidates,
@@ -254,6 +260,10 @@ class RebuildRun:
     directory: Path
     progress: dict[int, str] = field(default_factory=dict)
     clock: Clock = SYSTEM_CLOCK
+    #: The keeps (``--replace``) tell vzdump not to prune (see RestoreOptions).
+    keep_all_param: bool = False
+    #: What this rebuild needs the token to hold (:func:`rebuild_needs`).
+    needs: list[Need] = field(default_factory=list)
 
     @property
     def infrastructure_changes(self) -> list[str]:
@@ -314,7 +324,11 @@ class RebuildRun:
         for o in outcomes:
             progress.step(f"{o.kind} {o.name}: {o.result}" + (f": {o.error}" if o.error else ""))
         by_name = {g.name: g for g in self.inv.guests}
-        options = RestoreOptions(dry_run=self.dry_run, timeout=restore_timeout(settings))
+        options = RestoreOptions(
+            dry_run=self.dry_run,
+            timeout=restore_timeout(settings),
+            keep_all_param=self.keep_all_param,
+        )
         results: list[tuple[GuestRecovery, RestoreResult | None]] = []
         for recovery in self.guests:
             if recovery.action in ("leave", "done"):
@@ -385,21 +399,56 @@ def prepare_rebuild(
     host_root: Path = Path("/"),
     directory: Path | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    check: bool = True,
 ) -> RebuildRun:
-    """Read everything the rebuild plan needs (reads only)."""
-    backup_settings(inv)
+    """Read everything the rebuild plan needs and, with ``check``, refuse a run the token
+    may not carry out (a dry run only warns) before anything changes (reads only)."""
+    settings = backup_settings(inv)
     directory = directory or state_dir()
     api = Proxmox(connection(inv.proxmox))
     infrastructure = read_plan(inv).plan
     existing = read_guests(api)
     found = verifications(directory)
-    archives = {g.vmid: list_candidates(api, inv, g, directory) for g in inv.guests}
+    # A storage the token may not list has no archives for it; the preflight names why.
+    listed = visible(granted(api), settings.storage)
+    archives = {
+        g.vmid: list_candidates(api, inv, g, directory) if listed else [] for g in inv.guests
+    }
     progress = read_progress(directory)
     guests = plan_guests(
         inv.guests, existing, archives, found, progress, verified=verified, replace=replace
     )
+    by_name = {g.name: g for g in inv.guests}
+    replaced = sorted({by_name[r.name].node for r in guests if r.action == "replace"})
+    keep_all = any(vzdump_prunes(api, node, settings.storage) for node in replaced)
+    sources = None
+    if any(r.action == "create" and by_name[r.name].clone is not None for r in guests):
+        sources = read_state(api, inv).clone_sources  # what a clone brings, as apply asks
+    needs = rebuild_needs(
+        inv,
+        settings,
+        infrastructure,
+        [(r.name, r.action) for r in guests],
+        existing,
+        replace=replace,
+        keep_all_param=keep_all,
+        sources=sources,
+    )
+    if check:
+        preflight(api, needs, "rebuild", dry_run=dry_run)
     return RebuildRun(
-        inv, api, infrastructure, guests, replace, dry_run, host_root, directory, progress, clock
+        inv,
+        api,
+        infrastructure,
+        guests,
+        replace,
+        dry_run,
+        host_root,
+        directory,
+        progress,
+        clock,
+        keep_all_param=keep_all,
+        needs=needs,
     )
 
 

@@ -1,8 +1,9 @@
 """A ``restore`` run as the CLI starts it, and its typed journal summary.
 
-:func:`prepare_restore` resolves the guest, lists its archives with their
-last verification (``--list`` prints them and stops), chooses one and checks
-the target before anything changes; :meth:`RestoreRun.work` is the job for
+:func:`prepare_restore` resolves the guest, checks the token holds what
+this restore needs (:mod:`nixmox.restore.privileges`), lists its archives
+with their last verification (``--list`` prints them and stops), chooses one
+and checks the target before anything changes; :meth:`RestoreRun.work` is the job for
 :func:`nixmox.runtime.run.run_job`. :class:`RestoreSummary` is what the
 journal stores.
 """
@@ -17,9 +18,11 @@ from typing import Any
 
 from nixmox.adapters.locks import Claim, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
+from nixmox.adapters.proxmox.permissions import granted, holds, preflight
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.backup.archives import archives_of
 from nixmox.backup.job import content_path
+from nixmox.backup.privileges import vzdump_prunes
 from nixmox.core import jsonrows
 from nixmox.core.clock import SYSTEM_CLOCK, Clock
 from nixmox.core.confirm import Confirm
@@ -30,6 +33,7 @@ from nixmox.core.zones import zone
 from nixmox.inventory.model import Backups, Guest, Inventory
 from nixmox.restore.choose import Candidate, candidates, choose, parse_at
 from nixmox.restore.job import Mode, RestoreOptions, Restorer, RestoreResult, Step, target_row
+from nixmox.restore.privileges import listing_needs, restore_needs, visible
 from nixmox.restore.verified import verifications
 from nixmox.rules.timespan import parse_timespan
 
@@ -194,16 +198,42 @@ def prepare_restore(
     archive: str | None = None,
     as_vmid: int | None = None,
     dry_run: bool = False,
+    list_only: bool = False,
     clock: Clock = SYSTEM_CLOCK,
 ) -> RestoreRun:
-    """Resolve the guest and choose its archive (reads only)."""
+    """Resolve the guest, check the token holds what this restore needs (``list_only``:
+    what listing the archives needs) and choose its archive (reads only)."""
     if at is not None and archive is not None:
         raise ConfigError("--at and --archive choose the archive two ways: give one")
     guest = find_guest(inv, name)
     settings = backup_settings(inv)
     api = Proxmox(connection(inv.proxmox))
-    found = list_candidates(api, inv, guest)
+    held = granted(api)
+    keep_all = False
+    if list_only:
+        preflight(api, listing_needs(settings.storage, guest), "restore", dry_run=False)
+    else:
+        target = as_vmid or guest.vmid
+        row = target_row(api, target)
+        exists, running = row is not None, row is not None and row.status == "running"
+        if row is None and target == guest.vmid and not holds(held, f"/vms/{target}", "VM.Audit"):
+            # The token cannot see the guest, so it may be there and running: asked as such
+            # (VM.Audit is among what is named missing, so this run is refused anyway).
+            exists = running = True
+        if exists and target == guest.vmid:
+            keep_all = vzdump_prunes(api, guest.node, settings.storage)
+        needs = restore_needs(
+            guest, settings, target, exists=exists, running=running, keep_all_param=keep_all
+        )
+        preflight(api, needs, "restore", dry_run=dry_run)
+    # A storage the token may not list is no archive at all (a dry run goes on to show it).
+    found = list_candidates(api, inv, guest) if visible(held, settings.storage) else []
     when = parse_at(at, zone(inv.timezone)) if at is not None else None
     chosen = choose(found, at=when, volid=archive)
-    options = RestoreOptions(as_vmid=as_vmid, dry_run=dry_run, timeout=restore_timeout(settings))
+    options = RestoreOptions(
+        as_vmid=as_vmid,
+        dry_run=dry_run,
+        timeout=restore_timeout(settings),
+        keep_all_param=keep_all,
+    )
     return RestoreRun(inv, guest, api, found, chosen, options, clock)
