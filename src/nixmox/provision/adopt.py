@@ -53,9 +53,9 @@ def guest_entry(actual: ActualGuest, name: str) -> dict[str, Any]:
     if "onboot" in cfg:
         entry["onboot"] = _bool(cfg["onboot"])
     startup = props.parse("startup", cfg.get("startup", ""))
-    known = {k: _int(startup[k]) for k in ("order", "up", "down") if k in startup}
-    if any(v is not None for v in known.values()):
-        entry["startup"] = {k: v for k, v in known.items() if v is not None}
+    boot = {k: _int(startup[k]) for k in ("order", "up", "down") if k in startup}
+    if any(v is not None for v in boot.values()):
+        entry["startup"] = {k: v for k, v in boot.items() if v is not None}
     for key in ("cores", "memory") + (("swap",) if lxc else ("sockets", "balloon")):
         if key in cfg and _int(cfg[key]) is not None:
             entry[key] = _int(cfg[key])
