@@ -200,3 +200,54 @@ def test_a_file_system_still_busy_from_its_unmount_is_destroyed_on_a_later_try(
     Zfs(Runner(), (str(zfs.bin_dir / "zfs"),)).destroy_filesystem(scratch)
     names = zfs.zfs("list", "-H", "-o", "name", "-r", ds.split("/")[0]).stdout.split()
     assert scratch not in names
+
+
+def test_a_token_that_cannot_see_the_guest_never_rolls_its_disk_back(
+    zfs: ZfsFuse,
+    zfs_pool: str,
+    lab_env: RunningLab,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pve = lab_env.pve
+    pve.add_declared_guests()  # 100 runs
+    zfs.zfs("create", f"{zfs_pool}/ct")
+    disk = f"{zfs_pool}/ct/subvol-100-disk-0"
+    zfs.zfs("create", disk)
+    zfs.zfs("snapshot", f"{disk}@before")
+    zfs.zfs("snapshot", f"{disk}@after")
+    storages = f"""
+[[storages]]
+storage = "ct-disks"
+type = "zfspool"
+dataset = "{zfs_pool}/ct"
+content = ["rootdir"]
+"""
+    inv = inventory(tmp_path, zfs, PROXMOX + storages)
+    token = "nixmox@pve!rollback"
+    pve.apitokens[token] = "rollback-secret-1234"
+    monkeypatch.delenv("NIXMOX_PVE_USER", raising=False)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", token)
+    monkeypatch.setenv("NIXMOX_PVE_TOKEN", "rollback-secret-1234")
+    argv = ["snapshot", "rollback", f"{disk}@before", "--destroy-later", "after"]
+    argv += ["--stop", "--yes", "--config", str(inv)]
+    # Blind to guest 100 (no VM.Audit): refused, not taken for a disk nobody uses.
+    for who in ("nixmox@pve", token):
+        pve.grant(who, "/", "Sys.Audit", "Datastore.Audit")
+    assert run(argv) == 1
+    err = capsys.readouterr().err
+    assert "missing: VM.Audit on /vms/100 (see guest 100" in err, err
+    # Seeing it but not allowed to stop it: refused before anything changed, too.
+    for who in ("nixmox@pve", token):
+        pve.grant(who, "/vms/100", "VM.Audit")
+    assert run(argv) == 1
+    assert "missing: VM.PowerMgmt on /vms/100 (stop guest 100" in capsys.readouterr().err
+    snaps = zfs.zfs("list", "-H", "-t", "snapshot", "-o", "name", "-r", disk).stdout.split()
+    assert f"{disk}@after" in snaps and pve.guest(100).status == "running"
+    for who in ("nixmox@pve", token):
+        pve.grant(who, "/vms/100", "VM.PowerMgmt")
+    assert run(argv) == 0, capsys.readouterr()
+    snaps = zfs.zfs("list", "-H", "-t", "snapshot", "-o", "name", "-r", disk).stdout.split()
+    assert f"{disk}@after" not in snaps
+    zfs.zfs("destroy", "-r", f"{zfs_pool}/ct", check=False)
