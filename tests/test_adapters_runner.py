@@ -167,3 +167,29 @@ def test_remote_dry_run_reaches_nothing(sshd: Sshd, tmp_path: Path) -> None:
     # Reads still run under --dry-run, remotely too.
     read = Runner(dry_run=True).run(["echo", "listed"], remote=remote_for(sshd), changes=False)
     assert read.stdout == "listed\n"
+
+
+def test_a_pipe_whose_sink_stops_reading_is_stopped_at_the_stall_bound(tmp_path: Path) -> None:
+    # A receiving end that hangs while alive (a stuck `zfs receive` or ssh) takes no
+    # more bytes once the pipe's buffer is full: the copy gives up, both ends go.
+    pidfile = tmp_path / "sink.pid"
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout, match="stopped after 1 s without a byte moving"):
+        Runner().pipe(
+            ["sh", "-c", "exec yes nixmox"],
+            ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"],
+            stall=1.0,
+        )
+    assert time.monotonic() - started < 10
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)
+
+
+def test_a_pipe_moves_every_byte_through_a_slow_reader(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    piped = Runner().pipe(
+        ["head", "-c", "3000000", "/dev/urandom"],
+        ["sh", "-c", f"sleep 0.5; cat > {out}"],  # reads only after the buffer filled
+        stall=5.0,
+    )
+    assert piped.bytes == 3_000_000 and out.stat().st_size == 3_000_000

@@ -367,15 +367,19 @@ def _copy(
 ) -> int:
     """Move the source's stdout into the sink's stdin; the byte count.
 
-    Raises :class:`CommandTimeout` when nothing arrives for ``stall`` seconds.
-    A sink that stops reading ends the copy (the source then sees a broken pipe).
+    Raises :class:`CommandTimeout` when nothing arrives for ``stall`` seconds, or
+    when the sink takes nothing for as long (alive but no longer reading: a hung
+    ``zfs receive`` or ssh). A sink that exits ends the copy (the source then sees
+    a broken pipe).
     """
     assert source.stdout is not None and sink.stdin is not None
     reader, writer = source.stdout.fileno(), sink.stdin
     moved = 0
     reported = started
-    with selectors.DefaultSelector() as sel:
+    with selectors.DefaultSelector() as sel, selectors.DefaultSelector() as out:
         sel.register(reader, selectors.EVENT_READ)
+        out.register(writer.fileno(), selectors.EVENT_WRITE)
+        os.set_blocking(writer.fileno(), False)
         try:
             while True:
                 if not sel.select(timeout=stall):
@@ -383,9 +387,7 @@ def _copy(
                 chunk = os.read(reader, _CHUNK)
                 if not chunk:
                     break
-                try:
-                    writer.write(chunk)
-                except (BrokenPipeError, ValueError):
+                if not _deliver(writer.fileno(), chunk, out, stall):
                     break
                 moved += len(chunk)
                 now = time.monotonic()
@@ -399,6 +401,22 @@ def _copy(
     return moved
 
 
+def _deliver(fd: int, chunk: bytes, ready: selectors.BaseSelector, stall: float) -> bool:
+    """Write all of ``chunk`` to the non-blocking ``fd``; False once the reader is gone.
+    Raises :class:`CommandTimeout` when the reader takes nothing for ``stall`` seconds."""
+    view = memoryview(chunk)
+    while view:
+        if not ready.select(timeout=stall):
+            raise CommandTimeout("stalled")
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            continue
+        except BrokenPipeError:
+            return False
+    return True
+
+
 def _stop_group(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     """SIGTERM the command's process group, then SIGKILL if it lingers."""
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
@@ -406,8 +424,15 @@ def _stop_group(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             break
+        # Drain what is still open (a child blocked on a full pipe would not die of
+        # SIGTERM's handler); a pipe's ends are closed by then: only wait.
+        streams = (proc.stdin, proc.stdout, proc.stderr)
+        drain = any(f is not None and not f.closed for f in streams)
         try:
-            proc.communicate(timeout=wait)
+            if drain:
+                proc.communicate(timeout=wait)
+            else:
+                proc.wait(timeout=wait)
             return
         except subprocess.TimeoutExpired:
             continue
