@@ -6,13 +6,16 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from nixmox.adapters.journal import Journal
 from nixmox.core.log import mask
 from nixmox.inventory.load import load_inventory
 from nixmox.runtime.run import observed_run
+from nixmox.schedule.install import told_by_its_run
 from tests.observe_support import inventory, receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,3 +199,57 @@ def test_the_failure_hook_is_silent_after_its_run_told(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stderr
         assert len(rec.bodies) == 1  # not a second time
+
+
+def test_the_failure_hook_notifies_a_run_that_was_killed_mid_way(tmp_path: Path) -> None:
+    # SIGKILL (systemd's stop timeout, the OOM killer) leaves the run open; the hook's
+    # own open of the journal closes it as interrupted, but that run told nobody.
+    state = tmp_path / "state"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NIXMOX_STATE_DIR": str(state)}
+    env.pop("NIXMOX_NOTIFY_URLS", None)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys; from pathlib import Path; "
+            "from nixmox.adapters.journal import Journal; "
+            "Journal(Path(sys.argv[1])).start('backup'); os.kill(os.getpid(), signal.SIGKILL)",
+            str(state),
+        ],
+        env=env,
+        timeout=60,
+    )
+    assert killed.returncode == -9
+    with receiver() as rec:
+        config = inventory(tmp_path, textfile=None, urls=[rec.url])
+        argv = ["unit-failed", "--config", str(config), "nixmox-backup.service"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "nixmox.cli.main", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        [body] = rec.bodies
+    assert body["title"] == "nixmox backup failed on pve1"
+    journal = Journal(state)
+    try:
+        [backup] = journal.runs("backup")
+    finally:
+        journal.close()
+    assert backup.result == "interrupted" and "killed?" in backup.summary["error"]
+
+
+def test_the_run_that_told_is_the_failed_units_own_process(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with receiver() as rec:
+        inv = load_inventory(inventory(tmp_path, textfile=None, urls=[rec.url]))
+        with observed_run(inv, "backup", state) as run:
+            run.result, run.summary = "failed", FAILED
+    unit = {"unit": "nixmox-backup.service"}
+    later = time.time() + 3600  # however long after, the process tells
+    assert told_by_its_run({**unit, "execmainpid": str(os.getpid())}, state, later)
+    # Another process of the unit failed (before it could journal): the older run's
+    # notification was about something else.
+    assert not told_by_its_run({**unit, "execmainpid": "1"}, state, time.time())

@@ -161,7 +161,10 @@ class Journal:
             for run_id, pid in rows:
                 if process_alive(int(pid)):
                     continue
-                note = {"error": f"process {pid} ended without finishing the run (killed?)"}
+                note = {
+                    "error": f"process {pid} ended without finishing the run (killed?)",
+                    "vanished": True,  # ended by this, not by the run: it told nobody
+                }
                 self._db.execute(
                     "UPDATE runs SET ended = ?, result = 'interrupted', summary = ?"
                     " WHERE id = ? AND ended IS NULL",

@@ -315,7 +315,7 @@ def failure_facts(unit: str, runner: Runner) -> dict[str, Any]:
     facts: dict[str, Any] = {"unit": unit, "job": job.name if job else None}
     try:
         shown = runner.run(
-            ["systemctl", "show", unit, "--property=Result,ExecMainStatus"],
+            ["systemctl", "show", unit, "--property=Result,ExecMainStatus,ExecMainPID"],
             changes=False,
             check=True,
             timeout=10,
@@ -348,8 +348,11 @@ def record_failure(facts: dict[str, Any], state_dir: Path) -> str:
 
 
 def told_by_its_run(facts: Mapping[str, Any], state_dir: Path, now: float) -> bool:
-    """Whether the failed unit's own run ended (not ``ok``) within the last
-    :data:`TOLD_WITHIN` seconds: then it has sent its own notification."""
+    """Whether the failed unit's own run ended (not ``ok``) and so sent its own
+    notification: the newest run of its job, finished by that run itself (not
+    found dead and closed by a later open of the journal: a killed run told
+    nobody), by the unit's main process when systemd names it, else within the
+    last :data:`TOLD_WITHIN` seconds."""
     job = job_of_unit(str(facts.get("unit")))
     if job is None:
         return False
@@ -361,9 +364,12 @@ def told_by_its_run(facts: Mapping[str, Any], state_dir: Path, now: float) -> bo
             journal.close()
     except (NixmoxError, sqlite3.Error, OSError):
         return False
-    return bool(
-        runs
-        and runs[0].ended is not None
-        and runs[0].result not in (None, "ok")
-        and now - runs[0].ended <= TOLD_WITHIN
-    )
+    if not runs:
+        return False
+    last = runs[0]
+    if last.ended is None or last.result in (None, "ok") or last.summary.get("vanished"):
+        return False
+    main = str(facts.get("execmainpid", ""))
+    if main.isdigit() and int(main) > 0:
+        return last.pid == int(main)
+    return now - last.ended <= TOLD_WITHIN
