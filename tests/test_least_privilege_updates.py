@@ -24,7 +24,16 @@ from tests.clock import FakeClock
 from tests.lab.serving import RunningLab
 from tests.lab.windows_agent import update as windows_update
 from tests.peers.nixos_host import NixosHost
-from tests.test_least_privilege import EXAMPLE, SECRET, TOKEN, Acl, check_job, parse_grant
+from tests.test_least_privilege import (
+    EXAMPLE,
+    SECRET,
+    TOKEN,
+    Acl,
+    apply_grant,
+    check_job,
+    parse_grant,
+    refusals,
+)
 from tests.test_updates_host import (  # noqa: F401  (make_rig is a fixture)
     GUESTS_B,
     NEWER,
@@ -103,8 +112,45 @@ def test_update_nixos_needs_exactly_what_it_prints(
         ["update", "nixos", "--config", str(config)],
         lambda: guest.generation() == "system-42-link",
         # Held for a failed update's rollback and a reboot into a new kernel.
-        contingent=frozenset({("/vms/100", "VM.Snapshot.Rollback"), ("/vms/100", "VM.PowerMgmt")}),
+        contingent=frozenset({("/vms/100", "VM.PowerMgmt")}),
     )
+
+
+def test_the_nixos_rollback_path_runs_on_exactly_the_printed_grant(
+    lab_env: RunningLab,
+    guest: NixosHost,  # noqa: F811
+    flake: Flake,  # noqa: F811
+    healthz: str,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The privileges held only for a failed update's way back are used when it is taken:
+    # the guest is lost after the switch, and its Proxmox snapshot is rolled back.
+    lab = lab_env
+    lab.pve.add_declared_guests()
+    config = only_guests(ssh_inventory(tmp_path, guest, flake, healthz), "nixos-lxc")
+    acl = token_grant(lab, capsys, monkeypatch, "update-nixos", config)
+    apply_grant(lab, acl)
+    flake.upstream_moves()
+    (guest.script / "kill-sshd.new-system").touch()
+    monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(guest.direct_ssh_config))
+    since = len(lab.pve.answers)
+    lab.pve.used.clear()
+    assert run(["--json", "update", "nixos", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert '"rolled-back"' in out, out
+    assert refusals(lab, since) == []
+    # The grant holds no VM.Snapshot.Rollback (VM.Snapshot lets the rollback through),
+    # and the way back used what was held for it alone: starting the guest again.
+    assert all("VM.Snapshot.Rollback" not in privs for _p, _r, privs in acl)
+    used = {(q, p) for who, q, p in lab.pve.used if who == TOKEN}
+    assert ("/vms/100", "VM.PowerMgmt") in used, sorted(used)
+    assert any(
+        m == "POST" and "/snapshot/" in q and q.endswith("/rollback")
+        for m, q, _s in lab.pve.answers[since:]
+    )
+    assert lab.pve.guest(100).status == "running"
 
 
 def test_update_windows_needs_exactly_what_it_prints(
@@ -141,7 +187,6 @@ def test_update_windows_needs_exactly_what_it_prints(
         acl,
         job,
         lambda: "update-install" in agent.ran,
-        contingent=frozenset({(f"/vms/{VMID}", "VM.Snapshot.Rollback")}),  # a failed install's
     )
 
 

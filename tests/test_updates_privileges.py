@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.adapters.proxmox.permissions import check
+from nixmox.adapters.proxmox.permissions import check, grant
 from nixmox.cli.main import run
 from nixmox.inventory.load import load_inventory
 from nixmox.updates.privileges import AGENT_EXEC, host_needs, nixos_needs, windows_needs
@@ -24,7 +24,7 @@ def _privs(needs: list) -> set[tuple[str, str]]:  # type: ignore[type-arg]
 
 def test_nixos_needs_the_agent_only_where_it_is_the_way_in() -> None:
     lxc, vm = INV.guest("nixos-lxc"), INV.guest("nixos-vm")
-    assert ("/vms/100", "VM.Snapshot.Rollback") in _privs(nixos_needs(lxc))
+    assert ("/vms/100", "VM.Snapshot|VM.Snapshot.Rollback") in _privs(nixos_needs(lxc))
     assert not any("GuestAgent" in p for _, p in _privs(nixos_needs(lxc)))  # over ssh
     assert ("/vms/101", AGENT_EXEC) in _privs(nixos_needs(vm))
     # Both have reboot policy "allowed": a new kernel may be rebooted into.
@@ -33,7 +33,11 @@ def test_nixos_needs_the_agent_only_where_it_is_the_way_in() -> None:
 
 def test_windows_needs_snapshots_and_the_agent() -> None:
     privs = {p for _, p in _privs(windows_needs(INV.guest("win11-gaming")))}
-    assert {"VM.Snapshot", "VM.Snapshot.Rollback", AGENT_EXEC} <= privs
+    assert {"VM.Snapshot", "VM.Snapshot|VM.Snapshot.Rollback", AGENT_EXEC} <= privs
+    # The grant for them: VM.Snapshot covers the rollback too (its endpoint takes either).
+    given = grant(windows_needs(INV.guest("win11-gaming")))
+    held = {p for privs in given.roles.values() for p in privs}
+    assert "VM.Snapshot" in held and "VM.Snapshot.Rollback" not in held
 
 
 def test_a_node_that_may_reboot_needs_power_and_migration_rights() -> None:

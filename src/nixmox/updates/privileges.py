@@ -29,7 +29,9 @@ def _snapshot_needs(guest: Guest) -> list[Need]:
     return [
         Need(vm, "VM.Audit", f"read {guest.name}"),
         Need(vm, "VM.Snapshot", f"snapshot {guest.name} before its update"),
-        Need(vm, "VM.Snapshot.Rollback", f"roll {guest.name} back if its update fails"),
+        # The rollback endpoints (qemu-server and pve-container) accept either privilege
+        # (``any => 1``): the VM.Snapshot held for the snapshot covers it, nothing more.
+        Need(vm, "VM.Snapshot|VM.Snapshot.Rollback", f"roll {guest.name} back if its update fails"),
     ]
 
 
