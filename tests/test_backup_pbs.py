@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.settings import Connection
@@ -291,3 +292,36 @@ def test_restore_brings_a_destroyed_guest_back_from_pbs(
     after = env.pve.guest(100).config
     for key in ("hostname", "cores", "memory"):
         assert after[key] == before[key], key
+
+
+def test_a_pbs_namespace_and_port_are_declared_planned_and_applied(
+    env: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = pbs_inventory(tmp_path)
+    text = config.read_text().replace(
+        'datastore = "homelab"\n', 'datastore = "homelab"\nnamespace = "hosts/pve1"\nport = 8007\n'
+    )
+    config.write_text(text)
+    run(["plan", "--json", "--config", str(config)])
+    plan = json.loads(capsys.readouterr().out)
+    [pbs] = [s for s in plan["storages"] if s["name"] == "pbs"]
+    assert pbs["action"] == "update" and "hosts/pve1" in json.dumps(pbs), pbs
+    assert run(["apply", "--yes", "--config", str(config)]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    stored = env.pve.storages["pbs"]
+    assert stored["namespace"] == "hosts/pve1" and str(stored["port"]) == "8007"
+    run(["plan", "--json", "--config", str(config)])
+    plan = json.loads(capsys.readouterr().out)
+    assert next(s for s in plan["storages"] if s["name"] == "pbs")["action"] == "none"
+
+
+def test_a_pbs_namespace_is_checked_where_it_is_written() -> None:
+    base = {"nodes": [{"name": "pve1"}]}
+    ok = Inventory.model_validate({**base, "storages": [{**PBS, "namespace": "a/b.c/d-e"}]})
+    assert check(ok) == []
+    for bad in ("/root", "a//b", "-x", "a/" * 8 + "a", "sp ace"):
+        with pytest.raises(ValidationError):
+            Inventory.model_validate({**base, "storages": [{**PBS, "namespace": bad}]})
+    dir_store = {"storage": "b", "type": "dir", "path": "/b", "namespace": "x"}
+    inv = Inventory.model_validate({**base, "storages": [dir_store]})
+    assert [p.message for p in check(inv)] == ["namespace is for a pbs storage only"]

@@ -111,7 +111,7 @@ RPOOL_AVAIL = int(1.7 * 1024**4)
 
 
 #: The storage.cfg keys of a pbs storage the inventory declares.
-PBS_KEYS = ("server", "datastore", "fingerprint", "username")
+PBS_KEYS = ("server", "datastore", "namespace", "port", "fingerprint", "username")
 #: A PBS backup group's type per guest kind.
 PBS_GROUP = {"qemu": "vm", "lxc": "ct"}
 

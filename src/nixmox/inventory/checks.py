@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from nixmox.inventory.locate import Path, render_path
-from nixmox.inventory.model import Guest, Inventory, KeepOptions, Storage
+from nixmox.inventory.model import PBS_KEYS, Guest, Inventory, KeepOptions, Storage
 from nixmox.rules.timespan import parse_timespan
 
 
@@ -155,10 +155,6 @@ def backed_guest_storage(dataset: str, recursive: bool, storages: Iterable[Stora
         ):
             return store.storage
     return None
-
-
-#: The keys only a pbs storage takes (storage.cfg's names).
-PBS_KEYS = ("server", "datastore", "fingerprint", "username")
 
 
 def check(inv: Inventory) -> list[Problem]:

@@ -383,6 +383,23 @@ class Storage(Strict):
         description="pbs: the server certificate's SHA-256 fingerprint, when its certificate "
         "is not signed by a CA the node trusts (`proxmox-backup-manager cert info`)",
     )
+    namespace: (
+        Annotated[
+            str,
+            _matches(
+                r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*){0,7}",
+                "a PBS namespace like pve1 or homelab/pve1 (at most 8 levels)",
+            ),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="pbs: the namespace in the datastore the backups go to (one PBS can keep "
+        "several hosts apart); unset: the datastore's root",
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="pbs: the server's API port; unset: 8007"
+    )
     username: str | None = Field(
         None,
         description="pbs: the PBS user or API token the node logs in as, e.g. "
@@ -396,6 +413,10 @@ class Storage(Strict):
         if self.type != "dir":
             return False
         return self.dataset is not None if self.is_mountpoint is None else self.is_mountpoint
+
+
+#: The keys only a pbs storage takes (storage.cfg's names).
+PBS_KEYS = ("server", "datastore", "namespace", "port", "fingerprint", "username")
 
 
 # -- guests -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nixmox.adapters.proxmox import props
-from nixmox.inventory.model import Bridge, Guest, Inventory, Storage
+from nixmox.inventory.model import PBS_KEYS, Bridge, Guest, Inventory, Storage
 
 Label = Literal["live", "needs-reboot", "needs-stop", "replace"]
 
@@ -255,10 +255,10 @@ def desired_storage(storage: Storage) -> dict[str, str]:
         opts["nodes"] = ",".join(sorted(storage.nodes))
     if storage.sparse is not None:
         opts["sparse"] = _flag(storage.sparse)
-    for key in ("server", "datastore", "fingerprint", "username"):
+    for key in PBS_KEYS:
         value = getattr(storage, key)
         if value is not None:
-            opts[key] = value
+            opts[key] = str(value)
     if storage.shared:
         opts["shared"] = "1"
     if storage.mount_guard:
