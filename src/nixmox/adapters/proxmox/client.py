@@ -1,4 +1,6 @@
-"""A thin typed client for the Proxmox VE API, on proxmoxer's HTTPS session.
+"""A thin typed client for the Proxmox VE API, on proxmoxer's HTTPS session
+(reads go straight to that session's verified connection pool: a read pass makes
+one per guest, and requests' own per-call work was half their cost).
 
 - TLS is always verified: against ``ca_file``, against the certificate's
   SHA-256 ``fingerprint`` (checked by urllib3 right after the handshake, so a
