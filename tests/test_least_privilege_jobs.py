@@ -101,6 +101,32 @@ def test_backup_verify_needs_exactly_what_it_prints(
     assert all(g.vmid < 9900 for g in [*lab.pve.vms, *lab.pve.cts] if not g.template)
 
 
+def test_backup_verify_of_a_vm_with_a_startup_order_needs_sys_modify_too(
+    lab_token: RunningLab,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # The copy loses the VM's startup, and qemu-server wants Sys.Modify on / to take it off.
+    lab = lab_token
+    lab.pve.acl = None
+    lab.pve.guest(101).config["startup"] = "order=2"
+    config = tmp_path / "nixmox.toml"
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["guests"] = [g for g in data["guests"] if g["name"] == "nixos-vm"]
+    data["guests"][0]["startup"] = {"order": 2}
+    config.write_text(tomlkit.dumps(data))
+    assert run(["backup", "--config", str(config)]) == 0
+    capsys.readouterr()
+    acl = printed_grant(lab, capsys, monkeypatch, "backup-verify", config)
+    assert ("/", "Sys.Modify") in {(p, x) for p, _r, ps in acl for x in ps}
+
+    def started() -> bool:
+        return any(p.endswith("/9900/status/start") and st == 200 for _m, p, st in lab.pve.answers)
+
+    check_job(lab, capsys, acl, ["backup", "verify", "--config", str(config)], started)
+
+
 def test_backup_verify_without_a_pool_grants_each_scratch_vmid(
     lab: RunningLab,
     capsys: pytest.CaptureFixture[str],

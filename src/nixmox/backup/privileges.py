@@ -185,6 +185,10 @@ def verify_needs(
                         f"{what}: remove the original's passthrough devices from the copy",
                     )
                 )
+        if guest.kind == "vm" and guest.startup is not None:
+            # The copy loses the original's startup (backup/copies.py); qemu-server checks
+            # Sys.Modify on / for that key, also for taking it off ("changes host behaviour").
+            needs.append(Need("/", "Sys.Modify", f"{what}: take its startup order off the copy"))
         # backup/copies.py: the node's free memory is read before the copy starts.
         needs.append(
             Need(
