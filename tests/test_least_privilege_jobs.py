@@ -10,11 +10,9 @@ provision and template upload.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 import pytest
-import tomlkit
 
 from nixmox.cli.main import run
 from tests.lab.serving import RunningLab
@@ -62,6 +60,11 @@ def grant_for(
     return parse_grant(lines)
 
 
+def scratch_starts(lab: RunningLab) -> int:
+    """How often a scratch guest (VMID 9900) was started."""
+    return sum(1 for _m, p, st in lab.pve.answers if p.endswith("/9900/status/start") and st == 200)
+
+
 def test_backup_verify_needs_exactly_what_it_prints(
     lab_token: RunningLab,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
@@ -75,28 +78,19 @@ def test_backup_verify_needs_exactly_what_it_prints(
     capsys.readouterr()
     # Without the Windows VM: with a token, its copy is never started, since only
     # root@pam may take its raw hostpci devices away (PVE's rule; test_restore checks it).
-    config = tmp_path / "nixmox.toml"
-    data = tomllib.loads(EXAMPLE.read_text())
-    data["guests"] = [g for g in data["guests"] if g["name"] != "win11-gaming"]
-    config.write_text(tomlkit.dumps(data))
+    config = without_guests(tmp_path, "win11-gaming")
     acl = printed_grant(lab, capsys, monkeypatch, "backup-verify", config)
     paths = {p for p, _r, _ps in acl}
     # One ACL on the scratch pool, none per scratch VMID; the source guests only VM.Backup.
     assert "/pool/nixmox-verify" in paths and not any(p.startswith("/vms/99") for p in paths)
     assert {ps for p, _r, ps in acl if p == "/vms/100"} == {("VM.Backup",)}
-
-    def starts() -> int:
-        return sum(
-            1 for m, p, st in lab.pve.answers if p.endswith("/9900/status/start") and st == 200
-        )
-
-    before = starts()
+    before = scratch_starts(lab)
     check_job(
         lab,
         capsys,
         acl,
         ["backup", "verify", "--config", str(config)],
-        lambda: starts() >= before + 2,
+        lambda: scratch_starts(lab) >= before + 2,
     )
     assert all(g.vmid < 9900 for g in [*lab.pve.vms, *lab.pve.cts] if not g.template)
 
@@ -111,20 +105,18 @@ def test_backup_verify_of_a_vm_with_a_startup_order_needs_sys_modify_too(
     lab = lab_token
     lab.pve.acl = None
     lab.pve.guest(101).config["startup"] = "order=2"
-    config = tmp_path / "nixmox.toml"
-    data = tomllib.loads(EXAMPLE.read_text())
-    data["guests"] = [g for g in data["guests"] if g["name"] == "nixos-vm"]
-    data["guests"][0]["startup"] = {"order": 2}
-    config.write_text(tomlkit.dumps(data))
+    config = without_guests(tmp_path, "nixos-lxc", "win11-gaming")
+    text = config.read_text().replace(
+        'name = "nixos-vm"\n', 'name = "nixos-vm"\nstartup = { order = 2 }\n'
+    )
+    config.write_text(text)
     assert run(["backup", "--config", str(config)]) == 0
     capsys.readouterr()
     acl = printed_grant(lab, capsys, monkeypatch, "backup-verify", config)
     assert ("/", "Sys.Modify") in {(p, x) for p, _r, ps in acl for x in ps}
-
-    def started() -> bool:
-        return any(p.endswith("/9900/status/start") and st == 200 for _m, p, st in lab.pve.answers)
-
-    check_job(lab, capsys, acl, ["backup", "verify", "--config", str(config)], started)
+    before = scratch_starts(lab)
+    verify = ["backup", "verify", "--config", str(config)]
+    check_job(lab, capsys, acl, verify, lambda: scratch_starts(lab) > before)
 
 
 def test_backup_verify_without_a_pool_grants_each_scratch_vmid(

@@ -89,6 +89,22 @@ def only_guests(config: Path, *names: str) -> Path:
     return config
 
 
+def nixos_lxc_grant(
+    lab: RunningLab,
+    guest: NixosHost,  # noqa: F811
+    flake: Flake,  # noqa: F811
+    healthz: str,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Path, Acl]:
+    """The lab's guests, an inventory updating only nixos-lxc over ssh, and the grant
+    `nixmox token --job update-nixos` prints for it (nixmox switched to the token)."""
+    lab.pve.add_declared_guests()
+    config = only_guests(ssh_inventory(tmp_path, guest, flake, healthz), "nixos-lxc")
+    return config, token_grant(lab, capsys, monkeypatch, "update-nixos", config)
+
+
 def test_update_nixos_needs_exactly_what_it_prints(
     lab_env: RunningLab,
     guest: NixosHost,  # noqa: F811
@@ -100,9 +116,7 @@ def test_update_nixos_needs_exactly_what_it_prints(
 ) -> None:
     lab = lab_env
     monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(guest.ssh_config))
-    lab.pve.add_declared_guests()
-    config = only_guests(ssh_inventory(tmp_path, guest, flake, healthz), "nixos-lxc")
-    acl = token_grant(lab, capsys, monkeypatch, "update-nixos", config)
+    config, acl = nixos_lxc_grant(lab, guest, flake, healthz, tmp_path, capsys, monkeypatch)
     assert {p for p, _r, _ps in acl} == {"/vms/100"}
     flake.upstream_moves()
     check_job(
@@ -128,9 +142,7 @@ def test_the_nixos_rollback_path_runs_on_exactly_the_printed_grant(
     # The privileges held only for a failed update's way back are used when it is taken:
     # the guest is lost after the switch, and its Proxmox snapshot is rolled back.
     lab = lab_env
-    lab.pve.add_declared_guests()
-    config = only_guests(ssh_inventory(tmp_path, guest, flake, healthz), "nixos-lxc")
-    acl = token_grant(lab, capsys, monkeypatch, "update-nixos", config)
+    config, acl = nixos_lxc_grant(lab, guest, flake, healthz, tmp_path, capsys, monkeypatch)
     apply_grant(lab, acl)
     flake.upstream_moves()
     (guest.script / "kill-sshd.new-system").touch()

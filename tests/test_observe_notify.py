@@ -182,31 +182,34 @@ def test_the_failure_hook_is_silent_after_its_run_told(tmp_path: Path) -> None:
         with observed_run(inv, "backup", state) as run:
             run.result, run.summary = "failed", FAILED
         assert len(rec.bodies) == 1  # the run's own
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT / "src"),
-            "NIXMOX_STATE_DIR": str(state),
-        }
-        env.pop("NIXMOX_NOTIFY_URLS", None)
-        config = inventory(tmp_path, textfile=None, urls=[rec.url])
-        argv = ["unit-failed", "--config", str(config), "nixmox-backup.service"]
-        proc = subprocess.run(
-            [sys.executable, "-m", "nixmox.cli.main", *argv],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = _unit_failed(tmp_path, state, rec.url)
         assert proc.returncode == 0, proc.stderr
         assert len(rec.bodies) == 1  # not a second time
+
+
+def _state_env(state: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NIXMOX_STATE_DIR": str(state)}
+    env.pop("NIXMOX_NOTIFY_URLS", None)
+    return env
+
+
+def _unit_failed(tmp_path: Path, state: Path, url: str) -> subprocess.CompletedProcess[str]:
+    """The OnFailure= hook for nixmox-backup.service, as systemd runs it, on ``state``."""
+    config = inventory(tmp_path, textfile=None, urls=[url])
+    argv = ["unit-failed", "--config", str(config), "nixmox-backup.service"]
+    return subprocess.run(
+        [sys.executable, "-m", "nixmox.cli.main", *argv],
+        env=_state_env(state),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_failure_hook_notifies_a_run_that_was_killed_mid_way(tmp_path: Path) -> None:
     # SIGKILL (systemd's stop timeout, the OOM killer) leaves the run open; the hook's
     # own open of the journal closes it as interrupted, but that run told nobody.
     state = tmp_path / "state"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NIXMOX_STATE_DIR": str(state)}
-    env.pop("NIXMOX_NOTIFY_URLS", None)
     killed = subprocess.run(
         [
             sys.executable,
@@ -216,20 +219,12 @@ def test_the_failure_hook_notifies_a_run_that_was_killed_mid_way(tmp_path: Path)
             "Journal(Path(sys.argv[1])).start('backup'); os.kill(os.getpid(), signal.SIGKILL)",
             str(state),
         ],
-        env=env,
+        env=_state_env(state),
         timeout=60,
     )
     assert killed.returncode == -9
     with receiver() as rec:
-        config = inventory(tmp_path, textfile=None, urls=[rec.url])
-        argv = ["unit-failed", "--config", str(config), "nixmox-backup.service"]
-        proc = subprocess.run(
-            [sys.executable, "-m", "nixmox.cli.main", *argv],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = _unit_failed(tmp_path, state, rec.url)
         assert proc.returncode == 0, proc.stderr
         [body] = rec.bodies
     assert body["title"] == "nixmox backup failed on pve1"

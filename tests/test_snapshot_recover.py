@@ -158,18 +158,17 @@ def test_rollback_refuses_unnamed_later_snapshots_and_keeps_a_safety_copy(
     assert read(zfs, tmp_path / "s" / "f.txt") == "new"
 
 
-def test_rollback_of_a_running_guests_disk_stops_it_through_the_api(
-    zfs: ZfsFuse,
-    zfs_pool: str,
-    lab_env: RunningLab,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    lab_env.pve.add_declared_guests()  # 100 runs
+def _container_disk(
+    zfs: ZfsFuse, zfs_pool: str, lab: RunningLab, tmp_path: Path, *snapshots: str
+) -> tuple[str, Path]:
+    """Container 100 running in the lab, its disk on a ct-disks zfspool storage with
+    ``snapshots``; returns the disk's dataset and the inventory naming the storage."""
+    lab.pve.add_declared_guests()  # 100 runs
     zfs.zfs("create", f"{zfs_pool}/ct")
     disk = f"{zfs_pool}/ct/subvol-100-disk-0"
     zfs.zfs("create", disk)
-    zfs.zfs("snapshot", f"{disk}@before")
+    for name in snapshots:
+        zfs.zfs("snapshot", f"{disk}@{name}")
     storages = f"""
 [[storages]]
 storage = "ct-disks"
@@ -177,7 +176,17 @@ type = "zfspool"
 dataset = "{zfs_pool}/ct"
 content = ["rootdir"]
 """
-    inv = inventory(tmp_path, zfs, PROXMOX + storages)
+    return disk, inventory(tmp_path, zfs, PROXMOX + storages)
+
+
+def test_rollback_of_a_running_guests_disk_stops_it_through_the_api(
+    zfs: ZfsFuse,
+    zfs_pool: str,
+    lab_env: RunningLab,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    disk, inv = _container_disk(zfs, zfs_pool, lab_env, tmp_path, "before")
     code = run(["snapshot", "rollback", f"{disk}@before", "--yes", "--config", str(inv)])
     assert code == 1 and "guest 100 is running" in capsys.readouterr().err
     events = lab_env.pve.host_events
@@ -211,20 +220,7 @@ def test_a_token_that_cannot_see_the_guest_never_rolls_its_disk_back(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     pve = lab_env.pve
-    pve.add_declared_guests()  # 100 runs
-    zfs.zfs("create", f"{zfs_pool}/ct")
-    disk = f"{zfs_pool}/ct/subvol-100-disk-0"
-    zfs.zfs("create", disk)
-    zfs.zfs("snapshot", f"{disk}@before")
-    zfs.zfs("snapshot", f"{disk}@after")
-    storages = f"""
-[[storages]]
-storage = "ct-disks"
-type = "zfspool"
-dataset = "{zfs_pool}/ct"
-content = ["rootdir"]
-"""
-    inv = inventory(tmp_path, zfs, PROXMOX + storages)
+    disk, inv = _container_disk(zfs, zfs_pool, lab_env, tmp_path, "before", "after")
     token = "nixmox@pve!rollback"
     pve.apitokens[token] = "rollback-secret-1234"
     monkeypatch.delenv("NIXMOX_PVE_USER", raising=False)
