@@ -309,6 +309,12 @@ def env(lab_env: RunningLab, guest: NixosHost, monkeypatch: pytest.MonkeyPatch) 
     return lab_env
 
 
+@pytest.fixture
+def config(tmp_path: Path, guest: NixosHost, flake: Flake, healthz: str) -> Path:
+    """The example with nixos-lxc updated over ssh from the test's flake (:func:`ssh_inventory`)."""
+    return ssh_inventory(tmp_path, guest, flake, healthz)
+
+
 def update(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, Any]:
     code = run(["update", "nixos", "--json", "--config", str(config), *args])
     out = capsys.readouterr().out
@@ -323,6 +329,32 @@ def update_on(
         config, [guest], dry_run=False, as_json=True, verbose=0, clock=clock
     )
     return code, json.loads(capsys.readouterr().out)
+
+
+def update_lxc(
+    capsys: pytest.CaptureFixture[str], config: Path, clock: FakeClock | None = None
+) -> tuple[int, Any, Any]:
+    """Updates nixos-lxc alone (on ``clock`` if given); the exit code, the JSON, its one row."""
+    if clock is None:
+        code, out = update(capsys, config, "--guest", "nixos-lxc")
+    else:
+        code, out = update_on(clock, capsys, config, "nixos-lxc")
+    [row] = out["guests"]
+    return code, out, row
+
+
+# The guest's stand-ins for a new system that comes up degraded, nginx failed.
+UNHEALTHY = {
+    "state.new-system": "degraded\n",
+    "failed.new-system": "nginx.service loaded failed failed nginx\n",
+}
+
+
+def new_release(flake: Flake, guest: NixosHost, script: dict[str, str] | None = None) -> None:
+    """A new nixpkgs upstream, the guest's stand-ins scripted by ``script`` (file: content)."""
+    flake.upstream_moves()
+    for name, text in (script or {}).items():
+        (guest.script / name).write_text(text)
 
 
 def snapshots(lab: RunningLab, kind: str = "lxc", vmid: int = 100) -> GuestSnapshots:
@@ -340,14 +372,12 @@ def test_lock_unchanged_builds_nothing_and_keeps_no_snapshot(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
+    config: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    code, _out, row = update_lxc(capsys, config)
     assert code == 0
-    [row] = out["guests"]
     assert row["result"] == "unchanged" and row["snapshot"] is None
     assert guest.calls("nixos-rebuild") == [] and guest.calls("switch-to-configuration") == []
     # The nix-2.8 syntax for one input, run for real against the flake.
@@ -367,7 +397,7 @@ def test_success_switches_disarms_prunes_and_journals(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
+    config: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -377,10 +407,8 @@ def test_success_switches_disarms_prunes_and_journals(
         snaps.take(name)
     snaps.api.post(snaps.path, snapname="manual")  # the user's own: never pruned
     flake.upstream_moves()
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    code, out, row = update_lxc(capsys, config)
     assert code == 0, out
-    [row] = out["guests"]
     assert row["result"] == "ok" and not row["rolled_back"]
     assert "left uncommitted" in row["message"]
     assert flake.lock() != flake.first  # the new lock is in the working tree
@@ -422,8 +450,7 @@ def test_a_lock_an_earlier_run_updated_but_never_switched_to_is_built(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The last finished update built the first lock; a later run updated the lock and died.
@@ -432,10 +459,8 @@ def test_a_lock_an_earlier_run_updated_but_never_switched_to_is_built(
     flake.nix.nix("flake", "lock", str(flake.dir), "--update-input", "nixpkgs")
     half_done = flake.lock()
     assert half_done != flake.first
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    code, out, row = update_lxc(capsys, config)
     assert code == 0, out
-    [row] = out["guests"]
     assert row["result"] == "ok"  # not "unchanged": this run's lock update changed nothing
     assert any("nixmox never switched to it" in step for step in row["steps"])
     assert len(guest.calls("nixos-rebuild")) == 1
@@ -455,16 +480,12 @@ def test_build_failure_switches_nothing(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    flake.upstream_moves()
-    (guest.script / "build-fails").touch()
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    new_release(flake, guest, {"build-fails": ""})
+    code, _out, row = update_lxc(capsys, config)
     assert code == 1
-    [row] = out["guests"]
     assert row["result"] == "failed" and not row["rolled_back"]
     assert "build failed" in row["message"] and "nothing switched" in row["message"]
     assert len(guest.calls("nixos-rebuild")) == 1
@@ -479,16 +500,12 @@ def test_new_lock_that_builds_the_same_system_switches_nothing(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    flake.upstream_moves()
-    (guest.script / "same-system").touch()
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    new_release(flake, guest, {"same-system": ""})
+    code, out, row = update_lxc(capsys, config)
     assert code == 0, out
-    [row] = out["guests"]
     assert row["result"] == "ok" and "same system: nothing switched" in row["message"]
     assert guest.calls("nix-env") == [] and guest.calls("systemd-run") == []
     assert flake.lock() != flake.first  # the new lock stays: it is good
@@ -499,17 +516,14 @@ def test_health_waits_while_the_system_is_still_starting(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    flake.upstream_moves()
-    (guest.script / "state.new-system").write_text("starting\nstarting\nrunning\n")
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
+    new_release(flake, guest, {"state.new-system": "starting\nstarting\nrunning\n"})
     clock = FakeClock()
-    code, out = update_on(clock, capsys, config, "nixos-lxc")
+    code, out, row = update_lxc(capsys, config, clock)
     assert code == 0, out
-    assert out["guests"][0]["result"] == "ok"
+    assert row["result"] == "ok"
     assert guest.calls("systemctl").count("systemctl is-system-running") == 3
     assert clock.slept == [POLL, POLL]  # asked again after each pause, no longer
 
@@ -518,17 +532,13 @@ def test_a_system_still_starting_at_the_health_timeout_is_unhealthy(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    flake.upstream_moves()
-    (guest.script / "state.new-system").write_text("starting\n")
-    config = ssh_inventory(tmp_path, guest, flake, healthz)  # timeout = "5s"
+    new_release(flake, guest, {"state.new-system": "starting\n"})
     clock = FakeClock()
-    code, out = update_on(clock, capsys, config, "nixos-lxc")
+    code, _out, row = update_lxc(capsys, config, clock)  # the health timeout is "5s"
     assert code == 1
-    [row] = out["guests"]
     assert row["result"] == "rolled-back" and "generation 41" in row["rollback"]
     assert "system is starting" in row["message"]
     assert 5 <= sum(clock.slept) < 5 + POLL  # waited out the timeout, then gave up
@@ -538,16 +548,12 @@ def test_a_dead_man_switch_that_fires_during_the_checks_is_a_rollback(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    flake.upstream_moves()
-    (guest.script / "deadman-fires").touch()
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    new_release(flake, guest, {"deadman-fires": ""})
+    code, _out, row = update_lxc(capsys, config)
     assert code == 1
-    [row] = out["guests"]
     assert row["result"] == "rolled-back"
     assert row["rollback"] == "generation 41 (the dead-man switch fired)"
     # The dead-man's own command line switched the guest back, through the real profile path.
@@ -561,17 +567,12 @@ def test_unhealthy_switch_goes_back_to_the_recorded_generation(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    flake.upstream_moves()
-    (guest.script / "state.new-system").write_text("degraded\n")
-    (guest.script / "failed.new-system").write_text("nginx.service loaded failed failed nginx\n")
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    new_release(flake, guest, UNHEALTHY)
+    code, _out, row = update_lxc(capsys, config)
     assert code == 1
-    [row] = out["guests"]
     assert row["result"] == "rolled-back" and row["rolled_back"]
     assert "generation 41" in row["rollback"]
     assert "degraded" in row["message"] and "nginx.service" in row["message"]
@@ -591,20 +592,15 @@ def test_two_runs_within_one_second_take_two_snapshots(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Each run is rolled back and keeps its snapshot as evidence; both read the same second.
-    flake.upstream_moves()
-    (guest.script / "state.new-system").write_text("degraded\n")
-    (guest.script / "failed.new-system").write_text("nginx.service loaded failed failed nginx\n")
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
+    new_release(flake, guest, UNHEALTHY)
     rows = []
     for _ in range(2):
-        code, out = update_on(FakeClock(), capsys, config, "nixos-lxc")
+        code, _out, row = update_lxc(capsys, config, FakeClock())
         assert code == 1
-        [row] = out["guests"]
         assert row["result"] == "rolled-back", row
         rows.append(row)
     first, second = rows[0]["snapshot"], rows[1]["snapshot"]
@@ -618,20 +614,22 @@ def test_a_unit_failed_before_the_update_is_no_reason_to_roll_back(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
     breaks: bool,
 ) -> None:
-    flake.upstream_moves()
     failed = "media.mount loaded failed failed /media\n"
-    (guest.script / "failed.system-41").write_text(failed)
     broken = "nginx.service loaded failed failed nginx\n" if breaks else ""
-    (guest.script / "failed.new-system").write_text(failed + broken)
-    (guest.script / "state.new-system").write_text("degraded\n")
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
-    [row] = out["guests"]
+    new_release(
+        flake,
+        guest,
+        {
+            "failed.system-41": failed,
+            "failed.new-system": failed + broken,
+            "state.new-system": "degraded\n",
+        },
+    )
+    code, out, row = update_lxc(capsys, config)
     assert "failed before the update (not counted): media.mount" in row["steps"]
     if breaks:  # what the update broke still counts, whatever failed before
         assert code == 1
@@ -661,9 +659,8 @@ def test_a_guest_without_a_flake_says_what_to_do_first(
     config = write_inventory(
         tmp_path / "inv.toml", ssh_update(guest, fresh), health=health(healthz)
     )
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    code, _out, row = update_lxc(capsys, config)
     assert code == 1
-    [row] = out["guests"]
     assert row["result"] == "failed" and row["snapshot"] is None
     assert f"no flake.nix in {empty}" in row["message"] and "docs/nixos.md" in row["message"]
     assert guest.calls("nixos-rebuild") == [] and not posts(env, "/snapshot")
@@ -673,19 +670,15 @@ def test_guest_lost_after_the_switch_rolls_the_proxmox_snapshot_back(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    flake.upstream_moves()
-    (guest.script / "kill-sshd.new-system").touch()
+    new_release(flake, guest, {"kill-sshd.new-system": ""})
     # A fresh connection per command: a shared one would outlive the killed listener.
     monkeypatch.setenv("NIXMOX_SSH_CONFIG", str(guest.direct_ssh_config))
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    code, _out, row = update_lxc(capsys, config)
     assert code == 1
-    [row] = out["guests"]
     assert row["result"] == "rolled-back" and row["rolled_back"]
     assert row["rollback"] == f"Proxmox snapshot {row['snapshot']}"
     assert "unreachable" in row["message"]
@@ -706,9 +699,8 @@ def test_commit_lock_commits_as_nixmox(
     repo.upstream_moves()
     inv = ssh_update(guest, repo, "commit_lock = true\nkeep_snapshot = true")
     config = write_inventory(tmp_path / "inv.toml", inv, health=health(healthz))
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    code, out, row = update_lxc(capsys, config)
     assert code == 0, out
-    [row] = out["guests"]
     assert "flake.lock committed" in row["message"] and "kept" in row["message"]
     assert repo.git("log", "-1", "--format=%an <%ae>|%s") == (
         "nixmox <nixmox@nixos-lxc>|flake.lock: update nixpkgs (nixmox)\n"
@@ -722,19 +714,15 @@ def test_reboot_is_pending_unless_the_policy_allows_it(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
     policy: str,
 ) -> None:
-    flake.upstream_moves()
-    (guest.script / "new-kernel").touch()
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
+    new_release(flake, guest, {"new-kernel": ""})
     # nixos-lxc's [guests.reboot] is the first policy of the example.
     config.write_text(config.read_text().replace('policy = "allowed"', f'policy = "{policy}"', 1))
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    code, out, row = update_lxc(capsys, config)
     assert code == 0, out
-    [row] = out["guests"]
     if policy == "never":
         assert row["pending"] == 1 and "reboot pending (kernel changed" in row["message"]
         assert out["pending"] == {"nixos-lxc": 1}
@@ -749,12 +737,11 @@ def test_dry_run_changes_nothing(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
+    config: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     flake.upstream_moves()
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code = run(["update", "nixos", "--dry-run", "--config", str(config), "--guest", "nixos-lxc"])
     out = capsys.readouterr().out
     assert code == 0
@@ -978,8 +965,7 @@ def test_a_disk_proxmox_cannot_snapshot_is_found_before_the_snapshot_task(
     env: RunningLab,
     guest: NixosHost,
     flake: Flake,
-    healthz: str,
-    tmp_path: Path,
+    config: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Issue 24 item 15: a raw disk on a dir storage (PVE's default format there).
@@ -988,13 +974,11 @@ def test_a_disk_proxmox_cannot_snapshot_is_found_before_the_snapshot_task(
     assert snapshots(env).supported() is False
     assert snapshots(env, "qemu", 101).supported() is True  # on the zfspool vm-disks
     flake.upstream_moves()
-    config = ssh_inventory(tmp_path, guest, flake, healthz)
     code = run(["update", "nixos", "--dry-run", "--config", str(config), "--guest", "nixos-lxc"])
     assert code == 0
     assert "Proxmox cannot snapshot lxc/100" in capsys.readouterr().out
-    code, out = update(capsys, config, "--guest", "nixos-lxc")
+    code, _out, row = update_lxc(capsys, config)
     assert code == 1
-    [row] = out["guests"]
     assert row["result"] == "failed"
     assert row["message"].startswith(
         "snapshot failed: Proxmox cannot snapshot lxc/100: a disk is on a storage or in a "
