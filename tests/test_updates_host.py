@@ -185,6 +185,13 @@ class Rig:
     def api(self) -> Proxmox:
         return Proxmox(connection(load_inventory(self.config).proxmox))
 
+    def host_update(self, hostname: str, **options: Any) -> tuple[HostUpdate, list[Any]]:
+        """The rollout job over this rig's inventory as run on ``hostname``, and its nodes."""
+        inv = load_inventory(self.config)
+        api, runner = self.api(), Runner()
+        update = HostUpdate(inv, api, runner, zone(inv.timezone), hostname=hostname, **options)
+        return update, list(inv.nodes)
+
 
 def inventory_text(
     zfs_command: str,
@@ -696,18 +703,9 @@ def test_node_that_does_not_come_back_stops_the_rollout(make_rig: Callable[..., 
     rig.pve.set_upgrades(UPGRADES)
     rig.behave("pve-a", KERNEL=NEWER)
     rig.pve.reboot_wall_secs = 60.0  # longer than the test runs
-    inv = load_inventory(rig.config)
     clock, out = FakeClock(), io.StringIO()
-    update = HostUpdate(
-        inv,
-        rig.api(),
-        Runner(),
-        zone(inv.timezone),
-        hostname="elsewhere",
-        clock=clock,
-        progress=Lines(out, clock),
-    )
-    a, b = update.run(inv.nodes)
+    update, nodes = rig.host_update("elsewhere", clock=clock, progress=Lines(out, clock))
+    a, b = update.run(nodes)
     assert a.result == "failed" and b.result == "skipped"
     # Told as it went: the node's start, its steps when they happened, the reboot wait
     # every 10 s without news, and how each node ended.
@@ -746,32 +744,16 @@ def test_node_that_does_not_come_back_stops_the_rollout(make_rig: Callable[..., 
 # -- nixmox on the node itself ------------------------------------------------------
 
 
-def test_local_node_upgrades_here_and_reboots_itself_after_the_report(
-    make_rig: Callable[..., Rig],
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    log.setup(0)  # progress lines to this test's stderr (earlier runs bound theirs)
-    rig = make_rig(guests=STOPPABLE_A)
-    rig.pve.set_upgrades(UPGRADES)
+def local_update(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[HostUpdate, list[Any]]:
+    """nixmox on pve-a itself, with an upgrade that installs a newer kernel."""
     # nixmox runs on pve-a: the same stand-in, first on this process's PATH.
     monkeypatch.setenv("PATH", f"{rig.hosts['pve-a'].bin_dir}{os.pathsep}{os.environ['PATH']}")
     root = tmp_path / "host"
     (root / "proc/sys/kernel").mkdir(parents=True)
     (root / "proc/sys/kernel/osrelease").write_text("6.8.12-4-pve\n")
     (root / "boot").mkdir()
-    inv = load_inventory(rig.config)
-    update = HostUpdate(
-        inv,
-        rig.api(),
-        Runner(),
-        zone(inv.timezone),
-        hostname="pve-a",
-        timing=Timing(reboot=5),
-        probe_root=str(root),
-    )
-
     (root / "boot/vmlinuz-6.8.12-4-pve").write_text("")
 
     def kernel_installed(node: str) -> None:
@@ -784,7 +766,20 @@ def test_local_node_upgrades_here_and_reboots_itself_after_the_report(
             rig.pve.apply_upgrades(node)
 
     rig.pve.before_apt_read = kernel_installed
-    [row] = update.run(inv.nodes)
+    rig.pve.set_upgrades(UPGRADES)
+    return rig.host_update("pve-a", timing=Timing(reboot=5), probe_root=str(root))
+
+
+def test_local_node_upgrades_here_and_reboots_itself_after_the_report(
+    make_rig: Callable[..., Rig],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log.setup(0)  # progress lines to this test's stderr (earlier runs bound theirs)
+    rig = make_rig(guests=STOPPABLE_A)
+    update, nodes = local_update(rig, tmp_path, monkeypatch)
+    [row] = update.run(nodes)
     assert row.result == "ok" and update.self_reboot == "pve-a"
     assert row.message == (
         "2 packages upgraded; rebooting now (running kernel 6.8.12-4-pve, newest installed "
@@ -919,39 +914,6 @@ def test_a_backup_that_starts_after_the_preflight_holds_the_reboot(
     # The guests stopped for the reboot run again; the backup was not killed.
     assert ("reboot", "pve-a") not in pve.host_events
     assert pve.ct(100).status == pve.vm(101).status == "running"
-
-
-def local_update(
-    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[HostUpdate, list[Any]]:
-    """nixmox on pve-a itself, with an upgrade that installs a newer kernel."""
-    monkeypatch.setenv("PATH", f"{rig.hosts['pve-a'].bin_dir}{os.pathsep}{os.environ['PATH']}")
-    root = tmp_path / "host"
-    (root / "proc/sys/kernel").mkdir(parents=True)
-    (root / "proc/sys/kernel/osrelease").write_text("6.8.12-4-pve\n")
-    (root / "boot").mkdir()
-    (root / "boot/vmlinuz-6.8.12-4-pve").write_text("")
-    inv = load_inventory(rig.config)
-
-    def kernel_installed(node: str) -> None:
-        done = rig.host_dir("pve-a") / "apt-get.done"
-        if done.exists():
-            done.unlink()
-            (root / "boot/vmlinuz-6.8.12-10-pve").write_text("")
-            rig.pve.apply_upgrades(node)
-
-    rig.pve.before_apt_read = kernel_installed
-    rig.pve.set_upgrades(UPGRADES)
-    update = HostUpdate(
-        inv,
-        rig.api(),
-        Runner(),
-        zone(inv.timezone),
-        hostname="pve-a",
-        timing=Timing(reboot=5),
-        probe_root=str(root),
-    )
-    return update, list(inv.nodes)
 
 
 def test_self_reboot_is_held_for_a_running_guest_without_onboot(
