@@ -206,13 +206,18 @@ def test_full_then_incremental_then_up_to_date(zfs: ZfsFuse, pools: tuple[str, s
     assert shown.getvalue().splitlines()[-1].endswith(f"{src}/data/ct: up to date")
 
 
-def test_diverged_target_is_refused_without_loss(zfs: ZfsFuse, pools: tuple[str, str]) -> None:
+def replicated_once(zfs: ZfsFuse, pools: tuple[str, str]) -> tuple[str, str]:
+    """p/data alone (not recursive) with one snapshot, replicated: the inventory and the replica."""
     src, dst = pools
-    zbin = str(zfs.bin_dir / "zfs")
     take(zfs, f"{src}/data", 0)
-    text = inventory(zbin, f"{src}/data", f"{dst}/backup", recursive=False)
+    text = inventory(str(zfs.bin_dir / "zfs"), f"{src}/data", f"{dst}/backup", recursive=False)
     assert run(text).ok
-    replica = f"{dst}/backup/data"
+    return text, f"{dst}/backup/data"
+
+
+def test_diverged_target_is_refused_without_loss(zfs: ZfsFuse, pools: tuple[str, str]) -> None:
+    src = pools[0]
+    text, replica = replicated_once(zfs, pools)
     zfs.zfs("snapshot", f"{replica}@someones")
     take(zfs, f"{src}/data", 1)
     refused = run(text)
@@ -229,12 +234,8 @@ def test_diverged_target_is_refused_without_loss(zfs: ZfsFuse, pools: tuple[str,
 def test_written_target_is_not_rolled_back_unless_named(
     zfs: ZfsFuse, pools: tuple[str, str], tmp_path: Path
 ) -> None:
-    src, dst = pools
-    zbin = str(zfs.bin_dir / "zfs")
-    take(zfs, f"{src}/data", 0)
-    text = inventory(zbin, f"{src}/data", f"{dst}/backup", recursive=False)
-    assert run(text).ok
-    replica = f"{dst}/backup/data"
+    src = pools[0]
+    text, replica = replicated_once(zfs, pools)
     mnt = tmp_path / "mnt"
     zfs.zfs("set", f"mountpoint={mnt}", replica)
     try:
@@ -398,6 +399,12 @@ def test_allowed_lag_is_one_replicate_period_plus_one_snapshot_period() -> None:
     assert "not replicated yet" in never.message
 
 
+def doctor_replication(host_root: Path, config: Path) -> int:
+    """``nixmox doctor --only replication --json`` as run on the node; its exit code."""
+    argv = ["--json", "--host-root", str(host_root), "--config", str(config)]
+    return cli(["doctor", "--only", "replication", *argv])
+
+
 def test_lag_in_metrics_history_status_and_doctor(
     zfs: ZfsFuse,
     pools: tuple[str, str],
@@ -441,21 +448,7 @@ def test_lag_in_metrics_history_status_and_doctor(
     assert entry["lines"][0].startswith("2 of 2 datasets replicated, 4 snapshots sent (")
 
     # Two days behind a daily schedule of hourly snapshots: doctor warns.
-    assert (
-        cli(
-            [
-                "doctor",
-                "--only",
-                "replication",
-                "--json",
-                "--host-root",
-                str(tmp_path),
-                "--config",
-                str(config),
-            ]
-        )
-        == 1
-    )
+    assert doctor_replication(tmp_path, config) == 1
     checks = json.loads(capsys.readouterr().out)["checks"]
     assert {(c["subject"], c["status"]) for c in checks} == {
         (f"{src}/data -> usb", "WARN"),
@@ -480,19 +473,5 @@ def test_lag_in_metrics_history_status_and_doctor(
     zfs.zfs("snapshot", "-r", f"{src}/data@{snapshot_name(now - timedelta(minutes=10))}")
     assert cli(["replicate", "--config", str(config)]) == 0
     capsys.readouterr()
-    assert (
-        cli(
-            [
-                "doctor",
-                "--only",
-                "replication",
-                "--json",
-                "--host-root",
-                str(tmp_path),
-                "--config",
-                str(config),
-            ]
-        )
-        == 0
-    )
+    assert doctor_replication(tmp_path, config) == 0
     capsys.readouterr()
