@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -114,6 +115,29 @@ class ScriptedClock(FakeClock):
 FAST = FollowSettings(poll=0.05, pause_during=None, zone=UTC_ZONE)
 
 
+def nixmox(
+    zfs: ZfsFuse, state: Path, *argv: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``nixmox ARGV`` as a command: zfs-fuse's tools on its PATH, ``state`` its state directory."""
+    env = zfs.env({**os.environ, "NIXMOX_STATE_DIR": str(state)})
+    return subprocess.run([NIXMOX, *argv], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def inventory_file(tmp_path: Path, toml: str) -> Path:
+    """``toml`` written as the inventory nixmox is to read."""
+    inventory = tmp_path / "n.toml"
+    inventory.write_text(toml)
+    return inventory
+
+
+def one_pool(proc: subprocess.CompletedProcess[str]) -> tuple[Any, Any]:
+    """The JSON of a successful ``pool ... --json`` run, and the one pool it reports."""
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    [pool] = doc["pools"]
+    return doc, pool
+
+
 def test_scrub_is_started_followed_and_reported(zfs: ZfsFuse, slow: DataPool) -> None:
     zpool, reader = adapters(zfs)
     out = io.StringIO()
@@ -141,20 +165,10 @@ def test_scrub_repairs_a_corrupted_mirror_side_and_names_the_vdev(
         for offset in range(20 << 20, 200 << 20, 1 << 20):
             f.seek(offset)
             f.write(b"\xde\xad" * 4096)
-    inventory = tmp_path / "n.toml"
-    inventory.write_text(f'[[pools]]\nname = "{mirror.name}"\n')
+    inventory = inventory_file(tmp_path, f'[[pools]]\nname = "{mirror.name}"\n')
     state = tmp_path / "state"
-    env = zfs.env({**os.environ, "NIXMOX_STATE_DIR": str(state)})
-    proc = subprocess.run(
-        [NIXMOX, "--config", str(inventory), "pool", "scrub", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
-    [row] = doc["pools"]
+    proc = nixmox(zfs, state, "--config", str(inventory), "pool", "scrub", "--json", timeout=300)
+    doc, row = one_pool(proc)
     assert row["outcome"] == "finished" and row["errors"] == 0
     assert row["repaired"] > 1 << 20  # zpool said e.g. "15.1M repaired" on that vdev
     sides = {Path(v["name"]): v for v in row["vdevs"]}
@@ -168,23 +182,8 @@ def test_scrub_repairs_a_corrupted_mirror_side_and_names_the_vdev(
     assert run.result == "ok" and run.summary["pools"][0]["size"] > 0
     # Doctor says what the scrub found, and where (this machine is the pool's host, though
     # the inventory declares no node: --host-root / says so).
-    doctor = subprocess.run(
-        [
-            NIXMOX,
-            "--config",
-            str(inventory),
-            "doctor",
-            "--only",
-            "pools",
-            "--json",
-            "--host-root",
-            "/",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    only_pools = ["doctor", "--only", "pools", "--json", "--host-root", "/"]
+    doctor = nixmox(zfs, state, "--config", str(inventory), *only_pools, timeout=120)
     checks = {(c["id"], c["subject"]): c for c in json.loads(doctor.stdout)["checks"]}
     side = checks[("pool-vdev", f"{mirror.name}/{mirror.files[1]}")]
     assert side["status"] == "WARN" and "checksum errors" in side["message"]
@@ -192,13 +191,7 @@ def test_scrub_repairs_a_corrupted_mirror_side_and_names_the_vdev(
     assert checks[("pool-scrub", mirror.name)]["status"] == "WARN"
     assert doctor.returncode == 1
     # -q: no progress at all, the table still on stdout.
-    quiet = subprocess.run(
-        [NIXMOX, "-q", "--config", str(inventory), "pool", "scrub"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    quiet = nixmox(zfs, state, "-q", "--config", str(inventory), "pool", "scrub", timeout=300)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == ""
     assert mirror.name in quiet.stdout and "finished" in quiet.stdout
@@ -260,20 +253,10 @@ def test_trim_is_reported_unsupported_by_zfs_fuse(zfs: ZfsFuse, mirror: DataPool
 def test_pool_check_records_the_capacity_the_forecast_reads(
     zfs: ZfsFuse, mirror: DataPool, tmp_path: Path
 ) -> None:
-    inventory = tmp_path / "n.toml"
-    inventory.write_text(f'[pool_health]\npools = ["{mirror.name}"]\n')
+    inventory = inventory_file(tmp_path, f'[pool_health]\npools = ["{mirror.name}"]\n')
     state = tmp_path / "state"
-    env = zfs.env({**os.environ, "NIXMOX_STATE_DIR": str(state)})
-    proc = subprocess.run(
-        [NIXMOX, "--config", str(inventory), "pool", "check", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
-    [pool] = doc["pools"]
+    proc = nixmox(zfs, state, "--config", str(inventory), "pool", "check", "--json", timeout=120)
+    doc, pool = one_pool(proc)
     assert pool["state"] == "ONLINE" and pool["source"] == "text"
     # The 150 MiB written (zfs-fuse may not have synced the last transaction group yet).
     assert pool["allocated"] > 100 * 2**20 and pool["size"] > pool["allocated"]
