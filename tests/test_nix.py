@@ -85,6 +85,19 @@ SETTINGS: dict[str, Any] = {
     "guests": [{"name": "web", "vmid": 100, "kind": "lxc", "node": "pve1"}],
 }
 
+# Every job the module schedules, by its option name under services.nixmox.
+JOBS = (
+    "snapshot",
+    "backup",
+    "backupVerify",
+    "hostUpdate",
+    "nixosUpdate",
+    "windowsUpdate",
+    "poolScrub",
+    "poolTrim",
+    "poolCheck",
+)
+
 _ABSENT = object()
 
 
@@ -155,18 +168,7 @@ def test_disabled_module_configures_nothing(evaluate: Any) -> None:
 def test_defaults(evaluate: Any) -> None:
     result = evaluate({"enable": True, "settings": SETTINGS, "snapshot": {"enable": True}})
     options = result["options"]["services"]["nixmox"]
-    jobs = (
-        "snapshot",
-        "backup",
-        "backupVerify",
-        "hostUpdate",
-        "nixosUpdate",
-        "windowsUpdate",
-        "poolScrub",
-        "poolTrim",
-        "poolCheck",
-    )
-    assert {j: options[j]["dates"]["default"] for j in jobs} == {
+    assert {j: options[j]["dates"]["default"] for j in JOBS} == {
         "snapshot": "hourly",
         "backup": "*-*-* 02:30:00",
         "backupVerify": "Sun *-*-* 06:00:00",
@@ -177,7 +179,7 @@ def test_defaults(evaluate: Any) -> None:
         "poolTrim": "Sat *-*-* 01:00:00",
         "poolCheck": "*-*-* 07:00:00",
     }
-    for job in jobs:
+    for job in JOBS:
         assert options[job]["enable"]["default"] is False
         assert options[job]["persistent"]["default"] is True
         assert options[job]["randomizedDelaySec"]["default"] == "0"
@@ -389,22 +391,11 @@ def test_module_units_verify(evaluate: Any, tmp_path: Path) -> None:
     (package / "bin").mkdir(parents=True)
     (package / "bin" / "nixmox").write_text("#!/bin/sh\nexit 0\n")
     (package / "bin" / "nixmox").chmod(0o755)
-    jobs = (
-        "snapshot",
-        "backup",
-        "backupVerify",
-        "hostUpdate",
-        "nixosUpdate",
-        "windowsUpdate",
-        "poolScrub",
-        "poolTrim",
-        "poolCheck",
-    )
     user: dict[str, Any] = {
         "enable": True,
         "configFile": str(tmp_path / "nixmox.toml"),
         "tokenFile": "/run/secrets/pve-token",
-        **{job: {"enable": True, "randomizedDelaySec": "5min"} for job in jobs},
+        **{job: {"enable": True, "randomizedDelaySec": "5min"} for job in JOBS},
     }
     config = evaluate(user, package=str(package))["config"]
     out = tmp_path / "units"
