@@ -211,7 +211,7 @@ def prepare_restore(
     held = granted(api)
     keep_all = False
     if list_only:
-        preflight(api, listing_needs(settings.storage, guest), "restore", dry_run=False)
+        preflight(api, listing_needs(settings.storage, guest), "restore", dry_run=False, held=held)
     else:
         target = as_vmid or guest.vmid
         row = target_row(api, target)
@@ -225,7 +225,7 @@ def prepare_restore(
         needs = restore_needs(
             guest, settings, target, exists=exists, running=running, keep_all_param=keep_all
         )
-        preflight(api, needs, "restore", dry_run=dry_run)
+        preflight(api, needs, "restore", dry_run=dry_run, held=held)
     # A storage the token may not list is no archive at all (a dry run goes on to show it).
     found = list_candidates(api, inv, guest) if visible(held, settings.storage) else []
     when = parse_at(at, zone(inv.timezone)) if at is not None else None

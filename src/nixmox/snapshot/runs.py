@@ -17,7 +17,7 @@ from typing import Any
 from nixmox.adapters.locks import Claim, dataset_claims, guest_claims
 from nixmox.adapters.proxmox.client import Proxmox
 from nixmox.adapters.proxmox.cluster import guest_path, read_guests
-from nixmox.adapters.proxmox.permissions import Need, preflight
+from nixmox.adapters.proxmox.permissions import Need, granted, preflight
 from nixmox.adapters.proxmox.settings import connection
 from nixmox.adapters.proxmox.tasks import wait
 from nixmox.adapters.runner import Runner
@@ -253,15 +253,17 @@ def prepare_rollback(
         api = Proxmox(connection(inv.proxmox))
         # A token that cannot see the guest would find no guest on the disk and roll
         # it back under a running system: seeing it comes first (VM.Audit).
+        held = granted(api)
         whose = f"see guest {vmid}, whose disk {dataset} is"
-        preflight(api, [Need(f"/vms/{vmid}", "VM.Audit", whose)], ROLLBACK, dry_run=dry_run)
+        see = [Need(f"/vms/{vmid}", "VM.Audit", whose)]
+        preflight(api, see, ROLLBACK, dry_run=dry_run, held=held)
         row = read_guests(api).get(vmid)
         if row is not None:
             use = GuestUse(vmid, row.node, row.type, row.status == "running")
             if use.running and stop:
                 why = f"stop guest {vmid} for the rollback and start it again"
                 mgmt = [Need(f"/vms/{vmid}", "VM.PowerMgmt", why)]
-                preflight(api, mgmt, ROLLBACK, dry_run=dry_run)
+                preflight(api, mgmt, ROLLBACK, dry_run=dry_run, held=held)
     calls: list[str] = []
 
     def power(action: str) -> Callable[[GuestUse], None]:

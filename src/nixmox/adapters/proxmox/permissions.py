@@ -113,9 +113,13 @@ def granted(api: Proxmox) -> Mapping[str, Mapping[str, Any]]:
     return answer if isinstance(answer, Mapping) else {}
 
 
-def missing(api: Proxmox, needs: Iterable[Need]) -> list[Missing]:
-    """The needs the token (or user) does not hold, from one ``/access/permissions``."""
-    return check(needs, granted(api), api.conn.token_id)
+Granted = Mapping[str, Mapping[str, Any]]
+
+
+def missing(api: Proxmox, needs: Iterable[Need], held: Granted | None = None) -> list[Missing]:
+    """The needs the token (or user) does not hold, from one ``/access/permissions``
+    (``held``: that answer, when the caller has read it already)."""
+    return check(needs, granted(api) if held is None else held, api.conn.token_id)
 
 
 def refusal(command: str, who: str, lacking: Sequence[Missing]) -> str:
@@ -226,17 +230,25 @@ class PrivilegesMissing(NixmoxError):
     """A run refused by its preflight: nothing was changed."""
 
 
-def require(api: Proxmox, needs: Iterable[Need], command: str) -> None:
+def require(api: Proxmox, needs: Iterable[Need], command: str, held: Granted | None = None) -> None:
     """Refuse ``command``, one line per missing privilege, before anything changed."""
-    lacking = missing(api, needs)
+    lacking = missing(api, needs, held)
     if lacking:
         raise PrivilegesMissing(refusal(command, api.conn.token_id, lacking))
 
 
-def preflight(api: Proxmox, needs: Iterable[Need], command: str, *, dry_run: bool) -> None:
-    """:func:`require` for a real run; a dry run only warns, so its plan still shows."""
+def preflight(
+    api: Proxmox,
+    needs: Iterable[Need],
+    command: str,
+    *,
+    dry_run: bool,
+    held: Granted | None = None,
+) -> None:
+    """:func:`require` for a real run; a dry run only warns, so its plan still shows.
+    ``held``: what :func:`granted` answered, when the caller read it already."""
     if not dry_run:
-        require(api, needs, command)
+        require(api, needs, command, held)
         return
-    for lacking in missing(api, needs):
+    for lacking in missing(api, needs, held):
         log.warning("%s would fail: missing %s", command, lacking)
