@@ -101,11 +101,11 @@ def test_plan_apply_plan_converges(
     assert report["unmanaged"] == [
         {"vmid": 9000, "type": "qemu", "name": "nixos-template", "node": "pve1"}
     ]
-    # One /cluster/resources, /access/permissions (what the token may see, then what it may
-    # do), the network, /storage, the template files on `local` (for the container to create)
+    # One /cluster/resources, one /access/permissions (what the token may see and may do),
+    # the network, /storage, the template files on `local` (for the container to create)
     # and template 9000's settings (the VM to clone: its boot slot and storages, and what the
     # converge after the clone changes): no reads of the declared guests yet.
-    assert report["requests"] == 7
+    assert report["requests"] == 6
     assert apply_example(capsys) == 0
     pve = lab_root_env.pve
     before = len(pve.requests)

@@ -167,6 +167,7 @@ def read_state(
         storage_errors=storage_errors,
         clone_sources=sources,
         hidden_storages=hidden,
+        granted=held,
     )
 
 

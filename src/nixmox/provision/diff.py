@@ -530,6 +530,9 @@ class ActualState:
     clone_sources: dict[str, tuple[int, ActualGuest]] = field(default_factory=dict)
     #: Storages the token may not audit (hidden from /cluster/resources), as plan names them.
     hidden_storages: frozenset[str] = frozenset()
+    #: What the token holds per path (one /access/permissions), read for what it may see
+    #: and used again for what it may do; None: not read.
+    granted: Mapping[str, Mapping[str, Any]] | None = None
 
 
 _DISK_SLOT = re.compile(r"(?:scsi|virtio|sata|ide)\d+")

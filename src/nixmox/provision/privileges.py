@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 
 from nixmox.adapters.proxmox import props
 from nixmox.adapters.proxmox.client import Proxmox
-from nixmox.adapters.proxmox.permissions import ROOT, Missing, Need, missing
+from nixmox.adapters.proxmox.permissions import ROOT, Granted, Missing, Need, missing
 from nixmox.inventory.model import Guest, Inventory
 from nixmox.provision.desired import DesiredGuest, desired_guest
 from nixmox.provision.diff import ActualGuest, Change, GuestPlan, Plan, diff_guest
@@ -327,6 +327,8 @@ def missing_privileges(
     inv: Inventory,
     plan: Plan,
     sources: Mapping[str, tuple[int, ActualGuest]] | None = None,
+    held: Granted | None = None,
 ) -> list[Missing]:
-    """Read what the token may do and compare with what the plan needs."""
-    return missing(api, needed(inv, plan, sources))
+    """Compare what the token may do (``held``, as plan read it; else read now) with
+    what the plan needs."""
+    return missing(api, needed(inv, plan, sources), held)

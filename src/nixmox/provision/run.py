@@ -30,7 +30,7 @@ from nixmox.provision.actual import read_guest, read_state
 from nixmox.provision.adopt import guest_entry
 from nixmox.provision.apply import Applier, ApplyOutcome
 from nixmox.provision.desired import desired_guest
-from nixmox.provision.diff import Plan, make_plan, managed_keys, unconfirmed
+from nixmox.provision.diff import ActualState, Plan, make_plan, managed_keys, unconfirmed
 from nixmox.provision.privileges import missing_privileges
 
 
@@ -41,18 +41,21 @@ class PlanReport:
     plan: Plan
     missing: list[Missing]
     api: Proxmox
+    #: What the plan was made from (a rebuild reads its guests and grants from it).
+    actual: ActualState
 
     @property
     def requests(self) -> int:
         return self.api.calls
 
 
-def read_plan(inv: Inventory) -> PlanReport:
+def read_plan(inv: Inventory, api: Proxmox | None = None) -> PlanReport:
     """Desired vs actual, and what the token may not do of it (reads only)."""
-    api = Proxmox(connection(inv.proxmox))
+    api = api or Proxmox(connection(inv.proxmox))
     actual = read_state(api, inv)
     plan = make_plan(inv, actual, recorded_keys())
-    return PlanReport(plan, missing_privileges(api, inv, plan, actual.clone_sources), api)
+    missing = missing_privileges(api, inv, plan, actual.clone_sources, actual.granted)
+    return PlanReport(plan, missing, api, actual)
 
 
 def recorded_keys(directory: Path | None = None) -> dict[int, frozenset[str]]:

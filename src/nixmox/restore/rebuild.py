@@ -44,7 +44,6 @@ from nixmox.core.errors import NixmoxError, NotConfirmed
 from nixmox.core.files import write_atomically
 from nixmox.core.progress import SILENT, Progress
 from nixmox.inventory.model import Guest, Inventory
-from nixmox.provision.actual import read_state
 from nixmox.provision.apply import Applier, ApplyOutcome
 from nixmox.provision.diff import GuestPlan, ObjectPlan, Plan
 from nixmox.provision.run import INFRASTRUCTURE, passthrough_blockers, read_plan
@@ -406,11 +405,15 @@ def prepare_rebuild(
     settings = backup_settings(inv)
     directory = directory or state_dir()
     api = Proxmox(connection(inv.proxmox))
-    infrastructure = read_plan(inv).plan
-    existing = read_guests(api)
+    # One read of the cluster: the infrastructure's plan, the guests there, what the
+    # token holds, and what a clone would bring (apply's create asks for it).
+    report = read_plan(inv, api)
+    infrastructure = report.plan
+    existing = {row.vmid: row for row in report.actual.resources}
     found = verifications(directory)
+    held = report.actual.granted if report.actual.granted is not None else granted(api)
     # A storage the token may not list has no archives for it; the preflight names why.
-    listed = visible(granted(api), settings.storage)
+    listed = visible(held, settings.storage)
     archives = {
         g.vmid: list_candidates(api, inv, g, directory) if listed else [] for g in inv.guests
     }
@@ -421,9 +424,7 @@ def prepare_rebuild(
     by_name = {g.name: g for g in inv.guests}
     replaced = sorted({by_name[r.name].node for r in guests if r.action == "replace"})
     keep_all = any(vzdump_prunes(api, node, settings.storage) for node in replaced)
-    sources = None
-    if any(r.action == "create" and by_name[r.name].clone is not None for r in guests):
-        sources = read_state(api, inv).clone_sources  # what a clone brings, as apply asks
+    sources = report.actual.clone_sources
     needs = rebuild_needs(
         inv,
         settings,
@@ -435,7 +436,7 @@ def prepare_rebuild(
         sources=sources,
     )
     if check:
-        preflight(api, needs, "rebuild", dry_run=dry_run)
+        preflight(api, needs, "rebuild", dry_run=dry_run, held=held)
     return RebuildRun(
         inv,
         api,
