@@ -70,13 +70,15 @@ def printed_grant(
     job: str,
     config: Path = EXAMPLE,
 ) -> Acl:
-    """`nixmox token --job JOB`, run with the lab's root login (as an admin would)."""
+    """`nixmox token --job JOB`, run with the lab's root login (as an admin would); then
+    nixmox is switched to the lab's privilege-separated token."""
     for key, value in lab.root_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("NIXMOX_PVE_TOKEN_ID", raising=False)
     assert run(["token", "--job", job, "--config", str(config)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     monkeypatch.delenv("NIXMOX_PVE_USER")
+    lab.pve.apitokens[TOKEN] = SECRET
     monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", TOKEN)
     monkeypatch.setenv("NIXMOX_PVE_TOKEN", SECRET)
     return parse_grant(lines)

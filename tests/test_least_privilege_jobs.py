@@ -18,11 +18,8 @@ from nixmox.cli.main import run
 from tests.lab.serving import RunningLab
 from tests.test_least_privilege import (
     EXAMPLE,
-    TOKEN,
-    Acl,
     check_job,
     lab_token,  # noqa: F401  (a fixture)
-    parse_grant,
     printed_grant,
 )
 from tests.windows_guest import WindowsGuest
@@ -40,24 +37,6 @@ def without_guests(tmp_path: Path, *names: str) -> Path:
     path = tmp_path / "nixmox.toml"
     path.write_text(text)
     return path
-
-
-def grant_for(
-    lab: RunningLab,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    job: str,
-    config: Path,
-) -> Acl:
-    for key, value in lab.root_env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("NIXMOX_PVE_TOKEN_ID", raising=False)
-    assert run(["token", "--job", job, "--config", str(config)]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
-    monkeypatch.delenv("NIXMOX_PVE_USER")
-    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", TOKEN)
-    monkeypatch.setenv("NIXMOX_PVE_TOKEN", "least-privilege-secret-1")
-    return parse_grant(lines)
 
 
 def scratch_starts(lab: RunningLab) -> int:
@@ -129,7 +108,7 @@ def test_backup_verify_without_a_pool_grants_each_scratch_vmid(
     text = text.replace("vmids = [9900, 9999]", "vmids = [9900, 9903]")
     config = tmp_path / "nixmox.toml"
     config.write_text(text)
-    acl = grant_for(lab, capsys, monkeypatch, "backup-verify", config)
+    acl = printed_grant(lab, capsys, monkeypatch, "backup-verify", config)
     scratch = sorted(p for p, _r, _ps in acl if p.startswith("/vms/99"))
     assert scratch == [f"/vms/{n}" for n in range(9900, 9904)]
     assert len({r for p, r, _ps in acl if p in scratch}) == 1  # one role for the range
@@ -160,7 +139,7 @@ def test_template_upload_needs_exactly_what_it_prints(
 ) -> None:
     lab = lab_token
     config = without_guests(tmp_path, "nixos-vm", "win11-gaming")
-    acl = grant_for(lab, capsys, monkeypatch, "template-upload", config)
+    acl = printed_grant(lab, capsys, monkeypatch, "template-upload", config)
     assert {(p, x) for p, _r, ps in acl for x in ps} == {
         ("/storage/local", "Datastore.Audit"),
         ("/storage/local", "Datastore.AllocateTemplate"),
@@ -181,7 +160,7 @@ def test_the_vm_template_grant_reads_the_dump_directory_from_the_inventory(
     lab: RunningLab, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The example declares the backup storage's path: no Datastore.Allocate to read it."""
-    acl = grant_for(lab, capsys, monkeypatch, "template-upload", EXAMPLE)
+    acl = printed_grant(lab, capsys, monkeypatch, "template-upload", EXAMPLE)
     held = {(p, x) for p, _r, ps in acl for x in ps}
     assert ("/vms/9000", "VM.Allocate") in held
     assert ("/sdn/zones/localnetwork/vmbr0", "SDN.Use") in held

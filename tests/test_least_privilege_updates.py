@@ -26,12 +26,11 @@ from tests.lab.windows_agent import update as windows_update
 from tests.peers.nixos_host import NixosHost
 from tests.test_least_privilege import (
     EXAMPLE,
-    SECRET,
     TOKEN,
     Acl,
     apply_grant,
     check_job,
-    parse_grant,
+    printed_grant,
     refusals,
 )
 from tests.test_updates_host import (  # noqa: F401  (make_rig is a fixture)
@@ -49,26 +48,6 @@ from tests.test_updates_nixos import (  # noqa: F401  (guest, flake, healthz are
     ssh_inventory,
 )
 from tests.test_windows_update import FAST, VMID, windows
-
-
-def token_grant(
-    lab: RunningLab,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    job: str,
-    config: Path,
-) -> Acl:
-    """`nixmox token --job JOB` as the lab's root@pam, then nixmox switched to the token."""
-    for key, value in lab.root_env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("NIXMOX_PVE_TOKEN_ID", raising=False)
-    assert run(["token", "--job", job, "--config", str(config)]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
-    monkeypatch.delenv("NIXMOX_PVE_USER")
-    lab.pve.apitokens[TOKEN] = SECRET
-    monkeypatch.setenv("NIXMOX_PVE_TOKEN_ID", TOKEN)
-    monkeypatch.setenv("NIXMOX_PVE_TOKEN", SECRET)
-    return parse_grant(lines)
 
 
 def only_guests(config: Path, *names: str) -> Path:
@@ -102,7 +81,7 @@ def nixos_lxc_grant(
     `nixmox token --job update-nixos` prints for it (nixmox switched to the token)."""
     lab.pve.add_declared_guests()
     config = only_guests(ssh_inventory(tmp_path, guest, flake, healthz), "nixos-lxc")
-    return config, token_grant(lab, capsys, monkeypatch, "update-nixos", config)
+    return config, printed_grant(lab, capsys, monkeypatch, "update-nixos", config)
 
 
 def test_update_nixos_needs_exactly_what_it_prints(
@@ -177,7 +156,7 @@ def test_update_windows_needs_exactly_what_it_prints(
     config = tmp_path / "nixmox.toml"
     config.write_text(EXAMPLE.read_text())
     config = only_guests(config, "win11-gaming")
-    acl = token_grant(lab, capsys, monkeypatch, "update-windows", config)
+    acl = printed_grant(lab, capsys, monkeypatch, "update-windows", config)
     assert {p for p, _r, _ps in acl} == {f"/vms/{VMID}"}
     agent = windows(lab, available=[windows_update("KB890830", reboot=False)])
     agent.reboot_required = False
@@ -228,7 +207,7 @@ def test_update_host_needs_exactly_what_it_prints(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rig = make_rig(nodes=("pve-a", "pve-b"), guests=MOVABLE)
-    acl = token_grant(rig.lab, capsys, monkeypatch, "update-host", rig.config)
+    acl = printed_grant(rig.lab, capsys, monkeypatch, "update-host", rig.config)
     assert {p for p, _r, _ps in acl} == {"/nodes/pve-a", "/nodes/pve-b", "/vms/100", "/vms/103"}
     rig.pve.set_upgrades(UPGRADES)
     for node in ("pve-a", "pve-b"):
