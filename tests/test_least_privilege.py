@@ -84,6 +84,13 @@ def printed_grant(
     return parse_grant(lines)
 
 
+def backed_up(lab: RunningLab, capsys: pytest.CaptureFixture[str], config: Path) -> None:
+    """Archives made by a real backup run as root (they carry the guests' configs)."""
+    lab.pve.acl = None
+    assert run(["backup", "--config", str(config)]) == 0
+    capsys.readouterr()
+
+
 @pytest.fixture
 def lab_token(lab: RunningLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RunningLab:
     for key, value in lab.env.items():

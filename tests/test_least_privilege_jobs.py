@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from nixmox.cli.main import run
 from tests.lab.serving import RunningLab
 from tests.test_least_privilege import (
     EXAMPLE,
+    backed_up,
     check_job,
     lab_token,  # noqa: F401  (a fixture)
     printed_grant,
@@ -52,9 +52,7 @@ def test_backup_verify_needs_exactly_what_it_prints(
 ) -> None:
     lab = lab_token
     # Archives made by a real backup run (so they carry the guests' NICs and devices).
-    lab.pve.acl = None
-    assert run(["backup", "--config", str(EXAMPLE)]) == 0
-    capsys.readouterr()
+    backed_up(lab, capsys, EXAMPLE)
     # Without the Windows VM: with a token, its copy is never started, since only
     # root@pam may take its raw hostpci devices away (PVE's rule; test_restore checks it).
     config = without_guests(tmp_path, "win11-gaming")
@@ -82,15 +80,13 @@ def test_backup_verify_of_a_vm_with_a_startup_order_needs_sys_modify_too(
 ) -> None:
     # The copy loses the VM's startup, and qemu-server wants Sys.Modify on / to take it off.
     lab = lab_token
-    lab.pve.acl = None
     lab.pve.guest(101).config["startup"] = "order=2"
     config = without_guests(tmp_path, "nixos-lxc", "win11-gaming")
     text = config.read_text().replace(
         'name = "nixos-vm"\n', 'name = "nixos-vm"\nstartup = { order = 2 }\n'
     )
     config.write_text(text)
-    assert run(["backup", "--config", str(config)]) == 0
-    capsys.readouterr()
+    backed_up(lab, capsys, config)
     acl = printed_grant(lab, capsys, monkeypatch, "backup-verify", config)
     assert ("/", "Sys.Modify") in {(p, x) for p, _r, ps in acl for x in ps}
     before = scratch_starts(lab)

@@ -23,6 +23,7 @@ from tests.lab.serving import RunningLab
 from tests.test_least_privilege import (
     TOKEN,
     Acl,
+    backed_up,
     check_job,
     lab_token,  # noqa: F401  (a fixture)
     parse_grant,
@@ -38,13 +39,6 @@ def restores_of(lab: RunningLab, kind: str) -> int:
         for m, p, st in lab.pve.answers
         if m == "POST" and p.endswith(f"/pve1/{kind}") and st == 200
     )
-
-
-def backed_up(lab: RunningLab, capsys: pytest.CaptureFixture[str], config: Path) -> None:
-    """Archives made by a real backup run as root (they carry the guests' configs)."""
-    lab.pve.acl = None
-    assert run(["backup", "--config", str(config)]) == 0
-    capsys.readouterr()
 
 
 def contingent(config: Path, name: str, acl: Acl) -> frozenset[tuple[str, str]]:
