@@ -7,6 +7,7 @@ with ``time_scale``; that is 0 so tasks finish at once).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -46,6 +47,17 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+def lab_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser with the lab's shape: --nodes, --guests, --latency."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=8)
+    parser.add_argument("--guests", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.02, help="seconds held per answer")
+    return parser
 
 
 def inventory(nodes: int, guests: int, *, backups: bool = False) -> str:

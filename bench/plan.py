@@ -18,7 +18,6 @@ wall time within 1.5x of the latency bound; at least 20x faster than the baselin
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -29,16 +28,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))  # this checkout's nixmox, whatever is installed
 sys.path.insert(0, str(ROOT / "bench"))
 
-from lab import inventory, serve  # noqa: E402
+from lab import inventory, lab_parser, serve  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--nodes", type=int, default=8)
-    parser.add_argument("--guests", type=int, default=1000)
-    parser.add_argument("--latency", type=float, default=0.02)
+    parser = lab_parser(__doc__)
     parser.add_argument(
         "--baseline-guests",
         type=int,

@@ -19,7 +19,6 @@ within 2x of the latency bound.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from lab import inventory, serve  # noqa: E402
+from lab import inventory, lab_parser, serve  # noqa: E402
 
 # One read pass in a child, on the source tree its PYTHONPATH names: prints
 # {"seconds", "cpu", "requests"}. Requests are counted where every one is sent.
@@ -112,12 +111,7 @@ def one_pass(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--nodes", type=int, default=8)
-    parser.add_argument("--guests", type=int, default=1000)
-    parser.add_argument("--latency", type=float, default=0.02)
+    parser = lab_parser(__doc__)
     parser.add_argument("--against", type=Path, help="another checkout's src/ to run as well")
     args = parser.parse_args()
 
