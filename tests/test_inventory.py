@@ -142,6 +142,12 @@ BROKEN: list[tuple[str, str, str, str]] = [
     ("wrong type", replace_once("cores = 8", 'cores = "8"'), 'cores = "8"', 'got the string "8"'),
     ("bool as int", replace_once("onboot = false", "onboot = 0"), "onboot = 0", "valid boolean"),
     (
+        "a string where a table goes",
+        replace_once('name = "nixos-vm"\n', 'name = "nixos-vm"\nstartup = "order=1"\n'),
+        'startup = "order=1"',
+        "startup: should be a table ({ key = value } or its own [section]), got the string",
+    ),
+    (
         "unknown guest kind",
         replace_once('kind = "lxc"', 'kind = "container"'),
         'kind = "container"',

@@ -102,6 +102,10 @@ def _message(error: Mapping[str, Any]) -> str:
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind in ("model_type", "dict_type"):
+        # pydantic names its Python class ("instance of Startup"); the file has tables.
+        got = _describe(error.get("input"))
+        return f"should be a table ({{ key = value }} or its own [section]), got {got}"
     message = str(error["msg"])
     if message.startswith("Value error, "):
         return message[len("Value error, ") :]
