@@ -12,6 +12,7 @@ from typing import Any
 import tomlkit
 
 from nixmox.adapters.proxmox import props
+from nixmox.inventory.model import Startup
 from nixmox.provision.diff import ActualGuest
 
 _DISK_SLOTS = ("scsi", "virtio", "sata", "ide")
@@ -53,9 +54,9 @@ def guest_entry(actual: ActualGuest, name: str) -> dict[str, Any]:
     if "onboot" in cfg:
         entry["onboot"] = _bool(cfg["onboot"])
     startup = props.parse("startup", cfg.get("startup", ""))
-    boot = {k: _int(startup[k]) for k in ("order", "up", "down") if k in startup}
-    if any(v is not None for v in boot.values()):
-        entry["startup"] = {k: v for k, v in boot.items() if v is not None}
+    boot = {k: n for k in Startup.model_fields if (n := _int(startup.get(k, ""))) is not None}
+    if boot:
+        entry["startup"] = boot
     for key in ("cores", "memory") + (("swap",) if lxc else ("sockets", "balloon")):
         if key in cfg and _int(cfg[key]) is not None:
             entry[key] = _int(cfg[key])

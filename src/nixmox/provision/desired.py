@@ -94,11 +94,9 @@ def desired_guest(guest: Guest) -> DesiredGuest:
         scalars["tags"] = ";".join(sorted(guest.tags))
     put("onboot", guest.onboot)
     if guest.startup is not None:
-        declared = {"order": guest.startup.order, "up": guest.startup.up}
-        declared["down"] = guest.startup.down
-        startup = {k: str(v) for k, v in declared.items() if v is not None}
+        startup = guest.startup.model_dump(exclude_none=True)
         if startup:
-            options["startup"] = startup
+            options["startup"] = {k: str(v) for k, v in startup.items()}
     put("cores", guest.cores)
     put("memory", guest.memory)
     if lxc:
